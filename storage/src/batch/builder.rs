@@ -1,0 +1,200 @@
+//! Producer side: lays records out in the batch format, ready to append or send.
+
+use bytes::Bytes;
+
+use super::header::{self, HEADER_LEN, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE};
+use super::varint::{put_uvarint, put_varint, uvarint_len, varint_len};
+use super::{Header, Record};
+
+/// Builds one record batch. Records are encoded as they are pushed, so `build` only fills in the
+/// header and the two checksums.
+///
+/// ```
+/// use eddy_storage::batch::{BatchBuilder, BatchView, Record};
+///
+/// let mut builder = BatchBuilder::new();
+/// builder.push(Record { timestamp: 1_700_000_000_000, key: Some(b"k"), value: Some(b"v"), headers: &[] });
+/// builder.push(Record { timestamp: 1_700_000_000_001, key: None, value: None, headers: &[] });
+/// let bytes = builder.build();
+/// let batch = BatchView::parse(&bytes).unwrap();
+/// let records: Vec<_> = batch.records().collect::<Result<_, _>>().unwrap();
+/// assert_eq!(records[0].key, Some(&b"k"[..]));
+/// assert_eq!(records[1].value, None);
+/// assert_eq!(records[1].offset, 1);
+/// ```
+#[derive(Debug, Clone)]
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    record_count: u32,
+    first_timestamp: i64,
+    max_timestamp: i64,
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+}
+
+impl Default for BatchBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl BatchBuilder {
+    /// An empty builder for a non-idempotent producer.
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty builder whose buffer holds `bytes` of records before growing.
+    pub fn with_capacity(bytes: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEADER_LEN + bytes);
+        buf.resize(HEADER_LEN, 0);
+        Self {
+            buf,
+            record_count: 0,
+            first_timestamp: 0,
+            max_timestamp: i64::MIN,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            base_sequence: NO_SEQUENCE,
+        }
+    }
+
+    /// Marks the batch as coming from idempotent producer `id` at `epoch`, its first record
+    /// carrying `base_sequence`.
+    pub fn producer(mut self, id: i64, epoch: i16, base_sequence: i32) -> Self {
+        self.producer_id = id;
+        self.producer_epoch = epoch;
+        self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Appends a record; its offset delta is its position in the batch.
+    pub fn push(&mut self, record: Record<'_>) {
+        if self.record_count == 0 {
+            self.first_timestamp = record.timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(record.timestamp);
+        let timestamp_delta = record.timestamp.wrapping_sub(self.first_timestamp);
+        let offset_delta = u64::from(self.record_count);
+        put_record(&mut self.buf, &record, timestamp_delta, offset_delta);
+        self.record_count += 1;
+    }
+
+    /// Records pushed so far.
+    pub fn record_count(&self) -> u32 {
+        self.record_count
+    }
+
+    /// Size of the batch `build` would return.
+    pub fn len_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    /// Finishes the batch, with base offset 0 (the log assigns the real one).
+    pub fn build(self) -> Bytes {
+        Bytes::from(self.finish())
+    }
+
+    /// Like [`build`](Self::build), returning the plain buffer.
+    pub fn finish(mut self) -> Vec<u8> {
+        let last_offset_delta = self.record_count.saturating_sub(1);
+        let max_timestamp = if self.record_count == 0 { self.first_timestamp } else { self.max_timestamp };
+        write_header(
+            &mut self.buf,
+            &HeaderFields {
+                last_offset_delta,
+                first_timestamp: self.first_timestamp,
+                max_timestamp,
+                producer_id: self.producer_id,
+                producer_epoch: self.producer_epoch,
+                base_sequence: self.base_sequence,
+                record_count: self.record_count,
+            },
+        );
+        self.buf
+    }
+}
+
+/// The header fields a writer chooses (lengths and checksums are derived).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HeaderFields {
+    pub last_offset_delta: u32,
+    pub first_timestamp: i64,
+    pub max_timestamp: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub record_count: u32,
+}
+
+/// Fills the header of `buf` (records already at `HEADER_LEN..`) and seals its checksums.
+pub(crate) fn write_header(buf: &mut [u8], f: &HeaderFields) {
+    let batch_len = buf.len() as u32;
+    let head = &mut buf[..HEADER_LEN];
+    head[header::BASE_OFFSET..header::BASE_OFFSET + 8].copy_from_slice(&0u64.to_le_bytes());
+    head[header::BATCH_LEN..header::BATCH_LEN + 4].copy_from_slice(&batch_len.to_le_bytes());
+    head[header::VERSION] = header::FORMAT_VERSION;
+    head[header::ATTRIBUTES..header::ATTRIBUTES + 2].copy_from_slice(&0u16.to_le_bytes());
+    head[header::LAST_OFFSET_DELTA..header::LAST_OFFSET_DELTA + 4].copy_from_slice(&f.last_offset_delta.to_le_bytes());
+    head[header::FIRST_TIMESTAMP..header::FIRST_TIMESTAMP + 8].copy_from_slice(&f.first_timestamp.to_le_bytes());
+    head[header::MAX_TIMESTAMP..header::MAX_TIMESTAMP + 8].copy_from_slice(&f.max_timestamp.to_le_bytes());
+    head[header::PRODUCER_ID..header::PRODUCER_ID + 8].copy_from_slice(&f.producer_id.to_le_bytes());
+    head[header::PRODUCER_EPOCH..header::PRODUCER_EPOCH + 2].copy_from_slice(&f.producer_epoch.to_le_bytes());
+    head[header::BASE_SEQUENCE..header::BASE_SEQUENCE + 4].copy_from_slice(&f.base_sequence.to_le_bytes());
+    head[header::RECORD_COUNT..header::RECORD_COUNT + 4].copy_from_slice(&f.record_count.to_le_bytes());
+    header::seal_checksums(buf);
+}
+
+/// Appends one encoded record. Compaction calls it directly to keep the original deltas.
+pub(crate) fn put_record(buf: &mut Vec<u8>, record: &Record<'_>, timestamp_delta: i64, offset_delta: u64) {
+    let body_len = record_body_len(record, timestamp_delta, offset_delta);
+    buf.reserve(uvarint_len(body_len as u64) + body_len);
+    put_uvarint(buf, body_len as u64);
+    buf.push(0);
+    put_varint(buf, timestamp_delta);
+    put_uvarint(buf, offset_delta);
+    put_bytes(buf, record.key);
+    put_bytes(buf, record.value);
+    put_uvarint(buf, record.headers.len() as u64);
+    for h in record.headers {
+        put_uvarint(buf, h.key.len() as u64);
+        buf.extend_from_slice(h.key);
+        put_bytes(buf, h.value);
+    }
+}
+
+fn record_body_len(record: &Record<'_>, timestamp_delta: i64, offset_delta: u64) -> usize {
+    1 + varint_len(timestamp_delta)
+        + uvarint_len(offset_delta)
+        + bytes_len(record.key)
+        + bytes_len(record.value)
+        + uvarint_len(record.headers.len() as u64)
+        + record.headers.iter().map(header_len).sum::<usize>()
+}
+
+fn header_len(h: &Header<'_>) -> usize {
+    uvarint_len(h.key.len() as u64) + h.key.len() + bytes_len(h.value)
+}
+
+fn bytes_len(b: Option<&[u8]>) -> usize {
+    match b {
+        None => varint_len(-1),
+        Some(b) => varint_len(b.len() as i64) + b.len(),
+    }
+}
+
+fn put_bytes(buf: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => put_varint(buf, -1),
+        Some(b) => {
+            put_varint(buf, b.len() as i64);
+            buf.extend_from_slice(b);
+        }
+    }
+}

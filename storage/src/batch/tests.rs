@@ -1,0 +1,158 @@
+use super::*;
+use proptest::prelude::*;
+
+/// An owned record for comparisons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Owned {
+    timestamp: i64,
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+fn build(records: &[Owned]) -> Vec<u8> {
+    let mut b = BatchBuilder::new().producer(7, 1, 42);
+    for r in records {
+        let headers: Vec<Header<'_>> =
+            r.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
+        b.push(Record { timestamp: r.timestamp, key: r.key.as_deref(), value: r.value.as_deref(), headers: &headers });
+    }
+    b.finish()
+}
+
+fn decode(bytes: &[u8]) -> Vec<Owned> {
+    let view = BatchView::parse(bytes).unwrap();
+    view.records()
+        .map(|r| {
+            let r = r.unwrap();
+            Owned {
+                timestamp: r.timestamp,
+                key: r.key.map(<[u8]>::to_vec),
+                value: r.value.map(<[u8]>::to_vec),
+                headers: r.headers().map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec))).collect(),
+            }
+        })
+        .collect()
+}
+
+fn owned() -> impl Strategy<Value = Owned> {
+    let bytes = || proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64));
+    (
+        any::<i64>(),
+        bytes(),
+        bytes(),
+        proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..8), bytes()), 0..4),
+    )
+        .prop_map(|(timestamp, key, value, headers)| Owned { timestamp, key, value, headers })
+}
+
+proptest! {
+    #[test]
+    fn records_round_trip(records in proptest::collection::vec(owned(), 1..20)) {
+        let bytes = build(&records);
+        let v = validate_for_append(&bytes).unwrap();
+        prop_assert_eq!(v.header.record_count as usize, records.len());
+        prop_assert_eq!(v.header.max_timestamp, records.iter().map(|r| r.timestamp).max().unwrap());
+        prop_assert_eq!(v.has_null_key, records.iter().any(|r| r.key.is_none()));
+        prop_assert_eq!(decode(&bytes), records);
+    }
+
+    /// Any single flipped bit is caught by one of the two checksums (or the length check),
+    /// and decoding garbage never panics.
+    #[test]
+    fn any_bit_flip_is_detected(records in proptest::collection::vec(owned(), 1..5), pick in any::<usize>(), bit in 0u8..8) {
+        let mut bytes = build(&records);
+        let at = header::HEADER_CRC + pick % (bytes.len() - header::HEADER_CRC);
+        bytes[at] ^= 1 << bit;
+        prop_assert!(validate_for_append(&bytes).is_err());
+        prop_assert!(BatchView::parse(&bytes).is_err());
+    }
+
+    #[test]
+    fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        let _ = validate_for_append(&bytes);
+        for b in Batches::new(&bytes) {
+            if let Ok(view) = b {
+                for r in view.records() { let _ = r; }
+            }
+        }
+    }
+
+    /// Records with valid checksums but broken insides (re-sealed after corruption) are refused
+    /// by validation and fail to decode cleanly.
+    #[test]
+    fn resealed_garbage_is_refused_or_decodes(records in proptest::collection::vec(owned(), 1..5), pick in any::<usize>(), byte in any::<u8>()) {
+        let mut bytes = build(&records);
+        let at = HEADER_LEN + pick % (bytes.len() - HEADER_LEN);
+        bytes[at] = byte;
+        header::seal_checksums(&mut bytes);
+        if let Ok(v) = validate_for_append(&bytes) {
+            let view = BatchView::parse(&bytes).unwrap();
+            let n = view.records().map(|r| r.unwrap()).count();
+            prop_assert_eq!(n as u32, v.header.record_count);
+        }
+    }
+}
+
+#[test]
+fn base_offset_is_outside_the_checksums() {
+    let bytes = build(&[Owned { timestamp: 5, key: None, value: Some(b"x".to_vec()), headers: vec![] }]);
+    let mut moved = bytes.clone();
+    moved[..8].copy_from_slice(&1234u64.to_le_bytes());
+    let view = BatchView::parse(&moved).unwrap();
+    assert_eq!(view.base_offset(), 1234);
+    assert_eq!(view.records().next().unwrap().unwrap().offset, 1234);
+}
+
+#[test]
+fn validation_names_what_is_wrong() {
+    let good = build(&[Owned { timestamp: 5, key: Some(b"k".to_vec()), value: None, headers: vec![] }]);
+    assert_eq!(validate_for_append(&good[..30]), Err(BatchError::Truncated { needed: 61, available: 30 }));
+
+    let mut longer = good.clone();
+    longer.push(0);
+    assert!(matches!(validate_for_append(&longer), Err(BatchError::LengthMismatch { .. })));
+
+    let mut version = good.clone();
+    version[header::VERSION] = 9;
+    header::seal_checksums(&mut version);
+    assert_eq!(validate_for_append(&version), Err(BatchError::UnsupportedVersion { found: 9, supported: 1 }));
+
+    let mut compressed = good.clone();
+    compressed[header::ATTRIBUTES] = 1;
+    header::seal_checksums(&mut compressed);
+    assert_eq!(validate_for_append(&compressed), Err(BatchError::UnsupportedCompression { codec: 1 }));
+
+    let mut bad_max = good.clone();
+    bad_max[header::MAX_TIMESTAMP..header::MAX_TIMESTAMP + 8].copy_from_slice(&99i64.to_le_bytes());
+    header::seal_checksums(&mut bad_max);
+    assert_eq!(validate_for_append(&bad_max), Err(BatchError::MaxTimestamp { header: 99, computed: 5 }));
+
+    assert_eq!(validate_for_append(&BatchBuilder::new().finish()), Err(BatchError::Empty));
+}
+
+#[test]
+fn huge_declared_lengths_are_refused_without_allocating() {
+    // A record claiming a 2^62-byte value must fail on bounds, not try to allocate.
+    let mut b = BatchBuilder::new();
+    b.push(Record { timestamp: 0, key: None, value: Some(b"abc"), headers: &[] });
+    let mut bytes = b.finish();
+    // Record layout: len, attrs, ts delta, offset delta, key len (-1), value len (3) ...
+    let value_len_at = HEADER_LEN + 5;
+    assert_eq!(bytes[value_len_at], 6); // zigzag(3)
+    let mut patched = bytes[..value_len_at].to_vec();
+    patched.extend_from_slice(&[0xfe, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+    patched.extend_from_slice(&bytes[value_len_at + 1..]);
+    bytes = patched;
+    let len = bytes.len() as u32;
+    bytes[header::BATCH_LEN..header::BATCH_LEN + 4].copy_from_slice(&len.to_le_bytes());
+    header::seal_checksums(&mut bytes);
+    assert!(matches!(validate_for_append(&bytes), Err(BatchError::Record { index: 0, .. })));
+}
+
+#[test]
+fn sequences_wrap_like_kafka() {
+    assert_eq!(header::add_sequence(i32::MAX, 1), 0);
+    assert_eq!(header::add_sequence(i32::MAX - 1, 3), 1);
+    assert_eq!(header::add_sequence(5, 0), 5);
+}

@@ -1,0 +1,57 @@
+//! File names in a log directory, and the durable-write helpers every metadata file uses.
+//!
+//! ```text
+//! 00000000000000000000.log        record batches
+//! 00000000000000000000.index      sparse offset index (sealed segments)
+//! 00000000000000000000.timeindex  time index (sealed segments)
+//! 00000000000000000000.producers  idempotent-producer state as of this segment's start
+//! .lock                           held while a Log has the directory open
+//! *.tmp, *.cleaned                half-written files; deleted on open
+//! ```
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+pub const LOG_EXT: &str = "log";
+pub const INDEX_EXT: &str = "index";
+pub const TIME_INDEX_EXT: &str = "timeindex";
+pub const PRODUCERS_EXT: &str = "producers";
+pub const TMP_EXT: &str = "tmp";
+pub const CLEANED_EXT: &str = "cleaned";
+pub const LOCK_FILE: &str = ".lock";
+
+/// `dir/{base:020}.{ext}`: zero-padded so names sort by offset.
+pub fn segment_file(dir: &Path, base_offset: u64, ext: &str) -> PathBuf {
+    dir.join(format!("{base_offset:020}.{ext}"))
+}
+
+/// The base offset in a segment file name, if it is one.
+pub fn parse_segment_name(name: &str) -> Option<(u64, &str)> {
+    let (stem, ext) = name.split_once('.')?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((stem.parse().ok()?, ext))
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old file or the new one: write a
+/// temporary, fsync it, rename it over. The caller fsyncs the directory (once for several files).
+pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = path.with_extension(format!(
+        "{}.{TMP_EXT}",
+        path.extension().and_then(|e| e.to_str()).unwrap_or_default()
+    ));
+    let mut file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+    file.write_all(bytes).map_err(Error::io("write", &tmp))?;
+    file.sync_all().map_err(Error::io("fsync", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(Error::io("rename", &tmp))
+}
+
+/// fsyncs a directory so that creates, renames and deletes in it survive a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync directory", dir))
+}

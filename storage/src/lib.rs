@@ -1,0 +1,43 @@
+//! eddy-storage: one partition's log on disk.
+//!
+//! A [`Log`] is a directory of segments, each a `.log` file of record batches with a sparse
+//! offset index and a time index beside it. It assigns offsets on append, serves reads as whole
+//! batches without copying them (sealed segments are memory-mapped), finds offsets by timestamp,
+//! enforces retention and compaction, remembers idempotent producers, and recovers from a crash
+//! by checking only the active segment.
+//!
+//! Modules:
+//! - [`batch`]: the record batch format (builder, zero-copy decoder, validation).
+//! - `segment`, `index`, `mmap`: one segment's files.
+//! - `log`, `writer`, `reader`, `recovery`, `commit`: the partition log.
+//! - `retention`, `compaction`, `producer`: policies over sealed segments and producer state.
+//!
+//! It is not a database: records are never updated in place, and the only deletes are retention
+//! (whole segments) and compaction (superseded keys). It knows nothing of networking or async;
+//! the broker drives it from its own threads.
+
+pub mod batch;
+
+pub use batch::{BatchBuilder, BatchView, Batches, Header, Record, RecordView};
+
+mod commit;
+mod compaction;
+mod config;
+mod error;
+mod files;
+mod index;
+mod lock;
+mod log;
+mod mmap;
+mod producer;
+mod recovery;
+mod retention;
+mod segment;
+mod stats;
+
+pub use compaction::CompactionReport;
+pub use config::{Cleanup, Flush, LogConfig};
+pub use error::{Error, Result};
+pub use log::{AppendInfo, Log, TimestampOffset};
+pub use retention::RetentionReport;
+pub use stats::StatsSnapshot;

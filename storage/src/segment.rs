@@ -1,0 +1,309 @@
+//! One segment: a `.log` file of batches and its indexes, in one of two states.
+//!
+//! - [`ActiveSegment`]: the one being appended. Readers see bytes up to `visible_len`, which the
+//!   writer publishes after each complete batch, and read them with `pread` (the file is still
+//!   growing, so it is not mapped).
+//! - [`SealedSegment`]: immutable. Its log is memory-mapped on first read and served as `Bytes`
+//!   slices; its indexes are loaded (or rebuilt) on first use, so opening a log costs nothing per
+//!   sealed segment. Every batch it serves has had its checksum verified once; `verified_upto`
+//!   remembers the checked prefix so re-reads skip the work.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{OnceLock, RwLock};
+
+use bytes::Bytes;
+
+use crate::batch::{BatchError, BatchHeader, BatchView, HEADER_LEN};
+use crate::error::{Error, Result};
+use crate::index::{IndexBuilder, IndexView, SealedIndex};
+use crate::mmap;
+use crate::stats::Stats;
+
+/// The segment being appended.
+#[derive(Debug)]
+pub struct ActiveSegment {
+    pub base_offset: u64,
+    pub path: PathBuf,
+    pub file: File,
+    /// Bytes readers may see: always the end of a complete batch.
+    pub visible_len: AtomicU64,
+    pub index: RwLock<IndexBuilder>,
+}
+
+/// A segment that is no longer written.
+#[derive(Debug)]
+pub struct SealedSegment {
+    pub base_offset: u64,
+    pub path: PathBuf,
+    pub len: u64,
+    index_interval_bytes: u32,
+    file: File,
+    map: OnceLock<Bytes>,
+    index: OnceLock<SealedIndex>,
+    verified_upto: AtomicU64,
+}
+
+/// Whole batches read from one segment; `None` when it holds nothing at or after the offset.
+pub type ReadOutcome = Option<Bytes>;
+
+impl ActiveSegment {
+    pub fn new(base_offset: u64, path: PathBuf, file: File, len: u64, index: IndexBuilder) -> Self {
+        Self { base_offset, path, file, visible_len: AtomicU64::new(len), index: RwLock::new(index) }
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
+        self.file.read_exact_at(buf, position).map_err(Error::io("read", &self.path))
+    }
+
+    fn header_at(&self, position: u64, visible: u64) -> Result<BatchHeader> {
+        if position + HEADER_LEN as u64 > visible {
+            return Err(corrupt(&self.path, position, BatchError::Truncated {
+                needed: HEADER_LEN as u64,
+                available: visible - position,
+            }));
+        }
+        let mut head = [0u8; HEADER_LEN];
+        self.read_exact_at(&mut head, position)?;
+        BatchHeader::parse(&head).map_err(|e| corrupt(&self.path, position, e))
+    }
+
+    fn index_view<R>(&self, f: impl FnOnce(IndexView<'_>) -> R) -> R {
+        let guard = self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(guard.view())
+    }
+
+    /// Whole batches from the one holding `from`, about `max_bytes` of them (at least one).
+    /// `None` when the segment holds nothing at or after `from`.
+    pub fn read(&self, from: u64, max_bytes: usize) -> Result<ReadOutcome> {
+        let visible = self.visible_len.load(Ordering::Acquire);
+        let mut position = self.index_view(|v| v.position_for(from));
+        let first = loop {
+            if position >= visible {
+                return Ok(None);
+            }
+            let header = self.header_at(position, visible)?;
+            if header.last_offset() >= from {
+                break header;
+            }
+            position += u64::from(header.batch_len);
+        };
+        let want = (max_bytes as u64).max(u64::from(first.batch_len)).min(visible - position);
+        let mut buf = vec![0u8; want as usize];
+        self.read_exact_at(&mut buf, position)?;
+        let end = whole_batches_len(&buf);
+        buf.truncate(end);
+        Ok(Some(Bytes::from(buf)))
+    }
+
+    /// The first record at or after `timestamp` in this segment, as (offset, timestamp).
+    pub fn find_time(&self, timestamp: i64) -> Result<Option<(u64, i64)>> {
+        let visible = self.visible_len.load(Ordering::Acquire);
+        let mut position = self.index_view(|v| v.position_for_time(timestamp));
+        while position < visible {
+            let header = self.header_at(position, visible)?;
+            if header.max_timestamp >= timestamp {
+                let mut buf = vec![0u8; header.batch_len as usize];
+                self.read_exact_at(&mut buf, position)?;
+                return first_record_at_or_after(&self.path, position, &buf, timestamp);
+            }
+            position += u64::from(header.batch_len);
+        }
+        Ok(None)
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner()).max_timestamp
+    }
+}
+
+impl SealedSegment {
+    pub fn open(base_offset: u64, path: PathBuf, len: u64, index_interval_bytes: u32) -> Result<Self> {
+        let file = File::open(&path).map_err(Error::io("open", &path))?;
+        Ok(Self::from_file(base_offset, path, file, len, index_interval_bytes, None))
+    }
+
+    /// A segment sealed by this process, whose index may already be in memory.
+    pub fn from_file(
+        base_offset: u64,
+        path: PathBuf,
+        file: File,
+        len: u64,
+        index_interval_bytes: u32,
+        index: Option<SealedIndex>,
+    ) -> Self {
+        let cell = OnceLock::new();
+        if let Some(index) = index {
+            let _ = cell.set(index);
+        }
+        Self {
+            base_offset,
+            path,
+            len,
+            index_interval_bytes,
+            file,
+            map: OnceLock::new(),
+            index: cell,
+            verified_upto: AtomicU64::new(0),
+        }
+    }
+
+    fn bytes(&self) -> Result<&Bytes> {
+        if let Some(map) = self.map.get() {
+            return Ok(map);
+        }
+        let map = mmap::map(&self.file, self.len, true).map_err(Error::io("mmap", &self.path))?;
+        Ok(self.map.get_or_init(|| map))
+    }
+
+    /// The segment's index, loaded from its files or rebuilt from the log if they are unusable.
+    pub fn index(&self, stats: &Stats) -> Result<&SealedIndex> {
+        if let Some(index) = self.index.get() {
+            return Ok(index);
+        }
+        stats.index_loads.fetch_add(1, Ordering::Relaxed);
+        let index = match SealedIndex::load(&self.path, self.base_offset, self.len) {
+            Some(index) => index,
+            None => self.rebuild_index(stats)?,
+        };
+        Ok(self.index.get_or_init(|| index))
+    }
+
+    fn rebuild_index(&self, stats: &Stats) -> Result<SealedIndex> {
+        stats.index_rebuilds.fetch_add(1, Ordering::Relaxed);
+        let data = self.bytes()?;
+        let mut builder = IndexBuilder::new(self.base_offset);
+        let mut position = 0u64;
+        // Stop at the first bad header: reads that reach it report it.
+        while position < self.len {
+            let Ok(header) = BatchHeader::parse(&data[position as usize..]) else { break };
+            if position + u64::from(header.batch_len) > self.len {
+                break;
+            }
+            builder.on_batch(&header, position, self.index_interval_bytes);
+            position += u64::from(header.batch_len);
+        }
+        tracing::warn!(segment = %self.path.display(), "rebuilt missing or invalid index");
+        if let Err(e) = builder.write_files(&self.path, self.len) {
+            // The rebuilt index still serves this process; the next open rebuilds again.
+            tracing::warn!(segment = %self.path.display(), error = %e, "could not save rebuilt index");
+        }
+        Ok(builder.into_sealed())
+    }
+
+    fn header_at(&self, data: &[u8], position: u64) -> Result<BatchHeader> {
+        let header = BatchHeader::parse(&data[position as usize..]).map_err(|e| corrupt(&self.path, position, e))?;
+        let end = position + u64::from(header.batch_len);
+        if end > self.len {
+            return Err(corrupt(&self.path, position, BatchError::Truncated {
+                needed: u64::from(header.batch_len),
+                available: self.len - position,
+            }));
+        }
+        Ok(header)
+    }
+
+    /// Like [`ActiveSegment::read`], as a slice of the mapped file. Batches are checked against
+    /// their checksum the first time they are served; a read stops before a bad batch, and fails
+    /// with [`Error::Corrupt`] if that batch is the first one asked for.
+    pub fn read(&self, from: u64, max_bytes: usize, stats: &Stats) -> Result<ReadOutcome> {
+        let data = self.bytes()?;
+        let mut position = self.index(stats)?.view().position_for(from);
+        loop {
+            if position >= self.len {
+                return Ok(None);
+            }
+            let header = self.header_at(data, position)?;
+            if header.last_offset() >= from {
+                break;
+            }
+            position += u64::from(header.batch_len);
+        }
+        let start = position;
+        let verified = self.verified_upto.load(Ordering::Acquire);
+        while position < self.len {
+            let header = match self.header_at(data, position) {
+                Ok(h) => h,
+                Err(e) if position == start => return Err(e),
+                Err(_) => break,
+            };
+            let end = position + u64::from(header.batch_len);
+            if position > start && end - start > max_bytes as u64 {
+                break;
+            }
+            if end > verified
+                && let Err(fault) = header.verify_body(&data[position as usize..end as usize])
+            {
+                if position == start {
+                    return Err(corrupt(&self.path, position, fault));
+                }
+                break;
+            }
+            position = end;
+        }
+        if start <= verified {
+            self.verified_upto.fetch_max(position, Ordering::AcqRel);
+        }
+        Ok(Some(data.slice(start as usize..position as usize)))
+    }
+
+    pub fn find_time(&self, timestamp: i64, stats: &Stats) -> Result<Option<(u64, i64)>> {
+        let data = self.bytes()?;
+        let mut position = self.index(stats)?.view().position_for_time(timestamp);
+        while position < self.len {
+            let header = self.header_at(data, position)?;
+            let end = position + u64::from(header.batch_len);
+            if header.max_timestamp >= timestamp {
+                return first_record_at_or_after(&self.path, position, &data[position as usize..end as usize], timestamp);
+            }
+            position = end;
+        }
+        Ok(None)
+    }
+
+    /// Every batch in order, each checked; stops at the first bad one with its position.
+    pub fn batches(&self) -> Result<Vec<(u64, Bytes)>> {
+        let data = self.bytes()?;
+        let mut out = Vec::new();
+        let mut position = 0u64;
+        while position < self.len {
+            let header = self.header_at(data, position)?;
+            let end = position + u64::from(header.batch_len);
+            header.verify_body(&data[position as usize..end as usize]).map_err(|e| corrupt(&self.path, position, e))?;
+            out.push((position, data.slice(position as usize..end as usize)));
+            position = end;
+        }
+        Ok(out)
+    }
+}
+
+/// Length of the longest prefix of `buf` made of whole batches (headers only are checked; the
+/// first batch always counts, the caller sized `buf` to hold it).
+fn whole_batches_len(buf: &[u8]) -> usize {
+    let mut end = 0usize;
+    while let Ok(header) = BatchHeader::parse(&buf[end..]) {
+        let next = end + header.batch_len as usize;
+        if next > buf.len() {
+            break;
+        }
+        end = next;
+    }
+    end
+}
+
+fn first_record_at_or_after(path: &Path, position: u64, batch: &[u8], timestamp: i64) -> Result<Option<(u64, i64)>> {
+    let view = BatchView::parse(batch).map_err(|e| corrupt(path, position, e))?;
+    for record in view.records() {
+        let record = record.map_err(|e| corrupt(path, position, e))?;
+        if record.timestamp >= timestamp {
+            return Ok(Some((record.offset, record.timestamp)));
+        }
+    }
+    Ok(None)
+}
+
+pub fn corrupt(path: &Path, position: u64, fault: BatchError) -> Error {
+    Error::Corrupt { path: path.to_path_buf(), position, fault }
+}
