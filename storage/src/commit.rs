@@ -36,7 +36,14 @@ pub enum WaitError<E> {
 
 impl GroupCommit {
     pub fn new(durable: u64) -> Self {
-        Self { state: Mutex::new(State { durable, leader: false, failed: false }), cond: Condvar::new() }
+        Self {
+            state: Mutex::new(State {
+                durable,
+                leader: false,
+                failed: false,
+            }),
+            cond: Condvar::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -49,7 +56,11 @@ impl GroupCommit {
 
     /// Blocks until every offset below `target` is durable. `sync` forces the log to disk and
     /// returns the offset it covered (read *before* forcing).
-    pub fn wait<E>(&self, target: u64, sync: impl Fn() -> Result<u64, E>) -> Result<(), WaitError<E>> {
+    pub fn wait<E>(
+        &self,
+        target: u64,
+        sync: impl Fn() -> Result<u64, E>,
+    ) -> Result<(), WaitError<E>> {
         let mut state = self.lock();
         loop {
             if state.failed {
@@ -89,7 +100,11 @@ impl GroupCommit {
             if left.is_zero() {
                 return false;
             }
-            state = self.cond.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
+            state = self
+                .cond
+                .wait_timeout(state, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
         !state.failed
     }

@@ -49,7 +49,9 @@ impl Log {
         let plan = Plan::build(&sealed)?;
         let tombstone_cutoff = now_ms.saturating_sub(inner.config.delete_retention_ms);
         for segment in &sealed {
-            let Some(rewrite) = plan.rewrite(segment, tombstone_cutoff)? else { continue };
+            let Some(rewrite) = plan.rewrite(segment, tombstone_cutoff)? else {
+                continue;
+            };
             report.segments_rewritten += 1;
             report.records_removed += rewrite.removed;
             report.bytes_before += segment.len;
@@ -76,7 +78,8 @@ impl Log {
             position += u64::from(batch.header().batch_len);
         }
         let mut file = File::create(&tmp_path).map_err(Error::io("create", &tmp_path))?;
-        file.write_all(&bytes).map_err(Error::io("write", &tmp_path))?;
+        file.write_all(&bytes)
+            .map_err(Error::io("write", &tmp_path))?;
         file.sync_all().map_err(Error::io("fsync", &tmp_path))?;
         // Index files first: until the rename they describe a length the old log does not
         // have, so a crash in between makes the next open rebuild them.
@@ -98,7 +101,10 @@ impl Log {
         if let Some(slot) = sealed.iter_mut().find(|s| s.base_offset == old.base_offset) {
             *slot = Arc::new(new);
         }
-        inner.set_segments(Segments { sealed, active: segments.active.clone() });
+        inner.set_segments(Segments {
+            sealed,
+            active: segments.active.clone(),
+        });
         Ok(())
     }
 }
@@ -120,7 +126,8 @@ impl Plan {
         let mut last_batch_of_producer = HashMap::new();
         for segment in sealed {
             for (position, bytes) in segment.batches()? {
-                let view = BatchView::parse(&bytes).map_err(|e| corrupt(&segment.path, position, e))?;
+                let view =
+                    BatchView::parse(&bytes).map_err(|e| corrupt(&segment.path, position, e))?;
                 if view.header().is_idempotent() {
                     last_batch_of_producer.insert(view.header().producer_id, view.base_offset());
                 }
@@ -134,7 +141,10 @@ impl Plan {
                 }
             }
         }
-        Ok(Self { latest, last_batch_of_producer })
+        Ok(Self {
+            latest,
+            last_batch_of_producer,
+        })
     }
 
     /// The segment's new bytes, or `None` if every record in it survives.
@@ -157,12 +167,23 @@ impl Plan {
                     continue;
                 }
                 let headers: Vec<Header<'_>> = r.headers().collect();
-                let record = Record { timestamp: r.timestamp, key: r.key, value: r.value, headers: &headers };
-                put_record(&mut out, &record, r.timestamp_delta, u64::from(r.offset_delta));
+                let record = Record {
+                    timestamp: r.timestamp,
+                    key: r.key,
+                    value: r.value,
+                    headers: &headers,
+                };
+                put_record(
+                    &mut out,
+                    &record,
+                    r.timestamp_delta,
+                    u64::from(r.offset_delta),
+                );
                 kept += 1;
                 max_timestamp = max_timestamp.max(r.timestamp);
             }
-            let keep_empty = h.is_idempotent() && self.last_batch_of_producer.get(&h.producer_id) == Some(&h.base_offset);
+            let keep_empty = h.is_idempotent()
+                && self.last_batch_of_producer.get(&h.producer_id) == Some(&h.base_offset);
             if kept == 0 && !keep_empty {
                 out.truncate(start);
                 continue;
@@ -170,7 +191,11 @@ impl Plan {
             let fields = HeaderFields {
                 last_offset_delta: h.last_offset_delta,
                 first_timestamp: h.first_timestamp,
-                max_timestamp: if kept == 0 { h.first_timestamp } else { max_timestamp },
+                max_timestamp: if kept == 0 {
+                    h.first_timestamp
+                } else {
+                    max_timestamp
+                },
                 producer_id: h.producer_id,
                 producer_epoch: h.producer_epoch,
                 base_sequence: h.base_sequence,
@@ -179,6 +204,9 @@ impl Plan {
             write_header(&mut out[start..], &fields);
             out[start..start + 8].copy_from_slice(&h.base_offset.to_le_bytes());
         }
-        Ok((removed > 0).then_some(Rewrite { bytes: out, removed }))
+        Ok((removed > 0).then_some(Rewrite {
+            bytes: out,
+            removed,
+        }))
     }
 }

@@ -79,7 +79,9 @@ impl LogConfig {
         if self.index_interval_bytes == 0 {
             return bad("index_interval_bytes", "must be positive");
         }
-        if self.max_batch_bytes < crate::batch::HEADER_LEN as u32 || self.max_batch_bytes > MAX_BATCH_BYTES_MAX {
+        if self.max_batch_bytes < crate::batch::HEADER_LEN as u32
+            || self.max_batch_bytes > MAX_BATCH_BYTES_MAX
+        {
             return bad("max_batch_bytes", "must be between 61 bytes and 1 GiB");
         }
         if let Flush::Interval(d) = self.flush

@@ -36,7 +36,11 @@ pub enum Error {
     /// A stored batch failed its checks. Reads stop before it; nothing past it is served
     /// silently.
     #[error("corrupt batch in {path} at byte {position}: {fault}")]
-    Corrupt { path: PathBuf, position: u64, fault: BatchError },
+    Corrupt {
+        path: PathBuf,
+        position: u64,
+        fault: BatchError,
+    },
     /// A batch handed to `append` is malformed.
     #[error("invalid batch: {0}")]
     InvalidBatch(#[from] BatchError),
@@ -45,13 +49,26 @@ pub enum Error {
     BatchTooLarge { size: u64, max: u64 },
     /// A read below the log start or past its end.
     #[error("offset {requested} is out of range: the log holds [{start}, {end})")]
-    OffsetOutOfRange { requested: u64, start: u64, end: u64 },
+    OffsetOutOfRange {
+        requested: u64,
+        start: u64,
+        end: u64,
+    },
     /// An idempotent producer's batch does not follow its previous one.
     #[error("producer {producer_id} epoch {epoch}: expected sequence {expected}, got {got}")]
-    OutOfOrderSequence { producer_id: i64, epoch: i16, expected: i32, got: i32 },
+    OutOfOrderSequence {
+        producer_id: i64,
+        epoch: i16,
+        expected: i32,
+        got: i32,
+    },
     /// An idempotent producer wrote with an epoch older than one already seen.
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
-    ProducerFenced { producer_id: i64, epoch: i16, current: i16 },
+    ProducerFenced {
+        producer_id: i64,
+        epoch: i16,
+        current: i16,
+    },
     /// A compacted log refuses records without a key.
     #[error("record {index} has a null key, which a compacted log cannot keep")]
     MissingKey { index: u32 },
@@ -61,14 +78,24 @@ pub enum Error {
     Poisoned { path: PathBuf, op: &'static str },
     /// A configuration value is out of its range.
     #[error("invalid log config {field}: {reason}")]
-    InvalidConfig { field: &'static str, reason: &'static str },
+    InvalidConfig {
+        field: &'static str,
+        reason: &'static str,
+    },
     /// A metadata file (index, producer snapshot) has an unknown version.
     #[error("{path} has format version {found}; this build reads version {supported}")]
-    UnsupportedFileVersion { path: PathBuf, found: u8, supported: u8 },
+    UnsupportedFileVersion {
+        path: PathBuf,
+        found: u8,
+        supported: u8,
+    },
 }
 
 impl Error {
-    pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
         move |source| {
             if is_no_space(&source) {
@@ -82,5 +109,8 @@ impl Error {
 
 /// ENOSPC, EDQUOT and EFBIG (a file size limit) all mean "no room for these bytes".
 pub(crate) fn is_no_space(e: &io::Error) -> bool {
-    matches!(e.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge)
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
 }

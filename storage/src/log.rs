@@ -187,12 +187,19 @@ impl Log {
         let segments = inner.segments();
         let (start, end) = (self.start_offset(), self.next_offset());
         if from < start || from > end {
-            return Err(Error::OffsetOutOfRange { requested: from, start, end });
+            return Err(Error::OffsetOutOfRange {
+                requested: from,
+                start,
+                end,
+            });
         }
         if from == end {
             return Ok(Bytes::new());
         }
-        let first = segments.sealed.partition_point(|s| s.base_offset <= from).saturating_sub(1);
+        let first = segments
+            .sealed
+            .partition_point(|s| s.base_offset <= from)
+            .saturating_sub(1);
         for segment in &segments.sealed[first..] {
             // A segment can end below its successor's base when compaction removed its tail.
             if segment.index(&inner.stats)?.next_offset <= from {
@@ -242,8 +249,15 @@ impl Inner {
         sealed: Vec<Arc<SealedSegment>>,
         stats: Stats,
     ) -> Self {
-        let next = writer.active.index.read().unwrap_or_else(|p| p.into_inner()).next_offset;
-        let start = sealed.first().map_or(writer.active.base_offset, |s| s.base_offset);
+        let next = writer
+            .active
+            .index
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .next_offset;
+        let start = sealed
+            .first()
+            .map_or(writer.active.base_offset, |s| s.base_offset);
         let active = writer.active.clone();
         Self {
             dir,
@@ -262,7 +276,10 @@ impl Inner {
     }
 
     pub fn segments(&self) -> Arc<Segments> {
-        self.segments.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.segments
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_segments(&self, segments: Segments) {
@@ -276,7 +293,10 @@ impl Inner {
 
     fn check_poisoned(&self) -> Result<()> {
         match self.poisoned.get() {
-            Some(op) => Err(Error::Poisoned { path: self.dir.clone(), op }),
+            Some(op) => Err(Error::Poisoned {
+                path: self.dir.clone(),
+                op,
+            }),
             None => Ok(()),
         }
     }
@@ -290,7 +310,10 @@ impl Inner {
     fn append(&self, batch: &[u8]) -> Result<AppendInfo> {
         let size = batch.len() as u64;
         if size > u64::from(self.config.max_batch_bytes) {
-            return Err(Error::BatchTooLarge { size, max: u64::from(self.config.max_batch_bytes) });
+            return Err(Error::BatchTooLarge {
+                size,
+                max: u64::from(self.config.max_batch_bytes),
+            });
         }
         // Checked before taking the writer lock, so concurrent producers validate in parallel.
         let validated = validate_for_append(batch)?;
@@ -298,9 +321,17 @@ impl Inner {
             return Err(missing_key(batch));
         }
         let mut w = self.lock_writer()?;
-        if let Admit::Duplicate { base_offset, last_offset } = w.producers.admit(&validated.header)? {
+        if let Admit::Duplicate {
+            base_offset,
+            last_offset,
+        } = w.producers.admit(&validated.header)?
+        {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-            return Ok(AppendInfo { base_offset, last_offset, duplicate: true });
+            return Ok(AppendInfo {
+                base_offset,
+                last_offset,
+                duplicate: true,
+            });
         }
         if self.should_roll(&w, &validated) {
             self.roll(&mut w)?;
@@ -308,7 +339,11 @@ impl Inner {
         let mut header = validated.header;
         header.base_offset = self.next_offset.load(Ordering::Relaxed);
         self.write_batch(&mut w, &header, batch)?;
-        Ok(AppendInfo { base_offset: header.base_offset, last_offset: header.last_offset(), duplicate: false })
+        Ok(AppendInfo {
+            base_offset: header.base_offset,
+            last_offset: header.last_offset(),
+            duplicate: false,
+        })
     }
 
     fn should_roll(&self, w: &Writer, v: &Validated) -> bool {
@@ -318,7 +353,9 @@ impl Inner {
         let h = &v.header;
         let next = self.next_offset.load(Ordering::Relaxed);
         w.position + u64::from(h.batch_len) > self.config.segment_bytes
-            || w.first_timestamp.is_some_and(|first| h.max_timestamp.saturating_sub(first) >= self.config.segment_ms)
+            || w.first_timestamp.is_some_and(|first| {
+                h.max_timestamp.saturating_sub(first) >= self.config.segment_ms
+            })
             || next + u64::from(h.last_offset_delta) - w.active.base_offset > u64::from(u32::MAX)
     }
 
@@ -327,23 +364,29 @@ impl Inner {
     fn write_batch(&self, w: &mut Writer, header: &BatchHeader, batch: &[u8]) -> Result<()> {
         let base = header.base_offset.to_le_bytes();
         let active = w.active.clone();
-        if let Err(e) = write_all_vectored(&active.file, &mut [IoSlice::new(&base), IoSlice::new(&batch[8..])]) {
-            let cut = (&active.file).seek(SeekFrom::Start(w.position)).and_then(|_| active.file.set_len(w.position));
+        if let Err(e) = write_all_vectored(
+            &active.file,
+            &mut [IoSlice::new(&base), IoSlice::new(&batch[8..])],
+        ) {
+            let cut = (&active.file)
+                .seek(SeekFrom::Start(w.position))
+                .and_then(|_| active.file.set_len(w.position));
             if cut.is_err() {
                 self.poison("write");
             }
             return Err(Error::io("append to", &active.path)(e));
         }
-        active.index.write().unwrap_or_else(|p| p.into_inner()).on_batch(
-            header,
-            w.position,
-            self.config.index_interval_bytes,
-        );
+        active
+            .index
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .on_batch(header, w.position, self.config.index_interval_bytes);
         w.position += u64::from(header.batch_len);
         w.first_timestamp.get_or_insert(header.max_timestamp);
         w.producers.record(header);
         active.visible_len.store(w.position, Ordering::Release);
-        self.next_offset.store(header.next_offset(), Ordering::Release);
+        self.next_offset
+            .store(header.next_offset(), Ordering::Release);
         self.stats.appends.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -360,12 +403,18 @@ impl Inner {
         let index = old.index.read().unwrap_or_else(|p| p.into_inner()).clone();
         index.write_files(&old.path, w.position)?;
         let base = index.next_offset;
-        files::replace_file(&files::segment_file(&self.dir, base, PRODUCERS_EXT), &w.producers.encode())?;
+        files::replace_file(
+            &files::segment_file(&self.dir, base, PRODUCERS_EXT),
+            &w.producers.encode(),
+        )?;
         let path = files::segment_file(&self.dir, base, LOG_EXT);
         let file = create_segment_file(&path)?;
         files::sync_dir(&self.dir)?;
 
-        let sealed_file = old.file.try_clone().map_err(Error::io("reopen", &old.path))?;
+        let sealed_file = old
+            .file
+            .try_clone()
+            .map_err(Error::io("reopen", &old.path))?;
         let sealed = SealedSegment::from_file(
             old.base_offset,
             old.path.clone(),
@@ -374,10 +423,19 @@ impl Inner {
             self.config.index_interval_bytes,
             Some(index.into_sealed()),
         );
-        let active = Arc::new(ActiveSegment::new(base, path, file, 0, IndexBuilder::new(base)));
+        let active = Arc::new(ActiveSegment::new(
+            base,
+            path,
+            file,
+            0,
+            IndexBuilder::new(base),
+        ));
         let mut list = self.segments().sealed.clone();
         list.push(Arc::new(sealed));
-        self.set_segments(Segments { sealed: list, active: active.clone() });
+        self.set_segments(Segments {
+            sealed: list,
+            active: active.clone(),
+        });
         w.active = active;
         w.position = 0;
         w.first_timestamp = None;
@@ -390,8 +448,15 @@ impl Inner {
     /// Producer snapshots older than the previous segment's are never read again.
     fn remove_old_snapshots(&self, newest: u64) {
         let segments = self.segments();
-        let keep_from = segments.sealed.iter().rev().nth(1).map_or(0, |s| s.base_offset);
-        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let keep_from = segments
+            .sealed
+            .iter()
+            .rev()
+            .nth(1)
+            .map_or(0, |s| s.base_offset);
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
         for entry in entries.flatten() {
             let name = entry.file_name();
             if let Some((base, PRODUCERS_EXT)) = name.to_str().and_then(files::parse_segment_name)
@@ -407,7 +472,10 @@ impl Inner {
         let outcome = self.commit.wait(offset, || {
             let covered = self.next_offset.load(Ordering::Acquire);
             let active = self.segments().active.clone();
-            active.file.sync_data().map_err(|e| (e, active.path.clone()))?;
+            active
+                .file
+                .sync_data()
+                .map_err(|e| (e, active.path.clone()))?;
             self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
             Ok(covered)
         });
@@ -417,7 +485,10 @@ impl Inner {
                 self.poison("fsync");
                 Err(Error::io("fsync", path)(e))
             }
-            Err(WaitError::Failed) => Err(Error::Poisoned { path: self.dir.clone(), op: "fsync" }),
+            Err(WaitError::Failed) => Err(Error::Poisoned {
+                path: self.dir.clone(),
+                op: "fsync",
+            }),
         }
     }
 }
@@ -449,12 +520,20 @@ fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::i
 fn missing_key(batch: &[u8]) -> Error {
     let index = crate::batch::BatchView::parse(batch)
         .ok()
-        .and_then(|v| v.records().position(|r| r.is_ok_and(|r: RecordView<'_>| r.key.is_none())))
+        .and_then(|v| {
+            v.records()
+                .position(|r| r.is_ok_and(|r: RecordView<'_>| r.key.is_none()))
+        })
         .unwrap_or(0);
-    Error::MissingKey { index: index as u32 }
+    Error::MissingKey {
+        index: index as u32,
+    }
 }
 
-fn spawn_flusher(inner: std::sync::Weak<Inner>, every: std::time::Duration) -> (mpsc::Sender<()>, JoinHandle<()>) {
+fn spawn_flusher(
+    inner: std::sync::Weak<Inner>,
+    every: std::time::Duration,
+) -> (mpsc::Sender<()>, JoinHandle<()>) {
     let (stop, wake) = mpsc::channel::<()>();
     let handle = std::thread::Builder::new()
         .name("eddy-log-flusher".into())

@@ -51,19 +51,31 @@ pub type ReadOutcome = Option<Bytes>;
 
 impl ActiveSegment {
     pub fn new(base_offset: u64, path: PathBuf, file: File, len: u64, index: IndexBuilder) -> Self {
-        Self { base_offset, path, file, visible_len: AtomicU64::new(len), index: RwLock::new(index) }
+        Self {
+            base_offset,
+            path,
+            file,
+            visible_len: AtomicU64::new(len),
+            index: RwLock::new(index),
+        }
     }
 
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
-        self.file.read_exact_at(buf, position).map_err(Error::io("read", &self.path))
+        self.file
+            .read_exact_at(buf, position)
+            .map_err(Error::io("read", &self.path))
     }
 
     fn header_at(&self, position: u64, visible: u64) -> Result<BatchHeader> {
         if position + HEADER_LEN as u64 > visible {
-            return Err(corrupt(&self.path, position, BatchError::Truncated {
-                needed: HEADER_LEN as u64,
-                available: visible - position,
-            }));
+            return Err(corrupt(
+                &self.path,
+                position,
+                BatchError::Truncated {
+                    needed: HEADER_LEN as u64,
+                    available: visible - position,
+                },
+            ));
         }
         let mut head = [0u8; HEADER_LEN];
         self.read_exact_at(&mut head, position)?;
@@ -71,7 +83,10 @@ impl ActiveSegment {
     }
 
     fn index_view<R>(&self, f: impl FnOnce(IndexView<'_>) -> R) -> R {
-        let guard = self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = self
+            .index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         f(guard.view())
     }
 
@@ -90,7 +105,9 @@ impl ActiveSegment {
             }
             position += u64::from(header.batch_len);
         };
-        let want = (max_bytes as u64).max(u64::from(first.batch_len)).min(visible - position);
+        let want = (max_bytes as u64)
+            .max(u64::from(first.batch_len))
+            .min(visible - position);
         let mut buf = vec![0u8; want as usize];
         self.read_exact_at(&mut buf, position)?;
         let end = whole_batches_len(&buf);
@@ -115,14 +132,29 @@ impl ActiveSegment {
     }
 
     pub fn max_timestamp(&self) -> i64 {
-        self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner()).max_timestamp
+        self.index
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .max_timestamp
     }
 }
 
 impl SealedSegment {
-    pub fn open(base_offset: u64, path: PathBuf, len: u64, index_interval_bytes: u32) -> Result<Self> {
+    pub fn open(
+        base_offset: u64,
+        path: PathBuf,
+        len: u64,
+        index_interval_bytes: u32,
+    ) -> Result<Self> {
         let file = File::open(&path).map_err(Error::io("open", &path))?;
-        Ok(Self::from_file(base_offset, path, file, len, index_interval_bytes, None))
+        Ok(Self::from_file(
+            base_offset,
+            path,
+            file,
+            len,
+            index_interval_bytes,
+            None,
+        ))
     }
 
     /// A segment sealed by this process, whose index may already be in memory.
@@ -178,7 +210,9 @@ impl SealedSegment {
         let mut position = 0u64;
         // Stop at the first bad header: reads that reach it report it.
         while position < self.len {
-            let Ok(header) = BatchHeader::parse(&data[position as usize..]) else { break };
+            let Ok(header) = BatchHeader::parse(&data[position as usize..]) else {
+                break;
+            };
             if position + u64::from(header.batch_len) > self.len {
                 break;
             }
@@ -194,13 +228,18 @@ impl SealedSegment {
     }
 
     fn header_at(&self, data: &[u8], position: u64) -> Result<BatchHeader> {
-        let header = BatchHeader::parse(&data[position as usize..]).map_err(|e| corrupt(&self.path, position, e))?;
+        let header = BatchHeader::parse(&data[position as usize..])
+            .map_err(|e| corrupt(&self.path, position, e))?;
         let end = position + u64::from(header.batch_len);
         if end > self.len {
-            return Err(corrupt(&self.path, position, BatchError::Truncated {
-                needed: u64::from(header.batch_len),
-                available: self.len - position,
-            }));
+            return Err(corrupt(
+                &self.path,
+                position,
+                BatchError::Truncated {
+                    needed: u64::from(header.batch_len),
+                    available: self.len - position,
+                },
+            ));
         }
         Ok(header)
     }
@@ -256,7 +295,12 @@ impl SealedSegment {
             let header = self.header_at(data, position)?;
             let end = position + u64::from(header.batch_len);
             if header.max_timestamp >= timestamp {
-                return first_record_at_or_after(&self.path, position, &data[position as usize..end as usize], timestamp);
+                return first_record_at_or_after(
+                    &self.path,
+                    position,
+                    &data[position as usize..end as usize],
+                    timestamp,
+                );
             }
             position = end;
         }
@@ -271,7 +315,9 @@ impl SealedSegment {
         while position < self.len {
             let header = self.header_at(data, position)?;
             let end = position + u64::from(header.batch_len);
-            header.verify_body(&data[position as usize..end as usize]).map_err(|e| corrupt(&self.path, position, e))?;
+            header
+                .verify_body(&data[position as usize..end as usize])
+                .map_err(|e| corrupt(&self.path, position, e))?;
             out.push((position, data.slice(position as usize..end as usize)));
             position = end;
         }
@@ -293,7 +339,12 @@ fn whole_batches_len(buf: &[u8]) -> usize {
     end
 }
 
-fn first_record_at_or_after(path: &Path, position: u64, batch: &[u8], timestamp: i64) -> Result<Option<(u64, i64)>> {
+fn first_record_at_or_after(
+    path: &Path,
+    position: u64,
+    batch: &[u8],
+    timestamp: i64,
+) -> Result<Option<(u64, i64)>> {
     let view = BatchView::parse(batch).map_err(|e| corrupt(path, position, e))?;
     for record in view.records() {
         let record = record.map_err(|e| corrupt(path, position, e))?;
@@ -305,5 +356,9 @@ fn first_record_at_or_after(path: &Path, position: u64, batch: &[u8], timestamp:
 }
 
 pub fn corrupt(path: &Path, position: u64, fault: BatchError) -> Error {
-    Error::Corrupt { path: path.to_path_buf(), position, fault }
+    Error::Corrupt {
+        path: path.to_path_buf(),
+        position,
+        fault,
+    }
 }

@@ -104,7 +104,11 @@ impl BatchBuilder {
     /// Like [`build`](Self::build), returning the plain buffer.
     pub fn finish(mut self) -> Vec<u8> {
         let last_offset_delta = self.record_count.saturating_sub(1);
-        let max_timestamp = if self.record_count == 0 { self.first_timestamp } else { self.max_timestamp };
+        let max_timestamp = if self.record_count == 0 {
+            self.first_timestamp
+        } else {
+            self.max_timestamp
+        };
         write_header(
             &mut self.buf,
             &HeaderFields {
@@ -141,18 +145,30 @@ pub(crate) fn write_header(buf: &mut [u8], f: &HeaderFields) {
     head[header::BATCH_LEN..header::BATCH_LEN + 4].copy_from_slice(&batch_len.to_le_bytes());
     head[header::VERSION] = header::FORMAT_VERSION;
     head[header::ATTRIBUTES..header::ATTRIBUTES + 2].copy_from_slice(&0u16.to_le_bytes());
-    head[header::LAST_OFFSET_DELTA..header::LAST_OFFSET_DELTA + 4].copy_from_slice(&f.last_offset_delta.to_le_bytes());
-    head[header::FIRST_TIMESTAMP..header::FIRST_TIMESTAMP + 8].copy_from_slice(&f.first_timestamp.to_le_bytes());
-    head[header::MAX_TIMESTAMP..header::MAX_TIMESTAMP + 8].copy_from_slice(&f.max_timestamp.to_le_bytes());
-    head[header::PRODUCER_ID..header::PRODUCER_ID + 8].copy_from_slice(&f.producer_id.to_le_bytes());
-    head[header::PRODUCER_EPOCH..header::PRODUCER_EPOCH + 2].copy_from_slice(&f.producer_epoch.to_le_bytes());
-    head[header::BASE_SEQUENCE..header::BASE_SEQUENCE + 4].copy_from_slice(&f.base_sequence.to_le_bytes());
-    head[header::RECORD_COUNT..header::RECORD_COUNT + 4].copy_from_slice(&f.record_count.to_le_bytes());
+    head[header::LAST_OFFSET_DELTA..header::LAST_OFFSET_DELTA + 4]
+        .copy_from_slice(&f.last_offset_delta.to_le_bytes());
+    head[header::FIRST_TIMESTAMP..header::FIRST_TIMESTAMP + 8]
+        .copy_from_slice(&f.first_timestamp.to_le_bytes());
+    head[header::MAX_TIMESTAMP..header::MAX_TIMESTAMP + 8]
+        .copy_from_slice(&f.max_timestamp.to_le_bytes());
+    head[header::PRODUCER_ID..header::PRODUCER_ID + 8]
+        .copy_from_slice(&f.producer_id.to_le_bytes());
+    head[header::PRODUCER_EPOCH..header::PRODUCER_EPOCH + 2]
+        .copy_from_slice(&f.producer_epoch.to_le_bytes());
+    head[header::BASE_SEQUENCE..header::BASE_SEQUENCE + 4]
+        .copy_from_slice(&f.base_sequence.to_le_bytes());
+    head[header::RECORD_COUNT..header::RECORD_COUNT + 4]
+        .copy_from_slice(&f.record_count.to_le_bytes());
     header::seal_checksums(buf);
 }
 
 /// Appends one encoded record. Compaction calls it directly to keep the original deltas.
-pub(crate) fn put_record(buf: &mut Vec<u8>, record: &Record<'_>, timestamp_delta: i64, offset_delta: u64) {
+pub(crate) fn put_record(
+    buf: &mut Vec<u8>,
+    record: &Record<'_>,
+    timestamp_delta: i64,
+    offset_delta: u64,
+) {
     let body_len = record_body_len(record, timestamp_delta, offset_delta);
     buf.reserve(uvarint_len(body_len as u64) + body_len);
     put_uvarint(buf, body_len as u64);

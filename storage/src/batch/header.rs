@@ -72,7 +72,10 @@ impl BatchHeader {
     /// the attributes and that `batch_len` is at least a header. The body is not looked at.
     pub fn parse(bytes: &[u8]) -> Result<Self, BatchError> {
         let Some(head) = bytes.get(..HEADER_LEN) else {
-            return Err(BatchError::Truncated { needed: HEADER_LEN as u64, available: bytes.len() as u64 });
+            return Err(BatchError::Truncated {
+                needed: HEADER_LEN as u64,
+                available: bytes.len() as u64,
+            });
         };
         let stored = u32_at(head, HEADER_CRC);
         let computed = crc32fast::hash(&head[BATCH_LEN..HEADER_LEN]);
@@ -81,11 +84,16 @@ impl BatchHeader {
         }
         let version = head[VERSION];
         if version != FORMAT_VERSION {
-            return Err(BatchError::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
+            return Err(BatchError::UnsupportedVersion {
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         let attributes = u16::from_le_bytes([head[ATTRIBUTES], head[ATTRIBUTES + 1]]);
         if attributes & ATTR_COMPRESSION_MASK != 0 {
-            return Err(BatchError::UnsupportedCompression { codec: attributes & ATTR_COMPRESSION_MASK });
+            return Err(BatchError::UnsupportedCompression {
+                codec: attributes & ATTR_COMPRESSION_MASK,
+            });
         }
         if attributes & !ATTR_COMPRESSION_MASK != 0 {
             return Err(BatchError::UnknownAttributes { attributes });
@@ -133,11 +141,17 @@ impl BatchHeader {
     /// Checks the body checksum of `batch`, which must hold exactly this header's batch.
     pub fn verify_body(&self, batch: &[u8]) -> Result<(), BatchError> {
         let Some(body) = batch.get(VERSION..self.batch_len as usize) else {
-            return Err(BatchError::Truncated { needed: u64::from(self.batch_len), available: batch.len() as u64 });
+            return Err(BatchError::Truncated {
+                needed: u64::from(self.batch_len),
+                available: batch.len() as u64,
+            });
         };
         let computed = crc32fast::hash(body);
         if computed != self.crc {
-            return Err(BatchError::Checksum { stored: self.crc, computed });
+            return Err(BatchError::Checksum {
+                stored: self.crc,
+                computed,
+            });
         }
         Ok(())
     }

@@ -86,7 +86,10 @@ impl<'a> BatchView<'a> {
         let header = BatchHeader::parse(bytes)?;
         let len = header.batch_len as usize;
         let Some(bytes) = bytes.get(..len) else {
-            return Err(BatchError::Truncated { needed: len as u64, available: bytes.len() as u64 });
+            return Err(BatchError::Truncated {
+                needed: len as u64,
+                available: bytes.len() as u64,
+            });
         };
         header.verify_body(bytes)?;
         Ok(Self { header, bytes })
@@ -132,7 +135,10 @@ pub struct Batches<'a> {
 
 impl<'a> Batches<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Self { rest: bytes, failed: false }
+        Self {
+            rest: bytes,
+            failed: false,
+        }
     }
 }
 
@@ -170,7 +176,10 @@ pub struct Validated {
 pub fn validate_for_append(bytes: &[u8]) -> Result<Validated, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     if header.batch_len as usize != bytes.len() {
-        return Err(BatchError::LengthMismatch { batch_len: header.batch_len, buffer_len: bytes.len() as u64 });
+        return Err(BatchError::LengthMismatch {
+            batch_len: header.batch_len,
+            buffer_len: bytes.len() as u64,
+        });
     }
     header.verify_body(bytes)?;
     if header.record_count == 0 {
@@ -198,15 +207,27 @@ pub fn validate_for_append(bytes: &[u8]) -> Result<Validated, BatchError> {
         return Err(BatchError::TrailingBytes { count: trailing });
     }
     if found != header.record_count {
-        return Err(BatchError::CountMismatch { header: header.record_count, found });
+        return Err(BatchError::CountMismatch {
+            header: header.record_count,
+            found,
+        });
     }
     if header.last_offset_delta != found - 1 {
-        return Err(BatchError::LastOffsetDelta { header: header.last_offset_delta, computed: found - 1 });
+        return Err(BatchError::LastOffsetDelta {
+            header: header.last_offset_delta,
+            computed: found - 1,
+        });
     }
     if header.max_timestamp != max_timestamp {
-        return Err(BatchError::MaxTimestamp { header: header.max_timestamp, computed: max_timestamp });
+        return Err(BatchError::MaxTimestamp {
+            header: header.max_timestamp,
+            computed: max_timestamp,
+        });
     }
-    Ok(Validated { header, has_null_key })
+    Ok(Validated {
+        header,
+        has_null_key,
+    })
 }
 
 #[cfg(test)]

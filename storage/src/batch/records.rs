@@ -52,7 +52,10 @@ pub struct RecordView<'a> {
 impl<'a> RecordView<'a> {
     /// The record's headers, in order.
     pub fn headers(&self) -> HeaderIter<'a> {
-        HeaderIter { raw: self.headers_raw, remaining: self.header_count }
+        HeaderIter {
+            raw: self.headers_raw,
+            remaining: self.header_count,
+        }
     }
 
     /// Number of headers.
@@ -75,7 +78,10 @@ impl<'a> Iterator for HeaderIter<'a> {
         if self.remaining == 0 {
             return None;
         }
-        let mut cur = Cursor { bytes: self.raw, pos: 0 };
+        let mut cur = Cursor {
+            bytes: self.raw,
+            pos: 0,
+        };
         // The record decoder walked these bytes already; a failure here cannot happen, and if it
         // did, ending the iteration is safer than panicking.
         let key = cur.bytes_nonnull().ok()?;
@@ -143,7 +149,10 @@ impl<'a> RecordIter<'a> {
     }
 
     fn decode(&mut self) -> Result<RecordView<'a>, RecordFault> {
-        let mut cur = Cursor { bytes: self.data, pos: self.pos };
+        let mut cur = Cursor {
+            bytes: self.data,
+            pos: self.pos,
+        };
         let declared = cur.uvarint()?;
         let start = cur.pos;
         let available = (cur.bytes.len() - start) as u64;
@@ -152,7 +161,10 @@ impl<'a> RecordIter<'a> {
         }
         // Decode inside the record's own bytes so a field cannot borrow past its end.
         let end = start + declared as usize;
-        let mut rec = Cursor { bytes: &self.data[..end], pos: start };
+        let mut rec = Cursor {
+            bytes: &self.data[..end],
+            pos: start,
+        };
         let attributes = rec.u8()?;
         if attributes != 0 {
             return Err(RecordFault::UnknownAttributes(attributes));
@@ -161,15 +173,27 @@ impl<'a> RecordIter<'a> {
         let offset_delta = rec.uvarint()?;
         match self.rule {
             DeltaRule::Dense if offset_delta != u64::from(self.index) => {
-                return Err(RecordFault::OffsetDeltaOrder { previous: self.previous_delta, found: offset_delta });
+                return Err(RecordFault::OffsetDeltaOrder {
+                    previous: self.previous_delta,
+                    found: offset_delta,
+                });
             }
-            DeltaRule::Increasing if (offset_delta as i64) <= self.previous_delta || offset_delta > i64::MAX as u64 => {
-                return Err(RecordFault::OffsetDeltaOrder { previous: self.previous_delta, found: offset_delta });
+            DeltaRule::Increasing
+                if (offset_delta as i64) <= self.previous_delta
+                    || offset_delta > i64::MAX as u64 =>
+            {
+                return Err(RecordFault::OffsetDeltaOrder {
+                    previous: self.previous_delta,
+                    found: offset_delta,
+                });
             }
             _ => {}
         }
         if offset_delta > u64::from(self.last_offset_delta) {
-            return Err(RecordFault::OffsetDeltaPastEnd { found: offset_delta, last: self.last_offset_delta });
+            return Err(RecordFault::OffsetDeltaPastEnd {
+                found: offset_delta,
+                last: self.last_offset_delta,
+            });
         }
         let key = rec.bytes()?;
         let value = rec.bytes()?;
@@ -180,7 +204,10 @@ impl<'a> RecordIter<'a> {
             rec.bytes()?;
         }
         if rec.pos != end {
-            return Err(RecordFault::LengthMismatch { declared, used: (rec.pos - start) as u64 });
+            return Err(RecordFault::LengthMismatch {
+                declared,
+                used: (rec.pos - start) as u64,
+            });
         }
         self.pos = end;
         self.previous_delta = offset_delta as i64;
@@ -213,7 +240,10 @@ impl<'a> Iterator for RecordIter<'a> {
             }
             Err(fault) => {
                 self.failed = true;
-                Some(Err(BatchError::Record { index: self.index, fault }))
+                Some(Err(BatchError::Record {
+                    index: self.index,
+                    fault,
+                }))
             }
         }
     }

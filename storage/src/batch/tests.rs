@@ -13,9 +13,20 @@ struct Owned {
 fn build(records: &[Owned]) -> Vec<u8> {
     let mut b = BatchBuilder::new().producer(7, 1, 42);
     for r in records {
-        let headers: Vec<Header<'_>> =
-            r.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
-        b.push(Record { timestamp: r.timestamp, key: r.key.as_deref(), value: r.value.as_deref(), headers: &headers });
+        let headers: Vec<Header<'_>> = r
+            .headers
+            .iter()
+            .map(|(k, v)| Header {
+                key: k,
+                value: v.as_deref(),
+            })
+            .collect();
+        b.push(Record {
+            timestamp: r.timestamp,
+            key: r.key.as_deref(),
+            value: r.value.as_deref(),
+            headers: &headers,
+        });
     }
     b.finish()
 }
@@ -29,7 +40,10 @@ fn decode(bytes: &[u8]) -> Vec<Owned> {
                 timestamp: r.timestamp,
                 key: r.key.map(<[u8]>::to_vec),
                 value: r.value.map(<[u8]>::to_vec),
-                headers: r.headers().map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec))).collect(),
+                headers: r
+                    .headers()
+                    .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
+                    .collect(),
             }
         })
         .collect()
@@ -41,9 +55,17 @@ fn owned() -> impl Strategy<Value = Owned> {
         any::<i64>(),
         bytes(),
         bytes(),
-        proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..8), bytes()), 0..4),
+        proptest::collection::vec(
+            (proptest::collection::vec(any::<u8>(), 0..8), bytes()),
+            0..4,
+        ),
     )
-        .prop_map(|(timestamp, key, value, headers)| Owned { timestamp, key, value, headers })
+        .prop_map(|(timestamp, key, value, headers)| Owned {
+            timestamp,
+            key,
+            value,
+            headers,
+        })
 }
 
 proptest! {
@@ -96,7 +118,12 @@ proptest! {
 
 #[test]
 fn base_offset_is_outside_the_checksums() {
-    let bytes = build(&[Owned { timestamp: 5, key: None, value: Some(b"x".to_vec()), headers: vec![] }]);
+    let bytes = build(&[Owned {
+        timestamp: 5,
+        key: None,
+        value: Some(b"x".to_vec()),
+        headers: vec![],
+    }]);
     let mut moved = bytes.clone();
     moved[..8].copy_from_slice(&1234u64.to_le_bytes());
     let view = BatchView::parse(&moved).unwrap();
@@ -106,36 +133,73 @@ fn base_offset_is_outside_the_checksums() {
 
 #[test]
 fn validation_names_what_is_wrong() {
-    let good = build(&[Owned { timestamp: 5, key: Some(b"k".to_vec()), value: None, headers: vec![] }]);
-    assert_eq!(validate_for_append(&good[..30]), Err(BatchError::Truncated { needed: 61, available: 30 }));
+    let good = build(&[Owned {
+        timestamp: 5,
+        key: Some(b"k".to_vec()),
+        value: None,
+        headers: vec![],
+    }]);
+    assert_eq!(
+        validate_for_append(&good[..30]),
+        Err(BatchError::Truncated {
+            needed: 61,
+            available: 30
+        })
+    );
 
     let mut longer = good.clone();
     longer.push(0);
-    assert!(matches!(validate_for_append(&longer), Err(BatchError::LengthMismatch { .. })));
+    assert!(matches!(
+        validate_for_append(&longer),
+        Err(BatchError::LengthMismatch { .. })
+    ));
 
     let mut version = good.clone();
     version[header::VERSION] = 9;
     header::seal_checksums(&mut version);
-    assert_eq!(validate_for_append(&version), Err(BatchError::UnsupportedVersion { found: 9, supported: 1 }));
+    assert_eq!(
+        validate_for_append(&version),
+        Err(BatchError::UnsupportedVersion {
+            found: 9,
+            supported: 1
+        })
+    );
 
     let mut compressed = good.clone();
     compressed[header::ATTRIBUTES] = 1;
     header::seal_checksums(&mut compressed);
-    assert_eq!(validate_for_append(&compressed), Err(BatchError::UnsupportedCompression { codec: 1 }));
+    assert_eq!(
+        validate_for_append(&compressed),
+        Err(BatchError::UnsupportedCompression { codec: 1 })
+    );
 
     let mut bad_max = good.clone();
     bad_max[header::MAX_TIMESTAMP..header::MAX_TIMESTAMP + 8].copy_from_slice(&99i64.to_le_bytes());
     header::seal_checksums(&mut bad_max);
-    assert_eq!(validate_for_append(&bad_max), Err(BatchError::MaxTimestamp { header: 99, computed: 5 }));
+    assert_eq!(
+        validate_for_append(&bad_max),
+        Err(BatchError::MaxTimestamp {
+            header: 99,
+            computed: 5
+        })
+    );
 
-    assert_eq!(validate_for_append(&BatchBuilder::new().finish()), Err(BatchError::Empty));
+    assert_eq!(
+        validate_for_append(&BatchBuilder::new().finish()),
+        Err(BatchError::Empty)
+    );
 }
 
 #[test]
 fn huge_declared_lengths_are_refused_without_allocating() {
     // A record claiming a 2^62-byte value must fail on bounds, not try to allocate.
     let mut b = BatchBuilder::new();
-    b.push(Record { timestamp: 0, key: None, value: Some(b"abc"), headers: &[] });
+    b.push(Record {
+        timestamp: 0,
+        key: None,
+        value: Some(b"abc"),
+        headers: &[],
+    });
     let mut bytes = b.finish();
     // Record layout: len, attrs, ts delta, offset delta, key len (-1), value len (3) ...
     let value_len_at = HEADER_LEN + 5;
@@ -147,7 +211,10 @@ fn huge_declared_lengths_are_refused_without_allocating() {
     let len = bytes.len() as u32;
     bytes[header::BATCH_LEN..header::BATCH_LEN + 4].copy_from_slice(&len.to_le_bytes());
     header::seal_checksums(&mut bytes);
-    assert!(matches!(validate_for_append(&bytes), Err(BatchError::Record { index: 0, .. })));
+    assert!(matches!(
+        validate_for_append(&bytes),
+        Err(BatchError::Record { index: 0, .. })
+    ));
 }
 
 #[test]

@@ -129,6 +129,9 @@ mod tests {
         assert_eq!(get_uvarint(&[0x80, 0x80]), Err(VarintError::Truncated));
         assert_eq!(get_uvarint(&[]), Err(VarintError::Truncated));
         assert_eq!(get_uvarint(&[0xff; 11]), Err(VarintError::Overlong));
-        assert_eq!(get_uvarint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]), Err(VarintError::Overlong));
+        assert_eq!(
+            get_uvarint(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x02]),
+            Err(VarintError::Overlong)
+        );
     }
 }
