@@ -37,11 +37,7 @@ pub enum WaitError<E> {
 impl GroupCommit {
     pub fn new(durable: u64) -> Self {
         Self {
-            state: Mutex::new(State {
-                durable,
-                leader: false,
-                failed: false,
-            }),
+            state: Mutex::new(State { durable, leader: false, failed: false }),
             cond: Condvar::new(),
         }
     }
@@ -100,11 +96,7 @@ impl GroupCommit {
             if left.is_zero() {
                 return false;
             }
-            state = self
-                .cond
-                .wait_timeout(state, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            state = self.cond.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }
         !state.failed
     }

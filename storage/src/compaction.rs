@@ -78,8 +78,7 @@ impl Log {
             position += u64::from(batch.header().batch_len);
         }
         let mut file = File::create(&tmp_path).map_err(Error::io("create", &tmp_path))?;
-        file.write_all(&bytes)
-            .map_err(Error::io("write", &tmp_path))?;
+        file.write_all(&bytes).map_err(Error::io("write", &tmp_path))?;
         file.sync_all().map_err(Error::io("fsync", &tmp_path))?;
         // Index files first: until the rename they describe a length the old log does not
         // have, so a crash in between makes the next open rebuild them.
@@ -101,10 +100,7 @@ impl Log {
         if let Some(slot) = sealed.iter_mut().find(|s| s.base_offset == old.base_offset) {
             *slot = Arc::new(new);
         }
-        inner.set_segments(Segments {
-            sealed,
-            active: segments.active.clone(),
-        });
+        inner.set_segments(Segments { sealed, active: segments.active.clone() });
         Ok(())
     }
 }
@@ -141,10 +137,7 @@ impl Plan {
                 }
             }
         }
-        Ok(Self {
-            latest,
-            last_batch_of_producer,
-        })
+        Ok(Self { latest, last_batch_of_producer })
     }
 
     /// The segment's new bytes, or `None` if every record in it survives.
@@ -173,12 +166,7 @@ impl Plan {
                     value: r.value,
                     headers: &headers,
                 };
-                put_record(
-                    &mut out,
-                    &record,
-                    r.timestamp_delta,
-                    u64::from(r.offset_delta),
-                );
+                put_record(&mut out, &record, r.timestamp_delta, u64::from(r.offset_delta));
                 kept += 1;
                 max_timestamp = max_timestamp.max(r.timestamp);
             }
@@ -191,11 +179,7 @@ impl Plan {
             let fields = HeaderFields {
                 last_offset_delta: h.last_offset_delta,
                 first_timestamp: h.first_timestamp,
-                max_timestamp: if kept == 0 {
-                    h.first_timestamp
-                } else {
-                    max_timestamp
-                },
+                max_timestamp: if kept == 0 { h.first_timestamp } else { max_timestamp },
                 producer_id: h.producer_id,
                 producer_epoch: h.producer_epoch,
                 base_sequence: h.base_sequence,
@@ -204,9 +188,6 @@ impl Plan {
             write_header(&mut out[start..], &fields);
             out[start..start + 8].copy_from_slice(&h.base_offset.to_le_bytes());
         }
-        Ok((removed > 0).then_some(Rewrite {
-            bytes: out,
-            removed,
-        }))
+        Ok((removed > 0).then_some(Rewrite { bytes: out, removed }))
     }
 }

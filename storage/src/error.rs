@@ -36,11 +36,7 @@ pub enum Error {
     /// A stored batch failed its checks. Reads stop before it; nothing past it is served
     /// silently.
     #[error("corrupt batch in {path} at byte {position}: {fault}")]
-    Corrupt {
-        path: PathBuf,
-        position: u64,
-        fault: BatchError,
-    },
+    Corrupt { path: PathBuf, position: u64, fault: BatchError },
     /// A batch handed to `append` is malformed.
     #[error("invalid batch: {0}")]
     InvalidBatch(#[from] BatchError),
@@ -49,26 +45,13 @@ pub enum Error {
     BatchTooLarge { size: u64, max: u64 },
     /// A read below the log start or past its end.
     #[error("offset {requested} is out of range: the log holds [{start}, {end})")]
-    OffsetOutOfRange {
-        requested: u64,
-        start: u64,
-        end: u64,
-    },
+    OffsetOutOfRange { requested: u64, start: u64, end: u64 },
     /// An idempotent producer's batch does not follow its previous one.
     #[error("producer {producer_id} epoch {epoch}: expected sequence {expected}, got {got}")]
-    OutOfOrderSequence {
-        producer_id: i64,
-        epoch: i16,
-        expected: i32,
-        got: i32,
-    },
+    OutOfOrderSequence { producer_id: i64, epoch: i16, expected: i32, got: i32 },
     /// An idempotent producer wrote with an epoch older than one already seen.
     #[error("producer {producer_id} epoch {epoch} is fenced by epoch {current}")]
-    ProducerFenced {
-        producer_id: i64,
-        epoch: i16,
-        current: i16,
-    },
+    ProducerFenced { producer_id: i64, epoch: i16, current: i16 },
     /// A compacted log refuses records without a key.
     #[error("record {index} has a null key, which a compacted log cannot keep")]
     MissingKey { index: u32 },
@@ -78,17 +61,10 @@ pub enum Error {
     Poisoned { path: PathBuf, op: &'static str },
     /// A configuration value is out of its range.
     #[error("invalid log config {field}: {reason}")]
-    InvalidConfig {
-        field: &'static str,
-        reason: &'static str,
-    },
+    InvalidConfig { field: &'static str, reason: &'static str },
     /// A metadata file (index, producer snapshot) has an unknown version.
     #[error("{path} has format version {found}; this build reads version {supported}")]
-    UnsupportedFileVersion {
-        path: PathBuf,
-        found: u8,
-        supported: u8,
-    },
+    UnsupportedFileVersion { path: PathBuf, found: u8, supported: u8 },
 }
 
 impl Error {

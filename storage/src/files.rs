@@ -42,9 +42,7 @@ pub fn parse_segment_name(name: &str) -> Option<(u64, &str)> {
 pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!(
         "{}.{TMP_EXT}",
-        path.extension()
-            .and_then(|e| e.to_str())
-            .unwrap_or_default()
+        path.extension().and_then(|e| e.to_str()).unwrap_or_default()
     ));
     let mut file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
     file.write_all(bytes).map_err(Error::io("write", &tmp))?;
@@ -55,7 +53,5 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
 
 /// fsyncs a directory so that creates, renames and deletes in it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(Error::io("fsync directory", dir))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync directory", dir))
 }

@@ -71,11 +71,9 @@ impl IndexBuilder {
         if self.offsets.is_empty() || self.bytes_since_entry >= u64::from(interval_bytes) {
             let relative = (header.base_offset - self.base_offset) as u32;
             self.offsets.extend_from_slice(&relative.to_le_bytes());
-            self.offsets
-                .extend_from_slice(&(position as u32).to_le_bytes());
+            self.offsets.extend_from_slice(&(position as u32).to_le_bytes());
             if self.max_timestamp > self.last_time_entry {
-                self.times
-                    .extend_from_slice(&self.max_timestamp.to_le_bytes());
+                self.times.extend_from_slice(&self.max_timestamp.to_le_bytes());
                 self.times.extend_from_slice(&relative.to_le_bytes());
                 self.last_time_entry = self.max_timestamp;
             }
@@ -87,28 +85,14 @@ impl IndexBuilder {
     }
 
     pub fn view(&self) -> IndexView<'_> {
-        IndexView {
-            base_offset: self.base_offset,
-            offsets: &self.offsets,
-            times: &self.times,
-        }
+        IndexView { base_offset: self.base_offset, offsets: &self.offsets, times: &self.times }
     }
 
     /// Writes both index files for a segment whose log is `log_len` bytes (no directory fsync).
     pub fn write_files(&self, log_path: &Path, log_len: u64) -> Result<()> {
         for (magic, entries, entry_len, ext) in [
-            (
-                OFFSET_MAGIC,
-                &self.offsets,
-                OFFSET_ENTRY_LEN,
-                crate::files::INDEX_EXT,
-            ),
-            (
-                TIME_MAGIC,
-                &self.times,
-                TIME_ENTRY_LEN,
-                crate::files::TIME_INDEX_EXT,
-            ),
+            (OFFSET_MAGIC, &self.offsets, OFFSET_ENTRY_LEN, crate::files::INDEX_EXT),
+            (TIME_MAGIC, &self.times, TIME_ENTRY_LEN, crate::files::TIME_INDEX_EXT),
         ] {
             let mut buf = Vec::with_capacity(HEADER_LEN + entries.len());
             buf.extend_from_slice(&magic);
@@ -169,21 +153,11 @@ impl SealedIndex {
         if (next_t, max_t) != (next_offset, max_timestamp) {
             return None;
         }
-        Some(SealedIndex {
-            base_offset,
-            offsets,
-            times,
-            next_offset,
-            max_timestamp,
-        })
+        Some(SealedIndex { base_offset, offsets, times, next_offset, max_timestamp })
     }
 
     pub fn view(&self) -> IndexView<'_> {
-        IndexView {
-            base_offset: self.base_offset,
-            offsets: &self.offsets,
-            times: &self.times,
-        }
+        IndexView { base_offset: self.base_offset, offsets: &self.offsets, times: &self.times }
     }
 }
 
@@ -213,11 +187,7 @@ fn load_file(
     if crc.finalize() != u32_at(head, CRC_AT) {
         return None;
     }
-    Some((
-        bytes.slice(HEADER_LEN..),
-        u64_at(head, 16),
-        u64_at(head, 24) as i64,
-    ))
+    Some((bytes.slice(HEADER_LEN..), u64_at(head, 16), u64_at(head, 24) as i64))
 }
 
 /// Lookups over encoded entries, shared by active and sealed segments.
@@ -231,13 +201,9 @@ pub struct IndexView<'a> {
 impl IndexView<'_> {
     /// File position of the last indexed batch starting at or before `offset` (0 if none).
     pub fn position_for(&self, offset: u64) -> u64 {
-        let relative = offset
-            .saturating_sub(self.base_offset)
-            .min(u64::from(u32::MAX)) as u32;
+        let relative = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
         let n = self.offsets.len() / OFFSET_ENTRY_LEN;
-        let after = partition_point(n, |i| {
-            u32_at(self.offsets, i * OFFSET_ENTRY_LEN) <= relative
-        });
+        let after = partition_point(n, |i| u32_at(self.offsets, i * OFFSET_ENTRY_LEN) <= relative);
         match after {
             0 => 0,
             i => u64::from(u32_at(self.offsets, (i - 1) * OFFSET_ENTRY_LEN + 4)),
@@ -248,9 +214,8 @@ impl IndexView<'_> {
     /// every record before it is older.
     pub fn position_for_time(&self, timestamp: i64) -> u64 {
         let n = self.times.len() / TIME_ENTRY_LEN;
-        let after = partition_point(n, |i| {
-            (u64_at(self.times, i * TIME_ENTRY_LEN) as i64) < timestamp
-        });
+        let after =
+            partition_point(n, |i| (u64_at(self.times, i * TIME_ENTRY_LEN) as i64) < timestamp);
         match after {
             0 => 0,
             i => {

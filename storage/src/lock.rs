@@ -23,9 +23,7 @@ impl DirLock {
             .map_err(Error::io("open lock file", &path))?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file }),
-            Err(TryLockError::WouldBlock) => Err(Error::Locked {
-                path: dir.to_path_buf(),
-            }),
+            Err(TryLockError::WouldBlock) => Err(Error::Locked { path: dir.to_path_buf() }),
             Err(TryLockError::Error(e)) => Err(Error::io("lock", &path)(e)),
         }
     }

@@ -78,6 +78,12 @@ pub(crate) struct Segments {
     pub active: Arc<ActiveSegment>,
 }
 
+impl Segments {
+    pub fn start_offset(&self) -> u64 {
+        self.sealed.first().map_or(self.active.base_offset, |s| s.base_offset)
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Writer {
     pub active: Arc<ActiveSegment>,
@@ -166,6 +172,16 @@ impl Log {
         self.inner.sync_through(self.next_offset())
     }
 
+    /// Seals the active segment now (if it holds anything) and starts a new one, as a size or
+    /// age limit would.
+    pub fn roll(&self) -> Result<()> {
+        let mut writer = self.inner.lock_writer()?;
+        if writer.position > 0 {
+            self.inner.roll(&mut writer)?;
+        }
+        Ok(())
+    }
+
     /// Flushes and closes the log, releasing the directory lock.
     pub fn close(mut self) -> Result<()> {
         self.stop_flusher();
@@ -184,22 +200,20 @@ impl Log {
     /// view of the mapped file, not a copy.
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<Bytes> {
         let inner = &self.inner;
+        // The end first, then the segments: every offset below the end is in this snapshot
+        // (a roll publishes its new segment before anything is appended to it). The start comes
+        // from the snapshot itself, so retention running meanwhile cannot make this read skip
+        // from a deleted segment to a later one.
+        let end = self.next_offset();
         let segments = inner.segments();
-        let (start, end) = (self.start_offset(), self.next_offset());
+        let start = segments.start_offset();
         if from < start || from > end {
-            return Err(Error::OffsetOutOfRange {
-                requested: from,
-                start,
-                end,
-            });
+            return Err(Error::OffsetOutOfRange { requested: from, start, end });
         }
         if from == end {
             return Ok(Bytes::new());
         }
-        let first = segments
-            .sealed
-            .partition_point(|s| s.base_offset <= from)
-            .saturating_sub(1);
+        let first = segments.sealed.partition_point(|s| s.base_offset <= from).saturating_sub(1);
         for segment in &segments.sealed[first..] {
             // A segment can end below its successor's base when compaction removed its tail.
             if segment.index(&inner.stats)?.next_offset <= from {
@@ -249,22 +263,15 @@ impl Inner {
         sealed: Vec<Arc<SealedSegment>>,
         stats: Stats,
     ) -> Self {
-        let next = writer
-            .active
-            .index
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .next_offset;
-        let start = sealed
-            .first()
-            .map_or(writer.active.base_offset, |s| s.base_offset);
-        let active = writer.active.clone();
+        let next = writer.active.index.read().unwrap_or_else(|p| p.into_inner()).next_offset;
+        let segments = Segments { sealed, active: writer.active.clone() };
+        let start = segments.start_offset();
         Self {
             dir,
             config,
             _lock: lock,
             writer: Mutex::new(writer),
-            segments: RwLock::new(Arc::new(Segments { sealed, active })),
+            segments: RwLock::new(Arc::new(segments)),
             next_offset: AtomicU64::new(next),
             start_offset: AtomicU64::new(start),
             // Whatever survived recovery is on disk as far as this process can tell.
@@ -276,10 +283,7 @@ impl Inner {
     }
 
     pub fn segments(&self) -> Arc<Segments> {
-        self.segments
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.segments.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn set_segments(&self, segments: Segments) {
@@ -293,10 +297,7 @@ impl Inner {
 
     fn check_poisoned(&self) -> Result<()> {
         match self.poisoned.get() {
-            Some(op) => Err(Error::Poisoned {
-                path: self.dir.clone(),
-                op,
-            }),
+            Some(op) => Err(Error::Poisoned { path: self.dir.clone(), op }),
             None => Ok(()),
         }
     }
@@ -310,10 +311,7 @@ impl Inner {
     fn append(&self, batch: &[u8]) -> Result<AppendInfo> {
         let size = batch.len() as u64;
         if size > u64::from(self.config.max_batch_bytes) {
-            return Err(Error::BatchTooLarge {
-                size,
-                max: u64::from(self.config.max_batch_bytes),
-            });
+            return Err(Error::BatchTooLarge { size, max: u64::from(self.config.max_batch_bytes) });
         }
         // Checked before taking the writer lock, so concurrent producers validate in parallel.
         let validated = validate_for_append(batch)?;
@@ -321,17 +319,11 @@ impl Inner {
             return Err(missing_key(batch));
         }
         let mut w = self.lock_writer()?;
-        if let Admit::Duplicate {
-            base_offset,
-            last_offset,
-        } = w.producers.admit(&validated.header)?
+        if let Admit::Duplicate { base_offset, last_offset } =
+            w.producers.admit(&validated.header)?
         {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-            return Ok(AppendInfo {
-                base_offset,
-                last_offset,
-                duplicate: true,
-            });
+            return Ok(AppendInfo { base_offset, last_offset, duplicate: true });
         }
         if self.should_roll(&w, &validated) {
             self.roll(&mut w)?;
@@ -364,10 +356,9 @@ impl Inner {
     fn write_batch(&self, w: &mut Writer, header: &BatchHeader, batch: &[u8]) -> Result<()> {
         let base = header.base_offset.to_le_bytes();
         let active = w.active.clone();
-        if let Err(e) = write_all_vectored(
-            &active.file,
-            &mut [IoSlice::new(&base), IoSlice::new(&batch[8..])],
-        ) {
+        if let Err(e) =
+            write_all_vectored(&active.file, &mut [IoSlice::new(&base), IoSlice::new(&batch[8..])])
+        {
             let cut = (&active.file)
                 .seek(SeekFrom::Start(w.position))
                 .and_then(|_| active.file.set_len(w.position));
@@ -376,17 +367,16 @@ impl Inner {
             }
             return Err(Error::io("append to", &active.path)(e));
         }
-        active
-            .index
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .on_batch(header, w.position, self.config.index_interval_bytes);
+        active.index.write().unwrap_or_else(|p| p.into_inner()).on_batch(
+            header,
+            w.position,
+            self.config.index_interval_bytes,
+        );
         w.position += u64::from(header.batch_len);
         w.first_timestamp.get_or_insert(header.max_timestamp);
         w.producers.record(header);
         active.visible_len.store(w.position, Ordering::Release);
-        self.next_offset
-            .store(header.next_offset(), Ordering::Release);
+        self.next_offset.store(header.next_offset(), Ordering::Release);
         self.stats.appends.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
@@ -411,10 +401,7 @@ impl Inner {
         let file = create_segment_file(&path)?;
         files::sync_dir(&self.dir)?;
 
-        let sealed_file = old
-            .file
-            .try_clone()
-            .map_err(Error::io("reopen", &old.path))?;
+        let sealed_file = old.file.try_clone().map_err(Error::io("reopen", &old.path))?;
         let sealed = SealedSegment::from_file(
             old.base_offset,
             old.path.clone(),
@@ -423,19 +410,10 @@ impl Inner {
             self.config.index_interval_bytes,
             Some(index.into_sealed()),
         );
-        let active = Arc::new(ActiveSegment::new(
-            base,
-            path,
-            file,
-            0,
-            IndexBuilder::new(base),
-        ));
+        let active = Arc::new(ActiveSegment::new(base, path, file, 0, IndexBuilder::new(base)));
         let mut list = self.segments().sealed.clone();
         list.push(Arc::new(sealed));
-        self.set_segments(Segments {
-            sealed: list,
-            active: active.clone(),
-        });
+        self.set_segments(Segments { sealed: list, active: active.clone() });
         w.active = active;
         w.position = 0;
         w.first_timestamp = None;
@@ -448,12 +426,7 @@ impl Inner {
     /// Producer snapshots older than the previous segment's are never read again.
     fn remove_old_snapshots(&self, newest: u64) {
         let segments = self.segments();
-        let keep_from = segments
-            .sealed
-            .iter()
-            .rev()
-            .nth(1)
-            .map_or(0, |s| s.base_offset);
+        let keep_from = segments.sealed.iter().rev().nth(1).map_or(0, |s| s.base_offset);
         let Ok(entries) = std::fs::read_dir(&self.dir) else {
             return;
         };
@@ -472,10 +445,7 @@ impl Inner {
         let outcome = self.commit.wait(offset, || {
             let covered = self.next_offset.load(Ordering::Acquire);
             let active = self.segments().active.clone();
-            active
-                .file
-                .sync_data()
-                .map_err(|e| (e, active.path.clone()))?;
+            active.file.sync_data().map_err(|e| (e, active.path.clone()))?;
             self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
             Ok(covered)
         });
@@ -485,10 +455,7 @@ impl Inner {
                 self.poison("fsync");
                 Err(Error::io("fsync", path)(e))
             }
-            Err(WaitError::Failed) => Err(Error::Poisoned {
-                path: self.dir.clone(),
-                op: "fsync",
-            }),
+            Err(WaitError::Failed) => Err(Error::Poisoned { path: self.dir.clone(), op: "fsync" }),
         }
     }
 }
@@ -520,14 +487,9 @@ fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::i
 fn missing_key(batch: &[u8]) -> Error {
     let index = crate::batch::BatchView::parse(batch)
         .ok()
-        .and_then(|v| {
-            v.records()
-                .position(|r| r.is_ok_and(|r: RecordView<'_>| r.key.is_none()))
-        })
+        .and_then(|v| v.records().position(|r| r.is_ok_and(|r: RecordView<'_>| r.key.is_none())))
         .unwrap_or(0);
-    Error::MissingKey {
-        index: index as u32,
-    }
+    Error::MissingKey { index: index as u32 }
 }
 
 fn spawn_flusher(
@@ -535,21 +497,19 @@ fn spawn_flusher(
     every: std::time::Duration,
 ) -> (mpsc::Sender<()>, JoinHandle<()>) {
     let (stop, wake) = mpsc::channel::<()>();
-    let handle = std::thread::Builder::new()
-        .name("eddy-log-flusher".into())
-        .spawn(move || {
-            // Disconnected = the Log was dropped; a timeout = time to flush.
-            while let Err(mpsc::RecvTimeoutError::Timeout) = wake.recv_timeout(every) {
-                let Some(inner) = inner.upgrade() else { return };
-                let end = inner.next_offset.load(Ordering::Acquire);
-                if end > inner.commit.durable()
-                    && let Err(e) = inner.sync_through(end)
-                {
-                    tracing::error!(log = %inner.dir.display(), error = %e, "interval flush failed");
-                    return;
-                }
+    let handle = std::thread::Builder::new().name("eddy-log-flusher".into()).spawn(move || {
+        // Disconnected = the Log was dropped; a timeout = time to flush.
+        while let Err(mpsc::RecvTimeoutError::Timeout) = wake.recv_timeout(every) {
+            let Some(inner) = inner.upgrade() else { return };
+            let end = inner.next_offset.load(Ordering::Acquire);
+            if end > inner.commit.durable()
+                && let Err(e) = inner.sync_through(end)
+            {
+                tracing::error!(log = %inner.dir.display(), error = %e, "interval flush failed");
+                return;
             }
-        });
+        }
+    });
     match handle {
         Ok(handle) => (stop, handle),
         // Without a thread the policy degrades to Os; say so rather than fail the open.

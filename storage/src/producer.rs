@@ -66,58 +66,25 @@ impl ProducerTable {
         if !header.is_idempotent() {
             return Ok(Admit::Append);
         }
-        let (id, epoch, seq) = (
-            header.producer_id,
-            header.producer_epoch,
-            header.base_sequence,
-        );
-        let out_of_order = |expected| Error::OutOfOrderSequence {
-            producer_id: id,
-            epoch,
-            expected,
-            got: seq,
-        };
+        let (id, epoch, seq) = (header.producer_id, header.producer_epoch, header.base_sequence);
+        let out_of_order =
+            |expected| Error::OutOfOrderSequence { producer_id: id, epoch, expected, got: seq };
         let Some(known) = self.producers.get(&id) else {
-            return if seq == 0 {
-                Ok(Admit::Append)
-            } else {
-                Err(out_of_order(0))
-            };
+            return if seq == 0 { Ok(Admit::Append) } else { Err(out_of_order(0)) };
         };
         if epoch < known.epoch {
-            return Err(Error::ProducerFenced {
-                producer_id: id,
-                epoch,
-                current: known.epoch,
-            });
+            return Err(Error::ProducerFenced { producer_id: id, epoch, current: known.epoch });
         }
         if epoch > known.epoch {
-            return if seq == 0 {
-                Ok(Admit::Append)
-            } else {
-                Err(out_of_order(0))
-            };
+            return if seq == 0 { Ok(Admit::Append) } else { Err(out_of_order(0)) };
         }
         let last_seq = header.last_sequence();
-        if let Some(b) = known
-            .batches
-            .iter()
-            .find(|b| b.first_seq == seq && b.last_seq == last_seq)
+        if let Some(b) = known.batches.iter().find(|b| b.first_seq == seq && b.last_seq == last_seq)
         {
-            return Ok(Admit::Duplicate {
-                base_offset: b.base_offset,
-                last_offset: b.last_offset,
-            });
+            return Ok(Admit::Duplicate { base_offset: b.base_offset, last_offset: b.last_offset });
         }
-        let expected = known
-            .batches
-            .back()
-            .map_or(0, |b| add_sequence(b.last_seq, 1));
-        if seq == expected {
-            Ok(Admit::Append)
-        } else {
-            Err(out_of_order(expected))
-        }
+        let expected = known.batches.back().map_or(0, |b| add_sequence(b.last_seq, 1));
+        if seq == expected { Ok(Admit::Append) } else { Err(out_of_order(expected)) }
     }
 
     /// Records a batch that is now in the log (with its real base offset).
@@ -134,10 +101,7 @@ impl ProducerTable {
         let producer = self
             .producers
             .entry(header.producer_id)
-            .or_insert_with(|| Producer {
-                epoch: header.producer_epoch,
-                batches: VecDeque::new(),
-            });
+            .or_insert_with(|| Producer { epoch: header.producer_epoch, batches: VecDeque::new() });
         if header.producer_epoch != producer.epoch {
             producer.epoch = header.producer_epoch;
             producer.batches.clear();
@@ -254,20 +218,10 @@ mod tests {
         let first = header(1, 0, 0, 10, 5);
         assert_eq!(t.admit(&first).unwrap(), Admit::Append);
         t.record(&first);
-        assert_eq!(
-            t.admit(&first).unwrap(),
-            Admit::Duplicate {
-                base_offset: 10,
-                last_offset: 14
-            }
-        );
+        assert_eq!(t.admit(&first).unwrap(), Admit::Duplicate { base_offset: 10, last_offset: 14 });
         assert!(matches!(
             t.admit(&header(1, 0, 6, 0, 1)),
-            Err(Error::OutOfOrderSequence {
-                expected: 5,
-                got: 6,
-                ..
-            })
+            Err(Error::OutOfOrderSequence { expected: 5, got: 6, .. })
         ));
         let second = header(1, 0, 5, 15, 2);
         assert_eq!(t.admit(&second).unwrap(), Admit::Append);
@@ -293,10 +247,7 @@ mod tests {
         ));
         assert_eq!(
             t.admit(&header(9, 0, 2, 0, 1)).unwrap(),
-            Admit::Duplicate {
-                base_offset: 2,
-                last_offset: 2
-            }
+            Admit::Duplicate { base_offset: 2, last_offset: 2 }
         );
     }
 
@@ -307,13 +258,7 @@ mod tests {
         let mut t = ProducerTable::default();
         for id in 0..20 {
             for s in 0..(id % 7) {
-                t.record(&header(
-                    id,
-                    (id % 3) as i16,
-                    s as i32,
-                    (id * 100 + s) as u64,
-                    1,
-                ));
+                t.record(&header(id, (id % 3) as i16, s as i32, (id * 100 + s) as u64, 1));
             }
         }
         std::fs::write(&path, t.encode()).unwrap();
@@ -323,9 +268,6 @@ mod tests {
         bytes[mid] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
         assert_eq!(ProducerTable::load(&path).unwrap(), None);
-        assert_eq!(
-            ProducerTable::load(&dir.path().join("missing")).unwrap(),
-            None
-        );
+        assert_eq!(ProducerTable::load(&dir.path().join("missing")).unwrap(), None);
     }
 }

@@ -50,19 +50,12 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Inner> {
     }
 
     let path = files::segment_file(dir, active_base, LOG_EXT);
-    let file = File::options()
-        .read(true)
-        .write(true)
-        .open(&path)
-        .map_err(Error::io("open", &path))?;
+    let file =
+        File::options().read(true).write(true).open(&path).map_err(Error::io("open", &path))?;
     let scan = scan_active(&file, &path, active_base, interval)?;
     // Appends write at the file cursor (one writev per batch): it must sit at the recovered end.
-    (&file)
-        .seek(SeekFrom::Start(scan.valid_len))
-        .map_err(Error::io("seek", &path))?;
-    stats
-        .recovery_truncated_bytes
-        .store(scan.truncated_bytes, Ordering::Relaxed);
+    (&file).seek(SeekFrom::Start(scan.valid_len)).map_err(Error::io("seek", &path))?;
+    stats.recovery_truncated_bytes.store(scan.truncated_bytes, Ordering::Relaxed);
 
     let mut producers =
         match ProducerTable::load(&files::segment_file(dir, active_base, PRODUCERS_EXT))? {
@@ -73,28 +66,10 @@ pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Inner> {
         producers.record(header);
     }
     let first_timestamp = scan.first_timestamp;
-    let active = Arc::new(ActiveSegment::new(
-        active_base,
-        path,
-        file,
-        scan.valid_len,
-        scan.index,
-    ));
-    let writer = Writer {
-        active,
-        position: scan.valid_len,
-        first_timestamp,
-        producers,
-    };
+    let active = Arc::new(ActiveSegment::new(active_base, path, file, scan.valid_len, scan.index));
+    let writer = Writer { active, position: scan.valid_len, first_timestamp, producers };
     tracing::debug!(log = %dir.display(), sealed = sealed.len(), "opened log");
-    Ok(Inner::new(
-        dir.to_path_buf(),
-        config,
-        lock,
-        writer,
-        sealed,
-        stats,
-    ))
+    Ok(Inner::new(dir.to_path_buf(), config, lock, writer, sealed, stats))
 }
 
 /// Lists segment base offsets in order, and removes what a crash can leave behind: temporary
@@ -148,12 +123,7 @@ fn scan_active(file: &File, path: &Path, base_offset: u64, interval: u32) -> Res
     let mut index = IndexBuilder::new(base_offset);
     let mut idempotent = Vec::new();
     let mut first_timestamp = None;
-    let mut window = Window {
-        file,
-        path,
-        start: 0,
-        buf: Vec::new(),
-    };
+    let mut window = Window { file, path, start: 0, buf: Vec::new() };
     let mut position = 0u64;
     let mut fault = None;
     while position < len {
@@ -208,17 +178,10 @@ fn scan_active(file: &File, path: &Path, base_offset: u64, interval: u32) -> Res
             reason = %fault,
             "truncating torn tail of the active segment"
         );
-        file.set_len(position)
-            .map_err(Error::io("truncate", path))?;
+        file.set_len(position).map_err(Error::io("truncate", path))?;
         file.sync_all().map_err(Error::io("fsync", path))?;
     }
-    Ok(ActiveScan {
-        valid_len: position,
-        truncated_bytes,
-        index,
-        idempotent,
-        first_timestamp,
-    })
+    Ok(ActiveScan { valid_len: position, truncated_bytes, index, idempotent, first_timestamp })
 }
 
 /// A read-ahead window over the active segment, so small batches cost no syscall each.
@@ -253,10 +216,7 @@ fn rebuild_producers(sealed: &[Arc<SealedSegment>]) -> Result<ProducerTable> {
     if sealed.is_empty() {
         return Ok(table);
     }
-    tracing::warn!(
-        segments = sealed.len(),
-        "producer snapshot missing; rebuilding from the log"
-    );
+    tracing::warn!(segments = sealed.len(), "producer snapshot missing; rebuilding from the log");
     for segment in sealed {
         for (_, batch) in segment.batches()? {
             if let Ok(header) = BatchHeader::parse(&batch) {

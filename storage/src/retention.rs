@@ -32,10 +32,7 @@ impl Log {
         let _maintenance = inner.maintenance.lock().unwrap_or_else(|p| p.into_inner());
         let config = &inner.config;
         if config.cleanup != Cleanup::Delete {
-            return Ok(RetentionReport {
-                start_offset: self.start_offset(),
-                ..Default::default()
-            });
+            return Ok(RetentionReport { start_offset: self.start_offset(), ..Default::default() });
         }
         let cutoff = config.retention_ms.map(|ms| now_ms.saturating_sub(ms));
         if let Some(cutoff) = cutoff {
@@ -51,9 +48,8 @@ impl Log {
                 Some(cutoff) => segment.index(&inner.stats)?.max_timestamp < cutoff,
                 None => false,
             };
-            let oversized = config
-                .retention_bytes
-                .is_some_and(|limit| total - segment.len >= limit);
+            let oversized =
+                config.retention_bytes.is_some_and(|limit| total - segment.len >= limit);
             if !(expired || oversized) {
                 break;
             }
@@ -61,10 +57,7 @@ impl Log {
             doomed += 1;
         }
         if doomed == 0 {
-            return Ok(RetentionReport {
-                start_offset: self.start_offset(),
-                ..Default::default()
-            });
+            return Ok(RetentionReport { start_offset: self.start_offset(), ..Default::default() });
         }
         let deleted = self.drop_prefix(doomed)?;
         let bytes_deleted = deleted.iter().map(|s| s.len).sum();
@@ -80,11 +73,7 @@ impl Log {
         crate::files::sync_dir(&inner.dir)?;
         let start_offset = self.start_offset();
         tracing::info!(log = %inner.dir.display(), segments = deleted.len(), bytes_deleted, start_offset, "retention deleted segments");
-        Ok(RetentionReport {
-            segments_deleted: deleted.len(),
-            bytes_deleted,
-            start_offset,
-        })
+        Ok(RetentionReport { segments_deleted: deleted.len(), bytes_deleted, start_offset })
     }
 
     /// Seals the active segment if it holds records and all of them are older than `cutoff`.
@@ -107,13 +96,8 @@ impl Log {
         let segments = inner.segments();
         let deleted = segments.sealed[..count].to_vec();
         let sealed = segments.sealed[count..].to_vec();
-        let start = sealed
-            .first()
-            .map_or(segments.active.base_offset, |s| s.base_offset);
-        inner.set_segments(Segments {
-            sealed,
-            active: segments.active.clone(),
-        });
+        let start = sealed.first().map_or(segments.active.base_offset, |s| s.base_offset);
+        inner.set_segments(Segments { sealed, active: segments.active.clone() });
         inner.start_offset.store(start, Ordering::Release);
         Ok(deleted)
     }

@@ -61,9 +61,7 @@ impl ActiveSegment {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
-        self.file
-            .read_exact_at(buf, position)
-            .map_err(Error::io("read", &self.path))
+        self.file.read_exact_at(buf, position).map_err(Error::io("read", &self.path))
     }
 
     fn header_at(&self, position: u64, visible: u64) -> Result<BatchHeader> {
@@ -71,10 +69,7 @@ impl ActiveSegment {
             return Err(corrupt(
                 &self.path,
                 position,
-                BatchError::Truncated {
-                    needed: HEADER_LEN as u64,
-                    available: visible - position,
-                },
+                BatchError::Truncated { needed: HEADER_LEN as u64, available: visible - position },
             ));
         }
         let mut head = [0u8; HEADER_LEN];
@@ -83,10 +78,7 @@ impl ActiveSegment {
     }
 
     fn index_view<R>(&self, f: impl FnOnce(IndexView<'_>) -> R) -> R {
-        let guard = self
-            .index
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let guard = self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
         f(guard.view())
     }
 
@@ -105,9 +97,7 @@ impl ActiveSegment {
             }
             position += u64::from(header.batch_len);
         };
-        let want = (max_bytes as u64)
-            .max(u64::from(first.batch_len))
-            .min(visible - position);
+        let want = (max_bytes as u64).max(u64::from(first.batch_len)).min(visible - position);
         let mut buf = vec![0u8; want as usize];
         self.read_exact_at(&mut buf, position)?;
         let end = whole_batches_len(&buf);
@@ -132,10 +122,7 @@ impl ActiveSegment {
     }
 
     pub fn max_timestamp(&self) -> i64 {
-        self.index
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .max_timestamp
+        self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner()).max_timestamp
     }
 }
 
@@ -147,14 +134,7 @@ impl SealedSegment {
         index_interval_bytes: u32,
     ) -> Result<Self> {
         let file = File::open(&path).map_err(Error::io("open", &path))?;
-        Ok(Self::from_file(
-            base_offset,
-            path,
-            file,
-            len,
-            index_interval_bytes,
-            None,
-        ))
+        Ok(Self::from_file(base_offset, path, file, len, index_interval_bytes, None))
     }
 
     /// A segment sealed by this process, whose index may already be in memory.
@@ -356,9 +336,5 @@ fn first_record_at_or_after(
 }
 
 pub fn corrupt(path: &Path, position: u64, fault: BatchError) -> Error {
-    Error::Corrupt {
-        path: path.to_path_buf(),
-        position,
-        fault,
-    }
+    Error::Corrupt { path: path.to_path_buf(), position, fault }
 }

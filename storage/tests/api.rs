@@ -1,5 +1,7 @@
 //! The append/read contract: offsets, bounds, refusals of bad input, idempotent producers.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use common::{Rec, batch, producer_batch, read_all, small_config, values};
@@ -16,11 +18,7 @@ fn reads_outside_the_log_are_offset_out_of_range() {
         "reading at the end waits for more, it is not an error"
     );
     match log.read(4, 100) {
-        Err(Error::OffsetOutOfRange {
-            requested: 4,
-            start: 0,
-            end: 3,
-        }) => {}
+        Err(Error::OffsetOutOfRange { requested: 4, start: 0, end: 3 }) => {}
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
 }
@@ -28,28 +26,19 @@ fn reads_outside_the_log_are_offset_out_of_range() {
 #[test]
 fn bad_batches_are_refused_and_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        max_batch_bytes: 2000,
-        ..LogConfig::default()
-    };
+    let config = LogConfig { max_batch_bytes: 2000, ..LogConfig::default() };
     let log = Log::open(dir.path(), config).unwrap();
     let good = batch(&values(3, 0, 10));
     log.append(&good).unwrap();
 
     let mut flipped = good.clone();
     flipped[70] ^= 0x10;
-    assert!(matches!(
-        log.append(&flipped),
-        Err(Error::InvalidBatch(BatchError::Checksum { .. }))
-    ));
+    assert!(matches!(log.append(&flipped), Err(Error::InvalidBatch(BatchError::Checksum { .. }))));
     assert!(matches!(
         log.append(&good[..40]),
         Err(Error::InvalidBatch(BatchError::Truncated { .. }))
     ));
-    assert!(matches!(
-        log.append(&[]),
-        Err(Error::InvalidBatch(BatchError::Truncated { .. }))
-    ));
+    assert!(matches!(log.append(&[]), Err(Error::InvalidBatch(BatchError::Truncated { .. }))));
     match log.append(&batch(&values(3, 0, 1000))) {
         Err(Error::BatchTooLarge { max: 2000, .. }) => {}
         other => panic!("expected BatchTooLarge, got {other:?}"),
@@ -62,21 +51,10 @@ fn bad_batches_are_refused_and_change_nothing() {
 #[test]
 fn compacted_logs_refuse_null_keys() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Log::open(
-        dir.path(),
-        LogConfig {
-            cleanup: Cleanup::Compact,
-            ..LogConfig::default()
-        },
-    )
-    .unwrap();
-    let records = vec![
-        Rec::kv(1, "a", Some("x")),
-        Rec {
-            key: None,
-            ..Rec::kv(2, "", Some("y"))
-        },
-    ];
+    let log =
+        Log::open(dir.path(), LogConfig { cleanup: Cleanup::Compact, ..LogConfig::default() })
+            .unwrap();
+    let records = vec![Rec::kv(1, "a", Some("x")), Rec { key: None, ..Rec::kv(2, "", Some("y")) }];
     match log.append(&batch(&records)) {
         Err(Error::MissingKey { index: 1 }) => {}
         other => panic!("expected MissingKey, got {other:?}"),
@@ -93,32 +71,21 @@ fn idempotent_retries_are_answered_with_the_original_offsets() {
     let a = log.append(&first).unwrap();
     assert_eq!((a.base_offset, a.last_offset, a.duplicate), (2, 4, false));
     let retry = log.append(&first).unwrap();
-    assert_eq!(
-        (retry.base_offset, retry.last_offset, retry.duplicate),
-        (2, 4, true)
-    );
+    assert_eq!((retry.base_offset, retry.last_offset, retry.duplicate), (2, 4, true));
     assert_eq!(log.next_offset(), 5, "a duplicate must not be written");
 
     // A gap in sequences is refused, an old epoch is fenced.
     let gap = producer_batch(&values(1, 0, 5), Some((77, 0, 9)));
     assert!(matches!(
         log.append(&gap),
-        Err(Error::OutOfOrderSequence {
-            producer_id: 77,
-            expected: 3,
-            got: 9,
-            ..
-        })
+        Err(Error::OutOfOrderSequence { producer_id: 77, expected: 3, got: 9, .. })
     ));
     let next = producer_batch(&values(1, 0, 5), Some((77, 0, 3)));
     assert_eq!(log.append(&next).unwrap().base_offset, 5);
     let new_epoch = producer_batch(&values(1, 0, 5), Some((77, 1, 0)));
     log.append(&new_epoch).unwrap();
     let zombie = producer_batch(&values(1, 0, 5), Some((77, 0, 4)));
-    assert!(matches!(
-        log.append(&zombie),
-        Err(Error::ProducerFenced { current: 1, .. })
-    ));
+    assert!(matches!(log.append(&zombie), Err(Error::ProducerFenced { current: 1, .. })));
     assert_eq!(log.stats().duplicates, 1);
 }
 
@@ -141,16 +108,10 @@ fn producer_state_survives_reopen_with_and_without_snapshots() {
         let (b, info) = sent.last().unwrap();
         let retry = log.append(b).unwrap();
         assert!(retry.duplicate);
-        assert_eq!(
-            (retry.base_offset, retry.last_offset),
-            (info.base_offset, info.last_offset)
-        );
+        assert_eq!((retry.base_offset, retry.last_offset), (info.base_offset, info.last_offset));
         // A skipped sequence is still refused.
         let gap = producer_batch(&values(1, 0, 5), Some((5, 2, 500)));
-        assert!(matches!(
-            log.append(&gap),
-            Err(Error::OutOfOrderSequence { expected: 120, .. })
-        ));
+        assert!(matches!(log.append(&gap), Err(Error::OutOfOrderSequence { expected: 120, .. })));
     };
     check(&Log::open(dir.path(), small_config()).unwrap());
     for entry in std::fs::read_dir(dir.path()).unwrap() {

@@ -1,5 +1,7 @@
 //! Retention and compaction, with exact expected survivors.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use common::{Rec, batch, read_all, values};
@@ -7,11 +9,7 @@ use eddy_storage::{Cleanup, Error, Log, LogConfig};
 
 /// One batch per segment: each batch is sized to fill a 1 KiB segment on its own.
 fn one_batch_per_segment() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1024,
-        retention_ms: None,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 1024, retention_ms: None, ..LogConfig::default() }
 }
 
 /// Ten segments; segment i holds offsets [10i, 10i+10) with timestamps 1000i..1000i+9.
@@ -26,10 +24,7 @@ fn ten_segments(log: &Log) {
 #[test]
 fn retention_by_age_deletes_exactly_the_expired_prefix() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        retention_ms: Some(2_500),
-        ..one_batch_per_segment()
-    };
+    let config = LogConfig { retention_ms: Some(2_500), ..one_batch_per_segment() };
     let log = Log::open(dir.path(), config.clone()).unwrap();
     ten_segments(&log);
     // now = 6_000, cutoff = 3_500: segments 0..=2 (newest record 2_009) are older; segment 3's
@@ -39,17 +34,10 @@ fn retention_by_age_deletes_exactly_the_expired_prefix() {
     assert_eq!(report.start_offset, 40);
     assert_eq!(log.start_offset(), 40);
     match log.read(39, 100) {
-        Err(Error::OffsetOutOfRange {
-            requested: 39,
-            start: 40,
-            end: 100,
-        }) => {}
+        Err(Error::OffsetOutOfRange { requested: 39, start: 40, end: 100 }) => {}
         other => panic!("expected OffsetOutOfRange, got {other:?}"),
     }
-    let survivors: Vec<u64> = read_all(&log, 40, 1 << 20)
-        .iter()
-        .map(|(o, _)| *o)
-        .collect();
+    let survivors: Vec<u64> = read_all(&log, 40, 1 << 20).iter().map(|(o, _)| *o).collect();
     assert_eq!(survivors, (40..100).collect::<Vec<_>>());
     // The deletion is on disk: a reopen starts at 40 too.
     drop(log);
@@ -61,19 +49,13 @@ fn retention_by_age_deletes_exactly_the_expired_prefix() {
 #[test]
 fn retention_rolls_and_deletes_an_expired_active_segment() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        retention_ms: Some(100),
-        ..one_batch_per_segment()
-    };
+    let config = LogConfig { retention_ms: Some(100), ..one_batch_per_segment() };
     let log = Log::open(dir.path(), config).unwrap();
     ten_segments(&log);
     let report = log.enforce_retention(1_000_000).unwrap();
     assert_eq!(report.segments_deleted, 10);
     assert_eq!((log.start_offset(), log.next_offset()), (100, 100));
-    assert_eq!(
-        log.append(&batch(&values(1, 5, 1))).unwrap().base_offset,
-        100
-    );
+    assert_eq!(log.append(&batch(&values(1, 5, 1))).unwrap().base_offset, 100);
 }
 
 #[test]
@@ -83,10 +65,8 @@ fn retention_by_size_keeps_the_newest_segments_within_the_limit() {
     ten_segments(&log);
     let segment_len = log.size_bytes() / 10;
     drop(log);
-    let config = LogConfig {
-        retention_bytes: Some(segment_len * 4 + 1),
-        ..one_batch_per_segment()
-    };
+    let config =
+        LogConfig { retention_bytes: Some(segment_len * 4 + 1), ..one_batch_per_segment() };
     let log = Log::open(dir.path(), config).unwrap();
     // Keep deleting the oldest while what remains is still >= the limit: 10 -> 5 segments left
     // (5 segments = 5 * len >= limit, 4 would be < limit, so stop at 5).
@@ -100,11 +80,8 @@ fn retention_by_size_keeps_the_newest_segments_within_the_limit() {
 #[test]
 fn retention_is_a_no_op_on_compacted_logs() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        cleanup: Cleanup::Compact,
-        retention_ms: Some(1),
-        ..one_batch_per_segment()
-    };
+    let config =
+        LogConfig { cleanup: Cleanup::Compact, retention_ms: Some(1), ..one_batch_per_segment() };
     let log = Log::open(dir.path(), config).unwrap();
     ten_segments(&log);
     assert_eq!(log.enforce_retention(i64::MAX).unwrap().segments_deleted, 0);
@@ -141,18 +118,11 @@ fn compaction_keeps_the_latest_per_key_with_original_offsets() {
     for b in [&b1, &b2, &b3, &b4] {
         log.append(&batch(b)).unwrap();
     }
-    assert_eq!(
-        log.segment_count(),
-        4,
-        "one batch per segment, the last one active"
-    );
+    assert_eq!(log.segment_count(), 4, "one batch per segment, the last one active");
 
     // now = 2_000: tombstone b (t=50) is past delete retention, tombstone c (t=5000) is not.
     let report = log.compact(2_000).unwrap();
-    assert_eq!(
-        report.records_removed, 5,
-        "a1 b1 c1 a2, and the expired tombstone of b"
-    );
+    assert_eq!(report.records_removed, 5, "a1 b1 c1 a2, and the expired tombstone of b");
     assert!(report.bytes_after < report.bytes_before);
     let expect = |log: &Log| {
         let got: Vec<(u64, Option<String>, Option<String>)> = read_all(log, 0, 1 << 20)
@@ -180,22 +150,14 @@ fn compaction_keeps_the_latest_per_key_with_original_offsets() {
     let from_removed = read_all(&log, 1, 1 << 20);
     assert_eq!(from_removed.first().map(|(o, _)| *o), Some(5));
     assert_eq!(log.next_offset(), 9);
-    assert_eq!(
-        log.append(&batch(&[Rec::kv(60, "f", Some("f1"))]))
-            .unwrap()
-            .base_offset,
-        9
-    );
+    assert_eq!(log.append(&batch(&[Rec::kv(60, "f", Some("f1"))])).unwrap().base_offset, 9);
 
     // The compacted segments are what a reopen sees, indexes included.
     drop(log);
     let log = Log::open(dir.path(), config).unwrap();
     let after: Vec<u64> = read_all(&log, 0, 1 << 20).iter().map(|(o, _)| *o).collect();
     assert_eq!(after, vec![5, 6, 7, 8, 9]);
-    assert_eq!(
-        log.offset_for_timestamp(25).unwrap().map(|t| t.offset),
-        Some(6)
-    );
+    assert_eq!(log.offset_for_timestamp(25).unwrap().map(|t| t.offset), Some(6));
 
     // A second pass once the remaining tombstone has expired removes it too.
     let report = log.compact(10_000).unwrap();

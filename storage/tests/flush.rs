@@ -1,5 +1,7 @@
 //! Flush policies: group commit under `Always`, the background flusher under `Interval`.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::sync::{Arc, Barrier};
@@ -14,14 +16,7 @@ fn concurrent_appenders_at_flush_always_share_fsyncs() {
     const APPENDS: usize = 100;
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(
-        Log::open(
-            dir.path(),
-            LogConfig {
-                flush: Flush::Always,
-                ..LogConfig::default()
-            },
-        )
-        .unwrap(),
+        Log::open(dir.path(), LogConfig { flush: Flush::Always, ..LogConfig::default() }).unwrap(),
     );
     let start = Arc::new(Barrier::new(THREADS));
     let handles: Vec<_> = (0..THREADS)
@@ -30,9 +25,8 @@ fn concurrent_appenders_at_flush_always_share_fsyncs() {
             std::thread::spawn(move || {
                 start.wait();
                 for i in 0..APPENDS {
-                    let info = log
-                        .append(&batch(&values(2, (t * APPENDS + i) as i64, 50)))
-                        .unwrap();
+                    let info =
+                        log.append(&batch(&values(2, (t * APPENDS + i) as i64, 50))).unwrap();
                     // Every acknowledged append is durable when append returns.
                     assert!(log.durable_offset() > info.last_offset);
                 }
@@ -71,10 +65,8 @@ fn flush_os_does_not_fsync_appends() {
 #[test]
 fn interval_flusher_makes_appends_durable_without_a_caller_fsync() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        flush: Flush::Interval(Duration::from_millis(20)),
-        ..LogConfig::default()
-    };
+    let config =
+        LogConfig { flush: Flush::Interval(Duration::from_millis(20)), ..LogConfig::default() };
     let log = Log::open(dir.path(), config).unwrap();
     let info = log.append(&batch(&values(3, 0, 10))).unwrap();
     assert!(

@@ -1,6 +1,8 @@
 //! Property tests: whatever is appended, across segment rolls and reopens, reads back
 //! byte-identical with contiguous offsets, and seek-by-time finds the right record.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use common::{Rec, batch, read_all, small_config};
@@ -19,17 +21,9 @@ fn rec() -> impl Strategy<Value = Rec> {
         0i64..10_000,
         bytes(16),
         prop_oneof![4 => bytes(64), 1 => bytes(3000)],
-        proptest::collection::vec(
-            (proptest::collection::vec(any::<u8>(), 0..6), bytes(6)),
-            0..5,
-        ),
+        proptest::collection::vec((proptest::collection::vec(any::<u8>(), 0..6), bytes(6)), 0..5),
     )
-        .prop_map(|(timestamp, key, value, headers)| Rec {
-            timestamp,
-            key,
-            value,
-            headers,
-        })
+        .prop_map(|(timestamp, key, value, headers)| Rec { timestamp, key, value, headers })
 }
 
 fn op() -> impl Strategy<Value = Op> {

@@ -1,6 +1,8 @@
 //! Recovery and corruption: torn tails, flipped bytes in sealed segments, lost or garbled
 //! indexes, the directory lock, and that opening never scans sealed segments.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 mod common;
 
 use std::fs::{self, OpenOptions};
@@ -35,10 +37,7 @@ fn fill(log: &Log, batches: usize) -> Vec<(u64, Rec)> {
 #[test]
 fn torn_tail_is_cut_at_the_last_whole_batch_at_every_length() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_bytes: 1 << 20,
-        ..small_config()
-    };
+    let config = LogConfig { segment_bytes: 1 << 20, ..small_config() };
     let (model, batch_ends) = {
         let log = Log::open(dir.path(), config.clone()).unwrap();
         let model = fill(&log, 6);
@@ -56,10 +55,7 @@ fn torn_tail_is_cut_at_the_last_whole_batch_at_every_length() {
     let active = segment_paths(dir.path(), "log").pop().unwrap();
     let original = fs::read(&active).unwrap();
     // Seeded sweep over cut points, including every batch boundary and its neighbours.
-    let mut cuts: Vec<u64> = batch_ends
-        .iter()
-        .flat_map(|(e, _)| [e - 1, *e, e + 1])
-        .collect();
+    let mut cuts: Vec<u64> = batch_ends.iter().flat_map(|(e, _)| [e - 1, *e, e + 1]).collect();
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     for _ in 0..40 {
         x ^= x << 13;
@@ -70,18 +66,10 @@ fn torn_tail_is_cut_at_the_last_whole_batch_at_every_length() {
     for cut in cuts.into_iter().filter(|c| *c <= original.len() as u64) {
         fs::write(&active, &original[..cut as usize]).unwrap();
         let log = Log::open(dir.path(), config.clone()).unwrap();
-        let (whole_len, next) = batch_ends
-            .iter()
-            .rev()
-            .find(|(end, _)| *end <= cut)
-            .copied()
-            .unwrap_or((0, 0));
+        let (whole_len, next) =
+            batch_ends.iter().rev().find(|(end, _)| *end <= cut).copied().unwrap_or((0, 0));
         assert_eq!(log.next_offset(), next, "cut at {cut}");
-        assert_eq!(
-            log.stats().recovery_truncated_bytes,
-            cut - whole_len,
-            "cut at {cut}"
-        );
+        assert_eq!(log.stats().recovery_truncated_bytes, cut - whole_len, "cut at {cut}");
         assert_eq!(fs::metadata(&active).unwrap().len(), whole_len);
         assert_eq!(read_all(&log, 0, 1000), model[..next as usize].to_vec());
         // Appends continue right after the last whole batch.
@@ -98,73 +86,41 @@ fn flipped_byte_in_sealed_segment_is_a_typed_error_and_earlier_records_stay_read
         fill(&log, 40)
     };
     let logs = segment_paths(dir.path(), "log");
-    assert!(
-        logs.len() > 3,
-        "expected several segments, got {}",
-        logs.len()
-    );
+    assert!(logs.len() > 3, "expected several segments, got {}", logs.len());
     let victim = &logs[1];
     let mut bytes = fs::read(victim).unwrap();
     // Flip a byte inside the third batch's records (past its header).
     let third_batch_at = {
         let log = Log::open(dir.path(), small_config()).unwrap();
-        let first_offset_in_victim: u64 = victim
-            .file_stem()
-            .unwrap()
-            .to_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let first_offset_in_victim: u64 =
+            victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
         let chunk = log.read(first_offset_in_victim, usize::MAX).unwrap();
-        let lens: Vec<usize> = eddy_storage::Batches::new(&chunk)
-            .map(|b| b.unwrap().as_bytes().len())
-            .collect();
+        let lens: Vec<usize> =
+            eddy_storage::Batches::new(&chunk).map(|b| b.unwrap().as_bytes().len()).collect();
         lens[0] + lens[1]
     };
     bytes[third_batch_at + 80] ^= 0x01;
     fs::write(victim, &bytes).unwrap();
 
     let log = Log::open(dir.path(), small_config()).unwrap();
-    let victim_base: u64 = victim
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let victim_base: u64 = victim.file_stem().unwrap().to_str().unwrap().parse().unwrap();
     // Everything before the bad batch reads back.
     let good_end = victim_base + 10;
     let before: Vec<_> = read_all_until(&log, good_end);
     assert_eq!(before, model[..good_end as usize].to_vec());
     // Reading the bad batch itself is a Corrupt error naming the file and byte position.
     match log.read(good_end, 1 << 20) {
-        Err(Error::Corrupt {
-            path,
-            position,
-            fault: BatchError::Checksum { .. },
-        }) => {
+        Err(Error::Corrupt { path, position, fault: BatchError::Checksum { .. } }) => {
             assert_eq!(&path, victim);
             assert_eq!(position, third_batch_at as u64);
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
     // The error is stable: asking again gives it again; it is never skipped.
-    assert!(matches!(
-        log.read(good_end + 2, 1 << 20),
-        Err(Error::Corrupt { .. })
-    ));
+    assert!(matches!(log.read(good_end + 2, 1 << 20), Err(Error::Corrupt { .. })));
     // Later segments are unaffected.
-    let later: u64 = logs[2]
-        .file_stem()
-        .unwrap()
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert_eq!(
-        read_all(&log, later, 1 << 20),
-        model[later as usize..].to_vec()
-    );
+    let later: u64 = logs[2].file_stem().unwrap().to_str().unwrap().parse().unwrap();
+    assert_eq!(read_all(&log, later, 1 << 20), model[later as usize..].to_vec());
 }
 
 fn read_all_until(log: &Log, end: u64) -> Vec<(u64, Rec)> {
@@ -199,23 +155,13 @@ fn missing_or_garbled_indexes_are_rebuilt() {
     let last = garbled.len() - 1;
     garbled[last] ^= 0xff;
     fs::write(&indexes[1], garbled).unwrap();
-    OpenOptions::new()
-        .write(true)
-        .open(&times[2])
-        .unwrap()
-        .set_len(7)
-        .unwrap();
+    OpenOptions::new().write(true).open(&times[2]).unwrap().set_len(7).unwrap();
 
     let log = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(read_all(&log, 0, 500), model);
     for (offset, rec) in model.iter().step_by(3) {
         let found = log.offset_for_timestamp(rec.timestamp).unwrap().unwrap();
-        assert!(
-            found.offset <= *offset,
-            "timestamp {} found {}",
-            rec.timestamp,
-            found.offset
-        );
+        assert!(found.offset <= *offset, "timestamp {} found {}", rec.timestamp, found.offset);
     }
     assert_eq!(log.stats().index_rebuilds, 3);
     drop(log);
@@ -228,18 +174,11 @@ fn missing_or_garbled_indexes_are_rebuilt() {
 #[test]
 fn open_does_not_read_sealed_segments() {
     let dir = tempfile::tempdir().unwrap();
-    let config = LogConfig {
-        segment_bytes: 1024,
-        ..small_config()
-    };
+    let config = LogConfig { segment_bytes: 1024, ..small_config() };
     let model = {
         let log = Log::open(dir.path(), config.clone()).unwrap();
         let model = fill(&log, 300);
-        assert!(
-            log.segment_count() > 90,
-            "segments: {}",
-            log.segment_count()
-        );
+        assert!(log.segment_count() > 90, "segments: {}", log.segment_count());
         model
     };
     let log = Log::open(dir.path(), config).unwrap();
@@ -248,11 +187,7 @@ fn open_does_not_read_sealed_segments() {
     // A read loads just the segments it needs.
     let mid = model.len() as u64 / 2;
     log.read(mid, 100).unwrap();
-    assert!(
-        log.stats().index_loads <= 2,
-        "loads: {}",
-        log.stats().index_loads
-    );
+    assert!(log.stats().index_loads <= 2, "loads: {}", log.stats().index_loads);
 }
 
 #[test]
@@ -274,16 +209,8 @@ fn leftover_temporary_files_are_removed_on_open() {
         let log = Log::open(dir.path(), small_config()).unwrap();
         fill(&log, 10)
     };
-    fs::write(
-        dir.path().join("00000000000000000000.cleaned"),
-        b"half a compaction",
-    )
-    .unwrap();
-    fs::write(
-        dir.path().join("00000000000000000000.index.tmp"),
-        b"half an index",
-    )
-    .unwrap();
+    fs::write(dir.path().join("00000000000000000000.cleaned"), b"half a compaction").unwrap();
+    fs::write(dir.path().join("00000000000000000000.index.tmp"), b"half an index").unwrap();
     fs::write(dir.path().join("00000000000000999999.index"), b"orphan").unwrap();
     let log = Log::open(dir.path(), small_config()).unwrap();
     assert_eq!(read_all(&log, 0, 1 << 20), model);

@@ -104,11 +104,8 @@ impl BatchBuilder {
     /// Like [`build`](Self::build), returning the plain buffer.
     pub fn finish(mut self) -> Vec<u8> {
         let last_offset_delta = self.record_count.saturating_sub(1);
-        let max_timestamp = if self.record_count == 0 {
-            self.first_timestamp
-        } else {
-            self.max_timestamp
-        };
+        let max_timestamp =
+            if self.record_count == 0 { self.first_timestamp } else { self.max_timestamp };
         write_header(
             &mut self.buf,
             &HeaderFields {

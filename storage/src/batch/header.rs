@@ -148,10 +148,7 @@ impl BatchHeader {
         };
         let computed = crc32fast::hash(body);
         if computed != self.crc {
-            return Err(BatchError::Checksum {
-                stored: self.crc,
-                computed,
-            });
+            return Err(BatchError::Checksum { stored: self.crc, computed });
         }
         Ok(())
     }

@@ -17,8 +17,6 @@ pub(crate) use builder::{HeaderFields, put_record, write_header};
 pub use header::{BatchHeader, FORMAT_VERSION, HEADER_LEN};
 pub use records::{HeaderIter, RecordFault, RecordIter, RecordView};
 
-use records::DeltaRule;
-
 /// One record to encode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Record<'a> {
@@ -60,8 +58,6 @@ pub enum BatchError {
     LengthMismatch { batch_len: u32, buffer_len: u64 },
     #[error("batch has no records")]
     Empty,
-    #[error("header says {header} records, the batch holds {found}")]
-    CountMismatch { header: u32, found: u32 },
     #[error("{count} bytes after the last record")]
     TrailingBytes { count: u64 },
     #[error("header last_offset_delta {header} but the records end at delta {computed}")]
@@ -120,7 +116,6 @@ impl<'a> BatchView<'a> {
             self.header.first_timestamp,
             self.header.last_offset_delta,
             self.header.record_count,
-            DeltaRule::Increasing,
         )
     }
 }
@@ -135,10 +130,7 @@ pub struct Batches<'a> {
 
 impl<'a> Batches<'a> {
     pub fn new(bytes: &'a [u8]) -> Self {
-        Self {
-            rest: bytes,
-            failed: false,
-        }
+        Self { rest: bytes, failed: false }
     }
 }
 
@@ -185,49 +177,26 @@ pub fn validate_for_append(bytes: &[u8]) -> Result<Validated, BatchError> {
     if header.record_count == 0 {
         return Err(BatchError::Empty);
     }
-    let mut records = RecordIter::new(
-        &bytes[HEADER_LEN..],
-        0,
-        header.first_timestamp,
-        header.last_offset_delta,
-        header.record_count,
-        DeltaRule::Dense,
-    );
-    let mut found = 0u32;
-    let mut has_null_key = false;
-    let mut max_timestamp = i64::MIN;
-    for record in records.by_ref() {
-        let record = record?;
-        found += 1;
-        has_null_key |= record.key.is_none();
-        max_timestamp = max_timestamp.max(record.timestamp);
-    }
-    let trailing = records.rest().len() as u64;
+    let records = &bytes[HEADER_LEN..];
+    let scan = records::scan_dense(records, header.record_count, header.first_timestamp)?;
+    let trailing = (records.len() - scan.used) as u64;
     if trailing != 0 {
         return Err(BatchError::TrailingBytes { count: trailing });
     }
-    if found != header.record_count {
-        return Err(BatchError::CountMismatch {
-            header: header.record_count,
-            found,
-        });
-    }
-    if header.last_offset_delta != found - 1 {
+    let last_delta = header.record_count - 1;
+    if header.last_offset_delta != last_delta {
         return Err(BatchError::LastOffsetDelta {
             header: header.last_offset_delta,
-            computed: found - 1,
+            computed: last_delta,
         });
     }
-    if header.max_timestamp != max_timestamp {
+    if header.max_timestamp != scan.max_timestamp {
         return Err(BatchError::MaxTimestamp {
             header: header.max_timestamp,
-            computed: max_timestamp,
+            computed: scan.max_timestamp,
         });
     }
-    Ok(Validated {
-        header,
-        has_null_key,
-    })
+    Ok(Validated { header, has_null_key: scan.has_null_key })
 }
 
 #[cfg(test)]

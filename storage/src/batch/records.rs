@@ -52,10 +52,7 @@ pub struct RecordView<'a> {
 impl<'a> RecordView<'a> {
     /// The record's headers, in order.
     pub fn headers(&self) -> HeaderIter<'a> {
-        HeaderIter {
-            raw: self.headers_raw,
-            remaining: self.header_count,
-        }
+        HeaderIter { raw: self.headers_raw, remaining: self.header_count }
     }
 
     /// Number of headers.
@@ -78,10 +75,7 @@ impl<'a> Iterator for HeaderIter<'a> {
         if self.remaining == 0 {
             return None;
         }
-        let mut cur = Cursor {
-            bytes: self.raw,
-            pos: 0,
-        };
+        let mut cur = Cursor { bytes: self.raw, pos: 0 };
         // The record decoder walked these bytes already; a failure here cannot happen, and if it
         // did, ending the iteration is safer than panicking.
         let key = cur.bytes_nonnull().ok()?;
@@ -96,15 +90,6 @@ impl<'a> Iterator for HeaderIter<'a> {
     }
 }
 
-/// How strictly offset deltas are checked while decoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum DeltaRule {
-    /// Freshly produced: the i-th record has delta i.
-    Dense,
-    /// Read back (compaction may have removed records): strictly increasing, within the batch.
-    Increasing,
-}
-
 /// Decodes the records of one batch in order.
 #[derive(Debug, Clone)]
 pub struct RecordIter<'a> {
@@ -116,7 +101,6 @@ pub struct RecordIter<'a> {
     index: u32,
     remaining: u32,
     previous_delta: i64,
-    rule: DeltaRule,
     failed: bool,
 }
 
@@ -127,7 +111,6 @@ impl<'a> RecordIter<'a> {
         first_timestamp: i64,
         last_offset_delta: u32,
         record_count: u32,
-        rule: DeltaRule,
     ) -> Self {
         Self {
             data,
@@ -138,21 +121,13 @@ impl<'a> RecordIter<'a> {
             index: 0,
             remaining: record_count,
             previous_delta: -1,
-            rule,
             failed: false,
         }
     }
 
-    /// Bytes of the records area not yet decoded.
-    pub(crate) fn rest(&self) -> &'a [u8] {
-        &self.data[self.pos..]
-    }
-
+    #[inline(always)]
     fn decode(&mut self) -> Result<RecordView<'a>, RecordFault> {
-        let mut cur = Cursor {
-            bytes: self.data,
-            pos: self.pos,
-        };
+        let mut cur = Cursor { bytes: self.data, pos: self.pos };
         let declared = cur.uvarint()?;
         let start = cur.pos;
         let available = (cur.bytes.len() - start) as u64;
@@ -161,38 +136,24 @@ impl<'a> RecordIter<'a> {
         }
         // Decode inside the record's own bytes so a field cannot borrow past its end.
         let end = start + declared as usize;
-        let mut rec = Cursor {
-            bytes: &self.data[..end],
-            pos: start,
-        };
+        let mut rec = Cursor { bytes: &self.data[..end], pos: start };
         let attributes = rec.u8()?;
         if attributes != 0 {
             return Err(RecordFault::UnknownAttributes(attributes));
         }
         let timestamp_delta = rec.varint()?;
         let offset_delta = rec.uvarint()?;
-        match self.rule {
-            DeltaRule::Dense if offset_delta != u64::from(self.index) => {
-                return Err(RecordFault::OffsetDeltaOrder {
-                    previous: self.previous_delta,
-                    found: offset_delta,
-                });
-            }
-            DeltaRule::Increasing
-                if (offset_delta as i64) <= self.previous_delta
-                    || offset_delta > i64::MAX as u64 =>
-            {
-                return Err(RecordFault::OffsetDeltaOrder {
-                    previous: self.previous_delta,
-                    found: offset_delta,
-                });
-            }
-            _ => {}
-        }
         if offset_delta > u64::from(self.last_offset_delta) {
             return Err(RecordFault::OffsetDeltaPastEnd {
                 found: offset_delta,
                 last: self.last_offset_delta,
+            });
+        }
+        // Within the batch (so it fits in u32 and i64), and strictly after the previous record.
+        if offset_delta as i64 <= self.previous_delta {
+            return Err(RecordFault::OffsetDeltaOrder {
+                previous: self.previous_delta,
+                found: offset_delta,
             });
         }
         let key = rec.bytes()?;
@@ -204,10 +165,7 @@ impl<'a> RecordIter<'a> {
             rec.bytes()?;
         }
         if rec.pos != end {
-            return Err(RecordFault::LengthMismatch {
-                declared,
-                used: (rec.pos - start) as u64,
-            });
+            return Err(RecordFault::LengthMismatch { declared, used: (rec.pos - start) as u64 });
         }
         self.pos = end;
         self.previous_delta = offset_delta as i64;
@@ -240,10 +198,7 @@ impl<'a> Iterator for RecordIter<'a> {
             }
             Err(fault) => {
                 self.failed = true;
-                Some(Err(BatchError::Record {
-                    index: self.index,
-                    fault,
-                }))
+                Some(Err(BatchError::Record { index: self.index, fault }))
             }
         }
     }
@@ -260,24 +215,28 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    #[inline(always)]
     fn u8(&mut self) -> Result<u8, RecordFault> {
         let b = *self.bytes.get(self.pos).ok_or(RecordFault::Truncated)?;
         self.pos += 1;
         Ok(b)
     }
 
+    #[inline(always)]
     fn uvarint(&mut self) -> Result<u64, RecordFault> {
         let (v, n) = get_uvarint(&self.bytes[self.pos..])?;
         self.pos += n;
         Ok(v)
     }
 
+    #[inline(always)]
     fn varint(&mut self) -> Result<i64, RecordFault> {
         let (v, n) = get_varint(&self.bytes[self.pos..])?;
         self.pos += n;
         Ok(v)
     }
 
+    #[inline(always)]
     fn take(&mut self, len: u64) -> Result<&'a [u8], RecordFault> {
         let remaining = (self.bytes.len() - self.pos) as u64;
         if len > remaining {
@@ -289,6 +248,7 @@ impl<'a> Cursor<'a> {
     }
 
     /// A zigzag length then that many bytes; length -1 is null.
+    #[inline(always)]
     fn bytes(&mut self) -> Result<Option<&'a [u8]>, RecordFault> {
         match self.varint()? {
             -1 => Ok(None),
@@ -298,8 +258,129 @@ impl<'a> Cursor<'a> {
     }
 
     /// An unsigned length then that many bytes (header keys cannot be null).
+    #[inline(always)]
     fn bytes_nonnull(&mut self) -> Result<&'a [u8], RecordFault> {
         let len = self.uvarint()?;
         self.take(len)
+    }
+}
+
+/// What [`scan_dense`] learned while checking a batch's records.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DenseScan {
+    /// Bytes of the records area the records used.
+    pub used: usize,
+    pub max_timestamp: i64,
+    pub has_null_key: bool,
+}
+
+/// Checks `count` freshly produced records (offset deltas 0..count) without building views: the
+/// append path's validation, kept to one tight loop because it runs over every produced byte.
+/// Applies the rules of [`RecordIter`], with offset deltas required to be exactly 0..count.
+pub(crate) fn scan_dense(
+    data: &[u8],
+    count: u32,
+    first_timestamp: i64,
+) -> Result<DenseScan, BatchError> {
+    let mut next = 0usize;
+    let mut max_timestamp = i64::MIN;
+    let mut has_null_key = false;
+    for index in 0..count {
+        let fault = |fault| BatchError::Record { index, fault };
+        let mut pos = next;
+        let declared = uvarint_at(data, &mut pos).map_err(fault)?;
+        if declared > (data.len() - pos) as u64 {
+            return Err(fault(RecordFault::Truncated));
+        }
+        let start = pos;
+        // The next record's position depends only on this length, not on parsing this record's
+        // fields, so the CPU can start on the next record while this one is checked.
+        let end = pos + declared as usize;
+        next = end;
+        let rec = &data[..end];
+        let (timestamp_delta, null_key) = check_record(rec, &mut pos, index).map_err(fault)?;
+        if pos != end {
+            return Err(fault(RecordFault::LengthMismatch {
+                declared,
+                used: (pos - start) as u64,
+            }));
+        }
+        has_null_key |= null_key;
+        max_timestamp = max_timestamp.max(first_timestamp.wrapping_add(timestamp_delta));
+    }
+    Ok(DenseScan { used: next, max_timestamp, has_null_key })
+}
+
+/// The fields of one record inside `rec` from `pos`: returns its timestamp delta and whether
+/// its key is null.
+#[inline(always)]
+fn check_record(rec: &[u8], pos: &mut usize, index: u32) -> Result<(i64, bool), RecordFault> {
+    let attributes = *rec.get(*pos).ok_or(RecordFault::Truncated)?;
+    *pos += 1;
+    if attributes != 0 {
+        return Err(RecordFault::UnknownAttributes(attributes));
+    }
+    let timestamp_delta = varint_at(rec, pos)?;
+    let offset_delta = uvarint_at(rec, pos)?;
+    if offset_delta != u64::from(index) {
+        return Err(RecordFault::OffsetDeltaOrder {
+            previous: i64::from(index) - 1,
+            found: offset_delta,
+        });
+    }
+    let null_key = skip_nullable(rec, pos)?;
+    skip_nullable(rec, pos)?;
+    let headers = uvarint_at(rec, pos)?;
+    for _ in 0..headers {
+        let key_len = uvarint_at(rec, pos)?;
+        skip(rec, pos, key_len)?;
+        skip_nullable(rec, pos)?;
+    }
+    Ok((timestamp_delta, null_key))
+}
+
+#[inline(always)]
+fn uvarint_at(buf: &[u8], pos: &mut usize) -> Result<u64, RecordFault> {
+    // One- and two-byte varints (values below 16384) cover nearly every length, delta and
+    // timestamp offset in a batch; decode them without the general loop.
+    match buf.get(*pos..).unwrap_or_default() {
+        [b0, ..] if *b0 < 0x80 => {
+            *pos += 1;
+            Ok(u64::from(*b0))
+        }
+        [b0, b1, ..] if *b1 < 0x80 => {
+            *pos += 2;
+            Ok(u64::from(b0 & 0x7f) | (u64::from(*b1) << 7))
+        }
+        rest => {
+            let (v, n) = get_uvarint(rest)?;
+            *pos += n;
+            Ok(v)
+        }
+    }
+}
+
+#[inline(always)]
+fn varint_at(buf: &[u8], pos: &mut usize) -> Result<i64, RecordFault> {
+    let v = uvarint_at(buf, pos)?;
+    Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+#[inline(always)]
+fn skip(buf: &[u8], pos: &mut usize, len: u64) -> Result<(), RecordFault> {
+    if len > (buf.len() - *pos) as u64 {
+        return Err(RecordFault::Truncated);
+    }
+    *pos += len as usize;
+    Ok(())
+}
+
+/// Skips a zigzag length and its bytes; `true` if the length was -1 (null).
+#[inline(always)]
+fn skip_nullable(buf: &[u8], pos: &mut usize) -> Result<bool, RecordFault> {
+    match varint_at(buf, pos)? {
+        -1 => Ok(true),
+        len if len < 0 => Err(RecordFault::NegativeLength(len)),
+        len => skip(buf, pos, len as u64).map(|()| false),
     }
 }

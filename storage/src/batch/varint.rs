@@ -55,7 +55,7 @@ pub enum VarintError {
 }
 
 /// Reads an unsigned varint from the front of `input`; returns it and the bytes consumed.
-#[inline]
+#[inline(always)]
 pub fn get_uvarint(input: &[u8]) -> Result<(u64, usize), VarintError> {
     // Fast path: most lengths and deltas inside a record fit in one byte.
     match input.first() {
@@ -82,7 +82,7 @@ pub fn get_uvarint(input: &[u8]) -> Result<(u64, usize), VarintError> {
 }
 
 /// Reads a zigzag varint from the front of `input`; returns it and the bytes consumed.
-#[inline]
+#[inline(always)]
 pub fn get_varint(input: &[u8]) -> Result<(i64, usize), VarintError> {
     get_uvarint(input).map(|(v, n)| (unzigzag(v), n))
 }

@@ -34,14 +34,8 @@ pub fn producer_batch(records: &[Rec], producer: Option<(i64, i16, i32)>) -> Vec
         b = b.producer(id, epoch, seq);
     }
     for r in records {
-        let headers: Vec<Header<'_>> = r
-            .headers
-            .iter()
-            .map(|(k, v)| Header {
-                key: k,
-                value: v.as_deref(),
-            })
-            .collect();
+        let headers: Vec<Header<'_>> =
+            r.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
         b.push(Record {
             timestamp: r.timestamp,
             key: r.key.as_deref(),
@@ -58,11 +52,7 @@ pub fn read_all(log: &Log, from: u64, max_bytes: usize) -> Vec<(u64, Rec)> {
     let mut next = from;
     while next < log.next_offset() {
         let bytes = log.read(next, max_bytes).unwrap();
-        assert!(
-            !bytes.is_empty(),
-            "empty read at {next} below the end {}",
-            log.next_offset()
-        );
+        assert!(!bytes.is_empty(), "empty read at {next} below the end {}", log.next_offset());
         for batch in Batches::new(&bytes) {
             let batch = batch.unwrap();
             for r in batch.records() {
@@ -82,20 +72,13 @@ pub fn owned(r: &eddy_storage::RecordView<'_>) -> Rec {
         timestamp: r.timestamp,
         key: r.key.map(<[u8]>::to_vec),
         value: r.value.map(<[u8]>::to_vec),
-        headers: r
-            .headers()
-            .map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec)))
-            .collect(),
+        headers: r.headers().map(|h| (h.key.to_vec(), h.value.map(<[u8]>::to_vec))).collect(),
     }
 }
 
 /// Small segments and a dense index so a few kilobytes exercise rolls and index lookups.
 pub fn small_config() -> LogConfig {
-    LogConfig {
-        segment_bytes: 4096,
-        index_interval_bytes: 256,
-        ..LogConfig::default()
-    }
+    LogConfig { segment_bytes: 4096, index_interval_bytes: 256, ..LogConfig::default() }
 }
 
 pub fn values(n: usize, ts: i64, size: usize) -> Vec<Rec> {

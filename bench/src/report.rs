@@ -1,0 +1,160 @@
+//! Timings, result rows, the stdout table and the JSON file.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::machine::Machine;
+use crate::workload::Options;
+
+/// Per-operation latencies (nanoseconds) and the wall time of a whole run.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    hist: Histogram<u64>,
+    pub elapsed: Duration,
+}
+
+impl Timing {
+    pub fn new() -> Self {
+        // Three significant figures from 1 ns to an hour.
+        let hist = Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
+            .expect("static histogram bounds are valid");
+        Self { hist, elapsed: Duration::ZERO }
+    }
+
+    pub fn record(&mut self, d: Duration) {
+        self.hist.saturating_record(d.as_nanos().max(1) as u64);
+    }
+
+    pub fn merge(&mut self, other: &Timing) {
+        // Both histograms share bounds, so adding cannot fail.
+        let _ = self.hist.add(&other.hist);
+    }
+
+    pub fn finish(&mut self, elapsed: Duration) {
+        self.elapsed = elapsed;
+    }
+
+    fn us(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+/// One measured line: what was done, how fast, and against which baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    pub name: String,
+    pub records: u64,
+    pub bytes: u64,
+    pub secs: f64,
+    pub records_per_s: f64,
+    pub mb_per_s: f64,
+    /// Latency of one operation (one batch append, one read call), microseconds.
+    pub op_p50_us: f64,
+    pub op_p90_us: f64,
+    pub op_p99_us: f64,
+    pub op_p999_us: f64,
+    pub op_max_us: f64,
+    pub ops: u64,
+    /// Name of the baseline row this one is compared with, and the ratio of throughputs.
+    pub baseline: Option<String>,
+    pub ratio: Option<f64>,
+    /// Free-form facts about the run (fsync counts and the like).
+    pub notes: Vec<(String, String)>,
+}
+
+impl Row {
+    pub fn new(name: impl Into<String>, records: u64, bytes: u64, t: &Timing) -> Self {
+        let secs = t.elapsed.as_secs_f64().max(1e-9);
+        Self {
+            name: name.into(),
+            records,
+            bytes,
+            secs,
+            records_per_s: records as f64 / secs,
+            mb_per_s: bytes as f64 / secs / 1e6,
+            op_p50_us: t.us(0.5),
+            op_p90_us: t.us(0.9),
+            op_p99_us: t.us(0.99),
+            op_p999_us: t.us(0.999),
+            op_max_us: t.hist.max() as f64 / 1000.0,
+            ops: t.hist.len(),
+            baseline: None,
+            ratio: None,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn against(mut self, baseline: &Row) -> Self {
+        self.baseline = Some(baseline.name.clone());
+        self.ratio = Some(self.records_per_s / baseline.records_per_s);
+        self
+    }
+
+    pub fn note(mut self, key: &str, value: impl ToString) -> Self {
+        self.notes.push((key.to_string(), value.to_string()));
+        self
+    }
+}
+
+/// The median of several runs of the same measurement, by throughput.
+pub fn median(mut rows: Vec<Row>) -> Row {
+    rows.sort_by(|a, b| a.records_per_s.total_cmp(&b.records_per_s));
+    rows.swap_remove(rows.len() / 2)
+}
+
+pub fn print(rows: &[Row]) {
+    println!(
+        "{:<38} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10}  vs baseline",
+        "measurement", "records/s", "MB/s", "p50 us", "p99 us", "p99.9 us", "max us", "ops"
+    );
+    for r in rows {
+        let vs = match (&r.baseline, r.ratio) {
+            (Some(b), Some(x)) => format!("{x:.2} x {b}"),
+            _ => "(baseline)".to_string(),
+        };
+        println!(
+            "{:<38} {:>12} {:>10.1} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>10}  {vs}",
+            r.name,
+            human(r.records_per_s),
+            r.mb_per_s,
+            r.op_p50_us,
+            r.op_p99_us,
+            r.op_p999_us,
+            r.op_max_us,
+            r.ops
+        );
+        for (k, v) in &r.notes {
+            println!("    {k}: {v}");
+        }
+    }
+}
+
+fn human(x: f64) -> String {
+    if x >= 1e6 {
+        format!("{:.2} M", x / 1e6)
+    } else if x >= 1e3 {
+        format!("{:.1} k", x / 1e3)
+    } else {
+        format!("{x:.0}")
+    }
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    workload: &'a str,
+    options: &'a Options,
+    machine: Machine,
+    results: &'a [Row],
+}
+
+pub fn write_json(path: &Path, workload: &str, options: &Options, rows: &[Row]) -> Result<()> {
+    let data_dir = options.dir.clone().unwrap_or_else(std::env::temp_dir);
+    let report =
+        JsonReport { workload, options, machine: Machine::detect(&data_dir), results: rows };
+    std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    Ok(())
+}

@@ -1,0 +1,93 @@
+//! Command-line options shared by the workloads, and the records they write.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use eddy_storage::{BatchBuilder, Record};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Options {
+    /// Records per run.
+    pub records: u64,
+    /// Value size of each record.
+    pub record_bytes: usize,
+    /// Records per batch.
+    pub batch: usize,
+    /// Repetitions of each measurement; the table shows the median run.
+    pub runs: usize,
+    /// Concurrent appenders (group-commit workload).
+    pub threads: usize,
+    /// Where files are written (a temporary directory under it).
+    pub dir: Option<PathBuf>,
+    pub json: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self> {
+        let mut o = Options {
+            records: 1_000_000,
+            record_bytes: 100,
+            batch: 1000,
+            runs: 5,
+            threads: 8,
+            dir: None,
+            json: None,
+        };
+        while let Some(flag) = args.next() {
+            let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
+            match flag.as_str() {
+                "--records" => o.records = value()?.parse()?,
+                "--record-bytes" => o.record_bytes = value()?.parse()?,
+                "--batch" => o.batch = value()?.parse()?,
+                "--runs" => o.runs = value()?.parse()?,
+                "--threads" => o.threads = value()?.parse()?,
+                "--dir" => o.dir = Some(value()?.into()),
+                "--json" => o.json = Some(value()?.into()),
+                other => bail!("unknown option {other}"),
+            }
+        }
+        if o.batch == 0 || o.records == 0 || o.runs == 0 || o.threads == 0 {
+            bail!("--records, --batch, --runs and --threads must be positive");
+        }
+        Ok(o)
+    }
+
+    pub fn tempdir(&self) -> Result<tempfile::TempDir> {
+        match &self.dir {
+            Some(dir) => Ok(tempfile::tempdir_in(dir)?),
+            None => Ok(tempfile::tempdir()?),
+        }
+    }
+}
+
+/// `count` batches of `per_batch` records with `value_bytes`-byte values and 8-byte keys,
+/// built once so that eddy and the baseline write exactly the same bytes.
+pub fn batches(total_records: u64, per_batch: usize, value_bytes: usize) -> Vec<Bytes> {
+    let mut value = vec![0u8; value_bytes];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for b in value.iter_mut() {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *b = state as u8;
+    }
+    let count = total_records.div_ceil(per_batch as u64);
+    (0..count)
+        .map(|i| {
+            let mut builder = BatchBuilder::with_capacity(per_batch * (value_bytes + 24));
+            for j in 0..per_batch as u64 {
+                let n = i * per_batch as u64 + j;
+                let key = n.to_le_bytes();
+                builder.push(Record {
+                    timestamp: 1_700_000_000_000 + n as i64,
+                    key: Some(&key),
+                    value: Some(&value),
+                    headers: &[],
+                });
+            }
+            builder.build()
+        })
+        .collect()
+}

@@ -1,0 +1,45 @@
+//! Shared pieces of eddy's end-to-end tests.
+//!
+//! The tests drive real processes over real files: `eddy-log-child` (in `src/bin`) appends to a
+//! log until it is killed or runs out of space, and the integration tests in `tests/` check what
+//! is left on disk. Both sides use this library so they agree on every byte:
+//!
+//! - [`generate`]: a deterministic batch generator, a pure function of a 64-bit seed.
+//! - [`check`]: walks a whole log, checking checksums and offset contiguity.
+//! - [`child`]: the child's line protocol and a driver for the child process that never blocks
+//!   without a deadline.
+
+pub mod check;
+pub mod child;
+pub mod generate;
+
+use eddy_storage::{Flush, LogConfig};
+
+/// The child's `append` mode: every append is fsynced before it is acknowledged, and segments
+/// are small so that rolls happen (and can be interrupted) during a crash test.
+pub fn crash_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 64 << 10,
+        flush: Flush::Always,
+        retention_ms: None,
+        ..LogConfig::default()
+    }
+}
+
+/// The child's `diskfull` mode: fsynced appends into one large segment, so the only file that
+/// grows is the active segment.
+pub fn diskfull_config() -> LogConfig {
+    LogConfig {
+        segment_bytes: 1 << 30,
+        flush: Flush::Always,
+        retention_ms: None,
+        ..LogConfig::default()
+    }
+}
+
+/// Stream seed the `diskfull` mode uses unless one is given on its command line.
+pub const DISKFULL_SEED: u64 = 0x00d1_5c0f_0110_5eed;
+
+/// Batches the `diskfull` mode appends (and acknowledges) after the file size limit is lifted,
+/// counting the retry of the batch that failed.
+pub const DISKFULL_APPENDS_AFTER: u64 = 8;
