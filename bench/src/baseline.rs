@@ -6,19 +6,19 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Result;
-use bytes::Bytes;
+use eddy_storage::ValidBatch;
 
 use crate::report::Timing;
 
 /// Writes each batch with one `write` call, in order, to a new file (optionally fdatasync after
 /// each, the floor for a durable append).
-pub fn raw_write(path: &Path, batches: &[Bytes], sync_each: bool) -> Result<Timing> {
+pub fn raw_write(path: &Path, batches: &[ValidBatch], sync_each: bool) -> Result<Timing> {
     let mut file = File::create(path)?;
     let mut timing = Timing::new();
     let start = Instant::now();
     for batch in batches {
         let t = Instant::now();
-        file.write_all(batch)?;
+        file.write_all(batch.as_bytes())?;
         if sync_each {
             file.sync_data()?;
         }

@@ -106,6 +106,21 @@ pub fn median(mut rows: Vec<Row>) -> Row {
     rows.swap_remove(rows.len() / 2)
 }
 
+/// The median run of `rows`, compared with `baselines` run by run: each run's ratio is taken
+/// against the baseline measured in the same run, and the median of those ratios is reported,
+/// so drift across runs (page cache, write-back, a noisy neighbour) cancels out.
+pub fn median_against(rows: Vec<Row>, baselines: &[Row]) -> Row {
+    let mut ratios: Vec<f64> =
+        rows.iter().zip(baselines).map(|(r, b)| r.records_per_s / b.records_per_s).collect();
+    ratios.sort_by(f64::total_cmp);
+    let (lo, hi) = (ratios[0], ratios[ratios.len() - 1]);
+    let ratio = ratios[ratios.len() / 2];
+    let mut row = median(rows);
+    row.baseline = Some(baselines[0].name.clone());
+    row.ratio = Some(ratio);
+    row.note("ratio per run (min / median / max)", format!("{lo:.2} / {ratio:.2} / {hi:.2}"))
+}
+
 pub fn print(rows: &[Row]) {
     println!(
         "{:<38} {:>12} {:>10} {:>9} {:>9} {:>9} {:>9} {:>10}  vs baseline",

@@ -6,10 +6,10 @@ use std::time::Instant;
 
 use anyhow::{Result, ensure};
 use eddy_storage::batch::BatchHeader;
-use eddy_storage::{Flush, Log, LogConfig};
+use eddy_storage::{Flush, Log, LogConfig, ValidBatch};
 
 use crate::baseline;
-use crate::report::{Row, Timing, median};
+use crate::report::{Row, Timing, median, median_against};
 use crate::workload::{Options, batches};
 
 const READ_CHUNK: usize = 1 << 20;
@@ -17,9 +17,9 @@ const READ_CHUNK: usize = 1 << 20;
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
     let batches = batches(opts.records, opts.batch, opts.record_bytes);
     let records = batches.len() as u64 * opts.batch as u64;
-    let bytes: u64 = batches.iter().map(|b| b.len() as u64).sum();
+    let bytes: u64 = batches.iter().map(|b| b.as_bytes().len() as u64).sum();
     let label = format!("{}B x{}", opts.record_bytes, opts.batch);
-    let mut runs: [Vec<Row>; 5] = Default::default();
+    let mut runs: [Vec<Row>; 6] = Default::default();
     for _ in 0..opts.runs {
         let dir = opts.tempdir()?;
         let raw = dir.path().join("raw.bin");
@@ -28,18 +28,15 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
         ensure!(read_bytes == bytes, "raw read {read_bytes} of {bytes} bytes");
         std::fs::remove_file(&raw)?;
 
+        // Untrusted bytes, as a server receives them: checksums and a record walk per batch.
+        let checked =
+            append_all(&dir.path().join("checked"), &batches, |log, b| log.append(b.as_bytes()))?;
+        // Batches from BatchBuilder::build_valid, as an embedded producer appends them.
         let log = Log::open(
             dir.path().join("log"),
             LogConfig { retention_ms: None, ..LogConfig::default() },
         )?;
-        let mut append = Timing::new();
-        let start = Instant::now();
-        for batch in &batches {
-            let t = Instant::now();
-            log.append(batch)?;
-            append.record(t.elapsed());
-        }
-        append.finish(start.elapsed());
+        let append = append_into(&log, &batches, |log, b| log.append_valid(b))?;
         let active = read_log(&log, records)?;
         log.roll()?;
         let sealed = read_log(&log, records)?;
@@ -48,6 +45,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
         runs[0].push(Row::new(format!("raw write {label}"), records, bytes, &w));
         runs[1].push(Row::new(format!("raw read {label}"), records, bytes, &r));
         runs[2].push(Row::new(format!("eddy append {label} flush=os"), records, bytes, &append));
+        runs[5].push(Row::new(format!("eddy append {label} untrusted bytes"), records, bytes, &checked));
         runs[3].push(Row::new(
             format!("eddy read {label} active (pread)"),
             records,
@@ -64,11 +62,35 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
             ),
         );
     }
-    let [w, r, a, ra, rs] = runs.map(median);
-    let a = a.against(&w);
-    let ra = ra.against(&r);
-    let rs = rs.against(&r);
-    Ok(vec![w, a, r, rs, ra])
+    let [w, r, a, ra, rs, ac] = runs;
+    let (a, ac) = (median_against(a, &w), median_against(ac, &w));
+    let (ra, rs) = (median_against(ra, &r), median_against(rs, &r));
+    let (w, r) = (median(w), median(r));
+    Ok(vec![w, a, ac, r, rs, ra])
+}
+
+type AppendFn = fn(&Log, &ValidBatch) -> eddy_storage::Result<eddy_storage::AppendInfo>;
+
+/// Appends into a fresh log in `dir`, then deletes it, so its dirty pages are dropped instead of
+/// being written back while later measurements run.
+fn append_all(dir: &std::path::Path, batches: &[ValidBatch], append: AppendFn) -> Result<Timing> {
+    let log = Log::open(dir, LogConfig { retention_ms: None, ..LogConfig::default() })?;
+    let timing = append_into(&log, batches, append)?;
+    drop(log);
+    std::fs::remove_dir_all(dir)?;
+    Ok(timing)
+}
+
+fn append_into(log: &Log, batches: &[ValidBatch], append: AppendFn) -> Result<Timing> {
+    let mut timing = Timing::new();
+    let start = Instant::now();
+    for batch in batches {
+        let t = Instant::now();
+        append(log, batch)?;
+        timing.record(t.elapsed());
+    }
+    timing.finish(start.elapsed());
+    Ok(timing)
 }
 
 /// Reads the whole log in `READ_CHUNK` reads, walking batch headers to find the next offset
@@ -101,7 +123,7 @@ pub fn run_group_commit(opts: &Options) -> Result<Vec<Row>> {
     let per_thread = (opts.records / opts.batch as u64 / opts.threads as u64).max(1) as usize;
     let batches = batches(per_thread as u64 * opts.batch as u64, opts.batch, opts.record_bytes);
     let records = (batches.len() * opts.threads * opts.batch) as u64;
-    let bytes = batches.iter().map(|b| b.len() as u64).sum::<u64>() * opts.threads as u64;
+    let bytes = batches.iter().map(|b| b.as_bytes().len() as u64).sum::<u64>() * opts.threads as u64;
     let dir = opts.tempdir()?;
 
     let all: Vec<_> = (0..opts.threads).flat_map(|_| batches.iter().cloned()).collect();
@@ -124,7 +146,7 @@ pub fn run_group_commit(opts: &Options) -> Result<Vec<Row>> {
                 let mut t = Timing::new();
                 for b in batches.iter() {
                     let s = Instant::now();
-                    log.append(b)?;
+                    log.append_valid(b)?;
                     t.record(s.elapsed());
                 }
                 Ok(t)

@@ -3,8 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use eddy_storage::{BatchBuilder, Record};
+use eddy_storage::{BatchBuilder, Record, ValidBatch};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Serialize)]
@@ -30,7 +29,7 @@ impl Options {
             records: 1_000_000,
             record_bytes: 100,
             batch: 1000,
-            runs: 5,
+            runs: 7,
             threads: 8,
             dir: None,
             json: None,
@@ -64,7 +63,7 @@ impl Options {
 
 /// `count` batches of `per_batch` records with `value_bytes`-byte values and 8-byte keys,
 /// built once so that eddy and the baseline write exactly the same bytes.
-pub fn batches(total_records: u64, per_batch: usize, value_bytes: usize) -> Vec<Bytes> {
+pub fn batches(total_records: u64, per_batch: usize, value_bytes: usize) -> Vec<ValidBatch> {
     let mut value = vec![0u8; value_bytes];
     let mut state = 0x2545_f491_4f6c_dd1du64;
     for b in value.iter_mut() {
@@ -87,7 +86,7 @@ pub fn batches(total_records: u64, per_batch: usize, value_bytes: usize) -> Vec<
                     headers: &[],
                 });
             }
-            builder.build()
+            builder.build_valid().expect("a batch with records is valid")
         })
         .collect()
 }

@@ -18,7 +18,7 @@
 
 pub mod batch;
 
-pub use batch::{BatchBuilder, BatchError, BatchView, Batches, Header, Record, RecordView};
+pub use batch::{BatchBuilder, BatchError, BatchView, Batches, Header, Record, RecordView, ValidBatch};
 
 mod commit;
 mod compaction;

@@ -18,7 +18,7 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
-use crate::batch::{BatchHeader, RecordView, Validated, validate_for_append};
+use crate::batch::{BatchHeader, RecordView, ValidBatch, Validated, validate_for_append};
 use crate::commit::{GroupCommit, WaitError};
 use crate::config::{Cleanup, Flush, LogConfig};
 use crate::error::{Error, Result};
@@ -147,7 +147,29 @@ impl Log {
     /// offsets. The bytes are checked, then written as they are but for the eight-byte base
     /// offset. Returns once the batch is readable — and, with [`Flush::Always`], on disk.
     pub fn append(&self, batch: &[u8]) -> Result<AppendInfo> {
-        let info = self.inner.append(batch)?;
+        self.check_size(batch.len())?;
+        let validated = validate_for_append(batch)?;
+        self.append_checked(batch, &validated)
+    }
+
+    /// Appends a batch that is already known to be valid (checked, or built by
+    /// [`BatchBuilder::build_valid`](crate::BatchBuilder::build_valid)), without checking it
+    /// again.
+    pub fn append_valid(&self, batch: &ValidBatch) -> Result<AppendInfo> {
+        self.check_size(batch.as_bytes().len())?;
+        self.append_checked(batch.as_bytes(), batch.validated())
+    }
+
+    fn check_size(&self, size: usize) -> Result<()> {
+        let max = u64::from(self.inner.config.max_batch_bytes);
+        if size as u64 > max {
+            return Err(Error::BatchTooLarge { size: size as u64, max });
+        }
+        Ok(())
+    }
+
+    fn append_checked(&self, batch: &[u8], validated: &Validated) -> Result<AppendInfo> {
+        let info = self.inner.append(batch, validated)?;
         if self.inner.config.flush == Flush::Always {
             self.inner.sync_through(info.last_offset + 1)?;
         }
@@ -308,13 +330,7 @@ impl Inner {
         }
     }
 
-    fn append(&self, batch: &[u8]) -> Result<AppendInfo> {
-        let size = batch.len() as u64;
-        if size > u64::from(self.config.max_batch_bytes) {
-            return Err(Error::BatchTooLarge { size, max: u64::from(self.config.max_batch_bytes) });
-        }
-        // Checked before taking the writer lock, so concurrent producers validate in parallel.
-        let validated = validate_for_append(batch)?;
+    fn append(&self, batch: &[u8], validated: &Validated) -> Result<AppendInfo> {
         if self.config.cleanup == Cleanup::Compact && validated.has_null_key {
             return Err(missing_key(batch));
         }
@@ -325,7 +341,7 @@ impl Inner {
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
             return Ok(AppendInfo { base_offset, last_offset, duplicate: true });
         }
-        if self.should_roll(&w, &validated) {
+        if self.should_roll(&w, validated) {
             self.roll(&mut w)?;
         }
         let mut header = validated.header;

@@ -5,7 +5,7 @@
 mod common;
 
 use common::{Rec, batch, producer_batch, read_all, small_config, values};
-use eddy_storage::{BatchError, Cleanup, Error, Log, LogConfig};
+use eddy_storage::{BatchBuilder, BatchError, Cleanup, Error, Log, LogConfig, Record, ValidBatch};
 
 #[test]
 fn reads_outside_the_log_are_offset_out_of_range() {
@@ -46,6 +46,26 @@ fn bad_batches_are_refused_and_change_nothing() {
     assert_eq!(log.next_offset(), 3);
     assert_eq!(log.size_bytes(), good.len() as u64);
     assert_eq!(read_all(&log, 0, 1 << 20).len(), 3);
+}
+
+#[test]
+fn valid_batches_append_like_checked_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+    let bytes = batch(&values(4, 10, 20));
+    let checked = ValidBatch::check(bytes.clone().into()).unwrap();
+    assert_eq!(log.append_valid(&checked).unwrap().base_offset, 0);
+    let mut builder = BatchBuilder::new();
+    builder.push(Record { timestamp: 5, key: None, value: Some(b"v"), headers: &[] });
+    assert_eq!(log.append_valid(&builder.build_valid().unwrap()).unwrap().base_offset, 4);
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), 5);
+    assert!(matches!(ValidBatch::check(bytes[..50].to_vec().into()), Err(BatchError::Truncated { .. })));
+
+    let compacted = tempfile::tempdir().unwrap();
+    let log = Log::open(compacted.path(), LogConfig { cleanup: Cleanup::Compact, ..LogConfig::default() }).unwrap();
+    let mut builder = BatchBuilder::new();
+    builder.push(Record { timestamp: 5, key: None, value: Some(b"v"), headers: &[] });
+    assert!(matches!(log.append_valid(&builder.build_valid().unwrap()), Err(Error::MissingKey { index: 0 })));
 }
 
 #[test]

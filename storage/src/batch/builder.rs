@@ -4,7 +4,7 @@ use bytes::Bytes;
 
 use super::header::{self, HEADER_LEN, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE};
 use super::varint::{put_uvarint, put_varint, uvarint_len, varint_len};
-use super::{Header, Record};
+use super::{BatchError, BatchHeader, Header, Record, ValidBatch, Validated};
 
 /// Builds one record batch. Records are encoded as they are pushed, so `build` only fills in the
 /// header and the two checksums.
@@ -31,6 +31,7 @@ pub struct BatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    has_null_key: bool,
 }
 
 impl Default for BatchBuilder {
@@ -57,6 +58,7 @@ impl BatchBuilder {
             producer_id: NO_PRODUCER_ID,
             producer_epoch: NO_PRODUCER_EPOCH,
             base_sequence: NO_SEQUENCE,
+            has_null_key: false,
         }
     }
 
@@ -75,6 +77,7 @@ impl BatchBuilder {
             self.first_timestamp = record.timestamp;
         }
         self.max_timestamp = self.max_timestamp.max(record.timestamp);
+        self.has_null_key |= record.key.is_none();
         let timestamp_delta = record.timestamp.wrapping_sub(self.first_timestamp);
         let offset_delta = u64::from(self.record_count);
         put_record(&mut self.buf, &record, timestamp_delta, offset_delta);
@@ -99,6 +102,18 @@ impl BatchBuilder {
     /// Finishes the batch, with base offset 0 (the log assigns the real one).
     pub fn build(self) -> Bytes {
         Bytes::from(self.finish())
+    }
+
+    /// Finishes the batch as a [`ValidBatch`] the log appends without checking it again.
+    /// Fails only if no record was pushed.
+    pub fn build_valid(self) -> Result<ValidBatch, BatchError> {
+        if self.record_count == 0 {
+            return Err(BatchError::Empty);
+        }
+        let has_null_key = self.has_null_key;
+        let bytes = self.finish();
+        let header = BatchHeader::parse(&bytes)?;
+        Ok(ValidBatch::trusted(Bytes::from(bytes), Validated { header, has_null_key }))
     }
 
     /// Like [`build`](Self::build), returning the plain buffer.

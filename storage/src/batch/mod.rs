@@ -13,6 +13,7 @@ mod records;
 pub mod varint;
 
 pub use builder::BatchBuilder;
+use bytes::Bytes;
 pub(crate) use builder::{HeaderFields, put_record, write_header};
 pub use header::{BatchHeader, FORMAT_VERSION, HEADER_LEN};
 pub use records::{HeaderIter, RecordFault, RecordIter, RecordView};
@@ -151,6 +152,45 @@ impl<'a> Iterator for Batches<'a> {
                 Some(Err(e))
             }
         }
+    }
+}
+
+/// A batch known to pass [`validate_for_append`]: either checked, or built by
+/// [`BatchBuilder::build_valid`], which produces valid batches by construction. The log appends
+/// it without checking again, which keeps checksum work out of a partition's serialised write
+/// path (a server checks untrusted bytes on its connection threads first).
+#[derive(Debug, Clone)]
+pub struct ValidBatch {
+    bytes: Bytes,
+    validated: Validated,
+}
+
+impl ValidBatch {
+    /// Checks `bytes` as [`validate_for_append`] does.
+    pub fn check(bytes: Bytes) -> Result<Self, BatchError> {
+        let validated = validate_for_append(&bytes)?;
+        Ok(Self { bytes, validated })
+    }
+
+    pub(crate) fn trusted(bytes: Bytes, validated: Validated) -> Self {
+        debug_assert_eq!(validate_for_append(&bytes), Ok(validated));
+        Self { bytes, validated }
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+
+    pub fn header(&self) -> &BatchHeader {
+        &self.validated.header
+    }
+
+    pub fn validated(&self) -> &Validated {
+        &self.validated
     }
 }
 

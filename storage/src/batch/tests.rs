@@ -76,6 +76,18 @@ proptest! {
         prop_assert!(BatchView::parse(&bytes).is_err());
     }
 
+    /// What the builder vouches for is exactly what validation would conclude.
+    #[test]
+    fn build_valid_agrees_with_validation(records in proptest::collection::vec(owned(), 1..20)) {
+        let mut b = BatchBuilder::new();
+        for r in &records {
+            let headers: Vec<Header<'_>> = r.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
+            b.push(Record { timestamp: r.timestamp, key: r.key.as_deref(), value: r.value.as_deref(), headers: &headers });
+        }
+        let valid = b.build_valid().unwrap();
+        prop_assert_eq!(validate_for_append(valid.as_bytes()), Ok(*valid.validated()));
+    }
+
     #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = validate_for_append(&bytes);
@@ -149,6 +161,7 @@ fn validation_names_what_is_wrong() {
     );
 
     assert_eq!(validate_for_append(&BatchBuilder::new().finish()), Err(BatchError::Empty));
+    assert_eq!(BatchBuilder::new().build_valid().unwrap_err(), BatchError::Empty);
 }
 
 #[test]
