@@ -45,7 +45,12 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
         runs[0].push(Row::new(format!("raw write {label}"), records, bytes, &w));
         runs[1].push(Row::new(format!("raw read {label}"), records, bytes, &r));
         runs[2].push(Row::new(format!("eddy append {label} flush=os"), records, bytes, &append));
-        runs[5].push(Row::new(format!("eddy append {label} untrusted bytes"), records, bytes, &checked));
+        runs[5].push(Row::new(
+            format!("eddy append {label} untrusted bytes"),
+            records,
+            bytes,
+            &checked,
+        ));
         runs[3].push(Row::new(
             format!("eddy read {label} active (pread)"),
             records,
@@ -123,7 +128,8 @@ pub fn run_group_commit(opts: &Options) -> Result<Vec<Row>> {
     let per_thread = (opts.records / opts.batch as u64 / opts.threads as u64).max(1) as usize;
     let batches = batches(per_thread as u64 * opts.batch as u64, opts.batch, opts.record_bytes);
     let records = (batches.len() * opts.threads * opts.batch) as u64;
-    let bytes = batches.iter().map(|b| b.as_bytes().len() as u64).sum::<u64>() * opts.threads as u64;
+    let bytes =
+        batches.iter().map(|b| b.as_bytes().len() as u64).sum::<u64>() * opts.threads as u64;
     let dir = opts.tempdir()?;
 
     let all: Vec<_> = (0..opts.threads).flat_map(|_| batches.iter().cloned()).collect();

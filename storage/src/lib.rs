@@ -18,7 +18,9 @@
 
 pub mod batch;
 
-pub use batch::{BatchBuilder, BatchError, BatchView, Batches, Header, Record, RecordView, ValidBatch};
+pub use batch::{
+    BatchBuilder, BatchError, BatchView, Batches, Header, Record, RecordView, ValidBatch,
+};
 
 mod commit;
 mod compaction;

@@ -218,10 +218,14 @@ fn rebuild_producers(sealed: &[Arc<SealedSegment>]) -> Result<ProducerTable> {
     }
     tracing::warn!(segments = sealed.len(), "producer snapshot missing; rebuilding from the log");
     for segment in sealed {
-        for (_, batch) in segment.batches()? {
-            if let Ok(header) = BatchHeader::parse(&batch) {
-                table.record(&header);
-            }
+        // A damaged segment must not stop the log from opening: take what precedes the damage
+        // (reads that reach it report it).
+        let (headers, fault) = segment.headers();
+        for header in headers.iter().filter(|h| h.is_idempotent()) {
+            table.record(header);
+        }
+        if let Some(e) = fault {
+            tracing::warn!(error = %e, "producer state rebuilt only up to a damaged batch");
         }
     }
     Ok(table)

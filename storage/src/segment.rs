@@ -287,6 +287,26 @@ impl SealedSegment {
         Ok(None)
     }
 
+    /// Every batch header in order, and the error that stopped the walk early, if any.
+    pub fn headers(&self) -> (Vec<BatchHeader>, Option<Error>) {
+        let data = match self.bytes() {
+            Ok(d) => d,
+            Err(e) => return (Vec::new(), Some(e)),
+        };
+        let mut out = Vec::new();
+        let mut position = 0u64;
+        while position < self.len {
+            match self.header_at(data, position) {
+                Ok(header) => {
+                    position += u64::from(header.batch_len);
+                    out.push(header);
+                }
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
     /// Every batch in order, each checked; stops at the first bad one with its position.
     pub fn batches(&self) -> Result<Vec<(u64, Bytes)>> {
         let data = self.bytes()?;

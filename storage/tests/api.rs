@@ -59,13 +59,23 @@ fn valid_batches_append_like_checked_bytes() {
     builder.push(Record { timestamp: 5, key: None, value: Some(b"v"), headers: &[] });
     assert_eq!(log.append_valid(&builder.build_valid().unwrap()).unwrap().base_offset, 4);
     assert_eq!(read_all(&log, 0, 1 << 20).len(), 5);
-    assert!(matches!(ValidBatch::check(bytes[..50].to_vec().into()), Err(BatchError::Truncated { .. })));
+    assert!(matches!(
+        ValidBatch::check(bytes[..50].to_vec().into()),
+        Err(BatchError::Truncated { .. })
+    ));
 
     let compacted = tempfile::tempdir().unwrap();
-    let log = Log::open(compacted.path(), LogConfig { cleanup: Cleanup::Compact, ..LogConfig::default() }).unwrap();
+    let log = Log::open(
+        compacted.path(),
+        LogConfig { cleanup: Cleanup::Compact, ..LogConfig::default() },
+    )
+    .unwrap();
     let mut builder = BatchBuilder::new();
     builder.push(Record { timestamp: 5, key: None, value: Some(b"v"), headers: &[] });
-    assert!(matches!(log.append_valid(&builder.build_valid().unwrap()), Err(Error::MissingKey { index: 0 })));
+    assert!(matches!(
+        log.append_valid(&builder.build_valid().unwrap()),
+        Err(Error::MissingKey { index: 0 })
+    ));
 }
 
 #[test]

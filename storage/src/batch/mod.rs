@@ -13,8 +13,8 @@ mod records;
 pub mod varint;
 
 pub use builder::BatchBuilder;
-use bytes::Bytes;
 pub(crate) use builder::{HeaderFields, put_record, write_header};
+use bytes::Bytes;
 pub use header::{BatchHeader, FORMAT_VERSION, HEADER_LEN};
 pub use records::{HeaderIter, RecordFault, RecordIter, RecordView};
 
