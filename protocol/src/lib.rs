@@ -1,0 +1,40 @@
+//! eddy-protocol: the wire contract between clients and the broker.
+//!
+//! - [`v1`]: the message types generated from `proto/eddy.proto` (the documented contract).
+//! - [`frame`]: the frame codec — a u32 little-endian length, then one protobuf message. Pure:
+//!   no I/O, no async, no broker types; "need more bytes" is kept apart from "bad bytes".
+//! - [`ErrorCode`] helpers: the stable codes every failure maps to.
+//!
+//! Not a client or a server: `eddy-client` and `eddy-broker` own the sockets.
+#![forbid(unsafe_code)]
+
+pub mod frame;
+
+/// Messages of protocol version 1, generated from `proto/eddy.proto`.
+#[allow(missing_docs, clippy::all, clippy::pedantic, missing_debug_implementations)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/eddy.v1.rs"));
+}
+
+pub use frame::{FrameDecoder, FrameError, encode_frame};
+pub use v1::ErrorCode;
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+impl v1::Error {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code: code as i32, message: message.into() }
+    }
+
+    /// The code, with values this build does not know read as `Unknown`.
+    pub fn error_code(&self) -> ErrorCode {
+        ErrorCode::try_from(self.code).unwrap_or(ErrorCode::Unknown)
+    }
+}
+
+impl std::fmt::Display for v1::Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error_code().as_str_name(), self.message)
+    }
+}
