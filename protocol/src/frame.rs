@@ -59,10 +59,15 @@ impl FrameDecoder {
     }
 
     /// The next whole frame decoded as `M`.
-    pub fn next_message<M: Message + Default>(&self, buf: &mut BytesMut) -> Result<Option<M>, FrameError> {
+    pub fn next_message<M: Message + Default>(
+        &self,
+        buf: &mut BytesMut,
+    ) -> Result<Option<M>, FrameError> {
         match self.next_frame(buf)? {
             None => Ok(None),
-            Some(bytes) => M::decode(bytes).map(Some).map_err(|e| FrameError::Decode(e.to_string())),
+            Some(bytes) => {
+                M::decode(bytes).map(Some).map_err(|e| FrameError::Decode(e.to_string()))
+            }
         }
     }
 }
@@ -85,7 +90,12 @@ mod tests {
     fn sample(id: u64) -> Request {
         Request {
             correlation_id: id,
-            body: Some(request::Body::Fetch(FetchRequest { max_wait_ms: 5, min_bytes: 1, max_bytes: 1 << 20, topics: vec![] })),
+            body: Some(request::Body::Fetch(FetchRequest {
+                max_wait_ms: 5,
+                min_bytes: 1,
+                max_bytes: 1 << 20,
+                topics: vec![],
+            })),
         }
     }
 
@@ -113,7 +123,10 @@ mod tests {
         let decoder = FrameDecoder::new(1024);
         let mut buf = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
         let capacity = buf.capacity();
-        assert_eq!(decoder.next_frame(&mut buf), Err(FrameError::TooLarge { len: u64::from(u32::MAX), max: 1024 }));
+        assert_eq!(
+            decoder.next_frame(&mut buf),
+            Err(FrameError::TooLarge { len: u64::from(u32::MAX), max: 1024 })
+        );
         assert_eq!(buf.capacity(), capacity);
     }
 

@@ -1,0 +1,310 @@
+//! [`Broker`]: topics and partitions over the storage log — the core that both the embedded API
+//! and the TCP server drive.
+//!
+//! Invariants:
+//! - One `Broker` per data directory (an exclusive lock on `DATA/.lock`); each partition's log
+//!   also locks its own directory.
+//! - A topic is visible only once its `topic.json` exists; a directory without one is a creation
+//!   that crashed, and open removes it. Deletion renames the topic away first, so a name is
+//!   never half deleted.
+//! - Appends run on blocking threads (they may wait for an fsync); the partition log serialises
+//!   writers and shares fsyncs among them. Every append wakes long-polling fetches.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use eddy_protocol::v1;
+use eddy_storage::Log;
+use tokio::sync::Notify;
+
+use crate::config::BrokerConfig;
+use crate::error::BrokerError;
+use crate::producer_ids::ProducerIds;
+use crate::topic::{self, SETTINGS_FILE, TopicSettings};
+
+/// An eddy broker: cheap to clone (clones share one broker).
+#[derive(Debug, Clone)]
+pub struct Broker {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub config: BrokerConfig,
+    _lock: File,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Serialises topic creation and deletion.
+    admin: Mutex<()>,
+    /// Woken after every append, for long-polling fetches.
+    pub appended: Notify,
+    shutting_down: AtomicBool,
+    producer_ids: Mutex<ProducerIds>,
+}
+
+/// One topic and its partition logs.
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub settings: TopicSettings,
+    pub dir: PathBuf,
+    pub partitions: Vec<Arc<Log>>,
+}
+
+impl Topic {
+    pub fn partition(&self, partition: u32) -> Result<&Arc<Log>, BrokerError> {
+        self.partitions
+            .get(partition as usize)
+            .ok_or_else(|| BrokerError::UnknownPartition { topic: self.name.clone(), partition })
+    }
+
+    pub fn partition_info(&self) -> Vec<v1::PartitionInfo> {
+        self.partitions
+            .iter()
+            .enumerate()
+            .map(|(p, log)| v1::PartitionInfo {
+                partition: p as u32,
+                log_start_offset: log.start_offset(),
+                next_offset: log.next_offset(),
+                size_bytes: log.size_bytes(),
+                segments: log.segment_count() as u32,
+            })
+            .collect()
+    }
+}
+
+impl Broker {
+    /// Opens the broker in `dir` with default settings — the embedded entry point.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Broker, BrokerError> {
+        Self::open_with(BrokerConfig {
+            data_dir: dir.as_ref().to_path_buf(),
+            ..BrokerConfig::default()
+        })
+    }
+
+    /// Opens the broker described by `config`, recovering every topic's partitions.
+    pub fn open_with(config: BrokerConfig) -> Result<Broker, BrokerError> {
+        let dir = config.data_dir.clone();
+        let topics_dir = dir.join("topics");
+        fs::create_dir_all(&topics_dir).map_err(BrokerError::io("create", &topics_dir))?;
+        let lock = lock_data_dir(&dir)?;
+        let mut topics = BTreeMap::new();
+        for entry in fs::read_dir(&topics_dir).map_err(BrokerError::io("list", &topics_dir))? {
+            let entry = entry.map_err(BrokerError::io("list", &topics_dir))?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
+            if name.starts_with(".deleted-") || !path.join(SETTINGS_FILE).exists() {
+                // A deletion or a creation that did not finish.
+                tracing::info!(path = %path.display(), "removing unfinished topic directory");
+                fs::remove_dir_all(&path).map_err(BrokerError::io("remove", &path))?;
+                continue;
+            }
+            let topic = open_topic(&path, &name)?;
+            topics.insert(name, Arc::new(topic));
+        }
+        let producer_ids = ProducerIds::open(&dir.join("producer-ids"))?;
+        tracing::info!(data_dir = %dir.display(), topics = topics.len(), "broker opened");
+        Ok(Broker {
+            inner: Arc::new(Inner {
+                config,
+                _lock: lock,
+                topics: RwLock::new(topics),
+                admin: Mutex::new(()),
+                appended: Notify::new(),
+                shutting_down: AtomicBool::new(false),
+                producer_ids: Mutex::new(producer_ids),
+            }),
+        })
+    }
+
+    pub fn config(&self) -> &BrokerConfig {
+        &self.inner.config
+    }
+
+    pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
+        let topics = self.inner.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
+    }
+
+    pub fn topic_names(&self) -> Vec<String> {
+        self.inner.topics.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    fn topics(&self) -> Vec<Arc<Topic>> {
+        self.inner.topics.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+    }
+
+    /// Creates a topic; `config` fields left unset take the broker's defaults.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        config: Option<&v1::TopicConfig>,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        self.check_running()?;
+        topic::validate_name(name)?;
+        let settings = TopicSettings::resolve(config, &self.inner.config.topic_defaults)?;
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        if self.topic(name).is_ok() {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        let dir = topic::topic_dir(&self.inner.config.data_dir, name);
+        if dir.exists() {
+            fs::remove_dir_all(&dir).map_err(BrokerError::io("remove", &dir))?;
+        }
+        fs::create_dir_all(&dir).map_err(BrokerError::io("create", &dir))?;
+        let json = serde_json::to_vec_pretty(&settings)
+            .map_err(|e| BrokerError::InvalidConfig { field: "settings", reason: e.to_string() })?;
+        let partitions = open_partitions(&dir, name, &settings)?;
+        // The settings file makes the topic exist; it is written last, atomically.
+        write_atomic(&dir.join(SETTINGS_FILE), &json)?;
+        let topic = Arc::new(Topic { name: name.to_string(), settings, dir, partitions });
+        self.inner
+            .topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, partitions = topic.partitions.len(), "created topic");
+        Ok(topic)
+    }
+
+    /// Deletes a topic and its data.
+    pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        self.check_running()?;
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self
+            .inner
+            .topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+        let graveyard = topic.dir.with_file_name(format!(".deleted-{name}-{nanos}"));
+        fs::rename(&topic.dir, &graveyard).map_err(BrokerError::io("rename", &topic.dir))?;
+        drop(topic);
+        // Requests still holding the partitions keep reading unlinked files; the space returns
+        // when they finish.
+        if let Err(e) = fs::remove_dir_all(&graveyard) {
+            tracing::warn!(path = %graveyard.display(), error = %e, "could not remove deleted topic; open retries");
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(())
+    }
+
+    /// Allocates a producer id for an idempotent producer.
+    pub fn init_producer(&self) -> Result<(i64, i16), BrokerError> {
+        self.check_running()?;
+        let id = self.inner.producer_ids.lock().unwrap_or_else(|p| p.into_inner()).allocate()?;
+        Ok((id, 0))
+    }
+
+    /// Runs retention and compaction over every partition once, at `now_ms`.
+    pub fn run_maintenance(&self, now_ms: i64) {
+        for topic in self.topics() {
+            for (p, log) in topic.partitions.iter().enumerate() {
+                let outcome = log.enforce_retention(now_ms).and_then(|_| log.compact(now_ms));
+                if let Err(e) = outcome {
+                    tracing::warn!(topic = %topic.name, partition = p, error = %e, "maintenance failed");
+                }
+            }
+        }
+    }
+
+    /// Refuses new requests (`SHUTTING_DOWN`) and ends waiting long polls now, with what they
+    /// have; requests already running finish.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
+        self.inner.appended.notify_waiters();
+    }
+
+    /// Stops taking requests, wakes long polls, and flushes every partition.
+    pub fn close(&self) -> Result<(), BrokerError> {
+        self.begin_shutdown();
+        for topic in self.topics() {
+            for (p, log) in topic.partitions.iter().enumerate() {
+                log.flush().map_err(|source| BrokerError::Storage {
+                    topic: topic.name.clone(),
+                    partition: p as u32,
+                    source,
+                })?;
+            }
+        }
+        tracing::info!("broker closed: every partition flushed");
+        Ok(())
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn check_running(&self) -> Result<(), BrokerError> {
+        if self.is_shutting_down() { Err(BrokerError::ShuttingDown) } else { Ok(()) }
+    }
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, BrokerError> {
+    let path = dir.join(".lock");
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(BrokerError::io("open", &path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => {
+            Err(BrokerError::Locked { path: dir.to_path_buf() })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(BrokerError::io("lock", &path)(e)),
+    }
+}
+
+fn open_topic(dir: &Path, name: &str) -> Result<Topic, BrokerError> {
+    let path = dir.join(SETTINGS_FILE);
+    let text = fs::read(&path).map_err(BrokerError::io("read", &path))?;
+    let settings: TopicSettings =
+        serde_json::from_slice(&text).map_err(|e| BrokerError::InvalidConfig {
+            field: "topic.json",
+            reason: format!("{}: {e}", path.display()),
+        })?;
+    settings.validate()?;
+    let partitions = open_partitions(dir, name, &settings)?;
+    Ok(Topic { name: name.to_string(), settings, dir: dir.to_path_buf(), partitions })
+}
+
+fn open_partitions(
+    dir: &Path,
+    name: &str,
+    settings: &TopicSettings,
+) -> Result<Vec<Arc<Log>>, BrokerError> {
+    (0..settings.partitions)
+        .map(|p| {
+            Log::open(topic::partition_dir(dir, p), settings.log_config()).map(Arc::new).map_err(
+                |source| BrokerError::Storage { topic: name.to_string(), partition: p, source },
+            )
+        })
+        .collect()
+}
+
+/// Write a temporary file, fsync, rename over, fsync the directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = File::create(&tmp).map_err(BrokerError::io("create", &tmp))?;
+    file.write_all(bytes).map_err(BrokerError::io("write", &tmp))?;
+    file.sync_all().map_err(BrokerError::io("fsync", &tmp))?;
+    fs::rename(&tmp, path).map_err(BrokerError::io("rename", &tmp))?;
+    let parent = path.parent().unwrap_or(Path::new("."));
+    File::open(parent).and_then(|d| d.sync_all()).map_err(BrokerError::io("fsync", parent))
+}
+
+/// Milliseconds since the Unix epoch, for retention.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// How long a fetch may wait at most, whatever it asks for.
+pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);

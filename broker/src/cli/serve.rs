@@ -1,0 +1,90 @@
+//! `eddy serve`: load the configuration, open the broker, serve until SIGINT or SIGTERM, then
+//! finish in-flight requests, flush every partition and exit 0.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use eddy_broker::{Broker, BrokerConfig, now_ms, server};
+use tokio::net::TcpListener;
+
+pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
+    use lexopt::prelude::*;
+    let (mut data_dir, mut listen, mut config_file) = (None, None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("data-dir") => data_dir = Some(PathBuf::from(parser.value()?)),
+            Long("listen") => listen = Some(parser.value()?.string()?),
+            Long("config") => config_file = Some(PathBuf::from(parser.value()?)),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let mut config = BrokerConfig::load(config_file.as_deref(), |k| std::env::var(k).ok())?;
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    if let Some(addr) = listen {
+        config.listen = addr.parse().with_context(|| format!("--listen {addr:?}"))?;
+    }
+    init_tracing();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: BrokerConfig) -> Result<()> {
+    let maintenance_every = Duration::from_millis(config.maintenance_interval_ms);
+    let broker = Broker::open_with(config.clone())
+        .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    // A line for people and for scripts (and tests) that started the broker on port 0.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stdout(),
+        format!("eddy listening on {addr}\n").as_bytes(),
+    );
+    let maintenance = tokio::spawn(maintain(broker.clone(), maintenance_every));
+    server::serve(broker.clone(), listener, shutdown_signal()).await?;
+    maintenance.abort();
+    let closing = broker.clone();
+    tokio::task::spawn_blocking(move || closing.close()).await??;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn maintain(broker: Broker, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let b = broker.clone();
+        let _ = tokio::task::spawn_blocking(move || b.run_maintenance(now_ms())).await;
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+    }
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("EDDY_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,222 @@
+//! Broker configuration: defaults, a TOML file, and `EDDY_*` environment overrides, validated
+//! into one typed value before anything starts.
+//!
+//! ```toml
+//! data_dir = "./eddy-data"
+//! listen = "127.0.0.1:9750"
+//! maintenance_interval_ms = 30000
+//!
+//! [limits]
+//! max_frame_bytes = 16777216
+//! max_batch_bytes = 8388608
+//! max_connections = 1024
+//! max_in_flight = 64
+//! idle_timeout_ms = 600000
+//!
+//! [topic_defaults]
+//! partitions = 1
+//! segment_bytes = 1073741824
+//! retention_ms = 604800000
+//! cleanup = "delete"
+//! flush = "os"            # or "always", or { interval = { ms = 1000 } }
+//! ```
+//!
+//! Every key may be overridden by an environment variable: `EDDY_DATA_DIR`, `EDDY_LISTEN`,
+//! `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
+//! `EDDY_MAX_CONNECTIONS`).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::topic::TopicSettings;
+
+pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
+
+/// Limits the server enforces on every connection; each has a stable error code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    pub max_frame_bytes: u32,
+    pub max_batch_bytes: u32,
+    pub max_connections: u32,
+    pub max_in_flight: u32,
+    pub idle_timeout_ms: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 16 << 20,
+            max_batch_bytes: 8 << 20,
+            max_connections: 1024,
+            max_in_flight: 64,
+            idle_timeout_ms: 600_000,
+        }
+    }
+}
+
+/// Everything the broker needs to start.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// How often retention and compaction run over every partition.
+    pub maintenance_interval_ms: u64,
+    pub limits: Limits,
+    pub topic_defaults: TopicSettings,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9750))),
+            maintenance_interval_ms: 30_000,
+            limits: Limits::default(),
+            topic_defaults: TopicSettings::default(),
+        }
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {name}={value:?}: {reason}")]
+    Env { name: String, value: String, reason: String },
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl BrokerConfig {
+    /// Defaults, then `file` if given, then the environment.
+    pub fn load(
+        file: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match file {
+            None => BrokerConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+                toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                })?
+            }
+        };
+        config.apply_env(env)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        fn parse<T: std::str::FromStr>(name: &str, value: String) -> Result<T, ConfigError>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| ConfigError::Env {
+                name: name.into(),
+                value,
+                reason: e.to_string(),
+            })
+        }
+        if let Some(v) = env("EDDY_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("EDDY_LISTEN") {
+            self.listen = parse("EDDY_LISTEN", v)?;
+        }
+        if let Some(v) = env("EDDY_MAINTENANCE_INTERVAL_MS") {
+            self.maintenance_interval_ms = parse("EDDY_MAINTENANCE_INTERVAL_MS", v)?;
+        }
+        let limits = &mut self.limits;
+        for (name, slot) in [
+            ("EDDY_MAX_FRAME_BYTES", &mut limits.max_frame_bytes),
+            ("EDDY_MAX_BATCH_BYTES", &mut limits.max_batch_bytes),
+            ("EDDY_MAX_CONNECTIONS", &mut limits.max_connections),
+            ("EDDY_MAX_IN_FLIGHT", &mut limits.max_in_flight),
+            ("EDDY_IDLE_TIMEOUT_MS", &mut limits.idle_timeout_ms),
+        ] {
+            if let Some(v) = env(name) {
+                *slot = parse(name, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.max_frame_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "limits.max_frame_bytes must be at least 1024".into(),
+            ));
+        }
+        if l.max_batch_bytes == 0 || l.max_batch_bytes > l.max_frame_bytes {
+            return Err(ConfigError::Invalid(
+                "limits.max_batch_bytes must be between 1 and max_frame_bytes".into(),
+            ));
+        }
+        if l.max_connections == 0 || l.max_in_flight == 0 || l.idle_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_connections, max_in_flight and idle_timeout_ms must be positive".into(),
+            ));
+        }
+        if self.maintenance_interval_ms == 0 {
+            return Err(ConfigError::Invalid("maintenance_interval_ms must be positive".into()));
+        }
+        self.topic_defaults
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("topic_defaults: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eddy.toml");
+        std::fs::write(
+            &path,
+            "data_dir = \"/tmp/x\"\nlisten = \"127.0.0.1:1234\"\n[limits]\nmax_connections = 7\n[topic_defaults]\npartitions = 3\nsegment_bytes = 1048576\ncleanup = \"compact\"\nflush = \"always\"\n",
+        )
+        .unwrap();
+        let env = |k: &str| (k == "EDDY_MAX_IN_FLIGHT").then(|| "9".to_string());
+        let c = BrokerConfig::load(Some(&path), env).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.listen.port(), 1234);
+        assert_eq!(c.limits.max_connections, 7);
+        assert_eq!(c.limits.max_in_flight, 9);
+        assert_eq!(c.topic_defaults.partitions, 3);
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let env = |k: &str| (k == "EDDY_LISTEN").then(|| "nowhere".to_string());
+        let e = BrokerConfig::load(None, env).unwrap_err();
+        assert!(e.to_string().starts_with("environment variable EDDY_LISTEN=\"nowhere\""), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eddy.toml");
+        std::fs::write(&path, "bogus = 1\n").unwrap();
+        assert!(matches!(
+            BrokerConfig::load(Some(&path), |_| None),
+            Err(ConfigError::Parse { .. })
+        ));
+    }
+}

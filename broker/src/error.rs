@@ -1,0 +1,89 @@
+//! The broker's error type and its mapping to the protocol's stable error codes.
+
+use std::path::PathBuf;
+
+use eddy_protocol::ErrorCode;
+use eddy_protocol::v1;
+
+/// What a broker operation can fail with.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BrokerError {
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    #[error("topic {topic:?} has no partition {partition}")]
+    UnknownPartition { topic: String, partition: u32 },
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName { name: String, reason: &'static str },
+    #[error("invalid config {field}: {reason}")]
+    InvalidConfig { field: &'static str, reason: String },
+    #[error("malformed request: {0}")]
+    Malformed(&'static str),
+    #[error("data directory {path} is in use by another broker")]
+    Locked { path: PathBuf },
+    #[error("failed to {op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{topic}-{partition}: {source}")]
+    Storage {
+        topic: String,
+        partition: u32,
+        #[source]
+        source: eddy_storage::Error,
+    },
+    #[error("the broker is shutting down")]
+    ShuttingDown,
+}
+
+impl BrokerError {
+    pub(crate) fn io(
+        op: &'static str,
+        path: impl Into<PathBuf>,
+    ) -> impl FnOnce(std::io::Error) -> Self {
+        let path = path.into();
+        move |source| BrokerError::Io { op, path, source }
+    }
+
+    /// The stable protocol code for this error.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BrokerError::UnknownTopic(_) => ErrorCode::UnknownTopic,
+            BrokerError::UnknownPartition { .. } => ErrorCode::UnknownPartition,
+            BrokerError::TopicExists(_) => ErrorCode::TopicAlreadyExists,
+            BrokerError::InvalidTopicName { .. } | BrokerError::InvalidConfig { .. } => {
+                ErrorCode::InvalidConfig
+            }
+            BrokerError::Malformed(_) => ErrorCode::MalformedRequest,
+            BrokerError::Locked { .. } | BrokerError::Io { .. } => ErrorCode::StorageError,
+            BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
+            BrokerError::Storage { source, .. } => storage_code(source),
+        }
+    }
+
+    /// This error as it travels on the wire.
+    pub fn to_wire(&self) -> v1::Error {
+        v1::Error::new(self.code(), self.to_string())
+    }
+}
+
+fn storage_code(e: &eddy_storage::Error) -> ErrorCode {
+    use eddy_storage::Error as E;
+    match e {
+        E::NoSpace { .. } => ErrorCode::NoSpace,
+        E::Corrupt { .. } => ErrorCode::CorruptStorage,
+        E::InvalidBatch(_) => ErrorCode::InvalidBatch,
+        E::BatchTooLarge { .. } => ErrorCode::BatchTooLarge,
+        E::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        E::OutOfOrderSequence { .. } => ErrorCode::OutOfOrderSequence,
+        E::ProducerFenced { .. } => ErrorCode::ProducerFenced,
+        E::MissingKey { .. } => ErrorCode::MissingKey,
+        E::InvalidConfig { .. } => ErrorCode::InvalidConfig,
+        _ => ErrorCode::StorageError,
+    }
+}

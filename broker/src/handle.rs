@@ -1,0 +1,361 @@
+//! Request handling: one function per request type, shared by the TCP server and the embedded
+//! transport. Per-partition failures go into the response body; only a request that cannot be
+//! handled at all becomes a request-level error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_client::{ClientError, Transport};
+use eddy_protocol::v1::{self, request, response};
+use eddy_protocol::{ErrorCode, PROTOCOL_VERSION};
+use eddy_storage::{AppendInfo, Log, ValidBatch};
+use tokio::time::Instant;
+
+use crate::broker::{Broker, MAX_FETCH_WAIT};
+use crate::error::BrokerError;
+
+/// Fetch size when a request leaves `max_bytes` at 0.
+const DEFAULT_FETCH_BYTES: u32 = 1 << 20;
+
+impl Broker {
+    /// Handles one request body. `Ok(None)` means no response is owed (produce with
+    /// `ACKS_NONE`).
+    pub async fn handle(&self, body: request::Body) -> Result<Option<response::Body>, BrokerError> {
+        self.check_running()?;
+        use request::Body as Rq;
+        use response::Body as Rs;
+        Ok(Some(match body {
+            Rq::ApiVersions(r) => Rs::ApiVersions(self.api_versions(&r)?),
+            Rq::Metadata(r) => Rs::Metadata(self.metadata(&r)),
+            Rq::CreateTopic(r) => {
+                let topic = self.create_topic(&r.name, r.config.as_ref())?;
+                Rs::CreateTopic(v1::CreateTopicResponse { config: Some(topic.settings.to_wire()) })
+            }
+            Rq::DeleteTopic(r) => {
+                self.delete_topic(&r.name)?;
+                Rs::DeleteTopic(v1::DeleteTopicResponse {})
+            }
+            Rq::ListTopics(_) => {
+                Rs::ListTopics(v1::ListTopicsResponse { names: self.topic_names() })
+            }
+            Rq::DescribeTopic(r) => {
+                let topic = self.topic(&r.name)?;
+                Rs::DescribeTopic(v1::DescribeTopicResponse {
+                    name: topic.name.clone(),
+                    config: Some(topic.settings.to_wire()),
+                    partitions: topic.partition_info(),
+                })
+            }
+            Rq::Produce(r) => match self.produce(r).await? {
+                Some(resp) => Rs::Produce(resp),
+                None => return Ok(None),
+            },
+            Rq::Fetch(r) => Rs::Fetch(self.fetch(&r).await),
+            Rq::ListOffsets(r) => Rs::ListOffsets(self.list_offsets(&r)),
+            Rq::InitProducer(_) => {
+                let (producer_id, epoch) = self.init_producer()?;
+                Rs::InitProducer(v1::InitProducerResponse {
+                    producer_id,
+                    producer_epoch: i32::from(epoch),
+                })
+            }
+        }))
+    }
+
+    fn api_versions(
+        &self,
+        r: &v1::ApiVersionsRequest,
+    ) -> Result<v1::ApiVersionsResponse, BrokerError> {
+        if r.min_version > PROTOCOL_VERSION || r.max_version < PROTOCOL_VERSION {
+            return Err(BrokerError::Malformed(
+                "no common protocol version (this broker speaks version 1)",
+            ));
+        }
+        let l = &self.config().limits;
+        Ok(v1::ApiVersionsResponse {
+            version: PROTOCOL_VERSION,
+            broker_version: env!("CARGO_PKG_VERSION").to_string(),
+            limits: Some(v1::Limits {
+                max_frame_bytes: l.max_frame_bytes,
+                max_batch_bytes: l.max_batch_bytes,
+                max_in_flight: l.max_in_flight,
+                idle_timeout_ms: l.idle_timeout_ms,
+            }),
+        })
+    }
+
+    fn metadata(&self, r: &v1::MetadataRequest) -> v1::MetadataResponse {
+        let names = if r.topics.is_empty() { self.topic_names() } else { r.topics.clone() };
+        let topics = names
+            .into_iter()
+            .map(|name| match self.topic(&name) {
+                Ok(t) => v1::TopicMetadata { partitions: t.partition_info(), name, error: None },
+                Err(e) => v1::TopicMetadata { error: Some(e.to_wire()), name, partitions: vec![] },
+            })
+            .collect();
+        v1::MetadataResponse { broker_address: self.config().listen.to_string(), topics }
+    }
+
+    async fn produce(
+        &self,
+        r: v1::ProduceRequest,
+    ) -> Result<Option<v1::ProduceResponse>, BrokerError> {
+        let acks =
+            v1::Acks::try_from(r.acks).map_err(|_| BrokerError::Malformed("unknown acks value"))?;
+        let mut pending = Vec::new();
+        for t in r.topics {
+            let topic = self.topic(&t.topic);
+            let mut parts = Vec::with_capacity(t.partitions.len());
+            for p in t.partitions {
+                let log = topic.as_ref().map_err(|e| e.to_wire()).and_then(|topic| {
+                    topic.partition(p.partition).cloned().map_err(|e| e.to_wire())
+                });
+                let job = match log {
+                    Ok(log) => Ok(self.append(log, p.batch, acks)),
+                    Err(e) => Err(e),
+                };
+                parts.push((p.partition, job));
+            }
+            pending.push((t.topic, parts));
+        }
+        let mut topics = Vec::with_capacity(pending.len());
+        for (name, parts) in pending {
+            let mut partitions = Vec::with_capacity(parts.len());
+            for (partition, job) in parts {
+                let outcome = match job {
+                    Ok(handle) => match handle.await {
+                        Ok(Ok(info)) => Ok(info),
+                        Ok(Err(source)) => {
+                            Err(BrokerError::Storage { topic: name.clone(), partition, source }
+                                .to_wire())
+                        }
+                        Err(join) => Err(v1::Error::new(
+                            ErrorCode::Unknown,
+                            format!("append task failed: {join}"),
+                        )),
+                    },
+                    Err(e) => Err(e),
+                };
+                partitions.push(match outcome {
+                    Ok(info) => v1::ProducePartitionResult {
+                        partition,
+                        error: None,
+                        base_offset: info.base_offset,
+                        last_offset: info.last_offset,
+                        duplicate: info.duplicate,
+                    },
+                    Err(error) => v1::ProducePartitionResult {
+                        partition,
+                        error: Some(error),
+                        ..Default::default()
+                    },
+                });
+            }
+            topics.push(v1::ProduceTopicResult { topic: name, partitions });
+        }
+        self.inner.appended.notify_waiters();
+        Ok((acks != v1::Acks::None).then_some(v1::ProduceResponse { topics }))
+    }
+
+    /// Checks `batch` here (on the caller's thread, in parallel with other connections), then
+    /// appends it on a blocking thread, since the append may wait for an fsync.
+    fn append(
+        &self,
+        log: Arc<Log>,
+        batch: Bytes,
+        acks: v1::Acks,
+    ) -> tokio::task::JoinHandle<Result<AppendInfo, eddy_storage::Error>> {
+        let max = self.config().limits.max_batch_bytes;
+        tokio::task::spawn_blocking(move || {
+            if batch.len() as u64 > u64::from(max) {
+                return Err(eddy_storage::Error::BatchTooLarge {
+                    size: batch.len() as u64,
+                    max: u64::from(max),
+                });
+            }
+            let batch = ValidBatch::check(batch)?;
+            let info = log.append_valid(&batch)?;
+            if acks == v1::Acks::Durable {
+                log.sync_through(info.last_offset + 1)?;
+            }
+            Ok(info)
+        })
+    }
+
+    /// Reads every requested partition; if fewer than `min_bytes` are available, waits for
+    /// appends (woken by them, never by polling) until `max_wait_ms` has passed.
+    async fn fetch(&self, r: &v1::FetchRequest) -> v1::FetchResponse {
+        let wait = Duration::from_millis(u64::from(r.max_wait_ms)).min(MAX_FETCH_WAIT);
+        let deadline = Instant::now() + wait;
+        loop {
+            // Register for a wake-up before reading, so an append between the read and the
+            // wait is not missed.
+            let appended = self.inner.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            let (response, bytes) = self.read_partitions(r);
+            let done = bytes >= u64::from(r.min_bytes.max(1))
+                || Instant::now() >= deadline
+                || self.is_shutting_down();
+            if done {
+                return response;
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                return self.read_partitions(r).0;
+            }
+        }
+    }
+
+    fn read_partitions(&self, r: &v1::FetchRequest) -> (v1::FetchResponse, u64) {
+        let mut budget =
+            u64::from(if r.max_bytes == 0 { DEFAULT_FETCH_BYTES } else { r.max_bytes });
+        let mut total = 0u64;
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                let topic = self.topic(&t.topic);
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let log = match topic.as_ref().map_err(|e| e.to_wire()).and_then(|topic| {
+                            topic.partition(p.partition).cloned().map_err(|e| e.to_wire())
+                        }) {
+                            Ok(log) => log,
+                            Err(error) => {
+                                return v1::FetchPartitionResult {
+                                    partition: p.partition,
+                                    error: Some(error),
+                                    ..Default::default()
+                                };
+                            }
+                        };
+                        let limit = u64::from(if p.max_bytes == 0 {
+                            DEFAULT_FETCH_BYTES
+                        } else {
+                            p.max_bytes
+                        })
+                        .min(budget);
+                        // Once the budget is spent, report offsets without records (the first
+                        // partition with data always gets at least one batch).
+                        let read = if limit == 0 && total > 0 {
+                            Ok(Bytes::new())
+                        } else {
+                            log.read(p.offset, limit as usize)
+                        };
+                        let mut result = v1::FetchPartitionResult {
+                            partition: p.partition,
+                            error: None,
+                            high_watermark: log.next_offset(),
+                            log_start_offset: log.start_offset(),
+                            records: Bytes::new(),
+                        };
+                        match read {
+                            Ok(records) => {
+                                total += records.len() as u64;
+                                budget = budget.saturating_sub(records.len() as u64);
+                                result.records = records;
+                            }
+                            Err(source) => {
+                                let e = BrokerError::Storage {
+                                    topic: t.topic.clone(),
+                                    partition: p.partition,
+                                    source,
+                                };
+                                result.error = Some(e.to_wire());
+                            }
+                        }
+                        result
+                    })
+                    .collect();
+                v1::FetchTopicResult { topic: t.topic.clone(), partitions }
+            })
+            .collect();
+        (v1::FetchResponse { topics }, total)
+    }
+
+    fn list_offsets(&self, r: &v1::ListOffsetsRequest) -> v1::ListOffsetsResponse {
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| {
+                let topic = self.topic(&t.topic);
+                let partitions = t
+                    .partitions
+                    .iter()
+                    .map(|p| {
+                        let outcome = topic
+                            .as_ref()
+                            .map_err(|e| e.to_wire())
+                            .and_then(|topic| topic.partition(p.partition).map_err(|e| e.to_wire()))
+                            .and_then(|log| {
+                                lookup_offset(log, p).map_err(|source| {
+                                    BrokerError::Storage {
+                                        topic: t.topic.clone(),
+                                        partition: p.partition,
+                                        source,
+                                    }
+                                    .to_wire()
+                                })
+                            });
+                        match outcome {
+                            Ok(mut result) => {
+                                result.partition = p.partition;
+                                result
+                            }
+                            Err(error) => v1::ListOffsetsPartitionResult {
+                                partition: p.partition,
+                                error: Some(error),
+                                ..Default::default()
+                            },
+                        }
+                    })
+                    .collect();
+                v1::ListOffsetsTopicResult { topic: t.topic.clone(), partitions }
+            })
+            .collect();
+        v1::ListOffsetsResponse { topics }
+    }
+}
+
+fn lookup_offset(
+    log: &Log,
+    p: &v1::ListOffsetsPartition,
+) -> Result<v1::ListOffsetsPartitionResult, eddy_storage::Error> {
+    let found =
+        |offset| v1::ListOffsetsPartitionResult { offset, found: true, ..Default::default() };
+    Ok(match v1::OffsetSpec::try_from(p.spec) {
+        Ok(v1::OffsetSpec::Earliest) => found(log.start_offset()),
+        Ok(v1::OffsetSpec::ByTimestamp) => match log.offset_for_timestamp(p.timestamp_ms)? {
+            Some(t) => v1::ListOffsetsPartitionResult {
+                offset: t.offset,
+                timestamp_ms: t.timestamp,
+                found: true,
+                ..Default::default()
+            },
+            None => v1::ListOffsetsPartitionResult {
+                offset: log.next_offset(),
+                found: false,
+                ..Default::default()
+            },
+        },
+        Ok(v1::OffsetSpec::Latest) | Err(_) => found(log.next_offset()),
+    })
+}
+
+/// The embedded transport: requests go straight to the broker, no encoding, no socket.
+impl Transport for Broker {
+    async fn call(&self, body: request::Body) -> Result<response::Body, ClientError> {
+        match self.handle(body).await {
+            Ok(Some(body)) => Ok(body),
+            Ok(None) => Err(ClientError::UnexpectedResponse("no response to an acks=none produce")),
+            Err(e) => Err(ClientError::Broker(e.to_wire())),
+        }
+    }
+
+    async fn send(&self, body: request::Body) -> Result<(), ClientError> {
+        self.handle(body).await.map(drop).map_err(|e| ClientError::Broker(e.to_wire()))
+    }
+}

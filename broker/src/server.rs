@@ -1,0 +1,257 @@
+//! The TCP server: a thin layer that turns frames into calls on [`Broker`] and answers back.
+//!
+//! - The listener accepts while a semaphore has room (`max_connections`); past it, a connection
+//!   gets one `TOO_MANY_CONNECTIONS` frame and is closed.
+//! - Each connection reads frames into one buffer, hands each request to its own task (so
+//!   requests pipeline; at most `max_in_flight` at once, more are answered
+//!   `TOO_MANY_IN_FLIGHT`), and a writer task sends responses in completion order, coalescing
+//!   whatever is ready into one write.
+//! - A frame longer than `max_frame_bytes` is refused from its length prefix alone, before any
+//!   allocation; a frame that does not decode is answered `MALFORMED_REQUEST`. Either closes
+//!   only that connection. A connection with no complete frame and nothing in flight for
+//!   `idle_timeout_ms` is closed, so a silent client or half a frame holds nothing up.
+//! - Shutdown: stop accepting, stop reading, let in-flight requests finish and their answers go
+//!   out, then return; the caller flushes the broker.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use eddy_protocol::v1::{self, Request, Response};
+use eddy_protocol::{ErrorCode, FrameDecoder, FrameError, encode_frame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::broker::Broker;
+use crate::config::Limits;
+
+/// Serves `broker` on `listener` until `shutdown` completes, then drains every connection.
+pub async fn serve(
+    broker: Broker,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = broker.config().limits;
+    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    tracing::info!(addr = %listener.local_addr()?, "serving");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: keep serving the others.
+                        tracing::warn!(error = %e, "accept failed");
+                        continue;
+                    }
+                };
+                match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        connections.spawn(Connection::new(broker.clone(), limits, stopped.clone(), slot, peer).run(stream));
+                    }
+                    Err(_) => {
+                        connections.spawn(refuse(stream, limits.max_connections));
+                    }
+                }
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    tracing::info!(connections = connections.len(), "shutting down: finishing in-flight requests");
+    broker.begin_shutdown();
+    let _ = stop.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn refuse(mut stream: TcpStream, max: u32) {
+    let frame = error_frame(
+        0,
+        ErrorCode::TooManyConnections,
+        format!("the broker already has {max} connections"),
+    );
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&frame)).await;
+}
+
+fn error_frame(correlation_id: u64, code: ErrorCode, message: String) -> Bytes {
+    let response =
+        Response { correlation_id, error: Some(v1::Error::new(code, message)), body: None };
+    let mut out = BytesMut::new();
+    encode_frame(&response, &mut out);
+    out.freeze()
+}
+
+struct Connection {
+    broker: Broker,
+    limits: Limits,
+    stopped: watch::Receiver<bool>,
+    _slot: OwnedSemaphorePermit,
+    peer: SocketAddr,
+    in_flight: Arc<Semaphore>,
+}
+
+/// Why a connection's read loop ended.
+#[derive(Debug)]
+enum Close {
+    Eof,
+    Shutdown,
+    Idle,
+    ReadError(std::io::Error),
+    BadFrame(FrameError),
+    WriterGone,
+}
+
+impl Connection {
+    fn new(
+        broker: Broker,
+        limits: Limits,
+        stopped: watch::Receiver<bool>,
+        slot: OwnedSemaphorePermit,
+        peer: SocketAddr,
+    ) -> Self {
+        let in_flight = Arc::new(Semaphore::new(limits.max_in_flight as usize));
+        Self { broker, limits, stopped, _slot: slot, peer, in_flight }
+    }
+
+    async fn run(mut self, stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let (mut reader, writer) = stream.into_split();
+        let (tx, rx) = mpsc::channel::<Bytes>(self.limits.max_in_flight as usize + 8);
+        let writer = tokio::spawn(write_loop(writer, rx));
+        let mut requests = JoinSet::new();
+        let close = self.read_loop(&mut reader, &tx, &mut requests).await;
+        match &close {
+            Close::BadFrame(e) => {
+                let code = match e {
+                    FrameError::TooLarge { .. } => ErrorCode::FrameTooLarge,
+                    FrameError::Decode(_) => ErrorCode::MalformedRequest,
+                };
+                let _ = tx.send(error_frame(0, code, e.to_string())).await;
+                tracing::debug!(peer = %self.peer, error = %e, "closing connection after a bad frame");
+            }
+            Close::ReadError(e) => tracing::debug!(peer = %self.peer, error = %e, "read failed"),
+            other => tracing::debug!(peer = %self.peer, reason = ?other, "connection closed"),
+        }
+        // Requests already taken are finished and answered before the connection goes.
+        while requests.join_next().await.is_some() {}
+        drop(tx);
+        let _ = writer.await;
+    }
+
+    async fn read_loop(
+        &mut self,
+        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        tx: &mpsc::Sender<Bytes>,
+        requests: &mut JoinSet<()>,
+    ) -> Close {
+        let decoder = FrameDecoder::new(self.limits.max_frame_bytes);
+        let idle = Duration::from_millis(u64::from(self.limits.idle_timeout_ms));
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut deadline = Instant::now() + idle;
+        loop {
+            loop {
+                match decoder.next_message::<Request>(&mut buf) {
+                    Ok(Some(request)) => {
+                        deadline = Instant::now() + idle;
+                        if let Err(close) = self.dispatch(request, tx, requests).await {
+                            return close;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Close::BadFrame(e),
+                }
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(64 * 1024);
+            }
+            tokio::select! {
+                _ = self.stopped.changed() => return Close::Shutdown,
+                read = reader.read_buf(&mut buf) => match read {
+                    Ok(0) => return Close::Eof,
+                    Ok(_) => {}
+                    Err(e) => return Close::ReadError(e),
+                },
+                _ = tokio::time::sleep_until(deadline) => {
+                    let busy = self.in_flight.available_permits() < self.limits.max_in_flight as usize;
+                    if !busy {
+                        return Close::Idle;
+                    }
+                    deadline = Instant::now() + idle;
+                }
+                Some(_) = requests.join_next(), if !requests.is_empty() => {}
+            }
+        }
+    }
+
+    async fn dispatch(
+        &self,
+        request: Request,
+        tx: &mpsc::Sender<Bytes>,
+        requests: &mut JoinSet<()>,
+    ) -> Result<(), Close> {
+        let correlation_id = request.correlation_id;
+        let Some(body) = request.body else {
+            let frame = error_frame(
+                correlation_id,
+                ErrorCode::MalformedRequest,
+                "request has no body".into(),
+            );
+            return tx.send(frame).await.map_err(|_| Close::WriterGone);
+        };
+        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
+            let message = format!(
+                "more than {} requests in flight on this connection",
+                self.limits.max_in_flight
+            );
+            let frame = error_frame(correlation_id, ErrorCode::TooManyInFlight, message);
+            return tx.send(frame).await.map_err(|_| Close::WriterGone);
+        };
+        let broker = self.broker.clone();
+        let tx = tx.clone();
+        requests.spawn(async move {
+            let response = match broker.handle(body).await {
+                Ok(Some(body)) => Response { correlation_id, error: None, body: Some(body) },
+                Ok(None) => return,
+                Err(e) => Response { correlation_id, error: Some(e.to_wire()), body: None },
+            };
+            let mut out = BytesMut::with_capacity(response_size_hint(&response));
+            encode_frame(&response, &mut out);
+            let _ = tx.send(out.freeze()).await;
+            drop(permit);
+        });
+        Ok(())
+    }
+}
+
+fn response_size_hint(response: &Response) -> usize {
+    prost::Message::encoded_len(response) + 8
+}
+
+/// Writes response frames in the order they complete, coalescing what is ready into one write.
+async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    while let Some(frame) = rx.recv().await {
+        if writer.write_all(&frame).await.is_err() {
+            return;
+        }
+        while let Ok(frame) = rx.try_recv() {
+            if writer.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        if writer.flush().await.is_err() {
+            return;
+        }
+    }
+    let _ = writer.shutdown().await;
+}

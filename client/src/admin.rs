@@ -1,0 +1,187 @@
+//! [`Admin`]: topics, metadata and offsets — thin, typed wrappers over one request each.
+//!
+//! Also the two lookups the producer and the consumer share: [`partition_count`] (from a
+//! `Metadata` call) and [`list_offsets`].
+//!
+//! Invariant: a per-topic or per-partition error inside a response body becomes
+//! `ClientError::Topic` / `ClientError::Partition` naming what failed; an answer that lacks a
+//! requested topic or partition is `UnexpectedResponse`, never silently a default.
+
+use eddy_protocol::ErrorCode;
+use eddy_protocol::v1::{self, request};
+
+use crate::{ClientError, Transport, expect_body};
+
+/// What [`Admin::list_offsets`] looks up in a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetQuery {
+    /// The first offset still stored.
+    Earliest,
+    /// The offset the next record will get (the high watermark).
+    Latest,
+    /// The first record whose timestamp is at or after this (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+/// One partition's answer to an [`OffsetQuery`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListedOffset {
+    pub partition: u32,
+    pub offset: u64,
+    /// For [`OffsetQuery::Timestamp`]: the timestamp of the record at `offset`.
+    pub timestamp_ms: Option<i64>,
+    /// For [`OffsetQuery::Timestamp`]: `false` when every record is older, and `offset` is the
+    /// latest offset. Always `true` for the other queries.
+    pub found: bool,
+}
+
+/// Administrative calls on a broker.
+#[derive(Debug)]
+pub struct Admin<T: Transport> {
+    transport: T,
+}
+
+impl<T: Transport> Admin<T> {
+    pub fn new(transport: T) -> Self {
+        Self { transport }
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Creates a topic; returns its configuration with the broker's defaults filled in.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        config: v1::TopicConfig,
+    ) -> Result<v1::TopicConfig, ClientError> {
+        let body = request::Body::CreateTopic(v1::CreateTopicRequest {
+            name: name.to_owned(),
+            config: Some(config),
+        });
+        let created = expect_body!(self.transport.call(body).await?, CreateTopic)?;
+        created.config.ok_or(ClientError::UnexpectedResponse("create_topic without a config"))
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<(), ClientError> {
+        let body = request::Body::DeleteTopic(v1::DeleteTopicRequest { name: name.to_owned() });
+        expect_body!(self.transport.call(body).await?, DeleteTopic).map(drop)
+    }
+
+    /// Topic names, sorted.
+    pub async fn list_topics(&self) -> Result<Vec<String>, ClientError> {
+        let body = request::Body::ListTopics(v1::ListTopicsRequest {});
+        Ok(expect_body!(self.transport.call(body).await?, ListTopics)?.names)
+    }
+
+    /// A topic's full configuration and the state of each partition.
+    pub async fn describe_topic(
+        &self,
+        name: &str,
+    ) -> Result<v1::DescribeTopicResponse, ClientError> {
+        let body = request::Body::DescribeTopic(v1::DescribeTopicRequest { name: name.to_owned() });
+        expect_body!(self.transport.call(body).await?, DescribeTopic)
+    }
+
+    /// Metadata for `topics` (all topics when empty). Unknown topics come back with their
+    /// `error` set rather than failing the call.
+    pub async fn metadata(&self, topics: &[&str]) -> Result<v1::MetadataResponse, ClientError> {
+        metadata(&self.transport, topics.iter().map(|t| (*t).to_owned()).collect()).await
+    }
+
+    /// The number of partitions of `topic`.
+    pub async fn partition_count(&self, topic: &str) -> Result<u32, ClientError> {
+        partition_count(&self.transport, topic).await
+    }
+
+    /// Looks up offsets in partitions of one topic; fails on the first partition the broker
+    /// refused.
+    pub async fn list_offsets(
+        &self,
+        topic: &str,
+        queries: &[(u32, OffsetQuery)],
+    ) -> Result<Vec<ListedOffset>, ClientError> {
+        list_offsets(&self.transport, topic, queries).await
+    }
+}
+
+pub(crate) async fn metadata<T: Transport>(
+    transport: &T,
+    topics: Vec<String>,
+) -> Result<v1::MetadataResponse, ClientError> {
+    let body = request::Body::Metadata(v1::MetadataRequest { topics });
+    expect_body!(transport.call(body).await?, Metadata)
+}
+
+/// The number of partitions of `topic`, from a `Metadata` call.
+pub(crate) async fn partition_count<T: Transport>(
+    transport: &T,
+    topic: &str,
+) -> Result<u32, ClientError> {
+    let response = metadata(transport, vec![topic.to_owned()]).await?;
+    let Some(found) = response.topics.into_iter().find(|t| t.name == topic) else {
+        return Err(ClientError::Topic {
+            topic: topic.to_owned(),
+            error: v1::Error::new(ErrorCode::UnknownTopic, "not in the metadata response"),
+        });
+    };
+    if let Some(error) = found.error
+        && error.error_code() != ErrorCode::None
+    {
+        return Err(ClientError::Topic { topic: topic.to_owned(), error });
+    }
+    match u32::try_from(found.partitions.len()) {
+        Ok(0) | Err(_) => Err(ClientError::UnexpectedResponse("a topic with no partitions")),
+        Ok(n) => Ok(n),
+    }
+}
+
+pub(crate) async fn list_offsets<T: Transport>(
+    transport: &T,
+    topic: &str,
+    queries: &[(u32, OffsetQuery)],
+) -> Result<Vec<ListedOffset>, ClientError> {
+    let partitions = queries
+        .iter()
+        .map(|&(partition, query)| {
+            let (spec, timestamp_ms) = match query {
+                OffsetQuery::Earliest => (v1::OffsetSpec::Earliest, 0),
+                OffsetQuery::Latest => (v1::OffsetSpec::Latest, 0),
+                OffsetQuery::Timestamp(ts) => (v1::OffsetSpec::ByTimestamp, ts),
+            };
+            v1::ListOffsetsPartition { partition, spec: spec as i32, timestamp_ms }
+        })
+        .collect();
+    let body = request::Body::ListOffsets(v1::ListOffsetsRequest {
+        topics: vec![v1::ListOffsetsTopic { topic: topic.to_owned(), partitions }],
+    });
+    let response = expect_body!(transport.call(body).await?, ListOffsets)?;
+    let results: Vec<v1::ListOffsetsPartitionResult> = response
+        .topics
+        .into_iter()
+        .filter(|t| t.topic == topic)
+        .flat_map(|t| t.partitions)
+        .collect();
+    queries
+        .iter()
+        .map(|&(partition, query)| {
+            let Some(r) = results.iter().find(|r| r.partition == partition) else {
+                return Err(ClientError::UnexpectedResponse("list_offsets lacks a partition"));
+            };
+            if let Some(error) = &r.error
+                && error.error_code() != ErrorCode::None
+            {
+                let error = error.clone();
+                return Err(ClientError::Partition { topic: topic.to_owned(), partition, error });
+            }
+            let by_time = matches!(query, OffsetQuery::Timestamp(_));
+            Ok(ListedOffset {
+                partition,
+                offset: r.offset,
+                timestamp_ms: by_time.then_some(r.timestamp_ms),
+                found: !by_time || r.found,
+            })
+        })
+        .collect()
+}

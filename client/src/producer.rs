@@ -1,0 +1,295 @@
+//! [`Producer`]: batches records per partition and sends them with several produce requests in
+//! flight; idempotent by default.
+//!
+//! # How a record travels
+//!
+//! 1. [`Producer::send`] (in the caller's task) picks the partition — explicit, else
+//!    `murmur2(key)` as Kafka does, else the topic's sticky partition (see [`partitioner`](crate::partitioner)) —
+//!    using a partition count cached from a `Metadata` call; waits for room in the record
+//!    buffer ([`ProducerConfig::buffer_bytes`], the producer's memory bound); and hands the
+//!    record to the background worker. It returns a [`Delivery`]: a future of the record's
+//!    [`RecordMetadata`] (partition and offset) once acknowledged.
+//! 2. The worker (`worker.rs`) appends the record to the open batch of its partition
+//!    (`batch.rs`). A batch is closed when the next record does not fit in
+//!    [`ProducerConfig::batch_bytes`], and is sent when closed or when it is
+//!    [`ProducerConfig::linger`] old — whichever comes first, and only when a request slot is
+//!    free, so batches keep filling while requests are in flight.
+//! 3. One produce request carries the ready batches of many partitions (at most one per
+//!    partition per request); at most [`ProducerConfig::max_in_flight`] requests are in flight.
+//! 4. The response's base offset plus each record's index in its batch completes each record's
+//!    [`Delivery`].
+//!
+//! # Retries and idempotence
+//!
+//! A batch is encoded once, when first sent; a retry resends the same bytes. Transport errors
+//! (the request may or may not have been applied), `NO_SPACE` and `TOO_MANY_IN_FLIGHT` are
+//! retried up to [`ProducerConfig::retries`] times with exponential backoff.
+//!
+//! With [`ProducerConfig::idempotent`] the worker first gets a `(producer_id, epoch)` from
+//! `InitProducer`, and each partition numbers its records: a batch carries the sequence of its
+//! first record, fixed when it is first sent and kept across retries. A retry of a batch the
+//! broker already appended is answered as a duplicate with the original offsets — never written
+//! twice. To keep sequences in order without a reordering protocol, **an idempotent producer has
+//! at most one batch in flight per partition** (other partitions' batches share the request
+//! slots): a retry can never race its successor, the next batch keeps filling meanwhile, and
+//! when a batch fails for good its sequence is either reused (the broker refused it: nothing
+//! was written) or, if the failure leaves it unknown whether it was written, the producer takes
+//! a new identity from `InitProducer` so the next batch cannot be mistaken for it.
+//!
+//! Without idempotence, a partition may have several batches in flight, and a retried batch can
+//! land after a later one (as in Kafka with `max.in.flight > 1`).
+//!
+//! # `ACKS_NONE`
+//!
+//! Requests go out with [`Transport::send`]; a record's [`Delivery`] resolves once its request
+//! is handed to the transport, with `offset: None`. Idempotence needs answers, so it cannot be
+//! combined with `ACKS_NONE`.
+//!
+//! # Shutdown
+//!
+//! [`Producer::flush`] waits for every record sent before it; [`Producer::close`] flushes and
+//! stops the worker. Dropping a producer without closing it lets the worker send what it holds
+//! and then stop, as long as the runtime runs.
+
+mod batch;
+mod worker;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use eddy_protocol::v1;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::admin::partition_count;
+use crate::partitioner::partition_for_key;
+use crate::record::{ProducerRecord, RecordMetadata, now_ms};
+use crate::{ClientError, ErrorCode, Transport};
+use batch::{Pending, Target};
+use worker::{Command, Worker};
+
+/// How a [`Producer`] batches, sends and retries.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// When the broker answers: once written (`Written`), once fsynced (`Durable`), or never
+    /// (`None`: offsets stay unknown).
+    pub acks: v1::Acks,
+    /// How long a batch may wait for more records before it is sent.
+    pub linger: Duration,
+    /// A batch is closed when the next record would take it past this size. A record larger
+    /// than this goes alone in its own batch.
+    pub batch_bytes: usize,
+    /// Produce requests in flight at once (per producer).
+    pub max_in_flight: usize,
+    /// Number the records so retries are never duplicated (needs `acks` other than `None`).
+    pub idempotent: bool,
+    /// Times a batch is resent after a retriable failure.
+    pub retries: u32,
+    /// Wait before the first retry; doubles with each retry, up to 32 times this.
+    pub retry_backoff: Duration,
+    /// Upper bound on the bytes of records accepted but not yet acknowledged; `send` waits
+    /// for room beyond it.
+    pub buffer_bytes: usize,
+    /// Upper bound on the batch bytes of one produce request (a single larger batch is sent
+    /// alone). Keep it below the broker's `max_frame_bytes`.
+    pub request_bytes: usize,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            acks: v1::Acks::Written,
+            linger: Duration::from_millis(5),
+            batch_bytes: 128 * 1024,
+            max_in_flight: 5,
+            idempotent: true,
+            retries: 5,
+            retry_backoff: Duration::from_millis(100),
+            buffer_bytes: 64 * 1024 * 1024,
+            request_bytes: 1024 * 1024,
+        }
+    }
+}
+
+impl ProducerConfig {
+    fn check(&self) -> Result<(), ClientError> {
+        let bad = |field, reason| Err(ClientError::Config { field, reason });
+        if self.idempotent && self.acks == v1::Acks::None {
+            return bad("idempotent", "needs acks WRITTEN or DURABLE, not NONE");
+        }
+        if self.max_in_flight == 0 {
+            return bad("max_in_flight", "must be at least 1");
+        }
+        if self.batch_bytes == 0 || self.buffer_bytes == 0 || self.request_bytes == 0 {
+            return bad("batch_bytes, buffer_bytes, request_bytes", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// A topic's name (shared by all its batches) and partition count.
+#[derive(Debug, Clone)]
+struct TopicInfo {
+    name: Arc<str>,
+    partitions: u32,
+}
+
+/// What the caller side and the worker share.
+#[derive(Debug)]
+struct Shared<T> {
+    transport: T,
+    topics: Mutex<HashMap<String, TopicInfo>>,
+    /// One metadata lookup at a time, so a burst of first sends makes one call.
+    lookup: tokio::sync::Mutex<()>,
+}
+
+impl<T: Transport> Shared<T> {
+    fn cached(&self, topic: &str) -> Option<TopicInfo> {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner).get(topic).cloned()
+    }
+
+    /// Drops a topic's cached partition count (the broker said it is stale).
+    fn forget(&self, topic: &str) {
+        self.topics.lock().unwrap_or_else(PoisonError::into_inner).remove(topic);
+    }
+
+    async fn topic(&self, topic: &str, refresh: bool) -> Result<TopicInfo, ClientError> {
+        if !refresh && let Some(info) = self.cached(topic) {
+            return Ok(info);
+        }
+        let _one_at_a_time = self.lookup.lock().await;
+        if !refresh && let Some(info) = self.cached(topic) {
+            return Ok(info);
+        }
+        let partitions = partition_count(&self.transport, topic).await?;
+        let info = TopicInfo { name: Arc::from(topic), partitions };
+        tracing::debug!(topic, partitions, "topic metadata");
+        let mut topics = self.topics.lock().unwrap_or_else(PoisonError::into_inner);
+        topics.insert(topic.to_owned(), info.clone());
+        Ok(info)
+    }
+}
+
+/// Sends records to a broker in batches. See the [module docs](self).
+#[derive(Debug)]
+pub struct Producer<T: Transport> {
+    shared: Arc<Shared<T>>,
+    commands: mpsc::UnboundedSender<Command>,
+    buffer: Arc<Semaphore>,
+    buffer_bytes: usize,
+    worker: JoinHandle<()>,
+}
+
+impl<T: Transport> Producer<T> {
+    /// Starts a producer and its background worker (call inside a tokio runtime).
+    pub fn new(transport: T, config: ProducerConfig) -> Result<Self, ClientError> {
+        config.check()?;
+        let shared = Arc::new(Shared {
+            transport,
+            topics: Mutex::new(HashMap::new()),
+            lookup: tokio::sync::Mutex::new(()),
+        });
+        let buffer_bytes = config.buffer_bytes.min(Semaphore::MAX_PERMITS);
+        let buffer = Arc::new(Semaphore::new(buffer_bytes));
+        let (commands, queued) = mpsc::unbounded_channel();
+        let worker = tokio::spawn(Worker::new(Arc::clone(&shared), config, queued).run());
+        Ok(Self { shared, commands, buffer, buffer_bytes, worker })
+    }
+
+    pub fn transport(&self) -> &T {
+        &self.shared.transport
+    }
+
+    /// Queues `record` for `topic` (at `partition`, or chosen by key, or sticky) and returns
+    /// its [`Delivery`]. Waits only for buffer room and, on a topic's first use, for its
+    /// partition count; the record is sent in the background.
+    pub async fn send(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        record: ProducerRecord,
+    ) -> Result<Delivery, ClientError> {
+        let info = self.shared.topic(topic, false).await?;
+        let target = match (partition, &record.key) {
+            (Some(p), _) => Target::Partition(self.check_partition(&info, p).await?),
+            (None, Some(key)) => Target::Partition(partition_for_key(key, info.partitions)),
+            (None, None) => Target::Sticky(info.partitions),
+        };
+        let size = record.size_estimate();
+        let permits = u32::try_from(size.min(self.buffer_bytes)).unwrap_or(u32::MAX);
+        let permit = Arc::clone(&self.buffer)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| ClientError::ProducerClosed)?;
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let (done, delivery) = oneshot::channel();
+        let pending = Pending { topic: info.name, target, record, timestamp, size, done, permit };
+        self.commands.send(Command::Send(pending)).map_err(|_| ClientError::ProducerClosed)?;
+        Ok(Delivery { rx: delivery })
+    }
+
+    /// [`send`](Self::send), then waits for the acknowledgement.
+    pub async fn send_and_wait(
+        &self,
+        topic: &str,
+        partition: Option<u32>,
+        record: ProducerRecord,
+    ) -> Result<RecordMetadata, ClientError> {
+        self.send(topic, partition, record).await?.await
+    }
+
+    /// An explicit partition must exist; a stale count is refreshed once before refusing.
+    async fn check_partition(&self, info: &TopicInfo, partition: u32) -> Result<u32, ClientError> {
+        if partition < info.partitions {
+            return Ok(partition);
+        }
+        let info = self.shared.topic(&info.name, true).await?;
+        if partition < info.partitions {
+            return Ok(partition);
+        }
+        let message = format!("partition {partition} of a topic with {}", info.partitions);
+        Err(ClientError::Partition {
+            topic: info.name.to_string(),
+            partition,
+            error: v1::Error::new(ErrorCode::UnknownPartition, message),
+        })
+    }
+
+    /// Sends every record queued before this call without waiting for `linger`, and waits
+    /// until each is acknowledged or has failed.
+    pub async fn flush(&self) -> Result<(), ClientError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Flush(tx)).map_err(|_| ClientError::ProducerClosed)?;
+        rx.await.map_err(|_| ClientError::ProducerClosed)
+    }
+
+    /// Flushes, then stops the worker.
+    pub async fn close(self) -> Result<(), ClientError> {
+        self.flush().await?;
+        let Self { commands, worker, .. } = self;
+        drop(commands);
+        worker.await.map_err(|_| ClientError::ProducerClosed)
+    }
+}
+
+/// The acknowledgement of one record: resolves to where it was written, or why it was not.
+#[derive(Debug)]
+#[must_use = "a Delivery does nothing unless awaited; drop it to ignore the outcome"]
+pub struct Delivery {
+    rx: oneshot::Receiver<Result<RecordMetadata, ClientError>>,
+}
+
+impl Future for Delivery {
+    type Output = Result<RecordMetadata, ClientError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(ClientError::ProducerClosed)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

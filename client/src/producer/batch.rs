@@ -1,0 +1,216 @@
+//! One partition's batches as the worker holds them: records accepted from `send`, a batch
+//! being filled, batches waiting to be sent or resent, and the partition's idempotence
+//! sequence.
+//!
+//! Invariants:
+//! - A batch is *open* (accepting records) until it is closed, which happens when a record does
+//!   not fit, on flush, or when it is taken to be sent. Only the last batch of a queue can be
+//!   open.
+//! - A batch is encoded exactly once, when first taken to be sent; from then on its bytes —
+//!   and, if idempotent, its producer id, epoch and base sequence — never change, so a retry is
+//!   byte-for-byte the first attempt.
+//! - Every accepted record is completed exactly once: acknowledged with its offset, or failed.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_storage::BatchBuilder;
+use eddy_storage::batch::header::add_sequence;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::Instant;
+
+use crate::ClientError;
+use crate::record::{ProducerRecord, RecordMetadata};
+
+pub(super) type Completion = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+
+/// Where `send` wants a record to go.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Target {
+    Partition(u32),
+    /// No key and no partition: the sticky partition among this many.
+    Sticky(u32),
+}
+
+/// A record on its way from `send` to a batch.
+#[derive(Debug)]
+pub(super) struct Pending {
+    pub topic: Arc<str>,
+    pub target: Target,
+    pub record: ProducerRecord,
+    pub timestamp: i64,
+    /// Upper bound on the bytes it adds to a batch.
+    pub size: usize,
+    pub done: Completion,
+    /// Its share of the producer's buffer, released when the record completes.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// An idempotent producer's identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Identity {
+    pub producer_id: i64,
+    pub epoch: i16,
+}
+
+/// A batch once encoded.
+#[derive(Debug, Clone)]
+pub(super) struct Encoded {
+    pub bytes: Bytes,
+    /// `(identity, base_sequence)` when idempotent.
+    pub sequence: Option<(Identity, i32)>,
+}
+
+#[derive(Debug)]
+pub(super) struct Batch {
+    pub id: u64,
+    pub topic: Arc<str>,
+    pub partition: u32,
+    builder: BatchBuilder,
+    pub encoded: Option<Encoded>,
+    completions: Vec<(Completion, i64)>,
+    permits: Option<OwnedSemaphorePermit>,
+    created: Instant,
+    pub open: bool,
+    /// Sends that failed so far.
+    pub attempts: u32,
+    pub retry_at: Option<Instant>,
+    /// A failed attempt may have been appended (a transport error: the answer was lost).
+    pub maybe_written: bool,
+    /// Send in a request of its own (a shared request was too large for the broker).
+    pub alone: bool,
+}
+
+impl Batch {
+    pub fn new(id: u64, topic: Arc<str>, partition: u32, now: Instant) -> Self {
+        Self {
+            id,
+            topic,
+            partition,
+            builder: BatchBuilder::new(),
+            encoded: None,
+            completions: Vec::new(),
+            permits: None,
+            created: now,
+            open: true,
+            attempts: 0,
+            retry_at: None,
+            maybe_written: false,
+            alone: false,
+        }
+    }
+
+    /// Whether a record of `size` bytes fits (an empty batch takes any record).
+    pub fn fits(&self, size: usize, batch_bytes: usize) -> bool {
+        self.builder.is_empty() || self.builder.len_bytes().saturating_add(size) <= batch_bytes
+    }
+
+    pub fn push(&mut self, pending: Pending) {
+        debug_assert!(self.open && self.encoded.is_none());
+        pending.record.push_into(&mut self.builder, pending.timestamp);
+        self.completions.push((pending.done, pending.timestamp));
+        match &mut self.permits {
+            Some(permits) => permits.merge(pending.permit),
+            None => self.permits = Some(pending.permit),
+        }
+    }
+
+    pub fn len_bytes(&self) -> usize {
+        self.encoded.as_ref().map_or(self.builder.len_bytes(), |e| e.bytes.len())
+    }
+
+    pub fn record_count(&self) -> u32 {
+        self.completions.len() as u32
+    }
+
+    /// When the batch may be sent: at once if closed, else when it has lingered; never before a
+    /// pending retry's backoff ends.
+    pub fn ready_at(&self, linger: Duration) -> Instant {
+        let ready = if self.open { self.created + linger } else { self.created };
+        self.retry_at.map_or(ready, |retry| retry.max(ready))
+    }
+
+    /// Encodes the batch, numbering it from `sequence` if idempotent. Call once.
+    pub fn encode(&mut self, sequence: Option<(Identity, &mut SequenceState)>) {
+        debug_assert!(self.encoded.is_none());
+        let builder = std::mem::take(&mut self.builder);
+        let count = builder.record_count();
+        debug_assert_eq!(count, self.record_count());
+        let encoded = match sequence {
+            None => Encoded { bytes: builder.build(), sequence: None },
+            Some((identity, state)) => {
+                let base = state.take(identity, count);
+                let bytes = builder.producer(identity.producer_id, identity.epoch, base).build();
+                Encoded { bytes, sequence: Some((identity, base)) }
+            }
+        };
+        self.open = false;
+        self.encoded = Some(encoded);
+    }
+
+    /// Acknowledges every record: offsets from `base_offset`, or unknown (`ACKS_NONE`).
+    pub fn complete(self, base_offset: Option<u64>) {
+        for (index, (done, timestamp)) in self.completions.into_iter().enumerate() {
+            let metadata = RecordMetadata {
+                topic: Arc::clone(&self.topic),
+                partition: self.partition,
+                offset: base_offset.map(|base| base + index as u64),
+                timestamp,
+            };
+            // The caller may have dropped its Delivery: nothing to tell then.
+            drop(done.send(Ok(metadata)));
+        }
+    }
+
+    pub fn fail(self, error: &ClientError) {
+        for (done, _) in self.completions {
+            drop(done.send(Err(error.clone())));
+        }
+    }
+}
+
+/// The next sequence of one partition, for the identity it counts under.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SequenceState {
+    identity: Option<Identity>,
+    next: i32,
+}
+
+impl SequenceState {
+    /// The base sequence for `count` records under `identity` (a new identity starts at 0).
+    fn take(&mut self, identity: Identity, count: u32) -> i32 {
+        if self.identity != Some(identity) {
+            *self = Self { identity: Some(identity), next: 0 };
+        }
+        let base = self.next;
+        self.next = add_sequence(base, count);
+        base
+    }
+
+    /// A batch numbered from `base` under `identity` was refused without being written: the
+    /// next batch reuses its sequence. Only valid for the last batch numbered, which holds
+    /// while a partition has one batch in flight.
+    pub fn reuse(&mut self, identity: Identity, base: i32) {
+        if self.identity == Some(identity) {
+            self.next = base;
+        }
+    }
+}
+
+/// One (topic, partition)'s batches, oldest first.
+#[derive(Debug, Default)]
+pub(super) struct PartitionQueue {
+    pub batches: VecDeque<Batch>,
+    /// Batches of this partition in requests not yet answered.
+    pub in_flight: usize,
+    pub sequence: SequenceState,
+}
+
+impl PartitionQueue {
+    /// The batch accepting records, if any.
+    pub fn open_batch(&mut self) -> Option<&mut Batch> {
+        self.batches.back_mut().filter(|b| b.open)
+    }
+}

@@ -1,0 +1,262 @@
+//! The producer against the in-memory fake broker, on paused tokio time (linger and backoff
+//! pass instantly and deterministically).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eddy_protocol::v1;
+use eddy_storage::BatchView;
+
+use super::{Delivery, Producer, ProducerConfig};
+use crate::fake_broker::FakeBroker;
+use crate::partitioner::partition_for_key;
+use crate::{ClientError, ErrorCode, ProducerRecord};
+
+fn value(i: usize) -> ProducerRecord {
+    ProducerRecord::value(format!("v{i}")).with_timestamp(1_000 + i as i64)
+}
+
+async fn send_all(
+    producer: &Producer<Arc<FakeBroker>>,
+    partition: Option<u32>,
+    n: usize,
+) -> Vec<Delivery> {
+    let mut deliveries = Vec::new();
+    for i in 0..n {
+        deliveries.push(producer.send("t", partition, value(i)).await.unwrap());
+    }
+    deliveries
+}
+
+/// The batches of every produce request: (partition, record count, bytes).
+fn produced_batches(broker: &FakeBroker) -> Vec<Vec<(u32, u32, Bytes)>> {
+    let state = broker.state.lock().unwrap();
+    state
+        .produces
+        .iter()
+        .map(|p| {
+            p.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| {
+                    let count = BatchView::parse(&p.batch).unwrap().header().record_count;
+                    (p.partition, count, p.batch.clone())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_are_batched_and_acknowledged_with_their_own_offsets() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let deliveries = send_all(&producer, None, 10).await;
+    producer.flush().await.unwrap();
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        let meta = delivery.await.unwrap();
+        assert_eq!(
+            (meta.partition, meta.offset, meta.timestamp),
+            (0, Some(i as u64), 1_000 + i as i64)
+        );
+    }
+    let requests = produced_batches(&broker);
+    assert_eq!(requests.len(), 1, "one request: {requests:?}");
+    assert_eq!(requests[0].len(), 1);
+    assert_eq!(requests[0][0].1, 10, "one batch of all ten records");
+    let values: Vec<_> = broker.values("t", 0).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, (0..10).map(|i| format!("v{i}").into_bytes()).collect::<Vec<_>>());
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_records_go_to_the_kafka_murmur2_partition() {
+    let broker = FakeBroker::with_topic("t", 7);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    for key in ["21", "foobar", "abc", "a-little-bit-long-string"] {
+        let meta =
+            producer.send_and_wait("t", None, ProducerRecord::keyed(key, "x")).await.unwrap();
+        assert_eq!(meta.partition, partition_for_key(key.as_bytes(), 7), "key {key}");
+    }
+    // murmur2("21") = -973932308; without the sign bit 1173551340; modulo 7.
+    assert_eq!(partition_for_key(b"21", 7), 1_173_551_340 % 7);
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyless_records_fill_a_batch_per_partition_round_robin() {
+    let broker = FakeBroker::with_topic("t", 3);
+    // Each batch holds a few records; the producer sends one request at a time.
+    let config = ProducerConfig { batch_bytes: 200, max_in_flight: 1, ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    let deliveries = send_all(&producer, None, 30).await;
+    producer.flush().await.unwrap();
+    let mut partitions_in_order = Vec::new();
+    for delivery in deliveries {
+        let p = delivery.await.unwrap().partition;
+        if partitions_in_order.last() != Some(&p) {
+            partitions_in_order.push(p);
+        }
+    }
+    let batches: Vec<_> = produced_batches(&broker).into_iter().flatten().collect();
+    assert!(batches.iter().all(|b| b.1 > 1), "batches are filled, not one record each");
+    assert_eq!(partitions_in_order.len(), batches.len(), "one partition switch per batch");
+    for pair in partitions_in_order.windows(2) {
+        assert_eq!(pair[1], (pair[0] + 1) % 3, "round-robin: {partitions_in_order:?}");
+    }
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_a_lost_answer_is_answered_as_duplicate_with_the_original_offsets() {
+    let broker = FakeBroker::with_topic("t", 1);
+    broker.state.lock().unwrap().lose_answers = 1;
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let deliveries = send_all(&producer, Some(0), 3).await;
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        assert_eq!(delivery.await.unwrap().offset, Some(i as u64));
+    }
+    assert_eq!(broker.values("t", 0).len(), 3, "written once");
+    let requests = produced_batches(&broker);
+    assert_eq!(requests.len(), 2, "the first attempt and one retry");
+    assert_eq!(requests[0][0].2, requests[1][0].2, "the retry resends the same bytes");
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn idempotent_producer_keeps_one_batch_in_flight_per_partition() {
+    let broker = Arc::new(FakeBroker {
+        produce_latency: Duration::from_millis(20),
+        ..FakeBroker::default()
+    });
+    broker.create("t", 2);
+    let config =
+        ProducerConfig { batch_bytes: 120, linger: Duration::ZERO, ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..40 {
+        deliveries.push(producer.send("t", Some((i % 2) as u32), value(i)).await.unwrap());
+    }
+    let mut next = [0u64; 2];
+    for delivery in deliveries {
+        let meta = delivery.await.unwrap();
+        let expected = &mut next[meta.partition as usize];
+        assert_eq!(meta.offset, Some(*expected), "in order within the partition");
+        *expected += 1;
+    }
+    let state = broker.state.lock().unwrap();
+    assert_eq!(state.max_in_flight_per_partition, 1);
+    assert!(state.produces.len() > 2, "several requests were needed");
+    assert!(
+        state
+            .produces
+            .iter()
+            .any(|p| p.topics.iter().map(|t| t.partitions.len()).sum::<usize>() == 2),
+        "one request carries both partitions"
+    );
+    drop(state);
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn refused_batch_fails_its_records_and_its_sequence_is_reused() {
+    let broker = FakeBroker::with_topic("t", 1);
+    broker.state.lock().unwrap().refuse.push_back(ErrorCode::BatchTooLarge);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let refused = producer.send("t", None, value(0)).await.unwrap().await.unwrap_err();
+    assert_eq!(refused.code(), Some(ErrorCode::BatchTooLarge), "{refused:?}");
+    assert!(matches!(refused, ClientError::Partition { partition: 0, .. }));
+    // The fake refuses a sequence gap, so this succeeds only if sequence 0 was reused.
+    let meta = producer.send_and_wait("t", None, value(1)).await.unwrap();
+    assert_eq!(meta.offset, Some(0));
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn retriable_error_is_retried_and_gives_up_after_the_limit() {
+    let broker = FakeBroker::with_topic("t", 1);
+    broker.state.lock().unwrap().refuse.extend([ErrorCode::NoSpace, ErrorCode::NoSpace]);
+    let config = ProducerConfig { retries: 2, ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    assert_eq!(producer.send_and_wait("t", None, value(0)).await.unwrap().offset, Some(0));
+    broker.state.lock().unwrap().refuse.extend([ErrorCode::NoSpace; 3]);
+    let err = producer.send_and_wait("t", None, value(1)).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::NoSpace));
+    assert_eq!(broker.state.lock().unwrap().produces.len(), 3 + 3);
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_topic_and_partition_are_refused_at_send() {
+    let broker = FakeBroker::with_topic("t", 2);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let err = producer.send("nope", None, value(0)).await.unwrap_err();
+    assert!(matches!(&err, ClientError::Topic { topic, .. } if topic == "nope"), "{err:?}");
+    assert_eq!(err.code(), Some(ErrorCode::UnknownTopic));
+    let err = producer.send("t", Some(2), value(0)).await.unwrap_err();
+    assert!(matches!(err, ClientError::Partition { partition: 2, .. }), "{err:?}");
+    assert_eq!(err.code(), Some(ErrorCode::UnknownPartition));
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn acks_none_sends_without_answers_and_resolves_without_offsets() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let config =
+        ProducerConfig { acks: v1::Acks::None, idempotent: false, ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    let meta = producer.send_and_wait("t", None, value(0)).await.unwrap();
+    assert_eq!((meta.partition, meta.offset), (0, None));
+    assert_eq!(broker.state.lock().unwrap().sends, 1);
+    assert_eq!(broker.values("t", 0).len(), 1);
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn idempotence_with_acks_none_is_refused() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let config = ProducerConfig { acks: v1::Acks::None, ..ProducerConfig::default() };
+    let err = Producer::new(broker, config).unwrap_err();
+    assert!(matches!(err, ClientError::Config { field: "idempotent", .. }), "{err:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_sends_without_waiting_for_linger() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let config = ProducerConfig { linger: Duration::from_secs(3600), ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    let deliveries = send_all(&producer, None, 3).await;
+    let started = tokio::time::Instant::now();
+    producer.flush().await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "flush did not wait out the linger");
+    for delivery in deliveries {
+        delivery.await.unwrap();
+    }
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropped_producer_still_delivers_what_it_accepted() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let deliveries = send_all(&producer, None, 5).await;
+    drop(producer);
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        assert_eq!(delivery.await.unwrap().offset, Some(i as u64));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn small_buffer_applies_backpressure_without_losing_records() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let config =
+        ProducerConfig { buffer_bytes: 256, batch_bytes: 128, ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    let deliveries = send_all(&producer, None, 50).await;
+    for (i, delivery) in deliveries.into_iter().enumerate() {
+        assert_eq!(delivery.await.unwrap().offset, Some(i as u64));
+    }
+    assert_eq!(broker.values("t", 0).len(), 50);
+    producer.close().await.unwrap();
+}
