@@ -5,13 +5,19 @@
 //! stdout as a table and to a JSON file for `docs/benchmarks.md`.
 //!
 //! ```text
-//! cargo run --release -p eddy-bench -- storage [--records N] [--record-bytes B] [--batch R]
-//!                                              [--runs K] [--dir DIR] [--json FILE]
+//! cargo run --release -p eddy-bench -- <workload> [--records N] [--record-bytes B] [--batch R]
+//!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--dir DIR] [--json FILE]
+//!
+//! storage       append and sequential read of one log, against raw write/read
+//! group-commit  T appenders under flush=always, against write+fdatasync per batch
+//! produce       produce then consume through the client, TCP against embedded
+//! e2e           publish-to-receive latency at --rate records/s, both transports
 //! ```
 #![allow(clippy::print_stdout)]
 
 mod baseline;
 mod machine;
+mod net;
 mod report;
 mod storage;
 mod workload;
@@ -21,13 +27,17 @@ use anyhow::{Context, Result, bail};
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(workload) = args.next() else {
-        bail!("usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit");
+        bail!(
+            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e"
+        );
     };
     let opts = workload::Options::parse(args).context("bad options")?;
     let results = match workload.as_str() {
         "storage" => storage::run(&opts)?,
         "group-commit" => storage::run_group_commit(&opts)?,
-        other => bail!("unknown workload {other:?} (try: storage, group-commit)"),
+        "produce" => net::run_produce_consume(&opts)?,
+        "e2e" => net::run_e2e(&opts)?,
+        other => bail!("unknown workload {other:?} (try: storage, group-commit, produce, e2e)"),
     };
     report::print(&results);
     if let Some(path) = &opts.json {

@@ -21,6 +21,10 @@ pub struct Options {
     /// Where files are written (a temporary directory under it).
     pub dir: Option<PathBuf>,
     pub json: Option<PathBuf>,
+    /// Producer acknowledgement: written, durable or none.
+    pub acks: String,
+    /// Records per second for the e2e workload.
+    pub rate: u64,
 }
 
 impl Options {
@@ -33,6 +37,8 @@ impl Options {
             threads: 8,
             dir: None,
             json: None,
+            acks: "written".into(),
+            rate: 10_000,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -44,11 +50,13 @@ impl Options {
                 "--threads" => o.threads = value()?.parse()?,
                 "--dir" => o.dir = Some(value()?.into()),
                 "--json" => o.json = Some(value()?.into()),
+                "--acks" => o.acks = value()?,
+                "--rate" => o.rate = value()?.parse()?,
                 other => bail!("unknown option {other}"),
             }
         }
-        if o.batch == 0 || o.records == 0 || o.runs == 0 || o.threads == 0 {
-            bail!("--records, --batch, --runs and --threads must be positive");
+        if o.batch == 0 || o.records == 0 || o.runs == 0 || o.threads == 0 || o.rate == 0 {
+            bail!("--records, --batch, --runs, --threads and --rate must be positive");
         }
         Ok(o)
     }

@@ -1,0 +1,270 @@
+//! Broker workloads over both transports: produce and consume throughput through the real
+//! client, and end-to-end latency at a fixed rate.
+//!
+//! The TCP broker runs in this process on its own runtime, listening on 127.0.0.1:0; the
+//! client talks to it over loopback exactly as it would to `eddy serve`. The embedded runs use
+//! the same client on the `Broker` transport, so the ratio between the two is the cost of the
+//! wire.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use eddy_broker::{Broker, BrokerConfig, server};
+use eddy_client::{
+    Acks, Admin, Connection, ConnectionOptions, Consumer, ConsumerConfig, Producer, ProducerConfig,
+    ProducerRecord, SeekTo, TopicConfig, Transport,
+};
+
+use crate::report::{Row, Timing, median_against};
+use crate::workload::Options;
+
+const TOPIC: &str = "bench";
+
+/// A broker served on loopback from its own runtime, stopped on drop.
+struct Served {
+    broker: Broker,
+    addr: String,
+    runtime: tokio::runtime::Runtime,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Served {
+    fn start(opts: &Options) -> Result<Self> {
+        let dir = opts.tempdir()?;
+        let config = BrokerConfig { data_dir: dir.path().join("data"), ..BrokerConfig::default() };
+        let broker = Broker::open_with(config)?;
+        let runtime =
+            tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+        let addr = listener.local_addr()?.to_string();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        runtime.spawn(server::serve(broker.clone(), listener, async {
+            let _ = stopped.await;
+        }));
+        Ok(Self { broker, addr, runtime, stop: Some(stop), _dir: dir })
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = self.broker.close();
+        let _ = &self.runtime;
+    }
+}
+
+fn acks(opts: &Options) -> Result<Acks> {
+    Ok(match opts.acks.as_str() {
+        "written" => Acks::Written,
+        "durable" => Acks::Durable,
+        "none" => Acks::None,
+        other => bail!("--acks {other:?}: expected written, durable or none"),
+    })
+}
+
+fn producer_config(opts: &Options) -> Result<ProducerConfig> {
+    let acks = acks(opts)?;
+    Ok(ProducerConfig {
+        acks,
+        idempotent: acks != Acks::None,
+        // Size batches to hold `--batch` records.
+        batch_bytes: opts.batch * (opts.record_bytes + 16) + 64,
+        linger: Duration::from_millis(5),
+        request_bytes: 8 << 20,
+        ..ProducerConfig::default()
+    })
+}
+
+/// Produces `--records` records of `--record-bytes` through one producer; returns its timing.
+async fn produce_all<T: Transport + Clone>(
+    transport: T,
+    opts: &Options,
+    partitions: u32,
+) -> Result<Timing> {
+    let admin = Admin::new(transport.clone());
+    admin
+        .create_topic(TOPIC, TopicConfig { partitions: Some(partitions), ..TopicConfig::default() })
+        .await?;
+    let producer = Producer::new(transport, producer_config(opts)?)?;
+    let value = Bytes::from(vec![b'x'; opts.record_bytes]);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<eddy_client::Delivery>(1 << 16);
+    let checker = tokio::spawn(async move {
+        while let Some(d) = rx.recv().await {
+            d.await?;
+        }
+        Ok::<(), eddy_client::ClientError>(())
+    });
+    let mut timing = Timing::new();
+    let start = Instant::now();
+    for i in 0..opts.records {
+        let record = ProducerRecord::value(value.clone());
+        let delivery =
+            producer.send(TOPIC, Some((i % u64::from(partitions)) as u32), record).await?;
+        tx.send(delivery).await.context("checker stopped")?;
+    }
+    drop(tx);
+    producer.close().await?;
+    checker.await??;
+    timing.finish(start.elapsed());
+    Ok(timing)
+}
+
+async fn consume_all<T: Transport>(transport: T, records: u64, partitions: u32) -> Result<Timing> {
+    let mut consumer = Consumer::new(
+        transport,
+        ConsumerConfig { start: SeekTo::Earliest, ..ConsumerConfig::default() },
+    );
+    consumer.assign(TOPIC, 0..partitions);
+    let mut timing = Timing::new();
+    let mut seen = 0u64;
+    let start = Instant::now();
+    while seen < records {
+        let t = Instant::now();
+        let batches = consumer.poll(Duration::from_secs(5)).await?;
+        for b in &batches {
+            for r in b.records() {
+                r?;
+                seen += 1;
+            }
+        }
+        timing.record(t.elapsed());
+    }
+    timing.finish(start.elapsed());
+    Ok(timing)
+}
+
+/// Produce, then consume, over both transports; TCP compared with embedded run by run.
+pub fn run_produce_consume(opts: &Options) -> Result<Vec<Row>> {
+    let partitions = 1;
+    let bytes = opts.records * opts.record_bytes as u64;
+    let label = format!("{}B x{} acks={}", opts.record_bytes, opts.batch, opts.acks);
+    let (mut ep, mut tp, mut ec, mut tc) = (vec![], vec![], vec![], vec![]);
+    for _ in 0..opts.runs {
+        let served = Served::start(opts)?;
+        let rt = &served.runtime;
+        let embedded = served.broker.clone();
+        let p = rt.block_on(produce_all(embedded.clone(), opts, partitions))?;
+        let c = rt.block_on(consume_all(embedded.clone(), opts.records, partitions))?;
+        embedded.delete_topic(TOPIC)?;
+        ep.push(Row::new(format!("produce embedded {label}"), opts.records, bytes, &p));
+        ec.push(Row::new(
+            format!("consume embedded {}B", opts.record_bytes),
+            opts.records,
+            bytes,
+            &c,
+        ));
+
+        let conn = rt.block_on(Connection::connect(&served.addr, ConnectionOptions::default()))?;
+        let conn = Arc::new(conn);
+        let p = rt.block_on(produce_all(conn.clone(), opts, partitions))?;
+        let c = rt.block_on(consume_all(conn, opts.records, partitions))?;
+        tp.push(Row::new(format!("produce tcp {label}"), opts.records, bytes, &p));
+        tc.push(Row::new(format!("consume tcp {}B", opts.record_bytes), opts.records, bytes, &c));
+    }
+    let tp = median_against(tp, &ep);
+    let tc = median_against(tc, &ec);
+    Ok(vec![crate::report::median(ep), tp, crate::report::median(ec), tc])
+}
+
+/// A producer sends at `--rate` records/s on schedule while a consumer long-polls; latency is
+/// from each record's *scheduled* send time to its receipt, so a stall delays every record
+/// behind it and shows up (no coordinated omission).
+pub fn run_e2e(opts: &Options) -> Result<Vec<Row>> {
+    let served = Served::start(opts)?;
+    let rt = &served.runtime;
+    let mut rows = Vec::new();
+    for transport in ["embedded", "tcp"] {
+        let timing = match transport {
+            "embedded" => rt.block_on(e2e(served.broker.clone(), served.broker.clone(), opts))?,
+            _ => {
+                let p = Arc::new(
+                    rt.block_on(Connection::connect(&served.addr, ConnectionOptions::default()))?,
+                );
+                let c = Arc::new(
+                    rt.block_on(Connection::connect(&served.addr, ConnectionOptions::default()))?,
+                );
+                rt.block_on(e2e(p, c, opts))?
+            }
+        };
+        served.broker.delete_topic(TOPIC)?;
+        let row = Row::new(
+            format!("e2e {transport} {}B @{}/s acks={}", opts.record_bytes, opts.rate, opts.acks),
+            opts.records,
+            opts.records * opts.record_bytes as u64,
+            &timing,
+        );
+        rows.push(row.note("latency", "per record, scheduled send to receipt (the op columns)"));
+    }
+    Ok(rows)
+}
+
+async fn e2e<P: Transport + Clone, C: Transport>(
+    producer_side: P,
+    consumer_side: C,
+    opts: &Options,
+) -> Result<Timing> {
+    let admin = Admin::new(producer_side.clone());
+    admin.create_topic(TOPIC, TopicConfig::default()).await?;
+    let config = ProducerConfig { linger: Duration::ZERO, ..producer_config(opts)? };
+    let producer = Producer::new(producer_side, config)?;
+    let origin = Instant::now();
+    let total = opts.records;
+    let consumer = tokio::spawn(async move {
+        let mut consumer = Consumer::new(consumer_side, ConsumerConfig::default());
+        consumer.assign(TOPIC, [0]);
+        let mut timing = Timing::new();
+        let mut seen = 0u64;
+        while seen < total {
+            for b in consumer.poll(Duration::from_secs(5)).await? {
+                let now = origin.elapsed();
+                for r in b.records() {
+                    let r = r?;
+                    let value = r.value.unwrap_or_default();
+                    let mut raw = [0u8; 8];
+                    raw.copy_from_slice(value.get(..8).context("short value")?);
+                    let scheduled = Duration::from_nanos(u64::from_le_bytes(raw));
+                    timing.record(now.saturating_sub(scheduled));
+                    seen += 1;
+                }
+            }
+        }
+        timing.finish(origin.elapsed());
+        Ok::<Timing, anyhow::Error>(timing)
+    });
+    // The runtime's timer ticks in milliseconds; a paced thread with the OS's sleep keeps
+    // sends on schedule at sub-millisecond intervals.
+    let handle = tokio::runtime::Handle::current();
+    let interval = Duration::from_secs_f64(1.0 / opts.rate as f64);
+    let record_bytes = opts.record_bytes.max(8);
+    let pacer = std::thread::spawn(move || -> Result<Producer<P>> {
+        let mut pending = Vec::with_capacity(total as usize);
+        for i in 0..total {
+            let scheduled = interval.mul_f64(i as f64);
+            let now = origin.elapsed();
+            if scheduled > now {
+                std::thread::sleep(scheduled - now);
+            }
+            let mut value = vec![0u8; record_bytes];
+            value[..8].copy_from_slice(&(scheduled.as_nanos() as u64).to_le_bytes());
+            pending.push(handle.block_on(producer.send(
+                TOPIC,
+                Some(0),
+                ProducerRecord::value(value),
+            ))?);
+        }
+        for d in pending {
+            handle.block_on(d)?;
+        }
+        Ok(producer)
+    });
+    let producer = tokio::task::spawn_blocking(move || pacer.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("pacer thread panicked"))??;
+    producer.close().await?;
+    consumer.await?
+}
