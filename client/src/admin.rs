@@ -1,7 +1,7 @@
 //! [`Admin`]: topics, metadata and offsets — thin, typed wrappers over one request each.
 //!
-//! Also the two lookups the producer and the consumer share: [`partition_count`] (from a
-//! `Metadata` call) and [`list_offsets`].
+//! Also the two lookups the producer and the consumer share: `partition_count` (from a
+//! `Metadata` call) and `list_offsets`.
 //!
 //! Invariant: a per-topic or per-partition error inside a response body becomes
 //! `ClientError::Topic` / `ClientError::Partition` naming what failed; an answer that lacks a

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eddy_protocol::ErrorCode;
 use eddy_protocol::v1::{self, request, response};
-use eddy_storage::batch::validate_for_append;
+use eddy_storage::batch::{BatchHeader, validate_for_append};
 use eddy_storage::{BatchView, Batches};
 
 use crate::{ClientError, Transport};
@@ -149,11 +149,9 @@ impl Transport for FakeBroker {
         self.call_inner(body)
     }
 
-    fn send(&self, body: request::Body) -> impl Future<Output = Result<(), ClientError>> + Send {
-        async move {
-            self.state.lock().unwrap().sends += 1;
-            self.handle(body).map(drop)
-        }
+    async fn send(&self, body: request::Body) -> Result<(), ClientError> {
+        self.state.lock().unwrap().sends += 1;
+        self.handle(body).map(drop)
     }
 }
 
@@ -266,8 +264,8 @@ fn fetch(state: &State, f: &v1::FetchRequest) -> v1::FetchResponse {
                     }
                     let mut records = Vec::new();
                     for batch in &log.batches {
-                        let view = BatchView::parse(batch).unwrap();
-                        if view.last_offset() >= p.offset
+                        let header = BatchHeader::parse(batch).unwrap();
+                        if header.last_offset() >= p.offset
                             && (records.is_empty()
                                 || records.len() + batch.len() <= p.max_bytes as usize)
                         {

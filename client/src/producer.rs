@@ -42,8 +42,8 @@
 //! # `ACKS_NONE`
 //!
 //! Requests go out with [`Transport::send`]; a record's [`Delivery`] resolves once its request
-//! is handed to the transport, with `offset: None`. Idempotence needs answers, so it cannot be
-//! combined with `ACKS_NONE`.
+//! is handed to the transport, with `offset: None`. Idempotence needs answers, so
+//! [`ProducerConfig::idempotent`] has no effect with `ACKS_NONE`.
 //!
 //! # Shutdown
 //!
@@ -85,7 +85,9 @@ pub struct ProducerConfig {
     pub batch_bytes: usize,
     /// Produce requests in flight at once (per producer).
     pub max_in_flight: usize,
-    /// Number the records so retries are never duplicated (needs `acks` other than `None`).
+    /// Number the records so retries are never duplicated. Has no effect with
+    /// `acks: None`, which gets no answers to learn duplicates from (as in Kafka, where the
+    /// default idempotence yields to `acks=0`).
     pub idempotent: bool,
     /// Times a batch is resent after a retriable failure.
     pub retries: u32,
@@ -118,9 +120,6 @@ impl Default for ProducerConfig {
 impl ProducerConfig {
     fn check(&self) -> Result<(), ClientError> {
         let bad = |field, reason| Err(ClientError::Config { field, reason });
-        if self.idempotent && self.acks == v1::Acks::None {
-            return bad("idempotent", "needs acks WRITTEN or DURABLE, not NONE");
-        }
         if self.max_in_flight == 0 {
             return bad("max_in_flight", "must be at least 1");
         }
@@ -186,8 +185,9 @@ pub struct Producer<T: Transport> {
 
 impl<T: Transport> Producer<T> {
     /// Starts a producer and its background worker (call inside a tokio runtime).
-    pub fn new(transport: T, config: ProducerConfig) -> Result<Self, ClientError> {
+    pub fn new(transport: T, mut config: ProducerConfig) -> Result<Self, ClientError> {
         config.check()?;
+        config.idempotent &= config.acks != v1::Acks::None;
         let shared = Arc::new(Shared {
             transport,
             topics: Mutex::new(HashMap::new()),

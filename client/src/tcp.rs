@@ -24,6 +24,9 @@
 //!   (timeout, cancellation: a drop guard removes it), so `pending` holds only live calls.
 //! - A request larger than the broker's `max_frame_bytes` (learned in the `ApiVersions`
 //!   handshake) is refused before it is sent, so it cannot get the connection closed.
+//! - At most the broker's `max_in_flight` calls await answers at once; more wait for a slot.
+//!   (`send`, for `ACKS_NONE` produces, takes no slot: nothing tells when the broker is done
+//!   with it. A flood of them can still meet `TOO_MANY_IN_FLIGHT`, whose answer nobody reads.)
 //!
 //! A `Connection` does not reconnect: after it closes every call fails, and the owner opens a
 //! new one.
@@ -41,7 +44,7 @@ use prost::Message as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::{ClientError, Transport, expect_body};
@@ -75,7 +78,7 @@ impl Default for ConnectionOptions {
             client_name: format!("eddy-client/{}", env!("CARGO_PKG_VERSION")),
             connect_timeout: Duration::from_secs(10),
             request_timeout: Some(Duration::from_secs(30)),
-            max_response_frame_bytes: 256 * 1024 * 1024,
+            max_response_frame_bytes: 64 * 1024 * 1024,
             write_queue_frames: 1024,
         }
     }
@@ -88,6 +91,9 @@ pub struct Connection {
     shared: Arc<Shared>,
     frames: mpsc::Sender<Bytes>,
     next_id: AtomicU64,
+    /// One permit per call awaiting its answer, as many as the broker's `max_in_flight`: a
+    /// caller past the limit waits here instead of being refused with `TOO_MANY_IN_FLIGHT`.
+    slots: Semaphore,
     request_timeout: Option<Duration>,
     limits: v1::Limits,
     broker_version: String,
@@ -122,6 +128,10 @@ impl Connection {
             });
         }
         conn.limits = versions.limits.unwrap_or_default();
+        conn.slots = match conn.limits.max_in_flight {
+            0 => Semaphore::new(Semaphore::MAX_PERMITS),
+            max => Semaphore::new(max as usize),
+        };
         conn.broker_version = versions.broker_version;
         tracing::debug!(
             addr,
@@ -148,6 +158,8 @@ impl Connection {
             shared,
             frames,
             next_id: AtomicU64::new(1),
+            // The handshake goes alone; `connect` sizes this from the broker's limits.
+            slots: Semaphore::new(1),
             request_timeout: options.request_timeout,
             limits: v1::Limits::default(),
             broker_version: String::new(),
@@ -207,9 +219,12 @@ impl Connection {
         Ok((correlation_id, buf.freeze()))
     }
 
-    /// Registers a waiter, queues the frame and waits for the answer (no time limit).
+    /// Takes an in-flight slot, registers a waiter, queues the frame and waits for the answer
+    /// (no time limit).
     async fn exchange(&self, body: request::Body) -> Result<response::Body, ClientError> {
         let (correlation_id, frame) = self.encode(body)?;
+        // The semaphore is never closed.
+        let _slot = self.slots.acquire().await.map_err(|_| self.shared.closed_error())?;
         let (tx, rx) = oneshot::channel();
         let _guard = self.shared.register(correlation_id, tx)?;
         self.frames.send(frame).await.map_err(|_| self.shared.closed_error())?;

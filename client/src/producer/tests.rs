@@ -87,8 +87,9 @@ async fn keyed_records_go_to_the_kafka_murmur2_partition() {
 #[tokio::test(start_paused = true)]
 async fn keyless_records_fill_a_batch_per_partition_round_robin() {
     let broker = FakeBroker::with_topic("t", 3);
-    // Each batch holds a few records; the producer sends one request at a time.
-    let config = ProducerConfig { batch_bytes: 200, max_in_flight: 1, ..ProducerConfig::default() };
+    // Each batch holds a few records and closes only when full (or on flush).
+    let linger = Duration::from_secs(3600);
+    let config = ProducerConfig { batch_bytes: 200, linger, ..ProducerConfig::default() };
     let producer = Producer::new(Arc::clone(&broker), config).unwrap();
     let deliveries = send_all(&producer, None, 30).await;
     producer.flush().await.unwrap();
@@ -100,7 +101,8 @@ async fn keyless_records_fill_a_batch_per_partition_round_robin() {
         }
     }
     let batches: Vec<_> = produced_batches(&broker).into_iter().flatten().collect();
-    assert!(batches.iter().all(|b| b.1 > 1), "batches are filled, not one record each");
+    let counts: Vec<_> = batches.iter().map(|b| (b.0, b.1)).collect();
+    assert!(batches.iter().all(|b| b.1 > 1), "batches are filled, not one record each: {counts:?}");
     assert_eq!(partitions_in_order.len(), batches.len(), "one partition switch per batch");
     for pair in partitions_in_order.windows(2) {
         assert_eq!(pair[1], (pair[0] + 1) % 3, "round-robin: {partitions_in_order:?}");
@@ -145,6 +147,7 @@ async fn idempotent_producer_keeps_one_batch_in_flight_per_partition() {
         assert_eq!(meta.offset, Some(*expected), "in order within the partition");
         *expected += 1;
     }
+    producer.close().await.unwrap();
     let state = broker.state.lock().unwrap();
     assert_eq!(state.max_in_flight_per_partition, 1);
     assert!(state.produces.len() > 2, "several requests were needed");
@@ -155,8 +158,6 @@ async fn idempotent_producer_keeps_one_batch_in_flight_per_partition() {
             .any(|p| p.topics.iter().map(|t| t.partitions.len()).sum::<usize>() == 2),
         "one request carries both partitions"
     );
-    drop(state);
-    producer.close().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -214,11 +215,24 @@ async fn acks_none_sends_without_answers_and_resolves_without_offsets() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn idempotence_with_acks_none_is_refused() {
+async fn acks_none_turns_the_default_idempotence_off() {
     let broker = FakeBroker::with_topic("t", 1);
     let config = ProducerConfig { acks: v1::Acks::None, ..ProducerConfig::default() };
+    assert!(config.idempotent);
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    assert_eq!(producer.send_and_wait("t", None, value(0)).await.unwrap().offset, None);
+    producer.close().await.unwrap();
+    let batches = produced_batches(&broker);
+    let header = *BatchView::parse(&batches[0][0].2).unwrap().header();
+    assert!(!header.is_idempotent(), "no InitProducer, no sequence");
+}
+
+#[tokio::test(start_paused = true)]
+async fn zero_max_in_flight_is_refused() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let config = ProducerConfig { max_in_flight: 0, ..ProducerConfig::default() };
     let err = Producer::new(broker, config).unwrap_err();
-    assert!(matches!(err, ClientError::Config { field: "idempotent", .. }), "{err:?}");
+    assert!(matches!(err, ClientError::Config { field: "max_in_flight", .. }), "{err:?}");
 }
 
 #[tokio::test(start_paused = true)]

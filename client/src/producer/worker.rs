@@ -165,12 +165,24 @@ impl<T: Transport> Worker<T> {
 
     /// Adds a record to the open batch of its partition, opening one if needed.
     fn accept(&mut self, pending: Pending) {
-        let partition = match pending.target {
-            Target::Partition(p) => p,
-            Target::Sticky(partitions) => self.sticky.partition(&pending.topic, partitions),
-        };
         let topic = Arc::clone(&pending.topic);
         let batch_bytes = self.config.batch_bytes;
+        let partition = match pending.target {
+            Target::Partition(p) => p,
+            Target::Sticky(partitions) => {
+                let p = self.sticky.partition(&topic, partitions);
+                match self.queue(&topic, p).open_batch() {
+                    Some(open) if !open.fits(pending.size, batch_bytes) => {
+                        // The sticky batch is full: close it, and the record starts the next
+                        // partition's batch.
+                        open.open = false;
+                        self.sticky.batch_closed(&topic, p);
+                        self.sticky.partition(&topic, partitions)
+                    }
+                    _ => p,
+                }
+            }
+        };
         let queue =
             self.queues.entry(Arc::clone(&topic)).or_default().entry(partition).or_default();
         if let Some(open) = queue.open_batch() {
@@ -179,7 +191,6 @@ impl<T: Transport> Worker<T> {
                 return;
             }
             open.open = false;
-            self.sticky.batch_closed(&topic, partition);
         }
         let id = self.next_batch;
         self.next_batch += 1;
@@ -438,9 +449,15 @@ impl<T: Transport> Worker<T> {
 
     /// Puts a batch back at the front of its partition, no longer in flight.
     fn requeue(&mut self, batch: Batch) {
+        self.landed(&batch);
+        self.queue(&batch.topic, batch.partition).batches.push_front(batch);
+    }
+
+    /// A batch of this partition is no longer in flight.
+    fn landed(&mut self, batch: &Batch) {
         let queue = self.queue(&batch.topic, batch.partition);
+        debug_assert!(queue.in_flight > 0, "a batch landed that was not in flight");
         queue.in_flight = queue.in_flight.saturating_sub(1);
-        queue.batches.push_front(batch);
     }
 
     fn queue(&mut self, topic: &Arc<str>, partition: u32) -> &mut PartitionQueue {
@@ -450,7 +467,7 @@ impl<T: Transport> Worker<T> {
     fn settle(&mut self, mut batch: Batch, settled: Settled) {
         let error = match settled {
             Settled::Written { base_offset, last_offset, duplicate } => {
-                self.queue(&batch.topic, batch.partition).in_flight -= 1;
+                self.landed(&batch);
                 let expected = base_offset + u64::from(batch.record_count().saturating_sub(1));
                 if last_offset != expected {
                     tracing::warn!(topic = %batch.topic, partition = batch.partition, base_offset, last_offset, records = batch.record_count(), "acknowledged offsets do not span the batch");
@@ -463,7 +480,7 @@ impl<T: Transport> Worker<T> {
                 return;
             }
             Settled::Sent => {
-                self.queue(&batch.topic, batch.partition).in_flight -= 1;
+                self.landed(&batch);
                 self.live.remove(&batch.id);
                 batch.complete(None);
                 return;
@@ -483,7 +500,7 @@ impl<T: Transport> Worker<T> {
         }
         tracing::warn!(topic = %batch.topic, partition = batch.partition, %error, "produce failed");
         self.after_final_failure(&batch, &error);
-        self.queue(&batch.topic, batch.partition).in_flight -= 1;
+        self.landed(&batch);
         self.live.remove(&batch.id);
         batch.fail(&error);
     }

@@ -292,3 +292,41 @@ async fn connect_to_a_closed_port_is_a_connection_error() {
     let err = Connection::connect(&addr, options()).await.unwrap_err();
     assert!(matches!(err, ClientError::Connection { .. }), "{err:?}");
 }
+
+#[tokio::test]
+async fn calls_beyond_the_broker_in_flight_limit_wait_for_a_slot() {
+    let two = v1::Limits { max_in_flight: 2, ..limits() };
+    let (got_two, two_received) = tokio::sync::oneshot::channel();
+    let (addr, broker) = fake_broker(two, |mut peer| async move {
+        let first = peer.recv().await.unwrap();
+        let second = peer.recv().await.unwrap();
+        got_two.send(()).unwrap();
+        for request in [first, second] {
+            let Some(request::Body::DescribeTopic(d)) = request.body else { panic!() };
+            peer.reply(request.correlation_id, describe_reply(d.name)).await;
+        }
+        let third = peer.recv().await.unwrap();
+        let Some(request::Body::DescribeTopic(d)) = third.body else { panic!() };
+        peer.reply(third.correlation_id, describe_reply(d.name)).await;
+        assert!(peer.recv().await.is_none());
+    })
+    .await;
+    let conn = std::sync::Arc::new(Connection::connect(&addr, options()).await.unwrap());
+    let calls: Vec<_> = ["a", "b", "c"]
+        .into_iter()
+        .map(|name| {
+            let conn = std::sync::Arc::clone(&conn);
+            tokio::spawn(async move { described_name(conn.call(describe(name)).await.unwrap()) })
+        })
+        .collect();
+    two_received.await.unwrap();
+    tokio::task::yield_now().await;
+    assert_eq!(conn.in_flight(), 2, "the third call waits for a slot");
+    let mut names = Vec::new();
+    for call in calls {
+        names.push(call.await.unwrap());
+    }
+    assert_eq!(names, ["a", "b", "c"]);
+    drop(conn);
+    broker.await.unwrap();
+}
