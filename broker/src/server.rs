@@ -4,7 +4,7 @@
 //!   gets one `TOO_MANY_CONNECTIONS` frame and is closed.
 //! - Each connection reads frames into one buffer, hands each request to its own task (so
 //!   requests pipeline; at most `max_in_flight` at once, more are answered
-//!   `TOO_MANY_IN_FLIGHT`), and a writer task sends responses in completion order, coalescing
+//!   `TOO_MANY_IN_FLIGHT`, except `ACKS_NONE` produces, which cannot be answered and wait), and a writer task sends responses in completion order, coalescing
 //!   whatever is ready into one write.
 //! - A frame longer than `max_frame_bytes` is refused from its length prefix alone, before any
 //!   allocation; a frame that does not decode is answered `MALFORMED_REQUEST`. Either closes
@@ -208,13 +208,24 @@ impl Connection {
             );
             return tx.send(frame).await.map_err(|_| Close::WriterGone);
         };
-        let Ok(permit) = self.in_flight.clone().try_acquire_owned() else {
-            let message = format!(
-                "more than {} requests in flight on this connection",
-                self.limits.max_in_flight
-            );
-            let frame = error_frame(correlation_id, ErrorCode::TooManyInFlight, message);
-            return tx.send(frame).await.map_err(|_| Close::WriterGone);
+        let permit = match self.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            // A produce with ACKS_NONE can be told nothing, so it waits for a slot instead:
+            // the connection stops reading meanwhile, which is backpressure on that producer.
+            Err(_) if is_unacknowledged(&body) => {
+                match self.in_flight.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return Err(Close::WriterGone),
+                }
+            }
+            Err(_) => {
+                let message = format!(
+                    "more than {} requests in flight on this connection",
+                    self.limits.max_in_flight
+                );
+                let frame = error_frame(correlation_id, ErrorCode::TooManyInFlight, message);
+                return tx.send(frame).await.map_err(|_| Close::WriterGone);
+            }
         };
         let broker = self.broker.clone();
         let tx = tx.clone();
@@ -231,6 +242,10 @@ impl Connection {
         });
         Ok(())
     }
+}
+
+fn is_unacknowledged(body: &v1::request::Body) -> bool {
+    matches!(body, v1::request::Body::Produce(p) if p.acks == v1::Acks::None as i32)
 }
 
 fn response_size_hint(response: &Response) -> usize {

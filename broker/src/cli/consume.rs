@@ -96,6 +96,10 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
                 written += 1;
             }
         }
+        if follow {
+            // Following is interactive: show each poll's records as they come.
+            out.flush()?;
+        }
     }
     out.flush()
 }
