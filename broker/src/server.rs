@@ -2,10 +2,11 @@
 //!
 //! - The listener accepts while a semaphore has room (`max_connections`); past it, a connection
 //!   gets one `TOO_MANY_CONNECTIONS` frame and is closed.
-//! - Each connection reads frames into one buffer, hands each request to its own task (so
-//!   requests pipeline; at most `max_in_flight` at once, more are answered
-//!   `TOO_MANY_IN_FLIGHT`, except `ACKS_NONE` produces, which cannot be answered and wait), and a writer task sends responses in completion order, coalescing
-//!   whatever is ready into one write.
+//! - Each connection reads frames into one buffer and hands each request to its own task, so
+//!   requests pipeline. At most `max_in_flight` run at once; more are answered
+//!   `TOO_MANY_IN_FLIGHT`, except `ACKS_NONE` produces, which cannot be answered and so wait
+//!   for a slot. A writer task sends responses in completion order, coalescing whatever is
+//!   ready into one write.
 //! - A frame longer than `max_frame_bytes` is refused from its length prefix alone, before any
 //!   allocation; a frame that does not decode is answered `MALFORMED_REQUEST`. Either closes
 //!   only that connection. A connection with no complete frame and nothing in flight for

@@ -85,12 +85,16 @@ impl ChildProcess {
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
     {
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+        let mut command = Command::new(program);
+        command.args(args);
+        ChildProcess::spawn_command(command)
+    }
+
+    /// Starts `command` (program, arguments and environment already set), with stdin closed
+    /// and stdout and stderr piped.
+    pub fn spawn_command(mut command: Command) -> io::Result<ChildProcess> {
+        let mut child =
+            command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let (Some(stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
             let _ = child.kill();
             let _ = child.wait();
@@ -154,6 +158,21 @@ impl ChildProcess {
         }
         self.child.kill()?;
         self.wait()
+    }
+
+    /// The exit status if the child has exited (reaping it), `None` while it runs.
+    pub fn try_wait(&mut self) -> io::Result<Option<ExitStatus>> {
+        if let Some(status) = self.status {
+            return Ok(Some(status));
+        }
+        let status = self.child.try_wait()?;
+        self.status = status;
+        Ok(status)
+    }
+
+    /// Whether the child has been reaped (after which its pid may belong to another process).
+    pub fn has_exited(&self) -> bool {
+        self.status.is_some()
     }
 
     /// Waits for the child to exit. Call it once stdout is closed, so it cannot hang on a child

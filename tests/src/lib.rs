@@ -2,16 +2,23 @@
 //!
 //! The tests drive real processes over real files: `eddy-log-child` (in `src/bin`) appends to a
 //! log until it is killed or runs out of space, and the integration tests in `tests/` check what
-//! is left on disk. Both sides use this library so they agree on every byte:
+//! is left on disk; the broker tests run the real `eddy` binary and talk to it in raw frames.
+//! Both sides use this library so they agree on every byte:
 //!
 //! - [`generate`]: a deterministic batch generator, a pure function of a 64-bit seed.
 //! - [`check`]: walks a whole log, checking checksums and offset contiguity.
 //! - [`child`]: the child's line protocol and a driver for the child process that never blocks
 //!   without a deadline.
+//! - [`broker`]: a real `eddy serve` process on an ephemeral port (start, SIGTERM, SIGKILL, RSS).
+//! - [`raw_client`]: a blocking client that puts exact frames on the wire, with read deadlines.
+//! - [`hostile`]: hostile frames for the broker, each with the answer a correct broker gives.
 
+pub mod broker;
 pub mod check;
 pub mod child;
 pub mod generate;
+pub mod hostile;
+pub mod raw_client;
 
 use eddy_storage::{Flush, LogConfig};
 
