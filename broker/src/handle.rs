@@ -195,10 +195,12 @@ impl Broker {
             tokio::pin!(appended);
             appended.as_mut().enable();
             let (response, bytes) = self.read_partitions(r);
-            let done = bytes >= u64::from(r.min_bytes.max(1))
-                || Instant::now() >= deadline
-                || self.is_shutting_down();
-            if done {
+            // As in Kafka: min_bytes 0 answers at once, and so does any partition error (the
+            // client has to act on it; waiting would only delay that).
+            let failed =
+                response.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error.is_some());
+            let enough = r.min_bytes == 0 || bytes >= u64::from(r.min_bytes);
+            if enough || failed || Instant::now() >= deadline || self.is_shutting_down() {
                 return response;
             }
             if tokio::time::timeout_at(deadline, appended).await.is_err() {
