@@ -12,7 +12,7 @@ use eddy_protocol::{ErrorCode, PROTOCOL_VERSION};
 use eddy_storage::{AppendInfo, Log, ValidBatch};
 use tokio::time::Instant;
 
-use crate::broker::{Broker, MAX_FETCH_WAIT};
+use crate::broker::{Broker, MAX_FETCH_WAIT, Topic};
 use crate::error::BrokerError;
 
 /// Fetch size when a request leaves `max_bytes` at 0.
@@ -108,9 +108,7 @@ impl Broker {
             let topic = self.topic(&t.topic);
             let mut parts = Vec::with_capacity(t.partitions.len());
             for p in t.partitions {
-                let log = topic.as_ref().map_err(|e| e.to_wire()).and_then(|topic| {
-                    topic.partition(p.partition).cloned().map_err(|e| e.to_wire())
-                });
+                let log = partition_of(&topic, p.partition);
                 let job = match log {
                     Ok(log) => Ok(self.append(log, p.batch, acks)),
                     Err(e) => Err(e),
@@ -222,9 +220,7 @@ impl Broker {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let log = match topic.as_ref().map_err(|e| e.to_wire()).and_then(|topic| {
-                            topic.partition(p.partition).cloned().map_err(|e| e.to_wire())
-                        }) {
+                        let log = match partition_of(&topic, p.partition) {
                             Ok(log) => log,
                             Err(error) => {
                                 return v1::FetchPartitionResult {
@@ -288,20 +284,16 @@ impl Broker {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let outcome = topic
-                            .as_ref()
-                            .map_err(|e| e.to_wire())
-                            .and_then(|topic| topic.partition(p.partition).map_err(|e| e.to_wire()))
-                            .and_then(|log| {
-                                lookup_offset(log, p).map_err(|source| {
-                                    BrokerError::Storage {
-                                        topic: t.topic.clone(),
-                                        partition: p.partition,
-                                        source,
-                                    }
-                                    .to_wire()
-                                })
-                            });
+                        let outcome = partition_of(&topic, p.partition).and_then(|log| {
+                            lookup_offset(&log, p).map_err(|source| {
+                                BrokerError::Storage {
+                                    topic: t.topic.clone(),
+                                    partition: p.partition,
+                                    source,
+                                }
+                                .to_wire()
+                            })
+                        });
                         match outcome {
                             Ok(mut result) => {
                                 result.partition = p.partition;
@@ -319,6 +311,17 @@ impl Broker {
             })
             .collect();
         v1::ListOffsetsResponse { topics }
+    }
+}
+
+/// The log of `partition` in a topic that may not exist, or the error to report for it.
+fn partition_of(
+    topic: &Result<Arc<Topic>, BrokerError>,
+    partition: u32,
+) -> Result<Arc<Log>, v1::Error> {
+    match topic {
+        Ok(topic) => topic.partition(partition).cloned().map_err(|e| e.to_wire()),
+        Err(e) => Err(e.to_wire()),
     }
 }
 
