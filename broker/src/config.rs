@@ -165,9 +165,13 @@ impl BrokerConfig {
                 "limits.max_frame_bytes must be at least 1024".into(),
             ));
         }
-        if l.max_batch_bytes == 0 || l.max_batch_bytes > l.max_frame_bytes {
+        // A produce carries a batch plus its envelope, and a fetch answer at least one batch.
+        if l.max_batch_bytes == 0
+            || u64::from(l.max_batch_bytes) + 64 * 1024 > u64::from(l.max_frame_bytes)
+        {
             return Err(ConfigError::Invalid(
-                "limits.max_batch_bytes must be between 1 and max_frame_bytes".into(),
+                "limits.max_batch_bytes must be positive and at least 64 KiB below max_frame_bytes"
+                    .into(),
             ));
         }
         if l.max_connections == 0 || l.max_in_flight == 0 || l.idle_timeout_ms == 0 {

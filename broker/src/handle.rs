@@ -208,8 +208,10 @@ impl Broker {
     }
 
     fn read_partitions(&self, r: &v1::FetchRequest) -> (v1::FetchResponse, u64) {
+        // The answer has to fit in one frame, whatever the client asks for.
+        let cap = self.max_fetch_bytes();
         let mut budget =
-            u64::from(if r.max_bytes == 0 { DEFAULT_FETCH_BYTES } else { r.max_bytes });
+            u64::from(if r.max_bytes == 0 { DEFAULT_FETCH_BYTES } else { r.max_bytes }).min(cap);
         let mut total = 0u64;
         let topics = r
             .topics
@@ -239,7 +241,7 @@ impl Broker {
                         // Once the budget is spent, report offsets without records (the first
                         // partition with data always gets at least one batch).
                         let read = if limit == 0 && total > 0 {
-                            Ok(Bytes::new())
+                            check_in_range(&log, p.offset).map(|()| Bytes::new())
                         } else {
                             log.read(p.offset, limit as usize)
                         };
@@ -251,6 +253,10 @@ impl Broker {
                             records: Bytes::new(),
                         };
                         match read {
+                            // A later partition's first batch can be larger than what is left of
+                            // the budget (reads return at least one batch); it waits for the next
+                            // fetch rather than push the answer past the frame limit.
+                            Ok(records) if total > 0 && records.len() as u64 > limit => {}
                             Ok(records) => {
                                 total += records.len() as u64;
                                 budget = budget.saturating_sub(records.len() as u64);
@@ -274,6 +280,12 @@ impl Broker {
         (v1::FetchResponse { topics }, total)
     }
 
+    /// Largest record payload one fetch answer carries: the frame limit less room for the
+    /// envelope.
+    fn max_fetch_bytes(&self) -> u64 {
+        u64::from(self.config().limits.max_frame_bytes).saturating_sub(64 * 1024).max(1)
+    }
+
     fn list_offsets(&self, r: &v1::ListOffsetsRequest) -> v1::ListOffsetsResponse {
         let topics = r
             .topics
@@ -284,16 +296,8 @@ impl Broker {
                     .partitions
                     .iter()
                     .map(|p| {
-                        let outcome = partition_of(&topic, p.partition).and_then(|log| {
-                            lookup_offset(&log, p).map_err(|source| {
-                                BrokerError::Storage {
-                                    topic: t.topic.clone(),
-                                    partition: p.partition,
-                                    source,
-                                }
-                                .to_wire()
-                            })
-                        });
+                        let outcome = partition_of(&topic, p.partition)
+                            .and_then(|log| lookup_offset(&log, p, &t.topic));
                         match outcome {
                             Ok(mut result) => {
                                 result.partition = p.partition;
@@ -328,26 +332,50 @@ fn partition_of(
 fn lookup_offset(
     log: &Log,
     p: &v1::ListOffsetsPartition,
-) -> Result<v1::ListOffsetsPartitionResult, eddy_storage::Error> {
+    topic: &str,
+) -> Result<v1::ListOffsetsPartitionResult, v1::Error> {
     let found =
         |offset| v1::ListOffsetsPartitionResult { offset, found: true, ..Default::default() };
-    Ok(match v1::OffsetSpec::try_from(p.spec) {
-        Ok(v1::OffsetSpec::Earliest) => found(log.start_offset()),
-        Ok(v1::OffsetSpec::ByTimestamp) => match log.offset_for_timestamp(p.timestamp_ms)? {
-            Some(t) => v1::ListOffsetsPartitionResult {
+    let Ok(spec) = v1::OffsetSpec::try_from(p.spec) else {
+        return Err(v1::Error::new(
+            ErrorCode::MalformedRequest,
+            format!("unknown offset spec {}", p.spec),
+        ));
+    };
+    Ok(match spec {
+        v1::OffsetSpec::Earliest => found(log.start_offset()),
+        v1::OffsetSpec::Latest => found(log.next_offset()),
+        v1::OffsetSpec::ByTimestamp => match log.offset_for_timestamp(p.timestamp_ms) {
+            Ok(Some(t)) => v1::ListOffsetsPartitionResult {
                 offset: t.offset,
                 timestamp_ms: t.timestamp,
                 found: true,
                 ..Default::default()
             },
-            None => v1::ListOffsetsPartitionResult {
+            Ok(None) => v1::ListOffsetsPartitionResult {
                 offset: log.next_offset(),
                 found: false,
                 ..Default::default()
             },
+            Err(source) => {
+                return Err(BrokerError::Storage {
+                    topic: topic.to_string(),
+                    partition: p.partition,
+                    source,
+                }
+                .to_wire());
+            }
         },
-        Ok(v1::OffsetSpec::Latest) | Err(_) => found(log.next_offset()),
     })
+}
+
+/// The check a read would make of `offset`, for a partition left out of a spent fetch budget.
+fn check_in_range(log: &Log, offset: u64) -> Result<(), eddy_storage::Error> {
+    let (start, end) = (log.start_offset(), log.next_offset());
+    if offset < start || offset > end {
+        return Err(eddy_storage::Error::OffsetOutOfRange { requested: offset, start, end });
+    }
+    Ok(())
 }
 
 /// The embedded transport: requests go straight to the broker, no encoding, no socket.

@@ -32,6 +32,9 @@ use tokio::time::Instant;
 use crate::broker::Broker;
 use crate::config::Limits;
 
+/// How long a stopping broker waits for a connection's in-flight answers to go out.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves `broker` on `listener` until `shutdown` completes, then drains every connection.
 pub async fn serve(
     broker: Broker,
@@ -128,7 +131,8 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let (mut reader, writer) = stream.into_split();
         let (tx, rx) = mpsc::channel::<Bytes>(self.limits.max_in_flight as usize + 8);
-        let writer = tokio::spawn(write_loop(writer, rx));
+        let write_timeout = Duration::from_millis(u64::from(self.limits.idle_timeout_ms));
+        let mut writer = tokio::spawn(write_loop(writer, rx, write_timeout));
         let mut requests = JoinSet::new();
         let close = self.read_loop(&mut reader, &tx, &mut requests).await;
         match &close {
@@ -143,10 +147,24 @@ impl Connection {
             Close::ReadError(e) => tracing::debug!(peer = %self.peer, error = %e, "read failed"),
             other => tracing::debug!(peer = %self.peer, reason = ?other, "connection closed"),
         }
-        // Requests already taken are finished and answered before the connection goes.
-        while requests.join_next().await.is_some() {}
-        drop(tx);
-        let _ = writer.await;
+        // Requests already taken are finished and answered before the connection goes, within a
+        // grace period when the broker is stopping: a client that stopped reading must not hold
+        // the shutdown (its writer is stuck on a full socket) or keep answers in memory.
+        let grace = match close {
+            Close::Shutdown => SHUTDOWN_GRACE,
+            _ => Duration::from_millis(u64::from(self.limits.idle_timeout_ms)),
+        };
+        let drained = tokio::time::timeout(grace, async {
+            while requests.join_next().await.is_some() {}
+            drop(tx);
+            let _ = (&mut writer).await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::debug!(peer = %self.peer, "abandoning a connection that does not read its answers");
+            requests.abort_all();
+            writer.abort();
+        }
     }
 
     async fn read_loop(
@@ -254,18 +272,20 @@ fn response_size_hint(response: &Response) -> usize {
 }
 
 /// Writes response frames in the order they complete, coalescing what is ready into one write.
-async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>) {
+/// A write that makes no progress for `timeout` (a peer that stopped reading) ends the loop,
+/// which drops the queue and fails the senders instead of holding their answers.
+async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, timeout: Duration) {
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(frame) = rx.recv().await {
-        if writer.write_all(&frame).await.is_err() {
-            return;
-        }
-        while let Ok(frame) = rx.try_recv() {
-            if writer.write_all(&frame).await.is_err() {
-                return;
+        let written = tokio::time::timeout(timeout, async {
+            writer.write_all(&frame).await?;
+            while let Ok(frame) = rx.try_recv() {
+                writer.write_all(&frame).await?;
             }
-        }
-        if writer.flush().await.is_err() {
+            writer.flush().await
+        })
+        .await;
+        if !matches!(written, Ok(Ok(()))) {
             return;
         }
     }

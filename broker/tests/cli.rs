@@ -23,8 +23,8 @@ struct Output {
 /// Runs `eddy args` to completion, killing it if it outlives [`TIMEOUT`].
 fn eddy(args: &[&str]) -> Output {
     let mut child = spawn(args, Stdio::piped());
-    let stdout = read_to_end(child.stdout.take().unwrap());
-    let stderr = read_to_end(child.stderr.take().unwrap());
+    let stdout = read_to_end(child.stdout.take().expect("stdout is piped"));
+    let stderr = read_to_end(child.stderr.take().expect("stderr is piped"));
     let deadline = Instant::now() + TIMEOUT;
     let outputs = [stdout, stderr]
         .map(|r| r.recv_timeout(deadline.saturating_duration_since(Instant::now())));
@@ -33,7 +33,7 @@ fn eddy(args: &[&str]) -> Output {
         let _ = child.wait();
         panic!("eddy {args:?} still running after {TIMEOUT:?}");
     };
-    Output { status: child.wait().unwrap(), stdout, stderr }
+    Output { status: child.wait().expect("reap eddy"), stdout, stderr }
 }
 
 fn spawn(args: &[&str], stderr: Stdio) -> Child {
@@ -45,7 +45,7 @@ fn spawn(args: &[&str], stderr: Stdio) -> Child {
         .stdout(Stdio::piped())
         .stderr(stderr)
         .spawn()
-        .unwrap()
+        .expect("start the eddy binary")
 }
 
 /// Everything `pipe` yields until it closes, delivered through a channel (so waits have deadlines).
