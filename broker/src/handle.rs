@@ -9,7 +9,7 @@ use bytes::Bytes;
 use eddy_client::{ClientError, Transport};
 use eddy_protocol::v1::{self, request, response};
 use eddy_protocol::{ErrorCode, PROTOCOL_VERSION};
-use eddy_storage::{AppendInfo, Log, ValidBatch};
+use eddy_storage::{AppendInfo, Flush, Log, ValidBatch};
 use tokio::time::Instant;
 
 use crate::broker::{Broker, MAX_FETCH_WAIT, Topic};
@@ -122,7 +122,7 @@ impl Broker {
             let mut partitions = Vec::with_capacity(parts.len());
             for (partition, job) in parts {
                 let outcome = match job {
-                    Ok(handle) => match handle.await {
+                    Ok(append) => match append.outcome().await {
                         Ok(Ok(info)) => Ok(info),
                         Ok(Err(source)) => {
                             Err(BrokerError::Storage { topic: name.clone(), partition, source }
@@ -156,16 +156,14 @@ impl Broker {
         Ok((acks != v1::Acks::None).then_some(v1::ProduceResponse { topics }))
     }
 
-    /// Checks `batch` here (on the caller's thread, in parallel with other connections), then
-    /// appends it on a blocking thread, since the append may wait for an fsync.
-    fn append(
-        &self,
-        log: Arc<Log>,
-        batch: Bytes,
-        acks: v1::Acks,
-    ) -> tokio::task::JoinHandle<Result<AppendInfo, eddy_storage::Error>> {
+    /// Checks and appends `batch`. An append that may wait for an fsync (acks=durable, or a
+    /// topic flushed on every append) runs on a blocking thread; any other takes microseconds
+    /// (a checksum pass and a write into the page cache) and runs here, which saves a thread
+    /// hand-off per batch — on a small machine that hand-off is what latency tails are made of.
+    fn append(&self, log: Arc<Log>, batch: Bytes, acks: v1::Acks) -> Append {
         let max = self.config().limits.max_batch_bytes;
-        tokio::task::spawn_blocking(move || {
+        let may_wait = acks == v1::Acks::Durable || log.config().flush == Flush::Always;
+        let work = move || {
             if batch.len() as u64 > u64::from(max) {
                 return Err(eddy_storage::Error::BatchTooLarge {
                     size: batch.len() as u64,
@@ -178,7 +176,12 @@ impl Broker {
                 log.sync_through(info.last_offset + 1)?;
             }
             Ok(info)
-        })
+        };
+        if may_wait {
+            Append::Blocking(tokio::task::spawn_blocking(work))
+        } else {
+            Append::Done(work())
+        }
     }
 
     /// Reads every requested partition; if fewer than `min_bytes` are available, waits for
@@ -315,6 +318,23 @@ impl Broker {
             })
             .collect();
         v1::ListOffsetsResponse { topics }
+    }
+}
+
+/// An append in progress: done already, or running on a blocking thread.
+enum Append {
+    Done(Result<AppendInfo, eddy_storage::Error>),
+    Blocking(tokio::task::JoinHandle<Result<AppendInfo, eddy_storage::Error>>),
+}
+
+impl Append {
+    async fn outcome(
+        self,
+    ) -> Result<Result<AppendInfo, eddy_storage::Error>, tokio::task::JoinError> {
+        match self {
+            Append::Done(outcome) => Ok(outcome),
+            Append::Blocking(handle) => handle.await,
+        }
     }
 }
 
