@@ -17,6 +17,7 @@ mod handle;
 mod producer_ids;
 pub mod server;
 pub mod topic;
+mod wire;
 
 pub use broker::{Broker, Topic, now_ms};
 pub use config::{BrokerConfig, Limits};

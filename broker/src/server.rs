@@ -19,9 +19,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use eddy_protocol::v1::{self, Request, Response};
-use eddy_protocol::{ErrorCode, FrameDecoder, FrameError, encode_frame};
+use eddy_protocol::{ErrorCode, FrameDecoder, FrameError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
@@ -31,6 +31,7 @@ use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::config::Limits;
+use crate::wire::{self, Frame};
 
 /// How long a stopping broker waits for a connection's in-flight answers to go out.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -84,15 +85,28 @@ async fn refuse(mut stream: TcpStream, max: u32) {
         ErrorCode::TooManyConnections,
         format!("the broker already has {max} connections"),
     );
-    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&frame)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(&mut stream, &frame)).await;
 }
 
-fn error_frame(correlation_id: u64, code: ErrorCode, message: String) -> Bytes {
+async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
+    writer: &mut W,
+    frame: &Frame,
+) -> std::io::Result<()> {
+    match frame {
+        Frame::Whole(bytes) => writer.write_all(bytes).await,
+        Frame::Chunks(chunks) => {
+            for chunk in chunks {
+                writer.write_all(chunk).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
+fn error_frame(correlation_id: u64, code: ErrorCode, message: String) -> Frame {
     let response =
         Response { correlation_id, error: Some(v1::Error::new(code, message)), body: None };
-    let mut out = BytesMut::new();
-    encode_frame(&response, &mut out);
-    out.freeze()
+    wire::encode(response)
 }
 
 struct Connection {
@@ -130,7 +144,7 @@ impl Connection {
     async fn run(mut self, stream: TcpStream) {
         let _ = stream.set_nodelay(true);
         let (mut reader, writer) = stream.into_split();
-        let (tx, rx) = mpsc::channel::<Bytes>(self.limits.max_in_flight as usize + 8);
+        let (tx, rx) = mpsc::channel::<Frame>(self.limits.max_in_flight as usize + 8);
         let write_timeout = Duration::from_millis(u64::from(self.limits.idle_timeout_ms));
         let mut writer = tokio::spawn(write_loop(writer, rx, write_timeout));
         let mut requests = JoinSet::new();
@@ -170,7 +184,7 @@ impl Connection {
     async fn read_loop(
         &mut self,
         reader: &mut tokio::net::tcp::OwnedReadHalf,
-        tx: &mpsc::Sender<Bytes>,
+        tx: &mpsc::Sender<Frame>,
         requests: &mut JoinSet<()>,
     ) -> Close {
         let decoder = FrameDecoder::new(self.limits.max_frame_bytes);
@@ -215,7 +229,7 @@ impl Connection {
     async fn dispatch(
         &self,
         request: Request,
-        tx: &mpsc::Sender<Bytes>,
+        tx: &mpsc::Sender<Frame>,
         requests: &mut JoinSet<()>,
     ) -> Result<(), Close> {
         let correlation_id = request.correlation_id;
@@ -254,9 +268,7 @@ impl Connection {
                 Ok(None) => return,
                 Err(e) => Response { correlation_id, error: Some(e.to_wire()), body: None },
             };
-            let mut out = BytesMut::with_capacity(response_size_hint(&response));
-            encode_frame(&response, &mut out);
-            let _ = tx.send(out.freeze()).await;
+            let _ = tx.send(wire::encode(response)).await;
             drop(permit);
         });
         Ok(())
@@ -267,20 +279,18 @@ fn is_unacknowledged(body: &v1::request::Body) -> bool {
     matches!(body, v1::request::Body::Produce(p) if p.acks == v1::Acks::None as i32)
 }
 
-fn response_size_hint(response: &Response) -> usize {
-    prost::Message::encoded_len(response) + 8
-}
-
 /// Writes response frames in the order they complete, coalescing what is ready into one write.
 /// A write that makes no progress for `timeout` (a peer that stopped reading) ends the loop,
 /// which drops the queue and fails the senders instead of holding their answers.
-async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Bytes>, timeout: Duration) {
+async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>, timeout: Duration) {
+    // Chunks of 64 KiB and more (fetched records) bypass the buffer and go to the socket as they
+    // are; small ones are gathered into one write.
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     while let Some(frame) = rx.recv().await {
         let written = tokio::time::timeout(timeout, async {
-            writer.write_all(&frame).await?;
+            write_frame(&mut writer, &frame).await?;
             while let Ok(frame) = rx.try_recv() {
-                writer.write_all(&frame).await?;
+                write_frame(&mut writer, &frame).await?;
             }
             writer.flush().await
         })
