@@ -102,10 +102,11 @@ pub fn compare(expected: &ProducerRecord, got: &RecordView<'_>) -> Result<(), St
     if got.value != expected.value.as_deref() {
         return Err(format!("value {:?}, expected {:?}", got.value, expected.value));
     }
-    let headers: Vec<(&[u8], Option<&[u8]>)> = got.headers().map(|h| (h.key, h.value)).collect();
-    let wanted: Vec<(&[u8], Option<&[u8]>)> =
-        expected.headers.iter().map(|h| (&h.key[..], h.value.as_deref())).collect();
-    if headers != wanted {
+    let got_headers = || got.headers().map(|h| (h.key, h.value));
+    let wanted_headers = || expected.headers.iter().map(|h| (&h.key[..], h.value.as_deref()));
+    if !got_headers().eq(wanted_headers()) {
+        let (headers, wanted): (Vec<_>, Vec<_>) =
+            (got_headers().collect(), wanted_headers().collect());
         return Err(format!("headers {headers:?}, expected {wanted:?}"));
     }
     if expected.timestamp.is_some_and(|ts| ts != got.timestamp) {
@@ -155,18 +156,19 @@ pub async fn produce_checked<T: Transport>(
     let check = async {
         while let Some((index, wanted, delivery)) = acked.recv().await {
             let meta = delivery.await.map_err(|e| format!("record {index}: {e}"))?;
-            let context = format!("record {index} acknowledged as {meta:?}");
+            let context = || format!("record {index} acknowledged as {meta:?}");
             let here = placed
                 .get_mut(meta.partition as usize)
-                .ok_or_else(|| format!("{context}: no such partition"))?;
+                .ok_or_else(|| format!("{}: no such partition", context()))?;
             if wanted.is_some_and(|p| p != meta.partition) {
-                return Err(format!("{context}; sent to partition {wanted:?}"));
+                return Err(format!("{}; sent to partition {wanted:?}", context()));
             }
             if meta.offset != Some(here.len() as u64) {
-                return Err(format!("{context}; the partition's next offset is {}", here.len()));
+                let next = here.len();
+                return Err(format!("{}; the partition's next offset is {next}", context()));
             }
             if meta.timestamp != TIMESTAMP_BASE_MS + i64::from(index) {
-                return Err(format!("{context}; the record's timestamp differs"));
+                return Err(format!("{}; the record's timestamp differs", context()));
             }
             here.push(index);
         }

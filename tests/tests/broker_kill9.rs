@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use eddy_client::partitioner::partition_for_key;
 use eddy_client::{
-    Acks, Admin, Connection, ConnectionOptions, Delivery, Producer, ProducerConfig, TopicConfig,
+    Acks, Admin, Connection, ConnectionOptions, Delivery, OffsetQuery, Producer, ProducerConfig,
+    TopicConfig,
 };
 use eddy_protocol::v1;
 use eddy_tests::broker::BrokerProcess;
@@ -33,7 +34,7 @@ use tokio::task::block_in_place;
 
 const SEED: u64 = 0x0edd_0003_c1a5_4e99;
 const SEED_ENV: &str = "EDDY_KILL9_SEED";
-const CYCLES: u64 = 24;
+const CYCLES: u64 = 32;
 /// A cycle kills the broker after 1 to this many acknowledged records.
 const KILL_AFTER_MAX: u64 = 1500;
 /// Two topics, so an acknowledgement is checked against the right one:
@@ -43,7 +44,7 @@ const TOPICS: [(&str, u32); 2] = [("crash-a", 3), ("crash-b", 1)];
 const SEGMENT_BYTES: u64 = 64 << 10;
 /// Records between the sender and the acknowledgement collector: the most that can be in
 /// flight when the broker dies.
-const QUEUED_RECORDS: usize = 512;
+const QUEUED_RECORDS: usize = 4096;
 /// Upper bound on one cycle's wait for its kill point, and on the producer stopping after it.
 const CYCLE_LIMIT: Duration = Duration::from_secs(60);
 const READ_LIMIT: Duration = Duration::from_secs(60);
@@ -183,13 +184,47 @@ async fn produce_until_stopped(
     outcome
 }
 
+/// Per topic, per partition: an offset (the next one, or the end of the acknowledged ones).
+type Ends = Vec<Vec<u64>>;
+
+/// Every partition's next offset.
+async fn log_ends(conn: &Arc<Connection>) -> Ends {
+    let admin = Admin::new(conn.clone());
+    let mut ends = Vec::new();
+    for (name, partitions) in TOPICS {
+        let queries: Vec<(u32, OffsetQuery)> =
+            (0..partitions).map(|p| (p, OffsetQuery::Latest)).collect();
+        let listed = admin.list_offsets(name, &queries).await.expect("list offsets");
+        ends.push(listed.iter().map(|l| l.offset).collect());
+    }
+    ends
+}
+
 /// One cycle: start the broker, produce until `kill_after` records are acknowledged, SIGKILL
-/// it, and let the producer fail what it still held.
-async fn cycle(dir: &Path, records: Records, first_index: u64, kill_after: u64) -> CycleOutcome {
+/// it, and let the producer fail what it still held. `acked_ends` (the end of the records
+/// acknowledged so far) is checked against the restarted log and moved past this cycle's
+/// acknowledgements, which must continue each partition at its next offset, without a gap.
+async fn cycle(
+    n: u64,
+    dir: &Path,
+    records: Records,
+    first_index: u64,
+    kill_after: u64,
+    acked_ends: &mut Ends,
+) -> CycleOutcome {
     let mut broker = block_in_place(|| BrokerProcess::start(dir, &[]));
     let conn = connect(&broker).await;
     if first_index == 0 {
         create_topics(&conn).await;
+    }
+    let restarted = log_ends(&conn).await;
+    for (t, (name, _)) in TOPICS.iter().enumerate() {
+        for (p, (next, acked)) in restarted[t].iter().zip(&acked_ends[t]).enumerate() {
+            assert!(
+                next >= acked,
+                "cycle {n}: {name}/{p} restarted at offset {next}; {acked} were acknowledged"
+            );
+        }
     }
     let config = ProducerConfig {
         acks: Acks::Durable,
@@ -197,6 +232,10 @@ async fn cycle(dir: &Path, records: Records, first_index: u64, kill_after: u64) 
         // The connection is gone after the kill: retry little and fast, then give up.
         retries: 2,
         retry_backoff: Duration::from_millis(1),
+        // Small batches sent soon: acknowledgements come a few dozen records at a time, so
+        // the kill lands at a fine-grained point with batches of every partition in flight.
+        batch_bytes: 4 << 10,
+        linger: Duration::from_millis(1),
         ..ProducerConfig::default()
     };
     let producer = Producer::new(conn, config).expect("a producer");
@@ -218,17 +257,29 @@ async fn cycle(dir: &Path, records: Records, first_index: u64, kill_after: u64) 
     if !reached {
         let outcome = task.await.expect("the producer task");
         panic!(
-            "{acked_then} of {kill_after} records acknowledged after {CYCLE_LIMIT:?} \
+            "cycle {n}: {acked_then} of {kill_after} records acknowledged after {CYCLE_LIMIT:?} \
              (first failure: {:?}); broker stderr:\n{}",
             outcome.first_failure,
             broker.stderr()
         );
     }
-    assert_eq!(status.signal(), Some(libc::SIGKILL), "broker exit: {status:?}");
-    tokio::time::timeout(CYCLE_LIMIT, task)
+    assert_eq!(status.signal(), Some(libc::SIGKILL), "cycle {n}: broker exit: {status:?}");
+    let outcome = tokio::time::timeout(CYCLE_LIMIT, task)
         .await
-        .unwrap_or_else(|_| panic!("the producer did not stop within {CYCLE_LIMIT:?} of the kill"))
-        .expect("the producer task")
+        .unwrap_or_else(|_| {
+            panic!("cycle {n}: the producer did not stop within {CYCLE_LIMIT:?} of the kill")
+        })
+        .expect("the producer task");
+    // The producer is the only writer: its acknowledgements continue each partition from where
+    // the restarted log ended, in send order, one offset after another.
+    let mut next = restarted;
+    for ack in &outcome.acks {
+        let expected = &mut next[ack.topic][ack.partition as usize];
+        assert_eq!(ack.offset, *expected, "cycle {n}: {ack:?}: not the partition's next offset");
+        *expected += 1;
+        acked_ends[ack.topic][ack.partition as usize] = *expected;
+    }
+    outcome
 }
 
 /// Where each stored record is: per topic, per partition, the index at each offset.
@@ -264,7 +315,7 @@ async fn read_everything(conn: Arc<Connection>, records: Records, sent: u64) -> 
             Ok(())
         })
         .await
-        .unwrap_or_else(|e| panic!("reading back: {e}"));
+        .unwrap_or_else(|e| panic!("seed {:#x}: reading back: {e}", records.seed));
         stored.push(here);
     }
     stored
@@ -275,20 +326,14 @@ async fn crash_cycles(dir: &Path, seed: u64) {
     let mut rng = Rng::new(mix64(seed));
     let mut acks: Vec<Ack> = Vec::new();
     let (mut next_index, mut failed) = (0u64, 0u64);
+    let mut acked_ends: Ends = TOPICS.iter().map(|(_, n)| vec![0; *n as usize]).collect();
     for n in 0..CYCLES {
         let kill_after = 1 + rng.below(KILL_AFTER_MAX);
-        let outcome = cycle(dir, records, next_index, kill_after).await;
+        let outcome = cycle(n, dir, records, next_index, kill_after, &mut acked_ends).await;
         assert!(
             outcome.acks.len() as u64 >= kill_after,
             "cycle {n}: killed after {kill_after} acknowledgements, yet {} counted",
             outcome.acks.len()
-        );
-        eprintln!(
-            "cycle {n}: kill_after {kill_after} acked {} failed {} next {} first_failure {:?}",
-            outcome.acks.len(),
-            outcome.failed,
-            outcome.next_index,
-            outcome.first_failure
         );
         next_index = outcome.next_index;
         failed += outcome.failed;
@@ -307,11 +352,6 @@ async fn crash_cycles(dir: &Path, seed: u64) {
         );
     }
     let held: usize = stored.iter().flatten().map(Vec::len).sum();
-    eprintln!(
-        "held {held} acked {} sent {next_index} per partition {:?}",
-        acks.len(),
-        stored.iter().map(|t| t.iter().map(Vec::len).collect::<Vec<_>>()).collect::<Vec<_>>()
-    );
     assert!(
         held >= acks.len() && held as u64 <= next_index,
         "seed {seed:#x}: {held} records stored, {} acknowledged, {next_index} sent",

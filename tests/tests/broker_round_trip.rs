@@ -6,7 +6,8 @@
 //! The client tests keep one `u32` per record (the index of the record acknowledged at each
 //! offset) and regenerate the expected record from [`Workload`] when reading it back.
 //!
-//! Counts default to 1,000,000 records for the client tests and for the CLI; set
+//! Counts default to 1,000,000 records for the client tests and 1,000,000 lines for the
+//! one-partition CLI test (200,000 for the keyed one, see [`KEYED_LINES_DEFAULT`]); set
 //! `EDDY_ROUND_TRIP_RECORDS` or `EDDY_ROUND_TRIP_LINES` to change them (for a quick run).
 
 use std::ffi::OsStr;
@@ -30,6 +31,11 @@ const PARTITIONS: u32 = 4;
 const RECORDS_DEFAULT: u64 = 1_000_000;
 const RECORDS_ENV: &str = "EDDY_ROUND_TRIP_RECORDS";
 const LINES_DEFAULT: u64 = 1_000_000;
+/// The keyed CLI test runs 200,000 lines: at a million it costs another ~20 s of CPU in a
+/// debug build (the client and the CLI are unoptimised there), which would take the file past
+/// a minute on two cores; the one-partition test already pushes a million lines through the
+/// same `produce` and `consume`.
+const KEYED_LINES_DEFAULT: u64 = 200_000;
 const LINES_ENV: &str = "EDDY_ROUND_TRIP_LINES";
 /// Small segments, so that a million records roll several of them per partition.
 const SEGMENT_BYTES: u64 = 4 << 20;
@@ -39,6 +45,10 @@ const ROUND_TRIP_LIMIT: Duration = Duration::from_secs(300);
 const CLI_LIMIT: Duration = Duration::from_secs(180);
 /// The `--key-sep` of the keyed CLI test: two bytes, so a split on one byte would show.
 const KEY_SEP: &str = ":=";
+/// Distinct keys of the keyed CLI test.
+const KEYS: u64 = 1000;
+/// Lines read back from one partition alone in the keyed CLI test.
+const PARTITION_LINES: usize = 2000;
 
 fn count_from_env(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
@@ -199,38 +209,39 @@ async fn cli_produce_then_consume_returns_the_file_byte_for_byte() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_keyed_produce_over_four_partitions_keeps_every_line_and_each_keys_order() {
-    let count = count_from_env(LINES_ENV, LINES_DEFAULT);
+    let count = count_from_env(LINES_ENV, KEYED_LINES_DEFAULT);
     let dir = tempfile::tempdir().unwrap();
     let mut broker = block_in_place(|| BrokerProcess::start(&dir.path().join("data"), &[]));
     let addr = broker.addr().to_string();
 
-    // Keyed lines are `user-N:=v<bytes>`: the value starts with `v`. Lines without the
-    // separator are `nokey-<bytes>` (no `:`), a null key: the whole line is the value.
+    // Keyed lines are `user-K:=vI <bytes>`: the value starts with `v` and the line number `I`,
+    // so it is unique and tells where it came from. Lines without the separator are
+    // `nokey-<bytes>` (no `:`), a null key: the whole line is the value.
     let mut rng = Rng::new(mix64(SEED ^ 4));
     let mut input = Vec::new();
     let mut values: Vec<Vec<u8>> = Vec::with_capacity(count as usize);
-    let mut keyed_by_partition: Vec<Vec<usize>> = vec![Vec::new(); 4];
-    for i in 0..count as usize {
+    let mut keys: Vec<Option<u64>> = Vec::with_capacity(count as usize);
+    for i in 0..count {
         let len = line_len(&mut rng);
         if rng.one_in(16) {
             let mut value = b"nokey-".to_vec();
             value.extend_from_slice(&line_bytes(&mut rng, len, b":"));
             input.extend_from_slice(&value);
             values.push(value);
+            keys.push(None);
         } else {
-            let key = format!("user-{}", rng.below(1000));
-            let mut value = b"v".to_vec();
+            let key = rng.below(KEYS);
+            let mut value = format!("v{i} ").into_bytes();
             value.extend_from_slice(&line_bytes(&mut rng, len, b""));
-            input.extend_from_slice(key.as_bytes());
-            input.extend_from_slice(KEY_SEP.as_bytes());
+            input.extend_from_slice(format!("user-{key}{KEY_SEP}").as_bytes());
             input.extend_from_slice(&value);
-            keyed_by_partition[partition_for_key(key.as_bytes(), 4) as usize].push(i);
             values.push(value);
+            keys.push(Some(key));
         }
         input.push(b'\n');
     }
     let input_path = dir.path().join("input");
-    std::fs::write(&input_path, &input).unwrap();
+    std::fs::write(&input_path, &input).expect("write the input file");
 
     create_topic_with_cli(&addr, "keyed", 4).await;
     let produce = [OsStr::new("produce"), OsStr::new("keyed"), OsStr::new("--key-sep")];
@@ -241,35 +252,53 @@ async fn cli_keyed_produce_over_four_partitions_keeps_every_line_and_each_keys_o
     let output_path = dir.path().join("output");
     eddy(&addr, &["consume", "keyed"].map(OsStr::new), Some(&output_path)).await;
     let output = std::fs::read(&output_path).unwrap();
-    let mut got = lines(&output);
+    let got = lines(&output);
+    assert_eq!(got.len(), values.len(), "seed {SEED:#x}: line count");
+    let mut sorted = got.clone();
     let mut wanted: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
-    assert_eq!(got.len(), wanted.len(), "seed {SEED:#x}: line count");
-    got.sort_unstable();
+    sorted.sort_unstable();
     wanted.sort_unstable();
-    let first = got.iter().zip(&wanted).position(|(g, w)| g != w);
+    let first = sorted.iter().zip(&wanted).position(|(g, w)| g != w);
     assert!(first.is_none(), "seed {SEED:#x}: sorted outputs differ at line {first:?}");
 
-    // Each partition holds its keys' lines in input order (and the null-key lines anywhere).
-    let mut total = 0;
-    for (p, keyed) in keyed_by_partition.iter().enumerate() {
-        let path = dir.path().join(format!("partition-{p}"));
-        let partition = p.to_string();
-        let args = ["consume", "keyed", "--partition", &partition].map(OsStr::new);
-        eddy(&addr, &args, Some(&path)).await;
-        let text = std::fs::read(&path).unwrap();
-        let got = lines(&text);
-        total += got.len();
-        let got_keyed: Vec<&[u8]> = got.into_iter().filter(|l| !l.starts_with(b"nokey-")).collect();
-        let wanted: Vec<&[u8]> = keyed.iter().map(|i| values[*i].as_slice()).collect();
-        let first = got_keyed.iter().zip(&wanted).position(|(g, w)| g != w);
-        assert!(
-            got_keyed.len() == wanted.len() && first.is_none(),
-            "seed {SEED:#x}: partition {p}: {} keyed lines, expected {}; first difference at {first:?}",
-            got_keyed.len(),
-            wanted.len()
-        );
+    // Each key's lines come out in input order (a partition is read in offset order).
+    let mut last_line_of_key: Vec<Option<u64>> = vec![None; KEYS as usize];
+    for line in got.iter().filter(|l| l.starts_with(b"v")) {
+        let number = line[1..].split(|b| *b == b' ').next().unwrap_or_default();
+        let i: u64 = std::str::from_utf8(number).unwrap().parse().unwrap();
+        let key = keys[i as usize].unwrap();
+        let last = last_line_of_key[key as usize].replace(i);
+        assert!(last < Some(i), "seed {SEED:#x}: key {key}: line {i} came after line {last:?}");
     }
-    assert_eq!(total, values.len(), "seed {SEED:#x}: lines over all partitions");
+
+    // One partition alone holds exactly its keys' lines, in order, from the start.
+    let partition = 2;
+    let in_partition: Vec<bool> = (0..KEYS)
+        .map(|k| partition_for_key(format!("user-{k}").as_bytes(), 4) == partition)
+        .collect();
+    let take: Vec<&[u8]> = (0..count as usize)
+        .filter(|i| keys[*i].is_some_and(|k| in_partition[k as usize]))
+        .map(|i| values[i].as_slice())
+        .take(PARTITION_LINES)
+        .collect();
+    let path = dir.path().join("partition");
+    let limit = PARTITION_LINES.to_string();
+    let p = partition.to_string();
+    let args = ["consume", "keyed", "--partition", &p, "--count", &limit].map(OsStr::new);
+    eddy(&addr, &args, Some(&path)).await;
+    let text = std::fs::read(&path).unwrap();
+    let all = lines(&text);
+    let keyed: Vec<&[u8]> = all.iter().copied().filter(|l| l.starts_with(b"v")).collect();
+    // `--count` counts the null-key lines the sticky partitioner put there too.
+    assert!(all.len() <= PARTITION_LINES, "seed {SEED:#x}: --count {PARTITION_LINES} gave more");
+    assert!(
+        take.starts_with(&keyed) && keyed.len() >= take.len().min(PARTITION_LINES / 2),
+        "seed {SEED:#x}: partition {partition}: its {} keyed lines read are not the first \
+         of its {} keyed lines",
+        keyed.len(),
+        take.len()
+    );
+
     let status = block_in_place(|| broker.terminate());
     assert!(status.success(), "broker exit after SIGTERM: {status:?}");
 }

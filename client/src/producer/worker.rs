@@ -118,12 +118,14 @@ impl<T: Transport> Worker<T> {
 
     pub(super) async fn run(mut self) {
         loop {
-            self.dispatch();
+            // One reading of the clock per round, shared by `dispatch` and `next_wake`.
+            let now = Instant::now();
+            self.dispatch(now);
             self.answer_flushes();
             if self.closing && self.live.is_empty() && self.identity != IdentityState::Requested {
                 break;
             }
-            let wake = self.next_wake();
+            let wake = self.next_wake(now);
             let timer = async move {
                 match wake {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -234,8 +236,7 @@ impl<T: Transport> Worker<T> {
     }
 
     /// Sends ready batches while request slots are free.
-    fn dispatch(&mut self) {
-        let now = Instant::now();
+    fn dispatch(&mut self, now: Instant) {
         while self.in_flight.len() < self.config.max_in_flight {
             let batches = self.collect_request(now);
             if batches.is_empty() {
@@ -532,8 +533,10 @@ impl<T: Transport> Worker<T> {
     }
 
     /// When the next batch lingers out or may be retried (`None`: nothing is waiting on time).
-    fn next_wake(&self) -> Option<Instant> {
-        let now = Instant::now();
+    ///
+    /// `now` must be the instant `dispatch` just used: a deadline that passed between two
+    /// readings of the clock would be neither sent nor waited for (a lost wake-up).
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
         let idempotent = self.config.idempotent;
         let mut wake = self.init_retry_at.filter(|at| *at > now);
         for queue in self.queues.values().flat_map(BTreeMap::values) {
