@@ -7,6 +7,7 @@
 //! The request builders (`fetch_request`, `produce_request`, ...) return bodies, so tests can
 //! pipeline them with [`RawClient::send`] and match answers by correlation id.
 
+use eddy_storage::{BatchBuilder, Record};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -332,4 +333,22 @@ pub fn single_fetch_result(response: v1::FetchResponse) -> v1::FetchPartitionRes
 /// The request-level error code of `response` (`None` when it succeeded).
 pub fn error_code(response: &Response) -> Option<ErrorCode> {
     response.error.as_ref().map(v1::Error::error_code)
+}
+
+/// A batch of about `bytes` bytes in one record.
+pub fn big_batch(bytes: usize) -> Bytes {
+    let value = vec![0x5a; bytes];
+    let mut builder = BatchBuilder::new();
+    builder.push(Record {
+        timestamp: 1_700_000_000_000,
+        key: Some(b"k"),
+        value: Some(&value),
+        headers: &[],
+    });
+    builder.build()
+}
+
+/// Bytes as MiB, for messages.
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / f64::from(1 << 20)
 }
