@@ -53,3 +53,14 @@ pub const DISKFULL_SEED: u64 = 0x00d1_5c0f_0110_5eed;
 /// Batches the `diskfull` mode appends (and acknowledges) after the file size limit is lifted,
 /// counting the retry of the batch that failed.
 pub const DISKFULL_APPENDS_AFTER: u64 = 8;
+
+/// A number from the environment (decimal, or hex with `0x`), for seeds and sizes a run may
+/// override; a value that does not parse fails the test with its name.
+pub fn env_u64(name: &str) -> Option<u64> {
+    let text = std::env::var(name).ok()?;
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    Some(parsed.unwrap_or_else(|e| panic!("{name}={text:?}: {e}")))
+}

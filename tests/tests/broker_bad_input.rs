@@ -18,6 +18,7 @@ use bytes::Bytes;
 use eddy_protocol::ErrorCode;
 use eddy_protocol::v1::{self, Response, request, response};
 use eddy_tests::broker::BrokerProcess;
+use eddy_tests::env_u64;
 use eddy_tests::generate::{Rng, batch_for_seed, batch_seed, mix64};
 use eddy_tests::hostile::{self, CheckNote, CloseExpect, Closing, Delivery, Expect, Target};
 use eddy_tests::raw_client::{RawClient, big_batch, error_code, mib};
@@ -44,15 +45,6 @@ const RSS_GROWTH_LIMIT_BYTES: u64 = 48 << 20;
 const TOPIC: &str = "known";
 const PARTITIONS: u32 = 2;
 const BATCHES_PER_PARTITION: u64 = 8;
-
-fn env_u64(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    let parsed = match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
-    Some(parsed.unwrap_or_else(|e| panic!("{name}={text:?}: {e}")))
-}
 
 /// The known topic's contents, kept as produced.
 #[derive(Debug, Clone)]

@@ -14,6 +14,7 @@ use eddy_storage::Log;
 use eddy_tests::check::read_whole_log;
 use eddy_tests::child::{Ack, ChildLine, ChildProcess, deadline_in};
 use eddy_tests::crash_config;
+use eddy_tests::env_u64;
 use eddy_tests::generate::{Rng, batch_for_seed, batch_seed, decode, records_for_seed, same_batch};
 
 const DEFAULT_SEED: u64 = 0x5eed_c4a5_4000_0001;
@@ -40,15 +41,6 @@ struct Totals {
     /// Reopens that cut a torn tail off the active segment.
     torn_tails: u64,
     batches: u64,
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let text = std::env::var(name).ok()?;
-    let parsed = match text.strip_prefix("0x") {
-        Some(hex) => u64::from_str_radix(hex, 16),
-        None => text.parse(),
-    };
-    Some(parsed.unwrap_or_else(|e| panic!("{name}={text:?}: {e}")))
 }
 
 #[test]
