@@ -12,12 +12,14 @@
 //! group-commit  T appenders under flush=always, against write+fdatasync per batch
 //! produce       produce then consume through the client, TCP against embedded
 //! e2e           publish-to-receive latency at --rate records/s, both transports
+//! recovery      Log::open time with 10, 100, 1000 sealed segments, after a clean stop and kill -9
 //! ```
 #![allow(clippy::print_stdout)]
 
 mod baseline;
 mod machine;
 mod net;
+mod recovery;
 mod report;
 mod storage;
 mod workload;
@@ -31,13 +33,21 @@ fn main() -> Result<()> {
             "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e"
         );
     };
+    if workload == "recovery-fill" {
+        // The writer child of the recovery workload (not for direct use).
+        let (dir, segments) = (args.next().context("dir")?, args.next().context("segments")?);
+        return recovery::run_fill_child(&dir, &segments);
+    }
     let opts = workload::Options::parse(args).context("bad options")?;
     let results = match workload.as_str() {
         "storage" => storage::run(&opts)?,
         "group-commit" => storage::run_group_commit(&opts)?,
         "produce" => net::run_produce_consume(&opts)?,
         "e2e" => net::run_e2e(&opts)?,
-        other => bail!("unknown workload {other:?} (try: storage, group-commit, produce, e2e)"),
+        "recovery" => recovery::run(&opts)?,
+        other => {
+            bail!("unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery)")
+        }
     };
     report::print(&results);
     if let Some(path) = &opts.json {
