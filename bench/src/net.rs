@@ -54,7 +54,6 @@ impl Drop for Served {
             let _ = stop.send(());
         }
         let _ = self.broker.close();
-        let _ = &self.runtime;
     }
 }
 

@@ -11,14 +11,14 @@
 //!   writers and shares fsyncs among them. Every append wakes long-polling fetches.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eddy_protocol::v1;
-use eddy_storage::Log;
+use eddy_storage::{DirLock, Log};
 use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
@@ -35,7 +35,7 @@ pub struct Broker {
 #[derive(Debug)]
 pub(crate) struct Inner {
     pub config: BrokerConfig,
-    _lock: File,
+    _lock: DirLock,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Serialises topic creation and deletion.
     admin: Mutex<()>,
@@ -90,7 +90,7 @@ impl Broker {
         let dir = config.data_dir.clone();
         let topics_dir = dir.join("topics");
         fs::create_dir_all(&topics_dir).map_err(BrokerError::io("create", &topics_dir))?;
-        let lock = lock_data_dir(&dir)?;
+        let lock = DirLock::acquire(&dir).map_err(BrokerError::data_dir)?;
         let mut topics = BTreeMap::new();
         for entry in fs::read_dir(&topics_dir).map_err(BrokerError::io("list", &topics_dir))? {
             let entry = entry.map_err(BrokerError::io("list", &topics_dir))?;
@@ -245,23 +245,6 @@ impl Broker {
     }
 }
 
-fn lock_data_dir(dir: &Path) -> Result<File, BrokerError> {
-    let path = dir.join(".lock");
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .map_err(BrokerError::io("open", &path))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => {
-            Err(BrokerError::Locked { path: dir.to_path_buf() })
-        }
-        Err(std::fs::TryLockError::Error(e)) => Err(BrokerError::io("lock", &path)(e)),
-    }
-}
-
 fn open_topic(dir: &Path, name: &str) -> Result<Topic, BrokerError> {
     let path = dir.join(SETTINGS_FILE);
     let text = fs::read(&path).map_err(BrokerError::io("read", &path))?;
@@ -291,14 +274,7 @@ fn open_partitions(
 
 /// Write a temporary file, fsync, rename over, fsync the directory.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    let mut file = File::create(&tmp).map_err(BrokerError::io("create", &tmp))?;
-    file.write_all(bytes).map_err(BrokerError::io("write", &tmp))?;
-    file.sync_all().map_err(BrokerError::io("fsync", &tmp))?;
-    fs::rename(&tmp, path).map_err(BrokerError::io("rename", &tmp))?;
-    let parent = path.parent().unwrap_or(Path::new("."));
-    File::open(parent).and_then(|d| d.sync_all()).map_err(BrokerError::io("fsync", parent))
+    eddy_storage::write_atomic(path, bytes).map_err(BrokerError::data_dir)
 }
 
 /// Milliseconds since the Unix epoch, for retention.

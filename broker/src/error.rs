@@ -37,6 +37,9 @@ pub enum BrokerError {
         #[source]
         source: eddy_storage::Error,
     },
+    /// A failure on the data directory itself (not one partition's log).
+    #[error("data directory: {0}")]
+    DataDir(#[source] eddy_storage::Error),
     #[error("the broker is shutting down")]
     ShuttingDown,
 }
@@ -50,6 +53,14 @@ impl BrokerError {
         move |source| BrokerError::Io { op, path, source }
     }
 
+    /// A storage error about the data directory (its lock, its metadata files).
+    pub(crate) fn data_dir(e: eddy_storage::Error) -> Self {
+        match e {
+            eddy_storage::Error::Locked { path } => BrokerError::Locked { path },
+            other => BrokerError::DataDir(other),
+        }
+    }
+
     /// The stable protocol code for this error.
     pub fn code(&self) -> ErrorCode {
         match self {
@@ -61,6 +72,7 @@ impl BrokerError {
             }
             BrokerError::Malformed(_) => ErrorCode::MalformedRequest,
             BrokerError::Locked { .. } | BrokerError::Io { .. } => ErrorCode::StorageError,
+            BrokerError::DataDir(source) => storage_code(source),
             BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
             BrokerError::Storage { source, .. } => storage_code(source),
         }

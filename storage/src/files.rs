@@ -51,6 +51,12 @@ pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, path).map_err(Error::io("rename", &tmp))
 }
 
+/// [`replace_file`], then an fsync of the directory: the new content survives a crash.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(path, bytes)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
 /// fsyncs a directory so that creates, renames and deletes in it survive a crash.
 pub fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync directory", dir))

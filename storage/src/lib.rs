@@ -40,6 +40,8 @@ mod stats;
 pub use compaction::CompactionReport;
 pub use config::{Cleanup, Flush, LogConfig};
 pub use error::{Error, Result};
+pub use files::write_atomic;
+pub use lock::DirLock;
 pub use log::{AppendInfo, Log, TimestampOffset};
 pub use retention::RetentionReport;
 pub use stats::StatsSnapshot;

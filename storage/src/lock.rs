@@ -1,4 +1,5 @@
-//! The directory lock: one `Log` per directory, across processes and within one.
+//! The directory lock: one owner per directory (a `Log`, or a broker's data directory), across
+//! processes and within one.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::path::Path;
