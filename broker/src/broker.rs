@@ -9,6 +9,9 @@
 //!   never half deleted.
 //! - Appends run on blocking threads (they may wait for an fsync); the partition log serialises
 //!   writers and shares fsyncs among them. Every append wakes long-polling fetches.
+//! - Topics whose names start with `__` are internal (the group coordinator's
+//!   `__consumer_offsets`): created by the broker, readable by anyone, never produced to or
+//!   deleted by clients.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,8 +26,10 @@ use tokio::sync::Notify;
 
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::groups::Coordinator;
+use crate::groups::records::OFFSETS_TOPIC;
 use crate::producer_ids::ProducerIds;
-use crate::topic::{self, SETTINGS_FILE, TopicSettings};
+use crate::topic::{self, CleanupSetting, SETTINGS_FILE, TopicSettings};
 
 /// An eddy broker: cheap to clone (clones share one broker).
 #[derive(Debug, Clone)]
@@ -43,6 +48,7 @@ pub(crate) struct Inner {
     pub appended: Notify,
     shutting_down: AtomicBool,
     producer_ids: Mutex<ProducerIds>,
+    pub groups: Coordinator,
 }
 
 /// One topic and its partition logs.
@@ -106,6 +112,24 @@ impl Broker {
             topics.insert(name, Arc::new(topic));
         }
         let producer_ids = ProducerIds::open(&dir.join("producer-ids"))?;
+        let offsets = match topics.get(OFFSETS_TOPIC) {
+            Some(t) => t.clone(),
+            None => {
+                let settings = TopicSettings {
+                    partitions: 1,
+                    retention_ms: None,
+                    retention_bytes: None,
+                    cleanup: CleanupSetting::Compact,
+                    flush: config.groups.offsets_flush,
+                    ..config.topic_defaults.clone()
+                };
+                let t = Arc::new(create_topic_files(&topics_dir, OFFSETS_TOPIC, settings)?);
+                topics.insert(OFFSETS_TOPIC.to_string(), t.clone());
+                t
+            }
+        };
+        let log = offsets.partition(0)?.clone();
+        let groups = Coordinator::open(log, config.groups.timing())?;
         tracing::info!(data_dir = %dir.display(), topics = topics.len(), "broker opened");
         Ok(Broker {
             inner: Arc::new(Inner {
@@ -116,6 +140,7 @@ impl Broker {
                 appended: Notify::new(),
                 shutting_down: AtomicBool::new(false),
                 producer_ids: Mutex::new(producer_ids),
+                groups,
             }),
         })
     }
@@ -145,22 +170,19 @@ impl Broker {
     ) -> Result<Arc<Topic>, BrokerError> {
         self.check_running()?;
         topic::validate_name(name)?;
+        if topic::is_internal(name) {
+            return Err(BrokerError::InvalidTopicName {
+                name: name.to_string(),
+                reason: "names starting with '__' are reserved for internal topics",
+            });
+        }
         let settings = TopicSettings::resolve(config, &self.inner.config.topic_defaults)?;
         let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
         if self.topic(name).is_ok() {
             return Err(BrokerError::TopicExists(name.to_string()));
         }
-        let dir = topic::topic_dir(&self.inner.config.data_dir, name);
-        if dir.exists() {
-            fs::remove_dir_all(&dir).map_err(BrokerError::io("remove", &dir))?;
-        }
-        fs::create_dir_all(&dir).map_err(BrokerError::io("create", &dir))?;
-        let json = serde_json::to_vec_pretty(&settings)
-            .map_err(|e| BrokerError::InvalidConfig { field: "settings", reason: e.to_string() })?;
-        let partitions = open_partitions(&dir, name, &settings)?;
-        // The settings file makes the topic exist; it is written last, atomically.
-        write_atomic(&dir.join(SETTINGS_FILE), &json)?;
-        let topic = Arc::new(Topic { name: name.to_string(), settings, dir, partitions });
+        let topics_dir = self.inner.config.data_dir.join("topics");
+        let topic = Arc::new(create_topic_files(&topics_dir, name, settings)?);
         self.inner
             .topics
             .write()
@@ -173,6 +195,9 @@ impl Broker {
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         self.check_running()?;
+        if topic::is_internal(name) && self.topic(name).is_ok() {
+            return Err(BrokerError::InternalTopic(name.to_string()));
+        }
         let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
         let topic = self
             .inner
@@ -256,6 +281,25 @@ fn open_topic(dir: &Path, name: &str) -> Result<Topic, BrokerError> {
     settings.validate()?;
     let partitions = open_partitions(dir, name, &settings)?;
     Ok(Topic { name: name.to_string(), settings, dir: dir.to_path_buf(), partitions })
+}
+
+/// Creates a topic's directory, partitions and (last, atomically) its settings file.
+fn create_topic_files(
+    topics_dir: &Path,
+    name: &str,
+    settings: TopicSettings,
+) -> Result<Topic, BrokerError> {
+    let dir = topics_dir.join(name);
+    if dir.exists() {
+        fs::remove_dir_all(&dir).map_err(BrokerError::io("remove", &dir))?;
+    }
+    fs::create_dir_all(&dir).map_err(BrokerError::io("create", &dir))?;
+    let json = serde_json::to_vec_pretty(&settings)
+        .map_err(|e| BrokerError::InvalidConfig { field: "settings", reason: e.to_string() })?;
+    let partitions = open_partitions(&dir, name, &settings)?;
+    // The settings file makes the topic exist; it is written last, atomically.
+    write_atomic(&dir.join(SETTINGS_FILE), &json)?;
+    Ok(Topic { name: name.to_string(), settings, dir, partitions })
 }
 
 fn open_partitions(

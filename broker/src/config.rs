@@ -19,18 +19,28 @@
 //! retention_ms = 604800000
 //! cleanup = "delete"
 //! flush = "os"            # or "always", or { interval = { ms = 1000 } }
+//!
+//! [groups]
+//! session_timeout_ms = 45000       # when a member asks for none
+//! min_session_timeout_ms = 500     # what a member may ask for is clamped to [min, max]
+//! max_session_timeout_ms = 300000
+//! heartbeat_interval_ms = 3000     # at most a third of the session timeout
+//! rebalance_timeout_ms = 60000     # to release a revoked partition, when a member asks for none
+//! offsets_flush = "always"         # flush policy of __consumer_offsets when it is created
 //! ```
 //!
 //! Every key may be overridden by an environment variable: `EDDY_DATA_DIR`, `EDDY_LISTEN`,
 //! `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
-//! `EDDY_MAX_CONNECTIONS`).
+//! `EDDY_MAX_CONNECTIONS`), and `EDDY_GROUP_` + the upper-cased key for each group timing (for
+//! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::topic::TopicSettings;
+use crate::groups::state::Timing;
+use crate::topic::{FlushSetting, TopicSettings};
 
 pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
@@ -58,6 +68,60 @@ impl Default for Limits {
     }
 }
 
+/// Consumer group timing and the internal offsets topic's durability.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSettings {
+    pub session_timeout_ms: u32,
+    pub min_session_timeout_ms: u32,
+    pub max_session_timeout_ms: u32,
+    pub heartbeat_interval_ms: u32,
+    pub rebalance_timeout_ms: u32,
+    pub offsets_flush: FlushSetting,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        Self {
+            session_timeout_ms: 45_000,
+            min_session_timeout_ms: 500,
+            max_session_timeout_ms: 300_000,
+            heartbeat_interval_ms: 3_000,
+            rebalance_timeout_ms: 60_000,
+            offsets_flush: FlushSetting::Always,
+        }
+    }
+}
+
+impl GroupSettings {
+    pub fn timing(&self) -> Timing {
+        Timing {
+            default_session_ms: self.session_timeout_ms,
+            min_session_ms: self.min_session_timeout_ms,
+            max_session_ms: self.max_session_timeout_ms,
+            heartbeat_interval_ms: self.heartbeat_interval_ms,
+            default_rebalance_ms: self.rebalance_timeout_ms,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let ordered = self.min_session_timeout_ms > 0
+            && self.min_session_timeout_ms <= self.session_timeout_ms
+            && self.session_timeout_ms <= self.max_session_timeout_ms;
+        if !ordered {
+            return Err(ConfigError::Invalid(
+                "groups: need 0 < min_session_timeout_ms <= session_timeout_ms <= max_session_timeout_ms".into(),
+            ));
+        }
+        if self.heartbeat_interval_ms == 0 || self.rebalance_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "groups: heartbeat_interval_ms and rebalance_timeout_ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Everything the broker needs to start.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -68,6 +132,7 @@ pub struct BrokerConfig {
     pub maintenance_interval_ms: u64,
     pub limits: Limits,
     pub topic_defaults: TopicSettings,
+    pub groups: GroupSettings,
 }
 
 impl Default for BrokerConfig {
@@ -80,6 +145,7 @@ impl Default for BrokerConfig {
             maintenance_interval_ms: 30_000,
             limits: Limits::default(),
             topic_defaults: TopicSettings::default(),
+            groups: GroupSettings::default(),
         }
     }
 }
@@ -155,6 +221,18 @@ impl BrokerConfig {
                 *slot = parse(name, v)?;
             }
         }
+        let g = &mut self.groups;
+        for (name, slot) in [
+            ("EDDY_GROUP_SESSION_TIMEOUT_MS", &mut g.session_timeout_ms),
+            ("EDDY_GROUP_MIN_SESSION_TIMEOUT_MS", &mut g.min_session_timeout_ms),
+            ("EDDY_GROUP_MAX_SESSION_TIMEOUT_MS", &mut g.max_session_timeout_ms),
+            ("EDDY_GROUP_HEARTBEAT_INTERVAL_MS", &mut g.heartbeat_interval_ms),
+            ("EDDY_GROUP_REBALANCE_TIMEOUT_MS", &mut g.rebalance_timeout_ms),
+        ] {
+            if let Some(v) = env(name) {
+                *slot = parse(name, v)?;
+            }
+        }
         Ok(())
     }
 
@@ -182,6 +260,7 @@ impl BrokerConfig {
         if self.maintenance_interval_ms == 0 {
             return Err(ConfigError::Invalid("maintenance_interval_ms must be positive".into()));
         }
+        self.groups.validate()?;
         self.topic_defaults
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("topic_defaults: {e}")))

@@ -42,6 +42,26 @@ pub enum BrokerError {
     DataDir(#[source] eddy_storage::Error),
     #[error("the broker is shutting down")]
     ShuttingDown,
+    #[error("topic {0:?} is internal to the broker: it may be read, not written or deleted")]
+    InternalTopic(String),
+    #[error("group {group:?} has no member {member:?} (it left, was expelled, or never joined)")]
+    UnknownMember { group: String, member: String },
+    #[error(
+        "member {member:?} of group {group:?} sent epoch {sent}, its epoch is {current}: rejoin"
+    )]
+    FencedEpoch { group: String, member: String, sent: i32, current: i32 },
+    #[error("member {member:?} of group {group:?}: epoch {sent} is stale for {topic}-{partition} ({reason})")]
+    StaleEpoch { group: String, member: String, sent: i32, topic: String, partition: u32, reason: &'static str },
+    #[error("member {member:?} of group {group:?} does not own {topic}-{partition}")]
+    NotAssigned { group: String, member: String, topic: String, partition: u32 },
+    #[error("group {group:?} has {members} active member(s); {what} needs an empty group")]
+    GroupNotEmpty { group: String, members: usize, what: &'static str },
+    #[error("unknown group {0:?}")]
+    UnknownGroup(String),
+    #[error("invalid group id {id:?}: {reason}")]
+    InvalidGroupId { id: String, reason: &'static str },
+    #[error("unsupported assignor {0:?} (this broker has sticky, range, round-robin)")]
+    UnsupportedAssignor(String),
 }
 
 impl BrokerError {
@@ -74,6 +94,15 @@ impl BrokerError {
             BrokerError::Locked { .. } | BrokerError::Io { .. } => ErrorCode::StorageError,
             BrokerError::DataDir(source) => storage_code(source),
             BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
+            BrokerError::InternalTopic(_) => ErrorCode::InternalTopic,
+            BrokerError::UnknownMember { .. } => ErrorCode::UnknownMemberId,
+            BrokerError::FencedEpoch { .. } => ErrorCode::FencedMemberEpoch,
+            BrokerError::StaleEpoch { .. } => ErrorCode::StaleMemberEpoch,
+            BrokerError::NotAssigned { .. } => ErrorCode::NotAssigned,
+            BrokerError::GroupNotEmpty { .. } => ErrorCode::GroupNotEmpty,
+            BrokerError::UnknownGroup(_) => ErrorCode::UnknownGroup,
+            BrokerError::InvalidGroupId { .. } => ErrorCode::InvalidGroupId,
+            BrokerError::UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
             BrokerError::Storage { source, .. } => storage_code(source),
         }
     }

@@ -51,7 +51,12 @@ impl Broker {
                 Some(resp) => Rs::Produce(resp),
                 None => return Ok(None),
             },
-            Rq::Fetch(r) => Rs::Fetch(self.fetch(&r).await),
+            Rq::Fetch(r) => {
+                if let Some(member) = &r.member {
+                    self.check_member_fetch(member, &r)?;
+                }
+                Rs::Fetch(self.fetch(&r).await)
+            }
             Rq::ListOffsets(r) => Rs::ListOffsets(self.list_offsets(&r)),
             Rq::InitProducer(_) => {
                 let (producer_id, epoch) = self.init_producer()?;
@@ -59,6 +64,18 @@ impl Broker {
                     producer_id,
                     producer_epoch: i32::from(epoch),
                 })
+            }
+            Rq::GroupHeartbeat(r) => Rs::GroupHeartbeat(self.group_heartbeat(&r).await?),
+            Rq::OffsetCommit(r) => Rs::OffsetCommit(self.offset_commit(&r).await?),
+            Rq::OffsetFetch(r) => Rs::OffsetFetch(self.offset_fetch(&r)?),
+            Rq::ListGroups(_) => Rs::ListGroups(self.list_groups().await?),
+            Rq::DescribeGroup(r) => Rs::DescribeGroup(self.describe_group(&r.group_id).await?),
+            Rq::ResetGroupOffsets(r) => {
+                Rs::ResetGroupOffsets(self.reset_group_offsets(&r).await?)
+            }
+            Rq::DeleteGroup(r) => {
+                self.delete_group(&r.group_id).await?;
+                Rs::DeleteGroup(v1::DeleteGroupResponse {})
             }
         }))
     }
@@ -105,7 +122,11 @@ impl Broker {
             v1::Acks::try_from(r.acks).map_err(|_| BrokerError::Malformed("unknown acks value"))?;
         let mut pending = Vec::new();
         for t in r.topics {
-            let topic = self.topic(&t.topic);
+            let topic = if crate::topic::is_internal(&t.topic) {
+                Err(BrokerError::InternalTopic(t.topic.clone()))
+            } else {
+                self.topic(&t.topic)
+            };
             let mut parts = Vec::with_capacity(t.partitions.len());
             for p in t.partitions {
                 let log = partition_of(&topic, p.partition);

@@ -13,6 +13,7 @@
 mod broker;
 pub mod config;
 mod error;
+pub mod groups;
 mod handle;
 mod producer_ids;
 pub mod server;

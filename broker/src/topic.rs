@@ -176,6 +176,11 @@ pub fn validate_name(name: &str) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// Internal topics belong to the broker: clients read them but never write or delete them.
+pub fn is_internal(name: &str) -> bool {
+    name.starts_with("__")
+}
+
 pub fn topic_dir(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join("topics").join(name)
 }

@@ -104,6 +104,90 @@ impl<T: Transport> Admin<T> {
     ) -> Result<Vec<ListedOffset>, ClientError> {
         list_offsets(&self.transport, topic, queries).await
     }
+
+    /// Every consumer group, with its state and member count.
+    pub async fn list_groups(&self) -> Result<Vec<v1::GroupListing>, ClientError> {
+        let body = request::Body::ListGroups(v1::ListGroupsRequest {});
+        Ok(expect_body!(self.transport.call(body).await?, ListGroups)?.groups)
+    }
+
+    /// A group's members, their partitions, and committed offsets with lag.
+    pub async fn describe_group(
+        &self,
+        group: &str,
+    ) -> Result<v1::DescribeGroupResponse, ClientError> {
+        let body = request::Body::DescribeGroup(v1::DescribeGroupRequest {
+            group_id: group.to_owned(),
+        });
+        expect_body!(self.transport.call(body).await?, DescribeGroup)
+    }
+
+    /// Moves an empty group's committed offsets for every partition of `topic`.
+    pub async fn reset_group_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        to: GroupReset,
+    ) -> Result<Vec<v1::CommittedOffset>, ClientError> {
+        use v1::reset_group_offsets_request::To;
+        let to = match to {
+            GroupReset::Earliest => To::Earliest(true),
+            GroupReset::Latest => To::Latest(true),
+            GroupReset::Offset(o) => To::Offset(o),
+            GroupReset::Timestamp(ts) => To::TimestampMs(ts),
+        };
+        let body = request::Body::ResetGroupOffsets(v1::ResetGroupOffsetsRequest {
+            group_id: group.to_owned(),
+            topic: topic.to_owned(),
+            to: Some(to),
+        });
+        Ok(expect_body!(self.transport.call(body).await?, ResetGroupOffsets)?.offsets)
+    }
+
+    /// Deletes an empty group and its committed offsets.
+    pub async fn delete_group(&self, group: &str) -> Result<(), ClientError> {
+        let body =
+            request::Body::DeleteGroup(v1::DeleteGroupRequest { group_id: group.to_owned() });
+        expect_body!(self.transport.call(body).await?, DeleteGroup).map(drop)
+    }
+
+    /// The group's committed offsets (all of them when `partitions` is empty).
+    pub async fn committed_offsets(
+        &self,
+        group: &str,
+        partitions: &[(String, u32)],
+    ) -> Result<Vec<v1::CommittedOffset>, ClientError> {
+        fetch_committed(&self.transport, group, partitions).await
+    }
+}
+
+/// Where [`Admin::reset_group_offsets`] moves a group's offsets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupReset {
+    Earliest,
+    Latest,
+    Offset(u64),
+    /// The first record at or after this time (ms since the Unix epoch).
+    Timestamp(i64),
+}
+
+pub(crate) async fn fetch_committed<T: Transport>(
+    transport: &T,
+    group: &str,
+    partitions: &[(String, u32)],
+) -> Result<Vec<v1::CommittedOffset>, ClientError> {
+    let mut wanted: Vec<v1::TopicPartitions> = Vec::new();
+    for (topic, p) in partitions {
+        match wanted.iter_mut().find(|t| t.topic == *topic) {
+            Some(t) => t.partitions.push(*p),
+            None => wanted.push(v1::TopicPartitions { topic: topic.clone(), partitions: vec![*p] }),
+        }
+    }
+    let body = request::Body::OffsetFetch(v1::OffsetFetchRequest {
+        group_id: group.to_owned(),
+        partitions: wanted,
+    });
+    Ok(expect_body!(transport.call(body).await?, OffsetFetch)?.offsets)
 }
 
 pub(crate) async fn metadata<T: Transport>(

@@ -91,11 +91,18 @@ pub struct Consumer<T: Transport> {
     transport: T,
     config: ConsumerConfig,
     topics: BTreeMap<String, TopicState>,
+    /// Sent with every fetch when the consumer reads for a group member (fencing).
+    member: Option<v1::GroupMemberRef>,
 }
 
 impl<T: Transport> Consumer<T> {
     pub fn new(transport: T, config: ConsumerConfig) -> Self {
-        Self { transport, config, topics: BTreeMap::new() }
+        Self { transport, config, topics: BTreeMap::new(), member: None }
+    }
+
+    /// Fetch as this group member: the broker then refuses partitions the member does not own.
+    pub(crate) fn set_member(&mut self, member: Option<v1::GroupMemberRef>) {
+        self.member = member;
     }
 
     pub fn transport(&self) -> &T {
@@ -259,6 +266,7 @@ impl<T: Transport> Consumer<T> {
             min_bytes: self.config.min_bytes,
             max_bytes: self.config.max_bytes,
             topics,
+            member: self.member.clone(),
         }
     }
 }

@@ -9,7 +9,9 @@
 //!   several produce requests in flight; idempotent by default.
 //! - [`Consumer`] ([`consumer`]): reads assigned partitions with long-polling fetches and hands
 //!   out whole batches, decoded lazily.
-//! - [`Admin`] ([`admin`]): topics, metadata and offsets.
+//! - [`GroupConsumer`] ([`group`]): a consumer group member — heartbeats, follows the
+//!   broker's assignment, reads from committed offsets, commits (auto, sync, async).
+//! - [`Admin`] ([`admin`]): topics, metadata, offsets and groups.
 //! - [`partitioner`]: which partition a keyed record goes to (Kafka's murmur2, so keys land
 //!   where a Kafka user expects).
 //! - [`record`]: the owned record types passed in and out.
@@ -22,6 +24,7 @@ pub mod admin;
 pub mod consumer;
 #[cfg(test)]
 mod fake_broker;
+pub mod group;
 pub mod partitioner;
 pub mod producer;
 pub mod record;
@@ -32,7 +35,10 @@ use std::sync::Arc;
 
 use eddy_protocol::v1::{self, request, response};
 
-pub use admin::{Admin, ListedOffset, OffsetQuery};
+pub use admin::{Admin, GroupReset, ListedOffset, OffsetQuery};
+pub use group::{
+    CommitHandle, GroupConfig, GroupConsumer, NoListener, RebalanceListener, TopicPartition,
+};
 pub use consumer::{ConsumedBatch, Consumer, ConsumerConfig, SeekTo};
 pub use eddy_protocol::ErrorCode;
 pub use eddy_protocol::v1::{Acks, TopicConfig};

@@ -95,6 +95,7 @@ mod tests {
                 min_bytes: 1,
                 max_bytes: 1 << 20,
                 topics: vec![],
+                member: None,
             })),
         }
     }

@@ -160,6 +160,15 @@ impl Log {
         self.append_checked(batch.as_bytes(), batch.validated())
     }
 
+    /// Appends a valid batch and returns as soon as it is readable, whatever the flush policy.
+    /// For a writer that orders its appends under a lock of its own but wants its fsyncs
+    /// shared: it appends under that lock, releases it, then calls [`Log::sync_through`] before
+    /// acknowledging, as the policy requires.
+    pub fn append_valid_unsynced(&self, batch: &ValidBatch) -> Result<AppendInfo> {
+        self.check_size(batch.as_bytes().len())?;
+        self.inner.append(batch.as_bytes(), batch.validated())
+    }
+
     fn check_size(&self, size: usize) -> Result<()> {
         let max = u64::from(self.inner.config.max_batch_bytes);
         if size as u64 > max {

@@ -308,6 +308,7 @@ pub fn fetch_request(
             topic: topic.into(),
             partitions: vec![v1::FetchPartition { partition, offset, max_bytes: 0 }],
         }],
+        member: None,
     })
 }
 

@@ -434,6 +434,7 @@ fn fetch_reports_offset_out_of_range_after_the_budget_is_spent() {
                 v1::FetchPartition { partition: 1, offset: 1_000_000, max_bytes: 0 },
             ],
         }],
+        member: None,
     };
     let Some(response::Body::Fetch(f)) = client.call(request::Body::Fetch(fetch)).body else {
         panic!()

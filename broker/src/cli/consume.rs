@@ -3,6 +3,11 @@
 //! partition, offset, timestamp, key and value. Without `--follow` it stops once it has read up
 //! to where each partition ended when it started.
 //!
+//! With `--group G` the command is a member of consumer group G: it reads the partitions the
+//! broker assigns it, from the group's committed offsets (`--from` applies to partitions the
+//! group has never committed), and commits what it has printed after each poll. Without
+//! `--follow` it leaves once its partitions are read up to where they ended when it got them.
+//!
 //! JSON output holds keys and values as strings; bytes that are not UTF-8 are replaced with
 //! U+FFFD (use `--format value` for raw bytes).
 
@@ -11,7 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use eddy_client::{Admin, Consumer, ConsumerConfig, OffsetQuery, SeekTo};
+use eddy_client::{
+    Admin, ConsumedBatch, Consumer, ConsumerConfig, GroupConfig, GroupConsumer, NoListener,
+    OffsetQuery, SeekTo,
+};
 
 use super::{Output, connect};
 
@@ -23,7 +31,7 @@ enum Format {
 
 pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
     use lexopt::prelude::*;
-    let (mut topic, mut partition, mut count) = (None, None, None::<u64>);
+    let (mut topic, mut partition, mut count, mut group) = (None, None, None::<u64>, None);
     let (mut from, mut format, mut follow) = (SeekTo::Earliest, Format::Value, false);
     while let Some(arg) = parser.next()? {
         match arg {
@@ -38,11 +46,19 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
                 }
             }
             Long("follow") => follow = true,
+            Long("group") => group = Some(parser.value()?.string()?),
             Value(v) if topic.is_none() => topic = Some(v.string()?),
             other => return Err(other.unexpected().into()),
         }
     }
     let topic = topic.context("consume needs a TOPIC")?;
+    if let Some(group) = group {
+        if partition.is_some() {
+            bail!("--partition and --group do not go together: the group assigns partitions");
+        }
+        let printer = Printer { format, count, written: 0 };
+        return consume_in_group(broker, &topic, &group, from, follow, printer, out).await;
+    }
     let conn = Arc::new(connect(broker).await?);
     let admin = Admin::new(conn.clone());
     let partitions: Vec<u32> = match partition {
@@ -63,24 +79,51 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
             ends.insert(listed.partition, listed.offset);
         }
     }
-    let mut written = 0u64;
+    let mut printer = Printer { format, count, written: 0 };
     loop {
-        if count.is_some_and(|c| written >= c) {
-            break;
-        }
-        if !follow && caught_up(&consumer, &topic, &ends) {
+        if printer.done() || (!follow && caught_up(&consumer, &topic, &ends)) {
             break;
         }
         let batches = consumer.poll(Duration::from_millis(500)).await?;
-        for batch in &batches {
+        printer.print(&batches, &ends, out)?;
+        if follow {
+            // Following is interactive: show each poll's records as they come.
+            out.flush()?;
+        }
+    }
+    out.flush()
+}
+
+/// Writes records in the chosen format, up to `count`.
+struct Printer {
+    format: Format,
+    count: Option<u64>,
+    written: u64,
+}
+
+impl Printer {
+    fn done(&self) -> bool {
+        self.count.is_some_and(|c| self.written >= c)
+    }
+
+    /// Prints the records below each partition's end (no end: all); returns, per partition,
+    /// the offset after the last record printed.
+    fn print(
+        &mut self,
+        batches: &[ConsumedBatch],
+        ends: &BTreeMap<u32, u64>,
+        out: &mut Output,
+    ) -> Result<BTreeMap<u32, u64>> {
+        let mut next = BTreeMap::new();
+        for batch in batches {
             for record in batch.to_records()? {
-                if !follow && ends.get(&record.partition).is_some_and(|end| record.offset >= *end) {
+                if ends.get(&record.partition).is_some_and(|end| record.offset >= *end) {
                     continue;
                 }
-                if count.is_some_and(|c| written >= c) {
-                    break;
+                if self.done() {
+                    return Ok(next);
                 }
-                match format {
+                match self.format {
                     Format::Value => out.line(record.value.as_deref().unwrap_or_default())?,
                     Format::Json => {
                         let json = serde_json::json!({
@@ -93,15 +136,71 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
                         out.line(json.to_string().as_bytes())?;
                     }
                 }
-                written += 1;
+                self.written += 1;
+                next.insert(record.partition, record.offset + 1);
             }
         }
-        if follow {
-            // Following is interactive: show each poll's records as they come.
-            out.flush()?;
+        Ok(next)
+    }
+}
+
+/// `consume --group`: a group member that commits exactly what it printed, after printing it.
+async fn consume_in_group(
+    broker: &str,
+    topic: &str,
+    group: &str,
+    from: SeekTo,
+    follow: bool,
+    mut printer: Printer,
+    out: &mut Output,
+) -> Result<()> {
+    let conn = Arc::new(connect(broker).await?);
+    let admin = Admin::new(conn.clone());
+    let mut config = GroupConfig::new(group, &[topic]);
+    config.client_id = "eddy-cli".into();
+    config.auto_commit = None;
+    config.start = from;
+    let mut member = GroupConsumer::subscribe(conn, config, NoListener).await?;
+    // Where each owned partition ended when this member got it (without --follow).
+    let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
+    loop {
+        if printer.done() {
+            break;
+        }
+        let owned: Vec<u32> = member.assignment().into_iter().map(|(_, p)| p).collect();
+        ends.retain(|p, _| owned.contains(p));
+        if !follow {
+            let new: Vec<_> = owned
+                .iter()
+                .filter(|p| !ends.contains_key(p))
+                .map(|p| (*p, OffsetQuery::Latest))
+                .collect();
+            if !new.is_empty() {
+                for listed in admin.list_offsets(topic, &new).await? {
+                    ends.insert(listed.partition, listed.offset);
+                }
+            }
+            let done = !owned.is_empty()
+                && owned.iter().all(|p| {
+                    member.position(topic, *p).is_some_and(|pos| ends.get(p).is_some_and(|e| pos >= *e))
+                });
+            if done {
+                break;
+            }
+        }
+        let batches = member.poll(Duration::from_millis(500)).await?;
+        let limits = if follow { BTreeMap::new() } else { ends.clone() };
+        let printed = printer.print(&batches, &limits, out)?;
+        out.flush()?;
+        let commits: Vec<(String, u32, u64)> =
+            printed.into_iter().map(|(p, next)| (topic.to_string(), p, next)).collect();
+        if !commits.is_empty() {
+            member.commit_offsets(&commits).await?;
         }
     }
-    out.flush()
+    out.flush()?;
+    member.close().await?;
+    Ok(())
 }
 
 fn caught_up<T: eddy_client::Transport>(

@@ -3,6 +3,7 @@
 //! and exits non-zero.
 
 mod consume;
+mod group;
 mod produce;
 mod serve;
 mod topic;
@@ -24,7 +25,11 @@ usage: eddy [--broker ADDR] <command> ...
   produce TOPIC [--key-sep SEP] [--partition P] [--acks none|written|durable] [FILE]
         one record per line of FILE (or stdin)
   consume TOPIC [--from earliest|latest|OFFSET|@UNIX_MS] [--partition P] [--count N]
-                [--format value|json] [--follow]
+                [--format value|json] [--follow] [--group G]
+        with --group: a member of consumer group G, committing what it prints
+  group list | describe G | delete G
+  group reset G --topic T --to earliest|latest|OFFSET|@UNIX_MS
+        (reset and delete need a group without members)
 
 --broker defaults to 127.0.0.1:9750.
 ";
@@ -57,6 +62,7 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
             "topic" => topic::run(&broker, &mut parser, &mut out).await,
             "produce" => produce::run(&broker, &mut parser, &mut out).await,
             "consume" => consume::run(&broker, &mut parser, &mut out).await,
+            "group" => group::run(&broker, &mut parser, &mut out).await,
             other => bail!("unknown command {other:?} (see eddy --help)"),
         }
     })

@@ -75,7 +75,7 @@ async fn create(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) -> 
     out.line(format!("created topic {name} ({})", settings(&created)).as_bytes())
 }
 
-fn one_name(parser: &mut lexopt::Parser) -> Result<String> {
+pub(super) fn one_name(parser: &mut lexopt::Parser) -> Result<String> {
     use lexopt::prelude::*;
     let name = match parser.next()? {
         Some(Value(v)) => v.string()?,
@@ -86,7 +86,7 @@ fn one_name(parser: &mut lexopt::Parser) -> Result<String> {
     Ok(name)
 }
 
-fn no_more(parser: &mut lexopt::Parser) -> Result<()> {
+pub(super) fn no_more(parser: &mut lexopt::Parser) -> Result<()> {
     match parser.next()? {
         Some(arg) => Err(arg.unexpected().into()),
         None => Ok(()),

@@ -211,7 +211,7 @@ fn fetch_mixed(rng: &mut Rng, target: &Target, id: u64) -> Outgoing {
     } else {
         (0, rng.below(1 << 20) as u32, rng.below(1 << 20) as u32)
     };
-    let fetch = v1::FetchRequest { max_wait_ms, min_bytes, max_bytes, topics };
+    let fetch = v1::FetchRequest { max_wait_ms, min_bytes, max_bytes, topics, member: None };
     let request = Request { correlation_id: id, body: Some(request::Body::Fetch(fetch)) };
     outgoing("fetch_mixed", &encode_checked(rng, &request), Expect::Fetch(expected))
 }

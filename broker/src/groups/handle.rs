@@ -1,0 +1,133 @@
+//! The group requests as the broker serves them: the coordinator decides under its lock, and
+//! the answer waits here — off that lock — until the records are durable when the internal
+//! topic's flush policy asks for it.
+
+use eddy_protocol::v1::{self, reset_group_offsets_request::To};
+use eddy_storage::Flush;
+
+use super::TopicView;
+use crate::broker::Broker;
+use crate::error::BrokerError;
+
+impl TopicView for Broker {
+    fn partitions(&self, topic: &str) -> Option<u32> {
+        self.topic(topic).ok().map(|t| t.partitions.len() as u32)
+    }
+
+    fn offsets(&self, topic: &str, partition: u32) -> Option<(u64, u64)> {
+        let t = self.topic(topic).ok()?;
+        let log = t.partitions.get(partition as usize)?;
+        Some((log.start_offset(), log.next_offset()))
+    }
+}
+
+impl Broker {
+    /// Waits until the internal topic is durable through `upto`, if its policy is to flush
+    /// on every append.
+    pub(crate) async fn groups_durable(&self, upto: Option<u64>) -> Result<(), BrokerError> {
+        let Some(upto) = upto else { return Ok(()) };
+        let log = self.inner.groups.log().clone();
+        if log.config().flush != Flush::Always {
+            return Ok(());
+        }
+        let storage = |source| BrokerError::Storage {
+            topic: super::records::OFFSETS_TOPIC.into(),
+            partition: 0,
+            source,
+        };
+        let dir = log.dir().to_path_buf();
+        match tokio::task::spawn_blocking(move || log.sync_through(upto)).await {
+            Ok(result) => result.map_err(storage),
+            Err(join) => Err(BrokerError::Io {
+                op: "fsync",
+                path: dir,
+                source: std::io::Error::other(join.to_string()),
+            }),
+        }
+    }
+
+    pub async fn group_heartbeat(
+        &self,
+        r: &v1::GroupHeartbeatRequest,
+    ) -> Result<v1::GroupHeartbeatResponse, BrokerError> {
+        let (response, upto) = self.inner.groups.heartbeat(r, self)?;
+        self.groups_durable(upto).await?;
+        Ok(response)
+    }
+
+    pub async fn offset_commit(
+        &self,
+        r: &v1::OffsetCommitRequest,
+    ) -> Result<v1::OffsetCommitResponse, BrokerError> {
+        let (response, upto) = self.inner.groups.commit(r, self)?;
+        self.groups_durable(upto).await?;
+        Ok(response)
+    }
+
+    pub fn offset_fetch(
+        &self,
+        r: &v1::OffsetFetchRequest,
+    ) -> Result<v1::OffsetFetchResponse, BrokerError> {
+        self.inner.groups.fetch_offsets(r)
+    }
+
+    pub async fn list_groups(&self) -> Result<v1::ListGroupsResponse, BrokerError> {
+        let (response, upto) = self.inner.groups.list();
+        self.groups_durable(upto).await?;
+        Ok(response)
+    }
+
+    pub async fn describe_group(&self, id: &str) -> Result<v1::DescribeGroupResponse, BrokerError> {
+        let (response, upto) = self.inner.groups.describe(id, self)?;
+        self.groups_durable(upto).await?;
+        Ok(response)
+    }
+
+    /// Resolves the target offsets of every partition of the topic, then commits them for the
+    /// (empty) group.
+    pub async fn reset_group_offsets(
+        &self,
+        r: &v1::ResetGroupOffsetsRequest,
+    ) -> Result<v1::ResetGroupOffsetsResponse, BrokerError> {
+        let topic = self.topic(&r.topic)?;
+        let to = r.to.ok_or(BrokerError::Malformed("reset needs a target offset"))?;
+        let mut offsets = Vec::with_capacity(topic.partitions.len());
+        for (p, log) in topic.partitions.iter().enumerate() {
+            let storage =
+                |source| BrokerError::Storage { topic: r.topic.clone(), partition: p as u32, source };
+            let offset = match to {
+                To::Earliest(_) => log.start_offset(),
+                To::Latest(_) => log.next_offset(),
+                To::Offset(o) => o.clamp(log.start_offset(), log.next_offset()),
+                To::TimestampMs(ts) => log
+                    .offset_for_timestamp(ts)
+                    .map_err(storage)?
+                    .map_or_else(|| log.next_offset(), |found| found.offset),
+            };
+            offsets.push((p as u32, offset));
+        }
+        let (response, upto) = self.inner.groups.reset(&r.group_id, &r.topic, &offsets)?;
+        self.groups_durable(upto).await?;
+        Ok(response)
+    }
+
+    pub async fn delete_group(&self, id: &str) -> Result<(), BrokerError> {
+        let upto = self.inner.groups.delete(id)?;
+        self.groups_durable(upto).await
+    }
+
+    /// Fencing for a group member's fetch: every partition it asks for must be its own.
+    pub(crate) fn check_member_fetch(
+        &self,
+        member: &v1::GroupMemberRef,
+        r: &v1::FetchRequest,
+    ) -> Result<(), BrokerError> {
+        let tps: Vec<(String, u32)> = r
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), p.partition)))
+            .collect();
+        // Expiry writes, if any, need no fsync before the fetch is answered: they only remove.
+        self.inner.groups.check_fetch(member, &tps).map(|_| ())
+    }
+}
