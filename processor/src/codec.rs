@@ -1,0 +1,95 @@
+//! Formats for keys and values where they meet a topic: sources decode, sinks encode.
+//!
+//! Built in: [`Json`] (any serde type; a null key or value reads as JSON `null`), [`Raw`]
+//! (bytes as they are) and [`Utf8`] (text). State, tables and changelogs inside the processor
+//! always use JSON, so a table's changelog can be read by any JSON consumer.
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Turns one key or value into bytes and back. `None` is a null key or value in the log.
+pub trait Codec<T>: Send + Sync + 'static {
+    fn encode(&self, value: &T) -> Option<Vec<u8>>;
+    /// Fails with a short reason; the record is then set aside, never a panic.
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<T, String>;
+}
+
+/// serde JSON. A null in the log decodes as JSON `null`, so `()` and `Option<T>` accept it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json;
+
+impl<T: Serialize + DeserializeOwned> Codec<T> for Json {
+    fn encode(&self, value: &T) -> Option<Vec<u8>> {
+        // Serialising plain data into a Vec cannot fail except for maps with non-string keys,
+        // which are a programming error in the value type; such a value is written as null.
+        serde_json::to_vec(value).ok()
+    }
+
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<T, String> {
+        serde_json::from_slice(bytes.unwrap_or(b"null")).map_err(|e| e.to_string())
+    }
+}
+
+/// The bytes as they are. As a `Bytes` codec a null reads as empty; as `Option<Bytes>` it is
+/// kept apart.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Raw;
+
+impl Codec<Bytes> for Raw {
+    fn encode(&self, value: &Bytes) -> Option<Vec<u8>> {
+        Some(value.to_vec())
+    }
+
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Bytes, String> {
+        Ok(Bytes::copy_from_slice(bytes.unwrap_or_default()))
+    }
+}
+
+impl Codec<Option<Bytes>> for Raw {
+    fn encode(&self, value: &Option<Bytes>) -> Option<Vec<u8>> {
+        value.as_ref().map(|b| b.to_vec())
+    }
+
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<Bytes>, String> {
+        Ok(bytes.map(Bytes::copy_from_slice))
+    }
+}
+
+/// UTF-8 text. A null is an error (use `Json` with `Option<String>` to accept nulls).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Utf8;
+
+impl Codec<String> for Utf8 {
+    fn encode(&self, value: &String) -> Option<Vec<u8>> {
+        Some(value.as_bytes().to_vec())
+    }
+
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<String, String> {
+        let bytes = bytes.ok_or_else(|| "null where text was expected".to_owned())?;
+        String::from_utf8(bytes.to_vec()).map_err(|e| e.to_string())
+    }
+}
+
+/// Ignores the bytes: for a key or value the processor does not look at (it reads as `()`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ignore;
+
+impl Codec<()> for Ignore {
+    fn encode(&self, _: &()) -> Option<Vec<u8>> {
+        None
+    }
+
+    fn decode(&self, _: Option<&[u8]>) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The canonical state encoding of keys and values (tables, changelogs, snapshots): JSON.
+pub(crate) fn state_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    serde_json::to_vec(value)
+}
+
+pub(crate) fn from_state_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}

@@ -1,0 +1,162 @@
+//! [`Cx`]: what an operator may touch while it handles one input record — the output buffers,
+//! the record's position, the counters and the dead-letter topic.
+//!
+//! Every output (sink record, changelog record, dead letter) gets the *position* of the input
+//! record that caused it: `(n, index)`, where `n` counts the input records this task has
+//! processed since offset zero and `index` counts the outputs of that one record. Because
+//! processing is deterministic, re-processing after a crash produces the same outputs at the same
+//! positions, and [`Cx::emit`] drops those at or below what recovery found already written to
+//! that partition (see `recovery.rs`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::RecordError;
+use crate::position::Position;
+
+/// One buffered output record.
+#[derive(Debug, Clone)]
+pub(crate) struct OutRec {
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub ts: i64,
+    pub pos: Position,
+    /// Extra headers (the dead-letter reason and origin).
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// The input record being processed.
+#[derive(Debug, Clone)]
+pub(crate) struct CurrentInput {
+    pub topic: Arc<str>,
+    pub offset: u64,
+    pub ts: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+}
+
+/// Counters a task keeps (all since it was opened).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetrics {
+    pub records_in: u64,
+    pub records_out: u64,
+    /// Outputs recovery found already written, so they were not written again.
+    pub suppressed: u64,
+    /// Records whose key or value did not decode.
+    pub decode_errors: u64,
+    /// Records that arrived after their window (or join/dedupe horizon) had closed.
+    pub late: u64,
+    /// Records dropped by a dedupe operator.
+    pub duplicates: u64,
+    pub dead_lettered: u64,
+}
+
+/// The per-task context operators write into.
+pub(crate) struct Cx {
+    pub writer_id: u64,
+    pub partition: u32,
+    /// Position of the input record being processed.
+    n: u64,
+    next_index: u32,
+    /// Input record being processed, so a dead letter carries its origin and original bytes.
+    pub current: Option<CurrentInput>,
+    pub out: BTreeMap<(Arc<str>, u32), Vec<OutRec>>,
+    /// Highest position already in each output partition (from recovery).
+    pub suppress: HashMap<(Arc<str>, u32), Position>,
+    pub partition_counts: HashMap<Arc<str>, u32>,
+    pub dead_letter: Option<Arc<str>>,
+    pub metrics: TaskMetrics,
+}
+
+impl Cx {
+    pub fn new(writer_id: u64, partition: u32, dead_letter: Option<Arc<str>>) -> Self {
+        Self {
+            writer_id,
+            partition,
+            n: 0,
+            next_index: 0,
+            current: None,
+            out: BTreeMap::new(),
+            suppress: HashMap::new(),
+            partition_counts: HashMap::new(),
+            dead_letter,
+            metrics: TaskMetrics::default(),
+        }
+    }
+
+    /// Starts the input record at position `n`.
+    pub fn begin(&mut self, n: u64) {
+        self.n = n;
+        self.next_index = 0;
+    }
+
+    /// Buffers an output to `topic`/`partition`, unless recovery found it already written.
+    pub fn emit_to(
+        &mut self,
+        topic: &Arc<str>,
+        partition: u32,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        ts: i64,
+        headers: Vec<(&'static str, Vec<u8>)>,
+    ) {
+        let pos = Position { writer: self.writer_id, n: self.n, index: self.next_index };
+        self.next_index += 1;
+        let tp = (topic.clone(), partition);
+        if let Some(written) = self.suppress.get(&tp) {
+            if pos.order() <= written.order() {
+                self.metrics.suppressed += 1;
+                return;
+            }
+            // Past the recovered position every later output of this partition is new.
+            self.suppress.remove(&tp);
+        }
+        self.metrics.records_out += 1;
+        self.out.entry(tp).or_default().push(OutRec { key, value, ts, pos, headers });
+    }
+
+    /// Buffers an output to a keyed topic: the partition is chosen from the key bytes as the
+    /// client's default partitioner does (murmur2), a null key stays on the task's partition.
+    pub fn emit_keyed(
+        &mut self,
+        topic: &Arc<str>,
+        key: Option<Vec<u8>>,
+        value: Option<Vec<u8>>,
+        ts: i64,
+    ) {
+        let count = self.partition_counts.get(topic).copied().unwrap_or(1).max(1);
+        let partition = match &key {
+            Some(k) => crate::position::partition_for_key(k, count),
+            None => self.partition % count,
+        };
+        self.emit_to(topic, partition, key, value, ts, Vec::new());
+    }
+
+    /// Sets the current input record aside: counted, and sent to the dead-letter topic (with
+    /// its original key and value) if the processor has one.
+    pub fn set_aside(&mut self, error: &RecordError) {
+        match error {
+            RecordError::Key(_) | RecordError::Value(_) | RecordError::State(_) => {
+                self.metrics.decode_errors += 1
+            }
+            RecordError::TooLate { .. } => self.metrics.late += 1,
+        }
+        tracing::debug!(%error, "record set aside");
+        let (Some(topic), Some(input)) = (self.dead_letter.clone(), self.current.clone()) else {
+            return;
+        };
+        self.metrics.dead_lettered += 1;
+        let origin = format!("{}/{}/{}", input.topic, self.partition, input.offset);
+        let headers = vec![
+            ("eddy-error", error.kind().as_bytes().to_vec()),
+            ("eddy-origin", origin.into_bytes()),
+        ];
+        let count = self.partition_counts.get(&topic).copied().unwrap_or(1).max(1);
+        let partition = self.partition % count;
+        let key = input.key.map(|k| k.to_vec());
+        let value = input.value.map(|v| v.to_vec());
+        self.emit_to(&topic, partition, key, value, input.ts, headers);
+    }
+}

@@ -1,0 +1,129 @@
+//! The dataflow graph, instantiated once per task.
+//!
+//! The builder describes a processor as a DAG of stream definitions ([`Def`]); each task turns it
+//! into a graph of push-based [`Node`]s on its own thread. A definition knows how to connect one
+//! downstream node to itself (`wire`); [`attach`] memoises that per task, so a stream feeding two
+//! operators becomes one [`Fanout`] with two outputs, never two copies of the upstream operators
+//! (which would double their state and their outputs).
+//!
+//! Invariants: within a task every node is created once; pushes run on the task's thread only
+//! (nodes use `Rc<RefCell<_>>`, so a task graph is deliberately not `Send`); the graph is a DAG,
+//! so a `RefCell` is never borrowed twice at once.
+
+use std::any::Any;
+use std::cell::RefCell;
+use std::collections::{BTreeSet, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::context::Cx;
+use crate::error::Result;
+use crate::state::StateOp;
+use crate::table::TableStore;
+
+/// A record between operators: typed key and value, and its event time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rec<K, V> {
+    pub key: K,
+    pub value: V,
+    /// Event time in ms: the log record's timestamp unless an operator replaced it.
+    pub ts: i64,
+}
+
+/// One operator instance in a task: takes records, pushes results downstream.
+pub(crate) trait Node<K, V> {
+    fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx);
+}
+
+pub(crate) type Down<K, V> = Box<dyn Node<K, V>>;
+
+/// A stream with several consumers: each gets every record, in the order they were attached.
+pub(crate) struct Fanout<K, V> {
+    outs: Vec<Down<K, V>>,
+}
+
+impl<K: Clone, V: Clone> Node<K, V> for Fanout<K, V> {
+    fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
+        if let Some((last, rest)) = self.outs.split_last_mut() {
+            for out in rest {
+                out.push(rec.clone(), cx);
+            }
+            last.push(rec, cx);
+        }
+    }
+}
+
+/// A node owned by `Rc<RefCell<_>>` (a fan-out, or an operator with two inputs or with state
+/// the task snapshots).
+pub(crate) struct Shared<T>(pub Rc<RefCell<T>>);
+
+impl<K, V, T: Node<K, V>> Node<K, V> for Shared<T> {
+    fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
+        self.0.borrow_mut().push(rec, cx);
+    }
+}
+
+/// Connects a downstream node to a stream in one task's wiring.
+pub(crate) type WireFn<K, V> = dyn Fn(&mut Wiring, Down<K, V>) -> Result<()> + Send + Sync;
+
+/// One stream definition: an id, the sources it depends on, and how to wire it.
+pub(crate) struct Def<K, V> {
+    pub id: u32,
+    pub wire: Box<WireFn<K, V>>,
+}
+
+/// Connects `down` to the stream `def` in this task, creating the stream's nodes (and those of
+/// everything upstream) the first time it is asked.
+pub(crate) fn attach<K: Clone + 'static, V: Clone + 'static>(
+    def: &Arc<Def<K, V>>,
+    w: &mut Wiring,
+    down: Down<K, V>,
+) -> Result<()> {
+    if let Some(existing) = w.fanouts.get(&def.id)
+        && let Some(f) = existing.downcast_ref::<Rc<RefCell<Fanout<K, V>>>>()
+    {
+        f.borrow_mut().outs.push(down);
+        return Ok(());
+    }
+    let fanout = Rc::new(RefCell::new(Fanout { outs: vec![down] }));
+    w.fanouts.insert(def.id, Box::new(fanout.clone()));
+    (def.wire)(w, Box::new(Shared(fanout)))
+}
+
+/// What one task's graph is made of, collected while wiring.
+pub(crate) struct Wiring {
+    /// The task's partition (every source partition it reads has this number).
+    pub partition: u32,
+    /// Sources this task reads, by source index.
+    pub sources: BTreeSet<usize>,
+    pub roots: HashMap<usize, Down<Option<Bytes>, Option<Bytes>>>,
+    pub fanouts: HashMap<u32, Box<dyn Any>>,
+    /// Stateful operators by operator id, for snapshots.
+    pub state_ops: Vec<(u32, Rc<RefCell<dyn StateOp>>)>,
+    pub tables: HashMap<String, Arc<TableStore>>,
+    /// Topics this task may append to (sinks, changelogs, repartition topics).
+    pub output_topics: BTreeSet<String>,
+}
+
+impl Wiring {
+    pub fn new(partition: u32, sources: BTreeSet<usize>) -> Self {
+        Self {
+            partition,
+            sources,
+            roots: HashMap::new(),
+            fanouts: HashMap::new(),
+            state_ops: Vec::new(),
+            tables: HashMap::new(),
+            output_topics: BTreeSet::new(),
+        }
+    }
+}
+
+/// Drops every record (used to force a definition to be instantiated).
+pub(crate) struct Discard;
+
+impl<K, V> Node<K, V> for Discard {
+    fn push(&mut self, _: Rec<K, V>, _: &mut Cx) {}
+}

@@ -1,0 +1,75 @@
+//! eddy-processor: stateful stream processing over eddy's log — the Kappa part.
+//!
+//! A [`Processor`] is a named, versioned dataflow built with [`ProcessorBuilder`]: sources
+//! (topics) → stateless operators ([`Stream::filter`], [`Stream::map`], [`Stream::flat_map`],
+//! [`Stream::select_key`]) → stateful operators (aggregates, windows, joins, dedupe) → sinks
+//! (topics, and [`Table`]s readable while it runs). It reads and writes the log only through
+//! [`LogAccess`]; [`LocalLogs`] implements it over a directory of `eddy_storage::Log`s.
+//!
+//! Guarantees (the mechanism is in `docs/processors.md`):
+//! - *Deterministic*: time is the records' event time, never the wall clock; the same log gives
+//!   the same outputs and tables, byte for byte.
+//! - *Effectively-once*: a task killed at any instant and restarted leaves each output partition
+//!   holding each result once, and each table equal to a replay from zero.
+//!
+//! Modules:
+//! - `builder`, `operators`: the typed definition API; `processor`: the built definition.
+//! - `graph`: the per-task instantiation of a definition; `ops/`: the operator nodes.
+//! - `task`, `input`, `context`: running one task; `runtime`: tasks on a thread pool.
+//! - `state`, `snapshot`, `recovery`, `position`: state, snapshots and effectively-once.
+//! - `table`: live tables (get, range scan, subscribe); `codec`: formats at topic boundaries.
+//! - `log_access`, `local`: the log as the processor sees it.
+//!
+//! It is not a query engine (pull/push queries over tables come with issue 7) and it does not
+//! spread tasks over machines.
+
+mod aggregator;
+mod builder;
+mod codec;
+mod context;
+mod error;
+mod graph;
+mod input;
+mod local;
+mod log_access;
+mod operators;
+mod ops;
+mod position;
+mod processor;
+mod recovery;
+mod runtime;
+mod snapshot;
+mod state;
+mod table;
+mod task;
+
+pub use aggregator::{Aggregator, Avg, Count, Fold, Latest, Max, Min, Number, StateData, Sum};
+pub use builder::{Data, ProcessorBuilder, Stream, Table};
+pub use codec::{Codec, Ignore, Json, Raw, Utf8};
+pub use context::TaskMetrics;
+pub use error::{Error, LogError, RecordError, Result};
+pub use graph::Rec;
+pub use local::LocalLogs;
+pub use log_access::{Appended, LogAccess, WaitFor};
+pub use operators::WindowedStream;
+pub use ops::join::JoinWindow;
+pub use ops::window::{Emit, WindowKind, Windowed, Windows};
+pub use position::{POSITION_HEADER, Position, murmur2, partition_for_key};
+pub use processor::{Processor, TaskId};
+pub use runtime::{RunningProcessor, RuntimeConfig, TaskStatus};
+pub use table::{Change, RawChange, Subscription, SubscriptionError, TableReader, TableRegistry};
+pub use task::{StateSize, Task, TaskConfig};
+
+impl Processor {
+    /// Opens one task on the calling thread (for embedding a task in your own scheduler, and for
+    /// tests that stop a task at a chosen point). Call [`prepare`](Processor::prepare) first.
+    pub fn open_task(
+        &self,
+        logs: std::sync::Arc<dyn LogAccess>,
+        id: TaskId,
+        config: TaskConfig,
+        registry: &TableRegistry,
+    ) -> Result<Task> {
+        Task::open(self.def.clone(), logs, id, config, registry)
+    }
+}

@@ -1,0 +1,257 @@
+//! Joins.
+//!
+//! Stream–table: each stream record looks its key up in the table *as it is when the record is
+//! processed* (the task processes co-partitioned sources in event-time order, see `task.rs`), so
+//! an order sees the customer record with the largest timestamp not after its own, ties going to
+//! the source declared first. Inner (`join_table`) drops records with no match; left
+//! (`left_join_table`) passes `None`.
+//!
+//! Stream–stream: a left record at `tl` and a right record at `tr` with the same key match when
+//! `tl - before <= tr <= tl + after`. Both sides are buffered; each arriving record is matched
+//! against the other side's buffer, so every matching pair is emitted exactly once, when its
+//! second record arrives, with timestamp `max(tl, tr)`. A record is late when its event time is
+//! below the watermark (max event time seen on either side − grace): it is set aside and matches
+//! nothing. Buffered records are dropped once no record at or above the watermark could match
+//! them. Matches of one arriving record are emitted in order of the other side's
+//! (event time, arrival).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregator::StateData;
+use crate::codec::from_state_bytes;
+use crate::context::Cx;
+use crate::error::RecordError;
+use crate::graph::{Down, Node, Rec};
+use crate::state::{Clock, StateOp, load_value, save_value};
+use crate::table::TableStore;
+
+/// How far apart in event time two records may be to join, and how late they may arrive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JoinWindow {
+    /// A right record may be this much earlier than the left one.
+    pub before_ms: i64,
+    /// A right record may be this much later than the left one.
+    pub after_ms: i64,
+    pub grace_ms: i64,
+}
+
+impl JoinWindow {
+    /// `|tl - tr| <= ms`.
+    pub fn within(ms: i64) -> Self {
+        Self { before_ms: ms.max(0), after_ms: ms.max(0), grace_ms: 0 }
+    }
+
+    pub fn grace(mut self, grace_ms: i64) -> Self {
+        self.grace_ms = grace_ms.max(0);
+        self
+    }
+}
+
+/// Stream–table lookup; `f` sees the table's value (if any) and returns `None` to drop the
+/// record (which is how an inner join skips records without a match).
+pub(crate) struct TableJoin<K, V, T, R, F> {
+    pub store: Arc<TableStore>,
+    pub f: Arc<F>,
+    pub down: Down<K, R>,
+    pub _types: PhantomData<fn(V, T)>,
+}
+
+impl<K, V, T, R, F> Node<K, V> for TableJoin<K, V, T, R, F>
+where
+    K: StateData,
+    T: StateData,
+    F: Fn(&K, &V, Option<&T>) -> Option<R>,
+{
+    fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
+        let Some(kb) = super::key_bytes(&rec.key, cx) else { return };
+        let found: Option<T> = match self.store.get(&kb) {
+            None => None,
+            Some(raw) => match from_state_bytes(&raw) {
+                Ok(t) => Some(t),
+                Err(e) => return cx.set_aside(&RecordError::State(e)),
+            },
+        };
+        if let Some(value) = (self.f)(&rec.key, &rec.value, found.as_ref()) {
+            self.down.push(Rec { key: rec.key, value, ts: rec.ts }, cx);
+        }
+    }
+}
+
+/// (key as JSON, event time, arrival sequence)
+type Slot = (String, i64, u64);
+
+#[derive(Serialize, Deserialize)]
+struct Saved<L, R> {
+    clock: Clock,
+    seq: u64,
+    left: Vec<(Slot, L)>,
+    right: Vec<(Slot, R)>,
+}
+
+/// Windowed stream–stream inner join.
+pub(crate) struct StreamJoin<K, L, R, O, F> {
+    pub window: JoinWindow,
+    pub f: Arc<F>,
+    pub down: Down<K, O>,
+    clock: Clock,
+    seq: u64,
+    left: BTreeMap<Slot, L>,
+    right: BTreeMap<Slot, R>,
+    /// (event time, slot) of each side, for dropping what can no longer match.
+    left_by_time: BTreeSet<(i64, Slot)>,
+    right_by_time: BTreeSet<(i64, Slot)>,
+}
+
+impl<K, L, R, O, F> StreamJoin<K, L, R, O, F>
+where
+    K: StateData,
+    L: StateData,
+    R: StateData,
+    F: Fn(&K, &L, &R) -> O,
+{
+    pub fn new(window: JoinWindow, f: Arc<F>, down: Down<K, O>) -> Self {
+        Self {
+            window,
+            f,
+            down,
+            clock: Clock::new(window.grace_ms),
+            seq: 0,
+            left: BTreeMap::new(),
+            right: BTreeMap::new(),
+            left_by_time: BTreeSet::new(),
+            right_by_time: BTreeSet::new(),
+        }
+    }
+
+    /// Checks lateness; returns the key text and the watermark if the record is on time.
+    fn admit<V>(&mut self, rec: &Rec<K, V>, cx: &mut Cx) -> Option<String> {
+        self.clock.observe(rec.ts);
+        let watermark = self.clock.watermark();
+        if rec.ts < watermark {
+            cx.set_aside(&RecordError::TooLate { event_time_ms: rec.ts, watermark_ms: watermark });
+            return None;
+        }
+        super::key_text(&rec.key, cx)
+    }
+
+    pub fn push_left(&mut self, rec: Rec<K, L>, cx: &mut Cx) {
+        let Some(kt) = self.admit(&rec, cx) else { return };
+        let lo = (kt.clone(), rec.ts.saturating_sub(self.window.before_ms), 0);
+        let hi = (kt.clone(), rec.ts.saturating_add(self.window.after_ms), u64::MAX);
+        for ((_, tr, _), r) in self.right.range(lo..=hi) {
+            let value = (self.f)(&rec.key, &rec.value, r);
+            self.down.push(Rec { key: rec.key.clone(), value, ts: rec.ts.max(*tr) }, cx);
+        }
+        let slot = (kt, rec.ts, self.next_seq());
+        self.left_by_time.insert((rec.ts, slot.clone()));
+        self.left.insert(slot, rec.value);
+        self.expire();
+    }
+
+    pub fn push_right(&mut self, rec: Rec<K, R>, cx: &mut Cx) {
+        let Some(kt) = self.admit(&rec, cx) else { return };
+        let lo = (kt.clone(), rec.ts.saturating_sub(self.window.after_ms), 0);
+        let hi = (kt.clone(), rec.ts.saturating_add(self.window.before_ms), u64::MAX);
+        for ((_, tl, _), l) in self.left.range(lo..=hi) {
+            let value = (self.f)(&rec.key, l, &rec.value);
+            self.down.push(Rec { key: rec.key.clone(), value, ts: rec.ts.max(*tl) }, cx);
+        }
+        let slot = (kt, rec.ts, self.next_seq());
+        self.right_by_time.insert((rec.ts, slot.clone()));
+        self.right.insert(slot, rec.value);
+        self.expire();
+    }
+
+    fn next_seq(&mut self) -> u64 {
+        self.seq += 1;
+        self.seq
+    }
+
+    /// A future on-time record has `t >= watermark`; it can match a left record at `tl` only if
+    /// `tl >= t - after`, and a right record at `tr` only if `tr >= t - before`.
+    fn expire(&mut self) {
+        let watermark = self.clock.watermark();
+        let left_min = watermark.saturating_sub(self.window.after_ms);
+        while let Some((t, slot)) = self.left_by_time.first().cloned() {
+            if t >= left_min {
+                break;
+            }
+            self.left_by_time.pop_first();
+            self.left.remove(&slot);
+        }
+        let right_min = watermark.saturating_sub(self.window.before_ms);
+        while let Some((t, slot)) = self.right_by_time.first().cloned() {
+            if t >= right_min {
+                break;
+            }
+            self.right_by_time.pop_first();
+            self.right.remove(&slot);
+        }
+    }
+}
+
+impl<K, L, R, O, F> StateOp for StreamJoin<K, L, R, O, F>
+where
+    K: StateData,
+    L: StateData,
+    R: StateData,
+    F: Fn(&K, &L, &R) -> O,
+{
+    fn save(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        let saved = Saved {
+            clock: self.clock,
+            seq: self.seq,
+            left: self.left.iter().map(|(s, v)| (s.clone(), v.clone())).collect(),
+            right: self.right.iter().map(|(s, v)| (s.clone(), v.clone())).collect(),
+        };
+        save_value(&saved, out)
+    }
+
+    fn load(&mut self, mut bytes: &[u8]) -> Result<(), &'static str> {
+        let saved: Saved<L, R> = load_value(&mut bytes)?;
+        self.clock = saved.clock;
+        self.seq = saved.seq;
+        self.left_by_time = saved.left.iter().map(|(s, _)| (s.1, s.clone())).collect();
+        self.right_by_time = saved.right.iter().map(|(s, _)| (s.1, s.clone())).collect();
+        self.left = saved.left.into_iter().collect();
+        self.right = saved.right.into_iter().collect();
+        Ok(())
+    }
+
+    fn entries(&self) -> u64 {
+        (self.left.len() + self.right.len()) as u64
+    }
+}
+
+/// The left input of a stream–stream join.
+pub(crate) struct JoinLeft<T>(pub std::rc::Rc<std::cell::RefCell<T>>);
+/// The right input of a stream–stream join.
+pub(crate) struct JoinRight<T>(pub std::rc::Rc<std::cell::RefCell<T>>);
+
+impl<K, L, R, O, F> Node<K, L> for JoinLeft<StreamJoin<K, L, R, O, F>>
+where
+    K: StateData,
+    L: StateData,
+    R: StateData,
+    F: Fn(&K, &L, &R) -> O,
+{
+    fn push(&mut self, rec: Rec<K, L>, cx: &mut Cx) {
+        self.0.borrow_mut().push_left(rec, cx);
+    }
+}
+
+impl<K, L, R, O, F> Node<K, R> for JoinRight<StreamJoin<K, L, R, O, F>>
+where
+    K: StateData,
+    L: StateData,
+    R: StateData,
+    F: Fn(&K, &L, &R) -> O,
+{
+    fn push(&mut self, rec: Rec<K, R>, cx: &mut Cx) {
+        self.0.borrow_mut().push_right(rec, cx);
+    }
+}

@@ -1,0 +1,176 @@
+//! A built [`Processor`]: its definition, the topics it needs, and its tasks.
+//!
+//! `prepare` creates what the processor writes (changelogs, repartition topics, sinks, the
+//! dead-letter topic, step journals) and checks that sources sharing tasks are co-partitioned;
+//! it returns the tasks, one per partition of each sub-topology.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::graph::Wiring;
+use crate::log_access::LogAccess;
+
+pub(crate) type TerminalFn = dyn Fn(&mut Wiring) -> Result<()> + Send + Sync;
+
+/// Wires one sink (and everything upstream of it) into a task.
+#[derive(Clone)]
+pub(crate) struct Terminal {
+    pub wire: Arc<TerminalFn>,
+}
+
+/// Sources that share tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct SubTopology {
+    pub sources: BTreeSet<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct TableInfo {
+    pub changelog: String,
+}
+
+pub(crate) struct ProcessorDef {
+    pub name: String,
+    pub version: u32,
+    pub sources: Vec<String>,
+    pub subtopologies: Vec<SubTopology>,
+    /// Sinks by sub-topology.
+    pub terminals: Vec<Vec<Terminal>>,
+    pub tables: BTreeMap<String, TableInfo>,
+    pub internal: Vec<(String, u32)>,
+    pub dead_letter: Option<String>,
+}
+
+impl ProcessorDef {
+    pub fn prefix(&self) -> String {
+        format!("{}-{}", self.name, self.version)
+    }
+
+    /// The step journal of a sub-topology that reads more than one source.
+    pub fn journal_topic(&self, sub: u32) -> Option<String> {
+        let t = self.subtopologies.get(sub as usize)?;
+        (t.sources.len() > 1).then(|| format!("{}-{sub}-steps", self.prefix()))
+    }
+
+    /// Builds the graph of sub-topology `sub` for `partition`.
+    pub fn wire(&self, sub: u32, partition: u32) -> Result<Wiring> {
+        let topology = self
+            .subtopologies
+            .get(sub as usize)
+            .ok_or(Error::Definition { reason: "no such sub-topology" })?;
+        let mut w = Wiring::new(partition, topology.sources.clone());
+        for t in self.terminals.get(sub as usize).into_iter().flatten() {
+            (t.wire)(&mut w)?;
+        }
+        if let Some(dlq) = &self.dead_letter {
+            w.output_topics.insert(dlq.clone());
+        }
+        Ok(w)
+    }
+
+    pub fn is_changelog(&self, topic: &str) -> bool {
+        self.tables.values().any(|t| t.changelog == topic)
+    }
+}
+
+/// A task: one partition of one sub-topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    pub subtopology: u32,
+    pub partition: u32,
+}
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}_{}", self.subtopology, self.partition)
+    }
+}
+
+/// A processor definition, ready to run. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct Processor {
+    pub(crate) def: Arc<ProcessorDef>,
+}
+
+impl std::fmt::Debug for Processor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Processor")
+            .field("name", &self.def.name)
+            .field("version", &self.def.version)
+            .field("sources", &self.def.sources)
+            .field("tables", &self.def.tables.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Processor {
+    pub(crate) fn new(def: ProcessorDef) -> Self {
+        Self { def: Arc::new(def) }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    pub fn version(&self) -> u32 {
+        self.def.version
+    }
+
+    /// Table names.
+    pub fn tables(&self) -> Vec<String> {
+        self.def.tables.keys().cloned().collect()
+    }
+
+    /// The changelog topic of table `name`.
+    pub fn changelog_topic(&self, name: &str) -> Option<String> {
+        self.def.tables.get(name).map(|t| t.changelog.clone())
+    }
+
+    /// Creates the topics the processor writes and returns its tasks.
+    pub fn prepare(&self, logs: &dyn LogAccess) -> Result<Vec<TaskId>> {
+        for (topic, partitions) in &self.def.internal {
+            logs.create_topic(topic, *partitions, false)?;
+        }
+        let mut tasks = Vec::new();
+        for sub in 0..self.def.subtopologies.len() as u32 {
+            let count = self.partitions_of(sub, logs)?;
+            let w = self.def.wire(sub, 0)?;
+            for topic in &w.output_topics {
+                if self.def.is_changelog(topic) {
+                    logs.create_topic(topic, count, true)?;
+                } else if logs.partition_count(topic).is_err() {
+                    logs.create_topic(topic, count, false)?;
+                }
+            }
+            if let Some(journal) = self.def.journal_topic(sub) {
+                logs.create_topic(&journal, count, false)?;
+            }
+            tasks.extend((0..count).map(|partition| TaskId { subtopology: sub, partition }));
+        }
+        Ok(tasks)
+    }
+
+    /// The partition count shared by a sub-topology's sources.
+    fn partitions_of(&self, sub: u32, logs: &dyn LogAccess) -> Result<u32> {
+        let mut first: Option<(&str, u32)> = None;
+        let topology = &self.def.subtopologies[sub as usize];
+        for &source in &topology.sources {
+            let topic = &self.def.sources[source];
+            let count = logs.partition_count(topic)?;
+            match first {
+                None => first = Some((topic, count)),
+                Some((t, c)) if c != count => {
+                    return Err(Error::NotCoPartitioned {
+                        first: t.to_owned(),
+                        first_partitions: c,
+                        second: topic.clone(),
+                        second_partitions: count,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(first.map_or(0, |(_, c)| c))
+    }
+}

@@ -1,0 +1,340 @@
+//! Live tables: the in-memory store of each task's part of a table, and the typed read side
+//! ([`TableReader`]) that pull queries and subscriptions use.
+//!
+//! A table's keys and values are stored JSON-encoded (the changelog's format too), in a
+//! `BTreeMap` ordered by those bytes; each task owns the partition of the table that its input
+//! partition feeds. Every change is applied to the store, appended to the table's compacted
+//! changelog topic (partition = task partition) and offered to subscribers, in that order, on the
+//! task's thread. Readers take a read lock and never block the task for long.
+//!
+//! Subscribers get changes as the task applies them. After a restart the task re-applies the
+//! changes since its last snapshot, so a subscriber can see a change twice (at-least-once); the
+//! changelog topic itself holds each change once.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::codec::{from_state_bytes, state_bytes};
+use crate::context::Cx;
+use crate::error::{Error, Result};
+
+/// Changes a subscriber may fall behind by before it is cut off.
+pub const SUBSCRIBER_CAPACITY: usize = 65_536;
+
+/// One change of a table, JSON-encoded as in the changelog. `value: None` is a deletion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawChange {
+    pub partition: u32,
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+    pub ts: i64,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    tx: SyncSender<RawChange>,
+    lagged: AtomicBool,
+}
+
+/// One task's partition of a table.
+#[derive(Debug)]
+pub(crate) struct TableStore {
+    pub partition: u32,
+    pub changelog: Arc<str>,
+    map: RwLock<BTreeMap<Vec<u8>, Bytes>>,
+    bytes: AtomicU64,
+    subscribers: Mutex<Vec<Arc<Subscriber>>>,
+}
+
+impl TableStore {
+    pub fn new(partition: u32, changelog: Arc<str>) -> Self {
+        Self {
+            partition,
+            changelog,
+            map: RwLock::new(BTreeMap::new()),
+            bytes: AtomicU64::new(0),
+            subscribers: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Sets (or with `None` deletes) `key`, appends the change to the changelog and tells
+    /// subscribers. A write of the value already there changes nothing and writes nothing.
+    pub fn put(&self, key: Vec<u8>, value: Option<Vec<u8>>, ts: i64, cx: &mut Cx) {
+        let value = value.map(Bytes::from);
+        {
+            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            if map.get(&key) == value.as_ref() {
+                return;
+            }
+            let (old, new) = match &value {
+                Some(v) => (map.insert(key.clone(), v.clone()), key.len() + v.len()),
+                None => (map.remove(&key), 0),
+            };
+            let old = old.map_or(0, |o| key.len() + o.len());
+            self.bytes.fetch_add(new as u64, Ordering::Relaxed);
+            self.bytes.fetch_sub(old as u64, Ordering::Relaxed);
+        }
+        let key = Bytes::from(key);
+        cx.emit_to(
+            &self.changelog,
+            self.partition,
+            Some(key.to_vec()),
+            value.as_ref().map(|v| v.to_vec()),
+            ts,
+            Vec::new(),
+        );
+        self.publish(RawChange { partition: self.partition, key, value, ts });
+    }
+
+    fn publish(&self, change: RawChange) {
+        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
+        if subs.is_empty() {
+            return;
+        }
+        subs.retain(|s| match s.tx.try_send(change.clone()) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_)) => {
+                s.lagged.store(true, Ordering::Release);
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => false,
+        });
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.map.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+    }
+
+    pub fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Vec<(Bytes, Bytes)> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        map.range::<[u8], _>((from, to))
+            .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
+            .collect()
+    }
+
+    /// (keys, bytes of keys and values).
+    pub fn size(&self) -> (u64, u64) {
+        let keys = self.map.read().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        (keys, self.bytes.load(Ordering::Relaxed))
+    }
+
+    pub fn save(&self, out: &mut Vec<u8>) -> std::result::Result<(), serde_json::Error> {
+        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        // The same framing as `state::save_map`, but the values are JSON already and are not
+        // encoded again.
+        out.extend_from_slice(&(map.len() as u64).to_le_bytes());
+        for (k, v) in map.iter() {
+            crate::state::put_bytes(out, k);
+            crate::state::put_bytes(out, v);
+        }
+        Ok(())
+    }
+
+    pub fn load(&self, bytes: &mut &[u8]) -> std::result::Result<(), &'static str> {
+        let count = crate::state::take_u64(bytes)?;
+        let mut map = BTreeMap::new();
+        let mut total = 0u64;
+        for _ in 0..count {
+            let k = crate::state::take_bytes(bytes)?.to_vec();
+            let v = Bytes::copy_from_slice(crate::state::take_bytes(bytes)?);
+            total += (k.len() + v.len()) as u64;
+            map.insert(k, v);
+        }
+        *self.map.write().unwrap_or_else(|p| p.into_inner()) = map;
+        self.bytes.store(total, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn subscribe(&self, sub: Arc<Subscriber>) {
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).push(sub);
+    }
+
+    /// Moves the subscribers of a store this one replaces (a task reopened after a failure).
+    pub fn adopt_subscribers(&self, old: &TableStore) {
+        let subs = std::mem::take(&mut *old.subscribers.lock().unwrap_or_else(|p| p.into_inner()));
+        self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).extend(subs);
+    }
+}
+
+/// Every live table of a processor, by name and partition.
+#[derive(Debug, Default)]
+pub struct TableRegistry {
+    tables: RwLock<BTreeMap<String, BTreeMap<u32, Arc<TableStore>>>>,
+}
+
+impl TableRegistry {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    pub(crate) fn register(&self, name: &str, store: Arc<TableStore>) {
+        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        let parts = tables.entry(name.to_owned()).or_default();
+        if let Some(old) = parts.insert(store.partition, store.clone()) {
+            store.adopt_subscribers(&old);
+        }
+    }
+
+    fn parts(&self, name: &str) -> Vec<Arc<TableStore>> {
+        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        tables.get(name).map(|p| p.values().cloned().collect()).unwrap_or_default()
+    }
+
+    /// Names of the tables with at least one live partition.
+    pub fn names(&self) -> Vec<String> {
+        self.tables.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+    }
+
+    /// A typed reader of table `name`.
+    pub fn reader<K, V>(self: &Arc<Self>, name: &str) -> Result<TableReader<K, V>> {
+        if !self.tables.read().unwrap_or_else(|p| p.into_inner()).contains_key(name) {
+            return Err(Error::UnknownTable { name: name.to_owned() });
+        }
+        Ok(TableReader { registry: self.clone(), name: name.to_owned(), _types: PhantomData })
+    }
+
+    /// (keys, bytes) of one table over all its partitions.
+    pub fn size(&self, name: &str) -> (u64, u64) {
+        self.parts(name).iter().map(|s| s.size()).fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+    }
+}
+
+/// Reads a live table: get by key, scan a key range, subscribe to changes. Values that do not
+/// decode as `V` are skipped by scans and reported as `Err` by `get`.
+#[derive(Debug)]
+pub struct TableReader<K, V> {
+    registry: Arc<TableRegistry>,
+    name: String,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V> Clone for TableReader<K, V> {
+    fn clone(&self) -> Self {
+        Self { registry: self.registry.clone(), name: self.name.clone(), _types: PhantomData }
+    }
+}
+
+impl<K: Serialize + DeserializeOwned, V: DeserializeOwned> TableReader<K, V> {
+    /// The value of `key` (looked up in every partition; a key lives in one).
+    pub fn get(&self, key: &K) -> std::result::Result<Option<V>, String> {
+        let k = state_bytes(key).map_err(|e| e.to_string())?;
+        for part in self.registry.parts(&self.name) {
+            if let Some(v) = part.get(&k) {
+                return from_state_bytes(&v).map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Every entry with `from <= key < to` (bounds compared as JSON-encoded bytes, which for
+    /// strings is their byte order), sorted by encoded key across partitions.
+    pub fn range(&self, from: Bound<&K>, to: Bound<&K>) -> Vec<(K, V)> {
+        let enc = |b: Bound<&K>| match b {
+            Bound::Included(k) => state_bytes(k).map(Bound::Included),
+            Bound::Excluded(k) => state_bytes(k).map(Bound::Excluded),
+            Bound::Unbounded => Ok(Bound::Unbounded),
+        };
+        let (Ok(from), Ok(to)) = (enc(from), enc(to)) else { return Vec::new() };
+        let mut raw: Vec<(Bytes, Bytes)> = Vec::new();
+        for part in self.registry.parts(&self.name) {
+            raw.extend(part.range(as_slice(&from), as_slice(&to)));
+        }
+        raw.sort_by(|a, b| a.0.cmp(&b.0));
+        raw.iter()
+            .filter_map(|(k, v)| Some((from_state_bytes(k).ok()?, from_state_bytes(v).ok()?)))
+            .collect()
+    }
+
+    /// Every entry, sorted by encoded key.
+    pub fn scan(&self) -> Vec<(K, V)> {
+        self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// (keys, bytes of keys and values) over all partitions.
+    pub fn size(&self) -> (u64, u64) {
+        self.registry.size(&self.name)
+    }
+
+    /// Changes from now on, as tasks apply them.
+    pub fn subscribe(&self) -> Subscription<K, V> {
+        let (tx, rx) = mpsc::sync_channel(SUBSCRIBER_CAPACITY);
+        let sub = Arc::new(Subscriber { tx, lagged: AtomicBool::new(false) });
+        for part in self.registry.parts(&self.name) {
+            part.subscribe(sub.clone());
+        }
+        Subscription { rx, sub, _types: PhantomData }
+    }
+}
+
+fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(v) => Bound::Included(v.as_slice()),
+        Bound::Excluded(v) => Bound::Excluded(v.as_slice()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// A typed change of a table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change<K, V> {
+    pub key: K,
+    /// `None`: the key was deleted.
+    pub value: Option<V>,
+    pub ts: i64,
+}
+
+/// Why a subscription ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SubscriptionError {
+    #[error("the subscriber fell more than {SUBSCRIBER_CAPACITY} changes behind and was cut off")]
+    Lagged,
+    #[error("no change arrived before the timeout")]
+    Timeout,
+    #[error("the table's tasks are gone")]
+    Closed,
+    #[error("a change did not decode")]
+    Decode,
+}
+
+/// Receives a table's changes.
+#[derive(Debug)]
+pub struct Subscription<K, V> {
+    rx: Receiver<RawChange>,
+    sub: Arc<Subscriber>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K: DeserializeOwned, V: DeserializeOwned> Subscription<K, V> {
+    /// The next change, waiting at most `timeout`.
+    pub fn recv_timeout(
+        &self,
+        timeout: Duration,
+    ) -> std::result::Result<Change<K, V>, SubscriptionError> {
+        if self.sub.lagged.load(Ordering::Acquire) {
+            return Err(SubscriptionError::Lagged);
+        }
+        let raw = match self.rx.recv_timeout(timeout) {
+            Ok(raw) => raw,
+            Err(_) if self.sub.lagged.load(Ordering::Acquire) => {
+                return Err(SubscriptionError::Lagged);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => return Err(SubscriptionError::Timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Err(SubscriptionError::Closed),
+        };
+        let key = from_state_bytes(&raw.key).map_err(|_| SubscriptionError::Decode)?;
+        let value = match raw.value {
+            Some(v) => Some(from_state_bytes(&v).map_err(|_| SubscriptionError::Decode)?),
+            None => None,
+        };
+        Ok(Change { key, value, ts: raw.ts })
+    }
+}

@@ -1,0 +1,512 @@
+//! A [`Task`]: one partition of one sub-topology, processing its input and writing its outputs.
+//!
+//! A poll reads input, pushes each record through the task's graph (filling the output buffers
+//! of [`Cx`]), then appends the outputs — step journal first, then each output partition in
+//! topic/partition order — and every `snapshot_every_records` input records writes a snapshot.
+//!
+//! **Order of input.** With one source the task reads its partition in offset order. With
+//! several (co-partitioned sources: joins, tables) it merges them by event time: the next record
+//! is the buffered head with the smallest `(timestamp, source index)`. Which heads are buffered
+//! depends on what had been appended when the task read, so each run of records taken from one
+//! source is first recorded in the step journal (`<processor>-<version>-<sub>-steps`, partition =
+//! task partition) and, on restart, the journal is followed before anything new is decided. That
+//! makes the processing order — and so every output and every table — a function of the logs.
+//!
+//! **Restart.** Open loads the snapshot (if any), asks `recovery` for the highest output
+//! position already in each output partition, and re-processes the input after the snapshot;
+//! [`Cx::emit_to`] drops outputs at or below those positions. See `docs/processors.md`.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use eddy_storage::{BatchBuilder, Header, Record};
+
+use crate::context::{CurrentInput, Cx, OutRec, TaskMetrics};
+use crate::error::{Error, Result};
+use crate::graph::{Down, Rec};
+use crate::input::Input;
+use crate::log_access::{LogAccess, WaitFor};
+use crate::position::{POSITION_HEADER, writer_id};
+use crate::processor::{ProcessorDef, TaskId};
+use crate::recovery::{self, Step};
+use crate::snapshot::{self, Snapshot, SnapshotMeta};
+use crate::state::StateOp;
+use crate::table::{TableRegistry, TableStore};
+
+/// How a task reads, writes and snapshots.
+#[derive(Debug, Clone)]
+pub struct TaskConfig {
+    /// Snapshots go under `<state_dir>/<processor>-<version>/`.
+    pub state_dir: PathBuf,
+    /// Bytes asked of one read of an input partition.
+    pub read_max_bytes: usize,
+    /// Input records a poll processes at most (when merging several sources).
+    pub poll_max_records: u64,
+    /// A snapshot is written after at least this many input records since the last one.
+    pub snapshot_every_records: u64,
+    /// Output batches are cut at about this size.
+    pub batch_max_bytes: usize,
+}
+
+impl TaskConfig {
+    pub fn new(state_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            state_dir: state_dir.into(),
+            read_max_bytes: 1 << 20,
+            poll_max_records: 10_000,
+            snapshot_every_records: 100_000,
+            batch_max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Size of a task's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSize {
+    pub table_keys: u64,
+    /// Bytes of the tables' keys and values (JSON-encoded).
+    pub table_bytes: u64,
+    /// Entries held by operators (accumulators of open windows, join buffers, dedupe keys).
+    pub operator_entries: u64,
+}
+
+struct Journal {
+    topic: Arc<str>,
+    replay: VecDeque<Step>,
+    pending: Vec<Step>,
+}
+
+type Raw = Option<Bytes>;
+
+/// One task. Not `Send`: it is created and polled on one thread.
+pub struct Task {
+    id: TaskId,
+    def: Arc<ProcessorDef>,
+    logs: Arc<dyn LogAccess>,
+    config: TaskConfig,
+    inputs: Vec<Input>,
+    roots: Vec<Option<Down<Raw, Raw>>>,
+    cx: Cx,
+    n: u64,
+    state_ops: Vec<(u32, Rc<RefCell<dyn StateOp>>)>,
+    tables: BTreeMap<String, Arc<TableStore>>,
+    outputs: Vec<(Arc<str>, u32)>,
+    journal: Option<Journal>,
+    since_snapshot: u64,
+    snapshot_path: PathBuf,
+}
+
+impl std::fmt::Debug for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Task").field("id", &self.id).field("n", &self.n).finish()
+    }
+}
+
+impl Task {
+    pub(crate) fn open(
+        def: Arc<ProcessorDef>,
+        logs: Arc<dyn LogAccess>,
+        id: TaskId,
+        config: TaskConfig,
+        registry: &TableRegistry,
+    ) -> Result<Task> {
+        let mut w = def.wire(id.subtopology, id.partition)?;
+        let mut inputs = Vec::new();
+        let mut roots = Vec::new();
+        for &source in &w.sources {
+            let topic: Arc<str> = Arc::from(def.sources[source].as_str());
+            let start = logs.start_offset(&topic, id.partition)?;
+            inputs.push(Input::new(topic, id.partition, start));
+            roots.push(w.roots.remove(&source));
+        }
+        let writer = writer_id(&def.name, def.version, id.subtopology, id.partition);
+        let dead_letter = def.dead_letter.as_deref().map(Arc::from);
+        let mut cx = Cx::new(writer, id.partition, dead_letter);
+        let mut outputs = Vec::new();
+        for topic in &w.output_topics {
+            let count = logs.partition_count(topic)?;
+            let topic: Arc<str> = Arc::from(topic.as_str());
+            cx.partition_counts.insert(topic.clone(), count);
+            if def.is_changelog(&topic) {
+                outputs.push((topic, id.partition));
+            } else {
+                outputs.extend((0..count).map(|p| (topic.clone(), p)));
+            }
+        }
+        let journal = def.journal_topic(id.subtopology).map(|t| Journal {
+            topic: Arc::from(t),
+            replay: VecDeque::new(),
+            pending: Vec::new(),
+        });
+        let snapshot_path =
+            snapshot::path(&config.state_dir, &def.name, def.version, id.subtopology, id.partition);
+        let mut task = Task {
+            id,
+            def,
+            logs,
+            config,
+            inputs,
+            roots,
+            cx,
+            n: 0,
+            state_ops: std::mem::take(&mut w.state_ops),
+            tables: w.tables.into_iter().collect(),
+            outputs,
+            journal,
+            since_snapshot: 0,
+            snapshot_path,
+        };
+        task.recover()?;
+        for (name, store) in &task.tables {
+            registry.register(name, store.clone());
+        }
+        Ok(task)
+    }
+
+    pub fn id(&self) -> TaskId {
+        self.id
+    }
+
+    /// Input records processed since offset zero.
+    pub fn position(&self) -> u64 {
+        self.n
+    }
+
+    pub fn metrics(&self) -> TaskMetrics {
+        self.cx.metrics
+    }
+
+    pub fn state_size(&self) -> StateSize {
+        let mut size = StateSize::default();
+        for store in self.tables.values() {
+            let (keys, bytes) = store.size();
+            size.table_keys += keys;
+            size.table_bytes += bytes;
+        }
+        size.operator_entries = self.state_ops.iter().map(|(_, op)| op.borrow().entries()).sum();
+        size
+    }
+
+    /// Next offset to read of each input partition.
+    pub fn input_positions(&self) -> Vec<(String, u32, u64)> {
+        self.inputs.iter().map(|i| (i.topic.to_string(), i.partition, i.next)).collect()
+    }
+
+    /// Whether every input partition has been read to its current end.
+    pub fn caught_up(&self) -> Result<bool> {
+        if self.journal.as_ref().is_some_and(|j| !j.replay.is_empty()) {
+            return Ok(false);
+        }
+        for input in &self.inputs {
+            if input.head().is_some()
+                || input.next < self.logs.end_offset(&input.topic, input.partition)?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The input partitions and positions to wait on for new data.
+    pub fn wait_interests(&self) -> Vec<WaitFor<'_>> {
+        self.inputs
+            .iter()
+            .map(|i| WaitFor { topic: &i.topic, partition: i.partition, offset: i.next })
+            .collect()
+    }
+
+    /// Processes what input is available (one chunk, or up to `poll_max_records` when merging),
+    /// appends the outputs, and snapshots when due. Returns the number of input records
+    /// processed (0: nothing new).
+    pub fn poll(&mut self) -> Result<u64> {
+        let processed = if self.journal.as_ref().is_some_and(|j| !j.replay.is_empty()) {
+            self.replay_steps()?
+        } else if self.inputs.len() == 1 {
+            self.poll_single()?
+        } else {
+            self.poll_merged()?
+        };
+        self.flush()?;
+        if self.since_snapshot >= self.config.snapshot_every_records.max(1) {
+            self.snapshot()?;
+        }
+        Ok(processed)
+    }
+
+    fn poll_single(&mut self) -> Result<u64> {
+        let mut count = 0;
+        if !self.inputs[0].fill(&*self.logs, self.config.read_max_bytes)? {
+            return Ok(0);
+        }
+        while let Some(rec) = self.inputs[0].pop() {
+            self.process(0, rec);
+            count += 1;
+        }
+        Ok(count)
+    }
+
+    fn poll_merged(&mut self) -> Result<u64> {
+        let mut count = 0;
+        while count < self.config.poll_max_records {
+            let mut heads: Vec<(i64, usize)> = Vec::new();
+            for (i, input) in self.inputs.iter_mut().enumerate() {
+                if input.fill(&*self.logs, self.config.read_max_bytes)?
+                    && let Some(h) = input.head()
+                {
+                    heads.push((h.ts, i));
+                }
+            }
+            heads.sort_unstable();
+            let Some(&(_, i)) = heads.first() else { break };
+            let bound = heads.get(1).copied();
+            while let Some(h) = self.inputs[i].head() {
+                if bound.is_some_and(|b| (h.ts, i) >= b) {
+                    break;
+                }
+                let Some(rec) = self.inputs[i].pop() else { break };
+                self.process(i, rec);
+                count += 1;
+            }
+            self.record_step(i);
+        }
+        Ok(count)
+    }
+
+    fn record_step(&mut self, input: usize) {
+        let end = self.inputs[input].next;
+        let Some(journal) = &mut self.journal else { return };
+        match journal.pending.last_mut() {
+            Some(last) if last.input == input as u32 => last.end = end,
+            _ => journal.pending.push(Step { input: input as u32, end }),
+        }
+    }
+
+    /// Follows the journal: the steps the task took before it restarted.
+    fn replay_steps(&mut self) -> Result<u64> {
+        let mut count = 0;
+        while count < self.config.poll_max_records {
+            let Some(step) = self.journal.as_mut().and_then(|j| j.replay.pop_front()) else {
+                break;
+            };
+            let i = step.input as usize;
+            let topic = self.def.journal_topic(self.id.subtopology).unwrap_or_default();
+            let partition = self.id.partition;
+            let missing =
+                || Error::CorruptJournal { topic: topic.clone(), partition, offset: step.end };
+            if i >= self.inputs.len() {
+                return Err(missing());
+            }
+            while self.inputs[i].next < step.end {
+                if !self.inputs[i].fill(&*self.logs, self.config.read_max_bytes)? {
+                    return Err(missing());
+                }
+                while let Some(h) = self.inputs[i].head() {
+                    if h.offset >= step.end {
+                        break;
+                    }
+                    let Some(rec) = self.inputs[i].pop() else { break };
+                    self.process(i, rec);
+                    count += 1;
+                }
+                if self.inputs[i].head().is_some_and(|h| h.offset >= step.end) {
+                    break;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    fn process(&mut self, input: usize, rec: crate::input::Pending) {
+        self.cx.begin(self.n);
+        self.cx.current = Some(CurrentInput {
+            topic: self.inputs[input].topic.clone(),
+            offset: rec.offset,
+            ts: rec.ts,
+            key: rec.key.clone(),
+            value: rec.value.clone(),
+        });
+        if let Some(root) = &mut self.roots[input] {
+            root.push(Rec { key: rec.key, value: rec.value, ts: rec.ts }, &mut self.cx);
+        }
+        self.n += 1;
+        self.since_snapshot += 1;
+        self.cx.metrics.records_in += 1;
+    }
+
+    /// Appends the journal's new steps, then every buffered output.
+    fn flush(&mut self) -> Result<()> {
+        if let Some(journal) = &mut self.journal
+            && !journal.pending.is_empty()
+        {
+            let mut builder = BatchBuilder::new();
+            for step in journal.pending.drain(..) {
+                let value = step.encode();
+                builder.push(Record { timestamp: 0, key: None, value: Some(&value), headers: &[] });
+            }
+            let topic = journal.topic.clone();
+            let batch = builder.build_valid().map_err(|fault| self.bad_batch(&topic, fault))?;
+            self.logs.append(&topic, self.id.partition, &batch)?;
+        }
+        let out = std::mem::take(&mut self.cx.out);
+        for ((topic, partition), records) in out {
+            self.append_records(&topic, partition, &records)?;
+        }
+        Ok(())
+    }
+
+    fn append_records(&self, topic: &Arc<str>, partition: u32, records: &[OutRec]) -> Result<()> {
+        let mut builder = BatchBuilder::new();
+        for rec in records {
+            let pos = rec.pos.encode();
+            let mut headers = vec![Header { key: POSITION_HEADER, value: Some(&pos) }];
+            headers.extend(
+                rec.headers.iter().map(|(k, v)| Header { key: k.as_bytes(), value: Some(v) }),
+            );
+            builder.push(Record {
+                timestamp: rec.ts,
+                key: rec.key.as_deref(),
+                value: rec.value.as_deref(),
+                headers: &headers,
+            });
+            if builder.len_bytes() >= self.config.batch_max_bytes {
+                let full = std::mem::take(&mut builder);
+                self.append_batch(topic, partition, full)?;
+            }
+        }
+        if !builder.is_empty() {
+            self.append_batch(topic, partition, builder)?;
+        }
+        Ok(())
+    }
+
+    fn append_batch(&self, topic: &Arc<str>, partition: u32, builder: BatchBuilder) -> Result<()> {
+        let batch = builder.build_valid().map_err(|fault| self.bad_batch(topic, fault))?;
+        self.logs.append(topic, partition, &batch)?;
+        Ok(())
+    }
+
+    fn bad_batch(&self, topic: &str, fault: eddy_storage::BatchError) -> Error {
+        Error::BadBatch { topic: topic.to_owned(), partition: self.id.partition, offset: 0, fault }
+    }
+
+    /// Writes a snapshot of the task as of now (outputs are flushed to stable storage first).
+    pub fn snapshot(&mut self) -> Result<()> {
+        self.flush()?;
+        let mut outputs = Vec::new();
+        for (topic, partition) in &self.outputs {
+            self.logs.flush(topic, *partition)?;
+            outputs.push((topic.to_string(), *partition, self.logs.end_offset(topic, *partition)?));
+        }
+        let journal_end = match &self.journal {
+            Some(j) => Some(self.logs.end_offset(&j.topic, self.id.partition)?),
+            None => None,
+        };
+        let mut ops = Vec::new();
+        for (id, op) in &self.state_ops {
+            let mut bytes = Vec::new();
+            op.borrow()
+                .save(&mut bytes)
+                .map_err(|source| Error::EncodeState { op: *id, source })?;
+            ops.push((*id, bytes));
+        }
+        let mut tables = Vec::new();
+        for (name, store) in &self.tables {
+            let mut bytes = Vec::new();
+            store.save(&mut bytes).map_err(|source| Error::EncodeState { op: 0, source })?;
+            tables.push((name.clone(), bytes));
+        }
+        let meta = SnapshotMeta {
+            processor: self.def.name.clone(),
+            version: self.def.version,
+            subtopology: self.id.subtopology,
+            partition: self.id.partition,
+            n: self.n,
+            inputs: self.inputs.iter().map(|i| (i.topic.to_string(), i.next)).collect(),
+            journal_end,
+            outputs,
+        };
+        snapshot::write(&self.snapshot_path, &Snapshot { meta, ops, tables })?;
+        self.since_snapshot = 0;
+        tracing::debug!(task = %self.id, n = self.n, "snapshot written");
+        Ok(())
+    }
+
+    /// Loads the snapshot, learns what was already written, and queues the journal's steps.
+    fn recover(&mut self) -> Result<()> {
+        let snap = snapshot::read(&self.snapshot_path)?;
+        let mut output_from: BTreeMap<(String, u32), u64> = BTreeMap::new();
+        let mut journal_from = 0;
+        if let Some(snap) = snap {
+            self.restore(&snap)?;
+            output_from = snap.meta.outputs.iter().map(|(t, p, e)| ((t.clone(), *p), *e)).collect();
+            journal_from = snap.meta.journal_end.unwrap_or(0);
+        }
+        for (topic, partition) in &self.outputs {
+            let from = output_from.get(&(topic.to_string(), *partition)).copied().unwrap_or(0);
+            let found =
+                recovery::max_position(&*self.logs, topic, *partition, from, self.cx.writer_id)?;
+            if let Some(pos) = found {
+                self.cx.suppress.insert((topic.clone(), *partition), pos);
+            }
+        }
+        if let Some(journal) = &mut self.journal {
+            let steps = recovery::read_journal(
+                &*self.logs,
+                &journal.topic,
+                self.id.partition,
+                journal_from,
+            )?;
+            journal.replay = steps.into();
+        }
+        tracing::info!(
+            task = %self.id,
+            n = self.n,
+            suppressing = self.cx.suppress.len(),
+            replay_steps = self.journal.as_ref().map_or(0, |j| j.replay.len()),
+            "task opened"
+        );
+        Ok(())
+    }
+
+    fn restore(&mut self, snap: &Snapshot) -> Result<()> {
+        let mismatch =
+            |reason| Error::SnapshotMismatch { path: self.snapshot_path.clone(), reason };
+        let m = &snap.meta;
+        if m.processor != self.def.name
+            || m.version != self.def.version
+            || m.subtopology != self.id.subtopology
+            || m.partition != self.id.partition
+        {
+            return Err(mismatch("it belongs to another processor, version or task"));
+        }
+        for (topic, next) in &m.inputs {
+            let input = self.inputs.iter_mut().find(|i| &*i.topic == topic.as_str());
+            let Some(input) = input else { return Err(mismatch("an input topic is unknown")) };
+            *input = Input::new(input.topic.clone(), input.partition, *next);
+        }
+        for (id, bytes) in &snap.ops {
+            let Some((_, op)) = self.state_ops.iter().find(|(i, _)| i == id) else {
+                return Err(mismatch("an operator id is unknown"));
+            };
+            op.borrow_mut().load(bytes).map_err(|fault| Error::CorruptSnapshot {
+                path: self.snapshot_path.clone(),
+                fault,
+            })?;
+        }
+        for (name, bytes) in &snap.tables {
+            let Some(store) = self.tables.get(name) else {
+                return Err(mismatch("a table is unknown"));
+            };
+            store.load(&mut bytes.as_slice()).map_err(|fault| Error::CorruptSnapshot {
+                path: self.snapshot_path.clone(),
+                fault,
+            })?;
+        }
+        self.n = m.n;
+        Ok(())
+    }
+}
