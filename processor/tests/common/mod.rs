@@ -116,3 +116,34 @@ pub fn seed(default: u64) -> u64 {
     eprintln!("seed = {seed} (set EDDY_SEED to replay)");
     seed
 }
+
+/// Opens every task of `processor` on this thread and polls them until all have read their
+/// input to the end. Returns the tables and each task's counters.
+pub fn run_to_end(
+    processor: &eddy_processor::Processor,
+    logs: Arc<dyn LogAccess>,
+    config: &eddy_processor::TaskConfig,
+) -> (Arc<eddy_processor::TableRegistry>, Vec<eddy_processor::TaskMetrics>) {
+    let ids = processor.prepare(&*logs).unwrap();
+    let registry = eddy_processor::TableRegistry::new();
+    let mut tasks: Vec<_> = ids
+        .iter()
+        .map(|id| processor.open_task(logs.clone(), *id, config.clone(), &registry).unwrap())
+        .collect();
+    poll_to_end(&mut tasks);
+    let metrics = tasks.iter().map(|t| t.metrics()).collect();
+    (registry, metrics)
+}
+
+/// Polls `tasks` until none makes progress and all are caught up.
+pub fn poll_to_end(tasks: &mut [eddy_processor::Task]) {
+    loop {
+        let mut progressed = false;
+        for t in tasks.iter_mut() {
+            progressed |= t.poll().unwrap() > 0;
+        }
+        if !progressed && tasks.iter().all(|t| t.caught_up().unwrap()) {
+            return;
+        }
+    }
+}
