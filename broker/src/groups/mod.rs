@@ -294,9 +294,17 @@ impl Coordinator {
                 session_timeout_ms: m.session_timeout_ms,
             })
             .collect();
-        // Every committed partition, and every partition of a subscribed topic.
+        // Every committed partition, and every partition of a topic the group has committed
+        // in or subscribes to: a partition the group never committed still counts toward its
+        // lag, even once the group has no members to say what it subscribes to.
         let mut tps: BTreeSet<Tp> = group.offsets.keys().cloned().collect();
-        for topic in group.members.values().flat_map(|m| m.subscriptions.iter()) {
+        let read: BTreeSet<&String> = group
+            .offsets
+            .keys()
+            .map(|(topic, _)| topic)
+            .chain(group.members.values().flat_map(|m| m.subscriptions.iter()))
+            .collect();
+        for topic in read {
             for p in 0..topics.partitions(topic).unwrap_or(0) {
                 tps.insert((topic.clone(), p));
             }
