@@ -50,8 +50,17 @@ pub enum BrokerError {
         "member {member:?} of group {group:?} sent epoch {sent}, its epoch is {current}: rejoin"
     )]
     FencedEpoch { group: String, member: String, sent: i32, current: i32 },
-    #[error("member {member:?} of group {group:?}: epoch {sent} is stale for {topic}-{partition} ({reason})")]
-    StaleEpoch { group: String, member: String, sent: i32, topic: String, partition: u32, reason: &'static str },
+    #[error(
+        "member {member:?} of group {group:?}: epoch {sent} is stale for {topic}-{partition} ({reason})"
+    )]
+    StaleEpoch {
+        group: String,
+        member: String,
+        sent: i32,
+        topic: String,
+        partition: u32,
+        reason: &'static str,
+    },
     #[error("member {member:?} of group {group:?} does not own {topic}-{partition}")]
     NotAssigned { group: String, member: String, topic: String, partition: u32 },
     #[error("group {group:?} has {members} active member(s); {what} needs an empty group")]

@@ -70,9 +70,7 @@ impl Broker {
             Rq::OffsetFetch(r) => Rs::OffsetFetch(self.offset_fetch(&r)?),
             Rq::ListGroups(_) => Rs::ListGroups(self.list_groups().await?),
             Rq::DescribeGroup(r) => Rs::DescribeGroup(self.describe_group(&r.group_id).await?),
-            Rq::ResetGroupOffsets(r) => {
-                Rs::ResetGroupOffsets(self.reset_group_offsets(&r).await?)
-            }
+            Rq::ResetGroupOffsets(r) => Rs::ResetGroupOffsets(self.reset_group_offsets(&r).await?),
             Rq::DeleteGroup(r) => {
                 self.delete_group(&r.group_id).await?;
                 Rs::DeleteGroup(v1::DeleteGroupResponse {})

@@ -116,9 +116,8 @@ impl<T: Transport> Admin<T> {
         &self,
         group: &str,
     ) -> Result<v1::DescribeGroupResponse, ClientError> {
-        let body = request::Body::DescribeGroup(v1::DescribeGroupRequest {
-            group_id: group.to_owned(),
-        });
+        let body =
+            request::Body::DescribeGroup(v1::DescribeGroupRequest { group_id: group.to_owned() });
         expect_body!(self.transport.call(body).await?, DescribeGroup)
     }
 

@@ -238,7 +238,10 @@ impl<T: Transport> GroupConsumer<T> {
     }
 
     /// Commits these offsets (each the next offset to read) and waits for them.
-    pub async fn commit_offsets(&mut self, offsets: &[(String, u32, u64)]) -> Result<(), ClientError> {
+    pub async fn commit_offsets(
+        &mut self,
+        offsets: &[(String, u32, u64)],
+    ) -> Result<(), ClientError> {
         if let Some(previous) = self.in_flight.take() {
             // Commits land in order: an older asynchronous commit may not overwrite this one.
             let _ = previous.await;
@@ -262,8 +265,10 @@ impl<T: Transport> GroupConsumer<T> {
             Err(e) if e.code() == Some(ErrorCode::StaleMemberEpoch) => {
                 // Our epoch moved on at the broker: heartbeat, then retry what we still own.
                 self.heartbeat().await?;
-                let still: Vec<(String, u32, u64)> =
-                    fresh.into_iter().filter(|(t, p, _)| self.owned.contains(&(t.clone(), *p))).collect();
+                let still: Vec<(String, u32, u64)> = fresh
+                    .into_iter()
+                    .filter(|(t, p, _)| self.owned.contains(&(t.clone(), *p)))
+                    .collect();
                 commit(&*self.transport, self.commit_request(&still)).await?;
                 for (t, p, o) in still {
                     self.committed.insert((t, p), o);
@@ -310,7 +315,10 @@ impl<T: Transport> GroupConsumer<T> {
             member_epoch: -1,
             ..Default::default()
         };
-        expect_body!(self.transport.call(request::Body::GroupHeartbeat(request)).await?, GroupHeartbeat)?;
+        expect_body!(
+            self.transport.call(request::Body::GroupHeartbeat(request)).await?,
+            GroupHeartbeat
+        )?;
         Ok(())
     }
 
@@ -323,10 +331,16 @@ impl<T: Transport> GroupConsumer<T> {
     fn commit_request(&self, offsets: &[(String, u32, u64)]) -> v1::OffsetCommitRequest {
         let mut topics: Vec<v1::OffsetCommitTopic> = Vec::new();
         for (topic, partition, offset) in offsets {
-            let p = v1::OffsetCommitPartition { partition: *partition, offset: *offset, metadata: String::new() };
+            let p = v1::OffsetCommitPartition {
+                partition: *partition,
+                offset: *offset,
+                metadata: String::new(),
+            };
             match topics.iter_mut().find(|t| t.topic == *topic) {
                 Some(t) => t.partitions.push(p),
-                None => topics.push(v1::OffsetCommitTopic { topic: topic.clone(), partitions: vec![p] }),
+                None => {
+                    topics.push(v1::OffsetCommitTopic { topic: topic.clone(), partitions: vec![p] })
+                }
             }
         }
         v1::OffsetCommitRequest {
@@ -366,7 +380,12 @@ impl<T: Transport> GroupConsumer<T> {
         let answer = self.transport.call(request::Body::GroupHeartbeat(request)).await;
         let response = match answer.and_then(|body| expect_body!(body, GroupHeartbeat)) {
             Ok(r) => r,
-            Err(e) if matches!(e.code(), Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch)) => {
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch)
+                ) =>
+            {
                 tracing::warn!(group = %self.config.group, member = %self.member_id, error = %e, "fenced; joining again");
                 self.lose_all().await;
                 return Ok(true);
@@ -387,7 +406,8 @@ impl<T: Transport> GroupConsumer<T> {
             .iter()
             .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), *p)))
             .collect();
-        let revoked: BTreeSet<TopicPartition> = self.owned.difference(&assignment).cloned().collect();
+        let revoked: BTreeSet<TopicPartition> =
+            self.owned.difference(&assignment).cloned().collect();
         let added: BTreeSet<TopicPartition> = assignment.difference(&self.owned).cloned().collect();
         if !revoked.is_empty() {
             let list: Vec<TopicPartition> = revoked.iter().cloned().collect();
@@ -466,7 +486,8 @@ type CommitTask = JoinHandle<Result<(), ClientError>>;
 fn split_handle(task: CommitTask) -> (CommitTask, CommitTask) {
     let (tx, rx) = tokio::sync::watch::channel::<Option<Result<(), ClientError>>>(None);
     let waiter = tokio::spawn(async move {
-        let outcome = task.await.unwrap_or(Err(ClientError::UnexpectedResponse("commit task ended early")));
+        let outcome =
+            task.await.unwrap_or(Err(ClientError::UnexpectedResponse("commit task ended early")));
         let _ = tx.send(Some(outcome.clone()));
         outcome
     });
@@ -478,7 +499,10 @@ fn split_handle(task: CommitTask) -> (CommitTask, CommitTask) {
     (waiter, follower)
 }
 
-async fn commit<T: Transport>(transport: &T, request: v1::OffsetCommitRequest) -> Result<(), ClientError> {
+async fn commit<T: Transport>(
+    transport: &T,
+    request: v1::OffsetCommitRequest,
+) -> Result<(), ClientError> {
     if request.topics.is_empty() {
         return Ok(());
     }
@@ -489,7 +513,11 @@ async fn commit<T: Transport>(transport: &T, request: v1::OffsetCommitRequest) -
             if let Some(error) = p.error
                 && error.error_code() != ErrorCode::None
             {
-                return Err(ClientError::Partition { topic: t.topic, partition: p.partition, error });
+                return Err(ClientError::Partition {
+                    topic: t.topic,
+                    partition: p.partition,
+                    error,
+                });
             }
         }
     }

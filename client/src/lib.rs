@@ -36,12 +36,12 @@ use std::sync::Arc;
 use eddy_protocol::v1::{self, request, response};
 
 pub use admin::{Admin, GroupReset, ListedOffset, OffsetQuery};
-pub use group::{
-    CommitHandle, GroupConfig, GroupConsumer, NoListener, RebalanceListener, TopicPartition,
-};
 pub use consumer::{ConsumedBatch, Consumer, ConsumerConfig, SeekTo};
 pub use eddy_protocol::ErrorCode;
 pub use eddy_protocol::v1::{Acks, TopicConfig};
+pub use group::{
+    CommitHandle, GroupConfig, GroupConsumer, NoListener, RebalanceListener, TopicPartition,
+};
 pub use producer::{Delivery, Producer, ProducerConfig};
 pub use record::{ConsumerRecord, ProducerRecord, RecordHeader, RecordMetadata};
 pub use tcp::{Connection, ConnectionOptions};

@@ -161,7 +161,7 @@ impl BrokerProcess {
 
 /// Sends `signal` to `pid`, which must be a child of ours that has not been reaped.
 #[allow(unsafe_code)]
-fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
+pub fn signal(pid: u32, signal: libc::c_int) -> io::Result<()> {
     let pid = libc::pid_t::try_from(pid).map_err(io::Error::other)?;
     // SAFETY: kill(2) reads no memory of ours, it only takes two integers. The one hazard is
     // signalling the wrong process: callers pass the pid of a child they hold and have not yet

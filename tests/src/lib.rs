@@ -12,6 +12,8 @@
 //! - [`broker`]: a real `eddy serve` process on an ephemeral port (start, SIGTERM, SIGKILL, RSS).
 //! - [`raw_client`]: a blocking client that puts exact frames on the wire, with read deadlines.
 //! - [`hostile`]: hostile frames for the broker, each with the answer a correct broker gives.
+//! - [`members`]: consumer group members as processes (`eddy-group-member`), watched through
+//!   their output.
 //! - [`workload`]: client-level records as a pure function of (seed, index), and a reader that
 //!   walks a whole topic through the client's consumer.
 
@@ -20,6 +22,7 @@ pub mod check;
 pub mod child;
 pub mod generate;
 pub mod hostile;
+pub mod members;
 pub mod raw_client;
 pub mod workload;
 

@@ -182,7 +182,9 @@ async fn consume_in_group(
             }
             let done = !owned.is_empty()
                 && owned.iter().all(|p| {
-                    member.position(topic, *p).is_some_and(|pos| ends.get(p).is_some_and(|e| pos >= *e))
+                    member
+                        .position(topic, *p)
+                        .is_some_and(|pos| ends.get(p).is_some_and(|e| pos >= *e))
                 });
             if done {
                 break;

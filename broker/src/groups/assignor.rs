@@ -63,13 +63,19 @@ fn empty_target(members: &BTreeMap<String, BTreeSet<String>>) -> Target {
     members.keys().map(|m| (m.clone(), BTreeSet::new())).collect()
 }
 
-fn subscribers<'a>(members: &'a BTreeMap<String, BTreeSet<String>>, topic: &str) -> Vec<&'a String> {
+fn subscribers<'a>(
+    members: &'a BTreeMap<String, BTreeSet<String>>,
+    topic: &str,
+) -> Vec<&'a String> {
     members.iter().filter(|(_, subs)| subs.contains(topic)).map(|(m, _)| m).collect()
 }
 
 /// Per topic, contiguous ranges over the subscribers in id order; the first `count % n` get
 /// one more.
-fn range(members: &BTreeMap<String, BTreeSet<String>>, partitions: &BTreeMap<String, u32>) -> Target {
+fn range(
+    members: &BTreeMap<String, BTreeSet<String>>,
+    partitions: &BTreeMap<String, u32>,
+) -> Target {
     let mut target = empty_target(members);
     for (topic, &count) in partitions {
         let subs = subscribers(members, topic);
@@ -244,8 +250,8 @@ mod tests {
         assert_eq!(counts(&after_leave), vec![2, 2, 2]);
     }
 
-    fn arb_group() -> impl Strategy<Value = (BTreeMap<String, BTreeSet<String>>, BTreeMap<String, u32>)>
-    {
+    fn arb_group()
+    -> impl Strategy<Value = (BTreeMap<String, BTreeSet<String>>, BTreeMap<String, u32>)> {
         let topics = prop::collection::btree_map("[a-c]", 1u32..9, 1..4);
         topics.prop_flat_map(|parts| {
             let names: Vec<String> = parts.keys().cloned().collect();

@@ -93,8 +93,11 @@ impl Broker {
         let to = r.to.ok_or(BrokerError::Malformed("reset needs a target offset"))?;
         let mut offsets = Vec::with_capacity(topic.partitions.len());
         for (p, log) in topic.partitions.iter().enumerate() {
-            let storage =
-                |source| BrokerError::Storage { topic: r.topic.clone(), partition: p as u32, source };
+            let storage = |source| BrokerError::Storage {
+                topic: r.topic.clone(),
+                partition: p as u32,
+                source,
+            };
             let offset = match to {
                 To::Earliest(_) => log.start_offset(),
                 To::Latest(_) => log.next_offset(),

@@ -116,7 +116,10 @@ impl Coordinator {
         validate_group_id(&r.group_id)?;
         let assignor = match r.assignor.as_str() {
             "" => None,
-            name => Some(Assignor::parse(name).ok_or_else(|| BrokerError::UnsupportedAssignor(name.to_string()))?),
+            name => Some(
+                Assignor::parse(name)
+                    .ok_or_else(|| BrokerError::UnsupportedAssignor(name.to_string()))?,
+            ),
         };
         if r.member_epoch < -1 {
             return Err(BrokerError::Malformed("member_epoch below -1"));
@@ -136,11 +139,16 @@ impl Coordinator {
         };
         let mut groups = self.lock();
         if r.member_epoch != 0 && !groups.contains_key(&r.group_id) {
-            return Err(BrokerError::UnknownMember { group: r.group_id.clone(), member: r.member_id.clone() });
+            return Err(BrokerError::UnknownMember {
+                group: r.group_id.clone(),
+                member: r.member_id.clone(),
+            });
         }
         let group = groups.entry(r.group_id.clone()).or_insert_with(|| Group::new(&r.group_id));
         let partitions = |t: &str| topics.partitions(t);
-        let reply = group.heartbeat(hb, Instant::now(), &self.timing, &partitions, || self.member_id(&r.client_id));
+        let reply = group.heartbeat(hb, Instant::now(), &self.timing, &partitions, || {
+            self.member_id(&r.client_id)
+        });
         // Whatever happened (an expiry, a join) is persisted even when the reply is an error.
         let upto = self.persist(group, &[]);
         let reply = reply?;
@@ -167,13 +175,19 @@ impl Coordinator {
         validate_group_id(&r.group_id)?;
         let mut groups = self.lock();
         if !r.member_id.is_empty() && !groups.contains_key(&r.group_id) {
-            return Err(BrokerError::UnknownMember { group: r.group_id.clone(), member: r.member_id.clone() });
+            return Err(BrokerError::UnknownMember {
+                group: r.group_id.clone(),
+                member: r.member_id.clone(),
+            });
         }
         let group = groups.entry(r.group_id.clone()).or_insert_with(|| Group::new(&r.group_id));
         group.expire(Instant::now());
         if !r.member_id.is_empty() && !group.members.contains_key(&r.member_id) {
             self.persist_quietly(group);
-            return Err(BrokerError::UnknownMember { group: r.group_id.clone(), member: r.member_id.clone() });
+            return Err(BrokerError::UnknownMember {
+                group: r.group_id.clone(),
+                member: r.member_id.clone(),
+            });
         }
         if r.member_id.is_empty() && !group.members.is_empty() {
             return Err(BrokerError::GroupNotEmpty {
@@ -193,12 +207,19 @@ impl Coordinator {
                 let tp = (t.topic.clone(), p.partition);
                 let check = match count {
                     None => Err(BrokerError::UnknownTopic(t.topic.clone())),
-                    Some(n) if p.partition >= n => Err(BrokerError::UnknownPartition { topic: t.topic.clone(), partition: p.partition }),
+                    Some(n) if p.partition >= n => Err(BrokerError::UnknownPartition {
+                        topic: t.topic.clone(),
+                        partition: p.partition,
+                    }),
                     Some(_) => group.check_owner(&r.member_id, r.member_epoch, &tp),
                 };
                 let error = match check {
                     Ok(()) => {
-                        let c = Committed { offset: p.offset, metadata: p.metadata.clone(), commit_time_ms: now };
+                        let c = Committed {
+                            offset: p.offset,
+                            metadata: p.metadata.clone(),
+                            commit_time_ms: now,
+                        };
                         writes.push((offset_key(&r.group_id, &tp), Some(to_json(&c))));
                         accepted.push((tp, c));
                         None
@@ -214,7 +235,10 @@ impl Coordinator {
         Ok((v1::OffsetCommitResponse { topics: results }, upto))
     }
 
-    pub fn fetch_offsets(&self, r: &v1::OffsetFetchRequest) -> Result<v1::OffsetFetchResponse, BrokerError> {
+    pub fn fetch_offsets(
+        &self,
+        r: &v1::OffsetFetchRequest,
+    ) -> Result<v1::OffsetFetchResponse, BrokerError> {
         validate_group_id(&r.group_id)?;
         let groups = self.lock();
         let group = groups.get(&r.group_id);
@@ -232,11 +256,18 @@ impl Coordinator {
     }
 
     /// Checks that a member's fetch reads only partitions it owns at its epoch.
-    pub fn check_fetch(&self, m: &v1::GroupMemberRef, tps: &[Tp]) -> Result<Option<u64>, BrokerError> {
+    pub fn check_fetch(
+        &self,
+        m: &v1::GroupMemberRef,
+        tps: &[Tp],
+    ) -> Result<Option<u64>, BrokerError> {
         validate_group_id(&m.group_id)?;
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(&m.group_id) else {
-            return Err(BrokerError::UnknownMember { group: m.group_id.clone(), member: m.member_id.clone() });
+            return Err(BrokerError::UnknownMember {
+                group: m.group_id.clone(),
+                member: m.member_id.clone(),
+            });
         };
         group.expire(Instant::now());
         let upto = self.persist_quietly(group);
@@ -354,13 +385,20 @@ impl Coordinator {
         if !group.members.is_empty() {
             let members = group.members.len();
             self.persist_quietly(group);
-            return Err(BrokerError::GroupNotEmpty { group: id.to_string(), members, what: "an offset reset" });
+            return Err(BrokerError::GroupNotEmpty {
+                group: id.to_string(),
+                members,
+                what: "an offset reset",
+            });
         }
         let now = now_ms();
         let committed: Vec<(Tp, Committed)> = offsets
             .iter()
             .map(|&(p, offset)| {
-                ((topic.to_string(), p), Committed { offset, metadata: String::new(), commit_time_ms: now })
+                (
+                    (topic.to_string(), p),
+                    Committed { offset, metadata: String::new(), commit_time_ms: now },
+                )
             })
             .collect();
         let writes: Vec<Write> =
@@ -382,12 +420,22 @@ impl Coordinator {
         if !group.members.is_empty() {
             let members = group.members.len();
             self.persist_quietly(group);
-            return Err(BrokerError::GroupNotEmpty { group: id.to_string(), members, what: "deleting it" });
+            return Err(BrokerError::GroupNotEmpty {
+                group: id.to_string(),
+                members,
+                what: "deleting it",
+            });
         }
-        let mut writes: Vec<Write> = group.offsets.keys().map(|tp| (offset_key(id, tp), None)).collect();
+        let mut writes: Vec<Write> =
+            group.offsets.keys().map(|tp| (offset_key(id, tp), None)).collect();
         // Members expelled just now, then the group record last: replay drops everything
         // of a group whose record is deleted.
-        writes.extend(group.dirty_members.iter().map(|m| (Key::Member { group: id.to_string(), member: m.clone() }, None)));
+        writes.extend(
+            group
+                .dirty_members
+                .iter()
+                .map(|m| (Key::Member { group: id.to_string(), member: m.clone() }, None)),
+        );
         writes.push((Key::Group { group: id.to_string() }, None));
         let upto = records::append(&self.log, &writes, now_ms())?;
         groups.remove(id);
@@ -426,7 +474,8 @@ pub fn group_tps(tps: &BTreeSet<Tp>) -> Vec<v1::TopicPartitions> {
 }
 
 pub fn validate_group_id(id: &str) -> Result<(), BrokerError> {
-    let bad = |reason| Err(BrokerError::InvalidGroupId { id: id.chars().take(300).collect(), reason });
+    let bad =
+        |reason| Err(BrokerError::InvalidGroupId { id: id.chars().take(300).collect(), reason });
     if id.is_empty() {
         return bad("empty");
     }

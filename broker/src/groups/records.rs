@@ -70,7 +70,8 @@ pub fn dirty_writes(group: &Group) -> Vec<Write> {
 pub fn append(log: &Log, writes: &[Write], now_ms: i64) -> Result<Option<u64>, BrokerError> {
     let mut last = None;
     let mut builder = BatchBuilder::new();
-    let storage = |source| BrokerError::Storage { topic: OFFSETS_TOPIC.into(), partition: 0, source };
+    let storage =
+        |source| BrokerError::Storage { topic: OFFSETS_TOPIC.into(), partition: 0, source };
     let mut flush = |builder: BatchBuilder| -> Result<(), BrokerError> {
         let batch: ValidBatch = builder.build_valid().map_err(|e| storage(e.into()))?;
         let info = log.append_valid_unsynced(&batch).map_err(storage)?;
@@ -79,7 +80,12 @@ pub fn append(log: &Log, writes: &[Write], now_ms: i64) -> Result<Option<u64>, B
     };
     for (key, value) in writes {
         let key = to_json(key);
-        builder.push(Record { timestamp: now_ms, key: Some(&key), value: value.as_deref(), headers: &[] });
+        builder.push(Record {
+            timestamp: now_ms,
+            key: Some(&key),
+            value: value.as_deref(),
+            headers: &[],
+        });
         if builder.len_bytes() >= MAX_WRITE_BATCH {
             flush(std::mem::take(&mut builder))?;
         }
@@ -95,7 +101,8 @@ pub fn append(log: &Log, writes: &[Write], now_ms: i64) -> Result<Option<u64>, B
 pub fn replay(log: &Log, now: Instant) -> Result<BTreeMap<String, Group>, BrokerError> {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut members: BTreeMap<(String, String), MemberState> = BTreeMap::new();
-    let storage = |source| BrokerError::Storage { topic: OFFSETS_TOPIC.into(), partition: 0, source };
+    let storage =
+        |source| BrokerError::Storage { topic: OFFSETS_TOPIC.into(), partition: 0, source };
     let end = log.next_offset();
     let mut at = log.start_offset();
     let mut records = 0u64;
@@ -147,36 +154,48 @@ fn apply(
         tracing::warn!(offset, "skipping a record of {OFFSETS_TOPIC} whose key does not parse");
         return;
     };
-    let bad_value = || tracing::warn!(offset, "skipping a record of {OFFSETS_TOPIC} whose value does not parse");
+    let bad_value = || {
+        tracing::warn!(offset, "skipping a record of {OFFSETS_TOPIC} whose value does not parse")
+    };
     match (key, value) {
         (Key::Group { group }, None) => {
             groups.remove(&group);
             members.retain(|(g, _), _| *g != group);
         }
         (Key::Group { group }, Some(v)) => match serde_json::from_slice::<GroupValue>(v) {
-            Ok(v) => groups.entry(group.clone()).or_insert_with(|| Group::new(&group)).epoch = v.epoch,
+            Ok(v) => {
+                groups.entry(group.clone()).or_insert_with(|| Group::new(&group)).epoch = v.epoch
+            }
             Err(_) => bad_value(),
         },
         (Key::Member { group, member }, None) => {
             members.remove(&(group, member));
         }
-        (Key::Member { group, member }, Some(v)) => match serde_json::from_slice::<MemberState>(v) {
-            Ok(state) => {
-                groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
-                members.insert((group, member), state);
+        (Key::Member { group, member }, Some(v)) => {
+            match serde_json::from_slice::<MemberState>(v) {
+                Ok(state) => {
+                    groups.entry(group.clone()).or_insert_with(|| Group::new(&group));
+                    members.insert((group, member), state);
+                }
+                Err(_) => bad_value(),
             }
-            Err(_) => bad_value(),
-        },
+        }
         (Key::Offset { group, topic, partition }, None) => {
             if let Some(g) = groups.get_mut(&group) {
                 g.offsets.remove(&(topic, partition));
             }
         }
-        (Key::Offset { group, topic, partition }, Some(v)) => match serde_json::from_slice::<Committed>(v) {
-            Ok(c) => {
-                groups.entry(group.clone()).or_insert_with(|| Group::new(&group)).offsets.insert((topic, partition), c);
+        (Key::Offset { group, topic, partition }, Some(v)) => {
+            match serde_json::from_slice::<Committed>(v) {
+                Ok(c) => {
+                    groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group))
+                        .offsets
+                        .insert((topic, partition), c);
+                }
+                Err(_) => bad_value(),
             }
-            Err(_) => bad_value(),
-        },
+        }
     }
 }

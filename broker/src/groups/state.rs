@@ -83,7 +83,8 @@ impl Member {
     /// A member read back at startup: its timers start now.
     pub fn from_state(s: MemberState, now: Instant) -> Member {
         let owned: BTreeMap<Tp, i32> = s.owned.into_iter().map(|(t, p, e)| ((t, p), e)).collect();
-        let revoking: BTreeSet<Tp> = s.revoking.into_iter().filter(|tp| owned.contains_key(tp)).collect();
+        let revoking: BTreeSet<Tp> =
+            s.revoking.into_iter().filter(|tp| owned.contains_key(tp)).collect();
         Member {
             client_id: s.client_id,
             epoch: s.epoch,
@@ -201,7 +202,11 @@ impl Group {
             .collect();
         for id in &expired {
             if let Some(m) = self.members.remove(id) {
-                let why = if m.session_deadline <= now { "session timed out" } else { "did not release revoked partitions in time" };
+                let why = if m.session_deadline <= now {
+                    "session timed out"
+                } else {
+                    "did not release revoked partitions in time"
+                };
                 tracing::info!(group = %self.id, member = %id, reason = why, "member expelled");
             }
             self.dirty_members.insert(id.clone());
@@ -230,7 +235,11 @@ impl Group {
             .members
             .iter()
             .map(|(id, m)| {
-                let prev = self.target.get(id).cloned().unwrap_or_else(|| m.owned.keys().cloned().collect());
+                let prev = self
+                    .target
+                    .get(id)
+                    .cloned()
+                    .unwrap_or_else(|| m.owned.keys().cloned().collect());
                 (id.clone(), prev)
             })
             .collect();
@@ -253,12 +262,16 @@ impl Group {
         } else {
             hb.session_timeout_ms.clamp(timing.min_session_ms, timing.max_session_ms)
         };
-        let rebalance_ms =
-            if hb.rebalance_timeout_ms == 0 { timing.default_rebalance_ms } else { hb.rebalance_timeout_ms };
+        let rebalance_ms = if hb.rebalance_timeout_ms == 0 {
+            timing.default_rebalance_ms
+        } else {
+            hb.rebalance_timeout_ms
+        };
         let id = match hb.member_epoch {
             -1 => return Ok(self.leave(&hb.member_id)),
             0 => {
-                let id = if hb.member_id.is_empty() { new_member_id() } else { hb.member_id.clone() };
+                let id =
+                    if hb.member_id.is_empty() { new_member_id() } else { hb.member_id.clone() };
                 // A fenced member joining again under its old id starts from nothing; what it
                 // owned is free.
                 self.members.remove(&id);
@@ -300,7 +313,10 @@ impl Group {
                     m.subscriptions = hb.subscriptions.clone();
                     m.assignor = hb.assignor;
                 }
-                if m.session_timeout_ms != session_ms || m.rebalance_timeout_ms != rebalance_ms || m.client_id != hb.client_id {
+                if m.session_timeout_ms != session_ms
+                    || m.rebalance_timeout_ms != rebalance_ms
+                    || m.client_id != hb.client_id
+                {
                     m.session_timeout_ms = session_ms;
                     m.rebalance_timeout_ms = rebalance_ms;
                     m.client_id = hb.client_id.clone();
@@ -318,7 +334,13 @@ impl Group {
 
     /// Moves `id` one step toward its target: takes back what it released, revokes what it
     /// must give up, grants what is free.
-    fn reconcile(&mut self, id: &str, reported: &BTreeSet<Tp>, now: Instant, timing: &Timing) -> HeartbeatReply {
+    fn reconcile(
+        &mut self,
+        id: &str,
+        reported: &BTreeSet<Tp>,
+        now: Instant,
+        timing: &Timing,
+    ) -> HeartbeatReply {
         let target = self.target.get(id).cloned().unwrap_or_default();
         let held_elsewhere: BTreeSet<Tp> = self
             .members
@@ -329,10 +351,17 @@ impl Group {
         let group = self.id.clone();
         let Some(m) = self.members.get_mut(id) else {
             // Unreachable: the caller just inserted or found the member.
-            return HeartbeatReply { member_id: id.to_string(), member_epoch: -1, heartbeat_interval_ms: timing.heartbeat_interval_ms, session_timeout_ms: 0, assignment: BTreeSet::new() };
+            return HeartbeatReply {
+                member_id: id.to_string(),
+                member_epoch: -1,
+                heartbeat_interval_ms: timing.heartbeat_interval_ms,
+                session_timeout_ms: 0,
+                assignment: BTreeSet::new(),
+            };
         };
         let before = m.to_state();
-        let released: Vec<Tp> = m.revoking.iter().filter(|tp| !reported.contains(*tp)).cloned().collect();
+        let released: Vec<Tp> =
+            m.revoking.iter().filter(|tp| !reported.contains(*tp)).cloned().collect();
         for tp in released {
             m.revoking.remove(&tp);
             m.owned.remove(&tp);
@@ -437,7 +466,8 @@ impl Group {
             return "empty";
         }
         let settled = self.members.iter().all(|(id, m)| {
-            m.revoking.is_empty() && self.target.get(id).is_none_or(|t| t.iter().all(|tp| m.owned.contains_key(tp)))
+            m.revoking.is_empty()
+                && self.target.get(id).is_none_or(|t| t.iter().all(|tp| m.owned.contains_key(tp)))
         });
         if settled && self.target_for.is_some() { "stable" } else { "reconciling" }
     }
@@ -445,7 +475,10 @@ impl Group {
     /// Target partitions `id` does not own yet.
     pub fn pending(&self, id: &str) -> BTreeSet<Tp> {
         let Some(m) = self.members.get(id) else { return BTreeSet::new() };
-        self.target.get(id).map(|t| t.iter().filter(|tp| !m.owned.contains_key(*tp)).cloned().collect()).unwrap_or_default()
+        self.target
+            .get(id)
+            .map(|t| t.iter().filter(|tp| !m.owned.contains_key(*tp)).cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The member owning `tp`, if any.
@@ -508,11 +541,18 @@ mod tests {
     }
 
     /// Heartbeats every member (which releases what it was told to) until nothing changes.
-    fn settle(g: &mut Group, now: Instant, owned: &mut BTreeMap<String, (i32, BTreeSet<Tp>)>, revoked: &mut BTreeMap<String, BTreeSet<Tp>>) {
+    fn settle(
+        g: &mut Group,
+        now: Instant,
+        owned: &mut BTreeMap<String, (i32, BTreeSet<Tp>)>,
+        revoked: &mut BTreeMap<String, BTreeSet<Tp>>,
+    ) {
         for _ in 0..10 {
             let mut changed = false;
             for (id, (epoch, held)) in owned.iter_mut() {
-                let r = g.heartbeat(hb(id, *epoch, held), now, &TIMING, &six, || unreachable!()).unwrap();
+                let r = g
+                    .heartbeat(hb(id, *epoch, held), now, &TIMING, &six, || unreachable!())
+                    .unwrap();
                 for tp in held.difference(&r.assignment) {
                     revoked.entry(id.clone()).or_default().insert(tp.clone());
                 }
@@ -535,14 +575,18 @@ mod tests {
         let mut g = Group::new("g");
         let mut owned = BTreeMap::new();
         for name in ["a", "b", "c"] {
-            let r = g.heartbeat(hb("", 0, &BTreeSet::new()), now, &TIMING, &six, || name.to_string()).unwrap();
+            let r = g
+                .heartbeat(hb("", 0, &BTreeSet::new()), now, &TIMING, &six, || name.to_string())
+                .unwrap();
             owned.insert(name.to_string(), (r.member_epoch, r.assignment));
         }
         let mut revoked = BTreeMap::new();
         settle(&mut g, now, &mut owned, &mut revoked);
         assert!(owned.values().all(|(_, s)| s.len() == 2), "{owned:?}");
         revoked.clear();
-        let r = g.heartbeat(hb("", 0, &BTreeSet::new()), now, &TIMING, &six, || "d".to_string()).unwrap();
+        let r = g
+            .heartbeat(hb("", 0, &BTreeSet::new()), now, &TIMING, &six, || "d".to_string())
+            .unwrap();
         assert!(r.assignment.is_empty(), "nothing is free yet");
         owned.insert("d".into(), (r.member_epoch, r.assignment));
         settle(&mut g, now, &mut owned, &mut revoked);
@@ -563,32 +607,56 @@ mod tests {
     fn expired_member_is_fenced_and_its_partitions_move() {
         let now = Instant::now();
         let mut g = Group::new("g");
-        let a = g.heartbeat(hb("", 0, &BTreeSet::new()), now, &TIMING, &six, || "a".into()).unwrap();
+        let a =
+            g.heartbeat(hb("", 0, &BTreeSet::new()), now, &TIMING, &six, || "a".into()).unwrap();
         assert_eq!(a.assignment.len(), 6);
         let tp = ("t".to_string(), 0);
         g.check_owner("a", a.member_epoch, &tp).unwrap();
-        let b = g.heartbeat(hb("", 0, &BTreeSet::new()), now, &TIMING, &six, || "b".into()).unwrap();
+        let b =
+            g.heartbeat(hb("", 0, &BTreeSet::new()), now, &TIMING, &six, || "b".into()).unwrap();
         assert!(b.assignment.is_empty());
         // a goes silent; b keeps heartbeating past a's session.
         let mid = now + Duration::from_millis(2000);
-        let r = g.heartbeat(hb("b", b.member_epoch, &BTreeSet::new()), mid, &TIMING, &six, || unreachable!()).unwrap();
+        let r = g
+            .heartbeat(
+                hb("b", b.member_epoch, &BTreeSet::new()),
+                mid,
+                &TIMING,
+                &six,
+                || unreachable!(),
+            )
+            .unwrap();
         assert!(r.assignment.is_empty(), "a still holds everything");
         let later = now + Duration::from_millis(3001);
         let mut b_owned = BTreeSet::new();
         let mut epoch = b.member_epoch;
         for _ in 0..3 {
-            let r = g.heartbeat(hb("b", epoch, &b_owned), later, &TIMING, &six, || unreachable!()).unwrap();
+            let r = g
+                .heartbeat(hb("b", epoch, &b_owned), later, &TIMING, &six, || unreachable!())
+                .unwrap();
             b_owned = r.assignment;
             epoch = r.member_epoch;
         }
         assert_eq!(b_owned.len(), 6);
-        assert!(matches!(g.check_owner("a", a.member_epoch, &tp), Err(BrokerError::UnknownMember { .. })));
         assert!(matches!(
-            g.heartbeat(hb("a", a.member_epoch, &a.assignment), later, &TIMING, &six, || unreachable!()),
+            g.check_owner("a", a.member_epoch, &tp),
+            Err(BrokerError::UnknownMember { .. })
+        ));
+        assert!(matches!(
+            g.heartbeat(
+                hb("a", a.member_epoch, &a.assignment),
+                later,
+                &TIMING,
+                &six,
+                || unreachable!()
+            ),
             Err(BrokerError::UnknownMember { .. })
         ));
         // An epoch from before b's grant is stale.
-        assert!(matches!(g.check_owner("b", b.member_epoch, &tp), Err(BrokerError::StaleEpoch { .. })));
+        assert!(matches!(
+            g.check_owner("b", b.member_epoch, &tp),
+            Err(BrokerError::StaleEpoch { .. })
+        ));
         g.check_owner("b", epoch, &tp).unwrap();
     }
 }
