@@ -208,23 +208,42 @@ impl Broker {
     async fn fetch(&self, r: &v1::FetchRequest) -> v1::FetchResponse {
         let wait = Duration::from_millis(u64::from(r.max_wait_ms)).min(MAX_FETCH_WAIT);
         let deadline = Instant::now() + wait;
+        let groups = &self.inner.groups;
         loop {
-            // Register for a wake-up before reading, so an append between the read and the
-            // wait is not missed.
+            // Register for wake-ups before reading, so an append (or a group change) between
+            // the read and the wait is not missed.
             let appended = self.inner.appended.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
-            let (response, bytes) = self.read_partitions(r);
+            let changed = groups.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let (mut response, bytes) = self.read_partitions(r);
+            response.heartbeat_now = r.member.as_ref().is_some_and(|m| groups.needs_heartbeat(m));
             // As in Kafka: min_bytes 0 answers at once, and so does any partition error (the
             // client has to act on it; waiting would only delay that).
             let failed =
                 response.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error.is_some());
             let enough = r.min_bytes == 0 || bytes >= u64::from(r.min_bytes);
-            if enough || failed || Instant::now() >= deadline || self.is_shutting_down() {
+            let done = enough || failed || response.heartbeat_now;
+            if done || Instant::now() >= deadline || self.is_shutting_down() {
                 return response;
             }
-            if tokio::time::timeout_at(deadline, appended).await.is_err() {
-                return self.read_partitions(r).0;
+            let woken = async {
+                if r.member.is_some() {
+                    tokio::select! {
+                        () = appended => {}
+                        () = changed => {}
+                    }
+                } else {
+                    appended.await;
+                }
+            };
+            if tokio::time::timeout_at(deadline, woken).await.is_err() {
+                let (mut response, _) = self.read_partitions(r);
+                response.heartbeat_now =
+                    r.member.as_ref().is_some_and(|m| groups.needs_heartbeat(m));
+                return response;
             }
         }
     }
@@ -299,7 +318,7 @@ impl Broker {
                 v1::FetchTopicResult { topic: t.topic.clone(), partitions }
             })
             .collect();
-        (v1::FetchResponse { topics }, total)
+        (v1::FetchResponse { topics, heartbeat_now: false }, total)
     }
 
     /// Largest record payload one fetch answer carries: the frame limit less room for the

@@ -13,6 +13,7 @@ use prost::encoding::{WireType, encode_key, encode_varint, encoded_len_varint, k
 const RESPONSE_CORRELATION_ID: u32 = 1;
 const RESPONSE_FETCH: u32 = 17;
 const FETCH_TOPICS: u32 = 1;
+const FETCH_HEARTBEAT_NOW: u32 = 2;
 const TOPIC_NAME: u32 = 1;
 const TOPIC_PARTITIONS: u32 = 2;
 const PARTITION_RECORDS: u32 = 5;
@@ -71,8 +72,10 @@ fn encode_fetch(correlation_id: u64, fetch: v1::FetchResponse) -> Vec<Bytes> {
                 .map(|(p, r)| len_delimited(TOPIC_PARTITIONS, partition_len(p, r)))
                 .sum::<usize>()
     };
-    let fetch_len: usize =
-        topics.iter().map(|(n, ps)| len_delimited(FETCH_TOPICS, topic_len(n, ps))).sum();
+    // A true bool is its key and one byte; false is not written (proto3 default).
+    let hint_len = if fetch.heartbeat_now { key_len(FETCH_HEARTBEAT_NOW) + 1 } else { 0 };
+    let fetch_len: usize = hint_len
+        + topics.iter().map(|(n, ps)| len_delimited(FETCH_TOPICS, topic_len(n, ps))).sum::<usize>();
     let id_len = if correlation_id == 0 {
         0
     } else {
@@ -109,6 +112,11 @@ fn encode_fetch(correlation_id: u64, fetch: v1::FetchResponse) -> Vec<Bytes> {
                 chunks.push(records.clone());
             }
         }
+    }
+    if fetch.heartbeat_now {
+        // After the topics, as prost writes fields in number order.
+        encode_key(FETCH_HEARTBEAT_NOW, WireType::Varint, &mut head);
+        encode_varint(1, &mut head);
     }
     if !head.is_empty() {
         chunks.push(head.freeze());
@@ -162,8 +170,9 @@ mod tests {
                 ],
             ),
         ];
-        for (id, topics) in cases {
+        for (n, (id, topics)) in cases.into_iter().enumerate() {
             let fetch = FetchResponse {
+                heartbeat_now: n % 2 == 1,
                 topics: topics
                     .into_iter()
                     .map(|(name, parts)| FetchTopicResult {
@@ -195,6 +204,7 @@ mod tests {
     fn records_are_not_copied() {
         let records = Bytes::from(vec![9u8; 1000]);
         let fetch = FetchResponse {
+            heartbeat_now: false,
             topics: vec![FetchTopicResult {
                 topic: "t".into(),
                 partitions: vec![FetchPartitionResult {

@@ -93,16 +93,23 @@ pub struct Consumer<T: Transport> {
     topics: BTreeMap<String, TopicState>,
     /// Sent with every fetch when the consumer reads for a group member (fencing).
     member: Option<v1::GroupMemberRef>,
+    /// The last fetch answer asked the group member to heartbeat at once.
+    heartbeat_now: bool,
 }
 
 impl<T: Transport> Consumer<T> {
     pub fn new(transport: T, config: ConsumerConfig) -> Self {
-        Self { transport, config, topics: BTreeMap::new(), member: None }
+        Self { transport, config, topics: BTreeMap::new(), member: None, heartbeat_now: false }
     }
 
     /// Fetch as this group member: the broker then refuses partitions the member does not own.
     pub(crate) fn set_member(&mut self, member: Option<v1::GroupMemberRef>) {
         self.member = member;
+    }
+
+    /// Whether the last fetch asked the group member to heartbeat now (and forgets it).
+    pub(crate) fn take_heartbeat_hint(&mut self) -> bool {
+        std::mem::take(&mut self.heartbeat_now)
     }
 
     pub fn transport(&self) -> &T {
@@ -179,6 +186,7 @@ impl<T: Transport> Consumer<T> {
         }
         let response =
             expect_body!(self.transport.call(request::Body::Fetch(fetch)).await?, Fetch)?;
+        self.heartbeat_now |= response.heartbeat_now;
         let mut batches = Vec::new();
         let mut moves = Vec::new();
         let mut resets = Vec::new();

@@ -278,7 +278,7 @@ fn fetch(state: &State, f: &v1::FetchRequest) -> v1::FetchResponse {
                 .collect(),
         })
         .collect();
-    v1::FetchResponse { topics }
+    v1::FetchResponse { topics, heartbeat_now: false }
 }
 
 fn list_offsets(state: &State, l: &v1::ListOffsetsRequest) -> v1::ListOffsetsResponse {

@@ -213,7 +213,11 @@ impl<T: Transport> GroupConsumer<T> {
             tokio::time::sleep(wait).await;
             return Ok(Vec::new());
         }
-        match self.consumer.poll(wait).await {
+        let polled = self.consumer.poll(wait).await;
+        if self.consumer.take_heartbeat_hint() {
+            self.next_heartbeat = Instant::now();
+        }
+        match polled {
             Ok(batches) => Ok(batches),
             Err(e) => match e.code() {
                 Some(ErrorCode::UnknownMemberId | ErrorCode::FencedMemberEpoch) => {

@@ -52,6 +52,9 @@ pub trait TopicView {
 #[derive(Debug)]
 pub struct Coordinator {
     groups: Mutex<BTreeMap<String, Group>>,
+    /// Woken whenever a group's membership or ownership changes, so parked member fetches can
+    /// tell their members to heartbeat at once.
+    pub changed: tokio::sync::Notify,
     log: Arc<Log>,
     timing: Timing,
     next_member: AtomicU64,
@@ -61,7 +64,13 @@ impl Coordinator {
     /// Rebuilds every group from `log` (the internal topic's only partition).
     pub fn open(log: Arc<Log>, timing: Timing) -> Result<Coordinator, BrokerError> {
         let groups = records::replay(&log, Instant::now())?;
-        Ok(Coordinator { groups: Mutex::new(groups), log, timing, next_member: AtomicU64::new(0) })
+        Ok(Coordinator {
+            groups: Mutex::new(groups),
+            changed: tokio::sync::Notify::new(),
+            log,
+            timing,
+            next_member: AtomicU64::new(0),
+        })
     }
 
     /// The internal topic's log, for waiting on durability.
@@ -85,11 +94,15 @@ impl Coordinator {
 
     /// Writes `group`'s dirty parts and `extra`; clears the dirty marks once written.
     fn persist(&self, group: &mut Group, extra: &[Write]) -> Result<Option<u64>, BrokerError> {
+        let membership = group.dirty || !group.dirty_members.is_empty();
         let mut writes = records::dirty_writes(group);
         writes.extend_from_slice(extra);
         let upto = records::append(&self.log, &writes, now_ms())?;
         group.dirty = false;
         group.dirty_members.clear();
+        if membership {
+            self.changed.notify_waiters();
+        }
         Ok(upto)
     }
 
@@ -278,6 +291,11 @@ impl Coordinator {
             group.check_owner(&m.member_id, m.member_epoch, tp)?;
         }
         Ok(upto)
+    }
+
+    /// Should this member heartbeat now rather than at its interval?
+    pub fn needs_heartbeat(&self, m: &v1::GroupMemberRef) -> bool {
+        self.lock().get(&m.group_id).is_none_or(|g| g.needs_heartbeat(&m.member_id))
     }
 
     /// Expires members in every group, then lists them.

@@ -460,6 +460,21 @@ impl Group {
         }
     }
 
+    /// Would a heartbeat from `id` change what it owns (a partition to release, or one to
+    /// take that nobody holds)? Also true when the target is out of date.
+    pub fn needs_heartbeat(&self, id: &str) -> bool {
+        let Some(m) = self.members.get(id) else { return true };
+        if self.target_for.is_none() || !m.revoking.is_empty() {
+            return true;
+        }
+        let empty = BTreeSet::new();
+        let target = self.target.get(id).unwrap_or(&empty);
+        if m.owned.keys().any(|tp| !target.contains(tp)) {
+            return true;
+        }
+        target.iter().any(|tp| !m.owned.contains_key(tp) && self.owner(tp).is_none())
+    }
+
     /// "empty", "stable" or "reconciling".
     pub fn state(&self) -> &'static str {
         if self.members.is_empty() {
