@@ -54,17 +54,17 @@ impl Step {
     }
 }
 
-/// The journal entries from `from` on.
+/// The journal entries from `from` on, with their offsets.
 pub(crate) fn read_journal(
     logs: &dyn LogAccess,
     topic: &str,
     partition: u32,
     from: u64,
-) -> Result<Vec<Step>> {
+) -> Result<Vec<(u64, Step)>> {
     let mut steps = Vec::new();
     let mut bad = None;
     scan(logs, topic, partition, from, |offset, _, value| match value.and_then(Step::decode) {
-        Some(step) => steps.push(step),
+        Some(step) => steps.push((offset, step)),
         None => {
             bad.get_or_insert(offset);
         }

@@ -45,6 +45,11 @@ pub(crate) struct SnapshotMeta {
     pub journal_end: Option<u64>,
     /// End offset of every output partition when the snapshot was taken.
     pub outputs: Vec<(String, u32, u64)>,
+    /// Output positions the task had found already written but not yet re-reached (a snapshot
+    /// taken while re-processing after a restart): (topic, partition, n, index). Those outputs
+    /// lie before `outputs`' ends, so the next recovery would not find them by scanning.
+    #[serde(default)]
+    pub suppress: Vec<(String, u32, u64, u32)>,
 }
 
 /// A decoded snapshot.

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Down, Rec};
 use crate::input::Input;
 use crate::log_access::{LogAccess, WaitFor};
-use crate::position::{POSITION_HEADER, writer_id};
+use crate::position::{POSITION_HEADER, Position, writer_id};
 use crate::processor::{ProcessorDef, TaskId};
 use crate::recovery::{self, Step};
 use crate::snapshot::{self, Snapshot, SnapshotMeta};
@@ -76,8 +76,13 @@ pub struct StateSize {
 
 struct Journal {
     topic: Arc<str>,
-    replay: VecDeque<Step>,
+    /// Steps recorded before a restart and not yet replayed, with their journal offsets.
+    replay: VecDeque<(u64, Step)>,
+    /// Steps taken but not yet appended.
     pending: Vec<Step>,
+    /// Journal offset up to which the task's state reflects the steps (what a snapshot
+    /// records; during a replay it trails the journal's end).
+    pos: u64,
 }
 
 type Raw = Option<Bytes>;
@@ -141,6 +146,7 @@ impl Task {
             topic: Arc::from(t),
             replay: VecDeque::new(),
             pending: Vec::new(),
+            pos: 0,
         });
         let snapshot_path =
             snapshot::path(&config.state_dir, &def.name, def.version, id.subtopology, id.partition);
@@ -289,9 +295,9 @@ impl Task {
     fn replay_steps(&mut self) -> Result<u64> {
         let mut count = 0;
         while count < self.config.poll_max_records {
-            let Some(step) = self.journal.as_mut().and_then(|j| j.replay.pop_front()) else {
-                break;
-            };
+            let Some(journal) = &mut self.journal else { break };
+            let Some((offset, step)) = journal.replay.pop_front() else { break };
+            journal.pos = offset + 1;
             let i = step.input as usize;
             let topic = self.def.journal_topic(self.id.subtopology).unwrap_or_default();
             let partition = self.id.partition;
@@ -349,7 +355,10 @@ impl Task {
             }
             let topic = journal.topic.clone();
             let batch = builder.build_valid().map_err(|fault| self.bad_batch(&topic, fault))?;
-            self.logs.append(&topic, self.id.partition, &batch)?;
+            let appended = self.logs.append(&topic, self.id.partition, &batch)?;
+            if let Some(journal) = &mut self.journal {
+                journal.pos = appended.last_offset + 1;
+            }
         }
         let out = std::mem::take(&mut self.cx.out);
         for ((topic, partition), records) in out {
@@ -401,10 +410,7 @@ impl Task {
             self.logs.flush(topic, *partition)?;
             outputs.push((topic.to_string(), *partition, self.logs.end_offset(topic, *partition)?));
         }
-        let journal_end = match &self.journal {
-            Some(j) => Some(self.logs.end_offset(&j.topic, self.id.partition)?),
-            None => None,
-        };
+        let journal_end = self.journal.as_ref().map(|j| j.pos);
         let mut ops = Vec::new();
         for (id, op) in &self.state_ops {
             let mut bytes = Vec::new();
@@ -428,6 +434,12 @@ impl Task {
             inputs: self.inputs.iter().map(|i| (i.topic.to_string(), i.next)).collect(),
             journal_end,
             outputs,
+            suppress: self
+                .cx
+                .suppress
+                .iter()
+                .map(|((t, p), pos)| (t.to_string(), *p, pos.n, pos.index))
+                .collect(),
         };
         snapshot::write(&self.snapshot_path, &Snapshot { meta, ops, tables })?;
         self.since_snapshot = 0;
@@ -439,17 +451,28 @@ impl Task {
     fn recover(&mut self) -> Result<()> {
         let snap = snapshot::read(&self.snapshot_path)?;
         let mut output_from: BTreeMap<(String, u32), u64> = BTreeMap::new();
+        let mut carried: BTreeMap<(String, u32), Position> = BTreeMap::new();
         let mut journal_from = 0;
         if let Some(snap) = snap {
             self.restore(&snap)?;
             output_from = snap.meta.outputs.iter().map(|(t, p, e)| ((t.clone(), *p), *e)).collect();
+            carried = snap
+                .meta
+                .suppress
+                .iter()
+                .map(|(t, p, n, index)| {
+                    ((t.clone(), *p), Position { writer: self.cx.writer_id, n: *n, index: *index })
+                })
+                .collect();
             journal_from = snap.meta.journal_end.unwrap_or(0);
         }
         for (topic, partition) in &self.outputs {
-            let from = output_from.get(&(topic.to_string(), *partition)).copied().unwrap_or(0);
+            let key = (topic.to_string(), *partition);
+            let from = output_from.get(&key).copied().unwrap_or(0);
             let found =
                 recovery::max_position(&*self.logs, topic, *partition, from, self.cx.writer_id)?;
-            if let Some(pos) = found {
+            // Outputs after the snapshot's ends come later than any it carried.
+            if let Some(pos) = found.or_else(|| carried.get(&key).copied()) {
                 self.cx.suppress.insert((topic.clone(), *partition), pos);
             }
         }
@@ -461,6 +484,7 @@ impl Task {
                 journal_from,
             )?;
             journal.replay = steps.into();
+            journal.pos = journal_from;
         }
         tracing::info!(
             task = %self.id,
