@@ -54,7 +54,7 @@ pub use log_access::{Appended, LogAccess, WaitFor};
 pub use operators::WindowedStream;
 pub use ops::join::JoinWindow;
 pub use ops::window::{Emit, WindowKind, Windowed, Windows};
-pub use position::{POSITION_HEADER, Position, murmur2, partition_for_key};
+pub use position::{POSITION_HEADER, Position, fnv1a64, murmur2, partition_for_key};
 pub use processor::{Processor, TaskId};
 pub use runtime::{RunningProcessor, RuntimeConfig, TaskStatus};
 pub use table::{Change, RawChange, Subscription, SubscriptionError, TableReader, TableRegistry};
