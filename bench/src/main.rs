@@ -13,10 +13,13 @@
 //! produce       produce then consume through the client, TCP against embedded
 //! e2e           publish-to-receive latency at --rate records/s, both transports
 //! recovery      Log::open time with 10, 100, 1000 sealed segments, after a clean stop and kill -9
+//! groups        consumer group throughput with 1, 2, 4 members, against one plain consumer
+//! rebalance     time from a member leaving (or dying) to every partition owned again
 //! ```
 #![allow(clippy::print_stdout)]
 
 mod baseline;
+mod groups;
 mod machine;
 mod net;
 mod recovery;
@@ -30,7 +33,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(workload) = args.next() else {
         bail!(
-            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e"
+            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e, recovery, groups, rebalance"
         );
     };
     if workload == "recovery-fill" {
@@ -45,8 +48,12 @@ fn main() -> Result<()> {
         "produce" => net::run_produce_consume(&opts)?,
         "e2e" => net::run_e2e(&opts)?,
         "recovery" => recovery::run(&opts)?,
+        "groups" => groups::run_throughput(&opts)?,
+        "rebalance" => groups::run_rebalance(&opts)?,
         other => {
-            bail!("unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery)")
+            bail!(
+                "unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery, groups, rebalance)"
+            )
         }
     };
     report::print(&results);

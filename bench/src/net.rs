@@ -23,16 +23,16 @@ use crate::workload::Options;
 const TOPIC: &str = "bench";
 
 /// A broker served on loopback from its own runtime, stopped on drop.
-struct Served {
-    broker: Broker,
-    addr: String,
-    runtime: tokio::runtime::Runtime,
+pub(crate) struct Served {
+    pub(crate) broker: Broker,
+    pub(crate) addr: String,
+    pub(crate) runtime: tokio::runtime::Runtime,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
 
 impl Served {
-    fn start(opts: &Options) -> Result<Self> {
+    pub(crate) fn start(opts: &Options) -> Result<Self> {
         let dir = opts.tempdir()?;
         let config = BrokerConfig { data_dir: dir.path().join("data"), ..BrokerConfig::default() };
         let broker = Broker::open_with(config)?;
