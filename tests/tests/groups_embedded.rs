@@ -263,3 +263,72 @@ async fn two_members_share_a_topic_and_the_survivor_continues_from_the_commits()
     assert_eq!((again.state.as_str(), again.members.len()), ("empty", 0));
     broker.close().unwrap();
 }
+
+/// Auto-commit, asynchronous commits (which land in order) and seeking within an owned
+/// partition, on one member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_and_auto_commits_land_in_order_and_seek_moves_within_owned_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open_with(config(dir.path())).unwrap();
+    let admin = Admin::new(broker.clone());
+    let topic = TopicConfig { partitions: Some(PARTITIONS), ..TopicConfig::default() };
+    admin.create_topic(TOPIC, topic).await.unwrap();
+    let producer = Producer::new(broker.clone(), ProducerConfig::default()).unwrap();
+    produce(&producer, "a", 400).await;
+
+    let mut c = GroupConfig::new(GROUP, &[TOPIC]);
+    c.session_timeout = Some(SESSION);
+    c.auto_commit = None;
+    let mut member =
+        GroupConsumer::subscribe(broker.clone(), c, Recorder::default()).await.unwrap();
+    let deadline = Instant::now() + PHASE_LIMIT;
+    let mut read = 0;
+    let mut handles = Vec::new();
+    while read < 400 {
+        assert!(Instant::now() < deadline, "read {read} of 400");
+        for b in member.poll(POLL_WAIT).await.unwrap() {
+            read += b.to_records().unwrap().len();
+        }
+        // Fire-and-forget commits after each poll; each later one carries larger offsets.
+        handles.push(member.commit_async());
+    }
+    for h in handles {
+        h.wait().await.unwrap();
+    }
+    let committed = admin.committed_offsets(GROUP, &[]).await.unwrap();
+    let ends: Vec<u64> = (0..PARTITIONS).map(|p| member.position(TOPIC, p).unwrap()).collect();
+    assert_eq!(committed.iter().map(|c| c.offset.unwrap()).collect::<Vec<_>>(), ends);
+    assert_eq!(ends.iter().sum::<u64>(), 400);
+
+    // Seek back within an owned partition: its records come again; a partition the member
+    // does not own cannot be sought.
+    assert_eq!(member.seek(TOPIC, 0, eddy_client::SeekTo::Offset(90)).await.unwrap(), 90);
+    let mut again = 0;
+    while again < ends[0] - 90 {
+        assert!(Instant::now() < deadline, "re-read {again}");
+        for b in member.poll(POLL_WAIT).await.unwrap() {
+            assert_eq!(b.partition(), 0);
+            again += b.to_records().unwrap().len() as u64;
+        }
+    }
+    assert!(member.seek(TOPIC, PARTITIONS, eddy_client::SeekTo::Earliest).await.is_err());
+    member.close().await.unwrap();
+
+    // Auto-commit: a member that only polls commits on its interval and when it leaves.
+    produce(&producer, "b", 40).await;
+    let mut c = GroupConfig::new(GROUP, &[TOPIC]);
+    c.session_timeout = Some(SESSION);
+    c.auto_commit = Some(Duration::from_millis(1));
+    let mut member =
+        GroupConsumer::subscribe(broker.clone(), c, Recorder::default()).await.unwrap();
+    let mut fresh = 0;
+    while fresh < 40 {
+        assert!(Instant::now() < deadline, "read {fresh} of 40 new records");
+        for b in member.poll(POLL_WAIT).await.unwrap() {
+            fresh += b.to_records().unwrap().len();
+        }
+    }
+    member.close().await.unwrap();
+    let committed = admin.committed_offsets(GROUP, &[]).await.unwrap();
+    assert_eq!(committed.iter().map(|c| c.offset.unwrap()).sum::<u64>(), 440);
+}
