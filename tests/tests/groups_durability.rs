@@ -18,7 +18,12 @@ const PARTITIONS: u32 = 4;
 const CYCLES: usize = 5;
 const ENV: &[(&str, &str)] = &[("EDDY_GROUP_MIN_SESSION_TIMEOUT_MS", "200")];
 
-fn heartbeat(client: &mut RawClient, id: &str, epoch: i32, owned: bool) -> v1::GroupHeartbeatResponse {
+fn heartbeat(
+    client: &mut RawClient,
+    id: &str,
+    epoch: i32,
+    owned: bool,
+) -> v1::GroupHeartbeatResponse {
     let owned = if owned {
         vec![v1::TopicPartitions { topic: "t".into(), partitions: (0..PARTITIONS).collect() }]
     } else {
@@ -125,7 +130,10 @@ fn acknowledged_commits_and_membership_survive_kill9_and_restart() {
         assert_eq!(m.assigned[0].partitions, all);
         assert_eq!(d.state, "stable");
         let again = heartbeat(&mut client, &id, epoch, true);
-        assert_eq!((again.member_epoch, again.assignment[0].partitions.clone()), (epoch, all.clone()));
+        assert_eq!(
+            (again.member_epoch, again.assignment[0].partitions.clone()),
+            (epoch, all.clone())
+        );
         // Later commits carry on from whatever landed.
         sent = sent.max(offsets.iter().copied().max().unwrap_or(0));
     }
