@@ -57,9 +57,11 @@ fn main() -> anyhow::Result<()> {
         .event_time(|_, line, ts| time_of(line).unwrap_or(ts))
         .map_values(|_, _| ());
     by_url.aggregate("requests-per-url", Count)?;
-    by_url
-        .window(Windows::tumbling(HOUR_MS).grace(60_000))
-        .aggregate("requests-per-url-hour", Count, Emit::Final)?;
+    by_url.window(Windows::tumbling(HOUR_MS).grace(60_000)).aggregate(
+        "requests-per-url-hour",
+        Count,
+        Emit::Final,
+    )?;
     let processor = b.build()?;
     let t = Instant::now();
     let running = processor.start(logs.clone(), RuntimeConfig::new(dir.join("state")))?;

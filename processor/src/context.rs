@@ -19,8 +19,8 @@ use crate::position::Position;
 /// One buffered output record.
 #[derive(Debug, Clone)]
 pub(crate) struct OutRec {
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
     pub ts: i64,
     pub pos: Position,
     /// Extra headers (the dead-letter reason and origin).
@@ -97,8 +97,8 @@ impl Cx {
         &mut self,
         topic: &Arc<str>,
         partition: u32,
-        key: Option<Vec<u8>>,
-        value: Option<Vec<u8>>,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
         ts: i64,
         headers: Vec<(&'static str, Vec<u8>)>,
     ) {
@@ -122,8 +122,8 @@ impl Cx {
     pub fn emit_keyed(
         &mut self,
         topic: &Arc<str>,
-        key: Option<Vec<u8>>,
-        value: Option<Vec<u8>>,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
         ts: i64,
     ) {
         let count = self.partition_counts.get(topic).copied().unwrap_or(1).max(1);
@@ -155,8 +155,6 @@ impl Cx {
         ];
         let count = self.partition_counts.get(&topic).copied().unwrap_or(1).max(1);
         let partition = self.partition % count;
-        let key = input.key.map(|k| k.to_vec());
-        let value = input.value.map(|v| v.to_vec());
-        self.emit_to(&topic, partition, key, value, input.ts, headers);
+        self.emit_to(&topic, partition, input.key, input.value, input.ts, headers);
     }
 }

@@ -12,6 +12,7 @@
 //! changelog topic itself holds each change once.
 
 use std::collections::BTreeMap;
+use std::collections::btree_map::Entry;
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -50,7 +51,7 @@ struct Subscriber {
 pub(crate) struct TableStore {
     pub partition: u32,
     pub changelog: Arc<str>,
-    map: RwLock<BTreeMap<Vec<u8>, Bytes>>,
+    map: RwLock<BTreeMap<Bytes, Bytes>>,
     bytes: AtomicU64,
     subscribers: Mutex<Vec<Arc<Subscriber>>>,
 }
@@ -69,26 +70,36 @@ impl TableStore {
     /// Sets (or with `None` deletes) `key`, appends the change to the changelog and tells
     /// subscribers. A write of the value already there changes nothing and writes nothing.
     pub fn put(&self, key: Vec<u8>, value: Option<Vec<u8>>, ts: i64, cx: &mut Cx) {
+        let key = Bytes::from(key);
         let value = value.map(Bytes::from);
         {
             let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-            if map.get(&key) == value.as_ref() {
-                return;
-            }
-            let (old, new) = match &value {
-                Some(v) => (map.insert(key.clone(), v.clone()), key.len() + v.len()),
-                None => (map.remove(&key), 0),
+            // One lookup per change: the map is large and its keys share long prefixes.
+            let (added, removed) = match &value {
+                Some(v) => match map.entry(key.clone()) {
+                    Entry::Occupied(mut e) if e.get() != v => {
+                        let old = e.insert(v.clone());
+                        (v.len(), old.len())
+                    }
+                    Entry::Occupied(_) => return,
+                    Entry::Vacant(e) => {
+                        e.insert(v.clone());
+                        (key.len() + v.len(), 0)
+                    }
+                },
+                None => match map.remove(&key[..]) {
+                    Some(old) => (0, key.len() + old.len()),
+                    None => return,
+                },
             };
-            let old = old.map_or(0, |o| key.len() + o.len());
-            self.bytes.fetch_add(new as u64, Ordering::Relaxed);
-            self.bytes.fetch_sub(old as u64, Ordering::Relaxed);
+            self.bytes.fetch_add(added as u64, Ordering::Relaxed);
+            self.bytes.fetch_sub(removed as u64, Ordering::Relaxed);
         }
-        let key = Bytes::from(key);
         cx.emit_to(
             &self.changelog,
             self.partition,
-            Some(key.to_vec()),
-            value.as_ref().map(|v| v.to_vec()),
+            Some(key.clone()),
+            value.clone(),
             ts,
             Vec::new(),
         );
@@ -144,7 +155,7 @@ impl TableStore {
         let mut map = BTreeMap::new();
         let mut total = 0u64;
         for _ in 0..count {
-            let k = crate::state::take_bytes(bytes)?.to_vec();
+            let k = Bytes::copy_from_slice(crate::state::take_bytes(bytes)?);
             let v = Bytes::copy_from_slice(crate::state::take_bytes(bytes)?);
             total += (k.len() + v.len()) as u64;
             map.insert(k, v);

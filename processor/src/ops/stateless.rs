@@ -56,8 +56,8 @@ pub(crate) struct Sink<K, V> {
 
 impl<K: 'static, V: 'static> Node<K, V> for Sink<K, V> {
     fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
-        let key = self.key.encode(&rec.key);
-        let value = self.value.encode(&rec.value);
+        let key = self.key.encode(&rec.key).map(Bytes::from);
+        let value = self.value.encode(&rec.value).map(Bytes::from);
         cx.emit_keyed(&self.topic, key, value, rec.ts);
     }
 }

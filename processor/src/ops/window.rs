@@ -12,6 +12,7 @@
 //! State: the clock, the accumulators of open windows, the open windows ordered by `close_at`,
 //! and for sessions the open sessions of each key.
 
+use std::collections::btree_map::Entry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -178,12 +179,24 @@ impl<K: StateData, V, A: Aggregator<V>> WindowAggregate<K, V, A> {
     fn publish(&mut self, wk: &[u8], ts: i64, cx: &mut Cx) {
         let Some(open) = self.accs.get(wk) else { return };
         let out = self.agg.result(&open.acc);
+        let window = (self.emit == Emit::Changes).then(|| open.window.clone());
+        self.publish_value(wk.to_vec(), out, window, ts, cx);
+    }
+
+    fn publish_value(
+        &mut self,
+        wk: Vec<u8>,
+        out: A::Out,
+        window: Option<Windowed<K>>,
+        ts: i64,
+        cx: &mut Cx,
+    ) {
         match state_bytes(&out) {
-            Ok(v) => self.store.put(wk.to_vec(), Some(v), ts, cx),
+            Ok(v) => self.store.put(wk, Some(v), ts, cx),
             Err(e) => return cx.set_aside(&RecordError::State(e.to_string())),
         }
-        if self.emit == Emit::Changes {
-            self.down.push(Rec { key: open.window.clone(), value: out, ts }, cx);
+        if let Some(window) = window {
+            self.down.push(Rec { key: window, value: out, ts }, cx);
         }
     }
 
@@ -196,16 +209,18 @@ impl<K: StateData, V, A: Aggregator<V>> WindowAggregate<K, V, A> {
             accepted = true;
             let window = Windowed { key: rec.key.clone(), start, end };
             let Some(wk) = super::key_bytes(&window, cx) else { return true };
-            if !self.accs.contains_key(&wk) {
-                let init = self.agg.init();
-                if self.open_window(window, init, cx).is_none() {
-                    return true;
+            // One lookup of the (large, long-keyed) map per window and record.
+            let open = match self.accs.entry(wk.clone()) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    self.closing.insert((end, wk.clone()));
+                    e.insert(Open { window, acc: self.agg.init() })
                 }
-            }
-            if let Some(open) = self.accs.get_mut(&wk) {
-                self.agg.add(&mut open.acc, &rec.value, rec.ts);
-            }
-            self.publish(&wk, rec.ts, cx);
+            };
+            self.agg.add(&mut open.acc, &rec.value, rec.ts);
+            let out = self.agg.result(&open.acc);
+            let window = (self.emit == Emit::Changes).then(|| open.window.clone());
+            self.publish_value(wk, out, window, rec.ts, cx);
         }
         accepted
     }
