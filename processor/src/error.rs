@@ -108,6 +108,17 @@ pub enum Error {
     },
     #[error("timed out waiting for the processor to catch up")]
     Timeout,
+    #[error("failed to start a worker thread: {0}")]
+    Spawn(#[source] std::io::Error),
+}
+
+/// Why a table read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TableError {
+    #[error("the key cannot be encoded: {0}")]
+    Key(#[source] serde_json::Error),
+    #[error("the stored value does not decode as the asked type: {0}")]
+    Value(String),
 }
 
 /// Why one record was set aside (counted, and sent to the dead-letter topic if there is one).

@@ -20,6 +20,31 @@
 //! - `table`: live tables (get, range scan, subscribe); `codec`: formats at topic boundaries.
 //! - `log_access`, `local`: the log as the processor sees it.
 //!
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use eddy_processor::{Count, LocalLogs, LogAccess, ProcessorBuilder, RuntimeConfig, Utf8};
+//! use eddy_storage::{BatchBuilder, LogConfig, Record};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let logs = Arc::new(LocalLogs::open(dir.path().join("logs"), LogConfig::default())?);
+//! logs.create_topic("pageviews", 1, false)?;
+//! let mut batch = BatchBuilder::new();
+//! for (user, page) in [("alice", "/"), ("bob", "/about"), ("alice", "/pricing")] {
+//!     batch.push(Record { timestamp: 0, key: Some(user.as_bytes()), value: Some(page.as_bytes()), headers: &[] });
+//! }
+//! logs.append("pageviews", 0, &batch.build_valid()?)?;
+//!
+//! let b = ProcessorBuilder::new("views-per-user", 1);
+//! b.stream::<String, String>("pageviews", Utf8, Utf8).aggregate("views", Count)?;
+//! let running = b.build()?.start(logs, RuntimeConfig::new(dir.path().join("state")))?;
+//! running.wait_caught_up(Duration::from_secs(10))?;
+//! let views = running.table::<String, u64>("views")?;
+//! assert_eq!(views.get(&"alice".to_owned())?, Some(2));
+//! running.stop()?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! It is not a query engine (pull/push queries over tables come with issue 7) and it does not
 //! spread tasks over machines.
 
@@ -47,7 +72,7 @@ pub use aggregator::{Aggregator, Avg, Count, Fold, Latest, Max, Min, Number, Sta
 pub use builder::{Data, ProcessorBuilder, Stream, Table};
 pub use codec::{Codec, Ignore, Json, Raw, Utf8};
 pub use context::TaskMetrics;
-pub use error::{Error, LogError, RecordError, Result};
+pub use error::{Error, LogError, RecordError, Result, TableError};
 pub use graph::Rec;
 pub use local::LocalLogs;
 pub use log_access::{Appended, LogAccess, WaitFor};

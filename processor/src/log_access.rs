@@ -73,3 +73,9 @@ pub trait LogAccess: Send + Sync {
     /// `deadline`. Returns whether data arrived.
     fn wait_for_data(&self, interests: &[WaitFor<'_>], deadline: Instant) -> bool;
 }
+
+impl std::fmt::Debug for dyn LogAccess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn LogAccess")
+    }
+}

@@ -98,12 +98,6 @@ pub struct RunningProcessor {
     workers: Vec<JoinHandle<()>>,
 }
 
-impl std::fmt::Debug for dyn LogAccess {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("LogAccess")
-    }
-}
-
 impl Processor {
     /// Creates the processor's topics, opens its tasks on `config.threads` workers and starts
     /// processing. Returns once every task is open (restored from its snapshot).
@@ -135,7 +129,7 @@ impl Processor {
             let handle = std::thread::Builder::new()
                 .name(name)
                 .spawn(move || ctx.run(mine))
-                .map_err(|source| Error::Io { op: "spawn worker", path: "".into(), source })?;
+                .map_err(Error::Spawn)?;
             workers.push(handle);
         }
         let running =

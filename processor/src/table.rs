@@ -26,7 +26,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{from_state_bytes, state_bytes};
 use crate::context::Cx;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, TableError};
 
 /// Changes a subscriber may fall behind by before it is cut off.
 pub const SUBSCRIBER_CAPACITY: usize = 65_536;
@@ -236,11 +236,11 @@ impl<K, V> Clone for TableReader<K, V> {
 
 impl<K: Serialize + DeserializeOwned, V: DeserializeOwned> TableReader<K, V> {
     /// The value of `key` (looked up in every partition; a key lives in one).
-    pub fn get(&self, key: &K) -> std::result::Result<Option<V>, String> {
-        let k = state_bytes(key).map_err(|e| e.to_string())?;
+    pub fn get(&self, key: &K) -> std::result::Result<Option<V>, TableError> {
+        let k = state_bytes(key).map_err(TableError::Key)?;
         for part in self.registry.parts(&self.name) {
             if let Some(v) = part.get(&k) {
-                return from_state_bytes(&v).map(Some);
+                return from_state_bytes(&v).map(Some).map_err(TableError::Value);
             }
         }
         Ok(None)
