@@ -308,7 +308,7 @@ impl<K: Data, V: Data> Stream<K, V> {
     ) {
         let first = self.sources.first().copied().unwrap_or(0);
         let mut s = lock(&self.state);
-        for &other in &self.sources[1..] {
+        for &other in self.sources.iter().skip(1) {
             s.union(first, other);
         }
         s.terminals.push((first, Terminal { wire: Arc::new(wire) }));

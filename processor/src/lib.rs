@@ -84,17 +84,3 @@ pub use processor::{Processor, TaskId};
 pub use runtime::{RunningProcessor, RuntimeConfig, TaskStatus};
 pub use table::{Change, RawChange, Subscription, SubscriptionError, TableReader, TableRegistry};
 pub use task::{StateSize, Task, TaskConfig};
-
-impl Processor {
-    /// Opens one task on the calling thread (for embedding a task in your own scheduler, and for
-    /// tests that stop a task at a chosen point). Call [`prepare`](Processor::prepare) first.
-    pub fn open_task(
-        &self,
-        logs: std::sync::Arc<dyn LogAccess>,
-        id: TaskId,
-        config: TaskConfig,
-        registry: &TableRegistry,
-    ) -> Result<Task> {
-        Task::open(self.def.clone(), logs, id, config, registry)
-    }
-}

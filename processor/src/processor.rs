@@ -10,6 +10,8 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 use crate::graph::Wiring;
 use crate::log_access::LogAccess;
+use crate::table::TableRegistry;
+use crate::task::{Task, TaskConfig};
 
 pub(crate) type TerminalFn = dyn Fn(&mut Wiring) -> Result<()> + Send + Sync;
 
@@ -149,6 +151,18 @@ impl Processor {
             tasks.extend((0..count).map(|partition| TaskId { subtopology: sub, partition }));
         }
         Ok(tasks)
+    }
+
+    /// Opens one task on the calling thread (for embedding a task in your own scheduler, and for
+    /// tests that stop a task at a chosen point). Call [`prepare`](Self::prepare) first.
+    pub fn open_task(
+        &self,
+        logs: Arc<dyn LogAccess>,
+        id: TaskId,
+        config: TaskConfig,
+        registry: &TableRegistry,
+    ) -> Result<Task> {
+        Task::open(self.def.clone(), logs, id, config, registry)
     }
 
     /// The partition count shared by a sub-topology's sources.

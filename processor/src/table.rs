@@ -275,6 +275,23 @@ impl<K: Serialize + DeserializeOwned, V: DeserializeOwned> TableReader<K, V> {
         self.registry.size(&self.name)
     }
 
+    /// A digest of the table's contents: FNV-1a 64 over every (key, value) in key order, each
+    /// length-prefixed. Two tables with equal contents have equal digests, however they were
+    /// built (a replay can be verified by comparing digests).
+    pub fn digest(&self) -> u64 {
+        let mut raw: Vec<(Bytes, Bytes)> = Vec::new();
+        for part in self.registry.parts(&self.name) {
+            raw.extend(part.range(Bound::Unbounded, Bound::Unbounded));
+        }
+        raw.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut bytes = Vec::new();
+        for (k, v) in &raw {
+            crate::state::put_bytes(&mut bytes, k);
+            crate::state::put_bytes(&mut bytes, v);
+        }
+        crate::position::fnv1a64(&bytes)
+    }
+
     /// Changes from now on, as tasks apply them.
     pub fn subscribe(&self) -> Subscription<K, V> {
         let (tx, rx) = mpsc::sync_channel(SUBSCRIBER_CAPACITY);

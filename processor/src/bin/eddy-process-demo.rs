@@ -136,8 +136,7 @@ fn run(dir: &Path, until_caught_up: bool) -> anyhow::Result<()> {
     }
     for name in processor.tables() {
         let reader = registry.reader::<serde_json::Value, serde_json::Value>(&name)?;
-        let text = serde_json::to_string(&reader.scan())?;
-        writeln!(out, "table {name} {:016x}", eddy_processor::fnv1a64(text.as_bytes()))?;
+        writeln!(out, "table {name} {:016x}", reader.digest())?;
     }
     Ok(())
 }
