@@ -265,3 +265,63 @@ where
         acc.clone()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fold<A: Aggregator<i64>>(agg: &A, values: &[(i64, i64)]) -> A::Out {
+        let mut acc = agg.init();
+        for (v, ts) in values {
+            agg.add(&mut acc, v, *ts);
+        }
+        agg.result(&acc)
+    }
+
+    #[test]
+    fn built_in_aggregators() {
+        let values = [(5, 10), (-3, 30), (9, 20), (9, 30)];
+        assert_eq!(fold(&Count, &values), 4);
+        assert_eq!(fold(&Sum::new(|v: &i64| *v), &values), 20);
+        assert_eq!(fold(&Min::new(|v: &i64| *v), &values), Some(-3));
+        assert_eq!(fold(&Max::new(|v: &i64| *v), &values), Some(9));
+        assert_eq!(fold(&Avg::new(|v: &i64| *v as f64), &values), Some(5.0));
+        assert_eq!(fold(&Min::new(|v: &i64| *v), &[]), None);
+        // Latest by event time; the tie at 30 goes to the one processed last.
+        assert_eq!(fold(&Latest, &values), Some(9));
+        assert_eq!(fold(&Latest, &[(1, 50), (2, 40)]), Some(1));
+        let concat = Fold::new(
+            Vec::new,
+            |acc: &mut Vec<i64>, v: &i64, _| acc.push(*v),
+            |a: &mut Vec<i64>, b: Vec<i64>| a.extend(b),
+        );
+        assert_eq!(fold(&concat, &values), vec![5, -3, 9, 9]);
+    }
+
+    /// Adding two halves separately and merging gives what adding everything gives.
+    fn assert_merge<A: Aggregator<i64>>(agg: A)
+    where
+        A::Out: std::fmt::Debug + PartialEq,
+    {
+        let (a, b) = ([(1, 1), (7, 2)], [(-4, 3), (2, 4)]);
+        let add = |values: &[(i64, i64)]| {
+            let mut acc = agg.init();
+            values.iter().for_each(|(v, t)| agg.add(&mut acc, v, *t));
+            acc
+        };
+        let mut x = add(&a);
+        agg.merge(&mut x, add(&b));
+        let all: Vec<_> = a.iter().chain(&b).copied().collect();
+        assert_eq!(agg.result(&x), agg.result(&add(&all)));
+    }
+
+    #[test]
+    fn merge_equals_adding_everything() {
+        assert_merge(Count);
+        assert_merge(Sum::new(|v: &i64| *v));
+        assert_merge(Min::new(|v: &i64| *v));
+        assert_merge(Max::new(|v: &i64| *v));
+        assert_merge(Avg::new(|v: &i64| *v as f64));
+        assert_merge(Latest);
+    }
+}
