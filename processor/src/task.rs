@@ -410,6 +410,9 @@ impl Task {
             self.logs.flush(topic, *partition)?;
             outputs.push((topic.to_string(), *partition, self.logs.end_offset(topic, *partition)?));
         }
+        if let Some(journal) = &self.journal {
+            self.logs.flush(&journal.topic, self.id.partition)?;
+        }
         let journal_end = self.journal.as_ref().map(|j| j.pos);
         let mut ops = Vec::new();
         for (id, op) in &self.state_ops {
