@@ -260,3 +260,47 @@ fn the_journal_replays_the_order_live_arrival_chose() {
     assert_eq!(task.metrics().records_out, 0);
     assert_eq!(common::read_all(&*logs, "valued", 0), live);
 }
+
+/// A runtime aborted with no snapshot at all restarts from offset zero; recovery finds every
+/// output already written, so nothing is written twice.
+#[test]
+fn an_aborted_runtime_without_snapshots_replays_from_zero_and_writes_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = common::open_logs(&dir.path().join("logs"));
+    logs.create_topic("words", 2, false).unwrap();
+    for i in 0..600 {
+        let w = words(i);
+        let p = eddy_processor::partition_for_key(w.as_bytes(), 2);
+        common::produce(
+            &*logs,
+            "words",
+            p,
+            &[(Some(w.into_bytes()), Some(b"x".to_vec()), i as i64)],
+            1,
+        );
+    }
+    let b = ProcessorBuilder::new("abort", 1);
+    let counts =
+        b.stream::<String, String>("words", Utf8, Utf8).aggregate("counts", Count).unwrap();
+    counts.changes().to("counts-out", Utf8, Json);
+    let processor = b.build().unwrap();
+    let mut config = RuntimeConfig::new(dir.path().join("state"));
+    config.task.snapshot_every_records = u64::MAX;
+    let running = processor.start(logs.clone(), config.clone()).unwrap();
+    running.wait_caught_up(WAIT).unwrap();
+    running.abort().unwrap();
+    assert!(!dir.path().join("state/abort-1").exists(), "no snapshot was written");
+    let before = common::read_topic(&*logs, "counts-out");
+    assert_eq!(before.len(), 600);
+
+    let running = processor.start(logs.clone(), config).unwrap();
+    running.wait_caught_up(WAIT).unwrap();
+    let status = running.status();
+    assert_eq!(status.values().map(|s| s.metrics.records_in).sum::<u64>(), 600);
+    assert_eq!(status.values().map(|s| s.metrics.records_out).sum::<u64>(), 0);
+    assert_eq!(status.values().map(|s| s.metrics.suppressed).sum::<u64>(), 1_200);
+    let table = running.table::<String, u64>("counts").unwrap();
+    assert_eq!(table.get(&words(0)).unwrap(), Some(12));
+    running.stop().unwrap();
+    assert_eq!(common::read_topic(&*logs, "counts-out"), before);
+}
