@@ -10,7 +10,8 @@ use serde::de::DeserializeOwned;
 
 /// Turns one key or value into bytes and back. `None` is a null key or value in the log.
 pub trait Codec<T>: Send + Sync + 'static {
-    fn encode(&self, value: &T) -> Option<Vec<u8>>;
+    /// Fails with a short reason (the record is then set aside).
+    fn encode(&self, value: &T) -> Result<Option<Vec<u8>>, String>;
     /// Fails with a short reason; the record is then set aside, never a panic.
     fn decode(&self, bytes: Option<&[u8]>) -> Result<T, String>;
 }
@@ -20,10 +21,9 @@ pub trait Codec<T>: Send + Sync + 'static {
 pub struct Json;
 
 impl<T: Serialize + DeserializeOwned> Codec<T> for Json {
-    fn encode(&self, value: &T) -> Option<Vec<u8>> {
-        // Serialising plain data into a Vec cannot fail except for maps with non-string keys,
-        // which are a programming error in the value type; such a value is written as null.
-        serde_json::to_vec(value).ok()
+    fn encode(&self, value: &T) -> Result<Option<Vec<u8>>, String> {
+        // Fails only for types JSON cannot express (maps with non-string keys, say).
+        serde_json::to_vec(value).map(Some).map_err(|e| e.to_string())
     }
 
     fn decode(&self, bytes: Option<&[u8]>) -> Result<T, String> {
@@ -37,8 +37,8 @@ impl<T: Serialize + DeserializeOwned> Codec<T> for Json {
 pub struct Raw;
 
 impl Codec<Bytes> for Raw {
-    fn encode(&self, value: &Bytes) -> Option<Vec<u8>> {
-        Some(value.to_vec())
+    fn encode(&self, value: &Bytes) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(value.to_vec()))
     }
 
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Bytes, String> {
@@ -47,8 +47,8 @@ impl Codec<Bytes> for Raw {
 }
 
 impl Codec<Option<Bytes>> for Raw {
-    fn encode(&self, value: &Option<Bytes>) -> Option<Vec<u8>> {
-        value.as_ref().map(|b| b.to_vec())
+    fn encode(&self, value: &Option<Bytes>) -> Result<Option<Vec<u8>>, String> {
+        Ok(value.as_ref().map(|b| b.to_vec()))
     }
 
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<Bytes>, String> {
@@ -61,8 +61,8 @@ impl Codec<Option<Bytes>> for Raw {
 pub struct Utf8;
 
 impl Codec<String> for Utf8 {
-    fn encode(&self, value: &String) -> Option<Vec<u8>> {
-        Some(value.as_bytes().to_vec())
+    fn encode(&self, value: &String) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(value.as_bytes().to_vec()))
     }
 
     fn decode(&self, bytes: Option<&[u8]>) -> Result<String, String> {
@@ -76,8 +76,8 @@ impl Codec<String> for Utf8 {
 pub struct Ignore;
 
 impl Codec<()> for Ignore {
-    fn encode(&self, _: &()) -> Option<Vec<u8>> {
-        None
+    fn encode(&self, _: &()) -> Result<Option<Vec<u8>>, String> {
+        Ok(None)
     }
 
     fn decode(&self, _: Option<&[u8]>) -> Result<(), String> {

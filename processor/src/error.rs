@@ -132,7 +132,7 @@ pub enum RecordError {
         "record is too late: event time {event_time_ms} is behind the watermark {watermark_ms}"
     )]
     TooLate { event_time_ms: i64, watermark_ms: i64 },
-    #[error("state does not decode: {0}")]
+    #[error("a key or value cannot be encoded or decoded: {0}")]
     State(String),
 }
 

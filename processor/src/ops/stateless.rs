@@ -56,8 +56,13 @@ pub(crate) struct Sink<K, V> {
 
 impl<K: 'static, V: 'static> Node<K, V> for Sink<K, V> {
     fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
-        let key = self.key.encode(&rec.key).map(Bytes::from);
-        let value = self.value.encode(&rec.value).map(Bytes::from);
-        cx.emit_keyed(&self.topic, key, value, rec.ts);
+        let encoded =
+            self.key.encode(&rec.key).and_then(|k| Ok((k, self.value.encode(&rec.value)?)));
+        match encoded {
+            Ok((key, value)) => {
+                cx.emit_keyed(&self.topic, key.map(Bytes::from), value.map(Bytes::from), rec.ts)
+            }
+            Err(e) => cx.set_aside(&RecordError::State(e)),
+        }
     }
 }
