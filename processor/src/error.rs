@@ -98,8 +98,8 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    #[error("task {task} stopped: a worker thread panicked")]
-    WorkerPanicked { task: String },
+    #[error("worker {worker} panicked; its tasks stopped")]
+    WorkerPanicked { worker: String },
     #[error("task {task} failed: {source}")]
     TaskFailed {
         task: String,

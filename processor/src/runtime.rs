@@ -8,6 +8,7 @@
 //! [`RunningProcessor::status`] read.
 
 use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -126,9 +127,22 @@ impl Processor {
                 config: config.clone(),
             };
             let name = format!("{}-{}-w{worker}", self.name(), self.version());
+            let worker_name = name.clone();
             let handle = std::thread::Builder::new()
                 .name(name)
-                .spawn(move || ctx.run(mine))
+                .spawn(move || {
+                    // A panic in user code (a map closure, say) leaves the worker's tasks in an
+                    // unknown state: they stop, and the panic is reported as the task's error
+                    // instead of silently stalling `wait_caught_up`.
+                    let shared = ctx.shared.clone();
+                    let first = mine.first().copied();
+                    let run = std::panic::catch_unwind(AssertUnwindSafe(|| ctx.run(mine)));
+                    if run.is_err()
+                        && let Some(task) = first
+                    {
+                        shared.fail(task, Error::WorkerPanicked { worker: worker_name });
+                    }
+                })
                 .map_err(Error::Spawn)?;
             workers.push(handle);
         }
@@ -299,7 +313,8 @@ impl RunningProcessor {
         let mut panicked = None;
         for worker in self.workers.drain(..) {
             if worker.join().is_err() {
-                panicked = Some(Error::WorkerPanicked { task: self.processor.name().to_owned() });
+                let worker = self.processor.name().to_owned();
+                panicked = Some(Error::WorkerPanicked { worker });
             }
         }
         if let Some(e) = panicked {

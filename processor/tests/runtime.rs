@@ -304,3 +304,23 @@ fn an_aborted_runtime_without_snapshots_replays_from_zero_and_writes_nothing_twi
     running.stop().unwrap();
     assert_eq!(common::read_topic(&*logs, "counts-out"), before);
 }
+
+/// A panic in user code stops the worker's tasks and is reported, instead of stalling.
+#[test]
+fn a_panicking_closure_is_reported_as_a_task_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = common::open_logs(&dir.path().join("logs"));
+    logs.create_topic("numbers", 1, false).unwrap();
+    let records: Vec<common::In> =
+        (0..10).map(|i| (None, Some(i.to_string().into_bytes()), i)).collect();
+    common::produce(&*logs, "numbers", 0, &records, 3);
+    let b = ProcessorBuilder::new("panics", 1);
+    b.stream::<(), i64>("numbers", eddy_processor::Ignore, Json)
+        .map_values(|_, v| if v == 7 { panic!("seven") } else { v })
+        .to("out", Json, Json);
+    let running =
+        b.build().unwrap().start(logs, RuntimeConfig::new(dir.path().join("state"))).unwrap();
+    let err = running.wait_caught_up(WAIT).unwrap_err();
+    assert!(err.to_string().contains("panicked"), "{err}");
+    assert!(running.stop().is_err());
+}
