@@ -15,12 +15,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use eddy_client::{
-    Connection, ConnectionOptions, Consumer, ConsumerConfig, GroupConfig, GroupConsumer,
-    RebalanceListener, SeekTo, TopicConfig, TopicPartition,
+    Connection, ConnectionOptions, GroupConfig, GroupConsumer, RebalanceListener, SeekTo,
+    TopicConfig, TopicPartition,
 };
 use tokio::sync::Notify;
 
-use crate::net::Served;
+use crate::net::{Served, consume_all};
 use crate::report::{Row, Timing, median, median_against};
 use crate::workload::{Options, batches};
 
@@ -40,27 +40,6 @@ fn fill(served: &Served, opts: &Options) -> Result<()> {
 
 async fn connect(served: &Served) -> Result<Connection> {
     Ok(Connection::connect(&served.addr, ConnectionOptions::default()).await?)
-}
-
-/// One plain consumer, all partitions, no group: the baseline.
-async fn plain(served: &Served, records: u64) -> Result<Timing> {
-    let config = ConsumerConfig { start: SeekTo::Earliest, ..ConsumerConfig::default() };
-    let mut consumer = Consumer::new(connect(served).await?, config);
-    consumer.assign(TOPIC, 0..PARTITIONS);
-    let mut timing = Timing::new();
-    let (start, mut seen) = (Instant::now(), 0u64);
-    while seen < records {
-        let t = Instant::now();
-        for b in consumer.poll(Duration::from_secs(5)).await? {
-            for r in b.records() {
-                r?;
-                seen += 1;
-            }
-        }
-        timing.record(t.elapsed());
-    }
-    timing.finish(start.elapsed());
-    Ok(timing)
 }
 
 /// `members` members of a fresh group read everything, committing after every poll.
@@ -120,7 +99,9 @@ pub fn run_throughput(opts: &Options) -> Result<Vec<Row>> {
         let served = Served::start(opts)?;
         fill(&served, opts)?;
         let rt = &served.runtime;
-        let t = rt.block_on(plain(&served, opts.records))?;
+        let t = rt.block_on(async {
+            consume_all(connect(&served).await?, opts.records, PARTITIONS).await
+        })?;
         base.push(Row::new(format!("consume tcp {PARTITIONS}p no group"), opts.records, bytes, &t));
         for members in [1, 2, 4] {
             let group = format!("g{members}-{run}");

@@ -113,7 +113,11 @@ async fn produce_all<T: Transport + Clone>(
     Ok(timing)
 }
 
-async fn consume_all<T: Transport>(transport: T, records: u64, partitions: u32) -> Result<Timing> {
+pub(crate) async fn consume_all<T: Transport>(
+    transport: T,
+    records: u64,
+    partitions: u32,
+) -> Result<Timing> {
     let mut consumer = Consumer::new(
         transport,
         ConsumerConfig { start: SeekTo::Earliest, ..ConsumerConfig::default() },

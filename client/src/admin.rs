@@ -175,13 +175,7 @@ pub(crate) async fn fetch_committed<T: Transport>(
     group: &str,
     partitions: &[(String, u32)],
 ) -> Result<Vec<v1::CommittedOffset>, ClientError> {
-    let mut wanted: Vec<v1::TopicPartitions> = Vec::new();
-    for (topic, p) in partitions {
-        match wanted.iter_mut().find(|t| t.topic == *topic) {
-            Some(t) => t.partitions.push(*p),
-            None => wanted.push(v1::TopicPartitions { topic: topic.clone(), partitions: vec![*p] }),
-        }
-    }
+    let wanted = v1::TopicPartitions::group(partitions.iter().map(|(t, p)| (t.as_str(), *p)));
     let body = request::Body::OffsetFetch(v1::OffsetFetchRequest {
         group_id: group.to_owned(),
         partitions: wanted,

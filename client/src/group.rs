@@ -529,14 +529,7 @@ async fn commit<T: Transport>(
 }
 
 fn to_wire(tps: &BTreeSet<TopicPartition>) -> Vec<v1::TopicPartitions> {
-    let mut out: Vec<v1::TopicPartitions> = Vec::new();
-    for (topic, p) in tps {
-        match out.last_mut() {
-            Some(last) if last.topic == *topic => last.partitions.push(*p),
-            _ => out.push(v1::TopicPartitions { topic: topic.clone(), partitions: vec![*p] }),
-        }
-    }
-    out
+    v1::TopicPartitions::group(tps.iter().map(|(t, p)| (t.as_str(), *p)))
 }
 
 fn millis(d: Option<Duration>) -> u32 {

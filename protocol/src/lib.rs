@@ -33,6 +33,24 @@ impl v1::Error {
     }
 }
 
+impl v1::TopicPartitions {
+    /// Groups (topic, partition) pairs by topic, topics in first-seen order, partitions in the
+    /// order given.
+    pub fn group<'a>(pairs: impl IntoIterator<Item = (&'a str, u32)>) -> Vec<v1::TopicPartitions> {
+        let mut out: Vec<v1::TopicPartitions> = Vec::new();
+        for (topic, partition) in pairs {
+            match out.iter_mut().rev().find(|t| t.topic == topic) {
+                Some(t) => t.partitions.push(partition),
+                None => out.push(v1::TopicPartitions {
+                    topic: topic.to_owned(),
+                    partitions: vec![partition],
+                }),
+            }
+        }
+        out
+    }
+}
+
 impl std::fmt::Display for v1::Error {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}: {}", self.error_code().as_str_name(), self.message)

@@ -481,14 +481,7 @@ pub fn flatten(list: &[v1::TopicPartitions]) -> BTreeSet<Tp> {
 }
 
 pub fn group_tps(tps: &BTreeSet<Tp>) -> Vec<v1::TopicPartitions> {
-    let mut out: Vec<v1::TopicPartitions> = Vec::new();
-    for (topic, p) in tps {
-        match out.last_mut() {
-            Some(last) if last.topic == *topic => last.partitions.push(*p),
-            _ => out.push(v1::TopicPartitions { topic: topic.clone(), partitions: vec![*p] }),
-        }
-    }
-    out
+    v1::TopicPartitions::group(tps.iter().map(|(t, p)| (t.as_str(), *p)))
 }
 
 pub fn validate_group_id(id: &str) -> Result<(), BrokerError> {
