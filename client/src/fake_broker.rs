@@ -3,7 +3,8 @@
 //! idempotent dedupe by sequence, fetch from the batch holding an offset, list offsets.
 //!
 //! Faults are injected on demand: lose the answer of a produce after appending it (the case
-//! idempotence exists for), or refuse the next produce with an error code.
+//! idempotence exists for), refuse the next produce with an error code, or refuse batches
+//! above a size.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -39,6 +40,9 @@ pub(crate) struct State {
     pub lose_answers: u32,
     /// Errors to answer the next produces with, per partition, without appending.
     pub refuse: VecDeque<ErrorCode>,
+    /// Batches larger than this are refused with `BATCH_TOO_LARGE`, as by the broker's
+    /// `max_batch_bytes` (`None`: no limit).
+    pub max_batch_bytes: Option<usize>,
     /// Produce calls being handled now, per (topic, partition), and the most ever seen.
     in_flight: HashMap<(String, u32), u32>,
     pub max_in_flight_per_partition: u32,
@@ -212,7 +216,9 @@ fn produce(state: &mut State, p: &v1::ProduceRequest) -> v1::ProduceResponse {
     for t in &p.topics {
         let mut partitions = Vec::new();
         for part in &t.partitions {
-            let refused = state.refuse.pop_front();
+            let too_large = state.max_batch_bytes.is_some_and(|max| part.batch.len() > max);
+            let refused =
+                state.refuse.pop_front().or(too_large.then_some(ErrorCode::BatchTooLarge));
             let result = match (refused, state.topics.get_mut(&t.topic)) {
                 (Some(code), _) => Err(code),
                 (None, None) => Err(ErrorCode::UnknownTopic),

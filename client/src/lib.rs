@@ -42,8 +42,8 @@ pub use eddy_protocol::v1::{Acks, TopicConfig};
 pub use group::{
     CommitHandle, GroupConfig, GroupConsumer, NoListener, RebalanceListener, TopicPartition,
 };
-pub use producer::{Delivery, Producer, ProducerConfig};
-pub use record::{ConsumerRecord, ProducerRecord, RecordHeader, RecordMetadata};
+pub use producer::{BatchDelivery, Delivery, Producer, ProducerConfig};
+pub use record::{BatchMetadata, ConsumerRecord, ProducerRecord, RecordHeader, RecordMetadata};
 pub use tcp::{Connection, ConnectionOptions};
 
 /// What a client call can fail with.
@@ -76,7 +76,8 @@ pub enum ClientError {
     /// No answer within the configured timeout.
     #[error("request timed out after {ms} ms")]
     Timeout { ms: u64 },
-    /// Building a record batch failed (for example, a record larger than the broker accepts).
+    /// Building a record batch failed (for example, `Producer::send_batch` was given no
+    /// records).
     #[error("invalid batch: {0}")]
     Batch(#[from] eddy_storage::BatchError),
     /// The broker refused one topic of a request (for example `UNKNOWN_TOPIC`).
@@ -110,6 +111,13 @@ pub enum ClientError {
     /// The consumer was asked about a partition it is not assigned.
     #[error("{topic}/{partition} is not assigned to this consumer")]
     NotAssigned { topic: String, partition: u32 },
+    /// `Producer::send_batch` without a partition was given records whose keys hash to
+    /// different partitions; nothing was sent.
+    #[error(
+        "{topic}: the keys of one batch hash to partitions {first} and {other}; \
+         send them in separate batches or name the partition"
+    )]
+    KeysSpanPartitions { topic: String, first: u32, other: u32 },
 }
 
 impl ClientError {
@@ -171,6 +179,9 @@ impl Clone for ClientError {
             Self::Config { field, reason } => Self::Config { field, reason },
             Self::NotAssigned { topic, partition } => {
                 Self::NotAssigned { topic: topic.clone(), partition: *partition }
+            }
+            Self::KeysSpanPartitions { topic, first, other } => {
+                Self::KeysSpanPartitions { topic: topic.clone(), first: *first, other: *other }
             }
         }
     }

@@ -1,5 +1,5 @@
 //! The owned record types that cross the client's API: what a producer sends, what it learns
-//! back, and what a consumer hands out when asked for owned records.
+//! back (per record or per batch), and what a consumer hands out when asked for owned records.
 //!
 //! Keys, values and headers are `Bytes`: a consumer's owned records are slices of the fetched
 //! frame (no copy), and a producer's records are dropped as soon as they are encoded into a
@@ -90,6 +90,19 @@ pub struct RecordMetadata {
     pub offset: Option<u64>,
     /// The timestamp the record was written with.
     pub timestamp: i64,
+}
+
+/// Where a batch from [`Producer::send_batch`](crate::Producer::send_batch) went: all its
+/// records, in order, at `base_offset..=last_offset` of one partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchMetadata {
+    pub topic: Arc<str>,
+    pub partition: u32,
+    /// The first record's offset; `None` with `ACKS_NONE`, where the broker never says.
+    pub base_offset: Option<u64>,
+    /// The last record's offset (`base_offset + record_count - 1`); `None` with `ACKS_NONE`.
+    pub last_offset: Option<u64>,
+    pub record_count: u32,
 }
 
 /// One consumed record, owning (reference-counted slices of) its bytes.

@@ -1,15 +1,18 @@
-//! One partition's batches as the worker holds them: records accepted from `send`, a batch
-//! being filled, batches waiting to be sent or resent, and the partition's idempotence
-//! sequence.
+//! One partition's batches as the worker holds them: records accepted from `send`, groups
+//! accepted whole from `send_batch`, a batch being filled, batches waiting to be sent or resent,
+//! and the partition's idempotence sequence.
 //!
 //! Invariants:
 //! - A batch is *open* (accepting records) until it is closed, which happens when a record does
-//!   not fit, on flush, or when it is taken to be sent. Only the last batch of a queue can be
-//!   open.
+//!   not fit, on flush, when a group from `send_batch` arrives for its partition, or when it is
+//!   taken to be sent. Only the last batch of a queue can be open.
+//! - A group from `send_batch` arrives already encoded (records only, no header) and is never
+//!   open: it is exactly one batch on the wire, with one waiter for all its records.
 //! - A batch is encoded exactly once, when first taken to be sent; from then on its bytes —
 //!   and, if idempotent, its producer id, epoch and base sequence — never change, so a retry is
 //!   byte-for-byte the first attempt.
-//! - Every accepted record is completed exactly once: acknowledged with its offset, or failed.
+//! - Every accepted record is completed exactly once: acknowledged with its offset, or failed
+//!   (a group's records together, through its one waiter).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -22,9 +25,10 @@ use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
 use crate::ClientError;
-use crate::record::{ProducerRecord, RecordMetadata};
+use crate::record::{BatchMetadata, ProducerRecord, RecordMetadata};
 
 pub(super) type Completion = oneshot::Sender<Result<RecordMetadata, ClientError>>;
+pub(super) type BatchCompletion = oneshot::Sender<Result<BatchMetadata, ClientError>>;
 
 /// Where `send` wants a record to go.
 #[derive(Debug, Clone, Copy)]
@@ -46,6 +50,28 @@ pub(super) struct Pending {
     pub done: Completion,
     /// Its share of the producer's buffer, released when the record completes.
     pub permit: OwnedSemaphorePermit,
+}
+
+/// A group of records from `send_batch`, encoded in the caller's task, on its way to the worker.
+#[derive(Debug)]
+pub(super) struct PendingBatch {
+    pub topic: Arc<str>,
+    pub target: Target,
+    /// The records, encoded; the header (and sequence) is written when the batch is sent.
+    pub builder: BatchBuilder,
+    pub done: BatchCompletion,
+    /// The group's share of the producer's buffer (its encoded size), released when it
+    /// completes.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Who is told how a batch ended.
+#[derive(Debug)]
+enum Waiters {
+    /// Records from `send`: one `Delivery` each, with the record's timestamp.
+    Records(Vec<(Completion, i64)>),
+    /// A group from `send_batch`: one `BatchDelivery` for all its records.
+    Group(BatchCompletion),
 }
 
 /// An idempotent producer's identity.
@@ -70,7 +96,9 @@ pub(super) struct Batch {
     pub partition: u32,
     builder: BatchBuilder,
     pub encoded: Option<Encoded>,
-    completions: Vec<(Completion, i64)>,
+    waiters: Waiters,
+    /// Records in the batch.
+    records: u32,
     permits: Option<OwnedSemaphorePermit>,
     created: Instant,
     pub open: bool,
@@ -91,7 +119,8 @@ impl Batch {
             partition,
             builder: BatchBuilder::new(),
             encoded: None,
-            completions: Vec::new(),
+            waiters: Waiters::Records(Vec::new()),
+            records: 0,
             permits: None,
             created: now,
             open: true,
@@ -102,6 +131,20 @@ impl Batch {
         }
     }
 
+    /// A closed batch of exactly the records of a `send_batch` group.
+    pub fn group(id: u64, partition: u32, group: PendingBatch, now: Instant) -> Self {
+        let PendingBatch { topic, builder, done, permit, target: _ } = group;
+        let records = builder.record_count();
+        Self {
+            builder,
+            waiters: Waiters::Group(done),
+            records,
+            permits: Some(permit),
+            open: false,
+            ..Self::new(id, topic, partition, now)
+        }
+    }
+
     /// Whether a record of `size` bytes fits (an empty batch takes any record).
     pub fn fits(&self, size: usize, batch_bytes: usize) -> bool {
         self.builder.is_empty() || self.builder.len_bytes().saturating_add(size) <= batch_bytes
@@ -109,8 +152,13 @@ impl Batch {
 
     pub fn push(&mut self, pending: Pending) {
         debug_assert!(self.open && self.encoded.is_none());
+        let Waiters::Records(completions) = &mut self.waiters else {
+            // Only open batches take records, and a group is created closed.
+            unreachable!("a record pushed into a send_batch group");
+        };
         pending.record.push_into(&mut self.builder, pending.timestamp);
-        self.completions.push((pending.done, pending.timestamp));
+        completions.push((pending.done, pending.timestamp));
+        self.records += 1;
         match &mut self.permits {
             Some(permits) => permits.merge(pending.permit),
             None => self.permits = Some(pending.permit),
@@ -122,7 +170,7 @@ impl Batch {
     }
 
     pub fn record_count(&self) -> u32 {
-        self.completions.len() as u32
+        self.records
     }
 
     /// When the batch may be sent: at once if closed, else when it has lingered; never before a
@@ -152,21 +200,40 @@ impl Batch {
 
     /// Acknowledges every record: offsets from `base_offset`, or unknown (`ACKS_NONE`).
     pub fn complete(self, base_offset: Option<u64>) {
-        for (index, (done, timestamp)) in self.completions.into_iter().enumerate() {
-            let metadata = RecordMetadata {
-                topic: Arc::clone(&self.topic),
-                partition: self.partition,
-                offset: base_offset.map(|base| base + index as u64),
-                timestamp,
-            };
-            // The caller may have dropped its Delivery: nothing to tell then.
-            drop(done.send(Ok(metadata)));
+        // The caller may have dropped its Delivery: nothing to tell then.
+        match self.waiters {
+            Waiters::Records(completions) => {
+                for (index, (done, timestamp)) in completions.into_iter().enumerate() {
+                    let metadata = RecordMetadata {
+                        topic: Arc::clone(&self.topic),
+                        partition: self.partition,
+                        offset: base_offset.map(|base| base + index as u64),
+                        timestamp,
+                    };
+                    drop(done.send(Ok(metadata)));
+                }
+            }
+            Waiters::Group(done) => {
+                let last = u64::from(self.records.saturating_sub(1));
+                drop(done.send(Ok(BatchMetadata {
+                    topic: self.topic,
+                    partition: self.partition,
+                    base_offset,
+                    last_offset: base_offset.map(|base| base + last),
+                    record_count: self.records,
+                })));
+            }
         }
     }
 
     pub fn fail(self, error: &ClientError) {
-        for (done, _) in self.completions {
-            drop(done.send(Err(error.clone())));
+        match self.waiters {
+            Waiters::Records(completions) => {
+                for (done, _) in completions {
+                    drop(done.send(Err(error.clone())));
+                }
+            }
+            Waiters::Group(done) => drop(done.send(Err(error.clone()))),
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use eddy_protocol::v1;
 use eddy_storage::BatchView;
+use eddy_storage::batch::BatchHeader;
 
 use super::{Delivery, Producer, ProducerConfig};
 use crate::fake_broker::FakeBroker;
@@ -273,4 +274,241 @@ async fn small_buffer_applies_backpressure_without_losing_records() {
     }
     assert_eq!(broker.values("t", 0).len(), 50);
     producer.close().await.unwrap();
+}
+
+// ---- send_batch: groups of records sent as one batch ----
+
+fn group(from: usize, n: usize) -> Vec<ProducerRecord> {
+    (from..from + n).map(value).collect()
+}
+
+fn header_of(batch: &Bytes) -> BatchHeader {
+    *BatchView::parse(batch).unwrap().header()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_is_sent_as_one_batch_and_acknowledged_with_its_offsets() {
+    let broker = FakeBroker::with_topic("t", 1);
+    // Far smaller than the group: a group is never split by `batch_bytes`.
+    let config = ProducerConfig { batch_bytes: 100, ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    let first = producer.send_batch("t", None, group(0, 50)).await.unwrap().await.unwrap();
+    let second = producer.send_batch("t", Some(0), group(50, 7)).await.unwrap();
+    let second = second.await.unwrap();
+    assert_eq!(
+        (first.partition, first.base_offset, first.last_offset, first.record_count),
+        (0, Some(0), Some(49), 50)
+    );
+    assert_eq!(
+        (second.base_offset, second.last_offset, second.record_count),
+        (Some(50), Some(56), 7)
+    );
+    assert_eq!(&*second.topic, "t");
+    let counts: Vec<Vec<u32>> =
+        produced_batches(&broker).iter().map(|r| r.iter().map(|b| b.1).collect()).collect();
+    assert_eq!(counts, vec![vec![50], vec![7]], "one request and one batch per group");
+    let values: Vec<_> = broker.values("t", 0).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, (0..57).map(|i| format!("v{i}").into_bytes()).collect::<Vec<_>>());
+    // The caller's timestamps are kept.
+    let batches = produced_batches(&broker);
+    assert_eq!(header_of(&batches[0][0].2).first_timestamp, 1_000);
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn groups_and_single_records_keep_their_order_on_a_partition() {
+    let broker = FakeBroker::with_topic("t", 1);
+    // Records from `send` would wait an hour for more: the group must close their batch.
+    let config = ProducerConfig { linger: Duration::from_secs(3600), ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    let before: Vec<Delivery> = send_all(&producer, Some(0), 3).await;
+    let batch = producer.send_batch("t", Some(0), group(3, 4)).await.unwrap();
+    let mut after = Vec::new();
+    for i in 7..9 {
+        after.push(producer.send("t", Some(0), value(i)).await.unwrap());
+    }
+    producer.flush().await.unwrap();
+    for (i, d) in before.into_iter().enumerate() {
+        assert_eq!(d.await.unwrap().offset, Some(i as u64));
+    }
+    let batch = batch.await.unwrap();
+    assert_eq!((batch.base_offset, batch.last_offset), (Some(3), Some(6)));
+    for (i, d) in after.into_iter().enumerate() {
+        assert_eq!(d.await.unwrap().offset, Some(7 + i as u64));
+    }
+    let values: Vec<_> = broker.values("t", 0).into_iter().map(|(_, v)| v).collect();
+    assert_eq!(values, (0..9).map(|i| format!("v{i}").into_bytes()).collect::<Vec<_>>());
+    let counts: Vec<u32> = produced_batches(&broker).into_iter().flatten().map(|b| b.1).collect();
+    assert_eq!(counts, [3, 4, 2], "the open batch was closed before the group");
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retried_group_after_a_lost_answer_is_a_duplicate_with_its_original_offsets() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    producer.send_and_wait("t", Some(0), value(0)).await.unwrap();
+    broker.state.lock().unwrap().lose_answers = 1;
+    let meta = producer.send_batch("t", Some(0), group(1, 3)).await.unwrap().await.unwrap();
+    assert_eq!((meta.base_offset, meta.last_offset), (Some(1), Some(3)));
+    assert_eq!(broker.values("t", 0).len(), 4, "written once");
+    let requests = produced_batches(&broker);
+    assert_eq!(requests.len(), 3, "one record, the group's first attempt and one retry");
+    assert_eq!(requests[1][0].2, requests[2][0].2, "the retry resends the same bytes");
+    let header = header_of(&requests[1][0].2);
+    assert!(header.is_idempotent());
+    assert_eq!(header.base_sequence, 1, "numbered after the single record, like any batch");
+    // The sequence goes on after the group: the fake refuses a gap.
+    let next = producer.send_batch("t", Some(0), group(4, 2)).await.unwrap().await.unwrap();
+    assert_eq!(next.base_offset, Some(4));
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversized_group_fails_whole_and_its_sequence_is_reused() {
+    let broker = FakeBroker::with_topic("t", 1);
+    broker.state.lock().unwrap().max_batch_bytes = Some(200);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let err = producer.send_batch("t", Some(0), group(0, 20)).await.unwrap().await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::BatchTooLarge), "{err}");
+    assert!(matches!(err, ClientError::Partition { partition: 0, .. }), "{err:?}");
+    assert_eq!(broker.state.lock().unwrap().produces.len(), 1, "not retried");
+    assert!(broker.values("t", 0).is_empty(), "nothing of it written");
+    // The fake refuses a sequence gap, so this succeeds only if the sequence was reused.
+    let meta = producer.send_batch("t", Some(0), group(0, 2)).await.unwrap().await.unwrap();
+    assert_eq!(meta.base_offset, Some(0));
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_group_is_refused_at_send() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let err = producer.send_batch("t", None, Vec::new()).await.unwrap_err();
+    assert!(matches!(err, ClientError::Batch(eddy_storage::BatchError::Empty)), "{err:?}");
+    producer.close().await.unwrap();
+    assert!(broker.state.lock().unwrap().produces.is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_groups_go_to_their_keys_partition_and_disagreeing_keys_are_refused() {
+    let broker = FakeBroker::with_topic("t", 7);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let (a, b) = ("21", "foobar");
+    let (pa, pb) = (partition_for_key(a.as_bytes(), 7), partition_for_key(b.as_bytes(), 7));
+    assert_ne!(pa, pb, "the test needs keys on two partitions");
+    // One key, plus a keyless record that follows it.
+    let records = vec![ProducerRecord::keyed(a, "x"), ProducerRecord::value("y")];
+    let meta = producer.send_batch("t", None, records).await.unwrap().await.unwrap();
+    assert_eq!((meta.partition, meta.record_count), (pa, 2));
+    let mixed = || vec![ProducerRecord::keyed(a, "x"), ProducerRecord::keyed(b, "y")];
+    let err = producer.send_batch("t", None, mixed()).await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::KeysSpanPartitions { first, other, .. } if (*first, *other) == (pa, pb)),
+        "{err:?}"
+    );
+    // An explicit partition wins over the keys, as in Kafka.
+    let meta = producer.send_batch("t", Some(pb), mixed()).await.unwrap().await.unwrap();
+    assert_eq!(meta.partition, pb);
+    producer.close().await.unwrap();
+    assert_eq!(broker.state.lock().unwrap().produces.len(), 2, "the refused group was not sent");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyless_groups_take_the_sticky_partition_round_robin() {
+    let broker = FakeBroker::with_topic("t", 3);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let mut partitions = Vec::new();
+    for i in 0..6 {
+        let meta = producer.send_batch("t", None, group(i * 2, 2)).await.unwrap().await.unwrap();
+        partitions.push(meta.partition);
+    }
+    for pair in partitions.windows(2) {
+        assert_eq!(pair[1], (pair[0] + 1) % 3, "each group moves on: {partitions:?}");
+    }
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn groups_keep_one_batch_in_flight_per_partition_when_idempotent() {
+    let broker = Arc::new(FakeBroker {
+        produce_latency: Duration::from_millis(20),
+        ..FakeBroker::default()
+    });
+    broker.create("t", 2);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let mut deliveries = Vec::new();
+    for i in 0..10 {
+        deliveries
+            .push(producer.send_batch("t", Some(i % 2), group(i as usize * 5, 5)).await.unwrap());
+    }
+    let mut next = [0u64; 2];
+    for delivery in deliveries {
+        let meta = delivery.await.unwrap();
+        let expected = &mut next[meta.partition as usize];
+        assert_eq!(meta.base_offset, Some(*expected), "in order within the partition");
+        *expected += 5;
+    }
+    producer.close().await.unwrap();
+    let state = broker.state.lock().unwrap();
+    assert_eq!(state.max_in_flight_per_partition, 1);
+    assert_eq!(next, [25, 25]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_waits_for_buffer_room() {
+    let broker = Arc::new(FakeBroker {
+        produce_latency: Duration::from_millis(50),
+        ..FakeBroker::default()
+    });
+    broker.create("t", 1);
+    // Room for one group of 40 records (~10 bytes each) but not two.
+    let config = ProducerConfig { buffer_bytes: 700, ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    let started = tokio::time::Instant::now();
+    let first = producer.send_batch("t", None, group(0, 40)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_millis(1), "room for the first");
+    let second = producer.send_batch("t", None, group(40, 40)).await.unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "the second waited for the first's answer: {:?}",
+        started.elapsed()
+    );
+    // Larger than the whole buffer: it takes all of it once free, rather than waiting forever.
+    let huge = producer.send_batch("t", None, group(80, 200)).await.unwrap();
+    assert_eq!(first.await.unwrap().base_offset, Some(0));
+    assert_eq!(second.await.unwrap().base_offset, Some(40));
+    assert_eq!(huge.await.unwrap().last_offset, Some(279));
+    producer.close().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn flush_and_close_wait_for_groups() {
+    let broker = Arc::new(FakeBroker {
+        produce_latency: Duration::from_millis(20),
+        ..FakeBroker::default()
+    });
+    broker.create("t", 2);
+    let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
+    let a = producer.send_batch("t", Some(0), group(0, 3)).await.unwrap();
+    let b = producer.send_batch("t", Some(1), group(3, 3)).await.unwrap();
+    producer.flush().await.unwrap();
+    assert_eq!(broker.values("t", 0).len() + broker.values("t", 1).len(), 6, "flushed");
+    let c = producer.send_batch("t", Some(0), group(6, 4)).await.unwrap();
+    producer.close().await.unwrap();
+    assert_eq!(broker.values("t", 0).len(), 7, "closed after the last group was written");
+    assert_eq!(a.await.unwrap().base_offset, Some(0));
+    assert_eq!(b.await.unwrap().base_offset, Some(0));
+    assert_eq!(c.await.unwrap().base_offset, Some(3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn acks_none_group_resolves_without_offsets() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let config = ProducerConfig { acks: v1::Acks::None, ..ProducerConfig::default() };
+    let producer = Producer::new(Arc::clone(&broker), config).unwrap();
+    let meta = producer.send_batch("t", None, group(0, 3)).await.unwrap().await.unwrap();
+    assert_eq!((meta.base_offset, meta.last_offset, meta.record_count), (None, None, 3));
+    producer.close().await.unwrap();
+    assert_eq!(broker.values("t", 0).len(), 3);
 }

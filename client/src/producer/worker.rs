@@ -2,7 +2,7 @@
 //! the answers.
 //!
 //! A single task owns all state, so there are no locks on the produce path. It waits on three
-//! things: commands from `Producer` (records, flushes), events from the requests it spawned
+//! things: commands from `Producer` (records, encoded groups, flushes), events from the requests it spawned
 //! (answers, producer identities), and a timer for the next batch to linger out or retry.
 //! After each wake-up it sends whatever is ready (`dispatch`) and answers finished flushes.
 //!
@@ -14,6 +14,9 @@
 //!   `producer`), and a batch is numbered only while none of its partition is in flight.
 //! - `live` holds the id of every batch not yet settled; a flush waits until none older than
 //!   itself remains.
+//! - Batch ids, and so a partition's queue, follow the order of commands: a group from
+//!   `send_batch` closes its partition's open batch and queues behind it, so records keep the
+//!   order in which `send` and `send_batch` were called on one partition.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use eddy_protocol::v1::{self, request};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::batch::{Batch, Identity, PartitionQueue, Pending, Target};
+use super::batch::{Batch, Identity, PartitionQueue, Pending, PendingBatch, Target};
 use super::{ProducerConfig, Shared};
 use crate::partitioner::Sticky;
 use crate::{ClientError, ErrorCode, Transport, expect_body};
@@ -34,6 +37,8 @@ const COMMANDS_PER_ROUND: usize = 4096;
 #[derive(Debug)]
 pub(super) enum Command {
     Send(Pending),
+    /// A whole group from `send_batch`: one batch of its own.
+    SendBatch(PendingBatch),
     /// Answer once every record sent before this is settled.
     Flush(oneshot::Sender<()>),
 }
@@ -158,6 +163,7 @@ impl<T: Transport> Worker<T> {
     fn on_command(&mut self, command: Command) {
         match command {
             Command::Send(pending) => self.accept(pending),
+            Command::SendBatch(group) => self.accept_group(group),
             Command::Flush(done) => {
                 self.close_open_batches();
                 self.flushes.push((self.next_batch, done));
@@ -200,6 +206,28 @@ impl<T: Transport> Worker<T> {
         let mut batch = Batch::new(id, topic, partition, Instant::now());
         batch.push(pending);
         queue.batches.push_back(batch);
+    }
+
+    /// Queues a `send_batch` group as a batch of its own, behind its partition's open batch
+    /// (closed now, so the group's records follow every record sent before them).
+    fn accept_group(&mut self, group: PendingBatch) {
+        let topic = Arc::clone(&group.topic);
+        let partition = match group.target {
+            Target::Partition(p) => p,
+            Target::Sticky(partitions) => self.sticky.partition(&topic, partitions),
+        };
+        let queue =
+            self.queues.entry(Arc::clone(&topic)).or_default().entry(partition).or_default();
+        if let Some(open) = queue.open_batch() {
+            open.open = false;
+        }
+        // The group is a closed batch of this partition: if it is the sticky one, the next
+        // keyless record or group goes to the next partition, as after any full batch.
+        self.sticky.batch_closed(&topic, partition);
+        let id = self.next_batch;
+        self.next_batch += 1;
+        self.live.insert(id);
+        queue.batches.push_back(Batch::group(id, partition, group, Instant::now()));
     }
 
     fn close_open_batches(&mut self) {
