@@ -28,6 +28,8 @@ use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
 use crate::groups::records::OFFSETS_TOPIC;
+use crate::processors::logs::AppendSignal;
+use crate::processors::{PROCESSORS_TOPIC, Processors};
 use crate::producer_ids::ProducerIds;
 use crate::topic::{self, CleanupSetting, SETTINGS_FILE, TopicSettings};
 
@@ -49,6 +51,9 @@ pub(crate) struct Inner {
     shutting_down: AtomicBool,
     producer_ids: Mutex<ProducerIds>,
     pub groups: Coordinator,
+    /// Bumped after every append, for processor threads (which cannot await `appended`).
+    pub append_signal: AppendSignal,
+    pub processors: Processors,
 }
 
 /// One topic and its partition logs.
@@ -112,26 +117,31 @@ impl Broker {
             topics.insert(name, Arc::new(topic));
         }
         let producer_ids = ProducerIds::open(&dir.join("producer-ids"))?;
-        let offsets = match topics.get(OFFSETS_TOPIC) {
-            Some(t) => t.clone(),
-            None => {
-                let settings = TopicSettings {
-                    partitions: 1,
-                    retention_ms: None,
-                    retention_bytes: None,
-                    cleanup: CleanupSetting::Compact,
-                    flush: config.groups.offsets_flush,
-                    ..config.topic_defaults.clone()
-                };
-                let t = Arc::new(create_topic_files(&topics_dir, OFFSETS_TOPIC, settings)?);
-                topics.insert(OFFSETS_TOPIC.to_string(), t.clone());
-                t
-            }
+        let internal = |flush| TopicSettings {
+            partitions: 1,
+            retention_ms: None,
+            retention_bytes: None,
+            cleanup: CleanupSetting::Compact,
+            flush,
+            ..config.topic_defaults.clone()
         };
+        let offsets = internal_topic(
+            &mut topics,
+            &topics_dir,
+            OFFSETS_TOPIC,
+            internal(config.groups.offsets_flush),
+        )?;
+        let registry = internal_topic(
+            &mut topics,
+            &topics_dir,
+            PROCESSORS_TOPIC,
+            internal(crate::topic::FlushSetting::Always),
+        )?;
+        let processors = Processors::open(registry.partition(0)?.clone(), dir.join("processors"))?;
         let log = offsets.partition(0)?.clone();
         let groups = Coordinator::open(log, config.groups.timing())?;
         tracing::info!(data_dir = %dir.display(), topics = topics.len(), "broker opened");
-        Ok(Broker {
+        let broker = Broker {
             inner: Arc::new(Inner {
                 config,
                 _lock: lock,
@@ -141,8 +151,18 @@ impl Broker {
                 shutting_down: AtomicBool::new(false),
                 producer_ids: Mutex::new(producer_ids),
                 groups,
+                append_signal: AppendSignal::default(),
+                processors,
             }),
-        })
+        };
+        broker.inner.processors.start_all(&broker);
+        Ok(broker)
+    }
+
+    /// Wakes everything that waits for appends: long-polling fetches and processor tasks.
+    pub(crate) fn appended(&self) {
+        self.inner.appended.notify_waiters();
+        self.inner.append_signal.bump();
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -245,9 +265,11 @@ impl Broker {
         self.inner.appended.notify_waiters();
     }
 
-    /// Stops taking requests, wakes long polls, and flushes every partition.
+    /// Stops taking requests, wakes long polls, stops the processors (each writes a final
+    /// snapshot), and flushes every partition.
     pub fn close(&self) -> Result<(), BrokerError> {
         self.begin_shutdown();
+        self.inner.processors.stop_all();
         for topic in self.topics() {
             for (p, log) in topic.partitions.iter().enumerate() {
                 log.flush().map_err(|source| BrokerError::Storage {
@@ -281,6 +303,21 @@ fn open_topic(dir: &Path, name: &str) -> Result<Topic, BrokerError> {
     settings.validate()?;
     let partitions = open_partitions(dir, name, &settings)?;
     Ok(Topic { name: name.to_string(), settings, dir: dir.to_path_buf(), partitions })
+}
+
+/// The internal topic `name`, created with `settings` if it does not exist yet.
+fn internal_topic(
+    topics: &mut BTreeMap<String, Arc<Topic>>,
+    topics_dir: &Path,
+    name: &str,
+    settings: TopicSettings,
+) -> Result<Arc<Topic>, BrokerError> {
+    if let Some(t) = topics.get(name) {
+        return Ok(t.clone());
+    }
+    let t = Arc::new(create_topic_files(topics_dir, name, settings)?);
+    topics.insert(name.to_string(), t.clone());
+    Ok(t)
 }
 
 /// Creates a topic's directory, partitions and (last, atomically) its settings file.

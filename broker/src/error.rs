@@ -71,6 +71,12 @@ pub enum BrokerError {
     InvalidGroupId { id: String, reason: &'static str },
     #[error("unsupported assignor {0:?} (this broker has sticky, range, round-robin)")]
     UnsupportedAssignor(String),
+    #[error("invalid processor spec: {0}")]
+    InvalidSpec(String),
+    #[error("processor {0:?} is deployed already (drop it first)")]
+    ProcessorExists(String),
+    #[error("unknown processor {0:?}")]
+    UnknownProcessor(String),
 }
 
 impl BrokerError {
@@ -112,6 +118,9 @@ impl BrokerError {
             BrokerError::UnknownGroup(_) => ErrorCode::UnknownGroup,
             BrokerError::InvalidGroupId { .. } => ErrorCode::InvalidGroupId,
             BrokerError::UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
+            BrokerError::InvalidSpec(_) => ErrorCode::InvalidProcessorSpec,
+            BrokerError::ProcessorExists(_) => ErrorCode::ProcessorExists,
+            BrokerError::UnknownProcessor(_) => ErrorCode::UnknownProcessor,
             BrokerError::Storage { source, .. } => storage_code(source),
         }
     }

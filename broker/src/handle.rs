@@ -75,7 +75,38 @@ impl Broker {
                 self.delete_group(&r.group_id).await?;
                 Rs::DeleteGroup(v1::DeleteGroupResponse {})
             }
+            Rq::DeployProcessor(r) => {
+                let broker = self.clone();
+                let processor =
+                    self.blocking(move || broker.inner.processors.deploy(&broker, &r.spec)).await?;
+                Rs::DeployProcessor(v1::DeployProcessorResponse { processor: Some(processor) })
+            }
+            Rq::ListProcessors(_) => Rs::ListProcessors(v1::ListProcessorsResponse {
+                processors: self.inner.processors.list(self),
+            }),
+            Rq::ProcessorStatus(r) => Rs::ProcessorStatus(v1::ProcessorStatusResponse {
+                processor: Some(self.inner.processors.status(self, &r.name)?),
+            }),
+            Rq::DropProcessor(r) => {
+                let broker = self.clone();
+                self.blocking(move || broker.inner.processors.drop_processor(&broker, &r.name))
+                    .await?;
+                Rs::DropProcessor(v1::DropProcessorResponse {})
+            }
         }))
+    }
+
+    /// Runs `work` on a blocking thread (it starts or stops processor threads, or does file
+    /// I/O that may take a while).
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+    ) -> Result<T, BrokerError> {
+        tokio::task::spawn_blocking(work).await.map_err(|e| BrokerError::Io {
+            op: "run",
+            path: std::path::PathBuf::from("processor"),
+            source: std::io::Error::other(e.to_string()),
+        })?
     }
 
     fn api_versions(
@@ -171,7 +202,7 @@ impl Broker {
             }
             topics.push(v1::ProduceTopicResult { topic: name, partitions });
         }
-        self.inner.appended.notify_waiters();
+        self.appended();
         Ok((acks != v1::Acks::None).then_some(v1::ProduceResponse { topics }))
     }
 

@@ -150,6 +150,32 @@ impl<T: Transport> Admin<T> {
         expect_body!(self.transport.call(body).await?, DeleteGroup).map(drop)
     }
 
+    /// Deploys a processor from its spec (TOML text); returns its status once started.
+    pub async fn deploy_processor(&self, spec: &str) -> Result<v1::ProcessorInfo, ClientError> {
+        let body = request::Body::DeployProcessor(v1::DeployProcessorRequest { spec: spec.into() });
+        expect_body!(self.transport.call(body).await?, DeployProcessor)?
+            .processor
+            .ok_or(ClientError::UnexpectedResponse("deploy without a processor"))
+    }
+
+    pub async fn list_processors(&self) -> Result<Vec<v1::ProcessorInfo>, ClientError> {
+        let body = request::Body::ListProcessors(v1::ListProcessorsRequest {});
+        Ok(expect_body!(self.transport.call(body).await?, ListProcessors)?.processors)
+    }
+
+    pub async fn processor_status(&self, name: &str) -> Result<v1::ProcessorInfo, ClientError> {
+        let body = request::Body::ProcessorStatus(v1::ProcessorStatusRequest { name: name.into() });
+        expect_body!(self.transport.call(body).await?, ProcessorStatus)?
+            .processor
+            .ok_or(ClientError::UnexpectedResponse("status without a processor"))
+    }
+
+    /// Stops and forgets a processor, removing its state and internal topics.
+    pub async fn drop_processor(&self, name: &str) -> Result<(), ClientError> {
+        let body = request::Body::DropProcessor(v1::DropProcessorRequest { name: name.into() });
+        expect_body!(self.transport.call(body).await?, DropProcessor).map(drop)
+    }
+
     /// The group's committed offsets (all of them when `partitions` is empty).
     pub async fn committed_offsets(
         &self,

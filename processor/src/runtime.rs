@@ -224,6 +224,11 @@ impl RunningProcessor {
         self.registry.reader(name)
     }
 
+    /// The first task failure, if a task has failed (its worker stopped).
+    pub fn failure(&self) -> Option<String> {
+        self.shared.lock().error.as_ref().map(|(task, e)| format!("task {task}: {e}"))
+    }
+
     /// What every task last reported.
     pub fn status(&self) -> BTreeMap<TaskId, TaskStatus> {
         self.shared.lock().tasks.clone()

@@ -4,6 +4,7 @@
 
 mod consume;
 mod group;
+mod processor;
 mod produce;
 mod serve;
 mod topic;
@@ -30,6 +31,8 @@ usage: eddy [--broker ADDR] <command> ...
   group list | describe G | delete G
   group reset G --topic T --to earliest|latest|OFFSET|@UNIX_MS
         (reset and delete need a group without members)
+  processor deploy FILE | list | status NAME | drop NAME
+        processors defined by a spec file (docs/processors.md), run inside the broker
 
 --broker defaults to 127.0.0.1:9750.
 ";
@@ -63,6 +66,7 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
             "produce" => produce::run(&broker, &mut parser, &mut out).await,
             "consume" => consume::run(&broker, &mut parser, &mut out).await,
             "group" => group::run(&broker, &mut parser, &mut out).await,
+            "processor" => processor::run(&broker, &mut parser, &mut out).await,
             other => bail!("unknown command {other:?} (see eddy --help)"),
         }
     })
