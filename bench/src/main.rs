@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! cargo run --release -p eddy-bench -- <workload> [--records N] [--record-bytes B] [--batch R]
-//!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--dir DIR] [--json FILE]
+//!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--api record|batch]
+//!     [--dir DIR] [--json FILE]
 //!
 //! storage       append and sequential read of one log, against raw write/read
 //! group-commit  T appenders under flush=always, against write+fdatasync per batch

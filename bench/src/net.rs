@@ -1,6 +1,10 @@
 //! Broker workloads over both transports: produce and consume throughput through the real
 //! client, and end-to-end latency at a fixed rate.
 //!
+//! `--api record` hands the producer one record per `send`; `--api batch` hands it `--batch`
+//! records per `send_batch`, the way a caller that already holds a batch (and Iggy's benchmark)
+//! sends them.
+//!
 //! The TCP broker runs in this process on its own runtime, listening on 127.0.0.1:0; the
 //! client talks to it over loopback exactly as it would to `eddy serve`. The embedded runs use
 //! the same client on the `Broker` transport, so the ratio between the two is the cost of the
@@ -13,8 +17,8 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use eddy_broker::{Broker, BrokerConfig, server};
 use eddy_client::{
-    Acks, Admin, Connection, ConnectionOptions, Consumer, ConsumerConfig, Producer, ProducerConfig,
-    ProducerRecord, SeekTo, TopicConfig, Transport,
+    Acks, Admin, BatchDelivery, Connection, ConnectionOptions, Consumer, ConsumerConfig, Delivery,
+    Producer, ProducerConfig, ProducerRecord, SeekTo, TopicConfig, Transport,
 };
 
 use crate::report::{Row, Timing, median_against};
@@ -66,6 +70,29 @@ fn acks(opts: &Options) -> Result<Acks> {
     })
 }
 
+/// How the produce workload hands records to the producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Api {
+    /// One `Producer::send` per record.
+    Record,
+    /// One `Producer::send_batch` per `--batch` records.
+    Batch,
+}
+
+fn api(opts: &Options) -> Result<Api> {
+    Ok(match opts.api.as_str() {
+        "record" => Api::Record,
+        "batch" => Api::Batch,
+        other => bail!("--api {other:?}: expected record or batch"),
+    })
+}
+
+/// An acknowledgement the checker task waits for.
+enum Pending {
+    Record(Delivery),
+    Batch(BatchDelivery),
+}
+
 fn producer_config(opts: &Options) -> Result<ProducerConfig> {
     let acks = acks(opts)?;
     Ok(ProducerConfig {
@@ -90,21 +117,40 @@ async fn produce_all<T: Transport + Clone>(
         .create_topic(TOPIC, TopicConfig { partitions: Some(partitions), ..TopicConfig::default() })
         .await?;
     let producer = Producer::new(transport, producer_config(opts)?)?;
+    let api = api(opts)?;
     let value = Bytes::from(vec![b'x'; opts.record_bytes]);
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<eddy_client::Delivery>(1 << 16);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(1 << 16);
     let checker = tokio::spawn(async move {
-        while let Some(d) = rx.recv().await {
-            d.await?;
+        while let Some(pending) = rx.recv().await {
+            match pending {
+                Pending::Record(d) => drop(d.await?),
+                Pending::Batch(d) => drop(d.await?),
+            }
         }
         Ok::<(), eddy_client::ClientError>(())
     });
     let mut timing = Timing::new();
     let start = Instant::now();
-    for i in 0..opts.records {
-        let record = ProducerRecord::value(value.clone());
-        let delivery =
-            producer.send(TOPIC, Some((i % u64::from(partitions)) as u32), record).await?;
-        tx.send(delivery).await.context("checker stopped")?;
+    let mut sent = 0u64;
+    let mut group = 0u64;
+    while sent < opts.records {
+        let pending = match api {
+            Api::Record => {
+                let record = ProducerRecord::value(value.clone());
+                let partition = (sent % u64::from(partitions)) as u32;
+                sent += 1;
+                Pending::Record(producer.send(TOPIC, Some(partition), record).await?)
+            }
+            Api::Batch => {
+                let n = (opts.records - sent).min(opts.batch as u64);
+                let records = (0..n).map(|_| ProducerRecord::value(value.clone()));
+                let partition = (group % u64::from(partitions)) as u32;
+                sent += n;
+                group += 1;
+                Pending::Batch(producer.send_batch(TOPIC, Some(partition), records).await?)
+            }
+        };
+        tx.send(pending).await.context("checker stopped")?;
     }
     drop(tx);
     producer.close().await?;
@@ -145,7 +191,8 @@ pub(crate) async fn consume_all<T: Transport>(
 pub fn run_produce_consume(opts: &Options) -> Result<Vec<Row>> {
     let partitions = 1;
     let bytes = opts.records * opts.record_bytes as u64;
-    let label = format!("{}B x{} acks={}", opts.record_bytes, opts.batch, opts.acks);
+    let api = if api(opts)? == Api::Batch { " send_batch" } else { "" };
+    let label = format!("{}B x{} acks={}{api}", opts.record_bytes, opts.batch, opts.acks);
     let (mut ep, mut tp, mut ec, mut tc) = (vec![], vec![], vec![], vec![]);
     for _ in 0..opts.runs {
         let served = Served::start(opts)?;

@@ -25,6 +25,9 @@ pub struct Options {
     pub acks: String,
     /// Records per second for the e2e workload.
     pub rate: u64,
+    /// How the produce workload hands records to the producer: `record` (one `send` each) or
+    /// `batch` (one `send_batch` of `--batch` records).
+    pub api: String,
 }
 
 impl Options {
@@ -39,6 +42,7 @@ impl Options {
             json: None,
             acks: "written".into(),
             rate: 10_000,
+            api: "record".into(),
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -52,6 +56,7 @@ impl Options {
                 "--json" => o.json = Some(value()?.into()),
                 "--acks" => o.acks = value()?,
                 "--rate" => o.rate = value()?.parse()?,
+                "--api" => o.api = value()?,
                 other => bail!("unknown option {other}"),
             }
         }
