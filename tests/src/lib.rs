@@ -10,6 +10,7 @@
 //! - [`child`]: the child's line protocol and a driver for the child process that never blocks
 //!   without a deadline.
 //! - [`broker`]: a real `eddy serve` process on an ephemeral port (start, SIGTERM, SIGKILL, RSS).
+//! - [`cli`]: the `eddy` command run to completion against a broker process.
 //! - [`raw_client`]: a blocking client that puts exact frames on the wire, with read deadlines.
 //! - [`hostile`]: hostile frames for the broker, each with the answer a correct broker gives.
 //! - [`members`]: consumer group members as processes (`eddy-group-member`), watched through
@@ -20,6 +21,7 @@
 pub mod broker;
 pub mod check;
 pub mod child;
+pub mod cli;
 pub mod generate;
 pub mod hostile;
 pub mod members;

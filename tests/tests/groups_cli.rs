@@ -8,54 +8,15 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
-use std::time::Duration;
 
-use eddy_tests::broker::{BrokerProcess, eddy_binary};
-use eddy_tests::child::{ChildProcess, deadline_in};
+use eddy_tests::broker::BrokerProcess;
+use eddy_tests::cli::{eddy_fails, eddy_ok};
 
 const TOPIC: &str = "t";
 const GROUP: &str = "g";
 const PARTITIONS: u32 = 3;
 const LINES: usize = 300;
 const FIRST: usize = 100;
-const CLI_LIMIT: Duration = Duration::from_secs(60);
-
-/// What a finished `eddy` command left behind.
-#[derive(Debug)]
-struct Run {
-    success: bool,
-    stdout: Vec<String>,
-    stderr: String,
-}
-
-/// Runs `eddy --broker ADDR ARGS...` to completion (stdout read line by line with a deadline).
-fn eddy(broker: &BrokerProcess, args: &[&str]) -> Run {
-    let mut command = Command::new(eddy_binary());
-    command.arg("--broker").arg(broker.addr().to_string()).args(args);
-    let mut child = ChildProcess::spawn_command(command).unwrap();
-    let stdout = child
-        .remaining_lines(deadline_in(CLI_LIMIT))
-        .unwrap_or_else(|e| panic!("eddy {args:?}: {e}"));
-    let status = child.wait().unwrap();
-    Run { success: status.success(), stdout, stderr: child.stderr() }
-}
-
-/// Runs a command that must succeed.
-fn eddy_ok(broker: &BrokerProcess, args: &[&str]) -> Vec<String> {
-    let run = eddy(broker, args);
-    assert!(run.success, "eddy {args:?} failed; stderr:\n{}", run.stderr);
-    run.stdout
-}
-
-/// The one stderr line of a command that must fail.
-fn eddy_fails(broker: &BrokerProcess, args: &[&str]) -> String {
-    let run = eddy(broker, args);
-    assert!(!run.success, "eddy {args:?} succeeded: {run:?}");
-    assert_eq!(run.stderr.lines().count(), 1, "eddy {args:?}: stderr not one line: {run:?}");
-    assert!(run.stderr.starts_with("eddy: "), "eddy {args:?}: {:?}", run.stderr);
-    run.stderr
-}
 
 /// One row of `eddy group describe`'s offsets table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
