@@ -7,7 +7,7 @@
 //! ```text
 //! cargo run --release -p eddy-bench -- <workload> [--records N] [--record-bytes B] [--batch R]
 //!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--api record|batch]
-//!     [--dir DIR] [--json FILE]
+//!     [--idempotent true|false] [--dir DIR] [--json FILE]
 //!
 //! storage       append and sequential read of one log, against raw write/read
 //! group-commit  T appenders under flush=always, against write+fdatasync per batch
@@ -16,6 +16,8 @@
 //! recovery      Log::open time with 10, 100, 1000 sealed segments, after a clean stop and kill -9
 //! groups        consumer group throughput with 1, 2, 4 members, against one plain consumer
 //! rebalance     time from a member leaving (or dying) to every partition owned again
+//! processor     per-URL count of an access log: embedded and deployed to the server, 1 and 2
+//!               partitions, against reading the input
 //! ```
 #![allow(clippy::print_stdout)]
 
@@ -23,6 +25,7 @@ mod baseline;
 mod groups;
 mod machine;
 mod net;
+mod processor;
 mod recovery;
 mod report;
 mod storage;
@@ -34,7 +37,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(workload) = args.next() else {
         bail!(
-            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e, recovery, groups, rebalance"
+            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor"
         );
     };
     if workload == "recovery-fill" {
@@ -51,9 +54,10 @@ fn main() -> Result<()> {
         "recovery" => recovery::run(&opts)?,
         "groups" => groups::run_throughput(&opts)?,
         "rebalance" => groups::run_rebalance(&opts)?,
+        "processor" => processor::run(&opts)?,
         other => {
             bail!(
-                "unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery, groups, rebalance)"
+                "unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor)"
             )
         }
     };

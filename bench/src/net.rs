@@ -97,7 +97,7 @@ fn producer_config(opts: &Options) -> Result<ProducerConfig> {
     let acks = acks(opts)?;
     Ok(ProducerConfig {
         acks,
-        idempotent: acks != Acks::None,
+        idempotent: opts.idempotent && acks != Acks::None,
         // Size batches to hold `--batch` records.
         batch_bytes: opts.batch * (opts.record_bytes + 16) + 64,
         linger: Duration::from_millis(5),
@@ -192,7 +192,8 @@ pub fn run_produce_consume(opts: &Options) -> Result<Vec<Row>> {
     let partitions = 1;
     let bytes = opts.records * opts.record_bytes as u64;
     let api = if api(opts)? == Api::Batch { " send_batch" } else { "" };
-    let label = format!("{}B x{} acks={}{api}", opts.record_bytes, opts.batch, opts.acks);
+    let plain = if opts.idempotent { "" } else { " non-idempotent" };
+    let label = format!("{}B x{} acks={}{api}{plain}", opts.record_bytes, opts.batch, opts.acks);
     let (mut ep, mut tp, mut ec, mut tc) = (vec![], vec![], vec![], vec![]);
     for _ in 0..opts.runs {
         let served = Served::start(opts)?;

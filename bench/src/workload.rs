@@ -28,6 +28,9 @@ pub struct Options {
     /// How the produce workload hands records to the producer: `record` (one `send` each) or
     /// `batch` (one `send_batch` of `--batch` records).
     pub api: String,
+    /// Whether the producer numbers its batches (and so keeps one batch in flight per
+    /// partition); `acks = none` turns it off regardless.
+    pub idempotent: bool,
 }
 
 impl Options {
@@ -43,6 +46,7 @@ impl Options {
             acks: "written".into(),
             rate: 10_000,
             api: "record".into(),
+            idempotent: true,
         };
         while let Some(flag) = args.next() {
             let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
@@ -57,6 +61,7 @@ impl Options {
                 "--acks" => o.acks = value()?,
                 "--rate" => o.rate = value()?.parse()?,
                 "--api" => o.api = value()?,
+                "--idempotent" => o.idempotent = value()?.parse()?,
                 other => bail!("unknown option {other}"),
             }
         }
