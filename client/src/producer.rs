@@ -257,7 +257,7 @@ impl<T: Transport> Producer<T> {
 
     /// Queues `records` for `topic` as one batch of their own and returns its [`BatchDelivery`]:
     /// sent whole, after every record already sent to the same partition, and acknowledged or
-    /// failed as a whole. See [whole batches](self#whole-batches).
+    /// failed as a whole. See [whole batches](crate::producer#whole-batches).
     ///
     /// The partition is `partition` if given; else the partition the records' keys hash to,
     /// which must be the same for every keyed record (keyless records among them follow it);
