@@ -137,7 +137,11 @@ impl Broker {
             PROCESSORS_TOPIC,
             internal(crate::topic::FlushSetting::Always),
         )?;
-        let processors = Processors::open(registry.partition(0)?.clone(), dir.join("processors"))?;
+        let processors = Processors::open(
+            registry.partition(0)?.clone(),
+            dir.join("processors"),
+            Duration::from_millis(config.processors.retire_grace_ms),
+        )?;
         let log = offsets.partition(0)?.clone();
         let groups = Coordinator::open(log, config.groups.timing())?;
         tracing::info!(data_dir = %dir.display(), topics = topics.len(), "broker opened");

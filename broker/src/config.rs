@@ -27,6 +27,9 @@
 //! heartbeat_interval_ms = 3000     # at most a third of the session timeout
 //! rebalance_timeout_ms = 60000     # to release a revoked partition, when a member asks for none
 //! offsets_flush = "always"         # flush policy of __consumer_offsets when it is created
+//!
+//! [processors]
+//! retire_grace_ms = 600000         # a replaced version's state is kept this long (rollback)
 //! ```
 //!
 //! Every key may be overridden by an environment variable: `EDDY_DATA_DIR`, `EDDY_LISTEN`,
@@ -133,6 +136,21 @@ pub struct BrokerConfig {
     pub limits: Limits,
     pub topic_defaults: TopicSettings,
     pub groups: GroupSettings,
+    pub processors: ProcessorSettings,
+}
+
+/// Processors run inside the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessorSettings {
+    /// How long a version replaced by a redeploy keeps its state (for rollback).
+    pub retire_grace_ms: u64,
+}
+
+impl Default for ProcessorSettings {
+    fn default() -> Self {
+        Self { retire_grace_ms: 600_000 }
+    }
 }
 
 impl Default for BrokerConfig {
@@ -146,6 +164,7 @@ impl Default for BrokerConfig {
             limits: Limits::default(),
             topic_defaults: TopicSettings::default(),
             groups: GroupSettings::default(),
+            processors: ProcessorSettings::default(),
         }
     }
 }
@@ -220,6 +239,9 @@ impl BrokerConfig {
             if let Some(v) = env(name) {
                 *slot = parse(name, v)?;
             }
+        }
+        if let Some(v) = env("EDDY_PROCESSOR_RETIRE_GRACE_MS") {
+            self.processors.retire_grace_ms = parse("EDDY_PROCESSOR_RETIRE_GRACE_MS", v)?;
         }
         let g = &mut self.groups;
         for (name, slot) in [

@@ -77,6 +77,8 @@ pub enum BrokerError {
     ProcessorExists(String),
     #[error("unknown processor {0:?}")]
     UnknownProcessor(String),
+    #[error("no serving processor has a table {0:?}")]
+    UnknownTable(String),
 }
 
 impl BrokerError {
@@ -121,6 +123,7 @@ impl BrokerError {
             BrokerError::InvalidSpec(_) => ErrorCode::InvalidProcessorSpec,
             BrokerError::ProcessorExists(_) => ErrorCode::ProcessorExists,
             BrokerError::UnknownProcessor(_) => ErrorCode::UnknownProcessor,
+            BrokerError::UnknownTable(_) => ErrorCode::UnknownTable,
             BrokerError::Storage { source, .. } => storage_code(source),
         }
     }

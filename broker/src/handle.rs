@@ -87,6 +87,14 @@ impl Broker {
             Rq::ProcessorStatus(r) => Rs::ProcessorStatus(v1::ProcessorStatusResponse {
                 processor: Some(self.inner.processors.status(self, &r.name)?),
             }),
+            Rq::RollbackProcessor(r) => {
+                let broker = self.clone();
+                let processor = self
+                    .blocking(move || broker.inner.processors.rollback(&broker, &r.name))
+                    .await?;
+                Rs::RollbackProcessor(v1::RollbackProcessorResponse { processor: Some(processor) })
+            }
+            Rq::QueryTable(r) => Rs::QueryTable(self.inner.processors.query(self, &r)?),
             Rq::DropProcessor(r) => {
                 let broker = self.clone();
                 self.blocking(move || broker.inner.processors.drop_processor(&broker, &r.name))

@@ -170,6 +170,23 @@ impl<T: Transport> Admin<T> {
             .ok_or(ClientError::UnexpectedResponse("status without a processor"))
     }
 
+    /// Serves the processor's retired version again.
+    pub async fn rollback_processor(&self, name: &str) -> Result<v1::ProcessorInfo, ClientError> {
+        let body =
+            request::Body::RollbackProcessor(v1::RollbackProcessorRequest { name: name.into() });
+        expect_body!(self.transport.call(body).await?, RollbackProcessor)?
+            .processor
+            .ok_or(ClientError::UnexpectedResponse("rollback without a processor"))
+    }
+
+    /// A pull query against a live table.
+    pub async fn query_table(
+        &self,
+        query: v1::QueryTableRequest,
+    ) -> Result<v1::QueryTableResponse, ClientError> {
+        expect_body!(self.transport.call(request::Body::QueryTable(query)).await?, QueryTable)
+    }
+
     /// Stops and forgets a processor, removing its state and internal topics.
     pub async fn drop_processor(&self, name: &str) -> Result<(), ClientError> {
         let body = request::Body::DropProcessor(v1::DropProcessorRequest { name: name.into() });

@@ -6,6 +6,7 @@ mod consume;
 mod group;
 mod processor;
 mod produce;
+mod query;
 mod serve;
 mod topic;
 
@@ -31,8 +32,11 @@ usage: eddy [--broker ADDR] <command> ...
   group list | describe G | delete G
   group reset G --topic T --to earliest|latest|OFFSET|@UNIX_MS
         (reset and delete need a group without members)
-  processor deploy FILE | list | status NAME | drop NAME
-        processors defined by a spec file (docs/processors.md), run inside the broker
+  processor deploy FILE [--wait] | list | status NAME | rollback NAME | drop NAME
+        processors defined by a spec file (docs/processors.md), run inside the broker;
+        deploying a higher version replays from offset zero and takes over when caught up
+  query TABLE KEY | --scan [--prefix P] [--limit N] | --top N [--by FIELD] | --follow
+        [--digest]   pull queries against a live table; --follow prints its changes
 
 --broker defaults to 127.0.0.1:9750.
 ";
@@ -67,6 +71,7 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
             "consume" => consume::run(&broker, &mut parser, &mut out).await,
             "group" => group::run(&broker, &mut parser, &mut out).await,
             "processor" => processor::run(&broker, &mut parser, &mut out).await,
+            "query" => query::run(&broker, &mut parser, &mut out).await,
             other => bail!("unknown command {other:?} (see eddy --help)"),
         }
     })

@@ -1,26 +1,36 @@
 //! Processors inside the broker: deployed from spec files, kept in the compacted internal topic
-//! `__processors` (one record per processor, its spec; a tombstone when dropped), started when
-//! the broker opens, and run over the broker's own topics through [`logs::BrokerLogs`].
+//! `__processors` (one record per processor name: which version serves, which one is being
+//! built, which one was retired; a tombstone when dropped), started when the broker opens, and
+//! run over the broker's own topics through [`logs::BrokerLogs`].
 //!
 //! - [`spec`]: the spec format and its compiler to the processor builder.
 //! - [`logs`]: `LogAccess` over the broker's topics, with a wake-up on every append.
+//! - [`query`]: pull queries (get, scan, top-N) against the serving version's tables.
+//!
+//! Redeploy (the Kappa way): deploying a higher version of a deployed name starts it *building*
+//! — from offset zero, into its own state and topics (`<name>-<version>-…`) — while the
+//! current version keeps serving queries and outputs. A supervisor thread switches the name
+//! over when the building version's lag is zero on every input partition: one record in
+//! `__processors` makes the switch (so it survives restarts, and a crash leaves exactly one
+//! serving version), then the old version stops. It stays *retired* — state kept, rollback
+//! possible — until `retire_grace_ms` has passed; then its state and internal topics go.
 //!
 //! Invariants:
-//! - A processor is registered (its record appended and, under the topic's flush policy, made
-//!   durable) only once it has started; a spec that does not compile or start is refused and
-//!   leaves nothing behind but the error.
-//! - Each processor's state lives in `DATA/processors/<name>-<version>/`; its internal topics
-//!   are named `<name>-<version>-…`. Dropping a processor stops it, writes the tombstone, then
-//!   removes both; its output topics stay.
-//! - A registered processor that fails to start after a restart stays registered and reports
-//!   "failed" with the reason; the broker itself still opens.
+//! - Every change of a name's versions is one record, written and fsynced before it takes
+//!   effect in memory (before the answer, before the old version is stopped).
+//! - A version starts only if every input partition still holds offset zero (a full replay
+//!   needs it); otherwise the deploy is refused naming the earliest offset.
+//! - A registered version that fails to start after a restart reports "failed" with the
+//!   reason; the broker itself still opens.
 
 pub mod logs;
+pub mod query;
 pub mod spec;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
 use eddy_processor::{RunningProcessor, RuntimeConfig};
 use eddy_protocol::v1;
@@ -29,30 +39,82 @@ use serde::{Deserialize, Serialize};
 
 use self::logs::BrokerLogs;
 use self::spec::Spec;
-use crate::broker::{Broker, now_ms};
+use crate::broker::{Broker, Inner, now_ms};
 use crate::error::BrokerError;
 
-/// The internal topic holding every deployed processor's spec.
+/// The internal topic holding every deployed processor's versions.
 pub const PROCESSORS_TOPIC: &str = "__processors";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// How often the supervisor looks for building versions that caught up.
+const SUPERVISE_EVERY: Duration = Duration::from_millis(50);
+
+/// What `__processors` holds per name.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Registration {
+    /// The serving version's spec.
     spec: String,
+    #[serde(default)]
     deployed_ms: i64,
+    /// A higher version replaying from zero, to serve once caught up.
+    #[serde(default)]
+    building: Option<String>,
+    /// The version served before the last switch, with when it was retired.
+    #[serde(default)]
+    retired: Option<(String, i64)>,
 }
 
-struct Deployed {
-    spec: Spec,
+pub(crate) struct Version {
+    pub spec: Spec,
     text: String,
-    running: Option<RunningProcessor>,
+    pub running: Option<RunningProcessor>,
     error: Option<String>,
+    started: Instant,
+    /// Input records done at the last supervisor look, for the rate.
+    last_done: Option<(Instant, u64)>,
+    rate: f64,
+}
+
+impl Version {
+    fn new(spec: Spec, text: String) -> Self {
+        Version {
+            spec,
+            text,
+            running: None,
+            error: None,
+            started: Instant::now(),
+            last_done: None,
+            rate: 0.0,
+        }
+    }
+
+    fn prefix(&self) -> String {
+        format!("{}-{}", self.spec.name, self.spec.version)
+    }
+}
+
+pub(crate) struct Entry {
+    pub serving: Version,
+    pub building: Option<Version>,
+    retired: Option<(Version, i64)>,
+}
+
+impl Entry {
+    fn registration(&self) -> Registration {
+        Registration {
+            spec: self.serving.text.clone(),
+            deployed_ms: now_ms(),
+            building: self.building.as_ref().map(|b| b.text.clone()),
+            retired: self.retired.as_ref().map(|(v, at)| (v.text.clone(), *at)),
+        }
+    }
 }
 
 /// The processors of one broker.
 pub struct Processors {
-    deployed: Mutex<BTreeMap<String, Deployed>>,
+    pub(crate) entries: Mutex<BTreeMap<String, Entry>>,
     log: Arc<Log>,
     state_dir: PathBuf,
+    retire_grace: Duration,
 }
 
 impl std::fmt::Debug for Processors {
@@ -65,10 +127,24 @@ fn storage(source: eddy_storage::Error) -> BrokerError {
     BrokerError::Storage { topic: PROCESSORS_TOPIC.into(), partition: 0, source }
 }
 
+fn parse_version(name: &str, text: &str) -> Option<Version> {
+    match Spec::parse(text) {
+        Ok(spec) => Some(Version::new(spec, text.to_string())),
+        Err(e) => {
+            tracing::warn!(processor = %name, error = %e, "stored spec does not parse; skipped");
+            None
+        }
+    }
+}
+
 impl Processors {
     /// Reads the registrations from `log`; nothing starts until [`Processors::start_all`].
-    pub fn open(log: Arc<Log>, state_dir: PathBuf) -> Result<Processors, BrokerError> {
-        let mut deployed = BTreeMap::new();
+    pub fn open(
+        log: Arc<Log>,
+        state_dir: PathBuf,
+        retire_grace: Duration,
+    ) -> Result<Processors, BrokerError> {
+        let mut registrations: BTreeMap<String, Registration> = BTreeMap::new();
         let (mut at, end) = (log.start_offset(), log.next_offset());
         while at < end {
             let bytes = log.read(at, 1 << 20).map_err(storage)?;
@@ -81,24 +157,13 @@ impl Processors {
                         continue;
                     }
                     let name = String::from_utf8_lossy(record.key.unwrap_or_default()).into_owned();
-                    let parsed = record
-                        .value
-                        .map(|v| serde_json::from_slice::<Registration>(v).map(|r| r.spec));
-                    match parsed {
+                    match record.value.map(serde_json::from_slice::<Registration>) {
                         None => {
-                            deployed.remove(&name);
+                            registrations.remove(&name);
                         }
-                        Some(Ok(text)) => match Spec::parse(&text) {
-                            Ok(spec) => {
-                                deployed.insert(
-                                    name,
-                                    Deployed { spec, text, running: None, error: None },
-                                );
-                            }
-                            Err(e) => {
-                                tracing::warn!(processor = %name, error = %e, "stored spec does not parse; skipped")
-                            }
-                        },
+                        Some(Ok(r)) => {
+                            registrations.insert(name, r);
+                        }
                         Some(Err(e)) => {
                             tracing::warn!(processor = %name, error = %e, "stored registration does not parse; skipped")
                         }
@@ -110,11 +175,18 @@ impl Processors {
                 break;
             }
         }
-        Ok(Processors { deployed: Mutex::new(deployed), log, state_dir })
+        let mut entries = BTreeMap::new();
+        for (name, r) in registrations {
+            let Some(serving) = parse_version(&name, &r.spec) else { continue };
+            let building = r.building.as_deref().and_then(|t| parse_version(&name, t));
+            let retired = r.retired.and_then(|(t, at)| parse_version(&name, &t).map(|v| (v, at)));
+            entries.insert(name, Entry { serving, building, retired });
+        }
+        Ok(Processors { entries: Mutex::new(entries), log, state_dir, retire_grace })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Deployed>> {
-        self.deployed.lock().unwrap_or_else(|p| p.into_inner())
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn start(&self, broker: &Broker, spec: &Spec) -> Result<RunningProcessor, BrokerError> {
@@ -127,132 +199,346 @@ impl Processors {
         })
     }
 
-    /// Starts every registered processor; one that fails is reported, not fatal.
-    pub fn start_all(&self, broker: &Broker) {
-        let mut deployed = self.lock();
-        for (name, d) in deployed.iter_mut() {
-            match self.start(broker, &d.spec) {
-                Ok(running) => {
-                    tracing::info!(processor = %name, version = d.spec.version, "processor resumed");
-                    d.running = Some(running);
-                }
-                Err(e) => {
-                    tracing::error!(processor = %name, error = %e, "processor failed to start");
-                    d.error = Some(e.to_string());
-                }
+    fn start_version(&self, broker: &Broker, v: &mut Version, name: &str) {
+        match self.start(broker, &v.spec) {
+            Ok(running) => {
+                tracing::info!(processor = %name, version = v.spec.version, "processor started");
+                v.running = Some(running);
+                v.started = Instant::now();
+            }
+            Err(e) => {
+                tracing::error!(processor = %name, error = %e, "processor failed to start");
+                v.error = Some(e.to_string());
             }
         }
     }
 
-    /// Compiles, starts and registers a processor. Blocking (it waits for its tasks to open).
-    pub fn deploy(&self, broker: &Broker, text: &str) -> Result<v1::ProcessorInfo, BrokerError> {
-        let spec = Spec::parse(text)?;
-        if self.lock().contains_key(&spec.name) {
-            return Err(BrokerError::ProcessorExists(spec.name));
+    /// Starts every registered serving and building version; one that fails is reported, not
+    /// fatal. Then starts the supervisor.
+    pub fn start_all(&self, broker: &Broker) {
+        let mut entries = self.lock();
+        for (name, e) in entries.iter_mut() {
+            self.start_version(broker, &mut e.serving, name);
+            if let Some(b) = e.building.as_mut() {
+                self.start_version(broker, b, name);
+            }
         }
-        let running = self.start(broker, &spec)?;
-        let registration = Registration { spec: text.to_string(), deployed_ms: now_ms() };
-        let value = serde_json::to_vec(&registration).unwrap_or_default();
-        if let Err(e) = self.write(&spec.name, Some(&value)) {
-            let _ = running.stop();
-            return Err(e);
+        drop(entries);
+        let weak: Weak<Inner> = Arc::downgrade(&broker.inner);
+        let spawned = std::thread::Builder::new().name("eddy-processors".into()).spawn(move || {
+            loop {
+                std::thread::sleep(SUPERVISE_EVERY);
+                let Some(inner) = weak.upgrade() else { return };
+                let broker = Broker { inner };
+                if broker.is_shutting_down() {
+                    return;
+                }
+                broker.inner.processors.supervise(&broker);
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the processor supervisor; redeploys will not switch");
         }
-        let name = spec.name.clone();
-        let mut deployed = self.lock();
-        deployed.insert(
-            name.clone(),
-            Deployed { spec, text: text.to_string(), running: Some(running), error: None },
-        );
-        tracing::info!(processor = %name, "processor deployed");
-        Ok(info(broker, &name, &deployed[&name]))
     }
 
-    fn write(&self, name: &str, value: Option<&[u8]>) -> Result<(), BrokerError> {
+    /// The guard: every input partition must still hold offset zero.
+    fn check_replayable(&self, broker: &Broker, spec: &Spec) -> Result<(), BrokerError> {
+        let inputs =
+            std::iter::once(&spec.source.topic).chain(spec.tables.iter().map(|t| &t.topic));
+        for topic in inputs {
+            let Ok(t) = broker.topic(topic) else { continue };
+            for (p, log) in t.partitions.iter().enumerate() {
+                let start = log.start_offset();
+                if start > 0 {
+                    return Err(BrokerError::InvalidSpec(format!(
+                        "input {topic}-{p} starts at offset {start} (retention or compaction removed 0..{start}); a full replay needs offset 0, so {} version {} would build a partial table",
+                        spec.name, spec.version
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deploys a spec: a new name starts serving at once; a higher version of a deployed name
+    /// starts building beside the serving one and takes over once caught up. Blocking.
+    pub fn deploy(&self, broker: &Broker, text: &str) -> Result<v1::ProcessorInfo, BrokerError> {
+        let spec = Spec::parse(text)?;
+        let name = spec.name.clone();
+        {
+            let entries = self.lock();
+            if let Some(e) = entries.get(&name) {
+                if let Some(b) = &e.building {
+                    return Err(BrokerError::ProcessorExists(format!(
+                        "{name}: version {} is still building; wait for it or drop the processor",
+                        b.spec.version
+                    )));
+                }
+                if spec.version <= e.serving.spec.version {
+                    return Err(BrokerError::ProcessorExists(format!(
+                        "{name}: version {} serves; deploy a higher version to replace it",
+                        e.serving.spec.version
+                    )));
+                }
+            }
+        }
+        self.check_replayable(broker, &spec)?;
+        let running = self.start(broker, &spec)?;
+        let mut version = Version::new(spec, text.to_string());
+        version.running = Some(running);
+        let mut entries = self.lock();
+        let registration = match entries.get(&name) {
+            Some(e) => Registration { building: Some(text.to_string()), ..e.registration() },
+            None => {
+                Registration { spec: text.to_string(), deployed_ms: now_ms(), ..Default::default() }
+            }
+        };
+        if let Err(e) = self.write(&name, Some(&registration)) {
+            if let Some(r) = version.running.take() {
+                let _ = r.stop();
+            }
+            return Err(e);
+        }
+        match entries.get_mut(&name) {
+            Some(e) => {
+                tracing::info!(processor = %name, version = version.spec.version, "building a new version from offset zero");
+                e.building = Some(version);
+            }
+            None => {
+                tracing::info!(processor = %name, "processor deployed");
+                entries.insert(
+                    name.clone(),
+                    Entry { serving: version, building: None, retired: None },
+                );
+            }
+        }
+        Ok(info(broker, &name, &entries[&name]))
+    }
+
+    fn write(&self, name: &str, registration: Option<&Registration>) -> Result<(), BrokerError> {
+        let value = registration.map(|r| serde_json::to_vec(r).unwrap_or_default());
         let mut b = BatchBuilder::new();
-        b.push(Record { timestamp: now_ms(), key: Some(name.as_bytes()), value, headers: &[] });
+        b.push(Record {
+            timestamp: now_ms(),
+            key: Some(name.as_bytes()),
+            value: value.as_deref(),
+            headers: &[],
+        });
         let batch = b.build_valid().map_err(|e| storage(e.into()))?;
         let appended = self.log.append_valid(&batch).map_err(storage)?;
         // Registrations are rare; make each durable whatever the topic's policy.
         self.log.sync_through(appended.last_offset + 1).map_err(storage)
     }
 
-    /// Stops and forgets a processor, removing its state and internal topics. Blocking.
+    /// Switches names whose building version caught up, updates rates, and removes retired
+    /// versions past their grace.
+    fn supervise(&self, broker: &Broker) {
+        let mut entries = self.lock();
+        let now_wall = now_ms();
+        for (name, e) in entries.iter_mut() {
+            for v in std::iter::once(&mut e.serving).chain(e.building.as_mut()) {
+                update_rate(v);
+            }
+            let caught_up = e.building.as_ref().is_some_and(|b| caught_up(broker, b));
+            if caught_up && let Some(building) = e.building.take() {
+                let old = std::mem::replace(&mut e.serving, building);
+                let stale = e.retired.take();
+                e.retired = Some((Version::new(old.spec.clone(), old.text.clone()), now_wall));
+                if let Err(err) = self.write(name, Some(&e.registration())) {
+                    tracing::error!(processor = %name, error = %err, "could not record the switch; retried");
+                    // Undo in memory: the log still says the old version serves.
+                    e.retired = stale;
+                    let new = std::mem::replace(&mut e.serving, old);
+                    e.building = Some(new);
+                    continue;
+                }
+                tracing::info!(processor = %name, from = old.spec.version, to = e.serving.spec.version, "switched to the rebuilt version");
+                if let Some(r) = old.running
+                    && let Err(err) = r.stop()
+                {
+                    tracing::warn!(processor = %name, error = %err, "retired version stopped with an error");
+                }
+                if let Some((v, _)) = stale {
+                    self.remove_version(broker, &v);
+                }
+            }
+            let expired = e.retired.as_ref().is_some_and(|(_, at)| {
+                now_wall.saturating_sub(*at) >= self.retire_grace.as_millis() as i64
+            });
+            if expired && let Some((v, at)) = e.retired.take() {
+                if let Err(err) = self.write(name, Some(&e.registration())) {
+                    tracing::warn!(processor = %name, error = %err, "could not record the retirement; retried");
+                    e.retired = Some((v, at));
+                    continue;
+                }
+                self.remove_version(broker, &v);
+            }
+        }
+    }
+
+    /// Removes a stopped version's state directory and internal topics (never outputs).
+    fn remove_version(&self, broker: &Broker, v: &Version) {
+        let prefix = v.prefix();
+        let dir = self.state_dir.join(&prefix);
+        if dir.exists()
+            && let Err(e) = std::fs::remove_dir_all(&dir)
+        {
+            tracing::warn!(path = %dir.display(), error = %e, "could not remove processor state");
+        }
+        let outputs = v.spec.outputs();
+        for topic in broker.topic_names() {
+            if topic.starts_with(&format!("{prefix}-"))
+                && !outputs.contains(&topic)
+                && let Err(e) = broker.delete_topic(&topic)
+            {
+                tracing::warn!(%topic, error = %e, "could not remove a processor topic");
+            }
+        }
+        tracing::info!(processor = %v.spec.name, version = v.spec.version, "version removed");
+    }
+
+    /// Serves the retired version again (it resumes from its state and catches up) and
+    /// retires the current one. Blocking.
+    pub fn rollback(&self, broker: &Broker, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
+        let mut entries = self.lock();
+        let e = entries.get_mut(name).ok_or_else(|| BrokerError::UnknownProcessor(name.into()))?;
+        let Some((mut old, _)) = e.retired.take() else {
+            return Err(BrokerError::InvalidSpec(format!(
+                "{name}: no retired version to roll back to (its grace period ended, or there was none)"
+            )));
+        };
+        self.start_version(broker, &mut old, name);
+        let current = std::mem::replace(&mut e.serving, old);
+        e.retired = Some((Version::new(current.spec.clone(), current.text.clone()), now_ms()));
+        if let Some(b) = e.building.take()
+            && let Some(r) = b.running
+        {
+            let _ = r.stop();
+        }
+        self.write(name, Some(&e.registration()))?;
+        if let Some(r) = current.running {
+            let _ = r.stop();
+        }
+        Ok(info(broker, name, e))
+    }
+
+    /// Stops and forgets a processor, removing every version's state and internal topics.
+    /// Blocking.
     pub fn drop_processor(&self, broker: &Broker, name: &str) -> Result<(), BrokerError> {
-        let Some(d) = self.lock().remove(name) else {
+        let Some(e) = self.lock().remove(name) else {
             return Err(BrokerError::UnknownProcessor(name.to_string()));
         };
-        if let Some(running) = d.running
-            && let Err(e) = running.stop()
-        {
-            tracing::warn!(processor = %name, error = %e, "processor stopped with an error");
-        }
         self.write(name, None)?;
-        let prefix = format!("{}-{}", d.spec.name, d.spec.version);
-        let dir = self.state_dir.join(&prefix);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(BrokerError::io("remove", &dir))?;
-        }
-        let outputs = d.spec.outputs();
-        for topic in broker.topic_names() {
-            if topic.starts_with(&format!("{prefix}-")) && !outputs.contains(&topic) {
-                broker.delete_topic(&topic)?;
+        let versions =
+            std::iter::once(e.serving).chain(e.building).chain(e.retired.map(|(v, _)| v));
+        for mut v in versions {
+            if let Some(running) = v.running.take()
+                && let Err(err) = running.stop()
+            {
+                tracing::warn!(processor = %name, error = %err, "processor stopped with an error");
             }
+            self.remove_version(broker, &v);
         }
         tracing::info!(processor = %name, "processor dropped");
         Ok(())
     }
 
     pub fn list(&self, broker: &Broker) -> Vec<v1::ProcessorInfo> {
-        let deployed = self.lock();
-        deployed.iter().map(|(name, d)| info(broker, name, d)).collect()
+        self.lock().iter().map(|(name, e)| info(broker, name, e)).collect()
     }
 
     pub fn status(&self, broker: &Broker, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
-        let deployed = self.lock();
-        let d =
-            deployed.get(name).ok_or_else(|| BrokerError::UnknownProcessor(name.to_string()))?;
-        Ok(info(broker, name, d))
+        let entries = self.lock();
+        let e = entries.get(name).ok_or_else(|| BrokerError::UnknownProcessor(name.to_string()))?;
+        Ok(info(broker, name, e))
     }
 
     /// Stops every processor, each writing a final snapshot.
     pub fn stop_all(&self) {
-        let mut deployed = self.lock();
-        for (name, d) in deployed.iter_mut() {
-            if let Some(running) = d.running.take()
-                && let Err(e) = running.stop()
-            {
-                tracing::warn!(processor = %name, error = %e, "processor stopped with an error");
+        let mut entries = self.lock();
+        for (name, e) in entries.iter_mut() {
+            for v in std::iter::once(&mut e.serving).chain(e.building.as_mut()) {
+                if let Some(running) = v.running.take()
+                    && let Err(err) = running.stop()
+                {
+                    tracing::warn!(processor = %name, error = %err, "processor stopped with an error");
+                }
             }
         }
     }
 }
 
-fn info(broker: &Broker, name: &str, d: &Deployed) -> v1::ProcessorInfo {
+/// Input records done and not yet done by a version, from its tasks' last reports.
+fn progress(broker: &Broker, v: &Version) -> Option<(u64, u64, Vec<v1::ProcessorInput>)> {
+    let running = v.running.as_ref()?;
+    let (mut done, mut lag, mut inputs) = (0, 0, Vec::new());
+    for status in running.status().values() {
+        for (topic, partition, position) in &status.inputs {
+            let end = broker
+                .topic(topic)
+                .ok()
+                .and_then(|t| t.partitions.get(*partition as usize).map(|l| l.next_offset()))
+                .unwrap_or(*position);
+            done += *position;
+            lag += end.saturating_sub(*position);
+            inputs.push(v1::ProcessorInput {
+                topic: topic.clone(),
+                partition: *partition,
+                position: *position,
+                end_offset: end,
+            });
+        }
+    }
+    Some((done, lag, inputs))
+}
+
+/// Every task open and no input partition behind.
+fn caught_up(broker: &Broker, v: &Version) -> bool {
+    let Some(running) = &v.running else { return false };
+    if running.failure().is_some() || running.status().len() < running.tasks().len() {
+        return false;
+    }
+    progress(broker, v).is_some_and(|(_, lag, inputs)| lag == 0 && !inputs.is_empty())
+}
+
+fn update_rate(v: &mut Version) {
+    let Some(running) = &v.running else { return };
+    let done: u64 = running.status().values().map(|s| s.metrics.records_in).sum();
+    let now = Instant::now();
+    if let Some((at, before)) = v.last_done {
+        let secs = now.duration_since(at).as_secs_f64();
+        if secs > 0.0 {
+            let sample = done.saturating_sub(before) as f64 / secs;
+            // Smoothed over about a second of samples.
+            v.rate = if v.rate == 0.0 { sample } else { 0.8 * v.rate + 0.2 * sample };
+        }
+    }
+    v.last_done = Some((now, done));
+}
+
+fn version_info(broker: &Broker, name: &str, v: &Version, role: &str) -> v1::ProcessorInfo {
     let mut tasks = Vec::new();
-    let mut lag = 0u64;
     let mut tables = Vec::new();
-    let mut error = d.error.clone();
-    if let Some(running) = &d.running {
+    let mut error = v.error.clone();
+    let mut records = 0;
+    if let Some(running) = &v.running {
         tables = running.processor().tables();
         for (id, status) in running.status() {
+            records += status.metrics.records_in;
             let inputs: Vec<v1::ProcessorInput> = status
                 .inputs
                 .iter()
-                .map(|(topic, partition, position)| {
-                    let end = broker
+                .map(|(topic, partition, position)| v1::ProcessorInput {
+                    topic: topic.clone(),
+                    partition: *partition,
+                    position: *position,
+                    end_offset: broker
                         .topic(topic)
                         .ok()
                         .and_then(|t| {
                             t.partitions.get(*partition as usize).map(|l| l.next_offset())
                         })
-                        .unwrap_or(*position);
-                    lag += end.saturating_sub(*position);
-                    v1::ProcessorInput {
-                        topic: topic.clone(),
-                        partition: *partition,
-                        position: *position,
-                        end_offset: end,
-                    }
+                        .unwrap_or(*position),
                 })
                 .collect();
             tasks.push(v1::ProcessorTask {
@@ -270,19 +556,41 @@ fn info(broker: &Broker, name: &str, d: &Deployed) -> v1::ProcessorInfo {
             error = Some(failure);
         }
     }
-    let failed = error.is_some() || d.running.is_none();
+    let lag = progress(broker, v).map_or(0, |(_, lag, _)| lag);
+    let state = if error.is_some() || v.running.is_none() { "failed" } else { role };
+    let eta_ms = if lag == 0 {
+        0
+    } else if v.rate > 0.0 {
+        (lag as f64 / v.rate * 1000.0) as u64
+    } else {
+        u64::MAX
+    };
     v1::ProcessorInfo {
         name: name.to_string(),
-        version: d.spec.version,
-        state: if failed { "failed" } else { "running" }.to_string(),
+        version: v.spec.version,
+        state: state.to_string(),
         error: error.unwrap_or_default(),
-        sources: std::iter::once(d.spec.source.topic.clone())
-            .chain(d.spec.tables.iter().map(|t| t.topic.clone()))
+        sources: std::iter::once(v.spec.source.topic.clone())
+            .chain(v.spec.tables.iter().map(|t| t.topic.clone()))
             .collect(),
         tables,
-        outputs: d.spec.outputs(),
+        outputs: v.spec.outputs(),
         tasks,
         lag,
-        spec: d.text.clone(),
+        spec: v.text.clone(),
+        records_processed: records,
+        records_per_s: v.rate,
+        eta_ms,
+        running_ms: v.started.elapsed().as_millis() as u64,
+        building: None,
+        retired_version: 0,
     }
+}
+
+fn info(broker: &Broker, name: &str, e: &Entry) -> v1::ProcessorInfo {
+    let mut serving = version_info(broker, name, &e.serving, "running");
+    serving.building =
+        e.building.as_ref().map(|b| Box::new(version_info(broker, name, b, "building")));
+    serving.retired_version = e.retired.as_ref().map_or(0, |(v, _)| v.spec.version);
+    serving
 }

@@ -1,0 +1,122 @@
+//! Pull queries against live tables: get by key, scan (optionally by text-key prefix, with a
+//! limit), top-N by value or by a field of object values — always against the serving
+//! version, so a rebuild in progress never shows a half-built table. Answers carry the version
+//! and the input offsets the table reflected.
+//!
+//! Tables hold JSON keys and values; a get looks the key up in each task's partition of the
+//! table (a key lives in one); scans and top-N read every partition under their read locks and
+//! never block a task for longer than one copy.
+
+use std::cmp::Ordering;
+
+use eddy_processor::TableReader;
+use eddy_protocol::v1;
+use serde_json::Value;
+
+use super::Processors;
+use crate::broker::Broker;
+use crate::error::BrokerError;
+
+impl Processors {
+    pub fn query(
+        &self,
+        broker: &Broker,
+        r: &v1::QueryTableRequest,
+    ) -> Result<v1::QueryTableResponse, BrokerError> {
+        let entries = self.lock();
+        let (processor_name, table) = match r.table.split_once('/') {
+            Some((p, t)) => (Some(p), t),
+            None => (None, r.table.as_str()),
+        };
+        let mut found = Vec::new();
+        for (name, e) in entries.iter() {
+            if processor_name.is_some_and(|p| p != name) {
+                continue;
+            }
+            if let Some(running) = &e.serving.running
+                && running.processor().tables().iter().any(|t| t == table)
+            {
+                found.push((name, e, running));
+            }
+        }
+        let (name, entry, running) = match found.as_slice() {
+            [one] => *one,
+            [] => return Err(BrokerError::UnknownTable(r.table.clone())),
+            many => {
+                let names: Vec<String> =
+                    many.iter().map(|(n, ..)| format!("{n}/{table}")).collect();
+                return Err(BrokerError::InvalidSpec(format!(
+                    "table {table:?} is in several processors; name one of {}",
+                    names.join(", ")
+                )));
+            }
+        };
+        let reader: TableReader<Value, Value> =
+            running.table(table).map_err(|_| BrokerError::UnknownTable(r.table.clone()))?;
+        // The positions first: the rows reflect at least these offsets.
+        let inputs = running
+            .status()
+            .values()
+            .flat_map(|s| s.inputs.iter())
+            .map(|(topic, partition, position)| v1::ProcessorInput {
+                topic: topic.clone(),
+                partition: *partition,
+                position: *position,
+                end_offset: broker
+                    .topic(topic)
+                    .ok()
+                    .and_then(|t| t.partitions.get(*partition as usize).map(|l| l.next_offset()))
+                    .unwrap_or(*position),
+            })
+            .collect();
+        let rows: Vec<(Value, Value)> = match &r.query {
+            None => return Err(BrokerError::Malformed("a table query needs get, scan or top")),
+            Some(v1::query_table_request::Query::Get(key)) => {
+                let key: Value = serde_json::from_str(key)
+                    .map_err(|_| BrokerError::Malformed("the key of a get is not JSON"))?;
+                match reader.get(&key) {
+                    Ok(Some(value)) => vec![(key, value)],
+                    Ok(None) => vec![],
+                    Err(e) => return Err(BrokerError::InvalidSpec(format!("table {table}: {e}"))),
+                }
+            }
+            Some(v1::query_table_request::Query::Scan(s)) => {
+                let limit = if s.limit == 0 { usize::MAX } else { s.limit as usize };
+                reader
+                    .scan()
+                    .into_iter()
+                    .filter(|(k, _)| {
+                        s.prefix.is_empty() || k.as_str().is_some_and(|k| k.starts_with(&s.prefix))
+                    })
+                    .take(limit)
+                    .collect()
+            }
+            Some(v1::query_table_request::Query::Top(t)) => {
+                let rank = |v: &Value| -> Option<f64> {
+                    let v = if t.by.is_empty() { v } else { v.get(&t.by)? };
+                    v.as_f64()
+                };
+                let mut all = reader.scan();
+                all.sort_by(|a, b| {
+                    rank(&b.1)
+                        .partial_cmp(&rank(&a.1))
+                        .unwrap_or(Ordering::Equal)
+                        .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
+                });
+                all.truncate(t.n as usize);
+                all
+            }
+        };
+        Ok(v1::QueryTableResponse {
+            processor: name.clone(),
+            version: entry.serving.spec.version,
+            rows: rows
+                .into_iter()
+                .map(|(k, v)| v1::TableRow { key: k.to_string(), value: v.to_string() })
+                .collect(),
+            inputs,
+            digest: if r.digest { reader.digest() } else { 0 },
+            changelog: running.processor().changelog_topic(table).unwrap_or_default(),
+        })
+    }
+}
