@@ -94,6 +94,12 @@ impl Broker {
                     .await?;
                 Rs::RollbackProcessor(v1::RollbackProcessorResponse { processor: Some(processor) })
             }
+            Rq::ReplayProcessor(r) => {
+                let broker = self.clone();
+                let processor =
+                    self.blocking(move || broker.inner.processors.replay(&broker, &r.name)).await?;
+                Rs::ReplayProcessor(v1::ReplayProcessorResponse { processor: Some(processor) })
+            }
             Rq::QueryTable(r) => Rs::QueryTable(self.inner.processors.query(self, &r)?),
             Rq::DropProcessor(r) => {
                 let broker = self.clone();

@@ -179,6 +179,14 @@ impl<T: Transport> Admin<T> {
             .ok_or(ClientError::UnexpectedResponse("rollback without a processor"))
     }
 
+    /// Rebuilds the processor's serving logic from offset zero as its next version.
+    pub async fn replay_processor(&self, name: &str) -> Result<v1::ProcessorInfo, ClientError> {
+        let body = request::Body::ReplayProcessor(v1::ReplayProcessorRequest { name: name.into() });
+        expect_body!(self.transport.call(body).await?, ReplayProcessor)?
+            .processor
+            .ok_or(ClientError::UnexpectedResponse("replay without a processor"))
+    }
+
     /// A pull query against a live table.
     pub async fn query_table(
         &self,

@@ -32,7 +32,8 @@ usage: eddy [--broker ADDR] <command> ...
   group list | describe G | delete G
   group reset G --topic T --to earliest|latest|OFFSET|@UNIX_MS
         (reset and delete need a group without members)
-  processor deploy FILE [--wait] | list | status NAME | rollback NAME | drop NAME
+  processor deploy FILE [--wait] | list | status NAME | replay NAME [--wait]
+            | verify NAME | rollback NAME | drop NAME
         processors defined by a spec file (docs/processors.md), run inside the broker;
         deploying a higher version replays from offset zero and takes over when caught up
   query TABLE KEY | --scan [--prefix P] [--limit N] | --top N [--by FIELD] | --follow

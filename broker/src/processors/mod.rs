@@ -397,6 +397,21 @@ impl Processors {
         tracing::info!(processor = %v.spec.name, version = v.spec.version, "version removed");
     }
 
+    /// Rebuilds the serving logic from offset zero: deploys it again as the next version, which
+    /// replays beside the serving one and takes over when caught up (state and topics are per
+    /// version, so a rebuild is a version). Blocking.
+    pub fn replay(&self, broker: &Broker, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
+        let mut spec = {
+            let entries = self.lock();
+            let e = entries.get(name).ok_or_else(|| BrokerError::UnknownProcessor(name.into()))?;
+            e.serving.spec.clone()
+        };
+        spec.version += 1;
+        let text = toml::to_string(&spec)
+            .map_err(|e| BrokerError::InvalidSpec(format!("{name}: cannot write the spec: {e}")))?;
+        self.deploy(broker, &text)
+    }
+
     /// Serves the retired version again (it resumes from its state and catches up) and
     /// retires the current one. Blocking.
     pub fn rollback(&self, broker: &Broker, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
