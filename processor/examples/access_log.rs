@@ -10,16 +10,13 @@
 //! Prints the time each stage took and the processing throughput in events per second.
 #![allow(clippy::print_stdout)]
 
-#[path = "../tests/common/access_log.rs"]
-mod access_log;
-
 use std::io::{BufRead, Write};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use access_log::{time_of, url_of};
 use anyhow::{Context, ensure};
+use eddy_processor::sample::access_log::{self, time_of, url_of};
 use eddy_processor::{
     Count, Emit, Ignore, LocalLogs, LogAccess, ProcessorBuilder, RuntimeConfig, Utf8, Windowed,
     Windows,

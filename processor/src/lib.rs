@@ -19,6 +19,7 @@
 //! - `state`, `snapshot`, `recovery`, `position`: state, snapshots and effectively-once.
 //! - `table`: live tables (get, range scan, subscribe); `codec`: formats at topic boundaries.
 //! - `log_access`, `local`: the log as the processor sees it.
+//! - [`sample`]: sample data (an nginx access-log generator) for examples, tests and benchmarks.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -63,6 +64,7 @@ mod position;
 mod processor;
 mod recovery;
 mod runtime;
+pub mod sample;
 mod snapshot;
 mod state;
 mod table;

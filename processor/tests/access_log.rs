@@ -10,7 +10,7 @@ use std::io::BufRead;
 use std::process::Command;
 use std::time::Duration;
 
-use common::access_log::{self, format_time, time_of, url_of};
+use eddy_processor::sample::access_log::{self, format_time, time_of, url_of};
 use eddy_processor::{
     Count, Emit, Ignore, LogAccess, ProcessorBuilder, RuntimeConfig, Utf8, Windowed, Windows,
 };

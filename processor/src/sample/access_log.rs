@@ -1,6 +1,8 @@
 //! An nginx "combined" access log generator with Zipf-like URL popularity, and the parsing the
-//! processor uses. Shared by the access-log test and `examples/access_log.rs`.
-#![allow(dead_code)]
+//! processor uses. Shared by the access-log test, `examples/access_log.rs` and eddy-bench's
+//! `processor` workload, so all three count the same lines.
+//!
+//! The output is a function of `(lines, hours, seed)` only: no clock, no global RNG.
 
 use std::io::Write;
 

@@ -1,8 +1,6 @@
 //! Helpers shared by the processor tests: producing into and reading back from `LocalLogs`.
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
-pub mod access_log;
-
 use std::sync::Arc;
 
 use eddy_processor::{LocalLogs, LogAccess, POSITION_HEADER, Position};

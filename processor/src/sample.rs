@@ -1,0 +1,6 @@
+//! Sample data for examples, tests and benchmarks.
+//!
+//! - [`access_log`]: an nginx "combined" access log generator with Zipf-like URL popularity, and
+//!   the parsing of its lines (field 7 as the URL, the bracketed time as event time).
+
+pub mod access_log;
