@@ -1,0 +1,300 @@
+//! The per-URL count of issue 6 (requests per URL of an nginx access log), embedded and in the
+//! server.
+//!
+//! `--records` lines come from `eddy_processor::sample::access_log` (the generator the
+//! processor's access-log test and example use: Zipf-like popularity over 20,000 URLs, six hours
+//! of timestamps), built once into batches of `--batch` records and appended to topic
+//! `access-log` with 1 and then 2 partitions (line *i* to partition *i mod P*). Each measurement
+//! starts with all input in the log and runs until the processor has caught up with it:
+//!
+//! - **read**: the floor — every input partition read end to end through `LogAccess::read` on
+//!   `LocalLogs`, each record decoded and its value checked as UTF-8. No processing.
+//! - **embedded builder**: the pipeline written with the typed builder over `LocalLogs` in a
+//!   temporary directory: parse the URL (field 7) and the time of each line, key by URL
+//!   (repartitioned by URL when P > 1), count into table `requests-per-url`, send the changes
+//!   to `url-counts`. Timed from `Processor::start` to `wait_caught_up`.
+//! - **embedded spec**: the `url-counts` spec of `broker/src/processors/spec.rs` compiled by the
+//!   broker's own compiler and run over `LocalLogs` — the server's pipeline (JSON values)
+//!   without the server.
+//! - **server**: the same spec deployed with `Admin::deploy_processor` to a broker served on
+//!   loopback in this process (`Served`); timed from the deploy request until
+//!   `processor_status(name).lag == 0`, polled every 5 ms.
+//!
+//! Every variant runs with as many worker threads as the input has partitions (the spec says so
+//! with `threads = P`). Each run checks that the whole input was counted.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use eddy_broker::processors::spec::Spec;
+use eddy_client::{Admin, Connection, ConnectionOptions, TopicConfig};
+use eddy_processor::sample::access_log::{self, time_of, url_of};
+use eddy_processor::{
+    Count, Ignore, Json, LocalLogs, LogAccess, Processor, ProcessorBuilder, RuntimeConfig, Utf8,
+};
+use eddy_storage::{BatchBuilder, Batches, LogConfig, Record, ValidBatch};
+
+use crate::net::Served;
+use crate::report::{Row, Timing, median, median_against};
+use crate::workload::Options;
+
+const INPUT: &str = "access-log";
+const OUTPUT: &str = "url-counts";
+const TABLE: &str = "requests-per-url";
+const NAME: &str = "url-counts";
+/// How often the server run asks for the processor's lag.
+const POLL: Duration = Duration::from_millis(5);
+/// Give up on a run that has not caught up by then.
+const LIMIT: Duration = Duration::from_secs(1800);
+
+/// The `url-counts` spec from `broker/src/processors/spec.rs`, with `threads` set.
+fn spec(threads: u32) -> String {
+    format!(
+        r#"name = "url-counts"
+version = 1
+source = {{ topic = "access-log", format = "text" }}
+threads = {threads}
+
+[[ops]]
+op = "fields"
+fields = {{ url = 7, status = 9, time = "4-5" }}
+[[ops]]
+op = "event_time"
+field = "time"
+format = "clf"
+[[ops]]
+op = "key_by"
+field = "url"
+[[ops]]
+op = "aggregate"
+table = "requests-per-url"
+fn = "count"
+[[ops]]
+op = "to"
+topic = "url-counts"
+"#
+    )
+}
+
+/// The input: the generated lines, in batches per partition.
+struct Input {
+    partitions: u32,
+    batches: Vec<Vec<ValidBatch>>,
+}
+
+/// Generates `records` lines and splits them into `per_batch`-record batches, line `i` going to
+/// partition `i % partitions`. Record timestamps are a fixed instant after the log (event time
+/// comes from the line), as in the example.
+fn input(lines: &[&str], partitions: u32, per_batch: usize) -> Result<Input> {
+    let now_ms = access_log::START_MS + 30 * 24 * 3_600_000;
+    let mut batches: Vec<Vec<ValidBatch>> = (0..partitions).map(|_| Vec::new()).collect();
+    for (p, out) in batches.iter_mut().enumerate() {
+        let mut builder = BatchBuilder::new();
+        for (i, line) in lines.iter().enumerate().skip(p).step_by(partitions as usize) {
+            builder.push(Record {
+                timestamp: now_ms + i as i64,
+                key: None,
+                value: Some(line.as_bytes()),
+                headers: &[],
+            });
+            if builder.record_count() as usize >= per_batch {
+                out.push(std::mem::take(&mut builder).build_valid()?);
+            }
+        }
+        if !builder.is_empty() {
+            out.push(builder.build_valid()?);
+        }
+    }
+    Ok(Input { partitions, batches })
+}
+
+/// A fresh `LocalLogs` under `dir` holding the input.
+fn local_input(dir: &std::path::Path, input: &Input) -> Result<Arc<LocalLogs>> {
+    let logs = Arc::new(LocalLogs::open(dir.join("logs"), LogConfig::default())?);
+    logs.create_topic(INPUT, input.partitions, false)?;
+    for (p, batches) in input.batches.iter().enumerate() {
+        for batch in batches {
+            logs.append(INPUT, p as u32, batch)?;
+        }
+    }
+    Ok(logs)
+}
+
+/// Reads every input partition end to end, decoding each record: the floor under any processor.
+fn read_floor(logs: &dyn LogAccess, partitions: u32, records: u64) -> Result<Timing> {
+    let mut timing = Timing::new();
+    let mut seen = 0u64;
+    let mut bytes = 0usize;
+    let start = Instant::now();
+    for p in 0..partitions {
+        let (mut next, end) = (logs.start_offset(INPUT, p)?, logs.end_offset(INPUT, p)?);
+        while next < end {
+            let t = Instant::now();
+            let data = logs.read(INPUT, p, next, 1 << 20)?;
+            for batch in Batches::new(&data) {
+                let batch = batch?;
+                for record in batch.records() {
+                    let record = record?;
+                    if record.offset < next {
+                        continue;
+                    }
+                    let line = std::str::from_utf8(record.value.unwrap_or_default())?;
+                    bytes += line.len();
+                    seen += 1;
+                }
+                next = batch.last_offset() + 1;
+            }
+            timing.record(t.elapsed());
+        }
+    }
+    timing.finish(start.elapsed());
+    ensure!(seen == records && bytes > 0, "read {seen} records, expected {records}");
+    Ok(timing)
+}
+
+/// The per-URL count written with the typed builder: what an embedding program would write.
+fn builder_pipeline(partitions: u32) -> Result<Processor> {
+    let b = ProcessorBuilder::new(NAME, 1);
+    let by_url = b
+        .stream::<(), String>(INPUT, Ignore, Utf8)
+        .flat_map(|(), line: String| url_of(&line).map(|u| (u.to_owned(), time_of(&line))))
+        .event_time(|_, time, ts| time.unwrap_or(ts))
+        .map_values(|_, _| ());
+    let by_url = if partitions > 1 { by_url.repartition("by-url", partitions) } else { by_url };
+    by_url.aggregate(TABLE, Count)?.changes().to(OUTPUT, Utf8, Json);
+    Ok(b.build()?)
+}
+
+/// Runs `processor` over a fresh copy of the input in `LocalLogs` until it has caught up;
+/// checks that the counts add up to the input.
+fn embedded(opts: &Options, input: &Input, records: u64, processor: Processor) -> Result<Timing> {
+    let dir = opts.tempdir()?;
+    let logs = local_input(dir.path(), input)?;
+    let mut config = RuntimeConfig::new(dir.path().join("state"));
+    config.threads = input.partitions as usize;
+    let mut timing = Timing::new();
+    let start = Instant::now();
+    let running = processor.start(logs, config)?;
+    running.wait_caught_up(LIMIT)?;
+    timing.finish(start.elapsed());
+    let counted: u64 = running.table::<String, u64>(TABLE)?.scan().iter().map(|(_, n)| n).sum();
+    running.stop()?;
+    ensure!(counted == records, "the table counts {counted} requests, expected {records}");
+    Ok(timing)
+}
+
+/// Deploys the spec to a served broker holding the input and polls its status until the lag is
+/// zero; checks that the tasks reading the source took in the whole input.
+fn server(opts: &Options, input: &Input, records: u64) -> Result<Timing> {
+    let served = Served::start(opts)?;
+    let config = TopicConfig { partitions: Some(input.partitions), ..TopicConfig::default() };
+    let topic = served.broker.create_topic(INPUT, Some(&config))?;
+    for (p, batches) in input.batches.iter().enumerate() {
+        for batch in batches {
+            topic.partitions[p].append_valid(batch)?;
+        }
+    }
+    let text = spec(input.partitions);
+    served.runtime.block_on(async {
+        let conn = Connection::connect(&served.addr, ConnectionOptions::default()).await?;
+        let admin = Admin::new(Arc::new(conn));
+        let mut timing = Timing::new();
+        let start = Instant::now();
+        admin.deploy_processor(&text).await?;
+        let status = loop {
+            let t = Instant::now();
+            let status = admin.processor_status(NAME).await?;
+            timing.record(t.elapsed());
+            if status.state == "failed" {
+                bail!("processor failed: {}", status.error);
+            }
+            if status.lag == 0 && !status.tasks.is_empty() {
+                break status;
+            }
+            if start.elapsed() > LIMIT {
+                bail!("not caught up after {LIMIT:?}: lag {}", status.lag);
+            }
+            tokio::time::sleep(POLL).await;
+        };
+        timing.finish(start.elapsed());
+        let taken: u64 = status
+            .tasks
+            .iter()
+            .filter(|t| t.inputs.iter().any(|i| i.topic == INPUT))
+            .map(|t| t.records_in)
+            .sum();
+        ensure!(taken == records, "source tasks took in {taken} records, expected {records}");
+        admin.drop_processor(NAME).await?;
+        Ok(timing)
+    })
+}
+
+/// `min / median / max` of the per-run ratios of `rows` to `baselines`.
+fn ratios(rows: &[Row], baselines: &[Row]) -> String {
+    let mut r: Vec<f64> =
+        rows.iter().zip(baselines).map(|(a, b)| a.records_per_s / b.records_per_s).collect();
+    r.sort_by(f64::total_cmp);
+    format!("{:.3} / {:.3} / {:.3}", r[0], r[r.len() / 2], r[r.len() - 1])
+}
+
+pub fn run(opts: &Options) -> Result<Vec<Row>> {
+    let t = Instant::now();
+    let mut text = Vec::with_capacity(opts.records as usize * 200);
+    access_log::generate(&mut text, opts.records, 6, 7)?;
+    let text = std::str::from_utf8(&text).context("generated lines are UTF-8")?;
+    let lines: Vec<&str> = text.lines().collect();
+    let records = lines.len() as u64;
+    let bytes = lines.iter().map(|l| l.len() as u64).sum::<u64>();
+    ensure!(records == opts.records, "generated {records} lines, expected {}", opts.records);
+    println!("generated {records} lines ({bytes} bytes) in {:.2?}", t.elapsed());
+
+    let mut rows = Vec::new();
+    for partitions in [1u32, 2] {
+        let input = input(&lines, partitions, opts.batch)?;
+        let label = format!("{partitions}p {partitions}t");
+        let (mut read, mut built, mut compiled, mut served) = (vec![], vec![], vec![], vec![]);
+        for run in 0..opts.runs {
+            let dir = opts.tempdir()?;
+            let logs = local_input(dir.path(), &input)?;
+            let t = read_floor(&*logs, partitions, records)?;
+            read.push(Row::new(format!("read input {partitions}p"), records, bytes, &t));
+            drop((logs, dir));
+
+            let t = embedded(opts, &input, records, builder_pipeline(partitions)?)?;
+            built.push(Row::new(format!("embedded builder {label}"), records, bytes, &t));
+
+            let processor = Spec::parse(&spec(partitions))?
+                .compile(&|t: &str| (t == INPUT).then_some(partitions))?;
+            let t = embedded(opts, &input, records, processor)?;
+            compiled.push(Row::new(format!("embedded spec {label}"), records, bytes, &t));
+
+            let t = server(opts, &input, records)?;
+            served.push(
+                Row::new(format!("server spec {label}"), records, bytes, &t)
+                    .note("op", "one processor_status call"),
+            );
+            println!(
+                "{partitions}p run {}: read {:.0}/s, builder {:.0}/s, spec {:.0}/s, server {:.0}/s",
+                run + 1,
+                read[run].records_per_s,
+                built[run].records_per_s,
+                compiled[run].records_per_s,
+                served[run].records_per_s
+            );
+        }
+        let vs_spec = ratios(&served, &compiled);
+        rows.push(median(read.clone()));
+        rows.push(median_against(built.clone(), &read));
+        rows.push(
+            median_against(compiled.clone(), &built)
+                .note("vs read input (min / median / max)", ratios(&compiled, &read)),
+        );
+        rows.push(
+            median_against(served.clone(), &built)
+                .note("vs embedded spec (min / median / max)", vs_spec)
+                .note("vs read input (min / median / max)", ratios(&served, &read)),
+        );
+    }
+    Ok(rows)
+}
