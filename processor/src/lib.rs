@@ -19,6 +19,7 @@
 //! - `state`, `snapshot`, `recovery`, `position`: state, snapshots and effectively-once.
 //! - `table`: live tables (get, range scan, subscribe); `codec`: formats at topic boundaries.
 //! - `log_access`, `local`: the log as the processor sees it.
+//! - [`sql`]: ksqlDB-style streaming SQL compiled to this builder.
 //! - [`sample`]: sample data (an nginx access-log generator) for examples, tests and benchmarks.
 //!
 //! ```
@@ -66,6 +67,7 @@ mod recovery;
 mod runtime;
 pub mod sample;
 mod snapshot;
+pub mod sql;
 mod state;
 mod table;
 mod task;

@@ -19,7 +19,7 @@ use crate::ops::stateless::FnNode;
 use crate::ops::window::{Emit, WindowAggregate, Windowed, Windows};
 
 impl<K: Data, V: Data> Stream<K, V> {
-    fn then<K2: Data, V2: Data>(
+    pub(crate) fn then<K2: Data, V2: Data>(
         &self,
         f: impl Fn(Rec<K, V>, &mut crate::context::Cx, &mut Down<K2, V2>)
         + Clone

@@ -1,0 +1,358 @@
+//! Aggregate functions over JSON, as one [`Aggregator`] per query: a `GROUP BY` query's
+//! aggregates share one accumulator per key (or per key and window).
+//!
+//! Before grouping, each row is reduced to `[group values, aggregate arguments]` (so a
+//! repartition carries only what the aggregates need). The accumulator keeps the group values
+//! and one state per aggregate call. For unwindowed queries the aggregator's result is the
+//! projected output row (NULL when HAVING rejects it); windowed queries project afterwards, when
+//! the window is known.
+//!
+//! `COUNT(*)` counts rows, `COUNT(x)` non-NULL values; `SUM` is an integer while every input is
+//! one; `AVG` is a DOUBLE; `MIN`/`MAX` order numbers and strings; `LATEST_BY_OFFSET` /
+//! `EARLIEST_BY_OFFSET` keep the last / first value in processing order (a session merge keeps
+//! the one with the later / earlier event time); `COUNT_DISTINCT` counts distinct non-NULL
+//! values; `TOPK(x, k)` keeps the k largest values, largest first.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::ast::{Expr, SelectItem};
+use super::error::{Pos, SqlError};
+use super::expr::{Row, compare, eval, num, truth};
+use super::functions::FunctionRegistry;
+use super::types::SqlType;
+use crate::aggregator::Aggregator;
+
+/// One aggregate call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggFn {
+    Count,
+    Sum,
+    Avg,
+    Min,
+    Max,
+    Latest,
+    Earliest,
+    CountDistinct,
+    TopK(usize),
+}
+
+impl AggFn {
+    pub fn from_name(pos: Pos, name: &str, args: &[Expr]) -> Result<AggFn, SqlError> {
+        let arity = |n: usize| {
+            if args.len() == n {
+                Ok(())
+            } else {
+                Err(SqlError::Arity {
+                    pos,
+                    name: name.to_owned(),
+                    expected: n.to_string(),
+                    got: args.len(),
+                })
+            }
+        };
+        let f = match name {
+            "COUNT" => AggFn::Count,
+            "SUM" => AggFn::Sum,
+            "AVG" => AggFn::Avg,
+            "MIN" => AggFn::Min,
+            "MAX" => AggFn::Max,
+            "LATEST_BY_OFFSET" => AggFn::Latest,
+            "EARLIEST_BY_OFFSET" => AggFn::Earliest,
+            "COUNT_DISTINCT" => AggFn::CountDistinct,
+            "TOPK" => {
+                arity(2)?;
+                let k = match &args[1].kind {
+                    super::ast::ExprKind::Literal(Value::Number(n)) => n.as_u64(),
+                    _ => None,
+                };
+                let k = k.filter(|k| (1..=1000).contains(k)).ok_or(SqlError::Invalid {
+                    pos: args[1].pos,
+                    message: "TOPK's second argument must be a whole number from 1 to 1000".into(),
+                })?;
+                return Ok(AggFn::TopK(k as usize));
+            }
+            _ => return Err(SqlError::UnknownFunction { pos, name: name.to_owned() }),
+        };
+        arity(1)?;
+        Ok(f)
+    }
+
+    /// The result type for an argument of type `arg`.
+    pub fn result_type(self, arg: &SqlType) -> SqlType {
+        match self {
+            AggFn::Count | AggFn::CountDistinct => SqlType::Bigint,
+            AggFn::Avg => SqlType::Double,
+            AggFn::Sum if *arg == SqlType::Int => SqlType::Bigint,
+            AggFn::TopK(_) => SqlType::Array(Box::new(arg.clone())),
+            _ => arg.clone(),
+        }
+    }
+
+    fn init(self) -> State {
+        match self {
+            AggFn::Count => State::Count(0),
+            AggFn::Sum | AggFn::Avg => State::Sum { int: 0, float: 0.0, floats: false, n: 0 },
+            AggFn::Min | AggFn::Max => State::Best(None),
+            AggFn::Latest | AggFn::Earliest => State::Stamped(None),
+            AggFn::CountDistinct => State::Distinct(BTreeSet::new()),
+            AggFn::TopK(_) => State::Top(Vec::new()),
+        }
+    }
+}
+
+/// One aggregate's accumulator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum State {
+    Count(u64),
+    Sum { int: i64, float: f64, floats: bool, n: u64 },
+    Best(Option<Value>),
+    Stamped(Option<(i64, Value)>),
+    Distinct(BTreeSet<String>),
+    Top(Vec<Value>),
+}
+
+/// The accumulator of one group: its GROUP BY values and each aggregate's state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Acc {
+    pub keys: Vec<Value>,
+    pub states: Vec<State>,
+}
+
+/// The projection applied to an aggregate's results.
+#[derive(Debug, Clone)]
+pub struct Projection {
+    /// (output column, expression over `KeyRef`/`AggRef`/window columns).
+    pub items: Vec<(String, Expr)>,
+    pub having: Option<Expr>,
+    pub registry: Arc<FunctionRegistry>,
+}
+
+impl Projection {
+    /// The output row, or NULL when HAVING does not hold (or a row cannot be evaluated).
+    pub fn apply(&self, keys: &[Value], aggs: &[Value], window: Option<(i64, i64)>) -> Value {
+        let empty = Map::new();
+        let row = Row { columns: &empty, rowtime: 0, rowkey: &Value::Null, window, aggs, keys };
+        if let Some(h) = &self.having {
+            match eval(h, &row, &self.registry) {
+                Ok(v) if truth(&v) == Some(true) => {}
+                Ok(_) => return Value::Null,
+                Err(error) => {
+                    tracing::debug!(%error, "HAVING failed to evaluate; the group is left out");
+                    return Value::Null;
+                }
+            }
+        }
+        let mut out = Map::new();
+        for (name, e) in &self.items {
+            let v = eval(e, &row, &self.registry).unwrap_or_else(|error| {
+                tracing::debug!(%error, column = %name, "a column failed to evaluate; it is NULL");
+                Value::Null
+            });
+            out.insert(name.clone(), v);
+        }
+        Value::Object(out)
+    }
+}
+
+/// The aggregator of one GROUP BY query.
+#[derive(Debug, Clone)]
+pub struct SqlAgg {
+    pub fns: Vec<AggFn>,
+    /// Unwindowed queries project in `result`; windowed ones get `[keys, aggs]`.
+    pub projection: Option<Projection>,
+}
+
+impl SqlAgg {
+    /// The aggregates' results.
+    pub fn results(&self, acc: &Acc) -> Vec<Value> {
+        self.fns.iter().zip(&acc.states).map(|(f, s)| result(*f, s)).collect()
+    }
+}
+
+impl Aggregator<Value> for SqlAgg {
+    type Acc = Acc;
+    type Out = Value;
+
+    fn init(&self) -> Acc {
+        Acc { keys: Vec::new(), states: self.fns.iter().map(|f| f.init()).collect() }
+    }
+
+    fn add(&self, acc: &mut Acc, value: &Value, ts: i64) {
+        let (Some(keys), Some(args)) = (value.get(0), value.get(1).and_then(Value::as_array))
+        else {
+            return;
+        };
+        if let Value::Array(keys) = keys {
+            acc.keys.clone_from(keys);
+        }
+        for ((f, s), arg) in self.fns.iter().zip(&mut acc.states).zip(args) {
+            add(*f, s, arg, ts);
+        }
+    }
+
+    fn merge(&self, into: &mut Acc, other: Acc) {
+        if into.keys.is_empty() {
+            into.keys = other.keys;
+        }
+        for ((f, s), o) in self.fns.iter().zip(&mut into.states).zip(other.states) {
+            merge(*f, s, o);
+        }
+    }
+
+    fn result(&self, acc: &Acc) -> Value {
+        let aggs = self.results(acc);
+        match &self.projection {
+            Some(p) => p.apply(&acc.keys, &aggs, None),
+            None => Value::Array(vec![Value::Array(acc.keys.clone()), Value::Array(aggs)]),
+        }
+    }
+}
+
+fn add(f: AggFn, s: &mut State, v: &Value, ts: i64) {
+    match s {
+        State::Count(n) => *n += u64::from(!v.is_null()),
+        State::Sum { int, float, floats, n } => {
+            let Value::Number(x) = v else { return };
+            *n += 1;
+            match x.as_i64() {
+                Some(i) if !*floats => *int = int.wrapping_add(i),
+                _ => {
+                    if !*floats {
+                        *floats = true;
+                        *float = *int as f64;
+                    }
+                    *float += x.as_f64().unwrap_or(0.0);
+                }
+            }
+        }
+        State::Best(best) => {
+            if v.is_null() {
+                return;
+            }
+            let better = match best.as_ref().and_then(|b| compare(v, b)) {
+                None => best.is_none(),
+                Some(o) => (f == AggFn::Min && o.is_lt()) || (f == AggFn::Max && o.is_gt()),
+            };
+            if better {
+                *best = Some(v.clone());
+            }
+        }
+        State::Stamped(kept) => {
+            // NULLs are skipped, as ksqlDB's LATEST_BY_OFFSET does by default.
+            if !v.is_null() && (f == AggFn::Latest || kept.is_none()) {
+                *kept = Some((ts, v.clone()));
+            }
+        }
+        State::Distinct(set) => {
+            if !v.is_null() {
+                set.insert(v.to_string());
+            }
+        }
+        State::Top(top) => {
+            let AggFn::TopK(k) = f else { return };
+            if v.is_null() {
+                return;
+            }
+            let at = top.partition_point(|x| compare(x, v).is_some_and(|o| o.is_ge()));
+            top.insert(at, v.clone());
+            top.truncate(k);
+        }
+    }
+}
+
+fn merge(f: AggFn, s: &mut State, other: State) {
+    match (s, other) {
+        (State::Count(a), State::Count(b)) => *a += b,
+        (
+            State::Sum { int, float, floats, n },
+            State::Sum { int: i2, float: f2, floats: fl2, n: n2 },
+        ) => {
+            *n += n2;
+            if *floats || fl2 {
+                let mine = if *floats { *float } else { *int as f64 };
+                *float = mine + if fl2 { f2 } else { i2 as f64 };
+                *floats = true;
+            } else {
+                *int = int.wrapping_add(i2);
+            }
+        }
+        (s @ State::Best(_), State::Best(Some(v))) => add(f, s, &v, 0),
+        (State::Stamped(kept), State::Stamped(Some((t, v)))) => {
+            let take = match kept {
+                None => true,
+                Some((mine, _)) => (f == AggFn::Latest) == (t >= *mine),
+            };
+            if take {
+                *kept = Some((t, v));
+            }
+        }
+        (State::Distinct(a), State::Distinct(b)) => a.extend(b),
+        (s @ State::Top(_), State::Top(b)) => b.iter().for_each(|v| add(f, s, v, 0)),
+        _ => {}
+    }
+}
+
+fn result(f: AggFn, s: &State) -> Value {
+    match s {
+        State::Count(n) => Value::from(*n),
+        State::Sum { int, float, floats, n } => match f {
+            AggFn::Avg if *n == 0 => Value::Null,
+            AggFn::Avg => num(if *floats { *float } else { *int as f64 } / *n as f64),
+            _ if *floats => num(*float),
+            _ => Value::from(*int),
+        },
+        State::Best(b) => b.clone().unwrap_or(Value::Null),
+        State::Stamped(kept) => kept.as_ref().map_or(Value::Null, |(_, v)| v.clone()),
+        State::Distinct(set) => Value::from(set.len() as u64),
+        State::Top(top) => Value::Array(top.clone()),
+    }
+}
+
+/// Output column names of a select list (aliases, else ksqlDB's defaults).
+pub fn output_names(items: &[SelectItem]) -> Vec<String> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item {
+            SelectItem::Expr { alias: Some(a), .. } => a.clone(),
+            SelectItem::Expr { expr, .. } => expr.default_name(i),
+            SelectItem::Wildcard(_) => "*".to_owned(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregates_fold_and_merge() {
+        let fns = vec![
+            AggFn::Count,
+            AggFn::Sum,
+            AggFn::Avg,
+            AggFn::Min,
+            AggFn::Max,
+            AggFn::Latest,
+            AggFn::Earliest,
+            AggFn::CountDistinct,
+            AggFn::TopK(2),
+        ];
+        let agg = SqlAgg { fns: fns.clone(), projection: None };
+        let row = |x: Value| serde_json::json!([["k"], vec![x; fns.len()]]);
+        let mut a = agg.init();
+        agg.add(&mut a, &row(Value::from(3)), 1);
+        agg.add(&mut a, &row(Value::from(5)), 2);
+        let mut b = agg.init();
+        agg.add(&mut b, &row(Value::from(1.5)), 3);
+        agg.add(&mut b, &row(Value::Null), 4);
+        agg.merge(&mut a, b);
+        let out = agg.result(&a);
+        assert_eq!(out[0], serde_json::json!(["k"]));
+        assert_eq!(out[1], serde_json::json!([3, 9.5, 9.5 / 3.0, 1.5, 5, 1.5, 3, 3, [5, 3]]));
+    }
+}

@@ -1,0 +1,337 @@
+//! Evaluating expressions over a row: a JSON object keyed by (upper-cased) column name, plus the
+//! record's pseudo columns.
+//!
+//! SQL's three-valued logic is kept: an operator or function given a NULL returns NULL (except
+//! `IS [NOT] NULL`, `AND`/`OR` where the other side decides, `CASE`, and `CONCAT`, which skips
+//! NULLs as ksqlDB does); a WHERE or HAVING that is NULL drops the row. Integers stay integers
+//! (`7 / 2 = 3`) unless a double is involved. Errors that only a row can show (a bad CAST, a
+//! division by zero, a failing user function) are [`EvalError`]s; the compiled query sets the
+//! record aside.
+
+use std::cmp::Ordering;
+
+use serde_json::{Map, Number, Value};
+
+use super::ast::{BinOp, Expr, ExprKind};
+use super::error::EvalError;
+use super::functions::{self, FunctionRegistry};
+use super::types::SqlType;
+
+/// What an expression sees: the row's columns and the record around it.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub columns: &'a Map<String, Value>,
+    /// Event time in ms (`ROWTIME`).
+    pub rowtime: i64,
+    /// The record's key (`ROWKEY`).
+    pub rowkey: &'a Value,
+    /// `(WINDOWSTART, WINDOWEND)` for windowed rows.
+    pub window: Option<(i64, i64)>,
+    /// Aggregate results and GROUP BY values, for post-aggregation expressions.
+    pub aggs: &'a [Value],
+    pub keys: &'a [Value],
+}
+
+static NULL: Value = Value::Null;
+
+impl<'a> Row<'a> {
+    pub fn new(columns: &'a Map<String, Value>, rowtime: i64, rowkey: &'a Value) -> Self {
+        Self { columns, rowtime, rowkey, window: None, aggs: &[], keys: &[] }
+    }
+
+    fn column(&self, name: &str) -> Value {
+        if let Some(v) = self.columns.get(name) {
+            return v.clone();
+        }
+        match name {
+            "ROWTIME" => Value::from(self.rowtime),
+            "ROWKEY" => self.rowkey.clone(),
+            "WINDOWSTART" => self.window.map_or(Value::Null, |w| Value::from(w.0)),
+            "WINDOWEND" => self.window.map_or(Value::Null, |w| Value::from(w.1)),
+            _ => Value::Null,
+        }
+    }
+}
+
+/// Evaluates `e` over `row`; `registry` supplies user-defined functions.
+pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Value, EvalError> {
+    let ev = |x: &Expr| eval(x, row, registry);
+    Ok(match &e.kind {
+        ExprKind::Literal(v) => v.clone(),
+        ExprKind::Column { name, .. } => row.column(name),
+        ExprKind::Star => Value::Bool(true),
+        ExprKind::AggRef(i) => row.aggs.get(*i).unwrap_or(&NULL).clone(),
+        ExprKind::KeyRef(i) => row.keys.get(*i).unwrap_or(&NULL).clone(),
+        ExprKind::Binary { op: BinOp::And, left, right } => {
+            match (truth(&ev(left)?), truth(&ev(right)?)) {
+                (Some(false), _) | (_, Some(false)) => Value::Bool(false),
+                (Some(true), Some(true)) => Value::Bool(true),
+                _ => Value::Null,
+            }
+        }
+        ExprKind::Binary { op: BinOp::Or, left, right } => {
+            match (truth(&ev(left)?), truth(&ev(right)?)) {
+                (Some(true), _) | (_, Some(true)) => Value::Bool(true),
+                (Some(false), Some(false)) => Value::Bool(false),
+                _ => Value::Null,
+            }
+        }
+        ExprKind::Binary { op, left, right } => binary(*op, ev(left)?, ev(right)?, e)?,
+        ExprKind::Not(x) => truth(&ev(x)?).map_or(Value::Null, |b| Value::Bool(!b)),
+        ExprKind::Neg(x) => match ev(x)? {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::from(i.wrapping_neg()),
+                None => num(-n.as_f64().unwrap_or(0.0)),
+            },
+            _ => Value::Null,
+        },
+        ExprKind::IsNull { expr, negated } => Value::Bool(ev(expr)?.is_null() != *negated),
+        ExprKind::Like { expr, pattern, negated } => match (ev(expr)?, ev(pattern)?) {
+            (Value::String(s), Value::String(p)) => Value::Bool(like(&s, &p) != *negated),
+            _ => Value::Null,
+        },
+        ExprKind::Between { expr, low, high, negated } => {
+            let v = ev(expr)?;
+            match (compare(&v, &ev(low)?), compare(&v, &ev(high)?)) {
+                (Some(a), Some(b)) => Value::Bool((a.is_ge() && b.is_le()) != *negated),
+                _ => Value::Null,
+            }
+        }
+        ExprKind::InList { expr, list, negated } => {
+            let v = ev(expr)?;
+            if v.is_null() {
+                return Ok(Value::Null);
+            }
+            let mut found = false;
+            for x in list {
+                found |= compare(&v, &ev(x)?) == Some(Ordering::Equal);
+            }
+            Value::Bool(found != *negated)
+        }
+        ExprKind::Case { operand, whens, otherwise } => {
+            let subject = operand.as_ref().map(|o| ev(o)).transpose()?;
+            for (when, then) in whens {
+                let w = ev(when)?;
+                let hit = match &subject {
+                    Some(s) => compare(s, &w) == Some(Ordering::Equal),
+                    None => truth(&w) == Some(true),
+                };
+                if hit {
+                    return ev(then);
+                }
+            }
+            match otherwise {
+                Some(o) => ev(o)?,
+                None => Value::Null,
+            }
+        }
+        ExprKind::Cast { expr, ty } => cast(ev(expr)?, ty)?,
+        ExprKind::Index { base, index } => match (ev(base)?, ev(index)?) {
+            (Value::Array(items), Value::Number(i)) => {
+                // 1-based as in ksqlDB; negative counts from the end.
+                let i = i.as_i64().unwrap_or(0);
+                let at = if i > 0 { i - 1 } else { items.len() as i64 + i };
+                usize::try_from(at).ok().and_then(|a| items.get(a).cloned()).unwrap_or(Value::Null)
+            }
+            (Value::Object(map), Value::String(k)) => map.get(&k).cloned().unwrap_or(Value::Null),
+            _ => Value::Null,
+        },
+        ExprKind::Field { base, field } => match ev(base)? {
+            Value::Object(map) => field_of(&map, field),
+            _ => Value::Null,
+        },
+        ExprKind::Array(items) => {
+            Value::Array(items.iter().map(ev).collect::<Result<Vec<_>, _>>()?)
+        }
+        ExprKind::Call { name, args, .. } => {
+            let values = args.iter().map(ev).collect::<Result<Vec<_>, _>>()?;
+            functions::call(registry, name, &values)?
+        }
+    })
+}
+
+/// A STRUCT field: exact name first, then case-insensitively (JSON producers rarely upper-case).
+pub fn field_of(map: &Map<String, Value>, field: &str) -> Value {
+    if let Some(v) = map.get(field) {
+        return v.clone();
+    }
+    map.iter().find(|(k, _)| k.eq_ignore_ascii_case(field)).map_or(Value::Null, |(_, v)| v.clone())
+}
+
+/// SQL truth: `Some(b)` for a boolean, `None` for NULL or anything else.
+pub fn truth(v: &Value) -> Option<bool> {
+    v.as_bool()
+}
+
+pub(crate) fn num(x: f64) -> Value {
+    Number::from_f64(x).map_or(Value::Null, Value::Number)
+}
+
+/// Orders two values of compatible types; `None` when either is NULL or they do not compare.
+pub fn compare(a: &Value, b: &Value) -> Option<Ordering> {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
+            (Some(x), Some(y)) => Some(x.cmp(&y)),
+            _ => x.as_f64()?.partial_cmp(&y.as_f64()?),
+        },
+        (Value::String(x), Value::String(y)) => Some(x.cmp(y)),
+        (Value::Bool(x), Value::Bool(y)) => Some(x.cmp(y)),
+        (Value::Array(_), Value::Array(_)) | (Value::Object(_), Value::Object(_)) => {
+            (a == b).then_some(Ordering::Equal)
+        }
+        _ => None,
+    }
+}
+
+fn binary(op: BinOp, l: Value, r: Value, e: &Expr) -> Result<Value, EvalError> {
+    if let BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge = op {
+        let Some(ord) = compare(&l, &r) else {
+            // Arrays and structs only compare for equality.
+            return Ok(match (&l, &r, op) {
+                (Value::Null, _, _) | (_, Value::Null, _) => Value::Null,
+                (_, _, BinOp::Eq) => Value::Bool(l == r),
+                (_, _, BinOp::Ne) => Value::Bool(l != r),
+                _ => Value::Null,
+            });
+        };
+        return Ok(Value::Bool(match op {
+            BinOp::Eq => ord.is_eq(),
+            BinOp::Ne => ord.is_ne(),
+            BinOp::Lt => ord.is_lt(),
+            BinOp::Le => ord.is_le(),
+            BinOp::Gt => ord.is_gt(),
+            _ => ord.is_ge(),
+        }));
+    }
+    if op == BinOp::Concat {
+        return Ok(match (&l, &r) {
+            (Value::Null, _) | (_, Value::Null) => Value::Null,
+            _ => Value::String(functions::text(&l) + &functions::text(&r)),
+        });
+    }
+    let (x, y) = match (&l, &r) {
+        (Value::String(a), Value::String(b)) if op == BinOp::Add => {
+            return Ok(Value::String(format!("{a}{b}")));
+        }
+        (Value::Number(x), Value::Number(y)) => (x, y),
+        _ => return Ok(Value::Null),
+    };
+    if let (Some(a), Some(b)) = (x.as_i64(), y.as_i64()) {
+        let zero = || EvalError::DivisionByZero { pos: e.pos };
+        return Ok(Value::from(match op {
+            BinOp::Add => a.wrapping_add(b),
+            BinOp::Sub => a.wrapping_sub(b),
+            BinOp::Mul => a.wrapping_mul(b),
+            BinOp::Div => a.checked_div(b).ok_or_else(zero)?,
+            _ => a.checked_rem(b).ok_or_else(zero)?,
+        }));
+    }
+    let (a, b) = (x.as_f64().unwrap_or(f64::NAN), y.as_f64().unwrap_or(f64::NAN));
+    Ok(num(match op {
+        BinOp::Add => a + b,
+        BinOp::Sub => a - b,
+        BinOp::Mul => a * b,
+        BinOp::Div => a / b,
+        _ => a % b,
+    }))
+}
+
+/// SQL LIKE: `%` any run, `_` one character; the whole string must match.
+pub fn like(s: &str, pattern: &str) -> bool {
+    let (s, p): (Vec<char>, Vec<char>) = (s.chars().collect(), pattern.chars().collect());
+    // Greedy matching with backtracking to the last '%'.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while i < s.len() {
+        if j < p.len() && (p[j] == '_' || p[j] == s[i]) {
+            i += 1;
+            j += 1;
+        } else if j < p.len() && p[j] == '%' {
+            star = Some((j, i));
+            j += 1;
+        } else if let Some((sj, si)) = star {
+            j = sj + 1;
+            i = si + 1;
+            star = Some((sj, si + 1));
+        } else {
+            return false;
+        }
+    }
+    p[j..].iter().all(|c| *c == '%')
+}
+
+/// `CAST(v AS ty)`. Strings parse, numbers convert, NULL stays NULL.
+pub fn cast(v: Value, ty: &SqlType) -> Result<Value, EvalError> {
+    let fail = |v: &Value| EvalError::Cast { value: v.to_string(), to: ty.to_string() };
+    if v.is_null() {
+        return Ok(v);
+    }
+    Ok(match ty {
+        SqlType::String => Value::String(functions::text(&v)),
+        SqlType::Int | SqlType::Bigint | SqlType::Timestamp => match &v {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => Value::from(i),
+                None => Value::from(n.as_f64().unwrap_or(0.0).trunc() as i64),
+            },
+            Value::String(s) => match s.trim().parse::<i64>() {
+                Ok(i) => Value::from(i),
+                Err(_) => {
+                    Value::from(s.trim().parse::<f64>().map_err(|_| fail(&v))?.trunc() as i64)
+                }
+            },
+            Value::Bool(b) => Value::from(i64::from(*b)),
+            _ => return Err(fail(&v)),
+        },
+        SqlType::Double => match &v {
+            Value::Number(n) => num(n.as_f64().unwrap_or(0.0)),
+            Value::String(s) => num(s.trim().parse::<f64>().map_err(|_| fail(&v))?),
+            _ => return Err(fail(&v)),
+        },
+        SqlType::Boolean => match &v {
+            Value::Bool(_) => v,
+            Value::String(s) if s.eq_ignore_ascii_case("true") => Value::Bool(true),
+            Value::String(s) if s.eq_ignore_ascii_case("false") => Value::Bool(false),
+            _ => return Err(fail(&v)),
+        },
+        SqlType::Array(_) | SqlType::Map(..) | SqlType::Struct(_) | SqlType::Any => match &v {
+            Value::String(s) => serde_json::from_str(s).map_err(|_| fail(&v))?,
+            _ => v,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sql::parser::parse_expr;
+
+    fn run(text: &str, row: &Value) -> Value {
+        let e = parse_expr(text).unwrap();
+        let empty = Map::new();
+        let cols = row.as_object().unwrap_or(&empty);
+        eval(&e, &Row::new(cols, 0, &Value::Null), &FunctionRegistry::new()).unwrap()
+    }
+
+    #[test]
+    fn operators_follow_sql() {
+        let row = serde_json::json!({"A": 7, "B": 2, "X": 1.5, "S": "abc", "N": null,
+            "ARR": [10, 20, 30], "M": {"k": "v"}, "ST": {"inner": {"deep": 5}}});
+        assert_eq!(run("A / B", &row), 3);
+        assert_eq!(run("A % B + X", &row), 2.5);
+        assert_eq!(run("A > B AND NOT S = 'x'", &row), true);
+        assert_eq!(run("N > 1", &row), Value::Null);
+        assert_eq!(run("N > 1 OR A = 7", &row), true);
+        assert_eq!(run("N IS NULL AND S IS NOT NULL", &row), true);
+        assert_eq!(run("S LIKE 'a%' AND S LIKE '_b_' AND S NOT LIKE '%z'", &row), true);
+        assert_eq!(run("ARR[1] + ARR[-1]", &row), 40);
+        assert_eq!(run("ARR[9]", &row), Value::Null);
+        assert_eq!(run("M['k']", &row), "v");
+        assert_eq!(run("ST->inner->deep", &row), 5);
+        assert_eq!(run("CASE WHEN A > 5 THEN 'big' ELSE 'small' END", &row), "big");
+        assert_eq!(run("CASE B WHEN 1 THEN 'one' WHEN 2 THEN 'two' END", &row), "two");
+        assert_eq!(run("CAST('42' AS INT) + CAST(A AS DOUBLE)", &row), 49.0);
+        assert_eq!(run("CAST(A AS VARCHAR) || S", &row), "7abc");
+        assert_eq!(run("A BETWEEN 1 AND 7 AND B IN (1, 2)", &row), true);
+        assert_eq!(run("-A", &row), -7);
+    }
+}

@@ -1,0 +1,245 @@
+//! Streaming SQL (ksqlDB-style), compiled to the same operators as the Rust builder.
+//!
+//! A [`Session`] holds a [`Catalog`] of streams and tables and a [`FunctionRegistry`] of
+//! user-defined functions; [`Session::execute`] runs a script. Declarations update the catalog;
+//! each `CREATE ... AS SELECT` becomes a [`Processor`](crate::Processor) (named after its target,
+//! at the version the caller gives) that the caller starts; `SELECT`s come back checked, to run
+//! against a live table ([`TableQuery`]). Nothing here reads a clock or touches the log.
+//!
+//! Modules: `lexer` (text → tokens with line/column), `ast` (the syntax tree), `parser`
+//! (recursive descent), `types` (SQL types, type checking), `expr` (evaluating expressions over
+//! JSON rows), `functions` (built-in and user-defined scalar functions), `time`
+//! (timestamp patterns), `aggregate` (aggregate functions as one `Aggregator`), `catalog`
+//! (streams, tables, queries; `WITH` properties), `compile` (CREATE ... AS SELECT → builder),
+//! `join` (stream–table joins), `pull` (pull/push queries over a table), `error`.
+//!
+//! **Names**: unquoted identifiers are upper-cased (`rideId` is the column `RIDEID`, as in
+//! ksqlDB); quoted ones (`` `rideId` `` or `"rideId"`) keep their case. Rows are JSON objects keyed
+//! by these names, so output rows have upper-case keys; input JSON fields are matched to declared
+//! columns exactly, else case-insensitively.
+//!
+//! # Grammar
+//!
+//! ```text
+//! script      := statement (';' statement)* [';']
+//! statement   := create_src | create_as | select | SHOW (STREAMS|TABLES|QUERIES)
+//!              | DESCRIBE name | DROP (STREAM|TABLE) [IF EXISTS] name [DELETE TOPIC]
+//!              | TERMINATE query_id
+//! create_src  := CREATE [OR REPLACE] (STREAM|TABLE) [IF NOT EXISTS] name
+//!                '(' name type [KEY | PRIMARY KEY] (',' ...)* ')' WITH '(' props ')'
+//! create_as   := CREATE [OR REPLACE] (STREAM|TABLE) [IF NOT EXISTS] name [WITH '(' props ')']
+//!                AS select
+//! props       := prop_name '=' ('string' | number) (',' ...)*
+//!                -- KAFKA_TOPIC|TOPIC, VALUE_FORMAT ('JSON'|'RAW'), KEY, PARTITIONS, TIMESTAMP
+//! select      := SELECT item (',' item)* FROM name [[AS] alias]
+//!                [[INNER | LEFT [OUTER]] JOIN name [[AS] alias] ON expr]
+//!                [WINDOW window] [WHERE expr] [WINDOW window] [GROUP BY expr (',' expr)*]
+//!                [HAVING expr] [EMIT (CHANGES | FINAL)] [LIMIT n]
+//! item        := '*' | expr [[AS] alias]
+//! window      := TUMBLING '(' SIZE dur [',' GRACE PERIOD dur] ')'
+//!              | HOPPING '(' SIZE dur ',' ADVANCE BY dur [',' GRACE PERIOD dur] ')'
+//!              | SESSION '(' dur [',' GRACE PERIOD dur] ')'
+//! dur         := n (MILLISECOND|SECOND|MINUTE|HOUR|DAY)[S]
+//! type        := VARCHAR | STRING | INT | INTEGER | BIGINT | DOUBLE ['(' p [',' s] ')']
+//!              | DECIMAL '(' p ',' s ')' | BOOLEAN | TIMESTAMP | ARRAY '<' type '>'
+//!              | MAP '<' type ',' type '>' | STRUCT '<' name type (',' ...)* '>'
+//! expr        := or;  or := and (OR and)*;  and := not (AND not)*;  not := NOT not | cmp
+//! cmp         := add [('='|'!='|'<>'|'<'|'<='|'>'|'>=') add | IS [NOT] NULL
+//!                     | [NOT] LIKE add | [NOT] BETWEEN add AND add | [NOT] IN '(' expr, ... ')']
+//! add         := mul (('+'|'-'|'||') mul)*;  mul := unary (('*'|'/'|'%') unary)*
+//! unary       := ('-'|'+') unary | postfix;  postfix := primary ('[' expr ']' | '->' name)*
+//! primary     := literal | name ['.' name] | name '(' [DISTINCT] [expr (',' expr)*] ')'
+//!              | CASE [expr] (WHEN expr THEN expr)+ [ELSE expr] END | CAST '(' expr AS type ')'
+//!              | ARRAY '[' expr, ... ']' | '(' expr ')' | '*'
+//! literal     := 'string' | integer | decimal | TRUE | FALSE | NULL
+//! ```
+//!
+//! Pseudo columns: `ROWTIME` (event time, ms), `ROWKEY` (the record key), `WINDOWSTART` /
+//! `WINDOWEND` (windowed aggregates). Arrays index from 1 (`arr[-1]` is the last element);
+//! `map['k']` and `struct->field` read JSON objects. Functions are listed in `functions.rs`,
+//! aggregates in `aggregate.rs`. Comments: `-- ...` and `/* ... */`.
+//!
+//! Semantics worth knowing: in a GROUP BY query a column that is neither grouped nor inside an
+//! aggregate takes the group's latest value (an implicit `LATEST_BY_OFFSET`; ksqlDB refuses
+//! such queries). A group for which HAVING is not true is a NULL row in the table and a
+//! tombstone in the output topic. A declared `TIMESTAMP` column is the event time windows use.
+//!
+//! **Not supported yet**: stream–stream joins (`WITHIN`), aggregating or projecting a *table*
+//! (with retractions), `PARTITION BY`, `INSERT INTO`, `CREATE ... AS SELECT` over a join with
+//! GROUP BY on the table's columns only, `AVRO`/`PROTOBUF`/`DELIMITED` formats, time zones other
+//! than UTC in timestamp functions, lambda functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and
+//! executing SHOW/DESCRIBE/DROP/TERMINATE beyond the in-memory catalog (the broker's job).
+
+mod aggregate;
+mod ast;
+mod catalog;
+mod compile;
+mod error;
+mod expr;
+mod functions;
+mod join;
+mod lexer;
+mod parser;
+mod pull;
+mod time;
+mod types;
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+pub use aggregate::AggFn;
+pub use ast::{
+    BinOp, ColumnDef, CreateAs, CreateSource, EmitMode, Expr, ExprKind, FromItem, Join, JoinKind,
+    Property, Select, SelectItem, ShowWhat, SourceKind, Statement, WindowShape, WindowSpec,
+};
+pub use catalog::{Catalog, Materialized, QueryInfo, SourceInfo, ValueFormat};
+pub use compile::CompiledQuery;
+pub use error::{EvalError, Pos, SqlError};
+pub use expr::{Row, eval};
+pub use functions::{FunctionRegistry, ScalarFn, geo_distance_km};
+pub use parser::{parse, parse_expr, parse_one};
+pub use pull::TableQuery;
+pub use types::{Schema, SqlType};
+
+/// What one statement did.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A stream or table was declared over a topic.
+    Declared(SourceInfo),
+    /// A persistent query to start: its processor, and the query's id.
+    Query {
+        id: String,
+        compiled: CompiledQuery,
+        replaced: bool,
+    },
+    /// A pull query (`push == false`) or push query, checked, to run against a table.
+    Select(TableQuery),
+    /// Rows of SHOW / DESCRIBE.
+    Rows(Vec<Value>),
+    Dropped(SourceInfo),
+    Terminated(QueryInfo),
+}
+
+/// A catalog and the functions statements may call.
+#[derive(Debug, Clone, Default)]
+pub struct Session {
+    pub catalog: Catalog,
+    pub functions: Arc<FunctionRegistry>,
+}
+
+impl Session {
+    pub fn new(functions: FunctionRegistry) -> Self {
+        Self { catalog: Catalog::new(), functions: Arc::new(functions) }
+    }
+
+    /// Runs every statement of `sql` in order; a `CREATE ... AS SELECT` compiles as `version`
+    /// (or, replacing a query, the next version after the replaced one). Stops at the first
+    /// error, with the statements before it applied.
+    pub fn execute(&mut self, sql: &str, version: u32) -> Result<Vec<Outcome>, SqlError> {
+        let statements = parse(sql)?;
+        let mut out = Vec::new();
+        for (i, stmt) in statements.iter().enumerate() {
+            let text = sql.to_owned();
+            let _ = i;
+            if let Some(outcome) = self.statement(stmt, &text, version)? {
+                out.push(outcome);
+            }
+        }
+        Ok(out)
+    }
+
+    fn statement(
+        &mut self,
+        stmt: &Statement,
+        sql: &str,
+        version: u32,
+    ) -> Result<Option<Outcome>, SqlError> {
+        Ok(Some(match stmt {
+            Statement::CreateSource(c) => {
+                if c.if_not_exists && self.catalog.get(&c.name).is_some() {
+                    return Ok(None);
+                }
+                let info = self.catalog.declare(c)?;
+                self.catalog.insert(c.pos, info.clone(), c.or_replace)?;
+                Outcome::Declared(info)
+            }
+            Statement::CreateAs(c) => {
+                let existing = self.catalog.get(&c.name).cloned();
+                if existing.is_some() {
+                    if c.if_not_exists {
+                        return Ok(None);
+                    }
+                    if !c.or_replace {
+                        return Err(SqlError::AlreadyExists { pos: c.pos, name: c.name.clone() });
+                    }
+                }
+                let prefix = if c.kind == SourceKind::Stream { "CSAS" } else { "CTAS" };
+                let id = format!("{prefix}_{}", c.name);
+                let previous = self.catalog.queries().find(|q| q.id == id).map(|q| q.version);
+                let version = previous.map_or(version, |v| version.max(v + 1));
+                let compiled = compile::compile(c, &self.catalog, &self.functions, version)?;
+                self.catalog.insert(c.pos, compiled.target.clone(), c.or_replace)?;
+                let sql = sql.to_owned();
+                self.catalog.add_query(QueryInfo {
+                    id: id.clone(),
+                    target: c.name.clone(),
+                    sql,
+                    version,
+                });
+                Outcome::Query { id, compiled, replaced: existing.is_some() }
+            }
+            Statement::Select(s) => {
+                Outcome::Select(TableQuery::prepare(s, &self.catalog, &self.functions)?)
+            }
+            Statement::Show { what, .. } => Outcome::Rows(self.show(*what)),
+            Statement::Describe { pos, name } => {
+                let info = self.catalog.lookup(*pos, name)?;
+                let key = info.key_name().map(str::to_owned);
+                Outcome::Rows(
+                    info.columns
+                        .iter()
+                        .map(|(n, t)| {
+                            json!({"column": n, "type": t.to_string(), "key": Some(n) == key.as_ref()})
+                        })
+                        .collect(),
+                )
+            }
+            Statement::Drop { pos, name, if_exists, .. } => {
+                if *if_exists && self.catalog.get(name).is_none() {
+                    return Ok(None);
+                }
+                Outcome::Dropped(self.catalog.drop_source(*pos, name)?)
+            }
+            Statement::Terminate { pos, query } => {
+                Outcome::Terminated(self.catalog.terminate(*pos, query)?)
+            }
+        }))
+    }
+
+    fn show(&self, what: ShowWhat) -> Vec<Value> {
+        match what {
+            ShowWhat::Queries => self
+                .catalog
+                .queries()
+                .map(|q| json!({"id": q.id, "target": q.target, "version": q.version}))
+                .collect(),
+            ShowWhat::Streams | ShowWhat::Tables => {
+                let kind =
+                    if what == ShowWhat::Streams { SourceKind::Stream } else { SourceKind::Table };
+                self.catalog
+                    .sources()
+                    .filter(|s| s.kind == kind)
+                    .map(|s| {
+                        let format = match s.format {
+                            ValueFormat::Json => "JSON",
+                            ValueFormat::Raw => "RAW",
+                        };
+                        json!({"name": s.name, "topic": s.topic, "format": format,
+                            "partitions": s.partitions})
+                    })
+                    .collect()
+            }
+        }
+    }
+}

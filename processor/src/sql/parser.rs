@@ -1,0 +1,812 @@
+//! A hand-written recursive-descent parser: tokens → [`Statement`]s.
+//!
+//! One function per grammar rule (the grammar is in `sql/mod.rs`). Errors say what was expected
+//! and what was found, at the found token's line and column.
+
+use serde_json::Value;
+
+use super::ast::*;
+use super::error::{Pos, SqlError};
+use super::lexer::{Tok, Token, lex};
+use super::types::SqlType;
+
+/// Parses a script: statements separated by `;` (the last `;` is optional).
+pub fn parse(text: &str) -> Result<Vec<Statement>, SqlError> {
+    let mut p = Parser { toks: lex(text)?, i: 0 };
+    let mut out = Vec::new();
+    loop {
+        while p.eat_sym(";") {}
+        if p.peek() == &Tok::Eof {
+            return Ok(out);
+        }
+        out.push(p.statement()?);
+        if !p.eat_sym(";") && p.peek() != &Tok::Eof {
+            return Err(p.error("';' or the end of the statement"));
+        }
+    }
+}
+
+/// Parses exactly one statement.
+pub fn parse_one(text: &str) -> Result<Statement, SqlError> {
+    let mut all = parse(text)?;
+    match all.len() {
+        1 => Ok(all.remove(0)),
+        n => Err(SqlError::Syntax {
+            pos: Pos { line: 1, col: 1 },
+            message: format!("expected one statement, found {n}"),
+        }),
+    }
+}
+
+/// Parses one expression (for tests and tools).
+pub fn parse_expr(text: &str) -> Result<Expr, SqlError> {
+    let mut p = Parser { toks: lex(text)?, i: 0 };
+    let e = p.expr()?;
+    if p.peek() != &Tok::Eof {
+        return Err(p.error("the end of the expression"));
+    }
+    Ok(e)
+}
+
+struct Parser {
+    toks: Vec<Token>,
+    i: usize,
+}
+
+const RESERVED: [&str; 24] = [
+    "SELECT", "FROM", "WHERE", "GROUP", "BY", "HAVING", "EMIT", "LIMIT", "WINDOW", "JOIN", "LEFT",
+    "INNER", "ON", "AS", "AND", "OR", "NOT", "WITHIN", "CASE", "WHEN", "THEN", "ELSE", "END",
+    "WITH",
+];
+
+impl Parser {
+    fn peek(&self) -> &Tok {
+        &self.toks[self.i.min(self.toks.len() - 1)].tok
+    }
+
+    fn peek_at(&self, ahead: usize) -> &Tok {
+        &self.toks[(self.i + ahead).min(self.toks.len() - 1)].tok
+    }
+
+    fn pos(&self) -> Pos {
+        self.toks[self.i.min(self.toks.len() - 1)].pos
+    }
+
+    fn advance(&mut self) -> Tok {
+        let t = self.peek().clone();
+        if self.i < self.toks.len() - 1 {
+            self.i += 1;
+        }
+        t
+    }
+
+    fn error(&self, expected: &str) -> SqlError {
+        SqlError::Syntax {
+            pos: self.pos(),
+            message: format!("expected {expected}, found {}", self.peek().describe()),
+        }
+    }
+
+    fn is_word(&self, w: &str) -> bool {
+        matches!(self.peek(), Tok::Word(x) if x == w)
+    }
+
+    fn eat_word(&mut self, w: &str) -> bool {
+        if self.is_word(w) {
+            self.advance();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_word(&mut self, w: &str) -> Result<(), SqlError> {
+        if self.eat_word(w) { Ok(()) } else { Err(self.error(w)) }
+    }
+
+    fn eat_sym(&mut self, s: &str) -> bool {
+        if self.peek() == &Tok::Sym(sym_of(s)) {
+            self.advance();
+            true
+        } else {
+            false
+        }
+    }
+
+    fn expect_sym(&mut self, s: &str) -> Result<(), SqlError> {
+        if self.eat_sym(s) { Ok(()) } else { Err(self.error(&format!("'{s}'"))) }
+    }
+
+    /// An identifier: an unreserved word, or a quoted name.
+    fn ident(&mut self, what: &str) -> Result<String, SqlError> {
+        match self.peek().clone() {
+            Tok::Word(w) if !RESERVED.contains(&w.as_str()) => {
+                self.advance();
+                Ok(w)
+            }
+            Tok::Quoted(w) => {
+                self.advance();
+                Ok(w)
+            }
+            _ => Err(self.error(what)),
+        }
+    }
+
+    fn int(&mut self, what: &str) -> Result<i64, SqlError> {
+        match self.peek() {
+            Tok::Int(n) => {
+                let n = *n;
+                self.advance();
+                Ok(n)
+            }
+            _ => Err(self.error(what)),
+        }
+    }
+
+    fn statement(&mut self) -> Result<Statement, SqlError> {
+        let pos = self.pos();
+        match self.peek() {
+            Tok::Word(w) => match w.as_str() {
+                "CREATE" => self.create(),
+                "SELECT" => Ok(Statement::Select(self.select()?)),
+                "SHOW" | "LIST" => {
+                    self.advance();
+                    let what = if self.eat_word("STREAMS") {
+                        ShowWhat::Streams
+                    } else if self.eat_word("TABLES") {
+                        ShowWhat::Tables
+                    } else if self.eat_word("QUERIES") {
+                        ShowWhat::Queries
+                    } else {
+                        return Err(self.error("STREAMS, TABLES or QUERIES"));
+                    };
+                    Ok(Statement::Show { pos, what })
+                }
+                "DESCRIBE" => {
+                    self.advance();
+                    self.eat_word("EXTENDED");
+                    Ok(Statement::Describe { pos, name: self.ident("a stream or table name")? })
+                }
+                "DROP" => {
+                    self.advance();
+                    let kind = self.source_kind()?;
+                    let if_exists = self.eat_word("IF") && {
+                        self.expect_word("EXISTS")?;
+                        true
+                    };
+                    let name = self.ident("a stream or table name")?;
+                    let delete_topic = self.eat_word("DELETE") && {
+                        self.expect_word("TOPIC")?;
+                        true
+                    };
+                    Ok(Statement::Drop { pos, kind, name, if_exists, delete_topic })
+                }
+                "TERMINATE" => {
+                    self.advance();
+                    Ok(Statement::Terminate { pos, query: self.ident("a query id")? })
+                }
+                _ => Err(self.error("CREATE, SELECT, SHOW, DESCRIBE, DROP or TERMINATE")),
+            },
+            _ => Err(self.error("a statement")),
+        }
+    }
+
+    fn source_kind(&mut self) -> Result<SourceKind, SqlError> {
+        if self.eat_word("STREAM") {
+            Ok(SourceKind::Stream)
+        } else if self.eat_word("TABLE") {
+            Ok(SourceKind::Table)
+        } else {
+            Err(self.error("STREAM or TABLE"))
+        }
+    }
+
+    fn create(&mut self) -> Result<Statement, SqlError> {
+        let pos = self.pos();
+        self.expect_word("CREATE")?;
+        let or_replace = self.eat_word("OR") && {
+            self.expect_word("REPLACE")?;
+            true
+        };
+        let kind = self.source_kind()?;
+        let if_not_exists = self.eat_word("IF") && {
+            self.expect_word("NOT")?;
+            self.expect_word("EXISTS")?;
+            true
+        };
+        let name = self.ident("a name for the new stream or table")?;
+        let mut columns = Vec::new();
+        if self.eat_sym("(") {
+            loop {
+                columns.push(self.column_def()?);
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+            self.expect_sym(")")?;
+        }
+        let with = if self.eat_word("WITH") { self.properties()? } else { Vec::new() };
+        if self.eat_word("AS") {
+            if !columns.is_empty() {
+                return Err(SqlError::Syntax {
+                    pos,
+                    message: "CREATE ... AS SELECT takes its columns from the SELECT; remove the column list".into(),
+                });
+            }
+            let select = self.select()?;
+            return Ok(Statement::CreateAs(CreateAs {
+                pos,
+                kind,
+                name,
+                or_replace,
+                if_not_exists,
+                with,
+                select,
+            }));
+        }
+        if columns.is_empty() {
+            return Err(self.error("a column list '(name TYPE, ...)' or AS SELECT"));
+        }
+        Ok(Statement::CreateSource(CreateSource {
+            pos,
+            kind,
+            name,
+            or_replace,
+            if_not_exists,
+            columns,
+            with,
+        }))
+    }
+
+    fn column_def(&mut self) -> Result<ColumnDef, SqlError> {
+        let pos = self.pos();
+        let name = self.ident("a column name")?;
+        let ty = self.sql_type()?;
+        let key = if self.eat_word("PRIMARY") {
+            self.expect_word("KEY")?;
+            true
+        } else {
+            self.eat_word("KEY")
+        };
+        Ok(ColumnDef { pos, name, ty, key })
+    }
+
+    fn sql_type(&mut self) -> Result<SqlType, SqlError> {
+        let Tok::Word(w) = self.peek().clone() else { return Err(self.error("a type")) };
+        self.advance();
+        Ok(match w.as_str() {
+            "VARCHAR" | "STRING" => {
+                if self.eat_sym("(") {
+                    self.int("a length")?;
+                    self.expect_sym(")")?;
+                }
+                SqlType::String
+            }
+            "INT" | "INTEGER" => SqlType::Int,
+            "BIGINT" => SqlType::Bigint,
+            "DOUBLE" | "DECIMAL" | "FLOAT" | "REAL" => {
+                if self.eat_sym("(") {
+                    self.int("a precision")?;
+                    if self.eat_sym(",") {
+                        self.int("a scale")?;
+                    }
+                    self.expect_sym(")")?;
+                }
+                SqlType::Double
+            }
+            "BOOLEAN" | "BOOL" => SqlType::Boolean,
+            "TIMESTAMP" => SqlType::Timestamp,
+            "ARRAY" => {
+                self.expect_sym("<")?;
+                let t = self.sql_type()?;
+                self.expect_sym(">")?;
+                SqlType::Array(Box::new(t))
+            }
+            "MAP" => {
+                self.expect_sym("<")?;
+                let k = self.sql_type()?;
+                self.expect_sym(",")?;
+                let v = self.sql_type()?;
+                self.expect_sym(">")?;
+                SqlType::Map(Box::new(k), Box::new(v))
+            }
+            "STRUCT" => {
+                self.expect_sym("<")?;
+                let mut fields = Vec::new();
+                if !self.eat_sym(">") {
+                    loop {
+                        let n = self.ident("a field name")?;
+                        fields.push((n, self.sql_type()?));
+                        if !self.eat_sym(",") {
+                            break;
+                        }
+                    }
+                    self.expect_sym(">")?;
+                }
+                SqlType::Struct(fields)
+            }
+            _ => {
+                self.i -= 1;
+                return Err(self.error(
+                    "a type (VARCHAR, INT, BIGINT, DOUBLE, BOOLEAN, TIMESTAMP, ARRAY, MAP, STRUCT)",
+                ));
+            }
+        })
+    }
+
+    fn properties(&mut self) -> Result<Vec<Property>, SqlError> {
+        self.expect_sym("(")?;
+        let mut props = Vec::new();
+        loop {
+            let pos = self.pos();
+            let name = self.ident("a property name")?.to_ascii_uppercase();
+            self.expect_sym("=")?;
+            let value = match self.advance() {
+                Tok::Str(s) => Value::String(s),
+                Tok::Int(n) => Value::from(n),
+                Tok::Float(x) => Value::from(x),
+                Tok::Word(w) if w == "TRUE" || w == "FALSE" => Value::Bool(w == "TRUE"),
+                _ => {
+                    self.i -= 1;
+                    return Err(self.error("a property value ('text' or a number)"));
+                }
+            };
+            props.push(Property { pos, name, value });
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        self.expect_sym(")")?;
+        Ok(props)
+    }
+
+    fn select(&mut self) -> Result<Select, SqlError> {
+        let pos = self.pos();
+        self.expect_word("SELECT")?;
+        let mut items = Vec::new();
+        loop {
+            items.push(self.select_item()?);
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        self.expect_word("FROM")?;
+        let from = self.source_item()?;
+        let join = self.join()?;
+        let mut window = self.window()?;
+        let filter = if self.eat_word("WHERE") { Some(self.expr()?) } else { None };
+        if window.is_none() {
+            window = self.window()?;
+        }
+        let mut group_by = Vec::new();
+        if self.eat_word("GROUP") {
+            self.expect_word("BY")?;
+            loop {
+                group_by.push(self.expr()?);
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+        }
+        let having = if self.eat_word("HAVING") { Some(self.expr()?) } else { None };
+        let emit = if self.eat_word("EMIT") {
+            if self.eat_word("CHANGES") {
+                Some(EmitMode::Changes)
+            } else if self.eat_word("FINAL") {
+                Some(EmitMode::Final)
+            } else {
+                return Err(self.error("CHANGES or FINAL"));
+            }
+        } else {
+            None
+        };
+        let limit = if self.eat_word("LIMIT") {
+            let n = self.int("a row count")?;
+            Some(u64::try_from(n).map_err(|_| self.error("a row count of 0 or more"))?)
+        } else {
+            None
+        };
+        Ok(Select { pos, items, from, join, window, filter, group_by, having, emit, limit })
+    }
+
+    fn select_item(&mut self) -> Result<SelectItem, SqlError> {
+        let pos = self.pos();
+        if self.eat_sym("*") {
+            return Ok(SelectItem::Wildcard(pos));
+        }
+        let expr = self.expr()?;
+        let alias = self.alias("a column alias")?;
+        Ok(SelectItem::Expr { expr, alias })
+    }
+
+    fn source_item(&mut self) -> Result<FromItem, SqlError> {
+        let pos = self.pos();
+        let name = self.ident("a stream or table name")?;
+        let alias = self.alias("an alias")?;
+        Ok(FromItem { pos, name, alias })
+    }
+
+    /// `[AS] name` after a select item or a source.
+    fn alias(&mut self, what: &str) -> Result<Option<String>, SqlError> {
+        let bare = matches!(self.peek(), Tok::Word(w) if !RESERVED.contains(&w.as_str()))
+            || matches!(self.peek(), Tok::Quoted(_));
+        if self.eat_word("AS") || bare { self.ident(what).map(Some) } else { Ok(None) }
+    }
+
+    fn join(&mut self) -> Result<Option<Join>, SqlError> {
+        let pos = self.pos();
+        let kind = if self.eat_word("LEFT") {
+            self.eat_word("OUTER");
+            JoinKind::Left
+        } else {
+            self.eat_word("INNER");
+            JoinKind::Inner
+        };
+        if !self.eat_word("JOIN") {
+            if kind == JoinKind::Left || self.toks[self.i - 1].tok == Tok::Word("INNER".into()) {
+                return Err(self.error("JOIN"));
+            }
+            return Ok(None);
+        }
+        let right = self.source_item()?;
+        let within_ms = if self.eat_word("WITHIN") { Some(self.duration()?) } else { None };
+        self.expect_word("ON")?;
+        let on = self.expr()?;
+        Ok(Some(Join { pos, kind, right, within_ms, on }))
+    }
+
+    /// `n unit`, in ms.
+    fn duration(&mut self) -> Result<i64, SqlError> {
+        let n = self.int("a duration like '1 HOUR'")?;
+        let Tok::Word(unit) = self.peek().clone() else {
+            return Err(self.error("a time unit (MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS)"));
+        };
+        let ms = match unit.trim_end_matches('S') {
+            "MILLISECOND" => 1,
+            "SECOND" => 1_000,
+            "MINUTE" => 60_000,
+            "HOUR" => 3_600_000,
+            "DAY" => 86_400_000,
+            _ => {
+                return Err(self.error("a time unit (MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS)"));
+            }
+        };
+        self.advance();
+        if n <= 0 {
+            return Err(SqlError::Syntax {
+                pos: self.pos(),
+                message: "a duration must be positive".into(),
+            });
+        }
+        Ok(n.saturating_mul(ms))
+    }
+
+    fn window(&mut self) -> Result<Option<WindowSpec>, SqlError> {
+        let pos = self.pos();
+        if !self.eat_word("WINDOW") {
+            return Ok(None);
+        }
+        let shape_word = self.peek().clone();
+        self.advance();
+        self.expect_sym("(")?;
+        let shape = match shape_word {
+            Tok::Word(w) if w == "TUMBLING" => {
+                self.expect_word("SIZE")?;
+                WindowShape::Tumbling { size_ms: self.duration()? }
+            }
+            Tok::Word(w) if w == "HOPPING" => {
+                self.expect_word("SIZE")?;
+                let size_ms = self.duration()?;
+                self.expect_sym(",")?;
+                self.expect_word("ADVANCE")?;
+                self.expect_word("BY")?;
+                WindowShape::Hopping { size_ms, advance_ms: self.duration()? }
+            }
+            Tok::Word(w) if w == "SESSION" => WindowShape::Session { gap_ms: self.duration()? },
+            _ => {
+                self.i -= 2;
+                return Err(self.error("TUMBLING, HOPPING or SESSION"));
+            }
+        };
+        let mut grace_ms = None;
+        if self.eat_sym(",") {
+            self.expect_word("GRACE")?;
+            self.expect_word("PERIOD")?;
+            grace_ms = Some(self.duration()?);
+        }
+        self.expect_sym(")")?;
+        Ok(Some(WindowSpec { pos, shape, grace_ms }))
+    }
+
+    // Expressions, loosest first.
+
+    pub(crate) fn expr(&mut self) -> Result<Expr, SqlError> {
+        self.or()
+    }
+
+    fn or(&mut self) -> Result<Expr, SqlError> {
+        let mut left = self.and()?;
+        while self.is_word("OR") {
+            let pos = self.pos();
+            self.advance();
+            let right = self.and()?;
+            left = bin(pos, BinOp::Or, left, right);
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, SqlError> {
+        let mut left = self.not()?;
+        while self.is_word("AND") {
+            let pos = self.pos();
+            self.advance();
+            let right = self.not()?;
+            left = bin(pos, BinOp::And, left, right);
+        }
+        Ok(left)
+    }
+
+    fn not(&mut self) -> Result<Expr, SqlError> {
+        let pos = self.pos();
+        if self.eat_word("NOT") {
+            let e = self.not()?;
+            return Ok(Expr::new(pos, ExprKind::Not(Box::new(e))));
+        }
+        self.comparison()
+    }
+
+    fn comparison(&mut self) -> Result<Expr, SqlError> {
+        let left = self.additive()?;
+        let pos = self.pos();
+        let op = match self.peek() {
+            Tok::Sym("=") => Some(BinOp::Eq),
+            Tok::Sym("!=") | Tok::Sym("<>") => Some(BinOp::Ne),
+            Tok::Sym("<") => Some(BinOp::Lt),
+            Tok::Sym("<=") => Some(BinOp::Le),
+            Tok::Sym(">") => Some(BinOp::Gt),
+            Tok::Sym(">=") => Some(BinOp::Ge),
+            _ => None,
+        };
+        if let Some(op) = op {
+            self.advance();
+            let right = self.additive()?;
+            return Ok(bin(pos, op, left, right));
+        }
+        if self.eat_word("IS") {
+            let negated = self.eat_word("NOT");
+            self.expect_word("NULL")?;
+            return Ok(Expr::new(left.pos, ExprKind::IsNull { expr: Box::new(left), negated }));
+        }
+        let negated = self.is_word("NOT")
+            && matches!(self.peek_at(1), Tok::Word(w) if w == "LIKE" || w == "BETWEEN" || w == "IN");
+        if negated {
+            self.advance();
+        }
+        if self.eat_word("LIKE") {
+            let pattern = Box::new(self.additive()?);
+            return Ok(Expr::new(
+                left.pos,
+                ExprKind::Like { expr: Box::new(left), pattern, negated },
+            ));
+        }
+        if self.eat_word("BETWEEN") {
+            let low = Box::new(self.additive()?);
+            self.expect_word("AND")?;
+            let high = Box::new(self.additive()?);
+            return Ok(Expr::new(
+                left.pos,
+                ExprKind::Between { expr: Box::new(left), low, high, negated },
+            ));
+        }
+        if self.eat_word("IN") {
+            self.expect_sym("(")?;
+            let list = self.expr_list(")")?;
+            return Ok(Expr::new(
+                left.pos,
+                ExprKind::InList { expr: Box::new(left), list, negated },
+            ));
+        }
+        Ok(left)
+    }
+
+    fn additive(&mut self) -> Result<Expr, SqlError> {
+        let mut left = self.multiplicative()?;
+        loop {
+            let pos = self.pos();
+            let op = match self.peek() {
+                Tok::Sym("+") => BinOp::Add,
+                Tok::Sym("-") => BinOp::Sub,
+                Tok::Sym("||") => BinOp::Concat,
+                _ => return Ok(left),
+            };
+            self.advance();
+            let right = self.multiplicative()?;
+            left = bin(pos, op, left, right);
+        }
+    }
+
+    fn multiplicative(&mut self) -> Result<Expr, SqlError> {
+        let mut left = self.unary()?;
+        loop {
+            let pos = self.pos();
+            let op = match self.peek() {
+                Tok::Sym("*") => BinOp::Mul,
+                Tok::Sym("/") => BinOp::Div,
+                Tok::Sym("%") => BinOp::Mod,
+                _ => return Ok(left),
+            };
+            self.advance();
+            let right = self.unary()?;
+            left = bin(pos, op, left, right);
+        }
+    }
+
+    fn unary(&mut self) -> Result<Expr, SqlError> {
+        let pos = self.pos();
+        if self.eat_sym("-") {
+            let e = self.unary()?;
+            return Ok(match e.kind {
+                ExprKind::Literal(Value::Number(n)) if n.is_i64() => {
+                    Expr::new(pos, ExprKind::Literal(Value::from(-n.as_i64().unwrap_or(0))))
+                }
+                ExprKind::Literal(Value::Number(n)) if n.is_f64() => {
+                    Expr::new(pos, ExprKind::Literal(Value::from(-n.as_f64().unwrap_or(0.0))))
+                }
+                kind => Expr::new(pos, ExprKind::Neg(Box::new(Expr::new(e.pos, kind)))),
+            });
+        }
+        if self.eat_sym("+") {
+            return self.unary();
+        }
+        self.postfix()
+    }
+
+    fn postfix(&mut self) -> Result<Expr, SqlError> {
+        let mut e = self.primary()?;
+        loop {
+            let pos = self.pos();
+            if self.eat_sym("[") {
+                let index = self.expr()?;
+                self.expect_sym("]")?;
+                e = Expr::new(pos, ExprKind::Index { base: Box::new(e), index: Box::new(index) });
+            } else if self.eat_sym("->") {
+                // Any word is a field name here, reserved or not.
+                let field = match self.peek().clone() {
+                    Tok::Word(w) | Tok::Quoted(w) => {
+                        self.advance();
+                        w
+                    }
+                    _ => return Err(self.error("a field name after ->")),
+                };
+                e = Expr::new(pos, ExprKind::Field { base: Box::new(e), field });
+            } else {
+                return Ok(e);
+            }
+        }
+    }
+
+    fn expr_list(&mut self, close: &str) -> Result<Vec<Expr>, SqlError> {
+        let mut list = Vec::new();
+        if self.eat_sym(close) {
+            return Ok(list);
+        }
+        loop {
+            list.push(self.expr()?);
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        self.expect_sym(close)?;
+        Ok(list)
+    }
+
+    fn primary(&mut self) -> Result<Expr, SqlError> {
+        let pos = self.pos();
+        let lit = |v: Value| Ok(Expr::new(pos, ExprKind::Literal(v)));
+        match self.peek().clone() {
+            Tok::Int(n) => {
+                self.advance();
+                lit(Value::from(n))
+            }
+            Tok::Float(x) => {
+                self.advance();
+                lit(Value::from(x))
+            }
+            Tok::Str(s) => {
+                self.advance();
+                lit(Value::String(s))
+            }
+            Tok::Sym("(") => {
+                self.advance();
+                let e = self.expr()?;
+                self.expect_sym(")")?;
+                Ok(e)
+            }
+            Tok::Sym("*") => {
+                self.advance();
+                Ok(Expr::new(pos, ExprKind::Star))
+            }
+            Tok::Quoted(name) => {
+                self.advance();
+                self.column_rest(pos, name)
+            }
+            Tok::Word(w) => match w.as_str() {
+                "TRUE" | "FALSE" => {
+                    self.advance();
+                    lit(Value::Bool(w == "TRUE"))
+                }
+                "NULL" => {
+                    self.advance();
+                    lit(Value::Null)
+                }
+                "CASE" => self.case(),
+                "CAST" => {
+                    self.advance();
+                    self.expect_sym("(")?;
+                    let e = self.expr()?;
+                    self.expect_word("AS")?;
+                    let ty = self.sql_type()?;
+                    self.expect_sym(")")?;
+                    Ok(Expr::new(pos, ExprKind::Cast { expr: Box::new(e), ty }))
+                }
+                "ARRAY" if self.peek_at(1) == &Tok::Sym("[") => {
+                    self.advance();
+                    self.advance();
+                    Ok(Expr::new(pos, ExprKind::Array(self.expr_list("]")?)))
+                }
+                _ if RESERVED.contains(&w.as_str()) => Err(self.error("an expression")),
+                _ => {
+                    self.advance();
+                    if self.eat_sym("(") {
+                        let distinct = self.eat_word("DISTINCT");
+                        let args = self.expr_list(")")?;
+                        return Ok(Expr::new(pos, ExprKind::Call { name: w, args, distinct }));
+                    }
+                    self.column_rest(pos, w)
+                }
+            },
+            _ => Err(self.error("an expression")),
+        }
+    }
+
+    /// `name` or `qualifier.name`.
+    fn column_rest(&mut self, pos: Pos, first: String) -> Result<Expr, SqlError> {
+        if self.eat_sym(".") {
+            let name = self.ident("a column name after '.'")?;
+            return Ok(Expr::new(pos, ExprKind::Column { qualifier: Some(first), name }));
+        }
+        Ok(Expr::new(pos, ExprKind::Column { qualifier: None, name: first }))
+    }
+
+    fn case(&mut self) -> Result<Expr, SqlError> {
+        let pos = self.pos();
+        self.expect_word("CASE")?;
+        let operand = if self.is_word("WHEN") { None } else { Some(Box::new(self.expr()?)) };
+        let mut whens = Vec::new();
+        while self.eat_word("WHEN") {
+            let when = self.expr()?;
+            self.expect_word("THEN")?;
+            whens.push((when, self.expr()?));
+        }
+        if whens.is_empty() {
+            return Err(self.error("WHEN"));
+        }
+        let otherwise = if self.eat_word("ELSE") { Some(Box::new(self.expr()?)) } else { None };
+        self.expect_word("END")?;
+        Ok(Expr::new(pos, ExprKind::Case { operand, whens, otherwise }))
+    }
+}
+
+fn bin(pos: Pos, op: BinOp, left: Expr, right: Expr) -> Expr {
+    let _ = pos;
+    Expr::new(left.pos, ExprKind::Binary { op, left: Box::new(left), right: Box::new(right) })
+}
+
+/// The `'static` spelling of a symbol (the lexer's table), so tokens compare by value.
+fn sym_of(s: &str) -> &'static str {
+    const ALL: [&str; 22] = [
+        "!=", "<>", "<=", ">=", "->", "||", ":=", "(", ")", "[", "]", ",", ";", ".", "*", "+", "-",
+        "/", "%", "=", "<", ">",
+    ];
+    ALL.iter().find(|x| **x == s).copied().unwrap_or("")
+}

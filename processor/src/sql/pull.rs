@@ -1,0 +1,192 @@
+//! Pull queries (`SELECT ... FROM table WHERE ... [LIMIT n]`) evaluated against a live table
+//! read through a [`TableReader`], and the same row evaluation for push queries over a table's
+//! changes.
+//!
+//! A table made by `CREATE TABLE ... AS SELECT` holds projected rows keyed by the GROUP BY value
+//! (or, windowed, by `{"key", "start", "end"}`). In a pull query `ROWKEY` is that value (the
+//! group value for windowed tables), `WINDOWSTART` / `WINDOWEND` are the window's bounds. A
+//! `WHERE` whose top-level `AND` holds `ROWKEY = literal` or `<key column> = literal` on an
+//! unwindowed table is a point lookup; anything else scans the table (every partition, in key
+//! order) and filters.
+
+use serde_json::{Map, Value};
+
+use super::ast::{BinOp, EmitMode, Expr, ExprKind, Select, SelectItem};
+use super::catalog::{Catalog, SourceInfo};
+use super::compile::Scope;
+use super::error::SqlError;
+use super::expr::{Row, eval, truth};
+use super::functions::FunctionRegistry;
+use super::types::Checker;
+use crate::table::TableReader;
+
+/// A checked pull (or push) query over one materialized table.
+#[derive(Debug, Clone)]
+pub struct TableQuery {
+    /// The table's name: read it with `RunningProcessor::table::<Value, Value>(&table)`.
+    pub table: String,
+    /// The processor that holds the table.
+    pub processor: String,
+    windowed: bool,
+    filter: Option<Expr>,
+    items: Vec<(String, Expr)>,
+    /// The key of a point lookup.
+    lookup: Option<Value>,
+    limit: Option<u64>,
+    /// `EMIT CHANGES`: a push query.
+    pub push: bool,
+}
+
+impl TableQuery {
+    /// Checks `select` against the catalog.
+    pub fn prepare(
+        select: &Select,
+        catalog: &Catalog,
+        registry: &FunctionRegistry,
+    ) -> Result<TableQuery, SqlError> {
+        let info = catalog.lookup(select.from.pos, &select.from.name)?;
+        let Some(m) = &info.materialized else {
+            return Err(SqlError::Unsupported {
+                pos: select.from.pos,
+                what: format!("a pull query on {}", info.name),
+                why: "pull queries read tables made by CREATE TABLE ... AS SELECT".into(),
+            });
+        };
+        if select.join.is_some() || !select.group_by.is_empty() || select.window.is_some() {
+            return Err(SqlError::Unsupported {
+                pos: select.pos,
+                what: "JOIN, WINDOW or GROUP BY in a pull query".into(),
+                why: "pull queries read one table's rows".into(),
+            });
+        }
+        if select.emit == Some(EmitMode::Final) {
+            return Err(SqlError::Invalid {
+                pos: select.pos,
+                message: "EMIT FINAL belongs to CREATE TABLE ... AS SELECT".into(),
+            });
+        }
+        let scope = Scope::of(info, None);
+        let mut schema = scope.schema.clone();
+        schema.windowed = m.windowed;
+        let checker = Checker { schema: &schema, registry, aggs: &[], keys: &[] };
+        let filter = match &select.filter {
+            Some(f) => {
+                let f = scope.resolve(f)?;
+                checker.expect_bool(&f, "WHERE")?;
+                Some(f)
+            }
+            None => None,
+        };
+        let mut items = Vec::new();
+        for (i, item) in select.items.iter().enumerate() {
+            match item {
+                SelectItem::Wildcard(_) => {
+                    for (c, _) in &info.columns {
+                        items.push((c.clone(), column(c)));
+                    }
+                    if m.windowed {
+                        items.push(("WINDOWSTART".into(), column("WINDOWSTART")));
+                        items.push(("WINDOWEND".into(), column("WINDOWEND")));
+                    }
+                }
+                SelectItem::Expr { expr, alias } => {
+                    let e = scope.resolve(expr)?;
+                    checker.infer(&e)?;
+                    items.push((alias.clone().unwrap_or_else(|| e.default_name(i)), e));
+                }
+            }
+        }
+        let lookup = if m.windowed { None } else { filter.as_ref().and_then(|f| key_of(f, info)) };
+        Ok(TableQuery {
+            table: info.name.clone(),
+            processor: m.processor.clone(),
+            windowed: m.windowed,
+            filter,
+            items,
+            lookup,
+            limit: select.limit,
+            push: select.emit == Some(EmitMode::Changes),
+        })
+    }
+
+    /// Runs the pull query.
+    pub fn run(
+        &self,
+        reader: &TableReader<Value, Value>,
+        registry: &FunctionRegistry,
+    ) -> Result<Vec<Map<String, Value>>, SqlError> {
+        let entries: Vec<(Value, Value)> = match &self.lookup {
+            Some(key) => match reader.get(key) {
+                Ok(found) => found.map(|v| (key.clone(), v)).into_iter().collect(),
+                Err(e) => return Err(SqlError::Build(e.to_string())),
+            },
+            None => reader.scan(),
+        };
+        let mut out = Vec::new();
+        for (k, v) in &entries {
+            if self.limit.is_some_and(|n| out.len() as u64 >= n) {
+                break;
+            }
+            if let Some(row) = self.row(k, v, registry) {
+                out.push(row);
+            }
+        }
+        Ok(out)
+    }
+
+    /// One table entry evaluated: `None` when it is a deletion/NULL row, fails the WHERE or
+    /// cannot be evaluated. Push queries apply this to each change.
+    pub fn row(
+        &self,
+        key: &Value,
+        value: &Value,
+        registry: &FunctionRegistry,
+    ) -> Option<Map<String, Value>> {
+        let columns = value.as_object()?;
+        let (rowkey, window) = if self.windowed {
+            let w = (key.get("start")?.as_i64()?, key.get("end")?.as_i64()?);
+            (key.get("key")?.clone(), Some(w))
+        } else {
+            (key.clone(), None)
+        };
+        let mut row = Row::new(columns, 0, &rowkey);
+        row.window = window;
+        if let Some(f) = &self.filter
+            && truth(&eval(f, &row, registry).ok()?) != Some(true)
+        {
+            return None;
+        }
+        let mut out = Map::new();
+        for (name, e) in &self.items {
+            out.insert(name.clone(), eval(e, &row, registry).ok()?);
+        }
+        Some(out)
+    }
+}
+
+fn column(name: &str) -> Expr {
+    Expr::new(Default::default(), ExprKind::Column { qualifier: None, name: name.to_owned() })
+}
+
+/// `ROWKEY = lit` or `keycol = lit` among the top-level ANDs of `f`.
+fn key_of(f: &Expr, info: &SourceInfo) -> Option<Value> {
+    match &f.kind {
+        ExprKind::Binary { op: BinOp::And, left, right } => {
+            key_of(left, info).or_else(|| key_of(right, info))
+        }
+        ExprKind::Binary { op: BinOp::Eq, left, right } => {
+            let is_key = |e: &Expr| match &e.kind {
+                ExprKind::Column { name, .. } => {
+                    name == "ROWKEY" || Some(name.as_str()) == info.key_name()
+                }
+                _ => false,
+            };
+            match (&left.kind, &right.kind) {
+                (_, ExprKind::Literal(v)) if is_key(left) => Some(v.clone()),
+                (ExprKind::Literal(v), _) if is_key(right) => Some(v.clone()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
