@@ -129,6 +129,21 @@ impl Processor {
         self.def.tables.get(name).map(|t| t.changelog.clone())
     }
 
+    /// The topics this processor owns: its tables' changelogs, its repartition topics and its
+    /// step journals (not the output topics it writes with `to`, which belong to their
+    /// readers). Removing a processor's version removes exactly these.
+    pub fn internal_topics(&self) -> Vec<String> {
+        let mut topics: Vec<String> =
+            self.def.tables.values().map(|t| t.changelog.clone()).collect();
+        topics.extend(self.def.internal.iter().map(|(t, _)| t.clone()));
+        topics.extend(
+            (0..self.def.subtopologies.len() as u32).filter_map(|sub| self.def.journal_topic(sub)),
+        );
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
     /// Creates the topics the processor writes and returns its tasks.
     pub fn prepare(&self, logs: &dyn LogAccess) -> Result<Vec<TaskId>> {
         for (topic, partitions) in &self.def.internal {

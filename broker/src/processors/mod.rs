@@ -376,7 +376,9 @@ impl Processors {
         }
     }
 
-    /// Removes a stopped version's state directory and internal topics (never outputs).
+    /// Removes a stopped version's state directory and the internal topics its definition
+    /// names (changelogs, repartition topics, journals) — never outputs or a user's topic that
+    /// merely shares the prefix.
     fn remove_version(&self, broker: &Broker, v: &Version) {
         let prefix = v.prefix();
         let dir = self.state_dir.join(&prefix);
@@ -385,10 +387,16 @@ impl Processors {
         {
             tracing::warn!(path = %dir.display(), error = %e, "could not remove processor state");
         }
-        let outputs = v.spec.outputs();
-        for topic in broker.topic_names() {
-            if topic.starts_with(&format!("{prefix}-"))
-                && !outputs.contains(&topic)
+        let partitions = |t: &str| broker.topic(t).ok().map(|t| t.partitions.len() as u32);
+        let internal = match v.spec.compile(&partitions) {
+            Ok(p) => p.internal_topics(),
+            Err(e) => {
+                tracing::warn!(processor = %v.spec.name, error = %e, "cannot list the version's topics; they stay");
+                Vec::new()
+            }
+        };
+        for topic in internal {
+            if broker.topic(&topic).is_ok()
                 && let Err(e) = broker.delete_topic(&topic)
             {
                 tracing::warn!(%topic, error = %e, "could not remove a processor topic");
