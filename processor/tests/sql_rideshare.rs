@@ -1,0 +1,118 @@
+//! The course's rideshare statements (`examples/rideshare.sql`) run end to end: a stream with
+//! GEO_DISTANCE, a table with a user-defined function, a pull query by ROWKEY, a keyed source
+//! over a 3-partition topic aggregated with LATEST_BY_OFFSET, and a push query over its changes.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use eddy_processor::sql::{FunctionRegistry, Outcome, Session, SqlType, TableQuery};
+use eddy_processor::{LogAccess, RuntimeConfig, partition_for_key};
+use serde_json::{Value, json};
+
+const SCRIPT: &str = include_str!("../../examples/rideshare.sql");
+
+/// qualifyPromotion(km): within 5 km of the destination.
+fn functions() -> FunctionRegistry {
+    let mut fns = FunctionRegistry::new();
+    fns.register("qualifyPromotion", Some(vec![SqlType::Double]), SqlType::Boolean, |args| {
+        Ok(args[0].as_f64().map_or(Value::Null, |km| Value::Bool(km <= 5.0)))
+    });
+    fns
+}
+
+fn produce_json(logs: &dyn LogAccess, topic: &str, key: &str, value: Value, ts: i64) {
+    let parts = logs.partition_count(topic).unwrap();
+    let p = partition_for_key(key.as_bytes(), parts);
+    let rec = (Some(key.as_bytes().to_vec()), Some(serde_json::to_vec(&value).unwrap()), ts);
+    common::produce(logs, topic, p, &[rec], 1);
+}
+
+#[test]
+fn rideshare_statements_run_with_a_registered_udf_and_answer_the_pull_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = common::open_logs(&dir.path().join("logs"));
+    let mut session = Session::new(functions());
+    let outcomes = session.execute(SCRIPT, 1).unwrap();
+
+    let mut running = Vec::new();
+    let mut queries: Vec<TableQuery> = Vec::new();
+    for o in outcomes {
+        match o {
+            Outcome::Declared(info) => {
+                logs.create_topic(&info.topic, info.partitions, false).unwrap()
+            }
+            Outcome::Query { compiled, .. } => {
+                let config = RuntimeConfig::new(dir.path().join("state"));
+                running.push(compiled.processor.start(logs.clone(), config).unwrap());
+            }
+            Outcome::Select(q) => queries.push(q),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(running.len(), 3);
+    assert_eq!(queries.len(), 2);
+    let (pull, push) = (&queries[0], &queries[1]);
+    assert!(!pull.push && push.push);
+
+    // The push query subscribes before the waypoints arrive.
+    let cars = running[2].table::<Value, Value>(&push.table).unwrap();
+    let changes = cars.subscribe();
+
+    // Ride 6fd0fcdb approaches its destination (Paris, Notre-Dame); ride aa11 stays far away.
+    let dst = (48.8530, 2.3499);
+    let geo = |lat: f64, lon: f64| json!({"latitude": lat, "longitude": lon, "dstLatitude": dst.0, "dstLongitude": dst.1});
+    produce_json(&*logs, "geoEvents", "6fd0fcdb", geo(48.95, 2.35), 1);
+    produce_json(&*logs, "geoEvents", "aa11", geo(49.50, 2.35), 2);
+    produce_json(&*logs, "geoEvents", "6fd0fcdb", geo(48.87, 2.35), 3);
+    for (i, (v, lat)) in [("car-1", 1.0), ("car-2", 2.0), ("car-1", 1.5)].iter().enumerate() {
+        let value = json!({"vehicleId": v, "latitude": lat, "longitude": 10.25});
+        produce_json(&*logs, "waypoints", v, value, 10 + i as i64);
+    }
+    for _ in 0..2 {
+        for r in &running {
+            r.wait_caught_up(Duration::from_secs(30)).unwrap();
+        }
+    }
+
+    // The derived stream carries the distance: ~10.8 km, then ~1.9 km.
+    let located = common::read_topic(&*logs, "LOCATIONS");
+    let km: Vec<f64> = located
+        .iter()
+        .map(|r| serde_json::from_slice::<Value>(r.value.as_ref().unwrap()).unwrap())
+        .filter(|v| v["RIDEID"] == "6fd0fcdb")
+        .map(|v| v["KMTODST"].as_f64().unwrap())
+        .collect();
+    assert_eq!(km.len(), 2);
+    assert!((km[0] - 10.79).abs() < 0.05 && (km[1] - 1.89).abs() < 0.05, "{km:?}");
+
+    // The pull query, against the live table.
+    let promotions = running[1].table::<Value, Value>(&pull.table).unwrap();
+    let rows = pull.run(&promotions, &session.functions).unwrap();
+    assert_eq!(
+        rows,
+        vec![json!({"RIDEID": "6fd0fcdb", "PROMOTION": true}).as_object().unwrap().clone()]
+    );
+    let far = session.execute("SELECT * FROM activePromotions WHERE rideId = 'aa11';", 1).unwrap();
+    let Outcome::Select(far) = &far[0] else { panic!() };
+    let rows = far.run(&promotions, &session.functions).unwrap();
+    assert_eq!(rows[0]["PROMOTION"], false);
+
+    // The push query saw every change of currentCarLocations, in order per car.
+    let mut seen = Vec::new();
+    while let Ok(change) = changes.recv_timeout(Duration::from_secs(5)) {
+        let row = push.row(&change.key, change.value.as_ref().unwrap(), &session.functions);
+        seen.push(Value::Object(row.unwrap()));
+        if seen.len() == 3 {
+            break;
+        }
+    }
+    let car1: Vec<&Value> = seen.iter().filter(|r| r["VEHICLEID"] == "car-1").collect();
+    assert_eq!(car1.len(), 2);
+    assert_eq!(car1[1], &json!({"VEHICLEID": "car-1", "LATITUDE": 1.5, "LONGITUDE": 10.25}));
+    assert_eq!(cars.scan().len(), 2);
+    for r in running {
+        r.stop().unwrap();
+    }
+}

@@ -1,0 +1,156 @@
+//! The statements that are parsed and checked here and executed by the broker later: pull and
+//! push queries, SHOW, DESCRIBE, DROP, TERMINATE, CREATE OR REPLACE — and pull queries run
+//! against live tables (point lookups, range conditions, LIMIT, windowed tables).
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use eddy_processor::sql::{
+    EmitMode, ExprKind, FunctionRegistry, Outcome, Session, ShowWhat, SourceKind, SqlError,
+    Statement, parse, parse_one,
+};
+use eddy_processor::{LogAccess, RuntimeConfig};
+use serde_json::{Value, json};
+
+#[test]
+fn every_statement_kind_parses() {
+    let script = "
+        SELECT rideId, promotion FROM activePromotions WHERE ROWKEY = '6fd0fcdb';
+        SELECT * FROM t WHERE k = 'a' AND WINDOWSTART >= 1000 AND WINDOWSTART < 2000 LIMIT 5;
+        SELECT * FROM currentCarLocations EMIT CHANGES;
+        SHOW STREAMS; SHOW TABLES; LIST QUERIES;
+        DESCRIBE activePromotions;
+        DROP TABLE IF EXISTS t DELETE TOPIC;
+        TERMINATE CTAS_T;
+        CREATE OR REPLACE TABLE t AS SELECT k, COUNT(*) FROM s GROUP BY k EMIT CHANGES;";
+    let all = parse(script).unwrap();
+    assert_eq!(all.len(), 10);
+    let Statement::Select(pull) = &all[0] else { panic!("{:?}", all[0]) };
+    assert_eq!(pull.from.name, "ACTIVEPROMOTIONS");
+    assert_eq!(pull.emit, None);
+    let Statement::Select(range) = &all[1] else { panic!() };
+    assert_eq!(range.limit, Some(5));
+    assert!(matches!(range.filter.as_ref().unwrap().kind, ExprKind::Binary { .. }));
+    let Statement::Select(push) = &all[2] else { panic!() };
+    assert_eq!(push.emit, Some(EmitMode::Changes));
+    assert!(matches!(all[3], Statement::Show { what: ShowWhat::Streams, .. }));
+    assert!(matches!(all[4], Statement::Show { what: ShowWhat::Tables, .. }));
+    assert!(matches!(all[5], Statement::Show { what: ShowWhat::Queries, .. }));
+    assert!(matches!(&all[6], Statement::Describe { name, .. } if name == "ACTIVEPROMOTIONS"));
+    assert!(matches!(&all[7], Statement::Drop { kind: SourceKind::Table, if_exists: true,
+        delete_topic: true, name, .. } if name == "T"));
+    assert!(matches!(&all[8], Statement::Terminate { query, .. } if query == "CTAS_T"));
+    let Statement::CreateAs(replace) = &all[9] else { panic!() };
+    assert!(replace.or_replace && replace.kind == SourceKind::Table);
+    // Quoted names keep their case; unquoted ones are upper-cased.
+    let Statement::Select(q) = parse_one("SELECT `rideId`, rideId FROM \"Mixed\"").unwrap() else {
+        panic!()
+    };
+    assert_eq!(q.from.name, "Mixed");
+    assert_eq!(format!("{:?}", q.items).matches("rideId").count(), 1);
+}
+
+#[test]
+fn catalog_statements_and_create_or_replace_bump_the_version() {
+    let mut s = Session::new(FunctionRegistry::new());
+    let setup = "CREATE STREAM s (k VARCHAR KEY, n INT) WITH (kafka_topic='s', partitions=2);
+        CREATE TABLE t AS SELECT k, SUM(n) AS total FROM s GROUP BY k EMIT CHANGES;";
+    let out = s.execute(setup, 3).unwrap();
+    let Outcome::Query { id, compiled, replaced } = &out[1] else { panic!() };
+    assert_eq!((id.as_str(), compiled.processor.version(), *replaced), ("CTAS_T", 3, false));
+    assert_eq!(compiled.processor.name(), "T");
+
+    let again = "CREATE TABLE t AS SELECT k, COUNT(*) AS n FROM s GROUP BY k EMIT CHANGES;";
+    assert!(matches!(s.execute(again, 1).unwrap_err(), SqlError::AlreadyExists { .. }));
+    let replace = again.replace("CREATE TABLE", "CREATE OR REPLACE TABLE");
+    let out = s.execute(&replace, 1).unwrap();
+    let Outcome::Query { compiled, replaced, .. } = &out[0] else { panic!() };
+    assert_eq!((compiled.processor.version(), *replaced), (4, true));
+
+    let rows = |s: &mut Session, sql: &str| match s.execute(sql, 1).unwrap().remove(0) {
+        Outcome::Rows(r) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(rows(&mut s, "SHOW STREAMS")[0]["name"], "S");
+    assert_eq!(rows(&mut s, "SHOW TABLES")[0]["topic"], "T");
+    assert_eq!(
+        rows(&mut s, "SHOW QUERIES")[0],
+        json!({"id": "CTAS_T", "target": "T", "version": 4})
+    );
+    assert_eq!(
+        rows(&mut s, "DESCRIBE t"),
+        vec![
+            json!({"column": "K", "type": "VARCHAR", "key": true}),
+            json!({"column": "N", "type": "BIGINT", "key": false}),
+        ]
+    );
+    assert!(matches!(s.execute("TERMINATE CTAS_T", 1).unwrap()[0], Outcome::Terminated(_)));
+    assert!(matches!(s.execute("DROP TABLE t", 1).unwrap()[0], Outcome::Dropped(_)));
+    assert!(s.execute("DROP TABLE IF EXISTS t", 1).unwrap().is_empty());
+    assert!(matches!(s.execute("DESCRIBE t", 1).unwrap_err(), SqlError::UnknownSource { .. }));
+}
+
+#[test]
+fn pull_queries_look_up_keys_filter_ranges_and_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = common::open_logs(&dir.path().join("logs"));
+    let mut s = Session::new(FunctionRegistry::new());
+    let script = "CREATE STREAM s (k VARCHAR KEY, n INT) WITH (kafka_topic='s');
+        CREATE TABLE totals AS SELECT k, SUM(n) AS total FROM s GROUP BY k EMIT CHANGES;
+        CREATE TABLE per_min AS SELECT k, COUNT(*) AS c FROM s
+          WINDOW TUMBLING (SIZE 1 MINUTE) GROUP BY k EMIT CHANGES;";
+    let mut running = Vec::new();
+    for o in s.execute(script, 1).unwrap() {
+        match o {
+            Outcome::Declared(i) => logs.create_topic(&i.topic, i.partitions, false).unwrap(),
+            Outcome::Query { compiled, .. } => {
+                let config = RuntimeConfig::new(dir.path().join("state"));
+                running.push(compiled.processor.start(logs.clone(), config).unwrap());
+            }
+            _ => {}
+        }
+    }
+    let records: Vec<common::In> =
+        [("a", 1, 0), ("b", 5, 1_000), ("c", 7, 61_000), ("a", 2, 62_000)]
+            .iter()
+            .map(|(k, n, ts)| {
+                (Some(k.as_bytes().to_vec()), Some(format!("{{\"n\": {n}}}").into_bytes()), *ts)
+            })
+            .collect();
+    common::produce(&*logs, "s", 0, &records, 10);
+    for r in &running {
+        r.wait_caught_up(Duration::from_secs(30)).unwrap();
+    }
+    let totals = running[0].table::<Value, Value>("TOTALS").unwrap();
+    let per_min = running[1].table::<Value, Value>("PER_MIN").unwrap();
+    // Pull queries read materialized tables only.
+    assert!(matches!(s.execute("SELECT * FROM s", 1).unwrap_err(), SqlError::Unsupported { .. }));
+    let mut pull = |sql: &str, reader: &eddy_processor::TableReader<Value, Value>| {
+        let Outcome::Select(q) = s.execute(sql, 1).unwrap().remove(0) else { panic!() };
+        assert!(!q.push);
+        q.run(reader, &s.functions).unwrap().into_iter().map(Value::Object).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        pull("SELECT * FROM totals WHERE k = 'a'", &totals),
+        vec![json!({"K": "a", "TOTAL": 3})]
+    );
+    assert_eq!(pull("SELECT total FROM totals WHERE ROWKEY = 'zz'", &totals), Vec::<Value>::new());
+    assert_eq!(
+        pull("SELECT k, total * 2 AS twice FROM totals WHERE total BETWEEN 3 AND 6", &totals),
+        vec![json!({"K": "a", "TWICE": 6}), json!({"K": "b", "TWICE": 10})]
+    );
+    assert_eq!(pull("SELECT k FROM totals LIMIT 2", &totals).len(), 2);
+    assert_eq!(
+        pull(
+            "SELECT k, c, WINDOWSTART AS ws FROM per_min WHERE ROWKEY = 'a' AND WINDOWSTART >= 60000",
+            &per_min
+        ),
+        vec![json!({"K": "a", "C": 1, "WS": 60_000})]
+    );
+    assert_eq!(pull("SELECT * FROM per_min WHERE WINDOWEND = 60000", &per_min).len(), 2);
+    for r in running {
+        r.stop().unwrap();
+    }
+}
