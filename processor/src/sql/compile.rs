@@ -19,13 +19,13 @@ use serde_json::{Map, Value};
 
 use super::aggregate::{AggFn, Projection, SqlAgg, output_names};
 use super::ast::*;
-use super::catalog::{Catalog, Materialized, Props, SourceInfo, ValueFormat, decode_key};
-use super::error::{Pos, SqlError};
+use super::catalog::{Catalog, Materialized, Props, SourceInfo, ValueFormat};
+use super::codec::{KeyDecoder, RowCodec, RowDecoder, SqlKey, WindowedKey};
+use super::error::SqlError;
 use super::expr::{Row, eval, truth};
 use super::functions::{FunctionRegistry, is_aggregate};
 use super::types::{Checker, Schema, SqlType, mismatch};
 use crate::builder::{ProcessorBuilder, Stream};
-use crate::codec::Codec;
 use crate::error::RecordError;
 use crate::graph::Rec;
 use crate::ops::window::{Emit, Windowed, Windows};
@@ -63,7 +63,7 @@ pub fn compile(
         });
     }
     let b = ProcessorBuilder::new(&stmt.name, version);
-    let (stream, scope) = source(&b, &from, select, catalog)?;
+    let (stream, scope) = source(&b, &from, select, catalog, registry)?;
     let props = Props::new(&stmt.with)?;
     let mut target = props.source(stmt.pos, &stmt.name, stmt.kind, Vec::new())?;
     if stmt.with.iter().all(|p| p.name != "KAFKA_TOPIC" && p.name != "TOPIC") {
@@ -94,7 +94,7 @@ pub fn compile(
             out.to(&target.topic, SqlKey, RowCodec);
         }
         (SourceKind::Table, false) => {
-            group(&b, &stream, select, &scope, &checker, filter, registry, &mut target)?;
+            group(&stream, select, &scope, &checker, filter, registry, &mut target)?;
         }
         (SourceKind::Stream, false) => {
             return Err(SqlError::Invalid {
@@ -218,12 +218,13 @@ fn source(
     from: &SourceInfo,
     select: &Select,
     catalog: &Catalog,
+    registry: &Arc<FunctionRegistry>,
 ) -> Result<(Stream<Value, Value>, Scope), SqlError> {
     let stream = decoded_stream(b, from);
     let scope = Scope::of(from, select.from.alias.as_deref());
     match &select.join {
         None => Ok((stream, scope)),
-        Some(join) => super::join::stream_table(b, stream, scope, from, join, catalog),
+        Some(join) => super::join::stream_table(b, stream, scope, from, join, catalog, registry),
     }
 }
 
@@ -274,14 +275,13 @@ fn projection(
             }
         }
     }
-    check_unique(select.pos, &out)?;
+    check_unique(&out)?;
     Ok(out)
 }
 
-fn check_unique(pos: Pos, items: &[(String, Expr, SqlType)]) -> Result<(), SqlError> {
+fn check_unique(items: &[(String, Expr, SqlType)]) -> Result<(), SqlError> {
     for (i, (n, e, _)) in items.iter().enumerate() {
         if items[..i].iter().any(|(m, _, _)| m == n) {
-            let _ = pos;
             return Err(SqlError::Invalid {
                 pos: e.pos,
                 message: format!("output column {n} appears twice; give one an alias with AS"),
@@ -358,10 +358,9 @@ impl Grouping {
                 return Ok(());
             }
         };
-        if let ExprKind::Call { name, args, .. } = &arg.kind
+        if let ExprKind::Call { name, .. } = &arg.kind
             && is_aggregate(name)
         {
-            let _ = args;
             return Err(SqlError::Invalid {
                 pos: arg.pos,
                 message: "aggregates cannot be nested".into(),
@@ -385,7 +384,6 @@ impl Grouping {
 
 #[allow(clippy::too_many_arguments)]
 fn group(
-    b: &ProcessorBuilder,
     stream: &Stream<Value, Value>,
     select: &Select,
     scope: &Scope,
@@ -394,7 +392,6 @@ fn group(
     registry: &Arc<FunctionRegistry>,
     target: &mut SourceInfo,
 ) -> Result<(), SqlError> {
-    let _ = b;
     let keys = select.group_by.iter().map(|k| scope.resolve(k)).collect::<Result<Vec<_>, _>>()?;
     let key_types = keys.iter().map(|k| checker.infer(k)).collect::<Result<Vec<_>, _>>()?;
     let mut g = Grouping { keys, key_types, aggs: Vec::new() };
@@ -433,7 +430,7 @@ fn group(
         .zip(&columns)
         .map(|((n, e), (_, t))| (n.clone(), e.clone(), t.clone()))
         .collect();
-    check_unique(select.pos, &typed)?;
+    check_unique(&typed)?;
     if let Some(h) = &having {
         post.expect_bool(h, "HAVING")?;
     }
@@ -542,78 +539,6 @@ fn windows(w: &WindowSpec) -> Windows {
         WindowShape::Session { gap_ms } => Windows::session(gap_ms),
     };
     base.grace(w.grace_ms.unwrap_or(0))
-}
-
-/// Record keys of SQL sources: text (numbers parsed for numeric key columns).
-#[derive(Debug, Clone)]
-pub(crate) struct KeyDecoder(pub Option<SqlType>);
-
-impl Codec<Value> for KeyDecoder {
-    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
-        SqlKey.encode(value)
-    }
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
-        Ok(decode_key(bytes, self.0.as_ref()))
-    }
-}
-
-/// Record values of a declared source, as rows.
-#[derive(Debug, Clone)]
-pub(crate) struct RowDecoder(pub Arc<SourceInfo>);
-
-impl Codec<Value> for RowDecoder {
-    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
-        RowCodec.encode(value)
-    }
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
-        self.0.decode_value(bytes)
-    }
-}
-
-/// Output keys: a string as its text, NULL as no key, anything else as JSON text.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SqlKey;
-
-impl Codec<Value> for SqlKey {
-    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
-        Ok(match value {
-            Value::Null => None,
-            Value::String(s) => Some(s.clone().into_bytes()),
-            other => Some(other.to_string().into_bytes()),
-        })
-    }
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
-        Ok(decode_key(bytes, None))
-    }
-}
-
-/// Windowed output keys: `{"key", "start", "end"}` as JSON.
-#[derive(Debug, Clone, Copy)]
-struct WindowedKey;
-
-impl Codec<Windowed<Value>> for WindowedKey {
-    fn encode(&self, value: &Windowed<Value>) -> Result<Option<Vec<u8>>, String> {
-        serde_json::to_vec(value).map(Some).map_err(|e| e.to_string())
-    }
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<Windowed<Value>, String> {
-        serde_json::from_slice(bytes.unwrap_or(b"null")).map_err(|e| e.to_string())
-    }
-}
-
-/// Output rows as JSON; a NULL row (a group HAVING rejects) is a tombstone.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RowCodec;
-
-impl Codec<Value> for RowCodec {
-    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
-        match value {
-            Value::Null => Ok(None),
-            v => serde_json::to_vec(v).map(Some).map_err(|e| e.to_string()),
-        }
-    }
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
-        serde_json::from_slice(bytes.unwrap_or(b"null")).map_err(|e| e.to_string())
-    }
 }
 
 /// Projected windows into table `name`. For session windows a merged session replaces the

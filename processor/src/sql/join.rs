@@ -10,12 +10,14 @@ use serde_json::{Map, Value};
 
 use super::ast::{BinOp, ExprKind, Join, JoinKind, SourceKind};
 use super::catalog::{Catalog, SourceInfo};
-use super::compile::{KeyDecoder, RowDecoder, Scope};
+use super::codec::{KeyDecoder, RowDecoder};
+use super::compile::Scope;
 use super::error::SqlError;
 use super::types::Schema;
 use crate::builder::{ProcessorBuilder, Stream};
 use crate::graph::Rec;
 
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn stream_table(
     b: &ProcessorBuilder,
     stream: Stream<Value, Value>,
@@ -23,6 +25,7 @@ pub(crate) fn stream_table(
     left: &SourceInfo,
     join: &Join,
     catalog: &Catalog,
+    registry: &std::sync::Arc<super::functions::FunctionRegistry>,
 ) -> Result<(Stream<Value, Value>, Scope), SqlError> {
     let right = catalog.lookup(join.right.pos, &join.right.name)?.clone();
     if right.kind != SourceKind::Table || join.within_ms.is_some() {
@@ -65,12 +68,8 @@ pub(crate) fn stream_table(
         });
     };
     let by = left_scope.resolve(stream_side)?;
-    let checker = super::types::Checker {
-        schema: &left_scope.schema,
-        registry: &super::functions::FunctionRegistry::new(),
-        aggs: &[],
-        keys: &[],
-    };
+    let checker =
+        super::types::Checker { schema: &left_scope.schema, registry, aggs: &[], keys: &[] };
     if let Err(e @ SqlError::UnknownColumn { .. }) = checker.infer(&by) {
         return Err(e);
     }
@@ -100,7 +99,7 @@ pub(crate) fn stream_table(
             RowDecoder(std::sync::Arc::new(right.clone())),
         )
         .map_err(|e| SqlError::Build(e.to_string()))?;
-    let registry = super::functions::FunctionRegistry::new();
+    let registry = registry.clone();
     let rekeyed = stream.then(move |rec: Rec<Value, Value>, cx, down| {
         let empty = Map::new();
         let row = super::expr::Row::new(rec.value.as_object().unwrap_or(&empty), rec.ts, &rec.key);

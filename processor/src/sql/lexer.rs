@@ -41,6 +41,8 @@ impl Tok {
 pub struct Token {
     pub tok: Tok,
     pub pos: Pos,
+    /// Byte offset in the text.
+    pub offset: usize,
 }
 
 const SYMBOLS: [&str; 22] = [
@@ -50,13 +52,13 @@ const SYMBOLS: [&str; 22] = [
 
 /// Splits `text` into tokens, ending with [`Tok::Eof`].
 pub fn lex(text: &str) -> Result<Vec<Token>, SqlError> {
-    let mut lexer = Lexer { chars: text.chars().collect(), i: 0, line: 1, col: 1 };
+    let mut lexer = Lexer { chars: text.chars().collect(), i: 0, offset: 0, line: 1, col: 1 };
     let mut out = Vec::new();
     loop {
         lexer.skip_blank()?;
-        let pos = lexer.pos();
+        let (pos, offset) = (lexer.pos(), lexer.offset);
         let Some(c) = lexer.peek(0) else {
-            out.push(Token { tok: Tok::Eof, pos });
+            out.push(Token { tok: Tok::Eof, pos, offset });
             return Ok(out);
         };
         let tok = if c.is_ascii_alphabetic() || c == '_' {
@@ -71,13 +73,14 @@ pub fn lex(text: &str) -> Result<Vec<Token>, SqlError> {
         } else {
             lexer.symbol(pos)?
         };
-        out.push(Token { tok, pos });
+        out.push(Token { tok, pos, offset });
     }
 }
 
 struct Lexer {
     chars: Vec<char>,
     i: usize,
+    offset: usize,
     line: u32,
     col: u32,
 }
@@ -94,6 +97,7 @@ impl Lexer {
     fn bump(&mut self) -> Option<char> {
         let c = self.peek(0)?;
         self.i += 1;
+        self.offset += c.len_utf8();
         if c == '\n' {
             self.line += 1;
             self.col = 1;

@@ -7,10 +7,10 @@
 //! against a live table ([`TableQuery`]). Nothing here reads a clock or touches the log.
 //!
 //! Modules: `lexer` (text → tokens with line/column), `ast` (the syntax tree), `parser`
-//! (recursive descent), `types` (SQL types, type checking), `expr` (evaluating expressions over
+//! (recursive descent; `expressions` holds its expression half), `types` (SQL types, type checking), `expr` (evaluating expressions over
 //! JSON rows), `functions` (built-in and user-defined scalar functions), `time`
 //! (timestamp patterns), `aggregate` (aggregate functions as one `Aggregator`), `catalog`
-//! (streams, tables, queries; `WITH` properties), `compile` (CREATE ... AS SELECT → builder),
+//! (streams, tables, queries; `WITH` properties), `codec` (rows at topic boundaries), `compile` (CREATE ... AS SELECT → builder),
 //! `join` (stream–table joins), `pull` (pull/push queries over a table), `error`.
 //!
 //! **Names**: unquoted identifiers are upper-cased (`rideId` is the column `RIDEID`, as in
@@ -73,9 +73,11 @@
 mod aggregate;
 mod ast;
 mod catalog;
+mod codec;
 mod compile;
 mod error;
 mod expr;
+mod expressions;
 mod functions;
 mod join;
 mod lexer;
@@ -98,7 +100,7 @@ pub use compile::CompiledQuery;
 pub use error::{EvalError, Pos, SqlError};
 pub use expr::{Row, eval};
 pub use functions::{FunctionRegistry, ScalarFn, geo_distance_km};
-pub use parser::{parse, parse_expr, parse_one};
+pub use parser::{parse, parse_expr, parse_one, parse_script};
 pub use pull::TableQuery;
 pub use types::{Schema, SqlType};
 
@@ -137,12 +139,10 @@ impl Session {
     /// (or, replacing a query, the next version after the replaced one). Stops at the first
     /// error, with the statements before it applied.
     pub fn execute(&mut self, sql: &str, version: u32) -> Result<Vec<Outcome>, SqlError> {
-        let statements = parse(sql)?;
+        let statements = parse_script(sql)?;
         let mut out = Vec::new();
-        for (i, stmt) in statements.iter().enumerate() {
-            let text = sql.to_owned();
-            let _ = i;
-            if let Some(outcome) = self.statement(stmt, &text, version)? {
+        for (stmt, text) in &statements {
+            if let Some(outcome) = self.statement(stmt, text, version)? {
                 out.push(outcome);
             }
         }

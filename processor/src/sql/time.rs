@@ -112,8 +112,7 @@ pub fn parse(text: &str, pattern: &str) -> Result<i64, String> {
                 mo = i as i64 + 1;
                 rest = &rest[3..];
             }
-            Part::Field(c @ ('Z' | 'X'), _) => {
-                let _ = c;
+            Part::Field('Z' | 'X', _) => {
                 let sign = match rest.as_bytes().first() {
                     Some(b'+') => 1,
                     Some(b'-') => -1,

@@ -1,0 +1,288 @@
+//! The expression half of the parser: precedence climbing by one function per level, loosest
+//! first (OR, AND, NOT, comparisons, + - ||, * / %, unary, postfix `[i]` and `->`, primaries).
+
+use serde_json::Value;
+
+use super::ast::{BinOp, Expr, ExprKind};
+use super::error::{Pos, SqlError};
+use super::lexer::Tok;
+use super::parser::{Parser, RESERVED};
+
+impl Parser {
+    // Expressions, loosest first.
+
+    pub(super) fn expr(&mut self) -> Result<Expr, SqlError> {
+        self.or()
+    }
+
+    fn or(&mut self) -> Result<Expr, SqlError> {
+        let mut left = self.and()?;
+        while self.is_word("OR") {
+            self.advance();
+            let right = self.and()?;
+            left = bin(BinOp::Or, left, right);
+        }
+        Ok(left)
+    }
+
+    fn and(&mut self) -> Result<Expr, SqlError> {
+        let mut left = self.not()?;
+        while self.is_word("AND") {
+            self.advance();
+            let right = self.not()?;
+            left = bin(BinOp::And, left, right);
+        }
+        Ok(left)
+    }
+
+    fn not(&mut self) -> Result<Expr, SqlError> {
+        let pos = self.pos();
+        if self.eat_word("NOT") {
+            let e = self.not()?;
+            return Ok(Expr::new(pos, ExprKind::Not(Box::new(e))));
+        }
+        self.comparison()
+    }
+
+    fn comparison(&mut self) -> Result<Expr, SqlError> {
+        let left = self.additive()?;
+        let op = match self.peek() {
+            Tok::Sym("=") => Some(BinOp::Eq),
+            Tok::Sym("!=") | Tok::Sym("<>") => Some(BinOp::Ne),
+            Tok::Sym("<") => Some(BinOp::Lt),
+            Tok::Sym("<=") => Some(BinOp::Le),
+            Tok::Sym(">") => Some(BinOp::Gt),
+            Tok::Sym(">=") => Some(BinOp::Ge),
+            _ => None,
+        };
+        if let Some(op) = op {
+            self.advance();
+            let right = self.additive()?;
+            return Ok(bin(op, left, right));
+        }
+        if self.eat_word("IS") {
+            let negated = self.eat_word("NOT");
+            self.expect_word("NULL")?;
+            return Ok(Expr::new(left.pos, ExprKind::IsNull { expr: Box::new(left), negated }));
+        }
+        let negated = self.is_word("NOT")
+            && matches!(self.peek_at(1), Tok::Word(w) if w == "LIKE" || w == "BETWEEN" || w == "IN");
+        if negated {
+            self.advance();
+        }
+        if self.eat_word("LIKE") {
+            let pattern = Box::new(self.additive()?);
+            return Ok(Expr::new(
+                left.pos,
+                ExprKind::Like { expr: Box::new(left), pattern, negated },
+            ));
+        }
+        if self.eat_word("BETWEEN") {
+            let low = Box::new(self.additive()?);
+            self.expect_word("AND")?;
+            let high = Box::new(self.additive()?);
+            return Ok(Expr::new(
+                left.pos,
+                ExprKind::Between { expr: Box::new(left), low, high, negated },
+            ));
+        }
+        if self.eat_word("IN") {
+            self.expect_sym("(")?;
+            let list = self.expr_list(")")?;
+            return Ok(Expr::new(
+                left.pos,
+                ExprKind::InList { expr: Box::new(left), list, negated },
+            ));
+        }
+        Ok(left)
+    }
+
+    fn additive(&mut self) -> Result<Expr, SqlError> {
+        let mut left = self.multiplicative()?;
+        loop {
+            let op = match self.peek() {
+                Tok::Sym("+") => BinOp::Add,
+                Tok::Sym("-") => BinOp::Sub,
+                Tok::Sym("||") => BinOp::Concat,
+                _ => return Ok(left),
+            };
+            self.advance();
+            let right = self.multiplicative()?;
+            left = bin(op, left, right);
+        }
+    }
+
+    fn multiplicative(&mut self) -> Result<Expr, SqlError> {
+        let mut left = self.unary()?;
+        loop {
+            let op = match self.peek() {
+                Tok::Sym("*") => BinOp::Mul,
+                Tok::Sym("/") => BinOp::Div,
+                Tok::Sym("%") => BinOp::Mod,
+                _ => return Ok(left),
+            };
+            self.advance();
+            let right = self.unary()?;
+            left = bin(op, left, right);
+        }
+    }
+
+    fn unary(&mut self) -> Result<Expr, SqlError> {
+        let pos = self.pos();
+        if self.eat_sym("-") {
+            let e = self.unary()?;
+            return Ok(match e.kind {
+                ExprKind::Literal(Value::Number(n)) if n.is_i64() => {
+                    Expr::new(pos, ExprKind::Literal(Value::from(-n.as_i64().unwrap_or(0))))
+                }
+                ExprKind::Literal(Value::Number(n)) if n.is_f64() => {
+                    Expr::new(pos, ExprKind::Literal(Value::from(-n.as_f64().unwrap_or(0.0))))
+                }
+                kind => Expr::new(pos, ExprKind::Neg(Box::new(Expr::new(e.pos, kind)))),
+            });
+        }
+        if self.eat_sym("+") {
+            return self.unary();
+        }
+        self.postfix()
+    }
+
+    fn postfix(&mut self) -> Result<Expr, SqlError> {
+        let mut e = self.primary()?;
+        loop {
+            let pos = self.pos();
+            if self.eat_sym("[") {
+                let index = self.expr()?;
+                self.expect_sym("]")?;
+                e = Expr::new(pos, ExprKind::Index { base: Box::new(e), index: Box::new(index) });
+            } else if self.eat_sym("->") {
+                // Any word is a field name here, reserved or not.
+                let field = match self.peek().clone() {
+                    Tok::Word(w) | Tok::Quoted(w) => {
+                        self.advance();
+                        w
+                    }
+                    _ => return Err(self.error("a field name after ->")),
+                };
+                e = Expr::new(pos, ExprKind::Field { base: Box::new(e), field });
+            } else {
+                return Ok(e);
+            }
+        }
+    }
+
+    fn expr_list(&mut self, close: &str) -> Result<Vec<Expr>, SqlError> {
+        let mut list = Vec::new();
+        if self.eat_sym(close) {
+            return Ok(list);
+        }
+        loop {
+            list.push(self.expr()?);
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        self.expect_sym(close)?;
+        Ok(list)
+    }
+
+    fn primary(&mut self) -> Result<Expr, SqlError> {
+        let pos = self.pos();
+        let lit = |v: Value| Ok(Expr::new(pos, ExprKind::Literal(v)));
+        match self.peek().clone() {
+            Tok::Int(n) => {
+                self.advance();
+                lit(Value::from(n))
+            }
+            Tok::Float(x) => {
+                self.advance();
+                lit(Value::from(x))
+            }
+            Tok::Str(s) => {
+                self.advance();
+                lit(Value::String(s))
+            }
+            Tok::Sym("(") => {
+                self.advance();
+                let e = self.expr()?;
+                self.expect_sym(")")?;
+                Ok(e)
+            }
+            Tok::Sym("*") => {
+                self.advance();
+                Ok(Expr::new(pos, ExprKind::Star))
+            }
+            Tok::Quoted(name) => {
+                self.advance();
+                self.column_rest(pos, name)
+            }
+            Tok::Word(w) => match w.as_str() {
+                "TRUE" | "FALSE" => {
+                    self.advance();
+                    lit(Value::Bool(w == "TRUE"))
+                }
+                "NULL" => {
+                    self.advance();
+                    lit(Value::Null)
+                }
+                "CASE" => self.case(),
+                "CAST" => {
+                    self.advance();
+                    self.expect_sym("(")?;
+                    let e = self.expr()?;
+                    self.expect_word("AS")?;
+                    let ty = self.sql_type()?;
+                    self.expect_sym(")")?;
+                    Ok(Expr::new(pos, ExprKind::Cast { expr: Box::new(e), ty }))
+                }
+                "ARRAY" if self.peek_at(1) == &Tok::Sym("[") => {
+                    self.advance();
+                    self.advance();
+                    Ok(Expr::new(pos, ExprKind::Array(self.expr_list("]")?)))
+                }
+                _ if RESERVED.contains(&w.as_str()) => Err(self.error("an expression")),
+                _ => {
+                    self.advance();
+                    if self.eat_sym("(") {
+                        let distinct = self.eat_word("DISTINCT");
+                        let args = self.expr_list(")")?;
+                        return Ok(Expr::new(pos, ExprKind::Call { name: w, args, distinct }));
+                    }
+                    self.column_rest(pos, w)
+                }
+            },
+            _ => Err(self.error("an expression")),
+        }
+    }
+
+    /// `name` or `qualifier.name`.
+    fn column_rest(&mut self, pos: Pos, first: String) -> Result<Expr, SqlError> {
+        if self.eat_sym(".") {
+            let name = self.ident("a column name after '.'")?;
+            return Ok(Expr::new(pos, ExprKind::Column { qualifier: Some(first), name }));
+        }
+        Ok(Expr::new(pos, ExprKind::Column { qualifier: None, name: first }))
+    }
+
+    fn case(&mut self) -> Result<Expr, SqlError> {
+        let pos = self.pos();
+        self.expect_word("CASE")?;
+        let operand = if self.is_word("WHEN") { None } else { Some(Box::new(self.expr()?)) };
+        let mut whens = Vec::new();
+        while self.eat_word("WHEN") {
+            let when = self.expr()?;
+            self.expect_word("THEN")?;
+            whens.push((when, self.expr()?));
+        }
+        if whens.is_empty() {
+            return Err(self.error("WHEN"));
+        }
+        let otherwise = if self.eat_word("ELSE") { Some(Box::new(self.expr()?)) } else { None };
+        self.expect_word("END")?;
+        Ok(Expr::new(pos, ExprKind::Case { operand, whens, otherwise }))
+    }
+}
+
+fn bin(op: BinOp, left: Expr, right: Expr) -> Expr {
+    Expr::new(left.pos, ExprKind::Binary { op, left: Box::new(left), right: Box::new(right) })
+}
