@@ -170,6 +170,44 @@ fn specs_deployed_in_the_server_count_like_awk_resume_after_restart_and_drop_cle
         .collect();
     assert_eq!(counts, expected);
 
+    // Pull queries on the live table agree with it: get, top-N, prefix and range scans.
+    let rows = |lines: Vec<String>| -> Vec<(String, u64)> {
+        lines
+            .iter()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| {
+                let (k, v) = l.split_once('\t').unwrap();
+                (serde_json::from_str::<String>(k).unwrap(), v.parse().unwrap())
+            })
+            .collect()
+    };
+    let count = |url: &str| expected[url].as_u64().unwrap();
+    let got = rows(eddy_ok(&broker, &["query", "requests", "/page/0"]));
+    assert_eq!(got, vec![("/page/0".to_string(), count("/page/0"))]);
+    let top = rows(eddy_ok(&broker, &["query", "requests", "--top", "5"]));
+    let mut by_count: Vec<u64> = expected.values().map(|v| v.as_u64().unwrap()).collect();
+    by_count.sort_unstable_by(|a, b| b.cmp(a));
+    assert_eq!(top.iter().map(|r| r.1).collect::<Vec<_>>(), by_count[..5]);
+    assert!(top.iter().all(|(url, n)| count(url) == *n));
+    let prefixed =
+        rows(eddy_ok(&broker, &["query", "requests", "--prefix", "/page/1", "--limit", "3"]));
+    let want: Vec<(String, u64)> = expected
+        .keys()
+        .filter(|k| k.starts_with("/page/1"))
+        .take(3)
+        .map(|k| (k.clone(), count(k)))
+        .collect();
+    assert_eq!(prefixed, want);
+    let ranged =
+        rows(eddy_ok(&broker, &["query", "requests", "--from", "/page/2", "--to", "/page/3"]));
+    let want: Vec<(String, u64)> = expected
+        .range("/page/2".to_string().."/page/3".to_string())
+        .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
+        .collect();
+    assert_eq!(ranged, want);
+    let footer = eddy_ok(&broker, &["query", "requests", "/page/0"]).pop().unwrap();
+    assert!(footer.starts_with("# processor url-counts version 1 inputs "), "{footer}");
+
     // Requests per URL per hour (status 200 only), keyed by URL with the window in the value.
     let windows: BTreeMap<(String, i64), u64> = read_exactly(&addr, "url-hourly", ok)
         .into_iter()

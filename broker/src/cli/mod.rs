@@ -36,7 +36,8 @@ usage: eddy [--broker ADDR] <command> ...
             | verify NAME | rollback NAME | drop NAME
         processors defined by a spec file (docs/processors.md), run inside the broker;
         deploying a higher version replays from offset zero and takes over when caught up
-  query TABLE KEY | --scan [--prefix P] [--limit N] | --top N [--by FIELD] | --follow
+  query TABLE KEY | --scan [--prefix P] [--from K] [--to K] [--limit N] | --top N [--by FIELD]
+        | --follow
         [--digest]   pull queries against a live table; --follow prints its changes
 
 --broker defaults to 127.0.0.1:9750.

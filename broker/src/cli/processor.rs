@@ -161,8 +161,8 @@ async fn compare_tables<T: eddy_client::Transport>(
     let digest = |processor: &str, table: &str| v1::QueryTableRequest {
         table: format!("{processor}/{table}"),
         query: Some(v1::query_table_request::Query::Scan(v1::ScanQuery {
-            prefix: String::new(),
             limit: 1,
+            ..Default::default()
         })),
         digest: true,
     };

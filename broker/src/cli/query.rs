@@ -1,4 +1,5 @@
-//! `eddy query TABLE KEY | --scan [--prefix P] [--limit N] | --top N [--by FIELD] | --follow`
+//! `eddy query TABLE KEY | --scan [--prefix P] [--from K] [--to K] [--limit N] |
+//! --top N [--by FIELD] | --follow`
 //! and `--digest`: pull queries against the serving version of a table, and the push query —
 //! `--follow` prints every change of the table as it happens, by following its changelog topic
 //! (a table *is* a log).
@@ -19,11 +20,20 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
     use lexopt::prelude::*;
     let (mut table, mut key, mut scan, mut prefix, mut limit) = (None, None, false, None, 0u32);
     let (mut top, mut by, mut follow, mut digest) = (None, String::new(), false, false);
+    let (mut from, mut to) = (String::new(), String::new());
     while let Some(arg) = parser.next()? {
         match arg {
             Long("scan") => scan = true,
             Long("prefix") => prefix = Some(parser.value()?.string()?),
             Long("limit") => limit = parser.value()?.parse()?,
+            Long("from") => {
+                from = parser.value()?.string()?;
+                scan = true;
+            }
+            Long("to") => {
+                to = parser.value()?.string()?;
+                scan = true;
+            }
             Long("top") => top = Some(parser.value()?.parse::<u32>()?),
             Long("by") => by = parser.value()?.string()?,
             Long("follow") => follow = true,
@@ -42,13 +52,15 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
             v1::query_table_request::Query::Scan(v1::ScanQuery {
                 prefix: prefix.unwrap_or_default(),
                 limit,
+                from,
+                to,
             })
         }
         (None, false, Some(n), false) => {
             v1::query_table_request::Query::Top(v1::TopQuery { n, by })
         }
         (None, false, None, true) => {
-            v1::query_table_request::Query::Scan(v1::ScanQuery { prefix: String::new(), limit: 1 })
+            v1::query_table_request::Query::Scan(v1::ScanQuery { limit: 1, ..Default::default() })
         }
         _ => bail!(
             "query takes one of: KEY, --scan [--prefix P] [--limit N], --top N [--by FIELD], --follow"

@@ -86,7 +86,10 @@ impl Processors {
                     .scan()
                     .into_iter()
                     .filter(|(k, _)| {
-                        s.prefix.is_empty() || k.as_str().is_some_and(|k| k.starts_with(&s.prefix))
+                        let text = k.as_str();
+                        (s.prefix.is_empty() || text.is_some_and(|k| k.starts_with(&s.prefix)))
+                            && (s.from.is_empty() || text.is_some_and(|k| k >= s.from.as_str()))
+                            && (s.to.is_empty() || text.is_some_and(|k| k < s.to.as_str()))
                     })
                     .take(limit)
                     .collect()
