@@ -47,8 +47,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! It is not a query engine (pull/push queries over tables come with issue 7) and it does not
-//! spread tasks over machines.
+//! It does not spread tasks over machines, and its SQL ([`sql`]) compiles statements and
+//! evaluates pull queries but does not serve them: that is the broker's part.
 
 mod aggregator;
 mod builder;

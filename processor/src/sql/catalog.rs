@@ -170,7 +170,7 @@ impl Catalog {
         self.queries.insert(query.id.clone(), query);
     }
 
-    /// Removes a source; refuses while a query reads it (other than the one writing it).
+    /// Removes a source and the query writing it (queries reading it are not checked yet).
     pub fn drop_source(&mut self, pos: Pos, name: &str) -> Result<SourceInfo, SqlError> {
         let info = self.lookup(pos, name)?.clone();
         self.queries.retain(|_, q| q.target != name);
