@@ -119,6 +119,16 @@ impl Processor {
         self.def.version
     }
 
+    /// The topics it reads that it does not own (its inputs, without repartition topics).
+    pub fn source_topics(&self) -> Vec<String> {
+        let internal = self.internal_topics();
+        let mut topics: Vec<String> =
+            self.def.sources.iter().filter(|t| !internal.contains(t)).cloned().collect();
+        topics.sort();
+        topics.dedup();
+        topics
+    }
+
     /// Table names.
     pub fn tables(&self) -> Vec<String> {
         self.def.tables.keys().cloned().collect()

@@ -149,6 +149,18 @@ impl Session {
         Ok(out)
     }
 
+    /// Runs one statement parsed by [`parse_script`] (positions in errors point into the
+    /// script it came from); `None` when it did nothing (`IF [NOT] EXISTS`). Callers that
+    /// persist statements run this on a clone and keep the clone once the change is stored.
+    pub fn execute_statement(
+        &mut self,
+        stmt: &Statement,
+        sql: &str,
+        version: u32,
+    ) -> Result<Option<Outcome>, SqlError> {
+        self.statement(stmt, sql, version)
+    }
+
     fn statement(
         &mut self,
         stmt: &Statement,

@@ -109,6 +109,16 @@ impl TableQuery {
         })
     }
 
+    /// The output columns, in SELECT order.
+    pub fn columns(&self) -> Vec<String> {
+        self.items.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// Whether the table is windowed (its keys are `{"key", "start", "end"}`).
+    pub fn windowed(&self) -> bool {
+        self.windowed
+    }
+
     /// Runs the pull query.
     pub fn run(
         &self,
