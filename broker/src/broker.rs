@@ -31,6 +31,7 @@ use crate::groups::records::OFFSETS_TOPIC;
 use crate::processors::logs::AppendSignal;
 use crate::processors::{PROCESSORS_TOPIC, Processors};
 use crate::producer_ids::ProducerIds;
+use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{self, CleanupSetting, SETTINGS_FILE, TopicSettings};
 
 /// An eddy broker: cheap to clone (clones share one broker).
@@ -54,6 +55,8 @@ pub(crate) struct Inner {
     /// Bumped after every append, for processor threads (which cannot await `appended`).
     pub append_signal: AppendSignal,
     pub processors: Processors,
+    /// The SQL session and its `__sql` log.
+    pub sql: SqlService,
 }
 
 /// One topic and its partition logs.
@@ -142,6 +145,13 @@ impl Broker {
             dir.join("processors"),
             Duration::from_millis(config.processors.retire_grace_ms),
         )?;
+        let sql_log = internal_topic(
+            &mut topics,
+            &topics_dir,
+            SQL_TOPIC,
+            internal(crate::topic::FlushSetting::Always),
+        )?;
+        let sql = SqlService::open(sql_log.partition(0)?.clone())?;
         let log = offsets.partition(0)?.clone();
         let groups = Coordinator::open(log, config.groups.timing())?;
         tracing::info!(data_dir = %dir.display(), topics = topics.len(), "broker opened");
@@ -157,9 +167,11 @@ impl Broker {
                 groups,
                 append_signal: AppendSignal::default(),
                 processors,
+                sql,
             }),
         };
         broker.inner.processors.start_all(&broker);
+        broker.inner.sql.reconcile(&broker);
         Ok(broker)
     }
 

@@ -103,9 +103,19 @@ impl Broker {
             Rq::QueryTable(r) => Rs::QueryTable(self.inner.processors.query(self, &r)?),
             Rq::DropProcessor(r) => {
                 let broker = self.clone();
-                self.blocking(move || broker.inner.processors.drop_processor(&broker, &r.name))
-                    .await?;
+                // A SQL query's processor is dropped by terminating the query (so the stored
+                // catalog does not start it again).
+                self.blocking(move || match broker.inner.sql.drop_processor(&broker, &r.name) {
+                    Some(done) => done,
+                    None => broker.inner.processors.drop_processor(&broker, &r.name),
+                })
+                .await?;
                 Rs::DropProcessor(v1::DropProcessorResponse {})
+            }
+            Rq::Sql(r) if crate::sql::is_push(&r.sql) => Rs::Sql(self.sql_push(&r).await?),
+            Rq::Sql(r) => {
+                let broker = self.clone();
+                Rs::Sql(self.blocking(move || Ok(broker.inner.sql.execute(&broker, &r.sql))).await?)
             }
         }))
     }

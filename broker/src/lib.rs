@@ -18,6 +18,7 @@ mod handle;
 pub mod processors;
 mod producer_ids;
 pub mod server;
+pub mod sql;
 pub mod topic;
 mod wire;
 

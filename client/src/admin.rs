@@ -201,6 +201,19 @@ impl<T: Transport> Admin<T> {
         expect_body!(self.transport.call(body).await?, DropProcessor).map(drop)
     }
 
+    /// Runs SQL statements in the broker's session (one result per statement run; a failed
+    /// statement is a result with an error, not a `ClientError`). A push query is polled:
+    /// pass the previous answer's `next` positions as `from`.
+    pub async fn sql(
+        &self,
+        sql: &str,
+        from: Vec<v1::SqlPosition>,
+        max_wait_ms: u32,
+    ) -> Result<Vec<v1::SqlResult>, ClientError> {
+        let body = request::Body::Sql(v1::SqlRequest { sql: sql.into(), from, max_wait_ms });
+        Ok(expect_body!(self.transport.call(body).await?, Sql)?.results)
+    }
+
     /// The group's committed offsets (all of them when `partitions` is empty).
     pub async fn committed_offsets(
         &self,

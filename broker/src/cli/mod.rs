@@ -8,6 +8,7 @@ mod processor;
 mod produce;
 mod query;
 mod serve;
+mod sql;
 mod topic;
 
 use std::ffi::OsString;
@@ -39,6 +40,10 @@ usage: eddy [--broker ADDR] <command> ...
   query TABLE KEY | --scan [--prefix P] [--from K] [--to K] [--limit N] | --top N [--by FIELD]
         | --follow
         [--digest]   pull queries against a live table; --follow prints its changes
+
+  sql [-e STATEMENTS | -f FILE] [--limit N]
+        streaming SQL (docs/sql.md); without -e/-f an interactive shell on a terminal;
+        push queries (EMIT CHANGES) print rows until Ctrl-C or N rows
 
 --broker defaults to 127.0.0.1:9750.
 ";
@@ -74,6 +79,7 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
             "group" => group::run(&broker, &mut parser, &mut out).await,
             "processor" => processor::run(&broker, &mut parser, &mut out).await,
             "query" => query::run(&broker, &mut parser, &mut out).await,
+            "sql" => sql::run(&broker, &mut parser, &mut out).await,
             other => bail!("unknown command {other:?} (see eddy --help)"),
         }
     })

@@ -23,9 +23,11 @@
 //! - A registered version that fails to start after a restart reports "failed" with the
 //!   reason; the broker itself still opens.
 
+pub mod definition;
 pub mod logs;
 pub mod query;
 pub mod spec;
+mod status;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,8 +39,9 @@ use eddy_protocol::v1;
 use eddy_storage::{BatchBuilder, Batches, Log, Record};
 use serde::{Deserialize, Serialize};
 
+use self::definition::Definition;
 use self::logs::BrokerLogs;
-use self::spec::Spec;
+use self::status::{caught_up, info, update_rate};
 use crate::broker::{Broker, Inner, now_ms};
 use crate::error::BrokerError;
 
@@ -64,10 +67,10 @@ struct Registration {
 }
 
 pub(crate) struct Version {
-    pub spec: Spec,
+    pub def: Definition,
     text: String,
     pub running: Option<RunningProcessor>,
-    error: Option<String>,
+    pub(crate) error: Option<String>,
     started: Instant,
     /// Input records done at the last supervisor look, for the rate.
     last_done: Option<(Instant, u64)>,
@@ -75,9 +78,9 @@ pub(crate) struct Version {
 }
 
 impl Version {
-    fn new(spec: Spec, text: String) -> Self {
+    fn new(def: Definition, text: String) -> Self {
         Version {
-            spec,
+            def,
             text,
             running: None,
             error: None,
@@ -88,7 +91,7 @@ impl Version {
     }
 
     fn prefix(&self) -> String {
-        format!("{}-{}", self.spec.name, self.spec.version)
+        format!("{}-{}", self.def.name(), self.def.version())
     }
 }
 
@@ -128,8 +131,8 @@ fn storage(source: eddy_storage::Error) -> BrokerError {
 }
 
 fn parse_version(name: &str, text: &str) -> Option<Version> {
-    match Spec::parse(text) {
-        Ok(spec) => Some(Version::new(spec, text.to_string())),
+    match Definition::parse(text) {
+        Ok(def) => Some(Version::new(def, text.to_string())),
         Err(e) => {
             tracing::warn!(processor = %name, error = %e, "stored spec does not parse; skipped");
             None
@@ -189,20 +192,20 @@ impl Processors {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(&self, broker: &Broker, spec: &Spec) -> Result<RunningProcessor, BrokerError> {
+    fn start(&self, broker: &Broker, def: &Definition) -> Result<RunningProcessor, BrokerError> {
         let partitions = |t: &str| broker.topic(t).ok().map(|t| t.partitions.len() as u32);
-        let processor = spec.compile(&partitions)?;
+        let processor = def.compile(&partitions)?;
         let mut config = RuntimeConfig::new(&self.state_dir);
-        config.threads = spec.threads.unwrap_or(1).clamp(1, 16);
+        config.threads = def.threads().clamp(1, 16);
         processor.start(Arc::new(BrokerLogs::new(broker.clone())), config).map_err(|e| {
-            BrokerError::InvalidSpec(format!("processor {:?} did not start: {e}", spec.name))
+            BrokerError::InvalidSpec(format!("processor {:?} did not start: {e}", def.name()))
         })
     }
 
     fn start_version(&self, broker: &Broker, v: &mut Version, name: &str) {
-        match self.start(broker, &v.spec) {
+        match self.start(broker, &v.def) {
             Ok(running) => {
-                tracing::info!(processor = %name, version = v.spec.version, "processor started");
+                tracing::info!(processor = %name, version = v.def.version(), "processor started");
                 v.running = Some(running);
                 v.started = Instant::now();
             }
@@ -242,17 +245,16 @@ impl Processors {
     }
 
     /// The guard: every input partition must still hold offset zero.
-    fn check_replayable(&self, broker: &Broker, spec: &Spec) -> Result<(), BrokerError> {
-        let inputs =
-            std::iter::once(&spec.source.topic).chain(spec.tables.iter().map(|t| &t.topic));
-        for topic in inputs {
-            let Ok(t) = broker.topic(topic) else { continue };
+    fn check_replayable(&self, broker: &Broker, def: &Definition) -> Result<(), BrokerError> {
+        for topic in def.inputs() {
+            let Ok(t) = broker.topic(&topic) else { continue };
             for (p, log) in t.partitions.iter().enumerate() {
                 let start = log.start_offset();
                 if start > 0 {
                     return Err(BrokerError::InvalidSpec(format!(
                         "input {topic}-{p} starts at offset {start} (retention or compaction removed 0..{start}); a full replay needs offset 0, so {} version {} would build a partial table",
-                        spec.name, spec.version
+                        def.name(),
+                        def.version()
                     )));
                 }
             }
@@ -263,28 +265,28 @@ impl Processors {
     /// Deploys a spec: a new name starts serving at once; a higher version of a deployed name
     /// starts building beside the serving one and takes over once caught up. Blocking.
     pub fn deploy(&self, broker: &Broker, text: &str) -> Result<v1::ProcessorInfo, BrokerError> {
-        let spec = Spec::parse(text)?;
-        let name = spec.name.clone();
+        let def = Definition::parse(text)?;
+        let name = def.name().to_string();
         {
             let entries = self.lock();
             if let Some(e) = entries.get(&name) {
                 if let Some(b) = &e.building {
                     return Err(BrokerError::ProcessorExists(format!(
                         "{name}: version {} is still building; wait for it or drop the processor",
-                        b.spec.version
+                        b.def.version()
                     )));
                 }
-                if spec.version <= e.serving.spec.version {
+                if def.version() <= e.serving.def.version() {
                     return Err(BrokerError::ProcessorExists(format!(
                         "{name}: version {} serves; deploy a higher version to replace it",
-                        e.serving.spec.version
+                        e.serving.def.version()
                     )));
                 }
             }
         }
-        self.check_replayable(broker, &spec)?;
-        let running = self.start(broker, &spec)?;
-        let mut version = Version::new(spec, text.to_string());
+        self.check_replayable(broker, &def)?;
+        let running = self.start(broker, &def)?;
+        let mut version = Version::new(def, text.to_string());
         version.running = Some(running);
         let mut entries = self.lock();
         let registration = match entries.get(&name) {
@@ -301,7 +303,7 @@ impl Processors {
         }
         match entries.get_mut(&name) {
             Some(e) => {
-                tracing::info!(processor = %name, version = version.spec.version, "building a new version from offset zero");
+                tracing::info!(processor = %name, version = version.def.version(), "building a new version from offset zero");
                 e.building = Some(version);
             }
             None => {
@@ -343,7 +345,7 @@ impl Processors {
             if caught_up && let Some(building) = e.building.take() {
                 let old = std::mem::replace(&mut e.serving, building);
                 let stale = e.retired.take();
-                e.retired = Some((Version::new(old.spec.clone(), old.text.clone()), now_wall));
+                e.retired = Some((Version::new(old.def.clone(), old.text.clone()), now_wall));
                 if let Err(err) = self.write(name, Some(&e.registration())) {
                     tracing::error!(processor = %name, error = %err, "could not record the switch; retried");
                     // Undo in memory: the log still says the old version serves.
@@ -352,7 +354,7 @@ impl Processors {
                     e.building = Some(new);
                     continue;
                 }
-                tracing::info!(processor = %name, from = old.spec.version, to = e.serving.spec.version, "switched to the rebuilt version");
+                tracing::info!(processor = %name, from = old.def.version(), to = e.serving.def.version(), "switched to the rebuilt version");
                 if let Some(r) = old.running
                     && let Err(err) = r.stop()
                 {
@@ -388,10 +390,10 @@ impl Processors {
             tracing::warn!(path = %dir.display(), error = %e, "could not remove processor state");
         }
         let partitions = |t: &str| broker.topic(t).ok().map(|t| t.partitions.len() as u32);
-        let internal = match v.spec.compile(&partitions) {
+        let internal = match v.def.compile(&partitions) {
             Ok(p) => p.internal_topics(),
             Err(e) => {
-                tracing::warn!(processor = %v.spec.name, error = %e, "cannot list the version's topics; they stay");
+                tracing::warn!(processor = %v.def.name(), error = %e, "cannot list the version's topics; they stay");
                 Vec::new()
             }
         };
@@ -402,21 +404,18 @@ impl Processors {
                 tracing::warn!(%topic, error = %e, "could not remove a processor topic");
             }
         }
-        tracing::info!(processor = %v.spec.name, version = v.spec.version, "version removed");
+        tracing::info!(processor = %v.def.name(), version = v.def.version(), "version removed");
     }
 
     /// Rebuilds the serving logic from offset zero: deploys it again as the next version, which
     /// replays beside the serving one and takes over when caught up (state and topics are per
     /// version, so a rebuild is a version). Blocking.
     pub fn replay(&self, broker: &Broker, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
-        let mut spec = {
+        let text = {
             let entries = self.lock();
             let e = entries.get(name).ok_or_else(|| BrokerError::UnknownProcessor(name.into()))?;
-            e.serving.spec.clone()
+            e.serving.def.text_at(e.serving.def.version() + 1)?
         };
-        spec.version += 1;
-        let text = toml::to_string(&spec)
-            .map_err(|e| BrokerError::InvalidSpec(format!("{name}: cannot write the spec: {e}")))?;
         self.deploy(broker, &text)
     }
 
@@ -432,7 +431,7 @@ impl Processors {
         };
         self.start_version(broker, &mut old, name);
         let current = std::mem::replace(&mut e.serving, old);
-        e.retired = Some((Version::new(current.spec.clone(), current.text.clone()), now_ms()));
+        e.retired = Some((Version::new(current.def.clone(), current.text.clone()), now_ms()));
         if let Some(b) = e.building.take()
             && let Some(r) = b.running
         {
@@ -466,6 +465,26 @@ impl Processors {
         Ok(())
     }
 
+    /// The highest registered version of `name` (serving, building or retired).
+    pub fn highest_version(&self, name: &str) -> Option<u32> {
+        let entries = self.lock();
+        let e = entries.get(name)?;
+        let versions = std::iter::once(&e.serving)
+            .chain(e.building.as_ref())
+            .chain(e.retired.as_ref().map(|(v, _)| v));
+        versions.map(|v| v.def.version()).max()
+    }
+
+    /// Whether `name` serves a SQL query (`None`: no such processor).
+    pub fn is_sql(&self, name: &str) -> Option<bool> {
+        self.lock().get(name).map(|e| e.serving.def.is_sql())
+    }
+
+    /// The processors that serve SQL queries.
+    pub fn sql_names(&self) -> Vec<String> {
+        self.lock().iter().filter(|(_, e)| e.serving.def.is_sql()).map(|(n, _)| n.clone()).collect()
+    }
+
     pub fn list(&self, broker: &Broker) -> Vec<v1::ProcessorInfo> {
         self.lock().iter().map(|(name, e)| info(broker, name, e)).collect()
     }
@@ -489,131 +508,4 @@ impl Processors {
             }
         }
     }
-}
-
-/// Input records done and not yet done by a version, from its tasks' last reports.
-fn progress(broker: &Broker, v: &Version) -> Option<(u64, u64, Vec<v1::ProcessorInput>)> {
-    let running = v.running.as_ref()?;
-    let (mut done, mut lag, mut inputs) = (0, 0, Vec::new());
-    for status in running.status().values() {
-        for (topic, partition, position) in &status.inputs {
-            let end = broker
-                .topic(topic)
-                .ok()
-                .and_then(|t| t.partitions.get(*partition as usize).map(|l| l.next_offset()))
-                .unwrap_or(*position);
-            done += *position;
-            lag += end.saturating_sub(*position);
-            inputs.push(v1::ProcessorInput {
-                topic: topic.clone(),
-                partition: *partition,
-                position: *position,
-                end_offset: end,
-            });
-        }
-    }
-    Some((done, lag, inputs))
-}
-
-/// Every task open and no input partition behind.
-fn caught_up(broker: &Broker, v: &Version) -> bool {
-    let Some(running) = &v.running else { return false };
-    if running.failure().is_some() || running.status().len() < running.tasks().len() {
-        return false;
-    }
-    progress(broker, v).is_some_and(|(_, lag, inputs)| lag == 0 && !inputs.is_empty())
-}
-
-fn update_rate(v: &mut Version) {
-    let Some(running) = &v.running else { return };
-    let done: u64 = running.status().values().map(|s| s.metrics.records_in).sum();
-    let now = Instant::now();
-    if let Some((at, before)) = v.last_done {
-        let secs = now.duration_since(at).as_secs_f64();
-        if secs > 0.0 {
-            let sample = done.saturating_sub(before) as f64 / secs;
-            // Smoothed over about a second of samples.
-            v.rate = if v.rate == 0.0 { sample } else { 0.8 * v.rate + 0.2 * sample };
-        }
-    }
-    v.last_done = Some((now, done));
-}
-
-fn version_info(broker: &Broker, name: &str, v: &Version, role: &str) -> v1::ProcessorInfo {
-    let mut tasks = Vec::new();
-    let mut tables = Vec::new();
-    let mut error = v.error.clone();
-    let mut records = 0;
-    if let Some(running) = &v.running {
-        tables = running.processor().tables();
-        for (id, status) in running.status() {
-            records += status.metrics.records_in;
-            let inputs: Vec<v1::ProcessorInput> = status
-                .inputs
-                .iter()
-                .map(|(topic, partition, position)| v1::ProcessorInput {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    position: *position,
-                    end_offset: broker
-                        .topic(topic)
-                        .ok()
-                        .and_then(|t| {
-                            t.partitions.get(*partition as usize).map(|l| l.next_offset())
-                        })
-                        .unwrap_or(*position),
-                })
-                .collect();
-            tasks.push(v1::ProcessorTask {
-                task: id.to_string(),
-                inputs,
-                records_in: status.metrics.records_in,
-                records_out: status.metrics.records_out,
-                late: status.metrics.late,
-                decode_errors: status.metrics.decode_errors,
-                state_keys: status.state.table_keys,
-                state_bytes: status.state.table_bytes,
-            });
-        }
-        if let Some(failure) = running.failure() {
-            error = Some(failure);
-        }
-    }
-    let lag = progress(broker, v).map_or(0, |(_, lag, _)| lag);
-    let state = if error.is_some() || v.running.is_none() { "failed" } else { role };
-    let eta_ms = if lag == 0 {
-        0
-    } else if v.rate > 0.0 {
-        (lag as f64 / v.rate * 1000.0) as u64
-    } else {
-        u64::MAX
-    };
-    v1::ProcessorInfo {
-        name: name.to_string(),
-        version: v.spec.version,
-        state: state.to_string(),
-        error: error.unwrap_or_default(),
-        sources: std::iter::once(v.spec.source.topic.clone())
-            .chain(v.spec.tables.iter().map(|t| t.topic.clone()))
-            .collect(),
-        tables,
-        outputs: v.spec.outputs(),
-        tasks,
-        lag,
-        spec: v.text.clone(),
-        records_processed: records,
-        records_per_s: v.rate,
-        eta_ms,
-        running_ms: v.started.elapsed().as_millis() as u64,
-        building: None,
-        retired_version: 0,
-    }
-}
-
-fn info(broker: &Broker, name: &str, e: &Entry) -> v1::ProcessorInfo {
-    let mut serving = version_info(broker, name, &e.serving, "running");
-    serving.building =
-        e.building.as_ref().map(|b| Box::new(version_info(broker, name, b, "building")));
-    serving.retired_version = e.retired.as_ref().map_or(0, |(v, _)| v.spec.version);
-    serving
 }

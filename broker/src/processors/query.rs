@@ -18,6 +18,26 @@ use crate::broker::Broker;
 use crate::error::BrokerError;
 
 impl Processors {
+    /// Table `table` of the serving version of processor `name`, with that version.
+    pub fn serving_table(
+        &self,
+        name: &str,
+        table: &str,
+    ) -> Result<(TableReader<Value, Value>, u32), BrokerError> {
+        let entries = self.lock();
+        let e = entries.get(name).ok_or_else(|| BrokerError::UnknownProcessor(name.into()))?;
+        let running = e.serving.running.as_ref().ok_or_else(|| {
+            BrokerError::InvalidSpec(format!(
+                "processor {name} version {} is not running{}",
+                e.serving.def.version(),
+                e.serving.error.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
+            ))
+        })?;
+        let reader =
+            running.table(table).map_err(|_| BrokerError::UnknownTable(table.to_string()))?;
+        Ok((reader, e.serving.def.version()))
+    }
+
     pub fn query(
         &self,
         broker: &Broker,
@@ -112,7 +132,7 @@ impl Processors {
         };
         Ok(v1::QueryTableResponse {
             processor: name.clone(),
-            version: entry.serving.spec.version,
+            version: entry.serving.def.version(),
             rows: rows
                 .into_iter()
                 .map(|(k, v)| v1::TableRow { key: k.to_string(), value: v.to_string() })

@@ -1,0 +1,263 @@
+//! `eddy sql [-e STATEMENTS | -f FILE] [--limit N]`: SQL against the broker (docs/sql.md).
+//!
+//! Without `-e`/`-f`, statements come from stdin: an interactive shell when stdin is a
+//! terminal (a statement may span lines and ends with `;`; `history` lists what was run,
+//! `exit` or Ctrl-D leaves), else the whole input as a script.
+//!
+//! Statements are split here and sent one per request; each request's text keeps the
+//! statement at its place (what comes before is blanked, newlines kept), so the broker's error
+//! positions are positions in the script. A failed statement prints one line on stderr
+//! (`error: ... at line L, column C ...`) and, outside the shell, stops the script with a
+//! non-zero exit. Rows print as a table. A push query (`SELECT ... EMIT CHANGES`) polls the
+//! broker and prints rows as they come, until Ctrl-C (or `--limit N` rows).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use eddy_client::{Admin, Connection};
+use eddy_processor::sql::parse_script;
+use eddy_protocol::v1::{self, sql_result::Result as R};
+use serde_json::Value;
+
+use super::{Output, connect};
+
+/// How long one push poll waits for changes.
+const PUSH_WAIT_MS: u32 = 1000;
+
+pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
+    use lexopt::prelude::*;
+    let (mut script, mut limit) = (None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Short('e') | Long("execute") => script = Some(parser.value()?.string()?),
+            Short('f') | Long("file") => {
+                let file = parser.value()?.string()?;
+                script = Some(
+                    std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?,
+                );
+            }
+            Long("limit") => limit = Some(parser.value()?.parse::<usize>()?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let admin = Admin::new(Arc::new(connect(broker).await?));
+    let script = match script {
+        Some(s) => s,
+        None if std::io::stdin().is_terminal() => return shell(&admin, out, limit).await,
+        None => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
+    };
+    run_script(&admin, &script, out, limit).await
+}
+
+/// Runs a script, stopping at the first statement that fails (its error, one line, is the
+/// error returned).
+async fn run_script(
+    admin: &Admin<Arc<Connection>>,
+    script: &str,
+    out: &mut Output,
+    limit: Option<usize>,
+) -> Result<()> {
+    // Split here; a script that does not parse goes whole, for the broker's error.
+    let pieces: Vec<(String, bool)> = match parse_script(script) {
+        Ok(statements) => {
+            let mut cursor = 0;
+            let mut pieces = Vec::new();
+            for (_, text) in statements {
+                let at =
+                    script.get(cursor..).and_then(|r| r.find(&text)).map_or(cursor, |i| cursor + i);
+                cursor = at + text.len();
+                let blank: String = script
+                    .get(..at)
+                    .unwrap_or_default()
+                    .chars()
+                    .map(|c| if c == '\n' { '\n' } else { ' ' })
+                    .collect();
+                let push = eddy_broker::sql::is_push(&text);
+                pieces.push((format!("{blank}{text}"), push));
+            }
+            pieces
+        }
+        Err(_) => vec![(script.to_string(), false)],
+    };
+    for (text, push) in pieces {
+        if push {
+            push_query(admin, &text, out, limit).await?;
+            continue;
+        }
+        for result in admin.sql(&text, Vec::new(), 0).await? {
+            print_result(&result, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints one statement's result; a failed statement is the error returned, on one line.
+fn print_result(result: &v1::SqlResult, out: &mut Output) -> Result<()> {
+    let line = match &result.result {
+        None | Some(R::Unchanged(_)) => "nothing to do".to_string(),
+        Some(R::Declared(d)) => format!(
+            "declared {} {} over topic {} ({} partition{})",
+            d.kind,
+            d.name,
+            d.topic,
+            d.partitions,
+            if d.partitions == 1 { "" } else { "s" }
+        ),
+        Some(R::Query(q)) if q.replaced => format!(
+            "replacing query {}: version {} of {} replays from offset zero and serves once caught up",
+            q.id, q.version, q.target
+        ),
+        Some(R::Query(q)) => format!("started query {} ({} version {})", q.id, q.target, q.version),
+        Some(R::Rows(rows)) => {
+            table(&rows.columns, &rows.rows, out)?;
+            if rows.processor.is_empty() {
+                return out.flush();
+            }
+            format!("({} row(s), {} version {})", rows.rows.len(), rows.processor, rows.version)
+        }
+        Some(R::Push(p)) => {
+            table(&p.columns, &p.rows, out)?;
+            return out.flush();
+        }
+        Some(R::Dropped(name)) => format!("dropped {name}"),
+        Some(R::Terminated(id)) => format!("terminated query {id}"),
+        Some(R::Error(e)) => {
+            out.flush()?;
+            bail!("{}", e.message.replace('\n', " "));
+        }
+    };
+    out.line(line.as_bytes())?;
+    out.flush()
+}
+
+/// A JSON value as a cell: strings without quotes.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn cells(row: &str) -> Vec<String> {
+    match serde_json::from_str::<Value>(row) {
+        Ok(Value::Array(values)) => values.iter().map(cell).collect(),
+        _ => vec![row.to_string()],
+    }
+}
+
+fn table(columns: &[String], rows: &[String], out: &mut Output) -> Result<()> {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| cells(r)).collect();
+    let mut widths: Vec<usize> = columns.iter().map(|c| c.chars().count()).collect();
+    for row in &rows {
+        for (i, c) in row.iter().enumerate() {
+            if let Some(w) = widths.get_mut(i) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+    }
+    let rule: String =
+        widths.iter().map(|w| format!("+{}", "-".repeat(w + 2))).collect::<String>() + "+";
+    let line = |values: &[String]| -> String {
+        let mut s = String::new();
+        for (i, w) in widths.iter().enumerate() {
+            let v = values.get(i).map_or("", String::as_str);
+            s.push_str(&format!("| {v:<w$} "));
+        }
+        s + "|"
+    };
+    out.line(rule.as_bytes())?;
+    out.line(line(columns).as_bytes())?;
+    out.line(rule.as_bytes())?;
+    for row in &rows {
+        out.line(line(row).as_bytes())?;
+    }
+    out.line(rule.as_bytes())
+}
+
+/// Polls a push query and prints its rows until Ctrl-C or `limit` rows.
+async fn push_query(
+    admin: &Admin<Arc<Connection>>,
+    sql: &str,
+    out: &mut Output,
+    limit: Option<usize>,
+) -> Result<()> {
+    let mut from = Vec::new();
+    let mut printed = 0;
+    let mut header = false;
+    let interrupted = tokio::signal::ctrl_c();
+    tokio::pin!(interrupted);
+    loop {
+        let poll = admin.sql(sql, from.clone(), PUSH_WAIT_MS);
+        let results = tokio::select! {
+            r = poll => r?,
+            _ = &mut interrupted => return Ok(()),
+        };
+        let Some(result) = results.into_iter().next() else { bail!("an empty answer") };
+        let push = match result.result {
+            Some(R::Push(p)) => p,
+            other => {
+                print_result(&v1::SqlResult { statement: result.statement, result: other }, out)?;
+                bail!("the push query stopped");
+            }
+        };
+        if !header {
+            out.line(format!("| {} |", push.columns.join(" | ")).as_bytes())?;
+            header = true;
+        }
+        for row in &push.rows {
+            out.line(format!("| {} |", cells(row).join(" | ")).as_bytes())?;
+            printed += 1;
+            if limit.is_some_and(|n| printed >= n) {
+                return out.flush();
+            }
+        }
+        out.flush()?;
+        from = push.next;
+    }
+}
+
+/// The interactive shell.
+async fn shell(
+    admin: &Admin<Arc<Connection>>,
+    out: &mut Output,
+    limit: Option<usize>,
+) -> Result<()> {
+    let stdin = std::io::stdin();
+    let mut history: Vec<String> = Vec::new();
+    let mut statement = String::new();
+    loop {
+        let prompt = if statement.is_empty() { "eddy> " } else { "   -> " };
+        let mut stderr = std::io::stderr();
+        let _ = stderr.write_all(prompt.as_bytes()).and_then(|()| stderr.flush());
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line).context("reading stdin")? == 0 {
+            return Ok(());
+        }
+        let trimmed = line.trim();
+        if statement.is_empty() {
+            match trimmed.to_ascii_lowercase().trim_end_matches(';') {
+                "" => continue,
+                "exit" | "quit" => return Ok(()),
+                "history" => {
+                    for (i, h) in history.iter().enumerate() {
+                        out.line(format!("{:>4}  {}", i + 1, h.replace('\n', " ")).as_bytes())?;
+                    }
+                    out.flush()?;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        statement.push_str(&line);
+        if !trimmed.ends_with(';') {
+            continue;
+        }
+        let text = std::mem::take(&mut statement);
+        history.push(text.trim().to_string());
+        if let Err(e) = run_script(admin, &text, out, limit).await {
+            let _ = out.flush();
+            let _ = writeln!(std::io::stderr(), "error: {e:#}");
+        }
+    }
+}

@@ -1,0 +1,151 @@
+//! What a registered processor version is built from: a spec file ([`Spec`], TOML) or a SQL
+//! persistent query ([`SqlDef`]). Both are stored as text in `__processors`, so the registry
+//! record format is unchanged: a text with a top-level `sql` key is a SQL definition, any
+//! other text is a spec (every record written before SQL existed parses as before).
+//!
+//! A SQL definition is self-contained: besides its statement it carries the statements that
+//! declared what it reads (`context`, the broker's SQL catalog when it was created), so a
+//! serving version and a building one compile from their own text even after the catalog has
+//! moved on. Compiling replays the context into a fresh [`Session`] with the broker's
+//! functions, then compiles the statement at the stored version.
+//!
+//! Invariant: a definition that parses has compiled (for SQL) or checked (for a spec), so a
+//! registered version always knows its name, version, inputs and outputs.
+
+use eddy_processor::Processor;
+use eddy_processor::sql::{Outcome, Session};
+use serde::{Deserialize, Serialize};
+
+use super::spec::Spec;
+use crate::error::BrokerError;
+
+/// A SQL persistent query as the registry stores it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlDef {
+    /// The processor's name: the query's target.
+    pub name: String,
+    pub version: u32,
+    /// The `CREATE ... AS SELECT` statement.
+    pub sql: String,
+    /// Scripts that declare what the statement reads, replayed first, in order.
+    #[serde(default)]
+    pub context: Vec<String>,
+}
+
+/// A processor version's definition.
+#[derive(Debug, Clone)]
+pub enum Definition {
+    Spec(Spec),
+    Sql { def: SqlDef, processor: Processor, outputs: Vec<String> },
+}
+
+impl Definition {
+    /// Parses a stored or deployed text: SQL when it has a top-level `sql` key, else a spec.
+    pub fn parse(text: &str) -> Result<Definition, BrokerError> {
+        let is_sql = toml::from_str::<toml::Table>(text).is_ok_and(|t| t.contains_key("sql"));
+        if !is_sql {
+            return Spec::parse(text).map(Definition::Spec);
+        }
+        let def: SqlDef = toml::from_str(text)
+            .map_err(|e| BrokerError::InvalidSpec(format!("SQL definition: {e}")))?;
+        def.compile()
+    }
+
+    pub fn name(&self) -> &str {
+        match self {
+            Definition::Spec(s) => &s.name,
+            Definition::Sql { def, .. } => &def.name,
+        }
+    }
+
+    pub fn version(&self) -> u32 {
+        match self {
+            Definition::Spec(s) => s.version,
+            Definition::Sql { def, .. } => def.version,
+        }
+    }
+
+    pub fn is_sql(&self) -> bool {
+        matches!(self, Definition::Sql { .. })
+    }
+
+    pub fn threads(&self) -> usize {
+        match self {
+            Definition::Spec(s) => s.threads.unwrap_or(1),
+            Definition::Sql { .. } => 1,
+        }
+    }
+
+    /// Builds the processor; `partitions` gives an existing topic's partition count.
+    pub fn compile(
+        &self,
+        partitions: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<Processor, BrokerError> {
+        match self {
+            Definition::Spec(s) => s.compile(partitions),
+            Definition::Sql { processor, .. } => Ok(processor.clone()),
+        }
+    }
+
+    /// The topics a full replay reads from offset zero.
+    pub fn inputs(&self) -> Vec<String> {
+        match self {
+            Definition::Spec(s) => std::iter::once(s.source.topic.clone())
+                .chain(s.tables.iter().map(|t| t.topic.clone()))
+                .collect(),
+            Definition::Sql { processor, .. } => processor.source_topics(),
+        }
+    }
+
+    pub fn outputs(&self) -> Vec<String> {
+        match self {
+            Definition::Spec(s) => s.outputs(),
+            Definition::Sql { outputs, .. } => outputs.clone(),
+        }
+    }
+
+    /// The text of the same definition at `version`.
+    pub fn text_at(&self, version: u32) -> Result<String, BrokerError> {
+        let name = self.name().to_string();
+        let written = match self {
+            Definition::Spec(s) => toml::to_string(&Spec { version, ..s.clone() }),
+            Definition::Sql { def, .. } => toml::to_string(&SqlDef { version, ..def.clone() }),
+        };
+        written.map_err(|e| BrokerError::InvalidSpec(format!("{name}: cannot write the spec: {e}")))
+    }
+}
+
+impl SqlDef {
+    /// The registry text of this definition.
+    pub fn to_text(&self) -> Result<String, BrokerError> {
+        toml::to_string(self)
+            .map_err(|e| BrokerError::InvalidSpec(format!("{}: cannot write: {e}", self.name)))
+    }
+
+    /// Replays the context, then compiles the statement as `version`.
+    pub fn compile(self) -> Result<Definition, BrokerError> {
+        let mut session = Session::new(crate::sql::builtin_functions());
+        crate::sql::replay(&mut session, self.context.iter().map(|s| (s.as_str(), 1)));
+        let fail = |why: String| {
+            BrokerError::InvalidSpec(format!(
+                "SQL processor {} version {}: {why}",
+                self.name, self.version
+            ))
+        };
+        let outcomes = session.execute(&self.sql, self.version).map_err(|e| fail(e.to_string()))?;
+        let Some(Outcome::Query { compiled, .. }) = outcomes.into_iter().next() else {
+            return Err(fail("the statement is not CREATE ... AS SELECT".into()));
+        };
+        let processor = compiled.processor;
+        if processor.name() != self.name || processor.version() != self.version {
+            return Err(fail(format!(
+                "the statement compiles to {} version {}",
+                processor.name(),
+                processor.version()
+            )));
+        }
+        let outputs = vec![compiled.target.topic.clone()];
+        Ok(Definition::Sql { def: self, processor, outputs })
+    }
+}

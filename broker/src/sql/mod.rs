@@ -1,0 +1,250 @@
+//! Streaming SQL in the broker: one [`Session`] per broker, kept durable in the compacted
+//! internal topic `__sql`, with persistent queries run as processors of the registry
+//! (`crate::processors`).
+//!
+//! - `__sql` holds one record per catalog name (key = the upper-cased stream/table name,
+//!   value = `{"sql": script, "version": n}`; a tombstone when dropped). The script is the
+//!   declaration or the `CREATE ... AS SELECT` statement, followed by `TERMINATE id` once its
+//!   query was terminated. Opening the broker replays the records, in offset order, into the
+//!   session ([`replay`] retries until no more succeed, since compaction may move a replaced
+//!   declaration after a query that reads it).
+//! - A persistent query is the processor named after its target; its registry text is a
+//!   self-contained [`SqlDef`](crate::processors::definition::SqlDef) (the statement plus the
+//!   scripts it was compiled against), so serving, building and retired versions each compile
+//!   from their own text, and `eddy processor list/status/replay/rollback` apply as to specs.
+//! - `run.rs` executes statements, `push.rs` serves push queries by polling.
+//!
+//! Invariants:
+//! - Every change of the catalog is one `__sql` record, written and fsynced before the session
+//!   changes in memory and before its processor is deployed or dropped (statements run on a
+//!   clone of the session, kept only once the record is stored).
+//! - `__sql` is the truth for SQL: after a crash between the record and the processor change,
+//!   [`SqlService::reconcile`] (run at open, after the registry started) deploys a query the
+//!   registry lacks or holds at a lower version, and drops SQL processors no query owns.
+//! - Statements run one at a time (the session's lock is held for the whole request).
+
+mod push;
+mod run;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use eddy_processor::sql::{FunctionRegistry, Session, SqlType};
+use eddy_storage::{BatchBuilder, Batches, Log, Record};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use push::is_push;
+
+use crate::broker::{Broker, now_ms};
+use crate::error::BrokerError;
+use crate::processors::definition::SqlDef;
+
+/// The internal topic holding the SQL catalog.
+pub const SQL_TOPIC: &str = "__sql";
+
+/// The functions every broker session has besides the built-ins: the course's example UDF
+/// `qualifyPromotion(km DOUBLE) → BOOLEAN`, TRUE when a ride is within 5 km of its
+/// destination (`examples/rideshare.sql`).
+pub fn builtin_functions() -> FunctionRegistry {
+    let mut fns = FunctionRegistry::new();
+    fns.register("qualifyPromotion", Some(vec![SqlType::Double]), SqlType::Boolean, |args| {
+        Ok(args.first().and_then(Value::as_f64).map_or(Value::Null, |km| Value::Bool(km <= 5.0)))
+    });
+    fns
+}
+
+/// Runs `scripts` (text, version) into `session`, each whole or not at all, retrying the ones
+/// that fail until a round makes no progress; returns the ones that never ran, with why.
+pub fn replay<'a>(
+    session: &mut Session,
+    scripts: impl Iterator<Item = (&'a str, u32)>,
+) -> Vec<(String, String)> {
+    let mut pending: Vec<(&str, u32)> = scripts.collect();
+    loop {
+        let before = pending.len();
+        let mut failed = Vec::new();
+        let mut errors = Vec::new();
+        for (sql, version) in pending {
+            let mut next = session.clone();
+            match next.execute(sql, version) {
+                Ok(_) => *session = next,
+                Err(e) => {
+                    failed.push((sql, version));
+                    errors.push((sql.to_string(), e.to_string()));
+                }
+            }
+        }
+        if failed.is_empty() || failed.len() == before {
+            return errors;
+        }
+        pending = failed;
+    }
+}
+
+/// What `__sql` holds per name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Stored {
+    sql: String,
+    #[serde(default = "one")]
+    version: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+struct State {
+    session: Session,
+    /// The live records by name, with the offset that wrote them.
+    records: BTreeMap<String, (u64, Stored)>,
+}
+
+impl State {
+    /// The live scripts in the order they were written, except `name`'s.
+    fn context(&self, except: &str) -> Vec<String> {
+        let mut live: Vec<&(u64, Stored)> =
+            self.records.iter().filter(|(n, _)| n.as_str() != except).map(|(_, r)| r).collect();
+        live.sort_by_key(|(offset, _)| *offset);
+        live.into_iter().map(|(_, s)| s.sql.clone()).collect()
+    }
+}
+
+/// The broker's SQL session and its log.
+pub struct SqlService {
+    state: Mutex<State>,
+    log: Arc<Log>,
+}
+
+impl std::fmt::Debug for SqlService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlService").finish_non_exhaustive()
+    }
+}
+
+fn storage(source: eddy_storage::Error) -> BrokerError {
+    BrokerError::Storage { topic: SQL_TOPIC.into(), partition: 0, source }
+}
+
+impl SqlService {
+    /// Reads `__sql` and replays it into a new session; processors start later.
+    pub fn open(log: Arc<Log>) -> Result<SqlService, BrokerError> {
+        let mut records: BTreeMap<String, (u64, Stored)> = BTreeMap::new();
+        let (mut at, end) = (log.start_offset(), log.next_offset());
+        while at < end {
+            let bytes = log.read(at, 1 << 20).map_err(storage)?;
+            let before = at;
+            for batch in Batches::new(&bytes) {
+                let batch = batch.map_err(|e| storage(e.into()))?;
+                for record in batch.records() {
+                    let record = record.map_err(|e| storage(e.into()))?;
+                    if record.offset < at {
+                        continue;
+                    }
+                    let name = String::from_utf8_lossy(record.key.unwrap_or_default()).into_owned();
+                    match record.value.map(serde_json::from_slice::<Stored>) {
+                        None => {
+                            records.remove(&name);
+                        }
+                        Some(Ok(s)) => {
+                            records.insert(name, (record.offset, s));
+                        }
+                        Some(Err(e)) => {
+                            tracing::warn!(%name, error = %e, "stored SQL does not parse; skipped")
+                        }
+                    }
+                }
+                at = at.max(batch.last_offset() + 1);
+            }
+            if at == before {
+                break;
+            }
+        }
+        let mut session = Session::new(builtin_functions());
+        let mut ordered: Vec<&(u64, Stored)> = records.values().collect();
+        ordered.sort_by_key(|(offset, _)| *offset);
+        let failed = replay(&mut session, ordered.iter().map(|(_, s)| (s.sql.as_str(), s.version)));
+        for (sql, error) in failed {
+            tracing::error!(%sql, %error, "stored SQL statement does not run; skipped");
+        }
+        let state = State { session, records };
+        Ok(SqlService { state: Mutex::new(state), log })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes the registry match the catalog: deploys queries it lacks (or holds at a lower
+    /// version) and drops SQL processors no query owns. Errors are logged.
+    pub fn reconcile(&self, broker: &Broker) {
+        let state = self.lock();
+        let processors = &broker.inner.processors;
+        for q in state.session.catalog.queries() {
+            let have = processors.highest_version(&q.target);
+            if have.is_some_and(|v| v >= q.version) {
+                continue;
+            }
+            let def = SqlDef {
+                name: q.target.clone(),
+                version: q.version,
+                sql: q.sql.clone(),
+                context: state.context(&q.target),
+            };
+            let deployed = def.to_text().and_then(|text| processors.deploy(broker, &text));
+            match deployed {
+                Ok(_) => tracing::info!(query = %q.id, version = q.version, "SQL query deployed"),
+                Err(e) => tracing::error!(query = %q.id, error = %e, "SQL query does not deploy"),
+            }
+        }
+        for name in processors.sql_names() {
+            if !state.session.catalog.queries().any(|q| q.target == name) {
+                tracing::info!(processor = %name, "dropping a SQL processor no query owns");
+                if let Err(e) = processors.drop_processor(broker, &name) {
+                    tracing::warn!(processor = %name, error = %e, "could not drop it");
+                }
+            }
+        }
+    }
+
+    /// Appends and fsyncs one record; returns its offset.
+    fn write(&self, name: &str, stored: Option<&Stored>) -> Result<u64, BrokerError> {
+        let value = match stored {
+            Some(s) => Some(serde_json::to_vec(s).map_err(|e| {
+                BrokerError::InvalidSpec(format!("cannot encode the SQL record: {e}"))
+            })?),
+            None => None,
+        };
+        let mut b = BatchBuilder::new();
+        b.push(Record {
+            timestamp: now_ms(),
+            key: Some(name.as_bytes()),
+            value: value.as_deref(),
+            headers: &[],
+        });
+        let batch = b.build_valid().map_err(|e| storage(e.into()))?;
+        let appended = self.log.append_valid(&batch).map_err(storage)?;
+        self.log.sync_through(appended.last_offset + 1).map_err(storage)?;
+        Ok(appended.last_offset)
+    }
+
+    /// Stores `stored` (or a tombstone) under `name` and records it in `state`.
+    fn store(
+        &self,
+        state: &mut State,
+        name: &str,
+        stored: Option<Stored>,
+    ) -> Result<(), BrokerError> {
+        let offset = self.write(name, stored.as_ref())?;
+        match stored {
+            Some(s) => state.records.insert(name.to_string(), (offset, s)),
+            None => state.records.remove(name),
+        };
+        Ok(())
+    }
+
+    /// The target of the query whose processor is `name`, if SQL owns it.
+    pub fn owns_processor(&self, name: &str) -> Option<String> {
+        self.lock().session.catalog.queries().find(|q| q.target == name).map(|q| q.id.clone())
+    }
+}

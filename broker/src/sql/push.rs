@@ -1,0 +1,160 @@
+//! Push queries over the wire (`SELECT ... FROM table [WHERE ...] EMIT CHANGES`), served by
+//! polling: a table made by `CREATE TABLE ... AS SELECT` writes every change to its topic
+//! (the same topic across versions, so a redeploy's switch-over does not break a follower).
+//! The first request answers the topic's current end; each later one passes those positions
+//! back, reads the changes after them (waiting up to `max_wait_ms` for some, woken by
+//! appends), evaluates each with `TableQuery::row` (WHERE + projection) and answers the rows
+//! and the next positions. Nothing is kept in the broker between polls.
+//!
+//! Keys in the topic are text for a string group value and JSON for other values (numbers,
+//! several GROUP BY columns, windows), so a string key that reads as a JSON number is taken
+//! as that number — a `ROWKEY = '123'` filter on such a table does not match in a push query.
+
+use std::time::Duration;
+
+use eddy_processor::sql::{Outcome, Statement, TableQuery, parse_script};
+use eddy_protocol::v1::{self, sql_result::Result as R};
+use eddy_storage::Batches;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::broker::{Broker, MAX_FETCH_WAIT};
+use crate::error::BrokerError;
+
+/// Bytes read per partition per poll.
+const READ_BYTES: usize = 1 << 20;
+
+/// Whether `sql` is exactly one push query.
+pub fn is_push(sql: &str) -> bool {
+    match parse_script(sql) {
+        Ok(statements) => {
+            statements.len() == 1
+                && matches!(&statements[0].0, Statement::Select(s) if s.emit.is_some())
+        }
+        Err(_) => false,
+    }
+}
+
+fn key_value(bytes: Option<&[u8]>) -> Value {
+    let Some(bytes) = bytes else { return Value::Null };
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(v) if !v.is_string() => v,
+        _ => Value::String(String::from_utf8_lossy(bytes).into_owned()),
+    }
+}
+
+impl Broker {
+    /// One poll of a push query.
+    pub(crate) async fn sql_push(
+        &self,
+        r: &v1::SqlRequest,
+    ) -> Result<v1::SqlResponse, BrokerError> {
+        let (query, topic, functions) = {
+            let sql = &self.inner.sql;
+            let state = sql.lock();
+            let mut session = state.session.clone();
+            drop(state);
+            let query = match session.execute(&r.sql, 1) {
+                Ok(mut o) => match o.pop() {
+                    Some(Outcome::Select(q)) if q.push => q,
+                    _ => return Err(BrokerError::Malformed("not a push query")),
+                },
+                Err(e) => {
+                    let (line, column) = e.pos().map_or((0, 0), |p| (p.line, p.col));
+                    let error = v1::SqlFailure { message: e.to_string(), line, column };
+                    let result =
+                        v1::SqlResult { statement: r.sql.clone(), result: Some(R::Error(error)) };
+                    return Ok(v1::SqlResponse { results: vec![result] });
+                }
+            };
+            let topic = session
+                .catalog
+                .get(&query.table)
+                .map(|s| s.topic.clone())
+                .ok_or_else(|| BrokerError::UnknownTable(query.table.clone()))?;
+            (query, topic, session.functions.clone())
+        };
+        let t = self.topic(&topic)?;
+        let mut positions: Vec<u64> = t.partitions.iter().map(|l| l.next_offset()).collect();
+        let first = r.from.is_empty();
+        for p in &r.from {
+            if let Some(slot) = positions.get_mut(p.partition as usize) {
+                *slot = p.offset;
+            }
+        }
+        let wait = Duration::from_millis(u64::from(r.max_wait_ms)).min(MAX_FETCH_WAIT);
+        let deadline = Instant::now() + wait;
+        let mut rows = Vec::new();
+        loop {
+            let appended = self.inner.appended.notified();
+            tokio::pin!(appended);
+            appended.as_mut().enable();
+            if !first {
+                for (p, log) in t.partitions.iter().enumerate() {
+                    positions[p] = read_changes(log, positions[p], &query, &functions, &mut rows)
+                        .map_err(|source| BrokerError::Storage {
+                        topic: topic.clone(),
+                        partition: p as u32,
+                        source,
+                    })?;
+                }
+            }
+            if first || !rows.is_empty() || Instant::now() >= deadline || self.is_shutting_down() {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, appended).await.is_err() {
+                break;
+            }
+        }
+        let push = v1::SqlPush {
+            topic,
+            columns: query.columns(),
+            rows,
+            next: positions
+                .iter()
+                .enumerate()
+                .map(|(p, &offset)| v1::SqlPosition { partition: p as u32, offset })
+                .collect(),
+        };
+        let result = v1::SqlResult { statement: r.sql.clone(), result: Some(R::Push(push)) };
+        Ok(v1::SqlResponse { results: vec![result] })
+    }
+}
+
+/// Reads `log` from `from`, appending each change that passes `query` as a JSON array;
+/// returns the next offset.
+fn read_changes(
+    log: &eddy_storage::Log,
+    from: u64,
+    query: &TableQuery,
+    functions: &eddy_processor::sql::FunctionRegistry,
+    rows: &mut Vec<String>,
+) -> Result<u64, eddy_storage::Error> {
+    let from = from.max(log.start_offset());
+    if from >= log.next_offset() {
+        return Ok(from);
+    }
+    let bytes = log.read(from, READ_BYTES)?;
+    let mut next = from;
+    let columns = query.columns();
+    for batch in Batches::new(&bytes) {
+        let batch = batch?;
+        for record in batch.records() {
+            let record = record?;
+            if record.offset < from {
+                continue;
+            }
+            let key = key_value(record.key);
+            let value = match record.value {
+                Some(v) => serde_json::from_slice(v).unwrap_or(Value::Null),
+                None => Value::Null,
+            };
+            if let Some(row) = query.row(&key, &value, functions) {
+                let values = columns.iter().map(|c| row.get(c).cloned().unwrap_or(Value::Null));
+                rows.push(Value::Array(values.collect()).to_string());
+            }
+        }
+        next = next.max(batch.last_offset() + 1);
+    }
+    Ok(next)
+}

@@ -1,0 +1,240 @@
+//! Running statements against the broker's session: each statement runs on a clone of the
+//! session; its record goes to `__sql` (fsynced) before the clone replaces the session and
+//! before its processor is deployed or dropped. A deploy that fails afterwards writes the
+//! previous record back, so the catalog and the registry agree again.
+//!
+//! Errors: SQL errors carry their line and column in the request's text (statements are
+//! parsed from the whole text); a broker error (a deploy refused, a topic that cannot be
+//! created) points at the statement's first character.
+
+use eddy_processor::sql::{Outcome, Session, SourceKind, Statement, TableQuery, parse_script};
+use eddy_protocol::v1::{self, sql_result::Result as R};
+use serde_json::Value;
+
+use super::{SqlService, State, Stored};
+use crate::broker::Broker;
+use crate::error::BrokerError;
+use crate::processors::definition::SqlDef;
+
+/// Why a statement failed.
+enum Failure {
+    Sql(eddy_processor::sql::SqlError),
+    Broker(BrokerError),
+}
+
+impl From<BrokerError> for Failure {
+    fn from(e: BrokerError) -> Self {
+        Failure::Broker(e)
+    }
+}
+
+impl From<eddy_processor::sql::SqlError> for Failure {
+    fn from(e: eddy_processor::sql::SqlError) -> Self {
+        Failure::Sql(e)
+    }
+}
+
+/// The 1-based line and column of byte `offset` in `text`.
+fn position(text: &str, offset: usize) -> (u32, u32) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() as u32 + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
+    (line, col)
+}
+
+fn failure(f: Failure, script: &str, at: usize) -> v1::SqlFailure {
+    match f {
+        Failure::Sql(e) => {
+            let (line, column) = e.pos().map_or((0, 0), |p| (p.line, p.col));
+            v1::SqlFailure { message: e.to_string(), line, column }
+        }
+        Failure::Broker(e) => {
+            let (line, column) = position(script, at);
+            v1::SqlFailure {
+                message: format!("{e} (statement at line {line}, column {column})"),
+                line,
+                column,
+            }
+        }
+    }
+}
+
+fn rows_of(columns: Vec<String>, rows: &[serde_json::Map<String, Value>]) -> Vec<String> {
+    rows.iter()
+        .map(|r| {
+            Value::Array(columns.iter().map(|c| r.get(c).cloned().unwrap_or(Value::Null)).collect())
+                .to_string()
+        })
+        .collect()
+}
+
+impl SqlService {
+    /// Runs every statement of `sql` in order, stopping at the first failure. Blocking (it
+    /// starts and stops processors and fsyncs records).
+    pub fn execute(&self, broker: &Broker, sql: &str) -> v1::SqlResponse {
+        let statements = match parse_script(sql) {
+            Ok(s) => s,
+            Err(e) => {
+                let error = failure(Failure::Sql(e), sql, 0);
+                let result =
+                    v1::SqlResult { statement: sql.to_string(), result: Some(R::Error(error)) };
+                return v1::SqlResponse { results: vec![result] };
+            }
+        };
+        let mut state = self.lock();
+        let mut results = Vec::new();
+        let mut cursor = 0;
+        for (stmt, text) in &statements {
+            let at = sql
+                .get(cursor..)
+                .and_then(|rest| rest.find(text.as_str()))
+                .map_or(cursor, |i| cursor + i);
+            cursor = at + text.len();
+            let outcome = self.statement(broker, &mut state, stmt, text);
+            let failed = outcome.is_err();
+            let result = outcome.unwrap_or_else(|f| R::Error(failure(f, sql, at)));
+            results.push(v1::SqlResult { statement: text.clone(), result: Some(result) });
+            if failed {
+                break;
+            }
+        }
+        v1::SqlResponse { results }
+    }
+
+    fn statement(
+        &self,
+        broker: &Broker,
+        state: &mut State,
+        stmt: &Statement,
+        text: &str,
+    ) -> Result<R, Failure> {
+        let processors = &broker.inner.processors;
+        let given = match stmt {
+            Statement::CreateAs(c) => processors.highest_version(&c.name).map_or(1, |v| v + 1),
+            _ => 1,
+        };
+        let mut next: Session = state.session.clone();
+        let Some(outcome) = next.execute_statement(stmt, text, given)? else {
+            return Ok(R::Unchanged(true));
+        };
+        Ok(match outcome {
+            Outcome::Declared(info) => {
+                ensure_topic(broker, &info.topic, info.partitions)?;
+                let stored = Stored { sql: text.to_string(), version: 1 };
+                self.store(state, &info.name, Some(stored))?;
+                state.session = next;
+                R::Declared(v1::SqlDeclared {
+                    name: info.name.clone(),
+                    kind: if info.kind == SourceKind::Stream { "STREAM" } else { "TABLE" }.into(),
+                    topic: info.topic.clone(),
+                    partitions: info.partitions,
+                })
+            }
+            Outcome::Query { id, compiled, replaced } => {
+                let name = compiled.processor.name().to_string();
+                let version = compiled.processor.version();
+                if !processors.is_sql(&name).unwrap_or(true) {
+                    return Err(BrokerError::ProcessorExists(format!(
+                        "{name}: a processor deployed from a spec has this name; drop it or choose another name"
+                    ))
+                    .into());
+                }
+                let def = SqlDef {
+                    name: name.clone(),
+                    version,
+                    sql: text.to_string(),
+                    context: state.context(&name),
+                };
+                let def_text = def.to_text()?;
+                let previous = state.records.get(&name).map(|(_, s)| s.clone());
+                self.store(state, &name, Some(Stored { sql: text.to_string(), version }))?;
+                if let Err(e) = processors.deploy(broker, &def_text) {
+                    if let Err(undo) = self.store(state, &name, previous) {
+                        tracing::error!(%name, error = %undo, "could not undo the SQL record; the next open retries the deploy");
+                    }
+                    return Err(e.into());
+                }
+                state.session = next;
+                R::Query(v1::SqlQueryStarted { id, target: name, version, replaced })
+            }
+            Outcome::Select(q) if q.push => {
+                return Err(BrokerError::InvalidSpec(
+                    "a push query (SELECT ... EMIT CHANGES) must be sent alone; the client polls it".into(),
+                )
+                .into());
+            }
+            Outcome::Select(q) => self.pull(broker, &q, &next)?,
+            Outcome::Rows(rows) => {
+                let columns: Vec<String> = match rows.first() {
+                    Some(Value::Object(m)) => m.keys().cloned().collect(),
+                    _ => Vec::new(),
+                };
+                let maps: Vec<serde_json::Map<String, Value>> =
+                    rows.into_iter().filter_map(|r| r.as_object().cloned()).collect();
+                let rows = rows_of(columns.clone(), &maps);
+                R::Rows(v1::SqlRows { columns, rows, ..Default::default() })
+            }
+            Outcome::Dropped(info) => {
+                self.store(state, &info.name, None)?;
+                state.session = next;
+                if processors.is_sql(&info.name) == Some(true) {
+                    processors.drop_processor(broker, &info.name)?;
+                }
+                R::Dropped(info.name)
+            }
+            Outcome::Terminated(q) => {
+                let sql = state
+                    .records
+                    .get(&q.target)
+                    .map_or_else(|| q.sql.clone(), |(_, s)| s.sql.clone());
+                let stored =
+                    Stored { sql: format!("{sql};\nTERMINATE {}", q.id), version: q.version };
+                self.store(state, &q.target, Some(stored))?;
+                state.session = next;
+                if processors.is_sql(&q.target) == Some(true) {
+                    processors.drop_processor(broker, &q.target)?;
+                }
+                R::Terminated(q.id)
+            }
+        })
+    }
+
+    fn pull(&self, broker: &Broker, q: &TableQuery, session: &Session) -> Result<R, Failure> {
+        let (reader, version) = broker.inner.processors.serving_table(&q.processor, &q.table)?;
+        let rows = q.run(&reader, &session.functions)?;
+        Ok(R::Rows(v1::SqlRows {
+            rows: rows_of(q.columns(), &rows),
+            columns: q.columns(),
+            processor: q.processor.clone(),
+            version,
+        }))
+    }
+
+    /// `eddy processor drop NAME` of a SQL query's processor: TERMINATE the query, so the
+    /// catalog does not start it again. `None` when SQL does not own `name`.
+    pub fn drop_processor(&self, broker: &Broker, name: &str) -> Option<Result<(), BrokerError>> {
+        let id = self.owns_processor(name)?;
+        let answer = self.execute(broker, &format!("TERMINATE {id};"));
+        Some(match answer.results.into_iter().last().and_then(|r| r.result) {
+            Some(R::Error(e)) => Err(BrokerError::InvalidSpec(e.message)),
+            _ => Ok(()),
+        })
+    }
+}
+
+/// Creates a declared source's topic when it is missing; an existing one must have the
+/// declared partition count (queries repartition by it).
+fn ensure_topic(broker: &Broker, topic: &str, partitions: u32) -> Result<(), BrokerError> {
+    match broker.topic(topic) {
+        Ok(t) if t.partitions.len() as u32 == partitions => Ok(()),
+        Ok(t) => Err(BrokerError::InvalidSpec(format!(
+            "topic {topic} has {} partition(s); declare it WITH (..., PARTITIONS={})",
+            t.partitions.len(),
+            t.partitions.len()
+        ))),
+        Err(_) => {
+            let config = v1::TopicConfig { partitions: Some(partitions), ..Default::default() };
+            broker.create_topic(topic, Some(&config)).map(drop)
+        }
+    }
+}
