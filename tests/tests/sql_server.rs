@@ -1,0 +1,314 @@
+//! Streaming SQL in the server, through the real `eddy` binary: the course's rideshare
+//! statements run with `eddy sql -f` (with the broker's built-in `qualifyPromotion` UDF) and the
+//! pull query by ROWKEY answers the promotion; a push query prints changes as they come; a
+//! `CREATE OR REPLACE TABLE` rebuilds from offset zero and switches at lag zero (old answers,
+//! then only new ones); persistent queries resume after SIGTERM and SIGKILL restarts with
+//! tables equal (by digest) to a fresh replay; `processor drop` of a query's processor
+//! terminates the query for good; errors print one stderr line with the line and column.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use eddy_protocol::v1::{self, request, response, sql_result::Result as R};
+use eddy_tests::broker::BrokerProcess;
+use eddy_tests::cli::{eddy, eddy_fails, eddy_ok};
+use eddy_tests::raw_client::RawClient;
+
+const RIDESHARE: &str = include_str!("../../examples/rideshare.sql");
+/// Notre-Dame, Paris: every ride's destination.
+const DST: (f64, f64) = (48.8530, 2.3499);
+
+/// The example without its final push query (which would wait for changes).
+fn rideshare_without_push() -> String {
+    RIDESHARE
+        .lines()
+        .filter(|l| !l.starts_with("SELECT * FROM currentCarLocations"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn sql(client: &mut RawClient, text: &str) -> Vec<v1::SqlResult> {
+    let body =
+        request::Body::Sql(v1::SqlRequest { sql: text.into(), from: vec![], max_wait_ms: 0 });
+    match client.call_ok(body) {
+        response::Body::Sql(r) => r.results,
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// A pull query's rows (JSON arrays) and the version that answered.
+fn pull(client: &mut RawClient, text: &str) -> (Vec<serde_json::Value>, u32) {
+    let results = sql(client, text);
+    match results.into_iter().last().and_then(|r| r.result) {
+        Some(R::Rows(rows)) => {
+            (rows.rows.iter().map(|r| serde_json::from_str(r).unwrap()).collect(), rows.version)
+        }
+        other => panic!("{text}: {other:?}"),
+    }
+}
+
+fn status(client: &mut RawClient, name: &str) -> v1::ProcessorInfo {
+    let body = request::Body::ProcessorStatus(v1::ProcessorStatusRequest { name: name.into() });
+    match client.call_ok(body) {
+        response::Body::ProcessorStatus(s) => s.processor.unwrap(),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// Waits until each of `names`, in order, serves `version` with no lag and nothing building.
+fn wait_caught_up(client: &mut RawClient, names: &[(&str, u32)]) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for (name, version) in names {
+        loop {
+            let s = status(client, name);
+            if s.version == *version && s.building.is_none() && s.lag == 0 && s.state == "running" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{name} never caught up at {version}: {s:?}");
+            std::thread::yield_now();
+        }
+    }
+}
+
+fn digest(client: &mut RawClient, table: &str) -> (u64, usize) {
+    let body = request::Body::QueryTable(v1::QueryTableRequest {
+        table: table.into(),
+        query: Some(v1::query_table_request::Query::Scan(v1::ScanQuery::default())),
+        digest: true,
+    });
+    match client.call_ok(body) {
+        response::Body::QueryTable(q) => (q.digest, q.rows.len()),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
+/// `rides` rides (`r0`..), ride i `(i % 10) + 0.5` km from the destination, plus ride
+/// 6fd0fcdb approaching it (10.8 km, then 1.9 km), as `KEY<TAB>JSON` lines.
+fn geo_events(rides: u64, rounds: u64) -> String {
+    let line = |key: &str, km: f64| {
+        let lat = DST.0 + km / 111.195;
+        format!(
+            "{key}\t{{\"latitude\":{lat},\"longitude\":{},\"dstLatitude\":{},\"dstLongitude\":{}}}\n",
+            DST.1, DST.0, DST.1
+        )
+    };
+    let mut text = line("6fd0fcdb", 10.8);
+    for round in 0..rounds {
+        for i in 0..rides {
+            text.push_str(&line(&format!("r{i}"), ((i + round) % 10) as f64 + 0.5));
+        }
+    }
+    text.push_str(&line("6fd0fcdb", 1.9));
+    text
+}
+
+fn produce(broker: &BrokerProcess, dir: &Path, topic: &str, text: &str) {
+    let file = dir.join(format!("{topic}.in"));
+    std::fs::write(&file, text).unwrap();
+    eddy_ok(broker, &["produce", topic, "--key-sep", "\t", file.to_str().unwrap()]);
+}
+
+/// Starts a broker and runs the rideshare script (without its push query) with `eddy sql -f`.
+fn setup(dir: &Path) -> (BrokerProcess, RawClient) {
+    let broker = BrokerProcess::start(&dir.join("data"), &[]);
+    let script = dir.join("rideshare.sql");
+    std::fs::write(&script, rideshare_without_push()).unwrap();
+    let out = eddy_ok(&broker, &["sql", "-f", script.to_str().unwrap()]);
+    for expected in [
+        "declared STREAM GEOEVENTS over topic geoEvents (1 partition)",
+        "started query CSAS_LOCATIONS (LOCATIONS version 1)",
+        "started query CTAS_ACTIVEPROMOTIONS (ACTIVEPROMOTIONS version 1)",
+        "declared STREAM ROUTEWAYPOINTS over topic waypoints (3 partitions)",
+        "started query CTAS_CURRENTCARLOCATIONS (CURRENTCARLOCATIONS version 1)",
+    ] {
+        assert!(out.iter().any(|l| l == expected), "{expected:?} not in {out:?}");
+    }
+    let client = RawClient::connect(broker.addr());
+    (broker, client)
+}
+
+const PROMOTION: &str = "SELECT rideId, promotion FROM activePromotions WHERE ROWKEY = '6fd0fcdb';";
+
+#[test]
+fn rideshare_runs_in_the_server_and_the_pull_query_by_rowkey_returns_the_promotion() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut client) = setup(dir.path());
+    produce(&broker, dir.path(), "geoEvents", &geo_events(20, 1));
+    wait_caught_up(&mut client, &[("LOCATIONS", 1), ("ACTIVEPROMOTIONS", 1)]);
+
+    // Through the CLI: a table with the promotion row.
+    let out = eddy_ok(&broker, &["sql", "-e", PROMOTION]);
+    assert!(
+        out.iter().any(|l| l.split_whitespace().collect::<String>() == "|6fd0fcdb|true|"),
+        "{out:?}"
+    );
+    assert!(out.iter().any(|l| l.contains("(1 row(s), ACTIVEPROMOTIONS version 1)")), "{out:?}");
+    // Over the wire: rows in SELECT order.
+    let (rows, version) = pull(&mut client, PROMOTION);
+    assert_eq!((rows, version), (vec![serde_json::json!(["6fd0fcdb", true])], 1));
+    let (rows, _) =
+        pull(&mut client, "SELECT promotion FROM activePromotions WHERE rideId = 'r7';");
+    assert_eq!(rows, vec![serde_json::json!([false])]);
+
+    // Queries are processors of the registry.
+    let list = eddy_ok(&broker, &["processor", "list"]);
+    for name in ["LOCATIONS", "ACTIVEPROMOTIONS", "CURRENTCARLOCATIONS"] {
+        assert!(list.iter().any(|l| l.starts_with(&format!("{name}  1  running"))), "{list:?}");
+    }
+
+    // The push query prints the table's changes as they come (here: until 2 rows).
+    let push = {
+        let addr = broker.addr().to_string();
+        std::thread::spawn(move || {
+            let binary = eddy_tests::broker::eddy_binary();
+            std::process::Command::new(binary)
+                .args(["--broker", &addr, "sql", "--limit", "2", "-e"])
+                .arg("SELECT * FROM currentCarLocations EMIT CHANGES;")
+                .output()
+                .unwrap()
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    while !push.is_finished() {
+        assert!(Instant::now() < deadline, "the push query printed nothing");
+        n += 1;
+        let waypoint = format!(
+            "car-{n}\t{{\"vehicleId\":\"car-{n}\",\"latitude\":{n}.5,\"longitude\":2.25}}\n"
+        );
+        produce(&broker, dir.path(), "waypoints", &waypoint);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let output = push.join().unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], "| VEHICLEID | LATITUDE | LONGITUDE |", "{stdout}");
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines[1..].iter().all(|l| l.starts_with("| car-") && l.ends_with("| 2.25 |")),
+        "{stdout}"
+    );
+
+    // `processor drop` of a query's processor terminates the query; DROP TABLE forgets it.
+    eddy_ok(&broker, &["processor", "drop", "CURRENTCARLOCATIONS"]);
+    let show = eddy_ok(&broker, &["sql", "-e", "SHOW QUERIES;"]);
+    assert!(!show.iter().any(|l| l.contains("CTAS_CURRENTCARLOCATIONS")), "{show:?}");
+    let dropped = eddy_ok(&broker, &["sql", "-e", "DROP TABLE currentCarLocations;"]);
+    assert_eq!(dropped, vec!["dropped CURRENTCARLOCATIONS"]);
+}
+
+#[test]
+fn create_or_replace_table_serves_the_old_answers_until_the_switch_then_only_the_new() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, mut client) = setup(dir.path());
+    produce(&broker, dir.path(), "geoEvents", &geo_events(1000, 20));
+    wait_caught_up(&mut client, &[("LOCATIONS", 1), ("ACTIVEPROMOTIONS", 1)]);
+    assert_eq!(pull(&mut client, PROMOTION), (vec![serde_json::json!(["6fd0fcdb", true])], 1));
+
+    // v2: a promotion only within 1 km; 6fd0fcdb (1.9 km) loses it.
+    let replace = "CREATE OR REPLACE TABLE activePromotions AS\n  SELECT rideId, kmToDst < 1.0 AS promotion\n  FROM locations GROUP BY rideId EMIT CHANGES;";
+    let out = eddy_ok(&broker, &["sql", "-e", replace]);
+    assert!(out[0].starts_with("replacing query CTAS_ACTIVEPROMOTIONS: version 2"), "{out:?}");
+    let mut answers = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (rows, version) = pull(&mut client, PROMOTION);
+        answers.push((version, rows));
+        if version == 2 && answers.iter().filter(|a| a.0 == 2).count() > 20 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "version 2 never served");
+    }
+    let first_v2 = answers.iter().position(|a| a.0 == 2).unwrap();
+    assert!(first_v2 > 0, "version 1 served while version 2 was building");
+    for (i, (version, rows)) in answers.iter().enumerate() {
+        let promoted = *version == 1;
+        assert_eq!(rows, &vec![serde_json::json!(["6fd0fcdb", promoted])], "answer {i}");
+        assert!(*version == 1 || i >= first_v2, "version 1 answered after version 2");
+    }
+    let s = status(&mut client, "ACTIVEPROMOTIONS");
+    assert_eq!((s.version, s.retired_version), (2, 1), "{s:?}");
+    let show = eddy_ok(&broker, &["sql", "-e", "SHOW QUERIES;"]);
+    assert!(
+        show.iter().any(|l| l.split_whitespace().collect::<String>()
+            == "|CTAS_ACTIVEPROMOTIONS|ACTIVEPROMOTIONS|2|"),
+        "{show:?}"
+    );
+}
+
+#[test]
+fn persistent_queries_resume_after_sigterm_and_sigkill_equal_to_a_fresh_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (mut broker, mut client) = setup(dir.path());
+    produce(&broker, dir.path(), "geoEvents", &geo_events(200, 5));
+    wait_caught_up(&mut client, &[("LOCATIONS", 1), ("ACTIVEPROMOTIONS", 1)]);
+
+    // SIGTERM, restart: the catalog and the queries come back and keep processing.
+    broker.terminate();
+    broker = BrokerProcess::start(&data, &[]);
+    client = RawClient::connect(broker.addr());
+    let show = eddy_ok(&broker, &["sql", "-e", "SHOW QUERIES;"]);
+    assert_eq!(show.iter().filter(|l| l.contains("_")).count(), 3, "{show:?}");
+    produce(&broker, dir.path(), "geoEvents", &geo_events(200, 3));
+    wait_caught_up(&mut client, &[("LOCATIONS", 1), ("ACTIVEPROMOTIONS", 1)]);
+    assert_eq!(pull(&mut client, PROMOTION).0, vec![serde_json::json!(["6fd0fcdb", true])]);
+
+    // SIGKILL while the queries are busy, restart: they resume from their state.
+    produce(&broker, dir.path(), "geoEvents", &geo_events(300, 10));
+    broker.kill9();
+    broker = BrokerProcess::start(&data, &[]);
+    client = RawClient::connect(broker.addr());
+    wait_caught_up(&mut client, &[("LOCATIONS", 1), ("ACTIVEPROMOTIONS", 1)]);
+
+    // A fresh table over the same stream, replayed from offset zero, holds the same rows.
+    let fresh = "CREATE TABLE freshPromotions AS SELECT rideId, qualifyPromotion(kmToDst) AS promotion FROM locations GROUP BY rideId EMIT CHANGES;";
+    eddy_ok(&broker, &["sql", "-e", fresh]);
+    wait_caught_up(
+        &mut client,
+        &[("LOCATIONS", 1), ("FRESHPROMOTIONS", 1), ("ACTIVEPROMOTIONS", 1)],
+    );
+    let survivor = digest(&mut client, "ACTIVEPROMOTIONS/ACTIVEPROMOTIONS");
+    let replayed = digest(&mut client, "FRESHPROMOTIONS/FRESHPROMOTIONS");
+    assert_eq!(survivor.1, 301, "every ride has a row");
+    assert_eq!(survivor, replayed);
+}
+
+#[test]
+fn errors_print_one_stderr_line_with_the_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, _client) = setup(dir.path());
+    let cases = [
+        ("SELECT FROM activePromotions;", "syntax error at line 1, column 8"),
+        (
+            "SHOW QUERIES;\nSELECT nope FROM activePromotions;",
+            "unknown column NOPE at line 2, column 8",
+        ),
+        ("SELECT * FROM missing;", "unknown stream or table MISSING at line 1, column 15"),
+        (
+            "SELECT frobnicate(rideId) FROM activePromotions;",
+            "unknown function FROBNICATE at line 1, column 8",
+        ),
+        (
+            "CREATE TABLE activePromotions AS SELECT rideId, COUNT(*) AS n FROM locations GROUP BY rideId EMIT CHANGES;",
+            "ACTIVEPROMOTIONS at line 1, column 1 already exists",
+        ),
+    ];
+    for (text, expected) in cases {
+        let e = eddy_fails(&broker, &["sql", "-e", text]);
+        assert!(e.contains(expected), "{text:?}: {e}");
+    }
+    // In a file, positions are the file's.
+    let file = dir.path().join("bad.sql");
+    std::fs::write(
+        &file,
+        "SHOW TABLES;\n\n-- a comment\nSELECT rideId + 1 FROM activePromotions;\n",
+    )
+    .unwrap();
+    let run = eddy(&broker, &["sql", "-f", file.to_str().unwrap()]);
+    assert!(!run.success);
+    assert_eq!(run.stderr.lines().count(), 1, "{run:?}");
+    assert!(run.stderr.contains("type mismatch at line 4, column"), "{run:?}");
+}
