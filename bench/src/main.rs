@@ -18,6 +18,9 @@
 //! rebalance     time from a member leaving (or dying) to every partition owned again
 //! processor     per-URL count of an access log: embedded and deployed to the server, 1 and 2
 //!               partitions, against reading the input
+//! replay        rebuild of the per-URL count from --records lines (default 10,000,000) in the
+//!               server, deploy and replay, against awk '{print $7}' | sort | uniq -c
+//! query         pull-query latency (get, top 10) on a live table while lines arrive at --rate
 //! ```
 #![allow(clippy::print_stdout)]
 
@@ -26,7 +29,9 @@ mod groups;
 mod machine;
 mod net;
 mod processor;
+mod query;
 mod recovery;
+mod replay;
 mod report;
 mod storage;
 mod workload;
@@ -37,7 +42,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(workload) = args.next() else {
         bail!(
-            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor"
+            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor, replay, query"
         );
     };
     if workload == "recovery-fill" {
@@ -45,7 +50,7 @@ fn main() -> Result<()> {
         let (dir, segments) = (args.next().context("dir")?, args.next().context("segments")?);
         return recovery::run_fill_child(&dir, &segments);
     }
-    let opts = workload::Options::parse(args).context("bad options")?;
+    let opts = workload::Options::parse(&workload, args).context("bad options")?;
     let results = match workload.as_str() {
         "storage" => storage::run(&opts)?,
         "group-commit" => storage::run_group_commit(&opts)?,
@@ -55,9 +60,11 @@ fn main() -> Result<()> {
         "groups" => groups::run_throughput(&opts)?,
         "rebalance" => groups::run_rebalance(&opts)?,
         "processor" => processor::run(&opts)?,
+        "replay" => replay::run(&opts)?,
+        "query" => query::run(&opts)?,
         other => {
             bail!(
-                "unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor)"
+                "unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor, replay, query)"
             )
         }
     };

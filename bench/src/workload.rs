@@ -34,7 +34,9 @@ pub struct Options {
 }
 
 impl Options {
-    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self> {
+    /// Parses the flags of `workload`, whose defaults may differ from the others' (the replay
+    /// workload rebuilds from 10,000,000 lines once; the query workload appends at 20,000/s).
+    pub fn parse(workload: &str, mut args: impl Iterator<Item = String>) -> Result<Self> {
         let mut o = Options {
             records: 1_000_000,
             record_bytes: 100,
@@ -48,6 +50,11 @@ impl Options {
             api: "record".into(),
             idempotent: true,
         };
+        match workload {
+            "replay" => (o.records, o.runs) = (10_000_000, 1),
+            "query" => (o.records, o.rate) = (100_000, 20_000),
+            _ => {}
+        }
         while let Some(flag) = args.next() {
             let mut value = || args.next().with_context(|| format!("{flag} needs a value"));
             match flag.as_str() {
