@@ -73,6 +73,9 @@ pub enum BrokerError {
     UnsupportedAssignor(String),
     #[error("invalid processor spec: {0}")]
     InvalidSpec(String),
+    /// A SQL statement the broker refused (beyond what the SQL layer checks).
+    #[error("{0}")]
+    Sql(String),
     #[error("processor {0:?} is deployed already (drop it first)")]
     ProcessorExists(String),
     #[error("unknown processor {0:?}")]
@@ -120,7 +123,7 @@ impl BrokerError {
             BrokerError::UnknownGroup(_) => ErrorCode::UnknownGroup,
             BrokerError::InvalidGroupId { .. } => ErrorCode::InvalidGroupId,
             BrokerError::UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
-            BrokerError::InvalidSpec(_) => ErrorCode::InvalidProcessorSpec,
+            BrokerError::InvalidSpec(_) | BrokerError::Sql(_) => ErrorCode::InvalidProcessorSpec,
             BrokerError::ProcessorExists(_) => ErrorCode::ProcessorExists,
             BrokerError::UnknownProcessor(_) => ErrorCode::UnknownProcessor,
             BrokerError::UnknownTable(_) => ErrorCode::UnknownTable,

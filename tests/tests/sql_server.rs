@@ -296,6 +296,12 @@ fn errors_print_one_stderr_line_with_the_line_and_column() {
             "ACTIVEPROMOTIONS at line 1, column 1 already exists",
         ),
     ];
+    let in_use = eddy_fails(&broker, &["sql", "-e", "SHOW STREAMS;\n  DROP STREAM geoEvents;"]);
+    assert!(
+        in_use.contains("GEOEVENTS is read by the processor(s) LOCATIONS")
+            && in_use.contains("(statement at line 2, column 3)"),
+        "{in_use}"
+    );
     for (text, expected) in cases {
         let e = eddy_fails(&broker, &["sql", "-e", text]);
         assert!(e.contains(expected), "{text:?}: {e}");

@@ -134,6 +134,11 @@ async fn verify<T: eddy_client::Transport>(
 ) -> Result<()> {
     let live = admin.processor_status(name).await?;
     let mut spec: toml::Table = toml::from_str(&live.spec).context("the live spec")?;
+    if spec.contains_key("sql") {
+        bail!(
+            "{name} is a SQL query: verify it with a second CREATE TABLE ... AS SELECT of the same query and compare digests (eddy query TABLE --digest)"
+        );
+    }
     let shadow = format!("{name}-verify");
     spec.insert("name".into(), toml::Value::String(shadow.clone()));
     if let Some(toml::Value::Array(ops)) = spec.get_mut("ops") {

@@ -480,6 +480,21 @@ impl Processors {
         self.lock().get(name).map(|e| e.serving.def.is_sql())
     }
 
+    /// The processors (other than `except`) whose serving or building version reads `topic`.
+    pub fn readers_of(&self, topic: &str, except: &str) -> Vec<String> {
+        let entries = self.lock();
+        let reads = |e: &Entry| {
+            std::iter::once(&e.serving)
+                .chain(e.building.as_ref())
+                .any(|v| v.def.inputs().iter().any(|t| t == topic))
+        };
+        entries
+            .iter()
+            .filter(|(n, e)| n.as_str() != except && reads(e))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
     /// The processors that serve SQL queries.
     pub fn sql_names(&self) -> Vec<String> {
         self.lock().iter().filter(|(_, e)| e.serving.def.is_sql()).map(|(n, _)| n.clone()).collect()

@@ -210,9 +210,10 @@ impl SqlService {
     /// Appends and fsyncs one record; returns its offset.
     fn write(&self, name: &str, stored: Option<&Stored>) -> Result<u64, BrokerError> {
         let value = match stored {
-            Some(s) => Some(serde_json::to_vec(s).map_err(|e| {
-                BrokerError::InvalidSpec(format!("cannot encode the SQL record: {e}"))
-            })?),
+            Some(s) => Some(
+                serde_json::to_vec(s)
+                    .map_err(|e| BrokerError::Sql(format!("cannot encode the SQL record: {e}")))?,
+            ),
             None => None,
         };
         let mut b = BatchBuilder::new();

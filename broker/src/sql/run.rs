@@ -158,7 +158,7 @@ impl SqlService {
                 R::Query(v1::SqlQueryStarted { id, target: name, version, replaced })
             }
             Outcome::Select(q) if q.push => {
-                return Err(BrokerError::InvalidSpec(
+                return Err(BrokerError::Sql(
                     "a push query (SELECT ... EMIT CHANGES) must be sent alone; the client polls it".into(),
                 )
                 .into());
@@ -175,6 +175,15 @@ impl SqlService {
                 R::Rows(v1::SqlRows { columns, rows, ..Default::default() })
             }
             Outcome::Dropped(info) => {
+                let readers = processors.readers_of(&info.topic, &info.name);
+                if !readers.is_empty() {
+                    return Err(BrokerError::Sql(format!(
+                        "{} is read by the processor(s) {}; drop or terminate them first",
+                        info.name,
+                        readers.join(", ")
+                    ))
+                    .into());
+                }
                 self.store(state, &info.name, None)?;
                 state.session = next;
                 if processors.is_sql(&info.name) == Some(true) {
@@ -216,7 +225,7 @@ impl SqlService {
         let id = self.owns_processor(name)?;
         let answer = self.execute(broker, &format!("TERMINATE {id};"));
         Some(match answer.results.into_iter().last().and_then(|r| r.result) {
-            Some(R::Error(e)) => Err(BrokerError::InvalidSpec(e.message)),
+            Some(R::Error(e)) => Err(BrokerError::Sql(e.message)),
             _ => Ok(()),
         })
     }
@@ -227,7 +236,7 @@ impl SqlService {
 fn ensure_topic(broker: &Broker, topic: &str, partitions: u32) -> Result<(), BrokerError> {
     match broker.topic(topic) {
         Ok(t) if t.partitions.len() as u32 == partitions => Ok(()),
-        Ok(t) => Err(BrokerError::InvalidSpec(format!(
+        Ok(t) => Err(BrokerError::Sql(format!(
             "topic {topic} has {} partition(s); declare it WITH (..., PARTITIONS={})",
             t.partitions.len(),
             t.partitions.len()
