@@ -1,5 +1,6 @@
 -- The course's rideshare example (ksqlDB), run by eddy's SQL layer.
--- Test: processor/tests/sql_rideshare.rs. Cosmetic changes from the course text:
+-- Tests: processor/tests/sql_rideshare.rs (embedded), tests/tests/sql_server.rs (`eddy sql -f`).
+-- Cosmetic changes from the course text:
 --   * geoEvents is declared (the course creates it elsewhere);
 --   * routeWaypoints reads topic 'waypoints' instead of 'locations', because this script also
 --     creates the stream `locations`, whose output topic is LOCATIONS.
