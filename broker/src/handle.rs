@@ -90,7 +90,12 @@ impl Broker {
             Rq::RollbackProcessor(r) => {
                 let broker = self.clone();
                 let processor = self
-                    .blocking(move || broker.inner.processors.rollback(&broker, &r.name))
+                    .blocking(move || {
+                        let info = broker.inner.processors.rollback(&broker, &r.name)?;
+                        // A SQL query's catalog follows the version that serves again.
+                        broker.inner.sql.adopt_serving(&broker, &r.name)?;
+                        Ok(info)
+                    })
                     .await?;
                 Rs::RollbackProcessor(v1::RollbackProcessorResponse { processor: Some(processor) })
             }

@@ -233,7 +233,23 @@ fn create_or_replace_table_serves_the_old_answers_until_the_switch_then_only_the
     let show = eddy_ok(&broker, &["sql", "-e", "SHOW QUERIES;"]);
     assert!(
         show.iter().any(|l| l.split_whitespace().collect::<String>()
-            == "|CTAS_ACTIVEPROMOTIONS|ACTIVEPROMOTIONS|2|"),
+            == "|CTAS_ACTIVEPROMOTIONS|ACTIVEPROMOTIONS|2|null|"),
+        "{show:?}"
+    );
+
+    // Rollback serves version 1 again, and the catalog follows it, across a restart too.
+    eddy_ok(&broker, &["processor", "rollback", "ACTIVEPROMOTIONS"]);
+    wait_caught_up(&mut client, &[("ACTIVEPROMOTIONS", 1)]);
+    assert_eq!(pull(&mut client, PROMOTION), (vec![serde_json::json!(["6fd0fcdb", true])], 1));
+    let mut broker = broker;
+    broker.terminate();
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]);
+    let mut client = RawClient::connect(broker.addr());
+    wait_caught_up(&mut client, &[("ACTIVEPROMOTIONS", 1)]);
+    assert_eq!(pull(&mut client, PROMOTION), (vec![serde_json::json!(["6fd0fcdb", true])], 1));
+    let show = eddy_ok(&broker, &["sql", "-e", "SHOW QUERIES;"]);
+    assert!(
+        show.iter().any(|l| l.contains("CTAS_ACTIVEPROMOTIONS") && l.contains("| 1 ")),
         "{show:?}"
     );
 }

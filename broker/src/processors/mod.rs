@@ -495,6 +495,18 @@ impl Processors {
             .collect()
     }
 
+    /// The registry text of `name`'s serving version.
+    pub fn serving_text(&self, name: &str) -> Option<String> {
+        self.lock().get(name).map(|e| e.serving.text.clone())
+    }
+
+    /// `name`'s serving version and the version building beside it, if any.
+    pub fn versions(&self, name: &str) -> Option<(u32, Option<u32>)> {
+        let entries = self.lock();
+        let e = entries.get(name)?;
+        Some((e.serving.def.version(), e.building.as_ref().map(|b| b.def.version())))
+    }
+
     /// The processors that serve SQL queries.
     pub fn sql_names(&self) -> Vec<String> {
         self.lock().iter().filter(|(_, e)| e.serving.def.is_sql()).map(|(n, _)| n.clone()).collect()

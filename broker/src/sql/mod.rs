@@ -244,6 +244,31 @@ impl SqlService {
         Ok(())
     }
 
+    /// After `processor rollback` of a SQL query's processor: stores the version serving
+    /// again as the query's record and rebuilds the session from the records, so SHOW, pull
+    /// queries and the next open follow it. Nothing when SQL does not own `name`.
+    pub fn adopt_serving(&self, broker: &Broker, name: &str) -> Result<(), BrokerError> {
+        let mut state = self.lock();
+        if !state.session.catalog.queries().any(|q| q.target == name) {
+            return Ok(());
+        }
+        let Some(text) = broker.inner.processors.serving_text(name) else { return Ok(()) };
+        let def: SqlDef = toml::from_str(&text).map_err(|e| {
+            BrokerError::Sql(format!("{name}: the serving SQL does not parse: {e}"))
+        })?;
+        self.store(&mut state, name, Some(Stored { sql: def.sql, version: def.version }))?;
+        let mut session = Session::new(builtin_functions());
+        let mut ordered: Vec<&(u64, Stored)> = state.records.values().collect();
+        ordered.sort_by_key(|(offset, _)| *offset);
+        for (sql, error) in
+            replay(&mut session, ordered.iter().map(|(_, s)| (s.sql.as_str(), s.version)))
+        {
+            tracing::warn!(%sql, %error, "a SQL statement does not run after the rollback");
+        }
+        state.session = session;
+        Ok(())
+    }
+
     /// The target of the query whose processor is `name`, if SQL owns it.
     pub fn owns_processor(&self, name: &str) -> Option<String> {
         self.lock().session.catalog.queries().find(|q| q.target == name).map(|q| q.id.clone())

@@ -7,7 +7,9 @@
 //! parsed from the whole text); a broker error (a deploy refused, a topic that cannot be
 //! created) points at the statement's first character.
 
-use eddy_processor::sql::{Outcome, Session, SourceKind, Statement, TableQuery, parse_script};
+use eddy_processor::sql::{
+    Outcome, Session, ShowWhat, SourceKind, Statement, TableQuery, parse_script,
+};
 use eddy_protocol::v1::{self, sql_result::Result as R};
 use serde_json::Value;
 
@@ -15,6 +17,21 @@ use super::{SqlService, State, Stored};
 use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::processors::definition::SqlDef;
+
+/// The order of SHOW / DESCRIBE columns (their rows are JSON objects).
+const COLUMN_ORDER: [&str; 11] = [
+    "id",
+    "name",
+    "column",
+    "target",
+    "topic",
+    "type",
+    "format",
+    "partitions",
+    "key",
+    "version",
+    "building",
+];
 
 /// Why a statement failed.
 enum Failure {
@@ -164,11 +181,25 @@ impl SqlService {
                 .into());
             }
             Outcome::Select(q) => self.pull(broker, &q, &next)?,
-            Outcome::Rows(rows) => {
-                let columns: Vec<String> = match rows.first() {
+            Outcome::Rows(mut rows) => {
+                if matches!(stmt, Statement::Show { what: ShowWhat::Queries, .. }) {
+                    // The registry's view: the serving version, and one building beside it.
+                    for row in rows.iter_mut().filter_map(Value::as_object_mut) {
+                        let target = row.get("target").and_then(Value::as_str).unwrap_or_default();
+                        let (serving, building) = match processors.versions(target) {
+                            Some((s, b)) => (Value::from(s), b.map_or(Value::Null, Value::from)),
+                            None => (Value::Null, Value::Null),
+                        };
+                        row.insert("version".into(), serving);
+                        row.insert("building".into(), building);
+                    }
+                }
+                let mut columns: Vec<String> = match rows.first() {
                     Some(Value::Object(m)) => m.keys().cloned().collect(),
                     _ => Vec::new(),
                 };
+                let rank = |c: &String| COLUMN_ORDER.iter().position(|o| o == c);
+                columns.sort_by_key(|c| rank(c).unwrap_or(usize::MAX));
                 let maps: Vec<serde_json::Map<String, Value>> =
                     rows.into_iter().filter_map(|r| r.as_object().cloned()).collect();
                 let rows = rows_of(columns.clone(), &maps);
