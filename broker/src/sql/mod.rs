@@ -20,11 +20,14 @@
 //!   clone of the session, kept only once the record is stored).
 //! - `__sql` is the truth for SQL: after a crash between the record and the processor change,
 //!   [`SqlService::reconcile`] (run at open, after the registry started) deploys a query the
-//!   registry lacks or holds at a lower version, and drops SQL processors no query owns.
+//!   registry lacks or holds at a lower version, and drops SQL processors no record owns (a
+//!   record that fails to replay never causes a drop).
 //! - Statements run one at a time (the session's lock is held for the whole request).
 
 mod push;
 mod run;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -198,7 +201,12 @@ impl SqlService {
             }
         }
         for name in processors.sql_names() {
-            if !state.session.catalog.queries().any(|q| q.target == name) {
+            // An orphan: no record at all (dropped, or a deploy whose record was undone), or a
+            // record that ran and holds no query (terminated). A record that did not run keeps
+            // its processor: nothing is removed because of a statement that failed to replay.
+            let has_query = state.session.catalog.queries().any(|q| q.target == name);
+            let ran = state.session.catalog.get(&name).is_some();
+            if !has_query && (!state.records.contains_key(&name) || ran) {
                 tracing::info!(processor = %name, "dropping a SQL processor no query owns");
                 if let Err(e) = processors.drop_processor(broker, &name) {
                     tracing::warn!(processor = %name, error = %e, "could not drop it");
