@@ -290,6 +290,11 @@ fn persistent_queries_resume_after_sigterm_and_sigkill_equal_to_a_fresh_replay()
     let replayed = digest(&mut client, "FRESHPROMOTIONS/FRESHPROMOTIONS");
     assert_eq!(survivor.1, 301, "every ride has a row");
     assert_eq!(survivor, replayed);
+
+    // `processor replay` rebuilds a SQL query from offset zero as its next version: same table.
+    let out = eddy_ok(&broker, &["processor", "replay", "ACTIVEPROMOTIONS", "--wait"]);
+    assert_eq!(out.last().unwrap(), "processor ACTIVEPROMOTIONS version 2 serves", "{out:?}");
+    assert_eq!(digest(&mut client, "ACTIVEPROMOTIONS/ACTIVEPROMOTIONS"), replayed);
 }
 
 #[test]
