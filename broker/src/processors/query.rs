@@ -5,7 +5,8 @@
 //!
 //! Tables hold JSON keys and values; a get looks the key up in each task's partition of the
 //! table (a key lives in one); scans and top-N read every partition under their read locks and
-//! never block a task for longer than one copy.
+//! never block a task for longer than one copy. The registry lock is held only to find the
+//! table: the scan and the ranking run without it.
 
 use std::cmp::Ordering;
 
@@ -74,19 +75,24 @@ impl Processors {
         let reader: TableReader<Value, Value> =
             running.table(table).map_err(|_| BrokerError::UnknownTable(r.table.clone()))?;
         // The positions first: the rows reflect at least these offsets.
-        let inputs = running
-            .status()
-            .values()
-            .flat_map(|s| s.inputs.iter())
+        let positions: Vec<(String, u32, u64)> =
+            running.status().values().flat_map(|s| s.inputs.iter().cloned()).collect();
+        let (name, version) = (name.clone(), entry.serving.def.version());
+        let changelog = running.processor().changelog_topic(table).unwrap_or_default();
+        // The reader holds the table itself: the registry lock is not needed for the scan, and
+        // a long scan must not hold up status calls, other queries or the switch-over.
+        drop(entries);
+        let inputs = positions
+            .into_iter()
             .map(|(topic, partition, position)| v1::ProcessorInput {
-                topic: topic.clone(),
-                partition: *partition,
-                position: *position,
                 end_offset: broker
-                    .topic(topic)
+                    .topic(&topic)
                     .ok()
-                    .and_then(|t| t.partitions.get(*partition as usize).map(|l| l.next_offset()))
-                    .unwrap_or(*position),
+                    .and_then(|t| t.partitions.get(partition as usize).map(|l| l.next_offset()))
+                    .unwrap_or(position),
+                topic,
+                partition,
+                position,
             })
             .collect();
         let rows: Vec<(Value, Value)> = match &r.query {
@@ -119,27 +125,35 @@ impl Processors {
                     let v = if t.by.is_empty() { v } else { v.get(&t.by)? };
                     v.as_f64()
                 };
-                let mut all = reader.scan();
-                all.sort_by(|a, b| {
-                    rank(&b.1)
-                        .partial_cmp(&rank(&a.1))
-                        .unwrap_or(Ordering::Equal)
-                        .then_with(|| a.0.to_string().cmp(&b.0.to_string()))
-                });
-                all.truncate(t.n as usize);
-                all
+                // Rank and key text computed once per row; only the top n are sorted.
+                let mut all: Vec<(Option<f64>, String, Value, Value)> = reader
+                    .scan()
+                    .into_iter()
+                    .map(|(k, v)| (rank(&v), k.to_string(), k, v))
+                    .collect();
+                let order = |a: &(Option<f64>, String, Value, Value),
+                             b: &(Option<f64>, String, Value, Value)| {
+                    b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then_with(|| a.1.cmp(&b.1))
+                };
+                let n = (t.n as usize).min(all.len());
+                if n > 0 && n < all.len() {
+                    all.select_nth_unstable_by(n - 1, order);
+                }
+                all.truncate(n);
+                all.sort_by(order);
+                all.into_iter().map(|(_, _, k, v)| (k, v)).collect()
             }
         };
         Ok(v1::QueryTableResponse {
-            processor: name.clone(),
-            version: entry.serving.def.version(),
+            processor: name,
+            version,
             rows: rows
                 .into_iter()
                 .map(|(k, v)| v1::TableRow { key: k.to_string(), value: v.to_string() })
                 .collect(),
             inputs,
             digest: if r.digest { reader.digest() } else { 0 },
-            changelog: running.processor().changelog_topic(table).unwrap_or_default(),
+            changelog,
         })
     }
 }
