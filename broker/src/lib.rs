@@ -15,6 +15,7 @@ pub mod config;
 mod error;
 pub mod groups;
 mod handle;
+mod internal;
 pub mod processors;
 mod producer_ids;
 pub mod server;

@@ -17,8 +17,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
-use bytes::Bytes;
-use eddy_storage::{BatchBuilder, Batches, Log, Record, ValidBatch};
+use eddy_storage::{BatchBuilder, Log, Record, ValidBatch};
 use serde::{Deserialize, Serialize};
 
 use super::state::{Committed, Group, Member, MemberState};
@@ -101,34 +100,11 @@ pub fn append(log: &Log, writes: &[Write], now_ms: i64) -> Result<Option<u64>, B
 pub fn replay(log: &Log, now: Instant) -> Result<BTreeMap<String, Group>, BrokerError> {
     let mut groups: BTreeMap<String, Group> = BTreeMap::new();
     let mut members: BTreeMap<(String, String), MemberState> = BTreeMap::new();
-    let storage =
-        |source| BrokerError::Storage { topic: OFFSETS_TOPIC.into(), partition: 0, source };
-    let end = log.next_offset();
-    let mut at = log.start_offset();
     let mut records = 0u64;
-    while at < end {
-        let bytes: Bytes = log.read(at, 4 << 20).map_err(storage)?;
-        if bytes.is_empty() {
-            break;
-        }
-        let before = at;
-        for batch in Batches::new(&bytes) {
-            let batch = batch.map_err(|e| storage(e.into()))?;
-            for record in batch.records() {
-                let record = record.map_err(|e| storage(e.into()))?;
-                let offset = record.offset;
-                if offset < at {
-                    continue;
-                }
-                records += 1;
-                apply(&mut groups, &mut members, record.key, record.value, offset);
-            }
-            at = at.max(batch.last_offset() + 1);
-        }
-        if at == before {
-            break;
-        }
-    }
+    crate::internal::for_each_record(log, OFFSETS_TOPIC, |offset, key, value| {
+        records += 1;
+        apply(&mut groups, &mut members, key, value, offset);
+    })?;
     for ((group, id), state) in members {
         if let Some(g) = groups.get_mut(&group) {
             g.members.insert(id, Member::from_state(state, now));

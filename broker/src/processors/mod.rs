@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use eddy_processor::{RunningProcessor, RuntimeConfig};
 use eddy_protocol::v1;
-use eddy_storage::{BatchBuilder, Batches, Log, Record};
+use eddy_storage::{BatchBuilder, Log, Record};
 use serde::{Deserialize, Serialize};
 
 use self::definition::Definition;
@@ -148,36 +148,20 @@ impl Processors {
         retire_grace: Duration,
     ) -> Result<Processors, BrokerError> {
         let mut registrations: BTreeMap<String, Registration> = BTreeMap::new();
-        let (mut at, end) = (log.start_offset(), log.next_offset());
-        while at < end {
-            let bytes = log.read(at, 1 << 20).map_err(storage)?;
-            let before = at;
-            for batch in Batches::new(&bytes) {
-                let batch = batch.map_err(|e| storage(e.into()))?;
-                for record in batch.records() {
-                    let record = record.map_err(|e| storage(e.into()))?;
-                    if record.offset < at {
-                        continue;
-                    }
-                    let name = String::from_utf8_lossy(record.key.unwrap_or_default()).into_owned();
-                    match record.value.map(serde_json::from_slice::<Registration>) {
-                        None => {
-                            registrations.remove(&name);
-                        }
-                        Some(Ok(r)) => {
-                            registrations.insert(name, r);
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(processor = %name, error = %e, "stored registration does not parse; skipped")
-                        }
-                    }
+        crate::internal::for_each_record(&log, PROCESSORS_TOPIC, |_, key, value| {
+            let name = String::from_utf8_lossy(key.unwrap_or_default()).into_owned();
+            match value.map(serde_json::from_slice::<Registration>) {
+                None => {
+                    registrations.remove(&name);
                 }
-                at = at.max(batch.last_offset() + 1);
+                Some(Ok(r)) => {
+                    registrations.insert(name, r);
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(processor = %name, error = %e, "stored registration does not parse; skipped")
+                }
             }
-            if at == before {
-                break;
-            }
-        }
+        })?;
         let mut entries = BTreeMap::new();
         for (name, r) in registrations {
             let Some(serving) = parse_version(&name, &r.spec) else { continue };

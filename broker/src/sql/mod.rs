@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use eddy_processor::sql::{FunctionRegistry, Session, SqlType};
-use eddy_storage::{BatchBuilder, Batches, Log, Record};
+use eddy_storage::{BatchBuilder, Log, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -133,36 +133,20 @@ impl SqlService {
     /// Reads `__sql` and replays it into a new session; processors start later.
     pub fn open(log: Arc<Log>) -> Result<SqlService, BrokerError> {
         let mut records: BTreeMap<String, (u64, Stored)> = BTreeMap::new();
-        let (mut at, end) = (log.start_offset(), log.next_offset());
-        while at < end {
-            let bytes = log.read(at, 1 << 20).map_err(storage)?;
-            let before = at;
-            for batch in Batches::new(&bytes) {
-                let batch = batch.map_err(|e| storage(e.into()))?;
-                for record in batch.records() {
-                    let record = record.map_err(|e| storage(e.into()))?;
-                    if record.offset < at {
-                        continue;
-                    }
-                    let name = String::from_utf8_lossy(record.key.unwrap_or_default()).into_owned();
-                    match record.value.map(serde_json::from_slice::<Stored>) {
-                        None => {
-                            records.remove(&name);
-                        }
-                        Some(Ok(s)) => {
-                            records.insert(name, (record.offset, s));
-                        }
-                        Some(Err(e)) => {
-                            tracing::warn!(%name, error = %e, "stored SQL does not parse; skipped")
-                        }
-                    }
+        crate::internal::for_each_record(&log, SQL_TOPIC, |offset, key, value| {
+            let name = String::from_utf8_lossy(key.unwrap_or_default()).into_owned();
+            match value.map(serde_json::from_slice::<Stored>) {
+                None => {
+                    records.remove(&name);
                 }
-                at = at.max(batch.last_offset() + 1);
+                Some(Ok(s)) => {
+                    records.insert(name, (offset, s));
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(%name, error = %e, "stored SQL does not parse; skipped")
+                }
             }
-            if at == before {
-                break;
-            }
-        }
+        })?;
         let mut session = Session::new(builtin_functions());
         let mut ordered: Vec<&(u64, Stored)> = records.values().collect();
         ordered.sort_by_key(|(offset, _)| *offset);
