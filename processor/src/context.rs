@@ -102,8 +102,22 @@ impl Cx {
         ts: i64,
         headers: Vec<(&'static str, Vec<u8>)>,
     ) {
+        let pos = self.reserve();
+        self.emit_at(topic, partition, OutRec { key, value, ts, pos, headers });
+    }
+
+    /// The position of the current input record's next output, taken now by an operator that
+    /// writes the output later (a table's cached change, written when the task flushes).
+    pub fn reserve(&mut self) -> Position {
         let pos = Position { writer: self.writer_id, n: self.n, index: self.next_index };
         self.next_index += 1;
+        pos
+    }
+
+    /// Buffers an output at its position (see [`reserve`](Self::reserve)), unless recovery
+    /// found it already written. Outputs must reach a partition in increasing position order.
+    pub fn emit_at(&mut self, topic: &Arc<str>, partition: u32, rec: OutRec) {
+        let pos = rec.pos;
         let tp = (topic.clone(), partition);
         if let Some(written) = self.suppress.get(&tp) {
             if pos.order() <= written.order() {
@@ -114,7 +128,7 @@ impl Cx {
             self.suppress.remove(&tp);
         }
         self.metrics.records_out += 1;
-        self.out.entry(tp).or_default().push(OutRec { key, value, ts, pos, headers });
+        self.out.entry(tp).or_default().push(rec);
     }
 
     /// Buffers an output to a keyed topic: the partition is chosen from the key bytes as the

@@ -2,7 +2,6 @@
 //! and repartitioning. Each adds a definition; `ops/` holds the nodes they wire.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::marker::PhantomData;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -114,13 +113,7 @@ impl<K: Data, V: Data> Stream<K, V> {
     {
         let agg = Arc::new(agg);
         self.materialize_stateful(name, move |store, down, w, op| {
-            let node = Rc::new(RefCell::new(Aggregate {
-                agg: agg.clone(),
-                accs: BTreeMap::new(),
-                store,
-                down,
-                _v: PhantomData,
-            }));
+            let node = Rc::new(RefCell::new(Aggregate::new(agg.clone(), store, down)));
             w.state_ops.push((op, node.clone()));
             Ok(Box::new(Shared(node)))
         })
@@ -175,6 +168,7 @@ impl<K: Data, V: Data> Stream<K, V> {
             let store = w.tables.get(&name).cloned().ok_or(crate::Error::Definition {
                 reason: "a joined table is not wired in the stream's task",
             })?;
+            store.mark_read_inside();
             let node = TableJoin { store, f: f.clone(), down, _types: PhantomData };
             attach(&parent, w, Box::new(node))
         });

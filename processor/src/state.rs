@@ -17,6 +17,9 @@ pub(crate) trait StateOp {
     fn load(&mut self, bytes: &[u8]) -> Result<(), &'static str>;
     /// Entries held (for the state size report).
     fn entries(&self) -> u64;
+    /// Writes changes the operator held back (cached table changes) into `cx`'s outputs.
+    /// The task calls it before it appends its outputs and before every snapshot.
+    fn flush(&mut self, _cx: &mut crate::context::Cx) {}
 }
 
 /// Event time as one operator has seen it.
@@ -46,21 +49,8 @@ impl Clock {
     }
 }
 
-/// Writes a map of byte keys to serde values: `count u64`, then `key_len u32, key, value_len u32,
-/// value (JSON)` per entry, in key order.
-pub(crate) fn save_map<T: Serialize>(
-    map: &BTreeMap<Vec<u8>, T>,
-    out: &mut Vec<u8>,
-) -> Result<(), serde_json::Error> {
-    out.extend_from_slice(&(map.len() as u64).to_le_bytes());
-    for (k, v) in map {
-        put_bytes(out, k);
-        put_bytes(out, &serde_json::to_vec(v)?);
-    }
-    Ok(())
-}
-
-/// Reads what [`save_map`] wrote, advancing `bytes`.
+/// Reads a map of byte keys to serde values, advancing `bytes`: `count u64`, then `key_len
+/// u32, key, value_len u32, value (JSON)` per entry, in key order.
 pub(crate) fn load_map<T: DeserializeOwned>(
     bytes: &mut &[u8],
 ) -> Result<BTreeMap<Vec<u8>, T>, &'static str> {

@@ -7,9 +7,10 @@
 //! changelog topic (partition = task partition) and offered to subscribers, in that order, on the
 //! task's thread. Readers take a read lock and never block the task for long.
 //!
-//! Subscribers get changes as the task applies them. After a restart the task re-applies the
-//! changes since its last snapshot, so a subscriber can see a change twice (at-least-once); the
-//! changelog topic itself holds each change once.
+//! Subscribers get changes as the task applies them. An aggregate applies its changes once per
+//! key per task flush (`ops/aggregate.rs`), so a change may carry several records' worth. After a
+//! restart the task re-applies the changes since its last snapshot, so a subscriber can see a
+//! change twice (at-least-once); the changelog topic itself holds each applied change once.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -25,8 +26,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{from_state_bytes, state_bytes};
-use crate::context::Cx;
+use crate::context::{Cx, OutRec};
 use crate::error::{Error, Result, TableError};
+use crate::position::Position;
 
 /// Changes a subscriber may fall behind by before it is cut off.
 pub const SUBSCRIBER_CAPACITY: usize = 65_536;
@@ -53,6 +55,7 @@ pub(crate) struct TableStore {
     pub changelog: Arc<str>,
     map: RwLock<BTreeMap<Bytes, Bytes>>,
     bytes: AtomicU64,
+    read_inside: AtomicBool,
     subscribers: Mutex<Vec<Arc<Subscriber>>>,
 }
 
@@ -63,13 +66,39 @@ impl TableStore {
             changelog,
             map: RwLock::new(BTreeMap::new()),
             bytes: AtomicU64::new(0),
+            read_inside: AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Marks the table as read by an operator of its own task (a stream–table join), which
+    /// must see every change as soon as it is made: operators that cache changes until the
+    /// task flushes (see `ops/aggregate.rs`) write through to such a table.
+    pub fn mark_read_inside(&self) {
+        self.read_inside.store(true, Ordering::Relaxed);
+    }
+
+    pub fn read_inside(&self) -> bool {
+        self.read_inside.load(Ordering::Relaxed)
     }
 
     /// Sets (or with `None` deletes) `key`, appends the change to the changelog and tells
     /// subscribers. A write of the value already there changes nothing and writes nothing.
     pub fn put(&self, key: Vec<u8>, value: Option<Vec<u8>>, ts: i64, cx: &mut Cx) {
+        let pos = cx.reserve();
+        self.put_at(key, value, ts, pos, cx);
+    }
+
+    /// [`put`](Self::put) with the changelog record at `pos`, a position reserved earlier
+    /// (by the input record that made the change).
+    pub fn put_at(
+        &self,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        ts: i64,
+        pos: Position,
+        cx: &mut Cx,
+    ) {
         let key = Bytes::from(key);
         let value = value.map(Bytes::from);
         {
@@ -95,14 +124,9 @@ impl TableStore {
             self.bytes.fetch_add(added as u64, Ordering::Relaxed);
             self.bytes.fetch_sub(removed as u64, Ordering::Relaxed);
         }
-        cx.emit_to(
-            &self.changelog,
-            self.partition,
-            Some(key.clone()),
-            value.clone(),
-            ts,
-            Vec::new(),
-        );
+        let rec =
+            OutRec { key: Some(key.clone()), value: value.clone(), ts, pos, headers: Vec::new() };
+        cx.emit_at(&self.changelog, self.partition, rec);
         self.publish(RawChange { partition: self.partition, key, value, ts });
     }
 

@@ -44,7 +44,7 @@ pub struct TaskConfig {
     pub state_dir: PathBuf,
     /// Bytes asked of one read of an input partition.
     pub read_max_bytes: usize,
-    /// Input records a poll processes at most (when merging several sources).
+    /// Input records a poll processes at most (a whole chunk is always finished).
     pub poll_max_records: u64,
     /// A snapshot is written after at least this many input records since the last one.
     pub snapshot_every_records: u64,
@@ -57,7 +57,7 @@ impl TaskConfig {
         Self {
             state_dir: state_dir.into(),
             read_max_bytes: 1 << 20,
-            poll_max_records: 10_000,
+            poll_max_records: 50_000,
             snapshot_every_records: 100_000,
             batch_max_bytes: 1 << 20,
         }
@@ -225,7 +225,7 @@ impl Task {
             .collect()
     }
 
-    /// Processes what input is available (one chunk, or up to `poll_max_records` when merging),
+    /// Processes what input is available, up to about `poll_max_records` records,
     /// appends the outputs, and snapshots when due. Returns the number of input records
     /// processed (0: nothing new).
     pub fn poll(&mut self) -> Result<u64> {
@@ -243,14 +243,18 @@ impl Task {
         Ok(processed)
     }
 
+    /// Reads chunks until `poll_max_records` are processed or the input is exhausted: a
+    /// catching-up task flushes (and its aggregates write each changed key) once per poll,
+    /// not once per chunk.
     fn poll_single(&mut self) -> Result<u64> {
         let mut count = 0;
-        if !self.inputs[0].fill(&*self.logs, self.config.read_max_bytes)? {
-            return Ok(0);
-        }
-        while let Some(rec) = self.inputs[0].pop() {
-            self.process(0, rec);
-            count += 1;
+        while count < self.config.poll_max_records.max(1)
+            && self.inputs[0].fill(&*self.logs, self.config.read_max_bytes)?
+        {
+            while let Some(rec) = self.inputs[0].pop() {
+                self.process(0, rec);
+                count += 1;
+            }
         }
         Ok(count)
     }
@@ -343,8 +347,12 @@ impl Task {
         self.cx.metrics.records_in += 1;
     }
 
-    /// Appends the journal's new steps, then every buffered output.
+    /// Appends the journal's new steps, then every buffered output (with the table changes
+    /// operators cached since the last flush).
     fn flush(&mut self) -> Result<()> {
+        for (_, op) in &self.state_ops {
+            op.borrow_mut().flush(&mut self.cx);
+        }
         if let Some(journal) = &mut self.journal
             && !journal.pending.is_empty()
         {

@@ -66,10 +66,12 @@ fn rideshare_statements_run_with_a_registered_udf_and_answer_the_pull_query() {
     produce_json(&*logs, "geoEvents", "6fd0fcdb", geo(48.95, 2.35), 1);
     produce_json(&*logs, "geoEvents", "aa11", geo(49.50, 2.35), 2);
     produce_json(&*logs, "geoEvents", "6fd0fcdb", geo(48.87, 2.35), 3);
-    for (i, (v, lat)) in [("car-1", 1.0), ("car-2", 2.0), ("car-1", 1.5)].iter().enumerate() {
+    let waypoint = |i: i64, v: &str, lat: f64| {
         let value = json!({"vehicleId": v, "latitude": lat, "longitude": 10.25});
-        produce_json(&*logs, "waypoints", v, value, 10 + i as i64);
-    }
+        produce_json(&*logs, "waypoints", v, value, 10 + i);
+    };
+    waypoint(0, "car-1", 1.0);
+    waypoint(1, "car-2", 2.0);
     for _ in 0..2 {
         for r in &running {
             r.wait_caught_up(Duration::from_secs(30)).unwrap();
@@ -99,18 +101,23 @@ fn rideshare_statements_run_with_a_registered_udf_and_answer_the_pull_query() {
     let rows = far.run(&promotions, &session.functions).unwrap();
     assert_eq!(rows[0]["PROMOTION"], false);
 
-    // The push query saw every change of currentCarLocations, in order per car.
-    let mut seen = Vec::new();
-    while let Ok(change) = changes.recv_timeout(Duration::from_secs(5)) {
+    // The push query sees currentCarLocations change: both cars, then car-1 moving on.
+    let next_row = || {
+        let change = changes.recv_timeout(Duration::from_secs(30)).unwrap();
         let row = push.row(&change.key, change.value.as_ref().unwrap(), &session.functions);
-        seen.push(Value::Object(row.unwrap()));
-        if seen.len() == 3 {
-            break;
-        }
-    }
-    let car1: Vec<&Value> = seen.iter().filter(|r| r["VEHICLEID"] == "car-1").collect();
-    assert_eq!(car1.len(), 2);
-    assert_eq!(car1[1], &json!({"VEHICLEID": "car-1", "LATITUDE": 1.5, "LONGITUDE": 10.25}));
+        Value::Object(row.unwrap())
+    };
+    let mut first = [next_row(), next_row()];
+    first.sort_by_key(|r| r["VEHICLEID"].to_string());
+    assert_eq!(
+        first,
+        [
+            json!({"VEHICLEID": "car-1", "LATITUDE": 1.0, "LONGITUDE": 10.25}),
+            json!({"VEHICLEID": "car-2", "LATITUDE": 2.0, "LONGITUDE": 10.25})
+        ]
+    );
+    waypoint(2, "car-1", 1.5);
+    assert_eq!(next_row(), json!({"VEHICLEID": "car-1", "LATITUDE": 1.5, "LONGITUDE": 10.25}));
     assert_eq!(cars.scan().len(), 2);
     for r in running {
         r.stop().unwrap();

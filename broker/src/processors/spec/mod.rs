@@ -38,14 +38,18 @@
 //! Errors name the op (by its position) and the field at fault; nothing is deployed unless
 //! the whole spec compiles.
 
+mod values;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use eddy_processor::{
-    Aggregator, Codec, Emit, Json, Processor, ProcessorBuilder, Stream, Windowed, Windows,
-};
+use eddy_processor::{Emit, Json, Processor, ProcessorBuilder, Stream, Windowed, Windows};
 
 use crate::error::BrokerError;
+use values::{
+    Cmp, FieldsCodec, Filter, JsonAgg, SourceCodec, TextKey, ValueCodec, event_time, field_picks,
+    split_fields, text_of,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -218,14 +222,28 @@ impl Spec {
                 .map_err(|e| invalid(format!("table {:?}: {e}", t.name)))?;
             tables.push((t.name.clone(), table));
         }
+        // A text source whose first op is `fields` splits each line straight from its bytes.
+        let fused = match (self.source.format, self.ops.first()) {
+            (Format::Text, Some(Op::Fields { fields })) => {
+                Some(field_picks(fields).map_err(|e| invalid(format!("op 1 (fields): {e}")))?)
+            }
+            _ => None,
+        };
+        let value_codec = match &fused {
+            Some(picks) => SourceCodec::Fields(FieldsCodec(picks.clone())),
+            None => SourceCodec::Plain(ValueCodec(self.source.format)),
+        };
         let mut stream: Stream<String, Value> =
-            b.stream::<String, Value>(&self.source.topic, TextKey, ValueCodec(self.source.format));
+            b.stream::<String, Value>(&self.source.topic, TextKey, value_codec);
         let mut window: Option<Windows> = None;
         let mut emit = Emit::Changes;
         for (i, op) in self.ops.iter().enumerate() {
             let at = |reason: String| invalid(format!("op {} ({}): {reason}", i + 1, op_name(op)));
             if window.is_some() && !matches!(op, Op::Aggregate { .. }) {
                 return Err(at("a window must be followed by an aggregate".into()));
+            }
+            if i == 0 && fused.is_some() {
+                continue;
             }
             stream = match op {
                 Op::Fields { fields } => {
@@ -370,272 +388,9 @@ fn sanitize(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
 }
 
-/// Keys as text; a null key reads as "".
-#[derive(Debug, Clone, Copy)]
-struct TextKey;
-
-impl Codec<String> for TextKey {
-    fn encode(&self, value: &String) -> Result<Option<Vec<u8>>, String> {
-        Ok(Some(value.clone().into_bytes()))
-    }
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<String, String> {
-        Ok(String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned())
-    }
-}
-
-/// Values: JSON, or a text line as a JSON string.
-#[derive(Debug, Clone, Copy)]
-struct ValueCodec(Format);
-
-impl Codec<Value> for ValueCodec {
-    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
-        serde_json::to_vec(value).map(Some).map_err(|e| e.to_string())
-    }
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
-        match (self.0, bytes) {
-            (_, None) => Ok(Value::Null),
-            (Format::Json, Some(b)) => serde_json::from_slice(b).map_err(|e| e.to_string()),
-            (Format::Text, Some(b)) => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
-        }
-    }
-}
-
-/// A field's text: strings as they are, other values as JSON, missing as "".
-fn text_of(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
-}
-
-fn number_of(v: Option<&Value>) -> Option<f64> {
-    match v? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-}
-
-/// `name = N` (1-based field) or `name = "A-B"` (fields A to B joined by a space).
-fn field_picks(fields: &toml::Table) -> Result<Vec<(String, usize, usize)>, String> {
-    let mut picks = Vec::new();
-    for (name, v) in fields {
-        let (from, to) = match v {
-            toml::Value::Integer(n) if *n >= 1 => (*n as usize, *n as usize),
-            toml::Value::String(s) => {
-                let (a, b) =
-                    s.split_once('-').ok_or_else(|| format!("field {name}: {s:?} is not A-B"))?;
-                let parse = |x: &str| x.trim().parse::<usize>().ok().filter(|n| *n >= 1);
-                match (parse(a), parse(b)) {
-                    (Some(a), Some(b)) if a <= b => (a, b),
-                    _ => return Err(format!("field {name}: {s:?} is not A-B with 1 <= A <= B")),
-                }
-            }
-            other => return Err(format!("field {name}: expected a field number, got {other:?}")),
-        };
-        picks.push((name.clone(), from, to));
-    }
-    Ok(picks)
-}
-
-fn split_fields(v: &Value, picks: &[(String, usize, usize)]) -> Value {
-    let line = match v {
-        Value::String(s) => s.as_str(),
-        _ => "",
-    };
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let mut out = serde_json::Map::new();
-    for (name, from, to) in picks {
-        let part = words.get(from - 1..(*to).min(words.len())).map(|w| w.join(" "));
-        if let Some(part) = part.filter(|p| !p.is_empty()) {
-            out.insert(name.clone(), Value::String(part));
-        }
-    }
-    Value::Object(out)
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Cmp {
-    Gt,
-    Ge,
-    Lt,
-    Le,
-}
-
-struct Filter {
-    field: String,
-    equals: Option<Value>,
-    not_equals: Option<Value>,
-    bounds: [(Option<f64>, Cmp); 4],
-}
-
-impl Filter {
-    fn keeps(&self, v: &Value) -> bool {
-        let got = v.get(&self.field);
-        let same = |want: &Value| match (got, want) {
-            (Some(g), Value::String(w)) => text_of(Some(g)) == *w,
-            (Some(g), w) => {
-                g == w || number_of(Some(g)).zip(w.as_f64()).is_some_and(|(a, b)| a == b)
-            }
-            (None, _) => false,
-        };
-        if self.equals.as_ref().is_some_and(|w| !same(w)) {
-            return false;
-        }
-        if self.not_equals.as_ref().is_some_and(same) {
-            return false;
-        }
-        let n = number_of(got);
-        self.bounds.iter().all(|(bound, cmp)| match bound {
-            None => true,
-            Some(b) => n.is_some_and(|n| match cmp {
-                Cmp::Gt => n > *b,
-                Cmp::Ge => n >= *b,
-                Cmp::Lt => n < *b,
-                Cmp::Le => n <= *b,
-            }),
-        })
-    }
-}
-
-fn event_time(v: Option<&Value>, format: TimeFormat) -> Option<i64> {
-    match format {
-        TimeFormat::Ms => number_of(v).map(|n| n as i64),
-        TimeFormat::Clf => match v? {
-            Value::String(s) => parse_clf(s),
-            _ => None,
-        },
-    }
-}
-
-/// `[10/Oct/2000:13:55:36 -0700]` (brackets optional) as milliseconds since the epoch.
-pub fn parse_clf(text: &str) -> Option<i64> {
-    let t = text.trim().trim_start_matches('[').trim_end_matches(']');
-    let (stamp, zone) = t.split_once(' ').unwrap_or((t, "+0000"));
-    let mut parts = stamp.splitn(4, [':', '/']);
-    let day: i64 = parts.next()?.parse().ok()?;
-    let month = match parts.next()? {
-        "Jan" => 1,
-        "Feb" => 2,
-        "Mar" => 3,
-        "Apr" => 4,
-        "May" => 5,
-        "Jun" => 6,
-        "Jul" => 7,
-        "Aug" => 8,
-        "Sep" => 9,
-        "Oct" => 10,
-        "Nov" => 11,
-        "Dec" => 12,
-        _ => return None,
-    };
-    let rest = parts.next()?;
-    let (year, hms) = match parts.next() {
-        Some(hms) => (rest, hms),
-        None => return None,
-    };
-    let year: i64 = year.parse().ok()?;
-    let mut hms = hms.split(':').map(|x| x.parse::<i64>().ok());
-    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
-    let zone = zone.trim();
-    let sign = if zone.starts_with('-') { -1 } else { 1 };
-    let digits = zone.trim_start_matches(['+', '-']);
-    let (zh, zm) = (digits.get(0..2)?.parse::<i64>().ok()?, digits.get(2..4)?.parse::<i64>().ok()?);
-    let days = days_from_civil(year, month, day);
-    let local = days * 86_400 + h * 3600 + m * 60 + s;
-    Some((local - sign * (zh * 3600 + zm * 60)) * 1000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Every aggregate function over JSON values, so every table holds JSON.
-#[derive(Debug, Clone)]
-struct JsonAgg {
-    function: AggFn,
-    field: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-struct Acc {
-    n: u64,
-    sum: f64,
-    min: Option<f64>,
-    max: Option<f64>,
-    latest: Option<(i64, Value)>,
-}
-
-impl Aggregator<Value> for JsonAgg {
-    type Acc = Acc;
-    type Out = Value;
-
-    fn init(&self) -> Acc {
-        Acc::default()
-    }
-
-    fn add(&self, acc: &mut Acc, value: &Value, ts: i64) {
-        acc.n += 1;
-        let x = match &self.field {
-            Some(f) => number_of(value.get(f)),
-            None => None,
-        };
-        if let Some(x) = x {
-            acc.sum += x;
-            acc.min = Some(acc.min.map_or(x, |m| m.min(x)));
-            acc.max = Some(acc.max.map_or(x, |m| m.max(x)));
-        }
-        if acc.latest.as_ref().is_none_or(|(t, _)| ts >= *t) {
-            let v = match &self.field {
-                Some(f) => value.get(f).cloned().unwrap_or(Value::Null),
-                None => value.clone(),
-            };
-            acc.latest = Some((ts, v));
-        }
-    }
-
-    fn merge(&self, into: &mut Acc, other: Acc) {
-        into.n += other.n;
-        into.sum += other.sum;
-        into.min = match (into.min, other.min) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        into.max = match (into.max, other.max) {
-            (Some(a), Some(b)) => Some(a.max(b)),
-            (a, b) => a.or(b),
-        };
-        if let Some((t, v)) = other.latest
-            && into.latest.as_ref().is_none_or(|(mine, _)| t >= *mine)
-        {
-            into.latest = Some((t, v));
-        }
-    }
-
-    fn result(&self, acc: &Acc) -> Value {
-        let num = |x: f64| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number);
-        match self.function {
-            AggFn::Count => Value::from(acc.n),
-            AggFn::Sum => num(acc.sum),
-            AggFn::Min => acc.min.map_or(Value::Null, num),
-            AggFn::Max => acc.max.map_or(Value::Null, num),
-            AggFn::Avg if acc.n > 0 => num(acc.sum / acc.n as f64),
-            AggFn::Avg => Value::Null,
-            AggFn::Latest => acc.latest.as_ref().map_or(Value::Null, |(_, v)| v.clone()),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::values::parse_clf;
     use super::*;
 
     #[test]
@@ -677,8 +432,10 @@ mod tests {
         let line = Value::String(
             "1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET /a.html HTTP/1.1\" 200 512".into(),
         );
-        let picks = vec![("url".to_string(), 7, 7), ("time".to_string(), 4, 5)];
+        let pick = |name: &str, from, to| values::Pick { name: name.into(), from, to };
+        let picks = vec![pick("url", 7, 7), pick("time", 4, 5), pick("none", 12, 13)];
         let v = split_fields(&line, &picks);
+        assert_eq!(v.as_object().map(|m| m.len()), Some(2));
         assert_eq!(v["url"], "/a.html");
         assert_eq!(v["time"], "[10/Oct/2000:13:55:36 -0700]");
     }

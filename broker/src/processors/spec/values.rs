@@ -1,0 +1,456 @@
+//! What a spec's records are made of: text keys, JSON values (or a text line as a JSON
+//! string, or — when the first op is `fields` — the picked fields of a text line, split
+//! straight from the record's bytes), and the functions ops apply to them: field splitting,
+//! filters, event time, aggregates. Every table holds JSON.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use eddy_processor::{Aggregator, Codec};
+
+use super::{AggFn, Format, TimeFormat};
+
+/// Keys as text; a null key reads as "".
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TextKey;
+
+impl Codec<String> for TextKey {
+    fn encode(&self, value: &String) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(value.clone().into_bytes()))
+    }
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<String, String> {
+        Ok(String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned())
+    }
+}
+
+/// Values: JSON, or a text line as a JSON string.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ValueCodec(pub Format);
+
+impl Codec<Value> for ValueCodec {
+    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
+        serde_json::to_vec(value).map(Some).map_err(|e| e.to_string())
+    }
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
+        match (self.0, bytes) {
+            (_, None) => Ok(Value::Null),
+            (Format::Json, Some(b)) => serde_json::from_slice(b).map_err(|e| e.to_string()),
+            (Format::Text, Some(b)) => Ok(Value::String(String::from_utf8_lossy(b).into_owned())),
+        }
+    }
+}
+
+/// A source's values: plain, or fused with a first `fields` op.
+#[derive(Debug, Clone)]
+pub(super) enum SourceCodec {
+    Plain(ValueCodec),
+    Fields(FieldsCodec),
+}
+
+impl Codec<Value> for SourceCodec {
+    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
+        ValueCodec(Format::Json).encode(value)
+    }
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
+        match self {
+            SourceCodec::Plain(c) => c.decode(bytes),
+            SourceCodec::Fields(c) => c.decode(bytes),
+        }
+    }
+}
+
+/// A field pick: `name` gets words `from..=to` (1-based) joined by a space.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Pick {
+    pub name: String,
+    pub from: usize,
+    pub to: usize,
+}
+
+/// Text lines decoded as the object of their picked fields: a text source followed by a
+/// `fields` op, fused so that a line is split in place and only the picked words are copied.
+/// The result is the same as `ValueCodec(Text)` then [`split_fields`].
+#[derive(Debug, Clone)]
+pub(super) struct FieldsCodec(pub Vec<Pick>);
+
+impl Codec<Value> for FieldsCodec {
+    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
+        ValueCodec(Format::Json).encode(value)
+    }
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
+        Ok(pick_fields(bytes.unwrap_or_default(), &self.0))
+    }
+}
+
+/// A field's text: strings as they are, other values as JSON, missing as "".
+pub(super) fn text_of(v: Option<&Value>) -> String {
+    match v {
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+pub(super) fn number_of(v: Option<&Value>) -> Option<f64> {
+    match v? {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// `name = N` (1-based field) or `name = "A-B"` (fields A to B joined by a space).
+pub(super) fn field_picks(fields: &toml::Table) -> Result<Vec<Pick>, String> {
+    let mut picks = Vec::new();
+    for (name, v) in fields {
+        let (from, to) = match v {
+            toml::Value::Integer(n) if *n >= 1 => (*n as usize, *n as usize),
+            toml::Value::String(s) => {
+                let (a, b) =
+                    s.split_once('-').ok_or_else(|| format!("field {name}: {s:?} is not A-B"))?;
+                let parse = |x: &str| x.trim().parse::<usize>().ok().filter(|n| *n >= 1);
+                match (parse(a), parse(b)) {
+                    (Some(a), Some(b)) if a <= b => (a, b),
+                    _ => return Err(format!("field {name}: {s:?} is not A-B with 1 <= A <= B")),
+                }
+            }
+            other => return Err(format!("field {name}: expected a field number, got {other:?}")),
+        };
+        picks.push(Pick { name: name.clone(), from, to });
+    }
+    Ok(picks)
+}
+
+/// The `fields` op on a value: a text line (a JSON string) split into its picks.
+pub(super) fn split_fields(v: &Value, picks: &[Pick]) -> Value {
+    let line = match v {
+        Value::String(s) => s.as_bytes(),
+        _ => b"",
+    };
+    pick_fields(line, picks)
+}
+
+/// Splits `line` on runs of ASCII blanks (space, tab, CR, LF, FF — awk's default field
+/// separator splits on space, tab and newline) and keeps each pick's words; a pick with no words
+/// is left out. One pass over the line, stopping after the last word picked; only the picked
+/// words are copied.
+fn pick_fields(line: &[u8], picks: &[Pick]) -> Value {
+    let last = picks.iter().map(|p| p.to).max().unwrap_or(0);
+    // Word spans, 1-based word n at index n - 1.
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(last);
+    let mut i = 0;
+    while spans.len() < last {
+        while i < line.len() && line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == line.len() {
+            break;
+        }
+        let start = i;
+        while i < line.len() && !line[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        spans.push((start, i));
+    }
+    let mut out = serde_json::Map::new();
+    for pick in picks {
+        let words = spans.get(pick.from - 1..pick.to.min(spans.len())).unwrap_or_default();
+        let (Some(first), Some(end)) = (words.first(), words.last()) else { continue };
+        // Words of a range are joined by one space, as awk's `$a " " $b` would.
+        let spaced = words.windows(2).all(|w| w[1].0 == w[0].1 + 1 && line[w[0].1] == b' ');
+        let text = if spaced {
+            utf8(&line[first.0..end.1])
+        } else {
+            let mut joined = Vec::with_capacity(joined_len(words));
+            for (k, (a, b)) in words.iter().enumerate() {
+                if k > 0 {
+                    joined.push(b' ');
+                }
+                joined.extend_from_slice(&line[*a..*b]);
+            }
+            utf8(&joined)
+        };
+        out.insert(pick.name.clone(), Value::String(text));
+    }
+    Value::Object(out)
+}
+
+/// Length of `words` joined by single spaces.
+fn joined_len(words: &[(usize, usize)]) -> usize {
+    words.iter().map(|(a, b)| b - a).sum::<usize>() + words.len().saturating_sub(1)
+}
+
+fn utf8(bytes: &[u8]) -> String {
+    match std::str::from_utf8(bytes) {
+        Ok(text) => text.to_owned(),
+        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Cmp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+}
+
+pub(super) struct Filter {
+    pub field: String,
+    pub equals: Option<Value>,
+    pub not_equals: Option<Value>,
+    pub bounds: [(Option<f64>, Cmp); 4],
+}
+
+impl Filter {
+    pub(super) fn keeps(&self, v: &Value) -> bool {
+        let got = v.get(&self.field);
+        let same = |want: &Value| match (got, want) {
+            (Some(g), Value::String(w)) => text_of(Some(g)) == *w,
+            (Some(g), w) => {
+                g == w || number_of(Some(g)).zip(w.as_f64()).is_some_and(|(a, b)| a == b)
+            }
+            (None, _) => false,
+        };
+        if self.equals.as_ref().is_some_and(|w| !same(w)) {
+            return false;
+        }
+        if self.not_equals.as_ref().is_some_and(same) {
+            return false;
+        }
+        let n = number_of(got);
+        self.bounds.iter().all(|(bound, cmp)| match bound {
+            None => true,
+            Some(b) => n.is_some_and(|n| match cmp {
+                Cmp::Gt => n > *b,
+                Cmp::Ge => n >= *b,
+                Cmp::Lt => n < *b,
+                Cmp::Le => n <= *b,
+            }),
+        })
+    }
+}
+
+pub(super) fn event_time(v: Option<&Value>, format: TimeFormat) -> Option<i64> {
+    match format {
+        TimeFormat::Ms => number_of(v).map(|n| n as i64),
+        TimeFormat::Clf => match v? {
+            Value::String(s) => parse_clf(s),
+            _ => None,
+        },
+    }
+}
+
+/// `[10/Oct/2000:13:55:36 -0700]` (brackets optional) as milliseconds since the epoch.
+pub(super) fn parse_clf(text: &str) -> Option<i64> {
+    clf_exact(text.as_bytes()).or_else(|| clf_loose(text))
+}
+
+/// The month of a three-letter English abbreviation.
+fn month_of(name: &[u8]) -> Option<i64> {
+    const MONTHS: [&[u8; 3]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    MONTHS.iter().position(|m| m.as_slice() == name).map(|i| i as i64 + 1)
+}
+
+/// The form servers write, byte for byte: `[dd/Mon/yyyy:hh:mm:ss ±hhmm]` — read by position,
+/// because every access-log line carries one. Anything else goes to [`clf_loose`].
+fn clf_exact(b: &[u8]) -> Option<i64> {
+    let b = b.strip_prefix(b"[")?.strip_suffix(b"]")?;
+    if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        b[r].iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
+    };
+    let (day, month, year) = (num(0..2)?, month_of(&b[3..6])?, num(7..11)?);
+    if b[14] != b':' || b[17] != b':' {
+        return None;
+    }
+    let (h, m, s) = (num(12..14)?, num(15..17)?, num(18..20)?);
+    let sign = match b[21] {
+        b'+' => 1,
+        b'-' => -1,
+        _ => return None,
+    };
+    let (zh, zm) = (num(22..24)?, num(24..26)?);
+    let local = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
+    Some((local - sign * (zh * 3600 + zm * 60)) * 1000)
+}
+
+/// Any spacing, brackets optional, zone optional (UTC).
+fn clf_loose(text: &str) -> Option<i64> {
+    let t = text.trim().trim_start_matches('[').trim_end_matches(']');
+    let (stamp, zone) = t.split_once(' ').unwrap_or((t, "+0000"));
+    let mut parts = stamp.splitn(4, [':', '/']);
+    let day: i64 = parts.next()?.parse().ok()?;
+    let month = month_of(parts.next()?.as_bytes())?;
+    let rest = parts.next()?;
+    let (year, hms) = match parts.next() {
+        Some(hms) => (rest, hms),
+        None => return None,
+    };
+    let year: i64 = year.parse().ok()?;
+    let mut hms = hms.split(':').map(|x| x.parse::<i64>().ok());
+    let (h, m, s) = (hms.next()??, hms.next()??, hms.next()??);
+    let zone = zone.trim();
+    let sign = if zone.starts_with('-') { -1 } else { 1 };
+    let digits = zone.trim_start_matches(['+', '-']);
+    let (zh, zm) = (digits.get(0..2)?.parse::<i64>().ok()?, digits.get(2..4)?.parse::<i64>().ok()?);
+    let days = days_from_civil(year, month, day);
+    let local = days * 86_400 + h * 3600 + m * 60 + s;
+    Some((local - sign * (zh * 3600 + zm * 60)) * 1000)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+pub(super) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Every aggregate function over JSON values, so every table holds JSON.
+#[derive(Debug, Clone)]
+pub(super) struct JsonAgg {
+    pub function: AggFn,
+    pub field: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub(super) struct Acc {
+    n: u64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+    latest: Option<(i64, Value)>,
+}
+
+impl Aggregator<Value> for JsonAgg {
+    type Acc = Acc;
+    type Out = Value;
+
+    fn init(&self) -> Acc {
+        Acc::default()
+    }
+
+    fn add(&self, acc: &mut Acc, value: &Value, ts: i64) {
+        acc.n += 1;
+        let x = match &self.field {
+            Some(f) => number_of(value.get(f)),
+            None => None,
+        };
+        if let Some(x) = x {
+            acc.sum += x;
+            acc.min = Some(acc.min.map_or(x, |m| m.min(x)));
+            acc.max = Some(acc.max.map_or(x, |m| m.max(x)));
+        }
+        // Only `latest` reads it: the others would copy every value for nothing.
+        if matches!(self.function, AggFn::Latest)
+            && acc.latest.as_ref().is_none_or(|(t, _)| ts >= *t)
+        {
+            let v = match &self.field {
+                Some(f) => value.get(f).cloned().unwrap_or(Value::Null),
+                None => value.clone(),
+            };
+            acc.latest = Some((ts, v));
+        }
+    }
+
+    fn merge(&self, into: &mut Acc, other: Acc) {
+        into.n += other.n;
+        into.sum += other.sum;
+        into.min = match (into.min, other.min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        into.max = match (into.max, other.max) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if let Some((t, v)) = other.latest
+            && into.latest.as_ref().is_none_or(|(mine, _)| t >= *mine)
+        {
+            into.latest = Some((t, v));
+        }
+    }
+
+    fn result(&self, acc: &Acc) -> Value {
+        let num = |x: f64| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number);
+        match self.function {
+            AggFn::Count => Value::from(acc.n),
+            AggFn::Sum => num(acc.sum),
+            AggFn::Min => acc.min.map_or(Value::Null, num),
+            AggFn::Max => acc.max.map_or(Value::Null, num),
+            AggFn::Avg if acc.n > 0 => num(acc.sum / acc.n as f64),
+            AggFn::Avg => Value::Null,
+            AggFn::Latest => acc.latest.as_ref().map_or(Value::Null, |(_, v)| v.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// awk's fields, the slow and obvious way.
+    fn reference(line: &[u8], picks: &[Pick]) -> Value {
+        let words: Vec<&[u8]> =
+            line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
+        let mut out = serde_json::Map::new();
+        for p in picks {
+            let chosen = words.get(p.from - 1..p.to.min(words.len())).unwrap_or_default();
+            if !chosen.is_empty() {
+                let joined = chosen.join(&b' ');
+                out.insert(p.name.clone(), Value::String(String::from_utf8_lossy(&joined).into()));
+            }
+        }
+        Value::Object(out)
+    }
+
+    proptest! {
+        #[test]
+        fn fields_are_picked_as_awk_splits(
+            words in prop::collection::vec(
+                (prop::collection::vec(prop::sample::select(b"ab/\xc3\xa9\xff[]".to_vec()), 1..5),
+                 prop::sample::select(vec![" ", "  ", "\t", " \t ", "\r\n"])),
+                0..12),
+            lead in prop::sample::select(vec!["", " ", "\t"]),
+            ranges in prop::collection::vec((1usize..10, 0usize..4), 1..4),
+        ) {
+            let mut line = lead.as_bytes().to_vec();
+            for (w, sep) in &words {
+                line.extend_from_slice(w);
+                line.extend_from_slice(sep.as_bytes());
+            }
+            let picks: Vec<Pick> = ranges
+                .iter()
+                .enumerate()
+                .map(|(i, (from, extra))| Pick { name: format!("f{i}"), from: *from, to: from + extra })
+                .collect();
+            prop_assert_eq!(pick_fields(&line, &picks), reference(&line, &picks));
+        }
+
+        #[test]
+        fn exact_and_loose_clf_parsers_agree(
+            day in 1i64..29, month in 0usize..12, year in 1970i64..2100,
+            h in 0i64..24, m in 0i64..60, s in 0i64..60,
+            sign in prop::sample::select(vec!['+', '-']), zh in 0i64..15, zm in 0i64..60,
+        ) {
+            let names = ["Jan","Feb","Mar","Apr","May","Jun","Jul","Aug","Sep","Oct","Nov","Dec"];
+            let text = format!(
+                "[{day:02}/{}/{year}:{h:02}:{m:02}:{s:02} {sign}{zh:02}{zm:02}]", names[month]
+            );
+            let exact = clf_exact(text.as_bytes());
+            prop_assert!(exact.is_some(), "{}", text);
+            prop_assert_eq!(exact, clf_loose(&text));
+        }
+    }
+}
