@@ -60,7 +60,8 @@ pub(crate) struct Cx {
     /// Position of the input record being processed.
     n: u64,
     next_index: u32,
-    /// Input record being processed, so a dead letter carries its origin and original bytes.
+    /// Input record being processed, so a dead letter carries its origin and original bytes
+    /// (kept only when there is a dead-letter topic).
     pub current: Option<CurrentInput>,
     pub out: BTreeMap<(Arc<str>, u32), Vec<OutRec>>,
     /// Highest position already in each output partition (from recovery).

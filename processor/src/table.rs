@@ -13,7 +13,6 @@
 //! change twice (at-least-once); the changelog topic itself holds each applied change once.
 
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry;
 use std::marker::PhantomData;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -103,16 +102,17 @@ impl TableStore {
         let value = value.map(Bytes::from);
         {
             let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
-            // One lookup per change: the map is large and its keys share long prefixes.
+            // A key already there is updated in place (no copy of the key); a new one costs a
+            // second lookup.
             let (added, removed) = match &value {
-                Some(v) => match map.entry(key.clone()) {
-                    Entry::Occupied(mut e) if e.get() != v => {
-                        let old = e.insert(v.clone());
-                        (v.len(), old.len())
+                Some(v) => match map.get_mut(&key[..]) {
+                    Some(old) if old == v => return,
+                    Some(old) => {
+                        let before = std::mem::replace(old, v.clone());
+                        (v.len(), before.len())
                     }
-                    Entry::Occupied(_) => return,
-                    Entry::Vacant(e) => {
-                        e.insert(v.clone());
+                    None => {
+                        map.insert(key.clone(), v.clone());
                         (key.len() + v.len(), 0)
                     }
                 },

@@ -332,13 +332,17 @@ impl Task {
 
     fn process(&mut self, input: usize, rec: crate::input::Pending) {
         self.cx.begin(self.n);
-        self.cx.current = Some(CurrentInput {
-            topic: self.inputs[input].topic.clone(),
-            offset: rec.offset,
-            ts: rec.ts,
-            key: rec.key.clone(),
-            value: rec.value.clone(),
-        });
+        // Only a dead letter needs the input record again; without a dead-letter topic the
+        // per-record clones (reference counts) are skipped.
+        if self.cx.dead_letter.is_some() {
+            self.cx.current = Some(CurrentInput {
+                topic: self.inputs[input].topic.clone(),
+                offset: rec.offset,
+                ts: rec.ts,
+                key: rec.key.clone(),
+                value: rec.value.clone(),
+            });
+        }
         if let Some(root) = &mut self.roots[input] {
             root.push(Rec { key: rec.key, value: rec.value, ts: rec.ts }, &mut self.cx);
         }
@@ -379,15 +383,22 @@ impl Task {
         let mut builder = BatchBuilder::new();
         for rec in records {
             let pos = rec.pos.encode();
-            let mut headers = vec![Header { key: POSITION_HEADER, value: Some(&pos) }];
-            headers.extend(
-                rec.headers.iter().map(|(k, v)| Header { key: k.as_bytes(), value: Some(v) }),
-            );
+            let position = Header { key: POSITION_HEADER, value: Some(&pos) };
+            let mut extra = Vec::new();
+            let headers = if rec.headers.is_empty() {
+                std::slice::from_ref(&position)
+            } else {
+                extra.push(position);
+                extra.extend(
+                    rec.headers.iter().map(|(k, v)| Header { key: k.as_bytes(), value: Some(v) }),
+                );
+                &extra
+            };
             builder.push(Record {
                 timestamp: rec.ts,
                 key: rec.key.as_deref(),
                 value: rec.value.as_deref(),
-                headers: &headers,
+                headers,
             });
             if builder.len_bytes() >= self.config.batch_max_bytes {
                 let full = std::mem::take(&mut builder);

@@ -38,6 +38,7 @@
 //! Errors name the op (by its position) and the field at fault; nothing is deployed unless
 //! the whole spec compiles.
 
+mod row;
 mod values;
 
 use serde::{Deserialize, Serialize};
@@ -46,9 +47,9 @@ use serde_json::Value;
 use eddy_processor::{Emit, Json, Processor, ProcessorBuilder, Stream, Windowed, Windows};
 
 use crate::error::BrokerError;
+use row::{FieldsCodec, Row};
 use values::{
-    Cmp, FieldsCodec, Filter, JsonAgg, SourceCodec, TextKey, ValueCodec, event_time, field_picks,
-    split_fields, text_of,
+    Cmp, Filter, JsonAgg, SourceCodec, TextKey, ValueCodec, event_time, field_picks, text_of,
 };
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -230,11 +231,11 @@ impl Spec {
             _ => None,
         };
         let value_codec = match &fused {
-            Some(picks) => SourceCodec::Fields(FieldsCodec(picks.clone())),
+            Some(picks) => SourceCodec::Fields(FieldsCodec::new(picks.clone())),
             None => SourceCodec::Plain(ValueCodec(self.source.format)),
         };
-        let mut stream: Stream<String, Value> =
-            b.stream::<String, Value>(&self.source.topic, TextKey, value_codec);
+        let mut stream: Stream<String, Row> =
+            b.stream::<String, Row>(&self.source.topic, TextKey, value_codec);
         let mut window: Option<Windows> = None;
         let mut emit = Emit::Changes;
         for (i, op) in self.ops.iter().enumerate() {
@@ -247,8 +248,11 @@ impl Spec {
             }
             stream = match op {
                 Op::Fields { fields } => {
-                    let picks = field_picks(fields).map_err(at)?;
-                    stream.map_values(move |_, v| split_fields(&v, &picks))
+                    let codec = FieldsCodec::new(field_picks(fields).map_err(at)?);
+                    stream.map_values(move |_, v| match v {
+                        Row::Json(Value::String(line)) => codec.split(line.as_bytes()),
+                        _ => codec.split(b""),
+                    })
                 }
                 Op::Filter { field, equals, not_equals, gt, ge, lt, le } => {
                     let test = Filter {
@@ -264,21 +268,20 @@ impl Spec {
                     stream.map_values(move |_, v| {
                         let mut out = serde_json::Map::new();
                         for f in &fields {
-                            if let Some(x) = v.get(f) {
-                                out.insert(f.clone(), x.clone());
+                            if let Some(x) = v.field(f) {
+                                out.insert(f.clone(), x.into_owned());
                             }
                         }
-                        Value::Object(out)
+                        Row::Json(Value::Object(out))
                     })
                 }
                 Op::EventTime { field, format } => {
                     let (field, format) = (field.clone(), *format);
-                    stream
-                        .event_time(move |_, v, ts| event_time(v.get(&field), format).unwrap_or(ts))
+                    stream.event_time(move |_, v, ts| event_time(v, &field, format).unwrap_or(ts))
                 }
                 Op::KeyBy { field } => {
                     let by = field.clone();
-                    let keyed = stream.select_key(move |_, v| text_of(v.get(&by)));
+                    let keyed = stream.select_key(move |_, v| text_of(v, &by));
                     if source_parts > 1 {
                         keyed
                             .repartition(&format!("by-{}-{}", sanitize(field), i + 1), source_parts)
@@ -312,9 +315,11 @@ impl Spec {
                     }
                     let agg = JsonAgg { function: *function, field: field.clone() };
                     match window.take() {
-                        None => {
-                            stream.aggregate(table, agg).map_err(|e| at(e.to_string()))?.changes()
-                        }
+                        None => stream
+                            .aggregate(table, agg)
+                            .map_err(|e| at(e.to_string()))?
+                            .changes()
+                            .map_values(|_, v| Row::Json(v)),
                         Some(w) => stream
                             .window(w)
                             .aggregate(table, agg, emit)
@@ -324,7 +329,7 @@ impl Spec {
                                 let value = serde_json::json!({
                                     "key": k.key, "start": k.start, "end": k.end, "value": v,
                                 });
-                                (k.key, value)
+                                (k.key, Row::Json(value))
                             }),
                     }
                 }
@@ -335,14 +340,14 @@ impl Spec {
                     };
                     let field = field.clone();
                     stream.join_table(t, move |_, v, right| {
-                        let mut v = v.clone();
-                        match &mut v {
+                        let mut v = v.clone().into_value();
+                        Row::Json(match &mut v {
                             Value::Object(map) => {
                                 map.insert(field.clone(), right.clone());
                                 v
                             }
                             other => serde_json::json!({ "value": other, field.clone(): right }),
-                        }
+                        })
                     })
                 }
                 Op::To { topic } => {
@@ -432,9 +437,10 @@ mod tests {
         let line = Value::String(
             "1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] \"GET /a.html HTTP/1.1\" 200 512".into(),
         );
-        let pick = |name: &str, from, to| values::Pick { name: name.into(), from, to };
+        let pick = |name: &str, from, to| row::Pick { name: name.into(), from, to };
         let picks = vec![pick("url", 7, 7), pick("time", 4, 5), pick("none", 12, 13)];
-        let v = split_fields(&line, &picks);
+        let Value::String(line) = line else { unreachable!() };
+        let v = FieldsCodec::new(picks).split(line.as_bytes()).into_value();
         assert_eq!(v.as_object().map(|m| m.len()), Some(2));
         assert_eq!(v["url"], "/a.html");
         assert_eq!(v["time"], "[10/Oct/2000:13:55:36 -0700]");

@@ -3,11 +3,14 @@
 //! straight from the record's bytes), and the functions ops apply to them: field splitting,
 //! filters, event time, aggregates. Every table holds JSON.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use eddy_processor::{Aggregator, Codec};
 
+use super::row::{FieldsCodec, Pick, Row};
 use super::{AggFn, Format, TimeFormat};
 
 /// Keys as text; a null key reads as "".
@@ -47,48 +50,21 @@ pub(super) enum SourceCodec {
     Fields(FieldsCodec),
 }
 
-impl Codec<Value> for SourceCodec {
-    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
-        ValueCodec(Format::Json).encode(value)
+impl Codec<Row> for SourceCodec {
+    fn encode(&self, value: &Row) -> Result<Option<Vec<u8>>, String> {
+        serde_json::to_vec(value).map(Some).map_err(|e| e.to_string())
     }
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Row, String> {
         match self {
-            SourceCodec::Plain(c) => c.decode(bytes),
+            SourceCodec::Plain(c) => c.decode(bytes).map(Row::Json),
             SourceCodec::Fields(c) => c.decode(bytes),
         }
     }
 }
 
-/// A field pick: `name` gets words `from..=to` (1-based) joined by a space.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Pick {
-    pub name: String,
-    pub from: usize,
-    pub to: usize,
-}
-
-/// Text lines decoded as the object of their picked fields: a text source followed by a
-/// `fields` op, fused so that a line is split in place and only the picked words are copied.
-/// The result is the same as `ValueCodec(Text)` then [`split_fields`].
-#[derive(Debug, Clone)]
-pub(super) struct FieldsCodec(pub Vec<Pick>);
-
-impl Codec<Value> for FieldsCodec {
-    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
-        ValueCodec(Format::Json).encode(value)
-    }
-    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
-        Ok(pick_fields(bytes.unwrap_or_default(), &self.0))
-    }
-}
-
 /// A field's text: strings as they are, other values as JSON, missing as "".
-pub(super) fn text_of(v: Option<&Value>) -> String {
-    match v {
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    }
+pub(super) fn text_of(row: &Row, field: &str) -> String {
+    row.text(field).map(Cow::into_owned).unwrap_or_default()
 }
 
 pub(super) fn number_of(v: Option<&Value>) -> Option<f64> {
@@ -121,72 +97,6 @@ pub(super) fn field_picks(fields: &toml::Table) -> Result<Vec<Pick>, String> {
     Ok(picks)
 }
 
-/// The `fields` op on a value: a text line (a JSON string) split into its picks.
-pub(super) fn split_fields(v: &Value, picks: &[Pick]) -> Value {
-    let line = match v {
-        Value::String(s) => s.as_bytes(),
-        _ => b"",
-    };
-    pick_fields(line, picks)
-}
-
-/// Splits `line` on runs of ASCII blanks (space, tab, CR, LF, FF — awk's default field
-/// separator splits on space, tab and newline) and keeps each pick's words; a pick with no words
-/// is left out. One pass over the line, stopping after the last word picked; only the picked
-/// words are copied.
-fn pick_fields(line: &[u8], picks: &[Pick]) -> Value {
-    let last = picks.iter().map(|p| p.to).max().unwrap_or(0);
-    // Word spans, 1-based word n at index n - 1.
-    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(last);
-    let mut i = 0;
-    while spans.len() < last {
-        while i < line.len() && line[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        if i == line.len() {
-            break;
-        }
-        let start = i;
-        while i < line.len() && !line[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        spans.push((start, i));
-    }
-    let mut out = serde_json::Map::new();
-    for pick in picks {
-        let words = spans.get(pick.from - 1..pick.to.min(spans.len())).unwrap_or_default();
-        let (Some(first), Some(end)) = (words.first(), words.last()) else { continue };
-        // Words of a range are joined by one space, as awk's `$a " " $b` would.
-        let spaced = words.windows(2).all(|w| w[1].0 == w[0].1 + 1 && line[w[0].1] == b' ');
-        let text = if spaced {
-            utf8(&line[first.0..end.1])
-        } else {
-            let mut joined = Vec::with_capacity(joined_len(words));
-            for (k, (a, b)) in words.iter().enumerate() {
-                if k > 0 {
-                    joined.push(b' ');
-                }
-                joined.extend_from_slice(&line[*a..*b]);
-            }
-            utf8(&joined)
-        };
-        out.insert(pick.name.clone(), Value::String(text));
-    }
-    Value::Object(out)
-}
-
-/// Length of `words` joined by single spaces.
-fn joined_len(words: &[(usize, usize)]) -> usize {
-    words.iter().map(|(a, b)| b - a).sum::<usize>() + words.len().saturating_sub(1)
-}
-
-fn utf8(bytes: &[u8]) -> String {
-    match std::str::from_utf8(bytes) {
-        Ok(text) => text.to_owned(),
-        Err(_) => String::from_utf8_lossy(bytes).into_owned(),
-    }
-}
-
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Cmp {
     Gt,
@@ -203,10 +113,14 @@ pub(super) struct Filter {
 }
 
 impl Filter {
-    pub(super) fn keeps(&self, v: &Value) -> bool {
-        let got = v.get(&self.field);
+    pub(super) fn keeps(&self, row: &Row) -> bool {
+        let got = row.field(&self.field);
+        let got = got.as_deref();
         let same = |want: &Value| match (got, want) {
-            (Some(g), Value::String(w)) => text_of(Some(g)) == *w,
+            (Some(g), Value::String(w)) => match g {
+                Value::String(s) => s == w,
+                other => other.to_string() == *w,
+            },
             (Some(g), w) => {
                 g == w || number_of(Some(g)).zip(w.as_f64()).is_some_and(|(a, b)| a == b)
             }
@@ -231,12 +145,15 @@ impl Filter {
     }
 }
 
-pub(super) fn event_time(v: Option<&Value>, format: TimeFormat) -> Option<i64> {
+pub(super) fn event_time(row: &Row, field: &str, format: TimeFormat) -> Option<i64> {
     match format {
-        TimeFormat::Ms => number_of(v).map(|n| n as i64),
-        TimeFormat::Clf => match v? {
-            Value::String(s) => parse_clf(s),
-            _ => None,
+        TimeFormat::Ms => number_of(row.field(field).as_deref()).map(|n| n as i64),
+        TimeFormat::Clf => match row {
+            Row::Json(v) => match v.get(field)? {
+                Value::String(s) => parse_clf(s),
+                _ => None,
+            },
+            Row::Line(_) => parse_clf(&row.text(field)?),
         },
     }
 }
@@ -331,7 +248,7 @@ pub(super) struct Acc {
     latest: Option<(i64, Value)>,
 }
 
-impl Aggregator<Value> for JsonAgg {
+impl Aggregator<Row> for JsonAgg {
     type Acc = Acc;
     type Out = Value;
 
@@ -339,10 +256,10 @@ impl Aggregator<Value> for JsonAgg {
         Acc::default()
     }
 
-    fn add(&self, acc: &mut Acc, value: &Value, ts: i64) {
+    fn add(&self, acc: &mut Acc, value: &Row, ts: i64) {
         acc.n += 1;
         let x = match &self.field {
-            Some(f) => number_of(value.get(f)),
+            Some(f) => number_of(value.field(f).as_deref()),
             None => None,
         };
         if let Some(x) = x {
@@ -355,8 +272,8 @@ impl Aggregator<Value> for JsonAgg {
             && acc.latest.as_ref().is_none_or(|(t, _)| ts >= *t)
         {
             let v = match &self.field {
-                Some(f) => value.get(f).cloned().unwrap_or(Value::Null),
-                None => value.clone(),
+                Some(f) => value.field(f).map_or(Value::Null, Cow::into_owned),
+                None => value.clone().into_value(),
             };
             acc.latest = Some((ts, v));
         }
@@ -400,44 +317,7 @@ mod tests {
 
     use super::*;
 
-    /// awk's fields, the slow and obvious way.
-    fn reference(line: &[u8], picks: &[Pick]) -> Value {
-        let words: Vec<&[u8]> =
-            line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
-        let mut out = serde_json::Map::new();
-        for p in picks {
-            let chosen = words.get(p.from - 1..p.to.min(words.len())).unwrap_or_default();
-            if !chosen.is_empty() {
-                let joined = chosen.join(&b' ');
-                out.insert(p.name.clone(), Value::String(String::from_utf8_lossy(&joined).into()));
-            }
-        }
-        Value::Object(out)
-    }
-
     proptest! {
-        #[test]
-        fn fields_are_picked_as_awk_splits(
-            words in prop::collection::vec(
-                (prop::collection::vec(prop::sample::select(b"ab/\xc3\xa9\xff[]".to_vec()), 1..5),
-                 prop::sample::select(vec![" ", "  ", "\t", " \t ", "\r\n"])),
-                0..12),
-            lead in prop::sample::select(vec!["", " ", "\t"]),
-            ranges in prop::collection::vec((1usize..10, 0usize..4), 1..4),
-        ) {
-            let mut line = lead.as_bytes().to_vec();
-            for (w, sep) in &words {
-                line.extend_from_slice(w);
-                line.extend_from_slice(sep.as_bytes());
-            }
-            let picks: Vec<Pick> = ranges
-                .iter()
-                .enumerate()
-                .map(|(i, (from, extra))| Pick { name: format!("f{i}"), from: *from, to: from + extra })
-                .collect();
-            prop_assert_eq!(pick_fields(&line, &picks), reference(&line, &picks));
-        }
-
         #[test]
         fn exact_and_loose_clf_parsers_agree(
             day in 1i64..29, month in 0usize..12, year in 1970i64..2100,
