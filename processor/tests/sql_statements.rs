@@ -1,6 +1,7 @@
 //! The statements that are parsed and checked here and executed by the broker later: pull and
-//! push queries, SHOW, DESCRIBE, DROP, TERMINATE, CREATE OR REPLACE — and pull queries run
-//! against live tables (point lookups, range conditions, LIMIT, windowed tables).
+//! push queries, SHOW, DESCRIBE, DROP, TERMINATE, CREATE OR REPLACE — pull queries run against
+//! live tables (point lookups, range conditions, LIMIT, windowed tables), and the join clauses'
+//! kinds and windows.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -8,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use eddy_processor::sql::{
-    EmitMode, ExprKind, FunctionRegistry, Outcome, Session, ShowWhat, SourceKind, SqlError,
-    Statement, parse, parse_one,
+    EmitMode, ExprKind, FunctionRegistry, JoinKind, Outcome, Session, ShowWhat, SourceKind,
+    SqlError, Statement, parse, parse_one,
 };
 use eddy_processor::{LogAccess, RuntimeConfig};
 use serde_json::{Value, json};
@@ -153,4 +154,57 @@ fn pull_queries_look_up_keys_filter_ranges_and_limit() {
     for r in running {
         r.stop().unwrap();
     }
+}
+
+#[test]
+fn joins_parse_with_their_kind_and_window() {
+    let select = |sql: &str| match parse_one(sql).unwrap() {
+        Statement::Select(s) => s,
+        other => panic!("{other:?}"),
+    };
+    /// (before, after, grace) in ms
+    type Window = Option<(i64, i64, Option<i64>)>;
+    // (FROM ... ON, kind, window)
+    let cases: Vec<(&str, JoinKind, Window)> = vec![
+        (
+            "a JOIN b WITHIN 1 HOUR ON a.k = b.k",
+            JoinKind::Inner,
+            Some((3_600_000, 3_600_000, None)),
+        ),
+        ("a INNER JOIN b ON a.k = b.k", JoinKind::Inner, None),
+        (
+            "a LEFT OUTER JOIN b WITHIN (1 SECOND, 2 SECONDS) GRACE PERIOD 0 SECONDS ON a.k = b.k",
+            JoinKind::Left,
+            Some((1_000, 2_000, Some(0))),
+        ),
+        (
+            "a x RIGHT JOIN b y WITHIN 5 MINUTES GRACE PERIOD 1 MINUTE ON x.k = y.k",
+            JoinKind::Right,
+            Some((300_000, 300_000, Some(60_000))),
+        ),
+        (
+            "a FULL OUTER JOIN b WITHIN 2 DAYS ON a.k = b.k",
+            JoinKind::Full,
+            Some((172_800_000, 172_800_000, None)),
+        ),
+        (
+            "a FULL JOIN b WITHIN (0 SECONDS, 7 MILLISECONDS) ON a.k = b.k",
+            JoinKind::Full,
+            Some((0, 7, None)),
+        ),
+        ("a OUTER JOIN b WITHIN 1 SECOND ON a.k = b.k", JoinKind::Full, Some((1_000, 1_000, None))),
+    ];
+    for (from, kind, window) in cases {
+        let s = select(&format!("SELECT * FROM {from} EMIT CHANGES"));
+        let join = s.join.unwrap();
+        assert_eq!(join.kind, kind, "{from}");
+        assert_eq!(join.within.map(|w| (w.before_ms, w.after_ms, w.grace_ms)), window, "{from}");
+        assert_eq!(join.right.name, "B", "{from}");
+    }
+    // FULL, RIGHT and OUTER stay names where they do not start a join.
+    let s = select("SELECT full, right FROM a outer WHERE outer.right = 1");
+    assert_eq!(s.from.alias.as_deref(), Some("OUTER"));
+    assert!(s.join.is_none());
+    let e = parse_one("SELECT * FROM a JOIN b WITHIN 0 SECONDS ON a.k = b.k").unwrap_err();
+    assert!(e.to_string().contains("a duration must be positive"), "{e}");
 }

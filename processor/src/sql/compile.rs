@@ -6,9 +6,10 @@
 //!   → aggregate (or window + aggregate) into table `name` → its changes to topic `name`.
 //!   A windowed query aggregates into `<name>-windows` and projects each change, with its
 //!   window, into table `name`.
-//! - Stream–table joins: the stream is re-keyed by its side of `ON` (and repartitioned to the
-//!   table's partition count), then looked up in the table; the joined row holds both sides'
-//!   columns (a right column whose name is taken is renamed `<RIGHT>_<COL>`).
+//! - Joins (`join.rs`): stream–table (a lookup) and stream–stream (`WITHIN`, windowed); each
+//!   input is re-keyed by its side of `ON` and repartitioned when needed; the joined row holds
+//!   both sides' columns (a right column whose name is taken is renamed `<RIGHT>_<COL>`). The
+//!   target's partition count is the number of tasks the joined stream runs in.
 //!
 //! A row that fails to evaluate (a bad CAST, a failing function) is set aside like a record
 //! that does not decode: counted, and dead-lettered when the processor has a dead-letter topic.
@@ -63,13 +64,13 @@ pub fn compile(
         });
     }
     let b = ProcessorBuilder::new(&stmt.name, version);
-    let (stream, scope) = source(&b, &from, select, catalog, registry)?;
+    let (stream, scope, tasks) = source(&b, &from, select, catalog, registry)?;
     let props = Props::new(&stmt.with)?;
     let mut target = props.source(stmt.pos, &stmt.name, stmt.kind, Vec::new())?;
     if stmt.with.iter().all(|p| p.name != "KAFKA_TOPIC" && p.name != "TOPIC") {
         target.topic = stmt.name.clone();
     }
-    target.partitions = from.partitions;
+    target.partitions = tasks;
     let checker = Checker { schema: &scope.schema, registry, aggs: &[], keys: &[] };
     let filter = match &select.filter {
         Some(f) => {
@@ -212,19 +213,19 @@ pub(crate) fn children(e: &mut Expr) -> Vec<&mut Expr> {
     }
 }
 
-/// The source stream (joined with a table when there is a JOIN), decoded into rows.
+/// The source stream (joined when there is a JOIN), decoded into rows, and its task count.
 fn source(
     b: &ProcessorBuilder,
     from: &SourceInfo,
     select: &Select,
     catalog: &Catalog,
     registry: &Arc<FunctionRegistry>,
-) -> Result<(Stream<Value, Value>, Scope), SqlError> {
+) -> Result<super::join::Joined, SqlError> {
     let stream = decoded_stream(b, from);
     let scope = Scope::of(from, select.from.alias.as_deref());
     match &select.join {
-        None => Ok((stream, scope)),
-        Some(join) => super::join::stream_table(b, stream, scope, from, join, catalog, registry),
+        None => Ok((stream, scope, from.partitions)),
+        Some(join) => super::join::compile(b, stream, scope, from, join, catalog, registry),
     }
 }
 

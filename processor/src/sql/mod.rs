@@ -11,7 +11,8 @@
 //! JSON rows), `functions` (built-in and user-defined scalar functions), `time`
 //! (timestamp patterns), `aggregate` (aggregate functions as one `Aggregator`), `catalog`
 //! (streams, tables, queries; `WITH` properties), `codec` (rows at topic boundaries), `compile` (CREATE ... AS SELECT → builder),
-//! `join` (stream–table joins), `pull` (pull/push queries over a table), `error`.
+//! `join` (stream–table and windowed stream–stream joins), `pull` (pull/push queries over a
+//! table), `error`.
 //!
 //! **Names**: unquoted identifiers are upper-cased (`rideId` is the column `RIDEID`, as in
 //! ksqlDB); quoted ones (`` `rideId` `` or `"rideId"`) keep their case. Rows are JSON objects keyed
@@ -32,14 +33,17 @@
 //! props       := prop_name '=' ('string' | number) (',' ...)*
 //!                -- KAFKA_TOPIC|TOPIC, VALUE_FORMAT ('JSON'|'RAW'), KEY, PARTITIONS, TIMESTAMP
 //! select      := SELECT item (',' item)* FROM name [[AS] alias]
-//!                [[INNER | LEFT [OUTER]] JOIN name [[AS] alias] ON expr]
+//!                [join_kind JOIN name [[AS] alias] [within] ON expr]
 //!                [WINDOW window] [WHERE expr] [WINDOW window] [GROUP BY expr (',' expr)*]
 //!                [HAVING expr] [EMIT (CHANGES | FINAL)] [LIMIT n]
+//! join_kind   := [INNER] | LEFT [OUTER] | RIGHT [OUTER] | FULL [OUTER] | OUTER
+//! within      := WITHIN (dur | '(' dur0 ',' dur0 ')') [GRACE PERIOD dur0]
+//!                -- stream–stream joins only; '(before, after)'
 //! item        := '*' | expr [[AS] alias]
 //! window      := TUMBLING '(' SIZE dur [',' GRACE PERIOD dur] ')'
 //!              | HOPPING '(' SIZE dur ',' ADVANCE BY dur [',' GRACE PERIOD dur] ')'
 //!              | SESSION '(' dur [',' GRACE PERIOD dur] ')'
-//! dur         := n (MILLISECOND|SECOND|MINUTE|HOUR|DAY)[S]
+//! dur         := n (MILLISECOND|SECOND|MINUTE|HOUR|DAY)[S]      -- n > 0; in dur0, n >= 0
 //! type        := VARCHAR | STRING | INT | INTEGER | BIGINT | DOUBLE ['(' p [',' s] ')']
 //!              | DECIMAL '(' p ',' s ')' | BOOLEAN | TIMESTAMP | ARRAY '<' type '>'
 //!              | MAP '<' type ',' type '>' | STRUCT '<' name type (',' ...)* '>'
@@ -64,11 +68,16 @@
 //! such queries). A group for which HAVING is not true is a NULL row in the table and a
 //! tombstone in the output topic. A declared `TIMESTAMP` column is the event time windows use.
 //!
-//! **Not supported yet**: stream–stream joins (`WITHIN`), aggregating or projecting a *table*
-//! (with retractions), `PARTITION BY`, `INSERT INTO`, `CREATE ... AS SELECT` over a join with
-//! GROUP BY on the table's columns only, `AVRO`/`PROTOBUF`/`DELIMITED` formats, time zones other
-//! than UTC in timestamp functions, lambda functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and
-//! executing SHOW/DESCRIBE/DROP/TERMINATE beyond the in-memory catalog (the broker's job).
+//! Joins: a stream with a table (INNER, LEFT; a lookup of the table's current row) or with
+//! another stream (INNER, LEFT, RIGHT, FULL OUTER; `WITHIN` required, `GRACE PERIOD` default 0;
+//! unmatched rows of an outer side come out once their window has closed). See `join.rs`.
+//!
+//! **Not supported yet**: joins of more than two sources, table–table joins, self-joins,
+//! aggregating or projecting a *table* (with retractions), `PARTITION BY`, `INSERT INTO`,
+//! `CREATE ... AS SELECT` over a join with GROUP BY on the table's columns only, pull and push
+//! queries over streams, `AVRO`/`PROTOBUF`/`DELIMITED` formats, time zones other than UTC in
+//! timestamp functions, lambda functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and executing
+//! SHOW/DESCRIBE/DROP/TERMINATE beyond the in-memory catalog (the broker's job).
 
 mod aggregate;
 mod ast;
@@ -93,7 +102,7 @@ use serde_json::{Value, json};
 pub use aggregate::AggFn;
 pub use ast::{
     BinOp, ColumnDef, CreateAs, CreateSource, EmitMode, Expr, ExprKind, FromItem, Join, JoinKind,
-    Property, Select, SelectItem, ShowWhat, SourceKind, Statement, WindowShape, WindowSpec,
+    Property, Select, SelectItem, ShowWhat, SourceKind, Statement, WindowShape, WindowSpec, Within,
 };
 pub use catalog::{Catalog, Materialized, QueryInfo, SourceInfo, ValueFormat};
 pub use compile::CompiledQuery;
