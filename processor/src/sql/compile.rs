@@ -21,7 +21,7 @@ use serde_json::{Map, Value};
 use super::aggregate::{AggFn, Projection, SqlAgg, output_names};
 use super::ast::*;
 use super::catalog::{Catalog, Materialized, Props, SourceInfo, ValueFormat};
-use super::codec::{KeyDecoder, RowCodec, RowDecoder, SqlKey, WindowedKey};
+use super::codec::{KeyDecoder, RowCodec, RowDecoder, SqlKey, WindowedKey, source_row};
 use super::error::SqlError;
 use super::expr::{Row, eval, truth};
 use super::functions::{FunctionRegistry, is_aggregate};
@@ -231,30 +231,17 @@ fn source(
 
 /// Records of `info.topic` as (key, row); the event time from `TIMESTAMP` if declared.
 pub(crate) fn decoded_stream(b: &ProcessorBuilder, info: &SourceInfo) -> Stream<Value, Value> {
-    let codec = RowDecoder(Arc::new(info.clone()));
+    let info = Arc::new(info.clone());
+    let codec = RowDecoder(info.clone());
     let raw = b.stream::<Value, Value>(&info.topic, KeyDecoder(info.key_type().cloned()), codec);
-    let (key_column, key_property) = (info.key_column.clone(), info.key_property.clone());
-    let timestamp = info.timestamp.clone();
     raw.then(move |mut rec: Rec<Value, Value>, cx, down| {
-        if let Value::Object(row) = &mut rec.value {
-            if let Some(k) = &key_column {
-                row.insert(k.clone(), rec.key.clone());
-            }
-            if let Some(p) = &key_property {
-                rec.key = row.get(p).cloned().unwrap_or(Value::Null);
-            }
-            if let Some(t) = &timestamp
-                && let Some(ms) = row.get(t).and_then(Value::as_i64)
-            {
-                rec.ts = ms;
-            }
-        }
+        source_row(&info, &mut rec.key, &mut rec.value, &mut rec.ts);
         down.push(rec, cx)
     })
 }
 
 /// The select list of a stream query: (name, resolved expression, type); `*` expands.
-fn projection(
+pub(crate) fn projection(
     select: &Select,
     scope: &Scope,
     checker: &Checker<'_>,

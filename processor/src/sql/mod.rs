@@ -4,7 +4,8 @@
 //! user-defined functions; [`Session::execute`] runs a script. Declarations update the catalog;
 //! each `CREATE ... AS SELECT` becomes a [`Processor`](crate::Processor) (named after its target,
 //! at the version the caller gives) that the caller starts; `SELECT`s come back checked, to run
-//! against a live table ([`TableQuery`]). Nothing here reads a clock or touches the log.
+//! against a live table ([`TableQuery`]) or, for a push query over a stream, over the stream's
+//! records ([`StreamQuery`]). Nothing here reads a clock or touches the log.
 //!
 //! Modules: `lexer` (text → tokens with line/column), `ast` (the syntax tree), `parser`
 //! (recursive descent; `expressions` holds its expression half), `types` (SQL types, type checking), `expr` (evaluating expressions over
@@ -12,7 +13,7 @@
 //! (timestamp patterns), `aggregate` (aggregate functions as one `Aggregator`), `catalog`
 //! (streams, tables, queries; `WITH` properties), `codec` (rows at topic boundaries), `compile` (CREATE ... AS SELECT → builder),
 //! `join` (stream–table and windowed stream–stream joins), `pull` (pull/push queries over a
-//! table), `error`.
+//! table), `push` (push queries over a stream), `error`.
 //!
 //! **Names**: unquoted identifiers are upper-cased (`rideId` is the column `RIDEID`, as in
 //! ksqlDB); quoted ones (`` `rideId` `` or `"rideId"`) keep their case. Rows are JSON objects keyed
@@ -74,10 +75,11 @@
 //!
 //! **Not supported yet**: joins of more than two sources, table–table joins, self-joins,
 //! aggregating or projecting a *table* (with retractions), `PARTITION BY`, `INSERT INTO`,
-//! `CREATE ... AS SELECT` over a join with GROUP BY on the table's columns only, pull and push
-//! queries over streams, `AVRO`/`PROTOBUF`/`DELIMITED` formats, time zones other than UTC in
-//! timestamp functions, lambda functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and executing
-//! SHOW/DESCRIBE/DROP/TERMINATE beyond the in-memory catalog (the broker's job).
+//! `CREATE ... AS SELECT` over a join with GROUP BY on the table's columns only, push queries
+//! over a stream with JOIN/WINDOW/GROUP BY (push-query a `CREATE ... AS SELECT` of it),
+//! pull queries over streams, `AVRO`/`PROTOBUF`/`DELIMITED` formats, time zones other than UTC
+//! in timestamp functions, lambda functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and
+//! executing SHOW/DESCRIBE/DROP/TERMINATE beyond the in-memory catalog (the broker's job).
 
 mod aggregate;
 mod ast;
@@ -92,6 +94,7 @@ mod join;
 mod lexer;
 mod parser;
 mod pull;
+mod push;
 mod time;
 mod types;
 
@@ -111,6 +114,7 @@ pub use expr::{Row, eval};
 pub use functions::{FunctionRegistry, ScalarFn, geo_distance_km};
 pub use parser::{parse, parse_expr, parse_one, parse_script};
 pub use pull::TableQuery;
+pub use push::StreamQuery;
 pub use types::{Schema, SqlType};
 
 /// What one statement did.
@@ -126,6 +130,8 @@ pub enum Outcome {
     },
     /// A pull query (`push == false`) or push query, checked, to run against a table.
     Select(TableQuery),
+    /// A push query over a stream, checked, to run over the stream's topic from its end.
+    Push(StreamQuery),
     /// Rows of SHOW / DESCRIBE.
     Rows(Vec<Value>),
     Dropped(SourceInfo),
@@ -209,6 +215,15 @@ impl Session {
                     version,
                 });
                 Outcome::Query { id, compiled, replaced: existing.is_some() }
+            }
+            Statement::Select(s)
+                if s.emit.is_some()
+                    && self
+                        .catalog
+                        .get(&s.from.name)
+                        .is_some_and(|i| i.kind == SourceKind::Stream) =>
+            {
+                Outcome::Push(StreamQuery::prepare(s, &self.catalog, &self.functions)?)
             }
             Statement::Select(s) => {
                 Outcome::Select(TableQuery::prepare(s, &self.catalog, &self.functions)?)
