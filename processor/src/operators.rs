@@ -13,7 +13,7 @@ use crate::error::Result;
 use crate::graph::{Discard, Down, Rec, Shared, Wiring, attach};
 use crate::ops::aggregate::Aggregate;
 use crate::ops::dedupe::Dedupe;
-use crate::ops::join::{JoinLeft, JoinRight, JoinWindow, StreamJoin, TableJoin};
+use crate::ops::join::{JoinLeft, JoinRight, JoinWindow, Outer, StreamJoin, TableJoin};
 use crate::ops::stateless::FnNode;
 use crate::ops::window::{Emit, WindowAggregate, Windowed, Windows};
 
@@ -187,11 +187,59 @@ impl<K: Data, V: Data> Stream<K, V> {
         K: StateData,
         V: StateData,
     {
+        self.join_with(other, window, Outer::default(), move |k, l, r| Some(f(k, l?, r?)))
+    }
+
+    /// Like [`join`](Self::join), and each record of this stream that matched nothing is emitted
+    /// once, with `None`, when its window has closed (the watermark passed `t + after`).
+    pub fn left_join<R: StateData, O: Data>(
+        &self,
+        other: &Stream<K, R>,
+        window: JoinWindow,
+        f: impl Fn(&K, &V, Option<&R>) -> O + Send + Sync + 'static,
+    ) -> Stream<K, O>
+    where
+        K: StateData,
+        V: StateData,
+    {
+        let outer = Outer { left: true, right: false };
+        self.join_with(other, window, outer, move |k, l, r| Some(f(k, l?, r)))
+    }
+
+    /// Like [`left_join`](Self::left_join) on both sides: unmatched records of either stream
+    /// are emitted once, with `None` for the other, when their window has closed.
+    pub fn outer_join<R: StateData, O: Data>(
+        &self,
+        other: &Stream<K, R>,
+        window: JoinWindow,
+        f: impl Fn(&K, Option<&V>, Option<&R>) -> O + Send + Sync + 'static,
+    ) -> Stream<K, O>
+    where
+        K: StateData,
+        V: StateData,
+    {
+        let outer = Outer { left: true, right: true };
+        self.join_with(other, window, outer, move |k, l, r| Some(f(k, l, r)))
+    }
+
+    /// The windowed join with the unmatched records of the `outer` sides; `f` returns `None` to
+    /// emit nothing.
+    pub(crate) fn join_with<R: StateData, O: Data>(
+        &self,
+        other: &Stream<K, R>,
+        window: JoinWindow,
+        outer: Outer,
+        f: impl Fn(&K, Option<&V>, Option<&R>) -> Option<O> + Send + Sync + 'static,
+    ) -> Stream<K, O>
+    where
+        K: StateData,
+        V: StateData,
+    {
         let f = Arc::new(f);
         let (left, right) = (self.def.clone(), other.def.clone());
         let op = self.op_id();
         let mut joined = self.derive(move |w: &mut Wiring, down: Down<K, O>| {
-            let node = Rc::new(RefCell::new(StreamJoin::new(window, f.clone(), down)));
+            let node = Rc::new(RefCell::new(StreamJoin::new(window, outer, f.clone(), down)));
             w.state_ops.push((op, node.clone()));
             attach(&left, w, Box::new(JoinLeft(node.clone())))?;
             attach(&right, w, Box::new(JoinRight(node)))

@@ -279,3 +279,130 @@ fn payments_join_orders_within_the_window_and_late_ones_are_set_aside() {
     let dead = common::read_topic(&*logs, "paid-late");
     assert_eq!(dead.len() as u64, late);
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+struct MaybePaid {
+    order: String,
+    order_ts: Option<i64>,
+    payment_ts: Option<i64>,
+}
+
+#[test]
+fn left_and_outer_joins_emit_each_unmatched_record_once_its_window_has_closed() {
+    let mut rng = Rng(common::seed(13));
+    let dir = tempfile::tempdir().unwrap();
+    let logs = common::open_logs(&dir.path().join("logs"));
+    logs.create_topic("orders", PARTITIONS, false).unwrap();
+    logs.create_topic("payments", PARTITIONS, false).unwrap();
+    // A payment may be 50 before its order and 100 after it.
+    let window = JoinWindow { before_ms: 50, after_ms: 100, grace_ms: 80 };
+
+    // Orders with zero to two payments around them, payments up to 60 out of order, a few
+    // stamped far behind where they arrive (late) or far ahead (matching nothing).
+    let mut orders = Vec::new();
+    let mut payments = Vec::new();
+    for i in 0..1_200i64 {
+        let key = format!("o{}", i % 500);
+        let ts = i * 10 + 10 * rng.below(8) as i64;
+        orders.push((0, key.clone(), ts, Some(ts.to_string().into_bytes())));
+        for _ in 0..rng.below(3) {
+            let mut pts = ts + 10 * rng.below(20) as i64 - 70;
+            // Where it comes in the payments topic: near `pts`, before any shift below.
+            let arrival = pts + 10 * rng.below(6) as i64;
+            match rng.below(40) {
+                0 => pts -= 400,
+                1 => pts += 300,
+                _ => {}
+            }
+            payments.push((arrival, (1, key.clone(), pts, Some(pts.to_string().into_bytes()))));
+        }
+    }
+    payments.sort_by_key(|p| p.0);
+    let payments: Vec<Event> = payments.into_iter().map(|p| p.1).collect();
+    let order_parts = produce_partitioned(&*logs, "orders", &orders);
+    let payment_parts = produce_partitioned(&*logs, "payments", &payments);
+
+    // Values are the records' own timestamps, so each output names its record(s).
+    let b = ProcessorBuilder::new("maybe-paid", 1);
+    let o = b.stream::<String, i64>("orders", Utf8, Json);
+    let p = b.stream::<String, i64>("payments", Utf8, Json);
+    o.left_join(&p, window, |k, ot, pt| MaybePaid {
+        order: k.clone(),
+        order_ts: Some(*ot),
+        payment_ts: pt.copied(),
+    })
+    .to("paid-left", Utf8, Json);
+    o.outer_join(&p, window, |k, ot, pt| MaybePaid {
+        order: k.clone(),
+        order_ts: ot.copied(),
+        payment_ts: pt.copied(),
+    })
+    .to("paid-outer", Utf8, Json);
+    let processor = b.build().unwrap();
+    let mut config = TaskConfig::new(dir.path().join("state"));
+    config.read_max_bytes = 800;
+    common::run_to_end(&processor, logs.clone(), &config);
+
+    // Expected: the on-time records (by arrival order), every pair of them within the window
+    // (at max(tl, tr)), and each one without a partner whose window closed before the input
+    // ended (at its own time): the watermark passed t + after (orders) or t + before (payments).
+    let (mut left_want, mut outer_want) = (Vec::new(), Vec::new());
+    let mut late = 0;
+    for part in 0..PARTITIONS as usize {
+        let mut max = i64::MIN;
+        let mut on_time: [Vec<(String, i64)>; 2] = [Vec::new(), Vec::new()];
+        for (source, key, ts, _) in
+            merge(vec![order_parts[part].clone(), payment_parts[part].clone()])
+        {
+            max = max.max(ts);
+            if ts < max - window.grace_ms {
+                late += 1;
+                continue;
+            }
+            on_time[source].push((key, ts));
+        }
+        let watermark = max - window.grace_ms;
+        let joins = |tl: i64, tr: i64| tl - window.before_ms <= tr && tr <= tl + window.after_ms;
+        for (key, tl) in &on_time[0] {
+            let mut matched = false;
+            for (_, tr) in on_time[1].iter().filter(|(k, tr)| k == key && joins(*tl, *tr)) {
+                matched = true;
+                let pair =
+                    MaybePaid { order: key.clone(), order_ts: Some(*tl), payment_ts: Some(*tr) };
+                left_want.push((pair.clone(), *tl.max(tr)));
+                outer_want.push((pair, *tl.max(tr)));
+            }
+            if !matched && *tl < watermark - window.after_ms {
+                let alone = MaybePaid { order: key.clone(), order_ts: Some(*tl), payment_ts: None };
+                left_want.push((alone.clone(), *tl));
+                outer_want.push((alone, *tl));
+            }
+        }
+        for (key, tr) in &on_time[1] {
+            let matched = on_time[0].iter().any(|(k, tl)| k == key && joins(*tl, *tr));
+            if !matched && *tr < watermark - window.before_ms {
+                let alone = MaybePaid { order: key.clone(), order_ts: None, payment_ts: Some(*tr) };
+                outer_want.push((alone, *tr));
+            }
+        }
+    }
+    let got = |topic: &str| -> Vec<(MaybePaid, i64)> {
+        let mut v: Vec<(MaybePaid, i64)> = common::read_topic(&*logs, topic)
+            .into_iter()
+            .map(|r| (serde_json::from_slice(&r.value.unwrap()).unwrap(), r.ts))
+            .collect();
+        v.sort();
+        v
+    };
+    let count = |want: &[(MaybePaid, i64)], f: fn(&MaybePaid) -> bool| {
+        want.iter().filter(|(m, _)| f(m)).count()
+    };
+    assert!(late > 0, "no late records");
+    assert!(count(&left_want, |m| m.payment_ts.is_some()) > 500, "few pairs");
+    assert!(count(&left_want, |m| m.payment_ts.is_none()) > 20, "few unmatched orders");
+    assert!(count(&outer_want, |m| m.order_ts.is_none()) > 20, "few unmatched payments");
+    left_want.sort();
+    outer_want.sort();
+    assert_eq!(got("paid-left"), left_want);
+    assert_eq!(got("paid-outer"), outer_want);
+}

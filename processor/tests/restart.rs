@@ -16,8 +16,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use common::Rng;
 use eddy_processor::{
-    Appended, Count, Emit, Json, LocalLogs, LogAccess, LogError, Processor, ProcessorBuilder, Sum,
-    TableRegistry, Task, TaskConfig, Utf8, WaitFor, Windowed, Windows, partition_for_key,
+    Appended, Count, Emit, JoinWindow, Json, LocalLogs, LogAccess, LogError, Processor,
+    ProcessorBuilder, Sum, TableRegistry, Task, TaskConfig, Utf8, WaitFor, Windowed, Windows,
+    partition_for_key,
 };
 use eddy_storage::ValidBatch;
 
@@ -47,6 +48,12 @@ pub fn processor() -> Processor {
         .repartition("by-amount", 3)
         .aggregate("per-amount", Count)
         .unwrap();
+    // An outer stream–stream join of the orders with the cheap ones moved 40 later: both
+    // buffers and the set of matched records live in snapshots.
+    let cheap = orders.filter(|_, amount| *amount < 30).event_time(|_, _, ts| ts + 40);
+    orders
+        .outer_join(&cheap, JoinWindow::within(60).grace(20), |_, a, c| (a.copied(), c.copied()))
+        .to("restart-outer", Utf8, Json);
     b.build().unwrap()
 }
 
@@ -94,6 +101,7 @@ fn outputs(logs: &dyn LogAccess, processor: &Processor) -> Outputs {
         "restart-enriched",
         "restart-final",
         "restart-deduped",
+        "restart-outer",
         "restart-dlq",
         "restart-1-by-amount-repartition",
     ]

@@ -15,12 +15,24 @@ use serde_json::{Value, json};
 /// One input event: topic, key, value (JSON, or a string for raw topics), timestamp.
 type Event = (&'static str, Option<&'static str>, Value, i64);
 
+/// Not an event: every query processes what was produced so far before the next event is.
+/// Joins of several topics need it for a known processing order (a task merges its sources by
+/// event time over what it has read, so without it the order depends on scheduling).
+const SETTLE: Event = ("", None, Value::Null, 0);
+
+/// `events`, each processed before the next is produced.
+fn one_by_one(events: Vec<Event>) -> Vec<Event> {
+    events.into_iter().flat_map(|e| [e, SETTLE]).collect()
+}
+
 #[derive(Debug)]
 pub enum Expect {
     /// The table's rows: (key, row), in key order.
     Table(&'static str, Vec<(Value, Value)>),
     /// The records of a topic: (key, value or null for a tombstone), in order.
     Topic(&'static str, Vec<(Option<&'static str>, Value)>),
+    /// The records of a topic with several partitions, in any order.
+    TopicAnyOrder(&'static str, Vec<(Option<&'static str>, Value)>),
 }
 
 struct Case {
@@ -63,6 +75,10 @@ fn run(sql: &str, input: &[Event]) -> Ran {
         }
     }
     for (topic, key, value, ts) in input {
+        if topic.is_empty() {
+            settle(&running);
+            continue;
+        }
         let bytes = match value {
             Value::String(s) if !s.starts_with('{') => s.clone().into_bytes(),
             Value::Null => Vec::new(),
@@ -74,12 +90,17 @@ fn run(sql: &str, input: &[Event]) -> Ran {
         let p = k.as_ref().map_or(0, |k| eddy_processor::partition_for_key(k, parts));
         common::produce(&*logs, topic, p, &[(k, value, *ts)], 1);
     }
+    settle(&running);
+    Ran { _dir: dir, logs, running }
+}
+
+/// Waits until every query processed its input (twice: a query may read another's output).
+fn settle(running: &[RunningProcessor]) {
     for _ in 0..2 {
-        for r in &running {
+        for r in running {
             r.wait_caught_up(Duration::from_secs(30)).unwrap();
         }
     }
-    Ran { _dir: dir, logs, running }
 }
 
 fn table(ran: &Ran, name: &str) -> Vec<(Value, Value)> {
@@ -113,6 +134,17 @@ fn check(case: &Case) {
                 let want: Vec<(Option<String>, Value)> =
                     records.iter().map(|(k, v)| (k.map(str::to_owned), v.clone())).collect();
                 assert_eq!(topic(&ran, name), want, "case {}: topic {name}", case.name)
+            }
+            Expect::TopicAnyOrder(name, records) => {
+                let order = |r: &mut Vec<(Option<String>, Value)>| {
+                    r.sort_by_key(|(k, v)| (k.clone(), v.to_string()));
+                };
+                let mut want: Vec<(Option<String>, Value)> =
+                    records.iter().map(|(k, v)| (k.map(str::to_owned), v.clone())).collect();
+                let mut got = topic(&ran, name);
+                order(&mut want);
+                order(&mut got);
+                assert_eq!(got, want, "case {}: topic {name}", case.name)
             }
         }
     }
@@ -376,6 +408,179 @@ fn cases() -> Vec<Case> {
             ],
         },
         Case {
+            // WITHIN 1 MINUTE: |t(order) - t(payment)| <= 60 s. GRACE PERIOD 30 SECONDS: a record
+            // more than 30 s behind the largest event time seen is late and joins nothing.
+            name: "stream–stream INNER JOIN: inside / outside the window, either side first, \
+                   out of order within the grace, late",
+            sql: "CREATE STREAM orders (id VARCHAR KEY, customer VARCHAR, amount DOUBLE) \
+                  WITH (kafka_topic='orders');
+                CREATE STREAM payments (pid VARCHAR KEY, order_id VARCHAR, paid DOUBLE) \
+                  WITH (kafka_topic='payments');
+                CREATE STREAM paid AS SELECT o.id, p.pid, o.amount, p.paid, ROWTIME AS t
+                  FROM orders o JOIN payments p WITHIN 1 MINUTE GRACE PERIOD 30 SECONDS
+                  ON o.id = p.order_id EMIT CHANGES;",
+            input: one_by_one(vec![
+                // Order first, its payment 30 s later: a pair at the payment.
+                ("orders", Some("o1"), json!({"customer": "al", "amount": 10.0}), 0),
+                ("payments", Some("p1"), json!({"order_id": "o1", "paid": 10.0}), 30_000),
+                // Payment first, its order 10 s later: a pair at the order.
+                ("payments", Some("p2"), json!({"order_id": "o2", "paid": 20.0}), 40_000),
+                ("orders", Some("o2"), json!({"customer": "bo", "amount": 20.0}), 50_000),
+                // 61 s apart: no pair.
+                ("orders", Some("o3"), json!({"customer": "cy", "amount": 30.0}), 100_000),
+                ("payments", Some("p3"), json!({"order_id": "o3", "paid": 30.0}), 161_000),
+                // Exactly 60 s apart: a pair.
+                ("orders", Some("o4"), json!({"customer": "di", "amount": 40.0}), 170_000),
+                ("payments", Some("p4"), json!({"order_id": "o4", "paid": 40.0}), 230_000),
+                // The payment 25 s behind the latest event time (240 s): on time, a pair
+                // stamped 240 s. The next one, 35 s behind, is late: nothing.
+                ("orders", Some("o5"), json!({"customer": "ed", "amount": 50.0}), 240_000),
+                ("payments", Some("p5"), json!({"order_id": "o5", "paid": 50.0}), 215_000),
+                ("payments", Some("p6"), json!({"order_id": "o5", "paid": 55.0}), 205_000),
+            ]),
+            expect: vec![Expect::Topic(
+                "PAID",
+                vec![
+                    (
+                        Some("o1"),
+                        json!({"ID": "o1", "PID": "p1", "AMOUNT": 10.0, "PAID": 10.0, "T": 30_000}),
+                    ),
+                    (
+                        Some("o2"),
+                        json!({"ID": "o2", "PID": "p2", "AMOUNT": 20.0, "PAID": 20.0, "T": 50_000}),
+                    ),
+                    (
+                        Some("o4"),
+                        json!({"ID": "o4", "PID": "p4", "AMOUNT": 40.0, "PAID": 40.0,
+                            "T": 230_000}),
+                    ),
+                    (
+                        Some("o5"),
+                        json!({"ID": "o5", "PID": "p5", "AMOUNT": 50.0, "PAID": 50.0,
+                            "T": 240_000}),
+                    ),
+                ],
+            )],
+        },
+        Case {
+            // WITHIN (0 SECONDS, 10 SECONDS): a click joins an impression 0 to 10 s after it.
+            // Grace 0. An impression without a click comes out, with NULLs, once its window has
+            // closed: when the largest event time seen passes its time + 10 s.
+            name: "stream–stream LEFT JOIN WITHIN (before, after): unmatched rows when the \
+                   window closes",
+            sql: "CREATE STREAM impressions (id VARCHAR KEY, ad VARCHAR) \
+                  WITH (kafka_topic='impressions');
+                CREATE STREAM clicks (id VARCHAR KEY, ad VARCHAR) WITH (kafka_topic='clicks');
+                CREATE STREAM ad_results AS SELECT i.id AS impression, i.ad, c.ad AS clicked,
+                  ROWTIME AS t FROM impressions i
+                  LEFT OUTER JOIN clicks c WITHIN (0 SECONDS, 10 SECONDS) ON i.id = c.id
+                  EMIT CHANGES;",
+            input: one_by_one(vec![
+                ("impressions", Some("i1"), json!({"ad": "a"}), 1_000),
+                ("clicks", Some("i1"), json!({"ad": "a"}), 5_000),
+                ("impressions", Some("i2"), json!({"ad": "b"}), 6_000),
+                // A click 1 s *before* its impression: outside (0 s, 10 s).
+                ("clicks", Some("i3"), json!({"ad": "c"}), 7_000),
+                ("impressions", Some("i3"), json!({"ad": "c"}), 8_000),
+                // 20 s: the windows of i2 (6 s) and i3 (8 s) have closed.
+                ("impressions", Some("i4"), json!({"ad": "d"}), 20_000),
+                // Exactly 10 s after i4: a pair.
+                ("clicks", Some("i4"), json!({"ad": "d"}), 30_000),
+                ("impressions", Some("i5"), json!({"ad": "e"}), 31_000),
+                // 41.001 s closes i5's window (31 s + 10 s) but not i6's.
+                ("impressions", Some("i6"), json!({"ad": "f"}), 41_001),
+            ]),
+            expect: vec![Expect::Topic(
+                "AD_RESULTS",
+                vec![
+                    (
+                        Some("i1"),
+                        json!({"IMPRESSION": "i1", "AD": "a", "CLICKED": "a", "T": 5_000}),
+                    ),
+                    (
+                        Some("i2"),
+                        json!({"IMPRESSION": "i2", "AD": "b", "CLICKED": null, "T": 6_000}),
+                    ),
+                    (
+                        Some("i3"),
+                        json!({"IMPRESSION": "i3", "AD": "c", "CLICKED": null, "T": 8_000}),
+                    ),
+                    (
+                        Some("i4"),
+                        json!({"IMPRESSION": "i4", "AD": "d", "CLICKED": "d", "T": 30_000}),
+                    ),
+                    (
+                        Some("i5"),
+                        json!({"IMPRESSION": "i5", "AD": "e", "CLICKED": null, "T": 31_000}),
+                    ),
+                ],
+            )],
+        },
+        Case {
+            // WITHIN 5 SECONDS, grace 0. SELECT *: the left columns, then the right ones, the
+            // right ID renamed R_ID (ID is taken).
+            name: "stream–stream FULL OUTER JOIN: unmatched rows of both sides; RIGHT JOIN",
+            sql: "CREATE STREAM lefts (id VARCHAR KEY, v INT) WITH (kafka_topic='lefts');
+                CREATE STREAM rights (id VARCHAR KEY, w INT) WITH (kafka_topic='rights');
+                CREATE STREAM merged AS SELECT * FROM lefts l
+                  FULL OUTER JOIN rights r WITHIN 5 SECONDS ON l.id = r.id EMIT CHANGES;
+                CREATE STREAM kept_right AS SELECT l.id AS lid, r.id AS rid, r.w FROM lefts l
+                  RIGHT JOIN rights r WITHIN 5 SECONDS ON l.id = r.id EMIT CHANGES;",
+            input: one_by_one(vec![
+                ("lefts", Some("a"), json!({"v": 1}), 1_000),
+                ("rights", Some("a"), json!({"w": 10}), 3_000),
+                ("rights", Some("b"), json!({"w": 20}), 4_000),
+                ("lefts", Some("c"), json!({"v": 3}), 12_000),
+                ("rights", Some("d"), json!({"w": 40}), 30_000),
+            ]),
+            expect: vec![
+                Expect::Topic(
+                    "MERGED",
+                    vec![
+                        (Some("a"), json!({"ID": "a", "V": 1, "R_ID": "a", "W": 10})),
+                        (Some("b"), json!({"ID": null, "V": null, "R_ID": "b", "W": 20})),
+                        (Some("c"), json!({"ID": "c", "V": 3, "R_ID": null, "W": null})),
+                    ],
+                ),
+                Expect::Topic(
+                    "KEPT_RIGHT",
+                    vec![
+                        (Some("a"), json!({"LID": "a", "RID": "a", "W": 10})),
+                        (Some("b"), json!({"LID": null, "RID": "b", "W": 20})),
+                    ],
+                ),
+            ],
+        },
+        Case {
+            // 2 and 3 partitions: both sides are re-keyed by their ON expression and
+            // repartitioned to 3. ON names the right side first. Grace 1 hour: nothing is late.
+            name: "stream–stream JOIN over 2 and 3 partitions, with WHERE over both sides",
+            sql: "CREATE STREAM orders (id VARCHAR KEY, amount DOUBLE) \
+                  WITH (kafka_topic='orders', partitions=2);
+                CREATE STREAM payments (pid VARCHAR KEY, order_id VARCHAR, paid DOUBLE) \
+                  WITH (kafka_topic='payments', partitions=3);
+                CREATE STREAM settled AS SELECT o.id, p.pid, p.paid - o.amount AS diff
+                  FROM orders AS o INNER JOIN payments AS p WITHIN 1 HOUR GRACE PERIOD 1 HOUR
+                  ON p.order_id = o.id WHERE p.paid >= o.amount EMIT CHANGES;",
+            input: one_by_one(vec![
+                ("orders", Some("o1"), json!({"amount": 10.0}), 1_000),
+                ("orders", Some("o2"), json!({"amount": 20.0}), 2_000),
+                ("orders", Some("o3"), json!({"amount": 30.0}), 3_000),
+                ("payments", Some("p1"), json!({"order_id": "o1", "paid": 10.0}), 4_000),
+                ("payments", Some("p2"), json!({"order_id": "o2", "paid": 15.0}), 5_000),
+                ("payments", Some("p3"), json!({"order_id": "o3", "paid": 35.0}), 6_000),
+                ("payments", Some("p4"), json!({"order_id": "o1", "paid": 12.0}), 7_000),
+            ]),
+            expect: vec![Expect::TopicAnyOrder(
+                "SETTLED",
+                vec![
+                    (Some("o1"), json!({"ID": "o1", "PID": "p1", "DIFF": 0.0})),
+                    (Some("o3"), json!({"ID": "o3", "PID": "p3", "DIFF": 5.0})),
+                    (Some("o1"), json!({"ID": "o1", "PID": "p4", "DIFF": 2.0})),
+                ],
+            )],
+        },
+        Case {
             name: "RAW values, WITH (key=...), a TIMESTAMP column as event time, chained queries",
             sql:
                 "CREATE STREAM lines (line VARCHAR) WITH (kafka_topic='lines', value_format='raw');
@@ -513,4 +718,71 @@ fn error_classes_point_at_the_text() {
     let mut session = Session::new(functions());
     let e = session.execute(&format!("{base}SELECT x FROM"), 1).unwrap_err();
     assert!(matches!(e, SqlError::Syntax { .. }), "{e:?}");
+}
+
+#[test]
+fn join_errors_point_at_the_text() {
+    let base = "CREATE STREAM a (id VARCHAR KEY, n INT, name VARCHAR) WITH (kafka_topic='a'); \
+        CREATE STREAM b (id VARCHAR KEY, m INT, ref VARCHAR) WITH (kafka_topic='b'); \
+        CREATE TABLE t (tid VARCHAR PRIMARY KEY, label VARCHAR) WITH (kafka_topic='t');\n";
+    // (statement on line 2, what the message must say, column)
+    let cases: Vec<(&str, &str, u32)> = vec![
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a JOIN b ON a.id = b.ref EMIT CHANGES;",
+            "a join of two streams needs a window",
+            43,
+        ),
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a JOIN t WITHIN 1 HOUR ON a.name = t.tid EMIT CHANGES;",
+            "WITHIN belongs to stream–stream joins, and T is a table",
+            45,
+        ),
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a RIGHT JOIN t ON a.name = t.tid EMIT CHANGES;",
+            "a stream–table join is INNER or LEFT",
+            38,
+        ),
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a JOIN b WITHIN 1 HOUR ON a.n > b.m EMIT CHANGES;",
+            "JOIN ... ON must be `expression over A = expression over B`",
+            62,
+        ),
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a JOIN b WITHIN 1 HOUR ON a.id = a.name EMIT CHANGES;",
+            "each side of ON must read one stream",
+            62,
+        ),
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a JOIN b WITHIN 1 HOUR ON a.n = b.ref EMIT CHANGES;",
+            "column REF is VARCHAR but JOIN ... ON needs INT",
+            68,
+        ),
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a JOIN b WITHIN 1 HOUR ON id = b.ref EMIT CHANGES;",
+            "ID could be either stream's; qualify it",
+            62,
+        ),
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a JOIN b WITHIN 1 HOUR ON a.id = b.nope EMIT CHANGES;",
+            "unknown column B.NOPE",
+            69,
+        ),
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a JOIN a AS a2 WITHIN 1 HOUR ON a.id = a2.id EMIT CHANGES;",
+            "a stream cannot be joined with itself",
+            43,
+        ),
+        (
+            "CREATE STREAM x AS SELECT a.n FROM a FULL OUTER b WITHIN 1 HOUR ON a.id = b.id EMIT CHANGES;",
+            "expected JOIN, found",
+            49,
+        ),
+    ];
+    for (stmt, want, col) in cases {
+        let mut session = Session::new(functions());
+        let e = session.execute(&format!("{base}{stmt}"), 1).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains(want), "{stmt}\n  gave: {text}\n  want: {want}");
+        assert_eq!(e.pos().map(|p| (p.line, p.col)), Some((2, col)), "{stmt}: {text}");
+    }
 }

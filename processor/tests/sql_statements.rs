@@ -1,6 +1,7 @@
 //! The statements that are parsed and checked here and executed by the broker later: pull and
-//! push queries, SHOW, DESCRIBE, DROP, TERMINATE, CREATE OR REPLACE — and pull queries run
-//! against live tables (point lookups, range conditions, LIMIT, windowed tables).
+//! push queries, SHOW, DESCRIBE, DROP, TERMINATE, CREATE OR REPLACE — pull queries run against
+//! live tables (point lookups, range conditions, LIMIT, windowed tables), push queries over
+//! streams evaluated on raw records, and the join clauses' kinds and windows.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -8,8 +9,8 @@ mod common;
 use std::time::Duration;
 
 use eddy_processor::sql::{
-    EmitMode, ExprKind, FunctionRegistry, Outcome, Session, ShowWhat, SourceKind, SqlError,
-    Statement, parse, parse_one,
+    EmitMode, ExprKind, FunctionRegistry, JoinKind, Outcome, Session, ShowWhat, SourceKind,
+    SqlError, Statement, parse, parse_one,
 };
 use eddy_processor::{LogAccess, RuntimeConfig};
 use serde_json::{Value, json};
@@ -153,4 +154,111 @@ fn pull_queries_look_up_keys_filter_ranges_and_limit() {
     for r in running {
         r.stop().unwrap();
     }
+}
+
+#[test]
+fn joins_parse_with_their_kind_and_window() {
+    let select = |sql: &str| match parse_one(sql).unwrap() {
+        Statement::Select(s) => s,
+        other => panic!("{other:?}"),
+    };
+    /// (before, after, grace) in ms
+    type Window = Option<(i64, i64, Option<i64>)>;
+    // (FROM ... ON, kind, window)
+    let cases: Vec<(&str, JoinKind, Window)> = vec![
+        (
+            "a JOIN b WITHIN 1 HOUR ON a.k = b.k",
+            JoinKind::Inner,
+            Some((3_600_000, 3_600_000, None)),
+        ),
+        ("a INNER JOIN b ON a.k = b.k", JoinKind::Inner, None),
+        (
+            "a LEFT OUTER JOIN b WITHIN (1 SECOND, 2 SECONDS) GRACE PERIOD 0 SECONDS ON a.k = b.k",
+            JoinKind::Left,
+            Some((1_000, 2_000, Some(0))),
+        ),
+        (
+            "a x RIGHT JOIN b y WITHIN 5 MINUTES GRACE PERIOD 1 MINUTE ON x.k = y.k",
+            JoinKind::Right,
+            Some((300_000, 300_000, Some(60_000))),
+        ),
+        (
+            "a FULL OUTER JOIN b WITHIN 2 DAYS ON a.k = b.k",
+            JoinKind::Full,
+            Some((172_800_000, 172_800_000, None)),
+        ),
+        (
+            "a FULL JOIN b WITHIN (0 SECONDS, 7 MILLISECONDS) ON a.k = b.k",
+            JoinKind::Full,
+            Some((0, 7, None)),
+        ),
+        ("a OUTER JOIN b WITHIN 1 SECOND ON a.k = b.k", JoinKind::Full, Some((1_000, 1_000, None))),
+    ];
+    for (from, kind, window) in cases {
+        let s = select(&format!("SELECT * FROM {from} EMIT CHANGES"));
+        let join = s.join.unwrap();
+        assert_eq!(join.kind, kind, "{from}");
+        assert_eq!(join.within.map(|w| (w.before_ms, w.after_ms, w.grace_ms)), window, "{from}");
+        assert_eq!(join.right.name, "B", "{from}");
+    }
+    // FULL, RIGHT and OUTER stay names where they do not start a join.
+    let s = select("SELECT full, right FROM a outer WHERE outer.right = 1");
+    assert_eq!(s.from.alias.as_deref(), Some("OUTER"));
+    assert!(s.join.is_none());
+    let e = parse_one("SELECT * FROM a JOIN b WITHIN 0 SECONDS ON a.k = b.k").unwrap_err();
+    assert!(e.to_string().contains("a duration must be positive"), "{e}");
+}
+
+#[test]
+fn push_queries_over_streams_decode_filter_and_project_each_record() {
+    let mut s = Session::new(FunctionRegistry::new());
+    let script = "CREATE STREAM clicks (user VARCHAR KEY, page VARCHAR, ms BIGINT) \
+          WITH (kafka_topic='clicks-topic', timestamp='ms');
+        CREATE STREAM a_pages AS SELECT user, page FROM clicks WHERE page LIKE '/a%' EMIT CHANGES;";
+    s.execute(script, 1).unwrap();
+    let push = |s: &mut Session, sql: &str| match s.execute(sql, 1).unwrap().remove(0) {
+        Outcome::Push(q) => q,
+        other => panic!("{sql}: {other:?}"),
+    };
+    let q = push(
+        &mut s,
+        "SELECT user, UCASE(page) AS p, ROWTIME AS t, ROWKEY AS k FROM clicks c \
+         WHERE c.page != '/x' EMIT CHANGES LIMIT 3;",
+    );
+    assert_eq!((q.stream.as_str(), q.topic.as_str(), q.limit), ("CLICKS", "clicks-topic", Some(3)));
+    assert_eq!(q.columns(), ["USER", "P", "T", "K"]);
+    let fns = FunctionRegistry::new();
+    let row = |key: &[u8], value: &[u8], ts: i64| {
+        q.row(Some(key), Some(value), ts, &fns).map(Value::Object)
+    };
+    // The TIMESTAMP column is the event time; the key column comes from the key.
+    assert_eq!(
+        row(b"u1", br#"{"page": "/a", "ms": 5000}"#, 99),
+        Some(json!({"USER": "u1", "P": "/A", "T": 5000, "K": "u1"}))
+    );
+    // Without it, the record's time; fields match columns case-insensitively.
+    assert_eq!(
+        row(b"u2", br#"{"PAGE": "/b"}"#, 7),
+        Some(json!({"USER": "u2", "P": "/B", "T": 7, "K": "u2"}))
+    );
+    assert_eq!(row(b"u3", br#"{"page": "/x"}"#, 7), None, "WHERE");
+    assert_eq!(row(b"u4", b"not json", 7), None, "undecodable");
+
+    // A stream made by CREATE STREAM AS SELECT is followed on its own topic.
+    let q = push(&mut s, "SELECT * FROM a_pages EMIT CHANGES;");
+    assert_eq!((q.topic.as_str(), q.columns()), ("A_PAGES", vec!["USER".into(), "PAGE".into()]));
+    assert_eq!(
+        q.row(Some(b"u1"), Some(br#"{"USER": "u1", "PAGE": "/a1"}"#), 1, &fns).map(Value::Object),
+        Some(json!({"USER": "u1", "PAGE": "/a1"}))
+    );
+
+    // What a stateless poller cannot do, and a wrong EMIT, point at the text.
+    let e =
+        s.execute("SELECT page, COUNT(*) FROM clicks GROUP BY page EMIT CHANGES;", 1).unwrap_err();
+    assert!(matches!(e, SqlError::Unsupported { .. }), "{e}");
+    assert_eq!(e.pos().map(|p| (p.line, p.col)), Some((1, 1)));
+    let e = s.execute("SELECT * FROM clicks EMIT FINAL;", 1).unwrap_err();
+    assert!(e.to_string().contains("end it with EMIT CHANGES"), "{e}");
+    let e = s.execute("SELECT nope FROM clicks EMIT CHANGES;", 1).unwrap_err();
+    assert_eq!(e.pos().map(|p| (p.line, p.col)), Some((1, 8)), "{e}");
 }

@@ -8,15 +8,16 @@
 //! statement at its place (what comes before is blanked, newlines kept), so the broker's error
 //! positions are positions in the script. A failed statement prints one line on stderr
 //! (`error: ... at line L, column C ...`) and, outside the shell, stops the script with a
-//! non-zero exit. Rows print as a table. A push query (`SELECT ... EMIT CHANGES`) polls the
-//! broker and prints rows as they come, until Ctrl-C (or `--limit N` rows).
+//! non-zero exit. Rows print as a table. A push query (`SELECT ... EMIT CHANGES`, over a table's
+//! changes or a stream's new records) polls the broker and prints rows as they come, until
+//! Ctrl-C, or `--limit N` rows, or the statement's own `LIMIT n` (the smaller of the two).
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use eddy_client::{Admin, Connection};
-use eddy_processor::sql::parse_script;
+use eddy_processor::sql::{Statement, parse_script};
 use eddy_protocol::v1::{self, sql_result::Result as R};
 use serde_json::Value;
 
@@ -59,11 +60,12 @@ async fn run_script(
     limit: Option<usize>,
 ) -> Result<()> {
     // Split here; a script that does not parse goes whole, for the broker's error.
-    let pieces: Vec<(String, bool)> = match parse_script(script) {
+    // (text, whether a push query, its own LIMIT)
+    let pieces: Vec<(String, bool, Option<u64>)> = match parse_script(script) {
         Ok(statements) => {
             let mut cursor = 0;
             let mut pieces = Vec::new();
-            for (_, text) in statements {
+            for (statement, text) in statements {
                 let at =
                     script.get(cursor..).and_then(|r| r.find(&text)).map_or(cursor, |i| cursor + i);
                 cursor = at + text.len();
@@ -74,14 +76,26 @@ async fn run_script(
                     .map(|c| if c == '\n' { '\n' } else { ' ' })
                     .collect();
                 let push = eddy_broker::sql::is_push(&text);
-                pieces.push((format!("{blank}{text}"), push));
+                let own = match statement {
+                    Statement::Select(s) => s.limit,
+                    _ => None,
+                };
+                pieces.push((format!("{blank}{text}"), push, own));
             }
             pieces
         }
-        Err(_) => vec![(script.to_string(), false)],
+        Err(_) => vec![(script.to_string(), false, None)],
     };
-    for (text, push) in pieces {
+    for (text, push, own) in pieces {
         if push {
+            let own = own.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+            let limit = match (limit, own) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if limit == Some(0) {
+                continue;
+            }
             push_query(admin, &text, out, limit).await?;
             continue;
         }

@@ -1,18 +1,24 @@
-//! Push queries over the wire (`SELECT ... FROM table [WHERE ...] EMIT CHANGES`), served by
-//! polling: a table made by `CREATE TABLE ... AS SELECT` writes every change to its topic
-//! (the same topic across versions, so a redeploy's switch-over does not break a follower).
-//! The first request answers the topic's current end; each later one passes those positions
-//! back, reads the changes after them (waiting up to `max_wait_ms` for some, woken by
-//! appends), evaluates each with `TableQuery::row` (WHERE + projection) and answers the rows
-//! and the next positions. Nothing is kept in the broker between polls.
+//! Push queries over the wire (`SELECT ... FROM table|stream [WHERE ...] EMIT CHANGES`),
+//! served by polling a topic: for a table made by `CREATE TABLE ... AS SELECT`, the topic its
+//! changes go to (the same topic across versions, so a redeploy's switch-over does not break a
+//! follower); for a stream (declared over a topic, or made by `CREATE STREAM ... AS SELECT`),
+//! the stream's topic. The first request answers the topic's current end, so a push query sees
+//! what is appended after it started (ksqlDB's `auto.offset.reset=latest`); each later one
+//! passes those positions back, reads the records after them (waiting up to `max_wait_ms` for
+//! some, woken by appends), evaluates each — `TableQuery::row` for a table's changes,
+//! `StreamQuery::row` (the stream's own decoding, WHERE, projection) for a stream's records —
+//! and answers the rows and the next positions. Nothing is kept in the broker between polls.
 //!
-//! Keys in the topic are text for a string group value and JSON for other values (numbers,
-//! several GROUP BY columns, windows), so a string key that reads as a JSON number is taken
-//! as that number — a `ROWKEY = '123'` filter on such a table does not match in a push query.
+//! Keys in a table's topic are text for a string group value and JSON for other values
+//! (numbers, several GROUP BY columns, windows), so a string key that reads as a JSON number is
+//! taken as that number — a `ROWKEY = '123'` filter on such a table does not match in a push
+//! query. A stream's keys are decoded as its declaration says.
 
 use std::time::Duration;
 
-use eddy_processor::sql::{Outcome, Statement, TableQuery, parse_script};
+use eddy_processor::sql::{
+    FunctionRegistry, Outcome, Statement, StreamQuery, TableQuery, parse_script,
+};
 use eddy_protocol::v1::{self, sql_result::Result as R};
 use eddy_storage::Batches;
 use serde_json::Value;
@@ -32,6 +38,39 @@ pub fn is_push(sql: &str) -> bool {
                 && matches!(&statements[0].0, Statement::Select(s) if s.emit.is_some())
         }
         Err(_) => false,
+    }
+}
+
+/// What a push query follows.
+enum Follow {
+    Table(TableQuery),
+    Stream(StreamQuery),
+}
+
+impl Follow {
+    fn columns(&self) -> Vec<String> {
+        match self {
+            Follow::Table(q) => q.columns(),
+            Follow::Stream(q) => q.columns(),
+        }
+    }
+
+    /// One record of the followed topic as a row, if it yields one.
+    fn row(
+        &self,
+        record: &eddy_storage::RecordView<'_>,
+        functions: &FunctionRegistry,
+    ) -> Option<serde_json::Map<String, Value>> {
+        match self {
+            Follow::Table(q) => {
+                let value = match record.value {
+                    Some(v) => serde_json::from_slice(v).unwrap_or(Value::Null),
+                    None => Value::Null,
+                };
+                q.row(&key_value(record.key), &value, functions)
+            }
+            Follow::Stream(q) => q.row(record.key, record.value, record.timestamp, functions),
+        }
     }
 }
 
@@ -56,7 +95,8 @@ impl Broker {
             drop(state);
             let query = match session.execute(&r.sql, 1) {
                 Ok(mut o) => match o.pop() {
-                    Some(Outcome::Select(q)) if q.push => q,
+                    Some(Outcome::Select(q)) if q.push => Follow::Table(q),
+                    Some(Outcome::Push(q)) => Follow::Stream(q),
                     _ => return Err(BrokerError::Malformed("not a push query")),
                 },
                 Err(e) => {
@@ -67,11 +107,14 @@ impl Broker {
                     return Ok(v1::SqlResponse { results: vec![result] });
                 }
             };
-            let topic = session
-                .catalog
-                .get(&query.table)
-                .map(|s| s.topic.clone())
-                .ok_or_else(|| BrokerError::UnknownTable(query.table.clone()))?;
+            let topic = match &query {
+                Follow::Table(q) => session
+                    .catalog
+                    .get(&q.table)
+                    .map(|s| s.topic.clone())
+                    .ok_or_else(|| BrokerError::UnknownTable(q.table.clone()))?,
+                Follow::Stream(q) => q.topic.clone(),
+            };
             (query, topic, session.functions.clone())
         };
         let t = self.topic(&topic)?;
@@ -121,13 +164,13 @@ impl Broker {
     }
 }
 
-/// Reads `log` from `from`, appending each change that passes `query` as a JSON array;
-/// returns the next offset.
+/// Reads `log` from `from`, appending each record that yields a row of `query` as a JSON
+/// array; returns the next offset.
 fn read_changes(
     log: &eddy_storage::Log,
     from: u64,
-    query: &TableQuery,
-    functions: &eddy_processor::sql::FunctionRegistry,
+    query: &Follow,
+    functions: &FunctionRegistry,
     rows: &mut Vec<String>,
 ) -> Result<u64, eddy_storage::Error> {
     let from = from.max(log.start_offset());
@@ -144,12 +187,7 @@ fn read_changes(
             if record.offset < from {
                 continue;
             }
-            let key = key_value(record.key);
-            let value = match record.value {
-                Some(v) => serde_json::from_slice(v).unwrap_or(Value::Null),
-                None => Value::Null,
-            };
-            if let Some(row) = query.row(&key, &value, functions) {
+            if let Some(row) = query.row(&record, functions) {
                 let values = columns.iter().map(|c| row.get(c).cloned().unwrap_or(Value::Null));
                 rows.push(Value::Array(values.collect()).to_string());
             }

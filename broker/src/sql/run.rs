@@ -174,12 +174,8 @@ impl SqlService {
                 state.session = next;
                 R::Query(v1::SqlQueryStarted { id, target: name, version, replaced })
             }
-            Outcome::Select(q) if q.push => {
-                return Err(BrokerError::Sql(
-                    "a push query (SELECT ... EMIT CHANGES) must be sent alone; the client polls it".into(),
-                )
-                .into());
-            }
+            Outcome::Push(_) => return Err(push_alone()),
+            Outcome::Select(q) if q.push => return Err(push_alone()),
             Outcome::Select(q) => self.pull(broker, &q, &next)?,
             Outcome::Rows(mut rows) => {
                 if matches!(stmt, Statement::Show { what: ShowWhat::Queries, .. }) {
@@ -260,6 +256,14 @@ impl SqlService {
             _ => Ok(()),
         })
     }
+}
+
+/// A push query arrived with other statements.
+fn push_alone() -> Failure {
+    BrokerError::Sql(
+        "a push query (SELECT ... EMIT CHANGES) must be sent alone; the client polls it".into(),
+    )
+    .into()
 }
 
 /// Creates a declared source's topic when it is missing; an existing one must have the

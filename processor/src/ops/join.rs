@@ -14,6 +14,14 @@
 //! nothing. Buffered records are dropped once no record at or above the watermark could match
 //! them. Matches of one arriving record are emitted in order of the other side's
 //! (event time, arrival).
+//!
+//! Outer sides ([`Outer`]: left, right or both): a buffered record of an outer side that matched
+//! nothing is emitted once, with `None` for the other side and its own timestamp, when it is
+//! dropped — that is when its window has closed, so no pair can still come and nothing is
+//! emitted early and then contradicted. Records dropped by one arrival are emitted in order of
+//! (event time, arrival), after that arrival's own matches. Every buffered record's arrival
+//! number is unique across both sides, so one set (`matched`) marks the outer records that met
+//! a partner.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::marker::PhantomData;
@@ -49,6 +57,13 @@ impl JoinWindow {
         self.grace_ms = grace_ms.max(0);
         self
     }
+}
+
+/// Which sides of a stream–stream join also emit the records that matched nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Outer {
+    pub left: bool,
+    pub right: bool,
 }
 
 /// Stream–table lookup; `f` sees the table's value (if any) and returns `None` to drop the
@@ -90,11 +105,16 @@ struct Saved<L, R> {
     seq: u64,
     left: Vec<(Slot, L)>,
     right: Vec<(Slot, R)>,
+    /// Absent from snapshots written before outer joins existed (inner joins keep it empty).
+    #[serde(default)]
+    matched: Vec<Slot>,
 }
 
-/// Windowed stream–stream inner join.
+/// Windowed stream–stream join; `f` sees the pair, or one side and `None` for an unmatched
+/// record of an outer side, and returns `None` to emit nothing.
 pub(crate) struct StreamJoin<K, L, R, O, F> {
     pub window: JoinWindow,
+    pub outer: Outer,
     pub f: Arc<F>,
     pub down: Down<K, O>,
     clock: Clock,
@@ -104,6 +124,8 @@ pub(crate) struct StreamJoin<K, L, R, O, F> {
     /// (event time, slot) of each side, for dropping what can no longer match.
     left_by_time: BTreeSet<(i64, Slot)>,
     right_by_time: BTreeSet<(i64, Slot)>,
+    /// Buffered records of an outer side that matched at least once.
+    matched: BTreeSet<Slot>,
 }
 
 impl<K, L, R, O, F> StreamJoin<K, L, R, O, F>
@@ -111,11 +133,12 @@ where
     K: StateData,
     L: StateData,
     R: StateData,
-    F: Fn(&K, &L, &R) -> O,
+    F: Fn(&K, Option<&L>, Option<&R>) -> Option<O>,
 {
-    pub fn new(window: JoinWindow, f: Arc<F>, down: Down<K, O>) -> Self {
+    pub fn new(window: JoinWindow, outer: Outer, f: Arc<F>, down: Down<K, O>) -> Self {
         Self {
             window,
+            outer,
             f,
             down,
             clock: Clock::new(window.grace_ms),
@@ -124,6 +147,7 @@ where
             right: BTreeMap::new(),
             left_by_time: BTreeSet::new(),
             right_by_time: BTreeSet::new(),
+            matched: BTreeSet::new(),
         }
     }
 
@@ -142,28 +166,46 @@ where
         let Some(kt) = self.admit(&rec, cx) else { return };
         let lo = (kt.clone(), rec.ts.saturating_sub(self.window.before_ms), 0);
         let hi = (kt.clone(), rec.ts.saturating_add(self.window.after_ms), u64::MAX);
-        for ((_, tr, _), r) in self.right.range(lo..=hi) {
-            let value = (self.f)(&rec.key, &rec.value, r);
-            self.down.push(Rec { key: rec.key.clone(), value, ts: rec.ts.max(*tr) }, cx);
+        let mut found = false;
+        for (slot, r) in self.right.range(lo..=hi) {
+            found = true;
+            if self.outer.right {
+                self.matched.insert(slot.clone());
+            }
+            if let Some(value) = (self.f)(&rec.key, Some(&rec.value), Some(r)) {
+                self.down.push(Rec { key: rec.key.clone(), value, ts: rec.ts.max(slot.1) }, cx);
+            }
         }
         let slot = (kt, rec.ts, self.next_seq());
+        if found && self.outer.left {
+            self.matched.insert(slot.clone());
+        }
         self.left_by_time.insert((rec.ts, slot.clone()));
         self.left.insert(slot, rec.value);
-        self.expire();
+        self.expire(cx);
     }
 
     pub fn push_right(&mut self, rec: Rec<K, R>, cx: &mut Cx) {
         let Some(kt) = self.admit(&rec, cx) else { return };
         let lo = (kt.clone(), rec.ts.saturating_sub(self.window.after_ms), 0);
         let hi = (kt.clone(), rec.ts.saturating_add(self.window.before_ms), u64::MAX);
-        for ((_, tl, _), l) in self.left.range(lo..=hi) {
-            let value = (self.f)(&rec.key, l, &rec.value);
-            self.down.push(Rec { key: rec.key.clone(), value, ts: rec.ts.max(*tl) }, cx);
+        let mut found = false;
+        for (slot, l) in self.left.range(lo..=hi) {
+            found = true;
+            if self.outer.left {
+                self.matched.insert(slot.clone());
+            }
+            if let Some(value) = (self.f)(&rec.key, Some(l), Some(&rec.value)) {
+                self.down.push(Rec { key: rec.key.clone(), value, ts: rec.ts.max(slot.1) }, cx);
+            }
         }
         let slot = (kt, rec.ts, self.next_seq());
+        if found && self.outer.right {
+            self.matched.insert(slot.clone());
+        }
         self.right_by_time.insert((rec.ts, slot.clone()));
         self.right.insert(slot, rec.value);
-        self.expire();
+        self.expire(cx);
     }
 
     fn next_seq(&mut self) -> u64 {
@@ -172,16 +214,22 @@ where
     }
 
     /// A future on-time record has `t >= watermark`; it can match a left record at `tl` only if
-    /// `tl >= t - after`, and a right record at `tr` only if `tr >= t - before`.
-    fn expire(&mut self) {
+    /// `tl >= t - after`, and a right record at `tr` only if `tr >= t - before`. Unmatched records
+    /// of an outer side are emitted as they go.
+    fn expire(&mut self, cx: &mut Cx) {
         let watermark = self.clock.watermark();
+        let mut unmatched: Vec<(Slot, Option<L>, Option<R>)> = Vec::new();
         let left_min = watermark.saturating_sub(self.window.after_ms);
         while let Some((t, slot)) = self.left_by_time.first().cloned() {
             if t >= left_min {
                 break;
             }
             self.left_by_time.pop_first();
-            self.left.remove(&slot);
+            let value = self.left.remove(&slot);
+            let matched = self.matched.remove(&slot);
+            if let (Some(l), true, false) = (value, self.outer.left, matched) {
+                unmatched.push((slot, Some(l), None));
+            }
         }
         let right_min = watermark.saturating_sub(self.window.before_ms);
         while let Some((t, slot)) = self.right_by_time.first().cloned() {
@@ -189,7 +237,24 @@ where
                 break;
             }
             self.right_by_time.pop_first();
-            self.right.remove(&slot);
+            let value = self.right.remove(&slot);
+            let matched = self.matched.remove(&slot);
+            if let (Some(r), true, false) = (value, self.outer.right, matched) {
+                unmatched.push((slot, None, Some(r)));
+            }
+        }
+        unmatched.sort_by_key(|((_, t, seq), ..)| (*t, *seq));
+        for ((key_text, ts, _), l, r) in unmatched {
+            let key: K = match serde_json::from_str(&key_text) {
+                Ok(k) => k,
+                Err(e) => {
+                    cx.set_aside(&RecordError::State(e.to_string()));
+                    continue;
+                }
+            };
+            if let Some(value) = (self.f)(&key, l.as_ref(), r.as_ref()) {
+                self.down.push(Rec { key, value, ts }, cx);
+            }
         }
     }
 }
@@ -199,7 +264,7 @@ where
     K: StateData,
     L: StateData,
     R: StateData,
-    F: Fn(&K, &L, &R) -> O,
+    F: Fn(&K, Option<&L>, Option<&R>) -> Option<O>,
 {
     fn save(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         let saved = Saved {
@@ -207,6 +272,7 @@ where
             seq: self.seq,
             left: self.left.iter().map(|(s, v)| (s.clone(), v.clone())).collect(),
             right: self.right.iter().map(|(s, v)| (s.clone(), v.clone())).collect(),
+            matched: self.matched.iter().cloned().collect(),
         };
         save_value(&saved, out)
     }
@@ -219,6 +285,7 @@ where
         self.right_by_time = saved.right.iter().map(|(s, _)| (s.1, s.clone())).collect();
         self.left = saved.left.into_iter().collect();
         self.right = saved.right.into_iter().collect();
+        self.matched = saved.matched.into_iter().collect();
         Ok(())
     }
 
@@ -237,7 +304,7 @@ where
     K: StateData,
     L: StateData,
     R: StateData,
-    F: Fn(&K, &L, &R) -> O,
+    F: Fn(&K, Option<&L>, Option<&R>) -> Option<O>,
 {
     fn push(&mut self, rec: Rec<K, L>, cx: &mut Cx) {
         self.0.borrow_mut().push_left(rec, cx);
@@ -249,7 +316,7 @@ where
     K: StateData,
     L: StateData,
     R: StateData,
-    F: Fn(&K, &L, &R) -> O,
+    F: Fn(&K, Option<&L>, Option<&R>) -> Option<O>,
 {
     fn push(&mut self, rec: Rec<K, R>, cx: &mut Cx) {
         self.0.borrow_mut().push_right(rec, cx);

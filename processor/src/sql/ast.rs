@@ -124,7 +124,12 @@ pub struct FromItem {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JoinKind {
     Inner,
+    /// `LEFT [OUTER] JOIN`
     Left,
+    /// `RIGHT [OUTER] JOIN` (stream–stream only)
+    Right,
+    /// `FULL [OUTER] JOIN` or `OUTER JOIN` (stream–stream only)
+    Full,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -132,9 +137,20 @@ pub struct Join {
     pub pos: Pos,
     pub kind: JoinKind,
     pub right: FromItem,
-    /// `WITHIN n unit` (stream–stream joins), in ms.
-    pub within_ms: Option<i64>,
+    /// The window of a stream–stream join.
+    pub within: Option<Within>,
     pub on: Expr,
+}
+
+/// `WITHIN n unit` (`before = after = n`) or `WITHIN (before, after)`, with an optional
+/// `GRACE PERIOD`; in ms. A right record at `tr` joins a left one at `tl` when
+/// `tl - before <= tr <= tl + after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Within {
+    pub pos: Pos,
+    pub before_ms: i64,
+    pub after_ms: i64,
+    pub grace_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! Codecs where SQL rows meet topics: record keys as text, values as JSON rows of declared
-//! columns, windowed keys as JSON, and NULL rows as tombstones.
+//! columns, windowed keys as JSON, and NULL rows as tombstones; and [`source_row`], what a
+//! decoded source record means as a row (queries and push queries over streams share it).
 
 use std::sync::Arc;
 
@@ -9,6 +10,24 @@ use super::catalog::{SourceInfo, decode_key};
 use super::types::SqlType;
 use crate::codec::Codec;
 use crate::ops::window::Windowed;
+
+/// Completes a decoded record of `info` as a row: the key column (if declared) takes the key,
+/// a `key` property column (if any) becomes the key, a `TIMESTAMP` column holding a number
+/// becomes the event time.
+pub(crate) fn source_row(info: &SourceInfo, key: &mut Value, row: &mut Value, ts: &mut i64) {
+    let Value::Object(row) = row else { return };
+    if let Some(k) = &info.key_column {
+        row.insert(k.clone(), key.clone());
+    }
+    if let Some(p) = &info.key_property {
+        *key = row.get(p).cloned().unwrap_or(Value::Null);
+    }
+    if let Some(t) = &info.timestamp
+        && let Some(ms) = row.get(t).and_then(Value::as_i64)
+    {
+        *ts = ms;
+    }
+}
 
 /// Record keys of SQL sources: text (numbers parsed for numeric key columns).
 #[derive(Debug, Clone)]

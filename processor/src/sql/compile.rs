@@ -6,9 +6,10 @@
 //!   → aggregate (or window + aggregate) into table `name` → its changes to topic `name`.
 //!   A windowed query aggregates into `<name>-windows` and projects each change, with its
 //!   window, into table `name`.
-//! - Stream–table joins: the stream is re-keyed by its side of `ON` (and repartitioned to the
-//!   table's partition count), then looked up in the table; the joined row holds both sides'
-//!   columns (a right column whose name is taken is renamed `<RIGHT>_<COL>`).
+//! - Joins (`join.rs`): stream–table (a lookup) and stream–stream (`WITHIN`, windowed); each
+//!   input is re-keyed by its side of `ON` and repartitioned when needed; the joined row holds
+//!   both sides' columns (a right column whose name is taken is renamed `<RIGHT>_<COL>`). The
+//!   target's partition count is the number of tasks the joined stream runs in.
 //!
 //! A row that fails to evaluate (a bad CAST, a failing function) is set aside like a record
 //! that does not decode: counted, and dead-lettered when the processor has a dead-letter topic.
@@ -20,7 +21,7 @@ use serde_json::{Map, Value};
 use super::aggregate::{AggFn, Projection, SqlAgg, output_names};
 use super::ast::*;
 use super::catalog::{Catalog, Materialized, Props, SourceInfo, ValueFormat};
-use super::codec::{KeyDecoder, RowCodec, RowDecoder, SqlKey, WindowedKey};
+use super::codec::{KeyDecoder, RowCodec, RowDecoder, SqlKey, WindowedKey, source_row};
 use super::error::SqlError;
 use super::expr::{Row, eval, truth};
 use super::functions::{FunctionRegistry, is_aggregate};
@@ -63,13 +64,13 @@ pub fn compile(
         });
     }
     let b = ProcessorBuilder::new(&stmt.name, version);
-    let (stream, scope) = source(&b, &from, select, catalog, registry)?;
+    let (stream, scope, tasks) = source(&b, &from, select, catalog, registry)?;
     let props = Props::new(&stmt.with)?;
     let mut target = props.source(stmt.pos, &stmt.name, stmt.kind, Vec::new())?;
     if stmt.with.iter().all(|p| p.name != "KAFKA_TOPIC" && p.name != "TOPIC") {
         target.topic = stmt.name.clone();
     }
-    target.partitions = from.partitions;
+    target.partitions = tasks;
     let checker = Checker { schema: &scope.schema, registry, aggs: &[], keys: &[] };
     let filter = match &select.filter {
         Some(f) => {
@@ -212,48 +213,35 @@ pub(crate) fn children(e: &mut Expr) -> Vec<&mut Expr> {
     }
 }
 
-/// The source stream (joined with a table when there is a JOIN), decoded into rows.
+/// The source stream (joined when there is a JOIN), decoded into rows, and its task count.
 fn source(
     b: &ProcessorBuilder,
     from: &SourceInfo,
     select: &Select,
     catalog: &Catalog,
     registry: &Arc<FunctionRegistry>,
-) -> Result<(Stream<Value, Value>, Scope), SqlError> {
+) -> Result<super::join::Joined, SqlError> {
     let stream = decoded_stream(b, from);
     let scope = Scope::of(from, select.from.alias.as_deref());
     match &select.join {
-        None => Ok((stream, scope)),
-        Some(join) => super::join::stream_table(b, stream, scope, from, join, catalog, registry),
+        None => Ok((stream, scope, from.partitions)),
+        Some(join) => super::join::compile(b, stream, scope, from, join, catalog, registry),
     }
 }
 
 /// Records of `info.topic` as (key, row); the event time from `TIMESTAMP` if declared.
 pub(crate) fn decoded_stream(b: &ProcessorBuilder, info: &SourceInfo) -> Stream<Value, Value> {
-    let codec = RowDecoder(Arc::new(info.clone()));
+    let info = Arc::new(info.clone());
+    let codec = RowDecoder(info.clone());
     let raw = b.stream::<Value, Value>(&info.topic, KeyDecoder(info.key_type().cloned()), codec);
-    let (key_column, key_property) = (info.key_column.clone(), info.key_property.clone());
-    let timestamp = info.timestamp.clone();
     raw.then(move |mut rec: Rec<Value, Value>, cx, down| {
-        if let Value::Object(row) = &mut rec.value {
-            if let Some(k) = &key_column {
-                row.insert(k.clone(), rec.key.clone());
-            }
-            if let Some(p) = &key_property {
-                rec.key = row.get(p).cloned().unwrap_or(Value::Null);
-            }
-            if let Some(t) = &timestamp
-                && let Some(ms) = row.get(t).and_then(Value::as_i64)
-            {
-                rec.ts = ms;
-            }
-        }
+        source_row(&info, &mut rec.key, &mut rec.value, &mut rec.ts);
         down.push(rec, cx)
     })
 }
 
 /// The select list of a stream query: (name, resolved expression, type); `*` expands.
-fn projection(
+pub(crate) fn projection(
     select: &Select,
     scope: &Scope,
     checker: &Checker<'_>,

@@ -4,14 +4,16 @@
 //! user-defined functions; [`Session::execute`] runs a script. Declarations update the catalog;
 //! each `CREATE ... AS SELECT` becomes a [`Processor`](crate::Processor) (named after its target,
 //! at the version the caller gives) that the caller starts; `SELECT`s come back checked, to run
-//! against a live table ([`TableQuery`]). Nothing here reads a clock or touches the log.
+//! against a live table ([`TableQuery`]) or, for a push query over a stream, over the stream's
+//! records ([`StreamQuery`]). Nothing here reads a clock or touches the log.
 //!
 //! Modules: `lexer` (text → tokens with line/column), `ast` (the syntax tree), `parser`
 //! (recursive descent; `expressions` holds its expression half), `types` (SQL types, type checking), `expr` (evaluating expressions over
 //! JSON rows), `functions` (built-in and user-defined scalar functions), `time`
 //! (timestamp patterns), `aggregate` (aggregate functions as one `Aggregator`), `catalog`
 //! (streams, tables, queries; `WITH` properties), `codec` (rows at topic boundaries), `compile` (CREATE ... AS SELECT → builder),
-//! `join` (stream–table joins), `pull` (pull/push queries over a table), `error`.
+//! `join` (stream–table and windowed stream–stream joins), `pull` (pull/push queries over a
+//! table), `push` (push queries over a stream), `error`.
 //!
 //! **Names**: unquoted identifiers are upper-cased (`rideId` is the column `RIDEID`, as in
 //! ksqlDB); quoted ones (`` `rideId` `` or `"rideId"`) keep their case. Rows are JSON objects keyed
@@ -32,14 +34,17 @@
 //! props       := prop_name '=' ('string' | number) (',' ...)*
 //!                -- KAFKA_TOPIC|TOPIC, VALUE_FORMAT ('JSON'|'RAW'), KEY, PARTITIONS, TIMESTAMP
 //! select      := SELECT item (',' item)* FROM name [[AS] alias]
-//!                [[INNER | LEFT [OUTER]] JOIN name [[AS] alias] ON expr]
+//!                [join_kind JOIN name [[AS] alias] [within] ON expr]
 //!                [WINDOW window] [WHERE expr] [WINDOW window] [GROUP BY expr (',' expr)*]
 //!                [HAVING expr] [EMIT (CHANGES | FINAL)] [LIMIT n]
+//! join_kind   := [INNER] | LEFT [OUTER] | RIGHT [OUTER] | FULL [OUTER] | OUTER
+//! within      := WITHIN (dur | '(' dur0 ',' dur0 ')') [GRACE PERIOD dur0]
+//!                -- stream–stream joins only; '(before, after)'
 //! item        := '*' | expr [[AS] alias]
 //! window      := TUMBLING '(' SIZE dur [',' GRACE PERIOD dur] ')'
 //!              | HOPPING '(' SIZE dur ',' ADVANCE BY dur [',' GRACE PERIOD dur] ')'
 //!              | SESSION '(' dur [',' GRACE PERIOD dur] ')'
-//! dur         := n (MILLISECOND|SECOND|MINUTE|HOUR|DAY)[S]
+//! dur         := n (MILLISECOND|SECOND|MINUTE|HOUR|DAY)[S]      -- n > 0; in dur0, n >= 0
 //! type        := VARCHAR | STRING | INT | INTEGER | BIGINT | DOUBLE ['(' p [',' s] ')']
 //!              | DECIMAL '(' p ',' s ')' | BOOLEAN | TIMESTAMP | ARRAY '<' type '>'
 //!              | MAP '<' type ',' type '>' | STRUCT '<' name type (',' ...)* '>'
@@ -64,10 +69,16 @@
 //! such queries). A group for which HAVING is not true is a NULL row in the table and a
 //! tombstone in the output topic. A declared `TIMESTAMP` column is the event time windows use.
 //!
-//! **Not supported yet**: stream–stream joins (`WITHIN`), aggregating or projecting a *table*
-//! (with retractions), `PARTITION BY`, `INSERT INTO`, `CREATE ... AS SELECT` over a join with
-//! GROUP BY on the table's columns only, `AVRO`/`PROTOBUF`/`DELIMITED` formats, time zones other
-//! than UTC in timestamp functions, lambda functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and
+//! Joins: a stream with a table (INNER, LEFT; a lookup of the table's current row) or with
+//! another stream (INNER, LEFT, RIGHT, FULL OUTER; `WITHIN` required, `GRACE PERIOD` default 0;
+//! unmatched rows of an outer side come out once their window has closed). See `join.rs`.
+//!
+//! **Not supported yet**: joins of more than two sources, table–table joins, self-joins,
+//! aggregating or projecting a *table* (with retractions), `PARTITION BY`, `INSERT INTO`,
+//! `CREATE ... AS SELECT` over a join with GROUP BY on the table's columns only, push queries
+//! over a stream with JOIN/WINDOW/GROUP BY (push-query a `CREATE ... AS SELECT` of it),
+//! pull queries over streams, `AVRO`/`PROTOBUF`/`DELIMITED` formats, time zones other than UTC
+//! in timestamp functions, lambda functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and
 //! executing SHOW/DESCRIBE/DROP/TERMINATE beyond the in-memory catalog (the broker's job).
 
 mod aggregate;
@@ -83,6 +94,7 @@ mod join;
 mod lexer;
 mod parser;
 mod pull;
+mod push;
 mod time;
 mod types;
 
@@ -93,7 +105,7 @@ use serde_json::{Value, json};
 pub use aggregate::AggFn;
 pub use ast::{
     BinOp, ColumnDef, CreateAs, CreateSource, EmitMode, Expr, ExprKind, FromItem, Join, JoinKind,
-    Property, Select, SelectItem, ShowWhat, SourceKind, Statement, WindowShape, WindowSpec,
+    Property, Select, SelectItem, ShowWhat, SourceKind, Statement, WindowShape, WindowSpec, Within,
 };
 pub use catalog::{Catalog, Materialized, QueryInfo, SourceInfo, ValueFormat};
 pub use compile::CompiledQuery;
@@ -102,6 +114,7 @@ pub use expr::{Row, eval};
 pub use functions::{FunctionRegistry, ScalarFn, geo_distance_km};
 pub use parser::{parse, parse_expr, parse_one, parse_script};
 pub use pull::TableQuery;
+pub use push::StreamQuery;
 pub use types::{Schema, SqlType};
 
 /// What one statement did.
@@ -117,6 +130,8 @@ pub enum Outcome {
     },
     /// A pull query (`push == false`) or push query, checked, to run against a table.
     Select(TableQuery),
+    /// A push query over a stream, checked, to run over the stream's topic from its end.
+    Push(StreamQuery),
     /// Rows of SHOW / DESCRIBE.
     Rows(Vec<Value>),
     Dropped(SourceInfo),
@@ -200,6 +215,15 @@ impl Session {
                     version,
                 });
                 Outcome::Query { id, compiled, replaced: existing.is_some() }
+            }
+            Statement::Select(s)
+                if s.emit.is_some()
+                    && self
+                        .catalog
+                        .get(&s.from.name)
+                        .is_some_and(|i| i.kind == SourceKind::Stream) =>
+            {
+                Outcome::Push(StreamQuery::prepare(s, &self.catalog, &self.functions)?)
             }
             Statement::Select(s) => {
                 Outcome::Select(TableQuery::prepare(s, &self.catalog, &self.functions)?)

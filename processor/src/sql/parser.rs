@@ -67,6 +67,9 @@ pub(super) const RESERVED: [&str; 24] = [
     "WITH",
 ];
 
+/// Words that start a join but stay usable as names elsewhere.
+const JOIN_WORDS: [&str; 3] = ["FULL", "RIGHT", "OUTER"];
+
 impl Parser {
     pub(super) fn peek(&self) -> &Tok {
         &self.toks[self.i.min(self.toks.len() - 1)].tok
@@ -434,9 +437,13 @@ impl Parser {
         Ok(FromItem { pos, name, alias })
     }
 
-    /// `[AS] name` after a select item or a source.
+    /// `[AS] name` after a select item or a source. `FULL`, `RIGHT` and `OUTER` are not
+    /// reserved, but where they start a join (`FULL [OUTER] JOIN`) they are not an alias.
     fn alias(&mut self, what: &str) -> Result<Option<String>, SqlError> {
-        let bare = matches!(self.peek(), Tok::Word(w) if !RESERVED.contains(&w.as_str()))
+        let joins = matches!(self.peek(), Tok::Word(w) if JOIN_WORDS.contains(&w.as_str()))
+            && matches!(self.peek_at(1), Tok::Word(w) if w == "JOIN" || w == "OUTER");
+        let bare = (matches!(self.peek(), Tok::Word(w) if !RESERVED.contains(&w.as_str()))
+            && !joins)
             || matches!(self.peek(), Tok::Quoted(_));
         if self.eat_word("AS") || bare { self.ident(what).map(Some) } else { Ok(None) }
     }
@@ -445,26 +452,66 @@ impl Parser {
         let pos = self.pos();
         let kind = if self.eat_word("LEFT") {
             self.eat_word("OUTER");
-            JoinKind::Left
+            Some(JoinKind::Left)
+        } else if self.eat_word("RIGHT") {
+            self.eat_word("OUTER");
+            Some(JoinKind::Right)
+        } else if self.eat_word("FULL") {
+            self.eat_word("OUTER");
+            Some(JoinKind::Full)
+        } else if self.eat_word("OUTER") {
+            Some(JoinKind::Full)
+        } else if self.eat_word("INNER") {
+            Some(JoinKind::Inner)
         } else {
-            self.eat_word("INNER");
-            JoinKind::Inner
+            None
         };
         if !self.eat_word("JOIN") {
-            if kind == JoinKind::Left || self.toks[self.i - 1].tok == Tok::Word("INNER".into()) {
-                return Err(self.error("JOIN"));
-            }
-            return Ok(None);
+            return match kind {
+                Some(_) => Err(self.error("JOIN")),
+                None => Ok(None),
+            };
         }
+        let kind = kind.unwrap_or(JoinKind::Inner);
         let right = self.source_item()?;
-        let within_ms = if self.eat_word("WITHIN") { Some(self.duration()?) } else { None };
+        let within = self.within()?;
         self.expect_word("ON")?;
         let on = self.expr()?;
-        Ok(Some(Join { pos, kind, right, within_ms, on }))
+        Ok(Some(Join { pos, kind, right, within, on }))
     }
 
-    /// `n unit`, in ms.
+    /// `WITHIN n unit | WITHIN '(' before ',' after ')'`, then `[GRACE PERIOD n unit]`.
+    fn within(&mut self) -> Result<Option<Within>, SqlError> {
+        let pos = self.pos();
+        if !self.eat_word("WITHIN") {
+            return Ok(None);
+        }
+        let (before_ms, after_ms) = if self.eat_sym("(") {
+            let before = self.duration_from(0)?;
+            self.expect_sym(",")?;
+            let after = self.duration_from(0)?;
+            self.expect_sym(")")?;
+            (before, after)
+        } else {
+            let n = self.duration()?;
+            (n, n)
+        };
+        let grace_ms = if self.eat_word("GRACE") {
+            self.expect_word("PERIOD")?;
+            Some(self.duration_from(0)?)
+        } else {
+            None
+        };
+        Ok(Some(Within { pos, before_ms, after_ms, grace_ms }))
+    }
+
+    /// `n unit`, in ms, `n` positive.
     fn duration(&mut self) -> Result<i64, SqlError> {
+        self.duration_from(1)
+    }
+
+    /// `n unit`, in ms, with `n >= min`.
+    fn duration_from(&mut self, min: i64) -> Result<i64, SqlError> {
         let n = self.int("a duration like '1 HOUR'")?;
         let Tok::Word(unit) = self.peek().clone() else {
             return Err(self.error("a time unit (MILLISECONDS, SECONDS, MINUTES, HOURS, DAYS)"));
@@ -480,10 +527,11 @@ impl Parser {
             }
         };
         self.advance();
-        if n <= 0 {
+        if n < min {
+            let what = if min > 0 { "positive" } else { "zero or more" };
             return Err(SqlError::Syntax {
                 pos: self.pos(),
-                message: "a duration must be positive".into(),
+                message: format!("a duration must be {what}"),
             });
         }
         Ok(n.saturating_mul(ms))

@@ -1,0 +1,127 @@
+//! Push queries over a stream (`SELECT ... FROM stream [WHERE ...] EMIT CHANGES`): checked
+//! here, run by whoever reads the stream's topic (the broker polls it from its end, ksqlDB's
+//! `auto.offset.reset=latest`). Each record is decoded with the stream's own schema, exactly as
+//! a persistent query reading the stream decodes it (`codec::source_row`: key column, `key`
+//! property, `TIMESTAMP` column), then filtered by WHERE and projected; `ROWTIME` is the
+//! record's event time and `ROWKEY` its key.
+//!
+//! Only filters and projections: a JOIN, WINDOW or GROUP BY needs state, which a stateless
+//! poller does not keep — make a stream or table of it with `CREATE ... AS SELECT` and push-query
+//! that. A record that does not decode or whose row fails to evaluate yields no row.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::ast::{EmitMode, Expr, Select, SourceKind};
+use super::catalog::{Catalog, SourceInfo, decode_key};
+use super::codec::source_row;
+use super::compile::{Scope, projection};
+use super::error::SqlError;
+use super::expr::{Row, eval, truth};
+use super::functions::FunctionRegistry;
+use super::types::Checker;
+
+/// A checked push query over one stream.
+#[derive(Debug, Clone)]
+pub struct StreamQuery {
+    /// The stream's name.
+    pub stream: String,
+    /// The topic to follow.
+    pub topic: String,
+    source: Arc<SourceInfo>,
+    filter: Option<Expr>,
+    items: Vec<(String, Expr)>,
+    /// `LIMIT n`: the client stops after n rows (polls keep nothing in the broker).
+    pub limit: Option<u64>,
+}
+
+impl StreamQuery {
+    /// Checks `select` (whose FROM is a stream) against the catalog.
+    pub fn prepare(
+        select: &Select,
+        catalog: &Catalog,
+        registry: &FunctionRegistry,
+    ) -> Result<StreamQuery, SqlError> {
+        let info = catalog.lookup(select.from.pos, &select.from.name)?;
+        if info.kind != SourceKind::Stream {
+            return Err(SqlError::Invalid {
+                pos: select.from.pos,
+                message: format!("{} is a table, not a stream", info.name),
+            });
+        }
+        if select.emit != Some(EmitMode::Changes) {
+            return Err(SqlError::Invalid {
+                pos: select.pos,
+                message: format!(
+                    "a query over stream {} is a push query: end it with EMIT CHANGES",
+                    info.name
+                ),
+            });
+        }
+        if select.join.is_some()
+            || select.window.is_some()
+            || !select.group_by.is_empty()
+            || select.having.is_some()
+        {
+            return Err(SqlError::Unsupported {
+                pos: select.pos,
+                what: "JOIN, WINDOW, GROUP BY or HAVING in a push query over a stream".into(),
+                why: "push queries over streams filter and project; CREATE a stream or table AS \
+                      SELECT for the rest and push-query it"
+                    .into(),
+            });
+        }
+        let scope = Scope::of(info, select.from.alias.as_deref());
+        let checker = Checker { schema: &scope.schema, registry, aggs: &[], keys: &[] };
+        let filter = match &select.filter {
+            Some(f) => {
+                let f = scope.resolve(f)?;
+                checker.expect_bool(&f, "WHERE")?;
+                Some(f)
+            }
+            None => None,
+        };
+        let items = projection(select, &scope, &checker)?;
+        Ok(StreamQuery {
+            stream: info.name.clone(),
+            topic: info.topic.clone(),
+            source: Arc::new(info.clone()),
+            filter,
+            items: items.into_iter().map(|(n, e, _)| (n, e)).collect(),
+            limit: select.limit,
+        })
+    }
+
+    /// The output columns, in SELECT order.
+    pub fn columns(&self) -> Vec<String> {
+        self.items.iter().map(|(name, _)| name.clone()).collect()
+    }
+
+    /// One record of the stream's topic as a row: `None` when it does not decode, fails the
+    /// WHERE or cannot be evaluated.
+    pub fn row(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: i64,
+        registry: &FunctionRegistry,
+    ) -> Option<Map<String, Value>> {
+        let mut key = decode_key(key, self.source.key_type());
+        let mut value = self.source.decode_value(value).ok()?;
+        let mut ts = timestamp;
+        source_row(&self.source, &mut key, &mut value, &mut ts);
+        let columns = value.as_object()?;
+        let row = Row::new(columns, ts, &key);
+        if let Some(f) = &self.filter
+            && truth(&eval(f, &row, registry).ok()?) != Some(true)
+        {
+            return None;
+        }
+        let mut out = Map::new();
+        for (name, e) in &self.items {
+            out.insert(name.clone(), eval(e, &row, registry).ok()?);
+        }
+        Some(out)
+    }
+}
