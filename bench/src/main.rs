@@ -21,6 +21,7 @@
 //! replay        rebuild of the per-URL count from --records lines (default 10,000,000) in the
 //!               server, deploy and replay, against awk '{print $7}' | sort | uniq -c
 //! query         pull-query latency (get, top 10) on a live table while lines arrive at --rate
+//! sql           one aggregation in SQL and with the Rust API, replayed from the same log
 //! ```
 #![allow(clippy::print_stdout)]
 
@@ -33,6 +34,7 @@ mod query;
 mod recovery;
 mod replay;
 mod report;
+mod sql;
 mod storage;
 mod workload;
 
@@ -42,7 +44,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(workload) = args.next() else {
         bail!(
-            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor, replay, query"
+            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor, replay, query, sql"
         );
     };
     if workload == "recovery-fill" {
@@ -62,9 +64,10 @@ fn main() -> Result<()> {
         "processor" => processor::run(&opts)?,
         "replay" => replay::run(&opts)?,
         "query" => query::run(&opts)?,
+        "sql" => sql::run(&opts)?,
         other => {
             bail!(
-                "unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor, replay, query)"
+                "unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor, replay, query, sql)"
             )
         }
     };

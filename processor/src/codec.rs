@@ -14,6 +14,11 @@ pub trait Codec<T>: Send + Sync + 'static {
     fn encode(&self, value: &T) -> Result<Option<Vec<u8>>, String>;
     /// Fails with a short reason; the record is then set aside, never a panic.
     fn decode(&self, bytes: Option<&[u8]>) -> Result<T, String>;
+    /// [`decode`](Self::decode) given the log's own buffer, so that a codec may keep a slice
+    /// of it (a reference count) instead of copying.
+    fn decode_bytes(&self, bytes: Option<&Bytes>) -> Result<T, String> {
+        self.decode(bytes.map(|b| &b[..]))
+    }
 }
 
 /// serde JSON. A null in the log decodes as JSON `null`, so `()` and `Option<T>` accept it.

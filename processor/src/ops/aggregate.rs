@@ -9,7 +9,10 @@
 //! still tells exactly which changes exist. Between flushes readers see the table as of the
 //! last flush; the changelog holds every flushed state of each key once, and its latest value
 //! per key always equals the table. A table that a stream–table join of the same task reads
-//! is written through on every record instead, so the join sees each change at once.
+//! is written through on every record instead, so the join sees each change at once. A cached
+//! result is encoded when it is written: one that JSON cannot hold (a map with non-string keys)
+//! is then counted as a decode error and logged, where a written-through one sets its record
+//! aside.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -29,11 +32,9 @@ use crate::table::TableStore;
 /// task: bounds the memory of a long poll.
 pub(crate) const MAX_CACHED_KEYS: usize = 65_536;
 
-/// One key's accumulator, its table value as last encoded, and its cached change.
+/// One key's accumulator and its cached change.
 pub(crate) struct Slot<Acc> {
     acc: Acc,
-    /// The JSON of the latest result (the buffer is reused from record to record).
-    value: Vec<u8>,
     /// Position and event time of the last record whose change is not yet in the table.
     cached: Option<(Position, i64)>,
 }
@@ -76,18 +77,17 @@ impl<K: StateData, V, A: Aggregator<V>> Node<K, V> for Aggregate<K, V, A> {
         let slot = match self.accs.get_mut(&self.key_buf[..]) {
             Some(slot) => slot,
             None => {
-                let slot = Slot { acc: self.agg.init(), value: Vec::new(), cached: None };
+                let slot = Slot { acc: self.agg.init(), cached: None };
                 self.accs.entry(self.key_buf.as_slice().into()).or_insert(slot)
             }
         };
         self.agg.add(&mut slot.acc, &rec.value, rec.ts);
         let out = self.agg.result(&slot.acc);
-        slot.value.clear();
-        if let Err(e) = serde_json::to_writer(&mut slot.value, &out) {
-            return cx.set_aside(&RecordError::State(e.to_string()));
-        }
         if self.store.read_inside() {
-            self.store.put(self.key_buf.clone(), Some(slot.value.clone()), rec.ts, cx);
+            match state_bytes(&out) {
+                Ok(v) => self.store.put(self.key_buf.clone(), Some(v), rec.ts, cx),
+                Err(e) => return cx.set_aside(&RecordError::State(e.to_string())),
+            }
         } else {
             if slot.cached.is_none() {
                 self.cached.push(self.key_buf.as_slice().into());
@@ -120,10 +120,7 @@ impl<K, V, A: Aggregator<V>> StateOp for Aggregate<K, V, A> {
         let accs: BTreeMap<Vec<u8>, A::Acc> = load_map(&mut bytes)?;
         self.accs = accs
             .into_iter()
-            .map(|(k, acc)| {
-                let value = state_bytes(&self.agg.result(&acc)).unwrap_or_default();
-                (k.into_boxed_slice(), Slot { acc, value, cached: None })
-            })
+            .map(|(k, acc)| (k.into_boxed_slice(), Slot { acc, cached: None }))
             .collect();
         self.cached.clear();
         Ok(())
@@ -139,7 +136,15 @@ impl<K, V, A: Aggregator<V>> StateOp for Aggregate<K, V, A> {
             if let Some(slot) = self.accs.get_mut(&key)
                 && let Some((pos, ts)) = slot.cached.take()
             {
-                changes.push((pos, ts, key, slot.value.clone()));
+                // The accumulator has not changed since the change was cached: its result now
+                // is the result then.
+                match state_bytes(&self.agg.result(&slot.acc)) {
+                    Ok(value) => changes.push((pos, ts, key, value)),
+                    Err(e) => {
+                        cx.metrics.decode_errors += 1;
+                        tracing::warn!(error = %e, "an aggregate result JSON cannot hold is not written to the table");
+                    }
+                }
             }
         }
         changes.sort_unstable_by_key(|c| c.0.order());

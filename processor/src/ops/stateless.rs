@@ -38,7 +38,7 @@ impl<K: 'static, V: 'static> Node<Option<Bytes>, Option<Bytes>> for Decode<K, V>
             Ok(k) => k,
             Err(e) => return cx.set_aside(&RecordError::Key(e)),
         };
-        let value = match self.value.decode(rec.value.as_deref()) {
+        let value = match self.value.decode_bytes(rec.value.as_ref()) {
             Ok(v) => v,
             Err(e) => return cx.set_aside(&RecordError::Value(e)),
         };

@@ -15,7 +15,6 @@ use serde_json::{Map, Value};
 
 use super::ast::{CreateSource, Property, SourceKind};
 use super::error::{Pos, SqlError};
-use super::expr::field_of;
 use super::types::{Schema, SqlType};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -82,13 +81,22 @@ impl SourceInfo {
                     Some(v) => serde_json::from_slice(v).map_err(|e| e.to_string())?,
                     None => Value::Null,
                 };
-                let object = match parsed {
+                let mut object = match parsed {
                     Value::Object(map) => map,
                     Value::Null => Map::new(),
                     other => return Err(format!("expected a JSON object, got {other}")),
                 };
+                // The parsed object is ours: its values move into the row (`field_of`'s
+                // lookup: the exact name, else the first name equal ignoring ASCII case).
                 for (name, _) in value_columns {
-                    row.insert(name.clone(), field_of(&object, name));
+                    let value = match object.remove(name) {
+                        Some(v) => v,
+                        None => {
+                            let found = object.keys().find(|k| k.eq_ignore_ascii_case(name));
+                            found.cloned().and_then(|k| object.remove(&k)).unwrap_or(Value::Null)
+                        }
+                    };
+                    row.insert(name.clone(), value);
                 }
             }
         }

@@ -250,8 +250,8 @@ impl Spec {
                 Op::Fields { fields } => {
                     let codec = FieldsCodec::new(field_picks(fields).map_err(at)?);
                     stream.map_values(move |_, v| match v {
-                        Row::Json(Value::String(line)) => codec.split(line.as_bytes()),
-                        _ => codec.split(b""),
+                        Row::Json(Value::String(line)) => codec.split(&line.into_bytes().into()),
+                        _ => codec.split(&bytes::Bytes::new()),
                     })
                 }
                 Op::Filter { field, equals, not_equals, gt, ge, lt, le } => {
@@ -440,7 +440,7 @@ mod tests {
         let pick = |name: &str, from, to| row::Pick { name: name.into(), from, to };
         let picks = vec![pick("url", 7, 7), pick("time", 4, 5), pick("none", 12, 13)];
         let Value::String(line) = line else { unreachable!() };
-        let v = FieldsCodec::new(picks).split(line.as_bytes()).into_value();
+        let v = FieldsCodec::new(picks).split(&line.into_bytes().into()).into_value();
         assert_eq!(v.as_object().map(|m| m.len()), Some(2));
         assert_eq!(v["url"], "/a.html");
         assert_eq!(v["time"], "[10/Oct/2000:13:55:36 -0700]");

@@ -10,6 +10,7 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -36,8 +37,8 @@ pub(super) enum Row {
 
 #[derive(Debug, Clone)]
 pub(super) struct Line {
-    /// The line up to the end of its last picked word.
-    bytes: Box<[u8]>,
+    /// The line up to the end of its last picked word (a slice of the log's buffer).
+    bytes: Bytes,
     /// Sorted by name.
     picks: Arc<[Pick]>,
     /// Per pick, its byte range in `bytes`; empty when the line has none of its words.
@@ -130,7 +131,7 @@ impl FieldsCodec {
     /// Splits `line` on runs of ASCII blanks (space, tab, CR, LF, FF — awk's default field
     /// separator splits on space, tab and newline) and keeps each pick's words; a pick with no
     /// words is left out. One pass, stopping after the last word picked.
-    pub fn split(&self, line: &[u8]) -> Row {
+    pub fn split(&self, line: &Bytes) -> Row {
         let last = self.picks.iter().map(|p| p.to).max().unwrap_or(0);
         let mut words = [(0u32, 0u32); MAX_WORDS];
         let mut count = 0;
@@ -169,7 +170,7 @@ impl FieldsCodec {
             *span = (first.0, last.1);
             end = end.max(last.1 as usize);
         }
-        Row::Line(Line { bytes: line[..end].into(), picks: self.picks.clone(), spans })
+        Row::Line(Line { bytes: line.slice(..end), picks: self.picks.clone(), spans })
     }
 
     /// The picks as a JSON object, joining words by one space whatever separated them.
@@ -194,7 +195,10 @@ impl Codec<Row> for FieldsCodec {
         serde_json::to_vec(value).map(Some).map_err(|e| e.to_string())
     }
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Row, String> {
-        Ok(self.split(bytes.unwrap_or_default()))
+        Ok(self.split(&Bytes::copy_from_slice(bytes.unwrap_or_default())))
+    }
+    fn decode_bytes(&self, bytes: Option<&Bytes>) -> Result<Row, String> {
+        Ok(self.split(bytes.unwrap_or(&Bytes::new())))
     }
 }
 
@@ -240,7 +244,7 @@ mod tests {
                 .map(|(i, (from, extra))| Pick { name: format!("f{i}"), from: *from, to: from + extra })
                 .collect();
             let want = reference(&line, &picks);
-            let row = FieldsCodec::new(picks.clone()).split(&line);
+            let row = FieldsCodec::new(picks.clone()).split(&Bytes::from(line.clone()));
             for p in &picks {
                 prop_assert_eq!(row.field(&p.name).map(Cow::into_owned), want.get(&p.name).cloned());
                 prop_assert_eq!(

@@ -60,6 +60,12 @@ impl Codec<Row> for SourceCodec {
             SourceCodec::Fields(c) => c.decode(bytes),
         }
     }
+    fn decode_bytes(&self, bytes: Option<&bytes::Bytes>) -> Result<Row, String> {
+        match self {
+            SourceCodec::Plain(c) => c.decode(bytes.map(|b| &b[..])).map(Row::Json),
+            SourceCodec::Fields(c) => c.decode_bytes(bytes),
+        }
+    }
 }
 
 /// A field's text: strings as they are, other values as JSON, missing as "".
@@ -117,10 +123,9 @@ impl Filter {
         let got = row.field(&self.field);
         let got = got.as_deref();
         let same = |want: &Value| match (got, want) {
-            (Some(g), Value::String(w)) => match g {
-                Value::String(s) => s == w,
-                other => other.to_string() == *w,
-            },
+            (Some(Value::String(s)), Value::String(w)) => s == w,
+            // A number or boolean field equals the text of its JSON.
+            (Some(g), Value::String(w)) => serde_json::to_string(g).is_ok_and(|t| t == *w),
             (Some(g), w) => {
                 g == w || number_of(Some(g)).zip(w.as_f64()).is_some_and(|(a, b)| a == b)
             }
