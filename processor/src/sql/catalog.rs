@@ -11,6 +11,9 @@
 
 use std::collections::BTreeMap;
 
+use std::borrow::Cow;
+
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::{Map, Value};
 
 use super::ast::{CreateSource, Property, SourceKind};
@@ -77,25 +80,12 @@ impl SourceInfo {
                 }
             }
             ValueFormat::Json => {
-                let parsed: Value = match value {
-                    Some(v) => serde_json::from_slice(v).map_err(|e| e.to_string())?,
-                    None => Value::Null,
+                let names: Vec<&String> = value_columns.map(|(n, _)| n).collect();
+                let values = match value {
+                    Some(v) => json_columns(v, &names)?,
+                    None => vec![Value::Null; names.len()],
                 };
-                let mut object = match parsed {
-                    Value::Object(map) => map,
-                    Value::Null => Map::new(),
-                    other => return Err(format!("expected a JSON object, got {other}")),
-                };
-                // The parsed object is ours: its values move into the row (`field_of`'s
-                // lookup: the exact name, else the first name equal ignoring ASCII case).
-                for (name, _) in value_columns {
-                    let value = match object.remove(name) {
-                        Some(v) => v,
-                        None => {
-                            let found = object.keys().find(|k| k.eq_ignore_ascii_case(name));
-                            found.cloned().and_then(|k| object.remove(&k)).unwrap_or(Value::Null)
-                        }
-                    };
+                for (name, value) in names.into_iter().zip(values) {
                     row.insert(name.clone(), value);
                 }
             }
@@ -333,5 +323,132 @@ impl<'a> Props<'a> {
             timestamp: self.text("TIMESTAMP")?.map(upper),
             materialized: None,
         })
+    }
+}
+
+/// The values of `columns` in a JSON object: each column takes the field of its exact name,
+/// else the first field (in name order) equal to it ignoring ASCII case, else NULL. The object
+/// is read once, keeping only those fields (the others are skipped unparsed). JSON `null` reads
+/// as all NULL; another non-object is an error.
+fn json_columns(bytes: &[u8], columns: &[&String]) -> Result<Vec<Value>, String> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return match serde_json::from_slice::<Value>(bytes).map_err(|e| e.to_string())? {
+            Value::Null => Ok(vec![Value::Null; columns.len()]),
+            other => Err(format!("expected a JSON object, got {other}")),
+        };
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let found = ColumnsSeed(columns).deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())?;
+    Ok(found.into_iter().map(|f| f.map_or(Value::Null, |(_, _, v)| v)).collect())
+}
+
+/// Per column: (exact, field name, value) of the field chosen so far.
+type Found = Vec<Option<(bool, String, Value)>>;
+
+struct ColumnsSeed<'a>(&'a [&'a String]);
+
+impl<'de> DeserializeSeed<'de> for ColumnsSeed<'_> {
+    type Value = Found;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ColumnsSeed<'_> {
+    type Value = Found;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
+        let mut found: Found = vec![None; self.0.len()];
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            // Which column takes this field: an exact name always (a later duplicate wins, as
+            // in a parsed object), a case-insensitive one unless an exact or smaller name has.
+            let take = self.0.iter().position(|c| c.as_str() == key).or_else(|| {
+                self.0.iter().enumerate().position(|(i, c)| {
+                    c.eq_ignore_ascii_case(&key)
+                        && found[i].as_ref().is_none_or(|(exact, k, _)| !exact && *key <= **k)
+                })
+            });
+            match take {
+                Some(i) => {
+                    let value: Value = map.next_value()?;
+                    let exact = self.0[i].as_str() == key;
+                    found[i] = Some((exact, key.into_owned(), value));
+                }
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(found)
+    }
+}
+
+/// A field name, borrowed from the input unless it has escapes.
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Cow<'de, str>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Cow<'de, str>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::sql::expr::field_of;
+
+    proptest! {
+        /// The one-pass reader picks what parsing the whole object and looking each column up
+        /// (`field_of`) picks, duplicates and case variants included.
+        #[test]
+        fn columns_are_read_as_a_parsed_object_would_give_them(
+            fields in prop::collection::vec(
+                (prop::sample::select(vec!["url", "URL", "Url", "views", "VIEWS", "other", "u\\u0072l"]),
+                 prop::sample::select(vec!["1", "\"x\"", "null", "[1,2]", "{\"a\":true}"])),
+                0..8),
+        ) {
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            let text = format!("{{{}}}", body.join(","));
+            let columns = ["URL".to_string(), "VIEWS".to_string(), "MISSING".to_string()];
+            let names: Vec<&String> = columns.iter().collect();
+            let got = json_columns(text.as_bytes(), &names).unwrap();
+            let parsed: Map<String, Value> = serde_json::from_str(&text).unwrap();
+            let want: Vec<Value> = columns.iter().map(|c| field_of(&parsed, c)).collect();
+            prop_assert_eq!(got, want, "{}", text);
+        }
+    }
+
+    #[test]
+    fn non_objects_are_refused_and_null_is_all_null() {
+        let names = ["A".to_string()];
+        let names: Vec<&String> = names.iter().collect();
+        assert_eq!(json_columns(b" null ", &names).unwrap(), vec![Value::Null]);
+        assert_eq!(json_columns(b"[1]", &names).unwrap_err(), "expected a JSON object, got [1]");
+        assert!(json_columns(b"{\"a\":1} x", &names).unwrap_err().contains("trailing characters"));
+        assert!(json_columns(b"{\"a\":", &names).unwrap_err().contains("EOF"));
     }
 }
