@@ -2,8 +2,8 @@
 //! event-time [`Clock`] with its watermark, and the binary framing of a state map.
 //!
 //! State is a pure function of the input records processed so far, in order: no wall clock, no
-//! randomness, no iteration over hash maps (only `BTreeMap`s), so the same input gives the same
-//! bytes.
+//! randomness, no iteration in a hash map's order (hash maps are sorted before they are written),
+//! so the same input gives the same bytes.
 
 use std::collections::BTreeMap;
 

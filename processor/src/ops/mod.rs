@@ -6,8 +6,9 @@
 //! - `join`: stream–table lookup and windowed stream–stream join.
 //! - `dedupe`: drop repeats of a key within a window of event time.
 //!
-//! Stateful operators implement `StateOp` and are snapshotted by operator id; all their maps are
-//! `BTreeMap`s so iteration, and hence output order, is deterministic.
+//! Stateful operators implement `StateOp` and are snapshotted by operator id; their maps are
+//! `BTreeMap`s, or (the aggregate's accumulators) a hash map that is sorted whenever it is
+//! iterated, so output order and snapshot bytes are deterministic.
 
 pub(crate) mod aggregate;
 pub(crate) mod dedupe;
