@@ -5,7 +5,8 @@
 //! generator of the `processor` workload) and are streamed, `--batch` lines per batch, straight
 //! into the one partition of topic `access-log` of a broker served on loopback in this process
 //! (`Served`), and at the same time into a file in the same temporary directory. Nothing holds
-//! the whole input in memory. Then, per run:
+//! the whole input in memory. After a `sync` (so that writing back the fresh 3 GB does not slow
+//! the first measurement), per run:
 //!
 //! - **awk | sort | uniq -c**: the shell pipeline `awk '{print $7}' FILE | sort | uniq -c >
 //!   OUT`, run with `sh -c`, timed from spawn to exit — the baseline.
@@ -343,6 +344,10 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
             run + 1,
             file.display()
         );
+        // Write back the 3 GB just written (topic and file) before anything is timed, so the
+        // kernel's writeback does not slow whichever measurement comes first.
+        let synced = Command::new("sync").status().context("running sync")?;
+        ensure!(synced.success(), "sync failed: {synced}");
 
         let t = pipeline(&file, &out)?;
         let expected = read_uniq(&out)?;

@@ -57,7 +57,7 @@ impl TaskConfig {
         Self {
             state_dir: state_dir.into(),
             read_max_bytes: 1 << 20,
-            poll_max_records: 50_000,
+            poll_max_records: 200_000,
             snapshot_every_records: 500_000,
             batch_max_bytes: 1 << 20,
         }
