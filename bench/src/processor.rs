@@ -13,7 +13,7 @@
 //!   temporary directory: parse the URL (field 7) and the time of each line, key by URL
 //!   (repartitioned by URL when P > 1), count into table `requests-per-url`, send the changes
 //!   to `url-counts`. Timed from `Processor::start` to `wait_caught_up`.
-//! - **embedded spec**: the `url-counts` spec of `broker/src/processors/spec.rs` compiled by the
+//! - **embedded spec**: the `url-counts` spec of `broker/src/processors/spec/mod.rs` compiled by the
 //!   broker's own compiler and run over `LocalLogs` — the server's pipeline (JSON values)
 //!   without the server.
 //! - **server**: the same spec deployed with `Admin::deploy_processor` to a broker served on
@@ -48,7 +48,7 @@ const POLL: Duration = Duration::from_millis(5);
 /// Give up on a run that has not caught up by then.
 const LIMIT: Duration = Duration::from_secs(1800);
 
-/// The `url-counts` spec from `broker/src/processors/spec.rs`, with `threads` set.
+/// The `url-counts` spec from `broker/src/processors/spec/mod.rs`, with `threads` set.
 fn spec(threads: u32) -> String {
     format!(
         r#"name = "url-counts"

@@ -50,7 +50,7 @@ const LIMIT: Duration = Duration::from_secs(3600);
 /// Issue 4's goal for a replay of a per-key count.
 const GOAL_EVENTS_PER_S: f64 = 2_000_000.0;
 
-/// The `url-counts` spec of `broker/src/processors/spec.rs` without its `to` op: the count is
+/// The `url-counts` spec of `broker/src/processors/spec/mod.rs` without its `to` op: the count is
 /// queried, not sent anywhere.
 pub(crate) fn spec() -> String {
     r#"name = "url-counts"
