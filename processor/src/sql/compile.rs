@@ -72,14 +72,7 @@ pub fn compile(
     }
     target.partitions = tasks;
     let checker = Checker { schema: &scope.schema, registry, aggs: &[], keys: &[] };
-    let filter = match &select.filter {
-        Some(f) => {
-            let f = scope.resolve(f)?;
-            checker.expect_bool(&f, "WHERE")?;
-            Some(f)
-        }
-        None => None,
-    };
+    let filter = where_clause(select, &scope, &checker)?;
     match (stmt.kind, select.group_by.is_empty()) {
         (SourceKind::Stream, true) => {
             if select.window.is_some() || select.having.is_some() {
@@ -241,6 +234,18 @@ pub(crate) fn decoded_stream(b: &ProcessorBuilder, info: &SourceInfo) -> Stream<
 }
 
 /// The select list of a stream query: (name, resolved expression, type); `*` expands.
+/// The query's `WHERE`, resolved in `scope` and checked to be a boolean.
+pub(crate) fn where_clause(
+    select: &Select,
+    scope: &Scope,
+    checker: &Checker<'_>,
+) -> Result<Option<Expr>, SqlError> {
+    let Some(f) = &select.filter else { return Ok(None) };
+    let f = scope.resolve(f)?;
+    checker.expect_bool(&f, "WHERE")?;
+    Ok(Some(f))
+}
+
 pub(crate) fn projection(
     select: &Select,
     scope: &Scope,

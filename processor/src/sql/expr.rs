@@ -300,6 +300,26 @@ pub fn cast(v: Value, ty: &SqlType) -> Result<Value, EvalError> {
     })
 }
 
+/// A row through `WHERE` and the `SELECT` items, as pull and push queries answer it: `None`
+/// when the filter is not true or an expression fails.
+pub(crate) fn filter_project(
+    filter: Option<&Expr>,
+    items: &[(String, Expr)],
+    row: &Row<'_>,
+    registry: &FunctionRegistry,
+) -> Option<Map<String, Value>> {
+    if let Some(f) = filter
+        && truth(&eval(f, row, registry).ok()?) != Some(true)
+    {
+        return None;
+    }
+    let mut out = Map::new();
+    for (name, e) in items {
+        out.insert(name.clone(), eval(e, row, registry).ok()?);
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

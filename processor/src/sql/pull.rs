@@ -15,7 +15,7 @@ use super::ast::{BinOp, EmitMode, Expr, ExprKind, Select, SelectItem};
 use super::catalog::{Catalog, SourceInfo};
 use super::compile::Scope;
 use super::error::SqlError;
-use super::expr::{Row, eval, truth};
+use super::expr::{Row, filter_project};
 use super::functions::FunctionRegistry;
 use super::types::Checker;
 use crate::table::TableReader;
@@ -161,16 +161,7 @@ impl TableQuery {
         };
         let mut row = Row::new(columns, 0, &rowkey);
         row.window = window;
-        if let Some(f) = &self.filter
-            && truth(&eval(f, &row, registry).ok()?) != Some(true)
-        {
-            return None;
-        }
-        let mut out = Map::new();
-        for (name, e) in &self.items {
-            out.insert(name.clone(), eval(e, &row, registry).ok()?);
-        }
-        Some(out)
+        filter_project(self.filter.as_ref(), &self.items, &row, registry)
     }
 }
 

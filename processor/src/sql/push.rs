@@ -16,9 +16,9 @@ use serde_json::{Map, Value};
 use super::ast::{EmitMode, Expr, Select, SourceKind};
 use super::catalog::{Catalog, SourceInfo, decode_key};
 use super::codec::source_row;
-use super::compile::{Scope, projection};
+use super::compile::{Scope, projection, where_clause};
 use super::error::SqlError;
-use super::expr::{Row, eval, truth};
+use super::expr::{Row, filter_project};
 use super::functions::FunctionRegistry;
 use super::types::Checker;
 
@@ -74,14 +74,7 @@ impl StreamQuery {
         }
         let scope = Scope::of(info, select.from.alias.as_deref());
         let checker = Checker { schema: &scope.schema, registry, aggs: &[], keys: &[] };
-        let filter = match &select.filter {
-            Some(f) => {
-                let f = scope.resolve(f)?;
-                checker.expect_bool(&f, "WHERE")?;
-                Some(f)
-            }
-            None => None,
-        };
+        let filter = where_clause(select, &scope, &checker)?;
         let items = projection(select, &scope, &checker)?;
         Ok(StreamQuery {
             stream: info.name.clone(),
@@ -113,15 +106,6 @@ impl StreamQuery {
         source_row(&self.source, &mut key, &mut value, &mut ts);
         let columns = value.as_object()?;
         let row = Row::new(columns, ts, &key);
-        if let Some(f) = &self.filter
-            && truth(&eval(f, &row, registry).ok()?) != Some(true)
-        {
-            return None;
-        }
-        let mut out = Map::new();
-        for (name, e) in &self.items {
-            out.insert(name.clone(), eval(e, &row, registry).ok()?);
-        }
-        Some(out)
+        filter_project(self.filter.as_ref(), &self.items, &row, registry)
     }
 }

@@ -8,6 +8,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use eddy_processor::sample::access_log::days_from_civil;
 use eddy_processor::{Aggregator, Codec};
 
 use super::row::{FieldsCodec, Pick, Row};
@@ -224,17 +225,6 @@ fn clf_loose(text: &str) -> Option<i64> {
     let days = days_from_civil(year, month, day);
     let local = days * 86_400 + h * 3600 + m * 60 + s;
     Some((local - sign * (zh * 3600 + zm * 60)) * 1000)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub(super) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 /// Every aggregate function over JSON values, so every table holds JSON.
