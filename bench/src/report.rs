@@ -41,6 +41,26 @@ impl Timing {
     fn us(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1000.0
     }
+
+    /// The latency at each of [`PERCENTILES`], then the maximum (as percentile 100).
+    pub fn percentiles(&self) -> Vec<Percentile> {
+        let mut series: Vec<Percentile> = PERCENTILES
+            .iter()
+            .map(|&p| Percentile { percentile: p, us: self.us(p / 100.0) })
+            .collect();
+        series.push(Percentile { percentile: 100.0, us: self.hist.max() as f64 / 1000.0 });
+        series
+    }
+}
+
+/// The percentiles of a latency series in the JSON (the plot's curve); the maximum follows.
+pub const PERCENTILES: [f64; 7] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99];
+
+/// One point of a latency distribution: `us` microseconds at `percentile` (100 = the maximum).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Percentile {
+    pub percentile: f64,
+    pub us: f64,
 }
 
 /// One measured line: what was done, how fast, and against which baseline.
@@ -64,6 +84,12 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// Free-form facts about the run (fsync counts and the like).
     pub notes: Vec<(String, String)>,
+    /// The whole latency distribution of the op columns, for the plot (e2e rows only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub percentiles: Vec<Percentile>,
+    /// Records per batch, where a row is one point of a sweep over batch sizes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
 }
 
 impl Row {
@@ -85,7 +111,14 @@ impl Row {
             baseline: None,
             ratio: None,
             notes: Vec::new(),
+            percentiles: Vec::new(),
+            batch: None,
         }
+    }
+
+    /// A row for a measurement that could not be taken here, saying why.
+    pub fn skipped(name: impl Into<String>, why: impl ToString) -> Self {
+        Row::new(name, 0, 0, &Timing::new()).note("skipped", why)
     }
 
     pub fn against(mut self, baseline: &Row) -> Self {
@@ -127,6 +160,13 @@ pub fn print(rows: &[Row]) {
         "measurement", "records/s", "MB/s", "p50 us", "p99 us", "p99.9 us", "max us", "ops"
     );
     for r in rows {
+        if r.notes.iter().any(|(k, _)| k == "skipped") {
+            println!("{:<38} {:>12}", r.name, "skipped");
+            for (k, v) in &r.notes {
+                println!("    {k}: {v}");
+            }
+            continue;
+        }
         let vs = match (&r.baseline, r.ratio) {
             (Some(b), Some(x)) => format!("{x:.2} x {b}"),
             _ => "(baseline)".to_string(),
