@@ -10,7 +10,7 @@
 //!   each reads from the disk. Where that file is not writable (no root, a read-only `/proc`),
 //!   the cold rows say so and are skipped.
 //!
-//! Each row notes how many bytes the process read from the block device while it ran
+//! Each row notes the least and the most bytes that any of its runs read from the block device
 //! (`read_bytes` of `/proc/self/io`: the broker runs in this process), so a "cold" read that was
 //! served from memory would show. MB/s counts the bytes of the segment files (records with their
 //! batch headers), the same bytes for every row, so the rows compare directly.
@@ -87,7 +87,7 @@ const PARTITIONS: u32 = 1;
 
 /// The raw read, the embedded consume and the TCP consume of one run, each after dropping the
 /// page cache if `cold`; `Ok(Err(why))` if the cache cannot be dropped here.
-fn read_three(s: &Setup<'_>, cold: bool) -> Result<Result<[Row; 3], String>> {
+fn read_three(s: &Setup<'_>, cold: bool) -> Result<Result<[Read; 3], String>> {
     let state = if cold { "cold" } else { "warm" };
     let name = |what: &str| format!("{what} {} {state} cache", s.size);
     let rt = &s.served.runtime;
@@ -116,30 +116,44 @@ fn read_three(s: &Setup<'_>, cold: bool) -> Result<Result<[Row; 3], String>> {
     Ok(Ok([raw, embedded, tcp]))
 }
 
-/// The median raw read, and each consume against the raw read of its own run.
-fn summarise(runs: Vec<[Row; 3]>) -> Vec<Row> {
-    let (mut raw, mut embedded, mut tcp) = (Vec::new(), Vec::new(), Vec::new());
-    for [r, e, t] in runs {
-        raw.push(r);
-        embedded.push(e);
-        tcp.push(t);
-    }
-    let embedded = median_against(embedded, &raw);
-    let tcp = median_against(tcp, &raw);
-    vec![median(raw), embedded, tcp]
+/// One timed read and the bytes the process read from the block device meanwhile.
+struct Read {
+    row: Row,
+    from_disk: Option<u64>,
 }
 
-/// Runs `f` and makes its row, noting the bytes this process read from the block device
+/// The median raw read, and each consume against the raw read of its own run; each row notes
+/// the least and most any of its runs read from the block device.
+fn summarise(runs: Vec<[Read; 3]>) -> Vec<Row> {
+    let mut kinds: [Vec<Read>; 3] = Default::default();
+    for three in runs {
+        for (kind, read) in kinds.iter_mut().zip(three) {
+            kind.push(read);
+        }
+    }
+    let [raw, embedded, tcp] = kinds.map(|reads| {
+        let disk: Option<Vec<u64>> = reads.iter().map(|r| r.from_disk).collect();
+        let note = match disk.as_deref().map(|d| (d.iter().min(), d.iter().max())) {
+            Some((Some(lo), Some(hi))) => {
+                format!("{:.1} – {:.1} MB", *lo as f64 / 1e6, *hi as f64 / 1e6)
+            }
+            _ => "unknown (no /proc/self/io)".to_string(),
+        };
+        (reads.into_iter().map(|r| r.row).collect::<Vec<_>>(), note)
+    });
+    let note = "read from disk per run (least – most)";
+    let embedded_row = median_against(embedded.0, &raw.0).note(note, embedded.1);
+    let tcp_row = median_against(tcp.0, &raw.0).note(note, tcp.1);
+    vec![median(raw.0).note(note, raw.1), embedded_row, tcp_row]
+}
+
+/// Runs `f` and makes its row, counting the bytes this process read from the block device
 /// meanwhile.
-fn measured(name: String, s: &Setup<'_>, f: impl FnOnce() -> Result<Timing>) -> Result<Row> {
+fn measured(name: String, s: &Setup<'_>, f: impl FnOnce() -> Result<Timing>) -> Result<Read> {
     let before = disk_read_bytes();
     let timing = f()?;
     let from_disk = disk_read_bytes().zip(before).map(|(after, before)| after - before);
-    let row = Row::new(name, s.records, s.bytes, &timing);
-    Ok(match from_disk {
-        Some(b) => row.note("read from disk", format!("{:.1} MB", b as f64 / 1e6)),
-        None => row.note("read from disk", "unknown (no /proc/self/io)"),
-    })
+    Ok(Read { row: Row::new(name, s.records, s.bytes, &timing), from_disk })
 }
 
 /// `read_bytes` of `/proc/self/io`: bytes this process (all its threads) caused to be fetched

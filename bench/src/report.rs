@@ -42,19 +42,20 @@ impl Timing {
         self.hist.value_at_quantile(q) as f64 / 1000.0
     }
 
-    /// The latency at each of [`PERCENTILES`], then the maximum (as percentile 100).
+    /// The latency at each of [`QUANTILES`], then the maximum (as percentile 100).
     pub fn percentiles(&self) -> Vec<Percentile> {
-        let mut series: Vec<Percentile> = PERCENTILES
+        let mut series: Vec<Percentile> = QUANTILES
             .iter()
-            .map(|&p| Percentile { percentile: p, us: self.us(p / 100.0) })
+            .map(|&q| Percentile { percentile: (q * 1e6).round() / 1e4, us: self.us(q) })
             .collect();
         series.push(Percentile { percentile: 100.0, us: self.hist.max() as f64 / 1000.0 });
         series
     }
 }
 
-/// The percentiles of a latency series in the JSON (the plot's curve); the maximum follows.
-pub const PERCENTILES: [f64; 7] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99];
+/// The quantiles of a latency series in the JSON (the plot's curve), the same values as the op
+/// columns' (p50, p90, p99, p99.9); the maximum follows.
+pub const QUANTILES: [f64; 7] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999];
 
 /// One point of a latency distribution: `us` microseconds at `percentile` (100 = the maximum).
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -212,4 +213,29 @@ pub fn write_json(path: &Path, workload: &str, options: &Options, rows: &[Row]) 
         JsonReport { workload, options, machine: Machine::detect(&data_dir), results: rows };
     std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_percentile_series_agrees_with_the_op_columns() {
+        let mut t = Timing::new();
+        for us in 1..=10_000u64 {
+            t.record(Duration::from_micros(us));
+        }
+        t.finish(Duration::from_secs(1));
+        let row = Row::new("x", 10_000, 0, &t);
+        let series = t.percentiles();
+        let percentiles: Vec<f64> = series.iter().map(|p| p.percentile).collect();
+        assert_eq!(percentiles, [50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0]);
+        let at = |p: f64| series.iter().find(|s| s.percentile == p).map(|s| s.us);
+        assert_eq!(at(50.0), Some(row.op_p50_us));
+        assert_eq!(at(90.0), Some(row.op_p90_us));
+        assert_eq!(at(99.0), Some(row.op_p99_us));
+        assert_eq!(at(99.9), Some(row.op_p999_us));
+        assert_eq!(at(100.0), Some(row.op_max_us));
+        assert!((row.op_p50_us - 5000.0).abs() < 10.0, "{}", row.op_p50_us);
+    }
 }

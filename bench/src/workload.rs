@@ -58,7 +58,7 @@ impl Options {
             "query" => (o.records, o.rate) = (100_000, 20_000),
             "consume" => o.runs = 3,
             // 5,000,000 records of 1 KiB: 5.12 GB of values.
-            "memory" => (o.records, o.record_bytes, o.runs) = (5_000_000, 1024, 1),
+            "memory" => (o.records, o.record_bytes, o.runs) = (5_000_000, 1024, 3),
             "batch-sweep" => o.runs = 3,
             _ => {}
         }
