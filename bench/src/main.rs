@@ -7,11 +7,19 @@
 //! ```text
 //! cargo run --release -p eddy-bench -- <workload> [--records N] [--record-bytes B] [--batch R]
 //!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--api record|batch]
-//!     [--idempotent true|false] [--dir DIR] [--json FILE]
+//!     [--idempotent true|false] [--batches 1,10,...] [--dir DIR] [--json FILE]
+//! cargo run --release -p eddy-bench -- plot [DIR]       (default DIR: docs/bench)
+//! cargo run --release -p eddy-bench -- machine [DIR]    (DIR: where the data goes; default /tmp)
 //!
 //! storage       append and sequential read of one log, against raw write/read
 //! group-commit  T appenders under flush=always, against write+fdatasync per batch
 //! produce       produce then consume through the client, TCP against embedded
+//! consume       consume from the page cache and after dropping it, TCP and embedded, against
+//!               a raw read of the segment files (cold rows skipped where the cache cannot be
+//!               dropped)
+//! batch-sweep   produce throughput with --batches records per send_batch, TCP and embedded
+//! memory        resident memory of a child `eddy serve` while --records of 1 KiB (default
+//!               5.12 GB) are produced to it
 //! e2e           publish-to-receive latency at --rate records/s, both transports
 //! recovery      Log::open time with 10, 100, 1000 sealed segments, after a clean stop and kill -9
 //! groups        consumer group throughput with 1, 2, 4 members, against one plain consumer
@@ -22,13 +30,20 @@
 //!               server, deploy and replay, against awk '{print $7}' | sort | uniq -c
 //! query         pull-query latency (get, top 10) on a live table while lines arrive at --rate
 //! sql           one aggregation in SQL and with the Rust API, replayed from the same log
+//! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
+//! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
+//!
+//! `bench/run-all` builds once and runs every workload with the commands of the doc.
 #![allow(clippy::print_stdout)]
 
 mod baseline;
+mod consume;
 mod groups;
 mod machine;
+mod memory;
 mod net;
+mod plot;
 mod processor;
 mod query;
 mod recovery;
@@ -36,27 +51,48 @@ mod replay;
 mod report;
 mod sql;
 mod storage;
+mod svg;
+mod sweep;
 mod workload;
 
+use std::path::PathBuf;
+
 use anyhow::{Context, Result, bail};
+
+const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, e2e, \
+                         recovery, groups, rebalance, processor, replay, query, sql, plot, machine";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let Some(workload) = args.next() else {
-        bail!(
-            "usage: eddy-bench <workload> [options]\nworkloads: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor, replay, query, sql"
-        );
+        bail!("usage: eddy-bench <workload> [options]\nworkloads: {WORKLOADS}");
     };
     if workload == "recovery-fill" {
         // The writer child of the recovery workload (not for direct use).
         let (dir, segments) = (args.next().context("dir")?, args.next().context("segments")?);
         return recovery::run_fill_child(&dir, &segments);
     }
+    if workload == "plot" {
+        let dir = args.next().map_or_else(|| PathBuf::from("docs/bench"), PathBuf::from);
+        return plot::run(&dir);
+    }
+    if workload == "machine" {
+        let dir = args.next().map_or_else(std::env::temp_dir, PathBuf::from);
+        let rustc = std::process::Command::new("rustc").arg("-V").output().ok();
+        let rustc = rustc.map_or("rustc (unknown)".into(), |o| {
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        });
+        println!("{}", machine::Machine::detect(&dir).markdown(&rustc));
+        return Ok(());
+    }
     let opts = workload::Options::parse(&workload, args).context("bad options")?;
     let results = match workload.as_str() {
         "storage" => storage::run(&opts)?,
         "group-commit" => storage::run_group_commit(&opts)?,
         "produce" => net::run_produce_consume(&opts)?,
+        "consume" => consume::run(&opts)?,
+        "batch-sweep" => sweep::run(&opts)?,
+        "memory" => memory::run(&opts)?,
         "e2e" => net::run_e2e(&opts)?,
         "recovery" => recovery::run(&opts)?,
         "groups" => groups::run_throughput(&opts)?,
@@ -65,11 +101,7 @@ fn main() -> Result<()> {
         "replay" => replay::run(&opts)?,
         "query" => query::run(&opts)?,
         "sql" => sql::run(&opts)?,
-        other => {
-            bail!(
-                "unknown workload {other:?} (try: storage, group-commit, produce, e2e, recovery, groups, rebalance, processor, replay, query, sql)"
-            )
-        }
+        other => bail!("unknown workload {other:?} (try: {WORKLOADS})"),
     };
     report::print(&results);
     if let Some(path) = &opts.json {

@@ -24,7 +24,7 @@ use eddy_client::{
 use crate::report::{Row, Timing, median_against};
 use crate::workload::Options;
 
-const TOPIC: &str = "bench";
+pub(crate) const TOPIC: &str = "bench";
 
 /// A broker served on loopback from its own runtime, stopped on drop.
 pub(crate) struct Served {
@@ -32,7 +32,7 @@ pub(crate) struct Served {
     pub(crate) addr: String,
     pub(crate) runtime: tokio::runtime::Runtime,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Served {
@@ -48,7 +48,12 @@ impl Served {
         runtime.spawn(server::serve(broker.clone(), listener, async {
             let _ = stopped.await;
         }));
-        Ok(Self { broker, addr, runtime, stop: Some(stop), _dir: dir })
+        Ok(Self { broker, addr, runtime, stop: Some(stop), dir })
+    }
+
+    /// The broker's data directory.
+    pub(crate) fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
     }
 }
 
@@ -107,7 +112,7 @@ fn producer_config(opts: &Options) -> Result<ProducerConfig> {
 }
 
 /// Produces `--records` records of `--record-bytes` through one producer; returns its timing.
-async fn produce_all<T: Transport + Clone>(
+pub(crate) async fn produce_all<T: Transport + Clone>(
     transport: T,
     opts: &Options,
     partitions: u32,
@@ -249,7 +254,8 @@ pub fn run_e2e(opts: &Options) -> Result<Vec<Row>> {
             opts.records * opts.record_bytes as u64,
             &timing,
         );
-        rows.push(row.note("latency", "per record, scheduled send to receipt (the op columns)"));
+        let row = row.note("latency", "per record, scheduled send to receipt (the op columns)");
+        rows.push(Row { percentiles: timing.percentiles(), ..row });
     }
     Ok(rows)
 }

@@ -41,6 +41,27 @@ impl Timing {
     fn us(&self, q: f64) -> f64 {
         self.hist.value_at_quantile(q) as f64 / 1000.0
     }
+
+    /// The latency at each of [`QUANTILES`], then the maximum (as percentile 100).
+    pub fn percentiles(&self) -> Vec<Percentile> {
+        let mut series: Vec<Percentile> = QUANTILES
+            .iter()
+            .map(|&q| Percentile { percentile: (q * 1e6).round() / 1e4, us: self.us(q) })
+            .collect();
+        series.push(Percentile { percentile: 100.0, us: self.hist.max() as f64 / 1000.0 });
+        series
+    }
+}
+
+/// The quantiles of a latency series in the JSON (the plot's curve), the same values as the op
+/// columns' (p50, p90, p99, p99.9); the maximum follows.
+pub const QUANTILES: [f64; 7] = [0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 0.9999];
+
+/// One point of a latency distribution: `us` microseconds at `percentile` (100 = the maximum).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Percentile {
+    pub percentile: f64,
+    pub us: f64,
 }
 
 /// One measured line: what was done, how fast, and against which baseline.
@@ -64,6 +85,12 @@ pub struct Row {
     pub ratio: Option<f64>,
     /// Free-form facts about the run (fsync counts and the like).
     pub notes: Vec<(String, String)>,
+    /// The whole latency distribution of the op columns, for the plot (e2e rows only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub percentiles: Vec<Percentile>,
+    /// Records per batch, where a row is one point of a sweep over batch sizes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
 }
 
 impl Row {
@@ -85,7 +112,14 @@ impl Row {
             baseline: None,
             ratio: None,
             notes: Vec::new(),
+            percentiles: Vec::new(),
+            batch: None,
         }
+    }
+
+    /// A row for a measurement that could not be taken here, saying why.
+    pub fn skipped(name: impl Into<String>, why: impl ToString) -> Self {
+        Row::new(name, 0, 0, &Timing::new()).note("skipped", why)
     }
 
     pub fn against(mut self, baseline: &Row) -> Self {
@@ -127,6 +161,13 @@ pub fn print(rows: &[Row]) {
         "measurement", "records/s", "MB/s", "p50 us", "p99 us", "p99.9 us", "max us", "ops"
     );
     for r in rows {
+        if r.notes.iter().any(|(k, _)| k == "skipped") {
+            println!("{:<38} {:>12}", r.name, "skipped");
+            for (k, v) in &r.notes {
+                println!("    {k}: {v}");
+            }
+            continue;
+        }
         let vs = match (&r.baseline, r.ratio) {
             (Some(b), Some(x)) => format!("{x:.2} x {b}"),
             _ => "(baseline)".to_string(),
@@ -172,4 +213,29 @@ pub fn write_json(path: &Path, workload: &str, options: &Options, rows: &[Row]) 
         JsonReport { workload, options, machine: Machine::detect(&data_dir), results: rows };
     std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_percentile_series_agrees_with_the_op_columns() {
+        let mut t = Timing::new();
+        for us in 1..=10_000u64 {
+            t.record(Duration::from_micros(us));
+        }
+        t.finish(Duration::from_secs(1));
+        let row = Row::new("x", 10_000, 0, &t);
+        let series = t.percentiles();
+        let percentiles: Vec<f64> = series.iter().map(|p| p.percentile).collect();
+        assert_eq!(percentiles, [50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99, 100.0]);
+        let at = |p: f64| series.iter().find(|s| s.percentile == p).map(|s| s.us);
+        assert_eq!(at(50.0), Some(row.op_p50_us));
+        assert_eq!(at(90.0), Some(row.op_p90_us));
+        assert_eq!(at(99.0), Some(row.op_p99_us));
+        assert_eq!(at(99.9), Some(row.op_p999_us));
+        assert_eq!(at(100.0), Some(row.op_max_us));
+        assert!((row.op_p50_us - 5000.0).abs() < 10.0, "{}", row.op_p50_us);
+    }
 }

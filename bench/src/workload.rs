@@ -31,6 +31,8 @@ pub struct Options {
     /// Whether the producer numbers its batches (and so keeps one batch in flight per
     /// partition); `acks = none` turns it off regardless.
     pub idempotent: bool,
+    /// Records per batch at each point of the batch-sweep workload.
+    pub batches: Vec<usize>,
 }
 
 impl Options {
@@ -49,10 +51,15 @@ impl Options {
             rate: 10_000,
             api: "record".into(),
             idempotent: true,
+            batches: vec![1, 10, 100, 1000, 10_000],
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
             "query" => (o.records, o.rate) = (100_000, 20_000),
+            "consume" => o.runs = 3,
+            // 5,000,000 records of 1 KiB: 5.12 GB of values.
+            "memory" => (o.records, o.record_bytes, o.runs) = (5_000_000, 1024, 3),
+            "batch-sweep" => o.runs = 3,
             _ => {}
         }
         while let Some(flag) = args.next() {
@@ -69,11 +76,22 @@ impl Options {
                 "--rate" => o.rate = value()?.parse()?,
                 "--api" => o.api = value()?,
                 "--idempotent" => o.idempotent = value()?.parse()?,
+                "--batches" => {
+                    o.batches = value()?
+                        .split(',')
+                        .map(|b| b.trim().parse::<usize>())
+                        .collect::<Result<_, _>>()
+                        .context("--batches: a comma-separated list of batch sizes")?;
+                }
                 other => bail!("unknown option {other}"),
             }
         }
+        let zero_batch = o.batches.is_empty() || o.batches.contains(&0);
         if o.batch == 0 || o.records == 0 || o.runs == 0 || o.threads == 0 || o.rate == 0 {
             bail!("--records, --batch, --runs, --threads and --rate must be positive");
+        }
+        if zero_batch {
+            bail!("--batches must list positive batch sizes");
         }
         Ok(o)
     }
