@@ -30,6 +30,7 @@
 //!               server, deploy and replay, against awk '{print $7}' | sort | uniq -c
 //! query         pull-query latency (get, top 10) on a live table while lines arrive at --rate
 //! sql           one aggregation in SQL and with the Rust API, replayed from the same log
+//! producers     acks=durable from --threads producers against one (group commit via the broker)
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -45,6 +46,7 @@ mod memory;
 mod net;
 mod plot;
 mod processor;
+mod producers;
 mod query;
 mod recovery;
 mod replay;
@@ -60,7 +62,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, e2e, \
-                         recovery, groups, rebalance, processor, replay, query, sql, plot, machine";
+                         recovery, groups, rebalance, processor, replay, query, sql, producers, plot, machine";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -101,6 +103,7 @@ fn main() -> Result<()> {
         "replay" => replay::run(&opts)?,
         "query" => query::run(&opts)?,
         "sql" => sql::run(&opts)?,
+        "producers" => producers::run(&opts)?,
         other => bail!("unknown workload {other:?} (try: {WORKLOADS})"),
     };
     report::print(&results);

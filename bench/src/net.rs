@@ -98,7 +98,7 @@ enum Pending {
     Batch(BatchDelivery),
 }
 
-fn producer_config(opts: &Options) -> Result<ProducerConfig> {
+pub(crate) fn producer_config(opts: &Options) -> Result<ProducerConfig> {
     let acks = acks(opts)?;
     Ok(ProducerConfig {
         acks,
