@@ -51,3 +51,38 @@ pub fn raw_read(path: &Path, chunk: usize) -> Result<(Timing, u64)> {
     std::hint::black_box(sum);
     Ok((timing, total))
 }
+
+/// Copies `total` bytes over a loopback TCP connection between two threads of this process
+/// (1 MiB writes, `chunk`-byte reads): the physical floor under any consumer over TCP. Timed
+/// from the connect to the last byte received; a stalled side fails after 30 s.
+pub fn loopback_copy(total: u64, chunk: usize) -> Result<Timing> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let receiver = std::thread::spawn(move || -> Result<u64> {
+        let (mut socket, _) = listener.accept()?;
+        socket.set_read_timeout(Some(std::time::Duration::from_secs(30)))?;
+        let mut buf = vec![0u8; chunk];
+        let mut got = 0u64;
+        while got < total {
+            let n = socket.read(&mut buf)?;
+            anyhow::ensure!(n > 0, "the sender closed after {got} of {total} bytes");
+            got += n as u64;
+        }
+        Ok(got)
+    });
+    let mut timing = Timing::new();
+    let start = Instant::now();
+    let mut socket = std::net::TcpStream::connect(addr)?;
+    socket.set_write_timeout(Some(std::time::Duration::from_secs(30)))?;
+    let block = vec![b'x'; 1 << 20];
+    let mut sent = 0u64;
+    while sent < total {
+        let n = (total - sent).min(block.len() as u64) as usize;
+        socket.write_all(&block[..n])?;
+        sent += n as u64;
+    }
+    let got = receiver.join().map_err(|_| anyhow::anyhow!("the receiving thread panicked"))??;
+    timing.finish(start.elapsed());
+    anyhow::ensure!(got == total, "received {got} of {total} bytes");
+    Ok(timing)
+}

@@ -5,7 +5,9 @@
 //! topic of a broker served on loopback in this process, then, `--runs` times:
 //!
 //! - **warm**: the segment files read front to back with `read(2)` (the baseline), then every
-//!   record consumed through the client on the embedded transport, then over TCP;
+//!   record consumed through the client on the embedded transport, then over TCP, then the same
+//!   number of bytes copied over a plain loopback TCP connection (the TCP consume's floor,
+//!   `baseline::loopback_copy`);
 //! - **cold**: the same three, each after `sync` and `echo 1 > /proc/sys/vm/drop_caches`, so
 //!   each reads from the disk. Where that file is not writable (no root, a read-only `/proc`),
 //!   the cold rows say so and are skipped.
@@ -58,12 +60,15 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
     };
 
     let (mut warm, mut cold) = (Vec::new(), Vec::new());
+    let mut copies = Vec::new();
     let mut cold_skipped: Option<String> = None;
     for _ in 0..opts.runs {
         match read_three(&setup, false)? {
             Ok(rows) => warm.push(rows),
             Err(why) => anyhow::bail!("warm reads need no cache drop, yet: {why}"),
         }
+        let t = baseline::loopback_copy(setup.bytes, READ_CHUNK)?;
+        copies.push(Row::new(format!("loopback tcp copy {}", setup.size), opts.records, bytes, &t));
         if cold_skipped.is_none() {
             match read_three(&setup, true)? {
                 Ok(rows) => cold.push(rows),
@@ -71,7 +76,13 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
             }
         }
     }
+    // The TCP consume of each run against a plain loopback copy of the same bytes.
+    let vs_copy = ratios(warm.iter().map(|three| &three[2].row), &copies);
     let mut rows = summarise(warm);
+    if let Some(tcp) = rows.pop() {
+        rows.push(tcp.note("vs loopback tcp copy (min / median / max)", vs_copy));
+    }
+    rows.push(median(copies));
     match cold_skipped {
         Some(why) => {
             for what in ["raw read", "consume embedded", "consume tcp"] {
@@ -84,6 +95,17 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
 }
 
 const PARTITIONS: u32 = 1;
+
+/// `min / median / max` of the per-run ratios of `rows` to `baselines`.
+fn ratios<'a>(rows: impl Iterator<Item = &'a Row>, baselines: &[Row]) -> String {
+    let mut r: Vec<f64> =
+        rows.zip(baselines).map(|(a, b)| a.records_per_s / b.records_per_s).collect();
+    r.sort_by(f64::total_cmp);
+    match (r.first(), r.get(r.len() / 2), r.last()) {
+        (Some(lo), Some(mid), Some(hi)) => format!("{lo:.2} / {mid:.2} / {hi:.2}"),
+        _ => "no runs".into(),
+    }
+}
 
 /// The raw read, the embedded consume and the TCP consume of one run, each after dropping the
 /// page cache if `cold`; `Ok(Err(why))` if the cache cannot be dropped here.
