@@ -194,11 +194,13 @@ pub(crate) async fn consume_all<T: Transport>(
 
 /// Produce, then consume, over both transports; TCP compared with embedded run by run.
 pub fn run_produce_consume(opts: &Options) -> Result<Vec<Row>> {
-    let partitions = 1;
+    let partitions = opts.partitions;
     let bytes = opts.records * opts.record_bytes as u64;
     let api = if api(opts)? == Api::Batch { " send_batch" } else { "" };
     let plain = if opts.idempotent { "" } else { " non-idempotent" };
-    let label = format!("{}B x{} acks={}{api}{plain}", opts.record_bytes, opts.batch, opts.acks);
+    let parts = if partitions == 1 { String::new() } else { format!(" {partitions}p") };
+    let label =
+        format!("{}B x{} acks={}{api}{plain}{parts}", opts.record_bytes, opts.batch, opts.acks);
     let (mut ep, mut tp, mut ec, mut tc) = (vec![], vec![], vec![], vec![]);
     for _ in 0..opts.runs {
         let served = Served::start(opts)?;

@@ -33,6 +33,8 @@ pub struct Options {
     pub idempotent: bool,
     /// Records per batch at each point of the batch-sweep workload.
     pub batches: Vec<usize>,
+    /// Partitions of the topic the produce workload writes (records spread round-robin).
+    pub partitions: u32,
 }
 
 impl Options {
@@ -52,6 +54,7 @@ impl Options {
             api: "record".into(),
             idempotent: true,
             batches: vec![1, 10, 100, 1000, 10_000],
+            partitions: 1,
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
@@ -76,6 +79,7 @@ impl Options {
                 "--rate" => o.rate = value()?.parse()?,
                 "--api" => o.api = value()?,
                 "--idempotent" => o.idempotent = value()?.parse()?,
+                "--partitions" => o.partitions = value()?.parse()?,
                 "--batches" => {
                     o.batches = value()?
                         .split(',')
@@ -87,8 +91,16 @@ impl Options {
             }
         }
         let zero_batch = o.batches.is_empty() || o.batches.contains(&0);
-        if o.batch == 0 || o.records == 0 || o.runs == 0 || o.threads == 0 || o.rate == 0 {
-            bail!("--records, --batch, --runs, --threads and --rate must be positive");
+        if o.batch == 0
+            || o.records == 0
+            || o.runs == 0
+            || o.threads == 0
+            || o.rate == 0
+            || o.partitions == 0
+        {
+            bail!(
+                "--records, --batch, --runs, --threads, --rate and --partitions must be positive"
+            );
         }
         if zero_batch {
             bail!("--batches must list positive batch sizes");
