@@ -202,21 +202,7 @@ fn server(opts: &Options, input: &Input, records: u64) -> Result<Timing> {
         let mut timing = Timing::new();
         let start = Instant::now();
         admin.deploy_processor(&text).await?;
-        let status = loop {
-            let t = Instant::now();
-            let status = admin.processor_status(NAME).await?;
-            timing.record(t.elapsed());
-            if status.state == "failed" {
-                bail!("processor failed: {}", status.error);
-            }
-            if status.lag == 0 && !status.tasks.is_empty() {
-                break status;
-            }
-            if start.elapsed() > LIMIT {
-                bail!("not caught up after {LIMIT:?}: lag {}", status.lag);
-            }
-            tokio::time::sleep(POLL).await;
-        };
+        let status = until_caught_up(&admin, NAME, &mut timing, LIMIT).await?;
         timing.finish(start.elapsed());
         let taken: u64 = status
             .tasks
@@ -228,6 +214,32 @@ fn server(opts: &Options, input: &Input, records: u64) -> Result<Timing> {
         admin.drop_processor(NAME).await?;
         Ok(timing)
     })
+}
+
+/// Asks for processor `name`'s status every `POLL` (each call's latency into `timing`) until
+/// it has tasks and lag 0; fails if it failed or `limit` has passed.
+pub(crate) async fn until_caught_up<T: eddy_client::Transport>(
+    admin: &Admin<T>,
+    name: &str,
+    timing: &mut Timing,
+    limit: Duration,
+) -> Result<eddy_protocol::v1::ProcessorInfo> {
+    let start = Instant::now();
+    loop {
+        let t = Instant::now();
+        let status = admin.processor_status(name).await?;
+        timing.record(t.elapsed());
+        if status.state == "failed" {
+            bail!("processor failed: {}", status.error);
+        }
+        if status.lag == 0 && !status.tasks.is_empty() {
+            return Ok(status);
+        }
+        if start.elapsed() > limit {
+            bail!("not caught up after {limit:?}: lag {}", status.lag);
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// `min / median / max` of the per-run ratios of `rows` to `baselines`.

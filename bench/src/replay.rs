@@ -244,21 +244,7 @@ fn rebuilds(
         let mut timing = Timing::new();
         let start = Instant::now();
         admin.deploy_processor(&spec()).await?;
-        let status = loop {
-            let t = Instant::now();
-            let status = admin.processor_status(NAME).await?;
-            timing.record(t.elapsed());
-            if status.state == "failed" {
-                bail!("processor failed: {}", status.error);
-            }
-            if status.lag == 0 && !status.tasks.is_empty() {
-                break status;
-            }
-            if start.elapsed() > LIMIT {
-                bail!("not caught up after {LIMIT:?}: lag {}", status.lag);
-            }
-            tokio::time::sleep(POLL).await;
-        };
+        let status = crate::processor::until_caught_up(&admin, NAME, &mut timing, LIMIT).await?;
         let secs = start.elapsed();
         timing.finish(secs);
         let taken: u64 = status.tasks.iter().map(|t| t.records_in).sum();

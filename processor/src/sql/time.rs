@@ -63,23 +63,10 @@ fn compile(pattern: &str) -> Result<Vec<Part>, String> {
     Ok(parts)
 }
 
-/// Days since 1970-01-01 → (year, month 1–12, day).
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// Formats `ms` since the epoch in UTC.
 pub fn format(ms: i64, pattern: &str) -> Result<String, String> {
     let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (y, mo, d) = civil_from_days(days);
+    let (y, mo, d) = crate::sample::access_log::civil_from_days(days);
     let mut out = String::new();
     for part in compile(pattern)? {
         match part {
