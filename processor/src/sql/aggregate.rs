@@ -3,9 +3,9 @@
 //!
 //! Before grouping, each row is reduced to `[group values, aggregate arguments]` (so a
 //! repartition carries only what the aggregates need). The accumulator keeps the group values
-//! and one state per aggregate call. For unwindowed queries the aggregator's result is the
-//! projected output row (NULL when HAVING rejects it); windowed queries project afterwards, when
-//! the window is known.
+//! and one state per aggregate call. For unwindowed queries ([`SqlAgg`]) the result is the
+//! projected output row (none when HAVING rejects it); windowed queries ([`SqlWindowAgg`])
+//! project afterwards, when the window is known.
 //!
 //! `COUNT(*)` counts rows, `COUNT(x)` non-NULL values; `SUM` is an integer while every input is
 //! one; `AVG` is a DOUBLE; `MIN`/`MAX` order numbers and strings; `LATEST_BY_OFFSET` /
@@ -17,9 +17,10 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::ast::{Expr, SelectItem};
+use super::ast::{Expr, ExprKind, SelectItem};
+use super::codec::NamedRow;
 use super::error::{Pos, SqlError};
 use super::expr::{Row, compare, eval, num, truth};
 use super::functions::FunctionRegistry;
@@ -29,6 +30,8 @@ use crate::aggregator::Aggregator;
 /// One aggregate call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AggFn {
+    /// `COUNT(*)`: rows, without an argument to evaluate.
+    CountAll,
     Count,
     Sum,
     Avg,
@@ -84,7 +87,7 @@ impl AggFn {
     /// The result type for an argument of type `arg`.
     pub fn result_type(self, arg: &SqlType) -> SqlType {
         match self {
-            AggFn::Count | AggFn::CountDistinct => SqlType::Bigint,
+            AggFn::CountAll | AggFn::Count | AggFn::CountDistinct => SqlType::Bigint,
             AggFn::Avg => SqlType::Double,
             AggFn::Sum if *arg == SqlType::Int => SqlType::Bigint,
             AggFn::TopK(_) => SqlType::Array(Box::new(arg.clone())),
@@ -94,7 +97,7 @@ impl AggFn {
 
     fn init(self) -> State {
         match self {
-            AggFn::Count => State::Count(0),
+            AggFn::CountAll | AggFn::Count => State::Count(0),
             AggFn::Sum | AggFn::Avg => State::Sum { int: 0, float: 0.0, floats: false, n: 0 },
             AggFn::Min | AggFn::Max => State::Best(None),
             AggFn::Latest | AggFn::Earliest => State::Stamped(None),
@@ -122,93 +125,170 @@ pub struct Acc {
     pub states: Vec<State>,
 }
 
+/// What an aggregate reads per row: the GROUP BY values and the aggregate calls' arguments.
+pub type GroupInput = (Vec<Value>, Vec<Value>);
+
 /// The projection applied to an aggregate's results.
 #[derive(Debug, Clone)]
 pub struct Projection {
-    /// (output column, expression over `KeyRef`/`AggRef`/window columns).
-    pub items: Vec<(String, Expr)>,
-    pub having: Option<Expr>,
-    pub registry: Arc<FunctionRegistry>,
+    /// Output column names, in SELECT order.
+    names: Arc<[String]>,
+    /// One expression per column, over `KeyRef`/`AggRef`/window columns.
+    exprs: Vec<Expr>,
+    having: Option<Expr>,
+    registry: Arc<FunctionRegistry>,
+    /// When every column is a group value or an aggregate's result as is, and there is no
+    /// HAVING (`SELECT url, COUNT(*) ... GROUP BY url`): the columns, read straight from the
+    /// accumulator.
+    direct: Option<Vec<ExprKind>>,
 }
 
 impl Projection {
-    /// The output row, or NULL when HAVING does not hold (or a row cannot be evaluated).
-    pub fn apply(&self, keys: &[Value], aggs: &[Value], window: Option<(i64, i64)>) -> Value {
-        let empty = Map::new();
-        let row = Row { columns: &empty, rowtime: 0, rowkey: &Value::Null, window, aggs, keys };
+    pub fn new(
+        names: Arc<[String]>,
+        exprs: Vec<Expr>,
+        having: Option<Expr>,
+        registry: Arc<FunctionRegistry>,
+    ) -> Self {
+        let plain = |e: &Expr| matches!(e.kind, ExprKind::KeyRef(_) | ExprKind::AggRef(_));
+        let direct = (having.is_none() && exprs.iter().all(plain))
+            .then(|| exprs.iter().map(|e| e.kind.clone()).collect());
+        Self { names, exprs, having, registry, direct }
+    }
+
+    /// The output row, or `None` when HAVING does not hold (or cannot be evaluated).
+    pub fn apply(
+        &self,
+        keys: &[Value],
+        aggs: &[Value],
+        window: Option<(i64, i64)>,
+    ) -> Option<NamedRow> {
+        let row = Row { columns: &[], rowtime: 0, rowkey: &Value::Null, window, aggs, keys };
         if let Some(h) = &self.having {
             match eval(h, &row, &self.registry) {
                 Ok(v) if truth(&v) == Some(true) => {}
-                Ok(_) => return Value::Null,
+                Ok(_) => return None,
                 Err(error) => {
                     tracing::debug!(%error, "HAVING failed to evaluate; the group is left out");
-                    return Value::Null;
+                    return None;
                 }
             }
         }
-        let mut out = Map::new();
-        for (name, e) in &self.items {
-            let v = eval(e, &row, &self.registry).unwrap_or_else(|error| {
-                tracing::debug!(%error, column = %name, "a column failed to evaluate; it is NULL");
-                Value::Null
-            });
-            out.insert(name.clone(), v);
-        }
-        Value::Object(out)
+        let values = self
+            .names
+            .iter()
+            .zip(&self.exprs)
+            .map(|(name, e)| {
+                eval(e, &row, &self.registry).unwrap_or_else(|error| {
+                    tracing::debug!(%error, column = %name, "a column failed to evaluate; it is NULL");
+                    Value::Null
+                })
+            })
+            .collect();
+        Some(NamedRow { names: self.names.clone(), values })
     }
 }
 
-/// The aggregator of one GROUP BY query.
+/// The aggregator of an unwindowed GROUP BY query: its result is the projected row.
 #[derive(Debug, Clone)]
 pub struct SqlAgg {
     pub fns: Vec<AggFn>,
-    /// Unwindowed queries project in `result`; windowed ones get `[keys, aggs]`.
-    pub projection: Option<Projection>,
+    pub projection: Projection,
 }
 
-impl SqlAgg {
-    /// The aggregates' results.
-    pub fn results(&self, acc: &Acc) -> Vec<Value> {
-        self.fns.iter().zip(&acc.states).map(|(f, s)| result(*f, s)).collect()
+/// The aggregator of a windowed GROUP BY query: its result is `(group values, aggregate
+/// results)`, projected once the window is known.
+#[derive(Debug, Clone)]
+pub struct SqlWindowAgg {
+    pub fns: Vec<AggFn>,
+}
+
+/// The aggregates' results.
+fn results(fns: &[AggFn], acc: &Acc) -> Vec<Value> {
+    fns.iter().zip(&acc.states).map(|(f, s)| result(*f, s)).collect()
+}
+
+fn init_acc(fns: &[AggFn]) -> Acc {
+    Acc { keys: Vec::new(), states: fns.iter().map(|f| f.init()).collect() }
+}
+
+/// Adds one row: `args` holds the arguments of the calls other than `COUNT(*)`, in order.
+fn add_row(fns: &[AggFn], acc: &mut Acc, (keys, args): &GroupInput, ts: i64) {
+    // Every row of one accumulator has the same group values (they make its key).
+    if acc.keys.is_empty() {
+        acc.keys.clone_from(keys);
+    }
+    let mut args = args.iter();
+    for (f, s) in fns.iter().zip(&mut acc.states) {
+        match (f, s) {
+            (AggFn::CountAll, State::Count(n)) => *n += 1,
+            (AggFn::CountAll, _) => {}
+            (f, s) => {
+                if let Some(arg) = args.next() {
+                    add(*f, s, arg, ts);
+                }
+            }
+        }
     }
 }
 
-impl Aggregator<Value> for SqlAgg {
+fn merge_acc(fns: &[AggFn], into: &mut Acc, other: Acc) {
+    if into.keys.is_empty() {
+        into.keys = other.keys;
+    }
+    for ((f, s), o) in fns.iter().zip(&mut into.states).zip(other.states) {
+        merge(*f, s, o);
+    }
+}
+
+impl Aggregator<GroupInput> for SqlAgg {
     type Acc = Acc;
-    type Out = Value;
+    type Out = Option<NamedRow>;
 
     fn init(&self) -> Acc {
-        Acc { keys: Vec::new(), states: self.fns.iter().map(|f| f.init()).collect() }
+        init_acc(&self.fns)
     }
-
-    fn add(&self, acc: &mut Acc, value: &Value, ts: i64) {
-        let (Some(keys), Some(args)) = (value.get(0), value.get(1).and_then(Value::as_array))
-        else {
-            return;
-        };
-        if let Value::Array(keys) = keys {
-            acc.keys.clone_from(keys);
-        }
-        for ((f, s), arg) in self.fns.iter().zip(&mut acc.states).zip(args) {
-            add(*f, s, arg, ts);
-        }
+    fn add(&self, acc: &mut Acc, value: &GroupInput, ts: i64) {
+        add_row(&self.fns, acc, value, ts);
     }
-
     fn merge(&self, into: &mut Acc, other: Acc) {
-        if into.keys.is_empty() {
-            into.keys = other.keys;
-        }
-        for ((f, s), o) in self.fns.iter().zip(&mut into.states).zip(other.states) {
-            merge(*f, s, o);
-        }
+        merge_acc(&self.fns, into, other);
     }
+    fn result(&self, acc: &Acc) -> Option<NamedRow> {
+        let p = &self.projection;
+        let Some(direct) = &p.direct else {
+            return p.apply(&acc.keys, &results(&self.fns, acc), None);
+        };
+        let values = direct
+            .iter()
+            .map(|column| match *column {
+                ExprKind::KeyRef(i) => acc.keys.get(i).cloned().unwrap_or(Value::Null),
+                ExprKind::AggRef(i) => match (self.fns.get(i), acc.states.get(i)) {
+                    (Some(f), Some(s)) => result(*f, s),
+                    _ => Value::Null,
+                },
+                _ => Value::Null,
+            })
+            .collect();
+        Some(NamedRow { names: p.names.clone(), values })
+    }
+}
 
-    fn result(&self, acc: &Acc) -> Value {
-        let aggs = self.results(acc);
-        match &self.projection {
-            Some(p) => p.apply(&acc.keys, &aggs, None),
-            None => Value::Array(vec![Value::Array(acc.keys.clone()), Value::Array(aggs)]),
-        }
+impl Aggregator<GroupInput> for SqlWindowAgg {
+    type Acc = Acc;
+    type Out = GroupInput;
+
+    fn init(&self) -> Acc {
+        init_acc(&self.fns)
+    }
+    fn add(&self, acc: &mut Acc, value: &GroupInput, ts: i64) {
+        add_row(&self.fns, acc, value, ts);
+    }
+    fn merge(&self, into: &mut Acc, other: Acc) {
+        merge_acc(&self.fns, into, other);
+    }
+    fn result(&self, acc: &Acc) -> GroupInput {
+        (acc.keys.clone(), results(&self.fns, acc))
     }
 }
 
@@ -332,6 +412,7 @@ mod tests {
     #[test]
     fn aggregates_fold_and_merge() {
         let fns = vec![
+            AggFn::CountAll,
             AggFn::Count,
             AggFn::Sum,
             AggFn::Avg,
@@ -342,8 +423,8 @@ mod tests {
             AggFn::CountDistinct,
             AggFn::TopK(2),
         ];
-        let agg = SqlAgg { fns: fns.clone(), projection: None };
-        let row = |x: Value| serde_json::json!([["k"], vec![x; fns.len()]]);
+        let agg = SqlWindowAgg { fns: fns.clone() };
+        let row = |x: Value| (vec![Value::from("k")], vec![x; fns.len() - 1]);
         let mut a = agg.init();
         agg.add(&mut a, &row(Value::from(3)), 1);
         agg.add(&mut a, &row(Value::from(5)), 2);
@@ -351,8 +432,9 @@ mod tests {
         agg.add(&mut b, &row(Value::from(1.5)), 3);
         agg.add(&mut b, &row(Value::Null), 4);
         agg.merge(&mut a, b);
-        let out = agg.result(&a);
-        assert_eq!(out[0], serde_json::json!(["k"]));
-        assert_eq!(out[1], serde_json::json!([3, 9.5, 9.5 / 3.0, 1.5, 5, 1.5, 3, 3, [5, 3]]));
+        let (keys, aggs) = agg.result(&a);
+        assert_eq!(keys, vec![Value::from("k")]);
+        let want = serde_json::json!([4, 3, 9.5, 9.5 / 3.0, 1.5, 5, 1.5, 3, 3, [5, 3]]);
+        assert_eq!(Value::from(aggs), want);
     }
 }

@@ -289,6 +289,12 @@ pub enum ExprKind {
     /// GROUP BY expression's value, in a post-aggregation projection.
     AggRef(usize),
     KeyRef(usize),
+    /// Compiled form: a column bound to its place in the row it is evaluated over (`name` for
+    /// messages).
+    Slot {
+        index: usize,
+        name: String,
+    },
 }
 
 impl Expr {
@@ -300,7 +306,7 @@ impl Expr {
     /// `->`, else `KSQL_COL_<i>` as ksqlDB does.
     pub fn default_name(&self, i: usize) -> String {
         match &self.kind {
-            ExprKind::Column { name, .. } => name.clone(),
+            ExprKind::Column { name, .. } | ExprKind::Slot { name, .. } => name.clone(),
             ExprKind::Field { field, .. } => field.clone(),
             _ => format!("KSQL_COL_{i}"),
         }

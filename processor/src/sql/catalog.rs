@@ -14,7 +14,9 @@ use std::collections::BTreeMap;
 use std::borrow::Cow;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::{Map, Value};
+use std::sync::Arc;
+
+use serde_json::Value;
 
 use super::ast::{CreateSource, Property, SourceKind};
 use super::error::{Pos, SqlError};
@@ -65,34 +67,6 @@ impl SourceInfo {
         self.key_column.as_deref().or(self.key_property.as_deref())
     }
 
-    /// Decodes a record value into a row (without the key column, which comes from the key).
-    /// JSON values are matched to columns by name, exactly or else case-insensitively; a
-    /// missing field is NULL.
-    pub fn decode_value(&self, value: Option<&[u8]>) -> Result<Value, String> {
-        let mut row = Map::new();
-        let value_columns =
-            self.columns.iter().filter(|(n, _)| Some(n) != self.key_column.as_ref());
-        match self.format {
-            ValueFormat::Raw => {
-                let text = value.map(|v| String::from_utf8_lossy(v).into_owned());
-                if let Some((name, _)) = value_columns.into_iter().next() {
-                    row.insert(name.clone(), text.map_or(Value::Null, Value::String));
-                }
-            }
-            ValueFormat::Json => {
-                let names: Vec<&String> = value_columns.map(|(n, _)| n).collect();
-                let values = match value {
-                    Some(v) => json_columns(v, &names)?,
-                    None => vec![Value::Null; names.len()],
-                };
-                for (name, value) in names.into_iter().zip(values) {
-                    row.insert(name.clone(), value);
-                }
-            }
-        }
-        Ok(Value::Object(row))
-    }
-
     /// The type of the key column, if the key is a declared column.
     pub fn key_type(&self) -> Option<&SqlType> {
         self.key_column.as_ref().and_then(|k| self.type_of(k))
@@ -100,6 +74,96 @@ impl SourceInfo {
 
     fn type_of(&self, name: &str) -> Option<&SqlType> {
         self.columns.iter().find(|(n, _)| n == name).map(|(_, t)| t)
+    }
+}
+
+/// How records of one source become rows: one value per column, in the source's column order
+/// (the order its [`Schema`] and bound expressions use). Built once per query from the
+/// [`SourceInfo`], so decoding a record allocates only the row.
+#[derive(Debug, Clone)]
+pub(crate) struct RowReader {
+    format: ValueFormat,
+    /// Every column's name, in order.
+    pub names: Arc<[String]>,
+    /// The columns read from the value (all but the key column, and any the query does not
+    /// read) and where each sits.
+    value_names: Vec<String>,
+    value_slots: Vec<usize>,
+    /// Where the key column, the `key` property column and the `TIMESTAMP` column sit.
+    pub key_column: Option<usize>,
+    pub key_property: Option<usize>,
+    pub timestamp: Option<usize>,
+}
+
+impl RowReader {
+    /// Reads every column.
+    pub fn new(info: &SourceInfo) -> Self {
+        Self::reading(info, |_| true)
+    }
+
+    /// Reads the JSON value columns `read` names (and the `key` property and `TIMESTAMP`
+    /// columns, which the record needs); the others stay NULL, their fields skipped unparsed.
+    pub fn reading(info: &SourceInfo, read: impl Fn(&str) -> bool) -> Self {
+        let slot = |name: &Option<String>| {
+            name.as_ref().and_then(|n| info.columns.iter().position(|(c, _)| c == n))
+        };
+        let key_column = slot(&info.key_column);
+        let needed = |name: &String| {
+            info.format == ValueFormat::Raw
+                || read(name)
+                || Some(name) == info.key_property.as_ref()
+                || Some(name) == info.timestamp.as_ref()
+        };
+        let (value_slots, value_names): (Vec<usize>, Vec<String>) = info
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, (n, _))| Some(*i) != key_column && needed(n))
+            .map(|(i, (n, _))| (i, n.clone()))
+            .unzip();
+        Self {
+            format: info.format,
+            names: info.columns.iter().map(|(n, _)| n.clone()).collect(),
+            value_names,
+            value_slots,
+            key_column,
+            key_property: slot(&info.key_property),
+            timestamp: slot(&info.timestamp),
+        }
+    }
+
+    /// Decodes a record value into a row; the key column's slot stays NULL (it comes from the
+    /// key). JSON values are matched to columns by name, exactly or else case-insensitively; a
+    /// missing field is NULL.
+    pub fn decode(&self, value: Option<&[u8]>) -> Result<Vec<Value>, String> {
+        let mut row = vec![Value::Null; self.names.len()];
+        match (self.format, value) {
+            (_, None) => {}
+            (ValueFormat::Raw, Some(v)) => {
+                if let Some(slot) = self.value_slots.first().and_then(|i| row.get_mut(*i)) {
+                    *slot = Value::String(String::from_utf8_lossy(v).into_owned());
+                }
+            }
+            (ValueFormat::Json, Some(v)) => {
+                json_fields(v, &self.value_names, &mut row, Some(&self.value_slots))?;
+            }
+        }
+        Ok(row)
+    }
+
+    /// Completes a decoded row with its record: the key column (if declared) takes the key, a
+    /// `key` property column (if any) becomes the key, a `TIMESTAMP` column holding a number
+    /// becomes the event time.
+    pub fn complete(&self, key: &mut Value, row: &mut [Value], ts: &mut i64) {
+        if let Some(slot) = self.key_column.and_then(|i| row.get_mut(i)) {
+            *slot = key.clone();
+        }
+        if let Some(i) = self.key_property {
+            *key = row.get(i).cloned().unwrap_or(Value::Null);
+        }
+        if let Some(ms) = self.timestamp.and_then(|i| row.get(i)).and_then(Value::as_i64) {
+            *ts = ms;
+        }
     }
 }
 
@@ -330,61 +394,103 @@ impl<'a> Props<'a> {
 /// else the first field (in name order) equal to it ignoring ASCII case, else NULL. The object
 /// is read once, keeping only those fields (the others are skipped unparsed). JSON `null` reads
 /// as all NULL; another non-object is an error.
-fn json_columns(bytes: &[u8], columns: &[&String]) -> Result<Vec<Value>, String> {
+pub(crate) fn json_columns(bytes: &[u8], columns: &[String]) -> Result<Vec<Value>, String> {
+    let mut row = vec![Value::Null; columns.len()];
+    json_fields(bytes, columns, &mut row, None)?;
+    Ok(row)
+}
+
+/// [`json_columns`] written into `row`: column `i` at `slots[i]` (or at `i`), the other places
+/// left as they are.
+fn json_fields(
+    bytes: &[u8],
+    columns: &[String],
+    row: &mut [Value],
+    slots: Option<&[usize]>,
+) -> Result<(), String> {
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return match serde_json::from_slice::<Value>(bytes).map_err(|e| e.to_string())? {
-            Value::Null => Ok(vec![Value::Null; columns.len()]),
+            Value::Null => Ok(()),
             other => Err(format!("expected a JSON object, got {other}")),
         };
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let found = ColumnsSeed(columns).deserialize(&mut de).map_err(|e| e.to_string())?;
-    de.end().map_err(|e| e.to_string())?;
-    Ok(found.into_iter().map(|f| f.map_or(Value::Null, |(_, _, v)| v)).collect())
+    ColumnsSeed { columns, row, slots }.deserialize(&mut de).map_err(|e| e.to_string())?;
+    de.end().map_err(|e| e.to_string())
 }
 
-/// Per column: (exact, field name, value) of the field chosen so far.
-type Found = Vec<Option<(bool, String, Value)>>;
+/// How a column's value was found so far.
+enum Match<'de> {
+    Missing,
+    /// By its exact name: only a later exact duplicate replaces it.
+    Exact,
+    /// Ignoring case, from this field (a field of smaller name, or a later duplicate, replaces
+    /// it).
+    Folded(Cow<'de, str>),
+}
 
-struct ColumnsSeed<'a>(&'a [&'a String]);
+/// Columns this wide or narrower keep their matches on the stack.
+const STACK_COLUMNS: usize = 8;
+
+struct ColumnsSeed<'a> {
+    columns: &'a [String],
+    row: &'a mut [Value],
+    slots: Option<&'a [usize]>,
+}
 
 impl<'de> DeserializeSeed<'de> for ColumnsSeed<'_> {
-    type Value = Found;
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Found, D::Error> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
         d.deserialize_map(self)
     }
 }
 
 impl<'de> Visitor<'de> for ColumnsSeed<'_> {
-    type Value = Found;
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Found, A::Error> {
-        let mut found: Found = vec![None; self.0.len()];
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let columns = self.columns;
+        let mut stack: [Match<'de>; STACK_COLUMNS] = std::array::from_fn(|_| Match::Missing);
+        let mut heap: Vec<Match<'de>> = Vec::new();
+        let how: &mut [Match<'de>] = if columns.len() <= STACK_COLUMNS {
+            &mut stack[..columns.len()]
+        } else {
+            heap.resize_with(columns.len(), || Match::Missing);
+            &mut heap
+        };
         while let Some(key) = map.next_key_seed(KeySeed)? {
             // Which column takes this field: an exact name always (a later duplicate wins, as
             // in a parsed object), a case-insensitive one unless an exact or smaller name has.
-            let take = self.0.iter().position(|c| c.as_str() == key).or_else(|| {
-                self.0.iter().enumerate().position(|(i, c)| {
+            let exact = columns.iter().position(|c| c.as_str() == key);
+            let take = exact.or_else(|| {
+                columns.iter().zip(how.iter()).position(|(c, m)| {
                     c.eq_ignore_ascii_case(&key)
-                        && found[i].as_ref().is_none_or(|(exact, k, _)| !exact && *key <= **k)
+                        && match m {
+                            Match::Missing => true,
+                            Match::Exact => false,
+                            Match::Folded(k) => *key <= **k,
+                        }
                 })
             });
             match take {
                 Some(i) => {
-                    let value: Value = map.next_value()?;
-                    let exact = self.0[i].as_str() == key;
-                    found[i] = Some((exact, key.into_owned(), value));
+                    let value = map.next_value()?;
+                    let slot = self.slots.map_or(Some(i), |s| s.get(i).copied());
+                    if let Some(place) = slot.and_then(|j| self.row.get_mut(j)) {
+                        *place = value;
+                    }
+                    how[i] = if exact.is_some() { Match::Exact } else { Match::Folded(key) };
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(found)
+        Ok(())
     }
 }
 
@@ -434,9 +540,8 @@ mod tests {
             let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
             let text = format!("{{{}}}", body.join(","));
             let columns = ["URL".to_string(), "VIEWS".to_string(), "MISSING".to_string()];
-            let names: Vec<&String> = columns.iter().collect();
-            let got = json_columns(text.as_bytes(), &names).unwrap();
-            let parsed: Map<String, Value> = serde_json::from_str(&text).unwrap();
+            let got = json_columns(text.as_bytes(), &columns).unwrap();
+            let parsed: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
             let want: Vec<Value> = columns.iter().map(|c| field_of(&parsed, c)).collect();
             prop_assert_eq!(got, want, "{}", text);
         }
@@ -445,7 +550,6 @@ mod tests {
     #[test]
     fn non_objects_are_refused_and_null_is_all_null() {
         let names = ["A".to_string()];
-        let names: Vec<&String> = names.iter().collect();
         assert_eq!(json_columns(b" null ", &names).unwrap(), vec![Value::Null]);
         assert_eq!(json_columns(b"[1]", &names).unwrap_err(), "expected a JSON object, got [1]");
         assert!(json_columns(b"{\"a\":1} x", &names).unwrap_err().contains("trailing characters"));

@@ -16,14 +16,16 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::aggregate::{AggFn, Projection, SqlAgg, output_names};
+use super::aggregate::{AggFn, GroupInput, Projection, SqlAgg, SqlWindowAgg, output_names};
 use super::ast::*;
-use super::catalog::{Catalog, Materialized, Props, SourceInfo, ValueFormat};
-use super::codec::{KeyDecoder, RowCodec, RowDecoder, SqlKey, WindowedKey, source_row};
+use super::catalog::{Catalog, Materialized, Props, RowReader, SourceInfo, ValueFormat};
+use super::codec::{
+    KeyDecoder, NamedRow, RowCodec, RowDecoder, SqlKey, TableRowCodec, WindowedKey,
+};
 use super::error::SqlError;
-use super::expr::{Row, eval, truth};
+use super::expr::{Row, bind, eval, truth};
 use super::functions::{FunctionRegistry, is_aggregate};
 use super::types::{Checker, Schema, SqlType, mismatch};
 use crate::builder::{ProcessorBuilder, Stream};
@@ -83,9 +85,11 @@ pub fn compile(
             }
             let items = projection(select, &scope, &checker)?;
             target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
-            let items: Vec<(String, Expr)> = items.into_iter().map(|(n, e, _)| (n, e)).collect();
-            let out = project_stream(&stream, filter, items, registry.clone());
-            out.to(&target.topic, SqlKey, RowCodec);
+            let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
+            let exprs = items.iter().map(|(_, e, _)| bind(e, &scope.schema)).collect();
+            let filter = filter.map(|f| bind(&f, &scope.schema));
+            let out = project_stream(&stream, filter, exprs, registry.clone());
+            out.to(&target.topic, SqlKey, RowCodec(names));
         }
         (SourceKind::Table, false) => {
             group(&stream, select, &scope, &checker, filter, registry, &mut target)?;
@@ -214,21 +218,56 @@ fn source(
     catalog: &Catalog,
     registry: &Arc<FunctionRegistry>,
 ) -> Result<super::join::Joined, SqlError> {
-    let stream = decoded_stream(b, from);
     let scope = Scope::of(from, select.from.alias.as_deref());
     match &select.join {
-        None => Ok((stream, scope, from.partitions)),
-        Some(join) => super::join::compile(b, stream, scope, from, join, catalog, registry),
+        None => {
+            // Only the columns the statement names are decoded.
+            let read = read_columns(select);
+            let reader = RowReader::reading(from, |c| read.as_ref().is_none_or(|r| r.contains(c)));
+            Ok((decoded_stream(b, from, reader), scope, from.partitions))
+        }
+        Some(join) => {
+            let stream = decoded_stream(b, from, RowReader::new(from));
+            super::join::compile(b, stream, scope, from, join, catalog, registry)
+        }
     }
 }
 
-/// Records of `info.topic` as (key, row); the event time from `TIMESTAMP` if declared.
-pub(crate) fn decoded_stream(b: &ProcessorBuilder, info: &SourceInfo) -> Stream<Value, Value> {
-    let info = Arc::new(info.clone());
-    let codec = RowDecoder(info.clone());
-    let raw = b.stream::<Value, Value>(&info.topic, KeyDecoder(info.key_type().cloned()), codec);
-    raw.then(move |mut rec: Rec<Value, Value>, cx, down| {
-        source_row(&info, &mut rec.key, &mut rec.value, &mut rec.ts);
+/// Every column name `select` mentions (under any qualifier); `None` when it selects `*`.
+fn read_columns(select: &Select) -> Option<std::collections::BTreeSet<String>> {
+    let mut stack: Vec<Expr> = Vec::new();
+    for item in &select.items {
+        match item {
+            SelectItem::Wildcard(_) => return None,
+            SelectItem::Expr { expr, .. } => stack.push(expr.clone()),
+        }
+    }
+    stack.extend(select.filter.iter().chain(&select.group_by).chain(&select.having).cloned());
+    let mut names = std::collections::BTreeSet::new();
+    while let Some(mut e) = stack.pop() {
+        if let ExprKind::Column { name, .. } = &e.kind {
+            names.insert(name.clone());
+        }
+        stack.extend(children(&mut e).into_iter().map(|c| c.clone()));
+    }
+    Some(names)
+}
+
+/// Records of `info.topic` as (key, row) decoded by `reader`; the event time from `TIMESTAMP`
+/// if declared.
+pub(crate) fn decoded_stream(
+    b: &ProcessorBuilder,
+    info: &SourceInfo,
+    reader: RowReader,
+) -> Stream<Value, Vec<Value>> {
+    let reader = Arc::new(reader);
+    let key = KeyDecoder(info.key_type().cloned());
+    let raw = b.stream::<Value, Vec<Value>>(&info.topic, key, RowDecoder(reader.clone()));
+    if reader.key_column.is_none() && reader.key_property.is_none() && reader.timestamp.is_none() {
+        return raw;
+    }
+    raw.then(move |mut rec: Rec<Value, Vec<Value>>, cx, down| {
+        reader.complete(&mut rec.key, &mut rec.value, &mut rec.ts);
         down.push(rec, cx)
     })
 }
@@ -284,29 +323,25 @@ fn check_unique(items: &[(String, Expr, SqlType)]) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// WHERE + projection as one node.
+/// WHERE + projection as one node (expressions bound to the input's schema).
 fn project_stream(
-    stream: &Stream<Value, Value>,
+    stream: &Stream<Value, Vec<Value>>,
     filter: Option<Expr>,
-    items: Vec<(String, Expr)>,
+    exprs: Vec<Expr>,
     registry: Arc<FunctionRegistry>,
-) -> Stream<Value, Value> {
-    let (filter, items) = (Arc::new(filter), Arc::new(items));
-    stream.then(move |rec: Rec<Value, Value>, cx, down| {
-        let empty = Map::new();
-        let columns = rec.value.as_object().unwrap_or(&empty);
-        let row = Row::new(columns, rec.ts, &rec.key);
+) -> Stream<Value, Vec<Value>> {
+    let (filter, exprs) = (Arc::new(filter), Arc::new(exprs));
+    stream.then(move |rec: Rec<Value, Vec<Value>>, cx, down| {
+        let row = Row::new(&rec.value, rec.ts, &rec.key);
         let out = (|| {
             if let Some(f) = filter.as_ref()
                 && truth(&eval(f, &row, &registry)?) != Some(true)
             {
                 return Ok(None);
             }
-            let mut out = Map::new();
-            for (name, e) in items.iter() {
-                out.insert(name.clone(), eval(e, &row, &registry)?);
-            }
-            Ok::<_, super::error::EvalError>(Some(Value::Object(out)))
+            let values =
+                exprs.iter().map(|e| eval(e, &row, &registry)).collect::<Result<_, _>>()?;
+            Ok::<_, super::error::EvalError>(Some(values))
         })();
         match out {
             Ok(Some(value)) => down.push(Rec { key: rec.key.clone(), value, ts: rec.ts }, cx),
@@ -336,7 +371,10 @@ impl Grouping {
             ExprKind::Call { name, args, .. } if is_aggregate(name) => {
                 let f = AggFn::from_name(e.pos, name, args)?;
                 let arg = args.first().cloned().unwrap_or(Expr::new(e.pos, ExprKind::Star));
-                (f, arg)
+                match (f, &arg.kind) {
+                    (AggFn::Count, ExprKind::Star) => (AggFn::CountAll, arg),
+                    _ => (f, arg),
+                }
             }
             ExprKind::Column { name, .. }
                 if matches!(name.as_str(), "WINDOWSTART" | "WINDOWEND") =>
@@ -377,7 +415,7 @@ impl Grouping {
 
 #[allow(clippy::too_many_arguments)]
 fn group(
-    stream: &Stream<Value, Value>,
+    stream: &Stream<Value, Vec<Value>>,
     select: &Select,
     scope: &Scope,
     checker: &Checker<'_>,
@@ -440,35 +478,66 @@ fn group(
         key_columns,
     });
 
-    // Rows → (group key, [group values, aggregate arguments]).
+    // Rows → (group key, (group values, aggregate arguments)).
+    let schema = &scope.schema;
     let (key_exprs, arg_exprs) = (
-        Arc::new(g.keys.clone()),
-        Arc::new(g.aggs.iter().map(|(_, a, _)| a.clone()).collect::<Vec<_>>()),
+        Arc::new(g.keys.iter().map(|k| bind(k, schema)).collect::<Vec<_>>()),
+        Arc::new(
+            g.aggs
+                .iter()
+                .filter(|(f, _, _)| *f != AggFn::CountAll)
+                .map(|(_, a, _)| bind(a, schema))
+                .collect::<Vec<_>>(),
+        ),
     );
-    let filter = Arc::new(filter);
+    let filter = Arc::new(filter.map(|f| bind(&f, schema)));
+    // A GROUP BY value that is a column by itself, and the only one reading that column, is
+    // moved out of the row (which is dropped after) instead of copied.
+    let slot_of = |e: &Expr| match e.kind {
+        ExprKind::Slot { index, .. } => Some(index),
+        _ => None,
+    };
+    let moves: Arc<Vec<Option<usize>>> = Arc::new(
+        key_exprs
+            .iter()
+            .map(|k| {
+                slot_of(k)
+                    .filter(|i| key_exprs.iter().filter(|o| slot_of(o) == Some(*i)).count() == 1)
+            })
+            .collect(),
+    );
     let reg = registry.clone();
-    let keyed = stream.then(move |rec: Rec<Value, Value>, cx, down| {
-        let empty = Map::new();
-        let columns = rec.value.as_object().unwrap_or(&empty);
-        let row = Row::new(columns, rec.ts, &rec.key);
+    let keyed = stream.then(move |mut rec: Rec<Value, Vec<Value>>, cx, down| {
+        let row = Row::new(&rec.value, rec.ts, &rec.key);
         let out = (|| {
             if let Some(f) = filter.as_ref()
                 && truth(&eval(f, &row, &reg)?) != Some(true)
             {
                 return Ok(None);
             }
-            let keys =
-                key_exprs.iter().map(|k| eval(k, &row, &reg)).collect::<Result<Vec<_>, _>>()?;
             let args =
                 arg_exprs.iter().map(|a| eval(a, &row, &reg)).collect::<Result<Vec<_>, _>>()?;
+            let keys = key_exprs
+                .iter()
+                .zip(moves.iter())
+                .map(
+                    |(k, moved)| {
+                        if moved.is_some() { Ok(Value::Null) } else { eval(k, &row, &reg) }
+                    },
+                )
+                .collect::<Result<Vec<_>, _>>()?;
             Ok::<_, super::error::EvalError>(Some((keys, args)))
         })();
         match out {
-            Ok(Some((keys, args))) => {
+            Ok(Some((mut keys, args))) => {
+                for (k, moved) in keys.iter_mut().zip(moves.iter()) {
+                    if let Some(v) = moved.and_then(|i| rec.value.get_mut(i)) {
+                        *k = std::mem::take(v);
+                    }
+                }
                 let key =
                     if keys.len() == 1 { keys[0].clone() } else { Value::Array(keys.clone()) };
-                let value = Value::Array(vec![Value::Array(keys), Value::Array(args)]);
-                down.push(Rec { key, value, ts: rec.ts }, cx)
+                down.push(Rec { key, value: (keys, args), ts: rec.ts }, cx)
             }
             Ok(None) => {}
             Err(e) => cx.set_aside(&RecordError::Value(format!("sql: {e}"))),
@@ -477,19 +546,24 @@ fn group(
     let keyed =
         if target.partitions > 1 { keyed.repartition("groupby", target.partitions) } else { keyed };
     let fns: Vec<AggFn> = g.aggs.iter().map(|(f, _, _)| *f).collect();
-    let projection = Projection { items, having, registry: registry.clone() };
+    let projection = Projection::new(
+        items.iter().map(|(n, _)| n.clone()).collect(),
+        items.into_iter().map(|(_, e)| e).collect(),
+        having,
+        registry.clone(),
+    );
     let build = |e: crate::Error| SqlError::Build(e.to_string());
     match &select.window {
         None => {
-            let agg = SqlAgg { fns, projection: Some(projection) };
+            let agg = SqlAgg { fns, projection };
             let table = keyed.aggregate(&target.name, agg).map_err(build)?;
-            table.changes().to(&target.topic, SqlKey, RowCodec);
+            table.changes().to(&target.topic, SqlKey, TableRowCodec);
         }
         Some(w) => {
             // The table holds every window's latest row (EMIT CHANGES underneath); with EMIT
             // FINAL the topic gets each window's row once, from a second window operator.
             let windows = windows(w);
-            let agg = SqlAgg { fns: fns.clone(), projection: None };
+            let agg = SqlWindowAgg { fns };
             let projection = Arc::new(projection);
             let inner = format!("{}-windows", target.name);
             let raw = keyed.window(windows).aggregate(&inner, agg.clone(), Emit::Changes);
@@ -502,24 +576,22 @@ fn group(
                 project_windows(&raw.map_err(build)?.changes(), projection).to(
                     &target.topic,
                     WindowedKey,
-                    RowCodec,
+                    TableRowCodec,
                 );
             } else {
-                table.changes().to(&target.topic, WindowedKey, RowCodec);
+                table.changes().to(&target.topic, WindowedKey, TableRowCodec);
             }
         }
     }
     Ok(())
 }
 
-/// `[keys, aggs]` per window → the projected row, with the window known.
+/// `(keys, aggs)` per window → the projected row, with the window known.
 fn project_windows(
-    raw: &Stream<Windowed<Value>, Value>,
+    raw: &Stream<Windowed<Value>, GroupInput>,
     projection: Arc<Projection>,
-) -> Stream<Windowed<Value>, Value> {
-    raw.map(move |k: Windowed<Value>, v: Value| {
-        let keys = v.get(0).and_then(Value::as_array).cloned().unwrap_or_default();
-        let aggs = v.get(1).and_then(Value::as_array).cloned().unwrap_or_default();
+) -> Stream<Windowed<Value>, Option<NamedRow>> {
+    raw.map(move |k: Windowed<Value>, (keys, aggs): GroupInput| {
         let row = projection.apply(&keys, &aggs, Some((k.start, k.end)));
         (k, row)
     })
@@ -538,10 +610,10 @@ fn windows(w: &WindowSpec) -> Windows {
 /// sessions it swallowed: stored sessions of the same key inside the new one are deleted (the
 /// window operator's own deletions do not travel downstream).
 fn windows_table(
-    projected: &Stream<Windowed<Value>, Value>,
+    projected: &Stream<Windowed<Value>, Option<NamedRow>>,
     name: &str,
     sessions: bool,
-) -> crate::Result<crate::builder::Table<Windowed<Value>, Value>> {
+) -> crate::Result<crate::builder::Table<Windowed<Value>, Option<NamedRow>>> {
     if !sessions {
         return projected.to_table(name);
     }
@@ -550,11 +622,11 @@ fn windows_table(
 
 struct SessionUpsert {
     store: Arc<crate::table::TableStore>,
-    down: crate::graph::Down<Windowed<Value>, Value>,
+    down: crate::graph::Down<Windowed<Value>, Option<NamedRow>>,
 }
 
-impl crate::graph::Node<Windowed<Value>, Value> for SessionUpsert {
-    fn push(&mut self, rec: Rec<Windowed<Value>, Value>, cx: &mut crate::context::Cx) {
+impl crate::graph::Node<Windowed<Value>, Option<NamedRow>> for SessionUpsert {
+    fn push(&mut self, rec: Rec<Windowed<Value>, Option<NamedRow>>, cx: &mut crate::context::Cx) {
         let (Ok(kb), Ok(vb)) = (serde_json::to_vec(&rec.key), serde_json::to_vec(&rec.value))
         else {
             return cx.set_aside(&RecordError::State("a session row cannot be encoded".into()));

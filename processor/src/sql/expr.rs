@@ -1,5 +1,6 @@
-//! Evaluating expressions over a row: a JSON object keyed by (upper-cased) column name, plus the
-//! record's pseudo columns.
+//! Evaluating expressions over a row: one value per column, in the order of the schema the
+//! expression was bound to ([`bind`] turns column names into slots once, at compile time), plus
+//! the record's pseudo columns.
 //!
 //! SQL's three-valued logic is kept: an operator or function given a NULL returns NULL (except
 //! `IS [NOT] NULL`, `AND`/`OR` where the other side decides, `CASE`, and `CONCAT`, which skips
@@ -15,12 +16,13 @@ use serde_json::{Map, Number, Value};
 use super::ast::{BinOp, Expr, ExprKind};
 use super::error::EvalError;
 use super::functions::{self, FunctionRegistry};
-use super::types::SqlType;
+use super::types::{Schema, SqlType};
 
 /// What an expression sees: the row's columns and the record around it.
 #[derive(Debug, Clone, Copy)]
 pub struct Row<'a> {
-    pub columns: &'a Map<String, Value>,
+    /// The columns' values, addressed by [`ExprKind::Slot`].
+    pub columns: &'a [Value],
     /// Event time in ms (`ROWTIME`).
     pub rowtime: i64,
     /// The record's key (`ROWKEY`).
@@ -35,14 +37,12 @@ pub struct Row<'a> {
 static NULL: Value = Value::Null;
 
 impl<'a> Row<'a> {
-    pub fn new(columns: &'a Map<String, Value>, rowtime: i64, rowkey: &'a Value) -> Self {
+    pub fn new(columns: &'a [Value], rowtime: i64, rowkey: &'a Value) -> Self {
         Self { columns, rowtime, rowkey, window: None, aggs: &[], keys: &[] }
     }
 
+    /// A column left unbound: a pseudo column, else NULL.
     fn column(&self, name: &str) -> Value {
-        if let Some(v) = self.columns.get(name) {
-            return v.clone();
-        }
         match name {
             "ROWTIME" => Value::from(self.rowtime),
             "ROWKEY" => self.rowkey.clone(),
@@ -58,6 +58,7 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
     let ev = |x: &Expr| eval(x, row, registry);
     Ok(match &e.kind {
         ExprKind::Literal(v) => v.clone(),
+        ExprKind::Slot { index, .. } => row.columns.get(*index).unwrap_or(&NULL).clone(),
         ExprKind::Column { name, .. } => row.column(name),
         ExprKind::Star => Value::Bool(true),
         ExprKind::AggRef(i) => row.aggs.get(*i).unwrap_or(&NULL).clone(),
@@ -148,6 +149,27 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
             functions::call(registry, name, &values)?
         }
     })
+}
+
+/// `e` with every unqualified column of `schema` bound to its slot — its position in
+/// `schema.columns`, which is where rows of that schema hold it. Pseudo columns (`ROWTIME`,
+/// `ROWKEY`, `WINDOWSTART`, `WINDOWEND`) stay names unless the schema declares them.
+pub(crate) fn bind(e: &Expr, schema: &Schema) -> Expr {
+    let mut e = e.clone();
+    bind_in(&mut e, schema);
+    e
+}
+
+fn bind_in(e: &mut Expr, schema: &Schema) {
+    if let ExprKind::Column { qualifier: None, name } = &e.kind {
+        if let Some(index) = schema.columns.iter().position(|(n, _)| n == name) {
+            e.kind = ExprKind::Slot { index, name: name.clone() };
+        }
+        return;
+    }
+    for child in super::compile::children(e) {
+        bind_in(child, schema);
+    }
 }
 
 /// A STRUCT field: exact name first, then case-insensitively (JSON producers rarely upper-case).
@@ -326,10 +348,11 @@ mod tests {
     use crate::sql::parser::parse_expr;
 
     fn run(text: &str, row: &Value) -> Value {
-        let e = parse_expr(text).unwrap();
-        let empty = Map::new();
-        let cols = row.as_object().unwrap_or(&empty);
-        eval(&e, &Row::new(cols, 0, &Value::Null), &FunctionRegistry::new()).unwrap()
+        let object = row.as_object().cloned().unwrap_or_default();
+        let schema = Schema::new(object.keys().map(|k| (k.clone(), SqlType::Any)).collect());
+        let e = bind(&parse_expr(text).unwrap(), &schema);
+        let columns: Vec<Value> = object.into_iter().map(|(_, v)| v).collect();
+        eval(&e, &Row::new(&columns, 0, &Value::Null), &FunctionRegistry::new()).unwrap()
     }
 
     #[test]

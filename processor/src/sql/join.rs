@@ -23,13 +23,14 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::ast::{BinOp, Expr, ExprKind, Join, JoinKind, SourceKind, Within};
-use super::catalog::{Catalog, SourceInfo};
+use super::catalog::{Catalog, RowReader, SourceInfo};
 use super::codec::{KeyDecoder, RowDecoder};
 use super::compile::{Scope, children, decoded_stream};
 use super::error::SqlError;
+use super::expr::bind;
 use super::functions::FunctionRegistry;
 use super::types::{Checker, Schema, SqlType, mismatch};
 use crate::builder::{ProcessorBuilder, Stream};
@@ -37,12 +38,12 @@ use crate::graph::Rec;
 use crate::ops::join::{JoinWindow, Outer};
 
 /// A compiled join: the joined stream, its scope, and the number of tasks it runs in.
-pub(crate) type Joined = (Stream<Value, Value>, Scope, u32);
+pub(crate) type Joined = (Stream<Value, Vec<Value>>, Scope, u32);
 
 /// Compiles `stream` (decoded rows of `left`) `JOIN` the source `join` names.
 pub(crate) fn compile(
     b: &ProcessorBuilder,
-    stream: Stream<Value, Value>,
+    stream: Stream<Value, Vec<Value>>,
     left_scope: Scope,
     left: &SourceInfo,
     join: &Join,
@@ -77,7 +78,7 @@ pub(crate) fn compile(
 
 fn stream_table(
     b: &ProcessorBuilder,
-    stream: Stream<Value, Value>,
+    stream: Stream<Value, Vec<Value>>,
     left_scope: Scope,
     left: &SourceInfo,
     right: &SourceInfo,
@@ -130,14 +131,17 @@ fn stream_table(
     if let Err(e @ SqlError::UnknownColumn { .. }) = checker.infer(&by) {
         return Err(e);
     }
-    let (scope, renames) = joined_scope(left_scope, left, right, join);
+    let by = bind(&by, &left_scope.schema);
+    let scope = joined_scope(left_scope, left, right, join);
 
+    let reader = RowReader::new(right);
+    let right_key = reader.key_column;
     let table = b
-        .table::<Value, Value>(
+        .table::<Value, Vec<Value>>(
             &right.name,
             &right.topic,
             KeyDecoder(right.key_type().cloned()),
-            RowDecoder(Arc::new(right.clone())),
+            RowDecoder(Arc::new(reader)),
         )
         .map_err(|e| SqlError::Build(e.to_string()))?;
     let rekeyed = rekey(&stream, by, registry.clone(), false);
@@ -146,18 +150,21 @@ fn stream_table(
     } else {
         (rekeyed, 1)
     };
-    let key_column = right.key_column.clone();
-    let merge = move |k: &Value, v: &Value, t: Option<&Value>| {
-        let mut row = v.as_object().cloned().unwrap_or_default();
-        for (from, to) in &renames {
-            let value = match (t, &key_column) {
-                (Some(_), Some(kc)) if kc == from => k.clone(),
-                (Some(t), _) => t.get(from).cloned().unwrap_or(Value::Null),
-                (None, _) => Value::Null,
-            };
-            row.insert(to.clone(), value);
+    let right_width = right.columns.len();
+    // The stream's row, then the table's (its key column holds the key: a table's stored rows
+    // leave it NULL).
+    let merge = move |k: &Value, v: &Vec<Value>, t: Option<&Vec<Value>>| {
+        let mut row = Vec::with_capacity(v.len() + right_width);
+        row.extend_from_slice(v);
+        match t {
+            Some(t) => row.extend((0..right_width).map(|j| match t.get(j) {
+                _ if Some(j) == right_key => k.clone(),
+                Some(x) => x.clone(),
+                None => Value::Null,
+            })),
+            None => row.resize(v.len() + right_width, Value::Null),
         }
-        Value::Object(row)
+        row
     };
     let joined = match join.kind {
         JoinKind::Left => rekeyed.left_join_table(&table, merge),
@@ -169,7 +176,7 @@ fn stream_table(
 #[allow(clippy::too_many_arguments)]
 fn stream_stream(
     b: &ProcessorBuilder,
-    stream: Stream<Value, Value>,
+    stream: Stream<Value, Vec<Value>>,
     left_scope: Scope,
     left: &SourceInfo,
     right: &SourceInfo,
@@ -213,16 +220,18 @@ fn stream_stream(
     };
     let l_by = left_scope.resolve(l_expr)?;
     let r_by = right_scope.resolve(r_expr)?;
+    let (left_width, right_width) = (left.columns.len(), right.columns.len());
     let lt = Checker { schema: &left_scope.schema, registry, aggs: &[], keys: &[] }.infer(&l_by)?;
     let rt =
         Checker { schema: &right_scope.schema, registry, aggs: &[], keys: &[] }.infer(&r_by)?;
     if !same_key_type(&lt, &rt) {
         return Err(mismatch(&r_by, &rt, &lt.to_string(), "JOIN ... ON"));
     }
-    let (scope, renames) = joined_scope(left_scope, left, right, join);
+    let (l_by, r_by) = (bind(&l_by, &left_scope.schema), bind(&r_by, &right_scope.schema));
+    let scope = joined_scope(left_scope, left, right, join);
 
     let l = rekey(&stream, l_by, registry.clone(), true);
-    let r = rekey(&decoded_stream(b, right), r_by, registry.clone(), true);
+    let r = rekey(&decoded_stream(b, right, RowReader::new(right)), r_by, registry.clone(), true);
     let (l, r, tasks) = if left.partitions > 1 || right.partitions > 1 {
         let n = left.partitions.max(right.partitions);
         (l.repartition("join-left", n), r.repartition("join-right", n), n)
@@ -240,17 +249,16 @@ fn stream_stream(
         JoinKind::Right => Outer { left: false, right: true },
         JoinKind::Full => Outer { left: true, right: true },
     };
-    let left_columns: Vec<String> = left.columns.iter().map(|(n, _)| n.clone()).collect();
-    let merge = move |_: &Value, l: Option<&Value>, r: Option<&Value>| {
-        let mut row = match l.and_then(Value::as_object) {
-            Some(l) => l.clone(),
-            None => left_columns.iter().map(|c| (c.clone(), Value::Null)).collect(),
-        };
-        for (from, to) in &renames {
-            let value = r.and_then(|r| r.get(from)).cloned().unwrap_or(Value::Null);
-            row.insert(to.clone(), value);
+    let merge = move |_: &Value, l: Option<&Vec<Value>>, r: Option<&Vec<Value>>| {
+        let mut row = Vec::with_capacity(left_width + right_width);
+        for (side, width) in [(l, left_width), (r, right_width)] {
+            let start = row.len();
+            if let Some(values) = side {
+                row.extend(values.iter().take(width).cloned());
+            }
+            row.resize(start + width, Value::Null);
         }
-        Some(Value::Object(row))
+        Some(row)
     };
     Ok((l.join_with(&r, window, outer, merge), scope, tasks))
 }
@@ -337,14 +345,8 @@ fn qualifiers(right: &SourceInfo, join: &Join) -> Vec<String> {
     [Some(right.name.clone()), join.right.alias.clone()].into_iter().flatten().collect()
 }
 
-/// The joined row's scope (left columns, then right columns renamed when taken) and the
-/// renames (right column → joined column).
-fn joined_scope(
-    left_scope: Scope,
-    left: &SourceInfo,
-    right: &SourceInfo,
-    join: &Join,
-) -> (Scope, Vec<(String, String)>) {
+/// The joined row's scope: left columns, then right columns (renamed when taken).
+fn joined_scope(left_scope: Scope, left: &SourceInfo, right: &SourceInfo, join: &Join) -> Scope {
     let mut columns = left.columns.clone();
     let mut renames = Vec::new();
     let right_alias = join.right.alias.clone().unwrap_or_else(|| right.name.clone());
@@ -360,22 +362,21 @@ fn joined_scope(
     let mut scope = left_scope;
     scope.schema = Schema::new(columns);
     scope.add_qualified(&qualifiers(right, join), &renames);
-    (scope, renames)
+    scope
 }
 
 /// Re-keys each row by `by`; with `skip_null`, a row whose key is NULL is dropped.
 fn rekey(
-    stream: &Stream<Value, Value>,
+    stream: &Stream<Value, Vec<Value>>,
     by: Expr,
     registry: Arc<FunctionRegistry>,
     skip_null: bool,
-) -> Stream<Value, Value> {
-    stream.then(move |rec: Rec<Value, Value>, cx, down| {
-        let empty = Map::new();
-        let row = super::expr::Row::new(rec.value.as_object().unwrap_or(&empty), rec.ts, &rec.key);
+) -> Stream<Value, Vec<Value>> {
+    stream.then(move |rec: Rec<Value, Vec<Value>>, cx, down| {
+        let row = super::expr::Row::new(&rec.value, rec.ts, &rec.key);
         match super::expr::eval(&by, &row, &registry) {
             Ok(Value::Null) if skip_null => {}
-            Ok(key) => down.push(Rec { key, value: rec.value.clone(), ts: rec.ts }, cx),
+            Ok(key) => down.push(Rec { key, value: rec.value, ts: rec.ts }, cx),
             Err(e) => cx.set_aside(&crate::error::RecordError::Value(format!("sql: {e}"))),
         }
     })

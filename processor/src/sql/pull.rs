@@ -15,7 +15,7 @@ use super::ast::{BinOp, EmitMode, Expr, ExprKind, Select, SelectItem};
 use super::catalog::{Catalog, SourceInfo};
 use super::compile::Scope;
 use super::error::SqlError;
-use super::expr::{Row, filter_project};
+use super::expr::{Row, bind, filter_project};
 use super::functions::FunctionRegistry;
 use super::types::Checker;
 use crate::table::TableReader;
@@ -28,6 +28,8 @@ pub struct TableQuery {
     /// The processor that holds the table.
     pub processor: String,
     windowed: bool,
+    /// The table's columns: a stored row's fields, in the order bound expressions read them.
+    columns: Vec<String>,
     filter: Option<Expr>,
     items: Vec<(String, Expr)>,
     /// The key of a point lookup.
@@ -101,8 +103,9 @@ impl TableQuery {
             table: info.name.clone(),
             processor: m.processor.clone(),
             windowed: m.windowed,
-            filter,
-            items,
+            columns: schema.names(),
+            filter: filter.map(|f| bind(&f, &schema)),
+            items: items.into_iter().map(|(n, e)| (n, bind(&e, &schema))).collect(),
             lookup,
             limit: select.limit,
             push: select.emit == Some(EmitMode::Changes),
@@ -152,14 +155,16 @@ impl TableQuery {
         value: &Value,
         registry: &FunctionRegistry,
     ) -> Option<Map<String, Value>> {
-        let columns = value.as_object()?;
+        let object = value.as_object()?;
+        let columns: Vec<Value> =
+            self.columns.iter().map(|c| object.get(c).cloned().unwrap_or(Value::Null)).collect();
         let (rowkey, window) = if self.windowed {
             let w = (key.get("start")?.as_i64()?, key.get("end")?.as_i64()?);
             (key.get("key")?.clone(), Some(w))
         } else {
             (key.clone(), None)
         };
-        let mut row = Row::new(columns, 0, &rowkey);
+        let mut row = Row::new(&columns, 0, &rowkey);
         row.window = window;
         filter_project(self.filter.as_ref(), &self.items, &row, registry)
     }

@@ -1,8 +1,8 @@
 //! Push queries over a stream (`SELECT ... FROM stream [WHERE ...] EMIT CHANGES`): checked
 //! here, run by whoever reads the stream's topic (the broker polls it from its end, ksqlDB's
 //! `auto.offset.reset=latest`). Each record is decoded with the stream's own schema, exactly as
-//! a persistent query reading the stream decodes it (`codec::source_row`: key column, `key`
-//! property, `TIMESTAMP` column), then filtered by WHERE and projected; `ROWTIME` is the
+//! a persistent query reading the stream decodes it (`RowReader`: key column, `key` property,
+//! `TIMESTAMP` column), then filtered by WHERE and projected; `ROWTIME` is the
 //! record's event time and `ROWKEY` its key.
 //!
 //! Only filters and projections: a JOIN, WINDOW or GROUP BY needs state, which a stateless
@@ -14,11 +14,10 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use super::ast::{EmitMode, Expr, Select, SourceKind};
-use super::catalog::{Catalog, SourceInfo, decode_key};
-use super::codec::source_row;
+use super::catalog::{Catalog, RowReader, decode_key};
 use super::compile::{Scope, projection, where_clause};
 use super::error::SqlError;
-use super::expr::{Row, filter_project};
+use super::expr::{Row, bind, filter_project};
 use super::functions::FunctionRegistry;
 use super::types::Checker;
 
@@ -29,7 +28,8 @@ pub struct StreamQuery {
     pub stream: String,
     /// The topic to follow.
     pub topic: String,
-    source: Arc<SourceInfo>,
+    key_type: Option<super::types::SqlType>,
+    reader: Arc<RowReader>,
     filter: Option<Expr>,
     items: Vec<(String, Expr)>,
     /// `LIMIT n`: the client stops after n rows (polls keep nothing in the broker).
@@ -74,14 +74,15 @@ impl StreamQuery {
         }
         let scope = Scope::of(info, select.from.alias.as_deref());
         let checker = Checker { schema: &scope.schema, registry, aggs: &[], keys: &[] };
-        let filter = where_clause(select, &scope, &checker)?;
+        let filter = where_clause(select, &scope, &checker)?.map(|f| bind(&f, &scope.schema));
         let items = projection(select, &scope, &checker)?;
         Ok(StreamQuery {
             stream: info.name.clone(),
             topic: info.topic.clone(),
-            source: Arc::new(info.clone()),
+            key_type: info.key_type().cloned(),
+            reader: Arc::new(RowReader::new(info)),
             filter,
-            items: items.into_iter().map(|(n, e, _)| (n, e)).collect(),
+            items: items.into_iter().map(|(n, e, _)| (n, bind(&e, &scope.schema))).collect(),
             limit: select.limit,
         })
     }
@@ -100,12 +101,11 @@ impl StreamQuery {
         timestamp: i64,
         registry: &FunctionRegistry,
     ) -> Option<Map<String, Value>> {
-        let mut key = decode_key(key, self.source.key_type());
-        let mut value = self.source.decode_value(value).ok()?;
+        let mut key = decode_key(key, self.key_type.as_ref());
+        let mut columns = self.reader.decode(value).ok()?;
         let mut ts = timestamp;
-        source_row(&self.source, &mut key, &mut value, &mut ts);
-        let columns = value.as_object()?;
-        let row = Row::new(columns, ts, &key);
+        self.reader.complete(&mut key, &mut columns, &mut ts);
+        let row = Row::new(&columns, ts, &key);
         filter_project(self.filter.as_ref(), &self.items, &row, registry)
     }
 }

@@ -124,7 +124,7 @@ pub fn pseudo_column(name: &str, schema: &Schema) -> Option<SqlType> {
 /// How an expression reads in a type error: "column X", "value 'a'", or "the result of F(...)".
 pub fn describe(e: &Expr) -> String {
     match &e.kind {
-        ExprKind::Column { name, .. } => format!("column {name}"),
+        ExprKind::Column { name, .. } | ExprKind::Slot { name, .. } => format!("column {name}"),
         ExprKind::Literal(v) => format!("value {v}"),
         ExprKind::Call { name, .. } => format!("the result of {name}(...)"),
         ExprKind::Field { field, .. } => format!("field {field}"),
@@ -165,6 +165,9 @@ impl Checker<'_> {
                     name: name.clone(),
                     known: self.schema.names(),
                 }),
+            ExprKind::Slot { index, .. } => {
+                Ok(self.schema.columns.get(*index).map_or(SqlType::Any, |(_, t)| t.clone()))
+            }
             ExprKind::Star => Ok(SqlType::Any),
             ExprKind::AggRef(i) => Ok(self.aggs.get(*i).cloned().unwrap_or(SqlType::Any)),
             ExprKind::KeyRef(i) => Ok(self.keys.get(*i).cloned().unwrap_or(SqlType::Any)),
