@@ -20,6 +20,12 @@ pub trait Aggregator<V>: Send + Sync + 'static {
     type Acc: StateData;
     type Out: StateData;
     fn init(&self) -> Self::Acc;
+    /// The accumulator of a new key of an unwindowed aggregate, given the key's state
+    /// encoding (its JSON): for aggregators whose result shows the key.
+    fn init_keyed(&self, key: &[u8]) -> Self::Acc {
+        let _ = key;
+        self.init()
+    }
     /// Adds one value with event time `ts`.
     fn add(&self, acc: &mut Self::Acc, value: &V, ts: i64);
     /// Folds `other` into `into` (session windows merging).

@@ -257,6 +257,68 @@ fn cases() -> Vec<Case> {
             )],
         },
         Case {
+            name: "table: GROUP BY two columns (the key is their array), group values in \
+                   expressions and aggregates",
+            sql: "CREATE STREAM orders (id VARCHAR KEY, customer VARCHAR, amount DOUBLE, qty INT) \
+                  WITH (kafka_topic='orders');
+                CREATE TABLE per_pair AS SELECT customer, qty, UCASE(customer) AS up,
+                  COUNT(*) AS n, MAX(amount) AS hi, LATEST_BY_OFFSET(customer) AS c2
+                FROM orders GROUP BY customer, qty EMIT CHANGES;",
+            input: vec![
+                order("o1", "alice", 10.0, 3, 100),
+                order("o2", "bob", 50.0, 1, 200),
+                order("o3", "alice", 30.0, 3, 300),
+                order("o4", "alice", 20.0, 1, 400),
+            ],
+            expect: vec![
+                Expect::Table(
+                    "PER_PAIR",
+                    vec![
+                        (
+                            json!(["alice", 1]),
+                            json!({"CUSTOMER": "alice", "QTY": 1, "UP": "ALICE", "N": 1,
+                                "HI": 20.0, "C2": "alice"}),
+                        ),
+                        (
+                            json!(["alice", 3]),
+                            json!({"CUSTOMER": "alice", "QTY": 3, "UP": "ALICE", "N": 2,
+                                "HI": 30.0, "C2": "alice"}),
+                        ),
+                        (
+                            json!(["bob", 1]),
+                            json!({"CUSTOMER": "bob", "QTY": 1, "UP": "BOB", "N": 1,
+                                "HI": 50.0, "C2": "bob"}),
+                        ),
+                    ],
+                ),
+                Expect::Topic(
+                    "PER_PAIR",
+                    vec![
+                        (
+                            Some("[\"alice\",3]"),
+                            json!({"CUSTOMER": "alice", "QTY": 3, "UP": "ALICE", "N": 1,
+                                "HI": 10.0, "C2": "alice"}),
+                        ),
+                        (
+                            Some("[\"bob\",1]"),
+                            json!({"CUSTOMER": "bob", "QTY": 1, "UP": "BOB", "N": 1,
+                                "HI": 50.0, "C2": "bob"}),
+                        ),
+                        (
+                            Some("[\"alice\",3]"),
+                            json!({"CUSTOMER": "alice", "QTY": 3, "UP": "ALICE", "N": 2,
+                                "HI": 30.0, "C2": "alice"}),
+                        ),
+                        (
+                            Some("[\"alice\",1]"),
+                            json!({"CUSTOMER": "alice", "QTY": 1, "UP": "ALICE", "N": 1,
+                                "HI": 20.0, "C2": "alice"}),
+                        ),
+                    ],
+                ),
+            ],
+        },
+        Case {
             name: "table: HAVING (a group leaving it is a tombstone), WHERE before grouping",
             sql: "CREATE STREAM orders (id VARCHAR KEY, customer VARCHAR, amount DOUBLE, qty INT) \
                   WITH (kafka_topic='orders');

@@ -77,7 +77,7 @@ impl<K: StateData, V, A: Aggregator<V>> Node<K, V> for Aggregate<K, V, A> {
         let slot = match self.accs.get_mut(&self.key_buf[..]) {
             Some(slot) => slot,
             None => {
-                let slot = Slot { acc: self.agg.init(), cached: None };
+                let slot = Slot { acc: self.agg.init_keyed(&self.key_buf), cached: None };
                 self.accs.entry(self.key_buf.as_slice().into()).or_insert(slot)
             }
         };

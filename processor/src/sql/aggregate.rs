@@ -1,9 +1,11 @@
 //! Aggregate functions over JSON, as one [`Aggregator`] per query: a `GROUP BY` query's
 //! aggregates share one accumulator per key (or per key and window).
 //!
-//! Before grouping, each row is reduced to `[group values, aggregate arguments]` (so a
-//! repartition carries only what the aggregates need). The accumulator keeps the group values
-//! and one state per aggregate call. For unwindowed queries ([`SqlAgg`]) the result is the
+//! Before grouping, each row is reduced to its key (the GROUP BY value, or their array) and a
+//! [`GroupInput`]: the aggregate calls' arguments (none for `COUNT(*)`), and for windowed
+//! queries the group values again — so a repartition carries only what the aggregates need.
+//! The accumulator keeps the group values (an unwindowed one reads them from its key when it
+//! is made) and one state per aggregate call. For unwindowed queries ([`SqlAgg`]) the result is the
 //! projected output row (none when HAVING rejects it); windowed queries ([`SqlWindowAgg`])
 //! project afterwards, when the window is known.
 //!
@@ -194,6 +196,8 @@ impl Projection {
 pub struct SqlAgg {
     pub fns: Vec<AggFn>,
     pub projection: Projection,
+    /// The number of GROUP BY values (more than one make the key an array of them).
+    pub group_width: usize,
 }
 
 /// The aggregator of a windowed GROUP BY query: its result is `(group values, aggregate
@@ -247,6 +251,19 @@ impl Aggregator<GroupInput> for SqlAgg {
 
     fn init(&self) -> Acc {
         init_acc(&self.fns)
+    }
+    /// Rows arrive without their group values (the key has them): they are read back from
+    /// the key once, here.
+    fn init_keyed(&self, key: &[u8]) -> Acc {
+        let mut acc = init_acc(&self.fns);
+        match serde_json::from_slice::<Value>(key) {
+            Ok(Value::Array(values)) if self.group_width > 1 => acc.keys = values,
+            Ok(value) => acc.keys = vec![value],
+            Err(error) => {
+                tracing::warn!(%error, "a group key that is not JSON; its values are NULL")
+            }
+        }
+        acc
     }
     fn add(&self, acc: &mut Acc, value: &GroupInput, ts: i64) {
         add_row(&self.fns, acc, value, ts);

@@ -420,13 +420,16 @@ fn json_fields(
 }
 
 /// How a column's value was found so far.
+#[derive(Clone, Copy)]
 enum Match<'de> {
     Missing,
     /// By its exact name: only a later exact duplicate replaces it.
     Exact,
     /// Ignoring case, from this field (a field of smaller name, or a later duplicate, replaces
     /// it).
-    Folded(Cow<'de, str>),
+    Folded(&'de str),
+    /// Ignoring case, from a field whose name had escapes: `unescaped[i]`.
+    FoldedOwned(usize),
 }
 
 /// Columns this wide or narrower keep their matches on the stack.
@@ -454,14 +457,16 @@ impl<'de> Visitor<'de> for ColumnsSeed<'_> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let columns = self.columns;
-        let mut stack: [Match<'de>; STACK_COLUMNS] = std::array::from_fn(|_| Match::Missing);
+        let mut stack = [Match::Missing; STACK_COLUMNS];
         let mut heap: Vec<Match<'de>> = Vec::new();
         let how: &mut [Match<'de>] = if columns.len() <= STACK_COLUMNS {
             &mut stack[..columns.len()]
         } else {
-            heap.resize_with(columns.len(), || Match::Missing);
+            heap.resize(columns.len(), Match::Missing);
             &mut heap
         };
+        // Names of folded matches that were not borrowed from the input.
+        let mut unescaped: Vec<String> = Vec::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
             // Which column takes this field: an exact name always (a later duplicate wins, as
             // in a parsed object), a case-insensitive one unless an exact or smaller name has.
@@ -469,10 +474,11 @@ impl<'de> Visitor<'de> for ColumnsSeed<'_> {
             let take = exact.or_else(|| {
                 columns.iter().zip(how.iter()).position(|(c, m)| {
                     c.eq_ignore_ascii_case(&key)
-                        && match m {
+                        && match *m {
                             Match::Missing => true,
                             Match::Exact => false,
-                            Match::Folded(k) => *key <= **k,
+                            Match::Folded(k) => *key <= *k,
+                            Match::FoldedOwned(j) => unescaped.get(j).is_none_or(|k| *key <= **k),
                         }
                 })
             });
@@ -483,7 +489,14 @@ impl<'de> Visitor<'de> for ColumnsSeed<'_> {
                     if let Some(place) = slot.and_then(|j| self.row.get_mut(j)) {
                         *place = value;
                     }
-                    how[i] = if exact.is_some() { Match::Exact } else { Match::Folded(key) };
+                    how[i] = match (exact, key) {
+                        (Some(_), _) => Match::Exact,
+                        (None, Cow::Borrowed(k)) => Match::Folded(k),
+                        (None, Cow::Owned(k)) => {
+                            unescaped.push(k);
+                            Match::FoldedOwned(unescaped.len() - 1)
+                        }
+                    };
                 }
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -545,6 +558,46 @@ mod tests {
             let want: Vec<Value> = columns.iter().map(|c| field_of(&parsed, c)).collect();
             prop_assert_eq!(got, want, "{}", text);
         }
+    }
+
+    #[test]
+    fn wide_rows_match_past_the_stack_and_escaped_names_fold() {
+        let columns: Vec<String> = (0..12).map(|i| format!("C{i}")).collect();
+        let text = r#"{"c11": 11, "C3": 3, "c3": 33, "\u0063\u0030": 0, "c5": 5, "C5": 55}"#;
+        let got = json_columns(text.as_bytes(), &columns).unwrap();
+        let mut want = vec![Value::Null; 12];
+        (want[0], want[3], want[5], want[11]) = (0.into(), 3.into(), 55.into(), 11.into());
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn a_reader_decodes_only_what_it_reads_into_the_declared_layout() {
+        let info = SourceInfo {
+            name: "S".into(),
+            kind: SourceKind::Stream,
+            topic: "s".into(),
+            columns: ["ID", "A", "B", "T", "K"]
+                .iter()
+                .map(|c| (c.to_string(), SqlType::Any))
+                .collect(),
+            key_column: Some("ID".into()),
+            key_property: Some("K".into()),
+            format: ValueFormat::Json,
+            partitions: 1,
+            timestamp: Some("T".into()),
+            materialized: None,
+        };
+        let reader = RowReader::reading(&info, |c| c == "B");
+        let value = br#"{"a": 1, "b": 2, "t": 99, "k": "x", "id": "ignored"}"#;
+        let mut row = reader.decode(Some(value)).unwrap();
+        // A is not read; the key property and the timestamp always are; ID comes from the key.
+        assert_eq!(row, vec![Value::Null, Value::Null, 2.into(), 99.into(), "x".into()]);
+        let (mut key, mut ts) = (Value::from("id-1"), 0);
+        reader.complete(&mut key, &mut row, &mut ts);
+        assert_eq!((row[0].clone(), key, ts), (Value::from("id-1"), Value::from("x"), 99));
+        assert_eq!(reader.decode(None).unwrap(), vec![Value::Null; 5]);
+        let all = RowReader::new(&info).decode(Some(value)).unwrap();
+        assert_eq!(all, vec![Value::Null, 1.into(), 2.into(), 99.into(), "x".into()]);
     }
 
     #[test]

@@ -507,6 +507,7 @@ fn group(
             .collect(),
     );
     let reg = registry.clone();
+    let windowed = select.window.is_some();
     let keyed = stream.then(move |mut rec: Rec<Value, Vec<Value>>, cx, down| {
         let row = Row::new(&rec.value, rec.ts, &rec.key);
         let out = (|| {
@@ -515,33 +516,46 @@ fn group(
             {
                 return Ok(None);
             }
-            let args =
-                arg_exprs.iter().map(|a| eval(a, &row, &reg)).collect::<Result<Vec<_>, _>>()?;
-            let keys = key_exprs
-                .iter()
-                .zip(moves.iter())
-                .map(
-                    |(k, moved)| {
-                        if moved.is_some() { Ok(Value::Null) } else { eval(k, &row, &reg) }
-                    },
-                )
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut args = Vec::with_capacity(arg_exprs.len());
+            for a in arg_exprs.iter() {
+                args.push(eval(a, &row, &reg)?);
+            }
+            let key = |j: usize| match moves[j] {
+                Some(_) => Ok(Value::Null),
+                None => eval(&key_exprs[j], &row, &reg),
+            };
+            let keys = match key_exprs.len() {
+                1 => GroupKey::One(key(0)?),
+                n => GroupKey::Many((0..n).map(key).collect::<Result<_, _>>()?),
+            };
             Ok::<_, super::error::EvalError>(Some((keys, args)))
         })();
-        match out {
-            Ok(Some((mut keys, args))) => {
-                for (k, moved) in keys.iter_mut().zip(moves.iter()) {
-                    if let Some(v) = moved.and_then(|i| rec.value.get_mut(i)) {
-                        *k = std::mem::take(v);
-                    }
-                }
-                let key =
-                    if keys.len() == 1 { keys[0].clone() } else { Value::Array(keys.clone()) };
-                down.push(Rec { key, value: (keys, args), ts: rec.ts }, cx)
+        let take = |values: &mut Vec<Value>, j: usize, into: &mut Value| {
+            if let Some(v) = moves[j].and_then(|i| values.get_mut(i)) {
+                *into = std::mem::take(v);
             }
-            Ok(None) => {}
-            Err(e) => cx.set_aside(&RecordError::Value(format!("sql: {e}"))),
-        }
+        };
+        // Unwindowed accumulators take the group values from the key when they are made
+        // (`SqlAgg::init_keyed`); window accumulators from each row.
+        let (key, value) = match out {
+            Ok(None) => return,
+            Err(e) => return cx.set_aside(&RecordError::Value(format!("sql: {e}"))),
+            Ok(Some((GroupKey::One(mut v), args))) => {
+                take(&mut rec.value, 0, &mut v);
+                if windowed { (v.clone(), (vec![v], args)) } else { (v, (Vec::new(), args)) }
+            }
+            Ok(Some((GroupKey::Many(mut keys), args))) => {
+                for (j, v) in keys.iter_mut().enumerate() {
+                    take(&mut rec.value, j, v);
+                }
+                if windowed {
+                    (Value::Array(keys.clone()), (keys, args))
+                } else {
+                    (Value::Array(keys), (Vec::new(), args))
+                }
+            }
+        };
+        down.push(Rec { key, value, ts: rec.ts }, cx)
     });
     let keyed =
         if target.partitions > 1 { keyed.repartition("groupby", target.partitions) } else { keyed };
@@ -555,7 +569,7 @@ fn group(
     let build = |e: crate::Error| SqlError::Build(e.to_string());
     match &select.window {
         None => {
-            let agg = SqlAgg { fns, projection };
+            let agg = SqlAgg { fns, projection, group_width: g.keys.len() };
             let table = keyed.aggregate(&target.name, agg).map_err(build)?;
             table.changes().to(&target.topic, SqlKey, TableRowCodec);
         }
@@ -584,6 +598,12 @@ fn group(
         }
     }
     Ok(())
+}
+
+/// A row's GROUP BY values: one (the key itself) or several (the key is their array).
+enum GroupKey {
+    One(Value),
+    Many(Vec<Value>),
 }
 
 /// `(keys, aggs)` per window → the projected row, with the window known.
