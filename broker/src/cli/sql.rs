@@ -1,7 +1,9 @@
 //! `eddy sql [-e STATEMENTS | -f FILE] [--limit N]`: SQL against the broker (docs/sql.md).
 //!
 //! Without `-e`/`-f`, statements come from stdin: an interactive shell when stdin is a
-//! terminal (a statement may span lines and ends with `;`; `history` lists what was run,
+//! terminal (line editing; Up/Down and Ctrl-R recall earlier statements, also those of earlier
+//! sessions, kept in `~/.eddy_sql_history` or `$EDDY_SQL_HISTORY`; a statement may span lines
+//! and ends with `;`; Ctrl-C drops the statement being typed; `history` lists what was run;
 //! `exit` or Ctrl-D leaves), else the whole input as a script.
 //!
 //! Statements are split here and sent one per request; each request's text keeps the
@@ -12,13 +14,14 @@
 //! changes or a stream's new records) polls the broker and prints rows as they come, until
 //! Ctrl-C, or `--limit N` rows, or the statement's own `LIMIT n` (the smaller of the two).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use eddy_client::{Admin, Connection};
 use eddy_processor::sql::{Statement, parse_script};
 use eddy_protocol::v1::{self, sql_result::Result as R};
+use rustyline::error::ReadlineError;
 use serde_json::Value;
 
 use super::{Output, connect};
@@ -231,31 +234,51 @@ async fn push_query(
     }
 }
 
-/// The interactive shell.
+/// The history file of the interactive shell: `$EDDY_SQL_HISTORY`, else
+/// `$HOME/.eddy_sql_history` (none without a home: history then lasts the session).
+fn history_file() -> Option<std::path::PathBuf> {
+    if let Some(file) = std::env::var_os("EDDY_SQL_HISTORY") {
+        return Some(file.into());
+    }
+    std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".eddy_sql_history"))
+}
+
+/// The interactive shell: line editing and history (arrow keys, Ctrl-R search) from the
+/// terminal, statements over several lines until `;`, history kept across sessions.
 async fn shell(
     admin: &Admin<Arc<Connection>>,
     out: &mut Output,
     limit: Option<usize>,
 ) -> Result<()> {
-    let stdin = std::io::stdin();
-    let mut history: Vec<String> = Vec::new();
+    let mut editor = rustyline::DefaultEditor::new().context("opening the terminal")?;
+    let file = history_file();
+    if let Some(f) = &file
+        && f.exists()
+        && let Err(e) = editor.load_history(f)
+    {
+        let _ = writeln!(std::io::stderr(), "warning: history {} not read: {e}", f.display());
+    }
     let mut statement = String::new();
     loop {
         let prompt = if statement.is_empty() { "eddy> " } else { "   -> " };
-        let mut stderr = std::io::stderr();
-        let _ = stderr.write_all(prompt.as_bytes()).and_then(|()| stderr.flush());
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line).context("reading stdin")? == 0 {
-            return Ok(());
-        }
+        let line = match editor.readline(prompt) {
+            Ok(line) => line,
+            // Ctrl-C drops the statement being typed, as psql and the ksqlDB CLI do.
+            Err(ReadlineError::Interrupted) => {
+                statement.clear();
+                continue;
+            }
+            Err(ReadlineError::Eof) => return Ok(()),
+            Err(e) => return Err(e).context("reading the terminal"),
+        };
         let trimmed = line.trim();
         if statement.is_empty() {
             match trimmed.to_ascii_lowercase().trim_end_matches(';') {
                 "" => continue,
                 "exit" | "quit" => return Ok(()),
                 "history" => {
-                    for (i, h) in history.iter().enumerate() {
-                        out.line(format!("{:>4}  {}", i + 1, h.replace('\n', " ")).as_bytes())?;
+                    for (i, h) in editor.history().iter().enumerate() {
+                        out.line(format!("{:>4}  {h}", i + 1).as_bytes())?;
                     }
                     out.flush()?;
                     continue;
@@ -264,11 +287,19 @@ async fn shell(
             }
         }
         statement.push_str(&line);
+        statement.push('\n');
         if !trimmed.ends_with(';') {
             continue;
         }
         let text = std::mem::take(&mut statement);
-        history.push(text.trim().to_string());
+        // One history entry per statement, on one line, so that one Up brings it back whole.
+        let entry = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        if editor.add_history_entry(entry).unwrap_or(false)
+            && let Some(f) = &file
+            && let Err(e) = editor.append_history(f)
+        {
+            let _ = writeln!(std::io::stderr(), "warning: history {} not saved: {e}", f.display());
+        }
         if let Err(e) = run_script(admin, &text, out, limit).await {
             let _ = out.flush();
             let _ = writeln!(std::io::stderr(), "error: {e:#}");

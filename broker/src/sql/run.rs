@@ -190,8 +190,15 @@ impl SqlService {
                         row.insert("building".into(), building);
                     }
                 }
-                let mut columns: Vec<String> = match rows.first() {
-                    Some(Value::Object(m)) => m.keys().cloned().collect(),
+                let mut columns: Vec<String> = match (rows.first(), stmt) {
+                    (Some(Value::Object(m)), _) => m.keys().cloned().collect(),
+                    // An empty listing still has its columns.
+                    (_, Statement::Show { what: ShowWhat::Queries, .. }) => {
+                        ["id", "target", "version", "building"].map(String::from).to_vec()
+                    }
+                    (_, Statement::Show { .. }) => {
+                        ["name", "topic", "format", "partitions"].map(String::from).to_vec()
+                    }
                     _ => Vec::new(),
                 };
                 let rank = |c: &String| COLUMN_ORDER.iter().position(|o| o == c);
