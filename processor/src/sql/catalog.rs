@@ -77,16 +77,18 @@ impl SourceInfo {
     }
 }
 
-/// How records of one source become rows: one value per column, in the source's column order
-/// (the order its [`Schema`] and bound expressions use). Built once per query from the
-/// [`SourceInfo`], so decoding a record allocates only the row.
+/// How records of one source become rows: one value per column of the row's layout — the
+/// source's columns in declaration order, or only those a query reads ([`RowReader::reading`]),
+/// the order its bound expressions use. Built once per query from the [`SourceInfo`], so
+/// decoding a record allocates only the row.
 #[derive(Debug, Clone)]
 pub(crate) struct RowReader {
     format: ValueFormat,
-    /// Every column's name, in order.
+    /// The row's columns, in order.
+    pub layout: Schema,
+    /// Their names (written as a JSON object's, when a row is encoded).
     pub names: Arc<[String]>,
-    /// The columns read from the value (all but the key column, and any the query does not
-    /// read) and where each sits.
+    /// The columns read from the value (all but the key column) and where each sits.
     value_names: Vec<String>,
     value_slots: Vec<usize>,
     /// Where the key column, the `key` property column and the `TIMESTAMP` column sit.
@@ -101,34 +103,36 @@ impl RowReader {
         Self::reading(info, |_| true)
     }
 
-    /// Reads the JSON value columns `read` names (and the `key` property and `TIMESTAMP`
-    /// columns, which the record needs); the others stay NULL, their fields skipped unparsed.
+    /// Rows of the columns `read` names (and the `key` property and `TIMESTAMP` columns, which
+    /// the record needs), in declaration order; other fields are skipped unparsed.
     pub fn reading(info: &SourceInfo, read: impl Fn(&str) -> bool) -> Self {
-        let slot = |name: &Option<String>| {
-            name.as_ref().and_then(|n| info.columns.iter().position(|(c, _)| c == n))
-        };
-        let key_column = slot(&info.key_column);
-        let needed = |name: &String| {
-            info.format == ValueFormat::Raw
+        let kept = |name: &String| {
+            (info.format == ValueFormat::Raw && Some(name) != info.key_column.as_ref())
                 || read(name)
                 || Some(name) == info.key_property.as_ref()
                 || Some(name) == info.timestamp.as_ref()
         };
-        let (value_slots, value_names): (Vec<usize>, Vec<String>) = info
+        let layout = Schema::new(info.columns.iter().filter(|(n, _)| kept(n)).cloned().collect());
+        let slot = |name: &Option<String>| {
+            name.as_ref().and_then(|n| layout.columns.iter().position(|(c, _)| c == n))
+        };
+        let key_column = slot(&info.key_column);
+        let (value_slots, value_names): (Vec<usize>, Vec<String>) = layout
             .columns
             .iter()
             .enumerate()
-            .filter(|(i, (n, _))| Some(*i) != key_column && needed(n))
+            .filter(|(i, _)| Some(*i) != key_column)
             .map(|(i, (n, _))| (i, n.clone()))
             .unzip();
         Self {
             format: info.format,
-            names: info.columns.iter().map(|(n, _)| n.clone()).collect(),
+            names: layout.columns.iter().map(|(n, _)| n.clone()).collect(),
+            key_property: slot(&info.key_property),
+            timestamp: slot(&info.timestamp),
+            layout,
             value_names,
             value_slots,
             key_column,
-            key_property: slot(&info.key_property),
-            timestamp: slot(&info.timestamp),
         }
     }
 
@@ -587,17 +591,23 @@ mod tests {
             timestamp: Some("T".into()),
             materialized: None,
         };
+        // ID (the key column) and A are not read; the key property and the timestamp always are.
         let reader = RowReader::reading(&info, |c| c == "B");
+        assert_eq!(reader.layout.names(), ["B", "T", "K"]);
         let value = br#"{"a": 1, "b": 2, "t": 99, "k": "x", "id": "ignored"}"#;
         let mut row = reader.decode(Some(value)).unwrap();
-        // A is not read; the key property and the timestamp always are; ID comes from the key.
-        assert_eq!(row, vec![Value::Null, Value::Null, 2.into(), 99.into(), "x".into()]);
+        assert_eq!(row, [Value::from(2), 99.into(), "x".into()]);
         let (mut key, mut ts) = (Value::from("id-1"), 0);
         reader.complete(&mut key, &mut row, &mut ts);
-        assert_eq!((row[0].clone(), key, ts), (Value::from("id-1"), Value::from("x"), 99));
-        assert_eq!(reader.decode(None).unwrap(), vec![Value::Null; 5]);
-        let all = RowReader::new(&info).decode(Some(value)).unwrap();
-        assert_eq!(all, vec![Value::Null, 1.into(), 2.into(), 99.into(), "x".into()]);
+        assert_eq!((key, ts), (Value::from("x"), 99));
+        assert_eq!(reader.decode(None).unwrap(), vec![Value::Null; 3]);
+        // Reading everything: the declared layout, the key column from the key.
+        let all = RowReader::new(&info);
+        let mut row = all.decode(Some(value)).unwrap();
+        assert_eq!(row, vec![Value::Null, 1.into(), 2.into(), 99.into(), "x".into()]);
+        let (mut key, mut ts) = (Value::from("id-1"), 0);
+        all.complete(&mut key, &mut row, &mut ts);
+        assert_eq!((&row[0], key, ts), (&Value::from("id-1"), Value::from("x"), 99));
     }
 
     #[test]

@@ -86,8 +86,8 @@ pub fn compile(
             let items = projection(select, &scope, &checker)?;
             target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
             let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
-            let exprs = items.iter().map(|(_, e, _)| bind(e, &scope.schema)).collect();
-            let filter = filter.map(|f| bind(&f, &scope.schema));
+            let exprs = items.iter().map(|(_, e, _)| bind(e, scope.layout())).collect();
+            let filter = filter.map(|f| bind(&f, scope.layout()));
             let out = project_stream(&stream, filter, exprs, registry.clone());
             out.to(&target.topic, SqlKey, RowCodec(names));
         }
@@ -124,6 +124,9 @@ pub fn compile(
 /// The columns in scope and how qualified names map to them.
 pub(crate) struct Scope {
     pub schema: Schema,
+    /// The columns the scope's rows hold, in order, when not all of `schema` (a source whose
+    /// unread columns are not decoded): what expressions are bound to.
+    pub(crate) layout: Option<Schema>,
     /// (qualifier, column) → column in the row.
     pub(crate) qualified: Vec<(String, String, String)>,
     pub(crate) qualifiers: Vec<String>,
@@ -139,7 +142,12 @@ impl Scope {
                 qualified.push((q.clone(), c.clone(), c.clone()));
             }
         }
-        Self { schema: info.schema(), qualified, qualifiers }
+        Self { schema: info.schema(), layout: None, qualified, qualifiers }
+    }
+
+    /// The columns rows of this scope hold, in order.
+    pub(crate) fn layout(&self) -> &Schema {
+        self.layout.as_ref().unwrap_or(&self.schema)
     }
 
     /// Strips qualifiers (`g.col` → the row's column), checking them.
@@ -218,12 +226,13 @@ fn source(
     catalog: &Catalog,
     registry: &Arc<FunctionRegistry>,
 ) -> Result<super::join::Joined, SqlError> {
-    let scope = Scope::of(from, select.from.alias.as_deref());
+    let mut scope = Scope::of(from, select.from.alias.as_deref());
     match &select.join {
         None => {
-            // Only the columns the statement names are decoded.
+            // Only the columns the statement names are decoded, into rows of just those.
             let read = read_columns(select);
             let reader = RowReader::reading(from, |c| read.as_ref().is_none_or(|r| r.contains(c)));
+            scope.layout = Some(reader.layout.clone());
             Ok((decoded_stream(b, from, reader), scope, from.partitions))
         }
         Some(join) => {
@@ -479,7 +488,7 @@ fn group(
     });
 
     // Rows → (group key, (group values, aggregate arguments)).
-    let schema = &scope.schema;
+    let schema = scope.layout();
     let (key_exprs, arg_exprs) = (
         Arc::new(g.keys.iter().map(|k| bind(k, schema)).collect::<Vec<_>>()),
         Arc::new(
