@@ -142,7 +142,14 @@ pub struct Projection {
     /// When every column is a group value or an aggregate's result as is, and there is no
     /// HAVING (`SELECT url, COUNT(*) ... GROUP BY url`): the columns, read straight from the
     /// accumulator.
-    direct: Option<Vec<ExprKind>>,
+    direct: Option<Vec<Direct>>,
+}
+
+/// A column read straight from the accumulator.
+#[derive(Debug, Clone, Copy)]
+enum Direct {
+    Key(usize),
+    Agg(usize),
 }
 
 impl Projection {
@@ -152,10 +159,18 @@ impl Projection {
         having: Option<Expr>,
         registry: Arc<FunctionRegistry>,
     ) -> Self {
-        let plain = |e: &Expr| matches!(e.kind, ExprKind::KeyRef(_) | ExprKind::AggRef(_));
-        let direct = (having.is_none() && exprs.iter().all(plain))
-            .then(|| exprs.iter().map(|e| e.kind.clone()).collect());
+        let plain = |e: &Expr| match e.kind {
+            ExprKind::KeyRef(i) => Some(Direct::Key(i)),
+            ExprKind::AggRef(i) => Some(Direct::Agg(i)),
+            _ => None,
+        };
+        let direct = having.is_none().then(|| exprs.iter().map(plain).collect()).flatten();
         Self { names, exprs, having, registry, direct }
+    }
+
+    /// The output columns (every row this projection makes shares them).
+    pub fn names(&self) -> &Arc<[String]> {
+        &self.names
     }
 
     /// The output row, or `None` when HAVING does not hold (or cannot be evaluated).
@@ -279,12 +294,11 @@ impl Aggregator<GroupInput> for SqlAgg {
         let values = direct
             .iter()
             .map(|column| match *column {
-                ExprKind::KeyRef(i) => acc.keys.get(i).cloned().unwrap_or(Value::Null),
-                ExprKind::AggRef(i) => match (self.fns.get(i), acc.states.get(i)) {
+                Direct::Key(i) => acc.keys.get(i).cloned().unwrap_or(Value::Null),
+                Direct::Agg(i) => match (self.fns.get(i), acc.states.get(i)) {
                     (Some(f), Some(s)) => result(*f, s),
                     _ => Value::Null,
                 },
-                _ => Value::Null,
             })
             .collect();
         Some(NamedRow { names: p.names.clone(), values })

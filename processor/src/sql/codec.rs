@@ -37,7 +37,7 @@ pub(crate) struct RowDecoder(pub Arc<RowReader>);
 
 impl Codec<Vec<Value>> for RowDecoder {
     fn encode(&self, value: &Vec<Value>) -> Result<Option<Vec<u8>>, String> {
-        RowCodec(self.0.names.clone()).encode(value)
+        serde_json::to_vec(&Named(&self.0.names, value)).map(Some).map_err(|e| e.to_string())
     }
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Vec<Value>, String> {
         self.0.decode(bytes)
@@ -74,31 +74,67 @@ impl Codec<Windowed<Value>> for WindowedKey {
     }
 }
 
+/// Writes rows of fixed columns as JSON objects, each column's `"NAME":` escaped once.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectWriter {
+    names: Arc<[String]>,
+    prefixes: Arc<[Vec<u8>]>,
+}
+
+impl ObjectWriter {
+    pub fn new(names: Arc<[String]>) -> Self {
+        let prefix = |name: &String| {
+            let mut p = serde_json::to_vec(name).unwrap_or_default();
+            p.push(b':');
+            p
+        };
+        let prefixes = names.iter().map(prefix).collect();
+        Self { names, prefixes }
+    }
+
+    fn write(&self, values: &[Value]) -> Result<Vec<u8>, String> {
+        let mut out = Vec::with_capacity(128);
+        out.push(b'{');
+        for (i, (prefix, value)) in self.prefixes.iter().zip(values).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(prefix);
+            serde_json::to_writer(&mut out, value).map_err(|e| e.to_string())?;
+        }
+        out.push(b'}');
+        Ok(out)
+    }
+}
+
 /// Rows of the named columns as JSON objects (a stream query's output).
 #[derive(Debug, Clone)]
-pub(crate) struct RowCodec(pub Arc<[String]>);
+pub(crate) struct RowCodec(pub ObjectWriter);
 
 impl Codec<Vec<Value>> for RowCodec {
     fn encode(&self, value: &Vec<Value>) -> Result<Option<Vec<u8>>, String> {
-        serde_json::to_vec(&Named(&self.0, value)).map(Some).map_err(|e| e.to_string())
+        self.0.write(value).map(Some)
     }
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Vec<Value>, String> {
         match bytes {
-            Some(b) => json_columns(b, &self.0),
-            None => Ok(vec![Value::Null; self.0.len()]),
+            Some(b) => json_columns(b, &self.0.names),
+            None => Ok(vec![Value::Null; self.0.names.len()]),
         }
     }
 }
 
 /// An aggregate's output rows as JSON objects; a NULL row (a group HAVING rejects) is a
-/// tombstone.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct TableRowCodec;
+/// tombstone. Rows of the writer's columns (the query's projection) are written by it.
+#[derive(Debug, Clone)]
+pub(crate) struct TableRowCodec(pub ObjectWriter);
 
 impl Codec<Option<NamedRow>> for TableRowCodec {
     fn encode(&self, value: &Option<NamedRow>) -> Result<Option<Vec<u8>>, String> {
         match value {
             None => Ok(None),
+            Some(row) if Arc::ptr_eq(&row.names, &self.0.names) => {
+                self.0.write(&row.values).map(Some)
+            }
             Some(row) => serde_json::to_vec(row).map(Some).map_err(|e| e.to_string()),
         }
     }
@@ -150,11 +186,20 @@ mod tests {
     fn named_rows_are_objects_both_ways() {
         let names: Arc<[String]> = vec!["URL".to_owned(), "VIEWS".to_owned()].into();
         let row = NamedRow { names: names.clone(), values: vec![Value::from("/a"), 3.into()] };
-        let bytes = TableRowCodec.encode(&Some(row.clone())).unwrap().unwrap();
+        let writer = ObjectWriter::new(names.clone());
+        let table = TableRowCodec(writer.clone());
+        let bytes = table.encode(&Some(row.clone())).unwrap().unwrap();
         assert_eq!(bytes, br#"{"URL":"/a","VIEWS":3}"#);
-        assert_eq!(TableRowCodec.decode(Some(&bytes)).unwrap(), Some(row));
-        assert_eq!(TableRowCodec.encode(&None).unwrap(), None);
-        let codec = RowCodec(names);
+        assert_eq!(table.decode(Some(&bytes)).unwrap(), Some(row));
+        assert_eq!(table.encode(&None).unwrap(), None);
+        // Rows of other columns (read back from a table) are written by serde.
+        let other = NamedRow { names: vec!["A\"".to_owned()].into(), values: vec![1.into()] };
+        assert_eq!(table.encode(&Some(other)).unwrap().unwrap(), br#"{"A\"":1}"#);
+        let codec =
+            RowCodec(ObjectWriter::new(vec!["U\"RL".to_owned(), "VIEWS".to_owned()].into()));
+        let bytes = codec.encode(&vec![Value::from("é\n"), 2.into()]).unwrap().unwrap();
+        assert_eq!(bytes, "{\"U\\\"RL\":\"é\\n\",\"VIEWS\":2}".as_bytes());
+        let codec = RowCodec(writer);
         let values = vec![Value::Null, Value::from(1.5)];
         let bytes = codec.encode(&values).unwrap().unwrap();
         assert_eq!(bytes, br#"{"URL":null,"VIEWS":1.5}"#);

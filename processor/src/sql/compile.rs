@@ -22,7 +22,7 @@ use super::aggregate::{AggFn, GroupInput, Projection, SqlAgg, SqlWindowAgg, outp
 use super::ast::*;
 use super::catalog::{Catalog, Materialized, Props, RowReader, SourceInfo, ValueFormat};
 use super::codec::{
-    KeyDecoder, NamedRow, RowCodec, RowDecoder, SqlKey, TableRowCodec, WindowedKey,
+    KeyDecoder, NamedRow, ObjectWriter, RowCodec, RowDecoder, SqlKey, TableRowCodec, WindowedKey,
 };
 use super::error::SqlError;
 use super::expr::{Row, bind, eval, truth};
@@ -89,7 +89,7 @@ pub fn compile(
             let exprs = items.iter().map(|(_, e, _)| bind(e, scope.layout())).collect();
             let filter = filter.map(|f| bind(&f, scope.layout()));
             let out = project_stream(&stream, filter, exprs, registry.clone());
-            out.to(&target.topic, SqlKey, RowCodec(names));
+            out.to(&target.topic, SqlKey, RowCodec(ObjectWriter::new(names)));
         }
         (SourceKind::Table, false) => {
             group(&stream, select, &scope, &checker, filter, registry, &mut target)?;
@@ -575,12 +575,13 @@ fn group(
         having,
         registry.clone(),
     );
+    let writes = TableRowCodec(ObjectWriter::new(projection.names().clone()));
     let build = |e: crate::Error| SqlError::Build(e.to_string());
     match &select.window {
         None => {
             let agg = SqlAgg { fns, projection, group_width: g.keys.len() };
             let table = keyed.aggregate(&target.name, agg).map_err(build)?;
-            table.changes().to(&target.topic, SqlKey, TableRowCodec);
+            table.changes().to(&target.topic, SqlKey, writes);
         }
         Some(w) => {
             // The table holds every window's latest row (EMIT CHANGES underneath); with EMIT
@@ -599,10 +600,10 @@ fn group(
                 project_windows(&raw.map_err(build)?.changes(), projection).to(
                     &target.topic,
                     WindowedKey,
-                    TableRowCodec,
+                    writes,
                 );
             } else {
-                table.changes().to(&target.topic, WindowedKey, TableRowCodec);
+                table.changes().to(&target.topic, WindowedKey, writes);
             }
         }
     }
