@@ -182,8 +182,12 @@ impl std::ops::DerefMut for States {
     }
 }
 
-/// What an aggregate reads per row: the GROUP BY values and the aggregate calls' arguments.
-pub type GroupInput = (Vec<Value>, Vec<Value>);
+/// What an aggregate reads per row: the aggregate calls' arguments (but `COUNT(*)`'s), after
+/// the GROUP BY values for a windowed query.
+pub type GroupInput = Vec<Value>;
+
+/// A window's result: its GROUP BY values and the aggregates' results.
+pub type WindowResult = (Vec<Value>, Vec<Value>);
 
 /// The projection applied to an aggregate's results.
 #[derive(Debug, Clone)]
@@ -275,6 +279,8 @@ pub struct SqlAgg {
 #[derive(Debug, Clone)]
 pub struct SqlWindowAgg {
     pub fns: Vec<AggFn>,
+    /// The number of GROUP BY values leading each row.
+    pub group_width: usize,
 }
 
 /// The aggregates' results.
@@ -287,10 +293,10 @@ fn init_acc(fns: &[AggFn]) -> Acc {
 }
 
 /// Adds one row: `args` holds the arguments of the calls other than `COUNT(*)`, in order.
-fn add_row(fns: &[AggFn], acc: &mut Acc, (keys, args): &GroupInput, ts: i64) {
+fn add_row(fns: &[AggFn], acc: &mut Acc, keys: &[Value], args: &[Value], ts: i64) {
     // Every row of one accumulator has the same group values (they make its key).
     if acc.keys.is_empty() {
-        acc.keys.clone_from(keys);
+        acc.keys = keys.to_vec();
     }
     let mut args = args.iter();
     for (f, s) in fns.iter().zip(acc.states.iter_mut()) {
@@ -337,7 +343,7 @@ impl Aggregator<GroupInput> for SqlAgg {
         acc
     }
     fn add(&self, acc: &mut Acc, value: &GroupInput, ts: i64) {
-        add_row(&self.fns, acc, value, ts);
+        add_row(&self.fns, acc, &[], value, ts);
     }
     fn merge(&self, into: &mut Acc, other: Acc) {
         merge_acc(&self.fns, into, other);
@@ -377,18 +383,19 @@ impl SqlAgg {
 
 impl Aggregator<GroupInput> for SqlWindowAgg {
     type Acc = Acc;
-    type Out = GroupInput;
+    type Out = WindowResult;
 
     fn init(&self) -> Acc {
         init_acc(&self.fns)
     }
     fn add(&self, acc: &mut Acc, value: &GroupInput, ts: i64) {
-        add_row(&self.fns, acc, value, ts);
+        let (keys, args) = value.split_at(self.group_width.min(value.len()));
+        add_row(&self.fns, acc, keys, args, ts);
     }
     fn merge(&self, into: &mut Acc, other: Acc) {
         merge_acc(&self.fns, into, other);
     }
-    fn result(&self, acc: &Acc) -> GroupInput {
+    fn result(&self, acc: &Acc) -> WindowResult {
         (acc.keys.clone(), results(&self.fns, acc))
     }
 }
@@ -513,9 +520,9 @@ mod tests {
     #[test]
     fn states_are_a_list_in_snapshots_however_they_are_kept() {
         for fns in [vec![AggFn::CountAll], vec![AggFn::CountAll, AggFn::Max]] {
-            let agg = SqlWindowAgg { fns: fns.clone() };
+            let agg = SqlWindowAgg { fns: fns.clone(), group_width: 1 };
             let mut acc = agg.init();
-            agg.add(&mut acc, &(vec![Value::from("k")], vec![Value::from(7)]), 1);
+            agg.add(&mut acc, &vec![Value::from("k"), Value::from(7)], 1);
             let json = serde_json::to_value(&acc).unwrap();
             assert_eq!(json["states"].as_array().map(Vec::len), Some(fns.len()), "{json}");
             let back: Acc = serde_json::from_value(json.clone()).unwrap();
@@ -538,8 +545,8 @@ mod tests {
             AggFn::CountDistinct,
             AggFn::TopK(2),
         ];
-        let agg = SqlWindowAgg { fns: fns.clone() };
-        let row = |x: Value| (vec![Value::from("k")], vec![x; fns.len() - 1]);
+        let agg = SqlWindowAgg { fns: fns.clone(), group_width: 1 };
+        let row = |x: Value| [vec![Value::from("k")], vec![x; fns.len() - 1]].concat();
         let mut a = agg.init();
         agg.add(&mut a, &row(Value::from(3)), 1);
         agg.add(&mut a, &row(Value::from(5)), 2);

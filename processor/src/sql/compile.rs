@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::aggregate::{AggFn, GroupInput, Projection, SqlAgg, SqlWindowAgg, output_names};
+use super::aggregate::{AggFn, Projection, SqlAgg, SqlWindowAgg, WindowResult, output_names};
 use super::ast::*;
 use super::catalog::{Catalog, Materialized, Props, RowReader, SourceInfo, ValueFormat};
 use super::codec::{
@@ -551,16 +551,16 @@ fn group(
             Err(e) => return cx.set_aside(&RecordError::Value(format!("sql: {e}"))),
             Ok(Some((GroupKey::One(mut v), args))) => {
                 take(&mut rec.value, 0, &mut v);
-                if windowed { (v.clone(), (vec![v], args)) } else { (v, (Vec::new(), args)) }
+                if windowed { (v.clone(), with_keys(vec![v], args)) } else { (v, args) }
             }
             Ok(Some((GroupKey::Many(mut keys), args))) => {
                 for (j, v) in keys.iter_mut().enumerate() {
                     take(&mut rec.value, j, v);
                 }
                 if windowed {
-                    (Value::Array(keys.clone()), (keys, args))
+                    (Value::Array(keys.clone()), with_keys(keys, args))
                 } else {
-                    (Value::Array(keys), (Vec::new(), args))
+                    (Value::Array(keys), args)
                 }
             }
         };
@@ -587,7 +587,7 @@ fn group(
             // The table holds every window's latest row (EMIT CHANGES underneath); with EMIT
             // FINAL the topic gets each window's row once, from a second window operator.
             let windows = windows(w);
-            let agg = SqlWindowAgg { fns };
+            let agg = SqlWindowAgg { fns, group_width: g.keys.len() };
             let projection = Arc::new(projection);
             let inner = format!("{}-windows", target.name);
             let raw = keyed.window(windows).aggregate(&inner, agg.clone(), Emit::Changes);
@@ -610,6 +610,12 @@ fn group(
     Ok(())
 }
 
+/// A windowed row's aggregate input: its GROUP BY values, then the aggregate arguments.
+fn with_keys(mut keys: Vec<Value>, args: Vec<Value>) -> Vec<Value> {
+    keys.extend(args);
+    keys
+}
+
 /// A row's GROUP BY values: one (the key itself) or several (the key is their array).
 enum GroupKey {
     One(Value),
@@ -618,10 +624,10 @@ enum GroupKey {
 
 /// `(keys, aggs)` per window → the projected row, with the window known.
 fn project_windows(
-    raw: &Stream<Windowed<Value>, GroupInput>,
+    raw: &Stream<Windowed<Value>, WindowResult>,
     projection: Arc<Projection>,
 ) -> Stream<Windowed<Value>, Option<NamedRow>> {
-    raw.map(move |k: Windowed<Value>, (keys, aggs): GroupInput| {
+    raw.map(move |k: Windowed<Value>, (keys, aggs): WindowResult| {
         let row = projection.apply(&keys, &aggs, Some((k.start, k.end)));
         (k, row)
     })
