@@ -59,6 +59,10 @@ impl Codec<Option<Bytes>> for Raw {
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<Bytes>, String> {
         Ok(bytes.map(Bytes::copy_from_slice))
     }
+
+    fn decode_bytes(&self, bytes: Option<&Bytes>) -> Result<Option<Bytes>, String> {
+        Ok(bytes.cloned())
+    }
 }
 
 /// UTF-8 text. A null is an error (use `Json` with `Option<String>` to accept nulls).
@@ -97,4 +101,17 @@ pub(crate) fn state_bytes<T: Serialize>(value: &T) -> Result<Vec<u8>, serde_json
 
 pub(crate) fn from_state_bytes<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     serde_json::from_slice(bytes).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_values_from_the_log_are_not_copied() {
+        let from_log = Bytes::from_static(b"a record value");
+        let got = Codec::<Option<Bytes>>::decode_bytes(&Raw, Some(&from_log)).unwrap();
+        assert_eq!(got.as_ref().map(|b| b.as_ptr()), Some(from_log.as_ptr()));
+        assert_eq!(Codec::<Option<Bytes>>::decode_bytes(&Raw, None).unwrap(), None);
+    }
 }
