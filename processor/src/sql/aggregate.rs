@@ -2,11 +2,11 @@
 //! aggregates share one accumulator per key (or per key and window).
 //!
 //! Before grouping, each row is reduced to its key (the GROUP BY value, or their array) and a
-//! [`GroupInput`]: the aggregate calls' arguments (none for `COUNT(*)`), and for windowed
-//! queries the group values again — so a repartition carries only what the aggregates need.
-//! The accumulator keeps the group values (an unwindowed one reads them from its key when it
-//! is made) and one state per aggregate call. For unwindowed queries ([`SqlAgg`]) the result is the
-//! projected output row (none when HAVING rejects it); windowed queries ([`SqlWindowAgg`])
+//! [`GroupInput`]: for windowed queries the group values, then the aggregate calls' arguments
+//! (none for `COUNT(*)`) — so a repartition carries only what the aggregates need. The
+//! accumulator keeps the group values (an unwindowed one reads them from its key when it is
+//! made) and one state per aggregate call. For unwindowed queries ([`SqlAgg`]) the result is
+//! the projected output row (none when HAVING rejects it); windowed queries ([`SqlWindowAgg`])
 //! project afterwards, when the window is known.
 //!
 //! `COUNT(*)` counts rows, `COUNT(x)` non-NULL values; `SUM` is an integer while every input is
