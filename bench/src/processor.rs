@@ -33,11 +33,11 @@ use eddy_processor::sample::access_log::{self, time_of, url_of};
 use eddy_processor::{
     Count, Ignore, Json, LocalLogs, LogAccess, Processor, ProcessorBuilder, RuntimeConfig, Utf8,
 };
-use eddy_storage::{BatchBuilder, Batches, LogConfig, Record, ValidBatch};
+use eddy_storage::{Batches, LogConfig, ValidBatch};
 
 use crate::net::Served;
 use crate::report::{Row, Timing, median, median_against};
-use crate::workload::Options;
+use crate::workload::{Options, value_batches};
 
 const INPUT: &str = "access-log";
 const OUTPUT: &str = "url-counts";
@@ -88,24 +88,12 @@ struct Input {
 /// comes from the line), as in the example.
 fn input(lines: &[&str], partitions: u32, per_batch: usize) -> Result<Input> {
     let now_ms = access_log::START_MS + 30 * 24 * 3_600_000;
-    let mut batches: Vec<Vec<ValidBatch>> = (0..partitions).map(|_| Vec::new()).collect();
-    for (p, out) in batches.iter_mut().enumerate() {
-        let mut builder = BatchBuilder::new();
-        for (i, line) in lines.iter().enumerate().skip(p).step_by(partitions as usize) {
-            builder.push(Record {
-                timestamp: now_ms + i as i64,
-                key: None,
-                value: Some(line.as_bytes()),
-                headers: &[],
-            });
-            if builder.record_count() as usize >= per_batch {
-                out.push(std::mem::take(&mut builder).build_valid()?);
-            }
-        }
-        if !builder.is_empty() {
-            out.push(builder.build_valid()?);
-        }
-    }
+    let batches = (0..partitions as usize)
+        .map(|p| {
+            let mine = lines.iter().enumerate().skip(p).step_by(partitions as usize);
+            value_batches(mine.map(|(i, line)| (now_ms + i as i64, line)), per_batch)
+        })
+        .collect::<Result<Vec<_>>>()?;
     Ok(Input { partitions, batches })
 }
 

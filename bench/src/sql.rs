@@ -30,12 +30,12 @@ use eddy_processor::sql::{FunctionRegistry, Outcome, Session};
 use eddy_processor::{
     Count, Ignore, Json, LocalLogs, LogAccess, Processor, ProcessorBuilder, RuntimeConfig, Utf8,
 };
-use eddy_storage::{BatchBuilder, LogConfig, Record, ValidBatch};
+use eddy_storage::{LogConfig, ValidBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::report::{Row, Timing, median, median_against};
-use crate::workload::Options;
+use crate::workload::{Options, value_batches};
 
 const INPUT: &str = "pageviews";
 /// Give up on a run that has not caught up by then.
@@ -93,7 +93,7 @@ fn input(records: u64, per_batch: usize) -> Result<(Vec<ValidBatch>, u64)> {
     let mut text = Vec::with_capacity(records as usize * 200);
     access_log::generate(&mut text, records, 6, 7)?;
     let text = std::str::from_utf8(&text).context("generated lines are UTF-8")?;
-    let (mut batches, mut builder, mut bytes) = (Vec::new(), BatchBuilder::new(), 0u64);
+    let mut values = Vec::new();
     for line in text.lines() {
         let words: Vec<&str> = line.split_ascii_whitespace().collect();
         let (Some(url), Some(status), Some(size)) = (words.get(6), words.get(8), words.get(9))
@@ -104,21 +104,10 @@ fn input(records: u64, per_batch: usize) -> Result<(Vec<ValidBatch>, u64)> {
             "url": url, "status": status.parse::<u16>()?, "bytes": size.parse::<u64>()?,
         })
         .to_string();
-        bytes += value.len() as u64;
-        builder.push(Record {
-            timestamp: 0,
-            key: None,
-            value: Some(value.as_bytes()),
-            headers: &[],
-        });
-        if builder.record_count() as usize >= per_batch {
-            batches.push(std::mem::take(&mut builder).build_valid()?);
-        }
+        values.push((0, value));
     }
-    if !builder.is_empty() {
-        batches.push(builder.build_valid()?);
-    }
-    Ok((batches, bytes))
+    let bytes = values.iter().map(|(_, v)| v.len() as u64).sum();
+    Ok((value_batches(values, per_batch)?, bytes))
 }
 
 /// Runs `processor` over a fresh copy of the input until it has caught up; the table's counts.

@@ -145,3 +145,21 @@ pub fn batches(total_records: u64, per_batch: usize, value_bytes: usize) -> Vec<
         })
         .collect()
 }
+
+/// Unkeyed records (event time, value) in batches of `per_batch`, the last one shorter.
+pub fn value_batches<V: AsRef<[u8]>>(
+    records: impl IntoIterator<Item = (i64, V)>,
+    per_batch: usize,
+) -> Result<Vec<ValidBatch>> {
+    let (mut batches, mut builder) = (Vec::new(), BatchBuilder::new());
+    for (timestamp, value) in records {
+        builder.push(Record { timestamp, key: None, value: Some(value.as_ref()), headers: &[] });
+        if builder.record_count() as usize >= per_batch {
+            batches.push(std::mem::take(&mut builder).build_valid()?);
+        }
+    }
+    if !builder.is_empty() {
+        batches.push(builder.build_valid()?);
+    }
+    Ok(batches)
+}

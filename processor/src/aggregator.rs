@@ -31,13 +31,6 @@ pub trait Aggregator<V>: Send + Sync + 'static {
     /// Folds `other` into `into` (session windows merging).
     fn merge(&self, into: &mut Self::Acc, other: Self::Acc);
     fn result(&self, acc: &Self::Acc) -> Self::Out;
-    /// The result right after a record of `key` changed `acc` (an unwindowed aggregate's
-    /// per-record result): for aggregators whose result shows the key, which the record has
-    /// at hand.
-    fn result_keyed<K: 'static>(&self, key: &K, acc: &Self::Acc) -> Self::Out {
-        let _ = key;
-        self.result(acc)
-    }
 }
 
 /// Numbers `Sum`, `Min` and `Max` work on.

@@ -1,7 +1,7 @@
 //! The interactive `eddy sql` shell on a real terminal: `script` (util-linux) runs it on a
-//! pseudo-terminal and the test types into it — arrow keys, Backspace, Ctrl-C, Ctrl-D — waiting
-//! for each answer and prompt before the next keys (keys typed ahead would meet the terminal
-//! still in cooked mode). History outlives the session in its file.
+//! pseudo-terminal and the test types into it — arrow keys, Backspace, Ctrl-R, Ctrl-C, Ctrl-D —
+//! waiting for each answer and prompt before the next keys (keys typed ahead would meet the
+//! terminal still in cooked mode). History outlives the session in its file.
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
@@ -17,6 +17,7 @@ const LEFT: &str = "\x1b[D";
 const BACKSPACE: &str = "\x7f";
 const CTRL_C: &str = "\x03";
 const CTRL_D: &str = "\x04";
+const CTRL_R: &str = "\x12";
 const ENTER: &str = "\r";
 
 /// Longest wait for one answer.
@@ -179,6 +180,9 @@ fn the_shell_edits_lines_recalls_statements_and_keeps_history_across_sessions() 
     term.expect("eddy> ");
     let recalled = term.run(&format!("{}{ENTER}", UP.repeat(5)), "already exists");
     assert!(recalled.contains("S2"), "{recalled}");
+    // Ctrl-R searches back through the history; Enter runs what it found.
+    let found = term.run(&format!("{CTRL_R}DESCR{ENTER}"), "VARCHAR");
+    assert!(found.contains("| B "), "{found}");
     term.type_keys("history\r");
     let listed = term.until("DESCRIBE s2;");
     assert!(

@@ -82,7 +82,7 @@ impl<K: StateData, V, A: Aggregator<V>> Node<K, V> for Aggregate<K, V, A> {
             }
         };
         self.agg.add(&mut slot.acc, &rec.value, rec.ts);
-        let out = self.agg.result_keyed(&rec.key, &slot.acc);
+        let out = self.agg.result(&slot.acc);
         if self.store.read_inside() {
             match state_bytes(&out) {
                 Ok(v) => self.store.put(self.key_buf.clone(), Some(v), rec.ts, cx),

@@ -124,62 +124,7 @@ pub enum State {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Acc {
     pub keys: Vec<Value>,
-    pub states: States,
-}
-
-/// The aggregates' states: one kept in place (no second allocation per group, no second
-/// memory read per row), more in a vector. Serialized as a list either way.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(from = "Vec<State>", into = "Vec<State>")]
-pub enum States {
-    One([State; 1]),
-    Many(Vec<State>),
-}
-
-impl Default for States {
-    fn default() -> Self {
-        States::Many(Vec::new())
-    }
-}
-
-impl From<Vec<State>> for States {
-    fn from(mut states: Vec<State>) -> Self {
-        match (states.len(), states.pop()) {
-            (1, Some(one)) => States::One([one]),
-            (_, last) => {
-                states.extend(last);
-                States::Many(states)
-            }
-        }
-    }
-}
-
-impl From<States> for Vec<State> {
-    fn from(states: States) -> Self {
-        match states {
-            States::One(one) => one.into(),
-            States::Many(many) => many,
-        }
-    }
-}
-
-impl std::ops::Deref for States {
-    type Target = [State];
-    fn deref(&self) -> &[State] {
-        match self {
-            States::One(one) => one,
-            States::Many(many) => many,
-        }
-    }
-}
-
-impl std::ops::DerefMut for States {
-    fn deref_mut(&mut self) -> &mut [State] {
-        match self {
-            States::One(one) => one,
-            States::Many(many) => many,
-        }
-    }
+    pub states: Vec<State>,
 }
 
 /// What an aggregate reads per row: the aggregate calls' arguments (but `COUNT(*)`'s), after
@@ -285,11 +230,11 @@ pub struct SqlWindowAgg {
 
 /// The aggregates' results.
 fn results(fns: &[AggFn], acc: &Acc) -> Vec<Value> {
-    fns.iter().zip(acc.states.iter()).map(|(f, s)| result(*f, s)).collect()
+    fns.iter().zip(&acc.states).map(|(f, s)| result(*f, s)).collect()
 }
 
 fn init_acc(fns: &[AggFn]) -> Acc {
-    Acc { keys: Vec::new(), states: fns.iter().map(|f| f.init()).collect::<Vec<_>>().into() }
+    Acc { keys: Vec::new(), states: fns.iter().map(|f| f.init()).collect() }
 }
 
 /// Adds one row: `args` holds the arguments of the calls other than `COUNT(*)`, in order.
@@ -299,7 +244,7 @@ fn add_row(fns: &[AggFn], acc: &mut Acc, keys: &[Value], args: &[Value], ts: i64
         acc.keys = keys.to_vec();
     }
     let mut args = args.iter();
-    for (f, s) in fns.iter().zip(acc.states.iter_mut()) {
+    for (f, s) in fns.iter().zip(&mut acc.states) {
         match (f, s) {
             (AggFn::CountAll, State::Count(n)) => *n += 1,
             (AggFn::CountAll, _) => {}
@@ -316,8 +261,7 @@ fn merge_acc(fns: &[AggFn], into: &mut Acc, other: Acc) {
     if into.keys.is_empty() {
         into.keys = other.keys;
     }
-    let other: Vec<State> = other.states.into();
-    for ((f, s), o) in fns.iter().zip(into.states.iter_mut()).zip(other) {
+    for ((f, s), o) in fns.iter().zip(&mut into.states).zip(other.states) {
         merge(*f, s, o);
     }
 }
@@ -349,19 +293,6 @@ impl Aggregator<GroupInput> for SqlAgg {
         merge_acc(&self.fns, into, other);
     }
     fn result(&self, acc: &Acc) -> Option<NamedRow> {
-        self.direct_result(None, acc)
-    }
-    fn result_keyed<K: 'static>(&self, key: &K, acc: &Acc) -> Option<NamedRow> {
-        // A single GROUP BY value is the key itself: read from the record (in cache), not
-        // from the accumulator's copy.
-        let key = (key as &dyn std::any::Any).downcast_ref::<Value>();
-        self.direct_result(key.filter(|_| self.group_width == 1), acc)
-    }
-}
-
-impl SqlAgg {
-    /// The projected row; `key` is the single group value when the caller has it.
-    fn direct_result(&self, key: Option<&Value>, acc: &Acc) -> Option<NamedRow> {
         let p = &self.projection;
         let Some(direct) = &p.direct else {
             return p.apply(&acc.keys, &results(&self.fns, acc), None);
@@ -369,7 +300,6 @@ impl SqlAgg {
         let values = direct
             .iter()
             .map(|column| match *column {
-                Direct::Key(0) if key.is_some() => key.cloned().unwrap_or(Value::Null),
                 Direct::Key(i) => acc.keys.get(i).cloned().unwrap_or(Value::Null),
                 Direct::Agg(i) => match (self.fns.get(i), acc.states.get(i)) {
                     (Some(f), Some(s)) => result(*f, s),
@@ -516,20 +446,6 @@ pub fn output_names(items: &[SelectItem]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn states_are_a_list_in_snapshots_however_they_are_kept() {
-        for fns in [vec![AggFn::CountAll], vec![AggFn::CountAll, AggFn::Max]] {
-            let agg = SqlWindowAgg { fns: fns.clone(), group_width: 1 };
-            let mut acc = agg.init();
-            agg.add(&mut acc, &vec![Value::from("k"), Value::from(7)], 1);
-            let json = serde_json::to_value(&acc).unwrap();
-            assert_eq!(json["states"].as_array().map(Vec::len), Some(fns.len()), "{json}");
-            let back: Acc = serde_json::from_value(json.clone()).unwrap();
-            assert_eq!(matches!(back.states, States::One(_)), fns.len() == 1);
-            assert_eq!(serde_json::to_value(&back).unwrap(), json);
-        }
-    }
 
     #[test]
     fn aggregates_fold_and_merge() {

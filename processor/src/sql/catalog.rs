@@ -9,13 +9,11 @@
 //! column from the record key instead), `PARTITIONS` (default 1), `TIMESTAMP` (a BIGINT or
 //! TIMESTAMP column, ms, used as event time). Names are upper-cased unless quoted.
 
-use std::collections::BTreeMap;
-
 use std::borrow::Cow;
-
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use super::ast::{CreateSource, Property, SourceKind};

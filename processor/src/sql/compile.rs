@@ -281,7 +281,6 @@ pub(crate) fn decoded_stream(
     })
 }
 
-/// The select list of a stream query: (name, resolved expression, type); `*` expands.
 /// The query's `WHERE`, resolved in `scope` and checked to be a boolean.
 pub(crate) fn where_clause(
     select: &Select,
@@ -294,6 +293,7 @@ pub(crate) fn where_clause(
     Ok(Some(f))
 }
 
+/// The select list of a stream query: (name, resolved expression, type); `*` expands.
 pub(crate) fn projection(
     select: &Select,
     scope: &Scope,
@@ -353,7 +353,7 @@ fn project_stream(
             Ok::<_, super::error::EvalError>(Some(values))
         })();
         match out {
-            Ok(Some(value)) => down.push(Rec { key: rec.key.clone(), value, ts: rec.ts }, cx),
+            Ok(Some(value)) => down.push(Rec { key: rec.key, value, ts: rec.ts }, cx),
             Ok(None) => {}
             Err(e) => cx.set_aside(&RecordError::Value(format!("sql: {e}"))),
         }
@@ -487,7 +487,7 @@ fn group(
         key_columns,
     });
 
-    // Rows → (group key, (group values, aggregate arguments)).
+    // Rows → (group key, group input).
     let schema = scope.layout();
     let (key_exprs, arg_exprs) = (
         Arc::new(g.keys.iter().map(|k| bind(k, schema)).collect::<Vec<_>>()),
