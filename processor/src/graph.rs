@@ -35,6 +35,12 @@ pub struct Rec<K, V> {
 /// One operator instance in a task: takes records, pushes results downstream.
 pub(crate) trait Node<K, V> {
     fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx);
+
+    /// True for a node that drops everything ([`Discard`]): a fan-out need not copy records
+    /// for it.
+    fn discards(&self) -> bool {
+        false
+    }
 }
 
 pub(crate) type Down<K, V> = Box<dyn Node<K, V>>;
@@ -84,7 +90,13 @@ pub(crate) fn attach<K: Clone + 'static, V: Clone + 'static>(
     if let Some(existing) = w.fanouts.get(&def.id)
         && let Some(f) = existing.downcast_ref::<Rc<RefCell<Fanout<K, V>>>>()
     {
-        f.borrow_mut().outs.push(down);
+        // A `Discard` only keeps a stream wired (a table nothing reads); once a real consumer
+        // is attached it would cost every record a copy.
+        let mut f = f.borrow_mut();
+        if !down.discards() || f.outs.is_empty() {
+            f.outs.retain(|out| !out.discards());
+            f.outs.push(down);
+        }
         return Ok(());
     }
     let fanout = Rc::new(RefCell::new(Fanout { outs: vec![down] }));
@@ -126,4 +138,8 @@ pub(crate) struct Discard;
 
 impl<K, V> Node<K, V> for Discard {
     fn push(&mut self, _: Rec<K, V>, _: &mut Cx) {}
+
+    fn discards(&self) -> bool {
+        true
+    }
 }

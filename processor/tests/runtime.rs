@@ -338,3 +338,70 @@ fn a_panicking_closure_is_reported_as_a_task_failure() {
     assert!(err.to_string().contains("panicked"), "{err}");
     assert!(running.stop().is_err());
 }
+
+/// Copies of [`Tally`] made so far (by any test of this file: only the one below makes them).
+static TALLY_CLONES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// An aggregate result that counts its copies.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Tally(u64);
+
+impl Clone for Tally {
+    fn clone(&self) -> Self {
+        TALLY_CLONES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Tally(self.0)
+    }
+}
+
+struct CountTally;
+
+impl eddy_processor::Aggregator<String> for CountTally {
+    type Acc = u64;
+    type Out = Tally;
+    fn init(&self) -> u64 {
+        0
+    }
+    fn add(&self, acc: &mut u64, _: &String, _: i64) {
+        *acc += 1;
+    }
+    fn merge(&self, into: &mut u64, other: u64) {
+        *into += other;
+    }
+    fn result(&self, acc: &u64) -> Tally {
+        Tally(*acc)
+    }
+}
+
+#[test]
+fn a_table_with_one_reader_hands_it_each_change_without_copying_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = common::open_logs(&dir.path().join("logs"));
+    logs.create_topic("words", 1, false).unwrap();
+    let b = ProcessorBuilder::new("tally", 1);
+    let table = b.stream::<String, String>("words", Utf8, Utf8).aggregate("tallies", CountTally);
+    // The table is kept wired for its readers even when nothing consumes its changes; here its
+    // changes also go to a topic, and that one consumer gets each change as it was made.
+    table.unwrap().changes().to("tallies-out", Utf8, Json);
+    let processor = b.build().unwrap();
+    let records: Vec<_> =
+        (0..200u64).map(|i| (Some(words(i).into_bytes()), Some(b"x".to_vec()), i as i64)).collect();
+    common::produce(&*logs, "words", 0, &records, 50);
+    let running =
+        processor.start(logs.clone(), RuntimeConfig::new(dir.path().join("state"))).unwrap();
+    running.wait_caught_up(WAIT).unwrap();
+
+    let out = common::read_all(&*logs, "tallies-out", 0);
+    assert_eq!(out.len(), 200, "every change reaches the topic");
+    let mut seen: BTreeMap<String, u64> = BTreeMap::new();
+    for (i, rec) in out.iter().enumerate() {
+        let key = String::from_utf8(rec.key.clone().unwrap()).unwrap();
+        assert_eq!(key, words(i as u64));
+        let n = seen.entry(key).or_default();
+        *n += 1;
+        assert_eq!(rec.value.as_deref(), Some(n.to_string().as_bytes()), "change {i}");
+    }
+    assert_eq!(TALLY_CLONES.load(std::sync::atomic::Ordering::Relaxed), 0);
+    let tallies = running.table::<String, u64>("tallies").unwrap();
+    assert_eq!(tallies.scan(), seen.into_iter().collect::<Vec<_>>());
+    running.stop().unwrap();
+}
