@@ -19,6 +19,9 @@
 //! (a CREATE TABLE AS SELECT does) and cache their table's changelog the same way. Each run
 //! checks that both tables hold the same counts and that they add up to the input. The goal:
 //! SQL at no less than 0.8 x the Rust API's rate.
+//!
+//! `--only rust` or `--only sql` runs that form once and measures nothing: a single worker
+//! thread doing one form's work, for `perf` or `valgrind --tool=callgrind`.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -147,6 +150,18 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
     let t = Instant::now();
     let (batches, bytes) = input(opts.records, opts.batch)?;
     println!("generated {} page views ({bytes} bytes) in {:.2?}", opts.records, t.elapsed());
+    // One form once, nothing measured: what a profiler or an instruction counter looks at.
+    match opts.only.as_deref() {
+        None => {}
+        Some("rust") => {
+            return run_one(opts, &batches, rust_pipeline()?, "viewsPerUrl").map(|_| vec![]);
+        }
+        Some("sql") => {
+            let (processor, table) = sql_pipeline()?;
+            return run_one(opts, &batches, processor, &table).map(|_| vec![]);
+        }
+        Some(other) => bail!("--only: rust or sql, not {other}"),
+    }
     // One unrecorded run of each first: the first processor of a process pays for what the
     // later ones find ready (allocator arenas, code and page cache).
     run_one(opts, &batches, rust_pipeline()?, "viewsPerUrl")?;

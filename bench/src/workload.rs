@@ -35,6 +35,9 @@ pub struct Options {
     pub batches: Vec<usize>,
     /// Partitions of the topic the produce workload writes (records spread round-robin).
     pub partitions: u32,
+    /// The sql workload's form to run once, alone and unmeasured (`rust` or `sql`), for
+    /// profilers and instruction counters.
+    pub only: Option<String>,
 }
 
 impl Options {
@@ -55,6 +58,7 @@ impl Options {
             idempotent: true,
             batches: vec![1, 10, 100, 1000, 10_000],
             partitions: 1,
+            only: None,
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
@@ -80,6 +84,7 @@ impl Options {
                 "--api" => o.api = value()?,
                 "--idempotent" => o.idempotent = value()?.parse()?,
                 "--partitions" => o.partitions = value()?.parse()?,
+                "--only" => o.only = Some(value()?),
                 "--batches" => {
                     o.batches = value()?
                         .split(',')
