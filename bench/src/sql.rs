@@ -15,10 +15,10 @@
 //!   EMIT CHANGES;` compiled by `eddy_processor::sql::Session`: the same table and the same
 //!   output records.
 //!
-//! After one unrecorded run of each, each run measures both, in alternating order. Both write every change to their output topic
-//! (a CREATE TABLE AS SELECT does) and cache their table's changelog the same way. Each run
-//! checks that both tables hold the same counts and that they add up to the input. The goal:
-//! SQL at no less than 0.8 x the Rust API's rate.
+//! After one unrecorded run of each, each run measures both, in alternating order. Both write
+//! every change to their output topic (a CREATE TABLE AS SELECT does) and cache their table's
+//! changelog the same way. Each run checks that both tables hold the same counts and that they
+//! add up to the input. The goal: SQL at no less than 0.8 x the Rust API's rate.
 //!
 //! `--only rust` or `--only sql` runs that form once and measures nothing: a single worker
 //! thread doing one form's work, for `perf` or `valgrind --tool=callgrind`.
@@ -146,6 +146,28 @@ fn run_one(
     Ok((timing, counts))
 }
 
+/// The two ways the aggregation is written.
+#[derive(Debug, Clone, Copy)]
+enum Form {
+    Rust,
+    Sql,
+}
+
+/// Builds `form`'s processor and runs it over the input ([`run_one`]).
+fn run_form(
+    opts: &Options,
+    batches: &[ValidBatch],
+    form: Form,
+) -> Result<(Timing, BTreeMap<String, u64>)> {
+    match form {
+        Form::Rust => run_one(opts, batches, rust_pipeline()?, "viewsPerUrl"),
+        Form::Sql => {
+            let (processor, table) = sql_pipeline()?;
+            run_one(opts, batches, processor, &table)
+        }
+    }
+}
+
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
     let t = Instant::now();
     let (batches, bytes) = input(opts.records, opts.batch)?;
@@ -153,35 +175,24 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
     // One form once, nothing measured: what a profiler or an instruction counter looks at.
     match opts.only.as_deref() {
         None => {}
-        Some("rust") => {
-            return run_one(opts, &batches, rust_pipeline()?, "viewsPerUrl").map(|_| vec![]);
-        }
-        Some("sql") => {
-            let (processor, table) = sql_pipeline()?;
-            return run_one(opts, &batches, processor, &table).map(|_| vec![]);
-        }
+        Some("rust") => return run_form(opts, &batches, Form::Rust).map(|_| vec![]),
+        Some("sql") => return run_form(opts, &batches, Form::Sql).map(|_| vec![]),
         Some(other) => bail!("--only: rust or sql, not {other}"),
     }
     // One unrecorded run of each first: the first processor of a process pays for what the
     // later ones find ready (allocator arenas, code and page cache).
-    run_one(opts, &batches, rust_pipeline()?, "viewsPerUrl")?;
-    let (processor, table) = sql_pipeline()?;
-    run_one(opts, &batches, processor, &table)?;
+    run_form(opts, &batches, Form::Rust)?;
+    run_form(opts, &batches, Form::Sql)?;
     let (mut rust, mut sql) = (Vec::new(), Vec::new());
     for run in 0..opts.runs {
         // Which form runs first alternates, so that neither always inherits what the other
         // left behind (dirty pages of its input and output, a freed heap).
-        let mut measured = [None, None];
-        for form in if run % 2 == 0 { [0, 1] } else { [1, 0] } {
-            measured[form] = Some(if form == 0 {
-                run_one(opts, &batches, rust_pipeline()?, "viewsPerUrl")?
-            } else {
-                let (processor, table) = sql_pipeline()?;
-                run_one(opts, &batches, processor, &table)?
-            });
-        }
-        let [Some((t, rust_counts)), Some((u, sql_counts))] = measured else {
-            bail!("run {}: a form was not measured", run + 1);
+        let ((t, rust_counts), (u, sql_counts)) = if run % 2 == 0 {
+            let rust = run_form(opts, &batches, Form::Rust)?;
+            (rust, run_form(opts, &batches, Form::Sql)?)
+        } else {
+            let sql = run_form(opts, &batches, Form::Sql)?;
+            (run_form(opts, &batches, Form::Rust)?, sql)
         };
         rust.push(Row::new("rust api: count by url", opts.records, bytes, &t));
         sql.push(Row::new("sql: count by url", opts.records, bytes, &u));
