@@ -12,6 +12,11 @@ use serde::de::DeserializeOwned;
 pub trait Codec<T>: Send + Sync + 'static {
     /// Fails with a short reason (the record is then set aside).
     fn encode(&self, value: &T) -> Result<Option<Vec<u8>>, String>;
+    /// [`encode`](Self::encode) given the value itself (a sink owns its records), so that a
+    /// codec whose value already holds its bytes may hand them over instead of copying.
+    fn encode_owned(&self, value: T) -> Result<Option<Vec<u8>>, String> {
+        self.encode(&value)
+    }
     /// Fails with a short reason; the record is then set aside, never a panic.
     fn decode(&self, bytes: Option<&[u8]>) -> Result<T, String>;
     /// [`decode`](Self::decode) given the log's own buffer, so that a codec may keep a slice
@@ -46,6 +51,10 @@ impl Codec<Bytes> for Raw {
         Ok(Some(value.to_vec()))
     }
 
+    fn encode_owned(&self, value: Bytes) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(value.into()))
+    }
+
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Bytes, String> {
         Ok(Bytes::copy_from_slice(bytes.unwrap_or_default()))
     }
@@ -54,6 +63,10 @@ impl Codec<Bytes> for Raw {
 impl Codec<Option<Bytes>> for Raw {
     fn encode(&self, value: &Option<Bytes>) -> Result<Option<Vec<u8>>, String> {
         Ok(value.as_ref().map(|b| b.to_vec()))
+    }
+
+    fn encode_owned(&self, value: Option<Bytes>) -> Result<Option<Vec<u8>>, String> {
+        Ok(value.map(Vec::from))
     }
 
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<Bytes>, String> {
@@ -72,6 +85,10 @@ pub struct Utf8;
 impl Codec<String> for Utf8 {
     fn encode(&self, value: &String) -> Result<Option<Vec<u8>>, String> {
         Ok(Some(value.as_bytes().to_vec()))
+    }
+
+    fn encode_owned(&self, value: String) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(value.into_bytes()))
     }
 
     fn decode(&self, bytes: Option<&[u8]>) -> Result<String, String> {
@@ -113,5 +130,20 @@ mod tests {
         let got = Codec::<Option<Bytes>>::decode_bytes(&Raw, Some(&from_log)).unwrap();
         assert_eq!(got.as_ref().map(|b| b.as_ptr()), Some(from_log.as_ptr()));
         assert_eq!(Codec::<Option<Bytes>>::decode_bytes(&Raw, None).unwrap(), None);
+    }
+
+    #[test]
+    fn owned_text_and_bytes_are_encoded_without_copying() {
+        let text = "a key".to_owned();
+        let at = text.as_ptr();
+        let encoded = Utf8.encode_owned(text).unwrap().unwrap();
+        assert_eq!((encoded.as_ptr(), &encoded[..]), (at, &b"a key"[..]));
+        let bytes = Bytes::from(b"a value".to_vec());
+        let at = bytes.as_ptr();
+        let encoded = Codec::<Option<Bytes>>::encode_owned(&Raw, Some(bytes)).unwrap().unwrap();
+        assert_eq!((encoded.as_ptr(), &encoded[..]), (at, &b"a value"[..]));
+        assert_eq!(Codec::<Option<Bytes>>::encode_owned(&Raw, None).unwrap(), None);
+        // Codecs without their own encode_owned encode as encode does.
+        assert_eq!(Json.encode_owned(vec![1, 2]).unwrap(), Json.encode(&vec![1, 2]).unwrap());
     }
 }

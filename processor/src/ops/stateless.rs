@@ -56,8 +56,10 @@ pub(crate) struct Sink<K, V> {
 
 impl<K: 'static, V: 'static> Node<K, V> for Sink<K, V> {
     fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
-        let encoded =
-            self.key.encode(&rec.key).and_then(|k| Ok((k, self.value.encode(&rec.value)?)));
+        let encoded = self
+            .key
+            .encode_owned(rec.key)
+            .and_then(|k| Ok((k, self.value.encode_owned(rec.value)?)));
         match encoded {
             Ok((key, value)) => {
                 cx.emit_keyed(&self.topic, key.map(Bytes::from), value.map(Bytes::from), rec.ts)

@@ -6,8 +6,10 @@
 //! (none for `COUNT(*)`) — so a repartition carries only what the aggregates need. The
 //! accumulator keeps the group values (an unwindowed one reads them from its key when it is
 //! made) and one state per aggregate call. For unwindowed queries ([`SqlAgg`]) the result is
-//! the projected output row (none when HAVING rejects it); windowed queries ([`SqlWindowAgg`])
-//! project afterwards, when the window is known.
+//! the projected output row written as JSON (none when HAVING rejects it): columns that are a
+//! group value or an aggregate as they are go from the accumulator straight into the JSON,
+//! without a row of values in between. Windowed queries ([`SqlWindowAgg`]) project afterwards,
+//! when the window is known.
 //!
 //! `COUNT(*)` counts rows, `COUNT(x)` non-NULL values; `SUM` is an integer while every input is
 //! one; `AVG` is a DOUBLE; `MIN`/`MAX` order numbers and strings; `LATEST_BY_OFFSET` /
@@ -22,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ast::{Expr, ExprKind, SelectItem};
-use super::codec::NamedRow;
+use super::codec::{JsonRow, NamedRow, ObjectWriter};
 use super::error::{Pos, SqlError};
 use super::expr::{Row, compare, eval, num, truth};
 use super::functions::FunctionRegistry;
@@ -210,11 +212,13 @@ impl Projection {
     }
 }
 
-/// The aggregator of an unwindowed GROUP BY query: its result is the projected row.
+/// The aggregator of an unwindowed GROUP BY query: its result is the projected row, written
+/// as JSON by `writer` (of the projection's columns).
 #[derive(Debug, Clone)]
 pub struct SqlAgg {
     pub fns: Vec<AggFn>,
     pub projection: Projection,
+    pub writer: ObjectWriter,
     /// The number of GROUP BY values (more than one make the key an array of them).
     pub group_width: usize,
 }
@@ -268,7 +272,7 @@ fn merge_acc(fns: &[AggFn], into: &mut Acc, other: Acc) {
 
 impl Aggregator<GroupInput> for SqlAgg {
     type Acc = Acc;
-    type Out = Option<NamedRow>;
+    type Out = Option<JsonRow>;
 
     fn init(&self) -> Acc {
         init_acc(&self.fns)
@@ -292,22 +296,26 @@ impl Aggregator<GroupInput> for SqlAgg {
     fn merge(&self, into: &mut Acc, other: Acc) {
         merge_acc(&self.fns, into, other);
     }
-    fn result(&self, acc: &Acc) -> Option<NamedRow> {
+    /// Columns that are a group value or an aggregate as is are written straight from the
+    /// accumulator; other projections are evaluated into a row first.
+    fn result(&self, acc: &Acc) -> Option<JsonRow> {
         let p = &self.projection;
         let Some(direct) = &p.direct else {
-            return p.apply(&acc.keys, &results(&self.fns, acc), None);
+            let row = p.apply(&acc.keys, &results(&self.fns, acc), None)?;
+            return Some(JsonRow::written(self.writer.object(|i, out| {
+                serde_json::to_writer(out, row.values.get(i).unwrap_or(&Value::Null))
+            })));
         };
-        let values = direct
-            .iter()
-            .map(|column| match *column {
-                Direct::Key(i) => acc.keys.get(i).cloned().unwrap_or(Value::Null),
-                Direct::Agg(i) => match (self.fns.get(i), acc.states.get(i)) {
-                    (Some(f), Some(s)) => result(*f, s),
-                    _ => Value::Null,
-                },
-            })
-            .collect();
-        Some(NamedRow { names: p.names.clone(), values })
+        Some(JsonRow::written(self.writer.object(|i, out| match direct.get(i) {
+            Some(Direct::Key(k)) => {
+                serde_json::to_writer(out, acc.keys.get(*k).unwrap_or(&Value::Null))
+            }
+            Some(Direct::Agg(a)) => match (self.fns.get(*a), acc.states.get(*a)) {
+                (Some(f), Some(s)) => write_result(*f, s, out),
+                _ => serde_json::to_writer(out, &Value::Null),
+            },
+            None => serde_json::to_writer(out, &Value::Null),
+        })))
     }
 }
 
@@ -430,6 +438,17 @@ fn result(f: AggFn, s: &State) -> Value {
     }
 }
 
+/// [`result`] written as JSON, without copying the values a state holds.
+fn write_result(f: AggFn, s: &State, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    match s {
+        State::Count(n) => serde_json::to_writer(out, n),
+        State::Best(b) => serde_json::to_writer(out, b),
+        State::Stamped(kept) => serde_json::to_writer(out, &kept.as_ref().map(|(_, v)| v)),
+        State::Top(top) => serde_json::to_writer(out, top),
+        State::Sum { .. } | State::Distinct(_) => serde_json::to_writer(out, &result(f, s)),
+    }
+}
+
 /// Output column names of a select list (aliases, else ksqlDB's defaults).
 pub fn output_names(items: &[SelectItem]) -> Vec<String> {
     items
@@ -474,5 +493,11 @@ mod tests {
         assert_eq!(keys, vec![Value::from("k")]);
         let want = serde_json::json!([4, 3, 9.5, 9.5 / 3.0, 1.5, 5, 1.5, 3, 3, [5, 3]]);
         assert_eq!(Value::from(aggs), want);
+        // Written straight from the state, each result is the JSON of its value.
+        for (f, s) in fns.iter().zip(&a.states).chain([(&AggFn::Avg, &AggFn::Avg.init())]) {
+            let mut out = Vec::new();
+            write_result(*f, s, &mut out).unwrap();
+            assert_eq!(out, serde_json::to_vec(&result(*f, s)).unwrap(), "{f:?}");
+        }
     }
 }

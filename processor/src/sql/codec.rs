@@ -3,14 +3,18 @@
 //! of their named columns, windowed keys as JSON, and NULL rows as tombstones.
 //!
 //! Inside a query a row is a `Vec<Value>` whose layout its schema fixes; names appear only
-//! where a row leaves the query: [`RowCodec`] writes a stream's rows under their column names,
-//! and an aggregate's result is a [`NamedRow`], which serializes as an object so that the table
-//! store, its changelog and pull queries hold `{"COLUMN": value, ...}`.
+//! where a row leaves the query: [`RowCodec`] writes a stream's rows under their column names;
+//! an unwindowed aggregate's result is a [`JsonRow`], the object already written from its
+//! accumulator, and a windowed one's a [`NamedRow`], which serializes as an object — so that
+//! the table store, its changelog and pull queries hold `{"COLUMN": value, ...}`. Sinks own
+//! their records, so bytes a value already holds (a `JsonRow`, a text key) are handed over,
+//! not copied.
 
 use std::sync::Arc;
 
 use serde::de::{Deserialize, Deserializer};
-use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde::ser::{Error as _, Serialize, SerializeMap, Serializer};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::catalog::{RowReader, decode_key, json_columns};
@@ -56,6 +60,12 @@ impl Codec<Value> for SqlKey {
             other => Some(other.to_string().into_bytes()),
         })
     }
+    fn encode_owned(&self, value: Value) -> Result<Option<Vec<u8>>, String> {
+        match value {
+            Value::String(s) => Ok(Some(s.into_bytes())),
+            other => self.encode(&other),
+        }
+    }
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
         Ok(decode_key(bytes, None))
     }
@@ -92,18 +102,32 @@ impl ObjectWriter {
         Self { names, prefixes }
     }
 
-    fn write(&self, values: &[Value]) -> Result<Vec<u8>, String> {
-        let mut out = Vec::with_capacity(128);
+    /// An object of the columns, column `i`'s value written by `value(i, out)`. A value that
+    /// fails to write (none of a `Value` can: JSON holds them all) is written as `null`.
+    pub fn object(
+        &self,
+        mut value: impl FnMut(usize, &mut Vec<u8>) -> serde_json::Result<()>,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
         out.push(b'{');
-        for (i, (prefix, value)) in self.prefixes.iter().zip(values).enumerate() {
+        for (i, prefix) in self.prefixes.iter().enumerate() {
             if i > 0 {
                 out.push(b',');
             }
             out.extend_from_slice(prefix);
-            serde_json::to_writer(&mut out, value).map_err(|e| e.to_string())?;
+            let at = out.len();
+            if let Err(error) = value(i, &mut out) {
+                tracing::debug!(%error, column = %self.names[i], "a column failed to write; it is null");
+                out.truncate(at);
+                out.extend_from_slice(b"null");
+            }
         }
         out.push(b'}');
-        Ok(out)
+        out
+    }
+
+    fn write(&self, values: &[Value]) -> Vec<u8> {
+        self.object(|i, out| serde_json::to_writer(out, values.get(i).unwrap_or(&Value::Null)))
     }
 }
 
@@ -113,7 +137,7 @@ pub(crate) struct RowCodec(pub ObjectWriter);
 
 impl Codec<Vec<Value>> for RowCodec {
     fn encode(&self, value: &Vec<Value>) -> Result<Option<Vec<u8>>, String> {
-        self.0.write(value).map(Some)
+        Ok(Some(self.0.write(value)))
     }
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Vec<Value>, String> {
         match bytes {
@@ -133,12 +157,57 @@ impl Codec<Option<NamedRow>> for TableRowCodec {
         match value {
             None => Ok(None),
             Some(row) if Arc::ptr_eq(&row.names, &self.0.names) => {
-                self.0.write(&row.values).map(Some)
+                Ok(Some(self.0.write(&row.values)))
             }
             Some(row) => serde_json::to_vec(row).map(Some).map_err(|e| e.to_string()),
         }
     }
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<NamedRow>, String> {
+        serde_json::from_slice(bytes.unwrap_or(b"null")).map_err(|e| e.to_string())
+    }
+}
+
+/// A row written as a JSON object: what an unwindowed `CREATE TABLE ... AS SELECT` emits and
+/// its table holds. It is written once, from the accumulator ([`ObjectWriter::object`]), then
+/// moved into the output record and copied into the table as it is. Serializes as the object
+/// itself (raw JSON), so the table's bytes are the row's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonRow(Vec<u8>);
+
+impl JsonRow {
+    /// Bytes [`ObjectWriter::object`] wrote (a JSON object).
+    pub(crate) fn written(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+}
+
+impl Serialize for JsonRow {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let raw: &RawValue = serde_json::from_slice(&self.0).map_err(S::Error::custom)?;
+        raw.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for JsonRow {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = Box::<RawValue>::deserialize(d)?;
+        Ok(JsonRow(Box::<str>::from(raw).into_string().into_bytes()))
+    }
+}
+
+/// An unwindowed aggregate's rows as they are; a NULL row (a group HAVING rejects) is a
+/// tombstone.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JsonRowCodec;
+
+impl Codec<Option<JsonRow>> for JsonRowCodec {
+    fn encode(&self, value: &Option<JsonRow>) -> Result<Option<Vec<u8>>, String> {
+        Ok(value.as_ref().map(|row| row.0.clone()))
+    }
+    fn encode_owned(&self, value: Option<JsonRow>) -> Result<Option<Vec<u8>>, String> {
+        Ok(value.map(|row| row.0))
+    }
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<JsonRow>, String> {
         serde_json::from_slice(bytes.unwrap_or(b"null")).map_err(|e| e.to_string())
     }
 }
@@ -204,5 +273,39 @@ mod tests {
         let bytes = codec.encode(&values).unwrap().unwrap();
         assert_eq!(bytes, br#"{"URL":null,"VIEWS":1.5}"#);
         assert_eq!(codec.decode(Some(&bytes)).unwrap(), values);
+    }
+
+    #[test]
+    fn written_rows_travel_as_their_bytes() {
+        let writer = ObjectWriter::new(vec!["URL".to_owned(), "VIEWS".to_owned()].into());
+        let values = [Value::from("/a\\"), Value::from(7)];
+        let bytes = writer.object(|i, out| serde_json::to_writer(out, &values[i]));
+        assert_eq!(bytes, br#"{"URL":"/a\\","VIEWS":7}"#);
+        let row = JsonRow::written(bytes.clone());
+        // In the table and its changelog: the object itself, and back.
+        let stored = serde_json::to_vec(&Some(row.clone())).unwrap();
+        assert_eq!(stored, bytes);
+        assert_eq!(serde_json::from_slice::<Option<JsonRow>>(&stored).unwrap(), Some(row.clone()));
+        assert_eq!(serde_json::to_vec(&None::<JsonRow>).unwrap(), b"null");
+        // To a topic: the bytes handed over, not copied; a rejected group is a tombstone.
+        assert_eq!(JsonRowCodec.encode(&Some(row.clone())).unwrap(), Some(bytes.clone()));
+        assert_eq!(JsonRowCodec.decode(Some(&bytes)).unwrap(), Some(row.clone()));
+        let at = row.0.as_ptr();
+        let sent = JsonRowCodec.encode_owned(Some(row)).unwrap().unwrap();
+        assert_eq!((sent.as_ptr(), &sent), (at, &bytes));
+        assert_eq!(JsonRowCodec.encode_owned(None).unwrap(), None);
+        assert_eq!(JsonRowCodec.decode(None).unwrap(), None);
+        let err = JsonRowCodec.decode(Some(b"{\"URL\":")).unwrap_err();
+        assert!(err.contains("EOF"), "{err}");
+        // A column that fails to write is null, and the object stays whole.
+        let bytes = writer.object(|i, out| {
+            out.extend_from_slice(b"\"partial");
+            if i == 0 {
+                Err(serde_json::Error::io(std::io::ErrorKind::Other.into()))
+            } else {
+                Ok(())
+            }
+        });
+        assert_eq!(bytes, br#"{"URL":null,"VIEWS":"partial}"#);
     }
 }

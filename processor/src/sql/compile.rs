@@ -22,7 +22,8 @@ use super::aggregate::{AggFn, Projection, SqlAgg, SqlWindowAgg, WindowResult, ou
 use super::ast::*;
 use super::catalog::{Catalog, Materialized, Props, RowReader, SourceInfo, ValueFormat};
 use super::codec::{
-    KeyDecoder, NamedRow, ObjectWriter, RowCodec, RowDecoder, SqlKey, TableRowCodec, WindowedKey,
+    JsonRowCodec, KeyDecoder, NamedRow, ObjectWriter, RowCodec, RowDecoder, SqlKey, TableRowCodec,
+    WindowedKey,
 };
 use super::error::SqlError;
 use super::expr::{Row, bind, eval, truth};
@@ -575,18 +576,19 @@ fn group(
         having,
         registry.clone(),
     );
-    let writes = TableRowCodec(ObjectWriter::new(projection.names().clone()));
     let build = |e: crate::Error| SqlError::Build(e.to_string());
     match &select.window {
         None => {
-            let agg = SqlAgg { fns, projection, group_width: g.keys.len() };
+            let writer = ObjectWriter::new(projection.names().clone());
+            let agg = SqlAgg { fns, projection, writer, group_width: g.keys.len() };
             let table = keyed.aggregate(&target.name, agg).map_err(build)?;
-            table.changes().to(&target.topic, SqlKey, writes);
+            table.changes().to(&target.topic, SqlKey, JsonRowCodec);
         }
         Some(w) => {
             // The table holds every window's latest row (EMIT CHANGES underneath); with EMIT
             // FINAL the topic gets each window's row once, from a second window operator.
             let windows = windows(w);
+            let writes = TableRowCodec(ObjectWriter::new(projection.names().clone()));
             let agg = SqlWindowAgg { fns, group_width: g.keys.len() };
             let projection = Arc::new(projection);
             let inner = format!("{}-windows", target.name);

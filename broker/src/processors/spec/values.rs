@@ -22,6 +22,9 @@ impl Codec<String> for TextKey {
     fn encode(&self, value: &String) -> Result<Option<Vec<u8>>, String> {
         Ok(Some(value.clone().into_bytes()))
     }
+    fn encode_owned(&self, value: String) -> Result<Option<Vec<u8>>, String> {
+        Ok(Some(value.into_bytes()))
+    }
     fn decode(&self, bytes: Option<&[u8]>) -> Result<String, String> {
         Ok(String::from_utf8_lossy(bytes.unwrap_or_default()).into_owned())
     }
