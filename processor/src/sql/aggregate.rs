@@ -6,9 +6,9 @@
 //! (none for `COUNT(*)`) — so a repartition carries only what the aggregates need. The
 //! accumulator keeps the group values (an unwindowed one reads them from its key when it is
 //! made) and one state per aggregate call. For unwindowed queries ([`SqlAgg`]) the result is
-//! the projected output row written as JSON (none when HAVING rejects it): columns that are a
-//! group value or an aggregate as they are go from the accumulator straight into the JSON,
-//! without a row of values in between. Windowed queries ([`SqlWindowAgg`]) project afterwards,
+//! the projected output row written as JSON (none when HAVING rejects it); when every column
+//! is a group value or an aggregate as it is, and there is no HAVING, the columns go from the
+//! accumulator straight into the JSON, without a row of values in between. Windowed queries ([`SqlWindowAgg`]) project afterwards,
 //! when the window is known.
 //!
 //! `COUNT(*)` counts rows, `COUNT(x)` non-NULL values; `SUM` is an integer while every input is
@@ -296,8 +296,9 @@ impl Aggregator<GroupInput> for SqlAgg {
     fn merge(&self, into: &mut Acc, other: Acc) {
         merge_acc(&self.fns, into, other);
     }
-    /// Columns that are a group value or an aggregate as is are written straight from the
-    /// accumulator; other projections are evaluated into a row first.
+    /// When every column is a group value or an aggregate as is (and there is no HAVING), the
+    /// columns are written straight from the accumulator; otherwise the projection is
+    /// evaluated into a row first.
     fn result(&self, acc: &Acc) -> Option<JsonRow> {
         let p = &self.projection;
         let Some(direct) = &p.direct else {

@@ -147,7 +147,7 @@ impl Codec<Vec<Value>> for RowCodec {
     }
 }
 
-/// An aggregate's output rows as JSON objects; a NULL row (a group HAVING rejects) is a
+/// A windowed aggregate's output rows as JSON objects; a NULL row (a group HAVING rejects) is a
 /// tombstone. Rows of the writer's columns (the query's projection) are written by it.
 #[derive(Debug, Clone)]
 pub(crate) struct TableRowCodec(pub ObjectWriter);
@@ -168,15 +168,20 @@ impl Codec<Option<NamedRow>> for TableRowCodec {
 }
 
 /// A row written as a JSON object: what an unwindowed `CREATE TABLE ... AS SELECT` emits and
-/// its table holds. It is written once, from the accumulator ([`ObjectWriter::object`]), then
-/// moved into the output record and copied into the table as it is. Serializes as the object
-/// itself (raw JSON), so the table's bytes are the row's.
+/// its table holds. It is written from the accumulator ([`ObjectWriter::object`]) and moved
+/// into the output record as it is. Serializes as the object itself (raw JSON), so the table's
+/// bytes are the row's; a table flush writes the row again from the accumulator, and checks
+/// it is JSON on the way in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonRow(Vec<u8>);
 
 impl JsonRow {
     /// Bytes [`ObjectWriter::object`] wrote (a JSON object).
     pub(crate) fn written(bytes: Vec<u8>) -> Self {
+        debug_assert!(
+            serde_json::from_slice::<&RawValue>(&bytes).is_ok(),
+            "a row that is not JSON"
+        );
         Self(bytes)
     }
 }
@@ -212,7 +217,7 @@ impl Codec<Option<JsonRow>> for JsonRowCodec {
     }
 }
 
-/// A row with its column names: what a table made by `CREATE TABLE ... AS SELECT` holds.
+/// A row with its column names: what a windowed `CREATE TABLE ... AS SELECT` holds.
 /// Serializes as a JSON object of the columns in order; deserializes from any object.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NamedRow {
@@ -297,15 +302,19 @@ mod tests {
         assert_eq!(JsonRowCodec.decode(None).unwrap(), None);
         let err = JsonRowCodec.decode(Some(b"{\"URL\":")).unwrap_err();
         assert!(err.contains("EOF"), "{err}");
-        // A column that fails to write is null, and the object stays whole.
+        // A column that fails to write, after writing part of itself, is null: the object stays
+        // whole.
         let bytes = writer.object(|i, out| {
             out.extend_from_slice(b"\"partial");
             if i == 0 {
                 Err(serde_json::Error::io(std::io::ErrorKind::Other.into()))
             } else {
+                out.push(b'"');
                 Ok(())
             }
         });
-        assert_eq!(bytes, br#"{"URL":null,"VIEWS":"partial}"#);
+        assert_eq!(bytes, br#"{"URL":null,"VIEWS":"partial"}"#);
+        let parsed: Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(parsed, serde_json::json!({"URL": null, "VIEWS": "partial"}));
     }
 }
