@@ -8,8 +8,8 @@
 //! made) and one state per aggregate call. For unwindowed queries ([`SqlAgg`]) the result is
 //! the projected output row written as JSON (none when HAVING rejects it); when every column
 //! is a group value or an aggregate as it is, and there is no HAVING, the columns go from the
-//! accumulator straight into the JSON, without a row of values in between. Windowed queries ([`SqlWindowAgg`]) project afterwards,
-//! when the window is known.
+//! accumulator straight into the JSON, without a row of values in between. Windowed queries
+//! ([`SqlWindowAgg`]) project afterwards, when the window is known.
 //!
 //! `COUNT(*)` counts rows, `COUNT(x)` non-NULL values; `SUM` is an integer while every input is
 //! one; `AVG` is a DOUBLE; `MIN`/`MAX` order numbers and strings; `LATEST_BY_OFFSET` /
@@ -139,8 +139,8 @@ pub type WindowResult = (Vec<Value>, Vec<Value>);
 /// The projection applied to an aggregate's results.
 #[derive(Debug, Clone)]
 pub struct Projection {
-    /// Output column names, in SELECT order.
-    names: Arc<[String]>,
+    /// Output column names, in SELECT order, and how a row of them is written as JSON.
+    writer: ObjectWriter,
     /// One expression per column, over `KeyRef`/`AggRef`/window columns.
     exprs: Vec<Expr>,
     having: Option<Expr>,
@@ -171,12 +171,17 @@ impl Projection {
             _ => None,
         };
         let direct = having.is_none().then(|| exprs.iter().map(plain).collect()).flatten();
-        Self { names, exprs, having, registry, direct }
+        Self { writer: ObjectWriter::new(names), exprs, having, registry, direct }
     }
 
     /// The output columns (every row this projection makes shares them).
     pub fn names(&self) -> &Arc<[String]> {
-        &self.names
+        self.writer.names()
+    }
+
+    /// Writes rows of the output columns as JSON objects.
+    pub fn writer(&self) -> &ObjectWriter {
+        &self.writer
     }
 
     /// The output row, or `None` when HAVING does not hold (or cannot be evaluated).
@@ -198,7 +203,7 @@ impl Projection {
             }
         }
         let values = self
-            .names
+            .names()
             .iter()
             .zip(&self.exprs)
             .map(|(name, e)| {
@@ -208,17 +213,16 @@ impl Projection {
                 })
             })
             .collect();
-        Some(NamedRow { names: self.names.clone(), values })
+        Some(NamedRow { names: self.names().clone(), values })
     }
 }
 
 /// The aggregator of an unwindowed GROUP BY query: its result is the projected row, written
-/// as JSON by `writer` (of the projection's columns).
+/// as JSON.
 #[derive(Debug, Clone)]
 pub struct SqlAgg {
     pub fns: Vec<AggFn>,
     pub projection: Projection,
-    pub writer: ObjectWriter,
     /// The number of GROUP BY values (more than one make the key an array of them).
     pub group_width: usize,
 }
@@ -303,11 +307,9 @@ impl Aggregator<GroupInput> for SqlAgg {
         let p = &self.projection;
         let Some(direct) = &p.direct else {
             let row = p.apply(&acc.keys, &results(&self.fns, acc), None)?;
-            return Some(JsonRow::written(self.writer.object(|i, out| {
-                serde_json::to_writer(out, row.values.get(i).unwrap_or(&Value::Null))
-            })));
+            return Some(JsonRow::written(p.writer.write(&row.values)));
         };
-        Some(JsonRow::written(self.writer.object(|i, out| match direct.get(i) {
+        Some(JsonRow::written(p.writer.object(|i, out| match direct.get(i) {
             Some(Direct::Key(k)) => {
                 serde_json::to_writer(out, acc.keys.get(*k).unwrap_or(&Value::Null))
             }

@@ -102,6 +102,11 @@ impl ObjectWriter {
         Self { names, prefixes }
     }
 
+    /// The columns, in order.
+    pub fn names(&self) -> &Arc<[String]> {
+        &self.names
+    }
+
     /// An object of the columns, column `i`'s value written by `value(i, out)`. A value that
     /// fails to write (none of a `Value` can: JSON holds them all) is written as `null`.
     pub fn object(
@@ -126,7 +131,8 @@ impl ObjectWriter {
         out
     }
 
-    fn write(&self, values: &[Value]) -> Vec<u8> {
+    /// An object of `values`, one per column (NULL for any missing).
+    pub fn write(&self, values: &[Value]) -> Vec<u8> {
         self.object(|i, out| serde_json::to_writer(out, values.get(i).unwrap_or(&Value::Null)))
     }
 }

@@ -579,8 +579,7 @@ fn group(
     let build = |e: crate::Error| SqlError::Build(e.to_string());
     match &select.window {
         None => {
-            let writer = ObjectWriter::new(projection.names().clone());
-            let agg = SqlAgg { fns, projection, writer, group_width: g.keys.len() };
+            let agg = SqlAgg { fns, projection, group_width: g.keys.len() };
             let table = keyed.aggregate(&target.name, agg).map_err(build)?;
             table.changes().to(&target.topic, SqlKey, JsonRowCodec);
         }
@@ -588,7 +587,7 @@ fn group(
             // The table holds every window's latest row (EMIT CHANGES underneath); with EMIT
             // FINAL the topic gets each window's row once, from a second window operator.
             let windows = windows(w);
-            let writes = TableRowCodec(ObjectWriter::new(projection.names().clone()));
+            let writes = TableRowCodec(projection.writer().clone());
             let agg = SqlWindowAgg { fns, group_width: g.keys.len() };
             let projection = Arc::new(projection);
             let inner = format!("{}-windows", target.name);
