@@ -12,7 +12,7 @@
 //!   what an embedding program would write.
 //! - **SQL**: `CREATE STREAM pageviews (url VARCHAR, status INT, bytes BIGINT) ...;` and
 //!   `CREATE TABLE viewsPerUrl AS SELECT url, COUNT(*) AS views FROM pageviews GROUP BY url
-//!   EMIT CHANGES;` compiled by `eddy_processor::sql::Session`: the same table and the same
+//!   EMIT CHANGES;` compiled by `eddy_sql::Session`: the same table and the same
 //!   output records.
 //!
 //! After one unrecorded run of each, each run measures both, in alternating order. Both write
@@ -29,10 +29,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use eddy_processor::sample::access_log;
-use eddy_processor::sql::{FunctionRegistry, Outcome, Session};
 use eddy_processor::{
     Count, Ignore, Json, LocalLogs, LogAccess, Processor, ProcessorBuilder, RuntimeConfig, Utf8,
 };
+use eddy_sql::{FunctionRegistry, Outcome, Session};
 use eddy_storage::{LogConfig, ValidBatch};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

@@ -15,9 +15,10 @@ use bytes::Bytes;
 
 use crate::aggregator::StateData;
 use crate::codec::Codec;
+use crate::definition::{ProcessorDef, SubTopology, TableInfo, Terminal};
 use crate::error::{Error, Result};
 use crate::graph::{Def, Discard, Down, Wiring, attach};
-use crate::processor::{Processor, ProcessorDef, SubTopology, TableInfo, Terminal};
+use crate::processor::Processor;
 use crate::table::TableStore;
 
 /// Anything that flows between operators.
@@ -344,8 +345,12 @@ impl<K: Data, V: Data> Stream<K, V> {
         });
     }
 
-    /// Registers table `name` fed by a node `make(store, downstream)` wired onto this stream.
-    pub(crate) fn materialize<K2: Data, V2: Data>(
+    /// Registers table `name` fed by a node `make(store, downstream)` wired onto this stream:
+    /// in each task, `make` gets that task's [`TableStore`] and the table's downstream (its
+    /// updates stream) and returns the node this stream pushes into. The node writes the store
+    /// and pushes what it wants the table's updates to carry. Part of the operator API
+    /// (`operator_api`).
+    pub fn materialize<K2: Data, V2: Data>(
         &self,
         name: &str,
         make: impl Fn(Arc<TableStore>, Down<K2, V2>) -> Down<K, V> + Send + Sync + 'static,

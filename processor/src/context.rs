@@ -53,26 +53,38 @@ pub struct TaskMetrics {
     pub dead_lettered: u64,
 }
 
-/// The per-task context operators write into.
-pub(crate) struct Cx {
-    pub writer_id: u64,
-    pub partition: u32,
+/// The per-task context operators write into. Part of the operator API (`operator_api`): an
+/// operator outside this crate only passes it on (to `down.push`, `TableStore::put`) and sets
+/// records aside with [`Cx::set_aside`]; the output buffers and positions stay the task's.
+pub struct Cx {
+    pub(crate) writer_id: u64,
+    pub(crate) partition: u32,
     /// Position of the input record being processed.
     n: u64,
     next_index: u32,
     /// Input record being processed, so a dead letter carries its origin and original bytes
     /// (kept only when there is a dead-letter topic).
-    pub current: Option<CurrentInput>,
-    pub out: BTreeMap<(Arc<str>, u32), Vec<OutRec>>,
+    pub(crate) current: Option<CurrentInput>,
+    pub(crate) out: BTreeMap<(Arc<str>, u32), Vec<OutRec>>,
     /// Highest position already in each output partition (from recovery).
-    pub suppress: HashMap<(Arc<str>, u32), Position>,
-    pub partition_counts: HashMap<Arc<str>, u32>,
-    pub dead_letter: Option<Arc<str>>,
-    pub metrics: TaskMetrics,
+    pub(crate) suppress: HashMap<(Arc<str>, u32), Position>,
+    pub(crate) partition_counts: HashMap<Arc<str>, u32>,
+    pub(crate) dead_letter: Option<Arc<str>>,
+    pub(crate) metrics: TaskMetrics,
+}
+
+impl std::fmt::Debug for Cx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cx")
+            .field("writer_id", &self.writer_id)
+            .field("partition", &self.partition)
+            .field("n", &self.n)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cx {
-    pub fn new(writer_id: u64, partition: u32, dead_letter: Option<Arc<str>>) -> Self {
+    pub(crate) fn new(writer_id: u64, partition: u32, dead_letter: Option<Arc<str>>) -> Self {
         Self {
             writer_id,
             partition,
@@ -88,13 +100,13 @@ impl Cx {
     }
 
     /// Starts the input record at position `n`.
-    pub fn begin(&mut self, n: u64) {
+    pub(crate) fn begin(&mut self, n: u64) {
         self.n = n;
         self.next_index = 0;
     }
 
     /// Buffers an output to `topic`/`partition`, unless recovery found it already written.
-    pub fn emit_to(
+    pub(crate) fn emit_to(
         &mut self,
         topic: &Arc<str>,
         partition: u32,
@@ -109,7 +121,7 @@ impl Cx {
 
     /// The position of the current input record's next output, taken now by an operator that
     /// writes the output later (a table's cached change, written when the task flushes).
-    pub fn reserve(&mut self) -> Position {
+    pub(crate) fn reserve(&mut self) -> Position {
         let pos = Position { writer: self.writer_id, n: self.n, index: self.next_index };
         self.next_index += 1;
         pos
@@ -117,7 +129,7 @@ impl Cx {
 
     /// Buffers an output at its position (see [`reserve`](Self::reserve)), unless recovery
     /// found it already written. Outputs must reach a partition in increasing position order.
-    pub fn emit_at(&mut self, topic: &Arc<str>, partition: u32, rec: OutRec) {
+    pub(crate) fn emit_at(&mut self, topic: &Arc<str>, partition: u32, rec: OutRec) {
         let pos = rec.pos;
         let tp = (topic.clone(), partition);
         if let Some(written) = self.suppress.get(&tp) {
@@ -134,7 +146,7 @@ impl Cx {
 
     /// Buffers an output to a keyed topic: the partition is chosen from the key bytes as the
     /// client's default partitioner does (murmur2), a null key stays on the task's partition.
-    pub fn emit_keyed(
+    pub(crate) fn emit_keyed(
         &mut self,
         topic: &Arc<str>,
         key: Option<Bytes>,
@@ -150,7 +162,9 @@ impl Cx {
     }
 
     /// Sets the current input record aside: counted, and sent to the dead-letter topic (with
-    /// its original key and value) if the processor has one.
+    /// its original key and value) if the processor has one. What an operator does with a
+    /// record it cannot handle (a value that fails to evaluate, state that cannot be encoded);
+    /// processing goes on with the next record.
     pub fn set_aside(&mut self, error: &RecordError) {
         match error {
             RecordError::Key(_) | RecordError::Value(_) | RecordError::State(_) => {

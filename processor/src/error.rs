@@ -1,5 +1,8 @@
 //! The processor's error types. A record that cannot be decoded is not an error (it is counted and
 //! sent to the dead-letter topic); these are the failures that stop a task or a build.
+//!
+//! Invariant: a [`RecordError`] is about one record and never stops a task (the record is set
+//! aside); an [`Error`] is what does stop a task or fails a build.
 
 use std::path::PathBuf;
 

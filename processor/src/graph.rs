@@ -32,18 +32,25 @@ pub struct Rec<K, V> {
     pub ts: i64,
 }
 
-/// One operator instance in a task: takes records, pushes results downstream.
-pub(crate) trait Node<K, V> {
+/// One operator instance in a task: takes records, pushes results downstream. Part of the
+/// operator API (`operator_api`).
+///
+/// A node runs on its task's thread only, one record at a time, in the task's processing order;
+/// everything it pushes or writes while handling a record belongs to that record (see [`Cx`]).
+pub trait Node<K, V> {
+    /// Handles one record: pushes zero or more records downstream (`down.push(rec, cx)`),
+    /// writes state, or sets the record aside ([`Cx::set_aside`]).
     fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx);
 
-    /// True for a node that drops everything ([`Discard`]): a fan-out need not copy records
-    /// for it.
+    /// True for a node that drops everything (`Discard`): a fan-out need not copy records for
+    /// it. Operators outside this crate keep the default.
     fn discards(&self) -> bool {
         false
     }
 }
 
-pub(crate) type Down<K, V> = Box<dyn Node<K, V>>;
+/// The node downstream of an operator: where it pushes its results.
+pub type Down<K, V> = Box<dyn Node<K, V>>;
 
 /// A stream with several consumers: each gets every record, in the order they were attached.
 pub(crate) struct Fanout<K, V> {

@@ -13,14 +13,18 @@
 //!   holding each result once, and each table equal to a replay from zero.
 //!
 //! Modules:
-//! - `builder`, `operators`: the typed definition API; `processor`: the built definition.
+//! - `builder`, `operators`: the typed definition API; `definition`: the built definition;
+//!   `processor`: the handle on it.
 //! - `graph`: the per-task instantiation of a definition; `ops/`: the operator nodes.
 //! - `task`, `input`, `context`: running one task; `runtime`: tasks on a thread pool.
 //! - `state`, `snapshot`, `recovery`, `position`: state, snapshots and effectively-once.
 //! - `table`: live tables (get, range scan, subscribe); `codec`: formats at topic boundaries.
 //! - `log_access`, `local`: the log as the processor sees it.
-//! - [`sql`]: ksqlDB-style streaming SQL compiled to this builder.
-//! - [`sample`]: sample data (an nginx access-log generator) for examples, tests and benchmarks.
+//! - [`operator_api`]: what operators written outside this crate build on (eddy-sql's do).
+//! - [`calendar`]: days since the epoch ↔ dates, shared by everything that formats or parses
+//!   timestamps.
+//! - [`sample`]: sample data (an nginx access-log generator) for examples, tests and benchmarks;
+//!   no production code depends on it.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -47,18 +51,21 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! It does not spread tasks over machines, and its SQL ([`sql`]) compiles statements and
-//! evaluates pull queries but does not serve them: that is the broker's part.
+//! It does not spread tasks over machines. Streaming SQL compiled to this builder is the
+//! eddy-sql crate; serving it is the broker's part.
 
 mod aggregator;
 mod builder;
+pub mod calendar;
 mod codec;
 mod context;
+mod definition;
 mod error;
 mod graph;
 mod input;
 mod local;
 mod log_access;
+pub mod operator_api;
 mod operators;
 mod ops;
 mod position;
@@ -67,7 +74,6 @@ mod recovery;
 mod runtime;
 pub mod sample;
 mod snapshot;
-pub mod sql;
 mod state;
 mod table;
 mod task;
@@ -76,6 +82,7 @@ pub use aggregator::{Aggregator, Avg, Count, Fold, Latest, Max, Min, Number, Sta
 pub use builder::{Data, ProcessorBuilder, Stream, Table};
 pub use codec::{Codec, Ignore, Json, Raw, Utf8};
 pub use context::TaskMetrics;
+pub use definition::TaskId;
 pub use error::{Error, LogError, RecordError, Result, TableError};
 pub use graph::Rec;
 pub use local::LocalLogs;
@@ -84,7 +91,7 @@ pub use operators::WindowedStream;
 pub use ops::join::JoinWindow;
 pub use ops::window::{Emit, WindowKind, Windowed, Windows};
 pub use position::{POSITION_HEADER, Position, fnv1a64, murmur2, partition_for_key};
-pub use processor::{Processor, TaskId};
+pub use processor::Processor;
 pub use runtime::{RunningProcessor, RuntimeConfig, TaskStatus};
 pub use table::{Change, RawChange, Subscription, SubscriptionError, TableReader, TableRegistry};
 pub use task::{StateSize, Task, TaskConfig};

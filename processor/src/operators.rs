@@ -1,5 +1,10 @@
 //! The operator methods of [`Stream`]: stateless transforms, aggregates, windows, joins, dedupe
 //! and repartitioning. Each adds a definition; `ops/` holds the nodes they wire.
+//!
+//! Invariants: a method only records a definition (nothing runs until a task wires it); each
+//! stateful operator takes its operator id when the method is called, so the same calls in the
+//! same order give the same ids; operators that combine streams (joins) put their sources in
+//! one sub-topology, so they share tasks.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;
@@ -18,7 +23,12 @@ use crate::ops::stateless::FnNode;
 use crate::ops::window::{Emit, WindowAggregate, Windowed, Windows};
 
 impl<K: Data, V: Data> Stream<K, V> {
-    pub(crate) fn then<K2: Data, V2: Data>(
+    /// A node made of a closure `f(record, cx, downstream)`, run for each record: it pushes
+    /// any number of records downstream (`down.push(rec, cx)`) or sets the record aside
+    /// (`Cx::set_aside`). The most general stateless operator, and part of the operator API
+    /// (`operator_api`); `f` must be deterministic (no clock, no randomness), as every
+    /// operator.
+    pub fn then<K2: Data, V2: Data>(
         &self,
         f: impl Fn(Rec<K, V>, &mut crate::context::Cx, &mut Down<K2, V2>)
         + Clone
@@ -222,9 +232,11 @@ impl<K: Data, V: Data> Stream<K, V> {
         self.join_with(other, window, outer, move |k, l, r| Some(f(k, l, r)))
     }
 
-    /// The windowed join with the unmatched records of the `outer` sides; `f` returns `None` to
-    /// emit nothing.
-    pub(crate) fn join_with<R: StateData, O: Data>(
+    /// The windowed join with the unmatched records of the `outer` sides ([`join`](Self::join),
+    /// [`left_join`](Self::left_join) and [`outer_join`](Self::outer_join) are its three
+    /// usual forms); `f` gets `None` for a side without a record and returns `None` to emit
+    /// nothing. Part of the operator API (`operator_api`).
+    pub fn join_with<R: StateData, O: Data>(
         &self,
         other: &Stream<K, R>,
         window: JoinWindow,

@@ -15,9 +15,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::context::TaskMetrics;
+use crate::definition::TaskId;
 use crate::error::{Error, Result};
 use crate::log_access::LogAccess;
-use crate::processor::{Processor, TaskId};
+use crate::processor::Processor;
 use crate::table::{TableReader, TableRegistry};
 use crate::task::{StateSize, Task, TaskConfig};
 

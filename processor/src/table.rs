@@ -47,11 +47,16 @@ struct Subscriber {
     lagged: AtomicBool,
 }
 
-/// One task's partition of a table.
+/// One task's partition of a table: its rows as JSON bytes, ordered by key bytes. Part of the
+/// operator API (`operator_api`): an operator that
+/// [materializes](crate::Stream::materialize) a table reads it ([`get`](Self::get),
+/// [`range`](Self::range)) and writes it ([`put`](Self::put)); every write is changelogged at
+/// the position of the record being handled, so the table survives restarts without the
+/// operator keeping anything else.
 #[derive(Debug)]
-pub(crate) struct TableStore {
-    pub partition: u32,
-    pub changelog: Arc<str>,
+pub struct TableStore {
+    pub(crate) partition: u32,
+    pub(crate) changelog: Arc<str>,
     map: RwLock<BTreeMap<Bytes, Bytes>>,
     bytes: AtomicU64,
     read_inside: AtomicBool,
@@ -59,7 +64,7 @@ pub(crate) struct TableStore {
 }
 
 impl TableStore {
-    pub fn new(partition: u32, changelog: Arc<str>) -> Self {
+    pub(crate) fn new(partition: u32, changelog: Arc<str>) -> Self {
         Self {
             partition,
             changelog,
@@ -73,11 +78,11 @@ impl TableStore {
     /// Marks the table as read by an operator of its own task (a stream–table join), which
     /// must see every change as soon as it is made: operators that cache changes until the
     /// task flushes (see `ops/aggregate.rs`) write through to such a table.
-    pub fn mark_read_inside(&self) {
+    pub(crate) fn mark_read_inside(&self) {
         self.read_inside.store(true, Ordering::Relaxed);
     }
 
-    pub fn read_inside(&self) -> bool {
+    pub(crate) fn read_inside(&self) -> bool {
         self.read_inside.load(Ordering::Relaxed)
     }
 
@@ -90,7 +95,7 @@ impl TableStore {
 
     /// [`put`](Self::put) with the changelog record at `pos`, a position reserved earlier
     /// (by the input record that made the change).
-    pub fn put_at(
+    pub(crate) fn put_at(
         &self,
         key: Vec<u8>,
         value: Option<Vec<u8>>,
@@ -145,10 +150,13 @@ impl TableStore {
         });
     }
 
+    /// The value stored under `key` (JSON bytes), if any.
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
         self.map.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
     }
 
+    /// The entries with keys in `from..to` (bounds on the key bytes), in key order: a copy,
+    /// so the store may be written while they are looked at.
     pub fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Vec<(Bytes, Bytes)> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.range::<[u8], _>((from, to))
@@ -157,12 +165,12 @@ impl TableStore {
     }
 
     /// (keys, bytes of keys and values).
-    pub fn size(&self) -> (u64, u64) {
+    pub(crate) fn size(&self) -> (u64, u64) {
         let keys = self.map.read().unwrap_or_else(|p| p.into_inner()).len() as u64;
         (keys, self.bytes.load(Ordering::Relaxed))
     }
 
-    pub fn save(&self, out: &mut Vec<u8>) -> std::result::Result<(), serde_json::Error> {
+    pub(crate) fn save(&self, out: &mut Vec<u8>) -> std::result::Result<(), serde_json::Error> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         // The same framing as `state::save_map`, but the values are JSON already and are not
         // encoded again.
@@ -174,7 +182,7 @@ impl TableStore {
         Ok(())
     }
 
-    pub fn load(&self, bytes: &mut &[u8]) -> std::result::Result<(), &'static str> {
+    pub(crate) fn load(&self, bytes: &mut &[u8]) -> std::result::Result<(), &'static str> {
         let count = crate::state::take_u64(bytes)?;
         let mut map = BTreeMap::new();
         let mut total = 0u64;
@@ -194,7 +202,7 @@ impl TableStore {
     }
 
     /// Moves the subscribers of a store this one replaces (a task reopened after a failure).
-    pub fn adopt_subscribers(&self, old: &TableStore) {
+    pub(crate) fn adopt_subscribers(&self, old: &TableStore) {
         let subs = std::mem::take(&mut *old.subscribers.lock().unwrap_or_else(|p| p.into_inner()));
         self.subscribers.lock().unwrap_or_else(|p| p.into_inner()).extend(subs);
     }

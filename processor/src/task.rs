@@ -26,12 +26,12 @@ use bytes::Bytes;
 use eddy_storage::{BatchBuilder, Header, Record};
 
 use crate::context::{CurrentInput, Cx, OutRec, TaskMetrics};
+use crate::definition::{ProcessorDef, TaskId};
 use crate::error::{Error, Result};
 use crate::graph::{Down, Rec};
 use crate::input::Input;
 use crate::log_access::{LogAccess, WaitFor};
 use crate::position::{POSITION_HEADER, Position, writer_id};
-use crate::processor::{ProcessorDef, TaskId};
 use crate::recovery::{self, Step};
 use crate::snapshot::{self, Snapshot, SnapshotMeta};
 use crate::state::StateOp;

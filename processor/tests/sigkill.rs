@@ -1,23 +1,53 @@
-//! Effectively-once across real process kills: `eddy-process-demo run` is SIGKILLed at random
-//! points while it processes, 20 times, then run to the end; every output partition then holds
-//! exactly what an uninterrupted run wrote (per writing task, in order; a table's changelog by
-//! content, with no change twice), and every table has the same digest.
+//! Effectively-once across real process kills: `eddy-process-demo run` (an example of this
+//! crate) is SIGKILLed at random points while it processes, 20 times, then run to the end;
+//! every output partition then holds exactly what an uninterrupted run wrote (per writing task,
+//! in order; a table's changelog by content, with no change twice), and every table has the
+//! same digest.
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use common::Rng;
 use eddy_processor::LogAccess;
 
-const BIN: &str = env!("CARGO_BIN_EXE_eddy-process-demo");
+/// The `eddy-process-demo` example's executable. Examples get no `CARGO_BIN_EXE_*`, so cargo
+/// builds it (a no-op when `cargo test` already has) and says where it is.
+fn bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let mut build = Command::new(env!("CARGO"));
+        build.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "build",
+            "--quiet",
+            "--package=eddy-processor",
+            "--example=eddy-process-demo",
+            "--message-format=json",
+        ]);
+        if !cfg!(debug_assertions) {
+            build.arg("--release");
+        }
+        let out = build.stderr(Stdio::inherit()).output().unwrap();
+        assert!(out.status.success(), "building the eddy-process-demo example failed");
+        let stdout = String::from_utf8(out.stdout).unwrap();
+        stdout
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|m| {
+                m["reason"] == "compiler-artifact" && m["target"]["name"] == "eddy-process-demo"
+            })
+            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+            .expect("cargo names the example's executable")
+    })
+}
 
 fn demo(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    let out = Command::new(bin()).args(args).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
@@ -75,7 +105,7 @@ fn twenty_sigkills_leave_each_result_exactly_once() {
     let mut last = 0u64;
     for cycle in 0..20 {
         let mut child =
-            Command::new(BIN).args(["run", killed_dir]).stdout(Stdio::piped()).spawn().unwrap();
+            Command::new(bin()).args(["run", killed_dir]).stdout(Stdio::piped()).spawn().unwrap();
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         // Wait for a random number of poll rounds (the process keeps running meanwhile), then
         // kill it wherever it is.

@@ -19,8 +19,8 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use eddy_client::{Admin, Connection};
-use eddy_processor::sql::{Statement, parse_script};
 use eddy_protocol::v1::{self, sql_result::Result as R};
+use eddy_sql::{Statement, parse_script};
 use rustyline::error::ReadlineError;
 use serde_json::Value;
 

@@ -13,7 +13,7 @@
 //! registered version always knows its name, version, inputs and outputs.
 
 use eddy_processor::Processor;
-use eddy_processor::sql::{Outcome, Session};
+use eddy_sql::{Outcome, Session};
 use serde::{Deserialize, Serialize};
 
 use super::spec::Spec;

@@ -32,7 +32,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use eddy_processor::sql::{FunctionRegistry, Session, SqlType};
+use eddy_sql::{FunctionRegistry, Session, SqlType};
 use eddy_storage::{BatchBuilder, Log, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

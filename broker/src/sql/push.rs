@@ -16,10 +16,8 @@
 
 use std::time::Duration;
 
-use eddy_processor::sql::{
-    FunctionRegistry, Outcome, Statement, StreamQuery, TableQuery, parse_script,
-};
 use eddy_protocol::v1::{self, sql_result::Result as R};
+use eddy_sql::{FunctionRegistry, Outcome, Statement, StreamQuery, TableQuery, parse_script};
 use eddy_storage::Batches;
 use serde_json::Value;
 use tokio::time::Instant;

@@ -7,10 +7,8 @@
 //! parsed from the whole text); a broker error (a deploy refused, a topic that cannot be
 //! created) points at the statement's first character.
 
-use eddy_processor::sql::{
-    Outcome, Session, ShowWhat, SourceKind, Statement, TableQuery, parse_script,
-};
 use eddy_protocol::v1::{self, sql_result::Result as R};
+use eddy_sql::{Outcome, Session, ShowWhat, SourceKind, Statement, TableQuery, parse_script};
 use serde_json::Value;
 
 use super::{SqlService, State, Stored};
@@ -35,7 +33,7 @@ const COLUMN_ORDER: [&str; 11] = [
 
 /// Why a statement failed.
 enum Failure {
-    Sql(eddy_processor::sql::SqlError),
+    Sql(eddy_sql::SqlError),
     Broker(BrokerError),
 }
 
@@ -45,8 +43,8 @@ impl From<BrokerError> for Failure {
     }
 }
 
-impl From<eddy_processor::sql::SqlError> for Failure {
-    fn from(e: eddy_processor::sql::SqlError) -> Self {
+impl From<eddy_sql::SqlError> for Failure {
+    fn from(e: eddy_sql::SqlError) -> Self {
         Failure::Sql(e)
     }
 }

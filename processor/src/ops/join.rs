@@ -59,10 +59,14 @@ impl JoinWindow {
     }
 }
 
-/// Which sides of a stream–stream join also emit the records that matched nothing.
+/// Which sides of a stream–stream join ([`Stream::join_with`](crate::Stream::join_with)) also
+/// emit the records that matched nothing, once their window has closed. Part of the operator
+/// API (`operator_api`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct Outer {
+pub struct Outer {
+    /// Unmatched records of the stream `join_with` is called on.
     pub left: bool,
+    /// Unmatched records of the other stream.
     pub right: bool,
 }
 

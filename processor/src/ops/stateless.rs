@@ -1,4 +1,7 @@
 //! Stateless operators: one record in, zero or more out, nothing remembered.
+//!
+//! Invariant: a record that does not decode (or whose key or value does not encode at a sink)
+//! is set aside through [`Cx::set_aside`], counted and dead-lettered, never fatal to the task.
 
 use std::marker::PhantomData;
 use std::sync::Arc;

@@ -1,10 +1,12 @@
-//! An nginx "combined" access log generator with Zipf-like URL popularity, and the parsing the
-//! processor uses. Shared by the access-log test, `examples/access_log.rs` and eddy-bench's
-//! `processor` workload, so all three count the same lines.
+//! An nginx "combined" access log generator with Zipf-like URL popularity, and the parsing of
+//! its lines. Shared by the access-log tests, `examples/access_log.rs` and eddy-bench's
+//! `processor` workload, so all of them count the same lines.
 //!
 //! The output is a function of `(lines, hours, seed)` only: no clock, no global RNG.
 
 use std::io::Write;
+
+use crate::calendar::{civil_from_days, days_from_civil};
 
 /// Day-of-month, month name, year; hour, minute, second; then the UTC offset.
 const MONTHS: [&str; 12] =
@@ -141,28 +143,4 @@ pub fn time_of(line: &str) -> Option<i64> {
     let offset_s = sign * (zone / 100 * 3600 + zone % 100 * 60);
     let local = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second;
     Some((local - offset_s) * 1000)
-}
-
-/// Howard Hinnant's days_from_civil.
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Days since 1970-01-01 → (year, month 1–12, day): the inverse of [`days_from_civil`].
-pub fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }

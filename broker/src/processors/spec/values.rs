@@ -8,7 +8,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use eddy_processor::sample::access_log::days_from_civil;
+use eddy_processor::calendar::days_from_civil;
 use eddy_processor::{Aggregator, Codec};
 
 use super::row::{FieldsCodec, Pick, Row};

@@ -8,11 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use eddy_processor::sql::{
+use eddy_processor::{LogAccess, RuntimeConfig};
+use eddy_sql::{
     EmitMode, ExprKind, FunctionRegistry, JoinKind, Outcome, Session, ShowWhat, SourceKind,
     SqlError, Statement, parse, parse_one,
 };
-use eddy_processor::{LogAccess, RuntimeConfig};
 use serde_json::{Value, json};
 
 #[test]

@@ -8,18 +8,22 @@
 //! Only filters and projections: a JOIN, WINDOW or GROUP BY needs state, which a stateless
 //! poller does not keep — make a stream or table of it with `CREATE ... AS SELECT` and push-query
 //! that. A record that does not decode or whose row fails to evaluate yields no row.
+//!
+//! Invariant: a push query keeps nothing between records — each row is a function of its
+//! record alone — so any reader may evaluate it from any offset.
 
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use super::ast::{EmitMode, Expr, Select, SourceKind};
-use super::catalog::{Catalog, RowReader, decode_key};
-use super::compile::{Scope, projection, where_clause};
-use super::error::SqlError;
-use super::expr::{Row, bind, filter_project};
-use super::functions::FunctionRegistry;
-use super::types::Checker;
+use crate::ast::{EmitMode, Expr, Select, SourceKind, SqlType};
+use crate::catalog::Catalog;
+use crate::error::SqlError;
+use crate::expr::{Row, bind, filter_project};
+use crate::functions::FunctionRegistry;
+use crate::plan::{Scope, projection, where_clause};
+use crate::row_reader::{RowReader, decode_key};
+use crate::types::Checker;
 
 /// A checked push query over one stream.
 #[derive(Debug, Clone)]
@@ -28,7 +32,7 @@ pub struct StreamQuery {
     pub stream: String,
     /// The topic to follow.
     pub topic: String,
-    key_type: Option<super::types::SqlType>,
+    key_type: Option<SqlType>,
     reader: Arc<RowReader>,
     filter: Option<Expr>,
     items: Vec<(String, Expr)>,

@@ -8,17 +8,23 @@
 //! `WHERE` whose top-level `AND` holds `ROWKEY = literal` or `<key column> = literal` on an
 //! unwindowed table is a point lookup; anything else scans the table (every partition, in key
 //! order) and filters.
+//!
+//! Invariants: a query is checked once ([`TableQuery::prepare`]) and then only reads — it
+//! never writes a table; a row that fails to evaluate is left out, not an error; `LIMIT`
+//! counts rows returned.
 
 use serde_json::{Map, Value};
 
-use super::ast::{BinOp, EmitMode, Expr, ExprKind, Select, SelectItem};
-use super::catalog::{Catalog, SourceInfo};
-use super::compile::Scope;
-use super::error::SqlError;
-use super::expr::{Row, bind, filter_project};
-use super::functions::FunctionRegistry;
-use super::types::Checker;
-use crate::table::TableReader;
+use eddy_processor::TableReader;
+
+use crate::ast::{BinOp, EmitMode, Expr, ExprKind, Select, SelectItem};
+use crate::catalog::Catalog;
+use crate::error::SqlError;
+use crate::expr::{Row, bind, filter_project};
+use crate::functions::FunctionRegistry;
+use crate::plan::Scope;
+use crate::source::SourceInfo;
+use crate::types::Checker;
 
 /// A checked pull (or push) query over one materialized table.
 #[derive(Debug, Clone)]
@@ -131,7 +137,9 @@ impl TableQuery {
         let entries: Vec<(Value, Value)> = match &self.lookup {
             Some(key) => match reader.get(key) {
                 Ok(found) => found.map(|v| (key.clone(), v)).into_iter().collect(),
-                Err(e) => return Err(SqlError::Build(e.to_string())),
+                Err(source) => {
+                    return Err(SqlError::TableRead { table: self.table.clone(), source });
+                }
             },
             None => reader.scan(),
         };

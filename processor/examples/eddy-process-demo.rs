@@ -1,6 +1,8 @@
-//! A processor over `LocalLogs` in its own process, for crash tests that SIGKILL it.
+//! A processor over `LocalLogs` in its own process, for crash tests that SIGKILL it
+//! (`tests/sigkill.rs` builds and runs this example).
 //!
 //! ```text
+//! cargo run -p eddy-processor --example eddy-process-demo -- produce DIR SEED
 //! eddy-process-demo produce DIR SEED     write the demo input (customers, orders) into DIR/logs
 //! eddy-process-demo run DIR [--until-caught-up]
 //!     run the demo processor (state in DIR/state), printing "polled N" after every round of

@@ -3,6 +3,10 @@
 //! Unquoted identifiers and keywords are upper-cased here (ksqlDB's rule: `rideId` is `RIDEID`);
 //! identifiers in backticks or double quotes keep their case. Comments: `-- to end of line` and
 //! `/* ... */`. Strings use single quotes, `''` inside one is a quote.
+//!
+//! Invariants: every token knows the line, column and byte offset where it starts; the tokens
+//! always end with [`Tok::Eof`]; an unclosed string, comment or quoted name is an error at its
+//! start, never a token running to the end.
 
 use super::error::{Pos, SqlError};
 

@@ -1,7 +1,12 @@
-//! The SQL layer's errors. Every error about the text carries the line and column it points at;
-//! errors found while evaluating a row ([`EvalError`]) name the function or operator at fault.
+//! The SQL layer's errors: the bottom layer, naming no other module of the crate.
+//!
+//! Invariants: every error about the text carries the line and column it points at
+//! ([`SqlError::pos`]); errors found while evaluating a row ([`EvalError`]) name the function or
+//! operator at fault; a failure of eddy-processor underneath keeps its typed source.
 
 use std::fmt;
+
+use eddy_processor::TableError;
 
 /// A place in the SQL text: 1-based line and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, PartialOrd, Ord)]
@@ -17,7 +22,7 @@ impl fmt::Display for Pos {
 }
 
 /// Why a statement was refused. Nothing is built unless the whole statement checks.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SqlError {
     #[error("syntax error at {pos}: {message}")]
@@ -40,8 +45,17 @@ pub enum SqlError {
     AlreadyExists { pos: Pos, name: String },
     #[error("{what} at {pos} is not supported yet: {why}")]
     Unsupported { pos: Pos, what: String, why: String },
+    /// eddy-processor's builder refused the dataflow a statement compiled to (a table
+    /// defined twice, say).
     #[error("building the processor failed: {0}")]
-    Build(String),
+    Build(#[from] eddy_processor::Error),
+    /// A pull query could not read its table.
+    #[error("reading table {table} failed: {source}")]
+    TableRead {
+        table: String,
+        #[source]
+        source: TableError,
+    },
 }
 
 fn hint(known: &[String]) -> String {
@@ -61,7 +75,7 @@ impl SqlError {
             | SqlError::Invalid { pos, .. }
             | SqlError::AlreadyExists { pos, .. }
             | SqlError::Unsupported { pos, .. } => Some(*pos),
-            SqlError::Build(_) => None,
+            SqlError::Build(_) | SqlError::TableRead { .. } => None,
         }
     }
 }

@@ -1,19 +1,29 @@
-//! Streaming SQL (ksqlDB-style), compiled to the same operators as the Rust builder.
+//! eddy-sql: streaming SQL (ksqlDB-style), compiled to the same operators as eddy-processor's
+//! Rust builder.
 //!
 //! A [`Session`] holds a [`Catalog`] of streams and tables and a [`FunctionRegistry`] of
 //! user-defined functions; [`Session::execute`] runs a script. Declarations update the catalog;
-//! each `CREATE ... AS SELECT` becomes a [`Processor`](crate::Processor) (named after its target,
-//! at the version the caller gives) that the caller starts; `SELECT`s come back checked, to run
-//! against a live table ([`TableQuery`]) or, for a push query over a stream, over the stream's
-//! records ([`StreamQuery`]). Nothing here reads a clock or touches the log.
+//! each `CREATE ... AS SELECT` becomes a [`Processor`](eddy_processor::Processor) (named after
+//! its target, at the version the caller gives) that the caller starts; `SELECT`s come back
+//! checked, to run against a live table ([`TableQuery`]) or, for a push query over a stream,
+//! over the stream's records ([`StreamQuery`]). Invariants: nothing here reads a clock or
+//! touches the log (the caller — the broker — does); a statement that fails changes nothing;
+//! the same statement compiles to the same processor every time.
 //!
-//! Modules: `lexer` (text → tokens with line/column), `ast` (the syntax tree), `parser`
-//! (recursive descent; `expressions` holds its expression half), `types` (SQL types, type checking), `expr` (evaluating expressions over
-//! JSON rows), `functions` (built-in and user-defined scalar functions), `time`
-//! (timestamp patterns), `aggregate` (aggregate functions as one `Aggregator`), `catalog`
-//! (streams, tables, queries; `WITH` properties), `codec` (rows at topic boundaries), `compile` (CREATE ... AS SELECT → builder),
-//! `join` (stream–table and windowed stream–stream joins), `pull` (pull/push queries over a
-//! table), `push` (push queries over a stream), `error`.
+//! Modules, bottom-up (each names only modules before it; `tests/tests/layering.rs` at the
+//! workspace root checks it):
+//! - `error` (`SqlError`, `EvalError`, `Pos`); `lexer` (text → tokens with line/column);
+//!   `ast` (the syntax tree and `SqlType`); `parser` (recursive descent, its expression half in
+//!   `parser/expressions.rs`).
+//! - `time` (timestamp patterns); `functions` (built-in and user-defined scalar functions);
+//!   `types` (`Schema`, type checking); `expr` (evaluating expressions over rows).
+//! - `source` (what a stream or table is); `properties` (`WITH (...)`); `catalog` (streams,
+//!   tables, queries); `row_reader` (records → rows); `codec` (rows at topic boundaries);
+//!   `aggregate` (aggregate functions as one `Aggregator`).
+//! - `plan` (a SELECT checked in its scope: filters, projections, GROUP BY plans); `stream`
+//!   (the per-record nodes on the builder); `join` (stream–table and windowed stream–stream
+//!   joins); `compile` (CREATE ... AS SELECT → processor); `pull` (pull queries, and push
+//!   queries over a table); `push` (push queries over a stream).
 //!
 //! **Names**: unquoted identifiers are upper-cased (`rideId` is the column `RIDEID`, as in
 //! ksqlDB); quoted ones (`` `rideId` `` or `"rideId"`) keep their case. Rows are JSON objects keyed
@@ -88,13 +98,17 @@ mod codec;
 mod compile;
 mod error;
 mod expr;
-mod expressions;
 mod functions;
 mod join;
 mod lexer;
 mod parser;
+mod plan;
+mod properties;
 mod pull;
 mod push;
+mod row_reader;
+mod source;
+mod stream;
 mod time;
 mod types;
 
@@ -105,9 +119,10 @@ use serde_json::{Value, json};
 pub use aggregate::AggFn;
 pub use ast::{
     BinOp, ColumnDef, CreateAs, CreateSource, EmitMode, Expr, ExprKind, FromItem, Join, JoinKind,
-    Property, Select, SelectItem, ShowWhat, SourceKind, Statement, WindowShape, WindowSpec, Within,
+    Property, Select, SelectItem, ShowWhat, SourceKind, SqlType, Statement, WindowShape,
+    WindowSpec, Within,
 };
-pub use catalog::{Catalog, Materialized, QueryInfo, SourceInfo, ValueFormat};
+pub use catalog::{Catalog, QueryInfo};
 pub use compile::CompiledQuery;
 pub use error::{EvalError, Pos, SqlError};
 pub use expr::{Row, eval};
@@ -115,7 +130,8 @@ pub use functions::{FunctionRegistry, ScalarFn, geo_distance_km};
 pub use parser::{parse, parse_expr, parse_one, parse_script};
 pub use pull::TableQuery;
 pub use push::StreamQuery;
-pub use types::{Schema, SqlType};
+pub use source::{Materialized, SourceInfo, ValueFormat};
+pub use types::Schema;
 
 /// What one statement did.
 #[derive(Debug, Clone)]
@@ -191,31 +207,7 @@ impl Session {
                 self.catalog.insert(c.pos, info.clone(), c.or_replace)?;
                 Outcome::Declared(info)
             }
-            Statement::CreateAs(c) => {
-                let existing = self.catalog.get(&c.name).cloned();
-                if existing.is_some() {
-                    if c.if_not_exists {
-                        return Ok(None);
-                    }
-                    if !c.or_replace {
-                        return Err(SqlError::AlreadyExists { pos: c.pos, name: c.name.clone() });
-                    }
-                }
-                let prefix = if c.kind == SourceKind::Stream { "CSAS" } else { "CTAS" };
-                let id = format!("{prefix}_{}", c.name);
-                let previous = self.catalog.queries().find(|q| q.id == id).map(|q| q.version);
-                let version = previous.map_or(version, |v| version.max(v + 1));
-                let compiled = compile::compile(c, &self.catalog, &self.functions, version)?;
-                self.catalog.insert(c.pos, compiled.target.clone(), c.or_replace)?;
-                let sql = sql.to_owned();
-                self.catalog.add_query(QueryInfo {
-                    id: id.clone(),
-                    target: c.name.clone(),
-                    sql,
-                    version,
-                });
-                Outcome::Query { id, compiled, replaced: existing.is_some() }
-            }
+            Statement::CreateAs(c) => return self.create_as(c, sql, version),
             Statement::Select(s)
                 if s.emit.is_some()
                     && self
@@ -229,18 +221,7 @@ impl Session {
                 Outcome::Select(TableQuery::prepare(s, &self.catalog, &self.functions)?)
             }
             Statement::Show { what, .. } => Outcome::Rows(self.show(*what)),
-            Statement::Describe { pos, name } => {
-                let info = self.catalog.lookup(*pos, name)?;
-                let key = info.key_name().map(str::to_owned);
-                Outcome::Rows(
-                    info.columns
-                        .iter()
-                        .map(|(n, t)| {
-                            json!({"column": n, "type": t.to_string(), "key": Some(n) == key.as_ref()})
-                        })
-                        .collect(),
-                )
-            }
+            Statement::Describe { pos, name } => Outcome::Rows(self.describe(*pos, name)?),
             Statement::Drop { pos, name, if_exists, .. } => {
                 if *if_exists && self.catalog.get(name).is_none() {
                     return Ok(None);
@@ -251,6 +232,44 @@ impl Session {
                 Outcome::Terminated(self.catalog.terminate(*pos, query)?)
             }
         }))
+    }
+
+    /// `CREATE ... AS SELECT`: the query compiled, its target and the query in the catalog.
+    fn create_as(
+        &mut self,
+        c: &CreateAs,
+        sql: &str,
+        version: u32,
+    ) -> Result<Option<Outcome>, SqlError> {
+        let existing = self.catalog.get(&c.name).cloned();
+        if existing.is_some() {
+            if c.if_not_exists {
+                return Ok(None);
+            }
+            if !c.or_replace {
+                return Err(SqlError::AlreadyExists { pos: c.pos, name: c.name.clone() });
+            }
+        }
+        let prefix = if c.kind == SourceKind::Stream { "CSAS" } else { "CTAS" };
+        let id = format!("{prefix}_{}", c.name);
+        let previous = self.catalog.queries().find(|q| q.id == id).map(|q| q.version);
+        let version = previous.map_or(version, |v| version.max(v + 1));
+        let compiled = compile::compile(c, &self.catalog, &self.functions, version)?;
+        self.catalog.insert(c.pos, compiled.target.clone(), c.or_replace)?;
+        let sql = sql.to_owned();
+        self.catalog.add_query(QueryInfo { id: id.clone(), target: c.name.clone(), sql, version });
+        Ok(Some(Outcome::Query { id, compiled, replaced: existing.is_some() }))
+    }
+
+    /// `DESCRIBE name`: a row per column.
+    fn describe(&self, pos: Pos, name: &str) -> Result<Vec<Value>, SqlError> {
+        let info = self.catalog.lookup(pos, name)?;
+        let key = info.key_name().map(str::to_owned);
+        Ok(info
+            .columns
+            .iter()
+            .map(|(n, t)| json!({"column": n, "type": t.to_string(), "key": Some(n) == key.as_ref()}))
+            .collect())
     }
 
     fn show(&self, what: ShowWhat) -> Vec<Value> {

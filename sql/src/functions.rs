@@ -10,20 +10,24 @@
 //! - numbers: `ABS`, `ROUND(x [, digits])`, `FLOOR`, `CEIL`, `GEO_DISTANCE(lat1, lon1, lat2,
 //!   lon2)` in km (haversine, Earth radius 6371 km), `COALESCE(a, ...)`, `IFNULL(a, b)`.
 //!
-//! Aggregates (`COUNT`, `SUM`, …) are not here: see `aggregate.rs`.
+//! Aggregates (`COUNT`, `SUM`, …) are not here: see `aggregate.rs`; only their names are, so
+//! that the checker can refuse them outside GROUP BY.
+//!
+//! Invariants: a built-in is a pure function of its arguments (no clock, no locale: time is
+//! UTC); a failure is an [`EvalError`] naming the function, never a panic. Below expression
+//! evaluation (`expr` calls in here, not the reverse): the value helpers both share ([`num`],
+//! [`text`]) live here.
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde_json::{Number, Value};
 
-use super::ast::Expr;
-use super::error::{EvalError, Pos, SqlError};
-use super::expr::num;
-use super::time;
-use super::types::{SqlType, mismatch};
+use crate::ast::{Expr, SqlType, mismatch};
+use crate::error::{EvalError, Pos, SqlError};
+use crate::time;
 
 /// A user-defined scalar function: arguments in, a value or a reason out.
 pub type ScalarFn = Arc<dyn Fn(&[Value]) -> Result<Value, String> + Send + Sync>;
@@ -39,7 +43,7 @@ struct UserFunction {
 /// User-defined scalar functions, registered from Rust before statements are compiled.
 ///
 /// ```
-/// use eddy_processor::sql::{FunctionRegistry, SqlType};
+/// use eddy_sql::{FunctionRegistry, SqlType};
 /// let mut fns = FunctionRegistry::new();
 /// fns.register("DOUBLE_IT", Some(vec![SqlType::Bigint]), SqlType::Bigint, |args| {
 ///     Ok(args[0].as_i64().map(|n| (n * 2).into()).unwrap_or(serde_json::Value::Null))
@@ -214,10 +218,17 @@ pub fn call(registry: &FunctionRegistry, name: &str, args: &[Value]) -> Result<V
     if args.iter().any(Value::is_null) {
         return Ok(Value::Null);
     }
+    match string_function(name, args).map_err(fail)? {
+        Some(v) => Ok(v),
+        None => number_function(name, args).map_err(fail),
+    }
+}
+
+/// The string, JSON and time built-ins on non-NULL arguments; `None` for another name.
+fn string_function(name: &str, args: &[Value]) -> Result<Option<Value>, String> {
     let s = |i: usize| args.get(i).map(text).unwrap_or_default();
     let int = |i: usize| args.get(i).and_then(Value::as_i64);
-    let float = |i: usize| args.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
-    Ok(match name {
+    Ok(Some(match name {
         "SUBSTRING" => {
             let chars: Vec<char> = s(0).chars().collect();
             let len = chars.len() as i64;
@@ -236,7 +247,7 @@ pub fn call(registry: &FunctionRegistry, name: &str, args: &[Value]) -> Result<V
             };
             Value::Array(parts)
         }
-        "REGEXP_EXTRACT" => regexp_extract(&s(0), &s(1), int(2).unwrap_or(0)).map_err(fail)?,
+        "REGEXP_EXTRACT" => regexp_extract(&s(0), &s(1), int(2).unwrap_or(0))?,
         "TRIM" => Value::String(s(0).trim().to_owned()),
         "UCASE" => Value::String(s(0).to_uppercase()),
         "LCASE" => Value::String(s(0).to_lowercase()),
@@ -248,15 +259,23 @@ pub fn call(registry: &FunctionRegistry, name: &str, args: &[Value]) -> Result<V
         "REPLACE" => Value::String(s(0).replace(&s(1), &s(2))),
         "EXTRACTJSONFIELD" => extract_json_field(&s(0), &s(1)),
         "FORMAT_TIMESTAMP" | "TIMESTAMPTOSTRING" => {
-            let ms = int(0).ok_or_else(|| fail("the timestamp is not an integer".into()))?;
-            Value::String(time::format(ms, &s(1)).map_err(fail)?)
+            let ms = int(0).ok_or_else(|| "the timestamp is not an integer".to_owned())?;
+            Value::String(time::format(ms, &s(1))?)
         }
-        "PARSE_TIMESTAMP" | "STRINGTOTIMESTAMP" => {
-            Value::from(time::parse(&s(0), &s(1)).map_err(fail)?)
-        }
+        "PARSE_TIMESTAMP" | "STRINGTOTIMESTAMP" => Value::from(time::parse(&s(0), &s(1))?),
+        _ => return Ok(None),
+    }))
+}
+
+/// The numeric built-ins on non-NULL arguments.
+fn number_function(name: &str, args: &[Value]) -> Result<Value, String> {
+    let s = |i: usize| args.get(i).map(text).unwrap_or_default();
+    let int = |i: usize| args.get(i).and_then(Value::as_i64);
+    let float = |i: usize| args.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
+    Ok(match name {
         "GEO_DISTANCE" => {
             if args.len() == 5 && !s(4).eq_ignore_ascii_case("km") {
-                return Err(fail(format!("unit {:?}: only 'KM' is supported", s(4))));
+                return Err(format!("unit {:?}: only 'KM' is supported", s(4)));
             }
             num(geo_distance_km(float(0), float(1), float(2), float(3)))
         }
@@ -277,8 +296,13 @@ pub fn call(registry: &FunctionRegistry, name: &str, args: &[Value]) -> Result<V
                 if args.len() == 1 { Value::from(r as i64) } else { num(r) }
             }
         }
-        _ => return Err(fail("not a scalar function".into())),
+        _ => return Err("not a scalar function".into()),
     })
+}
+
+/// A double as a JSON number (NaN and infinities, which JSON cannot hold, are NULL).
+pub fn num(x: f64) -> Value {
+    Number::from_f64(x).map_or(Value::Null, Value::Number)
 }
 
 /// A value as text: strings as they are, other values as JSON.

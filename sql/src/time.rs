@@ -10,6 +10,13 @@
 //! | `mm` / `ss` / `SSS` | minute / second / millisecond |
 //! | `Z` | zone offset `+hhmm` (parsing honours it; formatting prints `+0000`) |
 //! | `'text'` | literal text (`''` is a quote); other non-letters are literal |
+//!
+//! Invariants: no clock and no time zone database — dates come from eddy-processor's
+//! `calendar`, so SQL, the broker's specs and the sample data agree on every day; a pattern
+//! letter outside the table is an error, never a guess; parsing consumes the whole text or
+//! fails.
+
+use eddy_processor::calendar::{civil_from_days, days_from_civil};
 
 const MONTHS: [&str; 12] =
     ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
@@ -66,7 +73,7 @@ fn compile(pattern: &str) -> Result<Vec<Part>, String> {
 /// Formats `ms` since the epoch in UTC.
 pub fn format(ms: i64, pattern: &str) -> Result<String, String> {
     let (days, in_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (y, mo, d) = crate::sample::access_log::civil_from_days(days);
+    let (y, mo, d) = civil_from_days(days);
     let mut out = String::new();
     for part in compile(pattern)? {
         match part {
@@ -135,7 +142,7 @@ pub fn parse(text: &str, pattern: &str) -> Result<i64, String> {
     if !rest.is_empty() || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
         return Err(bad());
     }
-    let days = crate::sample::access_log::days_from_civil(y, mo, d);
+    let days = days_from_civil(y, mo, d);
     Ok(((days * 24 + h) * 60 + mi - zone) * 60_000 + s * 1000 + ms)
 }
 

@@ -1,92 +1,19 @@
-//! SQL types, and type checking of expressions against a schema.
+//! Type checking of expressions against a [`Schema`] (the columns visible to them); the types
+//! themselves are [`SqlType`] in `ast`.
 //!
-//! Values are `serde_json::Value`s; a type says which JSON shapes a column holds: VARCHAR/STRING
-//! → string, INT/BIGINT → integer, DOUBLE (and `DOUBLE(p, s)` / `DECIMAL(p, s)`, kept as a
-//! double) → number, BOOLEAN → bool, TIMESTAMP → integer ms since the epoch, ARRAY<T> → array,
-//! MAP<VARCHAR, T> → object, STRUCT<a T, ...> → object. `NULL` fits every type.
+//! Values are `serde_json::Value`s; a type says which JSON shapes a column holds. The checker
+//! infers each expression's type and refuses what cannot work (`'a' + 1`, `NOT 3`, `x LIKE 5`),
+//! naming the column or value and both types. Where a type is not known (a function registered
+//! without a signature, an untyped JSON field) it is [`SqlType::Any`] and the check is left to
+//! run time.
 //!
-//! The checker infers each expression's type and refuses what cannot work (`'a' + 1`, `NOT 3`,
-//! `x LIKE 5`), naming the column or value and both types. Where a type is not known (a
-//! function registered without a signature, an untyped JSON field) it is [`SqlType::Any`] and
-//! the check is left to run time.
+//! Invariants: checking never evaluates anything; an expression that checks here can still fail
+//! on a row only for reasons a row alone shows (a bad CAST, a division by zero, a failing
+//! function), which are `EvalError`s.
 
-use std::fmt;
-
-use super::ast::{BinOp, Expr, ExprKind};
-use super::error::SqlError;
-use super::functions::{self, FunctionRegistry};
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum SqlType {
-    String,
-    Int,
-    Bigint,
-    Double,
-    Boolean,
-    Timestamp,
-    Array(Box<SqlType>),
-    Map(Box<SqlType>, Box<SqlType>),
-    Struct(Vec<(String, SqlType)>),
-    /// Unknown until run time.
-    Any,
-}
-
-impl fmt::Display for SqlType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SqlType::String => f.write_str("VARCHAR"),
-            SqlType::Int => f.write_str("INT"),
-            SqlType::Bigint => f.write_str("BIGINT"),
-            SqlType::Double => f.write_str("DOUBLE"),
-            SqlType::Boolean => f.write_str("BOOLEAN"),
-            SqlType::Timestamp => f.write_str("TIMESTAMP"),
-            SqlType::Array(t) => write!(f, "ARRAY<{t}>"),
-            SqlType::Map(k, v) => write!(f, "MAP<{k}, {v}>"),
-            SqlType::Struct(fields) => {
-                f.write_str("STRUCT<")?;
-                for (i, (n, t)) in fields.iter().enumerate() {
-                    if i > 0 {
-                        f.write_str(", ")?;
-                    }
-                    write!(f, "{n} {t}")?;
-                }
-                f.write_str(">")
-            }
-            SqlType::Any => f.write_str("ANY"),
-        }
-    }
-}
-
-impl SqlType {
-    pub fn is_numeric(&self) -> bool {
-        matches!(self, SqlType::Int | SqlType::Bigint | SqlType::Double | SqlType::Any)
-    }
-
-    /// Integers and timestamps (ms) mix in arithmetic and comparisons.
-    fn is_integral(&self) -> bool {
-        matches!(self, SqlType::Int | SqlType::Bigint | SqlType::Timestamp)
-    }
-
-    /// Whether values of the two types can be compared.
-    pub fn comparable(&self, other: &SqlType) -> bool {
-        let num = |t: &SqlType| t.is_numeric() || t.is_integral();
-        *self == SqlType::Any
-            || *other == SqlType::Any
-            || (num(self) && num(other))
-            || self == other
-            || matches!((self, other), (SqlType::Array(_), SqlType::Array(_)))
-    }
-
-    /// The type of `a op b` for numbers: DOUBLE wins, then BIGINT.
-    fn widen(a: &SqlType, b: &SqlType) -> SqlType {
-        match (a, b) {
-            (SqlType::Any, _) | (_, SqlType::Any) => SqlType::Any,
-            (SqlType::Double, _) | (_, SqlType::Double) => SqlType::Double,
-            (SqlType::Int, SqlType::Int) => SqlType::Int,
-            _ => SqlType::Bigint,
-        }
-    }
-}
+use crate::ast::{BinOp, Expr, ExprKind, SqlType, mismatch};
+use crate::error::SqlError;
+use crate::functions::{self, FunctionRegistry};
 
 /// Columns visible to an expression, in order.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -121,28 +48,9 @@ pub fn pseudo_column(name: &str, schema: &Schema) -> Option<SqlType> {
     }
 }
 
-/// How an expression reads in a type error: "column X", "value 'a'", or "the result of F(...)".
-pub fn describe(e: &Expr) -> String {
-    match &e.kind {
-        ExprKind::Column { name, .. } | ExprKind::Slot { name, .. } => format!("column {name}"),
-        ExprKind::Literal(v) => format!("value {v}"),
-        ExprKind::Call { name, .. } => format!("the result of {name}(...)"),
-        ExprKind::Field { field, .. } => format!("field {field}"),
-        _ => "the expression".to_owned(),
-    }
-}
-
-pub(crate) fn mismatch(e: &Expr, found: &SqlType, expected: &str, context: &str) -> SqlError {
-    SqlError::TypeMismatch {
-        pos: e.pos,
-        what: describe(e),
-        found: found.to_string(),
-        expected: expected.to_owned(),
-        context: context.to_owned(),
-    }
-}
-
-/// Infers expression types over a schema; aggregate calls are typed by `agg_type`.
+/// Infers expression types over a schema; in post-aggregation expressions `AggRef`s and
+/// `KeyRef`s take the types given.
+#[derive(Debug)]
 pub struct Checker<'a> {
     pub schema: &'a Schema,
     pub registry: &'a FunctionRegistry,
@@ -194,55 +102,13 @@ impl Checker<'_> {
                 Ok(SqlType::Boolean)
             }
             ExprKind::Between { expr, low, high, .. } => {
-                let t = self.infer(expr)?;
-                for x in [low, high] {
-                    let u = self.infer(x)?;
-                    if !t.comparable(&u) {
-                        return Err(mismatch(x, &u, &t.to_string(), "BETWEEN"));
-                    }
-                }
-                Ok(SqlType::Boolean)
+                self.comparable_with(expr, [&**low, &**high], "BETWEEN")
             }
-            ExprKind::InList { expr, list, .. } => {
-                let t = self.infer(expr)?;
-                for x in list {
-                    let u = self.infer(x)?;
-                    if !t.comparable(&u) {
-                        return Err(mismatch(x, &u, &t.to_string(), "IN"));
-                    }
-                }
-                Ok(SqlType::Boolean)
-            }
+            ExprKind::InList { expr, list, .. } => self.comparable_with(expr, list, "IN"),
             ExprKind::Case { operand, whens, otherwise } => self.case(operand, whens, otherwise),
             ExprKind::Cast { expr, ty } => self.infer(expr).map(|_| ty.clone()),
-            ExprKind::Index { base, index } => {
-                let b = self.infer(base)?;
-                let i = self.infer(index)?;
-                match b {
-                    SqlType::Array(t) => {
-                        if !matches!(i, SqlType::Int | SqlType::Bigint | SqlType::Any) {
-                            return Err(mismatch(index, &i, "an INT index", "array access [ ]"));
-                        }
-                        Ok(*t)
-                    }
-                    SqlType::Map(_, v) => Ok(*v),
-                    SqlType::Any => Ok(SqlType::Any),
-                    other => Err(mismatch(base, &other, "an ARRAY or MAP", "[ ]")),
-                }
-            }
-            ExprKind::Field { base, field } => match self.infer(base)? {
-                SqlType::Struct(fields) => {
-                    fields.iter().find(|(n, _)| n == field).map(|(_, t)| t.clone()).ok_or_else(
-                        || SqlError::UnknownColumn {
-                            pos: e.pos,
-                            name: field.clone(),
-                            known: fields.iter().map(|(n, _)| n.clone()).collect(),
-                        },
-                    )
-                }
-                SqlType::Any | SqlType::Map(..) => Ok(SqlType::Any),
-                other => Err(mismatch(base, &other, "a STRUCT", "->")),
-            },
+            ExprKind::Index { base, index } => self.index(base, index),
+            ExprKind::Field { base, field } => self.field(e, base, field),
             ExprKind::Array(items) => {
                 let mut t = SqlType::Any;
                 for x in items {
@@ -253,19 +119,73 @@ impl Checker<'_> {
                 }
                 Ok(SqlType::Array(Box::new(t)))
             }
-            ExprKind::Call { name, args, .. } => {
-                if functions::is_aggregate(name) {
-                    return Err(SqlError::Invalid {
-                        pos: e.pos,
-                        message: format!(
-                            "aggregate {name} is only allowed in the select list or HAVING of a query with GROUP BY"
-                        ),
-                    });
-                }
-                let types = args.iter().map(|a| self.infer(a)).collect::<Result<Vec<_>, _>>()?;
-                functions::check_call(self.registry, e.pos, name, args, &types)
+            ExprKind::Call { name, args, .. } => self.call(e, name, args),
+        }
+    }
+
+    /// `expr` compared with each of `others` (BETWEEN, IN): a boolean.
+    fn comparable_with<'e>(
+        &self,
+        expr: &Expr,
+        others: impl IntoIterator<Item = &'e Expr>,
+        context: &str,
+    ) -> Result<SqlType, SqlError> {
+        let t = self.infer(expr)?;
+        for x in others {
+            let u = self.infer(x)?;
+            if !t.comparable(&u) {
+                return Err(mismatch(x, &u, &t.to_string(), context));
             }
         }
+        Ok(SqlType::Boolean)
+    }
+
+    /// `base[index]`: an array's element or a map's value.
+    fn index(&self, base: &Expr, index: &Expr) -> Result<SqlType, SqlError> {
+        let b = self.infer(base)?;
+        let i = self.infer(index)?;
+        match b {
+            SqlType::Array(t) => {
+                if !matches!(i, SqlType::Int | SqlType::Bigint | SqlType::Any) {
+                    return Err(mismatch(index, &i, "an INT index", "array access [ ]"));
+                }
+                Ok(*t)
+            }
+            SqlType::Map(_, v) => Ok(*v),
+            SqlType::Any => Ok(SqlType::Any),
+            other => Err(mismatch(base, &other, "an ARRAY or MAP", "[ ]")),
+        }
+    }
+
+    /// `base->field` (`e` is the whole expression).
+    fn field(&self, e: &Expr, base: &Expr, field: &str) -> Result<SqlType, SqlError> {
+        match self.infer(base)? {
+            SqlType::Struct(fields) => {
+                fields.iter().find(|(n, _)| n == field).map(|(_, t)| t.clone()).ok_or_else(|| {
+                    SqlError::UnknownColumn {
+                        pos: e.pos,
+                        name: field.to_owned(),
+                        known: fields.iter().map(|(n, _)| n.clone()).collect(),
+                    }
+                })
+            }
+            SqlType::Any | SqlType::Map(..) => Ok(SqlType::Any),
+            other => Err(mismatch(base, &other, "a STRUCT", "->")),
+        }
+    }
+
+    /// A scalar function call (`e` is the whole expression); aggregates are refused here.
+    fn call(&self, e: &Expr, name: &str, args: &[Expr]) -> Result<SqlType, SqlError> {
+        if functions::is_aggregate(name) {
+            return Err(SqlError::Invalid {
+                pos: e.pos,
+                message: format!(
+                    "aggregate {name} is only allowed in the select list or HAVING of a query with GROUP BY"
+                ),
+            });
+        }
+        let types = args.iter().map(|a| self.infer(a)).collect::<Result<Vec<_>, _>>()?;
+        functions::check_call(self.registry, e.pos, name, args, &types)
     }
 
     pub fn expect_bool(&self, e: &Expr, context: &str) -> Result<(), SqlError> {

@@ -9,6 +9,10 @@
 //! the table store, its changelog and pull queries hold `{"COLUMN": value, ...}`. Sinks own
 //! their records, so bytes a value already holds (a `JsonRow`, a text key) are handed over,
 //! not copied.
+//!
+//! Invariants: every value written is one JSON value (an object for a row, `null` nowhere —
+//! a NULL row is a tombstone); decoding what was encoded gives the row back; a column's name
+//! is escaped once per writer, not per row.
 
 use std::sync::Arc;
 
@@ -17,10 +21,10 @@ use serde::ser::{Error as _, Serialize, SerializeMap, Serializer};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::catalog::{RowReader, decode_key, json_columns};
-use super::types::SqlType;
-use crate::codec::Codec;
-use crate::ops::window::Windowed;
+use eddy_processor::{Codec, Windowed};
+
+use crate::ast::SqlType;
+use crate::row_reader::{RowReader, decode_key, json_columns};
 
 /// Record keys of SQL sources: text (numbers parsed for numeric key columns).
 #[derive(Debug, Clone)]

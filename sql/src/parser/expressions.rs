@@ -1,12 +1,15 @@
 //! The expression half of the parser: precedence climbing by one function per level, loosest
 //! first (OR, AND, NOT, comparisons, + - ||, * / %, unary, postfix `[i]` and `->`, primaries).
+//!
+//! Invariant: a binary operator's expression starts where its left operand does, so errors
+//! about it point at the start of the whole expression.
 
 use serde_json::Value;
 
-use super::ast::{BinOp, Expr, ExprKind};
-use super::error::{Pos, SqlError};
-use super::lexer::Tok;
-use super::parser::{Parser, RESERVED};
+use super::{Parser, RESERVED};
+use crate::ast::{BinOp, Expr, ExprKind};
+use crate::error::{Pos, SqlError};
+use crate::lexer::Tok;
 
 impl Parser {
     // Expressions, loosest first.

@@ -7,8 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use eddy_processor::sql::{FunctionRegistry, Outcome, Session, SqlType, TableQuery};
 use eddy_processor::{LogAccess, RuntimeConfig, partition_for_key};
+use eddy_sql::{FunctionRegistry, Outcome, Session, SqlType, TableQuery};
 use serde_json::{Value, json};
 
 const SCRIPT: &str = include_str!("../../examples/rideshare.sql");

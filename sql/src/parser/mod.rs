@@ -1,14 +1,17 @@
-//! A hand-written recursive-descent parser: tokens → [`Statement`]s.
+//! A hand-written recursive-descent parser: tokens → [`Statement`]s. This file holds the
+//! statements; `expressions.rs` the expressions, by precedence.
 //!
-//! One function per grammar rule (the grammar is in `sql/mod.rs`). Errors say what was expected
-//! and what was found, at the found token's line and column.
+//! One function per grammar rule (the grammar is in `lib.rs`). Invariants: the parser only
+//! builds syntax (no catalog, no types checked), names come normalised from the lexer, and an
+//! error says what was expected and what was found, at the found token's line and column.
+
+mod expressions;
 
 use serde_json::Value;
 
-use super::ast::*;
-use super::error::{Pos, SqlError};
-use super::lexer::{Tok, Token, lex};
-use super::types::SqlType;
+use crate::ast::*;
+use crate::error::{Pos, SqlError};
+use crate::lexer::{Tok, Token, lex};
 
 /// Parses a script: statements separated by `;` (the last `;` is optional).
 pub fn parse(text: &str) -> Result<Vec<Statement>, SqlError> {
@@ -56,12 +59,12 @@ pub fn parse_expr(text: &str) -> Result<Expr, SqlError> {
     Ok(e)
 }
 
-pub(super) struct Parser {
-    pub(super) toks: Vec<Token>,
-    pub(super) i: usize,
+struct Parser {
+    toks: Vec<Token>,
+    i: usize,
 }
 
-pub(super) const RESERVED: [&str; 24] = [
+const RESERVED: [&str; 24] = [
     "SELECT", "FROM", "WHERE", "GROUP", "BY", "HAVING", "EMIT", "LIMIT", "WINDOW", "JOIN", "LEFT",
     "INNER", "ON", "AS", "AND", "OR", "NOT", "WITHIN", "CASE", "WHEN", "THEN", "ELSE", "END",
     "WITH",
@@ -71,19 +74,19 @@ pub(super) const RESERVED: [&str; 24] = [
 const JOIN_WORDS: [&str; 3] = ["FULL", "RIGHT", "OUTER"];
 
 impl Parser {
-    pub(super) fn peek(&self) -> &Tok {
+    fn peek(&self) -> &Tok {
         &self.toks[self.i.min(self.toks.len() - 1)].tok
     }
 
-    pub(super) fn peek_at(&self, ahead: usize) -> &Tok {
+    fn peek_at(&self, ahead: usize) -> &Tok {
         &self.toks[(self.i + ahead).min(self.toks.len() - 1)].tok
     }
 
-    pub(super) fn pos(&self) -> Pos {
+    fn pos(&self) -> Pos {
         self.toks[self.i.min(self.toks.len() - 1)].pos
     }
 
-    pub(super) fn advance(&mut self) -> Tok {
+    fn advance(&mut self) -> Tok {
         let t = self.peek().clone();
         if self.i < self.toks.len() - 1 {
             self.i += 1;
@@ -91,18 +94,18 @@ impl Parser {
         t
     }
 
-    pub(super) fn error(&self, expected: &str) -> SqlError {
+    fn error(&self, expected: &str) -> SqlError {
         SqlError::Syntax {
             pos: self.pos(),
             message: format!("expected {expected}, found {}", self.peek().describe()),
         }
     }
 
-    pub(super) fn is_word(&self, w: &str) -> bool {
+    fn is_word(&self, w: &str) -> bool {
         matches!(self.peek(), Tok::Word(x) if x == w)
     }
 
-    pub(super) fn eat_word(&mut self, w: &str) -> bool {
+    fn eat_word(&mut self, w: &str) -> bool {
         if self.is_word(w) {
             self.advance();
             true
@@ -111,11 +114,11 @@ impl Parser {
         }
     }
 
-    pub(super) fn expect_word(&mut self, w: &str) -> Result<(), SqlError> {
+    fn expect_word(&mut self, w: &str) -> Result<(), SqlError> {
         if self.eat_word(w) { Ok(()) } else { Err(self.error(w)) }
     }
 
-    pub(super) fn eat_sym(&mut self, s: &str) -> bool {
+    fn eat_sym(&mut self, s: &str) -> bool {
         if self.peek() == &Tok::Sym(sym_of(s)) {
             self.advance();
             true
@@ -124,12 +127,12 @@ impl Parser {
         }
     }
 
-    pub(super) fn expect_sym(&mut self, s: &str) -> Result<(), SqlError> {
+    fn expect_sym(&mut self, s: &str) -> Result<(), SqlError> {
         if self.eat_sym(s) { Ok(()) } else { Err(self.error(&format!("'{s}'"))) }
     }
 
     /// An identifier: an unreserved word, or a quoted name.
-    pub(super) fn ident(&mut self, what: &str) -> Result<String, SqlError> {
+    fn ident(&mut self, what: &str) -> Result<String, SqlError> {
         match self.peek().clone() {
             Tok::Word(w) if !RESERVED.contains(&w.as_str()) => {
                 self.advance();
@@ -143,7 +146,7 @@ impl Parser {
         }
     }
 
-    pub(super) fn int(&mut self, what: &str) -> Result<i64, SqlError> {
+    fn int(&mut self, what: &str) -> Result<i64, SqlError> {
         match self.peek() {
             Tok::Int(n) => {
                 let n = *n;
@@ -282,7 +285,7 @@ impl Parser {
         Ok(ColumnDef { pos, name, ty, key })
     }
 
-    pub(super) fn sql_type(&mut self) -> Result<SqlType, SqlError> {
+    fn sql_type(&mut self) -> Result<SqlType, SqlError> {
         let Tok::Word(w) = self.peek().clone() else { return Err(self.error("a type")) };
         self.advance();
         Ok(match w.as_str() {

@@ -1,79 +1,21 @@
-//! The catalog: every stream and table the SQL layer knows, with its topic, columns, key,
-//! formats and partitions, and the persistent queries that feed the derived ones.
+//! The row decoder: how records of one source become rows (one value per column, in a fixed
+//! layout), and how record keys become SQL values.
 //!
-//! `CREATE STREAM|TABLE name (cols) WITH (...)` declares a source over an existing topic;
-//! `CREATE ... AS SELECT` adds its target (and the query). Properties (case-insensitive):
-//! `KAFKA_TOPIC` or `TOPIC` (default: the name), `VALUE_FORMAT` = `'JSON'` | `'RAW'` (one
-//! VARCHAR column holding the whole value as text; `'KAFKA'` is accepted as a synonym),
-//! `KEY` (a value column whose value is the key, ksqlDB's older form; `col TYPE KEY` reads the
-//! column from the record key instead), `PARTITIONS` (default 1), `TIMESTAMP` (a BIGINT or
-//! TIMESTAMP column, ms, used as event time). Names are upper-cased unless quoted.
+//! Invariants: a row's layout is fixed when the reader is built — expressions are bound to
+//! it, so a column is always at the same place; JSON fields are matched to columns by exact
+//! name, else case-insensitively (the smallest such name wins), exactly as parsing the object
+//! and looking each column up would; fields no column reads are skipped unparsed; a missing
+//! field is NULL.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
-use super::ast::{CreateSource, Property, SourceKind};
-use super::error::{Pos, SqlError};
-use super::types::{Schema, SqlType};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ValueFormat {
-    Json,
-    Raw,
-}
-
-/// How a materialized (CREATE TABLE AS) table is keyed.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Materialized {
-    /// The processor (= the statement's target name) holding the table.
-    pub processor: String,
-    /// Keys are `{"key", "start", "end"}` objects.
-    pub windowed: bool,
-    /// Output columns holding the GROUP BY values (the key), in GROUP BY order.
-    pub key_columns: Vec<String>,
-}
-
-/// A stream or table.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SourceInfo {
-    pub name: String,
-    pub kind: SourceKind,
-    pub topic: String,
-    /// Every column, key column included, in declaration order.
-    pub columns: Vec<(String, SqlType)>,
-    /// A column read from the record key (`col TYPE KEY`).
-    pub key_column: Option<String>,
-    /// A value column equal to the key (`WITH (key='col')`).
-    pub key_property: Option<String>,
-    pub format: ValueFormat,
-    pub partitions: u32,
-    pub timestamp: Option<String>,
-    pub materialized: Option<Materialized>,
-}
-
-impl SourceInfo {
-    pub fn schema(&self) -> Schema {
-        Schema::new(self.columns.clone())
-    }
-
-    /// The column that holds the key, if any.
-    pub fn key_name(&self) -> Option<&str> {
-        self.key_column.as_deref().or(self.key_property.as_deref())
-    }
-
-    /// The type of the key column, if the key is a declared column.
-    pub fn key_type(&self) -> Option<&SqlType> {
-        self.key_column.as_ref().and_then(|k| self.type_of(k))
-    }
-
-    fn type_of(&self, name: &str) -> Option<&SqlType> {
-        self.columns.iter().find(|(n, _)| n == name).map(|(_, t)| t)
-    }
-}
+use crate::ast::SqlType;
+use crate::source::{SourceInfo, ValueFormat};
+use crate::types::Schema;
 
 /// How records of one source become rows: one value per column of the row's layout — the
 /// source's columns in declaration order, or only those a query reads ([`RowReader::reading`]),
@@ -181,214 +123,6 @@ pub fn decode_key(key: Option<&[u8]>, ty: Option<&SqlType>) -> Value {
             serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
         }),
         _ => Value::String(text),
-    }
-}
-
-/// A persistent query: `CREATE ... AS SELECT` running as a processor.
-#[derive(Debug, Clone, PartialEq)]
-pub struct QueryInfo {
-    pub id: String,
-    pub target: String,
-    pub sql: String,
-    pub version: u32,
-}
-
-/// Streams, tables and queries by (upper-cased) name.
-#[derive(Debug, Clone, Default)]
-pub struct Catalog {
-    sources: BTreeMap<String, SourceInfo>,
-    queries: BTreeMap<String, QueryInfo>,
-}
-
-impl Catalog {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn get(&self, name: &str) -> Option<&SourceInfo> {
-        self.sources.get(name)
-    }
-
-    pub fn lookup(&self, pos: Pos, name: &str) -> Result<&SourceInfo, SqlError> {
-        self.get(name).ok_or_else(|| SqlError::UnknownSource { pos, name: name.to_owned() })
-    }
-
-    pub fn sources(&self) -> impl Iterator<Item = &SourceInfo> {
-        self.sources.values()
-    }
-
-    pub fn queries(&self) -> impl Iterator<Item = &QueryInfo> {
-        self.queries.values()
-    }
-
-    /// Adds or (with `replace`) replaces a source.
-    pub fn insert(&mut self, pos: Pos, info: SourceInfo, replace: bool) -> Result<(), SqlError> {
-        if !replace && self.sources.contains_key(&info.name) {
-            return Err(SqlError::AlreadyExists { pos, name: info.name });
-        }
-        self.sources.insert(info.name.clone(), info);
-        Ok(())
-    }
-
-    pub fn add_query(&mut self, query: QueryInfo) {
-        self.queries.insert(query.id.clone(), query);
-    }
-
-    /// Removes a source and the query writing it (queries reading it are not checked yet).
-    pub fn drop_source(&mut self, pos: Pos, name: &str) -> Result<SourceInfo, SqlError> {
-        let info = self.lookup(pos, name)?.clone();
-        self.queries.retain(|_, q| q.target != name);
-        self.sources.remove(name);
-        Ok(info)
-    }
-
-    pub fn terminate(&mut self, pos: Pos, id: &str) -> Result<QueryInfo, SqlError> {
-        self.queries.remove(id).ok_or_else(|| SqlError::Invalid {
-            pos,
-            message: format!("no running query {id}; SHOW QUERIES lists them"),
-        })
-    }
-
-    /// Checks a `CREATE STREAM|TABLE (cols) WITH (...)` and returns the source it declares.
-    pub fn declare(&self, stmt: &CreateSource) -> Result<SourceInfo, SqlError> {
-        let props = Props::new(&stmt.with)?;
-        let mut columns = Vec::new();
-        let mut key_column = None;
-        for c in &stmt.columns {
-            if columns.iter().any(|(n, _): &(String, SqlType)| *n == c.name) {
-                return Err(SqlError::Invalid {
-                    pos: c.pos,
-                    message: format!("column {} is declared twice", c.name),
-                });
-            }
-            if c.key {
-                if key_column.is_some() {
-                    return Err(SqlError::Unsupported {
-                        pos: c.pos,
-                        what: "a second KEY column".into(),
-                        why: "keys are one column".into(),
-                    });
-                }
-                key_column = Some(c.name.clone());
-            }
-            columns.push((c.name.clone(), c.ty.clone()));
-        }
-        let schema = Schema::new(columns.clone());
-        let mut info = props.source(stmt.pos, &stmt.name, stmt.kind, columns)?;
-        info.key_column = key_column;
-        for col in [&info.key_property, &info.timestamp].into_iter().flatten() {
-            if schema.get(col).is_none() {
-                return Err(SqlError::UnknownColumn {
-                    pos: stmt.pos,
-                    name: col.clone(),
-                    known: schema.names(),
-                });
-            }
-        }
-        if info.format == ValueFormat::Raw
-            && info.columns.iter().filter(|(n, _)| Some(n) != info.key_column.as_ref()).count() != 1
-        {
-            return Err(SqlError::Invalid {
-                pos: stmt.pos,
-                message: "VALUE_FORMAT='RAW' takes exactly one (VARCHAR) value column".into(),
-            });
-        }
-        Ok(info)
-    }
-}
-
-/// Parsed `WITH (...)` properties.
-pub(crate) struct Props<'a> {
-    props: &'a [Property],
-}
-
-impl<'a> Props<'a> {
-    pub fn new(props: &'a [Property]) -> Result<Self, SqlError> {
-        const KNOWN: [&str; 8] = [
-            "KAFKA_TOPIC",
-            "TOPIC",
-            "VALUE_FORMAT",
-            "KEY",
-            "PARTITIONS",
-            "TIMESTAMP",
-            "KEY_FORMAT",
-            "REPLICAS",
-        ];
-        for p in props {
-            if !KNOWN.contains(&p.name.as_str()) {
-                return Err(SqlError::Invalid {
-                    pos: p.pos,
-                    message: format!("unknown property {}; known: {}", p.name, KNOWN.join(", ")),
-                });
-            }
-        }
-        Ok(Self { props })
-    }
-
-    fn get(&self, name: &str) -> Option<&'a Property> {
-        self.props.iter().find(|p| p.name == name)
-    }
-
-    pub fn text(&self, name: &str) -> Result<Option<String>, SqlError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Property { value: Value::String(s), .. }) => Ok(Some(s.clone())),
-            Some(p) => Err(SqlError::Invalid {
-                pos: p.pos,
-                message: format!("{name} must be a quoted string, like {name}='...'"),
-            }),
-        }
-    }
-
-    /// The source these properties describe.
-    pub fn source(
-        &self,
-        pos: Pos,
-        name: &str,
-        kind: SourceKind,
-        columns: Vec<(String, SqlType)>,
-    ) -> Result<SourceInfo, SqlError> {
-        let topic = match self.text("KAFKA_TOPIC")? {
-            Some(t) => t,
-            None => self.text("TOPIC")?.unwrap_or_else(|| name.to_owned()),
-        };
-        let format = match self.text("VALUE_FORMAT")?.map(|f| f.to_ascii_uppercase()).as_deref() {
-            None | Some("JSON") => ValueFormat::Json,
-            Some("RAW" | "KAFKA" | "DELIMITED_LINE") => ValueFormat::Raw,
-            Some(other) => {
-                return Err(SqlError::Unsupported {
-                    pos: self.get("VALUE_FORMAT").map_or(pos, |p| p.pos),
-                    what: format!("VALUE_FORMAT '{other}'"),
-                    why: "use 'JSON' or 'RAW'".into(),
-                });
-            }
-        };
-        let partitions = match self.get("PARTITIONS") {
-            None => 1,
-            Some(p) => {
-                p.value.as_u64().and_then(|n| u32::try_from(n).ok()).filter(|n| *n > 0).ok_or(
-                    SqlError::Invalid {
-                        pos: p.pos,
-                        message: "PARTITIONS must be a positive whole number".into(),
-                    },
-                )?
-            }
-        };
-        let upper = |s: String| {
-            if s.chars().any(|c| c.is_ascii_lowercase()) { s.to_ascii_uppercase() } else { s }
-        };
-        Ok(SourceInfo {
-            name: name.to_owned(),
-            kind,
-            topic,
-            columns,
-            key_column: None,
-            key_property: self.text("KEY")?.map(upper),
-            format,
-            partitions,
-            timestamp: self.text("TIMESTAMP")?.map(upper),
-            materialized: None,
-        })
     }
 }
 
@@ -540,7 +274,8 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::sql::expr::field_of;
+    use crate::ast::SourceKind;
+    use crate::expr::field_of;
 
     proptest! {
         /// The one-pass reader picks what parsing the whole object and looking each column up

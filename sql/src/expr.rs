@@ -8,15 +8,18 @@
 //! (`7 / 2 = 3`) unless a double is involved. Errors that only a row can show (a bad CAST, a
 //! division by zero, a failing user function) are [`EvalError`]s; the compiled query sets the
 //! record aside.
+//!
+//! Invariant: evaluation is a pure function of the expression, the row and the registry — no
+//! clock, no state between rows — so replaying a record gives the same value.
 
 use std::cmp::Ordering;
 
-use serde_json::{Map, Number, Value};
+use serde_json::{Map, Value};
 
-use super::ast::{BinOp, Expr, ExprKind};
-use super::error::EvalError;
-use super::functions::{self, FunctionRegistry};
-use super::types::{Schema, SqlType};
+use crate::ast::{self, BinOp, Expr, ExprKind, SqlType};
+use crate::error::EvalError;
+use crate::functions::{self, FunctionRegistry, num};
+use crate::types::Schema;
 
 /// What an expression sees: the row's columns and the record around it.
 #[derive(Debug, Clone, Copy)]
@@ -63,19 +66,8 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
         ExprKind::Star => Value::Bool(true),
         ExprKind::AggRef(i) => row.aggs.get(*i).unwrap_or(&NULL).clone(),
         ExprKind::KeyRef(i) => row.keys.get(*i).unwrap_or(&NULL).clone(),
-        ExprKind::Binary { op: BinOp::And, left, right } => {
-            match (truth(&ev(left)?), truth(&ev(right)?)) {
-                (Some(false), _) | (_, Some(false)) => Value::Bool(false),
-                (Some(true), Some(true)) => Value::Bool(true),
-                _ => Value::Null,
-            }
-        }
-        ExprKind::Binary { op: BinOp::Or, left, right } => {
-            match (truth(&ev(left)?), truth(&ev(right)?)) {
-                (Some(true), _) | (_, Some(true)) => Value::Bool(true),
-                (Some(false), Some(false)) => Value::Bool(false),
-                _ => Value::Null,
-            }
+        ExprKind::Binary { op: op @ (BinOp::And | BinOp::Or), left, right } => {
+            logic(*op, truth(&ev(left)?), truth(&ev(right)?))
         }
         ExprKind::Binary { op, left, right } => binary(*op, ev(left)?, ev(right)?, e)?,
         ExprKind::Not(x) => truth(&ev(x)?).map_or(Value::Null, |b| Value::Bool(!b)),
@@ -111,32 +103,10 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
         }
         ExprKind::Case { operand, whens, otherwise } => {
             let subject = operand.as_ref().map(|o| ev(o)).transpose()?;
-            for (when, then) in whens {
-                let w = ev(when)?;
-                let hit = match &subject {
-                    Some(s) => compare(s, &w) == Some(Ordering::Equal),
-                    None => truth(&w) == Some(true),
-                };
-                if hit {
-                    return ev(then);
-                }
-            }
-            match otherwise {
-                Some(o) => ev(o)?,
-                None => Value::Null,
-            }
+            case(subject.as_ref(), whens, otherwise.as_deref(), ev)?
         }
         ExprKind::Cast { expr, ty } => cast(ev(expr)?, ty)?,
-        ExprKind::Index { base, index } => match (ev(base)?, ev(index)?) {
-            (Value::Array(items), Value::Number(i)) => {
-                // 1-based as in ksqlDB; negative counts from the end.
-                let i = i.as_i64().unwrap_or(0);
-                let at = if i > 0 { i - 1 } else { items.len() as i64 + i };
-                usize::try_from(at).ok().and_then(|a| items.get(a).cloned()).unwrap_or(Value::Null)
-            }
-            (Value::Object(map), Value::String(k)) => map.get(&k).cloned().unwrap_or(Value::Null),
-            _ => Value::Null,
-        },
+        ExprKind::Index { base, index } => element(ev(base)?, ev(index)?),
         ExprKind::Field { base, field } => match ev(base)? {
             Value::Object(map) => field_of(&map, field),
             _ => Value::Null,
@@ -149,6 +119,52 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
             functions::call(registry, name, &values)?
         }
     })
+}
+
+/// `AND` / `OR` in three-valued logic: a side that decides wins over a NULL.
+fn logic(op: BinOp, l: Option<bool>, r: Option<bool>) -> Value {
+    match (op, l, r) {
+        (BinOp::And, Some(false), _) | (BinOp::And, _, Some(false)) => Value::Bool(false),
+        (BinOp::And, Some(true), Some(true)) => Value::Bool(true),
+        (BinOp::Or, Some(true), _) | (BinOp::Or, _, Some(true)) => Value::Bool(true),
+        (BinOp::Or, Some(false), Some(false)) => Value::Bool(false),
+        _ => Value::Null,
+    }
+}
+
+/// `CASE`: the first `THEN` whose `WHEN` equals `subject` (or, without one, is true), else the
+/// `ELSE`, else NULL. Later branches are not evaluated.
+fn case(
+    subject: Option<&Value>,
+    whens: &[(Expr, Expr)],
+    otherwise: Option<&Expr>,
+    ev: impl Fn(&Expr) -> Result<Value, EvalError>,
+) -> Result<Value, EvalError> {
+    for (when, then) in whens {
+        let w = ev(when)?;
+        let hit = match subject {
+            Some(s) => compare(s, &w) == Some(Ordering::Equal),
+            None => truth(&w) == Some(true),
+        };
+        if hit {
+            return ev(then);
+        }
+    }
+    otherwise.map_or(Ok(Value::Null), ev)
+}
+
+/// `base[index]`: an array's element (1-based as in ksqlDB, negative counts from the end) or a
+/// map's value; NULL when there is none.
+fn element(base: Value, index: Value) -> Value {
+    match (base, index) {
+        (Value::Array(items), Value::Number(i)) => {
+            let i = i.as_i64().unwrap_or(0);
+            let at = if i > 0 { i - 1 } else { items.len() as i64 + i };
+            usize::try_from(at).ok().and_then(|a| items.get(a).cloned()).unwrap_or(Value::Null)
+        }
+        (Value::Object(map), Value::String(k)) => map.get(&k).cloned().unwrap_or(Value::Null),
+        _ => Value::Null,
+    }
 }
 
 /// `e` with every unqualified column of `schema` bound to its slot — its position in
@@ -167,7 +183,7 @@ fn bind_in(e: &mut Expr, schema: &Schema) {
         }
         return;
     }
-    for child in super::compile::children(e) {
+    for child in ast::children(e) {
         bind_in(child, schema);
     }
 }
@@ -183,10 +199,6 @@ pub fn field_of(map: &Map<String, Value>, field: &str) -> Value {
 /// SQL truth: `Some(b)` for a boolean, `None` for NULL or anything else.
 pub fn truth(v: &Value) -> Option<bool> {
     v.as_bool()
-}
-
-pub(crate) fn num(x: f64) -> Value {
-    Number::from_f64(x).map_or(Value::Null, Value::Number)
 }
 
 /// Orders two values of compatible types; `None` when either is NULL or they do not compare.
@@ -345,7 +357,7 @@ pub(crate) fn filter_project(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sql::parser::parse_expr;
+    use crate::parser::parse_expr;
 
     fn run(text: &str, row: &Value) -> Value {
         let object = row.as_object().cloned().unwrap_or_default();

@@ -1,10 +1,16 @@
-//! The syntax tree the parser produces. Names are already normalised (unquoted identifiers
-//! upper-cased); every expression knows where it starts in the text.
+//! The syntax tree the parser produces, and the SQL types it names ([`SqlType`]: in column
+//! declarations and `CAST`, and what type checking infers).
+//!
+//! Invariants: names are already normalised (unquoted identifiers upper-cased); every
+//! expression knows where it starts in the text; the compiled forms of [`ExprKind`] (`AggRef`,
+//! `KeyRef`, `Slot`) are never produced by the parser. Below everything but `error` and
+//! `lexer`: this module names no checking or evaluation.
+
+use std::fmt;
 
 use serde_json::Value;
 
-use super::error::Pos;
-use super::types::SqlType;
+use crate::error::{Pos, SqlError};
 
 /// One statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -334,4 +340,136 @@ fn strip(e: &Expr) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The direct sub-expressions of `e`.
+pub(crate) fn children(e: &mut Expr) -> Vec<&mut Expr> {
+    match &mut e.kind {
+        ExprKind::Binary { left, right, .. } => vec![left, right],
+        ExprKind::Not(x) | ExprKind::Neg(x) => vec![x],
+        ExprKind::IsNull { expr, .. } | ExprKind::Cast { expr, .. } => vec![expr],
+        ExprKind::Like { expr, pattern, .. } => vec![expr, pattern],
+        ExprKind::Between { expr, low, high, .. } => vec![expr, low, high],
+        ExprKind::InList { expr, list, .. } => {
+            let mut v: Vec<&mut Expr> = vec![expr];
+            v.extend(list.iter_mut());
+            v
+        }
+        ExprKind::Case { operand, whens, otherwise } => {
+            let mut v: Vec<&mut Expr> = Vec::new();
+            if let Some(o) = operand {
+                v.push(o);
+            }
+            for (w, t) in whens {
+                v.push(w);
+                v.push(t);
+            }
+            if let Some(o) = otherwise {
+                v.push(o);
+            }
+            v
+        }
+        ExprKind::Index { base, index } => vec![base, index],
+        ExprKind::Field { base, .. } => vec![base],
+        ExprKind::Call { args, .. } | ExprKind::Array(args) => args.iter_mut().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// How an expression reads in a type error: "column X", "value 'a'", or "the result of F(...)".
+fn describe(e: &Expr) -> String {
+    match &e.kind {
+        ExprKind::Column { name, .. } | ExprKind::Slot { name, .. } => format!("column {name}"),
+        ExprKind::Literal(v) => format!("value {v}"),
+        ExprKind::Call { name, .. } => format!("the result of {name}(...)"),
+        ExprKind::Field { field, .. } => format!("field {field}"),
+        _ => "the expression".to_owned(),
+    }
+}
+
+/// The type error of `e`, of type `found`, where `context` needs `expected`.
+pub(crate) fn mismatch(e: &Expr, found: &SqlType, expected: &str, context: &str) -> SqlError {
+    SqlError::TypeMismatch {
+        pos: e.pos,
+        what: describe(e),
+        found: found.to_string(),
+        expected: expected.to_owned(),
+        context: context.to_owned(),
+    }
+}
+
+/// A SQL type: which JSON shapes a column holds. VARCHAR/STRING → string, INT/BIGINT →
+/// integer, DOUBLE (and `DOUBLE(p, s)` / `DECIMAL(p, s)`, kept as a double) → number, BOOLEAN →
+/// bool, TIMESTAMP → integer ms since the epoch, `ARRAY<T>` → array, `MAP<VARCHAR, T>` →
+/// object, `STRUCT<a T, ...>` → object. `NULL` fits every type.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub enum SqlType {
+    String,
+    Int,
+    Bigint,
+    Double,
+    Boolean,
+    Timestamp,
+    Array(Box<SqlType>),
+    Map(Box<SqlType>, Box<SqlType>),
+    Struct(Vec<(String, SqlType)>),
+    /// Unknown until run time.
+    Any,
+}
+
+impl fmt::Display for SqlType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SqlType::String => f.write_str("VARCHAR"),
+            SqlType::Int => f.write_str("INT"),
+            SqlType::Bigint => f.write_str("BIGINT"),
+            SqlType::Double => f.write_str("DOUBLE"),
+            SqlType::Boolean => f.write_str("BOOLEAN"),
+            SqlType::Timestamp => f.write_str("TIMESTAMP"),
+            SqlType::Array(t) => write!(f, "ARRAY<{t}>"),
+            SqlType::Map(k, v) => write!(f, "MAP<{k}, {v}>"),
+            SqlType::Struct(fields) => {
+                f.write_str("STRUCT<")?;
+                for (i, (n, t)) in fields.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str(", ")?;
+                    }
+                    write!(f, "{n} {t}")?;
+                }
+                f.write_str(">")
+            }
+            SqlType::Any => f.write_str("ANY"),
+        }
+    }
+}
+
+impl SqlType {
+    pub fn is_numeric(&self) -> bool {
+        matches!(self, SqlType::Int | SqlType::Bigint | SqlType::Double | SqlType::Any)
+    }
+
+    /// Integers and timestamps (ms) mix in arithmetic and comparisons.
+    pub(crate) fn is_integral(&self) -> bool {
+        matches!(self, SqlType::Int | SqlType::Bigint | SqlType::Timestamp)
+    }
+
+    /// Whether values of the two types can be compared.
+    pub fn comparable(&self, other: &SqlType) -> bool {
+        let num = |t: &SqlType| t.is_numeric() || t.is_integral();
+        *self == SqlType::Any
+            || *other == SqlType::Any
+            || (num(self) && num(other))
+            || self == other
+            || matches!((self, other), (SqlType::Array(_), SqlType::Array(_)))
+    }
+
+    /// The type of `a op b` for numbers: DOUBLE wins, then BIGINT.
+    pub(crate) fn widen(a: &SqlType, b: &SqlType) -> SqlType {
+        match (a, b) {
+            (SqlType::Any, _) | (_, SqlType::Any) => SqlType::Any,
+            (SqlType::Double, _) | (_, SqlType::Double) => SqlType::Double,
+            (SqlType::Int, SqlType::Int) => SqlType::Int,
+            _ => SqlType::Bigint,
+        }
+    }
 }

@@ -20,32 +20,44 @@
 //! Invariant, for both kinds: the joined row holds the left source's columns, then the right's
 //! (a right column whose name is taken is renamed `<RIGHT>_<COL>`, RIGHT being the alias or the
 //! name); a side without a record is all NULL. Its key is the join key.
+//!
+//! [`Stream::join_table`]: eddy_processor::Stream::join_table
+//! [`Stream::left_join_table`]: eddy_processor::Stream::left_join_table
+//! [`Stream::join`]: eddy_processor::Stream::join
 
 use std::sync::Arc;
 
+use eddy_processor::operator_api::Outer;
+use eddy_processor::{JoinWindow, ProcessorBuilder};
 use serde_json::Value;
 
-use super::ast::{BinOp, Expr, ExprKind, Join, JoinKind, SourceKind, Within};
-use super::catalog::{Catalog, RowReader, SourceInfo};
-use super::codec::{KeyDecoder, RowDecoder};
-use super::compile::{Scope, children, decoded_stream};
-use super::error::SqlError;
-use super::expr::bind;
-use super::functions::FunctionRegistry;
-use super::types::{Checker, Schema, SqlType, mismatch};
-use crate::builder::{ProcessorBuilder, Stream};
-use crate::graph::Rec;
-use crate::ops::join::{JoinWindow, Outer};
+use crate::ast::mismatch;
+use crate::ast::{self, BinOp, Expr, ExprKind, Join, JoinKind, SourceKind, SqlType, Within};
+use crate::catalog::Catalog;
+use crate::codec::{KeyDecoder, RowDecoder};
+use crate::error::SqlError;
+use crate::expr::bind;
+use crate::functions::FunctionRegistry;
+use crate::plan::Scope;
+use crate::row_reader::RowReader;
+use crate::source::SourceInfo;
+use crate::stream::{Rows, decoded_stream, rekey};
+use crate::types::{Checker, Schema};
 
 /// A compiled join: the joined stream, its scope, and the number of tasks it runs in.
-pub(crate) type Joined = (Stream<Value, Vec<Value>>, Scope, u32);
+pub(crate) type Joined = (Rows, Scope, u32);
 
-/// Compiles `stream` (decoded rows of `left`) `JOIN` the source `join` names.
+/// The left input of a join: the FROM source, its decoded rows and its scope.
+pub(crate) struct Left<'a> {
+    pub info: &'a SourceInfo,
+    pub rows: Rows,
+    pub scope: Scope,
+}
+
+/// Compiles `left` `JOIN` the source `join` names.
 pub(crate) fn compile(
     b: &ProcessorBuilder,
-    stream: Stream<Value, Vec<Value>>,
-    left_scope: Scope,
-    left: &SourceInfo,
+    left: Left<'_>,
     join: &Join,
     catalog: &Catalog,
     registry: &Arc<FunctionRegistry>,
@@ -60,27 +72,21 @@ pub(crate) fn compile(
                 right.name
             ),
         }),
-        (SourceKind::Table, None) => {
-            stream_table(b, stream, left_scope, left, &right, join, registry)
-        }
+        (SourceKind::Table, None) => stream_table(b, left, &right, join, registry),
         (SourceKind::Stream, None) => Err(SqlError::Invalid {
             pos: join.right.pos,
             message: format!(
                 "a join of two streams needs a window: {} JOIN {} WITHIN n unit ON ...",
-                left.name, right.name
+                left.info.name, right.name
             ),
         }),
-        (SourceKind::Stream, Some(w)) => {
-            stream_stream(b, stream, left_scope, left, &right, join, w, registry)
-        }
+        (SourceKind::Stream, Some(w)) => stream_stream(b, left, &right, join, w, registry),
     }
 }
 
 fn stream_table(
     b: &ProcessorBuilder,
-    stream: Stream<Value, Vec<Value>>,
-    left_scope: Scope,
-    left: &SourceInfo,
+    left: Left<'_>,
     right: &SourceInfo,
     join: &Join,
     registry: &Arc<FunctionRegistry>,
@@ -95,6 +101,54 @@ fn stream_table(
             ),
         });
     }
+    let by = lookup_key(&left.scope, right, join, registry)?;
+    let scope = joined_scope(left.scope, left.info, right, join);
+
+    let reader = RowReader::new(right);
+    let right_key = reader.key_column;
+    let table = b.table::<Value, Vec<Value>>(
+        &right.name,
+        &right.topic,
+        KeyDecoder(right.key_type().cloned()),
+        RowDecoder(Arc::new(reader)),
+    )?;
+    let rekeyed = rekey(&left.rows, by, registry.clone(), false);
+    let (rekeyed, tasks) = if right.partitions > 1 || left.info.partitions > 1 {
+        (rekeyed.repartition("join", right.partitions), right.partitions)
+    } else {
+        (rekeyed, 1)
+    };
+    let right_width = right.columns.len();
+    // The stream's row, then the table's (its key column holds the key: a table's stored rows
+    // leave it NULL).
+    let merge = move |k: &Value, v: &Vec<Value>, t: Option<&Vec<Value>>| {
+        let mut row = Vec::with_capacity(v.len() + right_width);
+        row.extend_from_slice(v);
+        match t {
+            Some(t) => row.extend((0..right_width).map(|j| match t.get(j) {
+                _ if Some(j) == right_key => k.clone(),
+                Some(x) => x.clone(),
+                None => Value::Null,
+            })),
+            None => row.resize(v.len() + right_width, Value::Null),
+        }
+        row
+    };
+    let joined = match join.kind {
+        JoinKind::Left => rekeyed.left_join_table(&table, merge),
+        _ => rekeyed.join_table(&table, move |k, v, t| merge(k, v, Some(t))),
+    };
+    Ok((joined, scope, tasks))
+}
+
+/// The stream's side of a stream–table `ON stream_expression = table_key`, resolved in the
+/// stream's scope, checked and bound to its rows.
+fn lookup_key(
+    left_scope: &Scope,
+    right: &SourceInfo,
+    join: &Join,
+    registry: &Arc<FunctionRegistry>,
+) -> Result<Expr, SqlError> {
     let right_names = qualifiers(right, join);
     let right_key = right.key_name().map(str::to_owned);
     let is_right_key = |e: &Expr| match &e.kind {
@@ -131,109 +185,37 @@ fn stream_table(
     if let Err(e @ SqlError::UnknownColumn { .. }) = checker.infer(&by) {
         return Err(e);
     }
-    let by = bind(&by, &left_scope.schema);
-    let scope = joined_scope(left_scope, left, right, join);
-
-    let reader = RowReader::new(right);
-    let right_key = reader.key_column;
-    let table = b
-        .table::<Value, Vec<Value>>(
-            &right.name,
-            &right.topic,
-            KeyDecoder(right.key_type().cloned()),
-            RowDecoder(Arc::new(reader)),
-        )
-        .map_err(|e| SqlError::Build(e.to_string()))?;
-    let rekeyed = rekey(&stream, by, registry.clone(), false);
-    let (rekeyed, tasks) = if right.partitions > 1 || left.partitions > 1 {
-        (rekeyed.repartition("join", right.partitions), right.partitions)
-    } else {
-        (rekeyed, 1)
-    };
-    let right_width = right.columns.len();
-    // The stream's row, then the table's (its key column holds the key: a table's stored rows
-    // leave it NULL).
-    let merge = move |k: &Value, v: &Vec<Value>, t: Option<&Vec<Value>>| {
-        let mut row = Vec::with_capacity(v.len() + right_width);
-        row.extend_from_slice(v);
-        match t {
-            Some(t) => row.extend((0..right_width).map(|j| match t.get(j) {
-                _ if Some(j) == right_key => k.clone(),
-                Some(x) => x.clone(),
-                None => Value::Null,
-            })),
-            None => row.resize(v.len() + right_width, Value::Null),
-        }
-        row
-    };
-    let joined = match join.kind {
-        JoinKind::Left => rekeyed.left_join_table(&table, merge),
-        _ => rekeyed.join_table(&table, move |k, v, t| merge(k, v, Some(t))),
-    };
-    Ok((joined, scope, tasks))
+    Ok(bind(&by, &left_scope.schema))
 }
 
-#[allow(clippy::too_many_arguments)]
 fn stream_stream(
     b: &ProcessorBuilder,
-    stream: Stream<Value, Vec<Value>>,
-    left_scope: Scope,
-    left: &SourceInfo,
+    left: Left<'_>,
     right: &SourceInfo,
     join: &Join,
     within: &Within,
     registry: &Arc<FunctionRegistry>,
 ) -> Result<Joined, SqlError> {
-    if right.topic == left.topic {
+    if right.topic == left.info.topic {
         return Err(SqlError::Unsupported {
             pos: join.right.pos,
             what: format!(
                 "joining {} with {} (both read topic {})",
-                left.name, right.name, left.topic
+                left.info.name, right.name, left.info.topic
             ),
             why: "a stream cannot be joined with itself (ksqlDB refuses self-joins too)".into(),
         });
     }
     let right_scope = Scope::of(right, join.right.alias.as_deref());
-    let ExprKind::Binary { op: BinOp::Eq, left: a, right: c } = &join.on.kind else {
-        return Err(SqlError::Invalid {
-            pos: join.on.pos,
-            message: format!(
-                "JOIN ... ON must be `expression over {} = expression over {}`",
-                left.name, right.name
-            ),
-        });
-    };
-    let sides = (side_of(a, &left_scope, &right_scope)?, side_of(c, &left_scope, &right_scope)?);
-    let (l_expr, r_expr) = match sides {
-        (Some(Side::Left), Some(Side::Right)) => (a, c),
-        (Some(Side::Right), Some(Side::Left)) => (c, a),
-        _ => {
-            return Err(SqlError::Invalid {
-                pos: join.on.pos,
-                message: format!(
-                    "each side of ON must read one stream: one {}'s columns, the other {}'s",
-                    left.name, right.name
-                ),
-            });
-        }
-    };
-    let l_by = left_scope.resolve(l_expr)?;
-    let r_by = right_scope.resolve(r_expr)?;
-    let (left_width, right_width) = (left.columns.len(), right.columns.len());
-    let lt = Checker { schema: &left_scope.schema, registry, aggs: &[], keys: &[] }.infer(&l_by)?;
-    let rt =
-        Checker { schema: &right_scope.schema, registry, aggs: &[], keys: &[] }.infer(&r_by)?;
-    if !same_key_type(&lt, &rt) {
-        return Err(mismatch(&r_by, &rt, &lt.to_string(), "JOIN ... ON"));
-    }
-    let (l_by, r_by) = (bind(&l_by, &left_scope.schema), bind(&r_by, &right_scope.schema));
-    let scope = joined_scope(left_scope, left, right, join);
+    let (l_by, r_by) = join_keys(&left, right, &right_scope, join, registry)?;
+    let (left_width, right_width) = (left.info.columns.len(), right.columns.len());
+    let left_partitions = left.info.partitions;
+    let scope = joined_scope(left.scope, left.info, right, join);
 
-    let l = rekey(&stream, l_by, registry.clone(), true);
+    let l = rekey(&left.rows, l_by, registry.clone(), true);
     let r = rekey(&decoded_stream(b, right, RowReader::new(right)), r_by, registry.clone(), true);
-    let (l, r, tasks) = if left.partitions > 1 || right.partitions > 1 {
-        let n = left.partitions.max(right.partitions);
+    let (l, r, tasks) = if left_partitions > 1 || right.partitions > 1 {
+        let n = left_partitions.max(right.partitions);
         (l.repartition("join-left", n), r.repartition("join-right", n), n)
     } else {
         (l, r, 1)
@@ -263,6 +245,51 @@ fn stream_stream(
     Ok((l.join_with(&r, window, outer, merge), scope, tasks))
 }
 
+/// The two sides of a stream–stream `ON left_expression = right_expression` (in either
+/// order), each resolved in its stream's scope, checked to meet as the same kind of key and
+/// bound to its stream's rows.
+fn join_keys(
+    left: &Left<'_>,
+    right: &SourceInfo,
+    right_scope: &Scope,
+    join: &Join,
+    registry: &Arc<FunctionRegistry>,
+) -> Result<(Expr, Expr), SqlError> {
+    let (left_name, left_scope) = (&left.info.name, &left.scope);
+    let ExprKind::Binary { op: BinOp::Eq, left: a, right: c } = &join.on.kind else {
+        return Err(SqlError::Invalid {
+            pos: join.on.pos,
+            message: format!(
+                "JOIN ... ON must be `expression over {} = expression over {}`",
+                left_name, right.name
+            ),
+        });
+    };
+    let sides = (side_of(a, left_scope, right_scope)?, side_of(c, left_scope, right_scope)?);
+    let (l_expr, r_expr) = match sides {
+        (Some(Side::Left), Some(Side::Right)) => (a, c),
+        (Some(Side::Right), Some(Side::Left)) => (c, a),
+        _ => {
+            return Err(SqlError::Invalid {
+                pos: join.on.pos,
+                message: format!(
+                    "each side of ON must read one stream: one {}'s columns, the other {}'s",
+                    left_name, right.name
+                ),
+            });
+        }
+    };
+    let l_by = left_scope.resolve(l_expr)?;
+    let r_by = right_scope.resolve(r_expr)?;
+    let lt = Checker { schema: &left_scope.schema, registry, aggs: &[], keys: &[] }.infer(&l_by)?;
+    let rt =
+        Checker { schema: &right_scope.schema, registry, aggs: &[], keys: &[] }.infer(&r_by)?;
+    if !same_key_type(&lt, &rt) {
+        return Err(mismatch(&r_by, &rt, &lt.to_string(), "JOIN ... ON"));
+    }
+    Ok((bind(&l_by, &left_scope.schema), bind(&r_by, &right_scope.schema)))
+}
+
 /// Which stream of a stream–stream join an expression reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Side {
@@ -283,7 +310,7 @@ fn side_of(e: &Expr, left: &Scope, right: &Scope) -> Result<Option<Side>, SqlErr
             found = Some(side);
             continue;
         }
-        stack.extend(children(&mut x).into_iter().map(|c| c.clone()));
+        stack.extend(ast::children(&mut x).into_iter().map(|c| c.clone()));
     }
     if mixed {
         return Err(SqlError::Invalid {
@@ -363,32 +390,4 @@ fn joined_scope(left_scope: Scope, left: &SourceInfo, right: &SourceInfo, join: 
     scope.schema = Schema::new(columns);
     scope.add_qualified(&qualifiers(right, join), &renames);
     scope
-}
-
-/// Re-keys each row by `by`; with `skip_null`, a row whose key is NULL is dropped.
-fn rekey(
-    stream: &Stream<Value, Vec<Value>>,
-    by: Expr,
-    registry: Arc<FunctionRegistry>,
-    skip_null: bool,
-) -> Stream<Value, Vec<Value>> {
-    stream.then(move |rec: Rec<Value, Vec<Value>>, cx, down| {
-        let row = super::expr::Row::new(&rec.value, rec.ts, &rec.key);
-        match super::expr::eval(&by, &row, &registry) {
-            Ok(Value::Null) if skip_null => {}
-            Ok(key) => down.push(Rec { key, value: rec.value, ts: rec.ts }, cx),
-            Err(e) => cx.set_aside(&crate::error::RecordError::Value(format!("sql: {e}"))),
-        }
-    })
-}
-
-impl Scope {
-    fn add_qualified(&mut self, qualifiers: &[String], renames: &[(String, String)]) {
-        for q in qualifiers {
-            for (from, to) in renames {
-                self.qualified.push((q.clone(), from.clone(), to.clone()));
-            }
-            self.qualifiers.push(q.clone());
-        }
-    }
 }

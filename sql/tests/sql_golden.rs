@@ -8,8 +8,8 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eddy_processor::sql::{FunctionRegistry, Outcome, Session, SqlError, SqlType};
 use eddy_processor::{LogAccess, RunningProcessor, RuntimeConfig};
+use eddy_sql::{FunctionRegistry, Outcome, Session, SqlError, SqlType};
 use serde_json::{Value, json};
 
 /// One input event: topic, key, value (JSON, or a string for raw topics), timestamp.

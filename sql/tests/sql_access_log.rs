@@ -1,7 +1,7 @@
-//! The access-log analysis of `access_log.rs`, written in SQL: requests per URL, and per URL
-//! per hour in a tumbling window on the time inside each line. Same generator, same answers:
-//! the expected counts come from the sample module's own line parsing (`url_of`, `time_of`),
-//! which `access_log.rs` checks against `awk | sort | uniq -c`.
+//! The access-log analysis of eddy-processor's `tests/access_log.rs`, written in SQL: requests
+//! per URL, and per URL per hour in a tumbling window on the time inside each line. Same
+//! generator, same answers: the expected counts come from the sample module's own line parsing
+//! (`url_of`, `time_of`), which `access_log.rs` checks against `awk | sort | uniq -c`.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -11,8 +11,8 @@ use std::io::BufRead;
 use std::time::Duration;
 
 use eddy_processor::sample::access_log::{self, time_of, url_of};
-use eddy_processor::sql::{FunctionRegistry, Outcome, Session};
 use eddy_processor::{LogAccess, RuntimeConfig};
+use eddy_sql::{FunctionRegistry, Outcome, Session};
 use serde_json::Value;
 
 const HOUR_MS: i64 = 3_600_000;

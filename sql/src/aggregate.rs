@@ -16,6 +16,11 @@
 //! `EARLIEST_BY_OFFSET` keep the last / first value in processing order (a session merge keeps
 //! the one with the later / earlier event time); `COUNT_DISTINCT` counts distinct non-NULL
 //! values; `TOPK(x, k)` keeps the k largest values, largest first.
+//!
+//! Invariants: an accumulator is plain data (serde), so the processor snapshots and
+//! changelogs it like any other; an accumulator's GROUP BY values are set once, by its first
+//! row (or its key), and never change; the JSON written straight from an accumulator is byte
+//! for byte what serializing its results would write.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -23,13 +28,13 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::ast::{Expr, ExprKind, SelectItem};
-use super::codec::{JsonRow, NamedRow, ObjectWriter};
-use super::error::{Pos, SqlError};
-use super::expr::{Row, compare, eval, num, truth};
-use super::functions::FunctionRegistry;
-use super::types::SqlType;
-use crate::aggregator::Aggregator;
+use eddy_processor::Aggregator;
+
+use crate::ast::{Expr, ExprKind, SqlType};
+use crate::codec::{JsonRow, NamedRow, ObjectWriter};
+use crate::error::{Pos, SqlError};
+use crate::expr::{Row, compare, eval, truth};
+use crate::functions::{FunctionRegistry, num};
 
 /// One aggregate call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,7 +78,7 @@ impl AggFn {
             "TOPK" => {
                 arity(2)?;
                 let k = match &args[1].kind {
-                    super::ast::ExprKind::Literal(Value::Number(n)) => n.as_u64(),
+                    ExprKind::Literal(Value::Number(n)) => n.as_u64(),
                     _ => None,
                 };
                 let k = k.filter(|k| (1..=1000).contains(k)).ok_or(SqlError::Invalid {
@@ -450,19 +455,6 @@ fn write_result(f: AggFn, s: &State, out: &mut Vec<u8>) -> serde_json::Result<()
         State::Top(top) => serde_json::to_writer(out, top),
         State::Sum { .. } | State::Distinct(_) => serde_json::to_writer(out, &result(f, s)),
     }
-}
-
-/// Output column names of a select list (aliases, else ksqlDB's defaults).
-pub fn output_names(items: &[SelectItem]) -> Vec<String> {
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            SelectItem::Expr { alias: Some(a), .. } => a.clone(),
-            SelectItem::Expr { expr, .. } => expr.default_name(i),
-            SelectItem::Wildcard(_) => "*".to_owned(),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -1,0 +1,421 @@
+//! `CREATE STREAM|TABLE ... AS SELECT` → a [`Processor`] built with [`ProcessorBuilder`].
+//!
+//! - Streams (no GROUP BY): source → decode → WHERE + projection (one node) → topic.
+//! - Tables (GROUP BY): source → decode → WHERE + `[group values, aggregate arguments]` →
+//!   re-key by the group values → repartition (when the source has more than one partition)
+//!   → aggregate (or window + aggregate) into table `name` → its changes to topic `name`.
+//!   A windowed query aggregates into `<name>-windows` and projects each change, with its
+//!   window, into table `name`.
+//! - Joins (`join.rs`): stream–table (a lookup) and stream–stream (`WITHIN`, windowed); each
+//!   input is re-keyed by its side of `ON` and repartitioned when needed; the joined row holds
+//!   both sides' columns (a right column whose name is taken is renamed `<RIGHT>_<COL>`). The
+//!   target's partition count is the number of tasks the joined stream runs in.
+//!
+//! A row that fails to evaluate (a bad CAST, a failing function) is set aside like a record
+//! that does not decode: counted, and dead-lettered when the processor has a dead-letter topic.
+//!
+//! This module wires plans (`plan.rs`) into the builder; it checks nothing the planner has not.
+//! Invariant: the builder calls are made in the same order for the same statement, so a
+//! query's operator ids, internal topics and table names are the same at every compilation
+//! (what lets a restarted processor find its snapshots and changelogs).
+
+use std::sync::Arc;
+
+use eddy_processor::operator_api::{Cx, Down, Node, TableStore};
+use eddy_processor::{
+    Emit, Processor, ProcessorBuilder, Rec, RecordError, Stream, Table, Windowed, Windows,
+};
+use serde_json::Value;
+
+use crate::aggregate::{AggFn, Projection, SqlAgg, SqlWindowAgg, WindowResult};
+use crate::ast::{CreateAs, Expr, ExprKind, Select, SourceKind, WindowShape, WindowSpec};
+use crate::catalog::Catalog;
+use crate::codec::{
+    JsonRowCodec, NamedRow, ObjectWriter, RowCodec, SqlKey, TableRowCodec, WindowedKey,
+};
+use crate::error::{EvalError, SqlError};
+use crate::expr::{Row, bind, eval, truth};
+use crate::functions::FunctionRegistry;
+use crate::join::{self, Joined, Left};
+use crate::plan::{GroupPlan, Scope, projection, read_columns, where_clause};
+use crate::properties::Props;
+use crate::row_reader::RowReader;
+use crate::source::{SourceInfo, ValueFormat};
+use crate::stream::{Rows, decoded_stream, project_stream, set_aside};
+use crate::types::{Checker, Schema};
+
+/// A compiled persistent query.
+#[derive(Debug, Clone)]
+pub struct CompiledQuery {
+    pub processor: Processor,
+    /// The stream or table it creates (for the catalog).
+    pub target: SourceInfo,
+}
+
+/// Compiles `stmt` against `catalog` as version `version` of processor `stmt.name`.
+pub fn compile(
+    stmt: &CreateAs,
+    catalog: &Catalog,
+    registry: &Arc<FunctionRegistry>,
+    version: u32,
+) -> Result<CompiledQuery, SqlError> {
+    let select = &stmt.select;
+    if select.emit.is_none() {
+        return Err(SqlError::Invalid {
+            pos: select.pos,
+            message: "a persistent query needs EMIT CHANGES (or EMIT FINAL for windowed tables)"
+                .into(),
+        });
+    }
+    let from = catalog.lookup(select.from.pos, &select.from.name)?.clone();
+    if from.kind == SourceKind::Table {
+        return Err(SqlError::Unsupported {
+            pos: select.from.pos,
+            what: format!("reading table {} in a persistent query", from.name),
+            why: "only streams are read (tables are joined); table aggregations come later".into(),
+        });
+    }
+    let b = ProcessorBuilder::new(&stmt.name, version);
+    let (rows, scope, tasks) = source(&b, &from, select, catalog, registry)?;
+    let mut target = target(stmt, tasks)?;
+    let checker = Checker { schema: &scope.schema, registry, aggs: &[], keys: &[] };
+    let filter = where_clause(select, &scope, &checker)?;
+    match (stmt.kind, select.group_by.is_empty()) {
+        (SourceKind::Stream, true) => {
+            if select.window.is_some() || select.having.is_some() {
+                return Err(SqlError::Invalid {
+                    pos: select.pos,
+                    message: "WINDOW and HAVING need GROUP BY (and CREATE TABLE)".into(),
+                });
+            }
+            let items = projection(select, &scope, &checker)?;
+            target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+            let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
+            let exprs = items.iter().map(|(_, e, _)| bind(e, scope.layout())).collect();
+            let filter = filter.map(|f| bind(&f, scope.layout()));
+            let out = project_stream(&rows, filter, exprs, registry.clone());
+            out.to(&target.topic, SqlKey, RowCodec(ObjectWriter::new(names)));
+        }
+        (SourceKind::Table, false) => {
+            let plan = GroupPlan::new(select, &scope, &checker)?;
+            plan.describe(&mut target);
+            let inputs = GroupInputs::new(&plan, filter, scope.layout(), registry.clone());
+            group(&rows, inputs, plan, registry, &target)?;
+        }
+        (SourceKind::Stream, false) => {
+            return Err(SqlError::Invalid {
+                pos: stmt.pos,
+                message: "GROUP BY makes a table: use CREATE TABLE ... AS SELECT".into(),
+            });
+        }
+        (SourceKind::Table, true) => {
+            return Err(SqlError::Invalid {
+                pos: stmt.pos,
+                message: "CREATE TABLE ... AS SELECT needs GROUP BY (or use CREATE STREAM)".into(),
+            });
+        }
+    }
+    check_timestamp(stmt, &target)?;
+    target.format = ValueFormat::Json;
+    Ok(CompiledQuery { processor: b.build()?, target })
+}
+
+/// The stream or table `stmt` creates, before its columns are known: its `WITH` properties,
+/// its topic (the statement's name unless given), and one partition per task.
+fn target(stmt: &CreateAs, tasks: u32) -> Result<SourceInfo, SqlError> {
+    let props = Props::new(&stmt.with)?;
+    let mut target = props.source(stmt.pos, &stmt.name, stmt.kind, Vec::new())?;
+    if stmt.with.iter().all(|p| p.name != "KAFKA_TOPIC" && p.name != "TOPIC") {
+        target.topic = stmt.name.clone();
+    }
+    target.partitions = tasks;
+    Ok(target)
+}
+
+/// A `TIMESTAMP` property must name an output column.
+fn check_timestamp(stmt: &CreateAs, target: &SourceInfo) -> Result<(), SqlError> {
+    match &target.timestamp {
+        Some(ts) if !target.columns.iter().any(|(n, _)| n == ts) => Err(SqlError::UnknownColumn {
+            pos: stmt.pos,
+            name: ts.clone(),
+            known: target.columns.iter().map(|(n, _)| n.clone()).collect(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The source stream (joined when there is a JOIN), decoded into rows, and its task count.
+fn source(
+    b: &ProcessorBuilder,
+    from: &SourceInfo,
+    select: &Select,
+    catalog: &Catalog,
+    registry: &Arc<FunctionRegistry>,
+) -> Result<Joined, SqlError> {
+    let mut scope = Scope::of(from, select.from.alias.as_deref());
+    match &select.join {
+        None => {
+            // Only the columns the statement names are decoded, into rows of just those.
+            let read = read_columns(select);
+            let reader = RowReader::reading(from, |c| read.as_ref().is_none_or(|r| r.contains(c)));
+            scope.layout = Some(reader.layout.clone());
+            Ok((decoded_stream(b, from, reader), scope, from.partitions))
+        }
+        Some(j) => {
+            let rows = decoded_stream(b, from, RowReader::new(from));
+            join::compile(b, Left { info: from, rows, scope }, j, catalog, registry)
+        }
+    }
+}
+
+/// How a GROUP BY query's rows become (group key, group input): its WHERE, group values and
+/// aggregate arguments, bound to the rows' layout.
+struct GroupInputs {
+    filter: Option<Expr>,
+    keys: Vec<Expr>,
+    /// The arguments of the aggregate calls but `COUNT(*)`'s, in order.
+    args: Vec<Expr>,
+    /// Per group value, the slot it is moved out of: a GROUP BY value that is a column by
+    /// itself, and the only one reading that column, is moved out of the row (which is dropped
+    /// after) instead of copied.
+    moves: Vec<Option<usize>>,
+    /// Window accumulators take the group values from each row; unwindowed ones from the key
+    /// when they are made (`SqlAgg::init_keyed`).
+    windowed: bool,
+    registry: Arc<FunctionRegistry>,
+}
+
+impl GroupInputs {
+    fn new(
+        plan: &GroupPlan,
+        filter: Option<Expr>,
+        layout: &Schema,
+        registry: Arc<FunctionRegistry>,
+    ) -> Self {
+        let keys: Vec<Expr> = plan.keys.iter().map(|k| bind(k, layout)).collect();
+        let args = plan
+            .aggs
+            .iter()
+            .filter(|(f, _, _)| *f != AggFn::CountAll)
+            .map(|(_, a, _)| bind(a, layout))
+            .collect();
+        let slot_of = |e: &Expr| match e.kind {
+            ExprKind::Slot { index, .. } => Some(index),
+            _ => None,
+        };
+        let moves = keys
+            .iter()
+            .map(|k| {
+                slot_of(k).filter(|i| keys.iter().filter(|o| slot_of(o) == Some(*i)).count() == 1)
+            })
+            .collect();
+        let filter = filter.map(|f| bind(&f, layout));
+        Self { filter, keys, args, moves, windowed: plan.window.is_some(), registry }
+    }
+
+    /// The row's group values (those moved out of the row left NULL) and aggregate arguments;
+    /// `None` when WHERE is not true.
+    fn evaluate(
+        &self,
+        rec: &Rec<Value, Vec<Value>>,
+    ) -> Result<Option<(GroupKey, Vec<Value>)>, EvalError> {
+        let row = Row::new(&rec.value, rec.ts, &rec.key);
+        if let Some(f) = &self.filter
+            && truth(&eval(f, &row, &self.registry)?) != Some(true)
+        {
+            return Ok(None);
+        }
+        let mut args = Vec::with_capacity(self.args.len());
+        for a in &self.args {
+            args.push(eval(a, &row, &self.registry)?);
+        }
+        let key = |j: usize| match self.moves[j] {
+            Some(_) => Ok(Value::Null),
+            None => eval(&self.keys[j], &row, &self.registry),
+        };
+        let keys = match self.keys.len() {
+            1 => GroupKey::One(key(0)?),
+            n => GroupKey::Many((0..n).map(key).collect::<Result<_, _>>()?),
+        };
+        Ok(Some((keys, args)))
+    }
+
+    /// The record's (key, value) for the aggregate: the group key, and the aggregate
+    /// arguments (after the group values, windowed); `None` when WHERE is not true.
+    fn group(
+        &self,
+        rec: &mut Rec<Value, Vec<Value>>,
+    ) -> Result<Option<(Value, Vec<Value>)>, EvalError> {
+        let Some((keys, args)) = self.evaluate(rec)? else { return Ok(None) };
+        let mut take = |j: usize, into: &mut Value| {
+            if let Some(v) = self.moves[j].and_then(|i| rec.value.get_mut(i)) {
+                *into = std::mem::take(v);
+            }
+        };
+        Ok(Some(match keys {
+            GroupKey::One(mut v) => {
+                take(0, &mut v);
+                if self.windowed { (v.clone(), with_keys(vec![v], args)) } else { (v, args) }
+            }
+            GroupKey::Many(mut keys) => {
+                for (j, v) in keys.iter_mut().enumerate() {
+                    take(j, v);
+                }
+                if self.windowed {
+                    (Value::Array(keys.clone()), with_keys(keys, args))
+                } else {
+                    (Value::Array(keys), args)
+                }
+            }
+        }))
+    }
+}
+
+/// Wires a planned GROUP BY query: rows → (group key, group input) → repartition (when the
+/// target has more than one partition) → aggregate, or window and aggregate, into table
+/// `target.name` → its changes to `target.topic`.
+fn group(
+    rows: &Rows,
+    inputs: GroupInputs,
+    plan: GroupPlan,
+    registry: &Arc<FunctionRegistry>,
+    target: &SourceInfo,
+) -> Result<(), SqlError> {
+    let inputs = Arc::new(inputs);
+    let keyed =
+        rows.then(move |mut rec: Rec<Value, Vec<Value>>, cx, down| match inputs.group(&mut rec) {
+            Ok(Some((key, value))) => down.push(Rec { key, value, ts: rec.ts }, cx),
+            Ok(None) => {}
+            Err(e) => set_aside(cx, &e),
+        });
+    let keyed =
+        if target.partitions > 1 { keyed.repartition("groupby", target.partitions) } else { keyed };
+    let fns: Vec<AggFn> = plan.aggs.iter().map(|(f, _, _)| *f).collect();
+    let group_width = plan.keys.len();
+    let projection = Projection::new(
+        plan.items.iter().map(|(n, _)| n.clone()).collect(),
+        plan.items.into_iter().map(|(_, e)| e).collect(),
+        plan.having,
+        registry.clone(),
+    );
+    match &plan.window {
+        None => {
+            let agg = SqlAgg { fns, projection, group_width };
+            let table = keyed.aggregate(&target.name, agg)?;
+            table.changes().to(&target.topic, SqlKey, JsonRowCodec);
+        }
+        Some(w) => {
+            let agg = SqlWindowAgg { fns, group_width };
+            windowed(&keyed, w, plan.emit_final, agg, projection, target)?;
+        }
+    }
+    Ok(())
+}
+
+/// The windowed half of [`group`]. The table holds every window's latest row (EMIT CHANGES
+/// underneath); with EMIT FINAL the topic gets each window's row once, from a second window
+/// operator.
+fn windowed(
+    keyed: &Rows,
+    w: &WindowSpec,
+    emit_final: bool,
+    agg: SqlWindowAgg,
+    projection: Projection,
+    target: &SourceInfo,
+) -> Result<(), SqlError> {
+    let windows = windows(w);
+    let writes = TableRowCodec(projection.writer().clone());
+    let projection = Arc::new(projection);
+    let inner = format!("{}-windows", target.name);
+    let raw = keyed.window(windows).aggregate(&inner, agg.clone(), Emit::Changes);
+    let sessions = matches!(w.shape, WindowShape::Session { .. });
+    let projected = project_windows(&raw?.changes(), projection.clone());
+    let table = windows_table(&projected, &target.name, sessions)?;
+    if emit_final {
+        let finals = format!("{}-final", target.name);
+        let raw = keyed.window(windows).aggregate(&finals, agg, Emit::Final);
+        project_windows(&raw?.changes(), projection).to(&target.topic, WindowedKey, writes);
+    } else {
+        table.changes().to(&target.topic, WindowedKey, writes);
+    }
+    Ok(())
+}
+
+/// A windowed row's aggregate input: its GROUP BY values, then the aggregate arguments.
+fn with_keys(mut keys: Vec<Value>, args: Vec<Value>) -> Vec<Value> {
+    keys.extend(args);
+    keys
+}
+
+/// A row's GROUP BY values: one (the key itself) or several (the key is their array).
+enum GroupKey {
+    One(Value),
+    Many(Vec<Value>),
+}
+
+/// `(keys, aggs)` per window → the projected row, with the window known.
+fn project_windows(
+    raw: &Stream<Windowed<Value>, WindowResult>,
+    projection: Arc<Projection>,
+) -> Stream<Windowed<Value>, Option<NamedRow>> {
+    raw.map(move |k: Windowed<Value>, (keys, aggs): WindowResult| {
+        let row = projection.apply(&keys, &aggs, Some((k.start, k.end)));
+        (k, row)
+    })
+}
+
+/// The window operator's windows for `WINDOW ...`.
+fn windows(w: &WindowSpec) -> Windows {
+    let base = match w.shape {
+        WindowShape::Tumbling { size_ms } => Windows::tumbling(size_ms),
+        WindowShape::Hopping { size_ms, advance_ms } => Windows::hopping(size_ms, advance_ms),
+        WindowShape::Session { gap_ms } => Windows::session(gap_ms),
+    };
+    base.grace(w.grace_ms.unwrap_or(0))
+}
+
+/// Projected windows into table `name`. For session windows a merged session replaces the
+/// sessions it swallowed: stored sessions of the same key inside the new one are deleted (the
+/// window operator's own deletions do not travel downstream).
+fn windows_table(
+    projected: &Stream<Windowed<Value>, Option<NamedRow>>,
+    name: &str,
+    sessions: bool,
+) -> eddy_processor::Result<Table<Windowed<Value>, Option<NamedRow>>> {
+    if !sessions {
+        return projected.to_table(name);
+    }
+    projected.materialize(name, |store, down| Box::new(SessionUpsert { store, down }))
+}
+
+/// The node feeding a session-windowed table: each row replaces the sessions it swallowed.
+struct SessionUpsert {
+    store: Arc<TableStore>,
+    down: Down<Windowed<Value>, Option<NamedRow>>,
+}
+
+impl Node<Windowed<Value>, Option<NamedRow>> for SessionUpsert {
+    fn push(&mut self, rec: Rec<Windowed<Value>, Option<NamedRow>>, cx: &mut Cx) {
+        let (Ok(kb), Ok(vb)) = (serde_json::to_vec(&rec.key), serde_json::to_vec(&rec.value))
+        else {
+            return cx.set_aside(&RecordError::State("a session row cannot be encoded".into()));
+        };
+        // Keys of one group share the prefix `{"key":<key>,"start":`.
+        if let Ok(group) = serde_json::to_string(&rec.key.key) {
+            let prefix = format!("{{\"key\":{group},\"start\":");
+            let from = std::ops::Bound::Included(prefix.as_bytes());
+            for (old, _) in self.store.range(from, std::ops::Bound::Unbounded) {
+                if !old.starts_with(prefix.as_bytes()) {
+                    break;
+                }
+                let Ok(w) = serde_json::from_slice::<Windowed<Value>>(&old) else { continue };
+                let inside = w.start >= rec.key.start && w.end <= rec.key.end;
+                if inside && old[..] != kb[..] {
+                    self.store.put(old.to_vec(), None, rec.ts, cx);
+                }
+            }
+        }
+        self.store.put(kb, Some(vb), rec.ts, cx);
+        self.down.push(rec, cx);
+    }
+}

@@ -1,0 +1,90 @@
+//! Row streams on eddy-processor's builder: the per-record nodes compiled queries are made of
+//! — records decoded into rows, rows filtered and projected, rows re-keyed — and how a row
+//! that fails to evaluate is set aside.
+//!
+//! Invariants: a row is a `Vec<Value>` in the layout its expressions were bound to (the
+//! reader's, or the joined scope's); a row that fails to evaluate is set aside (counted, and
+//! dead-lettered when the processor has a dead-letter topic) like a record that does not
+//! decode — never dropped silently, never fatal; these nodes keep no state.
+
+use std::sync::Arc;
+
+use eddy_processor::operator_api::Cx;
+use eddy_processor::{ProcessorBuilder, Rec, RecordError, Stream};
+use serde_json::Value;
+
+use crate::ast::Expr;
+use crate::codec::{KeyDecoder, RowDecoder};
+use crate::error::EvalError;
+use crate::expr::{Row, eval, truth};
+use crate::functions::FunctionRegistry;
+use crate::row_reader::RowReader;
+use crate::source::SourceInfo;
+
+/// A stream of rows keyed by a SQL value.
+pub(crate) type Rows = Stream<Value, Vec<Value>>;
+
+/// Sets the record being handled aside because its row failed to evaluate.
+pub(crate) fn set_aside(cx: &mut Cx, e: &EvalError) {
+    cx.set_aside(&RecordError::Value(format!("sql: {e}")));
+}
+
+/// Records of `info.topic` as (key, row) decoded by `reader`; the event time from `TIMESTAMP`
+/// if declared.
+pub(crate) fn decoded_stream(b: &ProcessorBuilder, info: &SourceInfo, reader: RowReader) -> Rows {
+    let reader = Arc::new(reader);
+    let key = KeyDecoder(info.key_type().cloned());
+    let raw = b.stream::<Value, Vec<Value>>(&info.topic, key, RowDecoder(reader.clone()));
+    if reader.key_column.is_none() && reader.key_property.is_none() && reader.timestamp.is_none() {
+        return raw;
+    }
+    raw.then(move |mut rec: Rec<Value, Vec<Value>>, cx, down| {
+        reader.complete(&mut rec.key, &mut rec.value, &mut rec.ts);
+        down.push(rec, cx)
+    })
+}
+
+/// WHERE + projection as one node (expressions bound to the input's layout).
+pub(crate) fn project_stream(
+    stream: &Rows,
+    filter: Option<Expr>,
+    exprs: Vec<Expr>,
+    registry: Arc<FunctionRegistry>,
+) -> Rows {
+    let (filter, exprs) = (Arc::new(filter), Arc::new(exprs));
+    stream.then(move |rec: Rec<Value, Vec<Value>>, cx, down| {
+        let row = Row::new(&rec.value, rec.ts, &rec.key);
+        let out = (|| {
+            if let Some(f) = filter.as_ref()
+                && truth(&eval(f, &row, &registry)?) != Some(true)
+            {
+                return Ok(None);
+            }
+            let values =
+                exprs.iter().map(|e| eval(e, &row, &registry)).collect::<Result<_, _>>()?;
+            Ok::<_, EvalError>(Some(values))
+        })();
+        match out {
+            Ok(Some(value)) => down.push(Rec { key: rec.key, value, ts: rec.ts }, cx),
+            Ok(None) => {}
+            Err(e) => set_aside(cx, &e),
+        }
+    })
+}
+
+/// Re-keys each row by `by`; with `skip_null`, a row whose key is NULL is dropped.
+pub(crate) fn rekey(
+    stream: &Rows,
+    by: Expr,
+    registry: Arc<FunctionRegistry>,
+    skip_null: bool,
+) -> Rows {
+    stream.then(move |rec: Rec<Value, Vec<Value>>, cx, down| {
+        let row = Row::new(&rec.value, rec.ts, &rec.key);
+        match eval(&by, &row, &registry) {
+            Ok(Value::Null) if skip_null => {}
+            Ok(key) => down.push(Rec { key, value: rec.value, ts: rec.ts }, cx),
+            Err(e) => set_aside(cx, &e),
+        }
+    })
+}
