@@ -241,7 +241,7 @@ fn eddy_binary() -> Result<PathBuf> {
     let binary = exe.with_file_name(format!("eddy{}", std::env::consts::EXE_SUFFIX));
     if !binary.is_file() {
         bail!(
-            "the broker binary is missing at {}: build it with `cargo build --release -p eddy-broker`",
+            "the broker binary is missing at {}: build it with `cargo build --release -p eddy-cli`",
             binary.display()
         );
     }

@@ -37,7 +37,7 @@ use eddy_storage::{Batches, LogConfig, ValidBatch};
 
 use crate::net::Served;
 use crate::report::{Row, Timing, median, median_against};
-use crate::workload::{Options, value_batches};
+use crate::workload::{Options, url_counts_spec, value_batches};
 
 const INPUT: &str = "access-log";
 const OUTPUT: &str = "url-counts";
@@ -47,35 +47,6 @@ const NAME: &str = "url-counts";
 const POLL: Duration = Duration::from_millis(5);
 /// Give up on a run that has not caught up by then.
 const LIMIT: Duration = Duration::from_secs(1800);
-
-/// The `url-counts` spec from `broker/src/processors/spec/mod.rs`, with `threads` set.
-fn spec(threads: u32) -> String {
-    format!(
-        r#"name = "url-counts"
-version = 1
-source = {{ topic = "access-log", format = "text" }}
-threads = {threads}
-
-[[ops]]
-op = "fields"
-fields = {{ url = 7, status = 9, time = "4-5" }}
-[[ops]]
-op = "event_time"
-field = "time"
-format = "clf"
-[[ops]]
-op = "key_by"
-field = "url"
-[[ops]]
-op = "aggregate"
-table = "requests-per-url"
-fn = "count"
-[[ops]]
-op = "to"
-topic = "url-counts"
-"#
-    )
-}
 
 /// The input: the generated lines, in batches per partition.
 struct Input {
@@ -183,7 +154,7 @@ fn server(opts: &Options, input: &Input, records: u64) -> Result<Timing> {
             topic.partitions[p].append_valid(batch)?;
         }
     }
-    let text = spec(input.partitions);
+    let text = url_counts_spec(input.partitions, Some(OUTPUT));
     served.runtime.block_on(async {
         let conn = Connection::connect(&served.addr, ConnectionOptions::default()).await?;
         let admin = Admin::new(Arc::new(conn));
@@ -264,7 +235,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
             let t = embedded(opts, &input, records, builder_pipeline(partitions)?)?;
             built.push(Row::new(format!("embedded builder {label}"), records, bytes, &t));
 
-            let processor = Spec::parse(&spec(partitions))?
+            let processor = Spec::parse(&url_counts_spec(partitions, Some(OUTPUT)))?
                 .compile(&|t: &str| (t == INPUT).then_some(partitions))?;
             let t = embedded(opts, &input, records, processor)?;
             compiled.push(Row::new(format!("embedded spec {label}"), records, bytes, &t));

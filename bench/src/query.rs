@@ -34,9 +34,9 @@ use eddy_protocol::v1;
 use eddy_storage::{BatchBuilder, Record};
 
 use crate::net::Served;
-use crate::replay::{INPUT, NAME, POLL, TABLE, count_of, spec};
+use crate::replay::{INPUT, NAME, POLL, TABLE, count_of};
 use crate::report::{Row, Timing};
-use crate::workload::Options;
+use crate::workload::{Options, url_counts_spec};
 
 /// How long each kind of request is issued per run.
 const PHASE: Duration = Duration::from_secs(4);
@@ -164,7 +164,7 @@ fn one_run(
         rt.block_on(Connection::connect(&served.addr, ConnectionOptions::default()))?,
     ));
     let start = Instant::now();
-    rt.block_on(admin.deploy_processor(&spec()))?;
+    rt.block_on(admin.deploy_processor(&url_counts_spec(1, None)))?;
     loop {
         let status = rt.block_on(admin.processor_status(NAME))?;
         if status.state == "failed" {

@@ -38,7 +38,7 @@ use eddy_storage::{BatchBuilder, Log, Record};
 
 use crate::net::Served;
 use crate::report::{Row, Timing, median, median_against};
-use crate::workload::Options;
+use crate::workload::{Options, url_counts_spec};
 
 pub(crate) const INPUT: &str = "access-log";
 pub(crate) const NAME: &str = "url-counts";
@@ -49,32 +49,6 @@ pub(crate) const POLL: Duration = Duration::from_millis(5);
 const LIMIT: Duration = Duration::from_secs(3600);
 /// Issue 4's goal for a replay of a per-key count.
 const GOAL_EVENTS_PER_S: f64 = 2_000_000.0;
-
-/// The `url-counts` spec of `broker/src/processors/spec/mod.rs` without its `to` op: the count is
-/// queried, not sent anywhere.
-pub(crate) fn spec() -> String {
-    r#"name = "url-counts"
-version = 1
-source = { topic = "access-log", format = "text" }
-threads = 1
-
-[[ops]]
-op = "fields"
-fields = { url = 7, status = 9, time = "4-5" }
-[[ops]]
-op = "event_time"
-field = "time"
-format = "clf"
-[[ops]]
-op = "key_by"
-field = "url"
-[[ops]]
-op = "aggregate"
-table = "requests-per-url"
-fn = "count"
-"#
-    .to_string()
-}
 
 /// Takes the generator's output, appends each line as a record to `log` in batches of
 /// `per_batch`, and writes the same bytes to `file`.
@@ -243,7 +217,7 @@ fn rebuilds(
 
         let mut timing = Timing::new();
         let start = Instant::now();
-        admin.deploy_processor(&spec()).await?;
+        admin.deploy_processor(&url_counts_spec(1, None)).await?;
         let status = crate::processor::until_caught_up(&admin, NAME, &mut timing, LIMIT).await?;
         let secs = start.elapsed();
         timing.finish(secs);

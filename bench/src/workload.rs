@@ -168,3 +168,32 @@ pub fn value_batches<V: AsRef<[u8]>>(
     }
     Ok(batches)
 }
+
+/// The `url-counts` spec (the example of `broker/src/processors/spec/mod.rs`) that the
+/// processor, replay and query workloads deploy: requests per URL of topic `access-log`, with
+/// `threads` tasks, its changes written to `output` when given.
+pub fn url_counts_spec(threads: u32, output: Option<&str>) -> String {
+    let to = output.map(|t| format!("[[ops]]\nop = \"to\"\ntopic = \"{t}\"\n")).unwrap_or_default();
+    format!(
+        r#"name = "url-counts"
+version = 1
+source = {{ topic = "access-log", format = "text" }}
+threads = {threads}
+
+[[ops]]
+op = "fields"
+fields = {{ url = 7, status = 9, time = "4-5" }}
+[[ops]]
+op = "event_time"
+field = "time"
+format = "clf"
+[[ops]]
+op = "key_by"
+field = "url"
+[[ops]]
+op = "aggregate"
+table = "requests-per-url"
+fn = "count"
+{to}"#
+    )
+}

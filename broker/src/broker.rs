@@ -1,38 +1,35 @@
-//! [`Broker`]: topics and partitions over the storage log — the core that both the embedded API
-//! and the TCP server drive.
+//! [`Broker`]: the one type an embedding program or the TCP server holds — its one `impl`
+//! home. It owns the services and routes each request to the one that answers it:
 //!
-//! Invariants:
-//! - One `Broker` per data directory (an exclusive lock on `DATA/.lock`); each partition's log
-//!   also locks its own directory.
-//! - A topic is visible only once its `topic.json` exists; a directory without one is a creation
-//!   that crashed, and open removes it. Deletion renames the topic away first, so a name is
-//!   never half deleted.
-//! - Appends run on blocking threads (they may wait for an fsync); the partition log serialises
-//!   writers and shares fsyncs among them. Every append wakes long-polling fetches.
-//! - Topics whose names start with `__` are internal (the group coordinator's
-//!   `__consumer_offsets`): created by the broker, readable by anyone, never produced to or
-//!   deleted by clients.
+//! - [`Topics`] (the data directory, topics, append wake-ups) — everything below sees topics
+//!   through an `Arc<Topics>`, never through the broker;
+//! - the data path ([`Data`]: produce, fetch, list offsets, metadata);
+//! - the consumer-group [`Coordinator`] (state in `__consumer_offsets`);
+//! - the [`Processors`] registry (`__processors`) and the [`SqlService`] (`__sql`).
+//!
+//! Ownership: `Broker` is a cheap handle; clones share one broker. When the last handle is
+//! dropped (or [`Broker::close`] runs) the processors' supervisor and every running version
+//! are stopped and joined, so dropping the last handle releases the data directory: a
+//! `Broker::open` of the same directory afterwards, in the same process, succeeds. Nothing the
+//! broker starts holds a `Broker`.
 
-use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use eddy_protocol::v1;
-use eddy_storage::{DirLock, Log};
-use tokio::sync::Notify;
+use eddy_client::{ClientError, Transport};
+use eddy_protocol::v1::{self, request, response};
 
 use crate::config::BrokerConfig;
+use crate::data::Data;
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
 use crate::groups::records::OFFSETS_TOPIC;
-use crate::processors::logs::AppendSignal;
 use crate::processors::{PROCESSORS_TOPIC, Processors};
 use crate::producer_ids::ProducerIds;
 use crate::sql::{SQL_TOPIC, SqlService};
-use crate::topic::{self, CleanupSetting, SETTINGS_FILE, TopicSettings};
+use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
+use crate::topics::{Topic, Topics};
 
 /// An eddy broker: cheap to clone (clones share one broker).
 #[derive(Debug, Clone)]
@@ -42,53 +39,25 @@ pub struct Broker {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
-    pub config: BrokerConfig,
-    _lock: DirLock,
-    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
-    /// Serialises topic creation and deletion.
-    admin: Mutex<()>,
-    /// Woken after every append, for long-polling fetches.
-    pub appended: Notify,
-    shutting_down: AtomicBool,
+    config: BrokerConfig,
     producer_ids: Mutex<ProducerIds>,
-    pub groups: Coordinator,
-    /// Bumped after every append, for processor threads (which cannot await `appended`).
-    pub append_signal: AppendSignal,
-    pub processors: Processors,
+    groups: Coordinator,
+    pub(crate) processors: Arc<Processors>,
     /// The SQL session and its `__sql` log.
-    pub sql: SqlService,
+    pub(crate) sql: SqlService,
+    // Last: the data directory's lock goes with the last `Arc<Topics>`.
+    topics: Arc<Topics>,
 }
 
-/// One topic and its partition logs.
-#[derive(Debug)]
-pub struct Topic {
-    pub name: String,
-    pub settings: TopicSettings,
-    pub dir: PathBuf,
-    pub partitions: Vec<Arc<Log>>,
-}
-
-impl Topic {
-    pub fn partition(&self, partition: u32) -> Result<&Arc<Log>, BrokerError> {
-        self.partitions
-            .get(partition as usize)
-            .ok_or_else(|| BrokerError::UnknownPartition { topic: self.name.clone(), partition })
-    }
-
-    pub fn partition_info(&self) -> Vec<v1::PartitionInfo> {
-        self.partitions
-            .iter()
-            .enumerate()
-            .map(|(p, log)| v1::PartitionInfo {
-                partition: p as u32,
-                log_start_offset: log.start_offset(),
-                next_offset: log.next_offset(),
-                size_bytes: log.size_bytes(),
-                segments: log.segment_count() as u32,
-            })
-            .collect()
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Running versions hold `Arc<Topics>`; stop them so the directory is released now.
+        self.processors.shutdown();
     }
 }
+
+/// A request of one kind of service, or the request handed on to the next.
+type Routed = Result<Result<Option<response::Body>, request::Body>, BrokerError>;
 
 impl Broker {
     /// Opens the broker in `dir` with default settings — the embedded entry point.
@@ -99,26 +68,11 @@ impl Broker {
         })
     }
 
-    /// Opens the broker described by `config`, recovering every topic's partitions.
+    /// Opens the broker described by `config`, recovering every topic's partitions, then
+    /// starts the registered processors and reconciles the SQL catalog with them.
     pub fn open_with(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let dir = config.data_dir.clone();
-        let topics_dir = dir.join("topics");
-        fs::create_dir_all(&topics_dir).map_err(BrokerError::io("create", &topics_dir))?;
-        let lock = DirLock::acquire(&dir).map_err(BrokerError::data_dir)?;
-        let mut topics = BTreeMap::new();
-        for entry in fs::read_dir(&topics_dir).map_err(BrokerError::io("list", &topics_dir))? {
-            let entry = entry.map_err(BrokerError::io("list", &topics_dir))?;
-            let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_string) else { continue };
-            if name.starts_with(".deleted-") || !path.join(SETTINGS_FILE).exists() {
-                // A deletion or a creation that did not finish.
-                tracing::info!(path = %path.display(), "removing unfinished topic directory");
-                fs::remove_dir_all(&path).map_err(BrokerError::io("remove", &path))?;
-                continue;
-            }
-            let topic = open_topic(&path, &name)?;
-            topics.insert(name, Arc::new(topic));
-        }
+        let topics = Arc::new(Topics::open(&dir, config.topic_defaults.clone())?);
         let producer_ids = ProducerIds::open(&dir.join("producer-ids"))?;
         let internal = |flush| TopicSettings {
             partitions: 1,
@@ -128,74 +82,46 @@ impl Broker {
             flush,
             ..config.topic_defaults.clone()
         };
-        let offsets = internal_topic(
-            &mut topics,
-            &topics_dir,
-            OFFSETS_TOPIC,
-            internal(config.groups.offsets_flush),
-        )?;
-        let registry = internal_topic(
-            &mut topics,
-            &topics_dir,
-            PROCESSORS_TOPIC,
-            internal(crate::topic::FlushSetting::Always),
-        )?;
-        let processors = Processors::open(
+        let offsets = topics.internal(OFFSETS_TOPIC, internal(config.groups.offsets_flush))?;
+        let registry = topics.internal(PROCESSORS_TOPIC, internal(FlushSetting::Always))?;
+        let sql_log = topics.internal(SQL_TOPIC, internal(FlushSetting::Always))?;
+        let processors = Arc::new(Processors::open(
+            topics.clone(),
             registry.partition(0)?.clone(),
             dir.join("processors"),
             Duration::from_millis(config.processors.retire_grace_ms),
-        )?;
-        let sql_log = internal_topic(
-            &mut topics,
-            &topics_dir,
-            SQL_TOPIC,
-            internal(crate::topic::FlushSetting::Always),
-        )?;
-        let sql = SqlService::open(sql_log.partition(0)?.clone())?;
-        let log = offsets.partition(0)?.clone();
-        let groups = Coordinator::open(log, config.groups.timing())?;
-        tracing::info!(data_dir = %dir.display(), topics = topics.len(), "broker opened");
-        let broker = Broker {
-            inner: Arc::new(Inner {
-                config,
-                _lock: lock,
-                topics: RwLock::new(topics),
-                admin: Mutex::new(()),
-                appended: Notify::new(),
-                shutting_down: AtomicBool::new(false),
-                producer_ids: Mutex::new(producer_ids),
-                groups,
-                append_signal: AppendSignal::default(),
-                processors,
-                sql,
-            }),
+        )?);
+        let sql = SqlService::open(sql_log.partition(0)?.clone(), processors.clone())?;
+        let groups = Coordinator::open(offsets.partition(0)?.clone(), config.groups.timing())?;
+        tracing::info!(data_dir = %dir.display(), topics = topics.names().len(), "broker opened");
+        processors.start_all();
+        sql.reconcile();
+        let inner = Inner {
+            config,
+            producer_ids: Mutex::new(producer_ids),
+            groups,
+            processors,
+            sql,
+            topics,
         };
-        broker.inner.processors.start_all(&broker);
-        broker.inner.sql.reconcile(&broker);
-        Ok(broker)
-    }
-
-    /// Wakes everything that waits for appends: long-polling fetches and processor tasks.
-    pub(crate) fn appended(&self) {
-        self.inner.appended.notify_waiters();
-        self.inner.append_signal.bump();
+        Ok(Broker { inner: Arc::new(inner) })
     }
 
     pub fn config(&self) -> &BrokerConfig {
         &self.inner.config
     }
 
+    /// The broker's topics, as its services see them.
+    pub fn topics(&self) -> &Arc<Topics> {
+        &self.inner.topics
+    }
+
     pub fn topic(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        let topics = self.inner.topics.read().unwrap_or_else(|p| p.into_inner());
-        topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
+        self.inner.topics.get(name)
     }
 
     pub fn topic_names(&self) -> Vec<String> {
-        self.inner.topics.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
-    }
-
-    fn topics(&self) -> Vec<Arc<Topic>> {
-        self.inner.topics.read().unwrap_or_else(|p| p.into_inner()).values().cloned().collect()
+        self.inner.topics.names()
     }
 
     /// Creates a topic; `config` fields left unset take the broker's defaults.
@@ -204,180 +130,205 @@ impl Broker {
         name: &str,
         config: Option<&v1::TopicConfig>,
     ) -> Result<Arc<Topic>, BrokerError> {
-        self.check_running()?;
-        topic::validate_name(name)?;
-        if topic::is_internal(name) {
-            return Err(BrokerError::InvalidTopicName {
-                name: name.to_string(),
-                reason: "names starting with '__' are reserved for internal topics",
-            });
-        }
-        let settings = TopicSettings::resolve(config, &self.inner.config.topic_defaults)?;
-        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
-        if self.topic(name).is_ok() {
-            return Err(BrokerError::TopicExists(name.to_string()));
-        }
-        let topics_dir = self.inner.config.data_dir.join("topics");
-        let topic = Arc::new(create_topic_files(&topics_dir, name, settings)?);
-        self.inner
-            .topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(name.to_string(), topic.clone());
-        tracing::info!(topic = name, partitions = topic.partitions.len(), "created topic");
-        Ok(topic)
+        self.inner.topics.create(name, config)
     }
 
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
-        self.check_running()?;
-        if topic::is_internal(name) && self.topic(name).is_ok() {
-            return Err(BrokerError::InternalTopic(name.to_string()));
-        }
-        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
-        let topic = self
-            .inner
-            .topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(name)
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
-        let graveyard = topic.dir.with_file_name(format!(".deleted-{name}-{nanos}"));
-        fs::rename(&topic.dir, &graveyard).map_err(BrokerError::io("rename", &topic.dir))?;
-        drop(topic);
-        // Requests still holding the partitions keep reading unlinked files; the space returns
-        // when they finish.
-        if let Err(e) = fs::remove_dir_all(&graveyard) {
-            tracing::warn!(path = %graveyard.display(), error = %e, "could not remove deleted topic; open retries");
-        }
-        tracing::info!(topic = name, "deleted topic");
-        Ok(())
+        self.inner.topics.delete(name)
     }
 
     /// Allocates a producer id for an idempotent producer.
     pub fn init_producer(&self) -> Result<(i64, i16), BrokerError> {
-        self.check_running()?;
+        self.inner.topics.check_running()?;
         let id = self.inner.producer_ids.lock().unwrap_or_else(|p| p.into_inner()).allocate()?;
         Ok((id, 0))
     }
 
     /// Runs retention and compaction over every partition once, at `now_ms`.
     pub fn run_maintenance(&self, now_ms: i64) {
-        for topic in self.topics() {
-            for (p, log) in topic.partitions.iter().enumerate() {
-                let outcome = log.enforce_retention(now_ms).and_then(|_| log.compact(now_ms));
-                if let Err(e) = outcome {
-                    tracing::warn!(topic = %topic.name, partition = p, error = %e, "maintenance failed");
-                }
-            }
-        }
+        self.inner.topics.run_maintenance(now_ms);
     }
 
     /// Refuses new requests (`SHUTTING_DOWN`) and ends waiting long polls now, with what they
     /// have; requests already running finish.
     pub fn begin_shutdown(&self) {
-        self.inner.shutting_down.store(true, Ordering::Release);
-        self.inner.appended.notify_waiters();
+        self.inner.topics.begin_shutdown();
     }
 
     /// Stops taking requests, wakes long polls, stops the processors (each writes a final
     /// snapshot), and flushes every partition.
     pub fn close(&self) -> Result<(), BrokerError> {
         self.begin_shutdown();
-        self.inner.processors.stop_all();
-        for topic in self.topics() {
-            for (p, log) in topic.partitions.iter().enumerate() {
-                log.flush().map_err(|source| BrokerError::Storage {
-                    topic: topic.name.clone(),
-                    partition: p as u32,
-                    source,
-                })?;
-            }
-        }
+        self.inner.processors.shutdown();
+        self.inner.topics.flush_all()?;
         tracing::info!("broker closed: every partition flushed");
         Ok(())
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        self.inner.shutting_down.load(Ordering::Acquire)
+        self.inner.topics.is_shutting_down()
     }
 
-    pub(crate) fn check_running(&self) -> Result<(), BrokerError> {
-        if self.is_shutting_down() { Err(BrokerError::ShuttingDown) } else { Ok(()) }
+    fn data(&self) -> Data<'_> {
+        Data { topics: &self.inner.topics, groups: &self.inner.groups, config: &self.inner.config }
     }
-}
 
-fn open_topic(dir: &Path, name: &str) -> Result<Topic, BrokerError> {
-    let path = dir.join(SETTINGS_FILE);
-    let text = fs::read(&path).map_err(BrokerError::io("read", &path))?;
-    let settings: TopicSettings =
-        serde_json::from_slice(&text).map_err(|e| BrokerError::InvalidConfig {
-            field: "topic.json",
-            reason: format!("{}: {e}", path.display()),
-        })?;
-    settings.validate()?;
-    let partitions = open_partitions(dir, name, &settings)?;
-    Ok(Topic { name: name.to_string(), settings, dir: dir.to_path_buf(), partitions })
-}
-
-/// The internal topic `name`, created with `settings` if it does not exist yet.
-fn internal_topic(
-    topics: &mut BTreeMap<String, Arc<Topic>>,
-    topics_dir: &Path,
-    name: &str,
-    settings: TopicSettings,
-) -> Result<Arc<Topic>, BrokerError> {
-    if let Some(t) = topics.get(name) {
-        return Ok(t.clone());
+    /// Handles one request body. `Ok(None)` means no response is owed (produce with
+    /// `ACKS_NONE`).
+    pub async fn handle(&self, body: request::Body) -> Result<Option<response::Body>, BrokerError> {
+        self.inner.topics.check_running()?;
+        let body = match self.handle_data(body).await? {
+            Ok(answer) => return Ok(answer),
+            Err(body) => body,
+        };
+        let body = match self.handle_groups(body).await? {
+            Ok(answer) => return Ok(answer),
+            Err(body) => body,
+        };
+        self.handle_processors(body).await.map(Some)
     }
-    let t = Arc::new(create_topic_files(topics_dir, name, settings)?);
-    topics.insert(name.to_string(), t.clone());
-    Ok(t)
-}
 
-/// Creates a topic's directory, partitions and (last, atomically) its settings file.
-fn create_topic_files(
-    topics_dir: &Path,
-    name: &str,
-    settings: TopicSettings,
-) -> Result<Topic, BrokerError> {
-    let dir = topics_dir.join(name);
-    if dir.exists() {
-        fs::remove_dir_all(&dir).map_err(BrokerError::io("remove", &dir))?;
+    /// Topics, produce, fetch and the handshake.
+    async fn handle_data(&self, body: request::Body) -> Routed {
+        use request::Body as Rq;
+        use response::Body as Rs;
+        Ok(Ok(Some(match body {
+            Rq::ApiVersions(r) => Rs::ApiVersions(self.data().api_versions(&r)?),
+            Rq::Metadata(r) => Rs::Metadata(self.data().metadata(&r)),
+            Rq::CreateTopic(r) => {
+                let topic = self.create_topic(&r.name, r.config.as_ref())?;
+                Rs::CreateTopic(v1::CreateTopicResponse { config: Some(topic.settings.to_wire()) })
+            }
+            Rq::DeleteTopic(r) => {
+                self.delete_topic(&r.name)?;
+                Rs::DeleteTopic(v1::DeleteTopicResponse {})
+            }
+            Rq::ListTopics(_) => {
+                Rs::ListTopics(v1::ListTopicsResponse { names: self.topic_names() })
+            }
+            Rq::DescribeTopic(r) => {
+                let topic = self.topic(&r.name)?;
+                Rs::DescribeTopic(v1::DescribeTopicResponse {
+                    name: topic.name.clone(),
+                    config: Some(topic.settings.to_wire()),
+                    partitions: topic.partition_info(),
+                })
+            }
+            Rq::Produce(r) => return Ok(Ok(self.data().produce(r).await?.map(Rs::Produce))),
+            Rq::Fetch(r) => {
+                if let Some(member) = &r.member {
+                    self.inner.groups.check_member_fetch(member, &r)?;
+                }
+                Rs::Fetch(self.data().fetch(&r).await)
+            }
+            Rq::ListOffsets(r) => Rs::ListOffsets(self.data().list_offsets(&r)),
+            Rq::InitProducer(_) => {
+                let (producer_id, epoch) = self.init_producer()?;
+                Rs::InitProducer(v1::InitProducerResponse {
+                    producer_id,
+                    producer_epoch: i32::from(epoch),
+                })
+            }
+            other => return Ok(Err(other)),
+        })))
     }
-    fs::create_dir_all(&dir).map_err(BrokerError::io("create", &dir))?;
-    let json = serde_json::to_vec_pretty(&settings)
-        .map_err(|e| BrokerError::InvalidConfig { field: "settings", reason: e.to_string() })?;
-    let partitions = open_partitions(&dir, name, &settings)?;
-    // The settings file makes the topic exist; it is written last, atomically.
-    write_atomic(&dir.join(SETTINGS_FILE), &json)?;
-    Ok(Topic { name: name.to_string(), settings, dir, partitions })
-}
 
-fn open_partitions(
-    dir: &Path,
-    name: &str,
-    settings: &TopicSettings,
-) -> Result<Vec<Arc<Log>>, BrokerError> {
-    (0..settings.partitions)
-        .map(|p| {
-            Log::open(topic::partition_dir(dir, p), settings.log_config()).map(Arc::new).map_err(
-                |source| BrokerError::Storage { topic: name.to_string(), partition: p, source },
-            )
+    /// Consumer groups.
+    async fn handle_groups(&self, body: request::Body) -> Routed {
+        use request::Body as Rq;
+        use response::Body as Rs;
+        let (topics, groups) = (&*self.inner.topics, &self.inner.groups);
+        Ok(Ok(Some(match body {
+            Rq::GroupHeartbeat(r) => Rs::GroupHeartbeat(groups.serve_heartbeat(topics, &r).await?),
+            Rq::OffsetCommit(r) => Rs::OffsetCommit(groups.serve_commit(topics, &r).await?),
+            Rq::OffsetFetch(r) => Rs::OffsetFetch(groups.fetch_offsets(&r)?),
+            Rq::ListGroups(_) => Rs::ListGroups(groups.serve_list().await?),
+            Rq::DescribeGroup(r) => {
+                Rs::DescribeGroup(groups.serve_describe(topics, &r.group_id).await?)
+            }
+            Rq::ResetGroupOffsets(r) => {
+                Rs::ResetGroupOffsets(groups.serve_reset(topics, &r).await?)
+            }
+            Rq::DeleteGroup(r) => {
+                groups.serve_delete(&r.group_id).await?;
+                Rs::DeleteGroup(v1::DeleteGroupResponse {})
+            }
+            other => return Ok(Err(other)),
+        })))
+    }
+
+    /// Processors, table queries and SQL. Deploys, drops and statements run on a blocking
+    /// thread: they start and stop processor threads and fsync registry records.
+    async fn handle_processors(&self, body: request::Body) -> Result<response::Body, BrokerError> {
+        use request::Body as Rq;
+        use response::Body as Rs;
+        let (processors, sql) = (&self.inner.processors, &self.inner.sql);
+        let broker = self.clone();
+        Ok(match body {
+            Rq::DeployProcessor(r) => {
+                let processor = blocking(move || broker.inner.processors.deploy(&r.spec)).await?;
+                Rs::DeployProcessor(v1::DeployProcessorResponse { processor: Some(processor) })
+            }
+            Rq::ListProcessors(_) => {
+                Rs::ListProcessors(v1::ListProcessorsResponse { processors: processors.list() })
+            }
+            Rq::ProcessorStatus(r) => Rs::ProcessorStatus(v1::ProcessorStatusResponse {
+                processor: Some(processors.status(&r.name)?),
+            }),
+            Rq::RollbackProcessor(r) => {
+                let processor = blocking(move || {
+                    let info = broker.inner.processors.rollback(&r.name)?;
+                    // A SQL query's catalog follows the version that serves again.
+                    broker.inner.sql.adopt_serving(&r.name)?;
+                    Ok(info)
+                })
+                .await?;
+                Rs::RollbackProcessor(v1::RollbackProcessorResponse { processor: Some(processor) })
+            }
+            Rq::ReplayProcessor(r) => {
+                let processor = blocking(move || broker.inner.processors.replay(&r.name)).await?;
+                Rs::ReplayProcessor(v1::ReplayProcessorResponse { processor: Some(processor) })
+            }
+            Rq::QueryTable(r) => Rs::QueryTable(processors.query(&r)?),
+            Rq::DropProcessor(r) => {
+                // A SQL query's processor is dropped by terminating the query (so the stored
+                // catalog does not start it again).
+                blocking(move || match broker.inner.sql.drop_processor(&r.name) {
+                    Some(done) => done,
+                    None => broker.inner.processors.drop_processor(&r.name),
+                })
+                .await?;
+                Rs::DropProcessor(v1::DropProcessorResponse {})
+            }
+            Rq::Sql(r) if crate::sql::is_push(&r.sql) => Rs::Sql(sql.push(&r).await?),
+            Rq::Sql(r) => Rs::Sql(blocking(move || Ok(broker.inner.sql.execute(&r.sql))).await?),
+            // Every other kind was answered by `handle_data` or `handle_groups`.
+            _ => return Err(BrokerError::Malformed("a request of no known kind")),
         })
-        .collect()
+    }
 }
 
-/// Write a temporary file, fsync, rename over, fsync the directory.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), BrokerError> {
-    eddy_storage::write_atomic(path, bytes).map_err(BrokerError::data_dir)
+/// Runs `work` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
+) -> Result<T, BrokerError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| BrokerError::TaskFailed { reason: e.to_string() })?
 }
 
-/// Milliseconds since the Unix epoch, for retention.
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+/// The embedded transport: requests go straight to the broker, no encoding, no socket.
+impl Transport for Broker {
+    async fn call(&self, body: request::Body) -> Result<response::Body, ClientError> {
+        match self.handle(body).await {
+            Ok(Some(body)) => Ok(body),
+            Ok(None) => Err(ClientError::UnexpectedResponse("no response to an acks=none produce")),
+            Err(e) => Err(ClientError::Broker(e.to_wire())),
+        }
+    }
 
-/// How long a fetch may wait at most, whatever it asks for.
-pub const MAX_FETCH_WAIT: Duration = Duration::from_secs(30);
+    async fn send(&self, body: request::Body) -> Result<(), ClientError> {
+        self.handle(body).await.map(drop).map_err(|e| ClientError::Broker(e.to_wire()))
+    }
+}

@@ -1,4 +1,8 @@
 //! The broker's error type and its mapping to the protocol's stable error codes.
+//!
+//! Every distinct refusal is its own variant with structured fields, and maps to its own code
+//! (docs/protocol.md lists them with what a client does); a `String` field carries only text a
+//! parser produced (where in a spec), never the distinction between two failures.
 
 use std::path::PathBuf;
 
@@ -23,6 +27,10 @@ pub enum BrokerError {
     Malformed(&'static str),
     #[error("data directory {path} is in use by another broker")]
     Locked { path: PathBuf },
+    #[error(
+        "data directory {path} is still open in this process: a Broker handle, or a Producer, Consumer or Admin built on one, is alive (close() and drop them first)"
+    )]
+    OpenInThisProcess { path: PathBuf },
     #[error("failed to {op} {path}: {source}")]
     Io {
         op: &'static str,
@@ -71,13 +79,56 @@ pub enum BrokerError {
     InvalidGroupId { id: String, reason: &'static str },
     #[error("unsupported assignor {0:?} (this broker has sticky, range, round-robin)")]
     UnsupportedAssignor(String),
+    /// A spec (or a stored SQL definition) that does not parse or check; the text says where.
     #[error("invalid processor spec: {0}")]
     InvalidSpec(String),
-    /// A SQL statement the broker refused (beyond what the SQL layer checks).
-    #[error("{0}")]
-    Sql(String),
-    #[error("processor {0:?} is deployed already (drop it first)")]
-    ProcessorExists(String),
+    #[error("{name}: version {serving} serves; deploy a higher version to replace it")]
+    ProcessorExists { name: String, serving: u32 },
+    #[error("{name}: version {building} is still building; wait for it or drop the processor")]
+    VersionBuilding { name: String, building: u32 },
+    #[error(
+        "{name}: a processor deployed from a spec has this name; drop it or choose another name"
+    )]
+    NameTakenBySpec { name: String },
+    #[error("processor {name:?} version {version} did not start: {source}")]
+    ProcessorStart {
+        name: String,
+        version: u32,
+        #[source]
+        source: Box<eddy_processor::Error>,
+    },
+    #[error(
+        "input {topic}-{partition} starts at offset {start_offset} (retention or compaction removed 0..{start_offset}); a full replay needs offset 0, so {name} version {version} would build a partial table"
+    )]
+    NotReplayable { name: String, version: u32, topic: String, partition: u32, start_offset: u64 },
+    #[error(
+        "{name}: no retired version to roll back to (its grace period ended, or there was none)"
+    )]
+    NoRetiredVersion { name: String },
+    #[error("processor {name} version {version} is not running{}", reason.as_deref().map(|r| format!(": {r}")).unwrap_or_default())]
+    ProcessorNotRunning { name: String, version: u32, reason: Option<String> },
+    #[error("table {table:?} is in several processors; name one of {}", candidates.join(", "))]
+    AmbiguousTable { table: String, candidates: Vec<String> },
+    #[error("table {table}: {source}")]
+    TableRead {
+        table: String,
+        #[source]
+        source: Box<eddy_processor::TableError>,
+    },
+    #[error("{name} is read by the processor(s) {}; drop or terminate them first", readers.join(", "))]
+    SourceInUse { name: String, readers: Vec<String> },
+    #[error("a push query (SELECT ... EMIT CHANGES) must be sent alone; the client polls it")]
+    PushNotAlone,
+    #[error(
+        "topic {topic} has {existing} partition(s); declare it WITH (..., PARTITIONS={existing})"
+    )]
+    PartitionMismatch { topic: String, existing: u32, declared: u32 },
+    /// Dropping a SQL query's processor terminates the query; the TERMINATE failed.
+    #[error("TERMINATE {query}: {message}")]
+    Terminate { query: String, message: String },
+    /// A blocking task of the broker's panicked or was cancelled.
+    #[error("a broker task failed: {reason}")]
+    TaskFailed { reason: String },
     #[error("unknown processor {0:?}")]
     UnknownProcessor(String),
     #[error("no serving processor has a table {0:?}")]
@@ -111,7 +162,9 @@ impl BrokerError {
                 ErrorCode::InvalidConfig
             }
             BrokerError::Malformed(_) => ErrorCode::MalformedRequest,
-            BrokerError::Locked { .. } | BrokerError::Io { .. } => ErrorCode::StorageError,
+            BrokerError::Locked { .. }
+            | BrokerError::OpenInThisProcess { .. }
+            | BrokerError::Io { .. } => ErrorCode::StorageError,
             BrokerError::DataDir(source) => storage_code(source),
             BrokerError::ShuttingDown => ErrorCode::ShuttingDown,
             BrokerError::InternalTopic(_) => ErrorCode::InternalTopic,
@@ -123,8 +176,21 @@ impl BrokerError {
             BrokerError::UnknownGroup(_) => ErrorCode::UnknownGroup,
             BrokerError::InvalidGroupId { .. } => ErrorCode::InvalidGroupId,
             BrokerError::UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
-            BrokerError::InvalidSpec(_) | BrokerError::Sql(_) => ErrorCode::InvalidProcessorSpec,
-            BrokerError::ProcessorExists(_) => ErrorCode::ProcessorExists,
+            BrokerError::InvalidSpec(_) => ErrorCode::InvalidProcessorSpec,
+            BrokerError::ProcessorExists { .. } => ErrorCode::ProcessorExists,
+            BrokerError::VersionBuilding { .. } => ErrorCode::VersionBuilding,
+            BrokerError::NameTakenBySpec { .. } => ErrorCode::NameTakenBySpec,
+            BrokerError::ProcessorStart { .. } => ErrorCode::ProcessorStartFailed,
+            BrokerError::NotReplayable { .. } => ErrorCode::ReplayNeedsOffsetZero,
+            BrokerError::NoRetiredVersion { .. } => ErrorCode::NoRetiredVersion,
+            BrokerError::ProcessorNotRunning { .. } => ErrorCode::ProcessorNotRunning,
+            BrokerError::AmbiguousTable { .. } => ErrorCode::AmbiguousTable,
+            BrokerError::TableRead { .. } => ErrorCode::StorageError,
+            BrokerError::SourceInUse { .. } => ErrorCode::SourceInUse,
+            BrokerError::PushNotAlone => ErrorCode::PushQueryNotAlone,
+            BrokerError::PartitionMismatch { .. } => ErrorCode::PartitionCountMismatch,
+            BrokerError::Terminate { .. } => ErrorCode::TerminateFailed,
+            BrokerError::TaskFailed { .. } => ErrorCode::Unknown,
             BrokerError::UnknownProcessor(_) => ErrorCode::UnknownProcessor,
             BrokerError::UnknownTable(_) => ErrorCode::UnknownTable,
             BrokerError::Storage { source, .. } => storage_code(source),

@@ -1,28 +1,46 @@
-//! eddy-broker: topics and partitions over the partition log, served over TCP or embedded.
+//! eddy-broker: topics and partitions over the partition log, served over TCP or embedded. A
+//! library: the `eddy` command (argument parsing, the SQL shell, logging setup) is eddy-cli,
+//! so a program that embeds the broker compiles none of that.
 //!
-//! - [`Broker`]: the core. `Broker::open(dir)` gives produce, fetch and admin in-process; it
-//!   also implements `eddy_client::Transport`, so the client's producer and consumer run on it
-//!   with no socket.
-//! - [`server`]: the TCP server — a thin layer that decodes frames and calls the same core,
-//!   with limits on frames, connections, in-flight requests and idle time.
-//! - [`config`]: the broker's settings (TOML file, environment overrides).
+//! Modules, bottom-up (each names only modules above it in this list; `tests/tests/layering.rs`
+//! checks it):
+//!
+//! - `clock`, `error`, `files`, `internal`: leaves — wall-clock milliseconds, [`BrokerError`]
+//!   and its wire codes, atomic metadata files, and reading/writing the internal topics.
+//! - [`topic`]: one topic's settings; `topics`: [`Topics`], the data directory and its topics
+//!   (the service every other one sees topics through).
+//! - [`groups`]: the consumer group coordinator (state in `__consumer_offsets`), seeing topics
+//!   only as a `TopicView`.
+//! - [`config`]: the broker's settings (TOML file, environment overrides); `producer_ids`.
+//! - [`processors`]: the processor registry (`__processors`), specs, versions, redeploys.
+//! - [`sql`]: streaming SQL (`__sql`), deploying its queries as processors.
+//! - `data`: the data path of requests (produce, fetch, list offsets, metadata).
+//! - `broker`: [`Broker`], which owns the services and routes requests; it also implements
+//!   `eddy_client::Transport`, so the client's producer and consumer run on it with no socket.
+//! - `wire`, [`server`]: frames and the TCP server, with limits on frames, connections,
+//!   in-flight requests and idle time.
 //!
 //! Not a cluster: one broker, no replication.
 #![forbid(unsafe_code)]
 
 mod broker;
+mod clock;
 pub mod config;
+mod data;
 mod error;
+mod files;
 pub mod groups;
-mod handle;
 mod internal;
 pub mod processors;
 mod producer_ids;
 pub mod server;
 pub mod sql;
 pub mod topic;
+mod topics;
 mod wire;
 
-pub use broker::{Broker, Topic, now_ms};
+pub use broker::Broker;
+pub use clock::now_ms;
 pub use config::{BrokerConfig, Limits};
 pub use error::BrokerError;
+pub use topics::{MAX_FETCH_WAIT, Topic, Topics};

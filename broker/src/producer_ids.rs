@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::broker::write_atomic;
 use crate::error::BrokerError;
+use crate::files::write_atomic;
 
 const BLOCK: i64 = 1000;
 

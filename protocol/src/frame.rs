@@ -23,7 +23,7 @@ pub enum FrameError {
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: u64, max: u32 },
     #[error("message does not decode: {0}")]
-    Decode(String),
+    Decode(#[from] prost::DecodeError),
 }
 
 /// Takes whole frames from a growing read buffer.
@@ -65,9 +65,7 @@ impl FrameDecoder {
     ) -> Result<Option<M>, FrameError> {
         match self.next_frame(buf)? {
             None => Ok(None),
-            Some(bytes) => {
-                M::decode(bytes).map(Some).map_err(|e| FrameError::Decode(e.to_string()))
-            }
+            Some(bytes) => M::decode(bytes).map(Some).map_err(FrameError::Decode),
         }
     }
 }

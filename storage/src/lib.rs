@@ -9,8 +9,10 @@
 //! Modules:
 //! - [`batch`]: the record batch format (builder, zero-copy decoder, validation).
 //! - `segment`, `index`, `mmap`: one segment's files.
-//! - `log`, `writer`, `reader`, `recovery`, `commit`: the partition log.
+//! - `log` (appends, reads, rolls), `commit` (shared fsyncs), `recovery` (checking the active
+//!   segment at open): the partition log.
 //! - `retention`, `compaction`, `producer`: policies over sealed segments and producer state.
+//! - `config`, `error`, `files` (atomic metadata writes), `lock` (the directory lock), `stats`.
 //!
 //! It is not a database: records are never updated in place, and the only deletes are retention
 //! (whole segments) and compaction (superseded keys). It knows nothing of networking or async;

@@ -5,9 +5,9 @@
 //! deadline, never a sleep — for the `eddy listening on ADDR` line it prints once bound. Dropping
 //! it kills the broker with SIGKILL; [`BrokerProcess::terminate`] asks it to stop with SIGTERM.
 //!
-//! The binary must be built before the tests run: `cargo test --workspace` does it (eddy-broker
+//! The binary must be built before the tests run: `cargo test --workspace` does it (eddy-cli
 //! has integration tests, so cargo builds its `eddy` binary); `cargo test -p eddy-tests` alone
-//! does not, so run `cargo build -p eddy-broker --bin eddy` first.
+//! does not, so run `cargo build -p eddy-cli` first.
 
 use std::io;
 use std::net::SocketAddr;
@@ -181,7 +181,7 @@ pub fn eddy_binary() -> PathBuf {
     let binary = profile_dir.join(format!("eddy{}", std::env::consts::EXE_SUFFIX));
     assert!(
         binary.is_file(),
-        "the eddy binary is missing at {}: build it first with `cargo build -p eddy-broker --bin eddy` \
+        "the eddy binary is missing at {}: build it first with `cargo build -p eddy-cli` \
          (or run `cargo test --workspace`, which builds it)",
         binary.display()
     );

@@ -263,7 +263,7 @@ fn a_deploy_over_an_input_that_lost_offset_zero_is_refused_with_the_earliest_off
     std::fs::write(&path, spec("urls", 1, false)).unwrap();
     let e = eddy_fails(&broker, &["processor", "deploy", path.to_str().unwrap()]);
     assert!(
-        e.contains("INVALID_PROCESSOR_SPEC") && e.contains("a full replay needs offset 0"),
+        e.contains("REPLAY_NEEDS_OFFSET_ZERO") && e.contains("a full replay needs offset 0"),
         "{e}"
     );
     // The offset named is the partition's earliest (retention may have moved on since).

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use eddy_client::{Connection, ConnectionOptions, Consumer, ConsumerConfig, SeekTo};
 use eddy_tests::broker::BrokerProcess;
-use eddy_tests::cli::{eddy_fails, eddy_ok};
+use eddy_tests::cli::{eddy, eddy_fails, eddy_ok};
 use eddy_tests::generate::Rng;
 
 const LINES: u64 = 50_000;
@@ -177,7 +177,7 @@ fn specs_deployed_in_the_server_count_like_awk_resume_after_restart_and_drop_cle
             .filter(|l| !l.starts_with('#'))
             .map(|l| {
                 let (k, v) = l.split_once('\t').unwrap();
-                (serde_json::from_str::<String>(k).unwrap(), v.parse().unwrap())
+                (k.to_string(), v.parse().unwrap())
             })
             .collect()
     };
@@ -205,7 +205,9 @@ fn specs_deployed_in_the_server_count_like_awk_resume_after_restart_and_drop_cle
         .map(|(k, v)| (k.clone(), v.as_u64().unwrap()))
         .collect();
     assert_eq!(ranged, want);
-    let footer = eddy_ok(&broker, &["query", "requests", "/page/0"]).pop().unwrap();
+    let queried = eddy(&broker, &["query", "requests", "/page/0"]);
+    assert!(queried.success && queried.stdout.iter().all(|l| !l.starts_with('#')), "{queried:?}");
+    let footer = queried.stderr.lines().last().unwrap().to_string();
     assert!(footer.starts_with("# processor url-counts version 1 inputs "), "{footer}");
 
     // Requests per URL per hour (status 200 only), keyed by URL with the window in the value.

@@ -1,32 +1,32 @@
 //! The group requests as the broker serves them: the coordinator decides under its lock, and
 //! the answer waits here — off that lock — until the records are durable when the internal
-//! topic's flush policy asks for it.
+//! topic's flush policy asks for it. The coordinator sees topics only as a [`TopicView`].
 
 use eddy_protocol::v1::{self, reset_group_offsets_request::To};
 use eddy_storage::Flush;
 
-use super::TopicView;
-use crate::broker::Broker;
+use super::{Coordinator, TopicView};
 use crate::error::BrokerError;
+use crate::topics::Topics;
 
-impl TopicView for Broker {
+impl TopicView for Topics {
     fn partitions(&self, topic: &str) -> Option<u32> {
-        self.topic(topic).ok().map(|t| t.partitions.len() as u32)
+        self.partition_count(topic)
     }
 
     fn offsets(&self, topic: &str, partition: u32) -> Option<(u64, u64)> {
-        let t = self.topic(topic).ok()?;
+        let t = self.get(topic).ok()?;
         let log = t.partitions.get(partition as usize)?;
         Some((log.start_offset(), log.next_offset()))
     }
 }
 
-impl Broker {
+impl Coordinator {
     /// Waits until the internal topic is durable through `upto`, if its policy is to flush
     /// on every append.
-    pub(crate) async fn groups_durable(&self, upto: Option<u64>) -> Result<(), BrokerError> {
+    async fn durable(&self, upto: Option<u64>) -> Result<(), BrokerError> {
         let Some(upto) = upto else { return Ok(()) };
-        let log = self.inner.groups.log().clone();
+        let log = self.log().clone();
         if log.config().flush != Flush::Always {
             return Ok(());
         }
@@ -46,50 +46,50 @@ impl Broker {
         }
     }
 
-    pub async fn group_heartbeat(
+    pub async fn serve_heartbeat(
         &self,
+        topics: &Topics,
         r: &v1::GroupHeartbeatRequest,
     ) -> Result<v1::GroupHeartbeatResponse, BrokerError> {
-        let (response, upto) = self.inner.groups.heartbeat(r, self)?;
-        self.groups_durable(upto).await?;
+        let (response, upto) = self.heartbeat(r, topics)?;
+        self.durable(upto).await?;
         Ok(response)
     }
 
-    pub async fn offset_commit(
+    pub async fn serve_commit(
         &self,
+        topics: &Topics,
         r: &v1::OffsetCommitRequest,
     ) -> Result<v1::OffsetCommitResponse, BrokerError> {
-        let (response, upto) = self.inner.groups.commit(r, self)?;
-        self.groups_durable(upto).await?;
+        let (response, upto) = self.commit(r, topics)?;
+        self.durable(upto).await?;
         Ok(response)
     }
 
-    pub fn offset_fetch(
+    pub async fn serve_list(&self) -> Result<v1::ListGroupsResponse, BrokerError> {
+        let (response, upto) = self.list();
+        self.durable(upto).await?;
+        Ok(response)
+    }
+
+    pub async fn serve_describe(
         &self,
-        r: &v1::OffsetFetchRequest,
-    ) -> Result<v1::OffsetFetchResponse, BrokerError> {
-        self.inner.groups.fetch_offsets(r)
-    }
-
-    pub async fn list_groups(&self) -> Result<v1::ListGroupsResponse, BrokerError> {
-        let (response, upto) = self.inner.groups.list();
-        self.groups_durable(upto).await?;
-        Ok(response)
-    }
-
-    pub async fn describe_group(&self, id: &str) -> Result<v1::DescribeGroupResponse, BrokerError> {
-        let (response, upto) = self.inner.groups.describe(id, self)?;
-        self.groups_durable(upto).await?;
+        topics: &Topics,
+        id: &str,
+    ) -> Result<v1::DescribeGroupResponse, BrokerError> {
+        let (response, upto) = self.describe(id, topics)?;
+        self.durable(upto).await?;
         Ok(response)
     }
 
     /// Resolves the target offsets of every partition of the topic, then commits them for the
     /// (empty) group.
-    pub async fn reset_group_offsets(
+    pub async fn serve_reset(
         &self,
+        topics: &Topics,
         r: &v1::ResetGroupOffsetsRequest,
     ) -> Result<v1::ResetGroupOffsetsResponse, BrokerError> {
-        let topic = self.topic(&r.topic)?;
+        let topic = topics.get(&r.topic)?;
         let to = r.to.ok_or(BrokerError::Malformed("reset needs a target offset"))?;
         let mut offsets = Vec::with_capacity(topic.partitions.len());
         for (p, log) in topic.partitions.iter().enumerate() {
@@ -109,18 +109,18 @@ impl Broker {
             };
             offsets.push((p as u32, offset));
         }
-        let (response, upto) = self.inner.groups.reset(&r.group_id, &r.topic, &offsets)?;
-        self.groups_durable(upto).await?;
+        let (response, upto) = self.reset(&r.group_id, &r.topic, &offsets)?;
+        self.durable(upto).await?;
         Ok(response)
     }
 
-    pub async fn delete_group(&self, id: &str) -> Result<(), BrokerError> {
-        let upto = self.inner.groups.delete(id)?;
-        self.groups_durable(upto).await
+    pub async fn serve_delete(&self, id: &str) -> Result<(), BrokerError> {
+        let upto = self.delete(id)?;
+        self.durable(upto).await
     }
 
     /// Fencing for a group member's fetch: every partition it asks for must be its own.
-    pub(crate) fn check_member_fetch(
+    pub fn check_member_fetch(
         &self,
         member: &v1::GroupMemberRef,
         r: &v1::FetchRequest,
@@ -131,6 +131,6 @@ impl Broker {
             .flat_map(|t| t.partitions.iter().map(|p| (t.topic.clone(), p.partition)))
             .collect();
         // Expiry writes, if any, need no fsync before the fetch is answered: they only remove.
-        self.inner.groups.check_fetch(member, &tps).map(|_| ())
+        self.check_fetch(member, &tps).map(|_| ())
     }
 }

@@ -35,7 +35,7 @@ use eddy_storage::Log;
 use self::assignor::{Assignor, Tp};
 use self::records::{Key, Write, to_json};
 use self::state::{Committed, Group, Heartbeat, Timing};
-use crate::broker::now_ms;
+use crate::clock::now_ms;
 use crate::error::BrokerError;
 
 /// Longest group id accepted.

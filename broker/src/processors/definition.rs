@@ -9,15 +9,58 @@
 //! moved on. Compiling replays the context into a fresh [`Session`] with the broker's
 //! functions, then compiles the statement at the stored version.
 //!
+//! The broker's SQL functions ([`builtin_functions`]) and the replay of scripts into a session
+//! ([`replay`]) live here, below the SQL service, because compiling a definition needs them.
+//!
 //! Invariant: a definition that parses has compiled (for SQL) or checked (for a spec), so a
 //! registered version always knows its name, version, inputs and outputs.
 
 use eddy_processor::Processor;
-use eddy_sql::{Outcome, Session};
+use eddy_sql::{FunctionRegistry, Outcome, Session, SqlType};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use super::spec::Spec;
 use crate::error::BrokerError;
+
+/// The functions every broker session has besides the built-ins: the course's example UDF
+/// `qualifyPromotion(km DOUBLE) → BOOLEAN`, TRUE when a ride is within 5 km of its
+/// destination (`examples/rideshare.sql`).
+pub fn builtin_functions() -> FunctionRegistry {
+    let mut fns = FunctionRegistry::new();
+    fns.register("qualifyPromotion", Some(vec![SqlType::Double]), SqlType::Boolean, |args| {
+        Ok(args.first().and_then(Value::as_f64).map_or(Value::Null, |km| Value::Bool(km <= 5.0)))
+    });
+    fns
+}
+
+/// Runs `scripts` (text, version) into `session`, each whole or not at all, retrying the ones
+/// that fail until a round makes no progress; returns the ones that never ran, with why.
+pub fn replay<'a>(
+    session: &mut Session,
+    scripts: impl Iterator<Item = (&'a str, u32)>,
+) -> Vec<(String, String)> {
+    let mut pending: Vec<(&str, u32)> = scripts.collect();
+    loop {
+        let before = pending.len();
+        let mut failed = Vec::new();
+        let mut errors = Vec::new();
+        for (sql, version) in pending {
+            let mut next = session.clone();
+            match next.execute(sql, version) {
+                Ok(_) => *session = next,
+                Err(e) => {
+                    failed.push((sql, version));
+                    errors.push((sql.to_string(), e.to_string()));
+                }
+            }
+        }
+        if failed.is_empty() || failed.len() == before {
+            return errors;
+        }
+        pending = failed;
+    }
+}
 
 /// A SQL persistent query as the registry stores it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -125,8 +168,8 @@ impl SqlDef {
 
     /// Replays the context, then compiles the statement as `version`.
     pub fn compile(self) -> Result<Definition, BrokerError> {
-        let mut session = Session::new(crate::sql::builtin_functions());
-        crate::sql::replay(&mut session, self.context.iter().map(|s| (s.as_str(), 1)));
+        let mut session = Session::new(builtin_functions());
+        replay(&mut session, self.context.iter().map(|s| (s.as_str(), 1)));
         let fail = |why: String| {
             BrokerError::InvalidSpec(format!(
                 "SQL processor {} version {}: {why}",

@@ -2,11 +2,10 @@
 //! to the partition logs, and every append — a producer's or a processor's — bumps a counter
 //! that processor threads wait on, so a processor wakes on new input without polling.
 //!
-//! Invariant: `wait_for_data` reads the counter before it looks at the partitions, and waits
-//! only while the counter is unchanged, so an append between the look and the wait is never
-//! missed.
+//! Invariant: `wait_for_data` never misses an append between its look at the partitions and
+//! its wait ([`Topics::wait_until`] keeps that).
 
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -14,36 +13,23 @@ use eddy_processor::{Appended, LogAccess, LogError, WaitFor};
 use eddy_protocol::v1;
 use eddy_storage::{Log, ValidBatch};
 
-use crate::broker::Broker;
 use crate::error::BrokerError;
-
-/// Appends seen so far, for processor threads to wait on.
-#[derive(Debug, Default)]
-pub struct AppendSignal {
-    count: Mutex<u64>,
-    changed: Condvar,
-}
-
-impl AppendSignal {
-    pub fn bump(&self) {
-        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.changed.notify_all();
-    }
-}
+use crate::topic::CleanupSetting;
+use crate::topics::{Topic, Topics};
 
 /// [`LogAccess`] over a broker's topics.
 #[derive(Debug, Clone)]
 pub struct BrokerLogs {
-    broker: Broker,
+    topics: Arc<Topics>,
 }
 
 impl BrokerLogs {
-    pub fn new(broker: Broker) -> Self {
-        Self { broker }
+    pub fn new(topics: Arc<Topics>) -> Self {
+        Self { topics }
     }
 
     fn log(&self, topic: &str, partition: u32) -> Result<Arc<Log>, LogError> {
-        let t = self.broker.topic(topic).map_err(to_log_error)?;
+        let t = self.topics.get(topic).map_err(to_log_error)?;
         t.partition(partition).cloned().map_err(to_log_error)
     }
 }
@@ -75,16 +61,16 @@ fn storage(topic: &str, partition: u32) -> impl FnOnce(eddy_storage::Error) -> L
 
 impl LogAccess for BrokerLogs {
     fn partition_count(&self, topic: &str) -> Result<u32, LogError> {
-        Ok(self.broker.topic(topic).map_err(to_log_error)?.partitions.len() as u32)
+        Ok(self.topics.get(topic).map_err(to_log_error)?.partitions.len() as u32)
     }
 
     fn create_topic(&self, topic: &str, partitions: u32, compacted: bool) -> Result<(), LogError> {
-        let mismatch = |t: &crate::broker::Topic| LogError::TopicMismatch {
+        let mismatch = |t: &Topic| LogError::TopicMismatch {
             topic: topic.to_owned(),
             existing: t.partitions.len() as u32,
-            compacted: t.settings.cleanup == crate::topic::CleanupSetting::Compact,
+            compacted: t.settings.cleanup == CleanupSetting::Compact,
         };
-        if let Ok(t) = self.broker.topic(topic) {
+        if let Ok(t) = self.topics.get(topic) {
             return if t.partitions.len() as u32 == partitions {
                 Ok(())
             } else {
@@ -100,11 +86,11 @@ impl LogAccess for BrokerLogs {
             cleanup: Some(cleanup as i32),
             ..v1::TopicConfig::default()
         };
-        match self.broker.create_topic(topic, Some(&config)) {
+        match self.topics.create(topic, Some(&config)) {
             Ok(_) => Ok(()),
             // Created meanwhile by another task of the same processor.
             Err(BrokerError::TopicExists(_)) => {
-                let t = self.broker.topic(topic).map_err(to_log_error)?;
+                let t = self.topics.get(topic).map_err(to_log_error)?;
                 if t.partitions.len() as u32 == partitions { Ok(()) } else { Err(mismatch(&t)) }
             }
             Err(e) => Err(to_log_error(e)),
@@ -137,7 +123,7 @@ impl LogAccess for BrokerLogs {
     ) -> Result<Appended, LogError> {
         let info =
             self.log(topic, partition)?.append_valid(batch).map_err(storage(topic, partition))?;
-        self.broker.appended();
+        self.topics.appended();
         Ok(Appended { base_offset: info.base_offset, last_offset: info.last_offset })
     }
 
@@ -146,27 +132,10 @@ impl LogAccess for BrokerLogs {
     }
 
     fn wait_for_data(&self, interests: &[WaitFor<'_>], deadline: Instant) -> bool {
-        let signal = &self.broker.inner.append_signal;
-        let mut seen = signal.count.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            let before = *seen;
-            let arrived = interests.iter().any(|w| {
+        self.topics.wait_until(deadline, || {
+            interests.iter().any(|w| {
                 self.log(w.topic, w.partition).is_ok_and(|log| log.next_offset() > w.offset)
-            });
-            if arrived {
-                return true;
-            }
-            let now = Instant::now();
-            if now >= deadline || self.broker.is_shutting_down() {
-                return false;
-            }
-            while *seen == before {
-                let left = deadline.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return false;
-                }
-                seen = signal.changed.wait_timeout(seen, left).unwrap_or_else(|p| p.into_inner()).0;
-            }
-        }
+            })
+        })
     }
 }

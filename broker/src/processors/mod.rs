@@ -31,19 +31,21 @@ mod status;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use eddy_processor::{RunningProcessor, RuntimeConfig};
 use eddy_protocol::v1;
-use eddy_storage::{BatchBuilder, Log, Record};
+use eddy_storage::Log;
 use serde::{Deserialize, Serialize};
 
 use self::definition::Definition;
 use self::logs::BrokerLogs;
 use self::status::{caught_up, info, update_rate};
-use crate::broker::{Broker, Inner, now_ms};
+use crate::clock::now_ms;
 use crate::error::BrokerError;
+use crate::topics::Topics;
 
 /// The internal topic holding every deployed processor's versions.
 pub const PROCESSORS_TOPIC: &str = "__processors";
@@ -112,22 +114,26 @@ impl Entry {
     }
 }
 
-/// The processors of one broker.
+/// The processors of one broker, running over its [`Topics`].
+///
+/// Ownership: running versions and the supervisor thread hold the `Arc<Topics>` (not the
+/// broker); [`Processors::shutdown`] stops and joins them all, after which nothing of this
+/// registry holds the data directory.
 pub struct Processors {
     pub(crate) entries: Mutex<BTreeMap<String, Entry>>,
     log: Arc<Log>,
+    topics: Arc<Topics>,
     state_dir: PathBuf,
     retire_grace: Duration,
+    /// Set by `shutdown`; the supervisor waits on it between looks.
+    stopping: (Mutex<bool>, Condvar),
+    supervisor: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Processors {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Processors").field("state_dir", &self.state_dir).finish_non_exhaustive()
     }
-}
-
-fn storage(source: eddy_storage::Error) -> BrokerError {
-    BrokerError::Storage { topic: PROCESSORS_TOPIC.into(), partition: 0, source }
 }
 
 fn parse_version(name: &str, text: &str) -> Option<Version> {
@@ -143,6 +149,7 @@ fn parse_version(name: &str, text: &str) -> Option<Version> {
 impl Processors {
     /// Reads the registrations from `log`; nothing starts until [`Processors::start_all`].
     pub fn open(
+        topics: Arc<Topics>,
         log: Arc<Log>,
         state_dir: PathBuf,
         retire_grace: Duration,
@@ -169,25 +176,42 @@ impl Processors {
             let retired = r.retired.and_then(|(t, at)| parse_version(&name, &t).map(|v| (v, at)));
             entries.insert(name, Entry { serving, building, retired });
         }
-        Ok(Processors { entries: Mutex::new(entries), log, state_dir, retire_grace })
+        Ok(Processors {
+            entries: Mutex::new(entries),
+            log,
+            topics,
+            state_dir,
+            retire_grace,
+            stopping: (Mutex::new(false), Condvar::new()),
+            supervisor: Mutex::new(None),
+        })
+    }
+
+    /// The topics the processors run over.
+    pub fn topics(&self) -> &Arc<Topics> {
+        &self.topics
     }
 
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(&self, broker: &Broker, def: &Definition) -> Result<RunningProcessor, BrokerError> {
-        let partitions = |t: &str| broker.topic(t).ok().map(|t| t.partitions.len() as u32);
+    fn start(&self, def: &Definition) -> Result<RunningProcessor, BrokerError> {
+        let partitions = |t: &str| self.topics.partition_count(t);
         let processor = def.compile(&partitions)?;
         let mut config = RuntimeConfig::new(&self.state_dir);
         config.threads = def.threads().clamp(1, 16);
-        processor.start(Arc::new(BrokerLogs::new(broker.clone())), config).map_err(|e| {
-            BrokerError::InvalidSpec(format!("processor {:?} did not start: {e}", def.name()))
+        processor.start(Arc::new(BrokerLogs::new(self.topics.clone())), config).map_err(|source| {
+            BrokerError::ProcessorStart {
+                name: def.name().to_string(),
+                version: def.version(),
+                source: Box::new(source),
+            }
         })
     }
 
-    fn start_version(&self, broker: &Broker, v: &mut Version, name: &str) {
-        match self.start(broker, &v.def) {
+    fn start_version(&self, v: &mut Version, name: &str) {
+        match self.start(&v.def) {
             Ok(running) => {
                 tracing::info!(processor = %name, version = v.def.version(), "processor started");
                 v.running = Some(running);
@@ -202,44 +226,68 @@ impl Processors {
 
     /// Starts every registered serving and building version; one that fails is reported, not
     /// fatal. Then starts the supervisor.
-    pub fn start_all(&self, broker: &Broker) {
+    pub fn start_all(self: &Arc<Self>) {
         let mut entries = self.lock();
         for (name, e) in entries.iter_mut() {
-            self.start_version(broker, &mut e.serving, name);
+            self.start_version(&mut e.serving, name);
             if let Some(b) = e.building.as_mut() {
-                self.start_version(broker, b, name);
+                self.start_version(b, name);
             }
         }
         drop(entries);
-        let weak: Weak<Inner> = Arc::downgrade(&broker.inner);
-        let spawned = std::thread::Builder::new().name("eddy-processors".into()).spawn(move || {
-            loop {
-                std::thread::sleep(SUPERVISE_EVERY);
-                let Some(inner) = weak.upgrade() else { return };
-                let broker = Broker { inner };
-                if broker.is_shutting_down() {
-                    return;
-                }
-                broker.inner.processors.supervise(&broker);
+        // The supervisor holds the registry weakly: it never keeps the broker alive.
+        let weak: Weak<Processors> = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name("eddy-processors".into())
+            .spawn(move || supervisor(&weak));
+        match spawned {
+            Ok(handle) => *self.supervisor.lock().unwrap_or_else(|p| p.into_inner()) = Some(handle),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start the processor supervisor; redeploys will not switch")
             }
-        });
-        if let Err(e) = spawned {
-            tracing::error!(error = %e, "cannot start the processor supervisor; redeploys will not switch");
         }
     }
 
+    /// Waits up to `SUPERVISE_EVERY` for `shutdown`; whether it was called.
+    fn wait_stopping(&self) -> bool {
+        let (flag, changed) = &self.stopping;
+        let stopping = flag.lock().unwrap_or_else(|p| p.into_inner());
+        if *stopping {
+            return true;
+        }
+        *changed.wait_timeout(stopping, SUPERVISE_EVERY).unwrap_or_else(|p| p.into_inner()).0
+    }
+
+    /// Stops the supervisor (joining its thread) and every running version, each writing a
+    /// final snapshot. Idempotent; the registry stays readable.
+    pub fn shutdown(&self) {
+        let (flag, changed) = &self.stopping;
+        *flag.lock().unwrap_or_else(|p| p.into_inner()) = true;
+        changed.notify_all();
+        let handle = self.supervisor.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(handle) = handle
+            && handle.thread().id() != std::thread::current().id()
+            && handle.join().is_err()
+        {
+            tracing::error!("the processor supervisor panicked");
+        }
+        self.stop_all();
+    }
+
     /// The guard: every input partition must still hold offset zero.
-    fn check_replayable(&self, broker: &Broker, def: &Definition) -> Result<(), BrokerError> {
+    fn check_replayable(&self, def: &Definition) -> Result<(), BrokerError> {
         for topic in def.inputs() {
-            let Ok(t) = broker.topic(&topic) else { continue };
+            let Ok(t) = self.topics.get(&topic) else { continue };
             for (p, log) in t.partitions.iter().enumerate() {
                 let start = log.start_offset();
                 if start > 0 {
-                    return Err(BrokerError::InvalidSpec(format!(
-                        "input {topic}-{p} starts at offset {start} (retention or compaction removed 0..{start}); a full replay needs offset 0, so {} version {} would build a partial table",
-                        def.name(),
-                        def.version()
-                    )));
+                    return Err(BrokerError::NotReplayable {
+                        name: def.name().to_string(),
+                        version: def.version(),
+                        topic,
+                        partition: p as u32,
+                        start_offset: start,
+                    });
                 }
             }
         }
@@ -248,28 +296,25 @@ impl Processors {
 
     /// Deploys a spec: a new name starts serving at once; a higher version of a deployed name
     /// starts building beside the serving one and takes over once caught up. Blocking.
-    pub fn deploy(&self, broker: &Broker, text: &str) -> Result<v1::ProcessorInfo, BrokerError> {
+    pub fn deploy(&self, text: &str) -> Result<v1::ProcessorInfo, BrokerError> {
         let def = Definition::parse(text)?;
         let name = def.name().to_string();
         {
             let entries = self.lock();
             if let Some(e) = entries.get(&name) {
                 if let Some(b) = &e.building {
-                    return Err(BrokerError::ProcessorExists(format!(
-                        "{name}: version {} is still building; wait for it or drop the processor",
-                        b.def.version()
-                    )));
+                    return Err(BrokerError::VersionBuilding { name, building: b.def.version() });
                 }
                 if def.version() <= e.serving.def.version() {
-                    return Err(BrokerError::ProcessorExists(format!(
-                        "{name}: version {} serves; deploy a higher version to replace it",
-                        e.serving.def.version()
-                    )));
+                    return Err(BrokerError::ProcessorExists {
+                        name,
+                        serving: e.serving.def.version(),
+                    });
                 }
             }
         }
-        self.check_replayable(broker, &def)?;
-        let running = self.start(broker, &def)?;
+        self.check_replayable(&def)?;
+        let running = self.start(&def)?;
         let mut version = Version::new(def, text.to_string());
         version.running = Some(running);
         let mut entries = self.lock();
@@ -298,34 +343,31 @@ impl Processors {
                 );
             }
         }
-        Ok(info(broker, &name, &entries[&name]))
+        Ok(info(&self.topics, &name, &entries[&name]))
     }
 
     fn write(&self, name: &str, registration: Option<&Registration>) -> Result<(), BrokerError> {
         let value = registration.map(|r| serde_json::to_vec(r).unwrap_or_default());
-        let mut b = BatchBuilder::new();
-        b.push(Record {
-            timestamp: now_ms(),
-            key: Some(name.as_bytes()),
-            value: value.as_deref(),
-            headers: &[],
-        });
-        let batch = b.build_valid().map_err(|e| storage(e.into()))?;
-        let appended = self.log.append_valid(&batch).map_err(storage)?;
-        // Registrations are rare; make each durable whatever the topic's policy.
-        self.log.sync_through(appended.last_offset + 1).map_err(storage)
+        // Registrations are rare; each is made durable whatever the topic's policy.
+        crate::internal::append_durable(
+            &self.log,
+            PROCESSORS_TOPIC,
+            name.as_bytes(),
+            value.as_deref(),
+        )
+        .map(drop)
     }
 
     /// Switches names whose building version caught up, updates rates, and removes retired
     /// versions past their grace.
-    fn supervise(&self, broker: &Broker) {
+    fn supervise(&self) {
         let mut entries = self.lock();
         let now_wall = now_ms();
         for (name, e) in entries.iter_mut() {
             for v in std::iter::once(&mut e.serving).chain(e.building.as_mut()) {
                 update_rate(v);
             }
-            let caught_up = e.building.as_ref().is_some_and(|b| caught_up(broker, b));
+            let caught_up = e.building.as_ref().is_some_and(|b| caught_up(&self.topics, b));
             if caught_up && let Some(building) = e.building.take() {
                 let old = std::mem::replace(&mut e.serving, building);
                 let stale = e.retired.take();
@@ -345,7 +387,7 @@ impl Processors {
                     tracing::warn!(processor = %name, error = %err, "retired version stopped with an error");
                 }
                 if let Some((v, _)) = stale {
-                    self.remove_version(broker, &v);
+                    self.remove_version(&v);
                 }
             }
             let expired = e.retired.as_ref().is_some_and(|(_, at)| {
@@ -357,7 +399,7 @@ impl Processors {
                     e.retired = Some((v, at));
                     continue;
                 }
-                self.remove_version(broker, &v);
+                self.remove_version(&v);
             }
         }
     }
@@ -365,7 +407,7 @@ impl Processors {
     /// Removes a stopped version's state directory and the internal topics its definition
     /// names (changelogs, repartition topics, journals) — never outputs or a user's topic that
     /// merely shares the prefix.
-    fn remove_version(&self, broker: &Broker, v: &Version) {
+    fn remove_version(&self, v: &Version) {
         let prefix = v.prefix();
         let dir = self.state_dir.join(&prefix);
         if dir.exists()
@@ -373,7 +415,7 @@ impl Processors {
         {
             tracing::warn!(path = %dir.display(), error = %e, "could not remove processor state");
         }
-        let partitions = |t: &str| broker.topic(t).ok().map(|t| t.partitions.len() as u32);
+        let partitions = |t: &str| self.topics.partition_count(t);
         let internal = match v.def.compile(&partitions) {
             Ok(p) => p.internal_topics(),
             Err(e) => {
@@ -382,8 +424,8 @@ impl Processors {
             }
         };
         for topic in internal {
-            if broker.topic(&topic).is_ok()
-                && let Err(e) = broker.delete_topic(&topic)
+            if self.topics.get(&topic).is_ok()
+                && let Err(e) = self.topics.delete(&topic)
             {
                 tracing::warn!(%topic, error = %e, "could not remove a processor topic");
             }
@@ -394,26 +436,24 @@ impl Processors {
     /// Rebuilds the serving logic from offset zero: deploys it again as the next version, which
     /// replays beside the serving one and takes over when caught up (state and topics are per
     /// version, so a rebuild is a version). Blocking.
-    pub fn replay(&self, broker: &Broker, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
+    pub fn replay(&self, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
         let text = {
             let entries = self.lock();
             let e = entries.get(name).ok_or_else(|| BrokerError::UnknownProcessor(name.into()))?;
             e.serving.def.text_at(e.serving.def.version() + 1)?
         };
-        self.deploy(broker, &text)
+        self.deploy(&text)
     }
 
     /// Serves the retired version again (it resumes from its state and catches up) and
     /// retires the current one. Blocking.
-    pub fn rollback(&self, broker: &Broker, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
+    pub fn rollback(&self, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
         let mut entries = self.lock();
         let e = entries.get_mut(name).ok_or_else(|| BrokerError::UnknownProcessor(name.into()))?;
         let Some((mut old, _)) = e.retired.take() else {
-            return Err(BrokerError::InvalidSpec(format!(
-                "{name}: no retired version to roll back to (its grace period ended, or there was none)"
-            )));
+            return Err(BrokerError::NoRetiredVersion { name: name.to_string() });
         };
-        self.start_version(broker, &mut old, name);
+        self.start_version(&mut old, name);
         let current = std::mem::replace(&mut e.serving, old);
         e.retired = Some((Version::new(current.def.clone(), current.text.clone()), now_ms()));
         if let Some(b) = e.building.take()
@@ -425,12 +465,12 @@ impl Processors {
         if let Some(r) = current.running {
             let _ = r.stop();
         }
-        Ok(info(broker, name, e))
+        Ok(info(&self.topics, name, e))
     }
 
     /// Stops and forgets a processor, removing every version's state and internal topics.
     /// Blocking.
-    pub fn drop_processor(&self, broker: &Broker, name: &str) -> Result<(), BrokerError> {
+    pub fn drop_processor(&self, name: &str) -> Result<(), BrokerError> {
         let Some(e) = self.lock().remove(name) else {
             return Err(BrokerError::UnknownProcessor(name.to_string()));
         };
@@ -443,7 +483,7 @@ impl Processors {
             {
                 tracing::warn!(processor = %name, error = %err, "processor stopped with an error");
             }
-            self.remove_version(broker, &v);
+            self.remove_version(&v);
         }
         tracing::info!(processor = %name, "processor dropped");
         Ok(())
@@ -496,18 +536,18 @@ impl Processors {
         self.lock().iter().filter(|(_, e)| e.serving.def.is_sql()).map(|(n, _)| n.clone()).collect()
     }
 
-    pub fn list(&self, broker: &Broker) -> Vec<v1::ProcessorInfo> {
-        self.lock().iter().map(|(name, e)| info(broker, name, e)).collect()
+    pub fn list(&self) -> Vec<v1::ProcessorInfo> {
+        self.lock().iter().map(|(name, e)| info(&self.topics, name, e)).collect()
     }
 
-    pub fn status(&self, broker: &Broker, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
+    pub fn status(&self, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
         let entries = self.lock();
         let e = entries.get(name).ok_or_else(|| BrokerError::UnknownProcessor(name.to_string()))?;
-        Ok(info(broker, name, e))
+        Ok(info(&self.topics, name, e))
     }
 
     /// Stops every processor, each writing a final snapshot.
-    pub fn stop_all(&self) {
+    fn stop_all(&self) {
         let mut entries = self.lock();
         for (name, e) in entries.iter_mut() {
             for v in std::iter::once(&mut e.serving).chain(e.building.as_mut()) {
@@ -518,5 +558,16 @@ impl Processors {
                 }
             }
         }
+    }
+}
+
+/// The supervisor thread: a look every `SUPERVISE_EVERY` until shutdown or the registry is gone.
+fn supervisor(registry: &Weak<Processors>) {
+    loop {
+        let Some(processors) = registry.upgrade() else { return };
+        if processors.wait_stopping() || processors.topics.is_shutting_down() {
+            return;
+        }
+        processors.supervise();
     }
 }

@@ -15,7 +15,6 @@ use eddy_protocol::v1;
 use serde_json::Value;
 
 use super::Processors;
-use crate::broker::Broker;
 use crate::error::BrokerError;
 
 impl Processors {
@@ -27,23 +26,18 @@ impl Processors {
     ) -> Result<(TableReader<Value, Value>, u32), BrokerError> {
         let entries = self.lock();
         let e = entries.get(name).ok_or_else(|| BrokerError::UnknownProcessor(name.into()))?;
-        let running = e.serving.running.as_ref().ok_or_else(|| {
-            BrokerError::InvalidSpec(format!(
-                "processor {name} version {} is not running{}",
-                e.serving.def.version(),
-                e.serving.error.as_deref().map(|r| format!(": {r}")).unwrap_or_default()
-            ))
-        })?;
+        let running =
+            e.serving.running.as_ref().ok_or_else(|| BrokerError::ProcessorNotRunning {
+                name: name.to_string(),
+                version: e.serving.def.version(),
+                reason: e.serving.error.clone(),
+            })?;
         let reader =
             running.table(table).map_err(|_| BrokerError::UnknownTable(table.to_string()))?;
         Ok((reader, e.serving.def.version()))
     }
 
-    pub fn query(
-        &self,
-        broker: &Broker,
-        r: &v1::QueryTableRequest,
-    ) -> Result<v1::QueryTableResponse, BrokerError> {
+    pub fn query(&self, r: &v1::QueryTableRequest) -> Result<v1::QueryTableResponse, BrokerError> {
         let entries = self.lock();
         let (processor_name, table) = match r.table.split_once('/') {
             Some((p, t)) => (Some(p), t),
@@ -64,12 +58,8 @@ impl Processors {
             [one] => *one,
             [] => return Err(BrokerError::UnknownTable(r.table.clone())),
             many => {
-                let names: Vec<String> =
-                    many.iter().map(|(n, ..)| format!("{n}/{table}")).collect();
-                return Err(BrokerError::InvalidSpec(format!(
-                    "table {table:?} is in several processors; name one of {}",
-                    names.join(", ")
-                )));
+                let candidates = many.iter().map(|(n, ..)| format!("{n}/{table}")).collect();
+                return Err(BrokerError::AmbiguousTable { table: table.to_string(), candidates });
             }
         };
         let reader: TableReader<Value, Value> =
@@ -85,65 +75,17 @@ impl Processors {
         let inputs = positions
             .into_iter()
             .map(|(topic, partition, position)| v1::ProcessorInput {
-                end_offset: broker
-                    .topic(&topic)
-                    .ok()
-                    .and_then(|t| t.partitions.get(partition as usize).map(|l| l.next_offset()))
-                    .unwrap_or(position),
+                end_offset: self.topics.end_offset(&topic, partition).unwrap_or(position),
                 topic,
                 partition,
                 position,
             })
             .collect();
-        let rows: Vec<(Value, Value)> = match &r.query {
-            None => return Err(BrokerError::Malformed("a table query needs get, scan or top")),
-            Some(v1::query_table_request::Query::Get(key)) => {
-                let key: Value = serde_json::from_str(key)
-                    .map_err(|_| BrokerError::Malformed("the key of a get is not JSON"))?;
-                match reader.get(&key) {
-                    Ok(Some(value)) => vec![(key, value)],
-                    Ok(None) => vec![],
-                    Err(e) => return Err(BrokerError::InvalidSpec(format!("table {table}: {e}"))),
-                }
-            }
-            Some(v1::query_table_request::Query::Scan(s)) => {
-                let limit = if s.limit == 0 { usize::MAX } else { s.limit as usize };
-                reader
-                    .scan()
-                    .into_iter()
-                    .filter(|(k, _)| {
-                        let text = k.as_str();
-                        (s.prefix.is_empty() || text.is_some_and(|k| k.starts_with(&s.prefix)))
-                            && (s.from.is_empty() || text.is_some_and(|k| k >= s.from.as_str()))
-                            && (s.to.is_empty() || text.is_some_and(|k| k < s.to.as_str()))
-                    })
-                    .take(limit)
-                    .collect()
-            }
-            Some(v1::query_table_request::Query::Top(t)) => {
-                let rank = |v: &Value| -> Option<f64> {
-                    let v = if t.by.is_empty() { v } else { v.get(&t.by)? };
-                    v.as_f64()
-                };
-                // Rank and key text computed once per row; only the top n are sorted.
-                let mut all: Vec<(Option<f64>, String, Value, Value)> = reader
-                    .scan()
-                    .into_iter()
-                    .map(|(k, v)| (rank(&v), k.to_string(), k, v))
-                    .collect();
-                let order = |a: &(Option<f64>, String, Value, Value),
-                             b: &(Option<f64>, String, Value, Value)| {
-                    b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then_with(|| a.1.cmp(&b.1))
-                };
-                let n = (t.n as usize).min(all.len());
-                if n > 0 && n < all.len() {
-                    all.select_nth_unstable_by(n - 1, order);
-                }
-                all.truncate(n);
-                all.sort_by(order);
-                all.into_iter().map(|(_, _, k, v)| (k, v)).collect()
-            }
-        };
+        let query = r
+            .query
+            .as_ref()
+            .ok_or(BrokerError::Malformed("a table query needs get, scan or top"))?;
+        let rows = select(&reader, table, query)?;
         Ok(v1::QueryTableResponse {
             processor: name,
             version,
@@ -156,4 +98,62 @@ impl Processors {
             changelog,
         })
     }
+}
+
+/// The rows of `reader` that `query` asks for: one key, a range or prefix scan, or the top N.
+fn select(
+    reader: &TableReader<Value, Value>,
+    table: &str,
+    query: &v1::query_table_request::Query,
+) -> Result<Vec<(Value, Value)>, BrokerError> {
+    Ok(match query {
+        v1::query_table_request::Query::Get(key) => {
+            let key: Value = serde_json::from_str(key)
+                .map_err(|_| BrokerError::Malformed("the key of a get is not JSON"))?;
+            match reader.get(&key) {
+                Ok(Some(value)) => vec![(key, value)],
+                Ok(None) => vec![],
+                Err(source) => {
+                    return Err(BrokerError::TableRead {
+                        table: table.to_string(),
+                        source: Box::new(source),
+                    });
+                }
+            }
+        }
+        v1::query_table_request::Query::Scan(s) => {
+            let limit = if s.limit == 0 { usize::MAX } else { s.limit as usize };
+            reader
+                .scan()
+                .into_iter()
+                .filter(|(k, _)| {
+                    let text = k.as_str();
+                    (s.prefix.is_empty() || text.is_some_and(|k| k.starts_with(&s.prefix)))
+                        && (s.from.is_empty() || text.is_some_and(|k| k >= s.from.as_str()))
+                        && (s.to.is_empty() || text.is_some_and(|k| k < s.to.as_str()))
+                })
+                .take(limit)
+                .collect()
+        }
+        v1::query_table_request::Query::Top(t) => {
+            let rank = |v: &Value| -> Option<f64> {
+                let v = if t.by.is_empty() { v } else { v.get(&t.by)? };
+                v.as_f64()
+            };
+            // Rank and key text computed once per row; only the top n are sorted.
+            let mut all: Vec<(Option<f64>, String, Value, Value)> =
+                reader.scan().into_iter().map(|(k, v)| (rank(&v), k.to_string(), k, v)).collect();
+            let order = |a: &(Option<f64>, String, Value, Value),
+                         b: &(Option<f64>, String, Value, Value)| {
+                b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then_with(|| a.1.cmp(&b.1))
+            };
+            let n = (t.n as usize).min(all.len());
+            if n > 0 && n < all.len() {
+                all.select_nth_unstable_by(n - 1, order);
+            }
+            all.truncate(n);
+            all.sort_by(order);
+            all.into_iter().map(|(_, _, k, v)| (k, v)).collect()
+        }
+    })
 }

@@ -6,22 +6,18 @@ use std::time::Instant;
 use eddy_protocol::v1;
 
 use super::{Entry, Version};
-use crate::broker::Broker;
+use crate::topics::Topics;
 
 /// Input records done and not yet done by a version, from its tasks' last reports.
 pub(super) fn progress(
-    broker: &Broker,
+    topics: &Topics,
     v: &Version,
 ) -> Option<(u64, u64, Vec<v1::ProcessorInput>)> {
     let running = v.running.as_ref()?;
     let (mut done, mut lag, mut inputs) = (0, 0, Vec::new());
     for status in running.status().values() {
         for (topic, partition, position) in &status.inputs {
-            let end = broker
-                .topic(topic)
-                .ok()
-                .and_then(|t| t.partitions.get(*partition as usize).map(|l| l.next_offset()))
-                .unwrap_or(*position);
+            let end = topics.end_offset(topic, *partition).unwrap_or(*position);
             done += *position;
             lag += end.saturating_sub(*position);
             inputs.push(v1::ProcessorInput {
@@ -36,12 +32,12 @@ pub(super) fn progress(
 }
 
 /// Every task open and no input partition behind.
-pub(super) fn caught_up(broker: &Broker, v: &Version) -> bool {
+pub(super) fn caught_up(topics: &Topics, v: &Version) -> bool {
     let Some(running) = &v.running else { return false };
     if running.failure().is_some() || running.status().len() < running.tasks().len() {
         return false;
     }
-    progress(broker, v).is_some_and(|(_, lag, inputs)| lag == 0 && !inputs.is_empty())
+    progress(topics, v).is_some_and(|(_, lag, inputs)| lag == 0 && !inputs.is_empty())
 }
 
 pub(super) fn update_rate(v: &mut Version) {
@@ -59,7 +55,7 @@ pub(super) fn update_rate(v: &mut Version) {
     v.last_done = Some((now, done));
 }
 
-fn version_info(broker: &Broker, name: &str, v: &Version, role: &str) -> v1::ProcessorInfo {
+fn version_info(topics: &Topics, name: &str, v: &Version, role: &str) -> v1::ProcessorInfo {
     let mut tasks = Vec::new();
     let mut tables = Vec::new();
     let mut error = v.error.clone();
@@ -75,13 +71,7 @@ fn version_info(broker: &Broker, name: &str, v: &Version, role: &str) -> v1::Pro
                     topic: topic.clone(),
                     partition: *partition,
                     position: *position,
-                    end_offset: broker
-                        .topic(topic)
-                        .ok()
-                        .and_then(|t| {
-                            t.partitions.get(*partition as usize).map(|l| l.next_offset())
-                        })
-                        .unwrap_or(*position),
+                    end_offset: topics.end_offset(topic, *partition).unwrap_or(*position),
                 })
                 .collect();
             tasks.push(v1::ProcessorTask {
@@ -99,7 +89,7 @@ fn version_info(broker: &Broker, name: &str, v: &Version, role: &str) -> v1::Pro
             error = Some(failure);
         }
     }
-    let lag = progress(broker, v).map_or(0, |(_, lag, _)| lag);
+    let lag = progress(topics, v).map_or(0, |(_, lag, _)| lag);
     let state = if error.is_some() || v.running.is_none() { "failed" } else { role };
     let eta_ms = if lag == 0 {
         0
@@ -128,10 +118,10 @@ fn version_info(broker: &Broker, name: &str, v: &Version, role: &str) -> v1::Pro
     }
 }
 
-pub(super) fn info(broker: &Broker, name: &str, e: &Entry) -> v1::ProcessorInfo {
-    let mut serving = version_info(broker, name, &e.serving, "running");
+pub(super) fn info(topics: &Topics, name: &str, e: &Entry) -> v1::ProcessorInfo {
+    let mut serving = version_info(topics, name, &e.serving, "running");
     serving.building =
-        e.building.as_ref().map(|b| Box::new(version_info(broker, name, b, "building")));
+        e.building.as_ref().map(|b| Box::new(version_info(topics, name, b, "building")));
     serving.retired_version = e.retired.as_ref().map_or(0, |(v, _)| v.def.version());
     serving
 }

@@ -32,58 +32,18 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use eddy_sql::{FunctionRegistry, Session, SqlType};
-use eddy_storage::{BatchBuilder, Log, Record};
+use eddy_sql::Session;
+use eddy_storage::Log;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 pub use push::is_push;
 
-use crate::broker::{Broker, now_ms};
 use crate::error::BrokerError;
-use crate::processors::definition::SqlDef;
+use crate::processors::Processors;
+use crate::processors::definition::{SqlDef, builtin_functions, replay};
 
 /// The internal topic holding the SQL catalog.
 pub const SQL_TOPIC: &str = "__sql";
-
-/// The functions every broker session has besides the built-ins: the course's example UDF
-/// `qualifyPromotion(km DOUBLE) → BOOLEAN`, TRUE when a ride is within 5 km of its
-/// destination (`examples/rideshare.sql`).
-pub fn builtin_functions() -> FunctionRegistry {
-    let mut fns = FunctionRegistry::new();
-    fns.register("qualifyPromotion", Some(vec![SqlType::Double]), SqlType::Boolean, |args| {
-        Ok(args.first().and_then(Value::as_f64).map_or(Value::Null, |km| Value::Bool(km <= 5.0)))
-    });
-    fns
-}
-
-/// Runs `scripts` (text, version) into `session`, each whole or not at all, retrying the ones
-/// that fail until a round makes no progress; returns the ones that never ran, with why.
-pub fn replay<'a>(
-    session: &mut Session,
-    scripts: impl Iterator<Item = (&'a str, u32)>,
-) -> Vec<(String, String)> {
-    let mut pending: Vec<(&str, u32)> = scripts.collect();
-    loop {
-        let before = pending.len();
-        let mut failed = Vec::new();
-        let mut errors = Vec::new();
-        for (sql, version) in pending {
-            let mut next = session.clone();
-            match next.execute(sql, version) {
-                Ok(_) => *session = next,
-                Err(e) => {
-                    failed.push((sql, version));
-                    errors.push((sql.to_string(), e.to_string()));
-                }
-            }
-        }
-        if failed.is_empty() || failed.len() == before {
-            return errors;
-        }
-        pending = failed;
-    }
-}
 
 /// What `__sql` holds per name.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -113,10 +73,11 @@ impl State {
     }
 }
 
-/// The broker's SQL session and its log.
+/// The broker's SQL session and its log, deploying queries to the broker's processors.
 pub struct SqlService {
     state: Mutex<State>,
     log: Arc<Log>,
+    processors: Arc<Processors>,
 }
 
 impl std::fmt::Debug for SqlService {
@@ -125,13 +86,9 @@ impl std::fmt::Debug for SqlService {
     }
 }
 
-fn storage(source: eddy_storage::Error) -> BrokerError {
-    BrokerError::Storage { topic: SQL_TOPIC.into(), partition: 0, source }
-}
-
 impl SqlService {
     /// Reads `__sql` and replays it into a new session; processors start later.
-    pub fn open(log: Arc<Log>) -> Result<SqlService, BrokerError> {
+    pub fn open(log: Arc<Log>, processors: Arc<Processors>) -> Result<SqlService, BrokerError> {
         let mut records: BTreeMap<String, (u64, Stored)> = BTreeMap::new();
         crate::internal::for_each_record(&log, SQL_TOPIC, |offset, key, value| {
             let name = String::from_utf8_lossy(key.unwrap_or_default()).into_owned();
@@ -155,7 +112,7 @@ impl SqlService {
             tracing::error!(%sql, %error, "stored SQL statement does not run; skipped");
         }
         let state = State { session, records };
-        Ok(SqlService { state: Mutex::new(state), log })
+        Ok(SqlService { state: Mutex::new(state), log, processors })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -164,9 +121,9 @@ impl SqlService {
 
     /// Makes the registry match the catalog: deploys queries it lacks (or holds at a lower
     /// version) and drops SQL processors no query owns. Errors are logged.
-    pub fn reconcile(&self, broker: &Broker) {
+    pub fn reconcile(&self) {
         let state = self.lock();
-        let processors = &broker.inner.processors;
+        let processors = &self.processors;
         for q in state.session.catalog.queries() {
             let have = processors.highest_version(&q.target);
             if have.is_some_and(|v| v >= q.version) {
@@ -178,7 +135,7 @@ impl SqlService {
                 sql: q.sql.clone(),
                 context: state.context(&q.target),
             };
-            let deployed = def.to_text().and_then(|text| processors.deploy(broker, &text));
+            let deployed = def.to_text().and_then(|text| processors.deploy(&text));
             match deployed {
                 Ok(_) => tracing::info!(query = %q.id, version = q.version, "SQL query deployed"),
                 Err(e) => tracing::error!(query = %q.id, error = %e, "SQL query does not deploy"),
@@ -192,7 +149,7 @@ impl SqlService {
             let ran = state.session.catalog.get(&name).is_some();
             if !has_query && (!state.records.contains_key(&name) || ran) {
                 tracing::info!(processor = %name, "dropping a SQL processor no query owns");
-                if let Err(e) = processors.drop_processor(broker, &name) {
+                if let Err(e) = processors.drop_processor(&name) {
                     tracing::warn!(processor = %name, error = %e, "could not drop it");
                 }
             }
@@ -201,24 +158,9 @@ impl SqlService {
 
     /// Appends and fsyncs one record; returns its offset.
     fn write(&self, name: &str, stored: Option<&Stored>) -> Result<u64, BrokerError> {
-        let value = match stored {
-            Some(s) => Some(
-                serde_json::to_vec(s)
-                    .map_err(|e| BrokerError::Sql(format!("cannot encode the SQL record: {e}")))?,
-            ),
-            None => None,
-        };
-        let mut b = BatchBuilder::new();
-        b.push(Record {
-            timestamp: now_ms(),
-            key: Some(name.as_bytes()),
-            value: value.as_deref(),
-            headers: &[],
-        });
-        let batch = b.build_valid().map_err(|e| storage(e.into()))?;
-        let appended = self.log.append_valid(&batch).map_err(storage)?;
-        self.log.sync_through(appended.last_offset + 1).map_err(storage)?;
-        Ok(appended.last_offset)
+        // A record of two plain fields always encodes.
+        let value = stored.map(|s| serde_json::to_vec(s).unwrap_or_default());
+        crate::internal::append_durable(&self.log, SQL_TOPIC, name.as_bytes(), value.as_deref())
     }
 
     /// Stores `stored` (or a tombstone) under `name` and records it in `state`.
@@ -239,14 +181,14 @@ impl SqlService {
     /// After `processor rollback` of a SQL query's processor: stores the version serving
     /// again as the query's record and rebuilds the session from the records, so SHOW, pull
     /// queries and the next open follow it. Nothing when SQL does not own `name`.
-    pub fn adopt_serving(&self, broker: &Broker, name: &str) -> Result<(), BrokerError> {
+    pub fn adopt_serving(&self, name: &str) -> Result<(), BrokerError> {
         let mut state = self.lock();
         if !state.session.catalog.queries().any(|q| q.target == name) {
             return Ok(());
         }
-        let Some(text) = broker.inner.processors.serving_text(name) else { return Ok(()) };
+        let Some(text) = self.processors.serving_text(name) else { return Ok(()) };
         let def: SqlDef = toml::from_str(&text).map_err(|e| {
-            BrokerError::Sql(format!("{name}: the serving SQL does not parse: {e}"))
+            BrokerError::InvalidSpec(format!("{name}: the serving SQL does not parse: {e}"))
         })?;
         self.store(&mut state, name, Some(Stored { sql: def.sql, version: def.version }))?;
         let mut session = Session::new(builtin_functions());

@@ -22,8 +22,9 @@ use eddy_storage::Batches;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::broker::{Broker, MAX_FETCH_WAIT};
+use super::SqlService;
 use crate::error::BrokerError;
+use crate::topics::MAX_FETCH_WAIT;
 
 /// Bytes read per partition per poll.
 const READ_BYTES: usize = 1 << 20;
@@ -80,15 +81,12 @@ fn key_value(bytes: Option<&[u8]>) -> Value {
     }
 }
 
-impl Broker {
+impl SqlService {
     /// One poll of a push query.
-    pub(crate) async fn sql_push(
-        &self,
-        r: &v1::SqlRequest,
-    ) -> Result<v1::SqlResponse, BrokerError> {
+    pub async fn push(&self, r: &v1::SqlRequest) -> Result<v1::SqlResponse, BrokerError> {
+        let topics = self.processors.topics().clone();
         let (query, topic, functions) = {
-            let sql = &self.inner.sql;
-            let state = sql.lock();
+            let state = self.lock();
             let mut session = state.session.clone();
             drop(state);
             let query = match session.execute(&r.sql, 1) {
@@ -115,7 +113,7 @@ impl Broker {
             };
             (query, topic, session.functions.clone())
         };
-        let t = self.topic(&topic)?;
+        let t = topics.get(&topic)?;
         let mut positions: Vec<u64> = t.partitions.iter().map(|l| l.next_offset()).collect();
         let first = r.from.is_empty();
         for p in &r.from {
@@ -127,7 +125,7 @@ impl Broker {
         let deadline = Instant::now() + wait;
         let mut rows = Vec::new();
         loop {
-            let appended = self.inner.appended.notified();
+            let appended = topics.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
             if !first {
@@ -140,7 +138,8 @@ impl Broker {
                     })?;
                 }
             }
-            if first || !rows.is_empty() || Instant::now() >= deadline || self.is_shutting_down() {
+            if first || !rows.is_empty() || Instant::now() >= deadline || topics.is_shutting_down()
+            {
                 break;
             }
             if tokio::time::timeout_at(deadline, appended).await.is_err() {

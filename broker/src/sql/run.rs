@@ -12,9 +12,9 @@ use eddy_sql::{Outcome, Session, ShowWhat, SourceKind, Statement, TableQuery, pa
 use serde_json::Value;
 
 use super::{SqlService, State, Stored};
-use crate::broker::Broker;
 use crate::error::BrokerError;
 use crate::processors::definition::SqlDef;
+use crate::topics::Topics;
 
 /// The order of SHOW / DESCRIBE columns (their rows are JSON objects).
 const COLUMN_ORDER: [&str; 11] = [
@@ -34,12 +34,12 @@ const COLUMN_ORDER: [&str; 11] = [
 /// Why a statement failed.
 enum Failure {
     Sql(eddy_sql::SqlError),
-    Broker(BrokerError),
+    Broker(Box<BrokerError>),
 }
 
 impl From<BrokerError> for Failure {
     fn from(e: BrokerError) -> Self {
-        Failure::Broker(e)
+        Failure::Broker(Box::new(e))
     }
 }
 
@@ -86,7 +86,7 @@ fn rows_of(columns: Vec<String>, rows: &[serde_json::Map<String, Value>]) -> Vec
 impl SqlService {
     /// Runs every statement of `sql` in order, stopping at the first failure. Blocking (it
     /// starts and stops processors and fsyncs records).
-    pub fn execute(&self, broker: &Broker, sql: &str) -> v1::SqlResponse {
+    pub fn execute(&self, sql: &str) -> v1::SqlResponse {
         let statements = match parse_script(sql) {
             Ok(s) => s,
             Err(e) => {
@@ -105,7 +105,7 @@ impl SqlService {
                 .and_then(|rest| rest.find(text.as_str()))
                 .map_or(cursor, |i| cursor + i);
             cursor = at + text.len();
-            let outcome = self.statement(broker, &mut state, stmt, text);
+            let outcome = self.statement(&mut state, stmt, text);
             let failed = outcome.is_err();
             let result = outcome.unwrap_or_else(|f| R::Error(failure(f, sql, at)));
             results.push(v1::SqlResult { statement: text.clone(), result: Some(result) });
@@ -116,14 +116,8 @@ impl SqlService {
         v1::SqlResponse { results }
     }
 
-    fn statement(
-        &self,
-        broker: &Broker,
-        state: &mut State,
-        stmt: &Statement,
-        text: &str,
-    ) -> Result<R, Failure> {
-        let processors = &broker.inner.processors;
+    fn statement(&self, state: &mut State, stmt: &Statement, text: &str) -> Result<R, Failure> {
+        let processors = &self.processors;
         let given = match stmt {
             Statement::CreateAs(c) => processors.highest_version(&c.name).map_or(1, |v| v + 1),
             _ => 1,
@@ -134,7 +128,7 @@ impl SqlService {
         };
         Ok(match outcome {
             Outcome::Declared(info) => {
-                ensure_topic(broker, &info.topic, info.partitions)?;
+                ensure_topic(self.processors.topics(), &info.topic, info.partitions)?;
                 let stored = Stored { sql: text.to_string(), version: 1 };
                 self.store(state, &info.name, Some(stored))?;
                 state.session = next;
@@ -148,78 +142,25 @@ impl SqlService {
             Outcome::Query { id, compiled, replaced } => {
                 let name = compiled.processor.name().to_string();
                 let version = compiled.processor.version();
-                if !processors.is_sql(&name).unwrap_or(true) {
-                    return Err(BrokerError::ProcessorExists(format!(
-                        "{name}: a processor deployed from a spec has this name; drop it or choose another name"
-                    ))
-                    .into());
-                }
-                let def = SqlDef {
-                    name: name.clone(),
-                    version,
-                    sql: text.to_string(),
-                    context: state.context(&name),
-                };
-                let def_text = def.to_text()?;
-                let previous = state.records.get(&name).map(|(_, s)| s.clone());
-                self.store(state, &name, Some(Stored { sql: text.to_string(), version }))?;
-                if let Err(e) = processors.deploy(broker, &def_text) {
-                    if let Err(undo) = self.store(state, &name, previous) {
-                        tracing::error!(%name, error = %undo, "could not undo the SQL record; the next open retries the deploy");
-                    }
-                    return Err(e.into());
-                }
+                self.start_query(state, &name, version, text)?;
                 state.session = next;
                 R::Query(v1::SqlQueryStarted { id, target: name, version, replaced })
             }
             Outcome::Push(_) => return Err(push_alone()),
             Outcome::Select(q) if q.push => return Err(push_alone()),
-            Outcome::Select(q) => self.pull(broker, &q, &next)?,
-            Outcome::Rows(mut rows) => {
-                if matches!(stmt, Statement::Show { what: ShowWhat::Queries, .. }) {
-                    // The registry's view: the serving version, and one building beside it.
-                    for row in rows.iter_mut().filter_map(Value::as_object_mut) {
-                        let target = row.get("target").and_then(Value::as_str).unwrap_or_default();
-                        let (serving, building) = match processors.versions(target) {
-                            Some((s, b)) => (Value::from(s), b.map_or(Value::Null, Value::from)),
-                            None => (Value::Null, Value::Null),
-                        };
-                        row.insert("version".into(), serving);
-                        row.insert("building".into(), building);
-                    }
-                }
-                let mut columns: Vec<String> = match (rows.first(), stmt) {
-                    (Some(Value::Object(m)), _) => m.keys().cloned().collect(),
-                    // An empty listing still has its columns.
-                    (_, Statement::Show { what: ShowWhat::Queries, .. }) => {
-                        ["id", "target", "version", "building"].map(String::from).to_vec()
-                    }
-                    (_, Statement::Show { .. }) => {
-                        ["name", "topic", "format", "partitions"].map(String::from).to_vec()
-                    }
-                    _ => Vec::new(),
-                };
-                let rank = |c: &String| COLUMN_ORDER.iter().position(|o| o == c);
-                columns.sort_by_key(|c| rank(c).unwrap_or(usize::MAX));
-                let maps: Vec<serde_json::Map<String, Value>> =
-                    rows.into_iter().filter_map(|r| r.as_object().cloned()).collect();
-                let rows = rows_of(columns.clone(), &maps);
-                R::Rows(v1::SqlRows { columns, rows, ..Default::default() })
-            }
+            Outcome::Select(q) => self.pull(&q, &next)?,
+            Outcome::Rows(rows) => self.listing(stmt, rows),
             Outcome::Dropped(info) => {
                 let readers = processors.readers_of(&info.topic, &info.name);
                 if !readers.is_empty() {
-                    return Err(BrokerError::Sql(format!(
-                        "{} is read by the processor(s) {}; drop or terminate them first",
-                        info.name,
-                        readers.join(", ")
-                    ))
-                    .into());
+                    return Err(
+                        BrokerError::SourceInUse { name: info.name.clone(), readers }.into()
+                    );
                 }
                 self.store(state, &info.name, None)?;
                 state.session = next;
                 if processors.is_sql(&info.name) == Some(true) {
-                    processors.drop_processor(broker, &info.name)?;
+                    processors.drop_processor(&info.name)?;
                 }
                 R::Dropped(info.name)
             }
@@ -233,15 +174,78 @@ impl SqlService {
                 self.store(state, &q.target, Some(stored))?;
                 state.session = next;
                 if processors.is_sql(&q.target) == Some(true) {
-                    processors.drop_processor(broker, &q.target)?;
+                    processors.drop_processor(&q.target)?;
                 }
                 R::Terminated(q.id)
             }
         })
     }
 
-    fn pull(&self, broker: &Broker, q: &TableQuery, session: &Session) -> Result<R, Failure> {
-        let (reader, version) = broker.inner.processors.serving_table(&q.processor, &q.table)?;
+    /// Stores a persistent query's record, then deploys it as processor `name` at `version`;
+    /// a deploy that fails writes the previous record back.
+    fn start_query(
+        &self,
+        state: &mut State,
+        name: &str,
+        version: u32,
+        text: &str,
+    ) -> Result<(), Failure> {
+        if !self.processors.is_sql(name).unwrap_or(true) {
+            return Err(BrokerError::NameTakenBySpec { name: name.to_string() }.into());
+        }
+        let def = SqlDef {
+            name: name.to_string(),
+            version,
+            sql: text.to_string(),
+            context: state.context(name),
+        };
+        let def_text = def.to_text()?;
+        let previous = state.records.get(name).map(|(_, s)| s.clone());
+        self.store(state, name, Some(Stored { sql: text.to_string(), version }))?;
+        if let Err(e) = self.processors.deploy(&def_text) {
+            if let Err(undo) = self.store(state, name, previous) {
+                tracing::error!(%name, error = %undo, "could not undo the SQL record; the next open retries the deploy");
+            }
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// A SHOW or DESCRIBE listing as rows, columns in [`COLUMN_ORDER`]; SHOW QUERIES gains the
+    /// registry's view (the serving version, and one building beside it).
+    fn listing(&self, stmt: &Statement, mut rows: Vec<Value>) -> R {
+        if matches!(stmt, Statement::Show { what: ShowWhat::Queries, .. }) {
+            for row in rows.iter_mut().filter_map(Value::as_object_mut) {
+                let target = row.get("target").and_then(Value::as_str).unwrap_or_default();
+                let (serving, building) = match self.processors.versions(target) {
+                    Some((s, b)) => (Value::from(s), b.map_or(Value::Null, Value::from)),
+                    None => (Value::Null, Value::Null),
+                };
+                row.insert("version".into(), serving);
+                row.insert("building".into(), building);
+            }
+        }
+        let mut columns: Vec<String> = match (rows.first(), stmt) {
+            (Some(Value::Object(m)), _) => m.keys().cloned().collect(),
+            // An empty listing still has its columns.
+            (_, Statement::Show { what: ShowWhat::Queries, .. }) => {
+                ["id", "target", "version", "building"].map(String::from).to_vec()
+            }
+            (_, Statement::Show { .. }) => {
+                ["name", "topic", "format", "partitions"].map(String::from).to_vec()
+            }
+            _ => Vec::new(),
+        };
+        let rank = |c: &String| COLUMN_ORDER.iter().position(|o| o == c);
+        columns.sort_by_key(|c| rank(c).unwrap_or(usize::MAX));
+        let maps: Vec<serde_json::Map<String, Value>> =
+            rows.into_iter().filter_map(|r| r.as_object().cloned()).collect();
+        let rows = rows_of(columns.clone(), &maps);
+        R::Rows(v1::SqlRows { columns, rows, ..Default::default() })
+    }
+
+    fn pull(&self, q: &TableQuery, session: &Session) -> Result<R, Failure> {
+        let (reader, version) = self.processors.serving_table(&q.processor, &q.table)?;
         let rows = q.run(&reader, &session.functions)?;
         Ok(R::Rows(v1::SqlRows {
             rows: rows_of(q.columns(), &rows),
@@ -253,11 +257,11 @@ impl SqlService {
 
     /// `eddy processor drop NAME` of a SQL query's processor: TERMINATE the query, so the
     /// catalog does not start it again. `None` when SQL does not own `name`.
-    pub fn drop_processor(&self, broker: &Broker, name: &str) -> Option<Result<(), BrokerError>> {
+    pub fn drop_processor(&self, name: &str) -> Option<Result<(), BrokerError>> {
         let id = self.owns_processor(name)?;
-        let answer = self.execute(broker, &format!("TERMINATE {id};"));
+        let answer = self.execute(&format!("TERMINATE {id};"));
         Some(match answer.results.into_iter().last().and_then(|r| r.result) {
-            Some(R::Error(e)) => Err(BrokerError::Sql(e.message)),
+            Some(R::Error(e)) => Err(BrokerError::Terminate { query: id, message: e.message }),
             _ => Ok(()),
         })
     }
@@ -265,25 +269,22 @@ impl SqlService {
 
 /// A push query arrived with other statements.
 fn push_alone() -> Failure {
-    BrokerError::Sql(
-        "a push query (SELECT ... EMIT CHANGES) must be sent alone; the client polls it".into(),
-    )
-    .into()
+    BrokerError::PushNotAlone.into()
 }
 
 /// Creates a declared source's topic when it is missing; an existing one must have the
 /// declared partition count (queries repartition by it).
-fn ensure_topic(broker: &Broker, topic: &str, partitions: u32) -> Result<(), BrokerError> {
-    match broker.topic(topic) {
+fn ensure_topic(topics: &Topics, topic: &str, partitions: u32) -> Result<(), BrokerError> {
+    match topics.get(topic) {
         Ok(t) if t.partitions.len() as u32 == partitions => Ok(()),
-        Ok(t) => Err(BrokerError::Sql(format!(
-            "topic {topic} has {} partition(s); declare it WITH (..., PARTITIONS={})",
-            t.partitions.len(),
-            t.partitions.len()
-        ))),
+        Ok(t) => Err(BrokerError::PartitionMismatch {
+            topic: topic.to_string(),
+            existing: t.partitions.len() as u32,
+            declared: partitions,
+        }),
         Err(_) => {
             let config = v1::TopicConfig { partitions: Some(partitions), ..Default::default() };
-            broker.create_topic(topic, Some(&config)).map(drop)
+            topics.create(topic, Some(&config)).map(drop)
         }
     }
 }

@@ -12,7 +12,7 @@ const SOURCE: &str = "CREATE STREAM s (k VARCHAR KEY, v INT) WITH (kafka_topic='
 const QUERY: &str = "CREATE TABLE t AS SELECT k, COUNT(*) AS n FROM s GROUP BY k EMIT CHANGES";
 
 fn run(broker: &Broker, sql: &str) -> Vec<R> {
-    let answer = broker.inner.sql.execute(broker, sql);
+    let answer = broker.inner.sql.execute(sql);
     answer.results.into_iter().filter_map(|r| r.result).collect()
 }
 
@@ -23,7 +23,7 @@ fn reopening_repairs_a_crash_between_the_sql_record_and_the_registry() {
     let results = run(&broker, &format!("{SOURCE};\n{QUERY};"));
     assert!(matches!(results.last(), Some(R::Query(q)) if q.target == "T"), "{results:?}");
     // As if the broker died after the record of T and before its deploy ...
-    broker.inner.processors.drop_processor(&broker, "T").unwrap();
+    broker.inner.processors.drop_processor("T").unwrap();
     // ... and after a deploy of U whose record was never written.
     let orphan = SqlDef {
         name: "U".into(),
@@ -31,7 +31,7 @@ fn reopening_repairs_a_crash_between_the_sql_record_and_the_registry() {
         sql: "CREATE TABLE u AS SELECT k, COUNT(*) AS n FROM s GROUP BY k EMIT CHANGES".into(),
         context: vec![SOURCE.into()],
     };
-    broker.inner.processors.deploy(&broker, &orphan.to_text().unwrap()).unwrap();
+    broker.inner.processors.deploy(&orphan.to_text().unwrap()).unwrap();
     assert_eq!(broker.inner.processors.is_sql("U"), Some(true));
     broker.close().unwrap();
     drop(broker);

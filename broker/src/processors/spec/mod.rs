@@ -44,7 +44,7 @@ mod values;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use eddy_processor::{Emit, Json, Processor, ProcessorBuilder, Stream, Windowed, Windows};
+use eddy_processor::{Emit, Json, Processor, ProcessorBuilder, Stream, Table, Windowed, Windows};
 
 use crate::error::BrokerError;
 use row::{FieldsCodec, Row};
@@ -210,19 +210,7 @@ impl Spec {
         let source_parts = partitions(&self.source.topic).ok_or_else(|| {
             invalid(format!("source topic {:?} does not exist", self.source.topic))
         })?;
-        let mut tables = Vec::new();
-        for t in &self.tables {
-            if partitions(&t.topic).is_none() {
-                return Err(invalid(format!(
-                    "table {:?}: topic {:?} does not exist",
-                    t.name, t.topic
-                )));
-            }
-            let table = b
-                .table::<String, Value>(&t.name, &t.topic, TextKey, ValueCodec(t.format))
-                .map_err(|e| invalid(format!("table {:?}: {e}", t.name)))?;
-            tables.push((t.name.clone(), table));
-        }
+        let tables = self.tables(&b, partitions)?;
         // A text source whose first op is `fields` splits each line straight from its bytes.
         let fused = match (self.source.format, self.ops.first()) {
             (Format::Text, Some(Op::Fields { fields })) => {
@@ -236,8 +224,8 @@ impl Spec {
         };
         let mut stream: Stream<String, Row> =
             b.stream::<String, Row>(&self.source.topic, TextKey, value_codec);
-        let mut window: Option<Windows> = None;
-        let mut emit = Emit::Changes;
+        // A `window` op waits here for the `aggregate` after it.
+        let mut window: Option<(Windows, Emit)> = None;
         for (i, op) in self.ops.iter().enumerate() {
             let at = |reason: String| invalid(format!("op {} ({}): {reason}", i + 1, op_name(op)));
             if window.is_some() && !matches!(op, Op::Aggregate { .. }) {
@@ -247,66 +235,8 @@ impl Spec {
                 continue;
             }
             stream = match op {
-                Op::Fields { fields } => {
-                    let codec = FieldsCodec::new(field_picks(fields).map_err(at)?);
-                    stream.map_values(move |_, v| match v {
-                        Row::Json(Value::String(line)) => codec.split(&line.into_bytes().into()),
-                        _ => codec.split(&bytes::Bytes::new()),
-                    })
-                }
-                Op::Filter { field, equals, not_equals, gt, ge, lt, le } => {
-                    let test = Filter {
-                        field: field.clone(),
-                        equals: equals.clone(),
-                        not_equals: not_equals.clone(),
-                        bounds: [(*gt, Cmp::Gt), (*ge, Cmp::Ge), (*lt, Cmp::Lt), (*le, Cmp::Le)],
-                    };
-                    stream.filter(move |_, v| test.keeps(v))
-                }
-                Op::Select { fields } => {
-                    let fields = fields.clone();
-                    stream.map_values(move |_, v| {
-                        let mut out = serde_json::Map::new();
-                        for f in &fields {
-                            if let Some(x) = v.field(f) {
-                                out.insert(f.clone(), x.into_owned());
-                            }
-                        }
-                        Row::Json(Value::Object(out))
-                    })
-                }
-                Op::EventTime { field, format } => {
-                    let (field, format) = (field.clone(), *format);
-                    stream.event_time(move |_, v, ts| event_time(v, &field, format).unwrap_or(ts))
-                }
-                Op::KeyBy { field } => {
-                    let by = field.clone();
-                    let keyed = stream.select_key(move |_, v| text_of(v, &by));
-                    if source_parts > 1 {
-                        keyed
-                            .repartition(&format!("by-{}-{}", sanitize(field), i + 1), source_parts)
-                    } else {
-                        keyed
-                    }
-                }
-                Op::Window { kind, size_ms, advance_ms, gap_ms, grace_ms, emit: e } => {
-                    let need = |v: Option<i64>, name: &str| {
-                        v.filter(|x| *x > 0)
-                            .ok_or_else(|| at(format!("{name} must be a positive number")))
-                    };
-                    let w = match kind {
-                        WindowShape::Tumbling => Windows::tumbling(need(*size_ms, "size_ms")?),
-                        WindowShape::Hopping => Windows::hopping(
-                            need(*size_ms, "size_ms")?,
-                            need(*advance_ms, "advance_ms")?,
-                        ),
-                        WindowShape::Session => Windows::session(need(*gap_ms, "gap_ms")?),
-                    };
-                    window = Some(w.grace((*grace_ms).max(0)));
-                    emit = match e {
-                        EmitSpec::Changes => Emit::Changes,
-                        EmitSpec::Final => Emit::Final,
-                    };
+                Op::Window { .. } => {
+                    window = Some(window_of(op).map_err(at)?);
                     continue;
                 }
                 Op::Aggregate { table, function, field } => {
@@ -314,52 +244,43 @@ impl Spec {
                         return Err(at(format!("fn {function:?} needs a field")));
                     }
                     let agg = JsonAgg { function: *function, field: field.clone() };
-                    match window.take() {
-                        None => stream
-                            .aggregate(table, agg)
-                            .map_err(|e| at(e.to_string()))?
-                            .changes()
-                            .map_values(|_, v| Row::Json(v)),
-                        Some(w) => stream
-                            .window(w)
-                            .aggregate(table, agg, emit)
-                            .map_err(|e| at(e.to_string()))?
-                            .changes()
-                            .map(|k: Windowed<String>, v: Value| {
-                                let value = serde_json::json!({
-                                    "key": k.key, "start": k.start, "end": k.end, "value": v,
-                                });
-                                (k.key, Row::Json(value))
-                            }),
-                    }
+                    aggregate(stream, table, agg, window.take()).map_err(at)?
                 }
-                Op::Dedupe { window_ms, grace_ms } => stream.dedupe(*window_ms, *grace_ms),
                 Op::JoinTable { table, field } => {
                     let Some((_, t)) = tables.iter().find(|(n, _)| n == table) else {
                         return Err(at(format!("no table {table:?} in [[tables]]")));
                     };
-                    let field = field.clone();
-                    stream.join_table(t, move |_, v, right| {
-                        let mut v = v.clone().into_value();
-                        Row::Json(match &mut v {
-                            Value::Object(map) => {
-                                map.insert(field.clone(), right.clone());
-                                v
-                            }
-                            other => serde_json::json!({ "value": other, field.clone(): right }),
-                        })
-                    })
+                    join_table(stream, t, field)
                 }
-                Op::To { topic } => {
-                    stream.to(topic, TextKey, Json);
-                    stream
-                }
+                other => per_record(stream, other, i, source_parts).map_err(at)?,
             };
         }
         if window.is_some() {
             return Err(invalid("the last op is a window: an aggregate must follow it"));
         }
         b.build().map_err(|e| invalid(e.to_string()))
+    }
+
+    /// The `[[tables]]` the ops may join, each over an existing topic.
+    fn tables(
+        &self,
+        b: &ProcessorBuilder,
+        partitions: &dyn Fn(&str) -> Option<u32>,
+    ) -> Result<Vec<(String, Table<String, Value>)>, BrokerError> {
+        let mut tables = Vec::new();
+        for t in &self.tables {
+            if partitions(&t.topic).is_none() {
+                return Err(invalid(format!(
+                    "table {:?}: topic {:?} does not exist",
+                    t.name, t.topic
+                )));
+            }
+            let table = b
+                .table::<String, Value>(&t.name, &t.topic, TextKey, ValueCodec(t.format))
+                .map_err(|e| invalid(format!("table {:?}: {e}", t.name)))?;
+            tables.push((t.name.clone(), table));
+        }
+        Ok(tables)
     }
 
     /// Topics the processor's sinks write to.
@@ -391,6 +312,135 @@ fn op_name(op: &Op) -> &'static str {
 
 fn sanitize(s: &str) -> String {
     s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// The ops that act on each record alone (or repartition, or write): `fields`, `filter`,
+/// `select`, `event_time`, `key_by`, `dedupe`, `to`. `i` is the op's index.
+fn per_record(
+    stream: Stream<String, Row>,
+    op: &Op,
+    i: usize,
+    source_parts: u32,
+) -> Result<Stream<String, Row>, String> {
+    Ok(match op {
+        Op::Fields { fields } => {
+            let codec = FieldsCodec::new(field_picks(fields)?);
+            stream.map_values(move |_, v| match v {
+                Row::Json(Value::String(line)) => codec.split(&line.into_bytes().into()),
+                _ => codec.split(&bytes::Bytes::new()),
+            })
+        }
+        Op::Filter { field, equals, not_equals, gt, ge, lt, le } => {
+            let test = Filter {
+                field: field.clone(),
+                equals: equals.clone(),
+                not_equals: not_equals.clone(),
+                bounds: [(*gt, Cmp::Gt), (*ge, Cmp::Ge), (*lt, Cmp::Lt), (*le, Cmp::Le)],
+            };
+            stream.filter(move |_, v| test.keeps(v))
+        }
+        Op::Select { fields } => {
+            let fields = fields.clone();
+            stream.map_values(move |_, v| {
+                let mut out = serde_json::Map::new();
+                for f in &fields {
+                    if let Some(x) = v.field(f) {
+                        out.insert(f.clone(), x.into_owned());
+                    }
+                }
+                Row::Json(Value::Object(out))
+            })
+        }
+        Op::EventTime { field, format } => {
+            let (field, format) = (field.clone(), *format);
+            stream.event_time(move |_, v, ts| event_time(v, &field, format).unwrap_or(ts))
+        }
+        Op::KeyBy { field } => {
+            let by = field.clone();
+            let keyed = stream.select_key(move |_, v| text_of(v, &by));
+            if source_parts > 1 {
+                keyed.repartition(&format!("by-{}-{}", sanitize(field), i + 1), source_parts)
+            } else {
+                keyed
+            }
+        }
+        Op::Dedupe { window_ms, grace_ms } => stream.dedupe(*window_ms, *grace_ms),
+        Op::To { topic } => {
+            stream.to(topic, TextKey, Json);
+            stream
+        }
+        Op::Window { .. } | Op::Aggregate { .. } | Op::JoinTable { .. } => {
+            return Err("not a per-record op".into());
+        }
+    })
+}
+
+/// The windows and emit mode of a `window` op.
+fn window_of(op: &Op) -> Result<(Windows, Emit), String> {
+    let Op::Window { kind, size_ms, advance_ms, gap_ms, grace_ms, emit } = op else {
+        return Err("not a window".into());
+    };
+    let need = |v: &Option<i64>, name: &str| {
+        v.filter(|x| *x > 0).ok_or_else(|| format!("{name} must be a positive number"))
+    };
+    let w = match kind {
+        WindowShape::Tumbling => Windows::tumbling(need(size_ms, "size_ms")?),
+        WindowShape::Hopping => {
+            Windows::hopping(need(size_ms, "size_ms")?, need(advance_ms, "advance_ms")?)
+        }
+        WindowShape::Session => Windows::session(need(gap_ms, "gap_ms")?),
+    };
+    let emit = match emit {
+        EmitSpec::Changes => Emit::Changes,
+        EmitSpec::Final => Emit::Final,
+    };
+    Ok((w.grace((*grace_ms).max(0)), emit))
+}
+
+/// An `aggregate` op, over `window` when a `window` op came before it; the stream continues
+/// with the table's changes (a windowed one's values as `{"key", "start", "end", "value"}`).
+fn aggregate(
+    stream: Stream<String, Row>,
+    table: &str,
+    agg: JsonAgg,
+    window: Option<(Windows, Emit)>,
+) -> Result<Stream<String, Row>, String> {
+    Ok(match window {
+        None => stream
+            .aggregate(table, agg)
+            .map_err(|e| e.to_string())?
+            .changes()
+            .map_values(|_, v| Row::Json(v)),
+        Some((w, emit)) => {
+            stream.window(w).aggregate(table, agg, emit).map_err(|e| e.to_string())?.changes().map(
+                |k: Windowed<String>, v: Value| {
+                    let value = serde_json::json!({
+                        "key": k.key, "start": k.start, "end": k.end, "value": v,
+                    });
+                    (k.key, Row::Json(value))
+                },
+            )
+        }
+    })
+}
+
+/// A `join_table` op: each record's value gains the table's row for its key under `field`.
+fn join_table(
+    stream: Stream<String, Row>,
+    table: &Table<String, Value>,
+    field: &str,
+) -> Stream<String, Row> {
+    let field = field.to_string();
+    stream.join_table(table, move |_, v, right| {
+        let mut v = v.clone().into_value();
+        Row::Json(match &mut v {
+            Value::Object(map) => {
+                map.insert(field.clone(), right.clone());
+                v
+            }
+            other => serde_json::json!({ "value": other, field.clone(): right }),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -1,144 +1,35 @@
-//! Request handling: one function per request type, shared by the TCP server and the embedded
-//! transport. Per-partition failures go into the response body; only a request that cannot be
-//! handled at all becomes a request-level error.
+//! The data path of requests: produce, fetch, list offsets, metadata and the version handshake,
+//! over [`Topics`] — shared by the TCP server and the embedded transport (the broker's dispatch
+//! calls these). Per-partition failures go into the response body; only a request that cannot
+//! be handled at all becomes a request-level error.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eddy_client::{ClientError, Transport};
-use eddy_protocol::v1::{self, request, response};
+use eddy_protocol::v1;
 use eddy_protocol::{ErrorCode, PROTOCOL_VERSION};
 use eddy_storage::{AppendInfo, Flush, Log, ValidBatch};
 use tokio::time::Instant;
 
-use crate::broker::{Broker, MAX_FETCH_WAIT, Topic};
+use crate::config::BrokerConfig;
 use crate::error::BrokerError;
+use crate::groups::Coordinator;
+use crate::topics::{MAX_FETCH_WAIT, Topic, Topics};
 
 /// Fetch size when a request leaves `max_bytes` at 0.
 const DEFAULT_FETCH_BYTES: u32 = 1 << 20;
 
-impl Broker {
-    /// Handles one request body. `Ok(None)` means no response is owed (produce with
-    /// `ACKS_NONE`).
-    pub async fn handle(&self, body: request::Body) -> Result<Option<response::Body>, BrokerError> {
-        self.check_running()?;
-        use request::Body as Rq;
-        use response::Body as Rs;
-        Ok(Some(match body {
-            Rq::ApiVersions(r) => Rs::ApiVersions(self.api_versions(&r)?),
-            Rq::Metadata(r) => Rs::Metadata(self.metadata(&r)),
-            Rq::CreateTopic(r) => {
-                let topic = self.create_topic(&r.name, r.config.as_ref())?;
-                Rs::CreateTopic(v1::CreateTopicResponse { config: Some(topic.settings.to_wire()) })
-            }
-            Rq::DeleteTopic(r) => {
-                self.delete_topic(&r.name)?;
-                Rs::DeleteTopic(v1::DeleteTopicResponse {})
-            }
-            Rq::ListTopics(_) => {
-                Rs::ListTopics(v1::ListTopicsResponse { names: self.topic_names() })
-            }
-            Rq::DescribeTopic(r) => {
-                let topic = self.topic(&r.name)?;
-                Rs::DescribeTopic(v1::DescribeTopicResponse {
-                    name: topic.name.clone(),
-                    config: Some(topic.settings.to_wire()),
-                    partitions: topic.partition_info(),
-                })
-            }
-            Rq::Produce(r) => match self.produce(r).await? {
-                Some(resp) => Rs::Produce(resp),
-                None => return Ok(None),
-            },
-            Rq::Fetch(r) => {
-                if let Some(member) = &r.member {
-                    self.check_member_fetch(member, &r)?;
-                }
-                Rs::Fetch(self.fetch(&r).await)
-            }
-            Rq::ListOffsets(r) => Rs::ListOffsets(self.list_offsets(&r)),
-            Rq::InitProducer(_) => {
-                let (producer_id, epoch) = self.init_producer()?;
-                Rs::InitProducer(v1::InitProducerResponse {
-                    producer_id,
-                    producer_epoch: i32::from(epoch),
-                })
-            }
-            Rq::GroupHeartbeat(r) => Rs::GroupHeartbeat(self.group_heartbeat(&r).await?),
-            Rq::OffsetCommit(r) => Rs::OffsetCommit(self.offset_commit(&r).await?),
-            Rq::OffsetFetch(r) => Rs::OffsetFetch(self.offset_fetch(&r)?),
-            Rq::ListGroups(_) => Rs::ListGroups(self.list_groups().await?),
-            Rq::DescribeGroup(r) => Rs::DescribeGroup(self.describe_group(&r.group_id).await?),
-            Rq::ResetGroupOffsets(r) => Rs::ResetGroupOffsets(self.reset_group_offsets(&r).await?),
-            Rq::DeleteGroup(r) => {
-                self.delete_group(&r.group_id).await?;
-                Rs::DeleteGroup(v1::DeleteGroupResponse {})
-            }
-            Rq::DeployProcessor(r) => {
-                let broker = self.clone();
-                let processor =
-                    self.blocking(move || broker.inner.processors.deploy(&broker, &r.spec)).await?;
-                Rs::DeployProcessor(v1::DeployProcessorResponse { processor: Some(processor) })
-            }
-            Rq::ListProcessors(_) => Rs::ListProcessors(v1::ListProcessorsResponse {
-                processors: self.inner.processors.list(self),
-            }),
-            Rq::ProcessorStatus(r) => Rs::ProcessorStatus(v1::ProcessorStatusResponse {
-                processor: Some(self.inner.processors.status(self, &r.name)?),
-            }),
-            Rq::RollbackProcessor(r) => {
-                let broker = self.clone();
-                let processor = self
-                    .blocking(move || {
-                        let info = broker.inner.processors.rollback(&broker, &r.name)?;
-                        // A SQL query's catalog follows the version that serves again.
-                        broker.inner.sql.adopt_serving(&broker, &r.name)?;
-                        Ok(info)
-                    })
-                    .await?;
-                Rs::RollbackProcessor(v1::RollbackProcessorResponse { processor: Some(processor) })
-            }
-            Rq::ReplayProcessor(r) => {
-                let broker = self.clone();
-                let processor =
-                    self.blocking(move || broker.inner.processors.replay(&broker, &r.name)).await?;
-                Rs::ReplayProcessor(v1::ReplayProcessorResponse { processor: Some(processor) })
-            }
-            Rq::QueryTable(r) => Rs::QueryTable(self.inner.processors.query(self, &r)?),
-            Rq::DropProcessor(r) => {
-                let broker = self.clone();
-                // A SQL query's processor is dropped by terminating the query (so the stored
-                // catalog does not start it again).
-                self.blocking(move || match broker.inner.sql.drop_processor(&broker, &r.name) {
-                    Some(done) => done,
-                    None => broker.inner.processors.drop_processor(&broker, &r.name),
-                })
-                .await?;
-                Rs::DropProcessor(v1::DropProcessorResponse {})
-            }
-            Rq::Sql(r) if crate::sql::is_push(&r.sql) => Rs::Sql(self.sql_push(&r).await?),
-            Rq::Sql(r) => {
-                let broker = self.clone();
-                Rs::Sql(self.blocking(move || Ok(broker.inner.sql.execute(&broker, &r.sql))).await?)
-            }
-        }))
-    }
+/// The data path of one request: what produce, fetch, list-offsets and metadata read.
+#[derive(Debug, Clone, Copy)]
+pub struct Data<'a> {
+    pub topics: &'a Topics,
+    pub groups: &'a Coordinator,
+    pub config: &'a BrokerConfig,
+}
 
-    /// Runs `work` on a blocking thread (it starts or stops processor threads, or does file
-    /// I/O that may take a while).
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
-    ) -> Result<T, BrokerError> {
-        tokio::task::spawn_blocking(work).await.map_err(|e| BrokerError::Io {
-            op: "run",
-            path: std::path::PathBuf::from("processor"),
-            source: std::io::Error::other(e.to_string()),
-        })?
-    }
-
-    fn api_versions(
+impl Data<'_> {
+    pub fn api_versions(
         &self,
         r: &v1::ApiVersionsRequest,
     ) -> Result<v1::ApiVersionsResponse, BrokerError> {
@@ -147,7 +38,7 @@ impl Broker {
                 "no common protocol version (this broker speaks version 1)",
             ));
         }
-        let l = &self.config().limits;
+        let l = &self.config.limits;
         Ok(v1::ApiVersionsResponse {
             version: PROTOCOL_VERSION,
             broker_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -160,19 +51,19 @@ impl Broker {
         })
     }
 
-    fn metadata(&self, r: &v1::MetadataRequest) -> v1::MetadataResponse {
-        let names = if r.topics.is_empty() { self.topic_names() } else { r.topics.clone() };
+    pub fn metadata(&self, r: &v1::MetadataRequest) -> v1::MetadataResponse {
+        let names = if r.topics.is_empty() { self.topics.names() } else { r.topics.clone() };
         let topics = names
             .into_iter()
-            .map(|name| match self.topic(&name) {
+            .map(|name| match self.topics.get(&name) {
                 Ok(t) => v1::TopicMetadata { partitions: t.partition_info(), name, error: None },
                 Err(e) => v1::TopicMetadata { error: Some(e.to_wire()), name, partitions: vec![] },
             })
             .collect();
-        v1::MetadataResponse { broker_address: self.config().listen.to_string(), topics }
+        v1::MetadataResponse { broker_address: self.config.listen.to_string(), topics }
     }
 
-    async fn produce(
+    pub async fn produce(
         &self,
         r: v1::ProduceRequest,
     ) -> Result<Option<v1::ProduceResponse>, BrokerError> {
@@ -183,7 +74,7 @@ impl Broker {
             let topic = if crate::topic::is_internal(&t.topic) {
                 Err(BrokerError::InternalTopic(t.topic.clone()))
             } else {
-                self.topic(&t.topic)
+                self.topics.get(&t.topic)
             };
             let mut parts = Vec::with_capacity(t.partitions.len());
             for p in t.partitions {
@@ -231,7 +122,7 @@ impl Broker {
             }
             topics.push(v1::ProduceTopicResult { topic: name, partitions });
         }
-        self.appended();
+        self.topics.appended();
         Ok((acks != v1::Acks::None).then_some(v1::ProduceResponse { topics }))
     }
 
@@ -240,7 +131,7 @@ impl Broker {
     /// (a checksum pass and a write into the page cache) and runs here, which saves a thread
     /// hand-off per batch — on a small machine that hand-off is what latency tails are made of.
     fn append(&self, log: Arc<Log>, batch: Bytes, acks: v1::Acks) -> Append {
-        let max = self.config().limits.max_batch_bytes;
+        let max = self.config.limits.max_batch_bytes;
         let may_wait = acks == v1::Acks::Durable || log.config().flush == Flush::Always;
         let work = move || {
             if batch.len() as u64 > u64::from(max) {
@@ -265,14 +156,14 @@ impl Broker {
 
     /// Reads every requested partition; if fewer than `min_bytes` are available, waits for
     /// appends (woken by them, never by polling) until `max_wait_ms` has passed.
-    async fn fetch(&self, r: &v1::FetchRequest) -> v1::FetchResponse {
+    pub async fn fetch(&self, r: &v1::FetchRequest) -> v1::FetchResponse {
         let wait = Duration::from_millis(u64::from(r.max_wait_ms)).min(MAX_FETCH_WAIT);
         let deadline = Instant::now() + wait;
-        let groups = &self.inner.groups;
+        let groups = &self.groups;
         loop {
             // Register for wake-ups before reading, so an append (or a group change) between
             // the read and the wait is not missed.
-            let appended = self.inner.appended.notified();
+            let appended = self.topics.notified();
             tokio::pin!(appended);
             appended.as_mut().enable();
             let changed = groups.changed.notified();
@@ -286,7 +177,7 @@ impl Broker {
                 response.topics.iter().flat_map(|t| &t.partitions).any(|p| p.error.is_some());
             let enough = r.min_bytes == 0 || bytes >= u64::from(r.min_bytes);
             let done = enough || failed || response.heartbeat_now;
-            if done || Instant::now() >= deadline || self.is_shutting_down() {
+            if done || Instant::now() >= deadline || self.topics.is_shutting_down() {
                 return response;
             }
             let woken = async {
@@ -318,7 +209,7 @@ impl Broker {
             .topics
             .iter()
             .map(|t| {
-                let topic = self.topic(&t.topic);
+                let topic = self.topics.get(&t.topic);
                 let partitions = t
                     .partitions
                     .iter()
@@ -384,15 +275,15 @@ impl Broker {
     /// Largest record payload one fetch answer carries: the frame limit less room for the
     /// envelope.
     fn max_fetch_bytes(&self) -> u64 {
-        u64::from(self.config().limits.max_frame_bytes).saturating_sub(64 * 1024).max(1)
+        u64::from(self.config.limits.max_frame_bytes).saturating_sub(64 * 1024).max(1)
     }
 
-    fn list_offsets(&self, r: &v1::ListOffsetsRequest) -> v1::ListOffsetsResponse {
+    pub fn list_offsets(&self, r: &v1::ListOffsetsRequest) -> v1::ListOffsetsResponse {
         let topics = r
             .topics
             .iter()
             .map(|t| {
-                let topic = self.topic(&t.topic);
+                let topic = self.topics.get(&t.topic);
                 let partitions = t
                     .partitions
                     .iter()
@@ -494,19 +385,4 @@ fn check_in_range(log: &Log, offset: u64) -> Result<(), eddy_storage::Error> {
         return Err(eddy_storage::Error::OffsetOutOfRange { requested: offset, start, end });
     }
     Ok(())
-}
-
-/// The embedded transport: requests go straight to the broker, no encoding, no socket.
-impl Transport for Broker {
-    async fn call(&self, body: request::Body) -> Result<response::Body, ClientError> {
-        match self.handle(body).await {
-            Ok(Some(body)) => Ok(body),
-            Ok(None) => Err(ClientError::UnexpectedResponse("no response to an acks=none produce")),
-            Err(e) => Err(ClientError::Broker(e.to_wire())),
-        }
-    }
-
-    async fn send(&self, body: request::Body) -> Result<(), ClientError> {
-        self.handle(body).await.map(drop).map_err(|e| ClientError::Broker(e.to_wire()))
-    }
 }

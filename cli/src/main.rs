@@ -1,6 +1,10 @@
+//! The `eddy` binary: `eddy serve` runs the broker; the other commands are clients of it.
+//!
 //! Command-line parsing and dispatch. Arguments are parsed raw (lexopt), then validated into
 //! typed values before anything runs; `anyhow` carries errors to `main`, which prints one line
 //! and exits non-zero.
+
+#![forbid(unsafe_code)]
 
 mod consume;
 mod group;
@@ -48,16 +52,68 @@ usage: eddy [--broker ADDR] <command> ...
 --broker defaults to 127.0.0.1:9750.
 ";
 
+/// The lines of [`USAGE`] about `command` (its block: the line naming it and the lines
+/// indented under it), or `None` for a command eddy does not have.
+fn usage_of(command: &str) -> Option<String> {
+    let mut block = Vec::new();
+    let mut inside = false;
+    for line in USAGE.lines() {
+        let starts_block = line.starts_with("  ") && !line.starts_with("   ");
+        if starts_block {
+            inside = line[2..].split_whitespace().next() == Some(command);
+        } else if line.trim().is_empty() {
+            inside = false;
+        }
+        if inside {
+            block.push(line);
+        }
+    }
+    if block.is_empty() {
+        return None;
+    }
+    let broker = if command == "serve" {
+        ""
+    } else {
+        "\n--broker ADDR (before the command) defaults to 127.0.0.1:9750."
+    };
+    Some(format!("usage: eddy {command} ...\n\n{}\n{broker}", block.join("\n")))
+}
+
+/// `eddy COMMAND ... --help`: the command named before the first `--help`/`-h` (ignoring
+/// `--broker ADDR`), when the arguments ask for help.
+fn help_requested(args: &[OsString]) -> Option<Option<String>> {
+    let mut command = None;
+    let mut i = 0;
+    while let Some(arg) = args.get(i) {
+        let arg = arg.to_string_lossy();
+        match arg.as_ref() {
+            "--" => return None,
+            "--help" | "-h" => return Some(command),
+            "--broker" if command.is_none() => i += 1,
+            a if command.is_none() && !a.starts_with('-') => command = Some(a.to_string()),
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 pub fn run(args: Vec<OsString>) -> Result<()> {
     use lexopt::prelude::*;
+    if let Some(command) = help_requested(&args) {
+        let text = match command.as_deref() {
+            None => USAGE.trim_end().to_string(),
+            Some(c) => {
+                usage_of(c).with_context(|| format!("unknown command {c:?} (see eddy --help)"))?
+            }
+        };
+        return Output::stdout().line(text.trim_end().as_bytes());
+    }
     let mut parser = lexopt::Parser::from_args(args);
     let mut broker = eddy_broker::config::DEFAULT_LISTEN.to_string();
     let command = loop {
         match parser.next()? {
             Some(Long("broker")) => broker = parser.value()?.string()?,
-            Some(Long("help") | Short('h')) => {
-                return Output::stdout().line(USAGE.trim_end().as_bytes());
-            }
             Some(Value(command)) => break command.string()?,
             Some(other) => return Err(other.unexpected().into()),
             None => bail!("no command given (see eddy --help)"),
@@ -92,6 +148,7 @@ async fn connect(broker: &str) -> Result<Connection> {
 }
 
 /// Buffered stdout that ends quietly when the reader goes away (`eddy consume | head`).
+#[derive(Debug)]
 pub struct Output {
     out: std::io::BufWriter<std::io::Stdout>,
 }
@@ -123,5 +180,55 @@ impl Output {
 impl Drop for Output {
     fn drop(&mut self) {
         let _ = self.out.flush();
+    }
+}
+
+/// `e` and its causes joined with ": ", leaving out a cause whose text the message before it
+/// already ends with (errors that print their source as well as returning it).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        if msg.ends_with(&text) {
+            continue;
+        }
+        if !msg.is_empty() {
+            msg.push_str(": ");
+        }
+        msg.push_str(&text);
+    }
+    msg
+}
+
+fn main() -> std::process::ExitCode {
+    match run(std::env::args_os().skip(1).collect()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line on stderr, as the CLI promises; causes joined with ": ".
+            let msg = one_line(&e);
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                format!("eddy: {msg}\n").as_bytes(),
+            );
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cause_the_message_already_ends_with_is_not_repeated() {
+        let io =
+            std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused (os error 111)");
+        let client =
+            eddy_client::ClientError::Connection { addr: "127.0.0.1:1".into(), source: io };
+        let e = anyhow::Error::new(client).context("connecting to 127.0.0.1:1");
+        assert_eq!(
+            one_line(&e),
+            "connecting to 127.0.0.1:1: connection to 127.0.0.1:1: refused (os error 111)"
+        );
     }
 }

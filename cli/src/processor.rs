@@ -21,63 +21,8 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
         bail!("processor needs an action: deploy, list, status or drop")
     };
     match action.string()?.as_str() {
-        "deploy" => {
-            let (mut file, mut wait) = (None, false);
-            while let Some(arg) = parser.next()? {
-                match arg {
-                    Long("wait") => wait = true,
-                    Value(v) if file.is_none() => file = Some(v.string()?),
-                    other => return Err(other.unexpected().into()),
-                }
-            }
-            let file = file.context("processor deploy needs a FILE")?;
-            let spec = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
-            let admin = Admin::new(connect(broker).await?);
-            let p = admin.deploy_processor(&spec).await?;
-            match &p.building {
-                Some(b) => {
-                    out.line(
-                        format!(
-                            "building processor {} version {} from offset zero (version {} serves meanwhile)",
-                            p.name, b.version, p.version
-                        )
-                        .as_bytes(),
-                    )?;
-                    if wait {
-                        out.flush()?;
-                        wait_for_switch(&admin, &p.name, b.version).await?;
-                        out.line(
-                            format!("processor {} version {} serves", p.name, b.version).as_bytes(),
-                        )?;
-                    }
-                    Ok(())
-                }
-                None => out.line(
-                    format!("deployed processor {} version {}", p.name, p.version).as_bytes(),
-                ),
-            }
-        }
-        "replay" => {
-            let (mut name, mut wait) = (None, false);
-            while let Some(arg) = parser.next()? {
-                match arg {
-                    Long("wait") => wait = true,
-                    Value(v) if name.is_none() => name = Some(v.string()?),
-                    other => return Err(other.unexpected().into()),
-                }
-            }
-            let name = name.context("processor replay needs a NAME")?;
-            let admin = Admin::new(connect(broker).await?);
-            let p = admin.replay_processor(&name).await?;
-            let version = p.building.as_ref().map_or(p.version, |b| b.version);
-            out.line(format!("replaying {name} from offset zero as version {version}").as_bytes())?;
-            if wait {
-                out.flush()?;
-                wait_for_switch(&admin, &name, version).await?;
-                out.line(format!("processor {name} version {version} serves").as_bytes())?;
-            }
-            Ok(())
-        }
+        "deploy" => deploy(broker, parser, out).await,
+        "replay" => replay(broker, parser, out).await,
         "verify" => {
             let name = one_name(parser)?;
             let admin = Admin::new(connect(broker).await?);
@@ -90,24 +35,7 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
         }
         "list" => {
             no_more(parser)?;
-            let admin = Admin::new(connect(broker).await?);
-            out.line(b"processor  version  state  lag  sources  tables  outputs")?;
-            for p in admin.list_processors().await? {
-                out.line(
-                    format!(
-                        "{}  {}  {}  {}  {}  {}  {}",
-                        p.name,
-                        p.version,
-                        p.state,
-                        p.lag,
-                        list(&p.sources),
-                        list(&p.tables),
-                        list(&p.outputs)
-                    )
-                    .as_bytes(),
-                )?;
-            }
-            Ok(())
+            list_all(&Admin::new(connect(broker).await?), out).await
         }
         "status" => {
             let name = one_name(parser)?;
@@ -123,6 +51,81 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
             "unknown processor action {other:?} (deploy, list, status, replay, verify, rollback, drop)"
         ),
     }
+}
+
+/// A NAME or FILE and an optional `--wait`.
+fn target_and_wait(parser: &mut lexopt::Parser, what: &str) -> Result<(String, bool)> {
+    use lexopt::prelude::*;
+    let (mut target, mut wait) = (None, false);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("wait") => wait = true,
+            Value(v) if target.is_none() => target = Some(v.string()?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok((target.with_context(|| format!("processor {what}"))?, wait))
+}
+
+/// `deploy FILE [--wait]`: a new name serves at once; a new version builds, and `--wait`
+/// waits for its switch-over.
+async fn deploy(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
+    let (file, wait) = target_and_wait(parser, "deploy needs a FILE")?;
+    let spec = std::fs::read_to_string(&file).with_context(|| format!("reading {file}"))?;
+    let admin = Admin::new(connect(broker).await?);
+    let p = admin.deploy_processor(&spec).await?;
+    let Some(b) = &p.building else {
+        return out.line(format!("deployed processor {} version {}", p.name, p.version).as_bytes());
+    };
+    out.line(
+        format!(
+            "building processor {} version {} from offset zero (version {} serves meanwhile)",
+            p.name, b.version, p.version
+        )
+        .as_bytes(),
+    )?;
+    if wait {
+        out.flush()?;
+        wait_for_switch(&admin, &p.name, b.version).await?;
+        out.line(format!("processor {} version {} serves", p.name, b.version).as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `replay NAME [--wait]`: rebuilds the serving logic as the next version.
+async fn replay(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
+    let (name, wait) = target_and_wait(parser, "replay needs a NAME")?;
+    let admin = Admin::new(connect(broker).await?);
+    let p = admin.replay_processor(&name).await?;
+    let version = p.building.as_ref().map_or(p.version, |b| b.version);
+    out.line(format!("replaying {name} from offset zero as version {version}").as_bytes())?;
+    if wait {
+        out.flush()?;
+        wait_for_switch(&admin, &name, version).await?;
+        out.line(format!("processor {name} version {version} serves").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `list`: one line per processor under a header.
+async fn list_all<T: eddy_client::Transport>(admin: &Admin<T>, out: &mut Output) -> Result<()> {
+    out.line(b"processor  version  state  lag  sources  tables  outputs")?;
+    for p in admin.list_processors().await? {
+        out.line(
+            format!(
+                "{}  {}  {}  {}  {}  {}  {}",
+                p.name,
+                p.version,
+                p.state,
+                p.lag,
+                list(&p.sources),
+                list(&p.tables),
+                list(&p.outputs)
+            )
+            .as_bytes(),
+        )?;
+    }
+    Ok(())
 }
 
 /// Rebuilds the serving logic from zero in a shadow processor (no outputs), waits until it

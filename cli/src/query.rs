@@ -4,9 +4,13 @@
 //! `--follow` prints every change of the table as it happens, by following its changelog topic
 //! (a table *is* a log).
 //!
-//! Rows print as `KEY<TAB>VALUE` (JSON), then one line `# processor P version V` with the input
-//! offsets the answer reflects and, with `--digest`, the table's digest.
+//! Data on stdout, metadata on stderr, so `eddy query T --scan | sort` sorts rows only: each
+//! row prints as `KEY<TAB>VALUE` — the key as text (as `eddy consume` prints keys; a key that is
+//! not a JSON string prints as its JSON text), the value as JSON — and stderr gets one line
+//! `# processor P version V inputs ...` with the input offsets the answer reflects and, with
+//! `--digest`, the table's digest.
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,8 +78,9 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
         return follow_changelog(conn, &answer.changelog, out).await;
     }
     for row in &answer.rows {
-        out.line(format!("{}\t{}", row.key, row.value).as_bytes())?;
+        out.line(format!("{}\t{}", key_text(&row.key), row.value).as_bytes())?;
     }
+    out.flush()?;
     let offsets: Vec<String> = answer
         .inputs
         .iter()
@@ -90,7 +95,15 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
     if digest {
         footer.push_str(&format!(" digest {:016x}", answer.digest));
     }
-    out.line(footer.as_bytes())
+    writeln!(std::io::stderr(), "{footer}").context("writing to stderr")
+}
+
+/// A row's key (JSON text on the wire) as text: a JSON string unquoted, anything else as is.
+fn key_text(json: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => json.to_string(),
+    }
 }
 
 /// Prints each change of the table from now on: `KEY<TAB>VALUE`, or `KEY<TAB>null` when a
