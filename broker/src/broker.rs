@@ -56,8 +56,13 @@ impl Drop for Inner {
     }
 }
 
-/// A request of one kind of service, or the request handed on to the next.
-type Routed = Result<Result<Option<response::Body>, request::Body>, BrokerError>;
+type Answer<T> = Result<T, BrokerError>;
+
+/// A request handed to a service that does not answer its kind (`handle` routes exhaustively,
+/// so this is a bug, answered rather than panicked on).
+fn misrouted() -> BrokerError {
+    BrokerError::Malformed("a request routed to the wrong service")
+}
 
 impl Broker {
     /// Opens the broker in `dir` with default settings — the embedded entry point.
@@ -178,22 +183,42 @@ impl Broker {
     /// `ACKS_NONE`).
     pub async fn handle(&self, body: request::Body) -> Result<Option<response::Body>, BrokerError> {
         self.inner.topics.check_running()?;
-        let body = match self.handle_data(body).await? {
-            Ok(answer) => return Ok(answer),
-            Err(body) => body,
-        };
-        let body = match self.handle_groups(body).await? {
-            Ok(answer) => return Ok(answer),
-            Err(body) => body,
-        };
-        self.handle_processors(body).await.map(Some)
+        use request::Body as Rq;
+        // Exhaustive: a new request kind does not compile until it has a service.
+        match &body {
+            Rq::ApiVersions(_)
+            | Rq::Metadata(_)
+            | Rq::CreateTopic(_)
+            | Rq::DeleteTopic(_)
+            | Rq::ListTopics(_)
+            | Rq::DescribeTopic(_)
+            | Rq::Produce(_)
+            | Rq::Fetch(_)
+            | Rq::ListOffsets(_)
+            | Rq::InitProducer(_) => self.handle_data(body).await,
+            Rq::GroupHeartbeat(_)
+            | Rq::OffsetCommit(_)
+            | Rq::OffsetFetch(_)
+            | Rq::ListGroups(_)
+            | Rq::DescribeGroup(_)
+            | Rq::ResetGroupOffsets(_)
+            | Rq::DeleteGroup(_) => self.handle_groups(body).await.map(Some),
+            Rq::DeployProcessor(_)
+            | Rq::ListProcessors(_)
+            | Rq::ProcessorStatus(_)
+            | Rq::RollbackProcessor(_)
+            | Rq::ReplayProcessor(_)
+            | Rq::QueryTable(_)
+            | Rq::DropProcessor(_)
+            | Rq::Sql(_) => self.handle_processors(body).await.map(Some),
+        }
     }
 
     /// Topics, produce, fetch and the handshake.
-    async fn handle_data(&self, body: request::Body) -> Routed {
+    async fn handle_data(&self, body: request::Body) -> Answer<Option<response::Body>> {
         use request::Body as Rq;
         use response::Body as Rs;
-        Ok(Ok(Some(match body {
+        Ok(Some(match body {
             Rq::ApiVersions(r) => Rs::ApiVersions(self.data().api_versions(&r)?),
             Rq::Metadata(r) => Rs::Metadata(self.data().metadata(&r)),
             Rq::CreateTopic(r) => {
@@ -215,7 +240,7 @@ impl Broker {
                     partitions: topic.partition_info(),
                 })
             }
-            Rq::Produce(r) => return Ok(Ok(self.data().produce(r).await?.map(Rs::Produce))),
+            Rq::Produce(r) => return Ok(self.data().produce(r).await?.map(Rs::Produce)),
             Rq::Fetch(r) => {
                 if let Some(member) = &r.member {
                     self.inner.groups.check_member_fetch(member, &r)?;
@@ -230,16 +255,16 @@ impl Broker {
                     producer_epoch: i32::from(epoch),
                 })
             }
-            other => return Ok(Err(other)),
-        })))
+            _ => return Err(misrouted()),
+        }))
     }
 
     /// Consumer groups.
-    async fn handle_groups(&self, body: request::Body) -> Routed {
+    async fn handle_groups(&self, body: request::Body) -> Answer<response::Body> {
         use request::Body as Rq;
         use response::Body as Rs;
         let (topics, groups) = (&*self.inner.topics, &self.inner.groups);
-        Ok(Ok(Some(match body {
+        Ok(match body {
             Rq::GroupHeartbeat(r) => Rs::GroupHeartbeat(groups.serve_heartbeat(topics, &r).await?),
             Rq::OffsetCommit(r) => Rs::OffsetCommit(groups.serve_commit(topics, &r).await?),
             Rq::OffsetFetch(r) => Rs::OffsetFetch(groups.fetch_offsets(&r)?),
@@ -254,13 +279,13 @@ impl Broker {
                 groups.serve_delete(&r.group_id).await?;
                 Rs::DeleteGroup(v1::DeleteGroupResponse {})
             }
-            other => return Ok(Err(other)),
-        })))
+            _ => return Err(misrouted()),
+        })
     }
 
     /// Processors, table queries and SQL. Deploys, drops and statements run on a blocking
     /// thread: they start and stop processor threads and fsync registry records.
-    async fn handle_processors(&self, body: request::Body) -> Result<response::Body, BrokerError> {
+    async fn handle_processors(&self, body: request::Body) -> Answer<response::Body> {
         use request::Body as Rq;
         use response::Body as Rs;
         let (processors, sql) = (&self.inner.processors, &self.inner.sql);
@@ -303,8 +328,7 @@ impl Broker {
             }
             Rq::Sql(r) if crate::sql::is_push(&r.sql) => Rs::Sql(sql.push(&r).await?),
             Rq::Sql(r) => Rs::Sql(blocking(move || Ok(broker.inner.sql.execute(&r.sql))).await?),
-            // Every other kind was answered by `handle_data` or `handle_groups`.
-            _ => return Err(BrokerError::Malformed("a request of no known kind")),
+            _ => return Err(misrouted()),
         })
     }
 }

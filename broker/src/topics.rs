@@ -83,9 +83,15 @@ pub struct Topics {
     appended: Notify,
     append_signal: AppendSignal,
     shutting_down: AtomicBool,
-    // Released after every partition log above has closed ...
+    // Last: released after every partition log above has closed.
+    _held: Held,
+}
+
+/// The directory's lock, then its entry in [`OPEN_HERE`]: fields drop in order, so the
+/// directory is unlocked before a waiting `open` in this process is woken.
+#[derive(Debug)]
+struct Held {
     _lock: DirLock,
-    // ... and only then is the directory no longer open in this process.
     _open: OpenHere,
 }
 
@@ -111,11 +117,15 @@ impl Drop for OpenHere {
 }
 
 /// Locks `dir`. When this process holds it already, waits up to [`RELEASE_WAIT`] for that
-/// holder to be dropped, then names it in the error.
-fn lock_dir(dir: &Path) -> Result<(DirLock, OpenHere), BrokerError> {
+/// holder to be dropped, then names it in the error. On a current-thread tokio runtime it does
+/// not wait: the holder (a producer's task, say) could only finish on this very thread.
+fn lock_dir(dir: &Path) -> Result<Held, BrokerError> {
     let path = fs::canonicalize(dir).map_err(BrokerError::io("resolve", dir))?;
     let (open, released) = &OPEN_HERE;
-    let deadline = Instant::now() + RELEASE_WAIT;
+    let one_thread = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread);
+    let wait = if one_thread { Duration::ZERO } else { RELEASE_WAIT };
+    let deadline = Instant::now() + wait;
     let mut held = open.lock().unwrap_or_else(|p| p.into_inner());
     while held.contains(&path) {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -126,7 +136,7 @@ fn lock_dir(dir: &Path) -> Result<(DirLock, OpenHere), BrokerError> {
     }
     let lock = DirLock::acquire(&path).map_err(BrokerError::data_dir)?;
     held.insert(path.clone());
-    Ok((lock, OpenHere(path)))
+    Ok(Held { _lock: lock, _open: OpenHere(path) })
 }
 
 impl Topics {
@@ -135,7 +145,7 @@ impl Topics {
     pub fn open(dir: &Path, defaults: TopicSettings) -> Result<Topics, BrokerError> {
         let topics_dir = dir.join("topics");
         fs::create_dir_all(&topics_dir).map_err(BrokerError::io("create", &topics_dir))?;
-        let (lock, open_here) = lock_dir(dir)?;
+        let held = lock_dir(dir)?;
         let mut topics = BTreeMap::new();
         for entry in fs::read_dir(&topics_dir).map_err(BrokerError::io("list", &topics_dir))? {
             let entry = entry.map_err(BrokerError::io("list", &topics_dir))?;
@@ -158,8 +168,7 @@ impl Topics {
             appended: Notify::new(),
             append_signal: AppendSignal::default(),
             shutting_down: AtomicBool::new(false),
-            _lock: lock,
-            _open: open_here,
+            _held: held,
         })
     }
 
@@ -193,7 +202,12 @@ impl Topics {
     }
 
     /// The internal topic `name`, created with `settings` if it does not exist yet.
-    pub fn internal(&self, name: &str, settings: TopicSettings) -> Result<Arc<Topic>, BrokerError> {
+    pub(crate) fn internal(
+        &self,
+        name: &str,
+        settings: TopicSettings,
+    ) -> Result<Arc<Topic>, BrokerError> {
+        topic::validate_name(name)?;
         let _admin = self.admin();
         if let Ok(t) = self.get(name) {
             return Ok(t);
@@ -292,7 +306,7 @@ impl Topics {
     }
 
     /// Wakes everything that waits for appends: long-polling fetches and processor threads.
-    pub fn appended(&self) {
+    pub(crate) fn appended(&self) {
         self.appended.notify_waiters();
         *self.append_signal.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         self.append_signal.changed.notify_all();
@@ -300,7 +314,7 @@ impl Topics {
 
     /// Resolves at the next [`Topics::appended`] (or shutdown); `enable` it before looking at
     /// the logs so an append in between is not missed.
-    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+    pub(crate) fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.appended.notified()
     }
 
@@ -308,7 +322,7 @@ impl Topics {
     /// `deadline` passes; returns `ready()`'s last answer. Reads the append counter before
     /// each look and waits only while it is unchanged, so an append between the look and the
     /// wait is never missed.
-    pub fn wait_until(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
+    pub(crate) fn wait_until(&self, deadline: Instant, mut ready: impl FnMut() -> bool) -> bool {
         let signal = &self.append_signal;
         let mut seen = signal.count.lock().unwrap_or_else(|p| p.into_inner());
         loop {
@@ -330,7 +344,7 @@ impl Topics {
     }
 
     /// Refuses new work (`SHUTTING_DOWN`) and wakes every waiter now.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         self.shutting_down.store(true, Ordering::Release);
         self.appended();
     }
@@ -339,7 +353,7 @@ impl Topics {
         self.shutting_down.load(Ordering::Acquire)
     }
 
-    pub fn check_running(&self) -> Result<(), BrokerError> {
+    pub(crate) fn check_running(&self) -> Result<(), BrokerError> {
         if self.is_shutting_down() { Err(BrokerError::ShuttingDown) } else { Ok(()) }
     }
 }

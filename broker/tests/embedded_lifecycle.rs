@@ -79,3 +79,16 @@ fn a_live_handle_is_named_when_the_directory_is_opened_again() {
     drop(broker);
     Broker::open(dir.path()).unwrap();
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn on_a_one_thread_runtime_a_held_directory_is_named_without_waiting() {
+    // The holder could only let go on this very thread, so waiting would only stall.
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path()).unwrap();
+    let started = Instant::now();
+    let err = Broker::open(dir.path()).unwrap_err();
+    assert!(matches!(err, BrokerError::OpenInThisProcess { .. }), "{err:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "waited {:?}", started.elapsed());
+    drop(broker);
+    Broker::open(dir.path()).unwrap();
+}

@@ -79,20 +79,24 @@ fn usage_of(command: &str) -> Option<String> {
     Some(format!("usage: eddy {command} ...\n\n{}\n{broker}", block.join("\n")))
 }
 
-/// `eddy COMMAND ... --help`: the command named before the first `--help`/`-h` (ignoring
-/// `--broker ADDR`), when the arguments ask for help.
+/// `eddy COMMAND ... --help`: the command named before the first `--help` or `-h` (ignoring
+/// `--broker ADDR`), when the arguments ask for help. `-h` right after an option is that
+/// option's value (`--key-sep -h`), not a request for help.
 fn help_requested(args: &[OsString]) -> Option<Option<String>> {
     let mut command = None;
+    let mut previous = String::new();
     let mut i = 0;
     while let Some(arg) = args.get(i) {
         let arg = arg.to_string_lossy();
         match arg.as_ref() {
             "--" => return None,
-            "--help" | "-h" => return Some(command),
+            "--help" => return Some(command),
+            "-h" if !previous.starts_with('-') => return Some(command),
             "--broker" if command.is_none() => i += 1,
             a if command.is_none() && !a.starts_with('-') => command = Some(a.to_string()),
             _ => {}
         }
+        previous = arg.into_owned();
         i += 1;
     }
     None
@@ -218,6 +222,19 @@ fn main() -> std::process::ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn help_is_asked_by_help_flags_not_by_option_values() {
+        let ask =
+            |args: &[&str]| help_requested(&args.iter().map(OsString::from).collect::<Vec<_>>());
+        assert_eq!(ask(&["topic", "create", "t", "-h"]), Some(Some("topic".into())));
+        assert_eq!(ask(&["--broker", "a:1", "sql", "--help"]), Some(Some("sql".into())));
+        assert_eq!(ask(&["-h"]), Some(None));
+        assert_eq!(ask(&["produce", "t", "--key-sep", "-h"]), None);
+        assert_eq!(ask(&["consume", "t", "--group", "-h"]), None);
+        assert_eq!(ask(&["sql", "-e", "SELECT 1 -h"]), None);
+        assert_eq!(ask(&["query", "t", "--", "--help"]), None);
+    }
 
     #[test]
     fn a_cause_the_message_already_ends_with_is_not_repeated() {

@@ -22,8 +22,9 @@ pub const LENGTH_PREFIX: usize = 4;
 pub enum FrameError {
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: u64, max: u32 },
+    // The decode error is shown, not chained as a source: it is this error's whole detail.
     #[error("message does not decode: {0}")]
-    Decode(#[from] prost::DecodeError),
+    Decode(prost::DecodeError),
 }
 
 /// Takes whole frames from a growing read buffer.

@@ -125,26 +125,40 @@ fn is_ident(c: char) -> bool {
     c.is_ascii_alphanumeric() || c == '_'
 }
 
+/// The first path segment of each path in `rest` (the text after `crate::` or a `super::`
+/// chain): `a::b` gives `a`; a group `{a::{b, c}, d}` gives `a` and `d`, however nested.
+fn first_segments(rest: &str) -> Vec<String> {
+    let rest = rest.trim_start();
+    let Some(group) = rest.strip_prefix('{') else {
+        return vec![rest.chars().take_while(|c| is_ident(*c)).collect()];
+    };
+    let (mut names, mut depth, mut start) = (Vec::new(), 0usize, 0usize);
+    for (i, c) in group.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' if depth == 0 => {
+                names.push(first_segments(&group[start..i]).remove(0));
+                break;
+            }
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                names.push(first_segments(&group[start..i]).remove(0));
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
 /// The crate-level modules named in `code`, by a file at `path` (its module path).
 fn referenced(code: &str, path: &[String]) -> Vec<String> {
     let mut found = Vec::new();
-    let ident_after = |s: &str| s.chars().take_while(|c| is_ident(*c)).collect::<String>();
     for (i, _) in code.match_indices("crate::") {
         if i > 0 && code[..i].ends_with(|c: char| is_ident(c) || c == '$') {
             continue; // `$crate::` in macros, `eddy_crate::` and the like
         }
-        let rest = &code[i + "crate::".len()..];
-        if let Some(group) = rest.strip_prefix('{') {
-            let inner = &group[..group.find('}').unwrap_or(group.len())];
-            for item in inner.split(',') {
-                let name = ident_after(item.trim());
-                if !name.is_empty() {
-                    found.push(name);
-                }
-            }
-        } else {
-            found.push(ident_after(rest));
-        }
+        found.extend(first_segments(&code[i + "crate::".len()..]));
     }
     // `super::` chains that reach the crate root from this file's module.
     for (i, _) in code.match_indices("super::") {
@@ -158,25 +172,30 @@ fn referenced(code: &str, path: &[String]) -> Vec<String> {
             rest = r;
         }
         if depth == path.len() {
-            found.push(ident_after(rest));
+            found.extend(first_segments(rest));
         }
     }
     found.retain(|n| !n.is_empty() && n != "self" && n != "super" && n != "crate");
     found
 }
 
-/// The items the crate root re-exports (`pub use module::{A, B};` in lib.rs), by the module
-/// that defines them, so `crate::A` counts as naming that module.
+/// The items the crate root re-exports (`pub use module::{A, B};`, `pub(crate) use ...`, over
+/// several lines or one, in lib.rs), by the module that defines them, so `crate::A` counts as
+/// naming that module.
 fn reexports(root: &Path) -> BTreeMap<String, String> {
-    let lib = fs::read_to_string(root.join("lib.rs")).unwrap_or_default();
+    let lib = without_tests(&fs::read_to_string(root.join("lib.rs")).unwrap_or_default());
     let mut out = BTreeMap::new();
-    for line in lib.lines().map(str::trim) {
-        let Some(path) = line.strip_prefix("pub use ").and_then(|l| l.strip_suffix(';')) else {
+    for statement in lib.split(';') {
+        let statement = statement.trim();
+        let Some(at) = statement.find("use ") else { continue };
+        if !statement[..at].trim_start().starts_with("pub") {
             continue;
-        };
+        }
+        let path = statement[at + "use ".len()..].trim().trim_start_matches("crate::");
         let Some((module, items)) = path.split_once("::") else { continue };
-        let items = items.trim_start_matches('{').trim_end_matches('}');
+        let items = items.trim().trim_start_matches('{').trim_end_matches('}');
         for item in items.split(',') {
+            let item = item.split(" as ").last().unwrap_or_default();
             let name = item.rsplit("::").next().unwrap_or_default().trim();
             if !name.is_empty() {
                 out.insert(name.to_string(), module.to_string());
@@ -186,14 +205,31 @@ fn reexports(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-/// The code before the first `#[cfg(test)]`, without comment lines (doc links name items
-/// anywhere; they are not imports).
+/// The next item after byte `from` of `code`: to its `;` or to the brace that closes it.
+fn item_end(code: &str, from: usize) -> usize {
+    let mut depth = 0usize;
+    for (i, c) in code[from..].char_indices() {
+        match c {
+            ';' if depth == 0 => return from + i + 1,
+            '{' => depth += 1,
+            '}' if depth <= 1 => return from + i + 1,
+            '}' => depth -= 1,
+            _ => {}
+        }
+    }
+    code.len()
+}
+
+/// `code` without comment lines (doc links name items anywhere; they are not imports) and
+/// without the items marked `#[cfg(test)]` (tests may reach anywhere).
 fn without_tests(code: &str) -> String {
-    let code = match code.find("#[cfg(test)]") {
-        Some(i) => &code[..i],
-        None => code,
-    };
-    code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n")
+    let mut code: String =
+        code.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+    while let Some(at) = code.find("#[cfg(test)]") {
+        let end = item_end(&code, at + "#[cfg(test)]".len());
+        code.replace_range(at..end, "");
+    }
+    code
 }
 
 #[test]
@@ -239,8 +275,32 @@ fn modules_only_name_modules_below_them() {
 
 #[test]
 fn the_scanner_finds_every_form_of_reference() {
+    let m = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
     let code = "use crate::a::X;\nuse crate::{b::Y, c};\nfn f() { super::d::g(); $crate::e; }";
-    assert_eq!(referenced(code, &["m".into()]), ["a", "b", "c", "d"]);
-    assert_eq!(referenced("super::super::q::r()", &["m".into(), "n".into()]), ["q"]);
-    assert!(referenced("super::q::r()", &["m".into(), "n".into()]).is_empty());
+    assert_eq!(referenced(code, &m(&["m"])), ["a", "b", "c", "d"]);
+    assert_eq!(referenced("use crate::{p::{A, B}, q::D};", &m(&["m"])), ["p", "q"]);
+    assert_eq!(referenced("use super::super::{q::R, s};", &m(&["m", "n"])), ["q", "s"]);
+    assert!(referenced("super::q::r()", &m(&["m", "n"])).is_empty());
+    // Comments and test items are not imports; what follows a test module is.
+    let code = "/// see [`X`](crate::x::X)\n#[cfg(test)]\nmod tests;\n#[cfg(test)]\nmod t {\n    use crate::y::Y;\n    fn f() { }\n}\nuse crate::z::Z;";
+    assert_eq!(referenced(&without_tests(code), &m(&["m"])), ["z"]);
+}
+
+#[test]
+fn re_exports_over_several_lines_count_as_their_module() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lib = "pub use broker::Broker;\npub(crate) use inner::{\n    Inner,\n    Other as Renamed,\n};\npub use crate::topics::{MAX, Topic};\nuse private::Hidden;";
+    fs::write(dir.path().join("lib.rs"), lib).expect("write lib.rs");
+    let found = reexports(dir.path());
+    let pairs: Vec<(&str, &str)> = found.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert_eq!(
+        pairs,
+        [
+            ("Broker", "broker"),
+            ("Inner", "inner"),
+            ("MAX", "topics"),
+            ("Renamed", "inner"),
+            ("Topic", "topics"),
+        ]
+    );
 }

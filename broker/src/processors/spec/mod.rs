@@ -185,6 +185,9 @@ pub enum AggFn {
     Latest,
 }
 
+/// The `[[tables]]` by name, for `join_table` ops.
+type JoinTables = Vec<(String, Table<String, Value>)>;
+
 fn invalid(reason: impl Into<String>) -> BrokerError {
     BrokerError::InvalidSpec(reason.into())
 }
@@ -266,7 +269,7 @@ impl Spec {
         &self,
         b: &ProcessorBuilder,
         partitions: &dyn Fn(&str) -> Option<u32>,
-    ) -> Result<Vec<(String, Table<String, Value>)>, BrokerError> {
+    ) -> Result<JoinTables, BrokerError> {
         let mut tables = Vec::new();
         for t in &self.tables {
             if partitions(&t.topic).is_none() {
