@@ -4,6 +4,7 @@
 //! (`url_of`, `time_of`), which `access_log.rs` checks against `awk | sort | uniq -c`.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../processor/tests/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeMap;

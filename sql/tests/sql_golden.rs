@@ -3,6 +3,7 @@
 //! `LocalLogs` in a temporary directory. Then the error classes, each with its position.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../processor/tests/common/mod.rs"]
 mod common;
 
 use std::sync::Arc;

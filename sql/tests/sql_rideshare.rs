@@ -3,6 +3,7 @@
 //! over a 3-partition topic aggregated with LATEST_BY_OFFSET, and a push query over its changes.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../processor/tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

@@ -4,6 +4,7 @@
 //! streams evaluated on raw records, and the join clauses' kinds and windows.
 #![allow(clippy::unwrap_used)]
 
+#[path = "../../processor/tests/common/mod.rs"]
 mod common;
 
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! Helpers shared by the processor tests: producing into and reading back from `LocalLogs`.
+//! Helpers shared by the processor tests (and eddy-sql's, which include this file by path):
+//! producing into and reading back from `LocalLogs`.
 #![allow(dead_code, clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::Arc;
