@@ -32,7 +32,8 @@
 //! retire_grace_ms = 600000         # a replaced version's state is kept this long (rollback)
 //! ```
 //!
-//! Every key may be overridden by an environment variable: `EDDY_DATA_DIR`, `EDDY_LISTEN`,
+//! Most keys may be overridden by an environment variable (`[topic_defaults]` and
+//! `offsets_flush` may not; docs/protocol.md lists them all): `EDDY_DATA_DIR`, `EDDY_LISTEN`,
 //! `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
 //! `EDDY_MAX_CONNECTIONS`), and `EDDY_GROUP_` + the upper-cased key for each group timing (for
 //! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`).

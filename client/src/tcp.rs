@@ -26,7 +26,8 @@
 //!   handshake) is refused before it is sent, so it cannot get the connection closed.
 //! - At most the broker's `max_in_flight` calls await answers at once; more wait for a slot.
 //!   (`send`, for `ACKS_NONE` produces, takes no slot: nothing tells when the broker is done
-//!   with it. A flood of them can still meet `TOO_MANY_IN_FLIGHT`, whose answer nobody reads.)
+//!   with it. The broker never refuses one: it stops reading the connection until a slot
+//!   frees, so a flood of them slows the connection down rather than failing.)
 //!
 //! A `Connection` does not reconnect: after it closes every call fails, and the owner opens a
 //! new one.
