@@ -56,6 +56,7 @@ mod sql;
 mod storage;
 mod svg;
 mod sweep;
+mod windows;
 mod workload;
 
 use std::path::PathBuf;
@@ -63,7 +64,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, e2e, \
-                         recovery, groups, rebalance, processor, replay, query, sql, producers, plot, machine";
+                         recovery, groups, rebalance, processor, windows, replay, query, sql, producers, plot, \
+                         machine";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -101,6 +103,7 @@ fn main() -> Result<()> {
         "groups" => groups::run_throughput(&opts)?,
         "rebalance" => groups::run_rebalance(&opts)?,
         "processor" => processor::run(&opts)?,
+        "windows" => windows::run(&opts)?,
         "replay" => replay::run(&opts)?,
         "query" => query::run(&opts)?,
         "sql" => sql::run(&opts)?,

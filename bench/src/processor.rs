@@ -39,25 +39,25 @@ use crate::net::Served;
 use crate::report::{Row, Timing, median, median_against};
 use crate::workload::{Options, url_counts_spec, value_batches};
 
-const INPUT: &str = "access-log";
+pub(crate) const INPUT: &str = "access-log";
 const OUTPUT: &str = "url-counts";
 const TABLE: &str = "requests-per-url";
 const NAME: &str = "url-counts";
 /// How often the server run asks for the processor's lag.
 const POLL: Duration = Duration::from_millis(5);
 /// Give up on a run that has not caught up by then.
-const LIMIT: Duration = Duration::from_secs(1800);
+pub(crate) const LIMIT: Duration = Duration::from_secs(1800);
 
 /// The input: the generated lines, in batches per partition.
-struct Input {
-    partitions: u32,
+pub(crate) struct Input {
+    pub(crate) partitions: u32,
     batches: Vec<Vec<ValidBatch>>,
 }
 
 /// Generates `records` lines and splits them into `per_batch`-record batches, line `i` going to
 /// partition `i % partitions`. Record timestamps are a fixed instant after the log (event time
 /// comes from the line), as in the example.
-fn input(lines: &[&str], partitions: u32, per_batch: usize) -> Result<Input> {
+pub(crate) fn input(lines: &[&str], partitions: u32, per_batch: usize) -> Result<Input> {
     let now_ms = access_log::START_MS + 30 * 24 * 3_600_000;
     let batches = (0..partitions as usize)
         .map(|p| {
@@ -69,7 +69,7 @@ fn input(lines: &[&str], partitions: u32, per_batch: usize) -> Result<Input> {
 }
 
 /// A fresh `LocalLogs` under `dir` holding the input.
-fn local_input(dir: &std::path::Path, input: &Input) -> Result<Arc<LocalLogs>> {
+pub(crate) fn local_input(dir: &std::path::Path, input: &Input) -> Result<Arc<LocalLogs>> {
     let logs = Arc::new(LocalLogs::open(dir.join("logs"), LogConfig::default())?);
     logs.create_topic(INPUT, input.partitions, false)?;
     for (p, batches) in input.batches.iter().enumerate() {
@@ -81,7 +81,7 @@ fn local_input(dir: &std::path::Path, input: &Input) -> Result<Arc<LocalLogs>> {
 }
 
 /// Reads every input partition end to end, decoding each record: the floor under any processor.
-fn read_floor(logs: &dyn LogAccess, partitions: u32, records: u64) -> Result<Timing> {
+pub(crate) fn read_floor(logs: &dyn LogAccess, partitions: u32, records: u64) -> Result<Timing> {
     let mut timing = Timing::new();
     let mut seen = 0u64;
     let mut bytes = 0usize;
