@@ -40,6 +40,11 @@ pub(crate) struct BuildState {
     pub tables: BTreeMap<String, (usize, String)>,
     /// Repartition topics to create: (topic, partitions).
     pub internal: Vec<(String, u32)>,
+    /// The sources (indices) of the stream each repartition topic is written from.
+    pub repartition_sources: BTreeMap<String, Vec<usize>>,
+    /// Sources read as streams, and sources read as tables (event time follows the first).
+    stream_sources: BTreeSet<usize>,
+    table_sources: BTreeSet<usize>,
     pub dead_letter: Option<String>,
 }
 
@@ -131,6 +136,9 @@ impl ProcessorBuilder {
                 terminals: Vec::new(),
                 tables: BTreeMap::new(),
                 internal: Vec::new(),
+                repartition_sources: BTreeMap::new(),
+                stream_sources: BTreeSet::new(),
+                table_sources: BTreeSet::new(),
                 dead_letter: None,
             })),
         }
@@ -146,6 +154,7 @@ impl ProcessorBuilder {
         let (key, value): (Arc<dyn Codec<K>>, Arc<dyn Codec<V>>) = (Arc::new(key), Arc::new(value));
         let mut s = lock(&self.state);
         let (index, raw) = s.raw_source(topic);
+        s.stream_sources.insert(index);
         let id = s.next_id();
         drop(s);
         let def = Def {
@@ -170,7 +179,12 @@ impl ProcessorBuilder {
         value: impl Codec<V>,
     ) -> Result<Table<K, V>> {
         let (key, value): (Arc<dyn Codec<K>>, Arc<dyn Codec<V>>) = (Arc::new(key), Arc::new(value));
-        let (index, raw) = lock(&self.state).raw_source(topic);
+        let (index, raw) = {
+            let mut s = lock(&self.state);
+            let (index, raw) = s.raw_source(topic);
+            s.table_sources.insert(index);
+            (index, raw)
+        };
         let stream: Stream<Raw, Raw> =
             Stream { state: self.state.clone(), def: raw, sources: vec![index] };
         stream.materialize(name, move |store, down| {
@@ -226,6 +240,8 @@ impl ProcessorBuilder {
             terminals,
             tables,
             internal: s.internal.clone(),
+            repartition_sources: s.repartition_sources.clone(),
+            table_only: s.table_sources.difference(&s.stream_sources).copied().collect(),
             dead_letter: s.dead_letter.clone(),
         }))
     }
@@ -330,6 +346,21 @@ impl<K: Data, V: Data> Stream<K, V> {
     /// Appends every record to `topic` (created if missing, with one partition per task),
     /// partitioned by the encoded key as the client partitioner does.
     pub fn to(&self, topic: &str, key: impl Codec<K>, value: impl Codec<V>) {
+        self.sink(topic, key, value, false);
+    }
+
+    /// A sink into `topic`; into a repartition topic (`repartition`) it carries each record's
+    /// origin and broadcasts frontier hints (see `ops::stateless::Sink`).
+    pub(crate) fn sink(
+        &self,
+        topic: &str,
+        key: impl Codec<K>,
+        value: impl Codec<V>,
+        repartition: bool,
+    ) {
+        if repartition {
+            lock(&self.state).repartition_sources.insert(topic.to_owned(), self.sources.clone());
+        }
         let (key, value): (Arc<dyn Codec<K>>, Arc<dyn Codec<V>>) = (Arc::new(key), Arc::new(value));
         let topic: Arc<str> = Arc::from(topic);
         let def = self.def.clone();
@@ -339,6 +370,7 @@ impl<K: Data, V: Data> Stream<K, V> {
                 topic: topic.clone(),
                 key: key.clone(),
                 value: value.clone(),
+                repartition,
                 _types: std::marker::PhantomData,
             };
             attach(&def, w, Box::new(sink))

@@ -7,14 +7,37 @@
 //! processing is deterministic, re-processing after a crash produces the same outputs at the same
 //! positions, and [`Cx::emit`] drops those at or below what recovery found already written to
 //! that partition (see `recovery.rs`).
+//!
+//! Cx also knows where the current record comes from — its *origin*, the source partition it
+//! was read from, carried through repartition topics in the `eddy-origin` header — and the
+//! frontier hints upstream tasks broadcast, which event-time operators use for their
+//! watermarks (`state::Clock`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
 use crate::error::RecordError;
 use crate::position::Position;
+
+/// Header of a record in a repartition topic: the origin (8 bytes, big-endian) of the record.
+pub(crate) const ORIGIN_HEADER: &str = "eddy-origin";
+/// Header of a frontier hint in a repartition topic (a record with no key and no value): the
+/// origin (8 bytes) and its frontier (8 bytes, big-endian event time).
+pub(crate) const HINT_HEADER: &str = "eddy-frontier";
+
+/// A source partition, as event time tracks it: FNV-1a (32-bit) of the topic name in the high
+/// half, the partition in the low half. Stable across processes and versions.
+pub(crate) fn origin_of(topic: &str, partition: u32) -> u64 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in topic.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    (u64::from(h) << 32) | u64::from(partition)
+}
 
 /// One buffered output record.
 #[derive(Debug, Clone)]
@@ -71,6 +94,17 @@ pub struct Cx {
     pub(crate) partition_counts: HashMap<Arc<str>, u32>,
     pub(crate) dead_letter: Option<Arc<str>>,
     pub(crate) metrics: TaskMetrics,
+    /// Origin of the input record being processed.
+    pub(crate) origin: u64,
+    /// Frontier hints received from upstream tasks, by origin (the largest of each).
+    pub(crate) hints: BTreeMap<u64, i64>,
+    /// The origins each source of this task's sub-topology carries, by source index.
+    pub(crate) origins: Arc<BTreeMap<usize, Vec<u64>>>,
+    /// With an idle timeout: when each origin was last heard from (a record or a hint), and
+    /// when the task opened (for origins never heard from).
+    pub(crate) idle_after: Option<Duration>,
+    pub(crate) heard: BTreeMap<u64, Instant>,
+    pub(crate) opened: Instant,
 }
 
 impl std::fmt::Debug for Cx {
@@ -96,7 +130,41 @@ impl Cx {
             partition_counts: HashMap::new(),
             dead_letter,
             metrics: TaskMetrics::default(),
+            origin: 0,
+            hints: BTreeMap::new(),
+            origins: Arc::new(BTreeMap::new()),
+            idle_after: None,
+            heard: BTreeMap::new(),
+            opened: Instant::now(),
         }
+    }
+
+    /// Notes that `origin` was heard from now (only kept with an idle timeout).
+    pub(crate) fn heard_from(&mut self, origin: u64) {
+        if self.idle_after.is_some() {
+            self.heard.insert(origin, Instant::now());
+        }
+    }
+
+    /// Whether `origin` has been silent for longer than the idle timeout (never, without one).
+    pub(crate) fn is_idle(&self, origin: u64) -> bool {
+        self.idle_after
+            .is_some_and(|after| self.heard.get(&origin).unwrap_or(&self.opened).elapsed() > after)
+    }
+
+    /// The origins whose records can reach an operator fed by `sources` (source indices).
+    pub(crate) fn expected(&self, sources: &[usize]) -> Vec<u64> {
+        let mut all: Vec<u64> =
+            sources.iter().filter_map(|s| self.origins.get(s)).flatten().copied().collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// Takes a frontier hint of `origin` (kept if it raises what is known).
+    pub(crate) fn hint(&mut self, origin: u64, frontier: i64) {
+        let known = self.hints.entry(origin).or_insert(frontier);
+        *known = (*known).max(frontier);
     }
 
     /// Starts the input record at position `n`.
@@ -152,13 +220,26 @@ impl Cx {
         key: Option<Bytes>,
         value: Option<Bytes>,
         ts: i64,
-    ) {
-        let count = self.partition_counts.get(topic).copied().unwrap_or(1).max(1);
+        headers: Vec<(&'static str, Vec<u8>)>,
+    ) -> u32 {
+        let count = self.partition_count(topic);
         let partition = match &key {
             Some(k) => crate::position::partition_for_key(k, count),
             None => self.partition % count,
         };
-        self.emit_to(topic, partition, key, value, ts, Vec::new());
+        self.emit_to(topic, partition, key, value, ts, headers);
+        partition
+    }
+
+    /// Partitions of an output topic (1 if unknown).
+    pub(crate) fn partition_count(&self, topic: &Arc<str>) -> u32 {
+        self.partition_counts.get(topic).copied().unwrap_or(1).max(1)
+    }
+
+    /// The position `n` of the input record being processed (input records since offset
+    /// zero): a deterministic clock for what a task does every so many records.
+    pub(crate) fn input_position(&self) -> u64 {
+        self.n
     }
 
     /// Sets the current input record aside: counted, and sent to the dead-letter topic (with

@@ -40,6 +40,10 @@ pub(crate) struct ProcessorDef {
     pub terminals: Vec<Vec<Terminal>>,
     pub tables: BTreeMap<String, TableInfo>,
     pub internal: Vec<(String, u32)>,
+    /// The sources (indices) of the stream each repartition topic is written from.
+    pub repartition_sources: BTreeMap<String, Vec<usize>>,
+    /// Sources read only as tables: their records set table rows and carry no event time.
+    pub table_only: BTreeSet<usize>,
     pub dead_letter: Option<String>,
 }
 
@@ -68,6 +72,47 @@ impl ProcessorDef {
             w.output_topics.insert(dlq.clone());
         }
         Ok(w)
+    }
+
+    /// The origins (see `context::origin_of`) that source `source` carries into a task of
+    /// `partition` (`None`: into any task — every partition): an outside topic carries its own
+    /// partition; a repartition topic carries every origin of the stream written into it.
+    /// `partitions` gives an outside topic's partition count.
+    pub fn origins(
+        &self,
+        source: usize,
+        partition: Option<u32>,
+        partitions: &dyn Fn(&str) -> Result<u32>,
+        depth: usize,
+    ) -> Result<BTreeSet<u64>> {
+        let topic =
+            self.sources.get(source).ok_or(Error::Definition { reason: "no such source" })?;
+        let mut out = BTreeSet::new();
+        if self.table_only.contains(&source) {
+            return Ok(out);
+        }
+        match self.repartition_sources.get(topic) {
+            // A cycle cannot be built; the depth only guards against a corrupt definition.
+            Some(_) if depth > self.sources.len() => {
+                return Err(Error::Definition { reason: "repartition topics form a cycle" });
+            }
+            Some(upstream) => {
+                for s in upstream {
+                    out.extend(self.origins(*s, None, partitions, depth + 1)?);
+                }
+            }
+            None => match partition {
+                Some(p) => {
+                    out.insert(crate::context::origin_of(topic, p));
+                }
+                None => {
+                    for p in 0..partitions(topic)? {
+                        out.insert(crate::context::origin_of(topic, p));
+                    }
+                }
+            },
+        }
+        Ok(out)
     }
 
     pub fn is_changelog(&self, topic: &str) -> bool {

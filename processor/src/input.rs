@@ -3,6 +3,12 @@
 //! Records are kept as slices of the bytes the log returned (no copy). The read position
 //! `next` only moves past a record once it was handed out, or past a whole chunk once its
 //! records are all handed out (a compacted log can have gaps, which are skipped then).
+//!
+//! Each record gets its *origin* (the source partition event time tracks): an outside topic's
+//! records are of their own partition; a repartition topic's carry it in the `eddy-origin`
+//! header, and its frontier hints (`eddy-frontier`) come out as `Pending::hint`. A header that
+//! is missing or malformed makes the record its repartition partition's own origin, never an
+//! error.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -10,8 +16,18 @@ use std::sync::Arc;
 use bytes::Bytes;
 use eddy_storage::Batches;
 
+use crate::context::{HINT_HEADER, ORIGIN_HEADER};
 use crate::error::{Error, Result};
 use crate::log_access::LogAccess;
+
+/// Where the records of an input get their origin.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Origins {
+    /// Every record is of this origin (an outside topic's partition).
+    Own(u64),
+    /// From each record's `eddy-origin` header (a repartition topic); this one without it.
+    Headers(u64),
+}
 
 /// A record waiting to be processed.
 #[derive(Debug, Clone)]
@@ -20,12 +36,16 @@ pub(crate) struct Pending {
     pub ts: i64,
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
+    pub origin: u64,
+    /// A frontier hint (origin, frontier) rather than a record to process.
+    pub hint: Option<(u64, i64)>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Input {
     pub topic: Arc<str>,
     pub partition: u32,
+    origins: Origins,
     /// Next offset to hand out.
     pub next: u64,
     buf: VecDeque<Pending>,
@@ -34,8 +54,13 @@ pub(crate) struct Input {
 }
 
 impl Input {
-    pub fn new(topic: Arc<str>, partition: u32, next: u64) -> Self {
-        Self { topic, partition, next, buf: VecDeque::new(), chunk_end: next }
+    pub fn new(topic: Arc<str>, partition: u32, next: u64, origins: Origins) -> Self {
+        Self { topic, partition, origins, next, buf: VecDeque::new(), chunk_end: next }
+    }
+
+    /// The same input, empty, reading from `next`.
+    pub fn at(&self, next: u64) -> Self {
+        Self::new(self.topic.clone(), self.partition, next, self.origins)
     }
 
     pub fn head(&self) -> Option<&Pending> {
@@ -84,15 +109,41 @@ impl Input {
                 if rec.offset < self.next {
                     continue;
                 }
+                let (origin, hint) = match self.origins {
+                    Origins::Own(origin) => (origin, None),
+                    Origins::Headers(own) => carried(&rec, own),
+                };
                 self.buf.push_back(Pending {
                     offset: rec.offset,
                     ts: rec.timestamp,
                     key: rec.key.map(|k| bytes.slice_ref(k)),
                     value: rec.value.map(|v| bytes.slice_ref(v)),
+                    origin,
+                    hint,
                 });
             }
             self.chunk_end = self.chunk_end.max(batch.last_offset() + 1);
         }
         Ok(())
     }
+}
+
+/// The origin a repartitioned record carries (`own` without the header), and its frontier
+/// hint if it is one.
+fn carried(rec: &eddy_storage::RecordView<'_>, own: u64) -> (u64, Option<(u64, i64)>) {
+    let mut origin = own;
+    for h in rec.headers() {
+        let Some(v) = h.value else { continue };
+        if h.key == ORIGIN_HEADER.as_bytes()
+            && let Ok(bytes) = <[u8; 8]>::try_from(v)
+        {
+            origin = u64::from_be_bytes(bytes);
+        } else if h.key == HINT_HEADER.as_bytes()
+            && let (Some(o), Some(f)) = (v.get(..8), v.get(8..16))
+            && let (Ok(o), Ok(f)) = (<[u8; 8]>::try_from(o), <[u8; 8]>::try_from(f))
+        {
+            return (own, Some((u64::from_be_bytes(o), i64::from_be_bytes(f))));
+        }
+    }
+    (origin, None)
 }

@@ -250,8 +250,17 @@ impl<K: Data, V: Data> Stream<K, V> {
         let f = Arc::new(f);
         let (left, right) = (self.def.clone(), other.def.clone());
         let op = self.op_id();
+        let mut sources: Vec<usize> = self.sources.iter().chain(&other.sources).copied().collect();
+        sources.sort_unstable();
+        sources.dedup();
         let mut joined = self.derive(move |w: &mut Wiring, down: Down<K, O>| {
-            let node = Rc::new(RefCell::new(StreamJoin::new(window, outer, f.clone(), down)));
+            let node = Rc::new(RefCell::new(StreamJoin::new(
+                window,
+                outer,
+                f.clone(),
+                down,
+                sources.clone(),
+            )));
             w.state_ops.push((op, node.clone()));
             attach(&left, w, Box::new(JoinLeft(node.clone())))?;
             attach(&right, w, Box::new(JoinRight(node)))
@@ -261,15 +270,18 @@ impl<K: Data, V: Data> Stream<K, V> {
     }
 
     /// Drops records whose key was kept less than `window_ms` of event time before or after;
-    /// records more than `grace_ms` behind the largest event time seen are set aside as late.
+    /// records more than `grace_ms` behind the largest event time seen from their own source
+    /// partition are set aside as late.
     pub fn dedupe(&self, window_ms: i64, grace_ms: i64) -> Stream<K, V>
     where
         K: StateData,
     {
         let parent = self.def.clone();
         let op = self.op_id();
+        let sources = self.sources.clone();
         self.derive(move |w: &mut Wiring, down: Down<K, V>| {
-            let node = Rc::new(RefCell::new(Dedupe::new(window_ms, grace_ms, down)));
+            let node =
+                Rc::new(RefCell::new(Dedupe::new(window_ms, grace_ms, down, sources.clone())));
             w.state_ops.push((op, node.clone()));
             attach(&parent, w, Box::new(Shared(node)))
         })
@@ -284,7 +296,7 @@ impl<K: Data, V: Data> Stream<K, V> {
         V: StateData,
     {
         let topic = format!("{}-{name}-repartition", self.prefix());
-        self.to(&topic, Json, Json);
+        self.sink(&topic, Json, Json, true);
         crate::builder::add_internal_topic(&self.state, &topic, partitions.max(1));
         ProcessorBuilder::from_state(self.state.clone()).stream(&topic, Json, Json)
     }
@@ -308,6 +320,7 @@ impl<K: StateData, V: Data> WindowedStream<K, V> {
     ) -> Result<Table<Windowed<K>, A::Out>> {
         let agg = Arc::new(agg);
         let windows = self.windows;
+        let sources = self.stream.sources.clone();
         self.stream.materialize_stateful(name, move |store, down, w, op| {
             let node = Rc::new(RefCell::new(WindowAggregate::new(
                 windows,
@@ -315,6 +328,7 @@ impl<K: StateData, V: Data> WindowedStream<K, V> {
                 agg.clone(),
                 store,
                 down,
+                sources.clone(),
             )));
             w.state_ops.push((op, node.clone()));
             Ok(Box::new(Shared(node)))

@@ -50,6 +50,9 @@ pub(crate) struct SnapshotMeta {
     /// lie before `outputs`' ends, so the next recovery would not find them by scanning.
     #[serde(default)]
     pub suppress: Vec<(String, u32, u64, u32)>,
+    /// Frontier hints received from upstream tasks: (origin, frontier).
+    #[serde(default)]
+    pub hints: Vec<(u64, i64)>,
 }
 
 /// A decoded snapshot.

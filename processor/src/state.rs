@@ -22,30 +22,92 @@ pub(crate) trait StateOp {
     fn flush(&mut self, _cx: &mut crate::context::Cx) {}
 }
 
-/// Event time as one operator has seen it.
+/// Event time as one operator has seen it, per *origin* — the source partition a record
+/// came from (see `context::Origin`), carried through repartition topics.
 ///
-/// `max_ts` is the largest event time among the records the operator has processed; the
-/// watermark is `max_ts - grace_ms`. A window `[start, end)` is closed once `end <= watermark`;
-/// a join or dedupe record is late when `ts < watermark`. Both are functions of the input order
-/// only, so they are the same on every replay.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// An origin's *frontier* is the largest event time among its records this operator has
+/// processed, raised by the frontier hints its upstream task broadcasts through repartition
+/// topics (`Cx::hint`). A record is late when it is more than `grace_ms` behind its own
+/// origin's frontier: `ts < frontier(origin) - grace_ms`. The operator's *watermark* — what
+/// closes windows and expires join and dedupe state — is the minimum over every origin that
+/// can reach the operator (`expected`) of `frontier - grace_ms`, and `i64::MIN` while one of
+/// them has not been heard from. So a fast input never closes what a slow one still feeds,
+/// and a record within its own origin's bound always finds its window open: the results are
+/// a function of each origin's records, not of how the inputs interleave.
+///
+/// With one origin this is the single-input rule of before: `max_ts - grace_ms`.
+///
+/// Idle origins (`Cx::is_idle`, only with an idle timeout configured) are left out of the
+/// minimum, so a silent partition does not hold every window open. That is the one place wall
+/// time enters: a record of an origin that was idle and comes back is late if the watermark
+/// passed it meanwhile (`closed`), as in Flink.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Clock {
+    /// The largest event time seen from any origin (kept for status and old snapshots).
     pub max_ts: i64,
     pub grace_ms: i64,
+    /// The frontier of each origin, from the records seen here.
+    #[serde(default)]
+    pub seen: BTreeMap<u64, i64>,
+    /// The highest watermark this operator has closed things at: it never goes back.
+    #[serde(default = "minus_infinity")]
+    pub closed: i64,
+}
+
+fn minus_infinity() -> i64 {
+    i64::MIN
 }
 
 impl Clock {
     pub fn new(grace_ms: i64) -> Self {
-        Self { max_ts: i64::MIN, grace_ms }
+        Self { max_ts: i64::MIN, grace_ms, seen: BTreeMap::new(), closed: i64::MIN }
     }
 
-    pub fn observe(&mut self, ts: i64) {
+    pub fn observe(&mut self, origin: u64, ts: i64) {
         self.max_ts = self.max_ts.max(ts);
+        let frontier = self.seen.entry(origin).or_insert(ts);
+        *frontier = (*frontier).max(ts);
     }
 
-    /// `i64::MIN` until a record was seen.
-    pub fn watermark(&self) -> i64 {
-        self.max_ts.saturating_sub(self.grace_ms)
+    /// `origin`'s frontier: what this operator saw of it, or a hint from upstream.
+    fn frontier(&self, origin: u64, hints: &BTreeMap<u64, i64>) -> Option<i64> {
+        match (self.seen.get(&origin), hints.get(&origin)) {
+            (Some(a), Some(b)) => Some((*a).max(*b)),
+            (a, b) => a.or(b).copied(),
+        }
+    }
+
+    /// Records of `origin` with an event time below this are late: more than grace behind
+    /// their origin's frontier, or behind what the watermark already closed.
+    pub fn late_before(&self, origin: u64, hints: &BTreeMap<u64, i64>) -> i64 {
+        let own =
+            self.frontier(origin, hints).map_or(i64::MIN, |f| f.saturating_sub(self.grace_ms));
+        own.max(self.closed)
+    }
+
+    /// The watermark over the `expected` origins that are not idle (`i64::MIN` until each was
+    /// heard from), never below what it was. An empty `expected` (an operator fed by no
+    /// source partition this task knows) falls back to the origins seen.
+    pub fn watermark(
+        &mut self,
+        expected: &[u64],
+        hints: &BTreeMap<u64, i64>,
+        idle: &dyn Fn(u64) -> bool,
+    ) -> i64 {
+        let origins: Vec<u64> = if expected.is_empty() {
+            self.seen.keys().copied().collect()
+        } else {
+            expected.to_vec()
+        };
+        let mut min = None::<i64>;
+        for origin in origins.into_iter().filter(|o| !idle(*o)) {
+            let Some(f) = self.frontier(origin, hints) else { return self.closed };
+            min = Some(min.map_or(f, |m| m.min(f)));
+        }
+        if let Some(m) = min {
+            self.closed = self.closed.max(m.saturating_sub(self.grace_ms));
+        }
+        self.closed
     }
 }
 

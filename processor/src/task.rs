@@ -29,7 +29,7 @@ use crate::context::{CurrentInput, Cx, OutRec, TaskMetrics};
 use crate::definition::{ProcessorDef, TaskId};
 use crate::error::{Error, Result};
 use crate::graph::{Down, Rec};
-use crate::input::Input;
+use crate::input::{Input, Origins};
 use crate::log_access::{LogAccess, WaitFor};
 use crate::position::{POSITION_HEADER, Position, writer_id};
 use crate::recovery::{self, Step};
@@ -50,6 +50,11 @@ pub struct TaskConfig {
     pub snapshot_every_records: u64,
     /// Output batches are cut at about this size.
     pub batch_max_bytes: usize,
+    /// A source partition heard nothing from (no record, no frontier hint) for this long is
+    /// *idle*: left out of the watermarks until it is heard from again (docs/processors.md,
+    /// "Idle partitions"). `None` (the default): a silent partition holds windows open, and
+    /// results never depend on the wall clock.
+    pub idle_timeout: Option<std::time::Duration>,
 }
 
 impl TaskConfig {
@@ -60,6 +65,7 @@ impl TaskConfig {
             poll_max_records: 200_000,
             snapshot_every_records: 500_000,
             batch_max_bytes: 1 << 20,
+            idle_timeout: None,
         }
     }
 }
@@ -122,15 +128,25 @@ impl Task {
         let mut w = def.wire(id.subtopology, id.partition)?;
         let mut inputs = Vec::new();
         let mut roots = Vec::new();
+        let mut origins = BTreeMap::new();
+        let partitions = |t: &str| logs.partition_count(t).map_err(Error::from);
         for &source in &w.sources {
             let topic: Arc<str> = Arc::from(def.sources[source].as_str());
             let start = logs.start_offset(&topic, id.partition)?;
-            inputs.push(Input::new(topic, id.partition, start));
+            let repartitioned = def.repartition_sources.contains_key(&*topic);
+            let origin = crate::context::origin_of(&topic, id.partition);
+            let carries =
+                if repartitioned { Origins::Headers(origin) } else { Origins::Own(origin) };
+            inputs.push(Input::new(topic, id.partition, start, carries));
             roots.push(w.roots.remove(&source));
+            let carried = def.origins(source, Some(id.partition), &partitions, 0)?;
+            origins.insert(source, carried.into_iter().collect::<Vec<u64>>());
         }
         let writer = writer_id(&def.name, def.version, id.subtopology, id.partition);
         let dead_letter = def.dead_letter.as_deref().map(Arc::from);
         let mut cx = Cx::new(writer, id.partition, dead_letter);
+        cx.origins = Arc::new(origins);
+        cx.idle_after = config.idle_timeout;
         let mut outputs = Vec::new();
         for topic in &w.output_topics {
             let count = logs.partition_count(topic)?;
@@ -331,6 +347,14 @@ impl Task {
     }
 
     fn process(&mut self, input: usize, rec: crate::input::Pending) {
+        if let Some((origin, frontier)) = rec.hint {
+            // A frontier hint from an upstream task: no record to process, no output.
+            self.cx.hint(origin, frontier);
+            self.cx.heard_from(origin);
+            return;
+        }
+        self.cx.origin = rec.origin;
+        self.cx.heard_from(rec.origin);
         self.cx.begin(self.n);
         // Only a dead letter needs the input record again; without a dead-letter topic the
         // per-record clones (reference counts) are skipped.
@@ -462,6 +486,7 @@ impl Task {
                 .iter()
                 .map(|((t, p), pos)| (t.to_string(), *p, pos.n, pos.index))
                 .collect(),
+            hints: self.cx.hints.iter().map(|(o, f)| (*o, *f)).collect(),
         };
         snapshot::write(&self.snapshot_path, &Snapshot { meta, ops, tables })?;
         self.since_snapshot = 0;
@@ -532,7 +557,7 @@ impl Task {
         for (topic, next) in &m.inputs {
             let input = self.inputs.iter_mut().find(|i| &*i.topic == topic.as_str());
             let Some(input) = input else { return Err(mismatch("an input topic is unknown")) };
-            *input = Input::new(input.topic.clone(), input.partition, *next);
+            *input = input.at(*next);
         }
         for (id, bytes) in &snap.ops {
             let Some((_, op)) = self.state_ops.iter().find(|(i, _)| i == id) else {
@@ -553,6 +578,7 @@ impl Task {
             })?;
         }
         self.n = m.n;
+        self.cx.hints = m.hints.iter().copied().collect();
         Ok(())
     }
 }

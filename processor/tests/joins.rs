@@ -343,25 +343,28 @@ fn left_and_outer_joins_emit_each_unmatched_record_once_its_window_has_closed() 
     config.read_max_bytes = 800;
     common::run_to_end(&processor, logs.clone(), &config);
 
-    // Expected: the on-time records (by arrival order), every pair of them within the window
-    // (at max(tl, tr)), and each one without a partner whose window closed before the input
-    // ended (at its own time): the watermark passed t + after (orders) or t + before (payments).
+    // Expected: the on-time records — each judged against its own input partition (more than
+    // grace behind the largest event time before it in that partition is late), whatever the
+    // arrival order — every pair of them within the window (at max(tl, tr)), and each one
+    // without a partner whose window closed before the input ended (at its own time): the
+    // watermark — the slower partition's frontier less grace — passed t + after (orders) or
+    // t + before (payments).
     let (mut left_want, mut outer_want) = (Vec::new(), Vec::new());
     let mut late = 0;
     for part in 0..PARTITIONS as usize {
-        let mut max = i64::MIN;
+        let mut max = [i64::MIN; 2];
         let mut on_time: [Vec<(String, i64)>; 2] = [Vec::new(), Vec::new()];
         for (source, key, ts, _) in
             merge(vec![order_parts[part].clone(), payment_parts[part].clone()])
         {
-            max = max.max(ts);
-            if ts < max - window.grace_ms {
+            max[source] = max[source].max(ts);
+            if ts < max[source] - window.grace_ms {
                 late += 1;
                 continue;
             }
             on_time[source].push((key, ts));
         }
-        let watermark = max - window.grace_ms;
+        let watermark = max[0].min(max[1]) - window.grace_ms;
         let joins = |tl: i64, tr: i64| tl - window.before_ms <= tr && tr <= tl + window.after_ms;
         for (key, tl) in &on_time[0] {
             let mut matched = false;

@@ -472,7 +472,8 @@ fn cases() -> Vec<Case> {
         },
         Case {
             // WITHIN 1 MINUTE: |t(order) - t(payment)| <= 60 s. GRACE PERIOD 30 SECONDS: a record
-            // more than 30 s behind the largest event time seen is late and joins nothing.
+            // more than 30 s behind the largest event time seen in its own input (partition) is
+            // late and joins nothing — a faster input does not make it late.
             name: "stream–stream INNER JOIN: inside / outside the window, either side first, \
                    out of order within the grace, late",
             sql: "CREATE STREAM orders (id VARCHAR KEY, customer VARCHAR, amount DOUBLE) \
@@ -495,11 +496,12 @@ fn cases() -> Vec<Case> {
                 // Exactly 60 s apart: a pair.
                 ("orders", Some("o4"), json!({"customer": "di", "amount": 40.0}), 170_000),
                 ("payments", Some("p4"), json!({"order_id": "o4", "paid": 40.0}), 230_000),
-                // The payment 25 s behind the latest event time (240 s): on time, a pair
-                // stamped 240 s. The next one, 35 s behind, is late: nothing.
+                // The payment 15 s behind the payments' latest event time (230 s) — and 25 s
+                // behind the orders' — is on time: a pair stamped 240 s. The next one, 35 s
+                // behind the payments' latest, is late: nothing.
                 ("orders", Some("o5"), json!({"customer": "ed", "amount": 50.0}), 240_000),
                 ("payments", Some("p5"), json!({"order_id": "o5", "paid": 50.0}), 215_000),
-                ("payments", Some("p6"), json!({"order_id": "o5", "paid": 55.0}), 205_000),
+                ("payments", Some("p6"), json!({"order_id": "o5", "paid": 55.0}), 195_000),
             ]),
             expect: vec![Expect::Topic(
                 "PAID",
@@ -545,12 +547,15 @@ fn cases() -> Vec<Case> {
                 // A click 1 s *before* its impression: outside (0 s, 10 s).
                 ("clicks", Some("i3"), json!({"ad": "c"}), 7_000),
                 ("impressions", Some("i3"), json!({"ad": "c"}), 8_000),
-                // 20 s: the windows of i2 (6 s) and i3 (8 s) have closed.
+                // 20 s on the impressions' side; the clicks' side is still at 7 s, so the
+                // windows of i2 (6 s + 10 s) and i3 (8 s + 10 s) stay open.
                 ("impressions", Some("i4"), json!({"ad": "d"}), 20_000),
-                // Exactly 10 s after i4: a pair.
+                // Exactly 10 s after i4: a pair. Both sides are now past 20 s: i2 and i3 close
+                // (after the pair this arrival made).
                 ("clicks", Some("i4"), json!({"ad": "d"}), 30_000),
                 ("impressions", Some("i5"), json!({"ad": "e"}), 31_000),
-                // 41.001 s closes i5's window (31 s + 10 s) but not i6's.
+                // Both sides at 41.001 s close i5's window (31 s + 10 s) but not i6's.
+                ("clicks", Some("i9"), json!({"ad": "z"}), 41_001),
                 ("impressions", Some("i6"), json!({"ad": "f"}), 41_001),
             ]),
             expect: vec![Expect::Topic(
@@ -561,16 +566,16 @@ fn cases() -> Vec<Case> {
                         json!({"IMPRESSION": "i1", "AD": "a", "CLICKED": "a", "T": 5_000}),
                     ),
                     (
+                        Some("i4"),
+                        json!({"IMPRESSION": "i4", "AD": "d", "CLICKED": "d", "T": 30_000}),
+                    ),
+                    (
                         Some("i2"),
                         json!({"IMPRESSION": "i2", "AD": "b", "CLICKED": null, "T": 6_000}),
                     ),
                     (
                         Some("i3"),
                         json!({"IMPRESSION": "i3", "AD": "c", "CLICKED": null, "T": 8_000}),
-                    ),
-                    (
-                        Some("i4"),
-                        json!({"IMPRESSION": "i4", "AD": "d", "CLICKED": "d", "T": 30_000}),
                     ),
                     (
                         Some("i5"),
@@ -595,6 +600,8 @@ fn cases() -> Vec<Case> {
                 ("rights", Some("b"), json!({"w": 20}), 4_000),
                 ("lefts", Some("c"), json!({"v": 3}), 12_000),
                 ("rights", Some("d"), json!({"w": 40}), 30_000),
+                // Windows close when both sides have moved on: this closes c's (12 s + 5 s).
+                ("lefts", Some("e"), json!({"v": 5}), 30_000),
             ]),
             expect: vec![
                 Expect::Topic(

@@ -113,6 +113,14 @@ impl Definition {
         matches!(self, Definition::Sql { .. })
     }
 
+    /// How long a silent source partition holds windows open (`None`: for ever).
+    pub fn idle_timeout(&self) -> Option<std::time::Duration> {
+        match self {
+            Definition::Spec(s) => s.idle_timeout_ms.map(std::time::Duration::from_millis),
+            Definition::Sql { .. } => None,
+        }
+    }
+
     pub fn threads(&self) -> usize {
         match self {
             Definition::Spec(s) => s.threads.unwrap_or(1),

@@ -201,6 +201,7 @@ impl Processors {
         let processor = def.compile(&partitions)?;
         let mut config = RuntimeConfig::new(&self.state_dir);
         config.threads = def.threads().clamp(1, 16);
+        config.task.idle_timeout = def.idle_timeout();
         processor.start(Arc::new(BrokerLogs::new(self.topics.clone())), config).map_err(|source| {
             BrokerError::ProcessorStart {
                 name: def.name().to_string(),

@@ -2,9 +2,10 @@
 //!
 //! A record is dropped when a record with the same key was *kept* at an event time less than
 //! `window` away (`|t - t_kept| < window`); otherwise it is kept and passed on. Late records
-//! (event time below the watermark, max event time seen − grace) are set aside: the kept times
-//! they would be compared with may already be forgotten. Kept times are forgotten once no
-//! on-time record could be within `window` of them (`t_kept <= watermark - window`).
+//! (more than grace behind their own origin's frontier, `state::Clock`) are set aside: the
+//! kept times they would be compared with may already be forgotten. Kept times are forgotten
+//! once no on-time record of any origin could be within `window` of them
+//! (`t_kept <= watermark - window`, the watermark being the slowest origin's).
 
 use std::collections::BTreeSet;
 use std::marker::PhantomData;
@@ -30,17 +31,22 @@ pub(crate) struct Dedupe<K, V> {
     /// (key as JSON, event time) of kept records.
     kept: BTreeSet<(String, i64)>,
     by_time: BTreeSet<(i64, String)>,
+    /// The sources (indices) that feed this operator; their origins, resolved at first use.
+    sources: Vec<usize>,
+    expected: Option<Vec<u64>>,
     _v: PhantomData<fn(V)>,
 }
 
 impl<K, V> Dedupe<K, V> {
-    pub fn new(window_ms: i64, grace_ms: i64, down: Down<K, V>) -> Self {
+    pub fn new(window_ms: i64, grace_ms: i64, down: Down<K, V>, sources: Vec<usize>) -> Self {
         Self {
             window_ms: window_ms.max(1),
             down,
             clock: Clock::new(grace_ms.max(0)),
             kept: BTreeSet::new(),
             by_time: BTreeSet::new(),
+            sources,
+            expected: None,
             _v: PhantomData,
         }
     }
@@ -48,10 +54,13 @@ impl<K, V> Dedupe<K, V> {
 
 impl<K: StateData, V> Node<K, V> for Dedupe<K, V> {
     fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
-        self.clock.observe(rec.ts);
-        let watermark = self.clock.watermark();
-        if rec.ts < watermark {
-            cx.set_aside(&RecordError::TooLate { event_time_ms: rec.ts, watermark_ms: watermark });
+        self.clock.observe(cx.origin, rec.ts);
+        let late_before = self.clock.late_before(cx.origin, &cx.hints);
+        if rec.ts < late_before {
+            cx.set_aside(&RecordError::TooLate {
+                event_time_ms: rec.ts,
+                watermark_ms: late_before,
+            });
             return;
         }
         let Some(kt) = super::key_text(&rec.key, cx) else { return };
@@ -64,6 +73,8 @@ impl<K: StateData, V> Node<K, V> for Dedupe<K, V> {
             self.kept.insert((kt, rec.ts));
             self.down.push(rec, cx);
         }
+        let expected = self.expected.get_or_insert_with(|| cx.expected(&self.sources));
+        let watermark = self.clock.watermark(expected, &cx.hints, &|o| cx.is_idle(o));
         let forget_before = watermark.saturating_sub(self.window_ms);
         while let Some((t, k)) = self.by_time.first().cloned() {
             if t > forget_before {
@@ -77,7 +88,10 @@ impl<K: StateData, V> Node<K, V> for Dedupe<K, V> {
 
 impl<K, V> StateOp for Dedupe<K, V> {
     fn save(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        save_value(&Saved { clock: self.clock, kept: self.kept.iter().cloned().collect() }, out)
+        save_value(
+            &Saved { clock: self.clock.clone(), kept: self.kept.iter().cloned().collect() },
+            out,
+        )
     }
 
     fn load(&mut self, mut bytes: &[u8]) -> Result<(), &'static str> {

@@ -130,6 +130,9 @@ pub(crate) struct StreamJoin<K, L, R, O, F> {
     right_by_time: BTreeSet<(i64, Slot)>,
     /// Buffered records of an outer side that matched at least once.
     matched: BTreeSet<Slot>,
+    /// The sources (indices) of both sides; their origins, resolved at first use.
+    sources: Vec<usize>,
+    expected: Option<Vec<u64>>,
 }
 
 impl<K, L, R, O, F> StreamJoin<K, L, R, O, F>
@@ -139,13 +142,21 @@ where
     R: StateData,
     F: Fn(&K, Option<&L>, Option<&R>) -> Option<O>,
 {
-    pub fn new(window: JoinWindow, outer: Outer, f: Arc<F>, down: Down<K, O>) -> Self {
+    pub fn new(
+        window: JoinWindow,
+        outer: Outer,
+        f: Arc<F>,
+        down: Down<K, O>,
+        sources: Vec<usize>,
+    ) -> Self {
         Self {
             window,
             outer,
             f,
             down,
             clock: Clock::new(window.grace_ms),
+            sources,
+            expected: None,
             seq: 0,
             left: BTreeMap::new(),
             right: BTreeMap::new(),
@@ -155,12 +166,15 @@ where
         }
     }
 
-    /// Checks lateness; returns the key text and the watermark if the record is on time.
+    /// Checks lateness (by the record's own origin); returns the key text if it is on time.
     fn admit<V>(&mut self, rec: &Rec<K, V>, cx: &mut Cx) -> Option<String> {
-        self.clock.observe(rec.ts);
-        let watermark = self.clock.watermark();
-        if rec.ts < watermark {
-            cx.set_aside(&RecordError::TooLate { event_time_ms: rec.ts, watermark_ms: watermark });
+        self.clock.observe(cx.origin, rec.ts);
+        let late_before = self.clock.late_before(cx.origin, &cx.hints);
+        if rec.ts < late_before {
+            cx.set_aside(&RecordError::TooLate {
+                event_time_ms: rec.ts,
+                watermark_ms: late_before,
+            });
             return None;
         }
         super::key_text(&rec.key, cx)
@@ -221,7 +235,8 @@ where
     /// `tl >= t - after`, and a right record at `tr` only if `tr >= t - before`. Unmatched records
     /// of an outer side are emitted as they go.
     fn expire(&mut self, cx: &mut Cx) {
-        let watermark = self.clock.watermark();
+        let expected = self.expected.get_or_insert_with(|| cx.expected(&self.sources));
+        let watermark = self.clock.watermark(expected, &cx.hints, &|o| cx.is_idle(o));
         let mut unmatched: Vec<(Slot, Option<L>, Option<R>)> = Vec::new();
         let left_min = watermark.saturating_sub(self.window.after_ms);
         while let Some((t, slot)) = self.left_by_time.first().cloned() {
@@ -272,7 +287,7 @@ where
 {
     fn save(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
         let saved = Saved {
-            clock: self.clock,
+            clock: self.clock.clone(),
             seq: self.seq,
             left: self.left.iter().map(|(s, v)| (s.clone(), v.clone())).collect(),
             right: self.right.iter().map(|(s, v)| (s.clone(), v.clone())).collect(),

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::codec::Codec;
-use crate::context::Cx;
+use crate::context::{Cx, HINT_HEADER, ORIGIN_HEADER};
 use crate::error::RecordError;
 use crate::graph::{Down, Node, Rec};
 
@@ -49,11 +49,23 @@ impl<K: 'static, V: 'static> Node<Option<Bytes>, Option<Bytes>> for Decode<K, V>
     }
 }
 
+/// A repartition sink broadcasts its origin's frontier to the topic's other partitions after
+/// every this many input records of its task (counted by input position, so the hints fall at
+/// the same places on every run).
+pub(crate) const HINT_EVERY: u64 = 128;
+
 /// Encodes records into a topic, partitioned by the encoded key.
+///
+/// Into a repartition topic it also carries event time across: each record gets the origin of
+/// the input record it came from (`eddy-origin`), and every [`HINT_EVERY`] input records the
+/// other partitions get a frontier hint (`eddy-frontier`: the origin and this record's event
+/// time, no key, no value), so a downstream task hears of every upstream origin's progress
+/// even when no record of that origin is routed to it.
 pub(crate) struct Sink<K, V> {
     pub topic: Arc<str>,
     pub key: Arc<dyn Codec<K>>,
     pub value: Arc<dyn Codec<V>>,
+    pub repartition: bool,
     pub _types: PhantomData<fn(K, V)>,
 }
 
@@ -63,11 +75,22 @@ impl<K: 'static, V: 'static> Node<K, V> for Sink<K, V> {
             .key
             .encode_owned(rec.key)
             .and_then(|k| Ok((k, self.value.encode_owned(rec.value)?)));
-        match encoded {
-            Ok((key, value)) => {
-                cx.emit_keyed(&self.topic, key.map(Bytes::from), value.map(Bytes::from), rec.ts)
+        let (key, value) = match encoded {
+            Ok((key, value)) => (key.map(Bytes::from), value.map(Bytes::from)),
+            Err(e) => return cx.set_aside(&RecordError::State(e)),
+        };
+        if !self.repartition {
+            cx.emit_keyed(&self.topic, key, value, rec.ts, Vec::new());
+            return;
+        }
+        let origin = cx.origin.to_be_bytes().to_vec();
+        let written = cx.emit_keyed(&self.topic, key, value, rec.ts, vec![(ORIGIN_HEADER, origin)]);
+        if cx.input_position().is_multiple_of(HINT_EVERY) {
+            let mut hint = cx.origin.to_be_bytes().to_vec();
+            hint.extend_from_slice(&rec.ts.to_be_bytes());
+            for p in (0..cx.partition_count(&self.topic)).filter(|p| *p != written) {
+                cx.emit_to(&self.topic, p, None, None, rec.ts, vec![(HINT_HEADER, hint.clone())]);
             }
-            Err(e) => cx.set_aside(&RecordError::State(e)),
         }
     }
 }

@@ -132,6 +132,10 @@ pub(crate) struct WindowAggregate<K, V, A: Aggregator<V>> {
     closing: BTreeSet<(i64, Vec<u8>)>,
     /// Open sessions of each key: (start, end) -> state key.
     sessions: BTreeMap<Vec<u8>, SessionsOfKey>,
+    /// The sources (indices) that feed this operator, and the origins they carry in this
+    /// task (resolved at the first record).
+    sources: Vec<usize>,
+    expected: Option<Vec<u64>>,
     _v: PhantomData<fn(V)>,
 }
 
@@ -142,6 +146,7 @@ impl<K: StateData, V, A: Aggregator<V>> WindowAggregate<K, V, A> {
         agg: Arc<A>,
         store: Arc<TableStore>,
         down: Down<Windowed<K>, A::Out>,
+        sources: Vec<usize>,
     ) -> Self {
         Self {
             windows,
@@ -153,6 +158,8 @@ impl<K: StateData, V, A: Aggregator<V>> WindowAggregate<K, V, A> {
             accs: BTreeMap::new(),
             closing: BTreeSet::new(),
             sessions: BTreeMap::new(),
+            sources,
+            expected: None,
             _v: PhantomData,
         }
     }
@@ -305,22 +312,29 @@ impl<K: StateData, V, A: Aggregator<V>> WindowAggregate<K, V, A> {
 
 impl<K: StateData, V, A: Aggregator<V>> Node<K, V> for WindowAggregate<K, V, A> {
     fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
-        self.clock.observe(rec.ts);
-        let watermark = self.clock.watermark();
+        self.clock.observe(cx.origin, rec.ts);
+        // Lateness by the record's own origin; closing by the slowest origin.
+        let late_before = self.clock.late_before(cx.origin, &cx.hints);
         let accepted = match self.windows.kind {
-            WindowKind::Session { gap_ms } => self.add_to_session(&rec, gap_ms, watermark, cx),
-            _ => self.add_to_time_windows(&rec, watermark, cx),
+            WindowKind::Session { gap_ms } => self.add_to_session(&rec, gap_ms, late_before, cx),
+            _ => self.add_to_time_windows(&rec, late_before, cx),
         };
         if !accepted {
-            cx.set_aside(&RecordError::TooLate { event_time_ms: rec.ts, watermark_ms: watermark });
+            cx.set_aside(&RecordError::TooLate {
+                event_time_ms: rec.ts,
+                watermark_ms: late_before,
+            });
         }
+        let expected = self.expected.get_or_insert_with(|| cx.expected(&self.sources));
+        let watermark = self.clock.watermark(expected, &cx.hints, &|o| cx.is_idle(o));
         self.close(watermark, cx);
     }
 }
 
 impl<K: StateData, V, A: Aggregator<V>> StateOp for WindowAggregate<K, V, A> {
     fn save(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        let saved = Saved { clock: self.clock, open: self.accs.values().cloned().collect() };
+        let saved =
+            Saved { clock: self.clock.clone(), open: self.accs.values().cloned().collect() };
         save_value(&saved, out)
     }
 

@@ -65,6 +65,10 @@ pub struct Spec {
     /// Worker threads for the processor's tasks (default 1).
     #[serde(default)]
     pub threads: Option<usize>,
+    /// A source partition silent this long (ms of wall time) no longer holds windows open
+    /// (docs/processors.md, "Idle partitions"); unset: silent partitions hold them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
