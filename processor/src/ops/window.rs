@@ -232,15 +232,23 @@ impl<K: StateData, V, A: Aggregator<V>> WindowAggregate<K, V, A> {
         accepted
     }
 
-    fn add_to_session(&mut self, rec: &Rec<K, V>, gap: i64, watermark: i64, cx: &mut Cx) -> bool {
+    /// `late_before` is the record's own origin's bound: a session counts as open for this
+    /// record only if it would still be open by that bound (`end + gap > late_before`), so a
+    /// session another, slower origin keeps open cannot take a record that is late in its own
+    /// partition — its fate must not depend on how the origins interleave.
+    fn add_to_session(&mut self, rec: &Rec<K, V>, gap: i64, late_before: i64, cx: &mut Cx) -> bool {
         let Some(kb) = super::key_bytes(&rec.key, cx) else { return true };
         let t = rec.ts;
+        let watermark = late_before;
         let merging: Vec<((i64, i64), Vec<u8>)> = self
             .sessions
             .get(&kb)
             .map(|s| {
                 s.iter()
-                    .filter(|((start, end), _)| start - gap <= t && t < end.saturating_add(gap))
+                    .filter(|((start, end), _)| {
+                        let close_at = end.saturating_add(gap);
+                        start - gap <= t && t < close_at && close_at > late_before
+                    })
                     .map(|(w, k)| (*w, k.clone()))
                     .collect()
             })
