@@ -24,8 +24,13 @@ use skewed_log::{Batch, HOUR_MS};
 
 const TOPIC: &str = "access-json";
 
-const STREAM: &str = "CREATE STREAM accessLog (status VARCHAR, ts BIGINT) \
-    WITH (kafka_topic='access-json', partitions=2, value_format='json', timestamp='ts');";
+/// The stream over `partitions` partitions.
+fn stream(partitions: u32) -> String {
+    format!(
+        "CREATE STREAM accessLog (status VARCHAR, ts BIGINT) WITH (kafka_topic='access-json', \
+         partitions={partitions}, value_format='json', timestamp='ts');"
+    )
+}
 
 const TABLE: &str = "CREATE TABLE statusHourly AS \
     SELECT status, WINDOWSTART AS hour, COUNT(*) AS requests FROM accessLog \
@@ -115,12 +120,12 @@ fn late(info: &v1::ProcessorInfo) -> u64 {
 /// With `live`, partition 0 is produced and processed to its end before partition 1 gets
 /// anything; without, both are produced before the query starts (its single worker then reads
 /// upstream task 0's whole partition before task 1's).
-async fn run(seed: u64, live: bool) {
+async fn run(seed: u64, partitions: u32, live: bool) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open(dir.path()).unwrap();
     let admin = Admin::new(broker.clone());
-    sql(&admin, STREAM).await;
-    let batches = skewed_log::generate(seed, 2);
+    sql(&admin, &stream(partitions)).await;
+    let batches = skewed_log::generate(seed, partitions);
     let producer = Producer::new(broker.clone(), ProducerConfig::default()).unwrap();
     let (first, second): (Vec<&Batch>, Vec<&Batch>) =
         batches.iter().partition(|b| b.partition == 0);
@@ -137,7 +142,11 @@ async fn run(seed: u64, live: bool) {
     };
     let info = caught_up(&admin, &name, skewed_log::RECORDS).await;
     skewed_log::check(
-        if live { "sql, partition 0 replayed, partition 1 live" } else { "sql, all produced" },
+        &if live {
+            format!("sql, {partitions} partitions, partition 0 replayed, the others live")
+        } else {
+            format!("sql, {partitions} partitions, all produced")
+        },
         late(&info),
         &counts(&admin, &name).await,
         &skewed_log::expected(&batches),
@@ -147,10 +156,15 @@ async fn run(seed: u64, live: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_all_produced_then_queried_counts_every_record() {
-    run(common::seed(0x5eed_5502), false).await;
+    run(common::seed(0x5eed_5502), 2, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sql_four_partitions_all_produced_counts_every_record() {
+    run(common::seed(0x5eed_5504), 4, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_one_partition_replayed_while_the_other_is_live_counts_every_record() {
-    run(common::seed(0x5eed_5512), true).await;
+    run(common::seed(0x5eed_5512), 2, true).await;
 }
