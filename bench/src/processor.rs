@@ -209,11 +209,16 @@ fn ratios(rows: &[Row], baselines: &[Row]) -> String {
     format!("{:.3} / {:.3} / {:.3}", r[0], r[r.len() / 2], r[r.len() - 1])
 }
 
+/// `records` generated access-log lines (six hours of timestamps), one per line.
+pub(crate) fn access_log_text(records: u64) -> Result<String> {
+    let mut text = Vec::with_capacity(records as usize * 200);
+    access_log::generate(&mut text, records, 6, 7)?;
+    String::from_utf8(text).context("generated lines are UTF-8")
+}
+
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
     let t = Instant::now();
-    let mut text = Vec::with_capacity(opts.records as usize * 200);
-    access_log::generate(&mut text, opts.records, 6, 7)?;
-    let text = std::str::from_utf8(&text).context("generated lines are UTF-8")?;
+    let text = access_log_text(opts.records)?;
     let lines: Vec<&str> = text.lines().collect();
     let records = lines.len() as u64;
     let bytes = lines.iter().map(|l| l.len() as u64).sum::<u64>();

@@ -15,13 +15,13 @@
 
 use std::time::Instant;
 
-use anyhow::{Context, Result, ensure};
-use eddy_processor::sample::access_log::{self, time_of, url_of};
+use anyhow::{Result, ensure};
+use eddy_processor::sample::access_log::{time_of, url_of};
 use eddy_processor::{
     Count, Emit, Ignore, Processor, ProcessorBuilder, RuntimeConfig, Utf8, Windowed, Windows,
 };
 
-use crate::processor::{INPUT, Input, LIMIT, input, local_input, read_floor};
+use crate::processor::{INPUT, Input, LIMIT, access_log_text, input, local_input, read_floor};
 use crate::report::{Row, Timing, median, median_against};
 use crate::workload::Options;
 
@@ -64,9 +64,7 @@ fn hourly(opts: &Options, input: &Input) -> Result<(Timing, u64, u64)> {
 }
 
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
-    let mut text = Vec::with_capacity(opts.records as usize * 200);
-    access_log::generate(&mut text, opts.records, 6, 7)?;
-    let text = std::str::from_utf8(&text).context("generated lines are UTF-8")?;
+    let text = access_log_text(opts.records)?;
     let lines: Vec<&str> = text.lines().collect();
     let records = lines.len() as u64;
     let bytes = lines.iter().map(|l| l.len() as u64).sum::<u64>();

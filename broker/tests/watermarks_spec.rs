@@ -8,13 +8,14 @@
 //! hold, per (status, hour), the count of the input.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+#[path = "common/caught_up.rs"]
+mod caught_up;
 #[path = "../../processor/tests/common/mod.rs"]
 mod common;
 #[path = "../../processor/tests/common/skewed_log.rs"]
 mod skewed_log;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use eddy_broker::Broker;
 use eddy_client::{Admin, Producer, ProducerConfig, ProducerRecord, TopicConfig};
@@ -69,32 +70,6 @@ async fn produce<'a>(producer: &Producer<Broker>, batches: impl IntoIterator<Ite
     }
 }
 
-/// Polls the status until every task has read its input to the end (lag 0) and the source
-/// positions account for all `produced` records, or the deadline passes.
-async fn caught_up(admin: &Admin<Broker>, produced: usize) -> v1::ProcessorInfo {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let info = admin.processor_status(NAME).await.unwrap();
-        assert_ne!(info.state, "failed", "{}", info.error);
-        let read: u64 = info
-            .tasks
-            .iter()
-            .flat_map(|t| &t.inputs)
-            .filter(|i| i.topic == TOPIC)
-            .map(|i| i.position)
-            .sum();
-        if info.lag == 0 && read == produced as u64 {
-            return info;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not caught up after 120 s: lag {}, {read} of {produced} source records read",
-            info.lag
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The table through a scan query, as (status, window start) → count.
 async fn counts(admin: &Admin<Broker>) -> BTreeMap<(String, i64), u64> {
     let scan = v1::QueryTableRequest {
@@ -138,7 +113,7 @@ async fn all_produced_then_deployed(partitions: u32, seed: u64) {
     produce(&producer, &batches).await;
 
     admin.deploy_processor(&spec()).await.unwrap();
-    let info = caught_up(&admin, skewed_log::RECORDS).await;
+    let info = caught_up::caught_up(&admin, NAME, TOPIC, skewed_log::RECORDS).await;
     skewed_log::check(
         &format!("spec, {partitions} partitions, all produced then deployed"),
         late(&info),
@@ -175,9 +150,9 @@ async fn spec_one_partition_replayed_while_the_other_is_live_counts_every_record
     produce(&producer, first.iter().copied()).await;
 
     admin.deploy_processor(&spec()).await.unwrap();
-    caught_up(&admin, first.iter().map(|b| b.requests.len()).sum()).await;
+    caught_up::caught_up(&admin, NAME, TOPIC, first.iter().map(|b| b.requests.len()).sum()).await;
     produce(&producer, second.iter().copied()).await;
-    let info = caught_up(&admin, skewed_log::RECORDS).await;
+    let info = caught_up::caught_up(&admin, NAME, TOPIC, skewed_log::RECORDS).await;
     skewed_log::check(
         "spec, partition 0 replayed, partition 1 live",
         late(&info),

@@ -8,13 +8,14 @@
 //! late, and a pull query over the table must give, per (status, hour), the count of the input.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
+#[path = "common/caught_up.rs"]
+mod caught_up;
 #[path = "../../processor/tests/common/mod.rs"]
 mod common;
 #[path = "../../processor/tests/common/skewed_log.rs"]
 mod skewed_log;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
 use eddy_broker::Broker;
 use eddy_client::{Admin, Producer, ProducerConfig, ProducerRecord};
@@ -65,32 +66,6 @@ async fn produce<'a>(producer: &Producer<Broker>, batches: impl IntoIterator<Ite
     }
 }
 
-/// Polls the query's processor until its lag is 0 with all `produced` source records read, or
-/// the deadline passes.
-async fn caught_up(admin: &Admin<Broker>, name: &str, produced: usize) -> v1::ProcessorInfo {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let info = admin.processor_status(name).await.unwrap();
-        assert_ne!(info.state, "failed", "{}", info.error);
-        let read: u64 = info
-            .tasks
-            .iter()
-            .flat_map(|t| &t.inputs)
-            .filter(|i| i.topic == TOPIC)
-            .map(|i| i.position)
-            .sum();
-        if info.lag == 0 && read == produced as u64 {
-            return info;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not caught up after 120 s: lag {}, {read} of {produced} source records read",
-            info.lag
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// The pull query's rows as (status, hour) → requests.
 async fn counts(admin: &Admin<Broker>, name: &str) -> BTreeMap<(String, i64), u64> {
     let rows = match sql(admin, PULL).await.as_slice() {
@@ -133,14 +108,15 @@ async fn run(seed: u64, partitions: u32, live: bool) {
     let name = if live {
         produce(&producer, first.iter().copied()).await;
         let name = create_table(&admin).await;
-        caught_up(&admin, &name, first.iter().map(|b| b.requests.len()).sum()).await;
+        caught_up::caught_up(&admin, &name, TOPIC, first.iter().map(|b| b.requests.len()).sum())
+            .await;
         produce(&producer, second.iter().copied()).await;
         name
     } else {
         produce(&producer, &batches).await;
         create_table(&admin).await
     };
-    let info = caught_up(&admin, &name, skewed_log::RECORDS).await;
+    let info = caught_up::caught_up(&admin, &name, TOPIC, skewed_log::RECORDS).await;
     skewed_log::check(
         &if live {
             format!("sql, {partitions} partitions, partition 0 replayed, the others live")

@@ -85,6 +85,24 @@ impl Clock {
         own.max(self.closed)
     }
 
+    /// Observes a record of `origin` at `ts`; the error to set it aside with if it is late.
+    pub fn admit(
+        &mut self,
+        origin: u64,
+        ts: i64,
+        hints: &BTreeMap<u64, i64>,
+    ) -> Result<(), crate::error::RecordError> {
+        self.observe(origin, ts);
+        let late_before = self.late_before(origin, hints);
+        if ts < late_before {
+            return Err(crate::error::RecordError::TooLate {
+                event_time_ms: ts,
+                watermark_ms: late_before,
+            });
+        }
+        Ok(())
+    }
+
     /// The watermark over the `expected` origins that are not idle (`i64::MIN` until each was
     /// heard from), never below what it was. An empty `expected` (an operator fed by no
     /// source partition this task knows) falls back to the origins seen.

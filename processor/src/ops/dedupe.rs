@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::aggregator::StateData;
 use crate::context::Cx;
-use crate::error::RecordError;
 use crate::graph::{Down, Node, Rec};
 use crate::state::{Clock, StateOp, load_value, save_value};
 
@@ -54,14 +53,8 @@ impl<K, V> Dedupe<K, V> {
 
 impl<K: StateData, V> Node<K, V> for Dedupe<K, V> {
     fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
-        self.clock.observe(cx.origin, rec.ts);
-        let late_before = self.clock.late_before(cx.origin, &cx.hints);
-        if rec.ts < late_before {
-            cx.set_aside(&RecordError::TooLate {
-                event_time_ms: rec.ts,
-                watermark_ms: late_before,
-            });
-            return;
+        if let Err(late) = self.clock.admit(cx.origin, rec.ts, &cx.hints) {
+            return cx.set_aside(&late);
         }
         let Some(kt) = super::key_text(&rec.key, cx) else { return };
         let lo = (kt.clone(), rec.ts.saturating_sub(self.window_ms - 1));

@@ -168,13 +168,8 @@ where
 
     /// Checks lateness (by the record's own origin); returns the key text if it is on time.
     fn admit<V>(&mut self, rec: &Rec<K, V>, cx: &mut Cx) -> Option<String> {
-        self.clock.observe(cx.origin, rec.ts);
-        let late_before = self.clock.late_before(cx.origin, &cx.hints);
-        if rec.ts < late_before {
-            cx.set_aside(&RecordError::TooLate {
-                event_time_ms: rec.ts,
-                watermark_ms: late_before,
-            });
+        if let Err(late) = self.clock.admit(cx.origin, rec.ts, &cx.hints) {
+            cx.set_aside(&late);
             return None;
         }
         super::key_text(&rec.key, cx)
