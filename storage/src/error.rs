@@ -62,6 +62,13 @@ pub enum Error {
     /// A configuration value is out of its range.
     #[error("invalid log config {field}: {reason}")]
     InvalidConfig { field: &'static str, reason: &'static str },
+    /// The active segment holds a batch written whole (its header checksum holds) in a format
+    /// this build does not read: a newer version, compression or attributes. Recovery refuses
+    /// to open rather than cut it as a torn tail.
+    #[error(
+        "batch in {path} at byte {position} is whole but unreadable by this build ({fault}); the log was not opened and nothing was cut"
+    )]
+    UnreadableBatch { path: PathBuf, position: u64, fault: BatchError },
     /// A metadata file (index, producer snapshot) has an unknown version.
     #[error("{path} has format version {found}; this build reads version {supported}")]
     UnsupportedFileVersion { path: PathBuf, found: u8, supported: u8 },

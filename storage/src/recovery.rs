@@ -5,6 +5,9 @@
 //! sealed segments. The active segment (the last one) is read batch by batch: each header
 //! checksum, length, body checksum and offset is checked, and the file is cut at the first batch
 //! that fails — a torn tail from a crash mid-write — with a log line saying how much was cut.
+//! A batch whose header checksum holds but whose version, compression or attributes this build
+//! does not know was written whole by another build: open refuses (`UnreadableBatch`) and cuts
+//! nothing.
 //! Producer state is loaded from the snapshot taken when the active segment was started and the
 //! active segment's batches are replayed over it.
 
@@ -138,6 +141,15 @@ fn scan_active(file: &File, path: &Path, base_offset: u64, interval: u32) -> Res
         let head = window.get(position, HEADER_LEN as u64, len)?;
         let header = match BatchHeader::parse(head) {
             Ok(h) => h,
+            // The header checksum held, so the header was written whole: not a torn tail but
+            // a format this build cannot read. Cutting it would lose acknowledged data.
+            Err(
+                fault @ (BatchError::UnsupportedVersion { .. }
+                | BatchError::UnsupportedCompression { .. }
+                | BatchError::UnknownAttributes { .. }),
+            ) => {
+                return Err(Error::UnreadableBatch { path: path.to_path_buf(), position, fault });
+            }
             Err(e) => {
                 fault = Some(TailFault::Batch(e));
                 break;

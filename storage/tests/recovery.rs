@@ -278,3 +278,49 @@ mod garbage {
         }
     }
 }
+
+#[test]
+fn a_whole_batch_of_an_unknown_format_refuses_the_open_and_is_not_cut() {
+    use eddy_storage::batch::header::{HEADER_CRC, VERSION};
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { segment_bytes: 1 << 20, ..small_config() };
+    let log = Log::open(dir.path(), config.clone()).unwrap();
+    let model = fill(&log, 3);
+    drop(log);
+    // The last batch as a newer build would write it: version 2, header checksum recomputed.
+    let path = segment_paths(dir.path(), "log").pop().unwrap();
+    let mut bytes = fs::read(&path).unwrap();
+    let last = {
+        let mut at = 0usize;
+        let mut last = 0usize;
+        while at < bytes.len() {
+            last = at;
+            let len = u32::from_le_bytes(bytes[at + 12..at + 16].try_into().unwrap()) as usize;
+            at += len;
+        }
+        last
+    };
+    let set_version = |bytes: &mut Vec<u8>, version: u8| {
+        bytes[last + VERSION] = version;
+        let header = last + HEADER_CRC + 4..last + eddy_storage::batch::HEADER_LEN;
+        let crc = crc32fast::hash(&bytes[header]);
+        bytes[last + HEADER_CRC..last + HEADER_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        fs::write(&path, &*bytes).unwrap();
+    };
+    set_version(&mut bytes, 2);
+
+    let err = Log::open(dir.path(), config.clone()).unwrap_err();
+    match &err {
+        Error::UnreadableBatch { position, fault, .. } => {
+            assert_eq!(*position, last as u64);
+            assert_eq!(*fault, BatchError::UnsupportedVersion { found: 2, supported: 1 });
+        }
+        other => panic!("expected UnreadableBatch, got {other:?}"),
+    }
+    assert!(err.to_string().contains("nothing was cut"), "{err}");
+    assert_eq!(fs::read(&path).unwrap(), bytes, "the segment was changed");
+    // Put back as it was, the log opens with every record.
+    set_version(&mut bytes, 1);
+    let log = Log::open(dir.path(), config).unwrap();
+    assert_eq!(read_all(&log, 0, 1 << 20), model);
+}
