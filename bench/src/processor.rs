@@ -115,14 +115,23 @@ pub(crate) fn read_floor(logs: &dyn LogAccess, partitions: u32, records: u64) ->
 /// The per-URL count written with the typed builder: what an embedding program would write.
 fn builder_pipeline(partitions: u32) -> Result<Processor> {
     let b = ProcessorBuilder::new(NAME, 1);
+    let by_url = requests_by_url(&b, partitions);
+    by_url.aggregate(TABLE, Count)?.changes().to(OUTPUT, Utf8, Json);
+    Ok(b.build()?)
+}
+
+/// Each line's URL as the key, its time as the event time (repartitioned by URL when the
+/// input has several partitions): the start of the typed builder's pipelines.
+pub(crate) fn requests_by_url(
+    b: &ProcessorBuilder,
+    partitions: u32,
+) -> eddy_processor::Stream<String, ()> {
     let by_url = b
         .stream::<(), String>(INPUT, Ignore, Utf8)
         .flat_map(|(), line: String| url_of(&line).map(|u| (u.to_owned(), time_of(&line))))
         .event_time(|_, time, ts| time.unwrap_or(ts))
         .map_values(|_, _| ());
-    let by_url = if partitions > 1 { by_url.repartition("by-url", partitions) } else { by_url };
-    by_url.aggregate(TABLE, Count)?.changes().to(OUTPUT, Utf8, Json);
-    Ok(b.build()?)
+    if partitions > 1 { by_url.repartition("by-url", partitions) } else { by_url }
 }
 
 /// Runs `processor` over a fresh copy of the input in `LocalLogs` until it has caught up;

@@ -16,12 +16,11 @@
 use std::time::Instant;
 
 use anyhow::{Result, ensure};
-use eddy_processor::sample::access_log::{time_of, url_of};
-use eddy_processor::{
-    Count, Emit, Ignore, Processor, ProcessorBuilder, RuntimeConfig, Utf8, Windowed, Windows,
-};
+use eddy_processor::{Count, Emit, Processor, ProcessorBuilder, RuntimeConfig, Windowed, Windows};
 
-use crate::processor::{INPUT, Input, LIMIT, access_log_text, input, local_input, read_floor};
+use crate::processor::{
+    Input, LIMIT, access_log_text, input, local_input, read_floor, requests_by_url,
+};
 use crate::report::{Row, Timing, median, median_against};
 use crate::workload::Options;
 
@@ -31,12 +30,7 @@ const GRACE_MS: i64 = 600_000;
 
 fn pipeline(partitions: u32) -> Result<Processor> {
     let b = ProcessorBuilder::new("url-hourly", 1);
-    let by_url = b
-        .stream::<(), String>(INPUT, Ignore, Utf8)
-        .flat_map(|(), line: String| url_of(&line).map(|u| (u.to_owned(), time_of(&line))))
-        .event_time(|_, time, ts| time.unwrap_or(ts))
-        .map_values(|_, _| ());
-    let by_url = if partitions > 1 { by_url.repartition("by-url", partitions) } else { by_url };
+    let by_url = requests_by_url(&b, partitions);
     by_url.window(Windows::tumbling(HOUR_MS).grace(GRACE_MS)).aggregate(
         TABLE,
         Count,

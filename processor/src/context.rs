@@ -46,7 +46,9 @@ pub(crate) struct OutRec {
     pub value: Option<Bytes>,
     pub ts: i64,
     pub pos: Position,
-    /// Extra headers (the dead-letter reason and origin).
+    /// The origin a repartitioned record carries (written as the `eddy-origin` header).
+    pub origin: Option<u64>,
+    /// Extra headers (a dead letter's reason and source, a frontier hint).
     pub headers: Vec<(&'static str, Vec<u8>)>,
 }
 
@@ -184,7 +186,7 @@ impl Cx {
         headers: Vec<(&'static str, Vec<u8>)>,
     ) {
         let pos = self.reserve();
-        self.emit_at(topic, partition, OutRec { key, value, ts, pos, headers });
+        self.emit_at(topic, partition, OutRec { key, value, ts, pos, origin: None, headers });
     }
 
     /// The position of the current input record's next output, taken now by an operator that
@@ -214,20 +216,23 @@ impl Cx {
 
     /// Buffers an output to a keyed topic: the partition is chosen from the key bytes as the
     /// client's default partitioner does (murmur2), a null key stays on the task's partition.
+    /// Returns the partition.
     pub(crate) fn emit_keyed(
         &mut self,
         topic: &Arc<str>,
         key: Option<Bytes>,
         value: Option<Bytes>,
         ts: i64,
-        headers: Vec<(&'static str, Vec<u8>)>,
+        origin: Option<u64>,
     ) -> u32 {
         let count = self.partition_count(topic);
         let partition = match &key {
             Some(k) => crate::position::partition_for_key(k, count),
             None => self.partition % count,
         };
-        self.emit_to(topic, partition, key, value, ts, headers);
+        let pos = self.reserve();
+        let rec = OutRec { key, value, ts, pos, origin, headers: Vec::new() };
+        self.emit_at(topic, partition, rec);
         partition
     }
 

@@ -35,7 +35,7 @@ pub(crate) trait StateOp {
 /// and a record within its own origin's bound always finds its window open: the results are
 /// a function of each origin's records, not of how the inputs interleave.
 ///
-/// With one origin this is the single-input rule of before: `max_ts - grace_ms`.
+/// With one origin this is the single-input rule of before: the largest event time less grace.
 ///
 /// Idle origins (`Cx::is_idle`, only with an idle timeout configured) are left out of the
 /// minimum, so a silent partition does not hold every window open. That is the one place wall
@@ -43,8 +43,6 @@ pub(crate) trait StateOp {
 /// passed it meanwhile (`closed`), as in Flink.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Clock {
-    /// The largest event time seen from any origin (kept for status and old snapshots).
-    pub max_ts: i64,
     pub grace_ms: i64,
     /// The frontier of each origin, from the records seen here.
     #[serde(default)]
@@ -60,11 +58,10 @@ fn minus_infinity() -> i64 {
 
 impl Clock {
     pub fn new(grace_ms: i64) -> Self {
-        Self { max_ts: i64::MIN, grace_ms, seen: BTreeMap::new(), closed: i64::MIN }
+        Self { grace_ms, seen: BTreeMap::new(), closed: i64::MIN }
     }
 
     pub fn observe(&mut self, origin: u64, ts: i64) {
-        self.max_ts = self.max_ts.max(ts);
         let frontier = self.seen.entry(origin).or_insert(ts);
         *frontier = (*frontier).max(ts);
     }
@@ -112,13 +109,12 @@ impl Clock {
         hints: &BTreeMap<u64, i64>,
         idle: &dyn Fn(u64) -> bool,
     ) -> i64 {
-        let origins: Vec<u64> = if expected.is_empty() {
-            self.seen.keys().copied().collect()
-        } else {
-            expected.to_vec()
-        };
         let mut min = None::<i64>;
-        for origin in origins.into_iter().filter(|o| !idle(*o)) {
+        // Both iterators live on the stack: no allocation per record.
+        let (mut seen, mut given) = (self.seen.keys().copied(), expected.iter().copied());
+        let origins: &mut dyn Iterator<Item = u64> =
+            if expected.is_empty() { &mut seen } else { &mut given };
+        for origin in origins.filter(|o| !idle(*o)) {
             let Some(f) = self.frontier(origin, hints) else { return self.closed };
             min = Some(min.map_or(f, |m| m.min(f)));
         }

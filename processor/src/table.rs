@@ -129,8 +129,14 @@ impl TableStore {
             self.bytes.fetch_add(added as u64, Ordering::Relaxed);
             self.bytes.fetch_sub(removed as u64, Ordering::Relaxed);
         }
-        let rec =
-            OutRec { key: Some(key.clone()), value: value.clone(), ts, pos, headers: Vec::new() };
+        let rec = OutRec {
+            key: Some(key.clone()),
+            value: value.clone(),
+            ts,
+            pos,
+            origin: None,
+            headers: Vec::new(),
+        };
         cx.emit_at(&self.changelog, self.partition, rec);
         self.publish(RawChange { partition: self.partition, key, value, ts });
     }

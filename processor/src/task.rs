@@ -25,7 +25,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use eddy_storage::{BatchBuilder, Header, Record};
 
-use crate::context::{CurrentInput, Cx, OutRec, TaskMetrics};
+use crate::context::{CurrentInput, Cx, ORIGIN_HEADER, OutRec, TaskMetrics};
 use crate::definition::{ProcessorDef, TaskId};
 use crate::error::{Error, Result};
 use crate::graph::{Down, Rec};
@@ -407,12 +407,20 @@ impl Task {
         let mut builder = BatchBuilder::new();
         for rec in records {
             let pos = rec.pos.encode();
-            let position = Header { key: POSITION_HEADER, value: Some(&pos) };
+            let origin = rec.origin.map(u64::to_be_bytes);
+            // The position, and the origin of a repartitioned record, without a heap
+            // allocation per record; only records with extra headers (dead letters, frontier
+            // hints) build a list.
+            let fixed = [
+                Header { key: POSITION_HEADER, value: Some(&pos) },
+                Header { key: ORIGIN_HEADER.as_bytes(), value: origin.as_ref().map(|o| &o[..]) },
+            ];
+            let fixed = &fixed[..if origin.is_some() { 2 } else { 1 }];
             let mut extra = Vec::new();
             let headers = if rec.headers.is_empty() {
-                std::slice::from_ref(&position)
+                fixed
             } else {
-                extra.push(position);
+                extra.extend_from_slice(fixed);
                 extra.extend(
                     rec.headers.iter().map(|(k, v)| Header { key: k.as_bytes(), value: Some(v) }),
                 );

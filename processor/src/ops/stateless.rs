@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::codec::Codec;
-use crate::context::{Cx, HINT_HEADER, ORIGIN_HEADER};
+use crate::context::{Cx, HINT_HEADER};
 use crate::error::RecordError;
 use crate::graph::{Down, Node, Rec};
 
@@ -80,11 +80,10 @@ impl<K: 'static, V: 'static> Node<K, V> for Sink<K, V> {
             Err(e) => return cx.set_aside(&RecordError::State(e)),
         };
         if !self.repartition {
-            cx.emit_keyed(&self.topic, key, value, rec.ts, Vec::new());
+            cx.emit_keyed(&self.topic, key, value, rec.ts, None);
             return;
         }
-        let origin = cx.origin.to_be_bytes().to_vec();
-        let written = cx.emit_keyed(&self.topic, key, value, rec.ts, vec![(ORIGIN_HEADER, origin)]);
+        let written = cx.emit_keyed(&self.topic, key, value, rec.ts, Some(cx.origin));
         if cx.input_position().is_multiple_of(HINT_EVERY) {
             let mut hint = cx.origin.to_be_bytes().to_vec();
             hint.extend_from_slice(&rec.ts.to_be_bytes());
