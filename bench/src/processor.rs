@@ -93,7 +93,7 @@ pub(crate) fn read_floor(logs: &dyn LogAccess, partitions: u32, records: u64) ->
             let data = logs.read(INPUT, p, next, 1 << 20)?;
             for batch in Batches::new(&data) {
                 let batch = batch?;
-                for record in batch.records() {
+                for record in batch.records()?.iter() {
                     let record = record?;
                     if record.offset < next {
                         continue;

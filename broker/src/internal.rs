@@ -40,7 +40,8 @@ pub fn for_each_record(
         let before = at;
         for batch in Batches::new(&bytes) {
             let batch = batch.map_err(|e| storage(e.into()))?;
-            for record in batch.records() {
+            let records = batch.records().map_err(|e| storage(e.into()))?;
+            for record in records.iter() {
                 let record = record.map_err(|e| storage(e.into()))?;
                 // A read starts at the batch holding `at`; records before it were seen.
                 if record.offset >= at {

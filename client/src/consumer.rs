@@ -22,7 +22,7 @@
 //! separate layer above this one.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -341,6 +341,7 @@ impl PartitionData<'_> {
                     header,
                     first_wanted: self.position,
                     high_watermark: self.result.high_watermark,
+                    area: OnceLock::new(),
                 });
             }
         }
@@ -367,6 +368,9 @@ pub struct ConsumedBatch {
     /// The position the fetch asked for: records below it were handed out before.
     first_wanted: u64,
     high_watermark: u64,
+    /// The records area once checked: a slice of `bytes`, or the decompressed records of a
+    /// compressed batch (decompressed once, however often the records are read).
+    area: OnceLock<Result<Bytes, BatchError>>,
 }
 
 impl ConsumedBatch {
@@ -408,15 +412,24 @@ impl ConsumedBatch {
         Records { batch: self, state: RecordsState::Unchecked }
     }
 
-    /// The records as owned values (slices of the batch's bytes, no copy).
+    /// The records as owned values (slices of the batch's bytes, or of its decompressed
+    /// records, with no further copy).
     pub fn to_records(&self) -> Result<Vec<ConsumerRecord>, ClientError> {
-        self.records()
-            .map(|r| {
-                r.map(|view| {
-                    ConsumerRecord::from_view(&self.topic, self.partition, &self.bytes, &view)
-                })
-            })
-            .collect()
+        let records: Vec<RecordView<'_>> = self.records().collect::<Result<_, _>>()?;
+        let Some(Ok(area)) = self.area.get() else { return Ok(Vec::new()) };
+        Ok(records
+            .iter()
+            .map(|view| ConsumerRecord::from_view(&self.topic, self.partition, area, view))
+            .collect())
+    }
+
+    /// Checks the batch and returns its records area (see `area`).
+    fn checked_area(&self) -> Result<&Bytes, BatchError> {
+        let area = self.area.get_or_init(|| {
+            let view = BatchView::parse(&self.bytes)?;
+            Ok(view.records()?.into_bytes(&self.bytes))
+        });
+        area.as_ref().map_err(|e| *e)
     }
 
     fn corrupt(&self, source: BatchError) -> ClientError {
@@ -449,8 +462,11 @@ impl<'a> Iterator for Records<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         loop {
             match &mut self.state {
-                RecordsState::Unchecked => match BatchView::parse(&self.batch.bytes) {
-                    Ok(view) => self.state = RecordsState::Reading(view.records()),
+                RecordsState::Unchecked => match self.batch.checked_area() {
+                    Ok(area) => {
+                        let records = RecordIter::over(area, &self.batch.header);
+                        self.state = RecordsState::Reading(records);
+                    }
                     Err(e) => {
                         self.state = RecordsState::Done;
                         return Some(Err(self.batch.corrupt(e)));

@@ -80,7 +80,7 @@ impl FakeBroker {
         let log = &state.topics[topic][partition as usize];
         let mut out = Vec::new();
         for batch in &log.batches {
-            for r in BatchView::parse(batch).unwrap().records() {
+            for r in BatchView::parse(batch).unwrap().records().unwrap().iter() {
                 let r = r.unwrap();
                 out.push((r.offset, r.value.unwrap_or_default().to_vec()));
             }
@@ -201,7 +201,7 @@ fn append(log: &mut PartitionLog, batch: &[u8]) -> Result<(u64, u64, bool), Erro
     }
     let base = log.next_offset;
     let mut stored = batch.to_vec();
-    stored[..8].copy_from_slice(&base.to_le_bytes());
+    eddy_storage::batch::stamp_position(&mut stored, base);
     log.batches.push(Bytes::from(stored));
     let last = base + u64::from(header.last_offset_delta);
     log.next_offset = last + 1;
@@ -309,14 +309,15 @@ fn list_offsets(state: &State, l: &v1::ListOffsetsRequest) -> v1::ListOffsetsRes
                             r.offset = log.next_offset;
                             let all = log.batches.iter().flat_map(|b| {
                                 Batches::new(b).flat_map(|v| {
-                                    v.unwrap().records().map(|r| r.unwrap()).collect::<Vec<_>>()
+                                    let records = v.unwrap().records().unwrap();
+                                    let stamps = records.iter().map(|r| r.unwrap());
+                                    stamps.map(|r| (r.offset, r.timestamp)).collect::<Vec<_>>()
                                 })
                             });
                             if let Some(found) =
-                                all.into_iter().find(|rec| rec.timestamp >= p.timestamp_ms)
+                                all.into_iter().find(|(_, ts)| *ts >= p.timestamp_ms)
                             {
-                                (r.offset, r.timestamp_ms, r.found) =
-                                    (found.offset, found.timestamp, true);
+                                (r.offset, r.timestamp_ms, r.found) = (found.0, found.1, true);
                             }
                         }
                     }

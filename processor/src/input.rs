@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use eddy_storage::Batches;
+use eddy_storage::batch::RecordIter;
 
 use crate::context::{HINT_HEADER, ORIGIN_HEADER};
 use crate::error::{Error, Result};
@@ -104,7 +105,9 @@ impl Input {
         };
         for batch in Batches::new(bytes) {
             let batch = batch.map_err(|fault| bad(self.chunk_end.max(self.next), fault))?;
-            for rec in batch.records() {
+            let area = batch.records().map_err(|fault| bad(batch.base_offset(), fault))?;
+            let area = area.into_bytes(bytes);
+            for rec in RecordIter::over(&area, batch.header()) {
                 let rec = rec.map_err(|fault| bad(batch.base_offset(), fault))?;
                 if rec.offset < self.next {
                     continue;
@@ -116,8 +119,8 @@ impl Input {
                 self.buf.push_back(Pending {
                     offset: rec.offset,
                     ts: rec.timestamp,
-                    key: rec.key.map(|k| bytes.slice_ref(k)),
-                    value: rec.value.map(|v| bytes.slice_ref(v)),
+                    key: rec.key.map(|k| area.slice_ref(k)),
+                    value: rec.value.map(|v| area.slice_ref(v)),
                     origin,
                     hint,
                 });

@@ -95,7 +95,8 @@ fn scan(
         let before = next;
         for batch in Batches::new(&bytes) {
             let batch = batch.map_err(|fault| bad(next, fault))?;
-            for rec in batch.records() {
+            let records = batch.records().map_err(|fault| bad(batch.base_offset(), fault))?;
+            for rec in records.iter() {
                 let rec = rec.map_err(|fault| bad(batch.base_offset(), fault))?;
                 if rec.offset < next {
                     continue;

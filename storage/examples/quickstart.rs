@@ -28,7 +28,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let from = log.start_offset();
     let bytes = log.read(from, 1 << 20)?;
     for batch in Batches::new(&bytes) {
-        for record in batch?.records() {
+        for record in batch?.records()?.iter() {
             let r = record?;
             let key = String::from_utf8_lossy(r.key.unwrap_or_default());
             let value = String::from_utf8_lossy(r.value.unwrap_or_default());

@@ -18,7 +18,10 @@ use std::fs::File;
 use std::io::Write;
 use std::sync::Arc;
 
-use crate::batch::{BatchView, HEADER_LEN, Header, HeaderFields, Record, put_record, write_header};
+use crate::batch::header::ATTR_COMPRESSION_MASK;
+use crate::batch::{
+    BatchView, HEADER_LEN, Header, HeaderFields, Record, put_record, stamp_position, write_header,
+};
 use crate::config::Cleanup;
 use crate::error::{Error, Result};
 use crate::files::{self, CLEANED_EXT, LOG_EXT};
@@ -127,7 +130,8 @@ impl Plan {
                 if view.header().is_idempotent() {
                     last_batch_of_producer.insert(view.header().producer_id, view.base_offset());
                 }
-                for record in view.records() {
+                let records = view.records().map_err(|e| corrupt(&segment.path, position, e))?;
+                for record in records.iter() {
                     let record = record.map_err(|e| corrupt(&segment.path, position, e))?;
                     // Compacted logs refuse null keys on append; one found here (written before
                     // the policy changed) is kept as is.
@@ -151,7 +155,8 @@ impl Plan {
             out.resize(start + HEADER_LEN, 0);
             let mut kept = 0u32;
             let mut max_timestamp = i64::MIN;
-            for record in view.records() {
+            let records = view.records().map_err(|e| corrupt(&segment.path, position, e))?;
+            for record in records.iter() {
                 let r = record.map_err(|e| corrupt(&segment.path, position, e))?;
                 let newest = r.key.is_none_or(|k| self.latest.get(k) == Some(&r.offset));
                 let expired_tombstone = r.value.is_none() && r.timestamp < tombstone_cutoff;
@@ -177,6 +182,9 @@ impl Plan {
                 continue;
             }
             let fields = HeaderFields {
+                // Kept records are written uncompressed (a compressed batch is decompressed to
+                // filter it); the timestamp type stays.
+                attributes: h.attributes & !ATTR_COMPRESSION_MASK,
                 last_offset_delta: h.last_offset_delta,
                 first_timestamp: h.first_timestamp,
                 max_timestamp: if kept == 0 { h.first_timestamp } else { max_timestamp },
@@ -186,7 +194,7 @@ impl Plan {
                 record_count: kept,
             };
             write_header(&mut out[start..], &fields);
-            out[start..start + 8].copy_from_slice(&h.base_offset.to_le_bytes());
+            stamp_position(&mut out[start..], h.base_offset);
         }
         Ok((removed > 0).then_some(Rewrite { bytes: out, removed }))
     }

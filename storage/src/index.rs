@@ -27,7 +27,7 @@ use std::path::Path;
 use bytes::Bytes;
 
 use crate::batch::BatchHeader;
-use crate::batch::header::{u32_at, u64_at};
+use crate::batch::header::{le_u32_at as u32_at, le_u64_at as u64_at};
 use crate::error::Result;
 use crate::files::replace_file;
 use crate::mmap;

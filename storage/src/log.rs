@@ -18,7 +18,10 @@ use std::thread::JoinHandle;
 
 use bytes::Bytes;
 
-use crate::batch::{BatchHeader, RecordView, ValidBatch, Validated, validate_for_append};
+use crate::batch::{
+    BatchHeader, POSITION_LEN, RecordView, ValidBatch, Validated, stamp_position,
+    validate_for_append,
+};
 use crate::commit::{GroupCommit, WaitError};
 use crate::config::{Cleanup, Flush, LogConfig};
 use crate::error::{Error, Result};
@@ -376,14 +379,15 @@ impl Inner {
             || next + u64::from(h.last_offset_delta) - w.active.base_offset > u64::from(u32::MAX)
     }
 
-    /// Writes `batch` at the end of the active segment with `header.base_offset` in front, and
-    /// publishes it. On failure the segment is cut back to where it was.
+    /// Writes `batch` at the end of the active segment with its position (base offset and
+    /// leader epoch) stamped in front, and publishes it. On failure the segment is cut back to where it was.
     fn write_batch(&self, w: &mut Writer, header: &BatchHeader, batch: &[u8]) -> Result<()> {
-        let base = header.base_offset.to_le_bytes();
+        let mut front = [0u8; POSITION_LEN];
+        front.copy_from_slice(&batch[..POSITION_LEN]);
+        stamp_position(&mut front, header.base_offset);
         let active = w.active.clone();
-        if let Err(e) =
-            write_all_vectored(&active.file, &mut [IoSlice::new(&base), IoSlice::new(&batch[8..])])
-        {
+        let slices = &mut [IoSlice::new(&front), IoSlice::new(&batch[POSITION_LEN..])];
+        if let Err(e) = write_all_vectored(&active.file, slices) {
             let cut = (&active.file)
                 .seek(SeekFrom::Start(w.position))
                 .and_then(|_| active.file.set_len(w.position));
@@ -512,7 +516,8 @@ fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::i
 fn missing_key(batch: &[u8]) -> Error {
     let index = crate::batch::BatchView::parse(batch)
         .ok()
-        .and_then(|v| v.records().position(|r| r.is_ok_and(|r: RecordView<'_>| r.key.is_none())))
+        .and_then(|v| v.records().ok())
+        .and_then(|r| r.iter().position(|r| r.is_ok_and(|r: RecordView<'_>| r.key.is_none())))
         .unwrap_or(0);
     Error::MissingKey { index: index as u32 }
 }

@@ -23,7 +23,7 @@ use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 
 use crate::batch::BatchHeader;
-use crate::batch::header::{add_sequence, u32_at, u64_at};
+use crate::batch::header::{add_sequence, le_u32_at as u32_at, le_u64_at as u64_at};
 use crate::error::{Error, Result};
 
 /// Batches remembered per producer for duplicate detection.
@@ -196,6 +196,7 @@ mod tests {
         BatchHeader {
             base_offset,
             batch_len: 100,
+            leader_epoch: 0,
             crc: 0,
             attributes: 0,
             last_offset_delta: count - 1,

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crate::batch::{BatchError, BatchHeader, HEADER_LEN};
+use crate::batch::{BatchError, BatchHeader, HEADER_LEN, header};
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::files::{self, CLEANED_EXT, INDEX_EXT, LOG_EXT, PRODUCERS_EXT, TIME_INDEX_EXT, TMP_EXT};
@@ -141,14 +141,24 @@ fn scan_active(file: &File, path: &Path, base_offset: u64, interval: u32) -> Res
         let head = window.get(position, HEADER_LEN as u64, len)?;
         let header = match BatchHeader::parse(head) {
             Ok(h) => h,
-            // The header checksum held, so the header was written whole: not a torn tail but
-            // a format this build cannot read. Cutting it would lose acknowledged data.
+            // If the checksum holds over the length the header claims, the batch was written
+            // whole: not a torn tail but a format this build cannot read. Cutting it would lose
+            // acknowledged data.
             Err(
-                fault @ (BatchError::UnsupportedVersion { .. }
+                e @ (BatchError::UnsupportedVersion { .. }
                 | BatchError::UnsupportedCompression { .. }
                 | BatchError::UnknownAttributes { .. }),
             ) => {
-                return Err(Error::UnreadableBatch { path: path.to_path_buf(), position, fault });
+                let (claimed_len, stored_crc) = raw_len_and_crc(head);
+                if claimed_len >= HEADER_LEN as u64
+                    && claimed_len <= len - position
+                    && window.crc_holds(position, claimed_len, stored_crc, len)?
+                {
+                    let path = path.to_path_buf();
+                    return Err(Error::UnreadableBatch { path, position, fault: e });
+                }
+                fault = Some(TailFault::Batch(e));
+                break;
             }
             Err(e) => {
                 fault = Some(TailFault::Batch(e));
@@ -170,8 +180,12 @@ fn scan_active(file: &File, path: &Path, base_offset: u64, interval: u32) -> Res
             }));
             break;
         }
-        if let Err(e) = header.verify_body(window.get(position, batch_len, len)?) {
-            fault = Some(TailFault::Batch(e));
+        if !window.crc_holds(position, batch_len, header.crc, len)? {
+            // Recomputed for the message only; a torn tail is the common case here.
+            fault = Some(TailFault::Batch(BatchError::Checksum {
+                stored: header.crc,
+                computed: window.crc(position, batch_len, len)?,
+            }));
             break;
         }
         index.on_batch(&header, position, interval);
@@ -219,6 +233,39 @@ impl Window<'_> {
         let at = (position - self.start) as usize;
         Ok(&self.buf[at..at + len as usize])
     }
+}
+
+impl Window<'_> {
+    /// The CRC-32C of a batch's checksummed bytes (attributes to end) at `position`, read in
+    /// chunks, so a length read from a damaged header never sizes an allocation.
+    fn crc(&mut self, position: u64, batch_len: u64, file_len: u64) -> Result<u32> {
+        let mut crc = 0u32;
+        let mut at = position + header::ATTRIBUTES as u64;
+        let end = position + batch_len;
+        while at < end {
+            let take = (end - at).min(SCAN_CHUNK_BYTES);
+            crc = crc32c::crc32c_append(crc, self.get(at, take, file_len)?);
+            at += take;
+        }
+        Ok(crc)
+    }
+
+    fn crc_holds(
+        &mut self,
+        position: u64,
+        batch_len: u64,
+        stored: u32,
+        file_len: u64,
+    ) -> Result<bool> {
+        Ok(self.crc(position, batch_len, file_len)? == stored)
+    }
+}
+
+/// The whole-batch length and stored checksum a header claims, read without any other check.
+fn raw_len_and_crc(head: &[u8]) -> (u64, u32) {
+    let field = header::u32_at(head, header::BATCH_LENGTH) as i32;
+    let len = u64::try_from(i64::from(field) + header::LENGTH_FIELD_END as i64).unwrap_or(0);
+    (len, header::u32_at(head, header::CRC))
 }
 
 /// Rebuilds producer state from every batch header of the sealed segments (only when the

@@ -346,7 +346,8 @@ fn first_record_at_or_after(
     timestamp: i64,
 ) -> Result<Option<(u64, i64)>> {
     let view = BatchView::parse(batch).map_err(|e| corrupt(path, position, e))?;
-    for record in view.records() {
+    let records = view.records().map_err(|e| corrupt(path, position, e))?;
+    for record in records.iter() {
         let record = record.map_err(|e| corrupt(path, position, e))?;
         if record.timestamp >= timestamp {
             return Ok(Some((record.offset, record.timestamp)));

@@ -65,7 +65,8 @@ proptest! {
         prop_assert_eq!(log.next_offset(), model.len() as u64);
         prop_assert_eq!(read_all(&log, 0, max_bytes), model.clone());
 
-        // Byte-identical batches: everything but the eight-byte base offset is as appended.
+        // Byte-identical batches: everything but the base offset and leader epoch the log
+        // stamps is as appended.
         let mut stored = Vec::new();
         let mut next = 0;
         while next < log.next_offset() {
@@ -79,8 +80,9 @@ proptest! {
         prop_assert_eq!(stored.len(), appended.len());
         for ((so, sb), (ao, ab)) in stored.iter().zip(&appended) {
             prop_assert_eq!(so, ao);
-            prop_assert_eq!(&sb[8..], &ab[8..]);
-            prop_assert_eq!(&sb[..8], &ao.to_le_bytes()[..]);
+            let mut expected = ab.clone();
+            eddy_storage::batch::stamp_position(&mut expected, *ao);
+            prop_assert_eq!(sb, &expected);
         }
 
         // A read from any offset starts with the batch that holds it.

@@ -130,7 +130,7 @@ fn read_all_until(log: &Log, end: u64) -> Vec<(u64, Rec)> {
         let bytes = log.read(next, 300).unwrap();
         for b in eddy_storage::Batches::new(&bytes) {
             let b = b.unwrap();
-            for r in b.records() {
+            for r in b.records().unwrap().iter() {
                 let r = r.unwrap();
                 out.push((r.offset, common::owned(&r)));
             }
@@ -281,13 +281,14 @@ mod garbage {
 
 #[test]
 fn a_whole_batch_of_an_unknown_format_refuses_the_open_and_is_not_cut() {
-    use eddy_storage::batch::header::{HEADER_CRC, VERSION};
+    use eddy_storage::batch::header::MAGIC;
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig { segment_bytes: 1 << 20, ..small_config() };
     let log = Log::open(dir.path(), config.clone()).unwrap();
     let model = fill(&log, 3);
     drop(log);
-    // The last batch as a newer build would write it: version 2, header checksum recomputed.
+    // The last batch as a newer build would write it: another magic (which the checksum does
+    // not cover, so the checksum still holds).
     let path = segment_paths(dir.path(), "log").pop().unwrap();
     let mut bytes = fs::read(&path).unwrap();
     let last = {
@@ -295,32 +296,42 @@ fn a_whole_batch_of_an_unknown_format_refuses_the_open_and_is_not_cut() {
         let mut last = 0usize;
         while at < bytes.len() {
             last = at;
-            let len = u32::from_le_bytes(bytes[at + 12..at + 16].try_into().unwrap()) as usize;
-            at += len;
+            let len = u32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+            at += len + 12;
         }
         last
     };
     let set_version = |bytes: &mut Vec<u8>, version: u8| {
-        bytes[last + VERSION] = version;
-        let header = last + HEADER_CRC + 4..last + eddy_storage::batch::HEADER_LEN;
-        let crc = crc32fast::hash(&bytes[header]);
-        bytes[last + HEADER_CRC..last + HEADER_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        bytes[last + MAGIC] = version;
         fs::write(&path, &*bytes).unwrap();
     };
-    set_version(&mut bytes, 2);
+    set_version(&mut bytes, 3);
 
     let err = Log::open(dir.path(), config.clone()).unwrap_err();
     match &err {
         Error::UnreadableBatch { position, fault, .. } => {
             assert_eq!(*position, last as u64);
-            assert_eq!(*fault, BatchError::UnsupportedVersion { found: 2, supported: 1 });
+            assert_eq!(*fault, BatchError::UnsupportedVersion { found: 3, supported: 2 });
         }
         other => panic!("expected UnreadableBatch, got {other:?}"),
     }
     assert!(err.to_string().contains("nothing was cut"), "{err}");
     assert_eq!(fs::read(&path).unwrap(), bytes, "the segment was changed");
     // Put back as it was, the log opens with every record.
-    set_version(&mut bytes, 1);
-    let log = Log::open(dir.path(), config).unwrap();
+    set_version(&mut bytes, 2);
+    let log = Log::open(dir.path(), config.clone()).unwrap();
     assert_eq!(read_all(&log, 0, 1 << 20), model);
+    drop(log);
+
+    // An unknown magic whose checksum fails is a torn tail, not another format: it is cut.
+    let last_len = bytes.len() - last;
+    bytes[last + MAGIC] = 3;
+    let end = bytes.len() - 1;
+    bytes[end] ^= 0xff;
+    fs::write(&path, &bytes).unwrap();
+    let log = Log::open(dir.path(), config).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), (bytes.len() - last_len) as u64);
+    let survivors = read_all(&log, 0, 1 << 20);
+    assert_eq!(survivors[..], model[..survivors.len()]);
+    assert!(survivors.len() < model.len());
 }

@@ -129,7 +129,9 @@ pub fn batch_for_seed(seed: u64) -> Vec<u8> {
 /// Decodes (and checks) one batch back into owned records.
 pub fn decode(batch: &[u8]) -> Result<Vec<OwnedRecord>, BatchError> {
     let view = BatchView::parse(batch)?;
-    view.records()
+    let records = view.records()?;
+    records
+        .iter()
         .map(|r| {
             let r = r?;
             Ok(OwnedRecord {
@@ -145,8 +147,12 @@ pub fn decode(batch: &[u8]) -> Result<Vec<OwnedRecord>, BatchError> {
         .collect()
 }
 
-/// Whether two encoded batches are the same batch but for the eight-byte base offset the log
-/// writes in front (the only bytes the log changes).
+/// Whether two encoded batches are the same batch but for the base offset and leader epoch
+/// the log writes in front (the only bytes the log changes).
 pub fn same_batch(stored: &[u8], produced: &[u8]) -> bool {
-    stored.len() == produced.len() && stored.get(8..) == produced.get(8..)
+    use eddy_storage::batch::{POSITION_LEN, header};
+    let front = |b: &[u8]| b.get(header::BATCH_LENGTH..header::LEADER_EPOCH).map(<[u8]>::to_vec);
+    stored.len() == produced.len()
+        && front(stored) == front(produced)
+        && stored.get(POSITION_LEN..) == produced.get(POSITION_LEN..)
 }

@@ -66,7 +66,7 @@ fn store_known(client: &mut RawClient, seed: u64, max_frame_bytes: u32) -> Known
             let mut batch = batch_for_seed(batch_seed(seed, u64::from(partition) << 32 | k));
             let (base, last) = client.produce_ok(TOPIC, partition, Bytes::from(batch.clone()));
             assert_eq!(base, next_offsets[p], "offsets of {TOPIC}-{partition} are not dense");
-            batch[..8].copy_from_slice(&base.to_le_bytes());
+            eddy_storage::batch::stamp_position(&mut batch, base);
             if k == 0 {
                 first_batches[p] = batch.clone();
             }
@@ -402,14 +402,15 @@ fn check_intact_and_serving(broker: &mut BrokerProcess, known: &Known, seed: u64
     assert_eq!(client.next_offset(TOPIC, 0), last + 1);
     let mut expected = known.logs[0].clone();
     let mut stored = extra;
-    stored[..8].copy_from_slice(&base.to_le_bytes());
+    eddy_storage::batch::stamp_position(&mut stored, base);
     expected.extend_from_slice(&stored);
     assert!(client.fetch_all(TOPIC, 0, 0) == expected, "{TOPIC}-0 after one more append");
     assert_eq!(client.next_offset(TOPIC, 1), known.target.next_offsets[1]);
     // And a new topic works end to end.
     client.create_topic("after-the-attack", 1);
-    let batch = batch_for_seed(seed);
+    let mut batch = batch_for_seed(seed);
     assert_eq!(client.produce_ok("after-the-attack", 0, Bytes::from(batch.clone())).0, 0);
+    eddy_storage::batch::stamp_position(&mut batch, 0);
     assert!(client.fetch_all("after-the-attack", 0, 0) == batch);
 }
 

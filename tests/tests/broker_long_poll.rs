@@ -34,7 +34,7 @@ fn park_fetch(client: &mut RawClient, topic: &str, offset: u64) -> u64 {
 
 /// The stored form of a produced batch: the log writes the base offset in front.
 fn stored(mut batch: Vec<u8>, base_offset: u64) -> Vec<u8> {
-    batch[..8].copy_from_slice(&base_offset.to_le_bytes());
+    eddy_storage::batch::stamp_position(&mut batch, base_offset);
     batch
 }
 

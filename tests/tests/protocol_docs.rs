@@ -7,7 +7,7 @@
 //!   missing from either side, or a number that disagrees, fails the test by name.
 //! - The partitioner's worked example in `docs/protocol.md` ("Partitioning") is what
 //!   `eddy_client::partitioner` computes.
-//! - The checksum named in `docs/format.md` is CRC-32/ISO-HDLC (check value `0xCBF43926`), and
+//! - The batch checksum named in `docs/format.md` is CRC-32C (check value `0xE3069283`), and
 //!   the worked batch there is byte for byte what `eddy_storage`'s `BatchBuilder` builds.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -215,13 +215,14 @@ fn partitioner_worked_example_matches_the_client() {
     }
 }
 
-/// CRC-32/ISO-HDLC, bit by bit: reflected polynomial 0xEDB88320, init and final XOR 0xFFFFFFFF.
-fn crc32_iso_hdlc(bytes: &[u8]) -> u32 {
+/// CRC-32C (Castagnoli), bit by bit: reflected polynomial 0x82F63B78, init and final XOR
+/// 0xFFFFFFFF. Kafka's record batches use it.
+fn crc32c_bitwise(bytes: &[u8]) -> u32 {
     let mut crc = 0xFFFF_FFFF_u32;
     for &byte in bytes {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0x82F6_3B78 } else { crc >> 1 };
         }
     }
     !crc
@@ -230,26 +231,26 @@ fn crc32_iso_hdlc(bytes: &[u8]) -> u32 {
 /// The worked batch of docs/format.md: one record, key `k`, value `v`, at 1 700 000 000 000 ms.
 const WORKED_BATCH: [u8; 70] = [
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, // base_offset
-    0xdd, 0x85, 0x69, 0xf1, // header_crc
-    0x46, 0x00, 0x00, 0x00, // batch_len
-    0x75, 0x07, 0x43, 0xff, // crc
-    0x01, // version
+    0x00, 0x00, 0x00, 0x3a, // batch_length 58
+    0xff, 0xff, 0xff, 0xff, // partition_leader_epoch -1
+    0x02, // magic
+    0xe9, 0x9b, 0x8d, 0xd8, // crc
     0x00, 0x00, // attributes
     0x00, 0x00, 0x00, 0x00, // last_offset_delta
-    0x00, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, // first_timestamp
-    0x00, 0x68, 0xe5, 0xcf, 0x8b, 0x01, 0x00, 0x00, // max_timestamp
+    0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00, // base_timestamp
+    0x00, 0x00, 0x01, 0x8b, 0xcf, 0xe5, 0x68, 0x00, // max_timestamp
     0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, // producer_id
     0xff, 0xff, // producer_epoch
     0xff, 0xff, 0xff, 0xff, // base_sequence
-    0x01, 0x00, 0x00, 0x00, // record_count
-    0x08, 0x00, 0x00, 0x00, 0x02, b'k', 0x02, b'v', 0x00, // the record
+    0x00, 0x00, 0x00, 0x01, // record_count
+    0x10, 0x00, 0x00, 0x00, 0x02, b'k', 0x02, b'v', 0x00, // the record
 ];
 
 #[test]
-fn batch_checksums_are_crc32_iso_hdlc_and_the_worked_batch_is_exact() {
-    assert_eq!(crc32_iso_hdlc(b"123456789"), 0xCBF4_3926);
+fn batch_checksums_are_crc32c_and_the_worked_batch_is_exact() {
+    assert_eq!(crc32c_bitwise(b"123456789"), 0xE306_9283);
     let text = doc("format.md");
-    for quoted in ["CRC-32/ISO-HDLC", "`0xCBF43926`", "dd 85 69 f1", "75 07 43 ff"] {
+    for quoted in ["CRC-32C", "`0xE3069283`", "e9 9b 8d d8", "00 00 00 3a"] {
         assert!(text.contains(quoted), "docs/format.md no longer says {quoted:?}");
     }
 
@@ -262,8 +263,6 @@ fn batch_checksums_are_crc32_iso_hdlc_and_the_worked_batch_is_exact() {
     });
     let batch = builder.build();
     assert_eq!(&batch[..], &WORKED_BATCH[..], "the worked batch of docs/format.md");
-    let stored =
-        |at: usize| u32::from_le_bytes([batch[at], batch[at + 1], batch[at + 2], batch[at + 3]]);
-    assert_eq!(stored(8), crc32_iso_hdlc(&batch[12..61]), "header_crc covers bytes 12..61");
-    assert_eq!(stored(16), crc32_iso_hdlc(&batch[20..]), "crc covers bytes 20..batch_len");
+    let stored = u32::from_be_bytes([batch[17], batch[18], batch[19], batch[20]]);
+    assert_eq!(stored, crc32c_bitwise(&batch[21..]), "crc covers bytes 21..end");
 }

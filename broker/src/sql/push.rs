@@ -179,7 +179,7 @@ fn read_changes(
     let columns = query.columns();
     for batch in Batches::new(&bytes) {
         let batch = batch?;
-        for record in batch.records() {
+        for record in batch.records()?.iter() {
             let record = record?;
             if record.offset < from {
                 continue;

@@ -44,7 +44,7 @@ pub fn read_all(logs: &dyn LogAccess, topic: &str, partition: u32) -> Vec<Out> {
         let bytes = logs.read(topic, partition, next, 1 << 20).unwrap();
         for batch in Batches::new(&bytes) {
             let batch = batch.unwrap();
-            for rec in batch.records() {
+            for rec in batch.records().unwrap().iter() {
                 let rec = rec.unwrap();
                 if rec.offset < next {
                     continue;

@@ -1,9 +1,11 @@
-//! Producer side: lays records out in the batch format, ready to append or send.
+//! Producer side: lays records out in the batch format (Kafka's RecordBatch v2), ready to
+//! append or send.
 
 use bytes::Bytes;
 
+use super::compression::{self, Compression};
 use super::header::{self, HEADER_LEN, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE};
-use super::varint::{put_uvarint, put_varint, uvarint_len, varint_len};
+use super::varint::{put_varint, varint_len};
 use super::{BatchError, BatchHeader, Header, Record, ValidBatch, Validated};
 
 /// Builds one record batch. Records are encoded as they are pushed, so `build` only fills in the
@@ -17,7 +19,8 @@ use super::{BatchError, BatchHeader, Header, Record, ValidBatch, Validated};
 /// builder.push(Record { timestamp: 1_700_000_000_001, key: None, value: None, headers: &[] });
 /// let bytes = builder.build();
 /// let batch = BatchView::parse(&bytes).unwrap();
-/// let records: Vec<_> = batch.records().collect::<Result<_, _>>().unwrap();
+/// let records = batch.records().unwrap();
+/// let records: Vec<_> = records.iter().collect::<Result<_, _>>().unwrap();
 /// assert_eq!(records[0].key, Some(&b"k"[..]));
 /// assert_eq!(records[1].value, None);
 /// assert_eq!(records[1].offset, 1);
@@ -32,6 +35,7 @@ pub struct BatchBuilder {
     producer_epoch: i16,
     base_sequence: i32,
     has_null_key: bool,
+    codec: u16,
 }
 
 impl Default for BatchBuilder {
@@ -59,7 +63,15 @@ impl BatchBuilder {
             producer_epoch: NO_PRODUCER_EPOCH,
             base_sequence: NO_SEQUENCE,
             has_null_key: false,
+            codec: 0,
         }
+    }
+
+    /// Compresses the records with `codec` (1 gzip, 2 snappy, 3 lz4, 4 zstd) when the batch is
+    /// finished, as a Kafka producer's `compression.type` does.
+    pub fn compression(mut self, codec: Compression) -> Self {
+        self.codec = codec as u16;
+        self
     }
 
     /// Marks the batch as coming from idempotent producer `id` at `epoch`, its first record
@@ -121,9 +133,17 @@ impl BatchBuilder {
         let last_offset_delta = self.record_count.saturating_sub(1);
         let max_timestamp =
             if self.record_count == 0 { self.first_timestamp } else { self.max_timestamp };
+        if self.codec != 0 {
+            // Compression cannot fail on a Vec; a codec this build lacks was refused by
+            // `compression`.
+            let compressed = compression::compress(self.codec, &self.buf[HEADER_LEN..]);
+            self.buf.truncate(HEADER_LEN);
+            self.buf.extend_from_slice(&compressed);
+        }
         write_header(
             &mut self.buf,
             &HeaderFields {
+                attributes: self.codec,
                 last_offset_delta,
                 first_timestamp: self.first_timestamp,
                 max_timestamp,
@@ -140,6 +160,7 @@ impl BatchBuilder {
 /// The header fields a writer chooses (lengths and checksums are derived).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HeaderFields {
+    pub attributes: u16,
     pub last_offset_delta: u32,
     pub first_timestamp: i64,
     pub max_timestamp: i64,
@@ -149,32 +170,36 @@ pub(crate) struct HeaderFields {
     pub record_count: u32,
 }
 
-/// Fills the header of `buf` (records already at `HEADER_LEN..`) and seals its checksums.
+/// Fills the header of `buf` (records already at `HEADER_LEN..`) and seals its checksum.
 pub(crate) fn write_header(buf: &mut [u8], f: &HeaderFields) {
-    let batch_len = buf.len() as u32;
+    let length_field = (buf.len() - header::LENGTH_FIELD_END) as u32;
     let head = &mut buf[..HEADER_LEN];
-    head[header::BASE_OFFSET..header::BASE_OFFSET + 8].copy_from_slice(&0u64.to_le_bytes());
-    head[header::BATCH_LEN..header::BATCH_LEN + 4].copy_from_slice(&batch_len.to_le_bytes());
-    head[header::VERSION] = header::FORMAT_VERSION;
-    head[header::ATTRIBUTES..header::ATTRIBUTES + 2].copy_from_slice(&0u16.to_le_bytes());
+    head[header::BASE_OFFSET..header::BASE_OFFSET + 8].copy_from_slice(&0u64.to_be_bytes());
+    head[header::BATCH_LENGTH..header::BATCH_LENGTH + 4]
+        .copy_from_slice(&length_field.to_be_bytes());
+    // A producer does not know the leader epoch; Kafka's clients write -1 and so do we.
+    head[header::LEADER_EPOCH..header::LEADER_EPOCH + 4].copy_from_slice(&(-1i32).to_be_bytes());
+    head[header::MAGIC] = header::FORMAT_VERSION;
+    head[header::ATTRIBUTES..header::ATTRIBUTES + 2].copy_from_slice(&f.attributes.to_be_bytes());
     head[header::LAST_OFFSET_DELTA..header::LAST_OFFSET_DELTA + 4]
-        .copy_from_slice(&f.last_offset_delta.to_le_bytes());
+        .copy_from_slice(&f.last_offset_delta.to_be_bytes());
     head[header::FIRST_TIMESTAMP..header::FIRST_TIMESTAMP + 8]
-        .copy_from_slice(&f.first_timestamp.to_le_bytes());
+        .copy_from_slice(&f.first_timestamp.to_be_bytes());
     head[header::MAX_TIMESTAMP..header::MAX_TIMESTAMP + 8]
-        .copy_from_slice(&f.max_timestamp.to_le_bytes());
+        .copy_from_slice(&f.max_timestamp.to_be_bytes());
     head[header::PRODUCER_ID..header::PRODUCER_ID + 8]
-        .copy_from_slice(&f.producer_id.to_le_bytes());
+        .copy_from_slice(&f.producer_id.to_be_bytes());
     head[header::PRODUCER_EPOCH..header::PRODUCER_EPOCH + 2]
-        .copy_from_slice(&f.producer_epoch.to_le_bytes());
+        .copy_from_slice(&f.producer_epoch.to_be_bytes());
     head[header::BASE_SEQUENCE..header::BASE_SEQUENCE + 4]
-        .copy_from_slice(&f.base_sequence.to_le_bytes());
+        .copy_from_slice(&f.base_sequence.to_be_bytes());
     head[header::RECORD_COUNT..header::RECORD_COUNT + 4]
-        .copy_from_slice(&f.record_count.to_le_bytes());
+        .copy_from_slice(&f.record_count.to_be_bytes());
     header::seal_checksums(buf);
 }
 
-/// Appends one encoded record. Compaction calls it directly to keep the original deltas.
+/// Appends one encoded record (Kafka's record v2: every integer a zigzag varint). Compaction
+/// calls it directly to keep the original deltas.
 pub(crate) fn put_record(
     buf: &mut Vec<u8>,
     record: &Record<'_>,
@@ -182,16 +207,16 @@ pub(crate) fn put_record(
     offset_delta: u64,
 ) {
     let body_len = record_body_len(record, timestamp_delta, offset_delta);
-    buf.reserve(uvarint_len(body_len as u64) + body_len);
-    put_uvarint(buf, body_len as u64);
+    buf.reserve(varint_len(body_len as i64) + body_len);
+    put_varint(buf, body_len as i64);
     buf.push(0);
     put_varint(buf, timestamp_delta);
-    put_uvarint(buf, offset_delta);
+    put_varint(buf, offset_delta as i64);
     put_bytes(buf, record.key);
     put_bytes(buf, record.value);
-    put_uvarint(buf, record.headers.len() as u64);
+    put_varint(buf, record.headers.len() as i64);
     for h in record.headers {
-        put_uvarint(buf, h.key.len() as u64);
+        put_varint(buf, h.key.len() as i64);
         buf.extend_from_slice(h.key);
         put_bytes(buf, h.value);
     }
@@ -199,15 +224,15 @@ pub(crate) fn put_record(
 
 fn record_body_len(record: &Record<'_>, timestamp_delta: i64, offset_delta: u64) -> usize {
     1 + varint_len(timestamp_delta)
-        + uvarint_len(offset_delta)
+        + varint_len(offset_delta as i64)
         + bytes_len(record.key)
         + bytes_len(record.value)
-        + uvarint_len(record.headers.len() as u64)
+        + varint_len(record.headers.len() as i64)
         + record.headers.iter().map(header_len).sum::<usize>()
 }
 
 fn header_len(h: &Header<'_>) -> usize {
-    uvarint_len(h.key.len() as u64) + h.key.len() + bytes_len(h.value)
+    varint_len(h.key.len() as i64) + h.key.len() + bytes_len(h.value)
 }
 
 fn bytes_len(b: Option<&[u8]>) -> usize {

@@ -5,16 +5,22 @@
 //!   [`Batches`] walks the concatenated batches a log read returns.
 //! - [`validate_for_append`] is what the log runs on bytes it did not write itself.
 //!
-//! The byte layout is in [`header`] and, drawn out, in `docs/format.md`.
+//! The byte layout is Kafka's RecordBatch v2, in [`header`] and, drawn out, in
+//! `docs/format.md`. A compressed batch is kept as produced; [`BatchView::records`]
+//! decompresses it for readers that want records.
 
 mod builder;
+pub mod compression;
 pub mod header;
 mod records;
 pub mod varint;
 
+use std::borrow::Cow;
+
 pub use builder::BatchBuilder;
 pub(crate) use builder::{HeaderFields, put_record, write_header};
 use bytes::Bytes;
+pub use compression::Compression;
 pub use header::{BatchHeader, FORMAT_VERSION, HEADER_LEN};
 pub use records::{HeaderIter, RecordFault, RecordIter, RecordView};
 
@@ -43,18 +49,26 @@ pub struct Header<'a> {
 pub enum BatchError {
     #[error("truncated batch: need {needed} bytes, have {available}")]
     Truncated { needed: u64, available: u64 },
-    #[error("batch header checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    HeaderChecksum { stored: u32, computed: u32 },
     #[error("batch checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
     Checksum { stored: u32, computed: u32 },
-    #[error("unsupported batch format version {found} (this build reads version {supported})")]
+    #[error("unsupported batch format (magic) {found}: this build reads magic {supported}")]
     UnsupportedVersion { found: u8, supported: u8 },
     #[error("unsupported compression codec {codec}")]
     UnsupportedCompression { codec: u16 },
     #[error("unknown batch attributes {attributes:#06x}")]
     UnknownAttributes { attributes: u16 },
-    #[error("batch length {batch_len} is shorter than the {HEADER_LEN}-byte header")]
-    BadLength { batch_len: u32 },
+    #[error("batch length field {length} does not cover the {HEADER_LEN}-byte header")]
+    BadLength { length: i32 },
+    #[error(
+        "negative count in header: last_offset_delta {last_offset_delta}, records {record_count}"
+    )]
+    NegativeCount { last_offset_delta: i32, record_count: i32 },
+    #[error("{attribute} batches are not accepted from producers")]
+    AttributeNotAllowed { attribute: &'static str },
+    #[error("cannot decompress records (codec {codec}): {reason}")]
+    Decompress { codec: u16, reason: &'static str },
+    #[error("records decompress to more than {limit} bytes")]
+    DecompressedTooLarge { limit: u64 },
     #[error("batch length {batch_len} does not match the {buffer_len} bytes given")]
     LengthMismatch { batch_len: u32, buffer_len: u64 },
     #[error("batch has no records")]
@@ -77,8 +91,8 @@ pub struct BatchView<'a> {
 }
 
 impl<'a> BatchView<'a> {
-    /// Checks the batch at the front of `bytes` (both checksums) and returns a view of exactly
-    /// that batch.
+    /// Checks the batch at the front of `bytes` (header and checksum) and returns a view of
+    /// exactly that batch.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, BatchError> {
         let header = BatchHeader::parse(bytes)?;
         let len = header.batch_len as usize;
@@ -109,15 +123,44 @@ impl<'a> BatchView<'a> {
         self.header.last_offset()
     }
 
+    /// The batch's records, decompressed if the batch is compressed (borrowed, without a
+    /// copy, if it is not). Iterate them with [`Records::iter`].
+    pub fn records(&self) -> Result<Records<'a>, BatchError> {
+        let area = &self.bytes[HEADER_LEN..];
+        let data = match self.header.codec() {
+            0 => Cow::Borrowed(area),
+            codec => Cow::Owned(compression::decompress(codec, area)?),
+        };
+        Ok(Records { data, header: self.header })
+    }
+}
+
+/// The records of one batch, ready to decode (see [`BatchView::records`]).
+#[derive(Debug, Clone)]
+pub struct Records<'a> {
+    data: Cow<'a, [u8]>,
+    header: BatchHeader,
+}
+
+impl Records<'_> {
     /// Decodes the records in order; each item fails independently on malformed bytes.
-    pub fn records(&self) -> RecordIter<'a> {
-        RecordIter::new(
-            &self.bytes[HEADER_LEN..],
-            self.header.base_offset,
-            self.header.first_timestamp,
-            self.header.last_offset_delta,
-            self.header.record_count,
-        )
+    pub fn iter(&self) -> RecordIter<'_> {
+        RecordIter::over(&self.data, &self.header)
+    }
+
+    /// The uncompressed records area.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// The records area as shared bytes: a slice of `batch` (the buffer this batch was parsed
+    /// from) when the batch is not compressed, else the decompressed buffer. Decode it with
+    /// [`RecordIter::over`]; keys and values can then be sliced out of it without a copy.
+    pub fn into_bytes(self, batch: &Bytes) -> Bytes {
+        match self.data {
+            Cow::Borrowed(area) => batch.slice_ref(area),
+            Cow::Owned(area) => Bytes::from(area),
+        }
     }
 }
 
@@ -203,8 +246,9 @@ pub struct Validated {
 }
 
 /// Checks a batch that arrived from outside before it is appended: `bytes` is exactly one batch,
-/// both checksums match, it has records, every record decodes, offset deltas are 0..n, and the
-/// header's `last_offset_delta` and `max_timestamp` agree with the records.
+/// the checksum matches, it has records and is no transaction marker, every record decodes
+/// (after decompression), offset deltas are 0..n, and the header's `last_offset_delta` and
+/// `max_timestamp` agree with the records.
 pub fn validate_for_append(bytes: &[u8]) -> Result<Validated, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     if header.batch_len as usize != bytes.len() {
@@ -217,8 +261,13 @@ pub fn validate_for_append(bytes: &[u8]) -> Result<Validated, BatchError> {
     if header.record_count == 0 {
         return Err(BatchError::Empty);
     }
-    let records = &bytes[HEADER_LEN..];
-    let scan = records::scan_dense(records, header.record_count, header.first_timestamp)?;
+    refuse_broker_attributes(&header)?;
+    let area = &bytes[HEADER_LEN..];
+    let records = match header.codec() {
+        0 => Cow::Borrowed(area),
+        codec => Cow::Owned(compression::decompress(codec, area)?),
+    };
+    let scan = records::scan_dense(&records, header.record_count, header.first_timestamp)?;
     let trailing = (records.len() - scan.used) as u64;
     if trailing != 0 {
         return Err(BatchError::TrailingBytes { count: trailing });
@@ -237,6 +286,34 @@ pub fn validate_for_append(bytes: &[u8]) -> Result<Validated, BatchError> {
         });
     }
     Ok(Validated { header, has_null_key: scan.has_null_key })
+}
+
+/// Bytes at the front of a batch the log writes on append: base offset, length (unchanged)
+/// and partition leader epoch. The checksum covers none of them.
+pub const POSITION_LEN: usize = header::MAGIC;
+
+/// Writes the log's part of a batch header into `front` (at least [`POSITION_LEN`] bytes of
+/// an encoded batch): its base offset, and leader epoch 0 (eddy is its partitions' only
+/// leader, always of epoch 0).
+pub fn stamp_position(front: &mut [u8], base_offset: u64) {
+    front[header::BASE_OFFSET..header::BASE_OFFSET + 8].copy_from_slice(&base_offset.to_be_bytes());
+    front[header::LEADER_EPOCH..header::LEADER_EPOCH + 4].copy_from_slice(&0i32.to_be_bytes());
+}
+
+/// Attributes only a broker (or a transaction coordinator) may set.
+fn refuse_broker_attributes(header: &BatchHeader) -> Result<(), BatchError> {
+    let refused = if header.is_control() {
+        "control"
+    } else if header.is_transactional() {
+        "transactional"
+    } else if header.is_log_append_time() {
+        "log-append-time"
+    } else if header.attributes & header::ATTR_DELETE_HORIZON != 0 {
+        "delete-horizon"
+    } else {
+        return Ok(());
+    };
+    Err(BatchError::AttributeNotAllowed { attribute: refused })
 }
 
 #[cfg(test)]

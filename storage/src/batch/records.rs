@@ -4,7 +4,7 @@
 //! record yields a [`RecordFault`] naming what was wrong, never a panic or an allocation.
 
 use super::varint::{VarintError, get_uvarint, get_varint};
-use super::{BatchError, Header};
+use super::{BatchError, BatchHeader, Header};
 
 /// What was wrong with a record that could not be decoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -102,33 +102,32 @@ pub struct RecordIter<'a> {
     remaining: u32,
     previous_delta: i64,
     failed: bool,
+    /// The batch's `max_timestamp` when its records carry the broker's append time.
+    log_append_time: Option<i64>,
 }
 
 impl<'a> RecordIter<'a> {
-    pub(crate) fn new(
-        data: &'a [u8],
-        base_offset: u64,
-        first_timestamp: i64,
-        last_offset_delta: u32,
-        record_count: u32,
-    ) -> Self {
+    /// Decodes the (uncompressed) records area `data` of the batch whose header is `header`
+    /// (see [`Records::into_bytes`](super::Records::into_bytes)).
+    pub fn over(data: &'a [u8], header: &BatchHeader) -> Self {
         Self {
             data,
             pos: 0,
-            base_offset,
-            first_timestamp,
-            last_offset_delta,
+            base_offset: header.base_offset,
+            first_timestamp: header.first_timestamp,
+            last_offset_delta: header.last_offset_delta,
             index: 0,
-            remaining: record_count,
+            remaining: header.record_count,
             previous_delta: -1,
             failed: false,
+            log_append_time: header.is_log_append_time().then_some(header.max_timestamp),
         }
     }
 
     #[inline(always)]
     fn decode(&mut self) -> Result<RecordView<'a>, RecordFault> {
         let mut cur = Cursor { bytes: self.data, pos: self.pos };
-        let declared = cur.uvarint()?;
+        let declared = cur.length()?;
         let start = cur.pos;
         let available = (cur.bytes.len() - start) as u64;
         if declared > available {
@@ -142,7 +141,7 @@ impl<'a> RecordIter<'a> {
             return Err(RecordFault::UnknownAttributes(attributes));
         }
         let timestamp_delta = rec.varint()?;
-        let offset_delta = rec.uvarint()?;
+        let offset_delta = rec.length()?;
         if offset_delta > u64::from(self.last_offset_delta) {
             return Err(RecordFault::OffsetDeltaPastEnd {
                 found: offset_delta,
@@ -158,7 +157,7 @@ impl<'a> RecordIter<'a> {
         }
         let key = rec.bytes()?;
         let value = rec.bytes()?;
-        let header_count = rec.uvarint()?;
+        let header_count = rec.length()?;
         let headers_start = rec.pos;
         for _ in 0..header_count {
             rec.bytes_nonnull()?;
@@ -171,7 +170,10 @@ impl<'a> RecordIter<'a> {
         self.previous_delta = offset_delta as i64;
         Ok(RecordView {
             offset: self.base_offset + offset_delta,
-            timestamp: self.first_timestamp.wrapping_add(timestamp_delta),
+            timestamp: match self.log_append_time {
+                Some(t) => t,
+                None => self.first_timestamp.wrapping_add(timestamp_delta),
+            },
             key,
             value,
             headers_raw: &self.data[headers_start..end],
@@ -222,11 +224,13 @@ impl<'a> Cursor<'a> {
         Ok(b)
     }
 
+    /// A zigzag varint that must not be negative (a length, count or delta).
     #[inline(always)]
-    fn uvarint(&mut self) -> Result<u64, RecordFault> {
-        let (v, n) = get_uvarint(&self.bytes[self.pos..])?;
-        self.pos += n;
-        Ok(v)
+    fn length(&mut self) -> Result<u64, RecordFault> {
+        match self.varint()? {
+            len if len < 0 => Err(RecordFault::NegativeLength(len)),
+            len => Ok(len as u64),
+        }
     }
 
     #[inline(always)]
@@ -257,10 +261,10 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    /// An unsigned length then that many bytes (header keys cannot be null).
+    /// A length then that many bytes (header keys cannot be null).
     #[inline(always)]
     fn bytes_nonnull(&mut self) -> Result<&'a [u8], RecordFault> {
-        let len = self.uvarint()?;
+        let len = self.length()?;
         self.take(len)
     }
 }
@@ -288,7 +292,7 @@ pub(crate) fn scan_dense(
     for index in 0..count {
         let fault = |fault| BatchError::Record { index, fault };
         let mut pos = next;
-        let declared = uvarint_at(data, &mut pos).map_err(fault)?;
+        let declared = length_at(data, &mut pos).map_err(fault)?;
         if declared > (data.len() - pos) as u64 {
             return Err(fault(RecordFault::Truncated));
         }
@@ -321,7 +325,7 @@ fn check_record(rec: &[u8], pos: &mut usize, index: u32) -> Result<(i64, bool), 
         return Err(RecordFault::UnknownAttributes(attributes));
     }
     let timestamp_delta = varint_at(rec, pos)?;
-    let offset_delta = uvarint_at(rec, pos)?;
+    let offset_delta = length_at(rec, pos)?;
     if offset_delta != u64::from(index) {
         return Err(RecordFault::OffsetDeltaOrder {
             previous: i64::from(index) - 1,
@@ -330,9 +334,9 @@ fn check_record(rec: &[u8], pos: &mut usize, index: u32) -> Result<(i64, bool), 
     }
     let null_key = skip_nullable(rec, pos)?;
     skip_nullable(rec, pos)?;
-    let headers = uvarint_at(rec, pos)?;
+    let headers = length_at(rec, pos)?;
     for _ in 0..headers {
-        let key_len = uvarint_at(rec, pos)?;
+        let key_len = length_at(rec, pos)?;
         skip(rec, pos, key_len)?;
         skip_nullable(rec, pos)?;
     }
@@ -364,6 +368,15 @@ fn uvarint_at(buf: &[u8], pos: &mut usize) -> Result<u64, RecordFault> {
 fn varint_at(buf: &[u8], pos: &mut usize) -> Result<i64, RecordFault> {
     let v = uvarint_at(buf, pos)?;
     Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+}
+
+/// A zigzag varint that must not be negative (a length, count or delta).
+#[inline(always)]
+fn length_at(buf: &[u8], pos: &mut usize) -> Result<u64, RecordFault> {
+    match varint_at(buf, pos)? {
+        len if len < 0 => Err(RecordFault::NegativeLength(len)),
+        len => Ok(len as u64),
+    }
 }
 
 #[inline(always)]

@@ -55,7 +55,7 @@ pub fn read_all(log: &Log, from: u64, max_bytes: usize) -> Vec<(u64, Rec)> {
         assert!(!bytes.is_empty(), "empty read at {next} below the end {}", log.next_offset());
         for batch in Batches::new(&bytes) {
             let batch = batch.unwrap();
-            for r in batch.records() {
+            for r in batch.records().unwrap().iter() {
                 let r = r.unwrap();
                 if r.offset >= from {
                     out.push((r.offset, owned(&r)));

@@ -78,7 +78,11 @@ pub fn corrupt_batch(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
         // Any byte from the header checksum on is covered by one of the two checksums (the
         // base offset in bytes 0..8 is not, so it is left alone).
         0 | 1 => {
-            let at = 8 + rng.below(batch.len() as u64 - 8) as usize;
+            // Anything but the base offset and leader epoch, which the log writes itself.
+            let mut at = 8 + rng.below(batch.len() as u64 - 8) as usize;
+            if (header::LEADER_EPOCH..header::MAGIC).contains(&at) {
+                at += 4;
+            }
             batch[at] ^= 1 + rng.below(255) as u8;
         }
         2 => batch.truncate(rng.below(batch.len() as u64) as usize),
@@ -97,7 +101,7 @@ pub fn corrupt_batch(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
         6 => reseal_u32(&mut batch, header::RECORD_COUNT, |_| 0),
         7 => reseal_u32(&mut batch, header::LAST_OFFSET_DELTA, |d| d.wrapping_add(1)),
         _ => {
-            batch[header::VERSION] = 2 + rng.below(250) as u8;
+            batch[header::MAGIC] = 3 + rng.below(253) as u8;
             header::seal_checksums(&mut batch);
         }
     }
@@ -109,8 +113,8 @@ pub fn corrupt_batch(rng: &mut Rng, valid: &[u8]) -> Vec<u8> {
 }
 
 fn reseal_u32(batch: &mut [u8], at: usize, change: impl FnOnce(u32) -> u32) {
-    let old = u32::from_le_bytes([batch[at], batch[at + 1], batch[at + 2], batch[at + 3]]);
-    batch[at..at + 4].copy_from_slice(&change(old).to_le_bytes());
+    let old = u32::from_be_bytes([batch[at], batch[at + 1], batch[at + 2], batch[at + 3]]);
+    batch[at..at + 4].copy_from_slice(&change(old).to_be_bytes());
     header::seal_checksums(batch);
 }
 
