@@ -265,7 +265,7 @@ impl BrokerChild {
             .arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--kafka-listen", "off"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);

@@ -4,6 +4,8 @@
 //! ```toml
 //! data_dir = "./eddy-data"
 //! listen = "127.0.0.1:9750"
+//! kafka_listen = "127.0.0.1:9092"  # the Kafka-protocol listener; "off" switches it off
+//! kafka_advertised = "localhost:9092"  # host:port Metadata answers give (default: the bound address)
 //! maintenance_interval_ms = 30000
 //!
 //! [limits]
@@ -34,7 +36,7 @@
 //!
 //! Most keys may be overridden by an environment variable (`[topic_defaults]` and
 //! `offsets_flush` may not; docs/protocol.md lists them all): `EDDY_DATA_DIR`, `EDDY_LISTEN`,
-//! `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
+//! `EDDY_KAFKA_LISTEN`, `EDDY_KAFKA_ADVERTISED`, `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
 //! `EDDY_MAX_CONNECTIONS`), and `EDDY_GROUP_` + the upper-cased key for each group timing (for
 //! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`).
 
@@ -48,6 +50,29 @@ use crate::topic::{FlushSetting, TopicSettings};
 
 pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
+pub const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
+
+/// Where a listener binds, or that it is switched off (`"off"` in the file and environment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for Listen {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "off" { Ok(Listen::Off) } else { s.parse().map(Listen::At) }
+    }
+}
+
+impl<'de> Deserialize<'de> for Listen {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(|e| serde::de::Error::custom(format!("{text:?}: {e}")))
+    }
+}
 
 /// Limits the server enforces on every connection; each has a stable error code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -132,6 +157,11 @@ impl GroupSettings {
 pub struct BrokerConfig {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// The Kafka-protocol listener.
+    pub kafka_listen: Listen,
+    /// `host:port` the Kafka listener names in Metadata answers (clients connect there); by
+    /// default the address it is bound to.
+    pub kafka_advertised: Option<String>,
     /// How often retention and compaction run over every partition.
     pub maintenance_interval_ms: u64,
     pub limits: Limits,
@@ -161,6 +191,10 @@ impl Default for BrokerConfig {
             listen: DEFAULT_LISTEN
                 .parse()
                 .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 9750))),
+            kafka_listen: DEFAULT_KAFKA_LISTEN
+                .parse()
+                .unwrap_or(Listen::At(SocketAddr::from(([127, 0, 0, 1], 9092)))),
+            kafka_advertised: None,
             maintenance_interval_ms: 30_000,
             limits: Limits::default(),
             topic_defaults: TopicSettings::default(),
@@ -226,6 +260,12 @@ impl BrokerConfig {
         if let Some(v) = env("EDDY_LISTEN") {
             self.listen = parse("EDDY_LISTEN", v)?;
         }
+        if let Some(v) = env("EDDY_KAFKA_LISTEN") {
+            self.kafka_listen = parse("EDDY_KAFKA_LISTEN", v)?;
+        }
+        if let Some(v) = env("EDDY_KAFKA_ADVERTISED") {
+            self.kafka_advertised = Some(v);
+        }
         if let Some(v) = env("EDDY_MAINTENANCE_INTERVAL_MS") {
             self.maintenance_interval_ms = parse("EDDY_MAINTENANCE_INTERVAL_MS", v)?;
         }
@@ -279,6 +319,17 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid(
                 "limits.max_connections, max_in_flight and idle_timeout_ms must be positive".into(),
             ));
+        }
+        if let Some(advertised) = &self.kafka_advertised {
+            let port = advertised.rsplit_once(':').and_then(|(h, p)| {
+                (!h.is_empty()).then_some(())?;
+                p.parse::<u16>().ok()
+            });
+            if port.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "kafka_advertised {advertised:?} must be host:port"
+                )));
+            }
         }
         if self.maintenance_interval_ms == 0 {
             return Err(ConfigError::Invalid("maintenance_interval_ms must be positive".into()));

@@ -19,6 +19,7 @@
 //!   `eddy_client::Transport`, so the client's producer and consumer run on it with no socket.
 //! - `wire`, [`server`]: frames and the TCP server, with limits on frames, connections,
 //!   in-flight requests and idle time.
+//! - [`kafka`]: the Kafka-protocol listener, translating Kafka's requests onto [`Broker`]'s.
 //!
 //! Not a cluster: one broker, no replication.
 #![forbid(unsafe_code)]
@@ -31,6 +32,7 @@ mod error;
 mod files;
 pub mod groups;
 mod internal;
+pub mod kafka;
 pub mod processors;
 mod producer_ids;
 pub mod server;

@@ -24,8 +24,9 @@ use eddy_client::{Connection, ConnectionOptions};
 pub const USAGE: &str = "\
 usage: eddy [--broker ADDR] <command> ...
 
-  serve [--data-dir DIR] [--listen ADDR] [--config FILE]
-        run the broker (defaults: ./eddy-data, 127.0.0.1:9750)
+  serve [--data-dir DIR] [--listen ADDR] [--kafka-listen ADDR|off] [--config FILE]
+        run the broker (defaults: ./eddy-data, 127.0.0.1:9750, and the Kafka protocol
+        on 127.0.0.1:9092)
   topic create NAME [--partitions N] [--retention-ms MS] [--retention-bytes B]
                     [--segment-bytes B] [--cleanup delete|compact] [--flush always|os|MS]
   topic list | describe NAME | delete NAME

@@ -5,16 +5,19 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use eddy_broker::{Broker, BrokerConfig, now_ms, server};
+use eddy_broker::config::Listen;
+use eddy_broker::{Broker, BrokerConfig, kafka, now_ms, server};
 use tokio::net::TcpListener;
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
     use lexopt::prelude::*;
     let (mut data_dir, mut listen, mut config_file) = (None, None, None);
+    let mut kafka_listen = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("data-dir") => data_dir = Some(PathBuf::from(parser.value()?)),
             Long("listen") => listen = Some(parser.value()?.string()?),
+            Long("kafka-listen") => kafka_listen = Some(parser.value()?.string()?),
             Long("config") => config_file = Some(PathBuf::from(parser.value()?)),
             other => return Err(other.unexpected().into()),
         }
@@ -25,6 +28,10 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
     }
     if let Some(addr) = listen {
         config.listen = addr.parse().with_context(|| format!("--listen {addr:?}"))?;
+    }
+    if let Some(addr) = kafka_listen {
+        config.kafka_listen =
+            addr.parse().with_context(|| format!("--kafka-listen {addr:?} (host:port or off)"))?;
     }
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -38,22 +45,47 @@ async fn serve(config: BrokerConfig) -> Result<()> {
     let maintenance_every = Duration::from_millis(config.maintenance_interval_ms);
     let broker = Broker::open_with(config.clone())
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    let kafka = match config.kafka_listen {
+        Listen::Off => None,
+        Listen::At(at) => {
+            let listener = TcpListener::bind(at)
+                .await
+                .with_context(|| format!("binding the Kafka listener {at}"))?;
+            let bound = listener.local_addr()?;
+            let advertised = kafka::Advertised::resolve(config.kafka_advertised.as_deref(), bound);
+            say(&format!("eddy kafka listening on {bound}"));
+            Some((listener, advertised))
+        }
+    };
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
-    // A line for people and for scripts (and tests) that started the broker on port 0.
-    let _ = std::io::Write::write_all(
-        &mut std::io::stdout(),
-        format!("eddy listening on {addr}\n").as_bytes(),
-    );
+    // A line for people and for scripts (and tests) that started the broker on port 0; the
+    // last line printed at start, once every listener is bound.
+    say(&format!("eddy listening on {addr}"));
     let maintenance = tokio::spawn(maintain(broker.clone(), maintenance_every));
+    let (stop_kafka, kafka_stopped) = tokio::sync::oneshot::channel::<()>();
+    let kafka = kafka.map(|(listener, advertised)| {
+        let stopped = async move {
+            let _ = kafka_stopped.await;
+        };
+        tokio::spawn(kafka::serve(broker.clone(), listener, advertised, stopped))
+    });
     server::serve(broker.clone(), listener, shutdown_signal()).await?;
+    let _ = stop_kafka.send(());
+    if let Some(kafka) = kafka {
+        kafka.await??;
+    }
     maintenance.abort();
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+fn say(line: &str) {
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), format!("{line}\n").as_bytes());
 }
 
 async fn maintain(broker: Broker, every: Duration) {

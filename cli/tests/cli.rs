@@ -89,8 +89,10 @@ fn bad_listen_address_is_one_line_on_stderr() {
 fn second_broker_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
-    let mut first =
-        spawn(&["serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"], Stdio::null());
+    let mut first = spawn(
+        &["serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0", "--kafka-listen", "off"],
+        Stdio::null(),
+    );
     // Wait (with a deadline, through a reader thread) until the first broker is listening: it
     // holds the lock by then.
     let stdout = first.stdout.take().unwrap();
@@ -103,7 +105,15 @@ fn second_broker_on_the_same_data_dir_is_refused() {
         }
     });
     let listening = lines.recv_timeout(TIMEOUT);
-    let second = eddy(&["serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0"]);
+    let second = eddy(&[
+        "serve",
+        "--data-dir",
+        data_dir,
+        "--listen",
+        "127.0.0.1:0",
+        "--kafka-listen",
+        "off",
+    ]);
     let _ = first.kill();
     let _ = first.wait();
 

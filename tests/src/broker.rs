@@ -1,8 +1,9 @@
 //! A real `eddy serve` process on an ephemeral port.
 //!
 //! [`BrokerProcess::start`] runs the `eddy` binary that cargo built next to the test executable
-//! (`target/<profile>/eddy`) with `serve --data-dir DIR --listen 127.0.0.1:0`, and waits — with a
-//! deadline, never a sleep — for the `eddy listening on ADDR` line it prints once bound. Dropping
+//! (`target/<profile>/eddy`) with `serve --data-dir DIR --listen 127.0.0.1:0 --kafka-listen
+//! 127.0.0.1:0`, and waits — with a deadline, never a sleep — for the `eddy listening on ADDR`
+//! line it prints once bound (after `eddy kafka listening on ADDR`). Dropping
 //! it kills the broker with SIGKILL; [`BrokerProcess::terminate`] asks it to stop with SIGTERM.
 //!
 //! The binary must be built before the tests run: `cargo test --workspace` does it (eddy-cli
@@ -23,12 +24,14 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const LISTENING_PREFIX: &str = "eddy listening on ";
+const KAFKA_LISTENING_PREFIX: &str = "eddy kafka listening on ";
 
 /// A running `eddy serve`. Dropping it kills the process (SIGKILL) and reaps it.
 #[derive(Debug)]
 pub struct BrokerProcess {
     child: ChildProcess,
     addr: SocketAddr,
+    kafka_addr: SocketAddr,
     data_dir: PathBuf,
 }
 
@@ -41,6 +44,7 @@ impl BrokerProcess {
         let binary = eddy_binary();
         let mut command = Command::new(&binary);
         command.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", "127.0.0.1:0"]);
+        command.args(["--kafka-listen", "127.0.0.1:0"]);
         for (name, _) in std::env::vars_os() {
             let inherited_setting =
                 name.to_str().is_some_and(|n| n.starts_with("EDDY_") && n != "EDDY_LOG");
@@ -52,10 +56,13 @@ impl BrokerProcess {
         let mut child = ChildProcess::spawn_command(command)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let deadline = deadline_in(START_TIMEOUT);
+        let mut kafka_addr = None;
         let addr = loop {
             match child.next_line(deadline) {
                 Ok(Some(line)) => {
-                    if let Some(addr) = line.strip_prefix(LISTENING_PREFIX) {
+                    if let Some(addr) = line.strip_prefix(KAFKA_LISTENING_PREFIX) {
+                        kafka_addr = addr.trim().parse::<SocketAddr>().ok();
+                    } else if let Some(addr) = line.strip_prefix(LISTENING_PREFIX) {
                         break addr.trim().parse::<SocketAddr>().unwrap_or_else(|e| {
                             panic!("broker printed an unparsable address {line:?}: {e}")
                         });
@@ -74,7 +81,15 @@ impl BrokerProcess {
                 }
             }
         };
-        BrokerProcess { child, addr, data_dir: data_dir.to_path_buf() }
+        let kafka_addr = kafka_addr.unwrap_or_else(|| {
+            panic!("broker did not print its Kafka address; stderr:\n{}", child.stderr())
+        });
+        BrokerProcess { child, addr, kafka_addr, data_dir: data_dir.to_path_buf() }
+    }
+
+    /// The address of the broker's Kafka-protocol listener (`host:port` for Kafka clients).
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka_addr
     }
 
     /// The address the broker is listening on.

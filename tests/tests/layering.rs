@@ -86,6 +86,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "broker",
             "wire",
             "server",
+            "kafka",
         ],
     ),
 ];

@@ -1,0 +1,168 @@
+//! Which Kafka APIs and versions this broker speaks, and the dispatch from a request frame to
+//! its handler and back to an encoded answer.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use super::{Context, admin, data, groups};
+
+/// The APIs served, with the versions served: Kafka's schemas (through `kafka-protocol`) cap
+/// what can be decoded; these caps are what eddy implements (no topic ids, no KIP-848 fields).
+const SERVED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 11),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 6),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::FindCoordinator, 0, 4),
+    (ApiKey::JoinGroup, 0, 9),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::DescribeGroups, 0, 5),
+    (ApiKey::ListGroups, 0, 4),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DeleteGroups, 0, 2),
+    (ApiKey::DescribeCluster, 0, 1),
+];
+
+/// (api key, min version, max version) of every API served, as ApiVersions lists them.
+pub fn supported_versions() -> Vec<(i16, i16, i16)> {
+    SERVED
+        .iter()
+        .map(|&(key, min, max)| {
+            let schema = key.valid_versions();
+            (key as i16, min.max(schema.min), max.min(schema.max))
+        })
+        .collect()
+}
+
+fn served(key: i16, version: i16) -> Option<ApiKey> {
+    supported_versions()
+        .into_iter()
+        .find(|&(k, min, max)| k == key && (min..=max).contains(&version))
+        .and_then(|(k, _, _)| ApiKey::try_from(k).ok())
+}
+
+/// Handles one request frame (header and body). `Ok(None)`: nothing is owed (a produce with
+/// acks 0). `Err(reason)`: the connection is to be closed, for the reason given.
+pub(super) async fn handle(
+    cx: &Context,
+    frame: Bytes,
+    peer: std::net::SocketAddr,
+) -> Result<Option<Bytes>, String> {
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let Some(api) = served(key, version) else {
+        if key == ApiKey::ApiVersions as i16 {
+            // Kafka's rule (KIP-511): a version too new is answered at version 0 with
+            // UNSUPPORTED_VERSION and the list, so the client can pick a version it shares.
+            let mut answer = api_versions(&ApiVersionsRequest::default());
+            answer.error_code = kafka_protocol::error::ResponseError::UnsupportedVersion.code();
+            return encode(ApiKey::ApiVersions, correlation_id, 0, &answer).map(Some);
+        }
+        let name = ApiKey::try_from(key)
+            .map_or_else(|()| format!("unknown API key {key}"), |k| format!("{k:?}"));
+        return Err(format!("{name} version {version} is not served (see ApiVersions)"));
+    };
+    let mut buf = frame;
+    let header_version = api.request_header_version(version);
+    let header = RequestHeader::decode(&mut buf, header_version)
+        .map_err(|e| format!("malformed {api:?} v{version} request header: {e}"))?;
+    tracing::trace!(?api, version, client = ?header.client_id, "kafka request");
+    let caller = groups::Caller {
+        client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
+        host: format!("/{}", peer.ip()),
+    };
+    dispatch(cx, &caller, api, version, correlation_id, buf).await
+}
+
+fn decode<T: Decodable>(api: ApiKey, version: i16, mut body: Bytes) -> Result<T, String> {
+    let request = T::decode(&mut body, version)
+        .map_err(|e| format!("malformed {api:?} v{version} request: {e}"))?;
+    if !body.is_empty() {
+        return Err(format!("{api:?} v{version} request has {} bytes after its end", body.len()));
+    }
+    Ok(request)
+}
+
+/// Encodes `answer` with its size prefix and response header.
+fn encode<T: Encodable + HeaderVersion>(
+    api: ApiKey,
+    correlation_id: i32,
+    version: i16,
+    answer: &T,
+) -> Result<Bytes, String> {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let header_version = T::header_version(version);
+    let mut out = BytesMut::with_capacity(64);
+    out.put_i32(0);
+    let encoded =
+        header.encode(&mut out, header_version).and_then(|()| answer.encode(&mut out, version));
+    encoded.map_err(|e| format!("cannot encode the {api:?} v{version} answer: {e}"))?;
+    let size = (out.len() - 4) as i32;
+    out[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(out.freeze())
+}
+
+async fn dispatch(
+    cx: &Context,
+    caller: &groups::Caller,
+    api: ApiKey,
+    v: i16,
+    id: i32,
+    body: Bytes,
+) -> Result<Option<Bytes>, String> {
+    macro_rules! answer {
+        ($handler:expr) => {
+            encode(api, id, v, &$handler).map(Some)
+        };
+    }
+    match api {
+        ApiKey::ApiVersions => answer!(api_versions(&decode(api, v, body)?)),
+        ApiKey::Metadata => answer!(data::metadata(cx, decode(api, v, body)?, v)),
+        ApiKey::Produce => match data::produce(cx, decode(api, v, body)?, v).await {
+            Some(answer) => answer!(answer),
+            None => Ok(None),
+        },
+        ApiKey::Fetch => answer!(data::fetch(cx, decode(api, v, body)?).await),
+        ApiKey::ListOffsets => answer!(data::list_offsets(cx, decode(api, v, body)?, v).await),
+        ApiKey::InitProducerId => answer!(data::init_producer_id(cx, decode(api, v, body)?)),
+        ApiKey::CreateTopics => answer!(admin::create_topics(cx, decode(api, v, body)?, v)),
+        ApiKey::DeleteTopics => answer!(admin::delete_topics(cx, decode(api, v, body)?, v)),
+        ApiKey::CreatePartitions => answer!(admin::create_partitions(cx, decode(api, v, body)?)),
+        ApiKey::DescribeConfigs => answer!(admin::describe_configs(cx, decode(api, v, body)?)),
+        ApiKey::DescribeCluster => answer!(admin::describe_cluster(cx, decode(api, v, body)?)),
+        ApiKey::FindCoordinator => answer!(groups::find_coordinator(cx, decode(api, v, body)?, v)),
+        ApiKey::JoinGroup => answer!(cx.groups.join(decode(api, v, body)?, v, caller).await),
+        ApiKey::SyncGroup => answer!(cx.groups.sync(decode(api, v, body)?).await),
+        ApiKey::Heartbeat => answer!(cx.groups.heartbeat(decode(api, v, body)?)),
+        ApiKey::LeaveGroup => answer!(cx.groups.leave(decode(api, v, body)?, v)),
+        ApiKey::OffsetCommit => answer!(cx.groups.commit(decode(api, v, body)?).await),
+        ApiKey::OffsetFetch => answer!(cx.groups.fetch_offsets(decode(api, v, body)?).await),
+        ApiKey::ListGroups => answer!(cx.groups.list(decode(api, v, body)?).await),
+        ApiKey::DescribeGroups => answer!(cx.groups.describe(decode(api, v, body)?).await),
+        ApiKey::DeleteGroups => answer!(cx.groups.delete(decode(api, v, body)?).await),
+        other => Err(format!("{other:?} is not served")),
+    }
+}
+
+/// The ApiVersions answer: every API served and its versions.
+fn api_versions(_request: &ApiVersionsRequest) -> ApiVersionsResponse {
+    let api_keys = supported_versions()
+        .into_iter()
+        .map(|(key, min, max)| {
+            ApiVersion::default().with_api_key(key).with_min_version(min).with_max_version(max)
+        })
+        .collect();
+    ApiVersionsResponse::default().with_api_keys(api_keys)
+}

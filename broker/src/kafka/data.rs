@@ -1,0 +1,367 @@
+//! The data path for Kafka clients: Metadata, Produce, Fetch, ListOffsets and InitProducerId,
+//! translated onto the broker's own requests (the batch bytes pass through untouched: eddy
+//! stores Kafka's RecordBatch v2 as it is).
+
+use eddy_protocol::v1::{self, request, response};
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::codes::{kafka_code, of_wire};
+use super::{Context, NODE_ID};
+use crate::error::BrokerError;
+
+pub(super) fn name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+pub(super) fn error_code(e: &BrokerError) -> i16 {
+    kafka_code(e.to_wire().code())
+}
+
+fn broker_entry(cx: &Context) -> MetadataResponseBroker {
+    MetadataResponseBroker::default()
+        .with_node_id(BrokerId(NODE_ID))
+        .with_host(StrBytes::from_string(cx.advertised.host.clone()))
+        .with_port(cx.advertised.port)
+}
+
+pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> MetadataResponse {
+    // A null list (or, before v1, an empty one) asks for every topic.
+    let wanted: Option<Vec<String>> = match r.topics {
+        None => None,
+        Some(t) if t.is_empty() && version == 0 => None,
+        Some(t) => Some(t.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect()),
+    };
+    // Kafka's default (`auto.create.topics.enable`): a topic a client asks for by name is
+    // created with the broker's defaults; before v4 the request could not say no.
+    let auto_create = version < 4 || r.allow_auto_topic_creation;
+    let names = wanted.clone().unwrap_or_else(|| cx.broker.topic_names());
+    let topics = names
+        .into_iter()
+        .map(|topic_name| {
+            let mut topic = cx.broker.topic(&topic_name);
+            if topic.is_err() && auto_create && wanted.is_some() {
+                topic = match cx.broker.create_topic(&topic_name, None) {
+                    Err(BrokerError::TopicExists(_)) => cx.broker.topic(&topic_name),
+                    other => other,
+                };
+            }
+            let entry = MetadataResponseTopic::default()
+                .with_name(Some(name(&topic_name)))
+                .with_is_internal(crate::topic::is_internal(&topic_name));
+            match topic {
+                Ok(t) => entry.with_partitions(
+                    (0..t.partitions.len() as i32)
+                        .map(|p| {
+                            MetadataResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_leader_id(BrokerId(NODE_ID))
+                                .with_leader_epoch(0)
+                                .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                                .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                        })
+                        .collect(),
+                ),
+                Err(e) => entry.with_error_code(error_code(&e)),
+            }
+        })
+        .collect();
+    MetadataResponse::default()
+        .with_brokers(vec![broker_entry(cx)])
+        .with_cluster_id(Some(StrBytes::from_string(cx.cluster_id.clone())))
+        .with_controller_id(BrokerId(NODE_ID))
+        .with_topics(topics)
+}
+
+/// Kafka's acks as eddy's: 0 none, 1 written, all (-1) on disk — with one broker, "every
+/// in-sync replica has it" can only mean the one copy is durable.
+fn acks(acks: i16) -> Option<v1::Acks> {
+    match acks {
+        0 => Some(v1::Acks::None),
+        1 => Some(v1::Acks::Written),
+        -1 => Some(v1::Acks::Durable),
+        _ => None,
+    }
+}
+
+pub(super) async fn produce(
+    cx: &Context,
+    r: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
+    let mut topics = Vec::with_capacity(r.topic_data.len());
+    let mut refused = Vec::new();
+    for t in &r.topic_data {
+        let mut partitions = Vec::with_capacity(t.partition_data.len());
+        for p in &t.partition_data {
+            match u32::try_from(p.index) {
+                Ok(partition) => partitions.push(v1::ProducePartition {
+                    partition,
+                    batch: p.records.clone().unwrap_or_default(),
+                }),
+                Err(_) => refused.push((t.name.0.to_string(), p.index)),
+            }
+        }
+        topics.push(v1::ProduceTopic { topic: t.name.0.to_string(), partitions });
+    }
+    let request_error = if r.transactional_id.is_some() {
+        Some(ResponseError::TransactionalIdAuthorizationFailed.code())
+    } else if acks(r.acks).is_none() {
+        Some(ResponseError::InvalidRequiredAcks.code())
+    } else {
+        None
+    };
+    let ack = acks(r.acks).unwrap_or(v1::Acks::Written);
+    let answer = match request_error {
+        Some(_) => None,
+        None => {
+            let request = v1::ProduceRequest { acks: ack as i32, topics };
+            Some(cx.broker.handle(request::Body::Produce(request)).await)
+        }
+    };
+    if r.acks == 0 {
+        return None;
+    }
+    let results = match answer {
+        Some(Ok(Some(response::Body::Produce(p)))) => Ok(p),
+        Some(Ok(_)) => Err(ResponseError::UnknownServerError.code()),
+        Some(Err(e)) => Err(error_code(&e)),
+        None => Err(request_error.unwrap_or(-1)),
+    };
+    let responses = r
+        .topic_data
+        .iter()
+        .map(|t| {
+            let topic = t.name.0.to_string();
+            let found =
+                results.as_ref().ok().and_then(|p| p.topics.iter().find(|x| x.topic == topic));
+            let partition_responses = t
+                .partition_data
+                .iter()
+                .map(|p| {
+                    let result = found.and_then(|f| {
+                        f.partitions.iter().find(|x| i64::from(x.partition) == i64::from(p.index))
+                    });
+                    let answer = PartitionProduceResponse::default()
+                        .with_index(p.index)
+                        .with_log_append_time_ms(-1);
+                    match (&results, result) {
+                        (Err(code), _) => answer.with_error_code(*code).with_base_offset(-1),
+                        (Ok(_), Some(x)) if x.error.is_none() => {
+                            answer.with_base_offset(x.base_offset as i64)
+                        }
+                        (Ok(_), Some(x)) => {
+                            let code = produce_code(of_wire(x.error.as_ref()), version);
+                            // Error messages exist from v8.
+                            let message = x
+                                .error
+                                .as_ref()
+                                .filter(|_| version >= 8)
+                                .map(|e| StrBytes::from_string(e.message.clone()));
+                            answer
+                                .with_error_code(code)
+                                .with_base_offset(-1)
+                                .with_error_message(message)
+                        }
+                        (Ok(_), None) => answer
+                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                            .with_base_offset(-1),
+                    }
+                })
+                .collect();
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_partition_responses(partition_responses)
+        })
+        .collect();
+    for (topic, index) in refused {
+        tracing::debug!(topic, index, "produce to a negative partition index");
+    }
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// INVALID_RECORD exists from Produce v8; older clients know CORRUPT_MESSAGE.
+fn produce_code(code: i16, version: i16) -> i16 {
+    if code == ResponseError::InvalidRecord.code() && version < 8 {
+        ResponseError::CorruptMessage.code()
+    } else {
+        code
+    }
+}
+
+pub(super) async fn fetch(cx: &Context, r: FetchRequest) -> FetchResponse {
+    // No fetch sessions (KIP-227): session id 0 in the answer tells the client none was
+    // created, and it keeps sending full fetches. An incremental fetch of a session that
+    // never existed gets FETCH_SESSION_ID_NOT_FOUND, on which clients start over.
+    if r.session_id != 0 {
+        return FetchResponse::default()
+            .with_error_code(ResponseError::FetchSessionIdNotFound.code());
+    }
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| v1::FetchTopic {
+            topic: t.topic.0.to_string(),
+            partitions: t
+                .partitions
+                .iter()
+                .map(|p| v1::FetchPartition {
+                    partition: u32::try_from(p.partition).unwrap_or(u32::MAX),
+                    offset: u64::try_from(p.fetch_offset).unwrap_or(u64::MAX),
+                    max_bytes: u32::try_from(p.partition_max_bytes).unwrap_or(0),
+                })
+                .collect(),
+        })
+        .collect();
+    let request = v1::FetchRequest {
+        member: None,
+        max_wait_ms: u32::try_from(r.max_wait_ms).unwrap_or(0),
+        min_bytes: u32::try_from(r.min_bytes).unwrap_or(0),
+        max_bytes: u32::try_from(r.max_bytes).unwrap_or(0),
+        topics,
+    };
+    let answer = match cx.broker.handle(request::Body::Fetch(request)).await {
+        Ok(Some(response::Body::Fetch(f))) => f,
+        Ok(_) => return FetchResponse::default().with_error_code(-1),
+        Err(e) => return FetchResponse::default().with_error_code(error_code(&e)),
+    };
+    let responses = answer
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let code = of_wire(p.error.as_ref());
+                    let (hw, start) = if code == 0 {
+                        (p.high_watermark as i64, p.log_start_offset as i64)
+                    } else {
+                        (-1, -1)
+                    };
+                    PartitionData::default()
+                        .with_partition_index(p.partition as i32)
+                        .with_error_code(code)
+                        .with_high_watermark(hw)
+                        .with_last_stable_offset(hw)
+                        .with_log_start_offset(start)
+                        .with_preferred_read_replica(BrokerId(-1))
+                        .with_records(Some(p.records))
+                })
+                .collect();
+            FetchableTopicResponse::default().with_topic(name(&t.topic)).with_partitions(partitions)
+        })
+        .collect();
+    FetchResponse::default().with_responses(responses)
+}
+
+/// Kafka's special timestamps in ListOffsets.
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+pub(super) async fn list_offsets(
+    cx: &Context,
+    r: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
+    let spec = |at: i64| match at {
+        LATEST => Some((v1::OffsetSpec::Latest, 0)),
+        EARLIEST => Some((v1::OffsetSpec::Earliest, 0)),
+        ts if ts >= 0 => Some((v1::OffsetSpec::ByTimestamp, ts)),
+        _ => None,
+    };
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| v1::ListOffsetsTopic {
+            topic: t.name.0.to_string(),
+            partitions: t
+                .partitions
+                .iter()
+                .filter_map(|p| {
+                    let (spec, timestamp_ms) = spec(p.timestamp)?;
+                    let partition = u32::try_from(p.partition_index).ok()?;
+                    Some(v1::ListOffsetsPartition { partition, spec: spec as i32, timestamp_ms })
+                })
+                .collect(),
+        })
+        .collect();
+    let answer =
+        match cx.broker.handle(request::Body::ListOffsets(v1::ListOffsetsRequest { topics })).await
+        {
+            Ok(Some(response::Body::ListOffsets(l))) => Ok(l),
+            Ok(_) => Err(ResponseError::UnknownServerError.code()),
+            Err(e) => Err(error_code(&e)),
+        };
+    let topics = r
+        .topics
+        .iter()
+        .map(|t| {
+            let found = answer
+                .as_ref()
+                .ok()
+                .and_then(|a| a.topics.iter().find(|x| x.topic == t.name.0.as_str()));
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let result = found.and_then(|f| {
+                        f.partitions
+                            .iter()
+                            .find(|x| i64::from(x.partition) == i64::from(p.partition_index))
+                    });
+                    let entry = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1);
+                    match (&answer, result) {
+                        (Err(code), _) => entry.with_error_code(*code),
+                        (Ok(_), None) if spec(p.timestamp).is_none() => {
+                            entry.with_error_code(ResponseError::InvalidRequest.code())
+                        }
+                        (Ok(_), None) => {
+                            entry.with_error_code(ResponseError::UnknownTopicOrPartition.code())
+                        }
+                        (Ok(_), Some(x)) if x.error.is_some() => {
+                            entry.with_error_code(of_wire(x.error.as_ref()))
+                        }
+                        // Kafka: no record at or after the time answers offset -1.
+                        (Ok(_), Some(x)) if p.timestamp >= 0 && !x.found => entry,
+                        (Ok(_), Some(x)) => {
+                            let ts = if p.timestamp >= 0 { x.timestamp_ms } else { -1 };
+                            let entry = entry.with_offset(x.offset as i64).with_timestamp(ts);
+                            // The leader epoch field exists from v4.
+                            if version >= 4 { entry.with_leader_epoch(0) } else { entry }
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+pub(super) fn init_producer_id(cx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
+    let answer =
+        InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    if r.transactional_id.is_some() {
+        // Transactions are not served yet; a transactional producer is told so plainly.
+        return answer.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    match cx.broker.init_producer() {
+        Ok((id, epoch)) => answer.with_producer_id(ProducerId(id)).with_producer_epoch(epoch),
+        Err(e) => answer.with_error_code(error_code(&e)),
+    }
+}

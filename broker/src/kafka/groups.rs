@@ -1,0 +1,646 @@
+//! Consumer groups for Kafka clients: FindCoordinator, the classic group protocol (JoinGroup,
+//! SyncGroup, Heartbeat, LeaveGroup) and offsets (OffsetCommit, OffsetFetch), ListGroups,
+//! DescribeGroups and DeleteGroups.
+//!
+//! Membership of classic groups lives here, in memory (as in Kafka, members rejoin after a
+//! broker restart); committed offsets go to the broker's group coordinator and its
+//! `__consumer_offsets` log, so `eddy group describe` and `eddy group reset` see and change
+//! them, and they survive restarts. A group has either Kafka classic members or eddy native
+//! members, never both: a JoinGroup to a group with native members is refused with
+//! INCONSISTENT_GROUP_PROTOCOL.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use eddy_protocol::v1::{self, request, response};
+use kafka_protocol::error::ResponseError as K;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
+use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+
+use super::classic::{Group, Member, Refusal, State};
+use super::codes::of_wire;
+use super::data::{error_code, name};
+use super::{Context, NODE_ID};
+use crate::broker::Broker;
+
+/// How long the first round of an empty group waits for more members (Kafka's
+/// `group.initial.rebalance.delay.ms` is 3 s; members starting together arrive well within
+/// this, and tests stay quick).
+const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(500);
+
+fn text(s: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(s.into())
+}
+
+fn refusal_code(r: Refusal) -> i16 {
+    match r {
+        Refusal::UnknownMember => K::UnknownMemberId.code(),
+        Refusal::IllegalGeneration => K::IllegalGeneration.code(),
+        Refusal::RebalanceInProgress => K::RebalanceInProgress.code(),
+        Refusal::InconsistentProtocol => K::InconsistentGroupProtocol.code(),
+    }
+}
+
+pub(super) fn find_coordinator(
+    cx: &Context,
+    r: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let answer = |key: &StrBytes| {
+        // Key type 0 is a group; transactions (1) are not coordinated here yet.
+        let code = if r.key_type == 0 { 0 } else { K::CoordinatorNotAvailable.code() };
+        (key.clone(), code)
+    };
+    let host = text(cx.advertised.host.clone());
+    if version >= 4 {
+        let coordinators = r
+            .coordinator_keys
+            .iter()
+            .map(|k| {
+                let (key, code) = answer(k);
+                Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(BrokerId(if code == 0 { NODE_ID } else { -1 }))
+                    .with_host(host.clone())
+                    .with_port(cx.advertised.port)
+                    .with_error_code(code)
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    let (_, code) = answer(&r.key);
+    FindCoordinatorResponse::default()
+        .with_error_code(code)
+        .with_node_id(BrokerId(if code == 0 { NODE_ID } else { -1 }))
+        .with_host(host)
+        .with_port(cx.advertised.port)
+}
+
+/// Who sent a request: the client id from its header and the peer's address, as
+/// DescribeGroups shows members.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller {
+    pub client_id: String,
+    pub host: String,
+}
+
+/// The classic groups of the Kafka listener.
+#[derive(Debug)]
+pub(crate) struct ClassicGroups {
+    broker: Broker,
+    groups: Mutex<BTreeMap<String, Group>>,
+    /// Woken on every change of any group, so waiting joins and syncs look again.
+    changed: tokio::sync::Notify,
+    next_member: AtomicU64,
+}
+
+impl ClassicGroups {
+    pub fn new(broker: Broker) -> ClassicGroups {
+        ClassicGroups {
+            broker,
+            groups: Mutex::new(BTreeMap::new()),
+            changed: tokio::sync::Notify::new(),
+            next_member: AtomicU64::new(0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` on group `id` after expiring its silent members; wakes waiters if it changed.
+    fn with_group<R>(&self, id: &str, f: impl FnOnce(&mut Group) -> R) -> R {
+        let now = Instant::now();
+        let mut groups = self.lock();
+        let group = groups.entry(id.to_string()).or_insert_with(|| Group::new(now));
+        let expired = group.expire(now, INITIAL_REBALANCE_DELAY);
+        if !expired.is_empty() {
+            tracing::info!(group = id, members = ?expired, "kafka group members expired");
+        }
+        let out = f(group);
+        if group.members.is_empty() && group.pending.is_empty() && group.state == State::Empty {
+            groups.remove(id);
+        }
+        drop(groups);
+        self.changed.notify_waiters();
+        out
+    }
+
+    async fn native_members(&self, group: &str) -> usize {
+        let request = v1::DescribeGroupRequest { group_id: group.to_string() };
+        match self.broker.handle(request::Body::DescribeGroup(request)).await {
+            Ok(Some(response::Body::DescribeGroup(d))) => d.members.len(),
+            _ => 0,
+        }
+    }
+
+    fn session_bounds(&self) -> (i32, i32) {
+        let g = &self.broker.config().groups;
+        (g.min_session_timeout_ms as i32, g.max_session_timeout_ms as i32)
+    }
+
+    pub async fn join(
+        &self,
+        r: JoinGroupRequest,
+        version: i16,
+        caller: &Caller,
+    ) -> JoinGroupResponse {
+        let group_id = r.group_id.0.to_string();
+        let fail = |code: i16| {
+            JoinGroupResponse::default()
+                .with_error_code(code)
+                .with_generation_id(-1)
+                .with_member_id(r.member_id.clone())
+        };
+        if group_id.is_empty() {
+            return fail(K::InvalidGroupId.code());
+        }
+        let (min, max) = self.session_bounds();
+        if r.session_timeout_ms < min || r.session_timeout_ms > max {
+            return fail(K::InvalidSessionTimeout.code());
+        }
+        let protocols: Vec<(String, Bytes)> =
+            r.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect();
+        if self.native_members(&group_id).await > 0 {
+            return fail(K::InconsistentGroupProtocol.code());
+        }
+        let now = Instant::now();
+        let mut member_id = r.member_id.to_string();
+        let started = self.with_group(&group_id, |g| {
+            if !g.compatible(r.protocol_type.as_str(), &protocols) {
+                return Err(K::InconsistentGroupProtocol.code());
+            }
+            if member_id.is_empty() {
+                let n = self.next_member.fetch_add(1, Ordering::Relaxed);
+                let client = if caller.client_id.is_empty() {
+                    "consumer"
+                } else {
+                    caller.client_id.as_str()
+                };
+                member_id =
+                    format!("{client}-{n:016x}-{:08x}", now.elapsed().subsec_nanos() ^ n as u32);
+                if version >= 4 {
+                    // KIP-394: hand out the id first; the member rejoins with it.
+                    g.pending.insert(member_id.clone());
+                    return Err(K::MemberIdRequired.code());
+                }
+            } else if !g.members.contains_key(&member_id) && !g.pending.contains(&member_id) {
+                return Err(K::UnknownMemberId.code());
+            }
+            let rebalance =
+                if version == 0 { r.session_timeout_ms } else { r.rebalance_timeout_ms };
+            let member = Member {
+                client_id: caller.client_id.clone(),
+                client_host: caller.host.clone(),
+                instance_id: r.group_instance_id.as_ref().map(|s| s.to_string()),
+                session_timeout: Duration::from_millis(r.session_timeout_ms.max(0) as u64),
+                rebalance_timeout: Duration::from_millis(rebalance.max(0) as u64),
+                protocols: protocols.clone(),
+                assignment: Bytes::new(),
+                last_seen: now,
+                joining: true,
+            };
+            g.join(&member_id, member, r.protocol_type.as_str(), now, INITIAL_REBALANCE_DELAY);
+            Ok(g.generation)
+        });
+        let from_generation = match started {
+            Ok(generation) => generation,
+            Err(code) => return fail(code).with_member_id(text(member_id)),
+        };
+        // Wait for the round to complete (every member rejoined, or the deadline).
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let (outcome, deadline) = {
+                let now = Instant::now();
+                let mut groups = self.lock();
+                let Some(g) = groups.get_mut(&group_id) else {
+                    return fail(K::UnknownMemberId.code()).with_member_id(text(member_id));
+                };
+                let completed = g.complete_if_due(now);
+                let outcome = match &g.last_round {
+                    _ if !g.members.contains_key(&member_id) => {
+                        Some(Err(K::UnknownMemberId.code()))
+                    }
+                    Some(round)
+                        if round.generation > from_generation
+                            && round.members.iter().any(|(m, _, _)| *m == member_id) =>
+                    {
+                        Some(Ok(round.clone()))
+                    }
+                    _ => None,
+                };
+                let deadline = g.deadline();
+                drop(groups);
+                if completed {
+                    self.changed.notify_waiters();
+                }
+                (outcome, deadline)
+            };
+            match outcome {
+                Some(Ok(round)) => {
+                    let members = if round.leader == member_id {
+                        round
+                            .members
+                            .iter()
+                            .map(|(id, instance, metadata)| {
+                                JoinGroupResponseMember::default()
+                                    .with_member_id(text(id.clone()))
+                                    .with_group_instance_id(instance.clone().map(text))
+                                    .with_metadata(metadata.clone())
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    return JoinGroupResponse::default()
+                        .with_generation_id(round.generation)
+                        .with_protocol_type(Some(r.protocol_type.clone()))
+                        .with_protocol_name(Some(text(round.protocol)))
+                        .with_leader(text(round.leader))
+                        .with_member_id(text(member_id))
+                        .with_members(members);
+                }
+                Some(Err(code)) => return fail(code).with_member_id(text(member_id)),
+                None => {}
+            }
+            let wake = tokio::time::Instant::from_std(
+                deadline.max(Instant::now()) + Duration::from_millis(1),
+            );
+            let _ = tokio::time::timeout_at(wake, notified).await;
+        }
+    }
+
+    pub async fn sync(&self, r: SyncGroupRequest) -> SyncGroupResponse {
+        let group_id = r.group_id.0.to_string();
+        let member_id = r.member_id.to_string();
+        let assignments: BTreeMap<String, Bytes> =
+            r.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
+        let first = self.with_group(&group_id, |g| {
+            g.touch(&member_id, r.generation_id, Instant::now())?;
+            if g.state == State::PreparingRebalance {
+                return Err(Refusal::RebalanceInProgress);
+            }
+            let protocol = g.protocol().map(str::to_string);
+            if r.protocol_name.as_ref().is_some_and(|p| Some(p.as_str()) != protocol.as_deref()) {
+                return Err(Refusal::InconsistentProtocol);
+            }
+            if g.state == State::CompletingRebalance && g.leader() == Some(member_id.as_str()) {
+                g.assign(&assignments);
+            }
+            Ok(protocol)
+        });
+        let protocol = match first {
+            Ok(p) => p,
+            Err(refusal) => {
+                return SyncGroupResponse::default().with_error_code(refusal_code(refusal));
+            }
+        };
+        let session =
+            Duration::from_millis(u64::from(self.broker.config().groups.max_session_timeout_ms));
+        let deadline = tokio::time::Instant::now() + session;
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let state = {
+                let groups = self.lock();
+                groups.get(&group_id).map(|g| {
+                    let member = g.members.get(&member_id);
+                    match (g.state, member) {
+                        (_, None) => Err(Refusal::UnknownMember),
+                        _ if g.generation != r.generation_id => Err(Refusal::RebalanceInProgress),
+                        (State::Stable, Some(m)) => Ok(Some(m.assignment.clone())),
+                        (State::CompletingRebalance, Some(_)) => Ok(None),
+                        _ => Err(Refusal::RebalanceInProgress),
+                    }
+                })
+            };
+            match state {
+                None => {
+                    return SyncGroupResponse::default().with_error_code(K::UnknownMemberId.code());
+                }
+                Some(Err(refusal)) => {
+                    return SyncGroupResponse::default().with_error_code(refusal_code(refusal));
+                }
+                Some(Ok(Some(assignment))) => {
+                    return SyncGroupResponse::default()
+                        .with_protocol_type(r.protocol_type.clone())
+                        .with_protocol_name(protocol.map(text))
+                        .with_assignment(assignment);
+                }
+                Some(Ok(None)) => {}
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return SyncGroupResponse::default().with_error_code(K::RebalanceInProgress.code());
+            }
+        }
+    }
+
+    pub fn heartbeat(&self, r: HeartbeatRequest) -> HeartbeatResponse {
+        let outcome = self.with_group(r.group_id.0.as_str(), |g| {
+            g.heartbeat(r.member_id.as_str(), r.generation_id, Instant::now())
+        });
+        HeartbeatResponse::default().with_error_code(outcome.err().map_or(0, refusal_code))
+    }
+
+    pub fn leave(&self, r: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+        let ids: Vec<String> = if version >= 3 {
+            r.members.iter().map(|m| m.member_id.to_string()).collect()
+        } else {
+            vec![r.member_id.to_string()]
+        };
+        let removed: Vec<bool> = self.with_group(r.group_id.0.as_str(), |g| {
+            ids.iter().map(|id| g.remove(id, Instant::now(), INITIAL_REBALANCE_DELAY)).collect()
+        });
+        let code = |gone: bool| if gone { 0 } else { K::UnknownMemberId.code() };
+        if version >= 3 {
+            let members = ids
+                .iter()
+                .zip(&removed)
+                .map(|(id, gone)| {
+                    MemberResponse::default()
+                        .with_member_id(text(id.clone()))
+                        .with_error_code(code(*gone))
+                })
+                .collect();
+            LeaveGroupResponse::default().with_members(members)
+        } else {
+            LeaveGroupResponse::default()
+                .with_error_code(code(removed.first().copied().unwrap_or(false)))
+        }
+    }
+
+    pub async fn commit(&self, r: OffsetCommitRequest) -> OffsetCommitResponse {
+        let group_id = r.group_id.0.to_string();
+        let generation = r.generation_id_or_member_epoch;
+        // A member of a generation, or (generation -1, no member id) a client committing
+        // for a group it does not consume in, which only an empty group accepts.
+        let check = self.with_group(&group_id, |g| {
+            if generation < 0 && r.member_id.is_empty() {
+                return if g.members.is_empty() { Ok(()) } else { Err(Refusal::UnknownMember) };
+            }
+            g.touch(r.member_id.as_str(), generation, Instant::now())?;
+            if g.state == State::CompletingRebalance {
+                return Err(Refusal::RebalanceInProgress);
+            }
+            Ok(())
+        });
+        let answer = |code: &dyn Fn(&str, i32) -> i16| {
+            let topics = r
+                .topics
+                .iter()
+                .map(|t| {
+                    let partitions = t
+                        .partitions
+                        .iter()
+                        .map(|p| {
+                            OffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code(t.name.0.as_str(), p.partition_index))
+                        })
+                        .collect();
+                    OffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(partitions)
+                })
+                .collect();
+            OffsetCommitResponse::default().with_topics(topics)
+        };
+        if let Err(refusal) = check {
+            return answer(&|_, _| refusal_code(refusal));
+        }
+        let topics = r
+            .topics
+            .iter()
+            .map(|t| v1::OffsetCommitTopic {
+                topic: t.name.0.to_string(),
+                partitions: t
+                    .partitions
+                    .iter()
+                    .filter(|p| p.partition_index >= 0 && p.committed_offset >= 0)
+                    .map(|p| v1::OffsetCommitPartition {
+                        partition: p.partition_index as u32,
+                        offset: p.committed_offset as u64,
+                        metadata: p
+                            .committed_metadata
+                            .as_ref()
+                            .map(|m| m.to_string())
+                            .unwrap_or_default(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let request = v1::OffsetCommitRequest {
+            group_id,
+            member_id: String::new(),
+            member_epoch: -1,
+            topics,
+        };
+        match self.broker.handle(request::Body::OffsetCommit(request)).await {
+            Ok(Some(response::Body::OffsetCommit(c))) => answer(&|topic, partition| {
+                let result = c.topics.iter().find(|t| t.topic == topic).and_then(|t| {
+                    t.partitions.iter().find(|p| i64::from(p.partition) == i64::from(partition))
+                });
+                match result {
+                    Some(p) => of_wire(p.error.as_ref()),
+                    None => K::InvalidCommitOffsetSize.code(),
+                }
+            }),
+            Ok(_) => answer(&|_, _| K::UnknownServerError.code()),
+            Err(e) => {
+                let code = error_code(&e);
+                answer(&|_, _| code)
+            }
+        }
+    }
+
+    pub async fn fetch_offsets(&self, r: OffsetFetchRequest) -> OffsetFetchResponse {
+        let partitions = r
+            .topics
+            .as_ref()
+            .map(|topics| {
+                topics
+                    .iter()
+                    .map(|t| v1::TopicPartitions {
+                        topic: t.name.0.to_string(),
+                        partitions: t
+                            .partition_indexes
+                            .iter()
+                            .filter_map(|p| u32::try_from(*p).ok())
+                            .collect(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let request = v1::OffsetFetchRequest { group_id: r.group_id.0.to_string(), partitions };
+        let committed = match self.broker.handle(request::Body::OffsetFetch(request)).await {
+            Ok(Some(response::Body::OffsetFetch(f))) => f.offsets,
+            Ok(_) => {
+                return OffsetFetchResponse::default().with_error_code(K::UnknownServerError.code());
+            }
+            Err(e) => return OffsetFetchResponse::default().with_error_code(error_code(&e)),
+        };
+        let mut by_topic: BTreeMap<String, Vec<OffsetFetchResponsePartition>> = BTreeMap::new();
+        for c in committed {
+            by_topic.entry(c.topic.clone()).or_default().push(
+                OffsetFetchResponsePartition::default()
+                    .with_partition_index(c.partition as i32)
+                    .with_committed_offset(c.offset.map_or(-1, |o| o as i64))
+                    .with_committed_leader_epoch(-1)
+                    .with_metadata(Some(text(c.metadata))),
+            );
+        }
+        // Asked-for partitions of topics that do not exist are answered as never committed.
+        if let Some(topics) = &r.topics {
+            for t in topics {
+                let entry = by_topic.entry(t.name.0.to_string()).or_default();
+                for p in &t.partition_indexes {
+                    if !entry.iter().any(|x| x.partition_index == *p) {
+                        entry.push(
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(*p)
+                                .with_committed_offset(-1)
+                                .with_committed_leader_epoch(-1)
+                                .with_metadata(Some(text(""))),
+                        );
+                    }
+                }
+            }
+        }
+        let topics = by_topic
+            .into_iter()
+            .map(|(topic, partitions)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(name(&topic))
+                    .with_partitions(partitions)
+            })
+            .collect();
+        OffsetFetchResponse::default().with_topics(topics)
+    }
+
+    /// Every group: classic ones with their state, and the coordinator's (native groups and
+    /// groups that only have committed offsets).
+    async fn all_groups(&self) -> BTreeMap<String, (String, &'static str)> {
+        let mut out = BTreeMap::new();
+        if let Ok(Some(response::Body::ListGroups(l))) =
+            self.broker.handle(request::Body::ListGroups(v1::ListGroupsRequest {})).await
+        {
+            for g in l.groups {
+                let state = if g.members == 0 { "Empty" } else { "Stable" };
+                out.insert(g.group_id, ("consumer".to_string(), state));
+            }
+        }
+        for (id, g) in self.lock().iter() {
+            out.insert(id.clone(), (g.protocol_type.clone(), g.state.name()));
+        }
+        out
+    }
+
+    pub async fn list(&self, r: ListGroupsRequest) -> ListGroupsResponse {
+        let groups = self
+            .all_groups()
+            .await
+            .into_iter()
+            .filter(|(_, (_, state))| {
+                r.states_filter.is_empty()
+                    || r.states_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case(state))
+            })
+            .map(|(id, (protocol_type, state))| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(text(id)))
+                    .with_protocol_type(text(protocol_type))
+                    .with_group_state(text(state))
+                    .with_group_type(text("classic"))
+            })
+            .collect();
+        ListGroupsResponse::default().with_groups(groups)
+    }
+
+    pub async fn describe(&self, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+        let mut described = Vec::with_capacity(r.groups.len());
+        for id in &r.groups {
+            let classic = {
+                let groups = self.lock();
+                groups.get(id.0.as_str()).map(|g| {
+                    let protocol = g.protocol().unwrap_or_default().to_string();
+                    let members = g
+                        .members
+                        .iter()
+                        .map(|(mid, m)| {
+                            let metadata = m
+                                .protocols
+                                .iter()
+                                .find(|(n, _)| *n == protocol)
+                                .map(|(_, d)| d.clone())
+                                .unwrap_or_default();
+                            DescribedGroupMember::default()
+                                .with_member_id(text(mid.clone()))
+                                .with_group_instance_id(m.instance_id.clone().map(text))
+                                .with_client_id(text(m.client_id.clone()))
+                                .with_client_host(text(m.client_host.clone()))
+                                .with_member_metadata(metadata)
+                                .with_member_assignment(m.assignment.clone())
+                        })
+                        .collect();
+                    DescribedGroup::default()
+                        .with_group_id(id.clone())
+                        .with_group_state(text(g.state.name()))
+                        .with_protocol_type(text(g.protocol_type.clone()))
+                        .with_protocol_data(text(protocol))
+                        .with_members(members)
+                })
+            };
+            let group = match classic {
+                Some(g) => g,
+                None => {
+                    let known = self.all_groups().await.contains_key(id.0.as_str());
+                    // Kafka describes a group it does not know as Dead, with no error.
+                    let state = if known { "Empty" } else { "Dead" };
+                    DescribedGroup::default()
+                        .with_group_id(id.clone())
+                        .with_group_state(text(state))
+                        .with_protocol_type(text(if known { "consumer" } else { "" }))
+                }
+            };
+            described.push(group);
+        }
+        DescribeGroupsResponse::default().with_groups(described)
+    }
+
+    pub async fn delete(&self, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+        let mut results = Vec::with_capacity(r.groups_names.len());
+        for id in &r.groups_names {
+            let busy = self.lock().get(id.0.as_str()).is_some_and(|g| !g.members.is_empty());
+            let code = if busy {
+                K::NonEmptyGroup.code()
+            } else {
+                let request = v1::DeleteGroupRequest { group_id: id.0.to_string() };
+                match self.broker.handle(request::Body::DeleteGroup(request)).await {
+                    Ok(_) => 0,
+                    Err(e) => error_code(&e),
+                }
+            };
+            results.push(
+                DeletableGroupResult::default().with_group_id(id.clone()).with_error_code(code),
+            );
+        }
+        DeleteGroupsResponse::default().with_results(results)
+    }
+}

@@ -1,0 +1,229 @@
+//! The Kafka-protocol listener: `eddy serve` as a single-node Kafka cluster, over the same
+//! topics, offsets and groups as the native protocol.
+//!
+//! - Requests are decoded and responses encoded by `kafka-protocol` (generated from Kafka's
+//!   message schemas; the copy in `vendor/` checks wire lengths before allocating).
+//! - A connection handles its requests one at a time, in order, and answers in that order, as
+//!   a Kafka broker does (clients match answers to requests by order, and an idempotent
+//!   producer's in-flight batches must be appended in the order they were sent).
+//! - Every length is checked before anything is allocated: a frame longer than the broker's
+//!   `max_frame_bytes` is refused from its size prefix; a request that does not decode, an
+//!   unknown API or a version this broker does not speak closes only that connection, with a
+//!   warning naming it. ApiVersions at any version is answered (with `UNSUPPORTED_VERSION` and
+//!   the supported list when it is too new), so a client always learns what is spoken here.
+//! - Connection limits, idle timeout and shutdown are the native listener's: past
+//!   `max_connections` a connection is closed at once; a connection silent for
+//!   `idle_timeout_ms` is closed; on shutdown the request being handled is answered, then the
+//!   connection closes.
+//!
+//! Modules: `codes` (eddy errors as Kafka codes), `api` (versions, decoding, dispatch),
+//! `data` (metadata, produce, fetch, offsets), `admin` (topics and configs), `groups`
+//! (coordinator lookup, classic consumer groups, offsets).
+
+mod admin;
+mod api;
+mod classic;
+mod codes;
+mod data;
+mod groups;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+
+pub use api::supported_versions;
+
+/// What the listener says about itself in Metadata and FindCoordinator answers.
+#[derive(Debug, Clone)]
+pub struct Advertised {
+    pub host: String,
+    pub port: i32,
+}
+
+impl Advertised {
+    /// `kafka_advertised` from the configuration if set, else the bound address.
+    pub fn resolve(configured: Option<&str>, bound: SocketAddr) -> Advertised {
+        let parsed = configured.and_then(|a| {
+            let (host, port) = a.rsplit_once(':')?;
+            Some(Advertised { host: host.to_string(), port: port.parse().ok()? })
+        });
+        parsed.unwrap_or(Advertised { host: bound.ip().to_string(), port: i32::from(bound.port()) })
+    }
+}
+
+/// The state every Kafka connection shares.
+#[derive(Debug)]
+pub(crate) struct Context {
+    pub broker: Broker,
+    pub advertised: Advertised,
+    pub cluster_id: String,
+    pub groups: groups::ClassicGroups,
+}
+
+/// The node id eddy answers with: one broker, always node 0.
+pub(crate) const NODE_ID: i32 = 0;
+
+/// Serves the Kafka protocol for `broker` on `listener` until `shutdown` completes.
+pub async fn serve(
+    broker: Broker,
+    listener: TcpListener,
+    advertised: Advertised,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let limits = broker.config().limits;
+    let cluster_id = cluster_id(&broker);
+    let context = Arc::new(Context {
+        groups: groups::ClassicGroups::new(broker.clone()),
+        broker,
+        advertised,
+        cluster_id,
+    });
+    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let (stop, stopped) = watch::channel(false);
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    tracing::info!(addr = %listener.local_addr()?, "serving the Kafka protocol");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "kafka accept failed");
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    // Kafka has no frame to say so before a request; the client backs off.
+                    tracing::warn!(%peer, max = limits.max_connections, "kafka connection refused: too many connections");
+                    continue;
+                };
+                let connection = Connection { context: context.clone(), stopped: stopped.clone(), peer };
+                connections.spawn(async move {
+                    connection.run(stream).await;
+                    drop(slot);
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let _ = stop.send(true);
+    let grace = tokio::time::timeout(Duration::from_secs(5), async {
+        while connections.join_next().await.is_some() {}
+    });
+    if grace.await.is_err() {
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+/// A stable cluster id for this data directory (Kafka's are 22 characters of base64).
+fn cluster_id(broker: &Broker) -> String {
+    let path = broker
+        .config()
+        .data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| broker.config().data_dir.clone());
+    let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for b in path.to_string_lossy().bytes() {
+        hash ^= u128::from(b);
+        hash = hash.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
+    }
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    (0..22).map(|i| ALPHABET[((hash >> (i * 6)) & 63) as usize] as char).collect()
+}
+
+struct Connection {
+    context: Arc<Context>,
+    stopped: watch::Receiver<bool>,
+    peer: SocketAddr,
+}
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Close {
+    Eof,
+    Shutdown,
+    Idle,
+    Io(std::io::Error),
+    /// The peer sent something this broker will not answer (logged with the reason).
+    Refused(String),
+}
+
+impl Connection {
+    async fn run(mut self, mut stream: TcpStream) {
+        let _ = stream.set_nodelay(true);
+        let close = self.serve(&mut stream).await;
+        match close {
+            Close::Refused(reason) => {
+                tracing::warn!(peer = %self.peer, %reason, "closing kafka connection");
+            }
+            Close::Io(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "kafka connection failed")
+            }
+            other => tracing::debug!(peer = %self.peer, reason = ?other, "kafka connection closed"),
+        }
+        let _ = stream.shutdown().await;
+    }
+
+    async fn serve(&mut self, stream: &mut TcpStream) -> Close {
+        let limits = self.context.broker.config().limits;
+        let idle = Duration::from_millis(u64::from(limits.idle_timeout_ms));
+        loop {
+            let frame = tokio::select! {
+                _ = self.stopped.changed() => return Close::Shutdown,
+                frame = tokio::time::timeout(idle, read_frame(stream, limits.max_frame_bytes)) => match frame {
+                    Err(_) => return Close::Idle,
+                    Ok(Ok(Some(frame))) => frame,
+                    Ok(Ok(None)) => return Close::Eof,
+                    Ok(Err(close)) => return close,
+                },
+            };
+            let answer = match api::handle(&self.context, frame, self.peer).await {
+                Ok(answer) => answer,
+                Err(reason) => return Close::Refused(reason),
+            };
+            if let Some(answer) = answer {
+                let write = tokio::time::timeout(idle, stream.write_all(&answer)).await;
+                match write {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Close::Io(e),
+                    Err(_) => return Close::Refused("the client stopped reading answers".into()),
+                }
+            }
+            if *self.stopped.borrow() {
+                return Close::Shutdown;
+            }
+        }
+    }
+}
+
+/// Reads one size-prefixed request. `Ok(None)` at a clean end of stream between requests.
+async fn read_frame(stream: &mut TcpStream, max: u32) -> Result<Option<Bytes>, Close> {
+    let mut size = [0u8; 4];
+    match stream.read_exact(&mut size).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(Close::Io(e)),
+    }
+    let size = i32::from_be_bytes(size);
+    // Checked before anything is allocated: a lying size costs nothing.
+    if size < 8 || size as u32 > max {
+        return Err(Close::Refused(format!(
+            "request size {size} is outside 8..={max} bytes (the broker's max_frame_bytes)"
+        )));
+    }
+    let mut buf = BytesMut::zeroed(size as usize);
+    stream.read_exact(&mut buf).await.map_err(Close::Io)?;
+    Ok(Some(buf.freeze()))
+}
