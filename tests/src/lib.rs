@@ -13,6 +13,8 @@
 //! - [`cli`]: the `eddy` command run to completion against a broker process.
 //! - [`raw_client`]: a blocking client that puts exact frames on the wire, with read deadlines.
 //! - [`hostile`]: hostile frames for the broker, each with the answer a correct broker gives.
+//! - [`kafka_clients`]: real Kafka clients (kcat, confluent-kafka, kafka-python, kafkajs) as
+//!   processes, found where `./scripts/test` installs them; a missing one fails the test.
 //! - [`members`]: consumer group members as processes (`eddy-group-member`), watched through
 //!   their output.
 //! - [`workload`]: client-level records as a pure function of (seed, index), and a reader that
@@ -24,6 +26,7 @@ pub mod child;
 pub mod cli;
 pub mod generate;
 pub mod hostile;
+pub mod kafka_clients;
 pub mod members;
 pub mod raw_client;
 pub mod workload;
