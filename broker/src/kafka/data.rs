@@ -16,7 +16,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::codes::{kafka_code, of_wire};
-use super::{Context, NODE_ID};
+use super::{Context, NODE_ID, operations};
 use crate::error::BrokerError;
 
 pub(super) fn name(s: &str) -> TopicName {
@@ -44,6 +44,11 @@ pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> Metada
     // Kafka's default (`auto.create.topics.enable`): a topic a client asks for by name is
     // created with the broker's defaults; before v4 the request could not say no.
     let auto_create = version < 4 || r.allow_auto_topic_creation;
+    // Topic operations exist from v8, cluster operations in v8-10 only.
+    let topic_ops =
+        (version >= 8 && r.include_topic_authorized_operations).then_some(operations::TOPIC);
+    let cluster_ops = ((8..=10).contains(&version) && r.include_cluster_authorized_operations)
+        .then_some(operations::CLUSTER);
     let names = wanted.clone().unwrap_or_else(|| cx.broker.topic_names());
     let topics = names
         .into_iter()
@@ -57,7 +62,8 @@ pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> Metada
             }
             let entry = MetadataResponseTopic::default()
                 .with_name(Some(name(&topic_name)))
-                .with_is_internal(crate::topic::is_internal(&topic_name));
+                .with_is_internal(crate::topic::is_internal(&topic_name))
+                .with_topic_authorized_operations(topic_ops.unwrap_or(i32::MIN));
             match topic {
                 Ok(t) => entry.with_partitions(
                     (0..t.partitions.len() as i32)
@@ -80,6 +86,7 @@ pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> Metada
         .with_cluster_id(Some(StrBytes::from_string(cx.cluster_id.clone())))
         .with_controller_id(BrokerId(NODE_ID))
         .with_topics(topics)
+        .with_cluster_authorized_operations(cluster_ops.unwrap_or(i32::MIN))
 }
 
 /// Kafka's acks as eddy's: 0 none, 1 written, all (-1) on disk — with one broker, "every

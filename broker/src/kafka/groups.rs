@@ -35,7 +35,7 @@ use kafka_protocol::protocol::StrBytes;
 use super::classic::{Group, Member, Refusal, State};
 use super::codes::of_wire;
 use super::data::{error_code, name};
-use super::{Context, NODE_ID};
+use super::{Context, NODE_ID, operations};
 use crate::broker::Broker;
 
 /// How long the first round of an empty group waits for more members (Kafka's
@@ -493,7 +493,8 @@ impl ClassicGroups {
         let committed = match self.broker.handle(request::Body::OffsetFetch(request)).await {
             Ok(Some(response::Body::OffsetFetch(f))) => f.offsets,
             Ok(_) => {
-                return OffsetFetchResponse::default().with_error_code(K::UnknownServerError.code());
+                return OffsetFetchResponse::default()
+                    .with_error_code(K::UnknownServerError.code());
             }
             Err(e) => return OffsetFetchResponse::default().with_error_code(error_code(&e)),
         };
@@ -573,7 +574,13 @@ impl ClassicGroups {
         ListGroupsResponse::default().with_groups(groups)
     }
 
-    pub async fn describe(&self, r: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    pub async fn describe(&self, r: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+        // Authorized operations exist from v3, answered when asked for.
+        let ops = if version >= 3 && r.include_authorized_operations {
+            operations::GROUP
+        } else {
+            i32::MIN
+        };
         let mut described = Vec::with_capacity(r.groups.len());
         for id in &r.groups {
             let classic = {
@@ -619,7 +626,7 @@ impl ClassicGroups {
                         .with_protocol_type(text(if known { "consumer" } else { "" }))
                 }
             };
-            described.push(group);
+            described.push(group.with_authorized_operations(ops));
         }
         DescribeGroupsResponse::default().with_groups(described)
     }

@@ -72,6 +72,32 @@ pub(crate) struct Context {
 /// The node id eddy answers with: one broker, always node 0.
 pub(crate) const NODE_ID: i32 = 0;
 
+/// Kafka's ACL operations as bits of an "authorized operations" field (`1 << op`). Without
+/// authorization configured every client may do everything a resource allows; answering
+/// the real set when asked (rather than "not requested") is what admin clients expect.
+pub(crate) mod operations {
+    const READ: i32 = 1 << 3;
+    const WRITE: i32 = 1 << 4;
+    const CREATE: i32 = 1 << 5;
+    const DELETE: i32 = 1 << 6;
+    const ALTER: i32 = 1 << 7;
+    const DESCRIBE: i32 = 1 << 8;
+    const CLUSTER_ACTION: i32 = 1 << 9;
+    const DESCRIBE_CONFIGS: i32 = 1 << 10;
+    const ALTER_CONFIGS: i32 = 1 << 11;
+    const IDEMPOTENT_WRITE: i32 = 1 << 12;
+    pub const TOPIC: i32 =
+        READ | WRITE | CREATE | DELETE | ALTER | DESCRIBE | DESCRIBE_CONFIGS | ALTER_CONFIGS;
+    pub const CLUSTER: i32 = CREATE
+        | ALTER
+        | DESCRIBE
+        | CLUSTER_ACTION
+        | DESCRIBE_CONFIGS
+        | ALTER_CONFIGS
+        | IDEMPOTENT_WRITE;
+    pub const GROUP: i32 = READ | DELETE | DESCRIBE;
+}
+
 /// Serves the Kafka protocol for `broker` on `listener` until `shutdown` completes.
 pub async fn serve(
     broker: Broker,
