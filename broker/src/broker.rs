@@ -143,6 +143,17 @@ impl Broker {
         self.inner.topics.delete(name)
     }
 
+    /// Records how many Kafka classic members `group` has (kept by the Kafka listener); eddy
+    /// members are refused from such a group, and Kafka members from a group with eddy
+    /// members (`INCONSISTENT_GROUP_PROTOCOL`).
+    pub fn set_classic_group_members(
+        &self,
+        group: &str,
+        members: usize,
+    ) -> Result<(), BrokerError> {
+        self.inner.groups.set_classic_members(group, members)
+    }
+
     /// Allocates a producer id for an idempotent producer.
     pub fn init_producer(&self) -> Result<(i64, i16), BrokerError> {
         self.inner.topics.check_running()?;

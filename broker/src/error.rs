@@ -79,6 +79,10 @@ pub enum BrokerError {
     InvalidGroupId { id: String, reason: &'static str },
     #[error("unsupported assignor {0:?} (this broker has sticky, range, round-robin)")]
     UnsupportedAssignor(String),
+    #[error(
+        "group {group:?} has {members} member(s) of the other protocol ({protocol}); Kafka and eddy members cannot share a group"
+    )]
+    InconsistentGroupProtocol { group: String, members: usize, protocol: &'static str },
     /// A spec (or a stored SQL definition) that does not parse or check; the text says where.
     #[error("invalid processor spec: {0}")]
     InvalidSpec(String),
@@ -176,6 +180,7 @@ impl BrokerError {
             BrokerError::UnknownGroup(_) => ErrorCode::UnknownGroup,
             BrokerError::InvalidGroupId { .. } => ErrorCode::InvalidGroupId,
             BrokerError::UnsupportedAssignor(_) => ErrorCode::UnsupportedAssignor,
+            BrokerError::InconsistentGroupProtocol { .. } => ErrorCode::InconsistentGroupProtocol,
             BrokerError::InvalidSpec(_) => ErrorCode::InvalidProcessorSpec,
             BrokerError::ProcessorExists { .. } => ErrorCode::ProcessorExists,
             BrokerError::VersionBuilding { .. } => ErrorCode::VersionBuilding,

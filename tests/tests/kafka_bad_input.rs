@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use eddy_storage::batch::{BatchBuilder, Record};
 use eddy_tests::broker::BrokerProcess;
 use eddy_tests::generate::{Rng, batch_for_seed};
+use eddy_tests::kafka_wire::{frame, read_answer, text};
 use eddy_tests::raw_client::RawClient;
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
+use kafka_protocol::protocol::{Decodable, HeaderVersion};
 
 const FRAMES: u64 = 100_000;
 const THREADS: u64 = 8;
@@ -28,30 +29,6 @@ const THREADS: u64 = 8;
 const ANSWER_DEADLINE: Duration = Duration::from_secs(40);
 /// The broker's resident memory may not pass this during the attack.
 const RSS_LIMIT: u64 = 512 << 20;
-
-fn text(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
-}
-
-/// A request frame (size prefix, header, body) for `key` at `version`.
-fn frame<T: Encodable + HeaderVersion>(
-    key: ApiKey,
-    version: i16,
-    correlation: i32,
-    body: &T,
-) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    let header = RequestHeader::default()
-        .with_request_api_key(key as i16)
-        .with_request_api_version(version)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(text("hostile")));
-    header.encode(&mut buf, T::header_version(version)).unwrap();
-    body.encode(&mut buf, version).unwrap();
-    let mut out = (buf.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&buf);
-    out
-}
 
 fn batch(seed: u64) -> Bytes {
     let mut b = BatchBuilder::new();
@@ -351,13 +328,4 @@ fn hostile_kafka_frames_leave_the_broker_serving_and_the_data_intact() {
         records.len(),
         "exactly the one new batch was appended"
     );
-}
-
-/// One size-prefixed answer (correlation id and body, without the size).
-fn read_answer(stream: &mut TcpStream) -> Bytes {
-    let mut size = [0u8; 4];
-    stream.read_exact(&mut size).unwrap();
-    let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
-    stream.read_exact(&mut body).unwrap();
-    Bytes::from(body)
 }

@@ -58,6 +58,9 @@ pub struct Coordinator {
     log: Arc<Log>,
     timing: Timing,
     next_member: AtomicU64,
+    /// Groups whose members are Kafka clients of the classic protocol (membership kept by the
+    /// Kafka listener), with how many members each has; eddy members may not join them.
+    classic: Mutex<BTreeMap<String, usize>>,
 }
 
 impl Coordinator {
@@ -70,6 +73,7 @@ impl Coordinator {
             log,
             timing,
             next_member: AtomicU64::new(0),
+            classic: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -150,6 +154,15 @@ impl Coordinator {
             owned: flatten(&r.owned),
             client_id: r.client_id.clone(),
         };
+        if let Some(&members) =
+            self.classic.lock().unwrap_or_else(|p| p.into_inner()).get(&r.group_id)
+        {
+            return Err(BrokerError::InconsistentGroupProtocol {
+                group: r.group_id.clone(),
+                members,
+                protocol: "Kafka classic",
+            });
+        }
         let mut groups = self.lock();
         if r.member_epoch != 0 && !groups.contains_key(&r.group_id) {
             return Err(BrokerError::UnknownMember {
@@ -176,6 +189,32 @@ impl Coordinator {
             },
             upto,
         ))
+    }
+
+    /// Records that `group` has `members` Kafka classic members (0: none any more). Refused
+    /// while the group has eddy members: the two protocols cannot share a group.
+    pub fn set_classic_members(&self, group: &str, members: usize) -> Result<(), BrokerError> {
+        let groups = self.lock();
+        let mut classic = self.classic.lock().unwrap_or_else(|p| p.into_inner());
+        if members == 0 {
+            classic.remove(group);
+            return Ok(());
+        }
+        let native = groups.get(group).map_or(0, |g| g.members.len());
+        if native > 0 {
+            return Err(BrokerError::InconsistentGroupProtocol {
+                group: group.to_string(),
+                members: native,
+                protocol: "eddy",
+            });
+        }
+        classic.insert(group.to_string(), members);
+        Ok(())
+    }
+
+    /// Kafka classic members of group `id` (see [`set_classic_members`](Self::set_classic_members)).
+    fn classic_members(&self, id: &str) -> usize {
+        self.classic.lock().unwrap_or_else(|p| p.into_inner()).get(id).copied().unwrap_or(0)
     }
 
     /// Commits offsets; per-partition refusals (not owned, stale epoch, unknown partition) go
@@ -400,8 +439,8 @@ impl Coordinator {
         let mut groups = self.lock();
         let group = groups.entry(id.to_string()).or_insert_with(|| Group::new(id));
         group.expire(Instant::now());
-        if !group.members.is_empty() {
-            let members = group.members.len();
+        let members = group.members.len() + self.classic_members(id);
+        if members > 0 {
             self.persist_quietly(group);
             return Err(BrokerError::GroupNotEmpty {
                 group: id.to_string(),
@@ -435,8 +474,8 @@ impl Coordinator {
         let mut groups = self.lock();
         let group = groups.get_mut(id).ok_or_else(|| BrokerError::UnknownGroup(id.to_string()))?;
         group.expire(Instant::now());
-        if !group.members.is_empty() {
-            let members = group.members.len();
+        let members = group.members.len() + self.classic_members(id);
+        if members > 0 {
             self.persist_quietly(group);
             return Err(BrokerError::GroupNotEmpty {
                 group: id.to_string(),

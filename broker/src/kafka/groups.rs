@@ -133,20 +133,15 @@ impl ClassicGroups {
             tracing::info!(group = id, members = ?expired, "kafka group members expired");
         }
         let out = f(group);
+        // Only ever lowers the count or keeps it (joins claim their place first), which the
+        // coordinator accepts.
+        let _ = self.broker.set_classic_group_members(id, group.members.len());
         if group.members.is_empty() && group.pending.is_empty() && group.state == State::Empty {
             groups.remove(id);
         }
         drop(groups);
         self.changed.notify_waiters();
         out
-    }
-
-    async fn native_members(&self, group: &str) -> usize {
-        let request = v1::DescribeGroupRequest { group_id: group.to_string() };
-        match self.broker.handle(request::Body::DescribeGroup(request)).await {
-            Ok(Some(response::Body::DescribeGroup(d))) => d.members.len(),
-            _ => 0,
-        }
     }
 
     fn session_bounds(&self) -> (i32, i32) {
@@ -176,9 +171,6 @@ impl ClassicGroups {
         }
         let protocols: Vec<(String, Bytes)> =
             r.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect();
-        if self.native_members(&group_id).await > 0 {
-            return fail(K::InconsistentGroupProtocol.code());
-        }
         let now = Instant::now();
         let mut member_id = r.member_id.to_string();
         let started = self.with_group(&group_id, |g| {
@@ -201,6 +193,11 @@ impl ClassicGroups {
                 }
             } else if !g.members.contains_key(&member_id) && !g.pending.contains(&member_id) {
                 return Err(K::UnknownMemberId.code());
+            }
+            // Claim the group for Kafka members before joining: refused if eddy members are in.
+            let count = g.members.len() + usize::from(!g.members.contains_key(&member_id));
+            if self.broker.set_classic_group_members(&group_id, count).is_err() {
+                return Err(K::InconsistentGroupProtocol.code());
             }
             let rebalance =
                 if version == 0 { r.session_timeout_ms } else { r.rebalance_timeout_ms };
