@@ -23,18 +23,11 @@ use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
-use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
-};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
-use super::classic::{Group, Member, Refusal, State};
-use super::codes::of_wire;
-use super::data::{error_code, name};
+use super::classic::{Group, Member, Refusal, Round, State};
+use super::data::error_code;
 use super::{Context, NODE_ID, operations};
 use crate::broker::Broker;
 
@@ -43,11 +36,11 @@ use crate::broker::Broker;
 /// this, and tests stay quick).
 const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(500);
 
-fn text(s: impl Into<String>) -> StrBytes {
+pub(super) fn text(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
 
-fn refusal_code(r: Refusal) -> i16 {
+pub(super) fn refusal_code(r: Refusal) -> i16 {
     match r {
         Refusal::UnknownMember => K::UnknownMemberId.code(),
         Refusal::IllegalGeneration => K::IllegalGeneration.code(),
@@ -102,11 +95,13 @@ pub(crate) struct Caller {
 /// The classic groups of the Kafka listener.
 #[derive(Debug)]
 pub(crate) struct ClassicGroups {
-    broker: Broker,
+    pub(super) broker: Broker,
     groups: Mutex<BTreeMap<String, Group>>,
     /// Woken on every change of any group, so waiting joins and syncs look again.
     changed: tokio::sync::Notify,
     next_member: AtomicU64,
+    /// This run's start time in nanoseconds, part of every member id it hands out.
+    boot: u128,
 }
 
 impl ClassicGroups {
@@ -116,6 +111,9 @@ impl ClassicGroups {
             groups: Mutex::new(BTreeMap::new()),
             changed: tokio::sync::Notify::new(),
             next_member: AtomicU64::new(0),
+            boot: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos()),
         }
     }
 
@@ -124,7 +122,7 @@ impl ClassicGroups {
     }
 
     /// Runs `f` on group `id` after expiring its silent members; wakes waiters if it changed.
-    fn with_group<R>(&self, id: &str, f: impl FnOnce(&mut Group) -> R) -> R {
+    pub(super) fn with_group<R>(&self, id: &str, f: impl FnOnce(&mut Group) -> R) -> R {
         let now = Instant::now();
         let mut groups = self.lock();
         let group = groups.entry(id.to_string()).or_insert_with(|| Group::new(now));
@@ -155,37 +153,71 @@ impl ClassicGroups {
         version: i16,
         caller: &Caller,
     ) -> JoinGroupResponse {
-        let group_id = r.group_id.0.to_string();
-        let fail = |code: i16| {
+        let fail = |code: i16, member_id: String| {
             JoinGroupResponse::default()
                 .with_error_code(code)
                 .with_generation_id(-1)
-                .with_member_id(r.member_id.clone())
+                .with_member_id(text(member_id))
         };
+        let (member_id, from_generation) = match self.enter(&r, version, caller) {
+            Ok(entered) => entered,
+            Err((code, member_id)) => return fail(code, member_id),
+        };
+        let group_id = r.group_id.0.as_str();
+        let round = match self.await_round(group_id, &member_id, from_generation).await {
+            Ok(round) => round,
+            Err(code) => return fail(code, member_id),
+        };
+        // The leader gets every member's metadata to compute the assignment from.
+        let members = if round.leader == member_id {
+            round
+                .members
+                .iter()
+                .map(|(id, instance, metadata)| {
+                    JoinGroupResponseMember::default()
+                        .with_member_id(text(id.clone()))
+                        .with_group_instance_id(instance.clone().map(text))
+                        .with_metadata(metadata.clone())
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        JoinGroupResponse::default()
+            .with_generation_id(round.generation)
+            .with_protocol_type(Some(r.protocol_type.clone()))
+            .with_protocol_name(Some(text(round.protocol)))
+            .with_leader(text(round.leader))
+            .with_member_id(text(member_id))
+            .with_members(members)
+    }
+
+    /// Checks a JoinGroup and adds its member to the group's round: the member id and the
+    /// generation the round started from, or the refusal and the member id to answer with.
+    fn enter(
+        &self,
+        r: &JoinGroupRequest,
+        version: i16,
+        caller: &Caller,
+    ) -> Result<(String, i32), (i16, String)> {
+        let group_id = r.group_id.0.to_string();
+        let mut member_id = r.member_id.to_string();
         if group_id.is_empty() {
-            return fail(K::InvalidGroupId.code());
+            return Err((K::InvalidGroupId.code(), member_id));
         }
         let (min, max) = self.session_bounds();
         if r.session_timeout_ms < min || r.session_timeout_ms > max {
-            return fail(K::InvalidSessionTimeout.code());
+            return Err((K::InvalidSessionTimeout.code(), member_id));
         }
         let protocols: Vec<(String, Bytes)> =
             r.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect();
         let now = Instant::now();
-        let mut member_id = r.member_id.to_string();
-        let started = self.with_group(&group_id, |g| {
+        let entered = self.with_group(&group_id, |g| {
             if !g.compatible(r.protocol_type.as_str(), &protocols) {
                 return Err(K::InconsistentGroupProtocol.code());
             }
             if member_id.is_empty() {
-                let n = self.next_member.fetch_add(1, Ordering::Relaxed);
-                let client = if caller.client_id.is_empty() {
-                    "consumer"
-                } else {
-                    caller.client_id.as_str()
-                };
-                member_id =
-                    format!("{client}-{n:016x}-{:08x}", now.elapsed().subsec_nanos() ^ n as u32);
+                member_id = self.new_member_id(&caller.client_id);
                 if version >= 4 {
                     // KIP-394: hand out the id first; the member rejoins with it.
                     g.pending.insert(member_id.clone());
@@ -207,7 +239,7 @@ impl ClassicGroups {
                 instance_id: r.group_instance_id.as_ref().map(|s| s.to_string()),
                 session_timeout: Duration::from_millis(r.session_timeout_ms.max(0) as u64),
                 rebalance_timeout: Duration::from_millis(rebalance.max(0) as u64),
-                protocols: protocols.clone(),
+                protocols,
                 assignment: Bytes::new(),
                 last_seen: now,
                 joining: true,
@@ -215,29 +247,43 @@ impl ClassicGroups {
             g.join(&member_id, member, r.protocol_type.as_str(), now, INITIAL_REBALANCE_DELAY);
             Ok(g.generation)
         });
-        let from_generation = match started {
-            Ok(generation) => generation,
-            Err(code) => return fail(code).with_member_id(text(member_id)),
-        };
-        // Wait for the round to complete (every member rejoined, or the deadline).
+        match entered {
+            Ok(generation) => Ok((member_id, generation)),
+            Err(code) => Err((code, member_id)),
+        }
+    }
+
+    /// A member id no earlier run of this broker handed out: the client id, this run's boot
+    /// stamp and a counter (Kafka uses the client id and a UUID).
+    fn new_member_id(&self, client_id: &str) -> String {
+        let n = self.next_member.fetch_add(1, Ordering::Relaxed);
+        let client = if client_id.is_empty() { "consumer" } else { client_id };
+        format!("{client}-{:x}-{n}", self.boot)
+    }
+
+    /// Waits until the round `member_id` joined completes (every member rejoined, or the
+    /// deadline passed), whichever waiter notices completing it.
+    async fn await_round(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        from_generation: i32,
+    ) -> Result<Round, i16> {
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let (outcome, deadline) = {
-                let now = Instant::now();
                 let mut groups = self.lock();
-                let Some(g) = groups.get_mut(&group_id) else {
-                    return fail(K::UnknownMemberId.code()).with_member_id(text(member_id));
+                let Some(g) = groups.get_mut(group_id) else {
+                    return Err(K::UnknownMemberId.code());
                 };
-                let completed = g.complete_if_due(now);
+                let completed = g.complete_if_due(Instant::now());
                 let outcome = match &g.last_round {
-                    _ if !g.members.contains_key(&member_id) => {
-                        Some(Err(K::UnknownMemberId.code()))
-                    }
+                    _ if !g.members.contains_key(member_id) => Some(Err(K::UnknownMemberId.code())),
                     Some(round)
                         if round.generation > from_generation
-                            && round.members.iter().any(|(m, _, _)| *m == member_id) =>
+                            && round.members.iter().any(|(m, _, _)| m == member_id) =>
                     {
                         Some(Ok(round.clone()))
                     }
@@ -250,32 +296,8 @@ impl ClassicGroups {
                 }
                 (outcome, deadline)
             };
-            match outcome {
-                Some(Ok(round)) => {
-                    let members = if round.leader == member_id {
-                        round
-                            .members
-                            .iter()
-                            .map(|(id, instance, metadata)| {
-                                JoinGroupResponseMember::default()
-                                    .with_member_id(text(id.clone()))
-                                    .with_group_instance_id(instance.clone().map(text))
-                                    .with_metadata(metadata.clone())
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    return JoinGroupResponse::default()
-                        .with_generation_id(round.generation)
-                        .with_protocol_type(Some(r.protocol_type.clone()))
-                        .with_protocol_name(Some(text(round.protocol)))
-                        .with_leader(text(round.leader))
-                        .with_member_id(text(member_id))
-                        .with_members(members);
-                }
-                Some(Err(code)) => return fail(code).with_member_id(text(member_id)),
-                None => {}
+            if let Some(outcome) = outcome {
+                return outcome;
             }
             let wake = tokio::time::Instant::from_std(
                 deadline.max(Instant::now()) + Duration::from_millis(1),
@@ -382,155 +404,6 @@ impl ClassicGroups {
             LeaveGroupResponse::default()
                 .with_error_code(code(removed.first().copied().unwrap_or(false)))
         }
-    }
-
-    pub async fn commit(&self, r: OffsetCommitRequest) -> OffsetCommitResponse {
-        let group_id = r.group_id.0.to_string();
-        let generation = r.generation_id_or_member_epoch;
-        // A member of a generation, or (generation -1, no member id) a client committing
-        // for a group it does not consume in, which only an empty group accepts.
-        let check = self.with_group(&group_id, |g| {
-            if generation < 0 && r.member_id.is_empty() {
-                return if g.members.is_empty() { Ok(()) } else { Err(Refusal::UnknownMember) };
-            }
-            g.touch(r.member_id.as_str(), generation, Instant::now())?;
-            if g.state == State::CompletingRebalance {
-                return Err(Refusal::RebalanceInProgress);
-            }
-            Ok(())
-        });
-        let answer = |code: &dyn Fn(&str, i32) -> i16| {
-            let topics = r
-                .topics
-                .iter()
-                .map(|t| {
-                    let partitions = t
-                        .partitions
-                        .iter()
-                        .map(|p| {
-                            OffsetCommitResponsePartition::default()
-                                .with_partition_index(p.partition_index)
-                                .with_error_code(code(t.name.0.as_str(), p.partition_index))
-                        })
-                        .collect();
-                    OffsetCommitResponseTopic::default()
-                        .with_name(t.name.clone())
-                        .with_partitions(partitions)
-                })
-                .collect();
-            OffsetCommitResponse::default().with_topics(topics)
-        };
-        if let Err(refusal) = check {
-            return answer(&|_, _| refusal_code(refusal));
-        }
-        let topics = r
-            .topics
-            .iter()
-            .map(|t| v1::OffsetCommitTopic {
-                topic: t.name.0.to_string(),
-                partitions: t
-                    .partitions
-                    .iter()
-                    .filter(|p| p.partition_index >= 0 && p.committed_offset >= 0)
-                    .map(|p| v1::OffsetCommitPartition {
-                        partition: p.partition_index as u32,
-                        offset: p.committed_offset as u64,
-                        metadata: p
-                            .committed_metadata
-                            .as_ref()
-                            .map(|m| m.to_string())
-                            .unwrap_or_default(),
-                    })
-                    .collect(),
-            })
-            .collect();
-        let request = v1::OffsetCommitRequest {
-            group_id,
-            member_id: String::new(),
-            member_epoch: -1,
-            topics,
-        };
-        match self.broker.handle(request::Body::OffsetCommit(request)).await {
-            Ok(Some(response::Body::OffsetCommit(c))) => answer(&|topic, partition| {
-                let result = c.topics.iter().find(|t| t.topic == topic).and_then(|t| {
-                    t.partitions.iter().find(|p| i64::from(p.partition) == i64::from(partition))
-                });
-                match result {
-                    Some(p) => of_wire(p.error.as_ref()),
-                    None => K::InvalidCommitOffsetSize.code(),
-                }
-            }),
-            Ok(_) => answer(&|_, _| K::UnknownServerError.code()),
-            Err(e) => {
-                let code = error_code(&e);
-                answer(&|_, _| code)
-            }
-        }
-    }
-
-    pub async fn fetch_offsets(&self, r: OffsetFetchRequest) -> OffsetFetchResponse {
-        let partitions = r
-            .topics
-            .as_ref()
-            .map(|topics| {
-                topics
-                    .iter()
-                    .map(|t| v1::TopicPartitions {
-                        topic: t.name.0.to_string(),
-                        partitions: t
-                            .partition_indexes
-                            .iter()
-                            .filter_map(|p| u32::try_from(*p).ok())
-                            .collect(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        let request = v1::OffsetFetchRequest { group_id: r.group_id.0.to_string(), partitions };
-        let committed = match self.broker.handle(request::Body::OffsetFetch(request)).await {
-            Ok(Some(response::Body::OffsetFetch(f))) => f.offsets,
-            Ok(_) => {
-                return OffsetFetchResponse::default()
-                    .with_error_code(K::UnknownServerError.code());
-            }
-            Err(e) => return OffsetFetchResponse::default().with_error_code(error_code(&e)),
-        };
-        let mut by_topic: BTreeMap<String, Vec<OffsetFetchResponsePartition>> = BTreeMap::new();
-        for c in committed {
-            by_topic.entry(c.topic.clone()).or_default().push(
-                OffsetFetchResponsePartition::default()
-                    .with_partition_index(c.partition as i32)
-                    .with_committed_offset(c.offset.map_or(-1, |o| o as i64))
-                    .with_committed_leader_epoch(-1)
-                    .with_metadata(Some(text(c.metadata))),
-            );
-        }
-        // Asked-for partitions of topics that do not exist are answered as never committed.
-        if let Some(topics) = &r.topics {
-            for t in topics {
-                let entry = by_topic.entry(t.name.0.to_string()).or_default();
-                for p in &t.partition_indexes {
-                    if !entry.iter().any(|x| x.partition_index == *p) {
-                        entry.push(
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(*p)
-                                .with_committed_offset(-1)
-                                .with_committed_leader_epoch(-1)
-                                .with_metadata(Some(text(""))),
-                        );
-                    }
-                }
-            }
-        }
-        let topics = by_topic
-            .into_iter()
-            .map(|(topic, partitions)| {
-                OffsetFetchResponseTopic::default()
-                    .with_name(name(&topic))
-                    .with_partitions(partitions)
-            })
-            .collect();
-        OffsetFetchResponse::default().with_topics(topics)
     }
 
     /// Every group: classic ones with their state, and the coordinator's (native groups and

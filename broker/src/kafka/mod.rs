@@ -17,8 +17,9 @@
 //!   connection closes.
 //!
 //! Modules: `codes` (eddy errors as Kafka codes), `api` (versions, decoding, dispatch),
-//! `data` (metadata, produce, fetch, offsets), `admin` (topics and configs), `groups`
-//! (coordinator lookup, classic consumer groups, offsets).
+//! `data` (metadata, produce, fetch, offsets), `admin` (topics and configs), `classic` (one
+//! classic group's state machine), `groups` (coordinator lookup, membership, listing),
+//! `offsets` (committed offsets).
 
 mod admin;
 mod api;
@@ -26,6 +27,7 @@ mod classic;
 mod codes;
 mod data;
 mod groups;
+mod offsets;
 
 use std::future::Future;
 use std::net::SocketAddr;
