@@ -10,7 +10,7 @@
 use eddy_protocol::v1;
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::create_topics_response::{
     CreatableTopicConfigs, CreatableTopicResult,
 };
@@ -76,76 +76,75 @@ pub(super) fn create_topics(
     r: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
-    let topics = r
-        .topics
-        .iter()
-        .map(|t| {
-            let answer = CreatableTopicResult::default()
-                .with_name(t.name.clone())
-                .with_num_partitions(-1)
-                .with_replication_factor(-1);
-            let fail = |code: ResponseError, message: String| {
-                answer.clone().with_error_code(code.code()).with_error_message(Some(text(message)))
-            };
-            if t.replication_factor != -1 && t.replication_factor != 1 {
-                let message =
-                    format!("replication factor {} on a one-broker cluster", t.replication_factor);
-                return fail(ResponseError::InvalidReplicationFactor, message);
-            }
-            if !t.assignments.is_empty() {
-                return fail(
-                    ResponseError::InvalidReplicaAssignment,
-                    "eddy places every partition on its one broker".into(),
-                );
-            }
-            if t.num_partitions == 0 || t.num_partitions < -1 {
-                return fail(
-                    ResponseError::InvalidPartitions,
-                    format!("{} partitions", t.num_partitions),
-                );
-            }
-            let config = match topic_config(t.num_partitions, &t.configs) {
-                Ok(c) => c,
-                Err(message) => return fail(ResponseError::InvalidConfig, message),
-            };
-            let topic = t.name.0.as_str();
-            let created = if r.validate_only {
-                crate::topic::validate_name(topic)
-                    .and_then(|()| {
-                        TopicSettings::resolve(Some(&config), &cx.broker.config().topic_defaults)
-                    })
-                    .and_then(|s| s.validate().map(|()| s))
-                    .and_then(|s| match cx.broker.topic(topic) {
-                        Ok(_) => Err(crate::error::BrokerError::TopicExists(topic.to_string())),
-                        Err(_) => Ok(s),
-                    })
-            } else {
-                cx.broker.create_topic(topic, Some(&config)).map(|t| t.settings.clone())
-            };
-            match created {
-                // The created topic's partitions and configs are answered from v5.
-                Ok(_) if version < 5 => answer,
-                Ok(settings) => answer
-                    .with_num_partitions(settings.partitions as i32)
-                    .with_replication_factor(1)
-                    .with_configs(Some(
-                        describe(&settings, cx.broker.config().limits.max_batch_bytes)
-                            .into_iter()
-                            .map(|(k, v)| {
-                                CreatableTopicConfigs::default()
-                                    .with_name(text(k))
-                                    .with_value(Some(text(v)))
-                                    .with_config_source(5)
-                            })
-                            .collect(),
-                    )),
-                Err(e) => answer
-                    .with_error_code(error_code(&e))
-                    .with_error_message(Some(text(e.to_string()))),
-            }
-        })
-        .collect();
+    let topics = r.topics.iter().map(|t| create_one(cx, t, r.validate_only, version)).collect();
     CreateTopicsResponse::default().with_topics(topics)
+}
+
+/// Creates (or, with `validate_only`, checks) one topic of a CreateTopics request.
+fn create_one(
+    cx: &Context,
+    t: &CreatableTopic,
+    validate_only: bool,
+    version: i16,
+) -> CreatableTopicResult {
+    let answer = CreatableTopicResult::default()
+        .with_name(t.name.clone())
+        .with_num_partitions(-1)
+        .with_replication_factor(-1);
+    let fail = |code: ResponseError, message: String| {
+        answer.clone().with_error_code(code.code()).with_error_message(Some(text(message)))
+    };
+    if t.replication_factor != -1 && t.replication_factor != 1 {
+        let message =
+            format!("replication factor {} on a one-broker cluster", t.replication_factor);
+        return fail(ResponseError::InvalidReplicationFactor, message);
+    }
+    if !t.assignments.is_empty() {
+        let message = "eddy places every partition on its one broker".to_string();
+        return fail(ResponseError::InvalidReplicaAssignment, message);
+    }
+    if t.num_partitions == 0 || t.num_partitions < -1 {
+        return fail(ResponseError::InvalidPartitions, format!("{} partitions", t.num_partitions));
+    }
+    let config = match topic_config(t.num_partitions, &t.configs) {
+        Ok(c) => c,
+        Err(message) => return fail(ResponseError::InvalidConfig, message),
+    };
+    let topic = t.name.0.as_str();
+    let created = if validate_only {
+        crate::topic::validate_name(topic)
+            .and_then(|()| {
+                TopicSettings::resolve(Some(&config), &cx.broker.config().topic_defaults)
+            })
+            .and_then(|s| match cx.broker.topic(topic) {
+                Ok(_) => Err(crate::error::BrokerError::TopicExists(topic.to_string())),
+                Err(_) => Ok(s),
+            })
+    } else {
+        cx.broker.create_topic(topic, Some(&config)).map(|t| t.settings.clone())
+    };
+    match created {
+        // The created topic's partitions and configs are answered from v5.
+        Ok(_) if version < 5 => answer,
+        Ok(settings) => {
+            let configs = describe(&settings, cx.broker.config().limits.max_batch_bytes)
+                .into_iter()
+                .map(|(k, v)| {
+                    CreatableTopicConfigs::default()
+                        .with_name(text(k))
+                        .with_value(Some(text(v)))
+                        .with_config_source(5)
+                })
+                .collect();
+            answer
+                .with_num_partitions(settings.partitions as i32)
+                .with_replication_factor(1)
+                .with_configs(Some(configs))
+        }
+        Err(e) => {
+            answer.with_error_code(error_code(&e)).with_error_message(Some(text(e.to_string())))
+        }
+    }
 }
 
 pub(super) fn delete_topics(

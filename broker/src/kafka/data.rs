@@ -5,6 +5,7 @@
 use eddy_protocol::v1::{self, request, response};
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_request::ListOffsetsPartition;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -105,84 +106,46 @@ pub(super) async fn produce(
     r: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
-    let mut topics = Vec::with_capacity(r.topic_data.len());
-    let mut refused = Vec::new();
-    for t in &r.topic_data {
-        let mut partitions = Vec::with_capacity(t.partition_data.len());
-        for p in &t.partition_data {
-            match u32::try_from(p.index) {
-                Ok(partition) => partitions.push(v1::ProducePartition {
-                    partition,
-                    batch: p.records.clone().unwrap_or_default(),
-                }),
-                Err(_) => refused.push((t.name.0.to_string(), p.index)),
-            }
-        }
-        topics.push(v1::ProduceTopic { topic: t.name.0.to_string(), partitions });
-    }
-    let request_error = if r.transactional_id.is_some() {
+    let refused = if r.transactional_id.is_some() {
         Some(ResponseError::TransactionalIdAuthorizationFailed.code())
     } else if acks(r.acks).is_none() {
         Some(ResponseError::InvalidRequiredAcks.code())
     } else {
         None
     };
-    let ack = acks(r.acks).unwrap_or(v1::Acks::Written);
-    let answer = match request_error {
-        Some(_) => None,
-        None => {
-            let request = v1::ProduceRequest { acks: ack as i32, topics };
-            Some(cx.broker.handle(request::Body::Produce(request)).await)
+    let results = match (refused, acks(r.acks)) {
+        (None, Some(ack)) => {
+            let request = request::Body::Produce(native_produce(&r, ack));
+            match cx.broker.handle(request).await {
+                Ok(Some(response::Body::Produce(p))) => Ok(p),
+                Ok(_) => Err(ResponseError::UnknownServerError.code()),
+                Err(e) => Err(error_code(&e)),
+            }
         }
+        (code, _) => Err(code.unwrap_or(ResponseError::InvalidRequiredAcks.code())),
     };
+    // acks 0: the producer is owed no answer, whatever happened.
     if r.acks == 0 {
         return None;
     }
-    let results = match answer {
-        Some(Ok(Some(response::Body::Produce(p)))) => Ok(p),
-        Some(Ok(_)) => Err(ResponseError::UnknownServerError.code()),
-        Some(Err(e)) => Err(error_code(&e)),
-        None => Err(request_error.unwrap_or(-1)),
-    };
     let responses = r
         .topic_data
         .iter()
         .map(|t| {
-            let topic = t.name.0.to_string();
             let found =
-                results.as_ref().ok().and_then(|p| p.topics.iter().find(|x| x.topic == topic));
+                results.as_ref().map(|p| p.topics.iter().find(|x| x.topic == t.name.0.as_str()));
             let partition_responses = t
                 .partition_data
                 .iter()
                 .map(|p| {
-                    let result = found.and_then(|f| {
-                        f.partitions.iter().find(|x| i64::from(x.partition) == i64::from(p.index))
+                    let result = found.map(|f| {
+                        f.and_then(|f| {
+                            f.partitions
+                                .iter()
+                                .find(|x| i64::from(x.partition) == i64::from(p.index))
+                        })
                     });
-                    let answer = PartitionProduceResponse::default()
-                        .with_index(p.index)
-                        .with_log_append_time_ms(-1);
-                    match (&results, result) {
-                        (Err(code), _) => answer.with_error_code(*code).with_base_offset(-1),
-                        (Ok(_), Some(x)) if x.error.is_none() => {
-                            answer.with_base_offset(x.base_offset as i64)
-                        }
-                        (Ok(_), Some(x)) => {
-                            let code = produce_code(of_wire(x.error.as_ref()), version);
-                            // Error messages exist from v8.
-                            let message = x
-                                .error
-                                .as_ref()
-                                .filter(|_| version >= 8)
-                                .map(|e| StrBytes::from_string(e.message.clone()));
-                            answer
-                                .with_error_code(code)
-                                .with_base_offset(-1)
-                                .with_error_message(message)
-                        }
-                        (Ok(_), None) => answer
-                            .with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                            .with_base_offset(-1),
-                    }
+                    partition_answer(p.index, result.map_err(|code| *code), version)
                 })
                 .collect();
             TopicProduceResponse::default()
@@ -190,10 +153,57 @@ pub(super) async fn produce(
                 .with_partition_responses(partition_responses)
         })
         .collect();
-    for (topic, index) in refused {
-        tracing::debug!(topic, index, "produce to a negative partition index");
-    }
     Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// The broker's own produce request for a Kafka one. A negative partition index is left out
+/// (it is then answered UNKNOWN_TOPIC_OR_PARTITION); the batch bytes are shared, not copied.
+fn native_produce(r: &ProduceRequest, acks: v1::Acks) -> v1::ProduceRequest {
+    let topics = r
+        .topic_data
+        .iter()
+        .map(|t| v1::ProduceTopic {
+            topic: t.name.0.to_string(),
+            partitions: t
+                .partition_data
+                .iter()
+                .filter_map(|p| {
+                    let partition = u32::try_from(p.index).ok()?;
+                    Some(v1::ProducePartition {
+                        partition,
+                        batch: p.records.clone().unwrap_or_default(),
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    v1::ProduceRequest { acks: acks as i32, topics }
+}
+
+/// One partition's produce answer: the request-wide refusal, the broker's result, or (no
+/// result for it) unknown.
+fn partition_answer(
+    index: i32,
+    result: Result<Option<&v1::ProducePartitionResult>, i16>,
+    version: i16,
+) -> PartitionProduceResponse {
+    let answer = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_log_append_time_ms(-1)
+        .with_base_offset(-1);
+    match result {
+        Err(code) => answer.with_error_code(code),
+        Ok(None) => answer.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+        Ok(Some(x)) => match &x.error {
+            None => answer.with_base_offset(x.base_offset as i64),
+            Some(e) => {
+                let code = produce_code(kafka_code(e.code()), version);
+                // Error messages exist from v8.
+                let message = (version >= 8).then(|| StrBytes::from_string(e.message.clone()));
+                answer.with_error_code(code).with_error_message(message)
+            }
+        },
+    }
 }
 
 /// INVALID_RECORD exists from Produce v8; older clients know CORRUPT_MESSAGE.
@@ -275,17 +285,22 @@ pub(super) async fn fetch(cx: &Context, r: FetchRequest) -> FetchResponse {
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 
+/// What a Kafka ListOffsets timestamp asks for in eddy's terms; `None` for a query eddy does
+/// not serve (such as -3, the max-timestamp offset of v7, which is not advertised).
+fn offset_spec(at: i64) -> Option<(v1::OffsetSpec, i64)> {
+    match at {
+        LATEST => Some((v1::OffsetSpec::Latest, 0)),
+        EARLIEST => Some((v1::OffsetSpec::Earliest, 0)),
+        ts if ts >= 0 => Some((v1::OffsetSpec::ByTimestamp, ts)),
+        _ => None,
+    }
+}
+
 pub(super) async fn list_offsets(
     cx: &Context,
     r: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
-    let spec = |at: i64| match at {
-        LATEST => Some((v1::OffsetSpec::Latest, 0)),
-        EARLIEST => Some((v1::OffsetSpec::Earliest, 0)),
-        ts if ts >= 0 => Some((v1::OffsetSpec::ByTimestamp, ts)),
-        _ => None,
-    };
     let topics = r
         .topics
         .iter()
@@ -295,61 +310,37 @@ pub(super) async fn list_offsets(
                 .partitions
                 .iter()
                 .filter_map(|p| {
-                    let (spec, timestamp_ms) = spec(p.timestamp)?;
+                    let (spec, timestamp_ms) = offset_spec(p.timestamp)?;
                     let partition = u32::try_from(p.partition_index).ok()?;
                     Some(v1::ListOffsetsPartition { partition, spec: spec as i32, timestamp_ms })
                 })
                 .collect(),
         })
         .collect();
-    let answer =
-        match cx.broker.handle(request::Body::ListOffsets(v1::ListOffsetsRequest { topics })).await
-        {
-            Ok(Some(response::Body::ListOffsets(l))) => Ok(l),
-            Ok(_) => Err(ResponseError::UnknownServerError.code()),
-            Err(e) => Err(error_code(&e)),
-        };
+    let request = request::Body::ListOffsets(v1::ListOffsetsRequest { topics });
+    let answer = match cx.broker.handle(request).await {
+        Ok(Some(response::Body::ListOffsets(l))) => Ok(l),
+        Ok(_) => Err(ResponseError::UnknownServerError.code()),
+        Err(e) => Err(error_code(&e)),
+    };
     let topics = r
         .topics
         .iter()
         .map(|t| {
-            let found = answer
-                .as_ref()
-                .ok()
-                .and_then(|a| a.topics.iter().find(|x| x.topic == t.name.0.as_str()));
+            let found =
+                answer.as_ref().map(|a| a.topics.iter().find(|x| x.topic == t.name.0.as_str()));
             let partitions = t
                 .partitions
                 .iter()
                 .map(|p| {
-                    let result = found.and_then(|f| {
-                        f.partitions
-                            .iter()
-                            .find(|x| i64::from(x.partition) == i64::from(p.partition_index))
+                    let result = found.map_err(|code| *code).map(|f| {
+                        f.and_then(|f| {
+                            f.partitions
+                                .iter()
+                                .find(|x| i64::from(x.partition) == i64::from(p.partition_index))
+                        })
                     });
-                    let entry = ListOffsetsPartitionResponse::default()
-                        .with_partition_index(p.partition_index)
-                        .with_timestamp(-1)
-                        .with_offset(-1);
-                    match (&answer, result) {
-                        (Err(code), _) => entry.with_error_code(*code),
-                        (Ok(_), None) if spec(p.timestamp).is_none() => {
-                            entry.with_error_code(ResponseError::InvalidRequest.code())
-                        }
-                        (Ok(_), None) => {
-                            entry.with_error_code(ResponseError::UnknownTopicOrPartition.code())
-                        }
-                        (Ok(_), Some(x)) if x.error.is_some() => {
-                            entry.with_error_code(of_wire(x.error.as_ref()))
-                        }
-                        // Kafka: no record at or after the time answers offset -1.
-                        (Ok(_), Some(x)) if p.timestamp >= 0 && !x.found => entry,
-                        (Ok(_), Some(x)) => {
-                            let ts = if p.timestamp >= 0 { x.timestamp_ms } else { -1 };
-                            let entry = entry.with_offset(x.offset as i64).with_timestamp(ts);
-                            // The leader epoch field exists from v4.
-                            if version >= 4 { entry.with_leader_epoch(0) } else { entry }
-                        }
-                    }
+                    offset_answer(p, result, version)
                 })
                 .collect();
             ListOffsetsTopicResponse::default()
@@ -358,6 +349,34 @@ pub(super) async fn list_offsets(
         })
         .collect();
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// One partition's ListOffsets answer from the broker's result for it.
+fn offset_answer(
+    p: &ListOffsetsPartition,
+    result: Result<Option<&v1::ListOffsetsPartitionResult>, i16>,
+    version: i16,
+) -> ListOffsetsPartitionResponse {
+    let entry = ListOffsetsPartitionResponse::default()
+        .with_partition_index(p.partition_index)
+        .with_timestamp(-1)
+        .with_offset(-1);
+    match result {
+        Err(code) => entry.with_error_code(code),
+        Ok(None) if offset_spec(p.timestamp).is_none() => {
+            entry.with_error_code(ResponseError::InvalidRequest.code())
+        }
+        Ok(None) => entry.with_error_code(ResponseError::UnknownTopicOrPartition.code()),
+        Ok(Some(x)) if x.error.is_some() => entry.with_error_code(of_wire(x.error.as_ref())),
+        // Kafka: no record at or after the time answers offset -1.
+        Ok(Some(x)) if p.timestamp >= 0 && !x.found => entry,
+        Ok(Some(x)) => {
+            let ts = if p.timestamp >= 0 { x.timestamp_ms } else { -1 };
+            let entry = entry.with_offset(x.offset as i64).with_timestamp(ts);
+            // The leader epoch field exists from v4.
+            if version >= 4 { entry.with_leader_epoch(0) } else { entry }
+        }
+    }
 }
 
 pub(super) fn init_producer_id(cx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
