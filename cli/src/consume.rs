@@ -1,7 +1,8 @@
 //! `eddy consume TOPIC [--from earliest|latest|OFFSET|@UNIX_MS] [--partition P] [--count N]
 //! [--format value|json] [--follow]`: one value per line, or one JSON object per line with
-//! partition, offset, timestamp, key and value. Without `--follow` it stops once it has read up
-//! to where each partition ended when it started.
+//! partition, offset, timestamp, key, value and headers (a list of `{key, value}`, in order).
+//! Without `--follow` it stops once it has read up to where each partition ended when it
+//! started.
 //!
 //! With `--group G` the command is a member of consumer group G: it reads the partitions the
 //! broker assigns it, from the group's committed offsets (`--from` applies to partitions the
@@ -132,6 +133,16 @@ impl Printer {
                             "timestamp": record.timestamp,
                             "key": record.key.as_deref().map(String::from_utf8_lossy),
                             "value": record.value.as_deref().map(String::from_utf8_lossy),
+                            "headers": record
+                                .headers
+                                .iter()
+                                .map(|h| {
+                                    serde_json::json!({
+                                        "key": String::from_utf8_lossy(&h.key),
+                                        "value": h.value.as_deref().map(String::from_utf8_lossy),
+                                    })
+                                })
+                                .collect::<Vec<_>>(),
                         });
                         out.line(json.to_string().as_bytes())?;
                     }

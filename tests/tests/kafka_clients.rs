@@ -16,7 +16,7 @@
 //!   of the same group resumes at the committed offsets: nothing committed comes again, nothing
 //!   is lost.
 //! - interop: records produced by confluent-kafka, kafka-python and kafkajs are read by
-//!   `eddy consume --format json` with the same key, value and timestamp at the same offsets
+//!   `eddy consume --format json` with the same key, value, headers and timestamp at the same offsets
 //!   (and the same headers through eddy's own client, as the CLI's JSON does not show them);
 //!   records produced with `eddy produce` are read byte-identical by kcat and confluent-kafka.
 //!
@@ -1004,8 +1004,18 @@ fn records_from_every_kafka_client_read_the_same_through_eddy() {
                 Some(want.timestamp),
                 "{topic} {at:?}: timestamp"
             );
+            let headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = got["headers"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{topic} {at:?}: no headers in {line}"))
+                .iter()
+                .map(|h| {
+                    let value = h["value"].as_str().map(|v| v.as_bytes().to_vec());
+                    (h["key"].as_str().unwrap().as_bytes().to_vec(), value)
+                })
+                .collect();
+            assert_eq!(headers, want.headers, "{topic} {at:?}: headers");
         }
-        // Headers (and every byte) through eddy's own client, as the CLI does not print them.
+        // Every byte (values need not be UTF-8) through eddy's own client as well.
         let native: Vec<Rec> =
             native_read(&broker.addr().to_string(), topic).into_iter().map(|(r, _)| r).collect();
         assert_same_records(&sent, &native, &format!("{topic} through eddy's client"));
