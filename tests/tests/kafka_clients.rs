@@ -16,8 +16,8 @@
 //!   of the same group resumes at the committed offsets: nothing committed comes again, nothing
 //!   is lost.
 //! - interop: records produced by confluent-kafka, kafka-python and kafkajs are read by
-//!   `eddy consume --format json` with the same key, value, headers and timestamp at the same offsets
-//!   (and the same headers through eddy's own client, as the CLI's JSON does not show them);
+//!   `eddy consume --format json` with the same key, value, headers and timestamp at the
+//!   same offsets (and every byte through eddy's own client);
 //!   records produced with `eddy produce` are read byte-identical by kcat and confluent-kafka.
 //!
 //! Each test starts its own broker in its own temporary directory; the clients are processes
