@@ -138,6 +138,16 @@ impl Broker {
         self.inner.topics.create(name, config)
     }
 
+    /// Grows a topic to `count` partitions. Refused while a processor reads it: its tasks and
+    /// state are laid out per partition, and records keyed to new partitions would be missed.
+    pub fn add_partitions(&self, name: &str, count: u32) -> Result<Arc<Topic>, BrokerError> {
+        let readers = self.inner.processors.readers_of(name, "");
+        if !readers.is_empty() {
+            return Err(BrokerError::SourceInUse { name: name.to_string(), readers });
+        }
+        self.inner.topics.add_partitions(name, count)
+    }
+
     /// Deletes a topic and its data.
     pub fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
         self.inner.topics.delete(name)

@@ -239,6 +239,48 @@ impl Topics {
         Ok(topic)
     }
 
+    /// Grows topic `name` to `count` partitions: the new partitions' logs are created, then
+    /// `topic.json` is replaced (atomically: a crash before that leaves the old count, and
+    /// the new, empty directories are reopened and reused), then the topic is swapped in the
+    /// map. Existing partitions are untouched; keys hash to new partitions from now on, as in
+    /// Kafka.
+    pub fn add_partitions(&self, name: &str, count: u32) -> Result<Arc<Topic>, BrokerError> {
+        self.check_running()?;
+        if topic::is_internal(name) {
+            return Err(BrokerError::InternalTopic(name.to_string()));
+        }
+        let _admin = self.admin();
+        let old = self.get(name)?;
+        let have = old.partitions.len() as u32;
+        if count <= have {
+            return Err(BrokerError::InvalidConfig {
+                field: "partitions",
+                reason: format!("{name} has {have} partitions; it can only grow"),
+            });
+        }
+        let mut settings = old.settings.clone();
+        settings.partitions = count;
+        settings.validate()?;
+        let mut partitions = old.partitions.clone();
+        for p in have..count {
+            let log = Log::open(topic::partition_dir(&old.dir, p), settings.log_config()).map_err(
+                |source| BrokerError::Storage { topic: name.to_string(), partition: p, source },
+            )?;
+            partitions.push(Arc::new(log));
+        }
+        let json = serde_json::to_vec_pretty(&settings)
+            .map_err(|e| BrokerError::InvalidConfig { field: "settings", reason: e.to_string() })?;
+        write_atomic(&old.dir.join(SETTINGS_FILE), &json)?;
+        let topic =
+            Arc::new(Topic { name: name.to_string(), settings, dir: old.dir.clone(), partitions });
+        self.topics
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(name.to_string(), topic.clone());
+        tracing::info!(topic = name, from = have, to = count, "added partitions");
+        Ok(topic)
+    }
+
     fn admin(&self) -> MutexGuard<'_, ()> {
         self.admin.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -202,15 +202,22 @@ pub(super) fn create_partitions(
                             ResponseError::InvalidPartitions.code(),
                             format!("topic already has {have} partitions"),
                         ))
+                    } else if r.validate_only {
+                        Ok(())
                     } else {
-                        // Growing a topic re-keys its data and every processor reading it;
-                        // eddy does not do it yet, and says so rather than half-doing it.
-                        Err((
-                            ResponseError::InvalidPartitions.code(),
-                            format!(
-                                "eddy cannot add partitions to an existing topic (it has {have})"
-                            ),
-                        ))
+                        cx.broker
+                            .add_partitions(t.name.0.as_str(), t.count as u32)
+                            .map(drop)
+                            .map_err(|e| {
+                                // A processor reads the topic: Kafka's nearest refusal is a policy.
+                                let code = match e {
+                                    crate::error::BrokerError::SourceInUse { .. } => {
+                                        ResponseError::PolicyViolation.code()
+                                    }
+                                    _ => error_code(&e),
+                                };
+                                (code, e.to_string())
+                            })
                     }
                 }
             };
