@@ -106,7 +106,9 @@ pub(super) async fn produce(
     r: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
-    let refused = if r.transactional_id.is_some() {
+    // A transactional id names a transaction; an empty one (some clients send "" for none)
+    // does not.
+    let refused = if r.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
         Some(ResponseError::TransactionalIdAuthorizationFailed.code())
     } else if acks(r.acks).is_none() {
         Some(ResponseError::InvalidRequiredAcks.code())
@@ -382,7 +384,7 @@ fn offset_answer(
 pub(super) fn init_producer_id(cx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
     let answer =
         InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    if r.transactional_id.is_some() {
+    if r.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
         // Transactions are not served yet; a transactional producer is told so plainly.
         return answer.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
     }
