@@ -55,6 +55,23 @@ def record(seed, i, timestamp_base, null_header_values=True):
     return key, value, headers, timestamp
 
 
+def read_records(path):
+    """The records of a JSON-lines file a test wrote, one object per line: "key" and "value"
+    as hex or null, "timestamp" in ms, and "partition" (optional: absent or null lets the
+    client's partitioner choose). Returns (key, value, timestamp, partition) tuples."""
+    def unhex(text):
+        return None if text is None else bytes.fromhex(text)
+
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                r = json.loads(line)
+                key, value = unhex(r["key"]), unhex(r["value"])
+                records.append((key, value, r["timestamp"], r.get("partition")))
+    return records
+
+
 class Deadline:
     def __init__(self, seconds):
         self.end = time.monotonic() + seconds

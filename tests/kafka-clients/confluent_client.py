@@ -5,6 +5,12 @@ Commands (all print JSON lines, see common.py; every loop has a deadline):
   produce    --topic T --count N --seed S [--idempotent] [--compression C]
              records common.record(S, 0..N) with acks=all; one "delivered" line per delivery
              report (the record as sent, where it landed), then "done"; any failed report fails.
+  produce-file  --topic T --file F [--idempotent] [--compression C] [--partitioner P]
+             the records of F (common.read_records: JSON lines of key, value, timestamp and an
+             optional partition) in file order with acks=all; records without a partition go
+             where librdkafka's partitioner P puts them (default murmur2_random, Kafka's Java
+             partitioner, as eddy's client does). "delivered" lines (index = line number) as
+             for produce, then "done".
   consume    --topic T --count N
              assigns every partition from the earliest offset (no group) and prints the first N
              records it reads as "record" lines, then "end" with each partition's high watermark.
@@ -29,7 +35,7 @@ import signal
 from confluent_kafka import Consumer, KafkaException, Producer, TopicCollection, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from common import Deadline, emit, fail, parser, record, record_json
+from common import Deadline, emit, fail, parser, read_records, record, record_json
 
 
 def msg_json(msg):
@@ -91,6 +97,61 @@ def produce(args, deadline):
     if failed:
         fail(f"{len(failed)} delivery reports failed, the first for record {failed[0]}")
     emit("done", delivered=args.count)
+
+
+def produce_file(args, deadline):
+    config = {
+        "bootstrap.servers": args.bootstrap,
+        "acks": "all",
+        "enable.idempotence": args.idempotent,
+        "compression.type": args.compression,
+        "partitioner": args.partitioner,
+        "linger.ms": 5,
+        "message.timeout.ms": int(deadline.left() * 1000),
+    }
+    producer = Producer(config)
+    failed = []
+
+    def on_delivery(index, key, value, timestamp):
+        def report(err, msg):
+            if err is not None:
+                failed.append(index)
+                emit("failed", index=index, error=str(err))
+                return
+            _, landed_timestamp = msg.timestamp()
+            if (msg.key(), msg.value(), landed_timestamp) != (key, value, timestamp):
+                failed.append(index)
+                emit("failed", index=index, error=f"delivery report differs: {msg_json(msg)}")
+                return
+            fields = record_json(msg.partition(), msg.offset(), timestamp, key, value, [])
+            emit("delivered", index=index, **fields)
+
+        return report
+
+    records = read_records(args.file)
+    for i, (key, value, timestamp, partition) in enumerate(records):
+        where = {} if partition is None else {"partition": partition}
+        while True:
+            deadline.check(f"producing record {i}")
+            try:
+                producer.produce(
+                    args.topic,
+                    value=value,
+                    key=key,
+                    timestamp=timestamp,
+                    on_delivery=on_delivery(i, key, value, timestamp),
+                    **where,
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)
+        producer.poll(0)
+    left = producer.flush(deadline.left())
+    if left:
+        fail(f"{left} records still undelivered at the deadline")
+    if failed:
+        fail(f"{len(failed)} delivery reports failed, the first for record {failed[0]}")
+    emit("done", delivered=len(records))
 
 
 def partitions_of(client, topic, deadline):
@@ -240,7 +301,12 @@ def list_topics(args, deadline):
 
 def main():
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("command", choices=["produce", "consume", "member", "committed", "admin", "list_topics"])
+    p.add_argument(
+        "command",
+        choices=[
+            "produce", "produce-file", "consume", "member", "committed", "admin", "list_topics"
+        ],
+    )
     p.add_argument("--topic", required=True)
     p.add_argument("--group")
     p.add_argument("--count", type=int, default=0)
@@ -248,10 +314,12 @@ def main():
     p.add_argument("--idempotent", action="store_true")
     p.add_argument("--compression", default="none")
     p.add_argument("--session-ms", type=int, default=6000)
+    p.add_argument("--file")
+    p.add_argument("--partitioner", default="murmur2_random")
     args = p.parse_args()
     deadline = Deadline(args.timeout)
     try:
-        globals()[args.command](args, deadline)
+        globals()[args.command.replace("-", "_")](args, deadline)
     except KafkaException as e:
         fail(f"{args.command}: {e.args[0]}")
 

@@ -6,6 +6,12 @@ Commands (all print JSON lines, see common.py; every loop has a deadline):
                  records common.record(S, 0..N) (no null header values: kafka-python cannot
                  send them) with acks=all; one "delivered" line per record (the record as sent,
                  where it landed), then "done". Any failed send fails the run.
+  produce-file   --topic T --file F [--compression C]
+                 the records of F (common.read_records: JSON lines of key, value, timestamp and
+                 an optional partition) in file order with acks=all, compression C (none, or
+                 gzip: the codecs of the Python standard library); records without a partition
+                 go where kafka-python's partitioner (murmur2, as Kafka's Java client) puts
+                 them. "delivered" lines (index = line number) as for produce, then "done".
   group-consume  --topic T --group G --count N [--session-ms MS]
                  a subscribed group member that reads exactly N records from the group's
                  committed offsets (earliest where none), prints each as a "record" line,
@@ -20,7 +26,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.admin import ConfigResource, ConfigResourceType, NewTopic
 from kafka.structs import OffsetAndMetadata
 
-from common import Deadline, emit, fail, parser, record, record_json
+from common import Deadline, emit, fail, parser, read_records, record, record_json
 
 
 def produce(args, deadline):
@@ -52,6 +58,35 @@ def produce(args, deadline):
         emit("delivered", index=i, **fields)
     producer.close(timeout=deadline.left())
     emit("done", delivered=args.count)
+
+
+def produce_file(args, deadline):
+    producer = KafkaProducer(
+        bootstrap_servers=args.bootstrap,
+        acks="all",
+        linger_ms=5,
+        compression_type=None if args.compression == "none" else args.compression,
+        request_timeout_ms=int(min(30.0, deadline.left()) * 1000),
+    )
+    sent = []
+    for i, (key, value, timestamp, partition) in enumerate(read_records(args.file)):
+        deadline.check(f"producing record {i}")
+        future = producer.send(
+            args.topic, key=key, value=value, partition=partition, timestamp_ms=timestamp
+        )
+        sent.append((i, key, value, timestamp, future))
+    producer.flush(timeout=deadline.left())
+    for i, key, value, timestamp, future in sent:
+        try:
+            meta = future.get(timeout=deadline.left())
+        except Exception as e:  # noqa: BLE001 - any failure of the send is reported as it is
+            fail(f"record {i}: {e!r}")
+        if meta.timestamp != timestamp:
+            fail(f"record {i}: acknowledged with timestamp {meta.timestamp}, sent {timestamp}")
+        fields = record_json(meta.partition, meta.offset, timestamp, key, value, [])
+        emit("delivered", index=i, **fields)
+    producer.close(timeout=deadline.left())
+    emit("done", delivered=len(sent))
 
 
 def group_consume(args, deadline):
@@ -111,16 +146,23 @@ def admin(args, deadline):
 
 def main():
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("command", choices=["produce", "group-consume", "admin"])
+    p.add_argument("command", choices=["produce", "produce-file", "group-consume", "admin"])
     p.add_argument("--topic", required=True)
     p.add_argument("--group")
     p.add_argument("--count", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--session-ms", type=int, default=6000)
+    p.add_argument("--file")
+    p.add_argument("--compression", default="none")
     args = p.parse_args()
     deadline = Deadline(args.timeout)
     try:
-        commands = {"produce": produce, "group-consume": group_consume, "admin": admin}
+        commands = {
+            "produce": produce,
+            "produce-file": produce_file,
+            "group-consume": group_consume,
+            "admin": admin,
+        }
         commands[args.command](args, deadline)
     except Exception as e:  # noqa: BLE001 - every failure ends the run with its description
         fail(f"{args.command}: {e!r}")

@@ -8,6 +8,13 @@
 //                  header values) with acks=all, in sends of up to 100; one "delivered" line per
 //                  record (the record as sent, where it landed), then "done". Any failed send
 //                  fails the run.
+//   produce-file   --topic T --file F [--compression none|gzip]
+//                  the records of F (JSON lines of key and value as hex or null, timestamp in
+//                  ms, and an optional partition, as common.py's read_records) in file order,
+//                  as produce sends them (acks=all, sends of up to 100, kafkajs's default
+//                  partitioner — murmur2, as Kafka's Java client — for records without a
+//                  partition), each send compressed with the codec given (gzip is the one
+//                  kafkajs has built in). "delivered" lines (index = line number), then "done".
 //   group-consume  --topic T --group G --count N [--session-ms MS]
 //                  a subscribed group member that reads exactly N records from the group's
 //                  committed offsets (earliest where none), prints each as a "record" line,
@@ -16,7 +23,9 @@
 //
 // Common options: --bootstrap HOST:PORT (required), --timeout SECONDS (default 60).
 
-import { Kafka, Partitioners, logLevel } from 'kafkajs';
+import { readFileSync } from 'node:fs';
+
+import { CompressionTypes, Kafka, Partitioners, logLevel } from 'kafkajs';
 
 function emit(event, fields = {}) {
   const sorted = Object.fromEntries(
@@ -33,7 +42,9 @@ function fail(message) {
 
 function parseArgs(argv) {
   const [command, ...rest] = argv;
-  const args = { command, timeout: 60, sessionMs: 6000, timestampBase: Date.now(), seed: 0 };
+  const args = {
+    command, timeout: 60, sessionMs: 6000, timestampBase: Date.now(), seed: 0, compression: 'none',
+  };
   const names = {
     '--bootstrap': ['bootstrap', String],
     '--topic': ['topic', String],
@@ -43,13 +54,17 @@ function parseArgs(argv) {
     '--timeout': ['timeout', Number],
     '--session-ms': ['sessionMs', Number],
     '--timestamp-base': ['timestampBase', Number],
+    '--file': ['file', String],
+    '--compression': ['compression', String],
   };
   for (let i = 0; i < rest.length; i += 2) {
     const known = names[rest[i]];
     if (!known || i + 1 >= rest.length) fail(`bad argument ${rest[i]}`);
     args[known[0]] = known[1](rest[i + 1]);
   }
-  if (!['produce', 'group-consume'].includes(command)) fail(`unknown command ${command}`);
+  if (!['produce', 'produce-file', 'group-consume'].includes(command)) {
+    fail(`unknown command ${command}`);
+  }
   if (!args.bootstrap || !args.topic) fail('--bootstrap and --topic are required');
   return args;
 }
@@ -80,6 +95,56 @@ function client(args) {
     logCreator,
     retry: { retries: 5 },
   });
+}
+
+// The records of a JSON-lines file (see produce-file), each with its index.
+function readRecords(path) {
+  const unhex = (h) => (h === null || h === undefined ? null : Buffer.from(h, 'hex'));
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line, index) => {
+      const r = JSON.parse(line);
+      return {
+        index,
+        key: unhex(r.key),
+        value: unhex(r.value),
+        headers: {},
+        timestamp: String(r.timestamp),
+        partition: r.partition ?? null,
+      };
+    });
+}
+
+// produce with records from a file: the same partitioner, sends and "delivered" lines.
+async function produceFile(args) {
+  const compressions = { none: CompressionTypes.None, gzip: CompressionTypes.GZIP };
+  const compression = compressions[args.compression];
+  if (compression === undefined) fail(`compression ${args.compression}: none or gzip`);
+  const kafka = client(args);
+  const admin = kafka.admin();
+  await admin.connect();
+  const metadata = await admin.fetchTopicMetadata({ topics: [args.topic] });
+  await admin.disconnect();
+  const partitionMetadata = metadata.topics[0].partitions;
+  const partitioner = Partitioners.DefaultPartitioner();
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  const all = readRecords(args.file);
+  const chunk = 100;
+  for (let start = 0; start < all.length; start += chunk) {
+    const records = all.slice(start, start + chunk).map((r) => ({
+      ...r,
+      partition: r.partition ?? partitioner({ topic: args.topic, partitionMetadata, message: r }),
+    }));
+    const messages = records.map(({ partition, key, value, timestamp }) => ({
+      partition, key, value, timestamp,
+    }));
+    const answers = await producer.send({ topic: args.topic, acks: -1, compression, messages });
+    for (const line of placeRecords(answers, records)) emit('delivered', line);
+  }
+  await producer.disconnect();
+  emit('done', { delivered: all.length });
 }
 
 async function produce(args) {
@@ -186,6 +251,7 @@ const args = parseArgs(process.argv.slice(2));
 const timer = setTimeout(() => fail(`deadline of ${args.timeout} s passed`), args.timeout * 1000);
 try {
   if (args.command === 'produce') await produce(args);
+  else if (args.command === 'produce-file') await produceFile(args);
   else await groupConsume(args);
 } catch (e) {
   fail(`${args.command}: ${e?.stack ?? e}`);
