@@ -194,16 +194,19 @@ def consume(args, deadline):
 def member(args, deadline):
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(True))
-    consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": args.group,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": args.session_ms,
-            "heartbeat.interval.ms": max(100, args.session_ms // 6),
-        }
-    )
+    config = {
+        "bootstrap.servers": args.bootstrap,
+        "group.id": args.group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+    }
+    if args.group_protocol == "classic":
+        config["session.timeout.ms"] = args.session_ms
+        config["heartbeat.interval.ms"] = max(100, args.session_ms // 6)
+    else:
+        # KIP-848: the broker owns session timeout and heartbeat interval.
+        config["group.protocol"] = args.group_protocol
+    consumer = Consumer(config)
 
     def parts(partitions):
         return sorted(p.partition for p in partitions)
@@ -314,6 +317,7 @@ def main():
     p.add_argument("--idempotent", action="store_true")
     p.add_argument("--compression", default="none")
     p.add_argument("--session-ms", type=int, default=6000)
+    p.add_argument("--group-protocol", default="classic", choices=["classic", "consumer"])
     p.add_argument("--file")
     p.add_argument("--partitioner", default="murmur2_random")
     args = p.parse_args()

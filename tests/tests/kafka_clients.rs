@@ -398,7 +398,9 @@ impl Watched {
             v["partitions"].as_array().unwrap().iter().map(|p| p.as_u64().unwrap() as u32).collect()
         };
         match v["event"].as_str().unwrap_or("") {
-            "assigned" => self.owned = parts(),
+            // Eager (classic) rebalances revoke everything before assigning; KIP-848's are
+            // incremental: an "assigned" adds partitions, a "revoked" removes some.
+            "assigned" => self.owned.extend(parts()),
             "revoked" | "lost" => {
                 for p in parts() {
                     self.owned.remove(&p);
@@ -711,12 +713,26 @@ fn confluent_gzip_snappy_and_zstd_batches_round_trip_and_are_stored_as_produced(
 
 #[test]
 fn confluent_group_survivors_take_over_a_killed_members_partitions_and_commit_everything() {
+    group_survivors("classic");
+}
+
+/// The same with KIP-848's protocol (`group.protocol=consumer`): eddy's own coordinator
+/// assigns, by topic id; the session timeout is the broker's (3 s here).
+#[test]
+fn kip848_group_survivors_take_over_a_killed_members_partitions_and_commit_everything() {
+    group_survivors("consumer");
+}
+
+fn group_survivors(protocol: &str) {
     const PARTITIONS: u32 = 6;
     const BEFORE: u64 = 3_000;
     const AFTER: u64 = 3_000;
     let seed = seed();
     let dir = tempfile::tempdir().unwrap();
-    let broker = BrokerProcess::start(&dir.path().join("data"), &[]);
+    let broker = BrokerProcess::start(
+        &dir.path().join("data"),
+        &[("EDDY_GROUP_SESSION_TIMEOUT_MS", "3000"), ("EDDY_GROUP_HEARTBEAT_INTERVAL_MS", "500")],
+    );
     eddy_ok(&broker, &["topic", "create", "work", "--partitions", &PARTITIONS.to_string()]);
     let kafka = broker.kafka_addr().to_string();
     let mut sent = produce(Lib::Confluent, &kafka, "work", BEFORE, seed, &[]);
@@ -725,7 +741,7 @@ fn confluent_group_survivors_take_over_a_killed_members_partitions_and_commit_ev
     let member = |name: &str| {
         let mut c = python_client("confluent_client.py");
         c.args(["member", "--bootstrap", &kafka, "--topic", "work", "--group", "workers"]);
-        c.args(["--session-ms", "3000", "--timeout", "120"]);
+        c.args(["--session-ms", "3000", "--timeout", "120", "--group-protocol", protocol]);
         Watched::start(name, Speaks::Json, c)
     };
     let mut members = vec![member("member-0"), member("member-1"), member("member-2")];

@@ -32,6 +32,7 @@ const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
 ];
 
 /// (api key, min version, max version) of every API served, as ApiVersions lists them.
@@ -154,6 +155,9 @@ async fn dispatch(
         ApiKey::OffsetFetch => answer!(cx.groups.fetch_offsets(decode(api, v, body)?).await),
         ApiKey::ListGroups => answer!(cx.groups.list(decode(api, v, body)?).await),
         ApiKey::DescribeGroups => answer!(cx.groups.describe(decode(api, v, body)?, v).await),
+        ApiKey::ConsumerGroupHeartbeat => {
+            answer!(cx.consumer_groups.heartbeat(decode(api, v, body)?, caller).await)
+        }
         ApiKey::DeleteGroups => answer!(cx.groups.delete(decode(api, v, body)?).await),
         other => Err(format!("{other:?} is not served")),
     }

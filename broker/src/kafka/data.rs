@@ -17,8 +17,10 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
 use super::codes::{kafka_code, of_wire};
+use super::consumer_group::topic_id;
 use super::{Context, NODE_ID, operations};
 use crate::error::BrokerError;
+use uuid::Uuid;
 
 pub(super) fn name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
@@ -35,12 +37,31 @@ fn broker_entry(cx: &Context) -> MetadataResponseBroker {
         .with_port(cx.advertised.port)
 }
 
+/// Stands for a topic asked for by an id no topic has ('#' cannot start a topic name, so no
+/// real topic is ever taken for it).
+const UNKNOWN_ID_PREFIX: &str = "#unknown-topic-id:";
+
 pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> MetadataResponse {
     // A null list (or, before v1, an empty one) asks for every topic.
     let wanted: Option<Vec<String>> = match r.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,
-        Some(t) => Some(t.into_iter().filter_map(|t| t.name.map(|n| n.0.to_string())).collect()),
+        // From v10 a topic may be asked for by id (KIP-848 consumers do); an id no topic has
+        // is answered under its own name, unknown.
+        Some(t) => Some(
+            t.into_iter()
+                .filter_map(|t| match t.name {
+                    Some(n) => Some(n.0.to_string()),
+                    None if !t.topic_id.is_nil() => {
+                        let known =
+                            cx.broker.topic_names().into_iter().find(|n| topic_id(n) == t.topic_id);
+                        // Never auto-created: an id names a topic that exists or existed.
+                        Some(known.unwrap_or_else(|| format!("{UNKNOWN_ID_PREFIX}{}", t.topic_id)))
+                    }
+                    None => None,
+                })
+                .collect(),
+        ),
     };
     // Kafka's default (`auto.create.topics.enable`): a topic a client asks for by name is
     // created with the broker's defaults; before v4 the request could not say no.
@@ -55,7 +76,8 @@ pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> Metada
         .into_iter()
         .map(|topic_name| {
             let mut topic = cx.broker.topic(&topic_name);
-            if topic.is_err() && auto_create && wanted.is_some() {
+            let by_unknown_id = topic_name.starts_with(UNKNOWN_ID_PREFIX);
+            if topic.is_err() && auto_create && wanted.is_some() && !by_unknown_id {
                 topic = match cx.broker.create_topic(&topic_name, None) {
                     Err(BrokerError::TopicExists(_)) => cx.broker.topic(&topic_name),
                     other => other,
@@ -63,6 +85,7 @@ pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> Metada
             }
             let entry = MetadataResponseTopic::default()
                 .with_name(Some(name(&topic_name)))
+                .with_topic_id(if version >= 10 { topic_id(&topic_name) } else { Uuid::nil() })
                 .with_is_internal(crate::topic::is_internal(&topic_name))
                 .with_topic_authorized_operations(topic_ops.unwrap_or(i32::MIN));
             match topic {

@@ -19,12 +19,14 @@
 //! Modules: `codes` (eddy errors as Kafka codes), `api` (versions, decoding, dispatch),
 //! `data` (metadata, produce, fetch, offsets), `admin` (topics and configs), `classic` (one
 //! classic group's state machine), `groups` (coordinator lookup, membership, listing),
+//! `consumer_group` (KIP-848's protocol on eddy's coordinator, topic ids),
 //! `offsets` (committed offsets).
 
 mod admin;
 mod api;
 mod classic;
 mod codes;
+mod consumer_group;
 mod data;
 mod groups;
 mod offsets;
@@ -69,6 +71,7 @@ pub(crate) struct Context {
     pub advertised: Advertised,
     pub cluster_id: String,
     pub groups: groups::ClassicGroups,
+    pub consumer_groups: consumer_group::ConsumerGroups,
 }
 
 /// The node id eddy answers with: one broker, always node 0.
@@ -111,6 +114,7 @@ pub async fn serve(
     let cluster_id = cluster_id(&broker);
     let context = Arc::new(Context {
         groups: groups::ClassicGroups::new(broker.clone()),
+        consumer_groups: consumer_group::ConsumerGroups::new(broker.clone()),
         broker,
         advertised,
         cluster_id,

@@ -26,9 +26,16 @@ impl ClassicGroups {
         let generation = r.generation_id_or_member_epoch;
         // A member of a generation, or (generation -1, no member id) a client committing
         // for a group it does not consume in, which only an empty group accepts.
+        // A member the classic group does not know is a member of eddy's coordinator (a KIP-848
+        // consumer): it commits with its member epoch, which the coordinator checks.
+        let mut native_member = false;
         let check = self.with_group(&group_id, |g| {
             if generation < 0 && r.member_id.is_empty() {
                 return if g.members.is_empty() { Ok(()) } else { Err(Refusal::UnknownMember) };
+            }
+            if g.members.is_empty() && !r.member_id.is_empty() {
+                native_member = true;
+                return Ok(());
             }
             g.touch(r.member_id.as_str(), generation, Instant::now())?;
             if g.state == State::CompletingRebalance {
@@ -81,12 +88,9 @@ impl ClassicGroups {
                     .collect(),
             })
             .collect();
-        let request = v1::OffsetCommitRequest {
-            group_id,
-            member_id: String::new(),
-            member_epoch: -1,
-            topics,
-        };
+        let (member_id, member_epoch) =
+            if native_member { (r.member_id.to_string(), generation) } else { (String::new(), -1) };
+        let request = v1::OffsetCommitRequest { group_id, member_id, member_epoch, topics };
         match self.broker.handle(request::Body::OffsetCommit(request)).await {
             Ok(Some(response::Body::OffsetCommit(c))) => answer(&|topic, partition| {
                 let result = c.topics.iter().find(|t| t.topic == topic).and_then(|t| {
