@@ -11,7 +11,11 @@ struct Owned {
 }
 
 fn build(records: &[Owned]) -> Vec<u8> {
-    let mut b = BatchBuilder::new().producer(7, 1, 42);
+    build_with(records, Compression::None)
+}
+
+fn build_with(records: &[Owned], codec: Compression) -> Vec<u8> {
+    let mut b = BatchBuilder::new().producer(7, 1, 42).compression(codec);
     for r in records {
         let headers: Vec<Header<'_>> =
             r.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
@@ -43,21 +47,6 @@ fn decode(bytes: &[u8]) -> Vec<Owned> {
             }
         })
         .collect()
-}
-
-fn build_with(records: &[Owned], codec: Compression) -> Vec<u8> {
-    let mut b = BatchBuilder::new().compression(codec);
-    for r in records {
-        let headers: Vec<Header<'_>> =
-            r.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
-        b.push(Record {
-            timestamp: r.timestamp,
-            key: r.key.as_deref(),
-            value: r.value.as_deref(),
-            headers: &headers,
-        });
-    }
-    b.finish()
 }
 
 const CODECS: [Compression; 5] = [
