@@ -8,7 +8,7 @@
 //! cargo run --release -p eddy-bench -- <workload> [--records N] [--record-bytes B] [--batch R]
 //!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--api record|batch]
 //!     [--idempotent true|false] [--batches 1,10,...] [--partitions P] [--dir DIR] [--json FILE]
-//!     [--only rust|sql]
+//!     [--only rust|sql] [--shapes 1000000x100,300000x1024]
 //! cargo run --release -p eddy-bench -- plot [DIR]       (default DIR: docs/bench)
 //! cargo run --release -p eddy-bench -- machine [DIR]    (DIR: where the data goes; default /tmp)
 //!
@@ -32,6 +32,9 @@
 //! query         pull-query latency (get, top 10) on a live table while lines arrive at --rate
 //! sql           one aggregation in SQL and with the Rust API, replayed from the same log
 //! producers     acks=durable from --threads producers against one (group commit via the broker)
+//! kafka         produce and consume of --shapes (RECORDSxBYTES,...) through librdkafka over the
+//!               Kafka listener against eddy's client over the native one (needs the `kafka`
+//!               feature: `cargo run --release -p eddy-bench --features kafka -- kafka`)
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -42,6 +45,8 @@
 mod baseline;
 mod consume;
 mod groups;
+#[cfg(feature = "kafka")]
+mod kafka;
 mod machine;
 mod memory;
 mod net;
@@ -64,8 +69,8 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, e2e, \
-                         recovery, groups, rebalance, processor, windows, replay, query, sql, producers, plot, \
-                         machine";
+                         recovery, groups, rebalance, processor, windows, replay, query, sql, producers, kafka, \
+                         plot, machine";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -108,6 +113,13 @@ fn main() -> Result<()> {
         "query" => query::run(&opts)?,
         "sql" => sql::run(&opts)?,
         "producers" => producers::run(&opts)?,
+        #[cfg(feature = "kafka")]
+        "kafka" => kafka::run(&opts)?,
+        #[cfg(not(feature = "kafka"))]
+        "kafka" => bail!(
+            "the kafka workload runs librdkafka, built only with the kafka feature: \
+             cargo run --release -p eddy-bench --features kafka -- kafka"
+        ),
         other => bail!("unknown workload {other:?} (try: {WORKLOADS})"),
     };
     report::print(&results);

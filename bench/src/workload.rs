@@ -38,6 +38,9 @@ pub struct Options {
     /// The sql workload's form to run once, alone and unmeasured (`rust` or `sql`), for
     /// profilers and instruction counters.
     pub only: Option<String>,
+    /// Record counts and sizes the kafka workload runs, each `RECORDSxBYTES`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shapes: Vec<(u64, usize)>,
 }
 
 impl Options {
@@ -59,6 +62,7 @@ impl Options {
             batches: vec![1, 10, 100, 1000, 10_000],
             partitions: 1,
             only: None,
+            shapes: Vec::new(),
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
@@ -67,6 +71,11 @@ impl Options {
             // 5,000,000 records of 1 KiB: 5.12 GB of values.
             "memory" => (o.records, o.record_bytes, o.runs) = (5_000_000, 1024, 3),
             "batch-sweep" => o.runs = 3,
+            // Kafka's acks=1 cannot be idempotent in librdkafka, so neither side is by default.
+            "kafka" => {
+                (o.runs, o.idempotent) = (5, false);
+                o.shapes = vec![(1_000_000, 100), (300_000, 1024)];
+            }
             _ => {}
         }
         while let Some(flag) = args.next() {
@@ -85,6 +94,16 @@ impl Options {
                 "--idempotent" => o.idempotent = value()?.parse()?,
                 "--partitions" => o.partitions = value()?.parse()?,
                 "--only" => o.only = Some(value()?),
+                "--shapes" => {
+                    o.shapes = value()?
+                        .split(',')
+                        .map(|shape| {
+                            let (records, bytes) = shape.trim().split_once('x')?;
+                            Some((records.parse().ok()?, bytes.parse().ok()?))
+                        })
+                        .collect::<Option<_>>()
+                        .context("--shapes: a comma-separated list of RECORDSxBYTES")?;
+                }
                 "--batches" => {
                     o.batches = value()?
                         .split(',')
@@ -106,6 +125,9 @@ impl Options {
             bail!(
                 "--records, --batch, --runs, --threads, --rate and --partitions must be positive"
             );
+        }
+        if o.shapes.iter().any(|&(records, _)| records == 0) {
+            bail!("--shapes must list positive record counts");
         }
         if zero_batch {
             bail!("--batches must list positive batch sizes");
