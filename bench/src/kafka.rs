@@ -71,12 +71,13 @@ const PARTITION_FETCH_BYTES: u32 = 4 << 20;
 const FETCH_BYTES: u32 = 16 << 20;
 
 /// The measurements of each shape, in the order of their rows.
-const MEASUREMENTS: [&str; 5] = [
+const MEASUREMENTS: [&str; 6] = [
     "produce native",
     "produce kafka",
     "consume native",
     "consume kafka",
     "consume kafka, queue backoff 10 ms",
+    "consume kafka wire, bare Fetch v4",
 ];
 const PRODUCE_NATIVE: usize = 0;
 const PRODUCE_KAFKA: usize = 1;
@@ -84,6 +85,8 @@ const CONSUME_NATIVE: usize = 2;
 const CONSUME_KAFKA: usize = 3;
 /// librdkafka's consumer with `fetch.queue.backoff.ms` = [`QUICK_BACKOFF_MS`].
 const CONSUME_KAFKA_10: usize = 4;
+/// The Kafka listener read by a bare Fetch v4 loop decoding with eddy's storage code.
+const CONSUME_WIRE: usize = 5;
 /// The `fetch.queue.backoff.ms` of the second librdkafka consumer (its default is 1000).
 const QUICK_BACKOFF_MS: u32 = 10;
 
@@ -288,7 +291,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
     let conn = Arc::new(conn);
     let admin = Admin::new(conn.clone());
     // Per shape and measurement (see `MEASUREMENTS`), a row per round.
-    let mut rounds: Vec<[Vec<Row>; 5]> = opts.shapes.iter().map(|_| Default::default()).collect();
+    let mut rounds: Vec<[Vec<Row>; 6]> = opts.shapes.iter().map(|_| Default::default()).collect();
     for round in 1..=opts.runs {
         let kafka_first = round % 2 == 1;
         for (&(records, bytes), rows) in opts.shapes.iter().zip(rounds.iter_mut()) {
@@ -300,20 +303,29 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
                 let config = TopicConfig { partitions: Some(1), ..TopicConfig::default() };
                 served.client.block_on(admin.create_topic(topic, config))?;
             }
-            let mut measured: [Option<Measured>; 5] = Default::default();
+            let mut measured: [Option<Measured>; 6] = Default::default();
             // Kafka's then the native path, or the other way round.
-            let mut order =
-                [PRODUCE_KAFKA, PRODUCE_NATIVE, CONSUME_KAFKA, CONSUME_KAFKA_10, CONSUME_NATIVE];
+            let mut order = [
+                PRODUCE_KAFKA,
+                PRODUCE_NATIVE,
+                CONSUME_KAFKA,
+                CONSUME_KAFKA_10,
+                CONSUME_WIRE,
+                CONSUME_NATIVE,
+            ];
             if !kafka_first {
                 order = [
                     PRODUCE_NATIVE,
                     PRODUCE_KAFKA,
                     CONSUME_NATIVE,
+                    CONSUME_WIRE,
                     CONSUME_KAFKA_10,
                     CONSUME_KAFKA,
                 ];
             }
             for which in order {
+                // Each measurement starts with nothing left to write back from the last one.
+                std::process::Command::new("sync").status().context("running sync")?;
                 let kafka = &served.kafka_addr;
                 let m = match which {
                     PRODUCE_KAFKA => {
@@ -331,6 +343,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
                     CONSUME_KAFKA_10 => {
                         consume_kafka(kafka, &ktopic, records, bytes, Some(QUICK_BACKOFF_MS))?
                     }
+                    CONSUME_WIRE => consume_wire(kafka, &ktopic, records, bytes)?,
                     _ => {
                         let consumed = consume_native(conn.clone(), &ktopic, records, bytes);
                         served.client.block_on(consumed)?
@@ -349,12 +362,13 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
             let last = |rows: &[Row]| rows.last().map_or(0.0, |r| r.records_per_s);
             println!(
                 "round {round} {bytes}B records/s: produce native {:.0} kafka {:.0}; consume \
-                 native {:.0} kafka {:.0} (backoff {QUICK_BACKOFF_MS} ms: {:.0})",
+                 native {:.0} kafka {:.0} (backoff {QUICK_BACKOFF_MS} ms: {:.0}, bare Fetch: {:.0})",
                 last(&rows[PRODUCE_NATIVE]),
                 last(&rows[PRODUCE_KAFKA]),
                 last(&rows[CONSUME_NATIVE]),
                 last(&rows[CONSUME_KAFKA]),
                 last(&rows[CONSUME_KAFKA_10]),
+                last(&rows[CONSUME_WIRE]),
             );
         }
     }
@@ -367,7 +381,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
         for (which, rows) in rows.iter().enumerate() {
             let baseline = match which {
                 PRODUCE_KAFKA => PRODUCE_NATIVE,
-                CONSUME_KAFKA | CONSUME_KAFKA_10 => CONSUME_NATIVE,
+                CONSUME_KAFKA | CONSUME_KAFKA_10 | CONSUME_WIRE => CONSUME_NATIVE,
                 _ => which,
             };
             let row = if baseline == which {
@@ -841,4 +855,119 @@ async fn consume_native(
     let mut measured = blocks.finish(cpu.since());
     measured.notes.push(("fetch requests (polls)".into(), fetches.to_string()));
     Ok(measured)
+}
+
+/// Reads `records` records of `bytes` from offset 0 of `topic` over the Kafka listener with the
+/// least client there can be: one blocking socket on the main thread, a hand-encoded Fetch v4
+/// request at a time (the same fetch sizes as the other consumers), and each batch of the
+/// answer checked (CRC) and its records decoded with eddy's storage code, as eddy's consumer
+/// decodes them. What is left is the broker's Kafka fetch path and the wire.
+fn consume_wire(addr: &str, topic: &str, records: u64, bytes: usize) -> Result<Measured> {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr)?;
+    socket.set_nodelay(true)?;
+    socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let cpu = CpuSnapshot::take();
+    let mut blocks = Blocks::new();
+    let deadline = blocks.start + LIMIT;
+    let (mut seen, mut fetches) = (0u64, 0u64);
+    let mut answer = Vec::new();
+    while seen < records {
+        ensure!(Instant::now() < deadline, "bare fetch: {seen} of {records} consumed");
+        fetches += 1;
+        socket.write_all(&fetch_v4(fetches as i32, topic, seen as i64))?;
+        let mut size = [0u8; 4];
+        socket.read_exact(&mut size)?;
+        answer.resize(u32::from_be_bytes(size) as usize, 0);
+        socket.read_exact(&mut answer)?;
+        let area = fetched_records(&answer, fetches as i32)?;
+        let before = seen;
+        for batch in eddy_storage::batch::Batches::new(area) {
+            let batch = match batch {
+                Ok(batch) => batch,
+                // A batch cut short at the end of the answer is fetched again next time.
+                Err(eddy_storage::BatchError::Truncated { .. }) => break,
+                Err(e) => bail!("bare fetch: a bad batch after {seen} records: {e}"),
+            };
+            let batch_records = batch.records()?;
+            for r in batch_records.iter() {
+                let r = r?;
+                if r.offset < seen {
+                    continue;
+                }
+                ensure!(r.offset == seen, "bare fetch: offset {} for {seen}", r.offset);
+                ensure!(r.value.map_or(0, <[u8]>::len) == bytes, "bare fetch: a value's size");
+                seen += 1;
+                blocks.received(seen);
+            }
+        }
+        ensure!(seen > before || seen == records, "bare fetch: no record at offset {seen}");
+    }
+    let mut measured = blocks.finish(cpu.since());
+    measured.notes.push(("fetch requests".into(), fetches.to_string()));
+    Ok(measured)
+}
+
+/// A Fetch v4 request (size-prefixed, header v1) for partition 0 of `topic` from `offset`.
+fn fetch_v4(correlation_id: i32, topic: &str, offset: i64) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64 + topic.len());
+    let string = |b: &mut Vec<u8>, s: &str| {
+        b.extend_from_slice(&(s.len() as i16).to_be_bytes());
+        b.extend_from_slice(s.as_bytes());
+    };
+    b.extend_from_slice(&[0; 4]); // size, below
+    b.extend_from_slice(&1i16.to_be_bytes()); // api key: Fetch
+    b.extend_from_slice(&4i16.to_be_bytes()); // version
+    b.extend_from_slice(&correlation_id.to_be_bytes());
+    string(&mut b, "eddy-bench");
+    b.extend_from_slice(&(-1i32).to_be_bytes()); // replica id: a consumer
+    b.extend_from_slice(&500i32.to_be_bytes()); // max wait ms
+    b.extend_from_slice(&1i32.to_be_bytes()); // min bytes
+    b.extend_from_slice(&(FETCH_BYTES as i32).to_be_bytes());
+    b.push(0); // isolation level: read uncommitted
+    b.extend_from_slice(&1i32.to_be_bytes()); // one topic
+    string(&mut b, topic);
+    b.extend_from_slice(&1i32.to_be_bytes()); // one partition
+    b.extend_from_slice(&0i32.to_be_bytes()); // partition 0
+    b.extend_from_slice(&offset.to_be_bytes());
+    b.extend_from_slice(&(PARTITION_FETCH_BYTES as i32).to_be_bytes());
+    let size = (b.len() - 4) as i32;
+    b[..4].copy_from_slice(&size.to_be_bytes());
+    b
+}
+
+/// The records of the one partition of a Fetch v4 answer (after its size prefix).
+fn fetched_records(answer: &[u8], correlation_id: i32) -> Result<&[u8]> {
+    let mut at = 0usize;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let field = answer.get(at..at + n).context("bare fetch: a short answer")?;
+        at += n;
+        Ok(field)
+    };
+    let int = |b: &[u8]| {
+        i64::from_be_bytes({
+            let mut x = [0u8; 8];
+            x[8 - b.len()..].copy_from_slice(b);
+            x
+        })
+    };
+    ensure!(int(take(4)?) as i32 == correlation_id, "bare fetch: an answer to another request");
+    take(4)?; // throttle time
+    ensure!(int(take(4)?) == 1, "bare fetch: not one topic in the answer");
+    let name = int(take(2)?) as usize;
+    take(name)?;
+    ensure!(int(take(4)?) == 1, "bare fetch: not one partition in the answer");
+    take(4)?; // partition index
+    let code = int(take(2)?) as i16;
+    ensure!(code == 0, "bare fetch: error code {code}");
+    take(16)?; // high watermark, last stable offset
+    let aborted = int(take(4)?) as i32;
+    if aborted > 0 {
+        take(16 * aborted as usize)?;
+    }
+    let len = int(take(4)?) as i32;
+    if len <= 0 {
+        return Ok(&[]);
+    }
+    take(len as usize)
 }
