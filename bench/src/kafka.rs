@@ -29,12 +29,16 @@
 //!   CRC (librdkafka `check.crcs=true`; eddy's consumer always does). librdkafka reads twice:
 //!   as configured so far (its prefetch queue at its defaults: past `queued.min.messages` =
 //!   100,000 records it backs off fetching for `fetch.queue.backoff.ms` = 1000 ms), and with
-//!   `fetch.queue.backoff.ms` = 10. Each record's offset and value length are checked. Timed
-//!   from the assign to the last record; the op columns are the time to receive each
+//!   `fetch.queue.backoff.ms` = 10. A bare Fetch v4 loop reads it a fourth time: one blocking
+//!   socket, one hand-encoded request at a time, batches checked and records decoded with eddy's
+//!   storage code (as eddy's consumer decodes them), which measures the broker's Kafka fetch
+//!   path without librdkafka. Each record's offset and value length are checked. Timed from the
+//!   assign to the last record; the op columns are the time to receive each
 //!   successive 1000 records (the per-record cost at the median, fetch waits and stalls in
 //!   the tail), the same measure for every consumer.
 //!
-//! The order of the paths alternates from round to round. The produced topics are checked
+//! The order of the paths alternates from round to round, and `sync` runs before every
+//! measurement (so none pays for writing back the last one's pages). The produced topics are checked
 //! (records, batches) through the embedded broker, untimed, and deleted at the end of the
 //! round. librdkafka's request counts come from its statistics. Every wait is bounded
 //! ([`LIMIT`]). For experiments, `EDDY_RDKAFKA=name=value,...` sets librdkafka properties (the
