@@ -32,6 +32,8 @@
 //! query         pull-query latency (get, top 10) on a live table while lines arrive at --rate
 //! sql           one aggregation in SQL and with the Rust API, replayed from the same log
 //! producers     acks=durable from --threads producers against one (group commit via the broker)
+//! format        serving stored batches as they are against transcoding each (decode every
+//!               record, encode it again, checksum; lz4 also decompressed and recompressed)
 //! kafka         produce and consume of --shapes (RECORDSxBYTES,...) through librdkafka over the
 //!               Kafka listener against eddy's client over the native one (needs the `kafka`
 //!               feature: `cargo run --release -p eddy-bench --features kafka -- kafka`)
@@ -44,6 +46,7 @@
 
 mod baseline;
 mod consume;
+mod format;
 mod groups;
 #[cfg(feature = "kafka")]
 mod kafka;
@@ -69,7 +72,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, e2e, \
-                         recovery, groups, rebalance, processor, windows, replay, query, sql, producers, kafka, \
+                         recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
                          plot, machine";
 
 fn main() -> Result<()> {
@@ -98,6 +101,7 @@ fn main() -> Result<()> {
     let opts = workload::Options::parse(&workload, args).context("bad options")?;
     let results = match workload.as_str() {
         "storage" => storage::run(&opts)?,
+        "format" => format::run(&opts)?,
         "group-commit" => storage::run_group_commit(&opts)?,
         "produce" => net::run_produce_consume(&opts)?,
         "consume" => consume::run(&opts)?,
