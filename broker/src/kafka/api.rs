@@ -108,7 +108,11 @@ fn encode<T: Encodable + HeaderVersion>(
 ) -> Result<Bytes, String> {
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let header_version = T::header_version(version);
-    let mut out = BytesMut::with_capacity(64);
+    // Sized up front: a fetch answer carries megabytes of records, and growing the buffer
+    // while they go in would copy them again at every doubling.
+    let size =
+        header.compute_size(header_version).and_then(|h| Ok(h + answer.compute_size(version)?));
+    let mut out = BytesMut::with_capacity(4 + size.unwrap_or(64));
     out.put_i32(0);
     let encoded =
         header.encode(&mut out, header_version).and_then(|()| answer.encode(&mut out, version));

@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -255,7 +255,17 @@ async fn read_frame(stream: &mut TcpStream, max: u32) -> Result<Option<Bytes>, C
             "request size {size} is outside 8..={max} bytes (the broker's max_frame_bytes)"
         )));
     }
-    let mut buf = BytesMut::zeroed(size as usize);
-    stream.read_exact(&mut buf).await.map_err(Close::Io)?;
+    // Read into reserved, not zero-filled, memory: a produce request is mostly records.
+    let mut buf = BytesMut::with_capacity(size as usize);
+    while buf.len() < size as usize {
+        // Never past this request: the next one's bytes stay in the socket.
+        let want = size as usize - buf.len();
+        let mut rest = (&mut buf).limit(want);
+        match stream.read_buf(&mut rest).await {
+            Ok(0) => return Err(Close::Io(std::io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => {}
+            Err(e) => return Err(Close::Io(e)),
+        }
+    }
     Ok(Some(buf.freeze()))
 }
