@@ -27,6 +27,7 @@ pub mod cli;
 pub mod generate;
 pub mod hostile;
 pub mod kafka_clients;
+pub mod kafka_harness;
 pub mod kafka_wire;
 pub mod members;
 pub mod raw_client;

@@ -43,10 +43,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eddy_client::partitioner::partition_for_key;
-use eddy_client::{
-    Admin, Connection, ConnectionOptions, Consumer, ConsumerConfig, OffsetQuery, Producer,
-    ProducerConfig, ProducerRecord, SeekTo,
-};
+use eddy_client::{Connection, ConnectionOptions, Producer, ProducerConfig, ProducerRecord};
 use eddy_protocol::v1::{self, request, response, sql_result::Result as SqlAnswer};
 use eddy_tests::broker::BrokerProcess;
 use eddy_tests::child::deadline_in;
@@ -298,33 +295,12 @@ type Stored = ((u32, u64), i64, Option<Vec<u8>>, Option<Vec<u8>>);
 /// Every record of `topic` through eddy's client, each with the codec of the batch that held
 /// it.
 fn read_natively(addr: &str, topic: &str) -> Vec<(Stored, u16)> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    rt.block_on(async {
-        let conn = Arc::new(Connection::connect(addr, ConnectionOptions::default()).await.unwrap());
-        let admin = Admin::new(conn.clone());
-        let queries: Vec<_> = (0..PARTITIONS).map(|p| (p, OffsetQuery::Latest)).collect();
-        let ends: Vec<u64> =
-            admin.list_offsets(topic, &queries).await.unwrap().iter().map(|l| l.offset).collect();
-        let config = ConsumerConfig { start: SeekTo::Earliest, ..ConsumerConfig::default() };
-        let mut consumer = Consumer::new(conn, config);
-        consumer.assign(topic, 0..PARTITIONS);
-        let deadline = deadline_in(Duration::from_secs(60));
-        let mut next = vec![0u64; PARTITIONS as usize];
-        let mut records = Vec::new();
-        while next.iter().zip(&ends).any(|(n, e)| n < e) {
-            assert!(Instant::now() < deadline, "{topic}: read to {next:?} of {ends:?}");
-            for batch in consumer.poll(Duration::from_millis(200)).await.unwrap() {
-                let codec = batch.header().codec();
-                for r in batch.to_records().unwrap() {
-                    next[r.partition as usize] = r.offset + 1;
-                    let (key, value) = (r.key.map(|k| k.to_vec()), r.value.map(|v| v.to_vec()));
-                    records.push((((r.partition, r.offset), r.timestamp, key, value), codec));
-                }
-            }
-        }
-        records.sort_by_key(|r| r.0.0);
-        records
-    })
+    let mut records: Vec<(Stored, u16)> = eddy_tests::kafka_harness::native_read(addr, topic)
+        .into_iter()
+        .map(|(r, header)| (((r.partition, r.offset), r.timestamp, r.key, r.value), header.codec()))
+        .collect();
+    records.sort_by_key(|r| r.0.0);
+    records
 }
 
 /// `eddy consume TOPIC --format json` of every record, as (position, timestamp, key, value).
