@@ -30,6 +30,7 @@ pub mod kafka_clients;
 pub mod kafka_harness;
 pub mod kafka_wire;
 pub mod members;
+pub mod processor_queries;
 pub mod raw_client;
 pub mod workload;
 

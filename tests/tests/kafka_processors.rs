@@ -44,13 +44,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use eddy_client::partitioner::partition_for_key;
 use eddy_client::{Connection, ConnectionOptions, Producer, ProducerConfig, ProducerRecord};
-use eddy_protocol::v1::{self, request, response, sql_result::Result as SqlAnswer};
 use eddy_tests::broker::BrokerProcess;
 use eddy_tests::child::deadline_in;
-use eddy_tests::cli::{eddy, eddy_ok};
+use eddy_tests::cli::eddy_ok;
 use eddy_tests::env_u64;
 use eddy_tests::generate::{Rng, mix64};
-use eddy_tests::kafka_clients::{Finished, kafkajs_client, python_client, run_to_end};
+use eddy_tests::kafka_clients::{kafkajs_client, python_client, run_to_end};
+use eddy_tests::kafka_harness::json_lines;
+use eddy_tests::processor_queries::{assert_same_digest, get, scan, sql_pull, wait_caught_up};
 use eddy_tests::raw_client::RawClient;
 use serde_json::{Value, json};
 
@@ -218,17 +219,6 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The JSON lines of a client run that must have succeeded.
-fn json_lines(run: &Finished) -> Vec<Value> {
-    let stdout = String::from_utf8(run.ok().to_vec()).unwrap();
-    stdout
-        .lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("{}: {line:?}: {e}", run.what))
-        })
-        .collect()
-}
-
 /// Produces `views` to `topic` with one client run (`produce-file`); the records carry no
 /// partition, so the client's own partitioner places them. Returns where each
 /// landed, in order, after checking every delivery report.
@@ -326,131 +316,6 @@ fn consume_with_cli(
         .collect();
     records.sort_by_key(|r| r.0);
     records
-}
-
-// ---------------------------------------------------------------------------------------------
-// Processors and queries over the wire.
-
-fn status(client: &mut RawClient, name: &str) -> v1::ProcessorInfo {
-    let body = request::Body::ProcessorStatus(v1::ProcessorStatusRequest { name: name.into() });
-    match client.call_ok(body) {
-        response::Body::ProcessorStatus(s) => s.processor.unwrap(),
-        other => panic!("unexpected answer {other:?}"),
-    }
-}
-
-/// Polls `name`'s status until it has caught up with all of `source`: running, `tasks` tasks
-/// each reporting its inputs, lag 0 and every source partition read to its end (`records` in
-/// all). The lag covers repartition topics too, and a task reports its positions only after
-/// writing what it read, so this is the moment the tables hold every record. Fails with the
-/// status if the processor fails or the deadline passes.
-fn wait_caught_up(
-    client: &mut RawClient,
-    name: &str,
-    tasks: usize,
-    source: &str,
-    records: usize,
-    until: Instant,
-) {
-    loop {
-        let s = status(client, name);
-        assert!(s.state != "failed" && s.error.is_empty(), "{name} failed: {s:#?}");
-        let read: u64 = s
-            .tasks
-            .iter()
-            .flat_map(|t| &t.inputs)
-            .filter(|i| i.topic == source)
-            .map(|i| i.position)
-            .sum();
-        let reporting = s.tasks.len() == tasks && s.tasks.iter().all(|t| !t.inputs.is_empty());
-        if s.state == "running" && s.building.is_none() && reporting && s.lag == 0 {
-            assert_eq!(read, records as u64, "{name} read more than {source} holds: {s:#?}");
-            // Nothing set aside: no record failed to decode (a compressed batch included), and
-            // none was late (the jitter is below the grace).
-            for t in &s.tasks {
-                assert_eq!((t.late, t.decode_errors), (0, 0), "{name} task {}: {s:#?}", t.task);
-            }
-            return;
-        }
-        assert!(Instant::now() < until, "{name} did not catch up with {source}: {s:#?}");
-        // A status request costs the broker little; 10 ms between them leaves it the CPU.
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// A pull query by key over the wire: the row's value (JSON), or None when the key is absent.
-fn get(client: &mut RawClient, table: &str, key: &str) -> Option<Value> {
-    let body = request::Body::QueryTable(v1::QueryTableRequest {
-        table: table.into(),
-        query: Some(v1::query_table_request::Query::Get(Value::from(key).to_string())),
-        digest: false,
-    });
-    let rows = match client.call_ok(body) {
-        response::Body::QueryTable(q) => q.rows,
-        other => panic!("unexpected answer {other:?}"),
-    };
-    assert!(rows.len() <= 1, "{table} {key}: {rows:?}");
-    rows.first().map(|r| {
-        assert_eq!(r.key, Value::from(key).to_string(), "{table}: the key of {r:?}");
-        serde_json::from_str(&r.value).unwrap()
-    })
-}
-
-/// Every row of a table over the wire, as (key JSON, value JSON), in key order.
-fn scan(client: &mut RawClient, table: &str) -> Vec<(Value, Value)> {
-    let body = request::Body::QueryTable(v1::QueryTableRequest {
-        table: table.into(),
-        query: Some(v1::query_table_request::Query::Scan(v1::ScanQuery::default())),
-        digest: false,
-    });
-    match client.call_ok(body) {
-        response::Body::QueryTable(q) => q
-            .rows
-            .iter()
-            .map(|r| {
-                (serde_json::from_str(&r.key).unwrap(), serde_json::from_str(&r.value).unwrap())
-            })
-            .collect(),
-        other => panic!("unexpected answer {other:?}"),
-    }
-}
-
-/// A SQL pull query over the wire: its rows (JSON arrays in SELECT order).
-fn sql_pull(client: &mut RawClient, text: &str) -> Vec<Value> {
-    let body =
-        request::Body::Sql(v1::SqlRequest { sql: text.into(), from: vec![], max_wait_ms: 0 });
-    let results = match client.call_ok(body) {
-        response::Body::Sql(r) => r.results,
-        other => panic!("unexpected answer {other:?}"),
-    };
-    match results.into_iter().last().and_then(|r| r.result) {
-        Some(SqlAnswer::Rows(rows)) => {
-            rows.rows.iter().map(|r| serde_json::from_str(r).unwrap()).collect()
-        }
-        other => panic!("{text}: {other:?}"),
-    }
-}
-
-/// `eddy query TABLE --scan --digest`: the rows it prints and the digest on its stderr line.
-fn digest_with_cli(broker: &BrokerProcess, table: &str) -> (Vec<String>, String) {
-    let run = eddy(broker, &["query", table, "--scan", "--digest"]);
-    assert!(run.success, "eddy query {table} --scan --digest: {run:?}");
-    let footer = run.stderr.lines().last().unwrap_or_default();
-    let digest = footer
-        .split_once(" digest ")
-        .map(|(_, d)| d.trim().to_string())
-        .unwrap_or_else(|| panic!("no digest from eddy query {table}: {:?}", run.stderr));
-    (run.stdout, digest)
-}
-
-/// The rows of `eddy query` (`KEY<TAB>VALUE`) for two tables are the same, non-empty, and so
-/// are their digests.
-fn assert_same_digest(broker: &BrokerProcess, native: &str, kafka: &str) {
-    let (native_rows, native_digest) = digest_with_cli(broker, native);
-    let (kafka_rows, kafka_digest) = digest_with_cli(broker, kafka);
-    assert!(!native_rows.is_empty(), "{native} is empty");
-    assert_eq!(native_rows, kafka_rows, "eddy query --scan of {native} and {kafka}");
-    assert_eq!(native_digest, kafka_digest, "digests of {native} and {kafka}");
 }
 
 // ---------------------------------------------------------------------------------------------
