@@ -415,12 +415,12 @@ impl ConsumedBatch {
     /// The records as owned values (slices of the batch's bytes, or of its decompressed
     /// records, with no further copy).
     pub fn to_records(&self) -> Result<Vec<ConsumerRecord>, ClientError> {
-        let records: Vec<RecordView<'_>> = self.records().collect::<Result<_, _>>()?;
-        let Some(Ok(area)) = self.area.get() else { return Ok(Vec::new()) };
-        Ok(records
-            .iter()
-            .map(|view| ConsumerRecord::from_view(&self.topic, self.partition, area, view))
-            .collect())
+        let area = self.checked_area().map_err(|e| self.corrupt(e))?;
+        self.records()
+            .map(|r| {
+                r.map(|view| ConsumerRecord::from_view(&self.topic, self.partition, area, &view))
+            })
+            .collect()
     }
 
     /// Checks the batch and returns its records area (see `area`).

@@ -46,11 +46,11 @@ pub fn supported_versions() -> Vec<(i16, i16, i16)> {
         .collect()
 }
 
+/// The API `key` names, if `version` of it is served (checked on every request: no allocation).
 fn served(key: i16, version: i16) -> Option<ApiKey> {
-    supported_versions()
-        .into_iter()
-        .find(|&(k, min, max)| k == key && (min..=max).contains(&version))
-        .and_then(|(k, _, _)| ApiKey::try_from(k).ok())
+    let &(api, min, max) = SERVED.iter().find(|(api, _, _)| *api as i16 == key)?;
+    let schema = api.valid_versions();
+    (min.max(schema.min)..=max.min(schema.max)).contains(&version).then_some(api)
 }
 
 /// Handles one request frame (header and body). `Ok(None)`: nothing is owed (a produce with

@@ -26,11 +26,7 @@ use crate::broker::Broker;
 /// variant bits of a UUID v8, "custom"). Stable across restarts; unlike Kafka's, a topic
 /// deleted and created again gets the same id.
 pub fn topic_id(name: &str) -> Uuid {
-    let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    for b in name.bytes() {
-        hash ^= u128::from(b);
-        hash = hash.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
-    }
+    let hash = super::fnv1a_128(name.as_bytes());
     let bits = (hash & !(0xF << 76) & !(0x3 << 62)) | (0x8 << 76) | (0x2 << 62);
     Uuid::from_u128(bits)
 }

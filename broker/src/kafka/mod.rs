@@ -159,6 +159,17 @@ pub async fn serve(
     Ok(())
 }
 
+/// FNV-1a over 128 bits: the stable, well-spread hash behind the ids this listener derives
+/// (the cluster id, topic ids).
+pub(crate) fn fnv1a_128(bytes: &[u8]) -> u128 {
+    let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    for &b in bytes {
+        hash ^= u128::from(b);
+        hash = hash.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
+    }
+    hash
+}
+
 /// A stable cluster id for this data directory (Kafka's are 22 characters of base64).
 fn cluster_id(broker: &Broker) -> String {
     let path = broker
@@ -166,11 +177,7 @@ fn cluster_id(broker: &Broker) -> String {
         .data_dir
         .canonicalize()
         .unwrap_or_else(|_| broker.config().data_dir.clone());
-    let mut hash: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
-    for b in path.to_string_lossy().bytes() {
-        hash ^= u128::from(b);
-        hash = hash.wrapping_mul(0x0000_0000_0100_0000_0000_0000_0000_013B);
-    }
+    let hash = fnv1a_128(path.to_string_lossy().as_bytes());
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     (0..22).map(|i| ALPHABET[((hash >> (i * 6)) & 63) as usize] as char).collect()
 }
