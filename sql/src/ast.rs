@@ -309,12 +309,12 @@ impl Expr {
     }
 
     /// The default output name of a select item: the column name for a column, the field for
-    /// `->`, else `KSQL_COL_<i>` as ksqlDB does.
-    pub fn default_name(&self, i: usize) -> String {
+    /// `->`; `None` for other expressions, which get generated names (`KSQL_COL_<n>`).
+    pub fn default_name(&self) -> Option<String> {
         match &self.kind {
-            ExprKind::Column { name, .. } | ExprKind::Slot { name, .. } => name.clone(),
-            ExprKind::Field { field, .. } => field.clone(),
-            _ => format!("KSQL_COL_{i}"),
+            ExprKind::Column { name, .. } | ExprKind::Slot { name, .. } => Some(name.clone()),
+            ExprKind::Field { field, .. } => Some(field.clone()),
+            _ => None,
         }
     }
 

@@ -59,14 +59,8 @@ pub fn compile(
     registry: &Arc<FunctionRegistry>,
     version: u32,
 ) -> Result<CompiledQuery, SqlError> {
+    // As in ksqlDB, a persistent query without EMIT emits changes.
     let select = &stmt.select;
-    if select.emit.is_none() {
-        return Err(SqlError::Invalid {
-            pos: select.pos,
-            message: "a persistent query needs EMIT CHANGES (or EMIT FINAL for windowed tables)"
-                .into(),
-        });
-    }
     let from = catalog.lookup(select.from.pos, &select.from.name)?.clone();
     if from.kind == SourceKind::Table {
         return Err(SqlError::Unsupported {

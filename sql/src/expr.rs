@@ -116,7 +116,12 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
         }
         ExprKind::Call { name, args, .. } => {
             let values = args.iter().map(ev).collect::<Result<Vec<_>, _>>()?;
-            functions::call(registry, name, &values)?
+            // As in ksqlDB, a function that fails on its arguments gives NULL (so IFNULL and
+            // COALESCE around it can supply a default); the failure is logged.
+            functions::call(registry, name, &values).unwrap_or_else(|error| {
+                tracing::debug!(%error, "a function failed; its result is NULL");
+                Value::Null
+            })
         }
     })
 }
@@ -301,21 +306,23 @@ pub fn cast(v: Value, ty: &SqlType) -> Result<Value, EvalError> {
         return Ok(v);
     }
     Ok(match ty {
-        SqlType::String => Value::String(functions::text(&v)),
-        SqlType::Int | SqlType::Bigint | SqlType::Timestamp => match &v {
-            Value::Number(n) => match n.as_i64() {
-                Some(i) => Value::from(i),
-                None => Value::from(n.as_f64().unwrap_or(0.0).trunc() as i64),
-            },
-            Value::String(s) => match s.trim().parse::<i64>() {
-                Ok(i) => Value::from(i),
-                Err(_) => {
-                    Value::from(s.trim().parse::<f64>().map_err(|_| fail(&v))?.trunc() as i64)
-                }
-            },
-            Value::Bool(b) => Value::from(i64::from(*b)),
-            _ => return Err(fail(&v)),
-        },
+        SqlType::String => Value::String(cast_text(&v)),
+        SqlType::Int | SqlType::Bigint | SqlType::Timestamp => {
+            let i = match &v {
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => i,
+                    None => n.as_f64().unwrap_or(0.0).trunc() as i64,
+                },
+                Value::String(s) => match s.trim().parse::<i64>() {
+                    Ok(i) => i,
+                    Err(_) => s.trim().parse::<f64>().map_err(|_| fail(&v))?.trunc() as i64,
+                },
+                Value::Bool(b) => i64::from(*b),
+                _ => return Err(fail(&v)),
+            };
+            // An INT is 32 bits: a wider value wraps, as Java's narrowing does in ksqlDB.
+            if *ty == SqlType::Int { Value::from(i as i32) } else { Value::from(i) }
+        }
         SqlType::Double => match &v {
             Value::Number(n) => num(n.as_f64().unwrap_or(0.0)),
             Value::String(s) => num(s.trim().parse::<f64>().map_err(|_| fail(&v))?),
@@ -327,11 +334,51 @@ pub fn cast(v: Value, ty: &SqlType) -> Result<Value, EvalError> {
             Value::String(s) if s.eq_ignore_ascii_case("false") => Value::Bool(false),
             _ => return Err(fail(&v)),
         },
-        SqlType::Array(_) | SqlType::Map(..) | SqlType::Struct(_) | SqlType::Any => match &v {
-            Value::String(s) => serde_json::from_str(s).map_err(|_| fail(&v))?,
-            _ => v,
+        SqlType::Array(t) => match v {
+            Value::Array(items) => {
+                Value::Array(items.into_iter().map(|x| cast(x, t)).collect::<Result<_, _>>()?)
+            }
+            other => return Err(fail(&other)),
         },
+        SqlType::Map(_, t) => match v {
+            Value::Object(m) => Value::Object(
+                m.into_iter().map(|(k, x)| Ok((k, cast(x, t)?))).collect::<Result<_, _>>()?,
+            ),
+            other => return Err(fail(&other)),
+        },
+        SqlType::Struct(fields) => match &v {
+            Value::Object(m) => {
+                let mut out = Map::new();
+                for (name, t) in fields {
+                    let found = m.get(name).or_else(|| {
+                        m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, x)| x)
+                    });
+                    out.insert(name.clone(), cast(found.cloned().unwrap_or(Value::Null), t)?);
+                }
+                Value::Object(out)
+            }
+            _ => return Err(fail(&v)),
+        },
+        SqlType::Any => v,
     })
+}
+
+/// A value as CAST to VARCHAR writes it: text as it is, scalars as JSON, arrays and maps as
+/// ksqlDB (Java) prints them: `[1, 3]`, `{k=1}`.
+fn cast_text(v: &Value) -> String {
+    match v {
+        Value::Array(items) => {
+            let inner: Vec<String> = items.iter().map(cast_text).collect();
+            format!("[{}]", inner.join(", "))
+        }
+        Value::Object(m) => {
+            let inner: Vec<String> =
+                m.iter().map(|(k, x)| format!("{k}={}", cast_text(x))).collect();
+            format!("{{{}}}", inner.join(", "))
+        }
+        Value::Null => "null".to_owned(),
+        other => functions::text(other),
+    }
 }
 
 /// A row through `WHERE` and the `SELECT` items, as pull and push queries answer it: `None`

@@ -215,7 +215,9 @@ pub fn call(registry: &FunctionRegistry, name: &str, args: &[Value]) -> Result<V
         }
         _ => {}
     }
-    if args.iter().any(Value::is_null) {
+    // GEO_DISTANCE's unit may be NULL (kilometres); every other NULL argument gives NULL.
+    let checked = if name == "GEO_DISTANCE" { &args[..args.len().min(4)] } else { args };
+    if checked.iter().any(Value::is_null) {
         return Ok(Value::Null);
     }
     match string_function(name, args).map_err(fail)? {
@@ -233,10 +235,11 @@ fn string_function(name: &str, args: &[Value]) -> Result<Option<Value>, String> 
             let chars: Vec<char> = s(0).chars().collect();
             let len = chars.len() as i64;
             let start = int(1).unwrap_or(1);
-            let from = if start > 0 { start - 1 } else { (len + start).max(0) };
-            let to = int(2).map_or(len, |n| from.saturating_add(n.max(0))).min(len);
-            let from = from.min(len);
-            Value::String(chars[from as usize..to.max(from) as usize].iter().collect())
+            // ksqlDB's rule: a negative position counts from the end, 0 and 1 both mean the
+            // first character, and the length is clamped to what is left.
+            let from = if start < 0 { (len + start).max(0) } else { (start - 1).clamp(0, len) };
+            let to = int(2).map_or(len, |n| from.saturating_add(n).clamp(from, len));
+            Value::String(chars[from as usize..to as usize].iter().collect())
         }
         "SPLIT" => {
             let (text, delim) = (s(0), s(1));
@@ -269,15 +272,19 @@ fn string_function(name: &str, args: &[Value]) -> Result<Option<Value>, String> 
 
 /// The numeric built-ins on non-NULL arguments.
 fn number_function(name: &str, args: &[Value]) -> Result<Value, String> {
-    let s = |i: usize| args.get(i).map(text).unwrap_or_default();
     let int = |i: usize| args.get(i).and_then(Value::as_i64);
     let float = |i: usize| args.get(i).and_then(Value::as_f64).unwrap_or(f64::NAN);
     Ok(match name {
         "GEO_DISTANCE" => {
-            if args.len() == 5 && !s(4).eq_ignore_ascii_case("km") {
-                return Err(format!("unit {:?}: only 'KM' is supported", s(4)));
+            let radius = earth_radius(args.get(4))?;
+            let (lat1, lon1, lat2, lon2) = (float(0), float(1), float(2), float(3));
+            if ![lat1, lat2].iter().all(|l| (-90.0..=90.0).contains(l)) {
+                return Err("latitudes must be between -90 and 90 degrees".into());
             }
-            num(geo_distance_km(float(0), float(1), float(2), float(3)))
+            if ![lon1, lon2].iter().all(|l| (-180.0..=180.0).contains(l)) {
+                return Err("longitudes must be between -180 and 180 degrees".into());
+            }
+            num(haversine(lat1, lon1, lat2, lon2) * radius)
         }
         "ABS" => match int(0) {
             Some(i) if args[0].is_i64() => Value::from(i.wrapping_abs()),
@@ -316,11 +323,31 @@ pub fn text(v: &Value) -> String {
 
 /// Great-circle distance by the haversine formula, Earth radius 6371 km.
 pub fn geo_distance_km(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
+    haversine(lat1, lon1, lat2, lon2) * EARTH_RADIUS_KM
+}
+
+const EARTH_RADIUS_KM: f64 = 6371.0;
+const EARTH_RADIUS_MILES: f64 = 3959.0;
+
+/// The central angle between two points, in radians.
+fn haversine(lat1: f64, lon1: f64, lat2: f64, lon2: f64) -> f64 {
     let (p1, p2) = (lat1.to_radians(), lat2.to_radians());
     let dp = (lat2 - lat1).to_radians();
     let dl = (lon2 - lon1).to_radians();
     let a = (dp / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
-    2.0 * 6371.0 * a.sqrt().min(1.0).asin()
+    2.0 * a.sqrt().min(1.0).asin()
+}
+
+/// GEO_DISTANCE's unit argument (ksqlDB's names, any case; NULL or blank is kilometres).
+fn earth_radius(unit: Option<&Value>) -> Result<f64, String> {
+    let unit = unit.map(text).unwrap_or_default().trim().to_ascii_lowercase();
+    match unit.as_str() {
+        "" | "km" | "kilometer" | "kilometers" | "kilometre" | "kilometres" => Ok(EARTH_RADIUS_KM),
+        "mi" | "mile" | "miles" => Ok(EARTH_RADIUS_MILES),
+        other => Err(format!(
+            "unit {other:?}: use one of mi, mile, miles, km, kilometer, kilometers, kilometre, kilometres"
+        )),
+    }
 }
 
 thread_local! {

@@ -166,15 +166,31 @@ fn check_unique(items: &[(String, Expr, SqlType)]) -> Result<(), SqlError> {
     Ok(())
 }
 
-/// Output column names of a select list (aliases, else ksqlDB's defaults).
+/// Output column names of a select list (aliases, else ksqlDB's defaults). As in ksqlDB, the
+/// expressions without a name are numbered `KSQL_COL_0`, `KSQL_COL_1`, ... among themselves,
+/// skipping numbers whose name another item already has.
 pub(crate) fn output_names(items: &[SelectItem]) -> Vec<String> {
-    items
+    let given: Vec<Option<String>> = items
         .iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            SelectItem::Expr { alias: Some(a), .. } => a.clone(),
-            SelectItem::Expr { expr, .. } => expr.default_name(i),
-            SelectItem::Wildcard(_) => "*".to_owned(),
+        .map(|item| match item {
+            SelectItem::Expr { alias: Some(a), .. } => Some(a.clone()),
+            SelectItem::Expr { expr, .. } => expr.default_name(),
+            SelectItem::Wildcard(_) => Some("*".to_owned()),
+        })
+        .collect();
+    let mut next = 0;
+    given
+        .iter()
+        .map(|name| {
+            name.clone().unwrap_or_else(|| {
+                loop {
+                    let candidate = format!("KSQL_COL_{next}");
+                    next += 1;
+                    if !given.iter().any(|g| g.as_deref() == Some(candidate.as_str())) {
+                        break candidate;
+                    }
+                }
+            })
         })
         .collect()
 }

@@ -22,7 +22,8 @@ use crate::catalog::Catalog;
 use crate::error::SqlError;
 use crate::expr::{Row, bind, filter_project};
 use crate::functions::FunctionRegistry;
-use crate::plan::Scope;
+use crate::plan::{Scope, output_names};
+use crate::row_reader::coerce;
 use crate::source::SourceInfo;
 use crate::types::Checker;
 
@@ -86,21 +87,27 @@ impl TableQuery {
             None => None,
         };
         let mut items = Vec::new();
-        for (i, item) in select.items.iter().enumerate() {
+        for (item, name) in select.items.iter().zip(output_names(&select.items)) {
             match item {
                 SelectItem::Wildcard(_) => {
-                    for (c, _) in &info.columns {
+                    // ksqlDB's order: the key columns, the window bounds, then the values.
+                    let is_key = |c: &String| m.key_columns.contains(c);
+                    let keys = info.columns.iter().filter(|(c, _)| is_key(c));
+                    for (c, _) in keys {
                         items.push((c.clone(), column(c)));
                     }
                     if m.windowed {
                         items.push(("WINDOWSTART".into(), column("WINDOWSTART")));
                         items.push(("WINDOWEND".into(), column("WINDOWEND")));
                     }
+                    for (c, _) in info.columns.iter().filter(|(c, _)| !is_key(c)) {
+                        items.push((c.clone(), column(c)));
+                    }
                 }
-                SelectItem::Expr { expr, alias } => {
+                SelectItem::Expr { expr, .. } => {
                     let e = scope.resolve(expr)?;
                     checker.infer(&e)?;
-                    items.push((alias.clone().unwrap_or_else(|| e.default_name(i)), e));
+                    items.push((name, e));
                 }
             }
         }
@@ -195,10 +202,16 @@ fn key_of(f: &Expr, info: &SourceInfo) -> Option<Value> {
                 }
                 _ => false,
             };
-            match (&left.kind, &right.kind) {
-                (_, ExprKind::Literal(v)) if is_key(left) => Some(v.clone()),
-                (ExprKind::Literal(v), _) if is_key(right) => Some(v.clone()),
-                _ => None,
+            let literal = match (&left.kind, &right.kind) {
+                (_, ExprKind::Literal(v)) if is_key(left) => v.clone(),
+                (ExprKind::Literal(v), _) if is_key(right) => v.clone(),
+                _ => return None,
+            };
+            // The key as the table stores it: `ID = 10` finds the DOUBLE key 10.0. A literal
+            // the key's type cannot hold is no lookup (the scan's filter answers it).
+            match info.key_name().and_then(|k| info.columns.iter().find(|(n, _)| n == k)) {
+                Some((_, ty)) => coerce(literal, ty).ok(),
+                None => Some(literal),
             }
         }
         _ => None,

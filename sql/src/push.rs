@@ -106,7 +106,7 @@ impl StreamQuery {
         registry: &FunctionRegistry,
     ) -> Option<Map<String, Value>> {
         let mut key = decode_key(key, self.key_type.as_ref());
-        let mut columns = self.reader.decode(value).ok()?;
+        let mut columns = self.reader.decode(value).ok().filter(|row| !row.is_empty())?;
         let mut ts = timestamp;
         self.reader.complete(&mut key, &mut columns, &mut ts);
         let row = Row::new(&columns, ts, &key);

@@ -31,6 +31,8 @@ pub(crate) struct RowReader {
     /// The columns read from the value (all but the key column) and where each sits.
     value_names: Vec<String>,
     value_slots: Vec<usize>,
+    /// The declared type of each value column (values are coerced to it, as ksqlDB does).
+    value_types: Vec<SqlType>,
     /// Where the key column, the `key` property column and the `TIMESTAMP` column sit.
     pub key_column: Option<usize>,
     pub key_property: Option<usize>,
@@ -52,18 +54,24 @@ impl RowReader {
                 || Some(name) == info.key_property.as_ref()
                 || Some(name) == info.timestamp.as_ref()
         };
-        let layout = Schema::new(info.columns.iter().filter(|(n, _)| kept(n)).cloned().collect());
+        let mut columns: Vec<(String, SqlType)> =
+            info.columns.iter().filter(|(n, _)| kept(n)).cloned().collect();
+        // A layout is never empty, so that the empty row can stand for a tombstone.
+        if columns.is_empty()
+            && let Some(first) = info.columns.first()
+        {
+            columns.push(first.clone());
+        }
+        let layout = Schema::new(columns);
         let slot = |name: &Option<String>| {
             name.as_ref().and_then(|n| layout.columns.iter().position(|(c, _)| c == n))
         };
         let key_column = slot(&info.key_column);
-        let (value_slots, value_names): (Vec<usize>, Vec<String>) = layout
-            .columns
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| Some(*i) != key_column)
-            .map(|(i, (n, _))| (i, n.clone()))
-            .unzip();
+        let value_columns: Vec<(usize, &(String, SqlType))> =
+            layout.columns.iter().enumerate().filter(|(i, _)| Some(*i) != key_column).collect();
+        let value_slots = value_columns.iter().map(|(i, _)| *i).collect();
+        let value_names = value_columns.iter().map(|(_, (n, _))| n.clone()).collect();
+        let value_types = value_columns.iter().map(|(_, (_, t))| t.clone()).collect();
         Self {
             format: info.format,
             names: layout.columns.iter().map(|(n, _)| n.clone()).collect(),
@@ -72,24 +80,35 @@ impl RowReader {
             layout,
             value_names,
             value_slots,
+            value_types,
             key_column,
         }
     }
 
     /// Decodes a record value into a row; the key column's slot stays NULL (it comes from the
-    /// key). JSON values are matched to columns by name, exactly or else case-insensitively; a
-    /// missing field is NULL.
+    /// key). JSON values are matched to columns by name, exactly or else case-insensitively,
+    /// and coerced to the column's type (`"2"` in an INT column is 2; a value that cannot be
+    /// is an error naming the column); a missing field is NULL. A record without a value (a
+    /// tombstone) is the empty row, which no layout has: streams drop it (in a stream it is no
+    /// event), tables never decode one (it deletes the key).
     pub fn decode(&self, value: Option<&[u8]>) -> Result<Vec<Value>, String> {
+        let Some(v) = value else { return Ok(Vec::new()) };
         let mut row = vec![Value::Null; self.names.len()];
-        match (self.format, value) {
-            (_, None) => {}
-            (ValueFormat::Raw, Some(v)) => {
+        match self.format {
+            ValueFormat::Raw => {
                 if let Some(slot) = self.value_slots.first().and_then(|i| row.get_mut(*i)) {
                     *slot = Value::String(String::from_utf8_lossy(v).into_owned());
                 }
             }
-            (ValueFormat::Json, Some(v)) => {
+            ValueFormat::Json => {
                 json_fields(v, &self.value_names, &mut row, Some(&self.value_slots))?;
+                let typed = self.value_slots.iter().zip(&self.value_types).zip(&self.value_names);
+                for ((slot, ty), name) in typed {
+                    if let Some(place) = row.get_mut(*slot) {
+                        let value = std::mem::take(place);
+                        *place = coerce(value, ty).map_err(|e| format!("column {name}: {e}"))?;
+                    }
+                }
             }
         }
         Ok(row)
@@ -123,6 +142,80 @@ pub fn decode_key(key: Option<&[u8]>, ty: Option<&SqlType>) -> Value {
             serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number)
         }),
         _ => Value::String(text),
+    }
+}
+
+/// A JSON value as a column of type `ty` holds it, by ksqlDB's JSON rules: numbers convert
+/// between integer and double (an integer column truncates, and wraps to 32 bits for INT),
+/// text holding a number or boolean parses, any scalar becomes text in a VARCHAR column;
+/// arrays, maps and structs convert element by element, a struct's fields matched to the
+/// declared ones by name (exactly, else ignoring case; others dropped). NULL stays NULL.
+pub(crate) fn coerce(v: Value, ty: &SqlType) -> Result<Value, String> {
+    let fail = |v: &Value| Err(format!("{v} is not a valid {ty}"));
+    Ok(match (ty, v) {
+        (_, Value::Null) => Value::Null,
+        (SqlType::Any, v) => v,
+        (SqlType::String, Value::String(s)) => Value::String(s),
+        (SqlType::String, v @ (Value::Number(_) | Value::Bool(_))) => Value::String(v.to_string()),
+        (SqlType::String, v) => Value::String(v.to_string()),
+        (SqlType::Int, v) => match integral(&v) {
+            Some(i) => Value::from(i as i32),
+            None => return fail(&v),
+        },
+        (SqlType::Bigint | SqlType::Timestamp, v) => match integral(&v) {
+            Some(i) => Value::from(i),
+            None => return fail(&v),
+        },
+        (SqlType::Double, Value::Number(n)) if n.is_f64() => Value::Number(n),
+        (SqlType::Double, v) => match double(&v) {
+            Some(x) => serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number),
+            None => return fail(&v),
+        },
+        (SqlType::Boolean, Value::Bool(b)) => Value::Bool(b),
+        (SqlType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("true") => true.into(),
+        (SqlType::Boolean, Value::String(s)) if s.eq_ignore_ascii_case("false") => false.into(),
+        (SqlType::Array(t), Value::Array(items)) => {
+            Value::Array(items.into_iter().map(|x| coerce(x, t)).collect::<Result<_, _>>()?)
+        }
+        (SqlType::Map(_, t), Value::Object(m)) => Value::Object(
+            m.into_iter().map(|(k, x)| Ok((k, coerce(x, t)?))).collect::<Result<_, String>>()?,
+        ),
+        (SqlType::Struct(fields), Value::Object(mut m)) => {
+            let mut out = serde_json::Map::new();
+            for (name, t) in fields {
+                let found = match m.remove(name) {
+                    Some(x) => Some(x),
+                    None => {
+                        let folded = m.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned();
+                        folded.and_then(|k| m.remove(&k))
+                    }
+                };
+                out.insert(name.clone(), coerce(found.unwrap_or(Value::Null), t)?);
+            }
+            Value::Object(out)
+        }
+        (_, v) => return fail(&v),
+    })
+}
+
+/// A number or numeric text as an integer (a fraction truncated).
+fn integral(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|x| x.trunc() as i64)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().map(|x| x.trunc() as i64))
+        }
+        _ => None,
+    }
+}
+
+/// A number or numeric text as a double.
+fn double(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
     }
 }
 
@@ -333,7 +426,7 @@ mod tests {
         let (mut key, mut ts) = (Value::from("id-1"), 0);
         reader.complete(&mut key, &mut row, &mut ts);
         assert_eq!((key, ts), (Value::from("x"), 99));
-        assert_eq!(reader.decode(None).unwrap(), vec![Value::Null; 3]);
+        assert!(reader.decode(None).unwrap().is_empty(), "a tombstone is the empty row");
         // Reading everything: the declared layout, the key column from the key.
         let all = RowReader::new(&info);
         let mut row = all.decode(Some(value)).unwrap();

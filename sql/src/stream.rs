@@ -3,9 +3,10 @@
 //! that fails to evaluate is set aside.
 //!
 //! Invariants: a row is a `Vec<Value>` in the layout its expressions were bound to (the
-//! reader's, or the joined scope's); a row that fails to evaluate is set aside (counted, and
-//! dead-lettered when the processor has a dead-letter topic) like a record that does not
-//! decode — never dropped silently, never fatal; these nodes keep no state.
+//! reader's, or the joined scope's); a row whose WHERE or key fails to evaluate is set aside
+//! (counted, and dead-lettered when the processor has a dead-letter topic) like a record that
+//! does not decode — never dropped silently, never fatal; a projected column that fails is
+//! NULL (ksqlDB's rule); these nodes keep no state.
 
 use std::sync::Arc;
 
@@ -30,16 +31,21 @@ pub(crate) fn set_aside(cx: &mut Cx, e: &EvalError) {
 }
 
 /// Records of `info.topic` as (key, row) decoded by `reader`; the event time from `TIMESTAMP`
-/// if declared.
+/// if declared. Records without a value (tombstones, which decode to the empty row) are no
+/// events of a stream and are skipped, as ksqlDB does.
 pub(crate) fn decoded_stream(b: &ProcessorBuilder, info: &SourceInfo, reader: RowReader) -> Rows {
     let reader = Arc::new(reader);
     let key = KeyDecoder(info.key_type().cloned());
     let raw = b.stream::<Value, Vec<Value>>(&info.topic, key, RowDecoder(reader.clone()));
-    if reader.key_column.is_none() && reader.key_property.is_none() && reader.timestamp.is_none() {
-        return raw;
-    }
+    let complete =
+        reader.key_column.is_some() || reader.key_property.is_some() || reader.timestamp.is_some();
     raw.then(move |mut rec: Rec<Value, Vec<Value>>, cx, down| {
-        reader.complete(&mut rec.key, &mut rec.value, &mut rec.ts);
+        if rec.value.is_empty() {
+            return;
+        }
+        if complete {
+            reader.complete(&mut rec.key, &mut rec.value, &mut rec.ts);
+        }
         down.push(rec, cx)
     })
 }
@@ -60,8 +66,17 @@ pub(crate) fn project_stream(
             {
                 return Ok(None);
             }
-            let values =
-                exprs.iter().map(|e| eval(e, &row, &registry)).collect::<Result<_, _>>()?;
+            // As in ksqlDB, a column that fails to evaluate (a bad CAST, a failing function)
+            // is NULL; the row still goes out.
+            let values = exprs
+                .iter()
+                .map(|e| {
+                    eval(e, &row, &registry).unwrap_or_else(|error| {
+                        tracing::debug!(%error, "a column failed to evaluate; it is NULL");
+                        Value::Null
+                    })
+                })
+                .collect();
             Ok::<_, EvalError>(Some(values))
         })();
         match out {

@@ -106,7 +106,16 @@ impl Checker<'_> {
             }
             ExprKind::InList { expr, list, .. } => self.comparable_with(expr, list, "IN"),
             ExprKind::Case { operand, whens, otherwise } => self.case(operand, whens, otherwise),
-            ExprKind::Cast { expr, ty } => self.infer(expr).map(|_| ty.clone()),
+            ExprKind::Cast { expr, ty } => {
+                let from = self.infer(expr)?;
+                if !castable(&from, ty) {
+                    return Err(SqlError::Invalid {
+                        pos: e.pos,
+                        message: format!("cast of {from} to {ty} is not supported"),
+                    });
+                }
+                Ok(ty.clone())
+            }
             ExprKind::Index { base, index } => self.index(base, index),
             ExprKind::Field { base, field } => self.field(e, base, field),
             ExprKind::Array(items) => {
@@ -277,5 +286,24 @@ pub fn literal_type(v: &serde_json::Value) -> SqlType {
             _ => SqlType::Bigint,
         },
         _ => SqlType::Any,
+    }
+}
+
+/// Whether `CAST(x AS to)` is allowed for an `x` of type `from` (ksqlDB's rules): anything to
+/// VARCHAR; numbers, text and timestamps among themselves; text to BOOLEAN; arrays, maps and
+/// structs to their own kind when their elements can be cast. Text never becomes an array, map
+/// or struct.
+pub(crate) fn castable(from: &SqlType, to: &SqlType) -> bool {
+    use SqlType::*;
+    let scalar = |t: &SqlType| matches!(t, Int | Bigint | Double | Timestamp | String);
+    match (from, to) {
+        (Any, _) | (_, Any) | (_, String) => true,
+        (a, b) if a == b => true,
+        (a, b) if scalar(a) && matches!(b, Int | Bigint | Double | Timestamp) => true,
+        (String | Boolean, Boolean) => true,
+        (Array(a), Array(b)) => castable(a, b),
+        (Map(ka, va), Map(kb, vb)) => castable(ka, kb) && castable(va, vb),
+        (Struct(_), Struct(_)) => true,
+        _ => false,
     }
 }

@@ -1,0 +1,243 @@
+//! ksqlDB's semantics, case by case: each case is named after the behaviour it shows, written
+//! here from what ksqlDB's own query-validation tests expect (statements, inputs with keys and
+//! timestamps, the records or rows that come out, the statements it refuses). The compatibility
+//! table in docs/sql.md points at these cases; the harness is `golden/mod.rs`.
+#![allow(clippy::unwrap_used)]
+
+mod golden;
+
+use golden::{Case, Expect, check, pull, refusal, run};
+use serde_json::{Value, json};
+
+const WORDS: &str = "CREATE STREAM words (k VARCHAR KEY, source VARCHAR) \
+    WITH (kafka_topic='words', value_format='json');";
+
+fn word(key: &'static str, source: &str, ts: i64) -> golden::Event {
+    ("words", Some(key), json!({ "source": source }), ts)
+}
+
+fn behaviours() -> Vec<Case> {
+    vec![
+        Case {
+            name: "persistent query without EMIT CHANGES emits changes",
+            sql: "CREATE STREAM s (k VARCHAR KEY, n INT) WITH (kafka_topic='s');
+                CREATE STREAM big AS SELECT k, n FROM s WHERE n > 1;
+                CREATE TABLE counts AS SELECT k, COUNT(*) AS c FROM s GROUP BY k;",
+            input: vec![
+                ("s", Some("a"), json!({"n": 1}), 10),
+                ("s", Some("a"), json!({"n": 2}), 20),
+            ],
+            expect: vec![
+                Expect::Topic("BIG", vec![(Some("a"), json!({"K": "a", "N": 2}))]),
+                Expect::Topic(
+                    "COUNTS",
+                    vec![
+                        (Some("a"), json!({"K": "a", "C": 1})),
+                        (Some("a"), json!({"K": "a", "C": 2})),
+                    ],
+                ),
+            ],
+        },
+        Case {
+            name: "substring from position 0 starts at the first character",
+            sql: "CREATE STREAM words (k VARCHAR KEY, source VARCHAR) WITH (kafka_topic='words');
+                CREATE STREAM out AS SELECT k, SUBSTRING(source, 0, 2) AS s0,
+                  SUBSTRING(source, 6) AS s6, SUBSTRING(source, 6, 3) AS s63,
+                  SUBSTRING(source, -3) AS last3, SUBSTRING(source, 2, 100) AS rest FROM words;",
+            input: vec![word("a", "some_string", 1), word("b", "short", 2)],
+            expect: vec![Expect::Topic(
+                "OUT",
+                vec![
+                    (
+                        Some("a"),
+                        json!({"K": "a", "S0": "so", "S6": "string", "S63": "str",
+                            "LAST3": "ing", "REST": "ome_string"}),
+                    ),
+                    (
+                        Some("b"),
+                        json!({"K": "b", "S0": "sh", "S6": "", "S63": "", "LAST3": "ort",
+                            "REST": "hort"}),
+                    ),
+                ],
+            )],
+        },
+        Case {
+            name: "geo_distance takes a unit: miles or kilometres, a bad unit is NULL",
+            sql: "CREATE STREAM p (k VARCHAR KEY, lat1 DOUBLE, lon1 DOUBLE, lat2 DOUBLE,
+                  lon2 DOUBLE, unit VARCHAR) WITH (kafka_topic='p');
+                CREATE STREAM d AS SELECT k, ROUND(GEO_DISTANCE(lat1, lon1, lat2, lon2), 3) AS dflt,
+                  ROUND(GEO_DISTANCE(lat1, lon1, lat2, lon2, unit), 3) AS d FROM p;",
+            input: vec![
+                (
+                    "p",
+                    Some("a"),
+                    json!({"lat1": 37.4439, "lon1": -122.1663, "lat2": 51.5257,
+                    "lon2": -0.1122, "unit": "KM"}),
+                    1,
+                ),
+                (
+                    "p",
+                    Some("b"),
+                    json!({"lat1": 37.4439, "lon1": -122.1663, "lat2": 51.5257,
+                    "lon2": -0.1122, "unit": "MI"}),
+                    2,
+                ),
+                (
+                    "p",
+                    Some("c"),
+                    json!({"lat1": 37.4439, "lon1": -122.1663, "lat2": 51.5257,
+                    "lon2": -0.1122, "unit": "furlongs"}),
+                    3,
+                ),
+            ],
+            expect: vec![Expect::Topic(
+                "D",
+                vec![
+                    (Some("a"), json!({"K": "a", "DFLT": 8634.66, "D": 8634.66})),
+                    (Some("b"), json!({"K": "b", "DFLT": 8634.66, "D": 5365.66})),
+                    (Some("c"), json!({"K": "c", "DFLT": 8634.66, "D": null})),
+                ],
+            )],
+        },
+        Case {
+            name: "cast converts the elements of arrays, maps and structs",
+            sql: "CREATE STREAM c (k VARCHAR KEY, arr ARRAY<BIGINT>, m MAP<VARCHAR, VARCHAR>,
+                  st STRUCT<f0 INT, f1 INT>) WITH (kafka_topic='c');
+                CREATE STREAM out AS SELECT k, CAST(arr AS ARRAY<INT>) AS ints,
+                  CAST(arr AS ARRAY<VARCHAR>) AS texts, CAST(m AS MAP<VARCHAR, INT>) AS mi,
+                  CAST(st AS STRUCT<f0 VARCHAR, f3 VARCHAR>) AS st2,
+                  CAST(arr AS VARCHAR) AS atext FROM c;",
+            input: vec![(
+                "c",
+                Some("a"),
+                json!({"arr": [1, 3, 2147483648_i64], "m": {"x": "10"}, "st": {"f0": 1, "f1": 3}}),
+                1,
+            )],
+            expect: vec![Expect::Topic(
+                "OUT",
+                vec![(
+                    Some("a"),
+                    json!({"K": "a", "INTS": [1, 3, -2147483648_i64],
+                        "TEXTS": ["1", "3", "2147483648"], "MI": {"x": 10},
+                        "ST2": {"F0": "1", "F3": null}, "ATEXT": "[1, 3, 2147483648]"}),
+                )],
+            )],
+        },
+        Case {
+            name: "a failing function is NULL, a failing column is NULL, the row still goes out",
+            sql: "CREATE STREAM words (k VARCHAR KEY, source VARCHAR) WITH (kafka_topic='words');
+                CREATE STREAM out AS SELECT k, CAST(source AS INT) AS n,
+                  IFNULL(PARSE_TIMESTAMP(source, 'yyyy'), -1) AS t FROM words;",
+            input: vec![word("a", "2020", 1), word("b", "abc", 2)],
+            expect: vec![Expect::Topic(
+                "OUT",
+                vec![
+                    (Some("a"), json!({"K": "a", "N": 2020, "T": 1577836800000_i64})),
+                    (Some("b"), json!({"K": "b", "N": null, "T": -1})),
+                ],
+            )],
+        },
+        Case {
+            name: "a tombstone in a stream is no event: not projected, not counted",
+            sql: "CREATE STREAM words (k VARCHAR KEY, source VARCHAR) WITH (kafka_topic='words');
+                CREATE STREAM copy AS SELECT k, source FROM words;
+                CREATE TABLE counts AS SELECT k, COUNT(*) AS c FROM words GROUP BY k;",
+            input: vec![word("a", "x", 1), ("words", Some("a"), Value::Null, 2), word("a", "y", 3)],
+            expect: vec![
+                Expect::Topic(
+                    "COPY",
+                    vec![
+                        (Some("a"), json!({"K": "a", "SOURCE": "x"})),
+                        (Some("a"), json!({"K": "a", "SOURCE": "y"})),
+                    ],
+                ),
+                Expect::Table("COUNTS", vec![(json!("a"), json!({"K": "a", "C": 2}))]),
+            ],
+        },
+        Case {
+            name: "json values are coerced to the declared column types",
+            sql: "CREATE STREAM t (k VARCHAR KEY, i INT, b BIGINT, d DOUBLE, s VARCHAR,
+                  f BOOLEAN, arr ARRAY<INT>, st STRUCT<deep INT>) WITH (kafka_topic='t');
+                CREATE STREAM out AS SELECT k, i + 1 AS i1, b, d, s, f, arr, st FROM t;",
+            input: vec![(
+                "t",
+                Some("a"),
+                json!({"i": "2", "b": 3.7, "d": "1.5", "s": 5, "f": "true", "arr": ["1", 2],
+                    "st": {"Deep": "7"}}),
+                1,
+            )],
+            expect: vec![Expect::Topic(
+                "OUT",
+                vec![(
+                    Some("a"),
+                    json!({"K": "a", "I1": 3, "B": 3, "D": 1.5, "S": "5", "F": true,
+                        "ARR": [1, 2], "ST": {"DEEP": 7}}),
+                )],
+            )],
+        },
+        Case {
+            name: "generated column names count the unnamed expressions from KSQL_COL_0",
+            sql: "CREATE STREAM words (k VARCHAR KEY, source VARCHAR) WITH (kafka_topic='words');
+                CREATE STREAM out AS SELECT k, LCASE(source), source, UCASE(source),
+                  LEN(source) AS KSQL_COL_2, CONCAT(source, '!') FROM words;",
+            input: vec![word("a", "Ab", 1)],
+            expect: vec![Expect::Topic(
+                "OUT",
+                vec![(
+                    Some("a"),
+                    json!({"K": "a", "KSQL_COL_0": "ab", "SOURCE": "Ab", "KSQL_COL_1": "AB",
+                        "KSQL_COL_2": 2, "KSQL_COL_3": "Ab!"}),
+                )],
+            )],
+        },
+    ]
+}
+
+#[test]
+fn ksqldb_behaviours() {
+    for case in behaviours() {
+        check(&case);
+    }
+}
+
+#[test]
+fn cast_of_text_to_array_map_or_struct_is_refused() {
+    for (ty, shown) in [
+        ("ARRAY<INT>", "ARRAY<INT>"),
+        ("MAP<VARCHAR, INT>", "MAP<VARCHAR, INT>"),
+        ("STRUCT<f0 INT>", "STRUCT<F0 INT>"),
+    ] {
+        let sql =
+            format!("{WORDS} CREATE STREAM out AS SELECT k, CAST(source AS {ty}) FROM words;");
+        let err = refusal(&sql).unwrap_or_else(|| panic!("CAST to {ty} was accepted"));
+        assert!(
+            err.contains(&format!("cast of VARCHAR to {shown} is not supported")),
+            "{ty}: {err}"
+        );
+    }
+}
+
+#[test]
+fn pull_lookup_on_a_double_key_with_an_integer_literal_finds_the_row() {
+    let script = "CREATE STREAM m (id DOUBLE KEY, v INT) WITH (kafka_topic='m');
+        CREATE TABLE latest AS SELECT id, LATEST_BY_OFFSET(v) AS v FROM m GROUP BY id;";
+    let ran = run(script, &[("m", Some("10.0"), json!({"v": 7}), 1)]);
+    let (_, rows) = pull(&ran, script, "SELECT id, v FROM latest WHERE id = 10;");
+    assert_eq!(Value::from(rows), json!([{"ID": 10.0, "V": 7}]));
+    let (_, rows) = pull(&ran, script, "SELECT id, v FROM latest WHERE ROWKEY = 10;");
+    assert_eq!(rows.len(), 1, "ROWKEY = 10 on a DOUBLE key");
+}
+
+#[test]
+fn select_star_on_a_windowed_table_puts_the_window_after_the_key() {
+    let script = "CREATE STREAM s (k VARCHAR KEY, n INT) WITH (kafka_topic='s');
+        CREATE TABLE w AS SELECT k, COUNT(*) AS c FROM s WINDOW TUMBLING (SIZE 1 SECOND)
+          GROUP BY k;";
+    let ran = run(script, &[("s", Some("a"), json!({"n": 1}), 1500)]);
+    let (columns, rows) = pull(&ran, script, "SELECT * FROM w;");
+    assert_eq!(columns, ["K", "WINDOWSTART", "WINDOWEND", "C"]);
+    assert_eq!(
+        Value::from(rows),
+        json!([{"K": "a", "WINDOWSTART": 1000, "WINDOWEND": 2000, "C": 1}])
+    );
+}
