@@ -4,14 +4,16 @@
 //! <state_dir>/<processor>-<version>/task-<subtopology>-<partition>.snap
 //!
 //! 0   magic "EPSN"
-//! 4   version u8 = 1, then 3 zero bytes
+//! 4   version u8 = 2, then 3 zero bytes (version 1 is read too: its table entries have no
+//!     timestamps, which load as 0)
 //! 8   body_len u64
 //! 16  crc u32      CRC-32 of the body
 //! 20  body:
 //!       meta_len u32, meta (JSON: processor, version, task, n, input positions, journal end,
 //!                          output partition ends)
 //!       op_count u32,    op_count × (op_id u32, len u32, operator state)
-//!       table_count u32, table_count × (name_len u32, name, len u32, table entries)
+//!       table_count u32, table_count × (name_len u32, name, len u32, table entries:
+//!                        count u64, count × (key_len u32, key, value_len u32, value, ts i64))
 //! ```
 //!
 //! All integers little-endian. A snapshot is written only after every output it accounts for
@@ -27,7 +29,10 @@ use crate::error::{Error, Result};
 use crate::state::{put_bytes, take_bytes, take_u32};
 
 const MAGIC: [u8; 4] = *b"EPSN";
-const VERSION: u8 = 1;
+/// The version written.
+pub(crate) const VERSION: u8 = 2;
+/// The oldest version still read.
+const OLDEST: u8 = 1;
 const HEAD_LEN: usize = 20;
 
 /// Where a snapshot stands.
@@ -61,6 +66,9 @@ pub(crate) struct Snapshot {
     pub meta: SnapshotMeta,
     pub ops: Vec<(u32, Vec<u8>)>,
     pub tables: Vec<(String, Vec<u8>)>,
+    /// The format version it was read in (table entries carry timestamps from 2 on); a
+    /// snapshot is always written in [`VERSION`].
+    pub format: u8,
 }
 
 pub(crate) fn path(
@@ -120,7 +128,7 @@ pub(crate) fn read(path: &Path) -> Result<Option<Snapshot>> {
     if bytes.len() < HEAD_LEN || bytes[..4] != MAGIC {
         return Err(corrupt("bad magic or short header"));
     }
-    if bytes[4] != VERSION {
+    if !(OLDEST..=VERSION).contains(&bytes[4]) {
         return Err(Error::SnapshotVersion {
             path: path.into(),
             found: bytes[4],
@@ -139,10 +147,10 @@ pub(crate) fn read(path: &Path) -> Result<Option<Snapshot>> {
     if crc32fast::hash(body) != u32::from_le_bytes(crc) {
         return Err(corrupt("checksum mismatch"));
     }
-    decode_body(body).map(Some).map_err(corrupt)
+    decode_body(body, bytes[4]).map(Some).map_err(corrupt)
 }
 
-fn decode_body(mut body: &[u8]) -> std::result::Result<Snapshot, &'static str> {
+fn decode_body(mut body: &[u8], format: u8) -> std::result::Result<Snapshot, &'static str> {
     let meta: SnapshotMeta =
         serde_json::from_slice(take_bytes(&mut body)?).map_err(|_| "metadata does not decode")?;
     let op_count = take_u32(&mut body)?;
@@ -160,5 +168,5 @@ fn decode_body(mut body: &[u8]) -> std::result::Result<Snapshot, &'static str> {
     if !body.is_empty() {
         return Err("bytes after the last table");
     }
-    Ok(Snapshot { meta, ops, tables })
+    Ok(Snapshot { meta, ops, tables, format })
 }

@@ -53,11 +53,18 @@ struct Subscriber {
 /// [`range`](Self::range)) and writes it ([`put`](Self::put)); every write is changelogged at
 /// the position of the record being handled, so the table survives restarts without the
 /// operator keeping anything else.
+/// A stored value and the timestamp of the record that wrote it (a row's `ROWTIME`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stamped {
+    pub value: Bytes,
+    pub ts: i64,
+}
+
 #[derive(Debug)]
 pub struct TableStore {
     pub(crate) partition: u32,
     pub(crate) changelog: Arc<str>,
-    map: RwLock<BTreeMap<Bytes, Bytes>>,
+    map: RwLock<BTreeMap<Bytes, Stamped>>,
     bytes: AtomicU64,
     read_inside: AtomicBool,
     subscribers: Mutex<Vec<Arc<Subscriber>>>,
@@ -111,18 +118,18 @@ impl TableStore {
             // second lookup.
             let (added, removed) = match &value {
                 Some(v) => match map.get_mut(&key[..]) {
-                    Some(old) if old == v => return,
+                    Some(old) if old.value == v => return,
                     Some(old) => {
-                        let before = std::mem::replace(old, v.clone());
-                        (v.len(), before.len())
+                        let before = std::mem::replace(old, Stamped { value: v.clone(), ts });
+                        (v.len(), before.value.len())
                     }
                     None => {
-                        map.insert(key.clone(), v.clone());
+                        map.insert(key.clone(), Stamped { value: v.clone(), ts });
                         (key.len() + v.len(), 0)
                     }
                 },
                 None => match map.remove(&key[..]) {
-                    Some(old) => (0, key.len() + old.len()),
+                    Some(old) => (0, key.len() + old.value.len()),
                     None => return,
                 },
             };
@@ -158,12 +165,17 @@ impl TableStore {
 
     /// The value stored under `key` (JSON bytes), if any.
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        self.get_stamped(key).map(|s| s.value)
+    }
+
+    /// The value stored under `key` with the timestamp of the record that wrote it.
+    pub fn get_stamped(&self, key: &[u8]) -> Option<Stamped> {
         self.map.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
     }
 
     /// The entries with keys in `from..to` (bounds on the key bytes), in key order: a copy,
     /// so the store may be written while they are looked at.
-    pub fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Vec<(Bytes, Bytes)> {
+    pub fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Vec<(Bytes, Stamped)> {
         let map = self.map.read().unwrap_or_else(|p| p.into_inner());
         map.range::<[u8], _>((from, to))
             .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
@@ -183,20 +195,28 @@ impl TableStore {
         out.extend_from_slice(&(map.len() as u64).to_le_bytes());
         for (k, v) in map.iter() {
             crate::state::put_bytes(out, k);
-            crate::state::put_bytes(out, v);
+            crate::state::put_bytes(out, &v.value);
+            out.extend_from_slice(&v.ts.to_le_bytes());
         }
         Ok(())
     }
 
-    pub(crate) fn load(&self, bytes: &mut &[u8]) -> std::result::Result<(), &'static str> {
+    /// Loads what [`save`](Self::save) wrote; `stamped` is false for snapshots written before
+    /// entries carried timestamps (they load as 0).
+    pub(crate) fn load(
+        &self,
+        bytes: &mut &[u8],
+        stamped: bool,
+    ) -> std::result::Result<(), &'static str> {
         let count = crate::state::take_u64(bytes)?;
         let mut map = BTreeMap::new();
         let mut total = 0u64;
         for _ in 0..count {
             let k = Bytes::copy_from_slice(crate::state::take_bytes(bytes)?);
-            let v = Bytes::copy_from_slice(crate::state::take_bytes(bytes)?);
-            total += (k.len() + v.len()) as u64;
-            map.insert(k, v);
+            let value = Bytes::copy_from_slice(crate::state::take_bytes(bytes)?);
+            let ts = if stamped { crate::state::take_u64(bytes)? as i64 } else { 0 };
+            total += (k.len() + value.len()) as u64;
+            map.insert(k, Stamped { value, ts });
         }
         *self.map.write().unwrap_or_else(|p| p.into_inner()) = map;
         self.bytes.store(total, Ordering::Relaxed);
@@ -275,10 +295,16 @@ impl<K, V> Clone for TableReader<K, V> {
 impl<K: Serialize + DeserializeOwned, V: DeserializeOwned> TableReader<K, V> {
     /// The value of `key` (looked up in every partition; a key lives in one).
     pub fn get(&self, key: &K) -> std::result::Result<Option<V>, TableError> {
+        Ok(self.get_stamped(key)?.map(|(v, _)| v))
+    }
+
+    /// The value of `key` and the timestamp of the record that wrote it.
+    pub fn get_stamped(&self, key: &K) -> std::result::Result<Option<(V, i64)>, TableError> {
         let k = state_bytes(key).map_err(TableError::Key)?;
         for part in self.registry.parts(&self.name) {
-            if let Some(v) = part.get(&k) {
-                return from_state_bytes(&v).map(Some).map_err(TableError::Value);
+            if let Some(s) = part.get_stamped(&k) {
+                let v = from_state_bytes(&s.value).map_err(TableError::Value)?;
+                return Ok(Some((v, s.ts)));
             }
         }
         Ok(None)
@@ -287,25 +313,37 @@ impl<K: Serialize + DeserializeOwned, V: DeserializeOwned> TableReader<K, V> {
     /// Every entry with `from <= key < to` (bounds compared as JSON-encoded bytes, which for
     /// strings is their byte order), sorted by encoded key across partitions.
     pub fn range(&self, from: Bound<&K>, to: Bound<&K>) -> Vec<(K, V)> {
+        self.range_stamped(from, to).into_iter().map(|(k, v, _)| (k, v)).collect()
+    }
+
+    /// [`range`](Self::range) with each entry's timestamp.
+    pub fn range_stamped(&self, from: Bound<&K>, to: Bound<&K>) -> Vec<(K, V, i64)> {
         let enc = |b: Bound<&K>| match b {
             Bound::Included(k) => state_bytes(k).map(Bound::Included),
             Bound::Excluded(k) => state_bytes(k).map(Bound::Excluded),
             Bound::Unbounded => Ok(Bound::Unbounded),
         };
         let (Ok(from), Ok(to)) = (enc(from), enc(to)) else { return Vec::new() };
-        let mut raw: Vec<(Bytes, Bytes)> = Vec::new();
+        let mut raw: Vec<(Bytes, Stamped)> = Vec::new();
         for part in self.registry.parts(&self.name) {
             raw.extend(part.range(as_slice(&from), as_slice(&to)));
         }
         raw.sort_by(|a, b| a.0.cmp(&b.0));
         raw.iter()
-            .filter_map(|(k, v)| Some((from_state_bytes(k).ok()?, from_state_bytes(v).ok()?)))
+            .filter_map(|(k, s)| {
+                Some((from_state_bytes(k).ok()?, from_state_bytes(&s.value).ok()?, s.ts))
+            })
             .collect()
     }
 
     /// Every entry, sorted by encoded key.
     pub fn scan(&self) -> Vec<(K, V)> {
         self.range(Bound::Unbounded, Bound::Unbounded)
+    }
+
+    /// Every entry with its timestamp, sorted by encoded key.
+    pub fn scan_stamped(&self) -> Vec<(K, V, i64)> {
+        self.range_stamped(Bound::Unbounded, Bound::Unbounded)
     }
 
     /// (keys, bytes of keys and values) over all partitions.
@@ -317,15 +355,15 @@ impl<K: Serialize + DeserializeOwned, V: DeserializeOwned> TableReader<K, V> {
     /// length-prefixed. Two tables with equal contents have equal digests, however they were
     /// built (a replay can be verified by comparing digests).
     pub fn digest(&self) -> u64 {
-        let mut raw: Vec<(Bytes, Bytes)> = Vec::new();
+        let mut raw: Vec<(Bytes, Stamped)> = Vec::new();
         for part in self.registry.parts(&self.name) {
             raw.extend(part.range(Bound::Unbounded, Bound::Unbounded));
         }
         raw.sort_by(|a, b| a.0.cmp(&b.0));
         let mut bytes = Vec::new();
-        for (k, v) in &raw {
+        for (k, s) in &raw {
             crate::state::put_bytes(&mut bytes, k);
-            crate::state::put_bytes(&mut bytes, v);
+            crate::state::put_bytes(&mut bytes, &s.value);
         }
         crate::position::fnv1a64(&bytes)
     }
@@ -402,5 +440,46 @@ impl<K: DeserializeOwned, V: DeserializeOwned> Subscription<K, V> {
             None => None,
         };
         Ok(Change { key, value, ts: raw.ts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store_with(entries: &[(&str, &str, i64)]) -> TableStore {
+        let store = TableStore::new(0, Arc::from("changelog"));
+        let mut map = store.map.write().unwrap_or_else(|p| p.into_inner());
+        for (k, v, ts) in entries {
+            let value = Bytes::copy_from_slice(v.as_bytes());
+            map.insert(Bytes::copy_from_slice(k.as_bytes()), Stamped { value, ts: *ts });
+        }
+        drop(map);
+        store
+    }
+
+    #[test]
+    fn entries_keep_their_timestamps_through_a_snapshot() {
+        let store = store_with(&[("a", "1", 10), ("b", "2", -5)]);
+        let mut saved = Vec::new();
+        store.save(&mut saved).expect("saves");
+        let loaded = TableStore::new(0, Arc::from("changelog"));
+        loaded.load(&mut saved.as_slice(), true).expect("loads");
+        assert_eq!(loaded.get_stamped(b"a"), Some(Stamped { value: Bytes::from("1"), ts: 10 }));
+        assert_eq!(loaded.get_stamped(b"b"), Some(Stamped { value: Bytes::from("2"), ts: -5 }));
+        assert_eq!(loaded.size(), (2, 4));
+    }
+
+    #[test]
+    fn a_version_1_snapshot_loads_with_timestamp_zero() {
+        // Version 1 entries: count, then (key, value) without a timestamp.
+        let mut v1 = 1u64.to_le_bytes().to_vec();
+        crate::state::put_bytes(&mut v1, b"k");
+        crate::state::put_bytes(&mut v1, b"\"v\"");
+        let loaded = TableStore::new(0, Arc::from("changelog"));
+        loaded.load(&mut v1.as_slice(), false).expect("loads");
+        assert_eq!(loaded.get_stamped(b"k"), Some(Stamped { value: Bytes::from("\"v\""), ts: 0 }));
+        let mut truncated = &v1[..v1.len() - 1];
+        assert!(TableStore::new(0, Arc::from("c")).load(&mut truncated, false).is_err());
     }
 }

@@ -496,7 +496,8 @@ impl Task {
                 .collect(),
             hints: self.cx.hints.iter().map(|(o, f)| (*o, *f)).collect(),
         };
-        snapshot::write(&self.snapshot_path, &Snapshot { meta, ops, tables })?;
+        let format = snapshot::VERSION;
+        snapshot::write(&self.snapshot_path, &Snapshot { meta, ops, tables, format })?;
         self.since_snapshot = 0;
         tracing::debug!(task = %self.id, n = self.n, "snapshot written");
         Ok(())
@@ -580,9 +581,8 @@ impl Task {
             let Some(store) = self.tables.get(name) else {
                 return Err(mismatch("a table is unknown"));
             };
-            store.load(&mut bytes.as_slice()).map_err(|fault| Error::CorruptSnapshot {
-                path: self.snapshot_path.clone(),
-                fault,
+            store.load(&mut bytes.as_slice(), snap.format >= 2).map_err(|fault| {
+                Error::CorruptSnapshot { path: self.snapshot_path.clone(), fault }
             })?;
         }
         self.n = m.n;

@@ -141,21 +141,21 @@ impl TableQuery {
         reader: &TableReader<Value, Value>,
         registry: &FunctionRegistry,
     ) -> Result<Vec<Map<String, Value>>, SqlError> {
-        let entries: Vec<(Value, Value)> = match &self.lookup {
-            Some(key) => match reader.get(key) {
-                Ok(found) => found.map(|v| (key.clone(), v)).into_iter().collect(),
+        let entries: Vec<(Value, Value, i64)> = match &self.lookup {
+            Some(key) => match reader.get_stamped(key) {
+                Ok(found) => found.map(|(v, ts)| (key.clone(), v, ts)).into_iter().collect(),
                 Err(source) => {
                     return Err(SqlError::TableRead { table: self.table.clone(), source });
                 }
             },
-            None => reader.scan(),
+            None => reader.scan_stamped(),
         };
         let mut out = Vec::new();
-        for (k, v) in &entries {
+        for (k, v, ts) in &entries {
             if self.limit.is_some_and(|n| out.len() as u64 >= n) {
                 break;
             }
-            if let Some(row) = self.row(k, v, registry) {
+            if let Some(row) = self.row(k, v, *ts, registry) {
                 out.push(row);
             }
         }
@@ -163,11 +163,13 @@ impl TableQuery {
     }
 
     /// One table entry evaluated: `None` when it is a deletion/NULL row, fails the WHERE or
-    /// cannot be evaluated. Push queries apply this to each change.
+    /// cannot be evaluated. `ts` is the entry's timestamp (`ROWTIME`). Push queries apply this
+    /// to each change.
     pub fn row(
         &self,
         key: &Value,
         value: &Value,
+        ts: i64,
         registry: &FunctionRegistry,
     ) -> Option<Map<String, Value>> {
         let object = value.as_object()?;
@@ -179,7 +181,7 @@ impl TableQuery {
         } else {
             (key.clone(), None)
         };
-        let mut row = Row::new(&columns, 0, &rowkey);
+        let mut row = Row::new(&columns, ts, &rowkey);
         row.window = window;
         filter_project(self.filter.as_ref(), &self.items, &row, registry)
     }

@@ -241,3 +241,22 @@ fn select_star_on_a_windowed_table_puts_the_window_after_the_key() {
         json!([{"K": "a", "WINDOWSTART": 1000, "WINDOWEND": 2000, "C": 1}])
     );
 }
+
+#[test]
+fn rowtime_in_a_pull_query_is_the_time_of_the_row() {
+    let script = "CREATE STREAM s (k VARCHAR KEY, n INT) WITH (kafka_topic='s');
+        CREATE TABLE latest AS SELECT k, LATEST_BY_OFFSET(n) AS n FROM s GROUP BY k;";
+    let input = [
+        ("s", Some("a"), json!({"n": 1}), 1_000),
+        ("s", Some("b"), json!({"n": 2}), 2_000),
+        ("s", Some("a"), json!({"n": 3}), 3_000),
+    ];
+    let ran = run(script, &input);
+    let (_, rows) = pull(&ran, script, "SELECT k, n, ROWTIME AS t FROM latest;");
+    assert_eq!(
+        Value::from(rows),
+        json!([{"K": "a", "N": 3, "T": 3000}, {"K": "b", "N": 2, "T": 2000}])
+    );
+    let (_, rows) = pull(&ran, script, "SELECT ROWTIME AS t FROM latest WHERE k = 'b';");
+    assert_eq!(Value::from(rows), json!([{"T": 2000}]));
+}

@@ -66,7 +66,7 @@ impl Follow {
                     Some(v) => serde_json::from_slice(v).unwrap_or(Value::Null),
                     None => Value::Null,
                 };
-                q.row(&key_value(record.key), &value, functions)
+                q.row(&key_value(record.key), &value, record.timestamp, functions)
             }
             Follow::Stream(q) => q.row(record.key, record.value, record.timestamp, functions),
         }
