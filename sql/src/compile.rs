@@ -37,7 +37,7 @@ use crate::error::{EvalError, SqlError};
 use crate::expr::{Row, bind, eval, truth};
 use crate::functions::FunctionRegistry;
 use crate::join::{self, Joined, Left};
-use crate::plan::{GroupPlan, Scope, projection, read_columns, where_clause};
+use crate::plan::{GroupPlan, Scope, key_items, projection, read_columns, where_clause};
 use crate::properties::Props;
 use crate::row_reader::RowReader;
 use crate::source::{SourceInfo, ValueFormat};
@@ -82,8 +82,25 @@ pub fn compile(
                     message: "WINDOW and HAVING need GROUP BY (and CREATE TABLE)".into(),
                 });
             }
-            let items = projection(select, &scope, &checker)?;
+            let mut items = projection(select, &scope, &checker)?;
             target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+            if select.join.is_none()
+                && let Some(key) = &from.key_column
+            {
+                // ksqlDB's rule: the key column is projected, and goes to the record key only.
+                let named: Vec<(String, Expr)> =
+                    items.iter().map(|(n, e, _)| (n.clone(), e.clone())).collect();
+                let is_key = |e: &Expr| match &e.kind {
+                    ExprKind::Column { name, .. } if name == key => Some(0),
+                    _ => None,
+                };
+                let of =
+                    key_items(&stmt.name, stmt.pos, &named, std::slice::from_ref(key), is_key)?;
+                let at = of.iter().position(Option::is_some);
+                target.key_column = at.and_then(|i| items.get(i)).map(|(n, _, _)| n.clone());
+                let mut of = of.into_iter();
+                items.retain(|_| of.next().flatten().is_none());
+            }
             let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
             let exprs = items.iter().map(|(_, e, _)| bind(e, scope.layout())).collect();
             let filter = filter.map(|f| bind(&f, scope.layout()));
@@ -91,8 +108,17 @@ pub fn compile(
             out.to(&target.topic, SqlKey, RowCodec(ObjectWriter::new(names)));
         }
         (SourceKind::Table, false) => {
-            let plan = GroupPlan::new(select, &scope, &checker)?;
+            let mut plan = GroupPlan::new(select, &scope, &checker)?;
             plan.describe(&mut target);
+            // ksqlDB's rule: the group values are projected, and go to the record key only.
+            let keys: Vec<String> = plan.keys.iter().map(key_label).collect();
+            let is_key = |e: &Expr| match e.kind {
+                ExprKind::KeyRef(j) => Some(j),
+                _ => None,
+            };
+            let of = key_items(&stmt.name, stmt.pos, &plan.items, &keys, is_key)?;
+            let mut of = of.into_iter();
+            plan.items.retain(|_| of.next().flatten().is_none());
             let inputs = GroupInputs::new(&plan, filter, scope.layout(), registry.clone());
             group(&rows, inputs, plan, registry, &target)?;
         }
@@ -112,6 +138,13 @@ pub fn compile(
     check_timestamp(stmt, &target)?;
     target.format = ValueFormat::Json;
     Ok(CompiledQuery { processor: b.build()?, target })
+}
+
+/// How a GROUP BY expression is named in errors: its column or field name, else where it is.
+fn key_label(e: &Expr) -> String {
+    e.default_name().unwrap_or_else(|| {
+        format!("(the GROUP BY expression at line {}, column {})", e.pos.line, e.pos.col)
+    })
 }
 
 /// The stream or table `stmt` creates, before its columns are known: its `WITH` properties,

@@ -130,6 +130,7 @@ fn builtin(name: &str) -> Option<(usize, usize, &'static [P], SqlType)> {
         "ABS" | "FLOOR" | "CEIL" => (1, 1, &[Num], SqlType::Any),
         "ROUND" => (1, 2, &[Num, Int], SqlType::Any),
         "COALESCE" => (1, usize::MAX, &[Any], SqlType::Any),
+        "AS_VALUE" => (1, 1, &[Any], SqlType::Any),
         "IFNULL" => (2, 2, &[Any, Any], SqlType::Any),
         _ => return None,
     })
@@ -191,7 +192,9 @@ pub fn check_call(
         }
     }
     Ok(match name {
-        "ABS" | "FLOOR" | "CEIL" | "ROUND" => types.first().cloned().unwrap_or(SqlType::Any),
+        "ABS" | "FLOOR" | "CEIL" | "ROUND" | "AS_VALUE" => {
+            types.first().cloned().unwrap_or(SqlType::Any)
+        }
         "COALESCE" | "IFNULL" => {
             types.iter().find(|t| **t != SqlType::Any).cloned().unwrap_or(SqlType::Any)
         }
@@ -213,6 +216,8 @@ pub fn call(registry: &FunctionRegistry, name: &str, args: &[Value]) -> Result<V
         "COALESCE" | "IFNULL" => {
             return Ok(args.iter().find(|a| !a.is_null()).cloned().unwrap_or(Value::Null));
         }
+        // A copy of a key column into the value (the column itself stays in the key).
+        "AS_VALUE" => return Ok(args.first().cloned().unwrap_or(Value::Null)),
         _ => {}
     }
     // GEO_DISTANCE's unit may be NULL (kilometres); every other NULL argument gives NULL.

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 
 use crate::aggregate::AggFn;
 use crate::ast::{self, Expr, ExprKind, Select, SelectItem, SqlType, WindowSpec, mismatch};
-use crate::error::SqlError;
+use crate::error::{Pos, SqlError};
 use crate::functions::is_aggregate;
 use crate::source::{Materialized, SourceInfo};
 use crate::types::{Checker, Schema};
@@ -269,7 +269,10 @@ impl GroupPlan {
     /// column (one GROUP BY value) and how it is materialized.
     pub(crate) fn describe(&self, target: &mut SourceInfo) {
         target.columns = self.columns.clone();
-        target.key_property = self.key_columns.first().cloned().filter(|_| self.keys.len() == 1);
+        // One group value is the record key, and readers of the table's topic take the column
+        // from it; several are a JSON array key, which no single column holds.
+        target.key_column = self.key_columns.first().cloned().filter(|_| self.keys.len() == 1);
+        target.key_property = None;
         target.materialized = Some(Materialized {
             processor: target.name.clone(),
             windowed: self.window.is_some(),
@@ -372,4 +375,60 @@ impl Grouping {
         }
         Ok(columns)
     }
+}
+
+/// Which output columns hold the key, by ksqlDB's rules: each key (named `keys[j]` in errors)
+/// must be projected exactly once, and some column must be left for the value. `key_of` tells
+/// which key an item's expression is (`None`: a value column). Returns, per item, its key.
+pub(crate) fn key_items(
+    target: &str,
+    pos: Pos,
+    items: &[(String, Expr)],
+    keys: &[String],
+    key_of: impl Fn(&Expr) -> Option<usize>,
+) -> Result<Vec<Option<usize>>, SqlError> {
+    let of: Vec<Option<usize>> = items.iter().map(|(_, e)| key_of(e)).collect();
+    let missing: Vec<&String> =
+        keys.iter().enumerate().filter(|(j, _)| !of.contains(&Some(*j))).map(|(_, k)| k).collect();
+    if !missing.is_empty() {
+        let (what, list) = match missing.as_slice() {
+            [one] => ("the key column", one.to_string()),
+            [init @ .., last] => {
+                let init: Vec<&str> = init.iter().map(|s| s.as_str()).collect();
+                ("the key columns", format!("{} and {last}", init.join(", ")))
+            }
+            [] => unreachable!("missing is not empty"),
+        };
+        let eg: Vec<&str> = missing.iter().map(|s| s.as_str()).collect();
+        return Err(SqlError::Invalid {
+            pos,
+            message: format!(
+                "the query used to build {target} must include {what} {list} in its projection \
+                 (eg, SELECT {}...)",
+                eg.join(", ")
+            ),
+        });
+    }
+    for (i, k) in of.iter().enumerate() {
+        if let Some(j) = k
+            && let Some(first) = of[..i].iter().position(|o| o == &Some(*j))
+        {
+            return Err(SqlError::Invalid {
+                pos: items[i].1.pos,
+                message: format!(
+                    "the projection contains a key column more than once: {} and {}",
+                    items[first].0, items[i].0
+                ),
+            });
+        }
+    }
+    if of.iter().all(Option::is_some) {
+        return Err(SqlError::Invalid {
+            pos,
+            message: "the projection contains no value columns; select a column or aggregate \
+                      besides the key (AS_VALUE(key) copies the key into the value)"
+                .into(),
+        });
+    }
+    Ok(of)
 }

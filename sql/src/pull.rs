@@ -35,8 +35,11 @@ pub struct TableQuery {
     /// The processor that holds the table.
     pub processor: String,
     windowed: bool,
-    /// The table's columns: a stored row's fields, in the order bound expressions read them.
-    columns: Vec<String>,
+    /// The table's columns, in the order bound expressions read them: a stored row's fields,
+    /// or for a key column its place in the key (`Some(i)`: the i-th group value).
+    columns: Vec<(String, Option<usize>)>,
+    /// How many group values the key holds (several are a JSON array).
+    key_width: usize,
     filter: Option<Expr>,
     items: Vec<(String, Expr)>,
     /// The key of a point lookup.
@@ -116,7 +119,15 @@ impl TableQuery {
             table: info.name.clone(),
             processor: m.processor.clone(),
             windowed: m.windowed,
-            columns: schema.names(),
+            columns: schema
+                .names()
+                .into_iter()
+                .map(|c| {
+                    let slot = m.key_columns.iter().position(|k| *k == c);
+                    (c, slot)
+                })
+                .collect(),
+            key_width: m.key_columns.len(),
             filter: filter.map(|f| bind(&f, &schema)),
             items: items.into_iter().map(|(n, e)| (n, bind(&e, &schema))).collect(),
             lookup,
@@ -173,14 +184,22 @@ impl TableQuery {
         registry: &FunctionRegistry,
     ) -> Option<Map<String, Value>> {
         let object = value.as_object()?;
-        let columns: Vec<Value> =
-            self.columns.iter().map(|c| object.get(c).cloned().unwrap_or(Value::Null)).collect();
         let (rowkey, window) = if self.windowed {
             let w = (key.get("start")?.as_i64()?, key.get("end")?.as_i64()?);
             (key.get("key")?.clone(), Some(w))
         } else {
             (key.clone(), None)
         };
+        // Key columns live in the key only (ksqlDB's layout); the rest in the stored row.
+        let columns: Vec<Value> = self
+            .columns
+            .iter()
+            .map(|(c, slot)| match slot {
+                Some(_) if self.key_width == 1 => rowkey.clone(),
+                Some(i) => rowkey.get(i).cloned().unwrap_or(Value::Null),
+                None => object.get(c).cloned().unwrap_or(Value::Null),
+            })
+            .collect();
         let mut row = Row::new(&columns, ts, &rowkey);
         row.window = window;
         filter_project(self.filter.as_ref(), &self.items, &row, registry)

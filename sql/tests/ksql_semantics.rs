@@ -28,13 +28,10 @@ fn behaviours() -> Vec<Case> {
                 ("s", Some("a"), json!({"n": 2}), 20),
             ],
             expect: vec![
-                Expect::Topic("BIG", vec![(Some("a"), json!({"K": "a", "N": 2}))]),
+                Expect::Topic("BIG", vec![(Some("a"), json!({"N": 2}))]),
                 Expect::Topic(
                     "COUNTS",
-                    vec![
-                        (Some("a"), json!({"K": "a", "C": 1})),
-                        (Some("a"), json!({"K": "a", "C": 2})),
-                    ],
+                    vec![(Some("a"), json!({"C": 1})), (Some("a"), json!({"C": 2}))],
                 ),
             ],
         },
@@ -50,12 +47,12 @@ fn behaviours() -> Vec<Case> {
                 vec![
                     (
                         Some("a"),
-                        json!({"K": "a", "S0": "so", "S6": "string", "S63": "str",
+                        json!({"S0": "so", "S6": "string", "S63": "str",
                             "LAST3": "ing", "REST": "ome_string"}),
                     ),
                     (
                         Some("b"),
-                        json!({"K": "b", "S0": "sh", "S6": "", "S63": "", "LAST3": "ort",
+                        json!({"S0": "sh", "S6": "", "S63": "", "LAST3": "ort",
                             "REST": "hort"}),
                     ),
                 ],
@@ -93,9 +90,9 @@ fn behaviours() -> Vec<Case> {
             expect: vec![Expect::Topic(
                 "D",
                 vec![
-                    (Some("a"), json!({"K": "a", "DFLT": 8634.66, "D": 8634.66})),
-                    (Some("b"), json!({"K": "b", "DFLT": 8634.66, "D": 5365.66})),
-                    (Some("c"), json!({"K": "c", "DFLT": 8634.66, "D": null})),
+                    (Some("a"), json!({"DFLT": 8634.66, "D": 8634.66})),
+                    (Some("b"), json!({"DFLT": 8634.66, "D": 5365.66})),
+                    (Some("c"), json!({"DFLT": 8634.66, "D": null})),
                 ],
             )],
         },
@@ -117,7 +114,7 @@ fn behaviours() -> Vec<Case> {
                 "OUT",
                 vec![(
                     Some("a"),
-                    json!({"K": "a", "INTS": [1, 3, -2147483648_i64],
+                    json!({"INTS": [1, 3, -2147483648_i64],
                         "TEXTS": ["1", "3", "2147483648"], "MI": {"x": 10},
                         "ST2": {"F0": "1", "F3": null}, "ATEXT": "[1, 3, 2147483648]"}),
                 )],
@@ -132,8 +129,8 @@ fn behaviours() -> Vec<Case> {
             expect: vec![Expect::Topic(
                 "OUT",
                 vec![
-                    (Some("a"), json!({"K": "a", "N": 2020, "T": 1577836800000_i64})),
-                    (Some("b"), json!({"K": "b", "N": null, "T": -1})),
+                    (Some("a"), json!({"N": 2020, "T": 1577836800000_i64})),
+                    (Some("b"), json!({"N": null, "T": -1})),
                 ],
             )],
         },
@@ -146,12 +143,9 @@ fn behaviours() -> Vec<Case> {
             expect: vec![
                 Expect::Topic(
                     "COPY",
-                    vec![
-                        (Some("a"), json!({"K": "a", "SOURCE": "x"})),
-                        (Some("a"), json!({"K": "a", "SOURCE": "y"})),
-                    ],
+                    vec![(Some("a"), json!({"SOURCE": "x"})), (Some("a"), json!({"SOURCE": "y"}))],
                 ),
-                Expect::Table("COUNTS", vec![(json!("a"), json!({"K": "a", "C": 2}))]),
+                Expect::Table("COUNTS", vec![(json!("a"), json!({"C": 2}))]),
             ],
         },
         Case {
@@ -170,7 +164,7 @@ fn behaviours() -> Vec<Case> {
                 "OUT",
                 vec![(
                     Some("a"),
-                    json!({"K": "a", "I1": 3, "B": 3, "D": 1.5, "S": "5", "F": true,
+                    json!({"I1": 3, "B": 3, "D": 1.5, "S": "5", "F": true,
                         "ARR": [1, 2], "ST": {"DEEP": 7}}),
                 )],
             )],
@@ -185,7 +179,7 @@ fn behaviours() -> Vec<Case> {
                 "OUT",
                 vec![(
                     Some("a"),
-                    json!({"K": "a", "KSQL_COL_0": "ab", "SOURCE": "Ab", "KSQL_COL_1": "AB",
+                    json!({"KSQL_COL_0": "ab", "SOURCE": "Ab", "KSQL_COL_1": "AB",
                         "KSQL_COL_2": 2, "KSQL_COL_3": "Ab!"}),
                 )],
             )],
