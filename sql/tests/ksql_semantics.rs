@@ -184,6 +184,33 @@ fn behaviours() -> Vec<Case> {
                 )],
             )],
         },
+        Case {
+            name: "key columns go to the record key only; AS_VALUE copies one into the value",
+            sql: "CREATE STREAM t (k VARCHAR KEY, data VARCHAR) WITH (kafka_topic='t');
+                CREATE STREAM copy AS SELECT k, data, AS_VALUE(k) AS kv FROM t;
+                CREATE TABLE counts AS SELECT data, COUNT(1), COUNT(*), AS_VALUE(data) AS copy
+                  FROM t GROUP BY data;",
+            input: vec![
+                ("t", Some("a"), json!({"data": "d1"}), 1),
+                ("t", Some("b"), json!({"data": "d1"}), 2),
+            ],
+            expect: vec![
+                Expect::Topic(
+                    "COPY",
+                    vec![
+                        (Some("a"), json!({"DATA": "d1", "KV": "a"})),
+                        (Some("b"), json!({"DATA": "d1", "KV": "b"})),
+                    ],
+                ),
+                Expect::Topic(
+                    "COUNTS",
+                    vec![
+                        (Some("d1"), json!({"KSQL_COL_0": 1, "KSQL_COL_1": 1, "COPY": "d1"})),
+                        (Some("d1"), json!({"KSQL_COL_0": 2, "KSQL_COL_1": 2, "COPY": "d1"})),
+                    ],
+                ),
+            ],
+        },
     ]
 }
 
@@ -253,4 +280,38 @@ fn rowtime_in_a_pull_query_is_the_time_of_the_row() {
     );
     let (_, rows) = pull(&ran, script, "SELECT ROWTIME AS t FROM latest WHERE k = 'b';");
     assert_eq!(Value::from(rows), json!([{"T": 2000}]));
+}
+
+#[test]
+fn keys_missing_from_the_projection_twice_or_alone_are_refused() {
+    let base = "CREATE STREAM t (id INT KEY, f1 INT, f2 INT) WITH (kafka_topic='t');\n";
+    let cases = [
+        (
+            "CREATE STREAM out AS SELECT f1 FROM t;",
+            "the query used to build OUT must include the key column ID in its projection \
+             (eg, SELECT ID...)",
+        ),
+        (
+            "CREATE TABLE out AS SELECT f2, COUNT(*) FROM t GROUP BY f1, f2;",
+            "must include the key column F1 in its projection",
+        ),
+        (
+            "CREATE TABLE out AS SELECT COUNT(*) FROM t GROUP BY id, f1, f2;",
+            "must include the key columns ID, F1 and F2 in its projection (eg, SELECT ID, F1, F2...)",
+        ),
+        (
+            "CREATE TABLE out AS SELECT f1, f2, f1 AS f3, COUNT(*) FROM t GROUP BY f1, f2;",
+            "the projection contains a key column more than once: F1 and F3",
+        ),
+        (
+            "CREATE TABLE out AS SELECT f1 FROM t GROUP BY f1;",
+            "the projection contains no value columns",
+        ),
+        ("CREATE STREAM out AS SELECT id FROM t;", "the projection contains no value columns"),
+    ];
+    for (stmt, want) in cases {
+        let err =
+            refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
+        assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
+    }
 }
