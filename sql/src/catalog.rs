@@ -116,14 +116,21 @@ impl Catalog {
                 });
             }
         }
-        if info.format == ValueFormat::Raw
-            && info.columns.iter().filter(|(n, _)| Some(n) != info.key_column.as_ref()).count() != 1
-        {
+        let values: Vec<(String, SqlType)> = info
+            .columns
+            .iter()
+            .filter(|(n, _)| Some(n) != info.key_column.as_ref())
+            .cloned()
+            .collect();
+        if info.format == ValueFormat::Raw && values.len() != 1 {
             return Err(SqlError::Invalid {
                 pos: stmt.pos,
                 message: "VALUE_FORMAT='RAW' takes exactly one (VARCHAR) value column".into(),
             });
         }
+        info.format
+            .check_columns(&values)
+            .map_err(|message| SqlError::Invalid { pos: stmt.pos, message })?;
         Ok(info)
     }
 }

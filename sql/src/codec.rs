@@ -24,6 +24,7 @@ use serde_json::{Map, Value};
 use eddy_processor::{Codec, Windowed};
 
 use crate::ast::SqlType;
+use crate::format::{ValueFormat, write_delimited, write_kafka};
 use crate::row_reader::{RowReader, decode_key, json_columns};
 
 /// Record keys of SQL sources: text (numbers parsed for numeric key columns).
@@ -141,35 +142,85 @@ impl ObjectWriter {
     }
 }
 
-/// Rows of the named columns as JSON objects (a stream query's output).
+/// Writes output rows of fixed columns in a topic's value format: JSON objects (through an
+/// [`ObjectWriter`]), DELIMITED lines, a KAFKA primitive, or RAW text (`format.rs`).
 #[derive(Debug, Clone)]
-pub(crate) struct RowCodec(pub ObjectWriter);
+pub(crate) struct ValueWriter {
+    pub objects: ObjectWriter,
+    format: ValueFormat,
+    types: Arc<[SqlType]>,
+}
+
+impl ValueWriter {
+    /// Rows of the columns `objects` writes, of `types`, in `format`.
+    pub fn new(objects: ObjectWriter, types: Vec<SqlType>, format: ValueFormat) -> Self {
+        Self { objects, format, types: types.into() }
+    }
+
+    /// JSON rows of the writer's columns.
+    #[cfg(test)]
+    pub fn json(objects: ObjectWriter) -> Self {
+        let types = objects.names.iter().map(|_| SqlType::Any).collect();
+        Self { objects, format: ValueFormat::Json, types }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.format == ValueFormat::Json
+    }
+
+    /// A row of the columns' values as a record value (`None`: no value, a KAFKA-format NULL).
+    pub fn write(&self, values: &[Value]) -> Result<Option<Vec<u8>>, String> {
+        let first = values.first().unwrap_or(&Value::Null);
+        match self.format {
+            ValueFormat::Json => Ok(Some(self.objects.write(values))),
+            ValueFormat::Delimited(d) => Ok(Some(write_delimited(values, d))),
+            ValueFormat::Kafka => write_kafka(first, self.types.first().unwrap_or(&SqlType::Any)),
+            ValueFormat::Raw => Ok(Some(crate::functions::text(first).into_bytes())),
+        }
+    }
+
+    /// A row stored as a JSON object, written in the format (the object's fields in the
+    /// writer's column order).
+    pub fn rewrite(&self, object: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        let values = json_columns(object, &self.objects.names)?;
+        self.write(&values)
+    }
+}
+
+/// Rows of the named columns in the target's value format (a stream query's output).
+#[derive(Debug, Clone)]
+pub(crate) struct RowCodec(pub ValueWriter);
 
 impl Codec<Vec<Value>> for RowCodec {
     fn encode(&self, value: &Vec<Value>) -> Result<Option<Vec<u8>>, String> {
-        Ok(Some(self.0.write(value)))
+        self.0.write(value)
     }
+    /// Reads JSON rows back (the only format a query reads its own output in is JSON).
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Vec<Value>, String> {
         match bytes {
-            Some(b) => json_columns(b, &self.0.names),
-            None => Ok(vec![Value::Null; self.0.names.len()]),
+            Some(b) => json_columns(b, &self.0.objects.names),
+            None => Ok(vec![Value::Null; self.0.objects.names.len()]),
         }
     }
 }
 
-/// A windowed aggregate's output rows as JSON objects; a NULL row (a group HAVING rejects) is a
-/// tombstone. Rows of the writer's columns (the query's projection) are written by it.
+/// A windowed aggregate's output rows in the target's value format; a NULL row (a group
+/// HAVING rejects) is a tombstone. Rows of the writer's columns (the query's projection) are
+/// written by it.
 #[derive(Debug, Clone)]
-pub(crate) struct TableRowCodec(pub ObjectWriter);
+pub(crate) struct TableRowCodec(pub ValueWriter);
 
 impl Codec<Option<NamedRow>> for TableRowCodec {
     fn encode(&self, value: &Option<NamedRow>) -> Result<Option<Vec<u8>>, String> {
         match value {
             None => Ok(None),
-            Some(row) if Arc::ptr_eq(&row.names, &self.0.names) => {
-                Ok(Some(self.0.write(&row.values)))
+            Some(row) if Arc::ptr_eq(&row.names, &self.0.objects.names) => {
+                self.0.write(&row.values)
             }
-            Some(row) => serde_json::to_vec(row).map(Some).map_err(|e| e.to_string()),
+            Some(row) if self.0.is_json() => {
+                serde_json::to_vec(row).map(Some).map_err(|e| e.to_string())
+            }
+            Some(row) => self.0.rewrite(&serde_json::to_vec(row).map_err(|e| e.to_string())?),
         }
     }
     fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<NamedRow>, String> {
@@ -207,6 +258,23 @@ impl<'de> Deserialize<'de> for JsonRow {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw = Box::<RawValue>::deserialize(d)?;
         Ok(JsonRow(Box::<str>::from(raw).into_string().into_bytes()))
+    }
+}
+
+/// An unwindowed aggregate's rows in a non-JSON value format (DELIMITED, KAFKA, RAW): each
+/// stored object rewritten; a NULL row is a tombstone.
+#[derive(Debug, Clone)]
+pub(crate) struct FormattedRowCodec(pub ValueWriter);
+
+impl Codec<Option<JsonRow>> for FormattedRowCodec {
+    fn encode(&self, value: &Option<JsonRow>) -> Result<Option<Vec<u8>>, String> {
+        match value {
+            None => Ok(None),
+            Some(row) => self.0.rewrite(&row.0),
+        }
+    }
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Option<JsonRow>, String> {
+        JsonRowCodec.decode(bytes)
     }
 }
 
@@ -271,7 +339,7 @@ mod tests {
         let names: Arc<[String]> = vec!["URL".to_owned(), "VIEWS".to_owned()].into();
         let row = NamedRow { names: names.clone(), values: vec![Value::from("/a"), 3.into()] };
         let writer = ObjectWriter::new(names.clone());
-        let table = TableRowCodec(writer.clone());
+        let table = TableRowCodec(ValueWriter::json(writer.clone()));
         let bytes = table.encode(&Some(row.clone())).unwrap().unwrap();
         assert_eq!(bytes, br#"{"URL":"/a","VIEWS":3}"#);
         assert_eq!(table.decode(Some(&bytes)).unwrap(), Some(row));
@@ -279,11 +347,12 @@ mod tests {
         // Rows of other columns (read back from a table) are written by serde.
         let other = NamedRow { names: vec!["A\"".to_owned()].into(), values: vec![1.into()] };
         assert_eq!(table.encode(&Some(other)).unwrap().unwrap(), br#"{"A\"":1}"#);
-        let codec =
-            RowCodec(ObjectWriter::new(vec!["U\"RL".to_owned(), "VIEWS".to_owned()].into()));
+        let codec = RowCodec(ValueWriter::json(ObjectWriter::new(
+            vec!["U\"RL".to_owned(), "VIEWS".to_owned()].into(),
+        )));
         let bytes = codec.encode(&vec![Value::from("é\n"), 2.into()]).unwrap().unwrap();
         assert_eq!(bytes, "{\"U\\\"RL\":\"é\\n\",\"VIEWS\":2}".as_bytes());
-        let codec = RowCodec(writer);
+        let codec = RowCodec(ValueWriter::json(writer));
         let values = vec![Value::Null, Value::from(1.5)];
         let bytes = codec.encode(&values).unwrap().unwrap();
         assert_eq!(bytes, br#"{"URL":null,"VIEWS":1.5}"#);

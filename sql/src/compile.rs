@@ -28,10 +28,11 @@ use eddy_processor::{
 use serde_json::Value;
 
 use crate::aggregate::{AggFn, Projection, SqlAgg, SqlWindowAgg, WindowResult};
-use crate::ast::{CreateAs, Expr, ExprKind, Select, SourceKind, WindowShape, WindowSpec};
+use crate::ast::{CreateAs, Expr, ExprKind, Select, SourceKind, SqlType, WindowShape, WindowSpec};
 use crate::catalog::Catalog;
 use crate::codec::{
-    JsonRowCodec, NamedRow, ObjectWriter, RowCodec, SqlKey, TableRowCodec, WindowedKey,
+    FormattedRowCodec, JsonRowCodec, NamedRow, ObjectWriter, RowCodec, SqlKey, TableRowCodec,
+    ValueWriter, WindowedKey,
 };
 use crate::error::{EvalError, SqlError};
 use crate::expr::{Row, bind, eval, truth};
@@ -101,11 +102,16 @@ pub fn compile(
                 let mut of = of.into_iter();
                 items.retain(|_| of.next().flatten().is_none());
             }
+            let values: Vec<(String, SqlType)> =
+                items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+            target.format = output_format(stmt, &from, &values)?;
             let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
+            let types = items.iter().map(|(_, _, t)| t.clone()).collect();
+            let writer = ValueWriter::new(ObjectWriter::new(names), types, target.format);
             let exprs = items.iter().map(|(_, e, _)| bind(e, scope.layout())).collect();
             let filter = filter.map(|f| bind(&f, scope.layout()));
             let out = project_stream(&rows, filter, exprs, registry.clone());
-            out.to(&target.topic, SqlKey, RowCodec(ObjectWriter::new(names)));
+            out.to(&target.topic, SqlKey, RowCodec(writer));
         }
         (SourceKind::Table, false) => {
             let mut plan = GroupPlan::new(select, &scope, &checker)?;
@@ -119,6 +125,13 @@ pub fn compile(
             let of = key_items(&stmt.name, stmt.pos, &plan.items, &keys, is_key)?;
             let mut of = of.into_iter();
             plan.items.retain(|_| of.next().flatten().is_none());
+            let values: Vec<(String, SqlType)> = plan
+                .columns
+                .iter()
+                .filter(|(n, _)| plan.items.iter().any(|(m, _)| m == n))
+                .cloned()
+                .collect();
+            target.format = output_format(stmt, &from, &values)?;
             let inputs = GroupInputs::new(&plan, filter, scope.layout(), registry.clone());
             group(&rows, inputs, plan, registry, &target)?;
         }
@@ -136,8 +149,23 @@ pub fn compile(
         }
     }
     check_timestamp(stmt, &target)?;
-    target.format = ValueFormat::Json;
     Ok(CompiledQuery { processor: b.build()?, target })
+}
+
+/// The target's value format: `VALUE_FORMAT`/`FORMAT` if given, else the source's (as in
+/// ksqlDB; eddy's RAW, which holds one text, gives JSON), checked to hold the value columns.
+fn output_format(
+    stmt: &CreateAs,
+    from: &SourceInfo,
+    values: &[(String, SqlType)],
+) -> Result<ValueFormat, SqlError> {
+    let explicit = Props::new(&stmt.with)?.value_format(stmt.pos)?;
+    let format = explicit.unwrap_or(match from.format {
+        ValueFormat::Raw => ValueFormat::Json,
+        other => other,
+    });
+    format.check_columns(values).map_err(|message| SqlError::Invalid { pos: stmt.pos, message })?;
+    Ok(format)
 }
 
 /// How a GROUP BY expression is named in errors: its column or field name, else where it is.
@@ -319,21 +347,28 @@ fn group(
         if target.partitions > 1 { keyed.repartition("groupby", target.partitions) } else { keyed };
     let fns: Vec<AggFn> = plan.aggs.iter().map(|(f, _, _)| *f).collect();
     let group_width = plan.keys.len();
+    let types = plan.items.iter().map(|(n, _)| plan.type_of(n)).collect::<Vec<SqlType>>();
     let projection = Projection::new(
         plan.items.iter().map(|(n, _)| n.clone()).collect(),
         plan.items.into_iter().map(|(_, e)| e).collect(),
         plan.having,
         registry.clone(),
     );
+    let out_writer = ValueWriter::new(projection.writer().clone(), types, target.format);
     match &plan.window {
         None => {
             let agg = SqlAgg { fns, projection, group_width };
             let table = keyed.aggregate(&target.name, agg)?;
-            table.changes().to(&target.topic, SqlKey, JsonRowCodec);
+            let changes = table.changes();
+            if target.format == ValueFormat::Json {
+                changes.to(&target.topic, SqlKey, JsonRowCodec);
+            } else {
+                changes.to(&target.topic, SqlKey, FormattedRowCodec(out_writer));
+            }
         }
         Some(w) => {
             let agg = SqlWindowAgg { fns, group_width };
-            windowed(&keyed, w, plan.emit_final, agg, projection, target)?;
+            windowed(&keyed, w, plan.emit_final, agg, projection, out_writer, target)?;
         }
     }
     Ok(())
@@ -348,10 +383,11 @@ fn windowed(
     emit_final: bool,
     agg: SqlWindowAgg,
     projection: Projection,
+    out_writer: ValueWriter,
     target: &SourceInfo,
 ) -> Result<(), SqlError> {
     let windows = windows(w);
-    let writes = TableRowCodec(projection.writer().clone());
+    let writes = TableRowCodec(out_writer);
     let projection = Arc::new(projection);
     let inner = format!("{}-windows", target.name);
     let raw = keyed.window(windows).aggregate(&inner, agg.clone(), Emit::Changes);

@@ -16,7 +16,8 @@
 //!   `ast` (the syntax tree and `SqlType`); `parser` (recursive descent, its expression half in
 //!   `parser/expressions.rs`).
 //! - `time` (timestamp patterns); `functions` (built-in and user-defined scalar functions);
-//!   `types` (`Schema`, type checking); `expr` (evaluating expressions over rows).
+//!   `types` (`Schema`, type checking); `expr` (evaluating expressions over rows); `format`
+//!   (value formats: JSON, DELIMITED, KAFKA, RAW).
 //! - `source` (what a stream or table is); `properties` (`WITH (...)`); `catalog` (streams,
 //!   tables, queries); `row_reader` (records → rows); `codec` (rows at topic boundaries);
 //!   `aggregate` (aggregate functions as one `Aggregator`).
@@ -98,6 +99,7 @@ mod codec;
 mod compile;
 mod error;
 mod expr;
+mod format;
 mod functions;
 mod join;
 mod lexer;
@@ -286,11 +288,7 @@ impl Session {
                     .sources()
                     .filter(|s| s.kind == kind)
                     .map(|s| {
-                        let format = match s.format {
-                            ValueFormat::Json => "JSON",
-                            ValueFormat::Raw => "RAW",
-                        };
-                        json!({"name": s.name, "topic": s.topic, "format": format,
+                        json!({"name": s.name, "topic": s.topic, "format": s.format.name(),
                             "partitions": s.partitions})
                     })
                     .collect()

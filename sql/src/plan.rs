@@ -265,6 +265,11 @@ impl GroupPlan {
         })
     }
 
+    /// The type of output column `name`.
+    pub(crate) fn type_of(&self, name: &str) -> SqlType {
+        self.columns.iter().find(|(n, _)| n == name).map_or(SqlType::Any, |(_, t)| t.clone())
+    }
+
     /// Describes the table the query makes (`target`, in the catalog): its columns, its key
     /// column (one GROUP BY value) and how it is materialized.
     pub(crate) fn describe(&self, target: &mut SourceInfo) {

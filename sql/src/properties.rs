@@ -2,11 +2,12 @@
 //! turned into the [`SourceInfo`] they describe.
 //!
 //! Properties (case-insensitive): `KAFKA_TOPIC` or `TOPIC` (default: the name), `VALUE_FORMAT`
-//! = `'JSON'` | `'RAW'` (one VARCHAR column holding the whole value as text; `'KAFKA'` is
-//! accepted as a synonym), `KEY` (a value column whose value is the key, ksqlDB's older form;
-//! `col TYPE KEY` reads the column from the record key instead), `PARTITIONS` (default 1),
-//! `TIMESTAMP` (a BIGINT or TIMESTAMP column, ms, used as event time). `KEY_FORMAT` and
-//! `REPLICAS` are accepted and ignored.
+//! or `FORMAT` = `'JSON'` | `'DELIMITED'` (with `VALUE_DELIMITER`) | `'KAFKA'` | `'RAW'` (one
+//! VARCHAR column holding the whole value as text; see `format.rs`), `KEY` (a value column
+//! whose value is the key, ksqlDB's older form; `col TYPE KEY` reads the column from the
+//! record key instead), `PARTITIONS` (default 1), `TIMESTAMP` (a BIGINT or TIMESTAMP column,
+//! ms, used as event time). `KEY_FORMAT`, `REPLICAS` and `TIMESTAMP_FORMAT` are accepted and
+//! ignored (keys are text, or JSON for several columns).
 //!
 //! Invariant: an unknown property is an error pointing at it, never silently dropped.
 
@@ -23,15 +24,18 @@ pub(crate) struct Props<'a> {
 
 impl<'a> Props<'a> {
     pub fn new(props: &'a [Property]) -> Result<Self, SqlError> {
-        const KNOWN: [&str; 8] = [
+        const KNOWN: [&str; 11] = [
             "KAFKA_TOPIC",
             "TOPIC",
             "VALUE_FORMAT",
+            "FORMAT",
+            "VALUE_DELIMITER",
             "KEY",
             "PARTITIONS",
             "TIMESTAMP",
             "KEY_FORMAT",
             "REPLICAS",
+            "TIMESTAMP_FORMAT",
         ];
         for p in props {
             if !KNOWN.contains(&p.name.as_str()) {
@@ -59,6 +63,35 @@ impl<'a> Props<'a> {
         }
     }
 
+    /// The value format `VALUE_FORMAT` (or `FORMAT`, which names the key's too) gives, if any,
+    /// with `VALUE_DELIMITER` for DELIMITED.
+    pub fn value_format(&self, pos: Pos) -> Result<Option<ValueFormat>, SqlError> {
+        let (name, at) = match (self.text("VALUE_FORMAT")?, self.text("FORMAT")?) {
+            (Some(_), Some(_)) => {
+                return Err(SqlError::Invalid {
+                    pos: self.get("FORMAT").map_or(pos, |p| p.pos),
+                    message: "give FORMAT or VALUE_FORMAT, not both".into(),
+                });
+            }
+            (Some(v), None) => (v, "VALUE_FORMAT"),
+            (None, Some(f)) => (f, "FORMAT"),
+            (None, None) => {
+                if let Some(p) = self.get("VALUE_DELIMITER") {
+                    return Err(SqlError::Invalid {
+                        pos: p.pos,
+                        message: "VALUE_DELIMITER is only for VALUE_FORMAT='DELIMITED'".into(),
+                    });
+                }
+                return Ok(None);
+            }
+        };
+        let delimiter = self.text("VALUE_DELIMITER")?;
+        let pos = self.get(at).map_or(pos, |p| p.pos);
+        ValueFormat::parse(&name, delimiter.as_deref())
+            .map(Some)
+            .map_err(|message| SqlError::Invalid { pos, message })
+    }
+
     /// The source these properties describe.
     pub fn source(
         &self,
@@ -71,17 +104,7 @@ impl<'a> Props<'a> {
             Some(t) => t,
             None => self.text("TOPIC")?.unwrap_or_else(|| name.to_owned()),
         };
-        let format = match self.text("VALUE_FORMAT")?.map(|f| f.to_ascii_uppercase()).as_deref() {
-            None | Some("JSON") => ValueFormat::Json,
-            Some("RAW" | "KAFKA" | "DELIMITED_LINE") => ValueFormat::Raw,
-            Some(other) => {
-                return Err(SqlError::Unsupported {
-                    pos: self.get("VALUE_FORMAT").map_or(pos, |p| p.pos),
-                    what: format!("VALUE_FORMAT '{other}'"),
-                    why: "use 'JSON' or 'RAW'".into(),
-                });
-            }
-        };
+        let format = self.value_format(pos)?.unwrap_or(ValueFormat::Json);
         let partitions = match self.get("PARTITIONS") {
             None => 1,
             Some(p) => {

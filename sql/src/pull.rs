@@ -17,14 +17,16 @@ use serde_json::{Map, Value};
 
 use eddy_processor::TableReader;
 
+use crate::ast::SqlType;
 use crate::ast::{BinOp, EmitMode, Expr, ExprKind, Select, SelectItem};
 use crate::catalog::Catalog;
 use crate::error::SqlError;
 use crate::expr::{Row, bind, filter_project};
+use crate::format::{delimited_value, kafka_value, split_delimited};
 use crate::functions::FunctionRegistry;
 use crate::plan::{Scope, output_names};
 use crate::row_reader::coerce;
-use crate::source::SourceInfo;
+use crate::source::{SourceInfo, ValueFormat};
 use crate::types::Checker;
 
 /// A checked pull (or push) query over one materialized table.
@@ -40,6 +42,9 @@ pub struct TableQuery {
     columns: Vec<(String, Option<usize>)>,
     /// How many group values the key holds (several are a JSON array).
     key_width: usize,
+    /// How the table's topic holds its rows: the format, and the value columns in order.
+    format: ValueFormat,
+    value_columns: Vec<(String, SqlType)>,
     filter: Option<Expr>,
     items: Vec<(String, Expr)>,
     /// The key of a point lookup.
@@ -128,6 +133,13 @@ impl TableQuery {
                 })
                 .collect(),
             key_width: m.key_columns.len(),
+            format: info.format,
+            value_columns: info
+                .columns
+                .iter()
+                .filter(|(c, _)| !m.key_columns.contains(c))
+                .cloned()
+                .collect(),
             filter: filter.map(|f| bind(&f, &schema)),
             items: items.into_iter().map(|(n, e)| (n, bind(&e, &schema))).collect(),
             lookup,
@@ -171,6 +183,36 @@ impl TableQuery {
             }
         }
         Ok(out)
+    }
+
+    /// A record value of the table's topic as the row object [`row`](Self::row) takes (JSON
+    /// as it is; DELIMITED and KAFKA values by the table's columns); NULL when it does not
+    /// decode or is a tombstone.
+    pub fn decode_value(&self, bytes: Option<&[u8]>) -> Value {
+        let Some(bytes) = bytes else { return Value::Null };
+        let values = match self.format {
+            ValueFormat::Json => return serde_json::from_slice(bytes).unwrap_or(Value::Null),
+            ValueFormat::Delimited(d) => split_delimited(bytes, d).and_then(|fields| {
+                if fields.len() != self.value_columns.len() {
+                    return Err("a line of another width".to_owned());
+                }
+                fields
+                    .into_iter()
+                    .zip(&self.value_columns)
+                    .map(|(f, (_, t))| delimited_value(f, t))
+                    .collect::<Result<Vec<_>, _>>()
+            }),
+            ValueFormat::Kafka | ValueFormat::Raw => match self.value_columns.first() {
+                Some((_, t)) => kafka_value(bytes, t).map(|v| vec![v]),
+                None => Ok(Vec::new()),
+            },
+        };
+        match values {
+            Ok(values) => Value::Object(
+                self.value_columns.iter().map(|(n, _)| n.clone()).zip(values).collect(),
+            ),
+            Err(_) => Value::Null,
+        }
     }
 
     /// One table entry evaluated: `None` when it is a deletion/NULL row, fails the WHERE or

@@ -14,6 +14,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::ast::SqlType;
+use crate::format::{delimited_value, kafka_value, split_delimited};
 use crate::source::{SourceInfo, ValueFormat};
 use crate::types::Schema;
 
@@ -33,6 +34,9 @@ pub(crate) struct RowReader {
     value_slots: Vec<usize>,
     /// The declared type of each value column (values are coerced to it, as ksqlDB does).
     value_types: Vec<SqlType>,
+    /// DELIMITED and KAFKA values are positional: per value column of the source, in
+    /// declaration order, where it sits in the row and its type (`None`: not read).
+    positions: Vec<Option<(usize, SqlType)>>,
     /// Where the key column, the `key` property column and the `TIMESTAMP` column sit.
     pub key_column: Option<usize>,
     pub key_property: Option<usize>,
@@ -72,6 +76,12 @@ impl RowReader {
         let value_slots = value_columns.iter().map(|(i, _)| *i).collect();
         let value_names = value_columns.iter().map(|(_, (n, _))| n.clone()).collect();
         let value_types = value_columns.iter().map(|(_, (_, t))| t.clone()).collect();
+        let positions = info
+            .columns
+            .iter()
+            .filter(|(n, _)| Some(n) != info.key_column.as_ref())
+            .map(|(n, t)| layout.columns.iter().position(|(c, _)| c == n).map(|i| (i, t.clone())))
+            .collect();
         Self {
             format: info.format,
             names: layout.columns.iter().map(|(n, _)| n.clone()).collect(),
@@ -81,6 +91,7 @@ impl RowReader {
             value_names,
             value_slots,
             value_types,
+            positions,
             key_column,
         }
     }
@@ -98,6 +109,30 @@ impl RowReader {
             ValueFormat::Raw => {
                 if let Some(slot) = self.value_slots.first().and_then(|i| row.get_mut(*i)) {
                     *slot = Value::String(String::from_utf8_lossy(v).into_owned());
+                }
+            }
+            ValueFormat::Delimited(delimiter) => {
+                let fields = split_delimited(v, delimiter)?;
+                if fields.len() != self.positions.len() {
+                    return Err(format!(
+                        "a DELIMITED value of {} field(s), the source has {} value column(s)",
+                        fields.len(),
+                        self.positions.len()
+                    ));
+                }
+                for (field, at) in fields.into_iter().zip(&self.positions) {
+                    if let Some((slot, ty)) = at
+                        && let Some(place) = row.get_mut(*slot)
+                    {
+                        *place = delimited_value(field, ty)?;
+                    }
+                }
+            }
+            ValueFormat::Kafka => {
+                if let Some((slot, ty)) = self.positions.first().and_then(Option::as_ref)
+                    && let Some(place) = row.get_mut(*slot)
+                {
+                    *place = kafka_value(v, ty)?;
                 }
             }
             ValueFormat::Json => {

@@ -9,12 +9,7 @@
 use crate::ast::{SourceKind, SqlType};
 use crate::types::Schema;
 
-/// How a source's record values are written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum ValueFormat {
-    Json,
-    Raw,
-}
+pub use crate::format::ValueFormat;
 
 /// How a materialized (CREATE TABLE AS) table is keyed.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]

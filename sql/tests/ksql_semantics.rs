@@ -211,6 +211,50 @@ fn behaviours() -> Vec<Case> {
                 ),
             ],
         },
+        Case {
+            name: "DELIMITED values: columns in declaration order, NULL as an empty field, \
+                   quoting, the output in the source's format",
+            sql: "CREATE STREAM test (k VARCHAR KEY, id BIGINT, name VARCHAR, value DOUBLE)
+                  WITH (kafka_topic='test_topic', value_format='DELIMITED');
+                CREATE STREAM s1 AS SELECT k, name, id, value * 2 AS twice FROM test
+                  WHERE id > 100;
+                CREATE STREAM s2 WITH (value_format='JSON') AS SELECT k, name FROM test;",
+            input: vec![
+                ("test_topic", Some("0"), json!("0,zero,0.0"), 1),
+                ("test_topic", Some("1"), json!("101,\"one, two\",1.5"), 2),
+                ("test_topic", Some("2"), json!("102,,"), 3),
+            ],
+            expect: vec![
+                Expect::TopicText(
+                    "S1",
+                    vec![(Some("1"), Some("\"one, two\",101,3.0")), (Some("2"), Some(",102,"))],
+                ),
+                Expect::Topic(
+                    "S2",
+                    vec![
+                        (Some("0"), json!({"NAME": "zero"})),
+                        (Some("1"), json!({"NAME": "one, two"})),
+                        (Some("2"), json!({"NAME": null})),
+                    ],
+                ),
+            ],
+        },
+        Case {
+            name: "DELIMITED with VALUE_DELIMITER, a GROUP BY table written delimited",
+            sql: "CREATE STREAM test (k VARCHAR KEY, source VARCHAR)
+                  WITH (kafka_topic='t', value_format='DELIMITED', value_delimiter='TAB');
+                CREATE TABLE out AS SELECT SUBSTRING(source, 0, 2) AS thing, COUNT(*) AS n
+                  FROM test GROUP BY SUBSTRING(source, 0, 2);",
+            input: vec![
+                ("t", None, json!("some string"), 1),
+                ("t", None, json!("another string"), 2),
+                ("t", None, json!("some string again"), 3),
+            ],
+            expect: vec![Expect::TopicText(
+                "OUT",
+                vec![(Some("so"), Some("1")), (Some("an"), Some("1")), (Some("so"), Some("2"))],
+            )],
+        },
     ]
 }
 
@@ -314,4 +358,64 @@ fn keys_missing_from_the_projection_twice_or_alone_are_refused() {
             refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
         assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
     }
+}
+
+#[test]
+fn kafka_format_values_are_big_endian_primitives() {
+    let script =
+        "CREATE STREAM nums (k VARCHAR KEY, n INT) WITH (kafka_topic='nums', value_format='KAFKA');
+        CREATE STREAM doubled AS SELECT k, CAST(n AS BIGINT) * 2 AS n2 FROM nums;";
+    let ran = run(script, &[]);
+    let records: Vec<golden::common::In> = [7_i32, -3]
+        .iter()
+        .map(|n| (Some(b"a".to_vec()), Some(n.to_be_bytes().to_vec()), 1))
+        .collect();
+    golden::common::produce(&*ran.logs, "nums", 0, &records, 10);
+    golden::settle(&ran.running);
+    let out: Vec<Option<Vec<u8>>> =
+        golden::common::read_topic(&*ran.logs, "DOUBLED").into_iter().map(|r| r.value).collect();
+    assert_eq!(out, [Some(14_i64.to_be_bytes().to_vec()), Some((-6_i64).to_be_bytes().to_vec())]);
+}
+
+#[test]
+fn formats_refuse_columns_they_cannot_hold() {
+    let cases = [
+        (
+            "CREATE STREAM s (k VARCHAR KEY, a INT, b INT) WITH (kafka_topic='s', value_format='KAFKA');",
+            "the 'KAFKA' format only supports a single field, got: A, B",
+        ),
+        (
+            "CREATE STREAM s (a ARRAY<INT>) WITH (kafka_topic='s', value_format='DELIMITED');",
+            "the 'DELIMITED' format does not support type ARRAY<INT> (column A)",
+        ),
+        (
+            "CREATE STREAM s (a INT) WITH (kafka_topic='s', value_format='AVRO');",
+            "VALUE_FORMAT 'AVRO' is not supported",
+        ),
+        (
+            "CREATE STREAM s (a INT, b INT) WITH (kafka_topic='s', value_format='DELIMITED');
+             CREATE STREAM t WITH (value_format='KAFKA') AS SELECT a, b FROM s;",
+            "the 'KAFKA' format only supports a single field",
+        ),
+    ];
+    for (sql, want) in cases {
+        let err = refusal(sql).unwrap_or_else(|| panic!("{sql} was accepted"));
+        assert!(err.contains(want), "{sql}\n  gave: {err}\n  want: {want}");
+    }
+}
+
+#[test]
+fn a_push_query_reads_a_delimited_table_topic() {
+    let mut session = eddy_sql::Session::new(golden::functions());
+    let script = "CREATE STREAM test (k VARCHAR KEY, a VARCHAR, n INT)
+          WITH (kafka_topic='t', value_format='DELIMITED');
+        CREATE TABLE out AS SELECT a, COUNT(*) AS c, MAX(n) AS hi FROM test GROUP BY a;";
+    session.execute(script, 1).unwrap();
+    let outcomes = session.execute("SELECT * FROM out EMIT CHANGES;", 1).unwrap();
+    let Some(eddy_sql::Outcome::Select(q)) = outcomes.into_iter().next() else { panic!() };
+    let value = q.decode_value(Some(b"2,7"));
+    assert_eq!(value, json!({"C": 2, "HI": 7}));
+    let row = q.row(&json!("x"), &value, 5, &session.functions).unwrap();
+    assert_eq!(Value::Object(row), json!({"A": "x", "C": 2, "HI": 7}));
+    assert_eq!(q.decode_value(Some(b"2,7,9")), Value::Null, "a line of the wrong width");
 }

@@ -54,6 +54,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "functions",
             "types",
             "expr",
+            "format",
             "source",
             "properties",
             "catalog",

@@ -62,10 +62,7 @@ impl Follow {
     ) -> Option<serde_json::Map<String, Value>> {
         match self {
             Follow::Table(q) => {
-                let value = match record.value {
-                    Some(v) => serde_json::from_slice(v).unwrap_or(Value::Null),
-                    None => Value::Null,
-                };
+                let value = q.decode_value(record.value);
                 q.row(&key_value(record.key), &value, record.timestamp, functions)
             }
             Follow::Stream(q) => q.row(record.key, record.value, record.timestamp, functions),

@@ -36,6 +36,8 @@ pub enum Expect {
     TopicAnyOrder(&'static str, Vec<(Option<&'static str>, Value)>),
     /// The records of a topic with their timestamps: (key, value or null, timestamp).
     TopicTimed(&'static str, Vec<(Option<&'static str>, Value, i64)>),
+    /// The records of a topic whose values are text (DELIMITED): (key, value or none).
+    TopicText(&'static str, Vec<(Option<&'static str>, Option<&'static str>)>),
 }
 
 pub struct Case {
@@ -164,6 +166,19 @@ pub fn check(case: &Case) {
                 let mut got = topic(&ran, name);
                 order(&mut want);
                 order(&mut got);
+                assert_eq!(got, want, "case {}: topic {name}", case.name)
+            }
+            Expect::TopicText(name, records) => {
+                let text = |b: Option<Vec<u8>>| b.map(|b| String::from_utf8(b).unwrap());
+                let got: Vec<(Option<String>, Option<String>)> =
+                    common::read_topic(&*ran.logs, name)
+                        .into_iter()
+                        .map(|r| (text(r.key), text(r.value)))
+                        .collect();
+                let want: Vec<(Option<String>, Option<String>)> = records
+                    .iter()
+                    .map(|(k, v)| (k.map(str::to_owned), v.map(str::to_owned)))
+                    .collect();
                 assert_eq!(got, want, "case {}: topic {name}", case.name)
             }
             Expect::TopicTimed(name, records) => {
