@@ -105,6 +105,8 @@ pub struct Select {
     pub window: Option<WindowSpec>,
     pub filter: Option<Expr>,
     pub group_by: Vec<Expr>,
+    /// `PARTITION BY expr`: a stream's records re-keyed by it.
+    pub partition_by: Option<Expr>,
     pub having: Option<Expr>,
     pub emit: Option<EmitMode>,
     pub limit: Option<u64>,

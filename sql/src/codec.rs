@@ -192,7 +192,11 @@ impl ValueWriter {
 pub(crate) struct RowCodec(pub ValueWriter);
 
 impl Codec<Vec<Value>> for RowCodec {
+    /// The empty row (a tombstone passed on) is no value.
     fn encode(&self, value: &Vec<Value>) -> Result<Option<Vec<u8>>, String> {
+        if value.is_empty() {
+            return Ok(None);
+        }
         self.0.write(value)
     }
     /// Reads JSON rows back (the only format a query reads its own output in is JSON).

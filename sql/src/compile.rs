@@ -28,7 +28,9 @@ use eddy_processor::{
 use serde_json::Value;
 
 use crate::aggregate::{AggFn, Projection, SqlAgg, SqlWindowAgg, WindowResult};
-use crate::ast::{CreateAs, Expr, ExprKind, Select, SourceKind, SqlType, WindowShape, WindowSpec};
+use crate::ast::{
+    CreateAs, Expr, ExprKind, Select, SelectItem, SourceKind, SqlType, WindowShape, WindowSpec,
+};
 use crate::catalog::Catalog;
 use crate::codec::{
     FormattedRowCodec, JsonRowCodec, NamedRow, ObjectWriter, RowCodec, SqlKey, TableRowCodec,
@@ -42,7 +44,7 @@ use crate::plan::{GroupPlan, Scope, key_items, projection, read_columns, where_c
 use crate::properties::Props;
 use crate::row_reader::RowReader;
 use crate::source::{SourceInfo, ValueFormat};
-use crate::stream::{Rows, decoded_stream, project_stream, set_aside};
+use crate::stream::{Rows, decoded_stream, project_stream, rekey, set_aside};
 use crate::types::{Checker, Schema};
 
 /// A compiled persistent query.
@@ -83,35 +85,8 @@ pub fn compile(
                     message: "WINDOW and HAVING need GROUP BY (and CREATE TABLE)".into(),
                 });
             }
-            let mut items = projection(select, &scope, &checker)?;
-            target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
-            if select.join.is_none()
-                && let Some(key) = &from.key_column
-            {
-                // ksqlDB's rule: the key column is projected, and goes to the record key only.
-                let named: Vec<(String, Expr)> =
-                    items.iter().map(|(n, e, _)| (n.clone(), e.clone())).collect();
-                let is_key = |e: &Expr| match &e.kind {
-                    ExprKind::Column { name, .. } if name == key => Some(0),
-                    _ => None,
-                };
-                let of =
-                    key_items(&stmt.name, stmt.pos, &named, std::slice::from_ref(key), is_key)?;
-                let at = of.iter().position(Option::is_some);
-                target.key_column = at.and_then(|i| items.get(i)).map(|(n, _, _)| n.clone());
-                let mut of = of.into_iter();
-                items.retain(|_| of.next().flatten().is_none());
-            }
-            let values: Vec<(String, SqlType)> =
-                items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
-            target.format = output_format(stmt, &from, &values)?;
-            let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
-            let types = items.iter().map(|(_, _, t)| t.clone()).collect();
-            let writer = ValueWriter::new(ObjectWriter::new(names), types, target.format);
-            let exprs = items.iter().map(|(_, e, _)| bind(e, scope.layout())).collect();
-            let filter = filter.map(|f| bind(&f, scope.layout()));
-            let out = project_stream(&rows, filter, exprs, registry.clone());
-            out.to(&target.topic, SqlKey, RowCodec(writer));
+            let input = StreamInput { from: &from, scope: &scope, checker: &checker, rows };
+            stream_query(stmt, input, filter, registry, &mut target)?;
         }
         (SourceKind::Table, false) => {
             let mut plan = GroupPlan::new(select, &scope, &checker)?;
@@ -150,6 +125,141 @@ pub fn compile(
     }
     check_timestamp(stmt, &target)?;
     Ok(CompiledQuery { processor: b.build()?, target })
+}
+
+/// A stream query's input: its source, scope, and decoded (or joined) rows.
+struct StreamInput<'a> {
+    from: &'a SourceInfo,
+    scope: &'a Scope,
+    checker: &'a Checker<'a>,
+    rows: Rows,
+}
+
+/// `CREATE STREAM ... AS SELECT` without GROUP BY: (re-key by PARTITION BY) → WHERE +
+/// projection → topic. By ksqlDB's rules the key column (the source's, or the PARTITION BY
+/// expression) is projected once and goes to the record key only; with `SELECT *` and
+/// PARTITION BY the source's key column becomes the last value column.
+fn stream_query(
+    stmt: &CreateAs,
+    input: StreamInput<'_>,
+    filter: Option<Expr>,
+    registry: &Arc<FunctionRegistry>,
+    target: &mut SourceInfo,
+) -> Result<(), SqlError> {
+    let StreamInput { from, scope, checker, rows } = input;
+    let select = &stmt.select;
+    let mut items = projection(select, scope, checker)?;
+    let by = match &select.partition_by {
+        Some(p) if select.join.is_some() => {
+            return Err(SqlError::Unsupported {
+                pos: p.pos,
+                what: "PARTITION BY with a JOIN".into(),
+                why: "a join's output is keyed by its join key; re-key it in a second query".into(),
+            });
+        }
+        Some(p) => {
+            Some(partition_key(stmt, from.key_column.clone(), scope, checker, p, &mut items)?)
+        }
+        None => None,
+    };
+    let key = match &by {
+        Some(by) => by.key.clone(),
+        None if select.join.is_none() => from.key_column.clone().map(|k| {
+            let e = Expr::new(stmt.pos, ExprKind::Column { qualifier: None, name: k.clone() });
+            (k, e)
+        }),
+        None => None,
+    };
+    if let Some((name, expr)) = key {
+        let named: Vec<(String, Expr)> =
+            items.iter().map(|(n, e, _)| (n.clone(), e.clone())).collect();
+        let of =
+            key_items(&stmt.name, stmt.pos, &named, &[name], |e| e.same_as(&expr).then_some(0))?;
+        let at = of.iter().position(Option::is_some);
+        target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+        target.key_column = at.and_then(|i| items.get(i)).map(|(n, _, _)| n.clone());
+        let mut of = of.into_iter();
+        items.retain(|_| of.next().flatten().is_none());
+    } else {
+        target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+    }
+    let values: Vec<(String, SqlType)> =
+        items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+    target.format = output_format(stmt, from, &values)?;
+    let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
+    let types = items.iter().map(|(_, _, t)| t.clone()).collect();
+    let writer = ValueWriter::new(ObjectWriter::new(names), types, target.format);
+    let layout = scope.layout();
+    let rows = match by {
+        Some(by) => rekey(&rows, bind(&by.expr, layout), registry.clone(), false),
+        None => rows,
+    };
+    let exprs = items.iter().map(|(_, e, _)| bind(e, layout)).collect();
+    let filter = filter.map(|f| bind(&f, layout));
+    let out = project_stream(&rows, layout.columns.len(), filter, exprs, registry.clone());
+    out.to(&target.topic, SqlKey, RowCodec(writer));
+    Ok(())
+}
+
+/// A PARTITION BY planned: the expression records are re-keyed by, and the key column it
+/// makes (`None` for `PARTITION BY NULL`, which leaves records without a key).
+struct PartitionKey {
+    expr: Expr,
+    key: Option<(String, Expr)>,
+}
+
+/// Resolves `PARTITION BY p`. With `SELECT *` the key column is added when the projection
+/// lacks it (named after the column or field, else `KSQL_COL_<n>`) and the source's key
+/// column moves to the end of the values, as in ksqlDB.
+fn partition_key(
+    stmt: &CreateAs,
+    source_key: Option<String>,
+    scope: &Scope,
+    checker: &Checker<'_>,
+    p: &Expr,
+    items: &mut Vec<(String, Expr, SqlType)>,
+) -> Result<PartitionKey, SqlError> {
+    let expr = scope.resolve(p)?;
+    let ty = checker.infer(&expr)?;
+    if matches!(expr.kind, ExprKind::Literal(Value::Null)) {
+        return Ok(PartitionKey { expr, key: None });
+    }
+    let star = stmt.select.items.iter().any(|i| matches!(i, SelectItem::Wildcard(_)));
+    let found = items.iter().find(|(_, e, _)| e.same_as(&expr)).map(|(n, _, _)| n.clone());
+    let name = match found {
+        Some(n) => n,
+        None if star => {
+            let mut n = expr.default_name().unwrap_or_else(|| "KSQL_COL_0".to_owned());
+            let mut i = 0;
+            while items.iter().any(|(m, _, _)| *m == n) && expr.default_name().is_none() {
+                i += 1;
+                n = format!("KSQL_COL_{i}");
+            }
+            items.insert(0, (n.clone(), expr.clone(), ty));
+            n
+        }
+        None => {
+            let label = expr.default_name().unwrap_or_else(|| {
+                format!("the expression at line {}, column {}", p.pos.line, p.pos.col)
+            });
+            return Err(SqlError::Invalid {
+                pos: p.pos,
+                message: format!(
+                    "the query used to build {} must include the partitioning expression {label} \
+                     in its projection (eg, SELECT {label}...)",
+                    stmt.name
+                ),
+            });
+        }
+    };
+    if star
+        && let Some(old) = &source_key
+        && let Some(i) = items.iter().position(|(n, e, _)| n == old && !e.same_as(&expr))
+    {
+        let moved = items.remove(i);
+        items.push(moved);
+    }
+    Ok(PartitionKey { key: Some((name, expr.clone())), expr })
 }
 
 /// The target's value format: `VALUE_FORMAT`/`FORMAT` if given, else the source's (as in
@@ -214,10 +324,13 @@ fn source(
             let read = read_columns(select);
             let reader = RowReader::reading(from, |c| read.as_ref().is_none_or(|r| r.contains(c)));
             scope.layout = Some(reader.layout.clone());
-            Ok((decoded_stream(b, from, reader), scope, from.partitions))
+            // A plain stream query passes tombstones on (ksqlDB's projection does); grouping
+            // and joining skip them.
+            let tombstones = select.group_by.is_empty();
+            Ok((decoded_stream(b, from, reader, tombstones), scope, from.partitions))
         }
         Some(j) => {
-            let rows = decoded_stream(b, from, RowReader::new(from));
+            let rows = decoded_stream(b, from, RowReader::new(from), false);
             join::compile(b, Left { info: from, rows, scope }, j, catalog, registry)
         }
     }

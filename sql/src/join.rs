@@ -213,7 +213,8 @@ fn stream_stream(
     let scope = joined_scope(left.scope, left.info, right, join);
 
     let l = rekey(&left.rows, l_by, registry.clone(), true);
-    let r = rekey(&decoded_stream(b, right, RowReader::new(right)), r_by, registry.clone(), true);
+    let right_rows = decoded_stream(b, right, RowReader::new(right), false);
+    let r = rekey(&right_rows, r_by, registry.clone(), true);
     let (l, r, tasks) = if left_partitions > 1 || right.partitions > 1 {
         let n = left_partitions.max(right.partitions);
         (l.repartition("join-left", n), r.repartition("join-right", n), n)

@@ -104,7 +104,15 @@ pub(crate) fn read_columns(select: &Select) -> Option<BTreeSet<String>> {
             SelectItem::Expr { expr, .. } => stack.push(expr.clone()),
         }
     }
-    stack.extend(select.filter.iter().chain(&select.group_by).chain(&select.having).cloned());
+    stack.extend(
+        select
+            .filter
+            .iter()
+            .chain(&select.group_by)
+            .chain(&select.having)
+            .chain(&select.partition_by)
+            .cloned(),
+    );
     let mut names = BTreeSet::new();
     while let Some(mut e) = stack.pop() {
         if let ExprKind::Column { name, .. } = &e.kind {

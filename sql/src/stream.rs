@@ -32,16 +32,26 @@ pub(crate) fn set_aside(cx: &mut Cx, e: &EvalError) {
 
 /// Records of `info.topic` as (key, row) decoded by `reader`; the event time from `TIMESTAMP`
 /// if declared. Records without a value (tombstones, which decode to the empty row) are no
-/// events of a stream and are skipped, as ksqlDB does.
-pub(crate) fn decoded_stream(b: &ProcessorBuilder, info: &SourceInfo, reader: RowReader) -> Rows {
+/// events to aggregate or join and are skipped; with `tombstones` they go on as a tombstone
+/// row (see [`is_tombstone`]), which a projection writes as a tombstone, as ksqlDB does.
+pub(crate) fn decoded_stream(
+    b: &ProcessorBuilder,
+    info: &SourceInfo,
+    reader: RowReader,
+    tombstones: bool,
+) -> Rows {
     let reader = Arc::new(reader);
+    let width = reader.layout.columns.len();
     let key = KeyDecoder(info.key_type().cloned());
     let raw = b.stream::<Value, Vec<Value>>(&info.topic, key, RowDecoder(reader.clone()));
     let complete =
         reader.key_column.is_some() || reader.key_property.is_some() || reader.timestamp.is_some();
     raw.then(move |mut rec: Rec<Value, Vec<Value>>, cx, down| {
         if rec.value.is_empty() {
-            return;
+            if !tombstones {
+                return;
+            }
+            rec.value = vec![Value::Null; width + 1];
         }
         if complete {
             reader.complete(&mut rec.key, &mut rec.value, &mut rec.ts);
@@ -50,15 +60,30 @@ pub(crate) fn decoded_stream(b: &ProcessorBuilder, info: &SourceInfo, reader: Ro
     })
 }
 
-/// WHERE + projection as one node (expressions bound to the input's layout).
+/// A tombstone going through a plain stream query: the layout's NULLs (the key column filled
+/// from the key, so that PARTITION BY can read it) and one slot more, so that no decoded row
+/// (which has exactly `width` slots) is taken for one.
+pub(crate) fn is_tombstone(row: &[Value], width: usize) -> bool {
+    row.len() > width
+}
+
+/// WHERE + projection as one node (expressions bound to the input's layout, `width` slots).
+/// A tombstone row goes out as the empty row (written as a tombstone) unless there is a WHERE.
 pub(crate) fn project_stream(
     stream: &Rows,
+    width: usize,
     filter: Option<Expr>,
     exprs: Vec<Expr>,
     registry: Arc<FunctionRegistry>,
 ) -> Rows {
     let (filter, exprs) = (Arc::new(filter), Arc::new(exprs));
     stream.then(move |rec: Rec<Value, Vec<Value>>, cx, down| {
+        if is_tombstone(&rec.value, width) {
+            if filter.is_none() {
+                down.push(Rec { key: rec.key, value: Vec::new(), ts: rec.ts }, cx);
+            }
+            return;
+        }
         let row = Row::new(&rec.value, rec.ts, &rec.key);
         let out = (|| {
             if let Some(f) = filter.as_ref()

@@ -135,14 +135,24 @@ fn behaviours() -> Vec<Case> {
             )],
         },
         Case {
-            name: "a tombstone in a stream is no event: not projected, not counted",
+            name: "a tombstone in a stream stays a tombstone through a projection, is filtered \
+                   out by WHERE and is not counted (never a row of NULLs)",
             sql: "CREATE STREAM words (k VARCHAR KEY, source VARCHAR) WITH (kafka_topic='words');
                 CREATE STREAM copy AS SELECT k, source FROM words;
+                CREATE STREAM some AS SELECT k, source FROM words WHERE source IS NULL OR k = 'a';
                 CREATE TABLE counts AS SELECT k, COUNT(*) AS c FROM words GROUP BY k;",
             input: vec![word("a", "x", 1), ("words", Some("a"), Value::Null, 2), word("a", "y", 3)],
             expect: vec![
                 Expect::Topic(
                     "COPY",
+                    vec![
+                        (Some("a"), json!({"SOURCE": "x"})),
+                        (Some("a"), Value::Null),
+                        (Some("a"), json!({"SOURCE": "y"})),
+                    ],
+                ),
+                Expect::Topic(
+                    "SOME",
                     vec![(Some("a"), json!({"SOURCE": "x"})), (Some("a"), json!({"SOURCE": "y"}))],
                 ),
                 Expect::Table("COUNTS", vec![(json!("a"), json!({"C": 2}))]),
@@ -254,6 +264,53 @@ fn behaviours() -> Vec<Case> {
                 "OUT",
                 vec![(Some("so"), Some("1")), (Some("an"), Some("1")), (Some("so"), Some("2"))],
             )],
+        },
+        Case {
+            name: "PARTITION BY a value column, an expression, the key and NULL: the new key \
+                   column leaves the value, the old key joins it (last with SELECT *)",
+            sql: "CREATE STREAM input (id INT KEY, name VARCHAR, age INT)
+                  WITH (kafka_topic='input', value_format='DELIMITED');
+                CREATE STREAM by_name AS SELECT * FROM input PARTITION BY name;
+                CREATE STREAM by_abs AS SELECT * FROM input PARTITION BY ABS(id);
+                CREATE STREAM by_alias WITH (value_format='JSON') AS
+                  SELECT UCASE(name) AS new_key, age, id FROM input PARTITION BY UCASE(name);
+                CREATE STREAM by_null WITH (value_format='JSON') AS
+                  SELECT id, name FROM input PARTITION BY NULL;",
+            input: vec![
+                ("input", Some("10"), json!("bob,22"), 1),
+                ("input", Some("-3"), json!(",30"), 2),
+                ("input", Some("7"), Value::Null, 3),
+            ],
+            expect: vec![
+                Expect::TopicText(
+                    "BY_NAME",
+                    vec![(Some("bob"), Some("22,10")), (None, Some("30,-3")), (None, None)],
+                ),
+                Expect::TopicText(
+                    "BY_ABS",
+                    vec![
+                        (Some("10"), Some("bob,22,10")),
+                        (Some("3"), Some(",30,-3")),
+                        (Some("7"), None),
+                    ],
+                ),
+                Expect::Topic(
+                    "BY_ALIAS",
+                    vec![
+                        (Some("BOB"), json!({"AGE": 22, "ID": 10})),
+                        (None, json!({"AGE": 30, "ID": -3})),
+                        (None, Value::Null),
+                    ],
+                ),
+                Expect::Topic(
+                    "BY_NULL",
+                    vec![
+                        (None, json!({"ID": 10, "NAME": "bob"})),
+                        (None, json!({"ID": -3, "NAME": null})),
+                        (None, Value::Null),
+                    ],
+                ),
+            ],
         },
     ]
 }
@@ -418,4 +475,26 @@ fn a_push_query_reads_a_delimited_table_topic() {
     let row = q.row(&json!("x"), &value, 5, &session.functions).unwrap();
     assert_eq!(Value::Object(row), json!({"A": "x", "C": 2, "HI": 7}));
     assert_eq!(q.decode_value(Some(b"2,7,9")), Value::Null, "a line of the wrong width");
+}
+
+#[test]
+fn partition_by_refuses_what_ksqldb_refuses() {
+    let base = "CREATE STREAM input (id INT KEY, name VARCHAR) WITH (kafka_topic='input');\n";
+    let cases = [
+        (
+            "CREATE STREAM out AS SELECT name, id FROM input PARTITION BY ABS(id);",
+            "must include the partitioning expression",
+        ),
+        (
+            "CREATE STREAM out AS SELECT name, name AS name2, id FROM input PARTITION BY name;",
+            "the projection contains a key column more than once: NAME and NAME2",
+        ),
+        ("CREATE STREAM out AS SELECT * FROM input PARTITION BY name, id;", "several expressions"),
+        ("CREATE STREAM out AS SELECT * FROM input PARTITION BY nope;", "unknown column NOPE"),
+    ];
+    for (stmt, want) in cases {
+        let err =
+            refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
+        assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
+    }
 }

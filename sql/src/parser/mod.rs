@@ -64,10 +64,32 @@ struct Parser {
     i: usize,
 }
 
-const RESERVED: [&str; 24] = [
-    "SELECT", "FROM", "WHERE", "GROUP", "BY", "HAVING", "EMIT", "LIMIT", "WINDOW", "JOIN", "LEFT",
-    "INNER", "ON", "AS", "AND", "OR", "NOT", "WITHIN", "CASE", "WHEN", "THEN", "ELSE", "END",
+const RESERVED: [&str; 25] = [
+    "SELECT",
+    "FROM",
+    "WHERE",
+    "GROUP",
+    "BY",
+    "HAVING",
+    "EMIT",
+    "LIMIT",
+    "WINDOW",
+    "JOIN",
+    "LEFT",
+    "INNER",
+    "ON",
+    "AS",
+    "AND",
+    "OR",
+    "NOT",
+    "WITHIN",
+    "CASE",
+    "WHEN",
+    "THEN",
+    "ELSE",
+    "END",
     "WITH",
+    "PARTITION",
 ];
 
 /// Words that start a join but stay usable as names elsewhere.
@@ -116,6 +138,10 @@ impl Parser {
 
     fn expect_word(&mut self, w: &str) -> Result<(), SqlError> {
         if self.eat_word(w) { Ok(()) } else { Err(self.error(w)) }
+    }
+
+    fn is_sym(&self, s: &str) -> bool {
+        self.peek() == &Tok::Sym(sym_of(s))
     }
 
     fn eat_sym(&mut self, s: &str) -> bool {
@@ -402,6 +428,21 @@ impl Parser {
                 }
             }
         }
+        let partition_by = if self.eat_word("PARTITION") {
+            self.expect_word("BY")?;
+            let by = self.expr()?;
+            if self.is_sym(",") {
+                return Err(SqlError::Unsupported {
+                    pos: self.pos(),
+                    what: "PARTITION BY several expressions".into(),
+                    why: "keys of several columns need KEY_FORMAT='JSON', which eddy has not yet"
+                        .into(),
+                });
+            }
+            Some(by)
+        } else {
+            None
+        };
         let having = if self.eat_word("HAVING") { Some(self.expr()?) } else { None };
         let emit = if self.eat_word("EMIT") {
             if self.eat_word("CHANGES") {
@@ -420,7 +461,19 @@ impl Parser {
         } else {
             None
         };
-        Ok(Select { pos, items, from, join, window, filter, group_by, having, emit, limit })
+        Ok(Select {
+            pos,
+            items,
+            from,
+            join,
+            window,
+            filter,
+            group_by,
+            partition_by,
+            having,
+            emit,
+            limit,
+        })
     }
 
     fn select_item(&mut self) -> Result<SelectItem, SqlError> {
