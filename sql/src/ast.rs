@@ -114,8 +114,8 @@ pub struct Select {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum SelectItem {
-    /// `*`
-    Wildcard(Pos),
+    /// `*`, or `q.*` (the columns of the source named or aliased `q`).
+    Wildcard(Pos, Option<String>),
     Expr {
         expr: Expr,
         alias: Option<String>,
@@ -205,6 +205,10 @@ pub enum BinOp {
     Ge,
     And,
     Or,
+    /// `IS DISTINCT FROM`: inequality where NULL is a value (never NULL itself).
+    Distinct,
+    /// `IS NOT DISTINCT FROM`.
+    NotDistinct,
 }
 
 impl BinOp {
@@ -224,6 +228,8 @@ impl BinOp {
             BinOp::Ge => ">=",
             BinOp::And => "AND",
             BinOp::Or => "OR",
+            BinOp::Distinct => "IS DISTINCT FROM",
+            BinOp::NotDistinct => "IS NOT DISTINCT FROM",
         }
     }
 }
@@ -253,6 +259,8 @@ pub enum ExprKind {
         expr: Box<Expr>,
         pattern: Box<Expr>,
         negated: bool,
+        /// `ESCAPE 'c'`: `c` makes the next `%` or `_` (or `c`) literal.
+        escape: Option<char>,
     },
     Between {
         expr: Box<Expr>,
@@ -293,6 +301,10 @@ pub enum ExprKind {
     },
     /// `ARRAY[a, b, ...]`.
     Array(Vec<Expr>),
+    /// `STRUCT(name := value, ...)`.
+    Struct(Vec<(String, Expr)>),
+    /// `MAP(key := value, ...)`.
+    Map(Vec<(Expr, Expr)>),
     /// Compiled forms (never produced by the parser): the i-th aggregate's result, and the i-th
     /// GROUP BY expression's value, in a post-aggregation projection.
     AggRef(usize),
@@ -374,6 +386,8 @@ pub(crate) fn children(e: &mut Expr) -> Vec<&mut Expr> {
         ExprKind::Index { base, index } => vec![base, index],
         ExprKind::Field { base, .. } => vec![base],
         ExprKind::Call { args, .. } | ExprKind::Array(args) => args.iter_mut().collect(),
+        ExprKind::Struct(fields) => fields.iter_mut().map(|(_, e)| e).collect(),
+        ExprKind::Map(entries) => entries.iter_mut().flat_map(|(k, v)| [k, v]).collect(),
         _ => Vec::new(),
     }
 }

@@ -224,7 +224,7 @@ fn partition_key(
     if matches!(expr.kind, ExprKind::Literal(Value::Null)) {
         return Ok(PartitionKey { expr, key: None });
     }
-    let star = stmt.select.items.iter().any(|i| matches!(i, SelectItem::Wildcard(_)));
+    let star = stmt.select.items.iter().any(|i| matches!(i, SelectItem::Wildcard(..)));
     let found = items.iter().find(|(_, e, _)| e.same_as(&expr)).map(|(n, _, _)| n.clone());
     let name = match found {
         Some(n) => n,

@@ -69,6 +69,15 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
         ExprKind::Binary { op: op @ (BinOp::And | BinOp::Or), left, right } => {
             logic(*op, truth(&ev(left)?), truth(&ev(right)?))
         }
+        ExprKind::Binary { op: op @ (BinOp::Distinct | BinOp::NotDistinct), left, right } => {
+            let (l, r) = (ev(left)?, ev(right)?);
+            let same = match (&l, &r) {
+                (Value::Null, Value::Null) => true,
+                (Value::Null, _) | (_, Value::Null) => false,
+                _ => compare(&l, &r).map_or(l == r, Ordering::is_eq),
+            };
+            Value::Bool(same == (*op == BinOp::NotDistinct))
+        }
         ExprKind::Binary { op, left, right } => binary(*op, ev(left)?, ev(right)?, e)?,
         ExprKind::Not(x) => truth(&ev(x)?).map_or(Value::Null, |b| Value::Bool(!b)),
         ExprKind::Neg(x) => match ev(x)? {
@@ -79,8 +88,8 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
             _ => Value::Null,
         },
         ExprKind::IsNull { expr, negated } => Value::Bool(ev(expr)?.is_null() != *negated),
-        ExprKind::Like { expr, pattern, negated } => match (ev(expr)?, ev(pattern)?) {
-            (Value::String(s), Value::String(p)) => Value::Bool(like(&s, &p) != *negated),
+        ExprKind::Like { expr, pattern, negated, escape } => match (ev(expr)?, ev(pattern)?) {
+            (Value::String(s), Value::String(p)) => Value::Bool(like(&s, &p, *escape) != *negated),
             _ => Value::Null,
         },
         ExprKind::Between { expr, low, high, negated } => {
@@ -111,6 +120,25 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
             Value::Object(map) => field_of(&map, field),
             _ => Value::Null,
         },
+        ExprKind::Struct(fields) => {
+            let mut out = Map::new();
+            for (name, x) in fields {
+                out.insert(name.clone(), ev(x)?);
+            }
+            Value::Object(out)
+        }
+        ExprKind::Map(entries) => {
+            let mut out = Map::new();
+            for (k, v) in entries {
+                match ev(k)? {
+                    Value::Null => {}
+                    key => {
+                        out.insert(functions::text(&key), ev(v)?);
+                    }
+                }
+            }
+            Value::Object(out)
+        }
         ExprKind::Array(items) => {
             Value::Array(items.iter().map(ev).collect::<Result<Vec<_>, _>>()?)
         }
@@ -276,16 +304,28 @@ fn binary(op: BinOp, l: Value, r: Value, e: &Expr) -> Result<Value, EvalError> {
 }
 
 /// SQL LIKE: `%` any run, `_` one character; the whole string must match.
-pub fn like(s: &str, pattern: &str) -> bool {
-    let (s, p): (Vec<char>, Vec<char>) = (s.chars().collect(), pattern.chars().collect());
+pub fn like(s: &str, pattern: &str, escape: Option<char>) -> bool {
+    let s: Vec<char> = s.chars().collect();
+    // The pattern as tokens: `None` for '%', `Some(None)` for '_', `Some(Some(c))` for c; an
+    // escaped character is always itself.
+    let mut p: Vec<Option<Option<char>>> = Vec::new();
+    let mut chars = pattern.chars();
+    while let Some(c) = chars.next() {
+        p.push(match c {
+            c if Some(c) == escape => Some(Some(chars.next().unwrap_or(c))),
+            '%' => None,
+            '_' => Some(None),
+            c => Some(Some(c)),
+        });
+    }
     // Greedy matching with backtracking to the last '%'.
     let (mut i, mut j) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while i < s.len() {
-        if j < p.len() && (p[j] == '_' || p[j] == s[i]) {
+        if j < p.len() && p[j].is_some_and(|t| t.is_none_or(|c| c == s[i])) {
             i += 1;
             j += 1;
-        } else if j < p.len() && p[j] == '%' {
+        } else if j < p.len() && p[j].is_none() {
             star = Some((j, i));
             j += 1;
         } else if let Some((sj, si)) = star {
@@ -296,7 +336,7 @@ pub fn like(s: &str, pattern: &str) -> bool {
             return false;
         }
     }
-    p[j..].iter().all(|c| *c == '%')
+    p[j..].iter().all(Option::is_none)
 }
 
 /// `CAST(v AS ty)`. Strings parse, numbers convert, NULL stays NULL.

@@ -83,6 +83,21 @@ impl Scope {
         Ok(())
     }
 
+    /// The columns `*` (or `q.*`) stands for, in row order.
+    pub(crate) fn star(
+        &self,
+        pos: Pos,
+        qualifier: Option<&str>,
+    ) -> Result<Vec<(String, SqlType)>, SqlError> {
+        let Some(q) = qualifier else { return Ok(self.schema.columns.clone()) };
+        if !self.qualifiers.iter().any(|x| x == q) {
+            return Err(SqlError::UnknownSource { pos, name: q.to_owned() });
+        }
+        let mine: Vec<&String> =
+            self.qualified.iter().filter(|(a, _, _)| a == q).map(|(_, _, col)| col).collect();
+        Ok(self.schema.columns.iter().filter(|(c, _)| mine.contains(&c)).cloned().collect())
+    }
+
     /// Adds the columns of a joined source: `qualifiers` (its name and alias) qualify its
     /// columns, each `(column, name in the joined row)` of `renames`.
     pub(crate) fn add_qualified(&mut self, qualifiers: &[String], renames: &[(String, String)]) {
@@ -100,7 +115,7 @@ pub(crate) fn read_columns(select: &Select) -> Option<BTreeSet<String>> {
     let mut stack: Vec<Expr> = Vec::new();
     for item in &select.items {
         match item {
-            SelectItem::Wildcard(_) => return None,
+            SelectItem::Wildcard(..) => return None,
             SelectItem::Expr { expr, .. } => stack.push(expr.clone()),
         }
     }
@@ -145,10 +160,10 @@ pub(crate) fn projection(
     let mut out: Vec<(String, Expr, SqlType)> = Vec::new();
     for (item, name) in select.items.iter().zip(names) {
         match item {
-            SelectItem::Wildcard(pos) => {
-                for (c, t) in &scope.schema.columns {
+            SelectItem::Wildcard(pos, qualifier) => {
+                for (c, t) in scope.star(*pos, qualifier.as_deref())? {
                     let e = Expr::new(*pos, ExprKind::Column { qualifier: None, name: c.clone() });
-                    out.push((c.clone(), e, t.clone()));
+                    out.push((c, e, t));
                 }
             }
             SelectItem::Expr { expr, .. } => {
@@ -183,7 +198,7 @@ pub(crate) fn output_names(items: &[SelectItem]) -> Vec<String> {
         .map(|item| match item {
             SelectItem::Expr { alias: Some(a), .. } => Some(a.clone()),
             SelectItem::Expr { expr, .. } => expr.default_name(),
-            SelectItem::Wildcard(_) => Some("*".to_owned()),
+            SelectItem::Wildcard(..) => Some("*".to_owned()),
         })
         .collect();
     let mut next = 0;

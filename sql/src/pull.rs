@@ -97,7 +97,13 @@ impl TableQuery {
         let mut items = Vec::new();
         for (item, name) in select.items.iter().zip(output_names(&select.items)) {
             match item {
-                SelectItem::Wildcard(_) => {
+                SelectItem::Wildcard(_, qualifier) => {
+                    if let Some(q) = qualifier
+                        && *q != info.name
+                        && select.from.alias.as_deref() != Some(q.as_str())
+                    {
+                        return Err(SqlError::UnknownSource { pos: select.pos, name: q.clone() });
+                    }
                     // ksqlDB's order: the key columns, the window bounds, then the values.
                     let is_key = |c: &String| m.key_columns.contains(c);
                     let keys = info.columns.iter().filter(|(c, _)| is_key(c));

@@ -118,6 +118,25 @@ impl Checker<'_> {
             }
             ExprKind::Index { base, index } => self.index(base, index),
             ExprKind::Field { base, field } => self.field(e, base, field),
+            ExprKind::Struct(fields) => Ok(SqlType::Struct(
+                fields
+                    .iter()
+                    .map(|(n, x)| Ok((n.clone(), self.infer(x)?)))
+                    .collect::<Result<_, SqlError>>()?,
+            )),
+            ExprKind::Map(entries) => {
+                let (mut k, mut v) = (SqlType::Any, SqlType::Any);
+                for (key, value) in entries {
+                    let (kt, vt) = (self.infer(key)?, self.infer(value)?);
+                    if k == SqlType::Any {
+                        k = kt;
+                    }
+                    if v == SqlType::Any {
+                        v = vt;
+                    }
+                }
+                Ok(SqlType::Map(Box::new(k), Box::new(v)))
+            }
             ExprKind::Array(items) => {
                 let mut t = SqlType::Any;
                 for x in items {
@@ -214,7 +233,14 @@ impl Checker<'_> {
                 self.expect_bool(right, &context)?;
                 Ok(SqlType::Boolean)
             }
-            BinOp::Eq | BinOp::Ne | BinOp::Lt | BinOp::Le | BinOp::Gt | BinOp::Ge => {
+            BinOp::Eq
+            | BinOp::Ne
+            | BinOp::Lt
+            | BinOp::Le
+            | BinOp::Gt
+            | BinOp::Ge
+            | BinOp::Distinct
+            | BinOp::NotDistinct => {
                 let (l, r) = (self.infer(left)?, self.infer(right)?);
                 if !l.comparable(&r) {
                     return Err(mismatch(right, &r, &l.to_string(), &context));

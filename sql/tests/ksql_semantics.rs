@@ -312,6 +312,51 @@ fn behaviours() -> Vec<Case> {
                 ),
             ],
         },
+        Case {
+            name: "IS [NOT] DISTINCT FROM treats NULL as a value; LIKE ... ESCAPE; STRUCT(...) and \
+                   MAP(...) constructors; q.* selects one source's columns",
+            sql: "CREATE STREAM t (k VARCHAR KEY, a INT, b INT, s VARCHAR) WITH (kafka_topic='t');
+                CREATE STREAM out AS SELECT x.k, a IS DISTINCT FROM b AS d,
+                  a IS NOT DISTINCT FROM b AS nd, s LIKE '100!%%' ESCAPE '!' AS pct,
+                  s LIKE '_0%' AS any, STRUCT(f1 := a, `f2` := s) AS st,
+                  MAP('x' := a, 'y' := b) AS m FROM t x;
+                CREATE STREAM star AS SELECT x.* FROM t x;",
+            input: vec![
+                ("t", Some("a"), json!({"a": 1, "b": 1, "s": "100% sure"}), 1),
+                ("t", Some("b"), json!({"a": 1, "b": null, "s": "1000"}), 2),
+                ("t", Some("c"), json!({"a": null, "b": null, "s": null}), 3),
+            ],
+            expect: vec![
+                Expect::Topic(
+                    "OUT",
+                    vec![
+                        (
+                            Some("a"),
+                            json!({"D": false, "ND": true, "PCT": true, "ANY": true,
+                                "ST": {"F1": 1, "f2": "100% sure"}, "M": {"x": 1, "y": 1}}),
+                        ),
+                        (
+                            Some("b"),
+                            json!({"D": true, "ND": false, "PCT": false, "ANY": true,
+                                "ST": {"F1": 1, "f2": "1000"}, "M": {"x": 1, "y": null}}),
+                        ),
+                        (
+                            Some("c"),
+                            json!({"D": false, "ND": true, "PCT": null, "ANY": null,
+                                "ST": {"F1": null, "f2": null}, "M": {"x": null, "y": null}}),
+                        ),
+                    ],
+                ),
+                Expect::Topic(
+                    "STAR",
+                    vec![
+                        (Some("a"), json!({"A": 1, "B": 1, "S": "100% sure"})),
+                        (Some("b"), json!({"A": 1, "B": null, "S": "1000"})),
+                        (Some("c"), json!({"A": null, "B": null, "S": null})),
+                    ],
+                ),
+            ],
+        },
     ]
 }
 

@@ -65,7 +65,15 @@ impl Parser {
         }
         if self.eat_word("IS") {
             let negated = self.eat_word("NOT");
-            self.expect_word("NULL")?;
+            if self.eat_word("DISTINCT") {
+                self.expect_word("FROM")?;
+                let right = self.additive()?;
+                let op = if negated { BinOp::NotDistinct } else { BinOp::Distinct };
+                return Ok(bin(op, left, right));
+            }
+            if !self.eat_word("NULL") {
+                return Err(self.error("NULL or DISTINCT FROM"));
+            }
             return Ok(Expr::new(left.pos, ExprKind::IsNull { expr: Box::new(left), negated }));
         }
         let negated = self.is_word("NOT")
@@ -75,9 +83,23 @@ impl Parser {
         }
         if self.eat_word("LIKE") {
             let pattern = Box::new(self.additive()?);
+            let escape = if self.eat_word("ESCAPE") {
+                let at = self.pos();
+                match self.advance() {
+                    Tok::Str(s) if s.chars().count() == 1 => s.chars().next(),
+                    _ => {
+                        return Err(SqlError::Syntax {
+                            pos: at,
+                            message: "ESCAPE takes one character in quotes, like ESCAPE '!'".into(),
+                        });
+                    }
+                }
+            } else {
+                None
+            };
             return Ok(Expr::new(
                 left.pos,
-                ExprKind::Like { expr: Box::new(left), pattern, negated },
+                ExprKind::Like { expr: Box::new(left), pattern, negated, escape },
             ));
         }
         if self.eat_word("BETWEEN") {
@@ -238,6 +260,9 @@ impl Parser {
                     self.expect_sym(")")?;
                     Ok(Expr::new(pos, ExprKind::Cast { expr: Box::new(e), ty }))
                 }
+                "STRUCT" | "MAP" if self.peek_at(1) == &Tok::Sym("(") => {
+                    self.constructor(w == "MAP")
+                }
                 "ARRAY" if self.peek_at(1) == &Tok::Sym("[") => {
                     self.advance();
                     self.advance();
@@ -256,6 +281,39 @@ impl Parser {
             },
             _ => Err(self.error("an expression")),
         }
+    }
+
+    /// `STRUCT(name := value, ...)` or `MAP(key := value, ...)`, either possibly empty.
+    fn constructor(&mut self, map: bool) -> Result<Expr, SqlError> {
+        let pos = self.pos();
+        self.advance();
+        self.expect_sym("(")?;
+        let (mut fields, mut entries) = (Vec::new(), Vec::new());
+        if !self.eat_sym(")") {
+            loop {
+                if map {
+                    let key = self.expr()?;
+                    self.expect_sym(":=")?;
+                    entries.push((key, self.expr()?));
+                } else {
+                    let name = match self.advance() {
+                        Tok::Word(w) | Tok::Quoted(w) => w,
+                        _ => {
+                            self.i -= 1;
+                            return Err(self.error("a field name"));
+                        }
+                    };
+                    self.expect_sym(":=")?;
+                    fields.push((name, self.expr()?));
+                }
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+            self.expect_sym(")")?;
+        }
+        let kind = if map { ExprKind::Map(entries) } else { ExprKind::Struct(fields) };
+        Ok(Expr::new(pos, kind))
     }
 
     /// `name` or `qualifier.name`.

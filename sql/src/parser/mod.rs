@@ -479,7 +479,13 @@ impl Parser {
     fn select_item(&mut self) -> Result<SelectItem, SqlError> {
         let pos = self.pos();
         if self.eat_sym("*") {
-            return Ok(SelectItem::Wildcard(pos));
+            return Ok(SelectItem::Wildcard(pos, None));
+        }
+        if let (Tok::Word(q) | Tok::Quoted(q), Tok::Sym("."), Tok::Sym("*")) =
+            (self.peek().clone(), self.peek_at(1).clone(), self.peek_at(2).clone())
+        {
+            self.i += 3;
+            return Ok(SelectItem::Wildcard(pos, Some(q)));
         }
         let expr = self.expr()?;
         let alias = self.alias("a column alias")?;
