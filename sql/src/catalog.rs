@@ -128,9 +128,10 @@ impl Catalog {
                 message: "VALUE_FORMAT='RAW' takes exactly one (VARCHAR) value column".into(),
             });
         }
-        info.format
-            .check_columns(&values)
-            .map_err(|message| SqlError::Invalid { pos: stmt.pos, message })?;
+        let invalid = |message| SqlError::Invalid { pos: stmt.pos, message };
+        info.format =
+            info.format.wrapped(props.wrap_single_value()?, values.len()).map_err(invalid)?;
+        info.format.check_columns(&values).map_err(invalid)?;
         Ok(info)
     }
 }

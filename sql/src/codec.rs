@@ -173,6 +173,10 @@ impl ValueWriter {
         let first = values.first().unwrap_or(&Value::Null);
         match self.format {
             ValueFormat::Json => Ok(Some(self.objects.write(values))),
+            ValueFormat::JsonValue if first.is_null() => Ok(None),
+            ValueFormat::JsonValue => {
+                serde_json::to_vec(first).map(Some).map_err(|e| e.to_string())
+            }
             ValueFormat::Delimited(d) => Ok(Some(write_delimited(values, d))),
             ValueFormat::Kafka => write_kafka(first, self.types.first().unwrap_or(&SqlType::Any)),
             ValueFormat::Raw => Ok(Some(crate::functions::text(first).into_bytes())),

@@ -269,12 +269,16 @@ fn output_format(
     from: &SourceInfo,
     values: &[(String, SqlType)],
 ) -> Result<ValueFormat, SqlError> {
-    let explicit = Props::new(&stmt.with)?.value_format(stmt.pos)?;
+    let props = Props::new(&stmt.with)?;
+    let explicit = props.value_format(stmt.pos)?;
     let format = explicit.unwrap_or(match from.format {
-        ValueFormat::Raw => ValueFormat::Json,
+        // RAW holds one text, and wrapping is not inherited (as in ksqlDB).
+        ValueFormat::Raw | ValueFormat::JsonValue => ValueFormat::Json,
         other => other,
     });
-    format.check_columns(values).map_err(|message| SqlError::Invalid { pos: stmt.pos, message })?;
+    let invalid = |message| SqlError::Invalid { pos: stmt.pos, message };
+    let format = format.wrapped(props.wrap_single_value()?, values.len()).map_err(invalid)?;
+    format.check_columns(values).map_err(invalid)?;
     Ok(format)
 }
 

@@ -19,6 +19,9 @@ use crate::ast::SqlType;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ValueFormat {
     Json,
+    /// JSON with `WRAP_SINGLE_VALUE=false`: the one value column is the whole value (`10`,
+    /// not `{"V": 10}`).
+    JsonValue,
     Raw,
     /// CSV with this delimiter.
     Delimited(char),
@@ -50,10 +53,29 @@ impl ValueFormat {
     /// The name `SHOW STREAMS` prints.
     pub fn name(&self) -> &'static str {
         match self {
-            ValueFormat::Json => "JSON",
+            ValueFormat::Json | ValueFormat::JsonValue => "JSON",
             ValueFormat::Raw => "RAW",
             ValueFormat::Delimited(_) => "DELIMITED",
             ValueFormat::Kafka => "KAFKA",
+        }
+    }
+
+    /// This format with `WRAP_SINGLE_VALUE` (if given) applied, for a value of `columns`
+    /// columns: ksqlDB's rules (only one column can be unwrapped; DELIMITED and KAFKA values
+    /// are never wrapped).
+    pub fn wrapped(self, wrap: Option<bool>, columns: usize) -> Result<Self, String> {
+        let Some(wrap) = wrap else { return Ok(self) };
+        if columns != 1 {
+            return Err("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas".into());
+        }
+        match (self, wrap) {
+            (ValueFormat::Json | ValueFormat::JsonValue, true) => Ok(ValueFormat::Json),
+            (ValueFormat::Json | ValueFormat::JsonValue, false) => Ok(ValueFormat::JsonValue),
+            (other, true) => Err(format!(
+                "format '{}' does not support 'WRAP_SINGLE_VALUE' set to 'true'",
+                other.name()
+            )),
+            (other, false) => Ok(other),
         }
     }
 
@@ -61,6 +83,10 @@ impl ValueFormat {
     pub fn check_columns(&self, columns: &[(String, SqlType)]) -> Result<(), String> {
         match self {
             ValueFormat::Json | ValueFormat::Raw => Ok(()),
+            ValueFormat::JsonValue if columns.len() == 1 => Ok(()),
+            ValueFormat::JsonValue => {
+                Err("'WRAP_SINGLE_VALUE' is only valid for single-field value schemas".into())
+            }
             ValueFormat::Delimited(_) => match columns.iter().find(|(_, t)| !primitive(t)) {
                 Some((name, t)) => {
                     Err(format!("the 'DELIMITED' format does not support type {t} (column {name})"))

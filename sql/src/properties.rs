@@ -24,7 +24,7 @@ pub(crate) struct Props<'a> {
 
 impl<'a> Props<'a> {
     pub fn new(props: &'a [Property]) -> Result<Self, SqlError> {
-        const KNOWN: [&str; 11] = [
+        const KNOWN: [&str; 12] = [
             "KAFKA_TOPIC",
             "TOPIC",
             "VALUE_FORMAT",
@@ -36,6 +36,7 @@ impl<'a> Props<'a> {
             "KEY_FORMAT",
             "REPLICAS",
             "TIMESTAMP_FORMAT",
+            "WRAP_SINGLE_VALUE",
         ];
         for p in props {
             if !KNOWN.contains(&p.name.as_str()) {
@@ -90,6 +91,28 @@ impl<'a> Props<'a> {
         ValueFormat::parse(&name, delimiter.as_deref())
             .map(Some)
             .map_err(|message| SqlError::Invalid { pos, message })
+    }
+
+    /// `WRAP_SINGLE_VALUE`, if given (true or false).
+    pub fn wrap_single_value(&self) -> Result<Option<bool>, SqlError> {
+        match self.get("WRAP_SINGLE_VALUE") {
+            None => Ok(None),
+            Some(Property { value: Value::Bool(b), .. }) => Ok(Some(*b)),
+            Some(Property { value: Value::String(s), pos, .. }) => {
+                match s.to_ascii_lowercase().as_str() {
+                    "true" => Ok(Some(true)),
+                    "false" => Ok(Some(false)),
+                    _ => Err(SqlError::Invalid {
+                        pos: *pos,
+                        message: "WRAP_SINGLE_VALUE is true or false".into(),
+                    }),
+                }
+            }
+            Some(p) => Err(SqlError::Invalid {
+                pos: p.pos,
+                message: "WRAP_SINGLE_VALUE is true or false".into(),
+            }),
+        }
     }
 
     /// The source these properties describe.

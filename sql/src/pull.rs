@@ -198,6 +198,9 @@ impl TableQuery {
         let Some(bytes) = bytes else { return Value::Null };
         let values = match self.format {
             ValueFormat::Json => return serde_json::from_slice(bytes).unwrap_or(Value::Null),
+            ValueFormat::JsonValue => {
+                serde_json::from_slice(bytes).map(|v| vec![v]).map_err(|e| e.to_string())
+            }
             ValueFormat::Delimited(d) => split_delimited(bytes, d).and_then(|fields| {
                 if fields.len() != self.value_columns.len() {
                     return Err("a line of another width".to_owned());

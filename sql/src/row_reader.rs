@@ -135,6 +135,14 @@ impl RowReader {
                     *place = kafka_value(v, ty)?;
                 }
             }
+            ValueFormat::JsonValue => {
+                if let Some((slot, ty)) = self.positions.first().and_then(Option::as_ref)
+                    && let Some(place) = row.get_mut(*slot)
+                {
+                    let value = serde_json::from_slice(v).map_err(|e| e.to_string())?;
+                    *place = coerce(value, ty)?;
+                }
+            }
             ValueFormat::Json => {
                 json_fields(v, &self.value_names, &mut row, Some(&self.value_slots))?;
                 let typed = self.value_slots.iter().zip(&self.value_types).zip(&self.value_names);

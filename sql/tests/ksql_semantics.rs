@@ -357,6 +357,26 @@ fn behaviours() -> Vec<Case> {
                 ),
             ],
         },
+        Case {
+            name: "WRAP_SINGLE_VALUE=false: one column read and written as the bare JSON value, \
+                   not inherited by a query's output",
+            sql: "CREATE STREAM bare (k VARCHAR KEY, v STRUCT<a DOUBLE>)
+                  WITH (kafka_topic='bare', wrap_single_value=false);
+                CREATE STREAM wrapped AS SELECT * FROM bare;
+                CREATE STREAM unwrapped WITH (WRAP_SINGLE_VALUE=false) AS SELECT k, v->a AS a
+                  FROM bare;",
+            input: vec![
+                ("bare", Some("x"), json!({"a": 45.5}), 1),
+                ("bare", Some("y"), Value::Null, 2), // a tombstone stays one
+            ],
+            expect: vec![
+                Expect::Topic(
+                    "WRAPPED",
+                    vec![(Some("x"), json!({"V": {"A": 45.5}})), (Some("y"), Value::Null)],
+                ),
+                Expect::TopicText("UNWRAPPED", vec![(Some("x"), Some("45.5")), (Some("y"), None)]),
+            ],
+        },
     ]
 }
 
@@ -489,6 +509,15 @@ fn formats_refuse_columns_they_cannot_hold() {
         (
             "CREATE STREAM s (a ARRAY<INT>) WITH (kafka_topic='s', value_format='DELIMITED');",
             "the 'DELIMITED' format does not support type ARRAY<INT> (column A)",
+        ),
+        (
+            "CREATE STREAM s (a INT, b INT) WITH (kafka_topic='s', wrap_single_value=false);",
+            "'WRAP_SINGLE_VALUE' is only valid for single-field value schemas",
+        ),
+        (
+            "CREATE STREAM s (a INT) WITH (kafka_topic='s', value_format='DELIMITED',
+               wrap_single_value=true);",
+            "format 'DELIMITED' does not support 'WRAP_SINGLE_VALUE' set to 'true'",
         ),
         (
             "CREATE STREAM s (a INT) WITH (kafka_topic='s', value_format='AVRO');",
