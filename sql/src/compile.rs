@@ -454,8 +454,16 @@ fn group(
     target: &SourceInfo,
 ) -> Result<(), SqlError> {
     let inputs = Arc::new(inputs);
+    // As in ksqlDB, a row whose GROUP BY value (any of several) is NULL joins no group.
+    let null_key = |key: &Value, width: usize| match key {
+        Value::Null => true,
+        Value::Array(values) if width > 1 => values.iter().any(Value::is_null),
+        _ => false,
+    };
+    let width = plan.keys.len();
     let keyed =
         rows.then(move |mut rec: Rec<Value, Vec<Value>>, cx, down| match inputs.group(&mut rec) {
+            Ok(Some((key, _))) if null_key(&key, width) => {}
             Ok(Some((key, value))) => down.push(Rec { key, value, ts: rec.ts }, cx),
             Ok(None) => {}
             Err(e) => set_aside(cx, &e),
@@ -509,12 +517,16 @@ fn windowed(
     let inner = format!("{}-windows", target.name);
     let raw = keyed.window(windows).aggregate(&inner, agg.clone(), Emit::Changes);
     let sessions = matches!(w.shape, WindowShape::Session { .. });
-    let projected = project_windows(&raw?.changes(), projection.clone());
+    let projected = project_windows(&raw?.changes(), projection.clone(), sessions);
     let table = windows_table(&projected, &target.name, sessions)?;
     if emit_final {
         let finals = format!("{}-final", target.name);
         let raw = keyed.window(windows).aggregate(&finals, agg, Emit::Final);
-        project_windows(&raw?.changes(), projection).to(&target.topic, WindowedKey, writes);
+        project_windows(&raw?.changes(), projection, sessions).to(
+            &target.topic,
+            WindowedKey,
+            writes,
+        );
     } else {
         table.changes().to(&target.topic, WindowedKey, writes);
     }
@@ -533,16 +545,25 @@ enum GroupKey {
     Many(Vec<Value>),
 }
 
-/// `(keys, aggs)` per window → the projected row, with the window known.
+/// `(keys, aggs)` per window → the projected row, with the window known. A session's end is
+/// its last event's time, as in ksqlDB (the window operator's sessions end just after it).
 fn project_windows(
     raw: &Stream<Windowed<Value>, WindowResult>,
     projection: Arc<Projection>,
+    sessions: bool,
 ) -> Stream<Windowed<Value>, Option<NamedRow>> {
-    raw.map(move |k: Windowed<Value>, (keys, aggs): WindowResult| {
+    raw.map(move |mut k: Windowed<Value>, (keys, aggs): WindowResult| {
+        if sessions {
+            k.end = k.end.saturating_sub(1).max(k.start);
+        }
         let row = projection.apply(&keys, &aggs, Some((k.start, k.end)));
         (k, row)
     })
 }
+
+/// The grace period of a window without `GRACE PERIOD`: 24 hours, ksqlDB's (and Kafka
+/// Streams') default.
+const DEFAULT_GRACE_MS: i64 = 24 * 3_600_000;
 
 /// The window operator's windows for `WINDOW ...`.
 fn windows(w: &WindowSpec) -> Windows {
@@ -551,7 +572,7 @@ fn windows(w: &WindowSpec) -> Windows {
         WindowShape::Hopping { size_ms, advance_ms } => Windows::hopping(size_ms, advance_ms),
         WindowShape::Session { gap_ms } => Windows::session(gap_ms),
     };
-    base.grace(w.grace_ms.unwrap_or(0))
+    base.grace(w.grace_ms.unwrap_or(DEFAULT_GRACE_MS))
 }
 
 /// Projected windows into table `name`. For session windows a merged session replaces the
@@ -580,6 +601,7 @@ impl Node<Windowed<Value>, Option<NamedRow>> for SessionUpsert {
         else {
             return cx.set_aside(&RecordError::State("a session row cannot be encoded".into()));
         };
+        let mut swallowed = Vec::new();
         // Keys of one group share the prefix `{"key":<key>,"start":`.
         if let Ok(group) = serde_json::to_string(&rec.key.key) {
             let prefix = format!("{{\"key\":{group},\"start\":");
@@ -592,10 +614,16 @@ impl Node<Windowed<Value>, Option<NamedRow>> for SessionUpsert {
                 let inside = w.start >= rec.key.start && w.end <= rec.key.end;
                 if inside && old[..] != kb[..] {
                     self.store.put(old.to_vec(), None, rec.ts, cx);
+                    swallowed.push(w);
                 }
             }
         }
         self.store.put(kb, Some(vb), rec.ts, cx);
+        // As in ksqlDB, each swallowed session's row is deleted downstream (a tombstone) before
+        // the merged session's row.
+        for w in swallowed {
+            self.down.push(Rec { key: w, value: None, ts: rec.ts }, cx);
+        }
         self.down.push(rec, cx);
     }
 }

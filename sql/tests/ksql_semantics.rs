@@ -377,6 +377,99 @@ fn behaviours() -> Vec<Case> {
                 Expect::TopicText("UNWRAPPED", vec![(Some("x"), Some("45.5")), (Some("y"), None)]),
             ],
         },
+        Case {
+            name: "windows without GRACE PERIOD accept records 24 hours late; GRACE PERIOD \
+                   drops what comes later; hopping windows start at 0 or later",
+            sql: "CREATE STREAM test (id BIGINT KEY, value BIGINT)
+                  WITH (kafka_topic='test_topic', value_format='DELIMITED');
+                CREATE TABLE dflt AS SELECT id, MAX(value) FROM test
+                  WINDOW TUMBLING (SIZE 30 SECONDS) GROUP BY id;
+                CREATE TABLE graced AS SELECT id, MAX(value) FROM test
+                  WINDOW TUMBLING (SIZE 30 SECONDS, GRACE PERIOD 1 MINUTE) GROUP BY id;
+                CREATE TABLE hop AS SELECT id, COUNT(*) AS n FROM test
+                  WINDOW HOPPING (SIZE 30 SECONDS, ADVANCE BY 15 SECONDS) GROUP BY id;",
+            input: vec![
+                ("test_topic", Some("0"), json!("0"), 0),
+                ("test_topic", Some("0"), json!("1"), 89_999),
+                ("test_topic", Some("0"), json!("5"), 10_009),
+                ("test_topic", Some("0"), json!("0"), 90_000),
+                ("test_topic", Some("0"), json!("6"), 10_010),
+            ],
+            expect: vec![
+                Expect::TopicText(
+                    "DFLT",
+                    vec![
+                        (Some(r#"{"key":0,"start":0,"end":30000}"#), Some("0")),
+                        (Some(r#"{"key":0,"start":60000,"end":90000}"#), Some("1")),
+                        (Some(r#"{"key":0,"start":0,"end":30000}"#), Some("5")),
+                        (Some(r#"{"key":0,"start":90000,"end":120000}"#), Some("0")),
+                        (Some(r#"{"key":0,"start":0,"end":30000}"#), Some("6")),
+                    ],
+                ),
+                Expect::TopicText(
+                    "GRACED",
+                    vec![
+                        (Some(r#"{"key":0,"start":0,"end":30000}"#), Some("0")),
+                        (Some(r#"{"key":0,"start":60000,"end":90000}"#), Some("1")),
+                        (Some(r#"{"key":0,"start":0,"end":30000}"#), Some("5")),
+                        (Some(r#"{"key":0,"start":90000,"end":120000}"#), Some("0")),
+                    ],
+                ),
+                Expect::TopicText(
+                    "HOP",
+                    vec![
+                        (Some(r#"{"key":0,"start":0,"end":30000}"#), Some("1")),
+                        (Some(r#"{"key":0,"start":60000,"end":90000}"#), Some("1")),
+                        (Some(r#"{"key":0,"start":75000,"end":105000}"#), Some("1")),
+                        (Some(r#"{"key":0,"start":0,"end":30000}"#), Some("2")),
+                        (Some(r#"{"key":0,"start":75000,"end":105000}"#), Some("2")),
+                        (Some(r#"{"key":0,"start":90000,"end":120000}"#), Some("1")),
+                        (Some(r#"{"key":0,"start":0,"end":30000}"#), Some("3")),
+                    ],
+                ),
+            ],
+        },
+        Case {
+            name: "a session ends at its last event; a merge deletes the sessions it swallows \
+                   (tombstones) before the merged row",
+            sql: "CREATE STREAM test (id BIGINT KEY, value BIGINT)
+                  WITH (kafka_topic='test_topic', value_format='DELIMITED');
+                CREATE TABLE s2 AS SELECT id, MAX(value) FROM test WINDOW SESSION (30 SECONDS)
+                  GROUP BY id;",
+            input: vec![
+                ("test_topic", Some("0"), json!("0"), 0),
+                ("test_topic", Some("0"), json!("1"), 70_010),
+                ("test_topic", Some("0"), json!("5"), 10_009),
+                ("test_topic", Some("0"), json!("6"), 10_010),
+            ],
+            expect: vec![Expect::TopicText(
+                "S2",
+                vec![
+                    (Some(r#"{"key":0,"start":0,"end":0}"#), Some("0")),
+                    (Some(r#"{"key":0,"start":70010,"end":70010}"#), Some("1")),
+                    (Some(r#"{"key":0,"start":0,"end":0}"#), None),
+                    (Some(r#"{"key":0,"start":0,"end":10009}"#), Some("5")),
+                    (Some(r#"{"key":0,"start":0,"end":10009}"#), None),
+                    (Some(r#"{"key":0,"start":0,"end":10010}"#), Some("6")),
+                ],
+            )],
+        },
+        Case {
+            name: "a row whose GROUP BY value is NULL joins no group",
+            sql: "CREATE STREAM test (k VARCHAR KEY, str VARCHAR, pos INT)
+                  WITH (kafka_topic='test_topic', value_format='DELIMITED');
+                CREATE TABLE out AS SELECT SUBSTRING(str, pos), COUNT(*) FROM test
+                  GROUP BY SUBSTRING(str, pos);",
+            input: vec![
+                ("test_topic", None, json!("xx,1"), 1),
+                ("test_topic", None, json!("x,"), 2),
+                ("test_topic", None, json!("xx,1"), 3),
+            ],
+            expect: vec![Expect::TopicText(
+                "OUT",
+                vec![(Some("xx"), Some("1")), (Some("xx"), Some("2"))],
+            )],
+        },
     ]
 }
 

@@ -77,6 +77,8 @@ impl Windows {
     }
 
     /// The time windows `[start, end)` holding `ts`, by ascending start (not for sessions).
+    /// As in Kafka Streams, no window starts before 0 for a non-negative `ts` (the first
+    /// hopping windows are not partial windows reaching back before the epoch).
     pub fn windows_of(&self, ts: i64) -> Vec<(i64, i64)> {
         let (size, advance) = match self.kind {
             WindowKind::Tumbling { size_ms } => (size_ms, size_ms),
@@ -86,6 +88,9 @@ impl Windows {
         let mut out = Vec::new();
         let mut start = ts.div_euclid(advance) * advance;
         while start.saturating_add(size) > ts {
+            if start < 0 && ts >= 0 {
+                break;
+            }
             out.push((start, start.saturating_add(size)));
             start -= advance;
         }

@@ -630,7 +630,7 @@ impl Parser {
         if self.eat_sym(",") {
             self.expect_word("GRACE")?;
             self.expect_word("PERIOD")?;
-            grace_ms = Some(self.duration()?);
+            grace_ms = Some(self.duration_from(0)?);
         }
         self.expect_sym(")")?;
         Ok(Some(WindowSpec { pos, shape, grace_ms }))
