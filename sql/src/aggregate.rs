@@ -132,14 +132,23 @@ pub enum State {
 pub struct Acc {
     pub keys: Vec<Value>,
     pub states: Vec<State>,
+    /// With HAVING: whether the group's row passed it after the latest row, and before it.
+    /// A group that fails HAVING is deleted downstream (a tombstone) only if its row had
+    /// passed before, as in ksqlDB; one that never passed is never written.
+    #[serde(default)]
+    pub passed: bool,
+    #[serde(default)]
+    pub passed_before: bool,
 }
 
 /// What an aggregate reads per row: the aggregate calls' arguments (but `COUNT(*)`'s), after
 /// the GROUP BY values for a windowed query.
 pub type GroupInput = Vec<Value>;
 
-/// A window's result: its GROUP BY values and the aggregates' results.
-pub type WindowResult = (Vec<Value>, Vec<Value>);
+/// A window's result: its GROUP BY values, the aggregates' results, and (with HAVING) whether
+/// the window's row had passed HAVING before this change (a row failing it now is deleted
+/// downstream only then).
+pub type WindowResult = (Vec<Value>, Vec<Value>, bool);
 
 /// The projection applied to an aggregate's results.
 #[derive(Debug, Clone)]
@@ -190,23 +199,33 @@ impl Projection {
     }
 
     /// The output row, or `None` when HAVING does not hold (or cannot be evaluated).
+    pub fn has_having(&self) -> bool {
+        self.having.is_some()
+    }
+
+    /// Whether a group's row passes HAVING (true without one).
+    pub fn passes(&self, keys: &[Value], aggs: &[Value], window: Option<(i64, i64)>) -> bool {
+        let Some(h) = &self.having else { return true };
+        let row = Row { columns: &[], rowtime: 0, rowkey: &Value::Null, window, aggs, keys };
+        match eval(h, &row, &self.registry) {
+            Ok(v) => truth(&v) == Some(true),
+            Err(error) => {
+                tracing::debug!(%error, "HAVING failed to evaluate; the group is left out");
+                false
+            }
+        }
+    }
+
     pub fn apply(
         &self,
         keys: &[Value],
         aggs: &[Value],
         window: Option<(i64, i64)>,
     ) -> Option<NamedRow> {
-        let row = Row { columns: &[], rowtime: 0, rowkey: &Value::Null, window, aggs, keys };
-        if let Some(h) = &self.having {
-            match eval(h, &row, &self.registry) {
-                Ok(v) if truth(&v) == Some(true) => {}
-                Ok(_) => return None,
-                Err(error) => {
-                    tracing::debug!(%error, "HAVING failed to evaluate; the group is left out");
-                    return None;
-                }
-            }
+        if !self.passes(keys, aggs, window) {
+            return None;
         }
+        let row = Row { columns: &[], rowtime: 0, rowkey: &Value::Null, window, aggs, keys };
         let values = self
             .names()
             .iter()
@@ -239,6 +258,8 @@ pub struct SqlWindowAgg {
     pub fns: Vec<AggFn>,
     /// The number of GROUP BY values leading each row.
     pub group_width: usize,
+    /// The projection, when it has a HAVING, to follow whether each window passes it.
+    pub having: Option<Arc<Projection>>,
 }
 
 /// The aggregates' results.
@@ -247,7 +268,12 @@ fn results(fns: &[AggFn], acc: &Acc) -> Vec<Value> {
 }
 
 fn init_acc(fns: &[AggFn]) -> Acc {
-    Acc { keys: Vec::new(), states: fns.iter().map(|f| f.init()).collect() }
+    Acc {
+        keys: Vec::new(),
+        states: fns.iter().map(|f| f.init()).collect(),
+        passed: false,
+        passed_before: false,
+    }
 }
 
 /// Adds one row: `args` holds the arguments of the calls other than `COUNT(*)`, in order.
@@ -277,6 +303,8 @@ fn merge_acc(fns: &[AggFn], into: &mut Acc, other: Acc) {
     for ((f, s), o) in fns.iter().zip(&mut into.states).zip(other.states) {
         merge(*f, s, o);
     }
+    // A merged session's row may have been shown under either part: deleting it is safe.
+    into.passed_before |= into.passed || other.passed;
 }
 
 impl Aggregator<GroupInput> for SqlAgg {
@@ -301,6 +329,10 @@ impl Aggregator<GroupInput> for SqlAgg {
     }
     fn add(&self, acc: &mut Acc, value: &GroupInput, ts: i64) {
         add_row(&self.fns, acc, &[], value, ts);
+        if self.projection.having.is_some() {
+            acc.passed_before = acc.passed;
+            acc.passed = self.projection.passes(&acc.keys, &results(&self.fns, acc), None);
+        }
     }
     fn merge(&self, into: &mut Acc, other: Acc) {
         merge_acc(&self.fns, into, other);
@@ -310,6 +342,9 @@ impl Aggregator<GroupInput> for SqlAgg {
     /// evaluated into a row first.
     fn result(&self, acc: &Acc) -> Option<JsonRow> {
         let p = &self.projection;
+        if p.having.is_some() && !acc.passed {
+            return if acc.passed_before { None } else { Some(JsonRow::hidden()) };
+        }
         let Some(direct) = &p.direct else {
             let row = p.apply(&acc.keys, &results(&self.fns, acc), None)?;
             return Some(JsonRow::written(p.writer.write(&row.values)));
@@ -337,12 +372,16 @@ impl Aggregator<GroupInput> for SqlWindowAgg {
     fn add(&self, acc: &mut Acc, value: &GroupInput, ts: i64) {
         let (keys, args) = value.split_at(self.group_width.min(value.len()));
         add_row(&self.fns, acc, keys, args, ts);
+        if let Some(p) = &self.having {
+            acc.passed_before = acc.passed;
+            acc.passed = p.passes(&acc.keys, &results(&self.fns, acc), None);
+        }
     }
     fn merge(&self, into: &mut Acc, other: Acc) {
         merge_acc(&self.fns, into, other);
     }
     fn result(&self, acc: &Acc) -> WindowResult {
-        (acc.keys.clone(), results(&self.fns, acc))
+        (acc.keys.clone(), results(&self.fns, acc), acc.passed_before)
     }
 }
 
@@ -475,7 +514,7 @@ mod tests {
             AggFn::CountDistinct,
             AggFn::TopK(2),
         ];
-        let agg = SqlWindowAgg { fns: fns.clone(), group_width: 1 };
+        let agg = SqlWindowAgg { fns: fns.clone(), group_width: 1, having: None };
         let row = |x: Value| [vec![Value::from("k")], vec![x; fns.len() - 1]].concat();
         let mut a = agg.init();
         agg.add(&mut a, &row(Value::from(3)), 1);
@@ -484,7 +523,7 @@ mod tests {
         agg.add(&mut b, &row(Value::from(1.5)), 3);
         agg.add(&mut b, &row(Value::Null), 4);
         agg.merge(&mut a, b);
-        let (keys, aggs) = agg.result(&a);
+        let (keys, aggs, _) = agg.result(&a);
         assert_eq!(keys, vec![Value::from("k")]);
         let want = serde_json::json!([4, 3, 9.5, 9.5 / 3.0, 1.5, 5, 1.5, 3, 3, [5, 3]]);
         assert_eq!(Value::from(aggs), want);

@@ -245,6 +245,16 @@ impl Codec<Option<NamedRow>> for TableRowCodec {
 pub struct JsonRow(Vec<u8>);
 
 impl JsonRow {
+    /// A group HAVING has never let through: stored as `false` (pull queries skip rows that
+    /// are not objects), never written to the output topic.
+    pub(crate) fn hidden() -> Self {
+        Self(b"false".to_vec())
+    }
+
+    pub(crate) fn is_hidden(&self) -> bool {
+        self.0 == b"false"
+    }
+
     /// Bytes [`ObjectWriter::object`] wrote (a JSON object).
     pub(crate) fn written(bytes: Vec<u8>) -> Self {
         debug_assert!(

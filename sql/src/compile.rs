@@ -33,8 +33,8 @@ use crate::ast::{
 };
 use crate::catalog::Catalog;
 use crate::codec::{
-    FormattedRowCodec, JsonRowCodec, NamedRow, ObjectWriter, RowCodec, SqlKey, TableRowCodec,
-    ValueWriter, WindowedKey,
+    FormattedRowCodec, JsonRow, JsonRowCodec, NamedRow, ObjectWriter, RowCodec, SqlKey,
+    TableRowCodec, ValueWriter, WindowedKey,
 };
 use crate::error::{EvalError, SqlError};
 use crate::expr::{Row, bind, eval, truth};
@@ -484,7 +484,9 @@ fn group(
         None => {
             let agg = SqlAgg { fns, projection, group_width };
             let table = keyed.aggregate(&target.name, agg)?;
-            let changes = table.changes();
+            let changes = table
+                .changes()
+                .filter(|_, row: &Option<JsonRow>| !row.as_ref().is_some_and(JsonRow::is_hidden));
             if target.format == ValueFormat::Json {
                 changes.to(&target.topic, SqlKey, JsonRowCodec);
             } else {
@@ -492,7 +494,9 @@ fn group(
             }
         }
         Some(w) => {
-            let agg = SqlWindowAgg { fns, group_width };
+            let projection = Arc::new(projection);
+            let having = projection.has_having().then(|| projection.clone());
+            let agg = SqlWindowAgg { fns, group_width, having };
             windowed(&keyed, w, plan.emit_final, agg, projection, out_writer, target)?;
         }
     }
@@ -507,13 +511,12 @@ fn windowed(
     w: &WindowSpec,
     emit_final: bool,
     agg: SqlWindowAgg,
-    projection: Projection,
+    projection: Arc<Projection>,
     out_writer: ValueWriter,
     target: &SourceInfo,
 ) -> Result<(), SqlError> {
     let windows = windows(w);
     let writes = TableRowCodec(out_writer);
-    let projection = Arc::new(projection);
     let inner = format!("{}-windows", target.name);
     let raw = keyed.window(windows).aggregate(&inner, agg.clone(), Emit::Changes);
     let sessions = matches!(w.shape, WindowShape::Session { .. });
@@ -552,12 +555,13 @@ fn project_windows(
     projection: Arc<Projection>,
     sessions: bool,
 ) -> Stream<Windowed<Value>, Option<NamedRow>> {
-    raw.map(move |mut k: Windowed<Value>, (keys, aggs): WindowResult| {
+    raw.flat_map(move |mut k: Windowed<Value>, (keys, aggs, shown): WindowResult| {
         if sessions {
             k.end = k.end.saturating_sub(1).max(k.start);
         }
         let row = projection.apply(&keys, &aggs, Some((k.start, k.end)));
-        (k, row)
+        // A window HAVING never let through is not deleted downstream: it was never there.
+        (row.is_some() || shown).then_some((k, row))
     })
 }
 

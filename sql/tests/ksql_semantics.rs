@@ -470,6 +470,31 @@ fn behaviours() -> Vec<Case> {
                 vec![(Some("xx"), Some("1")), (Some("xx"), Some("2"))],
             )],
         },
+        Case {
+            name: "HAVING: a group (or window) never passing it is never written, one leaving it \
+                   is deleted with a tombstone",
+            sql: "CREATE STREAM test (id BIGINT KEY, name VARCHAR, value BIGINT)
+                  WITH (kafka_topic='test_topic', value_format='DELIMITED');
+                CREATE TABLE t1 AS SELECT id, SUM(value) AS sum FROM test
+                  WINDOW TUMBLING (SIZE 30 SECONDS) GROUP BY id HAVING SUM(value) > 100;
+                CREATE TABLE t2 AS SELECT id, SUM(value) AS sum FROM test
+                  GROUP BY id HAVING SUM(value) > 100;",
+            input: vec![
+                ("test_topic", Some("0"), json!("zero,0"), 0),
+                ("test_topic", Some("1"), json!("one,101"), 0),
+                ("test_topic", Some("1"), json!("one,-5"), 0),
+            ],
+            expect: vec![
+                Expect::TopicText(
+                    "T1",
+                    vec![
+                        (Some(r#"{"key":1,"start":0,"end":30000}"#), Some("101")),
+                        (Some(r#"{"key":1,"start":0,"end":30000}"#), None),
+                    ],
+                ),
+                Expect::TopicText("T2", vec![(Some("1"), Some("101")), (Some("1"), None)]),
+            ],
+        },
     ]
 }
 
