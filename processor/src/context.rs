@@ -98,6 +98,8 @@ pub struct Cx {
     pub(crate) metrics: TaskMetrics,
     /// Origin of the input record being processed.
     pub(crate) origin: u64,
+    /// Offset of the input record being processed, in its source partition.
+    pub(crate) input_offset: u64,
     /// Frontier hints received from upstream tasks, by origin (the largest of each).
     pub(crate) hints: BTreeMap<u64, i64>,
     /// The origins each source of this task's sub-topology carries, by source index.
@@ -133,6 +135,7 @@ impl Cx {
             dead_letter,
             metrics: TaskMetrics::default(),
             origin: 0,
+            input_offset: 0,
             hints: BTreeMap::new(),
             origins: Arc::new(BTreeMap::new()),
             idle_after: None,
@@ -239,6 +242,18 @@ impl Cx {
     /// Partitions of an output topic (1 if unknown).
     pub(crate) fn partition_count(&self, topic: &Arc<str>) -> u32 {
         self.partition_counts.get(topic).copied().unwrap_or(1).max(1)
+    }
+
+    /// The partition of the task, which is the partition of every record it reads (a task's
+    /// sources are co-partitioned).
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// The offset of the input record being processed, in its source partition (SQL's
+    /// `ROWOFFSET`).
+    pub fn input_offset(&self) -> u64 {
+        self.input_offset
     }
 
     /// The position `n` of the input record being processed (input records since offset

@@ -354,6 +354,7 @@ impl Task {
             return;
         }
         self.cx.origin = rec.origin;
+        self.cx.input_offset = rec.offset;
         self.cx.heard_from(rec.origin);
         self.cx.begin(self.n);
         // Only a dead letter needs the input record again; without a dead-letter topic the

@@ -37,6 +37,10 @@ pub(crate) struct RowReader {
     /// DELIMITED and KAFKA values are positional: per value column of the source, in
     /// declaration order, where it sits in the row and its type (`None`: not read).
     positions: Vec<Option<(usize, SqlType)>>,
+    /// Where the pseudo columns `ROWPARTITION` and `ROWOFFSET` sit, when read: after the
+    /// declared columns, filled from the record's place in its topic.
+    pub rowpartition: Option<usize>,
+    pub rowoffset: Option<usize>,
     /// Where the key column, the `key` property column and the `TIMESTAMP` column sit.
     pub key_column: Option<usize>,
     pub key_property: Option<usize>,
@@ -44,9 +48,10 @@ pub(crate) struct RowReader {
 }
 
 impl RowReader {
-    /// Reads every column.
+    /// Reads every declared column (rows exactly as wide as the source's columns, which
+    /// joins rely on; no pseudo columns).
     pub fn new(info: &SourceInfo) -> Self {
-        Self::reading(info, |_| true)
+        Self::reading(info, |c| !matches!(c, "ROWPARTITION" | "ROWOFFSET"))
     }
 
     /// Rows of the columns `read` names (and the `key` property and `TIMESTAMP` columns, which
@@ -66,13 +71,29 @@ impl RowReader {
         {
             columns.push(first.clone());
         }
+        // Pseudo columns a query reads get slots of their own (a declared column of the same
+        // name wins, as it does in expressions).
+        let mut pseudo = |name: &str, ty: SqlType| {
+            let declared = columns.iter().any(|(c, _)| c == name);
+            (!declared && read(name)).then(|| {
+                columns.push((name.to_owned(), ty));
+                columns.len() - 1
+            })
+        };
+        let rowpartition = pseudo("ROWPARTITION", SqlType::Int);
+        let rowoffset = pseudo("ROWOFFSET", SqlType::Bigint);
         let layout = Schema::new(columns);
         let slot = |name: &Option<String>| {
             name.as_ref().and_then(|n| layout.columns.iter().position(|(c, _)| c == n))
         };
         let key_column = slot(&info.key_column);
-        let value_columns: Vec<(usize, &(String, SqlType))> =
-            layout.columns.iter().enumerate().filter(|(i, _)| Some(*i) != key_column).collect();
+        let not_value = [key_column, rowpartition, rowoffset];
+        let value_columns: Vec<(usize, &(String, SqlType))> = layout
+            .columns
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !not_value.contains(&Some(*i)))
+            .collect();
         let value_slots = value_columns.iter().map(|(i, _)| *i).collect();
         let value_names = value_columns.iter().map(|(_, (n, _))| n.clone()).collect();
         let value_types = value_columns.iter().map(|(_, (_, t))| t.clone()).collect();
@@ -92,6 +113,8 @@ impl RowReader {
             value_slots,
             value_types,
             positions,
+            rowpartition,
+            rowoffset,
             key_column,
         }
     }

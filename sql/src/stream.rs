@@ -46,6 +46,7 @@ pub(crate) fn decoded_stream(
     let raw = b.stream::<Value, Vec<Value>>(&info.topic, key, RowDecoder(reader.clone()));
     let complete =
         reader.key_column.is_some() || reader.key_property.is_some() || reader.timestamp.is_some();
+    let place = reader.rowpartition.is_some() || reader.rowoffset.is_some();
     raw.then(move |mut rec: Rec<Value, Vec<Value>>, cx, down| {
         if rec.value.is_empty() {
             if !tombstones {
@@ -55,6 +56,17 @@ pub(crate) fn decoded_stream(
         }
         if complete {
             reader.complete(&mut rec.key, &mut rec.value, &mut rec.ts);
+        }
+        if place {
+            let at = [
+                (reader.rowpartition, Value::from(cx.partition())),
+                (reader.rowoffset, Value::from(cx.input_offset())),
+            ];
+            for (slot, value) in at {
+                if let Some(v) = slot.and_then(|i| rec.value.get_mut(i)) {
+                    *v = value;
+                }
+            }
         }
         down.push(rec, cx)
     })

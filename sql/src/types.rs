@@ -43,6 +43,8 @@ pub fn pseudo_column(name: &str, schema: &Schema) -> Option<SqlType> {
     match name {
         "ROWTIME" => Some(SqlType::Bigint),
         "ROWKEY" => Some(SqlType::Any),
+        "ROWPARTITION" => Some(SqlType::Int),
+        "ROWOFFSET" => Some(SqlType::Bigint),
         "WINDOWSTART" | "WINDOWEND" if schema.windowed => Some(SqlType::Bigint),
         _ => None,
     }

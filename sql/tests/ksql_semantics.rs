@@ -16,6 +16,9 @@ fn word(key: &'static str, source: &str, ts: i64) -> golden::Event {
     ("words", Some(key), json!({ "source": source }), ts)
 }
 
+/// The partition of key "d" in a topic of two partitions.
+const D_PARTITION: u32 = 1;
+
 fn behaviours() -> Vec<Case> {
     vec![
         Case {
@@ -495,6 +498,24 @@ fn behaviours() -> Vec<Case> {
                 Expect::TopicText("T2", vec![(Some("1"), Some("101")), (Some("1"), None)]),
             ],
         },
+        Case {
+            name: "ROWPARTITION and ROWOFFSET are the record's place in its topic",
+            sql: "CREATE STREAM s (k VARCHAR KEY, v INT) WITH (kafka_topic='s', partitions=2);
+                CREATE STREAM out AS SELECT k, v, ROWPARTITION AS p, ROWOFFSET AS o FROM s
+                  WHERE ROWOFFSET >= 1;",
+            input: vec![
+                ("s", Some("d"), json!({"v": 1}), 1),
+                ("s", Some("d"), json!({"v": 2}), 2),
+                ("s", Some("d"), json!({"v": 3}), 3),
+            ],
+            expect: vec![Expect::TopicAnyOrder(
+                "OUT",
+                vec![
+                    (Some("d"), json!({"V": 2, "P": D_PARTITION, "O": 1})),
+                    (Some("d"), json!({"V": 3, "P": D_PARTITION, "O": 2})),
+                ],
+            )],
+        },
     ]
 }
 
@@ -689,4 +710,9 @@ fn partition_by_refuses_what_ksqldb_refuses() {
             refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
         assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
     }
+}
+
+#[test]
+fn key_d_lands_in_partition_1() {
+    assert_eq!(eddy_processor::partition_for_key(b"d", 2), D_PARTITION);
 }
