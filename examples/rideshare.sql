@@ -1,9 +1,7 @@
--- The course's rideshare example (ksqlDB), run by eddy's SQL layer.
--- Tests: processor/tests/sql_rideshare.rs (embedded), tests/tests/sql_server.rs (`eddy sql -f`).
--- Cosmetic changes from the course text:
---   * geoEvents is declared (the course creates it elsewhere);
---   * routeWaypoints reads topic 'waypoints' instead of 'locations', because this script also
---     creates the stream `locations`, whose output topic is LOCATIONS.
+-- The course's rideshare example (ksqlDB), as printed, run by eddy's SQL layer.
+-- Tests: sql/tests/sql_rideshare.rs (embedded), tests/tests/sql_server.rs (`eddy sql -f`).
+-- geoEvents is declared here: the course fills it with a source connector (its section
+-- 7.3.2.1), so its columns are those the statements read.
 -- qualifyPromotion is a user-defined function registered from Rust: TRUE when the ride is
 -- within 5 km of its destination (the course leaves the threshold to the UDF).
 
@@ -12,8 +10,15 @@ CREATE STREAM geoEvents (rideId VARCHAR KEY, latitude DOUBLE, longitude DOUBLE,
   WITH (kafka_topic='geoEvents', value_format='json', partitions=1);
 
 CREATE STREAM locations AS
-  SELECT rideId, latitude, longitude,
-         GEO_DISTANCE(latitude, longitude, dstLatitude, dstLongitude) AS kmToDst
+  SELECT rideId,
+         latitude,
+         longitude,
+         GEO_DISTANCE(latitude,
+                       longitude,
+                       dstLatitude,
+                       dstLongitude
+                     ) AS kmToDst
+
   FROM geoEvents
   EMIT CHANGES;
 
@@ -24,17 +29,42 @@ CREATE TABLE activePromotions AS
   GROUP BY rideId
   EMIT CHANGES;
 
-SELECT rideId, promotion FROM activePromotions WHERE ROWKEY = '6fd0fcdb';
+SELECT rideId, promotion  
+FROM activePromotions  
+WHERE ROWKEY = '6fd0fcdb';
 
-CREATE STREAM routeWaypoints (vehicleId VARCHAR, latitude DOUBLE(10, 2), longitude DOUBLE(10, 2))
-  WITH (kafka_topic='waypoints', partitions=3, key='vehicleId', value_format='json');
+CREATE STREAM routeWaypoints (  
+    vehicleId VARCHAR,  
+    latitude DOUBLE(10, 2),  
+    longitude DOUBLE(10, 2)  
+) WITH (  
+    kafka_topic = 'locations',  
+    partitions = 3,  
+    key = 'vehicleId',  
+    value_format = 'json'  
+);
 
-CREATE TABLE currentCarLocations AS
-  SELECT vehicleId,
-         LATEST_BY_OFFSET(latitude) AS latitude,
-         LATEST_BY_OFFSET(longitude) AS longitude
-  FROM routeWaypoints
-  GROUP BY vehicleId
-  EMIT CHANGES;
+CREATE TABLE currentCarLocations (  
+  vehicleId VARCHAR,  
+  latitude DOUBLE(10, 2),  
+  longitude DOUBLE(10, 2)  
+) WITH (  
+  kafka_topic = 'locations',  
+  partitions = 3,  
+  key = 'vehicleId',  
+  value_format = 'json'  
+);
 
-SELECT * FROM currentCarLocations EMIT CHANGES;
+-- The pull query (the course's last slide) before the push query, which runs until stopped.
+SELECT vehicleId,  
+        latitude,  
+        longitude  
+FROM currentCarLocations  
+WHERE ROWKEY = '6fd0fcdb';
+
+SELECT vehicleId,  
+        latitude,  
+        longitude  
+FROM currentCarLocations  
+WHERE ROWKEY = '6fd0fcdb'  
+EMIT CHANGES;

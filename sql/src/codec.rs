@@ -53,6 +53,24 @@ impl Codec<Vec<Value>> for RowDecoder {
     }
 }
 
+/// Record values of a declared table, as the objects of its value columns a materialized
+/// table stores (`materialize.rs`); the key column, which lives in the record key, is left
+/// out.
+#[derive(Debug, Clone)]
+pub(crate) struct ObjectDecoder(pub Arc<RowReader>);
+
+impl Codec<Value> for ObjectDecoder {
+    fn encode(&self, value: &Value) -> Result<Option<Vec<u8>>, String> {
+        serde_json::to_vec(value).map(Some).map_err(|e| e.to_string())
+    }
+    fn decode(&self, bytes: Option<&[u8]>) -> Result<Value, String> {
+        let row = self.0.decode(bytes)?;
+        let key = self.0.key_column;
+        let fields = self.0.names.iter().zip(row).enumerate().filter(|(i, _)| Some(*i) != key);
+        Ok(Value::Object(fields.map(|(_, (n, v))| (n.clone(), v)).collect()))
+    }
+}
+
 /// Output keys: a string as its text, NULL as no key, anything else as JSON text.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct SqlKey;

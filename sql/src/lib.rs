@@ -103,6 +103,7 @@ mod format;
 mod functions;
 mod join;
 mod lexer;
+mod materialize;
 mod parser;
 mod plan;
 mod properties;
@@ -138,8 +139,15 @@ pub use types::Schema;
 /// What one statement did.
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// A stream or table was declared over a topic.
+    /// A stream was declared over a topic.
     Declared(SourceInfo),
+    /// A table was declared over a topic (`compiled.target`; create the topic if missing, as
+    /// for `Declared`), and the processor that materializes it for pull and push queries is to
+    /// be started, like a persistent query's.
+    Materialized {
+        id: String,
+        compiled: CompiledQuery,
+    },
     /// A persistent query to start: its processor, and the query's id.
     Query {
         id: String,
@@ -206,6 +214,9 @@ impl Session {
                     return Ok(None);
                 }
                 let info = self.catalog.declare(c)?;
+                if info.kind == SourceKind::Table {
+                    return self.declare_table(c, info, sql, version).map(Some);
+                }
                 self.catalog.insert(c.pos, info.clone(), c.or_replace)?;
                 Outcome::Declared(info)
             }
@@ -234,6 +245,25 @@ impl Session {
                 Outcome::Terminated(self.catalog.terminate(*pos, query)?)
             }
         }))
+    }
+
+    /// `CREATE [SOURCE] TABLE (cols)`: the table in the catalog, queryable through the
+    /// processor that materializes it (query id `CST_<name>`, as ksqlDB names them).
+    fn declare_table(
+        &mut self,
+        c: &ast::CreateSource,
+        info: SourceInfo,
+        sql: &str,
+        version: u32,
+    ) -> Result<Outcome, SqlError> {
+        let id = format!("CST_{}", c.name);
+        let previous = self.catalog.queries().find(|q| q.id == id).map(|q| q.version);
+        let version = previous.map_or(version, |v| version.max(v + 1));
+        let compiled = materialize::materialize(&info, version)?;
+        self.catalog.insert(c.pos, compiled.target.clone(), c.or_replace)?;
+        let sql = sql.to_owned();
+        self.catalog.add_query(QueryInfo { id: id.clone(), target: c.name.clone(), sql, version });
+        Ok(Outcome::Materialized { id, compiled })
     }
 
     /// `CREATE ... AS SELECT`: the query compiled, its target and the query in the catalog.

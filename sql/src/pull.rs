@@ -25,7 +25,7 @@ use crate::expr::{Row, bind, filter_project};
 use crate::format::{delimited_value, kafka_value, split_delimited};
 use crate::functions::FunctionRegistry;
 use crate::plan::{Scope, output_names};
-use crate::row_reader::coerce;
+use crate::row_reader::{coerce, json_columns};
 use crate::source::{SourceInfo, ValueFormat};
 use crate::types::Checker;
 
@@ -197,7 +197,19 @@ impl TableQuery {
     pub fn decode_value(&self, bytes: Option<&[u8]>) -> Value {
         let Some(bytes) = bytes else { return Value::Null };
         let values = match self.format {
-            ValueFormat::Json => return serde_json::from_slice(bytes).unwrap_or(Value::Null),
+            // Fields match columns as a source's do (exactly, else ignoring case), and take
+            // the columns' types: a declared table's topic holds whatever its producers wrote.
+            ValueFormat::Json => {
+                let names: Vec<String> =
+                    self.value_columns.iter().map(|(n, _)| n.clone()).collect();
+                json_columns(bytes, &names).and_then(|values| {
+                    values
+                        .into_iter()
+                        .zip(&self.value_columns)
+                        .map(|(v, (_, t))| coerce(v, t))
+                        .collect()
+                })
+            }
             ValueFormat::JsonValue => {
                 serde_json::from_slice(bytes).map(|v| vec![v]).map_err(|e| e.to_string())
             }

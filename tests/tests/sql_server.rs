@@ -24,11 +24,8 @@ const DST: (f64, f64) = (48.8530, 2.3499);
 
 /// The example without its final push query (which would wait for changes).
 fn rideshare_without_push() -> String {
-    RIDESHARE
-        .lines()
-        .filter(|l| !l.starts_with("SELECT * FROM currentCarLocations"))
-        .collect::<Vec<_>>()
-        .join("\n")
+    let push = RIDESHARE.rfind("SELECT vehicleId").expect("the example ends with a push query");
+    RIDESHARE[..push].to_owned()
 }
 
 fn sql(client: &mut RawClient, text: &str) -> Vec<v1::SqlResult> {
@@ -122,8 +119,8 @@ fn setup(dir: &Path) -> (BrokerProcess, RawClient) {
         "declared STREAM GEOEVENTS over topic geoEvents (1 partition)",
         "started query CSAS_LOCATIONS (LOCATIONS version 1)",
         "started query CTAS_ACTIVEPROMOTIONS (ACTIVEPROMOTIONS version 1)",
-        "declared STREAM ROUTEWAYPOINTS over topic waypoints (3 partitions)",
-        "started query CTAS_CURRENTCARLOCATIONS (CURRENTCARLOCATIONS version 1)",
+        "declared STREAM ROUTEWAYPOINTS over topic locations (3 partitions)",
+        "declared TABLE CURRENTCARLOCATIONS over topic locations (3 partitions)",
     ] {
         assert!(out.iter().any(|l| l == expected), "{expected:?} not in {out:?}");
     }
@@ -180,7 +177,7 @@ fn rideshare_runs_in_the_server_and_the_pull_query_by_rowkey_returns_the_promoti
         let waypoint = format!(
             "car-{n}\t{{\"vehicleId\":\"car-{n}\",\"latitude\":{n}.5,\"longitude\":2.25}}\n"
         );
-        produce(&broker, dir.path(), "waypoints", &waypoint);
+        produce(&broker, dir.path(), "locations", &waypoint);
         std::thread::sleep(Duration::from_millis(100));
     }
     let output = push.join().unwrap();
@@ -194,10 +191,26 @@ fn rideshare_runs_in_the_server_and_the_pull_query_by_rowkey_returns_the_promoti
         "{stdout}"
     );
 
+    // The course's pull query on the declared table, by ROWKEY.
+    let car = "6fd0fcdb\t{\"vehicleId\":\"6fd0fcdb\",\"latitude\":48.86,\"longitude\":2.35}\n";
+    produce(&broker, dir.path(), "locations", car);
+    let course_pull =
+        "SELECT vehicleId, latitude, longitude FROM currentCarLocations WHERE ROWKEY = '6fd0fcdb';";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (rows, version) = pull(&mut client, course_pull);
+        if !rows.is_empty() {
+            assert_eq!((rows, version), (vec![serde_json::json!(["6fd0fcdb", 48.86, 2.35])], 1));
+            break;
+        }
+        assert!(Instant::now() < deadline, "the declared table never held vehicle 6fd0fcdb");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // `processor drop` of a query's processor terminates the query; DROP TABLE forgets it.
     eddy_ok(&broker, &["processor", "drop", "CURRENTCARLOCATIONS"]);
     let show = eddy_ok(&broker, &["sql", "-e", "SHOW QUERIES;"]);
-    assert!(!show.iter().any(|l| l.contains("CTAS_CURRENTCARLOCATIONS")), "{show:?}");
+    assert!(!show.iter().any(|l| l.contains("CST_CURRENTCARLOCATIONS")), "{show:?}");
     let dropped = eddy_ok(&broker, &["sql", "-e", "DROP TABLE currentCarLocations;"]);
     assert_eq!(dropped, vec!["dropped CURRENTCARLOCATIONS"]);
 }

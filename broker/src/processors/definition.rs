@@ -185,8 +185,15 @@ impl SqlDef {
             ))
         };
         let outcomes = session.execute(&self.sql, self.version).map_err(|e| fail(e.to_string()))?;
-        let Some(Outcome::Query { compiled, .. }) = outcomes.into_iter().next() else {
-            return Err(fail("the statement is not CREATE ... AS SELECT".into()));
+        // A declared table's processor only materializes its topic: it writes no output.
+        let (compiled, writes) = match outcomes.into_iter().next() {
+            Some(Outcome::Query { compiled, .. }) => (compiled, true),
+            Some(Outcome::Materialized { compiled, .. }) => (compiled, false),
+            _ => {
+                return Err(fail(
+                    "the statement is not CREATE ... AS SELECT or CREATE TABLE".into(),
+                ));
+            }
         };
         let processor = compiled.processor;
         if processor.name() != self.name || processor.version() != self.version {
@@ -196,7 +203,7 @@ impl SqlDef {
                 processor.version()
             )));
         }
-        let outputs = vec![compiled.target.topic.clone()];
+        let outputs = if writes { vec![compiled.target.topic.clone()] } else { Vec::new() };
         Ok(Definition::Sql { def: self, processor, outputs })
     }
 }

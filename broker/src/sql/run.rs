@@ -120,6 +120,9 @@ impl SqlService {
         let processors = &self.processors;
         let given = match stmt {
             Statement::CreateAs(c) => processors.highest_version(&c.name).map_or(1, |v| v + 1),
+            Statement::CreateSource(c) if c.kind == SourceKind::Table => {
+                processors.highest_version(&c.name).map_or(1, |v| v + 1)
+            }
             _ => 1,
         };
         let mut next: Session = state.session.clone();
@@ -135,6 +138,21 @@ impl SqlService {
                 R::Declared(v1::SqlDeclared {
                     name: info.name.clone(),
                     kind: if info.kind == SourceKind::Stream { "STREAM" } else { "TABLE" }.into(),
+                    topic: info.topic.clone(),
+                    partitions: info.partitions,
+                })
+            }
+            Outcome::Materialized { compiled, .. } => {
+                let info = &compiled.target;
+                // A declared table: its topic, then the processor that makes it queryable
+                // (stored and deployed as a persistent query is).
+                ensure_topic(self.processors.topics(), &info.topic, info.partitions)?;
+                let version = compiled.processor.version();
+                self.start_query(state, &info.name, version, text)?;
+                state.session = next;
+                R::Declared(v1::SqlDeclared {
+                    name: info.name.clone(),
+                    kind: "TABLE".into(),
                     topic: info.topic.clone(),
                     partitions: info.partitions,
                 })

@@ -76,6 +76,12 @@ pub fn run(sql: &str, input: &[Event]) -> Ran {
                 let config = RuntimeConfig::new(dir.path().join("state"));
                 running.push(compiled.processor.start(logs.clone(), config).unwrap());
             }
+            Outcome::Materialized { compiled, .. } => {
+                let info = &compiled.target;
+                logs.create_topic(&info.topic, info.partitions, false).unwrap();
+                let config = RuntimeConfig::new(dir.path().join("state"));
+                running.push(compiled.processor.start(logs.clone(), config).unwrap());
+            }
             _ => {}
         }
     }
