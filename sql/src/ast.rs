@@ -40,6 +40,19 @@ pub enum Statement {
         pos: Pos,
         query: String,
     },
+    /// `INSERT INTO name SELECT ...`: a persistent query writing into an existing stream.
+    InsertSelect {
+        pos: Pos,
+        target: String,
+        select: Select,
+    },
+    /// `INSERT INTO name [(col, ...)] VALUES (expr, ...)`: one record.
+    InsertValues {
+        pos: Pos,
+        target: String,
+        columns: Vec<String>,
+        values: Vec<Expr>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +91,8 @@ pub struct CreateSource {
     pub pos: Pos,
     pub kind: SourceKind,
     pub name: String,
+    /// `CREATE SOURCE STREAM|TABLE`: read-only (no INSERT, no DROP ... DELETE TOPIC).
+    pub source: bool,
     pub or_replace: bool,
     pub if_not_exists: bool,
     pub columns: Vec<ColumnDef>,

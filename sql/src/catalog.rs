@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::ast::{CreateSource, SqlType};
+use crate::ast::{CreateSource, SourceKind, SqlType};
 use crate::error::{Pos, SqlError};
 use crate::properties::Props;
 use crate::source::{SourceInfo, ValueFormat};
@@ -68,6 +68,16 @@ impl Catalog {
     /// Removes a source and the query writing it (queries reading it are not checked yet).
     pub fn drop_source(&mut self, pos: Pos, name: &str) -> Result<SourceInfo, SqlError> {
         let info = self.lookup(pos, name)?.clone();
+        let inserting = format!("INSERTQUERY_{name}_");
+        if let Some(q) = self.queries.values().find(|q| q.id.starts_with(&inserting)) {
+            return Err(SqlError::Invalid {
+                pos,
+                message: format!(
+                    "cannot drop {name}: query {} writes into it; TERMINATE it first",
+                    q.id
+                ),
+            });
+        }
         self.queries.retain(|_, q| q.target != name);
         self.sources.remove(name);
         Ok(info)
@@ -107,6 +117,18 @@ impl Catalog {
         let schema = Schema::new(columns.clone());
         let mut info = props.source(stmt.pos, &stmt.name, stmt.kind, columns)?;
         info.key_column = key_column;
+        info.read_only = stmt.source;
+        let existing_source = self.get(&stmt.name).is_some_and(|s| s.read_only);
+        if stmt.or_replace && (stmt.source || existing_source) {
+            let kind = if stmt.kind == SourceKind::Stream { "stream" } else { "table" };
+            return Err(SqlError::Invalid {
+                pos: stmt.pos,
+                message: format!(
+                    "cannot add {kind} '{}': CREATE OR REPLACE is not supported on source {kind}s",
+                    stmt.name
+                ),
+            });
+        }
         for col in [&info.key_property, &info.timestamp].into_iter().flatten() {
             if schema.get(col).is_none() {
                 return Err(SqlError::UnknownColumn {

@@ -101,6 +101,7 @@ mod error;
 mod expr;
 mod format;
 mod functions;
+mod insert;
 mod join;
 mod lexer;
 mod materialize;
@@ -130,6 +131,7 @@ pub use compile::CompiledQuery;
 pub use error::{EvalError, Pos, SqlError};
 pub use expr::{Row, eval};
 pub use functions::{FunctionRegistry, ScalarFn, geo_distance_km};
+pub use insert::InsertRecord;
 pub use parser::{parse, parse_expr, parse_one, parse_script};
 pub use pull::TableQuery;
 pub use push::StreamQuery;
@@ -162,6 +164,8 @@ pub enum Outcome {
     Rows(Vec<Value>),
     Dropped(SourceInfo),
     Terminated(QueryInfo),
+    /// `INSERT ... VALUES`: a record for the caller to append.
+    Inserted(InsertRecord),
 }
 
 /// A catalog and the functions statements may call.
@@ -235,14 +239,49 @@ impl Session {
             }
             Statement::Show { what, .. } => Outcome::Rows(self.show(*what)),
             Statement::Describe { pos, name } => Outcome::Rows(self.describe(*pos, name)?),
-            Statement::Drop { pos, name, if_exists, .. } => {
+            Statement::Drop { pos, name, if_exists, delete_topic, .. } => {
                 if *if_exists && self.catalog.get(name).is_none() {
                     return Ok(None);
+                }
+                if *delete_topic && self.catalog.get(name).is_some_and(|s| s.read_only) {
+                    return Err(SqlError::Invalid {
+                        pos: *pos,
+                        message: format!("cannot delete topic for read-only source: {name}"),
+                    });
                 }
                 Outcome::Dropped(self.catalog.drop_source(*pos, name)?)
             }
             Statement::Terminate { pos, query } => {
                 Outcome::Terminated(self.catalog.terminate(*pos, query)?)
+            }
+            Statement::InsertValues { pos, target, columns, values } => {
+                Outcome::Inserted(insert::insert_values(
+                    *pos,
+                    target,
+                    columns,
+                    values,
+                    &self.catalog,
+                    &self.functions,
+                )?)
+            }
+            Statement::InsertSelect { pos, target, select } => {
+                let (id, compiled) = insert::insert_select(
+                    *pos,
+                    target,
+                    select,
+                    sql,
+                    &self.catalog,
+                    &self.functions,
+                    version,
+                )?;
+                if self.catalog.queries().any(|q| q.id == id) {
+                    return Err(SqlError::AlreadyExists { pos: *pos, name: id });
+                }
+                let sql = sql.to_owned();
+                // The query is known by its processor (what TERMINATE and DROP act on).
+                let query = QueryInfo { id: id.clone(), target: id.clone(), sql, version };
+                self.catalog.add_query(query);
+                Outcome::Query { id, compiled, replaced: false }
             }
         }))
     }

@@ -153,6 +153,7 @@ impl<'a> Props<'a> {
             partitions,
             timestamp: self.text("TIMESTAMP")?.map(upper),
             materialized: None,
+            read_only: false,
         })
     }
 }

@@ -482,6 +482,7 @@ mod tests {
             partitions: 1,
             timestamp: Some("T".into()),
             materialized: None,
+            read_only: false,
         };
         // ID (the key column) and A are not read; the key property and the timestamp always are.
         let reader = RowReader::reading(&info, |c| c == "B");

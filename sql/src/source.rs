@@ -38,6 +38,9 @@ pub struct SourceInfo {
     pub partitions: u32,
     pub timestamp: Option<String>,
     pub materialized: Option<Materialized>,
+    /// Declared with `CREATE SOURCE`: nothing may write into it.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl SourceInfo {

@@ -516,6 +516,41 @@ fn behaviours() -> Vec<Case> {
                 ],
             )],
         },
+        Case {
+            name: "INSERT INTO a stream SELECT from another, converting formats; INSERT VALUES \
+                   with and without a column list (key first, ROWTIME as the timestamp)",
+            sql: "CREATE STREAM source1 (k VARCHAR KEY, data VARCHAR)
+                  WITH (kafka_topic='stream-source', value_format='DELIMITED');
+                CREATE STREAM source2 (k VARCHAR KEY, data VARCHAR)
+                  WITH (kafka_topic='insert-source', value_format='JSON');
+                CREATE STREAM output WITH (value_format='JSON') AS SELECT * FROM source1;
+                INSERT INTO output SELECT * FROM source2;
+                INSERT INTO source1 (data, k, ROWTIME) VALUES ('v0', 'k0', 5000);
+                INSERT INTO source2 VALUES ('k9', UCASE('v9'));",
+            input: vec![
+                ("insert-source", Some("k1"), json!({"data": "v1"}), 10),
+                ("stream-source", Some("k2"), json!("v2"), 20),
+            ],
+            expect: vec![
+                // Two queries write OUTPUT: their records interleave in any order.
+                Expect::TopicAnyOrder(
+                    "OUTPUT",
+                    vec![
+                        (Some("k0"), json!({"DATA": "v0"})),
+                        (Some("k9"), json!({"DATA": "V9"})),
+                        (Some("k1"), json!({"DATA": "v1"})),
+                        (Some("k2"), json!({"DATA": "v2"})),
+                    ],
+                ),
+                Expect::TopicTimed(
+                    "insert-source",
+                    vec![
+                        (Some("k9"), json!({"DATA": "V9"}), 0),
+                        (Some("k1"), json!({"data": "v1"}), 10),
+                    ],
+                ),
+            ],
+        },
     ]
 }
 
@@ -715,4 +750,52 @@ fn partition_by_refuses_what_ksqldb_refuses() {
 #[test]
 fn key_d_lands_in_partition_1() {
     assert_eq!(eddy_processor::partition_for_key(b"d", 2), D_PARTITION);
+}
+
+#[test]
+fn inserts_and_source_collections_refuse_what_ksqldb_refuses() {
+    let base = "CREATE SOURCE STREAM input (k VARCHAR KEY, text VARCHAR)
+          WITH (kafka_topic='test_topic', value_format='DELIMITED');
+        CREATE SOURCE TABLE t (k INT PRIMARY KEY, text VARCHAR) WITH (kafka_topic='t');
+        CREATE STREAM input2 (k VARCHAR KEY, text VARCHAR) WITH (kafka_topic='in2');
+        CREATE STREAM other (k VARCHAR KEY, n BIGINT) WITH (kafka_topic='other');\n";
+    let cases = [
+        (
+            "INSERT INTO input VALUES ('a', 'b');",
+            "cannot insert values into read-only stream: INPUT",
+        ),
+        ("INSERT INTO t VALUES (1, 'b');", "cannot insert values into read-only table: T"),
+        ("INSERT INTO input SELECT * FROM input2;", "cannot insert into read-only stream: INPUT"),
+        (
+            "CREATE TABLE u (k INT PRIMARY KEY, v INT) WITH (kafka_topic='u');
+             INSERT INTO u SELECT * FROM input2;",
+            "INSERT INTO can only be used to insert into a stream. U is a table.",
+        ),
+        ("INSERT INTO input2 SELECT * FROM other;", "Incompatible schema between results and sink"),
+        ("INSERT INTO nope SELECT * FROM input2;", "unknown stream or table NOPE"),
+        (
+            "INSERT INTO input2 (k) VALUES ('a', 'b');",
+            "expected a value for each of the 1 column(s), got 2",
+        ),
+        (
+            "CREATE OR REPLACE SOURCE STREAM s (a INT) WITH (kafka_topic='s');",
+            "CREATE OR REPLACE is not supported on source streams",
+        ),
+        (
+            "CREATE OR REPLACE STREAM input (k VARCHAR KEY, text VARCHAR) WITH (kafka_topic='x');",
+            "CREATE OR REPLACE is not supported on source streams",
+        ),
+        ("DROP STREAM input DELETE TOPIC;", "cannot delete topic for read-only source: INPUT"),
+        (
+            "CREATE STREAM out AS SELECT * FROM input2; INSERT INTO out SELECT * FROM input;
+             DROP STREAM out;",
+            "cannot drop OUT: query INSERTQUERY_OUT_",
+        ),
+        ("CREATE SOURCE STREAM s AS SELECT * FROM input2;", "not AS SELECT"),
+    ];
+    for (stmt, want) in cases {
+        let err =
+            refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
+        assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
+    }
 }

@@ -65,6 +65,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "stream",
             "join",
             "compile",
+            "insert",
             "materialize",
             "pull",
             "push",

@@ -472,3 +472,35 @@ fn push_queries_on_streams_show_the_records_produced_after_they_started() {
     );
     assert!(e.contains("not supported yet") && e.contains("line 1, column 1"), "{e}");
 }
+
+#[test]
+fn insert_values_and_insert_select_write_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]);
+    let setup = "CREATE STREAM clicks (user VARCHAR KEY, page VARCHAR) WITH (kafka_topic='clicks');
+        CREATE STREAM more_clicks (user VARCHAR KEY, page VARCHAR) WITH (kafka_topic='more');
+        CREATE TABLE per_user AS SELECT user, COUNT(*) AS n FROM clicks GROUP BY user;
+        INSERT INTO clicks SELECT * FROM more_clicks;";
+    let out = eddy_ok(&broker, &["sql", "-e", setup]);
+    assert!(out.iter().any(|l| l.starts_with("started query INSERTQUERY_CLICKS_")), "{out:?}");
+    // One record straight into clicks, one through the insert query from more_clicks.
+    let out = eddy_ok(&broker, &["sql", "-e", "INSERT INTO clicks VALUES ('ann', '/a');"]);
+    assert!(
+        out.iter().any(|l| l.split_whitespace().collect::<String>() == "|clicks|0|0|"),
+        "{out:?}"
+    );
+    eddy_ok(&broker, &["sql", "-e", "INSERT INTO more_clicks (page, user) VALUES ('/b', 'ann');"]);
+    let mut client = RawClient::connect(broker.addr());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (rows, _) = pull(&mut client, "SELECT n FROM per_user WHERE user = 'ann';");
+        if rows == vec![serde_json::json!([2])] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "per_user never counted both inserts: {rows:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The insert query writes into clicks: the stream cannot be dropped under it.
+    let err = eddy_fails(&broker, &["sql", "-e", "DROP STREAM clicks;"]);
+    assert!(err.contains("writes into it; TERMINATE it first"), "{err}");
+}

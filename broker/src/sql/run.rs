@@ -8,16 +8,20 @@
 //! created) points at the statement's first character.
 
 use eddy_protocol::v1::{self, sql_result::Result as R};
-use eddy_sql::{Outcome, Session, ShowWhat, SourceKind, Statement, TableQuery, parse_script};
+use eddy_sql::{
+    InsertRecord, Outcome, Session, ShowWhat, SourceKind, Statement, TableQuery, parse_script,
+};
+use eddy_storage::{BatchBuilder, Record};
 use serde_json::Value;
 
 use super::{SqlService, State, Stored};
+use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::processors::definition::SqlDef;
 use crate::topics::Topics;
 
 /// The order of SHOW / DESCRIBE columns (their rows are JSON objects).
-const COLUMN_ORDER: [&str; 11] = [
+const COLUMN_ORDER: [&str; 13] = [
     "id",
     "name",
     "column",
@@ -29,6 +33,8 @@ const COLUMN_ORDER: [&str; 11] = [
     "key",
     "version",
     "building",
+    "partition",
+    "offset",
 ];
 
 /// Why a statement failed.
@@ -182,6 +188,13 @@ impl SqlService {
                 }
                 R::Dropped(info.name)
             }
+            Outcome::Inserted(record) => {
+                let (partition, offset) = insert(self.processors.topics(), &record)?;
+                let row = serde_json::json!({
+                    "topic": record.topic, "partition": partition, "offset": offset,
+                });
+                self.listing(stmt, vec![row])
+            }
             Outcome::Terminated(q) => {
                 let sql = state
                     .records
@@ -292,6 +305,31 @@ fn push_alone() -> Failure {
 
 /// Creates a declared source's topic when it is missing; an existing one must have the
 /// declared partition count (queries repartition by it).
+/// `INSERT ... VALUES`: appends the record to the partition its key hashes to (Kafka's rule,
+/// as every producer does), fsynced whatever the topic's flush policy; its (partition, offset).
+fn insert(topics: &Topics, record: &InsertRecord) -> Result<(u32, u64), BrokerError> {
+    let topic = topics.get(&record.topic)?;
+    let count = topic.partitions.len() as u32;
+    let partition =
+        record.key.as_deref().map_or(0, |k| eddy_processor::partition_for_key(k, count));
+    let storage = |source| BrokerError::Storage { topic: record.topic.clone(), partition, source };
+    let Some(log) = topic.partitions.get(partition as usize) else {
+        return Err(BrokerError::UnknownPartition { topic: record.topic.clone(), partition });
+    };
+    let mut b = BatchBuilder::new();
+    b.push(Record {
+        timestamp: record.timestamp.unwrap_or_else(now_ms),
+        key: record.key.as_deref(),
+        value: record.value.as_deref(),
+        headers: &[],
+    });
+    let batch = b.build_valid().map_err(|e| storage(e.into()))?;
+    let appended = log.append_valid(&batch).map_err(storage)?;
+    log.sync_through(appended.last_offset + 1).map_err(storage)?;
+    topics.appended();
+    Ok((partition, appended.last_offset))
+}
+
 fn ensure_topic(topics: &Topics, topic: &str, partitions: u32) -> Result<(), BrokerError> {
     match topics.get(topic) {
         Ok(t) if t.partitions.len() as u32 == partitions => Ok(()),

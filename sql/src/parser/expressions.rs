@@ -196,7 +196,7 @@ impl Parser {
         }
     }
 
-    fn expr_list(&mut self, close: &str) -> Result<Vec<Expr>, SqlError> {
+    pub(super) fn expr_list(&mut self, close: &str) -> Result<Vec<Expr>, SqlError> {
         let mut list = Vec::new();
         if self.eat_sym(close) {
             return Ok(list);

@@ -225,10 +225,36 @@ impl Parser {
                     self.advance();
                     Ok(Statement::Terminate { pos, query: self.ident("a query id")? })
                 }
-                _ => Err(self.error("CREATE, SELECT, SHOW, DESCRIBE, DROP or TERMINATE")),
+                "INSERT" => self.insert(),
+                _ => Err(self.error("CREATE, SELECT, INSERT, SHOW, DESCRIBE, DROP or TERMINATE")),
             },
             _ => Err(self.error("a statement")),
         }
+    }
+
+    /// `INSERT INTO name SELECT ...` or `INSERT INTO name [(cols)] VALUES (exprs)`.
+    fn insert(&mut self) -> Result<Statement, SqlError> {
+        let pos = self.pos();
+        self.expect_word("INSERT")?;
+        self.expect_word("INTO")?;
+        let target = self.ident("a stream or table name")?;
+        if self.is_word("SELECT") {
+            return Ok(Statement::InsertSelect { pos, target, select: self.select()? });
+        }
+        let mut columns = Vec::new();
+        if self.eat_sym("(") {
+            loop {
+                columns.push(self.ident("a column name")?);
+                if !self.eat_sym(",") {
+                    break;
+                }
+            }
+            self.expect_sym(")")?;
+        }
+        self.expect_word("VALUES")?;
+        self.expect_sym("(")?;
+        let values = self.expr_list(")")?;
+        Ok(Statement::InsertValues { pos, target, columns, values })
     }
 
     fn source_kind(&mut self) -> Result<SourceKind, SqlError> {
@@ -248,6 +274,7 @@ impl Parser {
             self.expect_word("REPLACE")?;
             true
         };
+        let source = self.eat_word("SOURCE");
         let kind = self.source_kind()?;
         let if_not_exists = self.eat_word("IF") && {
             self.expect_word("NOT")?;
@@ -267,6 +294,13 @@ impl Parser {
         }
         let with = if self.eat_word("WITH") { self.properties()? } else { Vec::new() };
         if self.eat_word("AS") {
+            if source {
+                return Err(SqlError::Syntax {
+                    pos,
+                    message: "a SOURCE stream or table is declared over a topic, not AS SELECT"
+                        .into(),
+                });
+            }
             if !columns.is_empty() {
                 return Err(SqlError::Syntax {
                     pos,
@@ -291,6 +325,7 @@ impl Parser {
             pos,
             kind,
             name,
+            source,
             or_replace,
             if_not_exists,
             columns,

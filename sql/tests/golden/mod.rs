@@ -76,6 +76,14 @@ pub fn run(sql: &str, input: &[Event]) -> Ran {
                 let config = RuntimeConfig::new(dir.path().join("state"));
                 running.push(compiled.processor.start(logs.clone(), config).unwrap());
             }
+            Outcome::Inserted(r) => {
+                let p = r
+                    .key
+                    .as_ref()
+                    .map_or(0, |k| eddy_processor::partition_for_key(k, r.partitions));
+                let rec = (r.key, r.value, r.timestamp.unwrap_or(0));
+                common::produce(&*logs, &r.topic, p, &[rec], 1);
+            }
             Outcome::Materialized { compiled, .. } => {
                 let info = &compiled.target;
                 logs.create_topic(&info.topic, info.partitions, false).unwrap();
