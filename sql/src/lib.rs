@@ -23,8 +23,9 @@
 //!   `aggregate` (aggregate functions as one `Aggregator`).
 //! - `plan` (a SELECT checked in its scope: filters, projections, GROUP BY plans); `stream`
 //!   (the per-record nodes on the builder); `join` (stream–table and windowed stream–stream
-//!   joins); `compile` (CREATE ... AS SELECT → processor); `pull` (pull queries, and push
-//!   queries over a table); `push` (push queries over a stream).
+//!   joins); `compile` (CREATE ... AS SELECT → processor); `insert` (INSERT INTO);
+//!   `materialize` (declared tables made queryable); `pull` (pull queries, and push queries
+//!   over a table); `push` (push queries over a stream).
 //!
 //! **Names**: unquoted identifiers are upper-cased (`rideId` is the column `RIDEID`, as in
 //! ksqlDB); quoted ones (`` `rideId` `` or `"rideId"`) keep their case. Rows are JSON objects keyed
@@ -35,23 +36,25 @@
 //!
 //! ```text
 //! script      := statement (';' statement)* [';']
-//! statement   := create_src | create_as | select | SHOW (STREAMS|TABLES|QUERIES)
+//! statement   := create_src | create_as | select | insert | SHOW (STREAMS|TABLES|QUERIES)
 //!              | DESCRIBE name | DROP (STREAM|TABLE) [IF EXISTS] name [DELETE TOPIC]
 //!              | TERMINATE query_id
-//! create_src  := CREATE [OR REPLACE] (STREAM|TABLE) [IF NOT EXISTS] name
+//! create_src  := CREATE [OR REPLACE] [SOURCE] (STREAM|TABLE) [IF NOT EXISTS] name
 //!                '(' name type [KEY | PRIMARY KEY] (',' ...)* ')' WITH '(' props ')'
+//! insert      := INSERT INTO name (select | ['(' name (',' name)* ')'] VALUES '(' expr, ... ')')
 //! create_as   := CREATE [OR REPLACE] (STREAM|TABLE) [IF NOT EXISTS] name [WITH '(' props ')']
 //!                AS select
 //! props       := prop_name '=' ('string' | number) (',' ...)*
-//!                -- KAFKA_TOPIC|TOPIC, VALUE_FORMAT ('JSON'|'RAW'), KEY, PARTITIONS, TIMESTAMP
+//!                -- KAFKA_TOPIC|TOPIC, VALUE_FORMAT|FORMAT ('JSON'|'DELIMITED'|'KAFKA'|'RAW'),
+//!                -- VALUE_DELIMITER, WRAP_SINGLE_VALUE, KEY, PARTITIONS, TIMESTAMP
 //! select      := SELECT item (',' item)* FROM name [[AS] alias]
 //!                [join_kind JOIN name [[AS] alias] [within] ON expr]
 //!                [WINDOW window] [WHERE expr] [WINDOW window] [GROUP BY expr (',' expr)*]
-//!                [HAVING expr] [EMIT (CHANGES | FINAL)] [LIMIT n]
+//!                [PARTITION BY expr] [HAVING expr] [EMIT (CHANGES | FINAL)] [LIMIT n]
 //! join_kind   := [INNER] | LEFT [OUTER] | RIGHT [OUTER] | FULL [OUTER] | OUTER
 //! within      := WITHIN (dur | '(' dur0 ',' dur0 ')') [GRACE PERIOD dur0]
 //!                -- stream–stream joins only; '(before, after)'
-//! item        := '*' | expr [[AS] alias]
+//! item        := '*' | name '.' '*' | expr [[AS] alias]
 //! window      := TUMBLING '(' SIZE dur [',' GRACE PERIOD dur] ')'
 //!              | HOPPING '(' SIZE dur ',' ADVANCE BY dur [',' GRACE PERIOD dur] ')'
 //!              | SESSION '(' dur [',' GRACE PERIOD dur] ')'
@@ -61,12 +64,14 @@
 //!              | MAP '<' type ',' type '>' | STRUCT '<' name type (',' ...)* '>'
 //! expr        := or;  or := and (OR and)*;  and := not (AND not)*;  not := NOT not | cmp
 //! cmp         := add [('='|'!='|'<>'|'<'|'<='|'>'|'>=') add | IS [NOT] NULL
-//!                     | [NOT] LIKE add | [NOT] BETWEEN add AND add | [NOT] IN '(' expr, ... ')']
+//!                     | IS [NOT] DISTINCT FROM add | [NOT] LIKE add [ESCAPE 'c']
+//!                     | [NOT] BETWEEN add AND add | [NOT] IN '(' expr, ... ')']
 //! add         := mul (('+'|'-'|'||') mul)*;  mul := unary (('*'|'/'|'%') unary)*
 //! unary       := ('-'|'+') unary | postfix;  postfix := primary ('[' expr ']' | '->' name)*
 //! primary     := literal | name ['.' name] | name '(' [DISTINCT] [expr (',' expr)*] ')'
 //!              | CASE [expr] (WHEN expr THEN expr)+ [ELSE expr] END | CAST '(' expr AS type ')'
-//!              | ARRAY '[' expr, ... ']' | '(' expr ')' | '*'
+//!              | ARRAY '[' expr, ... ']' | STRUCT '(' [name ':=' expr, ...] ')'
+//!              | MAP '(' [expr ':=' expr, ...] ')' | '(' expr ')' | '*'
 //! literal     := 'string' | integer | decimal | TRUE | FALSE | NULL
 //! ```
 //!
@@ -84,13 +89,17 @@
 //! another stream (INNER, LEFT, RIGHT, FULL OUTER; `WITHIN` required, `GRACE PERIOD` default 0;
 //! unmatched rows of an outer side come out once their window has closed). See `join.rs`.
 //!
+//! ksqlDB's semantics are the reference (docs/sql.md, "ksqlDB compatibility", and
+//! `sql/tests/ksql_semantics.rs`): key columns live in the record key only, a persistent query
+//! needs no EMIT, values are coerced to declared types, failing functions are NULL.
+//!
 //! **Not supported yet**: joins of more than two sources, table–table joins, self-joins,
-//! aggregating or projecting a *table* (with retractions), `PARTITION BY`, `INSERT INTO`,
-//! `CREATE ... AS SELECT` over a join with GROUP BY on the table's columns only, push queries
-//! over a stream with JOIN/WINDOW/GROUP BY (push-query a `CREATE ... AS SELECT` of it),
-//! pull queries over streams, `AVRO`/`PROTOBUF`/`DELIMITED` formats, time zones other than UTC
-//! in timestamp functions, lambda functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and
-//! executing SHOW/DESCRIBE/DROP/TERMINATE beyond the in-memory catalog (the broker's job).
+//! aggregating or projecting a *table* (with retractions), `CREATE ... AS SELECT` over a join
+//! with GROUP BY on the table's columns only, push queries over a stream with
+//! JOIN/WINDOW/GROUP BY (push-query a `CREATE ... AS SELECT` of it), pull queries over streams,
+//! `AVRO`/`PROTOBUF` formats, time zones other than UTC in timestamp functions, lambda
+//! functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and executing SHOW/DESCRIBE/DROP/TERMINATE
+//! beyond the in-memory catalog (the broker's job).
 
 mod aggregate;
 mod ast;
