@@ -316,6 +316,14 @@ pub enum ExprKind {
     },
     /// `ARRAY[a, b, ...]`.
     Array(Vec<Expr>),
+    /// `x => body` or `(a, b) => body`, an argument of TRANSFORM, FILTER or REDUCE. In the
+    /// body the parameters are [`ExprKind::Var`]s.
+    Lambda {
+        params: Vec<String>,
+        body: Box<Expr>,
+    },
+    /// A lambda's parameter inside its body.
+    Var(String),
     /// `STRUCT(name := value, ...)`.
     Struct(Vec<(String, Expr)>),
     /// `MAP(key := value, ...)`.
@@ -402,6 +410,7 @@ pub(crate) fn children(e: &mut Expr) -> Vec<&mut Expr> {
         ExprKind::Field { base, .. } => vec![base],
         ExprKind::Call { args, .. } | ExprKind::Array(args) => args.iter_mut().collect(),
         ExprKind::Struct(fields) => fields.iter_mut().map(|(_, e)| e).collect(),
+        ExprKind::Lambda { body, .. } => vec![body],
         ExprKind::Map(entries) => entries.iter_mut().flat_map(|(k, v)| [k, v]).collect(),
         _ => Vec::new(),
     }

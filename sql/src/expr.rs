@@ -142,6 +142,12 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
         ExprKind::Array(items) => {
             Value::Array(items.iter().map(ev).collect::<Result<Vec<_>, _>>()?)
         }
+        // Unsubstituted, a lambda or its parameter means nothing (TRANSFORM, FILTER and REDUCE
+        // apply lambdas, below).
+        ExprKind::Lambda { .. } | ExprKind::Var(_) => Value::Null,
+        ExprKind::Call { name, args, .. } if is_higher_order(name, args) => {
+            higher_order(name, args, row, registry)?
+        }
         ExprKind::Call { name, args, .. } => {
             let values = args.iter().map(ev).collect::<Result<Vec<_>, _>>()?;
             // As in ksqlDB, a function that fails on its arguments gives NULL (so IFNULL and
@@ -152,6 +158,119 @@ pub fn eval(e: &Expr, row: &Row<'_>, registry: &FunctionRegistry) -> Result<Valu
             })
         }
     })
+}
+
+/// Whether a call is TRANSFORM, FILTER or REDUCE with a lambda.
+fn is_higher_order(name: &str, args: &[Expr]) -> bool {
+    matches!(name, "TRANSFORM" | "FILTER" | "REDUCE")
+        && args.last().is_some_and(|a| matches!(a.kind, ExprKind::Lambda { .. }))
+}
+
+/// `TRANSFORM(array, x => e)`, `TRANSFORM(map, (k, v) => key, (k, v) => value)`,
+/// `FILTER(array, x => cond)`, `FILTER(map, (k, v) => cond)`, `REDUCE(array, init, (s, x) =>
+/// e)`, `REDUCE(map, init, (s, k, v) => e)`, as ksqlDB defines them; a NULL collection gives
+/// NULL (REDUCE: its initial value).
+fn higher_order(
+    name: &str,
+    args: &[Expr],
+    row: &Row<'_>,
+    registry: &FunctionRegistry,
+) -> Result<Value, EvalError> {
+    let apply = |f: &Expr, values: &[Value]| apply_lambda(f, values, row, registry);
+    let collection = match args.first() {
+        Some(c) => eval(c, row, registry)?,
+        None => return Ok(Value::Null),
+    };
+    Ok(match (name, collection, &args[1..]) {
+        ("TRANSFORM", Value::Array(items), [f]) => {
+            Value::Array(items.into_iter().map(|x| apply(f, &[x])).collect::<Result<_, _>>()?)
+        }
+        ("TRANSFORM", Value::Object(m), [kf, vf]) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                let key = Value::String(k);
+                let new_key = functions::text(&apply(kf, &[key.clone(), v.clone()])?);
+                out.insert(new_key, apply(vf, &[key, v])?);
+            }
+            Value::Object(out)
+        }
+        ("FILTER", Value::Array(items), [f]) => {
+            let mut out = Vec::new();
+            for x in items {
+                if truth(&apply(f, std::slice::from_ref(&x))?) == Some(true) {
+                    out.push(x);
+                }
+            }
+            Value::Array(out)
+        }
+        ("FILTER", Value::Object(m), [f]) => {
+            let mut out = Map::new();
+            for (k, v) in m {
+                if truth(&apply(f, &[Value::String(k.clone()), v.clone()])?) == Some(true) {
+                    out.insert(k, v);
+                }
+            }
+            Value::Object(out)
+        }
+        ("REDUCE", collection, [init, f]) => {
+            let mut acc = eval(init, row, registry)?;
+            match collection {
+                Value::Array(items) => {
+                    for x in items {
+                        acc = apply(f, &[acc, x])?;
+                    }
+                }
+                Value::Object(m) => {
+                    for (k, v) in m {
+                        acc = apply(f, &[acc, Value::String(k), v])?;
+                    }
+                }
+                _ => {}
+            }
+            acc
+        }
+        _ => Value::Null,
+    })
+}
+
+/// A lambda applied to `values`: its body with each parameter replaced by its value.
+fn apply_lambda(
+    f: &Expr,
+    values: &[Value],
+    row: &Row<'_>,
+    registry: &FunctionRegistry,
+) -> Result<Value, EvalError> {
+    let ExprKind::Lambda { params, body } = &f.kind else { return eval(f, row, registry) };
+    let mut body = (**body).clone();
+    substitute(&mut body, params, values);
+    eval(&body, row, registry)
+}
+
+/// Replaces each [`ExprKind::Var`] of `names` by its value (not inside a nested lambda that
+/// binds the name again).
+fn substitute(e: &mut Expr, names: &[String], values: &[Value]) {
+    match &mut e.kind {
+        ExprKind::Var(n) => {
+            if let Some(i) = names.iter().position(|x| x == n) {
+                e.kind = ExprKind::Literal(values.get(i).cloned().unwrap_or(Value::Null));
+            }
+        }
+        ExprKind::Lambda { params, body } => {
+            let free: Vec<(String, Value)> = names
+                .iter()
+                .zip(values)
+                .filter(|(n, _)| !params.contains(n))
+                .map(|(n, v)| (n.clone(), v.clone()))
+                .collect();
+            let (n, v): (Vec<String>, Vec<Value>) = free.into_iter().unzip();
+            substitute(body, &n, &v);
+        }
+        _ => {
+            for child in ast::children(e) {
+                substitute(child, names, values);
+            }
+        }
+    }
 }
 
 /// `AND` / `OR` in three-valued logic: a side that decides wins over a NULL.

@@ -87,7 +87,7 @@ impl FunctionRegistry {
 }
 
 /// Names of the aggregate functions (compiled by `aggregate.rs`).
-pub const AGGREGATES: [&str; 8] = [
+pub const AGGREGATES: [&str; 13] = [
     "COUNT",
     "SUM",
     "AVG",
@@ -96,10 +96,15 @@ pub const AGGREGATES: [&str; 8] = [
     "LATEST_BY_OFFSET",
     "EARLIEST_BY_OFFSET",
     "COUNT_DISTINCT",
+    "TOPK",
+    "TOPKDISTINCT",
+    "COLLECT_LIST",
+    "COLLECT_SET",
+    "HISTOGRAM",
 ];
 
 pub fn is_aggregate(name: &str) -> bool {
-    AGGREGATES.contains(&name) || name == "TOPK"
+    AGGREGATES.contains(&name)
 }
 
 /// Parameter kinds of built-ins.

@@ -120,6 +120,8 @@ impl Checker<'_> {
             }
             ExprKind::Index { base, index } => self.index(base, index),
             ExprKind::Field { base, field } => self.field(e, base, field),
+            ExprKind::Var(_) => Ok(SqlType::Any),
+            ExprKind::Lambda { body, .. } => self.infer(body),
             ExprKind::Struct(fields) => Ok(SqlType::Struct(
                 fields
                     .iter()
@@ -215,7 +217,55 @@ impl Checker<'_> {
             });
         }
         let types = args.iter().map(|a| self.infer(a)).collect::<Result<Vec<_>, _>>()?;
+        if let Some(t) = self.higher_order(e, name, args, &types)? {
+            return Ok(t);
+        }
         functions::check_call(self.registry, e.pos, name, args, &types)
+    }
+
+    /// The type of TRANSFORM, FILTER or REDUCE called with a lambda (`None`: another call).
+    fn higher_order(
+        &self,
+        e: &Expr,
+        name: &str,
+        args: &[Expr],
+        types: &[SqlType],
+    ) -> Result<Option<SqlType>, SqlError> {
+        let lambdas = args.iter().filter(|a| matches!(a.kind, ExprKind::Lambda { .. })).count();
+        if lambdas == 0 || !matches!(name, "TRANSFORM" | "FILTER" | "REDUCE") {
+            return Ok(None);
+        }
+        let (collection, last) = (types.first().cloned().unwrap_or(SqlType::Any), types.last());
+        let map = matches!(collection, SqlType::Map(..));
+        let (wanted, ty) = match name {
+            "TRANSFORM" if map => (
+                3,
+                SqlType::Map(
+                    Box::new(SqlType::String),
+                    Box::new(last.cloned().unwrap_or(SqlType::Any)),
+                ),
+            ),
+            "TRANSFORM" => (2, SqlType::Array(Box::new(last.cloned().unwrap_or(SqlType::Any)))),
+            "FILTER" => (2, collection.clone()),
+            _ => (3, types.get(1).cloned().unwrap_or(SqlType::Any)),
+        };
+        if args.len() != wanted || !matches!(args[wanted - 1].kind, ExprKind::Lambda { .. }) {
+            return Err(SqlError::Arity {
+                pos: e.pos,
+                name: name.to_owned(),
+                expected: format!("{wanted} (the last a lambda)"),
+                got: args.len(),
+            });
+        }
+        if !matches!(collection, SqlType::Array(_) | SqlType::Map(..) | SqlType::Any) {
+            return Err(mismatch(
+                &args[0],
+                &collection,
+                "an ARRAY or a MAP",
+                &format!("function {name}"),
+            ));
+        }
+        Ok(Some(ty))
     }
 
     pub fn expect_bool(&self, e: &Expr, context: &str) -> Result<(), SqlError> {

@@ -551,6 +551,67 @@ fn behaviours() -> Vec<Case> {
                 ),
             ],
         },
+        Case {
+            name: "aggregates COUNT(), COUNT(1), *_BY_OFFSET with a count and NULLs kept, \
+                   COLLECT_LIST, COLLECT_SET, HISTOGRAM, TOPKDISTINCT",
+            sql: "CREATE STREAM t (id VARCHAR KEY, f0 INT, s VARCHAR) WITH (kafka_topic='t');
+                CREATE TABLE out AS SELECT id, COUNT() AS c, COUNT(1) AS c1,
+                  LATEST_BY_OFFSET(f0, 2, false) AS l2, LATEST_BY_OFFSET(f0, false) AS l,
+                  EARLIEST_BY_OFFSET(f0, 2) AS e2, COLLECT_LIST(s) AS cl, COLLECT_SET(s) AS cs,
+                  HISTOGRAM(s) AS h, TOPKDISTINCT(f0, 2) AS top FROM t GROUP BY id;",
+            input: vec![
+                ("t", Some("a"), json!({"f0": 12, "s": "foo"}), 1),
+                ("t", Some("a"), json!({"f0": null, "s": "baz"}), 2),
+                ("t", Some("a"), json!({"f0": 13, "s": "foo"}), 3),
+            ],
+            expect: vec![Expect::Topic(
+                "OUT",
+                vec![
+                    (
+                        Some("a"),
+                        json!({"C": 1, "C1": 1, "L2": [12], "L": 12, "E2": [12], "CL": ["foo"],
+                            "CS": ["foo"], "H": {"foo": 1}, "TOP": [12]}),
+                    ),
+                    (
+                        Some("a"),
+                        json!({"C": 2, "C1": 2, "L2": [12, null], "L": null, "E2": [12],
+                            "CL": ["foo", "baz"], "CS": ["foo", "baz"], "H": {"foo": 1, "baz": 1},
+                            "TOP": [12]}),
+                    ),
+                    (
+                        Some("a"),
+                        json!({"C": 3, "C1": 3, "L2": [null, 13], "L": 13, "E2": [12, 13],
+                            "CL": ["foo", "baz", "foo"], "CS": ["foo", "baz"],
+                            "H": {"foo": 2, "baz": 1}, "TOP": [13, 12]}),
+                    ),
+                ],
+            )],
+        },
+        Case {
+            name: "lambdas: TRANSFORM, FILTER and REDUCE over arrays and maps, reading columns \
+                   of the row",
+            sql: "CREATE STREAM t (id VARCHAR KEY, nums ARRAY<INT>, m MAP<VARCHAR, INT>, k INT)
+                  WITH (kafka_topic='t');
+                CREATE STREAM out AS SELECT id, TRANSFORM(nums, x => x * k) AS scaled,
+                  FILTER(nums, x => x > 1) AS big, REDUCE(nums, 0, (s, x) => s + x) AS total,
+                  TRANSFORM(m, (key, v) => UCASE(key), (key, v) => v + 1) AS m2,
+                  FILTER(m, (key, v) => v >= 2) AS m3,
+                  REDUCE(m, 10, (s, key, v) => s + v) AS mtotal FROM t;",
+            input: vec![(
+                "t",
+                Some("a"),
+                json!({"nums": [1, 2, 3], "m": {"x": 1, "y": 2}, "k": 10}),
+                1,
+            )],
+            expect: vec![Expect::Topic(
+                "OUT",
+                vec![(
+                    Some("a"),
+                    json!({"SCALED": [10, 20, 30], "BIG": [2, 3], "TOTAL": 6,
+                        "M2": {"X": 2, "Y": 3}, "M3": {"y": 2}, "MTOTAL": 13}),
+                )],
+            )],
+        },
     ]
 }
 

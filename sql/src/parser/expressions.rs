@@ -196,6 +196,63 @@ impl Parser {
         }
     }
 
+    /// A call's arguments after its `(`: expressions or lambdas (`x => e`, `(a, b) => e`).
+    fn call_args(&mut self) -> Result<Vec<Expr>, SqlError> {
+        let mut list = Vec::new();
+        if self.eat_sym(")") {
+            return Ok(list);
+        }
+        loop {
+            list.push(match self.lambda_params() {
+                Some(params) => {
+                    let pos = self.pos();
+                    let mut body = self.expr()?;
+                    bind_vars(&mut body, &params);
+                    Expr::new(pos, ExprKind::Lambda { params, body: Box::new(body) })
+                }
+                None => self.expr()?,
+            });
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        self.expect_sym(")")?;
+        Ok(list)
+    }
+
+    /// A lambda's parameters and its `=>` (consumed), if a lambda starts here.
+    fn lambda_params(&mut self) -> Option<Vec<String>> {
+        let name = |t: &Tok| match t {
+            Tok::Word(w) | Tok::Quoted(w) => Some(w.clone()),
+            _ => None,
+        };
+        let arrow = |p: &Self, at: usize| {
+            p.peek_at(at) == &Tok::Sym("=") && p.peek_at(at + 1) == &Tok::Sym(">")
+        };
+        if let Some(one) = name(self.peek())
+            && arrow(self, 1)
+        {
+            self.i += 3;
+            return Some(vec![one]);
+        }
+        if self.peek() != &Tok::Sym("(") {
+            return None;
+        }
+        let mut params = Vec::new();
+        let mut at = 1;
+        loop {
+            params.push(name(self.peek_at(at))?);
+            match self.peek_at(at + 1) {
+                Tok::Sym(",") => at += 2,
+                Tok::Sym(")") if arrow(self, at + 2) => {
+                    self.i += at + 4;
+                    return Some(params);
+                }
+                _ => return None,
+            }
+        }
+    }
+
     pub(super) fn expr_list(&mut self, close: &str) -> Result<Vec<Expr>, SqlError> {
         let mut list = Vec::new();
         if self.eat_sym(close) {
@@ -273,7 +330,7 @@ impl Parser {
                     self.advance();
                     if self.eat_sym("(") {
                         let distinct = self.eat_word("DISTINCT");
-                        let args = self.expr_list(")")?;
+                        let args = self.call_args()?;
                         return Ok(Expr::new(pos, ExprKind::Call { name: w, args, distinct }));
                     }
                     self.column_rest(pos, w)
@@ -341,6 +398,26 @@ impl Parser {
         let otherwise = if self.eat_word("ELSE") { Some(Box::new(self.expr()?)) } else { None };
         self.expect_word("END")?;
         Ok(Expr::new(pos, ExprKind::Case { operand, whens, otherwise }))
+    }
+}
+
+/// Turns the unqualified columns of `body` named like a parameter into that parameter (but
+/// not inside a nested lambda that binds the same name again).
+fn bind_vars(body: &mut Expr, params: &[String]) {
+    match &mut body.kind {
+        ExprKind::Column { qualifier: None, name } if params.contains(name) => {
+            body.kind = ExprKind::Var(name.clone());
+        }
+        ExprKind::Lambda { params: inner, body: nested } => {
+            let outer: Vec<String> =
+                params.iter().filter(|p| !inner.contains(p)).cloned().collect();
+            bind_vars(nested, &outer);
+        }
+        _ => {
+            for child in crate::ast::children(body) {
+                bind_vars(child, params);
+            }
+        }
     }
 }
 

@@ -11,18 +11,15 @@
 //! accumulator straight into the JSON, without a row of values in between. Windowed queries
 //! ([`SqlWindowAgg`]) project afterwards, when the window is known.
 //!
-//! `COUNT(*)` counts rows, `COUNT(x)` non-NULL values; `SUM` is an integer while every input is
-//! one; `AVG` is a DOUBLE; `MIN`/`MAX` order numbers and strings; `LATEST_BY_OFFSET` /
-//! `EARLIEST_BY_OFFSET` keep the last / first value in processing order (a session merge keeps
-//! the one with the later / earlier event time); `COUNT_DISTINCT` counts distinct non-NULL
-//! values; `TOPK(x, k)` keeps the k largest values, largest first.
+//! The functions themselves (their states, adding, merging, results) are `functions.rs`.
 //!
 //! Invariants: an accumulator is plain data (serde), so the processor snapshots and
 //! changelogs it like any other; an accumulator's GROUP BY values are set once, by its first
 //! row (or its key), and never change; the JSON written straight from an accumulator is byte
 //! for byte what serializing its results would write.
 
-use std::collections::BTreeSet;
+mod functions;
+
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -30,102 +27,13 @@ use serde_json::Value;
 
 use eddy_processor::Aggregator;
 
-use crate::ast::{Expr, ExprKind, SqlType};
+use crate::ast::{Expr, ExprKind};
 use crate::codec::{JsonRow, NamedRow, ObjectWriter};
-use crate::error::{Pos, SqlError};
-use crate::expr::{Row, compare, eval, truth};
-use crate::functions::{FunctionRegistry, num};
+use crate::expr::{Row, eval, truth};
+use crate::functions::FunctionRegistry;
 
-/// One aggregate call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AggFn {
-    /// `COUNT(*)`: rows, without an argument to evaluate.
-    CountAll,
-    Count,
-    Sum,
-    Avg,
-    Min,
-    Max,
-    Latest,
-    Earliest,
-    CountDistinct,
-    TopK(usize),
-}
-
-impl AggFn {
-    pub fn from_name(pos: Pos, name: &str, args: &[Expr]) -> Result<AggFn, SqlError> {
-        let arity = |n: usize| {
-            if args.len() == n {
-                Ok(())
-            } else {
-                Err(SqlError::Arity {
-                    pos,
-                    name: name.to_owned(),
-                    expected: n.to_string(),
-                    got: args.len(),
-                })
-            }
-        };
-        let f = match name {
-            "COUNT" => AggFn::Count,
-            "SUM" => AggFn::Sum,
-            "AVG" => AggFn::Avg,
-            "MIN" => AggFn::Min,
-            "MAX" => AggFn::Max,
-            "LATEST_BY_OFFSET" => AggFn::Latest,
-            "EARLIEST_BY_OFFSET" => AggFn::Earliest,
-            "COUNT_DISTINCT" => AggFn::CountDistinct,
-            "TOPK" => {
-                arity(2)?;
-                let k = match &args[1].kind {
-                    ExprKind::Literal(Value::Number(n)) => n.as_u64(),
-                    _ => None,
-                };
-                let k = k.filter(|k| (1..=1000).contains(k)).ok_or(SqlError::Invalid {
-                    pos: args[1].pos,
-                    message: "TOPK's second argument must be a whole number from 1 to 1000".into(),
-                })?;
-                return Ok(AggFn::TopK(k as usize));
-            }
-            _ => return Err(SqlError::UnknownFunction { pos, name: name.to_owned() }),
-        };
-        arity(1)?;
-        Ok(f)
-    }
-
-    /// The result type for an argument of type `arg`.
-    pub fn result_type(self, arg: &SqlType) -> SqlType {
-        match self {
-            AggFn::CountAll | AggFn::Count | AggFn::CountDistinct => SqlType::Bigint,
-            AggFn::Avg => SqlType::Double,
-            AggFn::Sum if *arg == SqlType::Int => SqlType::Bigint,
-            AggFn::TopK(_) => SqlType::Array(Box::new(arg.clone())),
-            _ => arg.clone(),
-        }
-    }
-
-    fn init(self) -> State {
-        match self {
-            AggFn::CountAll | AggFn::Count => State::Count(0),
-            AggFn::Sum | AggFn::Avg => State::Sum { int: 0, float: 0.0, floats: false, n: 0 },
-            AggFn::Min | AggFn::Max => State::Best(None),
-            AggFn::Latest | AggFn::Earliest => State::Stamped(None),
-            AggFn::CountDistinct => State::Distinct(BTreeSet::new()),
-            AggFn::TopK(_) => State::Top(Vec::new()),
-        }
-    }
-}
-
-/// One aggregate's accumulator.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub enum State {
-    Count(u64),
-    Sum { int: i64, float: f64, floats: bool, n: u64 },
-    Best(Option<Value>),
-    Stamped(Option<(i64, Value)>),
-    Distinct(BTreeSet<String>),
-    Top(Vec<Value>),
-}
+pub use functions::{AggFn, State};
+use functions::{add, merge, result, write_result};
 
 /// The accumulator of one group: its GROUP BY values and each aggregate's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -385,117 +293,6 @@ impl Aggregator<GroupInput> for SqlWindowAgg {
     }
 }
 
-fn add(f: AggFn, s: &mut State, v: &Value, ts: i64) {
-    match s {
-        State::Count(n) => *n += u64::from(!v.is_null()),
-        State::Sum { int, float, floats, n } => {
-            let Value::Number(x) = v else { return };
-            *n += 1;
-            match x.as_i64() {
-                Some(i) if !*floats => *int = int.wrapping_add(i),
-                _ => {
-                    if !*floats {
-                        *floats = true;
-                        *float = *int as f64;
-                    }
-                    *float += x.as_f64().unwrap_or(0.0);
-                }
-            }
-        }
-        State::Best(best) => {
-            if v.is_null() {
-                return;
-            }
-            let better = match best.as_ref().and_then(|b| compare(v, b)) {
-                None => best.is_none(),
-                Some(o) => (f == AggFn::Min && o.is_lt()) || (f == AggFn::Max && o.is_gt()),
-            };
-            if better {
-                *best = Some(v.clone());
-            }
-        }
-        State::Stamped(kept) => {
-            // NULLs are skipped, as ksqlDB's LATEST_BY_OFFSET does by default.
-            if !v.is_null() && (f == AggFn::Latest || kept.is_none()) {
-                *kept = Some((ts, v.clone()));
-            }
-        }
-        State::Distinct(set) => {
-            if !v.is_null() {
-                set.insert(v.to_string());
-            }
-        }
-        State::Top(top) => {
-            let AggFn::TopK(k) = f else { return };
-            if v.is_null() {
-                return;
-            }
-            let at = top.partition_point(|x| compare(x, v).is_some_and(|o| o.is_ge()));
-            top.insert(at, v.clone());
-            top.truncate(k);
-        }
-    }
-}
-
-fn merge(f: AggFn, s: &mut State, other: State) {
-    match (s, other) {
-        (State::Count(a), State::Count(b)) => *a += b,
-        (
-            State::Sum { int, float, floats, n },
-            State::Sum { int: i2, float: f2, floats: fl2, n: n2 },
-        ) => {
-            *n += n2;
-            if *floats || fl2 {
-                let mine = if *floats { *float } else { *int as f64 };
-                *float = mine + if fl2 { f2 } else { i2 as f64 };
-                *floats = true;
-            } else {
-                *int = int.wrapping_add(i2);
-            }
-        }
-        (s @ State::Best(_), State::Best(Some(v))) => add(f, s, &v, 0),
-        (State::Stamped(kept), State::Stamped(Some((t, v)))) => {
-            let take = match kept {
-                None => true,
-                Some((mine, _)) => (f == AggFn::Latest) == (t >= *mine),
-            };
-            if take {
-                *kept = Some((t, v));
-            }
-        }
-        (State::Distinct(a), State::Distinct(b)) => a.extend(b),
-        (s @ State::Top(_), State::Top(b)) => b.iter().for_each(|v| add(f, s, v, 0)),
-        _ => {}
-    }
-}
-
-fn result(f: AggFn, s: &State) -> Value {
-    match s {
-        State::Count(n) => Value::from(*n),
-        State::Sum { int, float, floats, n } => match f {
-            AggFn::Avg if *n == 0 => Value::Null,
-            AggFn::Avg => num(if *floats { *float } else { *int as f64 } / *n as f64),
-            _ if *floats => num(*float),
-            _ => Value::from(*int),
-        },
-        State::Best(b) => b.clone().unwrap_or(Value::Null),
-        State::Stamped(kept) => kept.as_ref().map_or(Value::Null, |(_, v)| v.clone()),
-        State::Distinct(set) => Value::from(set.len() as u64),
-        State::Top(top) => Value::Array(top.clone()),
-    }
-}
-
-/// [`result`] written as JSON, without copying the values a state holds.
-fn write_result(f: AggFn, s: &State, out: &mut Vec<u8>) -> serde_json::Result<()> {
-    match s {
-        State::Count(n) => serde_json::to_writer(out, n),
-        State::Best(b) => serde_json::to_writer(out, b),
-        State::Stamped(kept) => serde_json::to_writer(out, &kept.as_ref().map(|(_, v)| v)),
-        State::Top(top) => serde_json::to_writer(out, top),
-        State::Sum { .. } | State::Distinct(_) => serde_json::to_writer(out, &result(f, s)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -513,6 +310,11 @@ mod tests {
             AggFn::Earliest,
             AggFn::CountDistinct,
             AggFn::TopK(2),
+            AggFn::ByOffset { latest: true, n: Some(2), nulls: true },
+            AggFn::CollectList,
+            AggFn::CollectSet,
+            AggFn::Histogram,
+            AggFn::TopKDistinct(2),
         ];
         let agg = SqlWindowAgg { fns: fns.clone(), group_width: 1, having: None };
         let row = |x: Value| [vec![Value::from("k")], vec![x; fns.len() - 1]].concat();
@@ -525,7 +327,8 @@ mod tests {
         agg.merge(&mut a, b);
         let (keys, aggs, _) = agg.result(&a);
         assert_eq!(keys, vec![Value::from("k")]);
-        let want = serde_json::json!([4, 3, 9.5, 9.5 / 3.0, 1.5, 5, 1.5, 3, 3, [5, 3]]);
+        let want = serde_json::json!([4, 3, 9.5, 9.5 / 3.0, 1.5, 5, 1.5, 3, 3, [5, 3],
+            [1.5, null], [3, 5, 1.5, null], [3, 5, 1.5, null], {"1.5": 1, "3": 1, "5": 1}, [5, 3]]);
         assert_eq!(Value::from(aggs), want);
         // Written straight from the state, each result is the JSON of its value.
         for (f, s) in fns.iter().zip(&a.states).chain([(&AggFn::Avg, &AggFn::Avg.init())]) {
