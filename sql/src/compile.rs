@@ -162,6 +162,9 @@ fn stream_query(
         }
         None => None,
     };
+    if let Some(j) = &select.join {
+        join_key(stmt, scope, j, &mut items, target)?;
+    }
     let key = match &by {
         Some(by) => by.key.clone(),
         None if select.join.is_none() => from.key_column.clone().map(|k| {
@@ -180,7 +183,7 @@ fn stream_query(
         target.key_column = at.and_then(|i| items.get(i)).map(|(n, _, _)| n.clone());
         let mut of = of.into_iter();
         items.retain(|_| of.next().flatten().is_none());
-    } else {
+    } else if select.join.is_none() {
         target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
     }
     let values: Vec<(String, SqlType)> =
@@ -199,6 +202,45 @@ fn stream_query(
     let out = project_stream(&rows, layout.columns.len(), filter, exprs, registry.clone());
     out.to(&target.topic, SqlKey, RowCodec(writer));
     Ok(())
+}
+
+/// ksqlDB's rule for a join's key: the first projected column that is a side of `ON` is the key
+/// column, in the record key only (the other side's column, if projected too, stays a value);
+/// when `ON` equates two columns, one of them must be projected.
+fn join_key(
+    stmt: &CreateAs,
+    scope: &Scope,
+    join: &crate::ast::Join,
+    items: &mut Vec<(String, Expr, SqlType)>,
+    target: &mut SourceInfo,
+) -> Result<(), SqlError> {
+    let ExprKind::Binary { left, right, .. } = &join.on.kind else { return Ok(()) };
+    let sides = [scope.resolve(left)?, scope.resolve(right)?];
+    let at = items.iter().position(|(_, e, _)| sides.iter().any(|s| s.same_as(e)));
+    target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+    match at {
+        Some(i) => {
+            target.key_column = Some(items.remove(i).0);
+            Ok(())
+        }
+        None if sides.iter().all(|s| matches!(s.kind, ExprKind::Column { .. })) => {
+            let label = |e: &Expr| match &e.kind {
+                ExprKind::Column { qualifier: Some(q), name } => format!("{q}.{name}"),
+                ExprKind::Column { name, .. } => name.clone(),
+                _ => "the join expression".into(),
+            };
+            let (l, r) = (label(left), label(right));
+            Err(SqlError::Invalid {
+                pos: join.on.pos,
+                message: format!(
+                    "the query used to build {} must include the join expression {l} or {r} in \
+                     its projection (eg, SELECT {l}...)",
+                    stmt.name
+                ),
+            })
+        }
+        None => Ok(()),
+    }
 }
 
 /// A PARTITION BY planned: the expression records are re-keyed by, and the key column it

@@ -387,7 +387,19 @@ fn joined_scope(left_scope: Scope, left: &SourceInfo, right: &SourceInfo, join: 
         renames.push((c.clone(), name.clone()));
         columns.push((name, t.clone()));
     }
+    let left_q = left_scope.qualifiers.last().cloned().unwrap_or_else(|| left.name.clone());
     let mut scope = left_scope;
+    scope.display =
+        left.columns.iter().map(|(c, _)| (c.clone(), format!("{left_q}_{c}"))).collect();
+    scope
+        .display
+        .extend(renames.iter().map(|(c, row)| (row.clone(), format!("{right_alias}_{c}"))));
+    scope.ambiguous = right
+        .columns
+        .iter()
+        .filter(|(c, _)| left.columns.iter().any(|(l, _)| l == c))
+        .map(|(c, _)| c.clone())
+        .collect();
     scope.schema = Schema::new(columns);
     scope.add_qualified(&qualifiers(right, join), &renames);
     scope

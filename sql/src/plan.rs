@@ -30,6 +30,12 @@ pub(crate) struct Scope {
     /// (qualifier, column) → column in the row.
     pub(crate) qualified: Vec<(String, String, String)>,
     pub(crate) qualifiers: Vec<String>,
+    /// A join's columns as ksqlDB names them in output: column in the row →
+    /// `<SOURCE>_<COLUMN>` (the source's alias, else its name); empty for one source.
+    pub(crate) display: Vec<(String, String)>,
+    /// Column names both joined sources have (a qualified reference to one is output under
+    /// its prefixed name).
+    pub(crate) ambiguous: Vec<String>,
 }
 
 impl Scope {
@@ -42,7 +48,14 @@ impl Scope {
                 qualified.push((q.clone(), c.clone(), c.clone()));
             }
         }
-        Self { schema: info.schema(), layout: None, qualified, qualifiers }
+        Self {
+            schema: info.schema(),
+            layout: None,
+            qualified,
+            qualifiers,
+            display: Vec::new(),
+            ambiguous: Vec::new(),
+        }
     }
 
     /// The columns rows of this scope hold, in order.
@@ -81,6 +94,14 @@ impl Scope {
             self.walk(child)?;
         }
         Ok(())
+    }
+
+    /// How a row column is named in output: its join name (`L_COL`), else itself.
+    pub(crate) fn display_name(&self, column: &str) -> String {
+        self.display
+            .iter()
+            .find(|(c, _)| c == column)
+            .map_or_else(|| column.to_owned(), |(_, d)| d.clone())
     }
 
     /// The columns `*` (or `q.*`) stands for, in row order.
@@ -163,12 +184,21 @@ pub(crate) fn projection(
             SelectItem::Wildcard(pos, qualifier) => {
                 for (c, t) in scope.star(*pos, qualifier.as_deref())? {
                     let e = Expr::new(*pos, ExprKind::Column { qualifier: None, name: c.clone() });
-                    out.push((c, e, t));
+                    out.push((scope.display_name(&c), e, t));
                 }
             }
-            SelectItem::Expr { expr, .. } => {
+            SelectItem::Expr { expr, alias } => {
                 let e = scope.resolve(expr)?;
                 let t = checker.infer(&e)?;
+                // In a join, a column both sources have is output under its prefixed name.
+                let name = match (&expr.kind, &e.kind, alias) {
+                    (
+                        ExprKind::Column { name: c, .. },
+                        ExprKind::Column { name: row, .. },
+                        None,
+                    ) if scope.ambiguous.contains(c) => scope.display_name(row),
+                    _ => name,
+                };
                 out.push((name, e, t));
             }
         }

@@ -6,7 +6,7 @@
 
 mod golden;
 
-use golden::{Case, Expect, check, pull, refusal, run};
+use golden::{Case, Expect, check, one_by_one, pull, refusal, run};
 use serde_json::{Value, json};
 
 const WORDS: &str = "CREATE STREAM words (k VARCHAR KEY, source VARCHAR) \
@@ -612,6 +612,36 @@ fn behaviours() -> Vec<Case> {
                 )],
             )],
         },
+        Case {
+            name: "join columns as ksqlDB names them: SELECT * and q.* prefix every column with \
+                   its source, a qualified column both sides have is prefixed, a unique one is \
+                   not; the first projected ON column is the key",
+            sql: "CREATE STREAM l (a INT KEY, b INT, c INT) WITH (kafka_topic='left');
+                CREATE STREAM r (a INT KEY, b INT, c INT, e INT) WITH (kafka_topic='right');
+                CREATE STREAM star AS SELECT * FROM l JOIN r WITHIN 10 SECONDS ON l.a = r.a;
+                CREATE STREAM qstar AS SELECT l.a AS a, l.b, r.* FROM l JOIN r WITHIN 10 SECONDS
+                  ON l.a = r.a;
+                CREATE STREAM named AS SELECT r.a, l.c, r.e FROM l JOIN r WITHIN 10 SECONDS
+                  ON l.a = r.a;",
+            input: one_by_one(vec![
+                ("left", Some("0"), json!({"b": 1, "c": 2}), 10),
+                ("right", Some("0"), json!({"b": -1, "c": -2, "e": -3}), 11),
+            ]),
+            expect: vec![
+                Expect::Topic(
+                    "STAR",
+                    vec![(
+                        Some("0"),
+                        json!({"L_B": 1, "L_C": 2, "R_A": 0, "R_B": -1, "R_C": -2, "R_E": -3}),
+                    )],
+                ),
+                Expect::Topic(
+                    "QSTAR",
+                    vec![(Some("0"), json!({"L_B": 1, "R_A": 0, "R_B": -1, "R_C": -2, "R_E": -3}))],
+                ),
+                Expect::Topic("NAMED", vec![(Some("0"), json!({"L_C": 2, "E": -3}))]),
+            ],
+        },
     ]
 }
 
@@ -859,4 +889,13 @@ fn inserts_and_source_collections_refuse_what_ksqldb_refuses() {
             refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
         assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
     }
+}
+
+#[test]
+fn a_join_must_project_a_column_of_its_on() {
+    let sql = "CREATE STREAM l (a INT KEY, b INT) WITH (kafka_topic='left');
+        CREATE STREAM r (a INT KEY, c INT) WITH (kafka_topic='right');
+        CREATE STREAM out AS SELECT l.b, r.c FROM l JOIN r WITHIN 10 SECONDS ON l.a = r.a;";
+    let err = refusal(sql).expect("accepted");
+    assert!(err.contains("must include the join expression L.A or R.A in its projection"), "{err}");
 }

@@ -293,9 +293,9 @@ fn cases() -> Vec<Case> {
                   WITH (kafka_topic='customers');
                 CREATE STREAM orders (id VARCHAR KEY, customer VARCHAR, amount DOUBLE) \
                   WITH (kafka_topic='orders');
-                CREATE STREAM enriched AS SELECT o.id, c.name, c.tier, o.amount
+                CREATE STREAM enriched AS SELECT o.customer, o.id, c.name, c.tier, o.amount
                   FROM orders o JOIN customers c ON o.customer = c.cid EMIT CHANGES;
-                CREATE STREAM all_orders AS SELECT id, name FROM orders
+                CREATE STREAM all_orders AS SELECT customer, id, name FROM orders
                   LEFT JOIN customers ON customer = customers.cid EMIT CHANGES;",
             input: vec![
                 ("customers", Some("alice"), json!({"name": "Alice", "tier": 2}), 10),
@@ -356,22 +356,16 @@ fn cases() -> Vec<Case> {
             expect: vec![Expect::Topic(
                 "PAID",
                 vec![
-                    (
-                        Some("o1"),
-                        json!({"ID": "o1", "PID": "p1", "AMOUNT": 10.0, "PAID": 10.0, "T": 30_000}),
-                    ),
-                    (
-                        Some("o2"),
-                        json!({"ID": "o2", "PID": "p2", "AMOUNT": 20.0, "PAID": 20.0, "T": 50_000}),
-                    ),
+                    (Some("o1"), json!({"PID": "p1", "AMOUNT": 10.0, "PAID": 10.0, "T": 30_000})),
+                    (Some("o2"), json!({"PID": "p2", "AMOUNT": 20.0, "PAID": 20.0, "T": 50_000})),
                     (
                         Some("o4"),
-                        json!({"ID": "o4", "PID": "p4", "AMOUNT": 40.0, "PAID": 40.0,
+                        json!({"PID": "p4", "AMOUNT": 40.0, "PAID": 40.0,
                             "T": 230_000}),
                     ),
                     (
                         Some("o5"),
-                        json!({"ID": "o5", "PID": "p5", "AMOUNT": 50.0, "PAID": 50.0,
+                        json!({"PID": "p5", "AMOUNT": 50.0, "PAID": 50.0,
                             "T": 240_000}),
                     ),
                 ],
@@ -411,26 +405,11 @@ fn cases() -> Vec<Case> {
             expect: vec![Expect::Topic(
                 "AD_RESULTS",
                 vec![
-                    (
-                        Some("i1"),
-                        json!({"IMPRESSION": "i1", "AD": "a", "CLICKED": "a", "T": 5_000}),
-                    ),
-                    (
-                        Some("i4"),
-                        json!({"IMPRESSION": "i4", "AD": "d", "CLICKED": "d", "T": 30_000}),
-                    ),
-                    (
-                        Some("i2"),
-                        json!({"IMPRESSION": "i2", "AD": "b", "CLICKED": null, "T": 6_000}),
-                    ),
-                    (
-                        Some("i3"),
-                        json!({"IMPRESSION": "i3", "AD": "c", "CLICKED": null, "T": 8_000}),
-                    ),
-                    (
-                        Some("i5"),
-                        json!({"IMPRESSION": "i5", "AD": "e", "CLICKED": null, "T": 31_000}),
-                    ),
+                    (Some("i1"), json!({"I_AD": "a", "CLICKED": "a", "T": 5_000})),
+                    (Some("i4"), json!({"I_AD": "d", "CLICKED": "d", "T": 30_000})),
+                    (Some("i2"), json!({"I_AD": "b", "CLICKED": null, "T": 6_000})),
+                    (Some("i3"), json!({"I_AD": "c", "CLICKED": null, "T": 8_000})),
+                    (Some("i5"), json!({"I_AD": "e", "CLICKED": null, "T": 31_000})),
                 ],
             )],
         },
@@ -457,16 +436,16 @@ fn cases() -> Vec<Case> {
                 Expect::Topic(
                     "MERGED",
                     vec![
-                        (Some("a"), json!({"ID": "a", "V": 1, "R_ID": "a", "W": 10})),
-                        (Some("b"), json!({"ID": null, "V": null, "R_ID": "b", "W": 20})),
-                        (Some("c"), json!({"ID": "c", "V": 3, "R_ID": null, "W": null})),
+                        (Some("a"), json!({"L_V": 1, "R_ID": "a", "R_W": 10})),
+                        (Some("b"), json!({"L_V": null, "R_ID": "b", "R_W": 20})),
+                        (Some("c"), json!({"L_V": 3, "R_ID": null, "R_W": null})),
                     ],
                 ),
                 Expect::Topic(
                     "KEPT_RIGHT",
                     vec![
-                        (Some("a"), json!({"LID": "a", "RID": "a", "W": 10})),
-                        (Some("b"), json!({"LID": null, "RID": "b", "W": 20})),
+                        (Some("a"), json!({"RID": "a", "W": 10})),
+                        (Some("b"), json!({"RID": "b", "W": 20})),
                     ],
                 ),
             ],
@@ -494,9 +473,9 @@ fn cases() -> Vec<Case> {
             expect: vec![Expect::TopicAnyOrder(
                 "SETTLED",
                 vec![
-                    (Some("o1"), json!({"ID": "o1", "PID": "p1", "DIFF": 0.0})),
-                    (Some("o3"), json!({"ID": "o3", "PID": "p3", "DIFF": 5.0})),
-                    (Some("o1"), json!({"ID": "o1", "PID": "p4", "DIFF": 2.0})),
+                    (Some("o1"), json!({"PID": "p1", "DIFF": 0.0})),
+                    (Some("o3"), json!({"PID": "p3", "DIFF": 5.0})),
+                    (Some("o1"), json!({"PID": "p4", "DIFF": 2.0})),
                 ],
             )],
         },
