@@ -668,7 +668,9 @@ impl Node<Windowed<Value>, Option<NamedRow>> for SessionUpsert {
         // As in ksqlDB, each swallowed session's row is deleted downstream (a tombstone) before
         // the merged session's row.
         for w in swallowed {
-            self.down.push(Rec { key: w, value: None, ts: rec.ts }, cx);
+            // Stamped with the swallowed session's end (its last event), as ksqlDB does.
+            let ts = w.end;
+            self.down.push(Rec { key: w, value: None, ts }, cx);
         }
         self.down.push(rec, cx);
     }

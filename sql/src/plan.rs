@@ -177,7 +177,7 @@ pub(crate) fn projection(
     scope: &Scope,
     checker: &Checker<'_>,
 ) -> Result<Vec<(String, Expr, SqlType)>, SqlError> {
-    let names = output_names(&select.items);
+    let names = output_names(&select.items, &scope.schema.names());
     let mut out: Vec<(String, Expr, SqlType)> = Vec::new();
     for (item, name) in select.items.iter().zip(names) {
         match item {
@@ -221,8 +221,8 @@ fn check_unique(items: &[(String, Expr, SqlType)]) -> Result<(), SqlError> {
 
 /// Output column names of a select list (aliases, else ksqlDB's defaults). As in ksqlDB, the
 /// expressions without a name are numbered `KSQL_COL_0`, `KSQL_COL_1`, ... among themselves,
-/// skipping numbers whose name another item already has.
-pub(crate) fn output_names(items: &[SelectItem]) -> Vec<String> {
+/// skipping numbers whose name another item, or a column of the source (`taken`), already has.
+pub(crate) fn output_names(items: &[SelectItem], taken: &[String]) -> Vec<String> {
     let given: Vec<Option<String>> = items
         .iter()
         .map(|item| match item {
@@ -239,7 +239,9 @@ pub(crate) fn output_names(items: &[SelectItem]) -> Vec<String> {
                 loop {
                     let candidate = format!("KSQL_COL_{next}");
                     next += 1;
-                    if !given.iter().any(|g| g.as_deref() == Some(candidate.as_str())) {
+                    let used = given.iter().any(|g| g.as_deref() == Some(candidate.as_str()))
+                        || taken.contains(&candidate);
+                    if !used {
                         break candidate;
                     }
                 }
@@ -279,7 +281,7 @@ impl GroupPlan {
             select.group_by.iter().map(|k| scope.resolve(k)).collect::<Result<Vec<_>, _>>()?;
         let key_types = keys.iter().map(|k| checker.infer(k)).collect::<Result<Vec<_>, _>>()?;
         let mut g = Grouping { keys, key_types, aggs: Vec::new() };
-        let names = output_names(&select.items);
+        let names = output_names(&select.items, &scope.schema.names());
         let mut items = Vec::new();
         for (item, name) in select.items.iter().zip(names) {
             let SelectItem::Expr { expr, .. } = item else {

@@ -95,7 +95,8 @@ impl TableQuery {
             None => None,
         };
         let mut items = Vec::new();
-        for (item, name) in select.items.iter().zip(output_names(&select.items)) {
+        let names = output_names(&select.items, &scope.schema.names());
+        for (item, name) in select.items.iter().zip(names) {
             match item {
                 SelectItem::Wildcard(_, qualifier) => {
                     if let Some(q) = qualifier
