@@ -14,6 +14,7 @@
 use serde_json::Value;
 
 use crate::ast::SqlType;
+use crate::functions::java_double;
 
 /// How a source's record values are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -241,32 +242,6 @@ pub(crate) fn write_delimited(values: &[Value], delimiter: char) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// A double as Java's `Double.toString` prints it (what ksqlDB writes): `10.0`, `0.001`,
-/// `1.0E7`, `1.0E-4`.
-pub(crate) fn java_double(x: f64) -> String {
-    if !x.is_finite() {
-        return if x.is_nan() {
-            "NaN".into()
-        } else if x > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        };
-    }
-    let a = x.abs();
-    if a == 0.0 || (1e-3..1e7).contains(&a) {
-        let s = format!("{x}");
-        if s.contains('.') { s } else { format!("{s}.0") }
-    } else {
-        // Rust's `{:e}` gives the shortest digits, like Java: `1e7` → `1.0E7`.
-        let s = format!("{x:e}");
-        let (mantissa, exponent) = s.split_once('e').unwrap_or((&s, "0"));
-        let mantissa =
-            if mantissa.contains('.') { mantissa.to_owned() } else { format!("{mantissa}.0") };
-        format!("{mantissa}E{exponent}")
-    }
-}
-
 /// A KAFKA-format value as a column of type `ty`.
 pub(crate) fn kafka_value(bytes: &[u8], ty: &SqlType) -> Result<Value, String> {
     let wrong =
@@ -330,21 +305,6 @@ mod tests {
         assert_eq!(split_delimited(b"a\tb", '\t').unwrap(), [Some("a".into()), Some("b".into())]);
         assert!(split_delimited(br#""open"#, ',').is_err());
         assert!(split_delimited(br#""a"b,c"#, ',').is_err());
-    }
-
-    #[test]
-    fn doubles_print_as_java_does() {
-        for (x, s) in [
-            (10.3, "10.3"),
-            (1.0, "1.0"),
-            (0.0, "0.0"),
-            (1e7, "1.0E7"),
-            (1.5e-4, "1.5E-4"),
-            (-2.0, "-2.0"),
-            (123456.789, "123456.789"),
-        ] {
-            assert_eq!(java_double(x), s);
-        }
     }
 
     #[test]
