@@ -23,7 +23,8 @@
 //!   `aggregate` (aggregate functions as one `Aggregator`).
 //! - `plan` (a SELECT checked in its scope: filters, projections, GROUP BY plans); `stream`
 //!   (the per-record nodes on the builder); `join` (stream–table and windowed stream–stream
-//!   joins); `compile` (CREATE ... AS SELECT → processor); `insert` (INSERT INTO);
+//!   joins); `group` (GROUP BY on the builder); `compile` (CREATE ... AS SELECT → processor);
+//!   `insert` (INSERT INTO);
 //!   `materialize` (declared tables made queryable); `pull` (pull queries, and push queries
 //!   over a table); `push` (push queries over a stream).
 //!
@@ -110,6 +111,7 @@ mod error;
 mod expr;
 mod format;
 mod functions;
+mod group;
 mod insert;
 mod join;
 mod lexer;

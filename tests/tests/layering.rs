@@ -64,6 +64,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "plan",
             "stream",
             "join",
+            "group",
             "compile",
             "insert",
             "materialize",
