@@ -21,22 +21,23 @@
 
 use std::sync::Arc;
 
-use eddy_processor::{Processor, ProcessorBuilder};
+use eddy_processor::operator_api::{Cx, Down, Node, TableStore};
+use eddy_processor::{Processor, ProcessorBuilder, Rec, RecordError};
 use serde_json::Value;
 
 use crate::ast::{CreateAs, Expr, ExprKind, Select, SelectItem, SourceKind, SqlType};
 use crate::catalog::Catalog;
-use crate::codec::{ObjectWriter, RowCodec, SqlKey, ValueWriter};
+use crate::codec::{NamedRow, ObjectWriter, RowCodec, SqlKey, TableRowCodec, ValueWriter};
 use crate::error::SqlError;
-use crate::expr::bind;
+use crate::expr::{Row, bind, eval, truth};
 use crate::functions::FunctionRegistry;
 use crate::group::{GroupInputs, group};
 use crate::join::{self, Joined, Left};
 use crate::plan::{GroupPlan, Scope, key_items, projection, read_columns, where_clause};
 use crate::properties::Props;
 use crate::row_reader::RowReader;
-use crate::source::{SourceInfo, ValueFormat};
-use crate::stream::{Rows, decoded_stream, project_stream, rekey};
+use crate::source::{Materialized, SourceInfo, ValueFormat};
+use crate::stream::{Rows, decoded_stream, is_tombstone, project_stream, rekey};
 use crate::types::Checker;
 
 /// A compiled persistent query.
@@ -58,11 +59,7 @@ pub fn compile(
     let select = &stmt.select;
     let from = catalog.lookup(select.from.pos, &select.from.name)?.clone();
     if from.kind == SourceKind::Table {
-        return Err(SqlError::Unsupported {
-            pos: select.from.pos,
-            what: format!("reading table {} in a persistent query", from.name),
-            why: "only streams are read (tables are joined); table aggregations come later".into(),
-        });
+        check_table_source(stmt, &from)?;
     }
     let b = ProcessorBuilder::new(&stmt.name, version);
     let (rows, scope, tasks) = source(&b, &from, select, catalog, registry)?;
@@ -108,6 +105,10 @@ pub fn compile(
                 message: "GROUP BY makes a table: use CREATE TABLE ... AS SELECT".into(),
             });
         }
+        (SourceKind::Table, true) if from.kind == SourceKind::Table => {
+            let input = StreamInput { from: &from, scope: &scope, checker: &checker, rows };
+            table_query(stmt, input, filter, registry, &mut target)?;
+        }
         (SourceKind::Table, true) => {
             return Err(SqlError::Invalid {
                 pos: stmt.pos,
@@ -117,6 +118,136 @@ pub fn compile(
     }
     check_timestamp(stmt, &target)?;
     Ok(CompiledQuery { processor: b.build()?, target })
+}
+
+/// What reading a table in a persistent query allows: a table made from it by projection and
+/// WHERE (`CREATE TABLE ... AS SELECT ... FROM table`); not yet its aggregation (which needs
+/// the rows a change replaces) nor a join of it; a stream from it is refused as in ksqlDB.
+fn check_table_source(stmt: &CreateAs, from: &SourceInfo) -> Result<(), SqlError> {
+    let select = &stmt.select;
+    if stmt.kind == SourceKind::Stream {
+        return Err(SqlError::Invalid {
+            pos: stmt.pos,
+            message: format!(
+                "invalid result type: a SELECT from table {} produces a TABLE; use CREATE TABLE \
+                 ... AS SELECT",
+                from.name
+            ),
+        });
+    }
+    if !select.group_by.is_empty() || select.join.is_some() || select.window.is_some() {
+        return Err(SqlError::Unsupported {
+            pos: select.from.pos,
+            what: format!(
+                "aggregating, windowing or joining table {} in a persistent query",
+                from.name
+            ),
+            why: "a table's aggregation needs the rows each change replaces (retractions); \
+                  project and filter it with CREATE TABLE ... AS SELECT, or aggregate its stream"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// `CREATE TABLE ... AS SELECT ... FROM table [WHERE]`: each change of the source table (a row
+/// or a deletion) projected into table `name` and its topic. A row WHERE rejects deletes its
+/// key; a deletion of a key the new table does not hold writes nothing (ksqlDB's KTable filter);
+/// a record without a key is dropped. The key column is projected once, in the record key only.
+fn table_query(
+    stmt: &CreateAs,
+    input: StreamInput<'_>,
+    filter: Option<Expr>,
+    registry: &Arc<FunctionRegistry>,
+    target: &mut SourceInfo,
+) -> Result<(), SqlError> {
+    let StreamInput { from, scope, checker, rows } = input;
+    let mut items = projection(&stmt.select, scope, checker)?;
+    target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+    if let Some(key) = &from.key_column {
+        let named: Vec<(String, Expr)> =
+            items.iter().map(|(n, e, _)| (n.clone(), e.clone())).collect();
+        let key_expr = Expr::new(stmt.pos, ExprKind::Column { qualifier: None, name: key.clone() });
+        let of = key_items(&stmt.name, stmt.pos, &named, std::slice::from_ref(key), |e| {
+            e.same_as(&key_expr).then_some(0)
+        })?;
+        let at = of.iter().position(Option::is_some);
+        target.key_column = at.and_then(|i| items.get(i)).map(|(n, _, _)| n.clone());
+        let mut of = of.into_iter();
+        items.retain(|_| of.next().flatten().is_none());
+    }
+    let values: Vec<(String, SqlType)> =
+        items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+    target.format = output_format(stmt, from, &values)?;
+    target.materialized = Some(Materialized {
+        processor: target.name.clone(),
+        windowed: false,
+        key_columns: target.key_column.iter().cloned().collect(),
+    });
+    let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
+    let types = items.iter().map(|(_, _, t)| t.clone()).collect();
+    let writer = ValueWriter::new(ObjectWriter::new(names.clone()), types, target.format);
+    let layout = scope.layout();
+    let width = layout.columns.len();
+    let exprs: Vec<Expr> = items.iter().map(|(_, e, _)| bind(e, layout)).collect();
+    let filter = filter.map(|f| bind(&f, layout));
+    let (registry, changes) = (registry.clone(), Arc::new((filter, exprs)));
+    let projected = rows.then(move |rec: Rec<Value, Vec<Value>>, cx, down| {
+        if rec.key.is_null() {
+            return;
+        }
+        let (filter, exprs) = &*changes;
+        let row = (!is_tombstone(&rec.value, width))
+            .then(|| filter_project(filter.as_ref(), exprs, &rec, &registry))
+            .flatten()
+            .map(|values| NamedRow { names: names.clone(), values });
+        down.push(Rec { key: rec.key, value: row, ts: rec.ts }, cx);
+    });
+    let table =
+        projected.materialize(&target.name, |store, down| Box::new(TableUpsert { store, down }))?;
+    table.changes().to(&target.topic, SqlKey, TableRowCodec(writer));
+    Ok(())
+}
+
+/// WHERE and the projection over one row: `None` when WHERE is not true; a failing column is
+/// NULL (as for streams).
+fn filter_project(
+    filter: Option<&Expr>,
+    exprs: &[Expr],
+    rec: &Rec<Value, Vec<Value>>,
+    registry: &FunctionRegistry,
+) -> Option<Vec<Value>> {
+    let row = Row::new(&rec.value, rec.ts, &rec.key);
+    if let Some(f) = filter
+        && truth(&eval(f, &row, registry).ok()?) != Some(true)
+    {
+        return None;
+    }
+    Some(exprs.iter().map(|e| eval(e, &row, registry).unwrap_or(Value::Null)).collect())
+}
+
+/// The node feeding a table made from a table: a row sets its key; a deletion deletes it, and
+/// goes downstream only if the key was there.
+struct TableUpsert {
+    store: Arc<TableStore>,
+    down: Down<Value, Option<NamedRow>>,
+}
+
+impl Node<Value, Option<NamedRow>> for TableUpsert {
+    fn push(&mut self, rec: Rec<Value, Option<NamedRow>>, cx: &mut Cx) {
+        let Ok(kb) = serde_json::to_vec(&rec.key) else {
+            return cx.set_aside(&RecordError::Key("a key JSON cannot hold".into()));
+        };
+        match &rec.value {
+            None if self.store.get(&kb).is_none() => return,
+            None => self.store.put(kb, None, rec.ts, cx),
+            Some(row) => match serde_json::to_vec(row) {
+                Ok(vb) => self.store.put(kb, Some(vb), rec.ts, cx),
+                Err(e) => return cx.set_aside(&RecordError::State(e.to_string())),
+            },
+        }
+        self.down.push(rec, cx);
+    }
 }
 
 /// A stream query's input: its source, scope, and decoded (or joined) rows.

@@ -175,3 +175,23 @@ fn a_join_projecting_neither_on_column_is_refused() {
     let err = refusal(sql).expect("accepted");
     assert!(err.contains("must include the join expression L.A or R.A in its projection"), "{err}");
 }
+
+#[test]
+fn a_stream_from_a_table_or_a_table_aggregation_is_refused() {
+    let base = "CREATE TABLE t (k VARCHAR PRIMARY KEY, v INT) WITH (kafka_topic='t');\n";
+    let cases = [
+        (
+            "CREATE STREAM s AS SELECT * FROM t;",
+            "a SELECT from table T produces a TABLE; use CREATE TABLE",
+        ),
+        (
+            "CREATE TABLE c AS SELECT v, COUNT(*) AS n FROM t GROUP BY v;",
+            "aggregating, windowing or joining table T in a persistent query at line 2",
+        ),
+    ];
+    for (stmt, want) in cases {
+        let err =
+            refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
+        assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
+    }
+}

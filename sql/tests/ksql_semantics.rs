@@ -485,9 +485,48 @@ fn behaviours() -> Vec<Case> {
     cases
 }
 
-/// Aggregations, windows and HAVING.
+/// Aggregations, windows, HAVING, and tables made from tables.
 fn tables() -> Vec<Case> {
     vec![
+        Case {
+            name: "a table from a table: each change projected, tombstones forwarded, a row \
+                   WHERE rejects deletes its key (only if there), keyless records dropped",
+            sql: "CREATE TABLE test (k VARCHAR PRIMARY KEY, id BIGINT, name VARCHAR, value INT)
+                  WITH (kafka_topic='test_topic', value_format='DELIMITED');
+                CREATE TABLE t1 AS SELECT k, name, value FROM test;
+                CREATE TABLE big WITH (value_format='JSON') AS SELECT k, value FROM test
+                  WHERE value > 150;",
+            input: vec![
+                ("test_topic", Some("1"), json!("1,one,100"), 1),
+                ("test_topic", Some("1"), json!("2,two,200"), 2),
+                ("test_topic", Some("2"), json!("3,three,300"), 3),
+                ("test_topic", None, json!("4,four,400"), 4),
+                ("test_topic", Some("2"), Value::Null, 5),
+                ("test_topic", Some("1"), json!("5,five,50"), 6),
+            ],
+            expect: vec![
+                Expect::TopicText(
+                    "T1",
+                    vec![
+                        (Some("1"), Some("one,100")),
+                        (Some("1"), Some("two,200")),
+                        (Some("2"), Some("three,300")),
+                        (Some("2"), None),
+                        (Some("1"), Some("five,50")),
+                    ],
+                ),
+                Expect::Topic(
+                    "BIG",
+                    vec![
+                        (Some("1"), json!({"VALUE": 200})),
+                        (Some("2"), json!({"VALUE": 300})),
+                        (Some("2"), Value::Null),
+                        (Some("1"), Value::Null),
+                    ],
+                ),
+                Expect::Table("T1", vec![(json!("1"), json!({"NAME": "five", "VALUE": 50}))]),
+            ],
+        },
         Case {
             name: "DELIMITED with VALUE_DELIMITER, a GROUP BY table written delimited",
             sql: "CREATE STREAM test (k VARCHAR KEY, source VARCHAR)
