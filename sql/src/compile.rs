@@ -1,6 +1,8 @@
 //! `CREATE STREAM|TABLE ... AS SELECT` → a [`Processor`] built with [`ProcessorBuilder`].
 //!
 //! - Streams (no GROUP BY): source → decode → WHERE + projection (one node) → topic.
+//! - A table from a table (no GROUP BY): each change of the source table → WHERE + projection
+//!   → table `name` (a rejected row or a deletion deletes the key, if there) → its changes.
 //! - Tables (GROUP BY, `group.rs`): source → decode → WHERE + `[group values, aggregate
 //!   arguments]` → re-key by the group values → repartition (when the source has more than
 //!   one partition) → aggregate (or window + aggregate) into table `name` → its changes to

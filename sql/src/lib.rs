@@ -95,8 +95,9 @@
 //! needs no EMIT, values are coerced to declared types, failing functions are NULL.
 //!
 //! **Not supported yet**: joins of more than two sources, table–table joins, self-joins,
-//! aggregating a *table* (with retractions; projecting and filtering one works), `CREATE ... AS SELECT` over a join
-//! with GROUP BY on the table's columns only, push queries over a stream with
+//! aggregating a *table* (with retractions; projecting and filtering one works),
+//! `CREATE ... AS SELECT` over a join with GROUP BY on the table's columns only, push queries
+//! over a stream with
 //! JOIN/WINDOW/GROUP BY (push-query a `CREATE ... AS SELECT` of it), pull queries over streams,
 //! `AVRO`/`PROTOBUF` formats, time zones other than UTC in timestamp functions, lambda
 //! functions, `COLLECT_LIST`/`HISTOGRAM` aggregates, and executing SHOW/DESCRIBE/DROP/TERMINATE
