@@ -228,6 +228,24 @@ impl Env {
                 self.running.push(running);
                 Ok(())
             }
+            Outcome::Materialized { compiled, .. } => {
+                let info = compiled.target.clone();
+                self.source_keys.extend(info.key_name().map(str::to_owned));
+                self.create_topic(&info.topic, info.partitions, statement)?;
+                self.apply(
+                    Outcome::Query { id: String::new(), compiled, replaced: false },
+                    statement,
+                )
+            }
+            Outcome::Inserted(r) => {
+                let p = r
+                    .key
+                    .as_ref()
+                    .map_or(0, |k| eddy_processor::partition_for_key(k, r.partitions));
+                let record = (r.key, r.value, r.timestamp.unwrap_or(0));
+                common::produce(&*self.logs, &r.topic, p, &[record], 1);
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
