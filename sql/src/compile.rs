@@ -3,6 +3,8 @@
 //! - Streams (no GROUP BY): source → decode → WHERE + projection (one node) → topic.
 //! - A table from a table (no GROUP BY): each change of the source table → WHERE + projection
 //!   → table `name` (a rejected row or a deletion deletes the key, if there) → its changes.
+//!   With GROUP BY, each change becomes the key's old row taken out (kept in
+//!   `<name>-source`) and its new row added, through the same aggregation as a stream's.
 //! - Tables (GROUP BY, `group.rs`): source → decode → WHERE + `[group values, aggregate
 //!   arguments]` → re-key by the group values → repartition (when the source has more than
 //!   one partition) → aggregate (or window + aggregate) into table `name` → its changes to
@@ -27,6 +29,7 @@ use eddy_processor::operator_api::{Cx, Down, Node, TableStore};
 use eddy_processor::{Processor, ProcessorBuilder, Rec, RecordError};
 use serde_json::Value;
 
+use crate::aggregate::AggFn;
 use crate::ast::{CreateAs, Expr, ExprKind, Select, SelectItem, SourceKind, SqlType};
 use crate::catalog::Catalog;
 use crate::codec::{NamedRow, ObjectWriter, RowCodec, SqlKey, TableRowCodec, ValueWriter};
@@ -81,6 +84,9 @@ pub fn compile(
         }
         (SourceKind::Table, false) => {
             let mut plan = GroupPlan::new(select, &scope, &checker)?;
+            if from.kind == SourceKind::Table {
+                check_table_aggregates(&plan, select)?;
+            }
             plan.describe(&mut target);
             // ksqlDB's rule: the group values are projected, and go to the record key only.
             let keys: Vec<String> = plan.keys.iter().map(key_label).collect();
@@ -98,7 +104,15 @@ pub fn compile(
                 .cloned()
                 .collect();
             target.format = output_format(stmt, &from, &values)?;
-            let inputs = GroupInputs::new(&plan, filter, scope.layout(), registry.clone());
+            let mut inputs = GroupInputs::new(&plan, filter, scope.layout(), registry.clone());
+            let rows = if from.kind == SourceKind::Table {
+                // Each change of a table row takes the old row out of its group, then adds
+                // the new one.
+                inputs.signed = true;
+                retractions(&rows, &target.name, scope.layout().columns.len())?
+            } else {
+                rows
+            };
             group(&rows, inputs, plan, registry, &target)?;
         }
         (SourceKind::Stream, false) => {
@@ -137,19 +151,80 @@ fn check_table_source(stmt: &CreateAs, from: &SourceInfo) -> Result<(), SqlError
             ),
         });
     }
-    if !select.group_by.is_empty() || select.join.is_some() || select.window.is_some() {
+    if select.join.is_some() || select.window.is_some() {
         return Err(SqlError::Unsupported {
             pos: select.from.pos,
-            what: format!(
-                "aggregating, windowing or joining table {} in a persistent query",
-                from.name
-            ),
-            why: "a table's aggregation needs the rows each change replaces (retractions); \
-                  project and filter it with CREATE TABLE ... AS SELECT, or aggregate its stream"
+            what: format!("windowing or joining table {} in a persistent query", from.name),
+            why: "a table is projected, filtered or aggregated (GROUP BY) here; windows and \
+                  joins read streams"
                 .into(),
         });
     }
     Ok(())
+}
+
+/// The aggregates of a table's GROUP BY must be able to take a value back out (ksqlDB's table
+/// aggregates); a column neither grouped nor aggregated is refused, as ksqlDB does.
+fn check_table_aggregates(plan: &GroupPlan, select: &Select) -> Result<(), SqlError> {
+    if let Some((f, arg, _)) = plan.aggs.iter().find(|(f, _, _)| !f.undoable()) {
+        let message = match (f, &arg.kind) {
+            (AggFn::Latest, ExprKind::Column { name, .. }) => format!(
+                "non-aggregate SELECT expression(s) not part of GROUP BY: {name} (aggregating a \
+                 table, every column is grouped or aggregated)"
+            ),
+            _ => format!(
+                "the aggregation function {f:?} cannot be applied to a table source, only to a \
+                 stream source (COUNT, SUM, AVG, COLLECT_LIST, COLLECT_SET and HISTOGRAM can)"
+            ),
+        };
+        let pos = if arg.pos.line > 0 { arg.pos } else { select.pos };
+        return Err(SqlError::Invalid { pos, message });
+    }
+    Ok(())
+}
+
+/// A table's changes as signed rows for its aggregation: per change, the key's old row (if
+/// any) followed by `true` (to take out), then the new row (unless a deletion) followed by
+/// `false`. The rows are kept in table `<name>-source`; a keyless record is dropped.
+fn retractions(rows: &Rows, name: &str, width: usize) -> Result<Rows, SqlError> {
+    let table = rows.materialize(&format!("{name}-source"), move |store, down| {
+        Box::new(Retractions { store, down, width })
+    })?;
+    Ok(table.changes())
+}
+
+/// See [`retractions`].
+struct Retractions {
+    store: Arc<TableStore>,
+    down: Down<Value, Vec<Value>>,
+    width: usize,
+}
+
+impl Node<Value, Vec<Value>> for Retractions {
+    fn push(&mut self, rec: Rec<Value, Vec<Value>>, cx: &mut Cx) {
+        if rec.key.is_null() {
+            return;
+        }
+        let Ok(kb) = serde_json::to_vec(&rec.key) else {
+            return cx.set_aside(&RecordError::Key("a key JSON cannot hold".into()));
+        };
+        let old: Option<Vec<Value>> =
+            self.store.get(&kb).and_then(|b| serde_json::from_slice(&b).ok());
+        let new = (!is_tombstone(&rec.value, self.width)).then_some(rec.value);
+        match new.as_ref().map(serde_json::to_vec) {
+            Some(Ok(vb)) => self.store.put(kb, Some(vb), rec.ts, cx),
+            Some(Err(e)) => return cx.set_aside(&RecordError::State(e.to_string())),
+            None => self.store.put(kb, None, rec.ts, cx),
+        }
+        if let Some(mut row) = old {
+            row.push(Value::Bool(true));
+            self.down.push(Rec { key: rec.key.clone(), value: row, ts: rec.ts }, cx);
+        }
+        if let Some(mut row) = new {
+            row.push(Value::Bool(false));
+            self.down.push(Rec { key: rec.key, value: row, ts: rec.ts }, cx);
+        }
+    }
 }
 
 /// `CREATE TABLE ... AS SELECT ... FROM table [WHERE]`: each change of the source table (a row
@@ -497,7 +572,7 @@ fn source(
             scope.layout = Some(reader.layout.clone());
             // A plain stream query passes tombstones on (ksqlDB's projection does); grouping
             // and joining skip them.
-            let tombstones = select.group_by.is_empty();
+            let tombstones = select.group_by.is_empty() || from.kind == SourceKind::Table;
             Ok((decoded_stream(b, from, reader, tombstones), scope, from.partitions))
         }
         Some(j) => {

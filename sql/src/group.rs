@@ -45,6 +45,9 @@ pub(crate) struct GroupInputs {
     /// Window accumulators take the group values from each row; unwindowed ones from the key
     /// when they are made (`SqlAgg::init_keyed`).
     windowed: bool,
+    /// Aggregating a table: each row ends with its sign (`true`: taken back out), which the
+    /// group input leads with.
+    pub(crate) signed: bool,
     registry: Arc<FunctionRegistry>,
 }
 
@@ -73,7 +76,7 @@ impl GroupInputs {
             })
             .collect();
         let filter = filter.map(|f| bind(&f, layout));
-        Self { filter, keys, args, moves, windowed: plan.window.is_some(), registry }
+        Self { filter, keys, args, moves, windowed: plan.window.is_some(), signed: false, registry }
     }
 
     /// The row's group values (those moved out of the row left NULL) and aggregate arguments;
@@ -109,7 +112,14 @@ impl GroupInputs {
         &self,
         rec: &mut Rec<Value, Vec<Value>>,
     ) -> Result<Option<(Value, Vec<Value>)>, EvalError> {
-        let Some((keys, args)) = self.evaluate(rec)? else { return Ok(None) };
+        let retract = match self.signed {
+            true => rec.value.pop() == Some(Value::Bool(true)),
+            false => false,
+        };
+        let Some((keys, mut args)) = self.evaluate(rec)? else { return Ok(None) };
+        if self.signed {
+            args.insert(0, Value::Bool(retract));
+        }
         let mut take = |j: usize, into: &mut Value| {
             if let Some(v) = self.moves[j].and_then(|i| rec.value.get_mut(i)) {
                 *into = std::mem::take(v);
@@ -144,6 +154,7 @@ pub(crate) fn group(
     registry: &Arc<FunctionRegistry>,
     target: &SourceInfo,
 ) -> Result<(), SqlError> {
+    let inputs_signed = inputs.signed;
     let inputs = Arc::new(inputs);
     // As in ksqlDB, a row whose GROUP BY value (any of several) is NULL joins no group.
     let null_key = |key: &Value, width: usize| match key {
@@ -173,7 +184,7 @@ pub(crate) fn group(
     let out_writer = ValueWriter::new(projection.writer().clone(), types, target.format);
     match &plan.window {
         None => {
-            let agg = SqlAgg { fns, projection, group_width };
+            let agg = SqlAgg { fns, projection, group_width, signed: inputs_signed };
             let table = keyed.aggregate(&target.name, agg)?;
             let changes = table
                 .changes()

@@ -95,8 +95,8 @@
 //! needs no EMIT, values are coerced to declared types, failing functions are NULL.
 //!
 //! **Not supported yet** (docs/sql.md lists them with the ksqlDB cases they block): joins of
-//! more than two sources, table–table joins, self-joins, aggregating a *table* (retractions;
-//! projecting and filtering one works), several key columns, `BYTES`/`DATE`/`TIME` types,
+//! more than two sources, table–table joins, self-joins, windows over a table, several key
+//! columns, `BYTES`/`DATE`/`TIME` types,
 //! windowed sources (`WINDOW_TYPE`), table functions, push queries over a stream with
 //! JOIN/WINDOW/GROUP BY (push-query a `CREATE ... AS SELECT` of it), pull queries over streams,
 //! `AVRO`/`PROTOBUF` formats, time zones without a fixed offset, and executing

@@ -177,7 +177,7 @@ fn a_join_projecting_neither_on_column_is_refused() {
 }
 
 #[test]
-fn a_stream_from_a_table_or_a_table_aggregation_is_refused() {
+fn a_stream_from_a_table_or_an_aggregation_ksqldb_cannot_undo_is_refused() {
     let base = "CREATE TABLE t (k VARCHAR PRIMARY KEY, v INT) WITH (kafka_topic='t');\n";
     let cases = [
         (
@@ -185,8 +185,17 @@ fn a_stream_from_a_table_or_a_table_aggregation_is_refused() {
             "a SELECT from table T produces a TABLE; use CREATE TABLE",
         ),
         (
-            "CREATE TABLE c AS SELECT v, COUNT(*) AS n FROM t GROUP BY v;",
-            "aggregating, windowing or joining table T in a persistent query at line 2",
+            "CREATE TABLE c AS SELECT v, MIN(v) AS lo FROM t GROUP BY v;",
+            "the aggregation function Min cannot be applied to a table source",
+        ),
+        (
+            "CREATE TABLE c AS SELECT v, k, COUNT(*) AS n FROM t GROUP BY v;",
+            "non-aggregate SELECT expression(s) not part of GROUP BY: K",
+        ),
+        (
+            "CREATE TABLE c AS SELECT v, COUNT(*) AS n FROM t WINDOW TUMBLING (SIZE 1 SECOND) \
+             GROUP BY v;",
+            "windowing or joining table T in a persistent query",
         ),
     ];
     for (stmt, want) in cases {

@@ -489,6 +489,45 @@ fn behaviours() -> Vec<Case> {
 fn tables() -> Vec<Case> {
     vec![
         Case {
+            name: "aggregating a table: a changed row leaves its old group and joins its new one, \
+                   a deleted row leaves its group; counts go back to zero, or with HAVING the \
+                   group is deleted",
+            sql: "CREATE TABLE t (k VARCHAR PRIMARY KEY, region VARCHAR, v INT)
+                  WITH (kafka_topic='t', value_format='DELIMITED');
+                CREATE TABLE c AS SELECT region, COUNT(*) AS n, SUM(v) AS total FROM t
+                  GROUP BY region;
+                CREATE TABLE h AS SELECT region, COUNT(*) AS n FROM t GROUP BY region
+                  HAVING COUNT(*) > 0;",
+            input: vec![
+                ("t", Some("1"), json!("east,10"), 1),
+                ("t", Some("2"), json!("east,5"), 2),
+                ("t", Some("1"), json!("west,7"), 3),
+                ("t", Some("2"), Value::Null, 4),
+            ],
+            expect: vec![
+                Expect::TopicText(
+                    "C",
+                    vec![
+                        (Some("east"), Some("1,10")),
+                        (Some("east"), Some("2,15")),
+                        (Some("east"), Some("1,5")),
+                        (Some("west"), Some("1,7")),
+                        (Some("east"), Some("0,0")),
+                    ],
+                ),
+                Expect::TopicText(
+                    "H",
+                    vec![
+                        (Some("east"), Some("1")),
+                        (Some("east"), Some("2")),
+                        (Some("east"), Some("1")),
+                        (Some("west"), Some("1")),
+                        (Some("east"), None),
+                    ],
+                ),
+            ],
+        },
+        Case {
             name: "a table from a table: each change projected, tombstones forwarded, a row \
                    WHERE rejects deletes its key (only if there), keyless records dropped",
             sql: "CREATE TABLE test (k VARCHAR PRIMARY KEY, id BIGINT, name VARCHAR, value INT)

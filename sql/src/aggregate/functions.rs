@@ -118,6 +118,22 @@ impl AggFn {
         }
     }
 
+    /// Whether a value added can be taken back out (what aggregating a table needs: a change
+    /// of a row retracts its old values). ksqlDB's table aggregates: COUNT, SUM, AVG,
+    /// COLLECT_LIST, COLLECT_SET, HISTOGRAM.
+    pub fn undoable(self) -> bool {
+        matches!(
+            self,
+            AggFn::CountAll
+                | AggFn::Count
+                | AggFn::Sum
+                | AggFn::Avg
+                | AggFn::CollectList
+                | AggFn::CollectSet
+                | AggFn::Histogram
+        )
+    }
+
     pub(super) fn init(self) -> State {
         match self {
             AggFn::CountAll | AggFn::Count => State::Count(0),
@@ -281,6 +297,46 @@ fn add_top(f: AggFn, top: &mut Vec<Value>, v: &Value) {
     let at = top.partition_point(|x| compare(x, v).is_some_and(|o| o.is_ge()));
     top.insert(at, v.clone());
     top.truncate(k);
+}
+
+/// Takes a value [`add`] added back out (only for [`AggFn::undoable`] functions; the others
+/// are left as they are).
+pub(super) fn remove(s: &mut State, v: &Value) {
+    match s {
+        State::Count(n) => *n = n.saturating_sub(u64::from(!v.is_null())),
+        State::Sum { int, float, floats, n } => {
+            let Value::Number(x) = v else { return };
+            *n = n.saturating_sub(1);
+            match x.as_i64() {
+                Some(i) if !*floats => *int = int.wrapping_sub(i),
+                _ => {
+                    if !*floats {
+                        *floats = true;
+                        *float = *int as f64;
+                    }
+                    *float -= x.as_f64().unwrap_or(0.0);
+                }
+            }
+        }
+        State::List(list) => {
+            if let Some(at) = list.iter().position(|x| x == v) {
+                list.remove(at);
+            }
+        }
+        State::Counts(counts) => {
+            if v.is_null() {
+                return;
+            }
+            let key = crate::functions::text(v);
+            if let Some(c) = counts.get_mut(&key) {
+                *c = c.saturating_sub(1);
+                if *c == 0 {
+                    counts.remove(&key);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 pub(super) fn merge(f: AggFn, s: &mut State, other: State) {

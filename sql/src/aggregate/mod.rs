@@ -33,7 +33,7 @@ use crate::expr::{Row, eval, truth};
 use crate::functions::FunctionRegistry;
 
 pub use functions::{AggFn, State};
-use functions::{add, merge, result, write_result};
+use functions::{add, merge, remove, result, write_result};
 
 /// The accumulator of one group: its GROUP BY values and each aggregate's state.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -157,6 +157,9 @@ pub struct SqlAgg {
     pub projection: Projection,
     /// The number of GROUP BY values (more than one make the key an array of them).
     pub group_width: usize,
+    /// Aggregating a table: each input leads with `true` (its values are taken back out: the
+    /// old row of a change) or `false` (added).
+    pub signed: bool,
 }
 
 /// The aggregator of a windowed GROUP BY query: its result is `(group values, aggregate
@@ -204,6 +207,22 @@ fn add_row(fns: &[AggFn], acc: &mut Acc, keys: &[Value], args: &[Value], ts: i64
     }
 }
 
+/// Takes a row's values back out of the accumulator (the old row of a table's change).
+fn remove_row(fns: &[AggFn], acc: &mut Acc, args: &[Value]) {
+    let mut args = args.iter();
+    for (f, s) in fns.iter().zip(&mut acc.states) {
+        match (f, s) {
+            (AggFn::CountAll, State::Count(n)) => *n = n.saturating_sub(1),
+            (AggFn::CountAll, _) => {}
+            (_, s) => {
+                if let Some(arg) = args.next() {
+                    remove(s, arg);
+                }
+            }
+        }
+    }
+}
+
 fn merge_acc(fns: &[AggFn], into: &mut Acc, other: Acc) {
     if into.keys.is_empty() {
         into.keys = other.keys;
@@ -236,7 +255,11 @@ impl Aggregator<GroupInput> for SqlAgg {
         acc
     }
     fn add(&self, acc: &mut Acc, value: &GroupInput, ts: i64) {
-        add_row(&self.fns, acc, &[], value, ts);
+        match value.split_first() {
+            Some((Value::Bool(true), args)) if self.signed => remove_row(&self.fns, acc, args),
+            Some((_, args)) if self.signed => add_row(&self.fns, acc, &[], args, ts),
+            _ => add_row(&self.fns, acc, &[], value, ts),
+        }
         if self.projection.having.is_some() {
             acc.passed_before = acc.passed;
             acc.passed = self.projection.passes(&acc.keys, &results(&self.fns, acc), None);
