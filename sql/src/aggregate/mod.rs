@@ -255,10 +255,13 @@ impl Aggregator<GroupInput> for SqlAgg {
         acc
     }
     fn add(&self, acc: &mut Acc, value: &GroupInput, ts: i64) {
-        match value.split_first() {
-            Some((Value::Bool(true), args)) if self.signed => remove_row(&self.fns, acc, args),
-            Some((_, args)) if self.signed => add_row(&self.fns, acc, &[], args, ts),
-            _ => add_row(&self.fns, acc, &[], value, ts),
+        if !self.signed {
+            add_row(&self.fns, acc, &[], value, ts);
+        } else if let Some((sign, args)) = value.split_first() {
+            match sign {
+                Value::Bool(true) => remove_row(&self.fns, acc, args),
+                _ => add_row(&self.fns, acc, &[], args, ts),
+            }
         }
         if self.projection.having.is_some() {
             acc.passed_before = acc.passed;
