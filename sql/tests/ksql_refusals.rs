@@ -7,6 +7,15 @@ mod golden;
 
 use golden::refusal;
 
+/// Checks that each statement, after `base`, is refused with a message containing its text.
+fn refused(base: &str, cases: &[(&str, &str)]) {
+    for (stmt, want) in cases {
+        let err =
+            refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
+        assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
+    }
+}
+
 const WORDS: &str = "CREATE STREAM words (k VARCHAR KEY, source VARCHAR) \
     WITH (kafka_topic='words', value_format='json');";
 
@@ -54,11 +63,7 @@ fn keys_missing_from_the_projection_twice_or_alone_are_refused() {
         ),
         ("CREATE STREAM out AS SELECT id FROM t;", "the projection contains no value columns"),
     ];
-    for (stmt, want) in cases {
-        let err =
-            refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
-        assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
-    }
+    refused(base, &cases);
 }
 
 #[test]
@@ -91,10 +96,7 @@ fn formats_refuse_columns_they_cannot_hold() {
             "the 'KAFKA' format only supports a single field",
         ),
     ];
-    for (sql, want) in cases {
-        let err = refusal(sql).unwrap_or_else(|| panic!("{sql} was accepted"));
-        assert!(err.contains(want), "{sql}\n  gave: {err}\n  want: {want}");
-    }
+    refused("", &cases);
 }
 
 #[test]
@@ -112,11 +114,7 @@ fn partition_by_refuses_what_ksqldb_refuses() {
         ("CREATE STREAM out AS SELECT * FROM input PARTITION BY name, id;", "several expressions"),
         ("CREATE STREAM out AS SELECT * FROM input PARTITION BY nope;", "unknown column NOPE"),
     ];
-    for (stmt, want) in cases {
-        let err =
-            refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
-        assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
-    }
+    refused(base, &cases);
 }
 
 #[test]
@@ -160,11 +158,7 @@ fn inserts_and_source_collections_refuse_what_ksqldb_refuses() {
         ),
         ("CREATE SOURCE STREAM s AS SELECT * FROM input2;", "not AS SELECT"),
     ];
-    for (stmt, want) in cases {
-        let err =
-            refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
-        assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
-    }
+    refused(base, &cases);
 }
 
 #[test]
@@ -198,9 +192,5 @@ fn a_stream_from_a_table_or_an_aggregation_ksqldb_cannot_undo_is_refused() {
             "windowing or joining table T in a persistent query",
         ),
     ];
-    for (stmt, want) in cases {
-        let err =
-            refusal(&format!("{base}{stmt}")).unwrap_or_else(|| panic!("{stmt} was accepted"));
-        assert!(err.contains(want), "{stmt}\n  gave: {err}\n  want: {want}");
-    }
+    refused(base, &cases);
 }
