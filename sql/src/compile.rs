@@ -242,28 +242,16 @@ fn table_query(
     let mut items = projection(&stmt.select, scope, checker)?;
     target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
     if let Some(key) = &from.key_column {
-        let named: Vec<(String, Expr)> =
-            items.iter().map(|(n, e, _)| (n.clone(), e.clone())).collect();
         let key_expr = Expr::new(stmt.pos, ExprKind::Column { qualifier: None, name: key.clone() });
-        let of = key_items(&stmt.name, stmt.pos, &named, std::slice::from_ref(key), |e| {
-            e.same_as(&key_expr).then_some(0)
-        })?;
-        let at = of.iter().position(Option::is_some);
-        target.key_column = at.and_then(|i| items.get(i)).map(|(n, _, _)| n.clone());
-        let mut of = of.into_iter();
-        items.retain(|_| of.next().flatten().is_none());
+        key_out_of_values(stmt, &mut items, key.clone(), &key_expr, target)?;
     }
-    let values: Vec<(String, SqlType)> =
-        items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
-    target.format = output_format(stmt, from, &values)?;
+    let writer = value_writer(stmt, from, &items, target)?;
+    let names = writer.objects.names().clone();
     target.materialized = Some(Materialized {
         processor: target.name.clone(),
         windowed: false,
         key_columns: target.key_column.iter().cloned().collect(),
     });
-    let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
-    let types = items.iter().map(|(_, _, t)| t.clone()).collect();
-    let writer = ValueWriter::new(ObjectWriter::new(names.clone()), types, target.format);
     let layout = scope.layout();
     let width = layout.columns.len();
     let exprs: Vec<Expr> = items.iter().map(|(_, e, _)| bind(e, layout)).collect();
@@ -374,24 +362,12 @@ fn stream_query(
         None => None,
     };
     if let Some((name, expr)) = key {
-        let named: Vec<(String, Expr)> =
-            items.iter().map(|(n, e, _)| (n.clone(), e.clone())).collect();
-        let of =
-            key_items(&stmt.name, stmt.pos, &named, &[name], |e| e.same_as(&expr).then_some(0))?;
-        let at = of.iter().position(Option::is_some);
         target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
-        target.key_column = at.and_then(|i| items.get(i)).map(|(n, _, _)| n.clone());
-        let mut of = of.into_iter();
-        items.retain(|_| of.next().flatten().is_none());
+        key_out_of_values(stmt, &mut items, name, &expr, target)?;
     } else if select.join.is_none() {
         target.columns = items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
     }
-    let values: Vec<(String, SqlType)> =
-        items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
-    target.format = output_format(stmt, from, &values)?;
-    let names: Arc<[String]> = items.iter().map(|(n, _, _)| n.clone()).collect();
-    let types = items.iter().map(|(_, _, t)| t.clone()).collect();
-    let writer = ValueWriter::new(ObjectWriter::new(names), types, target.format);
+    let writer = value_writer(stmt, from, &items, target)?;
     let layout = scope.layout();
     let rows = match by {
         Some(by) => rekey(&rows, bind(&by.expr, layout), registry.clone(), false),
@@ -401,6 +377,24 @@ fn stream_query(
     let filter = filter.map(|f| bind(&f, layout));
     let out = project_stream(&rows, layout.columns.len(), filter, exprs, registry.clone());
     out.to(&target.topic, SqlKey, RowCodec(writer));
+    Ok(())
+}
+
+/// ksqlDB's rule for one key column (`name`, the expression `key`): it is projected exactly
+/// once, becomes the target's key column, and leaves the value columns (`items`).
+fn key_out_of_values(
+    stmt: &CreateAs,
+    items: &mut Vec<(String, Expr, SqlType)>,
+    name: String,
+    key: &Expr,
+    target: &mut SourceInfo,
+) -> Result<(), SqlError> {
+    let named: Vec<(String, Expr)> = items.iter().map(|(n, e, _)| (n.clone(), e.clone())).collect();
+    let of = key_items(&stmt.name, stmt.pos, &named, &[name], |e| e.same_as(key).then_some(0))?;
+    let at = of.iter().position(Option::is_some);
+    target.key_column = at.and_then(|i| items.get(i)).map(|(n, _, _)| n.clone());
+    let mut of = of.into_iter();
+    items.retain(|_| of.next().flatten().is_none());
     Ok(())
 }
 
@@ -502,6 +496,22 @@ fn partition_key(
         items.push(moved);
     }
     Ok(PartitionKey { key: Some((name, expr.clone())), expr })
+}
+
+/// How the target's value columns (`items`) are written: its format decided
+/// ([`output_format`]) and set on `target`.
+fn value_writer(
+    stmt: &CreateAs,
+    from: &SourceInfo,
+    items: &[(String, Expr, SqlType)],
+    target: &mut SourceInfo,
+) -> Result<ValueWriter, SqlError> {
+    let values: Vec<(String, SqlType)> =
+        items.iter().map(|(n, _, t)| (n.clone(), t.clone())).collect();
+    target.format = output_format(stmt, from, &values)?;
+    let names: Arc<[String]> = values.iter().map(|(n, _)| n.clone()).collect();
+    let types = values.into_iter().map(|(_, t)| t).collect();
+    Ok(ValueWriter::new(ObjectWriter::new(names), types, target.format))
 }
 
 /// The target's value format: `VALUE_FORMAT`/`FORMAT` if given, else the source's (as in

@@ -340,6 +340,28 @@ fn bind_in(e: &mut Expr, schema: &Schema) {
     }
 }
 
+/// A number or numeric text as an integer (a fraction truncated), as CAST and the JSON
+/// coercion of declared columns read one.
+pub(crate) fn integral(v: &Value) -> Option<i64> {
+    match v {
+        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|x| x.trunc() as i64)),
+        Value::String(s) => {
+            let s = s.trim();
+            s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().map(|x| x.trunc() as i64))
+        }
+        _ => None,
+    }
+}
+
+/// A number or numeric text as a double.
+pub(crate) fn double(v: &Value) -> Option<f64> {
+    match v {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse::<f64>().ok(),
+        _ => None,
+    }
+}
+
 /// A STRUCT field: exact name first, then case-insensitively (JSON producers rarely upper-case).
 pub fn field_of(map: &Map<String, Value>, field: &str) -> Value {
     if let Some(v) = map.get(field) {
@@ -468,25 +490,13 @@ pub fn cast(v: Value, ty: &SqlType) -> Result<Value, EvalError> {
         SqlType::String => Value::String(cast_text(&v)),
         SqlType::Int | SqlType::Bigint | SqlType::Timestamp => {
             let i = match &v {
-                Value::Number(n) => match n.as_i64() {
-                    Some(i) => i,
-                    None => n.as_f64().unwrap_or(0.0).trunc() as i64,
-                },
-                Value::String(s) => match s.trim().parse::<i64>() {
-                    Ok(i) => i,
-                    Err(_) => s.trim().parse::<f64>().map_err(|_| fail(&v))?.trunc() as i64,
-                },
                 Value::Bool(b) => i64::from(*b),
-                _ => return Err(fail(&v)),
+                _ => integral(&v).ok_or_else(|| fail(&v))?,
             };
             // An INT is 32 bits: a wider value wraps, as Java's narrowing does in ksqlDB.
             if *ty == SqlType::Int { Value::from(i as i32) } else { Value::from(i) }
         }
-        SqlType::Double => match &v {
-            Value::Number(n) => num(n.as_f64().unwrap_or(0.0)),
-            Value::String(s) => num(s.trim().parse::<f64>().map_err(|_| fail(&v))?),
-            _ => return Err(fail(&v)),
-        },
+        SqlType::Double => num(double(&v).ok_or_else(|| fail(&v))?),
         SqlType::Boolean => match &v {
             Value::Bool(_) => v,
             Value::String(s) if s.eq_ignore_ascii_case("true") => Value::Bool(true),
@@ -509,10 +519,7 @@ pub fn cast(v: Value, ty: &SqlType) -> Result<Value, EvalError> {
             Value::Object(m) => {
                 let mut out = Map::new();
                 for (name, t) in fields {
-                    let found = m.get(name).or_else(|| {
-                        m.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, x)| x)
-                    });
-                    out.insert(name.clone(), cast(found.cloned().unwrap_or(Value::Null), t)?);
+                    out.insert(name.clone(), cast(field_of(m, name), t)?);
                 }
                 Value::Object(out)
             }

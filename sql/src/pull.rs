@@ -13,20 +13,21 @@
 //! never writes a table; a row that fails to evaluate is left out, not an error; `LIMIT`
 //! counts rows returned.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value};
 
-use eddy_processor::TableReader;
+use eddy_processor::{Codec, TableReader};
 
-use crate::ast::SqlType;
 use crate::ast::{BinOp, EmitMode, Expr, ExprKind, Select, SelectItem};
 use crate::catalog::Catalog;
+use crate::codec::ObjectDecoder;
 use crate::error::SqlError;
 use crate::expr::{Row, bind, filter_project};
-use crate::format::{delimited_value, kafka_value, split_delimited};
 use crate::functions::FunctionRegistry;
 use crate::plan::{Scope, output_names};
-use crate::row_reader::{coerce, json_columns};
-use crate::source::{SourceInfo, ValueFormat};
+use crate::row_reader::{RowReader, coerce};
+use crate::source::SourceInfo;
 use crate::types::Checker;
 
 /// A checked pull (or push) query over one materialized table.
@@ -42,9 +43,8 @@ pub struct TableQuery {
     columns: Vec<(String, Option<usize>)>,
     /// How many group values the key holds (several are a JSON array).
     key_width: usize,
-    /// How the table's topic holds its rows: the format, and the value columns in order.
-    format: ValueFormat,
-    value_columns: Vec<(String, SqlType)>,
+    /// How the table's topic holds its rows: its value columns, read as a source's are.
+    values: ObjectDecoder,
     filter: Option<Expr>,
     items: Vec<(String, Expr)>,
     /// The key of a point lookup.
@@ -140,13 +140,7 @@ impl TableQuery {
                 })
                 .collect(),
             key_width: m.key_columns.len(),
-            format: info.format,
-            value_columns: info
-                .columns
-                .iter()
-                .filter(|(c, _)| !m.key_columns.contains(c))
-                .cloned()
-                .collect(),
+            values: value_decoder(info, &m.key_columns),
             filter: filter.map(|f| bind(&f, &schema)),
             items: items.into_iter().map(|(n, e)| (n, bind(&e, &schema))).collect(),
             lookup,
@@ -196,44 +190,9 @@ impl TableQuery {
     /// as it is; DELIMITED and KAFKA values by the table's columns); NULL when it does not
     /// decode or is a tombstone.
     pub fn decode_value(&self, bytes: Option<&[u8]>) -> Value {
-        let Some(bytes) = bytes else { return Value::Null };
-        let values = match self.format {
-            // Fields match columns as a source's do (exactly, else ignoring case), and take
-            // the columns' types: a declared table's topic holds whatever its producers wrote.
-            ValueFormat::Json => {
-                let names: Vec<String> =
-                    self.value_columns.iter().map(|(n, _)| n.clone()).collect();
-                json_columns(bytes, &names).and_then(|values| {
-                    values
-                        .into_iter()
-                        .zip(&self.value_columns)
-                        .map(|(v, (_, t))| coerce(v, t))
-                        .collect()
-                })
-            }
-            ValueFormat::JsonValue => {
-                serde_json::from_slice(bytes).map(|v| vec![v]).map_err(|e| e.to_string())
-            }
-            ValueFormat::Delimited(d) => split_delimited(bytes, d).and_then(|fields| {
-                if fields.len() != self.value_columns.len() {
-                    return Err("a line of another width".to_owned());
-                }
-                fields
-                    .into_iter()
-                    .zip(&self.value_columns)
-                    .map(|(f, (_, t))| delimited_value(f, t))
-                    .collect::<Result<Vec<_>, _>>()
-            }),
-            ValueFormat::Kafka | ValueFormat::Raw => match self.value_columns.first() {
-                Some((_, t)) => kafka_value(bytes, t).map(|v| vec![v]),
-                None => Ok(Vec::new()),
-            },
-        };
-        match values {
-            Ok(values) => Value::Object(
-                self.value_columns.iter().map(|(n, _)| n.clone()).zip(values).collect(),
-            ),
-            Err(_) => Value::Null,
+        match bytes {
+            Some(_) => self.values.decode(bytes).unwrap_or(Value::Null),
+            None => Value::Null,
         }
     }
 
@@ -301,4 +260,15 @@ fn key_of(f: &Expr, info: &SourceInfo) -> Option<Value> {
         }
         _ => None,
     }
+}
+
+/// Reads a table topic's values as the rows of the table's value columns (every column but
+/// the key columns, which live in the record key).
+fn value_decoder(info: &SourceInfo, key_columns: &[String]) -> ObjectDecoder {
+    let mut values = info.clone();
+    values.columns.retain(|(c, _)| !key_columns.contains(c));
+    values.key_column = None;
+    values.key_property = None;
+    values.timestamp = None;
+    ObjectDecoder(Arc::new(RowReader::new(&values)))
 }

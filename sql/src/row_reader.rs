@@ -14,6 +14,7 @@ use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::ast::SqlType;
+use crate::expr::{double, integral};
 use crate::format::{delimited_value, kafka_value, split_delimited};
 use crate::source::{SourceInfo, ValueFormat};
 use crate::types::Schema;
@@ -222,7 +223,6 @@ pub(crate) fn coerce(v: Value, ty: &SqlType) -> Result<Value, String> {
         (_, Value::Null) => Value::Null,
         (SqlType::Any, v) => v,
         (SqlType::String, Value::String(s)) => Value::String(s),
-        (SqlType::String, v @ (Value::Number(_) | Value::Bool(_))) => Value::String(v.to_string()),
         (SqlType::String, v) => Value::String(v.to_string()),
         (SqlType::Int, v) => match integral(&v) {
             Some(i) => Value::from(i as i32),
@@ -262,27 +262,6 @@ pub(crate) fn coerce(v: Value, ty: &SqlType) -> Result<Value, String> {
         }
         (_, v) => return fail(&v),
     })
-}
-
-/// A number or numeric text as an integer (a fraction truncated).
-fn integral(v: &Value) -> Option<i64> {
-    match v {
-        Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|x| x.trunc() as i64)),
-        Value::String(s) => {
-            let s = s.trim();
-            s.parse::<i64>().ok().or_else(|| s.parse::<f64>().ok().map(|x| x.trunc() as i64))
-        }
-        _ => None,
-    }
-}
-
-/// A number or numeric text as a double.
-fn double(v: &Value) -> Option<f64> {
-    match v {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse::<f64>().ok(),
-        _ => None,
-    }
 }
 
 /// The values of `columns` in a JSON object: each column takes the field of its exact name,

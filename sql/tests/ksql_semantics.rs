@@ -104,7 +104,7 @@ fn behaviours() -> Vec<Case> {
                 CREATE STREAM out AS SELECT k, CAST(arr AS ARRAY<INT>) AS ints,
                   CAST(arr AS ARRAY<VARCHAR>) AS texts, CAST(m AS MAP<VARCHAR, INT>) AS mi,
                   CAST(st AS STRUCT<f0 VARCHAR, f3 VARCHAR>) AS st2,
-                  CAST(arr AS VARCHAR) AS atext FROM c;",
+                  CAST(arr AS VARCHAR) AS atext, CAST(m AS VARCHAR) AS mtext FROM c;",
             input: vec![(
                 "c",
                 Some("a"),
@@ -117,7 +117,7 @@ fn behaviours() -> Vec<Case> {
                     Some("a"),
                     json!({"INTS": [1, 3, -2147483648_i64],
                         "TEXTS": ["1", "3", "2147483648"], "MI": {"x": 10},
-                        "ST2": {"F0": "1", "F3": null}, "ATEXT": "[1, 3, 2147483648]"}),
+                        "ST2": {"F0": "1", "F3": null}, "ATEXT": "[1, 3, 2147483648]", "MTEXT": "{x=10}"}),
                 )],
             )],
         },

@@ -265,34 +265,36 @@ mod ret {
     }
 }
 
+/// A family of built-ins (one module): the signature of each of its names, and how it
+/// evaluates a call of one (after the NULL rule).
+struct Family {
+    signature: fn(&str) -> Option<Signature>,
+    eval: fn(&str, &[Value]) -> Result<Value, String>,
+}
+
+const FAMILIES: [Family; 11] = [
+    Family { signature: strings::signature, eval: strings::eval },
+    Family { signature: masks::signature, eval: masks::eval },
+    Family { signature: regexes::signature, eval: regexes::eval },
+    Family { signature: encodings::signature, eval: encodings::eval },
+    Family { signature: numbers::signature, eval: numbers::eval },
+    Family { signature: arrays::signature, eval: arrays::eval },
+    Family { signature: maps::signature, eval: maps::eval },
+    Family { signature: json::signature, eval: json::eval },
+    Family { signature: url::signature, eval: url::eval },
+    Family { signature: timestamps::signature, eval: timestamps::eval },
+    Family { signature: nulls::signature, eval: nulls::eval },
+];
+
 /// The signature of built-in `name` (upper case).
 fn signature(name: &str) -> Option<Signature> {
-    strings::signature(name)
-        .or_else(|| masks::signature(name))
-        .or_else(|| regexes::signature(name))
-        .or_else(|| encodings::signature(name))
-        .or_else(|| numbers::signature(name))
-        .or_else(|| arrays::signature(name))
-        .or_else(|| maps::signature(name))
-        .or_else(|| json::signature(name))
-        .or_else(|| url::signature(name))
-        .or_else(|| timestamps::signature(name))
-        .or_else(|| nulls::signature(name))
+    FAMILIES.iter().find_map(|f| (f.signature)(name))
 }
 
 /// Evaluates built-in `name` (its NULL rule already applied); `None` for an unknown name.
 fn evaluate(name: &str, args: &[Value]) -> Option<Result<Value, String>> {
-    strings::call(name, args)
-        .or_else(|| masks::call(name, args))
-        .or_else(|| regexes::call(name, args))
-        .or_else(|| encodings::call(name, args))
-        .or_else(|| numbers::call(name, args))
-        .or_else(|| arrays::call(name, args))
-        .or_else(|| maps::call(name, args))
-        .or_else(|| json::call(name, args))
-        .or_else(|| url::call(name, args))
-        .or_else(|| timestamps::call(name, args))
-        .or_else(|| nulls::call(name, args))
+    let family = FAMILIES.iter().find(|f| (f.signature)(name).is_some())?;
+    Some((family.eval)(name, args))
 }
 
 /// Checks a call's arguments; returns its type.
