@@ -13,11 +13,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::aggregator::StateData;
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use crate::aggregator::{Aggregator, StateData};
 use crate::codec::Codec;
 use crate::definition::{ProcessorDef, SubTopology, TableInfo, Terminal};
 use crate::error::{Error, Result};
-use crate::graph::{Def, Discard, Down, Wiring, attach};
+use crate::graph::{Def, Discard, Down, Shared, Wiring, attach};
+use crate::ops::raw_aggregate::{Extract, RawAggregate};
 use crate::processor::Processor;
 use crate::table::TableStore;
 
@@ -194,6 +198,45 @@ impl ProcessorBuilder {
                 store,
                 down,
             })
+        })
+    }
+
+    /// Aggregates `topic`'s records by the key `extract` reads from each record's bytes into
+    /// table `name`: the table, changelog and snapshots of `stream` → `select_key` →
+    /// `aggregate`, computed a chunk of log records at a time when nothing else in the task
+    /// reads `topic` (the replay path; see `Extract`). The table's updates are every new
+    /// result, keyed by the key decoded from its state encoding.
+    pub fn aggregate_raw<K: StateData, E: Extract, A: Aggregator<E::Value>>(
+        &self,
+        topic: &str,
+        name: &str,
+        extract: E,
+        agg: A,
+    ) -> Result<Table<K, A::Out>>
+    where
+        E::Value: Send + Sync,
+        A::Acc: Send,
+    {
+        let (extract, agg) = (Arc::new(extract), Arc::new(agg));
+        let (index, raw) = {
+            let mut s = lock(&self.state);
+            let (index, raw) = s.raw_source(topic);
+            s.stream_sources.insert(index);
+            (index, raw)
+        };
+        let raw_id = raw.id;
+        let stream: Stream<Raw, Raw> =
+            Stream { state: self.state.clone(), def: raw, sources: vec![index] };
+        stream.materialize_stateful(name, move |store, down, w, op| {
+            let node = Rc::new(RefCell::new(RawAggregate::<K, E, A>::new(
+                extract.clone(),
+                agg.clone(),
+                store,
+                down,
+            )));
+            w.state_ops.push((op, node.clone()));
+            w.chunk_candidates.push((index, raw_id, node.clone()));
+            Ok(Box::new(Shared(node)))
         })
     }
 

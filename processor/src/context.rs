@@ -66,6 +66,9 @@ pub(crate) struct CurrentInput {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TaskMetrics {
     pub records_in: u64,
+    /// Of `records_in`, those handed to a chunk operator a chunk at a time (the replay path
+    /// of a fused aggregate).
+    pub chunked: u64,
     pub records_out: u64,
     /// Outputs recovery found already written, so they were not written again.
     pub suppressed: u64,
@@ -198,6 +201,12 @@ impl Cx {
         let pos = Position { writer: self.writer_id, n: self.n, index: self.next_index };
         self.next_index += 1;
         pos
+    }
+
+    /// The position [`reserve`](Self::reserve) gives first while the input record at position
+    /// `n` is processed: for an operator that handles a chunk of records without starting each.
+    pub(crate) fn first_position(&self, n: u64) -> Position {
+        Position { writer: self.writer_id, n, index: 0 }
     }
 
     /// Buffers an output at its position (see [`reserve`](Self::reserve)), unless recovery

@@ -16,12 +16,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::Bytes;
-
 use crate::context::Cx;
 use crate::error::Result;
+use crate::input::Chunk;
 use crate::state::StateOp;
 use crate::table::TableStore;
+use bytes::Bytes;
 
 /// A record between operators: typed key and value, and its event time.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,7 +47,29 @@ pub trait Node<K, V> {
     fn discards(&self) -> bool {
         false
     }
+
+    /// True when every record pushed here is dropped, through any fan-outs: an operator whose
+    /// results nothing reads may skip making them. (Unlike [`discards`](Self::discards), which
+    /// wiring uses to drop a `Discard` output, this looks through fan-outs that may still gain
+    /// consumers while a task is wired, so it is only asked once records flow.)
+    fn drops_all(&self) -> bool {
+        self.discards()
+    }
 }
+
+/// An operator that takes a source's records a chunk at a time, as they are in the log: the
+/// task's fast path for a source nothing else in the task reads (`raw_aggregate`). It must
+/// leave exactly what pushing the records one by one would.
+pub(crate) trait ChunkNode {
+    /// Handles the new records of `chunk` (in offset order; the first has input position `n`),
+    /// on at most `threads` threads (this one and helpers it starts and joins). Returns how
+    /// many records it handled; fails only on a batch that does not decode.
+    fn push_chunk(&mut self, chunk: &Chunk<'_>, n: u64, threads: usize, cx: &mut Cx)
+    -> Result<u64>;
+}
+
+/// A chunk operator, held by the task as well as by its source's fan-out.
+pub(crate) type SharedChunkNode = Rc<RefCell<dyn ChunkNode>>;
 
 /// The node downstream of an operator: where it pushes its results.
 pub type Down<K, V> = Box<dyn Node<K, V>>;
@@ -66,6 +88,10 @@ impl<K: Clone, V: Clone> Node<K, V> for Fanout<K, V> {
             last.push(rec, cx);
         }
     }
+
+    fn drops_all(&self) -> bool {
+        self.outs.iter().all(|out| out.drops_all())
+    }
 }
 
 /// A node owned by `Rc<RefCell<_>>` (a fan-out, or an operator with two inputs or with state
@@ -75,6 +101,10 @@ pub(crate) struct Shared<T>(pub Rc<RefCell<T>>);
 impl<K, V, T: Node<K, V>> Node<K, V> for Shared<T> {
     fn push(&mut self, rec: Rec<K, V>, cx: &mut Cx) {
         self.0.borrow_mut().push(rec, cx);
+    }
+
+    fn drops_all(&self) -> bool {
+        self.0.borrow().drops_all()
     }
 }
 
@@ -111,19 +141,24 @@ pub(crate) fn attach<K: Clone + 'static, V: Clone + 'static>(
     (def.wire)(w, Box::new(Shared(fanout)))
 }
 
+type Raw = Option<Bytes>;
+
 /// What one task's graph is made of, collected while wiring.
 pub(crate) struct Wiring {
     /// The task's partition (every source partition it reads has this number).
     pub partition: u32,
     /// Sources this task reads, by source index.
     pub sources: BTreeSet<usize>,
-    pub roots: HashMap<usize, Down<Option<Bytes>, Option<Bytes>>>,
+    pub roots: HashMap<usize, Down<Raw, Raw>>,
     pub fanouts: HashMap<u32, Box<dyn Any>>,
     /// Stateful operators by operator id, for snapshots.
     pub state_ops: Vec<(u32, Rc<RefCell<dyn StateOp>>)>,
     pub tables: HashMap<String, Arc<TableStore>>,
     /// Topics this task may append to (sinks, changelogs, repartition topics).
     pub output_topics: BTreeSet<String>,
+    /// Chunk operators by source index, each with the id of its source's raw stream: used as
+    /// the source's chunk root when they are its only reader (see [`Wiring::chunk_roots`]).
+    pub chunk_candidates: Vec<(usize, u32, SharedChunkNode)>,
 }
 
 impl Wiring {
@@ -136,7 +171,25 @@ impl Wiring {
             state_ops: Vec::new(),
             tables: HashMap::new(),
             output_topics: BTreeSet::new(),
+            chunk_candidates: Vec::new(),
         }
+    }
+
+    /// The chunk operators that are the only reader of their source in this task, by source
+    /// index: the task hands them whole chunks instead of pushing records through the root.
+    pub fn chunk_roots(&mut self) -> HashMap<usize, SharedChunkNode> {
+        let mut roots = HashMap::new();
+        for (source, raw, node) in std::mem::take(&mut self.chunk_candidates) {
+            let sole = self
+                .fanouts
+                .get(&raw)
+                .and_then(|f| f.downcast_ref::<Rc<RefCell<Fanout<Raw, Raw>>>>())
+                .is_some_and(|f| f.borrow().outs.len() == 1);
+            if sole {
+                roots.insert(source, node);
+            }
+        }
+        roots
     }
 }
 

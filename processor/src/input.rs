@@ -14,8 +14,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use eddy_storage::Batches;
-use eddy_storage::batch::RecordIter;
+use eddy_storage::batch::{BatchHeader, RecordIter};
+use eddy_storage::{Batches, RecordView};
 
 use crate::context::{HINT_HEADER, ORIGIN_HEADER};
 use crate::error::{Error, Result};
@@ -64,6 +64,15 @@ impl Input {
         Self::new(self.topic.clone(), self.partition, next, self.origins)
     }
 
+    /// The origin of every record, for an outside topic's partition (`None` for a
+    /// repartition topic, whose records carry theirs).
+    pub fn own_origin(&self) -> Option<u64> {
+        match self.origins {
+            Origins::Own(origin) => Some(origin),
+            Origins::Headers(_) => None,
+        }
+    }
+
     pub fn head(&self) -> Option<&Pending> {
         self.buf.front()
     }
@@ -94,6 +103,39 @@ impl Input {
             }
         }
         Ok(true)
+    }
+
+    /// For a chunk root: with nothing buffered, reads the next chunk and collects the records
+    /// areas of its batches (decompressed where needed) into `areas`, leaving the records to
+    /// the caller, who decodes them ([`Chunk::records`]) and then calls
+    /// [`finish_chunk`](Self::finish_chunk). Returns false when there is nothing new.
+    pub fn read_chunk(
+        &mut self,
+        logs: &dyn LogAccess,
+        max_bytes: usize,
+        areas: &mut Vec<(BatchHeader, Bytes)>,
+    ) -> Result<bool> {
+        areas.clear();
+        if !self.buf.is_empty() {
+            return Ok(false);
+        }
+        let bytes = logs.read(&self.topic, self.partition, self.next, max_bytes)?;
+        for batch in Batches::new(&bytes) {
+            let batch = batch.map_err(|fault| self.bad(self.chunk_end.max(self.next), fault))?;
+            let area = batch.records().map_err(|fault| self.bad(batch.base_offset(), fault))?;
+            areas.push((*batch.header(), area.into_bytes(&bytes)));
+            self.chunk_end = self.chunk_end.max(batch.last_offset() + 1);
+        }
+        Ok(self.chunk_end > self.next)
+    }
+
+    /// Moves the read position past the chunk [`read_chunk`](Self::read_chunk) returned.
+    pub fn finish_chunk(&mut self) {
+        self.next = self.next.max(self.chunk_end);
+    }
+
+    pub fn bad(&self, offset: u64, fault: eddy_storage::BatchError) -> Error {
+        Error::BadBatch { topic: self.topic.to_string(), partition: self.partition, offset, fault }
     }
 
     fn decode(&mut self, bytes: &Bytes) -> Result<()> {
@@ -128,6 +170,49 @@ impl Input {
             self.chunk_end = self.chunk_end.max(batch.last_offset() + 1);
         }
         Ok(())
+    }
+}
+
+/// A chunk [`Input::read_chunk`] read: the records areas of its batches, and the offset from
+/// which its records are new.
+pub(crate) struct Chunk<'a> {
+    pub input: &'a Input,
+    pub areas: &'a [(BatchHeader, Bytes)],
+    pub from: u64,
+}
+
+impl Chunk<'_> {
+    /// Decodes the new records of `areas[range]` in offset order, handing each to `f`;
+    /// returns how many there were.
+    pub fn records(
+        &self,
+        range: std::ops::Range<usize>,
+        mut f: impl FnMut(RecordView<'_>),
+    ) -> Result<u64> {
+        let mut count = 0;
+        for (header, area) in self.areas.get(range).unwrap_or_default() {
+            for rec in RecordIter::over(area, header) {
+                let rec = rec.map_err(|fault| self.input.bad(header.base_offset, fault))?;
+                if rec.offset >= self.from {
+                    f(rec);
+                    count += 1;
+                }
+            }
+        }
+        Ok(count)
+    }
+
+    /// Where to cut the areas in two runs of about the same size.
+    pub fn middle(&self) -> usize {
+        let total: usize = self.areas.iter().map(|(_, a)| a.len()).sum();
+        let mut seen = 0;
+        for (i, (_, area)) in self.areas.iter().enumerate() {
+            if seen >= total / 2 {
+                return i;
+            }
+            seen += area.len();
+        }
+        self.areas.len()
     }
 }
 

@@ -89,6 +89,7 @@ pub use local::LocalLogs;
 pub use log_access::{Appended, LogAccess, WaitFor};
 pub use operators::WindowedStream;
 pub use ops::join::JoinWindow;
+pub use ops::raw_aggregate::Extract;
 pub use ops::window::{Emit, WindowKind, Windowed, Windows};
 pub use position::{POSITION_HEADER, Position, fnv1a64, murmur2, partition_for_key};
 pub use processor::Processor;

@@ -28,14 +28,17 @@ use eddy_storage::{BatchBuilder, Header, Record};
 use crate::context::{CurrentInput, Cx, ORIGIN_HEADER, OutRec, TaskMetrics};
 use crate::definition::{ProcessorDef, TaskId};
 use crate::error::{Error, Result};
-use crate::graph::{Down, Rec};
-use crate::input::{Input, Origins};
+use crate::graph::{ChunkNode, Down, Rec, SharedChunkNode};
+use crate::input::{Chunk, Input, Origins};
 use crate::log_access::{LogAccess, WaitFor};
 use crate::position::{POSITION_HEADER, Position, writer_id};
 use crate::recovery::{self, Step};
 use crate::snapshot::{self, Snapshot, SnapshotMeta};
 use crate::state::StateOp;
 use crate::table::{TableRegistry, TableStore};
+
+/// A poll of a chunk operator takes up to this many times `poll_max_records`.
+const CHUNK_POLLS: u64 = 4;
 
 /// How a task reads, writes and snapshots.
 #[derive(Debug, Clone)]
@@ -55,6 +58,14 @@ pub struct TaskConfig {
     /// "Idle partitions"). `None` (the default): a silent partition holds windows open, and
     /// results never depend on the wall clock.
     pub idle_timeout: Option<std::time::Duration>,
+    /// Threads a chunk operator may use for one chunk (the task's own and helpers it starts
+    /// per chunk): the replay path of a fused aggregate. Default: 2, or 1 on a one-core
+    /// machine.
+    pub chunk_threads: usize,
+    /// Bytes asked of one read for a chunk operator (more than `read_max_bytes`: a chunk
+    /// operator's per-chunk costs, such as starting a helper thread, are spread over more
+    /// records).
+    pub chunk_read_bytes: usize,
 }
 
 impl TaskConfig {
@@ -66,6 +77,8 @@ impl TaskConfig {
             snapshot_every_records: 500_000,
             batch_max_bytes: 1 << 20,
             idle_timeout: None,
+            chunk_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
+            chunk_read_bytes: 4 << 20,
         }
     }
 }
@@ -101,6 +114,8 @@ pub struct Task {
     config: TaskConfig,
     inputs: Vec<Input>,
     roots: Vec<Option<Down<Raw, Raw>>>,
+    /// Per input, the chunk operator that is its only reader, if any (`graph::ChunkNode`).
+    chunks: Vec<Option<SharedChunkNode>>,
     cx: Cx,
     n: u64,
     state_ops: Vec<(u32, Rc<RefCell<dyn StateOp>>)>,
@@ -126,8 +141,10 @@ impl Task {
         registry: &TableRegistry,
     ) -> Result<Task> {
         let mut w = def.wire(id.subtopology, id.partition)?;
+        let mut chunk_roots = w.chunk_roots();
         let mut inputs = Vec::new();
         let mut roots = Vec::new();
+        let mut chunks = Vec::new();
         let mut origins = BTreeMap::new();
         let partitions = |t: &str| logs.partition_count(t).map_err(Error::from);
         for &source in &w.sources {
@@ -139,6 +156,7 @@ impl Task {
                 if repartitioned { Origins::Headers(origin) } else { Origins::Own(origin) };
             inputs.push(Input::new(topic, id.partition, start, carries));
             roots.push(w.roots.remove(&source));
+            chunks.push(chunk_roots.remove(&source));
             let carried = def.origins(source, Some(id.partition), &partitions, 0)?;
             origins.insert(source, carried.into_iter().collect::<Vec<u64>>());
         }
@@ -173,6 +191,7 @@ impl Task {
             config,
             inputs,
             roots,
+            chunks,
             cx,
             n: 0,
             state_ops: std::mem::take(&mut w.state_ops),
@@ -263,6 +282,13 @@ impl Task {
     /// catching-up task flushes (and its aggregates write each changed key) once per poll,
     /// not once per chunk.
     fn poll_single(&mut self) -> Result<u64> {
+        // A chunk operator needs no per-record bookkeeping but a dead letter's (which needs
+        // each record's bytes at hand) and an origin from headers.
+        if let (Some(chunk), None, Some(origin)) =
+            (self.chunks[0].clone(), &self.cx.dead_letter, self.inputs[0].own_origin())
+        {
+            return self.poll_chunks(&chunk, origin);
+        }
         let mut count = 0;
         while count < self.config.poll_max_records.max(1)
             && self.inputs[0].fill(&*self.logs, self.config.read_max_bytes)?
@@ -271,6 +297,33 @@ impl Task {
                 self.process(0, rec);
                 count += 1;
             }
+        }
+        Ok(count)
+    }
+
+    /// [`poll_single`](Self::poll_single) for a chunk operator: each chunk read is decoded in
+    /// place and handed over whole.
+    fn poll_chunks(&mut self, node: &RefCell<dyn ChunkNode>, origin: u64) -> Result<u64> {
+        let mut count = 0;
+        let mut areas = Vec::new();
+        // A chunk operator costs little per record: longer polls write fewer table changes
+        // (one per changed key per poll) and bigger reads start fewer helper threads.
+        let max_records = self.config.poll_max_records.max(1).saturating_mul(CHUNK_POLLS);
+        let max_bytes = self.config.chunk_read_bytes;
+        while count < max_records
+            && self.inputs[0].read_chunk(&*self.logs, max_bytes, &mut areas)?
+        {
+            self.cx.origin = origin;
+            self.cx.heard_from(origin);
+            let chunk = Chunk { input: &self.inputs[0], areas: &areas, from: self.inputs[0].next };
+            let threads = self.config.chunk_threads;
+            let k = node.borrow_mut().push_chunk(&chunk, self.n, threads, &mut self.cx)?;
+            self.inputs[0].finish_chunk();
+            self.n += k;
+            self.since_snapshot += k;
+            self.cx.metrics.records_in += k;
+            self.cx.metrics.chunked += k;
+            count += k;
         }
         Ok(count)
     }

@@ -14,12 +14,17 @@
 //! is then counted as a decode error and logged, where a written-through one sets its record
 //! aside.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+use std::hash::BuildHasher;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use hashbrown::HashMap;
+use hashbrown::hash_map::RawEntryMut;
+use serde::Serialize;
 
 use crate::aggregator::{Aggregator, StateData};
+
 use crate::codec::{Codec, state_bytes};
 use crate::context::Cx;
 use crate::error::RecordError;
@@ -39,14 +44,179 @@ pub(crate) struct Slot<Acc> {
     cached: Option<(Position, i64)>,
 }
 
+/// The accumulators of an unwindowed aggregate by the key's state encoding, and which keys
+/// have a cached change: shared by [`Aggregate`] and the chunk-at-a-time
+/// `raw_aggregate::RawAggregate`, so both keep the same state, write the same changes and
+/// snapshot the same bytes.
+///
+/// Keys are split over *lanes* by a bit of their hash (one lane for `Aggregate`; two for
+/// `RawAggregate`, whose lanes fold on two threads at once). Which lane holds a key changes
+/// nothing outside: snapshots list every lane's keys in key order, and a flush writes every
+/// lane's changes in position order.
+pub(crate) struct Accs<Acc> {
+    lanes: Vec<Lane<Acc>>,
+    /// One hasher for every lane, so a key's hash (and so its lane) is the same in all.
+    hasher: foldhash::fast::RandomState,
+}
+
+/// The lane of a key with this hash among `lanes`: by bit 56, which hashbrown's tables use for
+/// neither the bucket (low bits) nor the tag (the top seven), so every lane's table stays
+/// evenly spread.
+pub(crate) fn lane_for(hash: u64, lanes: usize) -> usize {
+    (hash >> 56) as usize % lanes.max(1)
+}
+
+/// One lane's keys.
+pub(crate) struct Lane<Acc> {
+    /// A hash map for speed (hashbrown's, so that a key is hashed once per record, even when
+    /// it is new); snapshots sort it.
+    map: HashMap<Box<[u8]>, Slot<Acc>, foldhash::fast::RandomState>,
+    /// Keys with a cached change, each once.
+    cached: Vec<Box<[u8]>>,
+}
+
+impl<Acc> Lane<Acc> {
+    /// Folds one record into `key`'s accumulator (made by `init` for a new key) with `fold`;
+    /// with `change`, caches the change at that position and event time, to be written to the
+    /// table at the next flush. `hash` is [`Accs::hash`]`(key)`.
+    pub fn add(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        init: impl FnOnce() -> Acc,
+        fold: impl FnOnce(&mut Acc),
+        change: Option<(Position, i64)>,
+    ) -> &Acc {
+        let slot = match self.map.raw_entry_mut().from_key_hashed_nocheck(hash, key) {
+            RawEntryMut::Occupied(o) => o.into_mut(),
+            RawEntryMut::Vacant(v) => {
+                v.insert_hashed_nocheck(hash, key.into(), Slot { acc: init(), cached: None }).1
+            }
+        };
+        fold(&mut slot.acc);
+        if let Some(change) = change {
+            if slot.cached.is_none() {
+                self.cached.push(key.into());
+            }
+            slot.cached = Some(change);
+        }
+        &slot.acc
+    }
+}
+
+impl<Acc: StateData> Accs<Acc> {
+    pub fn new(lanes: usize) -> Self {
+        let hasher = foldhash::fast::RandomState::default();
+        let lane = || Lane { map: HashMap::with_hasher(hasher), cached: Vec::new() };
+        Self { lanes: (0..lanes.max(1)).map(|_| lane()).collect(), hasher }
+    }
+
+    /// The hash [`Lane::add`] wants for `key`.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+
+    /// The hasher of [`hash`](Self::hash), for hashing keys on another thread.
+    pub fn hasher(&self) -> foldhash::fast::RandomState {
+        self.hasher
+    }
+
+    /// The lane of a key with this hash: [`lane_for`] of this many lanes.
+    pub fn lane_of(&self, hash: u64) -> usize {
+        lane_for(hash, self.lanes.len())
+    }
+
+    pub fn lanes_mut(&mut self) -> &mut [Lane<Acc>] {
+        &mut self.lanes
+    }
+
+    /// [`Lane::add`] in the key's lane.
+    pub fn add(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        init: impl FnOnce() -> Acc,
+        fold: impl FnOnce(&mut Acc),
+        change: Option<(Position, i64)>,
+    ) -> &Acc {
+        let lane = self.lane_of(hash);
+        self.lanes[lane].add(hash, key, init, fold, change)
+    }
+
+    /// Keys with a change not yet written.
+    pub fn waiting(&self) -> usize {
+        self.lanes.iter().map(|l| l.cached.len()).sum()
+    }
+
+    /// Writes every cached change to `store`, in position order.
+    pub fn flush<Out: Serialize>(
+        &mut self,
+        result: impl Fn(&Acc) -> Out,
+        store: &TableStore,
+        cx: &mut Cx,
+    ) {
+        let mut changes = Vec::with_capacity(self.waiting());
+        for lane in &mut self.lanes {
+            for key in lane.cached.drain(..) {
+                if let Some(slot) = lane.map.get_mut(&key)
+                    && let Some((pos, ts)) = slot.cached.take()
+                {
+                    // The accumulator has not changed since the change was cached: its result
+                    // now is the result then.
+                    match state_bytes(&result(&slot.acc)) {
+                        Ok(value) => changes.push((pos, ts, key, value)),
+                        Err(e) => {
+                            cx.metrics.decode_errors += 1;
+                            tracing::warn!(error = %e, "an aggregate result JSON cannot hold is not written to the table");
+                        }
+                    }
+                }
+            }
+        }
+        changes.sort_unstable_by_key(|c| c.0.order());
+        for (pos, ts, key, value) in changes {
+            store.put_at(key.into_vec(), Some(value), ts, pos, cx);
+        }
+    }
+
+    /// The framing of `state::save_map`, in key order.
+    pub fn save(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
+        let mut slots: Vec<(&Box<[u8]>, &Slot<Acc>)> =
+            self.lanes.iter().flat_map(|l| l.map.iter()).collect();
+        slots.sort_unstable_by_key(|(k, _)| *k);
+        out.extend_from_slice(&(slots.len() as u64).to_le_bytes());
+        for (key, slot) in slots {
+            put_bytes(out, key);
+            put_bytes(out, &serde_json::to_vec(&slot.acc)?);
+        }
+        Ok(())
+    }
+
+    pub fn load(&mut self, mut bytes: &[u8]) -> Result<(), &'static str> {
+        let accs: BTreeMap<Vec<u8>, Acc> = load_map(&mut bytes)?;
+        for lane in &mut self.lanes {
+            lane.map.clear();
+            lane.cached.clear();
+        }
+        for (key, acc) in accs {
+            let hash = self.hash(&key);
+            let lane = self.lane_of(hash);
+            let slot = Slot { acc, cached: None };
+            self.lanes[lane].map.insert(key.into_boxed_slice(), slot);
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.lanes.iter().map(|l| l.map.len()).sum()
+    }
+}
+
 /// `aggregate(table, aggregator)` on a keyed stream: one accumulator per key; every record
 /// updates the table and sends the new result downstream.
 pub(crate) struct Aggregate<K, V, A: Aggregator<V>> {
     pub agg: Arc<A>,
-    /// By the key's state encoding. A hash map for speed; snapshots sort it.
-    pub accs: HashMap<Box<[u8]>, Slot<A::Acc>, foldhash::fast::RandomState>,
-    /// Keys with a cached change, each once.
-    pub cached: Vec<Box<[u8]>>,
+    pub accs: Accs<A::Acc>,
     /// The current record's key encoding (reused).
     pub key_buf: Vec<u8>,
     pub store: Arc<TableStore>,
@@ -58,8 +228,7 @@ impl<K, V, A: Aggregator<V>> Aggregate<K, V, A> {
     pub fn new(agg: Arc<A>, store: Arc<TableStore>, down: Down<K, A::Out>) -> Self {
         Self {
             agg,
-            accs: HashMap::default(),
-            cached: Vec::new(),
+            accs: Accs::new(1),
             key_buf: Vec::new(),
             store,
             down,
@@ -74,28 +243,25 @@ impl<K: StateData, V, A: Aggregator<V>> Node<K, V> for Aggregate<K, V, A> {
         if let Err(e) = serde_json::to_writer(&mut self.key_buf, &rec.key) {
             return cx.set_aside(&RecordError::State(e.to_string()));
         }
-        let slot = match self.accs.get_mut(&self.key_buf[..]) {
-            Some(slot) => slot,
-            None => {
-                let slot = Slot { acc: self.agg.init_keyed(&self.key_buf), cached: None };
-                self.accs.entry(self.key_buf.as_slice().into()).or_insert(slot)
-            }
-        };
-        self.agg.add(&mut slot.acc, &rec.value, rec.ts);
-        let out = self.agg.result(&slot.acc);
-        if self.store.read_inside() {
+        let (agg, key) = (&self.agg, &self.key_buf[..]);
+        // A table a join of this task reads is written through; others cache the change.
+        let through = self.store.read_inside();
+        let change = (!through).then(|| (cx.reserve(), rec.ts));
+        let acc = self.accs.add(
+            self.accs.hash(key),
+            key,
+            || agg.init_keyed(key),
+            |acc| agg.add(acc, &rec.value, rec.ts),
+            change,
+        );
+        let out = agg.result(acc);
+        if through {
             match state_bytes(&out) {
                 Ok(v) => self.store.put(self.key_buf.clone(), Some(v), rec.ts, cx),
                 Err(e) => return cx.set_aside(&RecordError::State(e.to_string())),
             }
-        } else {
-            if slot.cached.is_none() {
-                self.cached.push(self.key_buf.as_slice().into());
-            }
-            slot.cached = Some((cx.reserve(), rec.ts));
-            if self.cached.len() >= MAX_CACHED_KEYS {
-                self.flush(cx);
-            }
+        } else if self.accs.waiting() >= MAX_CACHED_KEYS {
+            self.flush(cx);
         }
         self.down.push(Rec { key: rec.key, value: out, ts: rec.ts }, cx);
     }
@@ -103,27 +269,11 @@ impl<K: StateData, V, A: Aggregator<V>> Node<K, V> for Aggregate<K, V, A> {
 
 impl<K, V, A: Aggregator<V>> StateOp for Aggregate<K, V, A> {
     fn save(&self, out: &mut Vec<u8>) -> Result<(), serde_json::Error> {
-        // The framing of `state::save_map`, in key order.
-        let mut keys: Vec<&Box<[u8]>> = self.accs.keys().collect();
-        keys.sort_unstable();
-        out.extend_from_slice(&(keys.len() as u64).to_le_bytes());
-        for key in keys {
-            put_bytes(out, key);
-            if let Some(slot) = self.accs.get(key) {
-                put_bytes(out, &serde_json::to_vec(&slot.acc)?);
-            }
-        }
-        Ok(())
+        self.accs.save(out)
     }
 
-    fn load(&mut self, mut bytes: &[u8]) -> Result<(), &'static str> {
-        let accs: BTreeMap<Vec<u8>, A::Acc> = load_map(&mut bytes)?;
-        self.accs = accs
-            .into_iter()
-            .map(|(k, acc)| (k.into_boxed_slice(), Slot { acc, cached: None }))
-            .collect();
-        self.cached.clear();
-        Ok(())
+    fn load(&mut self, bytes: &[u8]) -> Result<(), &'static str> {
+        self.accs.load(bytes)
     }
 
     fn entries(&self) -> u64 {
@@ -131,26 +281,8 @@ impl<K, V, A: Aggregator<V>> StateOp for Aggregate<K, V, A> {
     }
 
     fn flush(&mut self, cx: &mut Cx) {
-        let mut changes = Vec::with_capacity(self.cached.len());
-        for key in self.cached.drain(..) {
-            if let Some(slot) = self.accs.get_mut(&key)
-                && let Some((pos, ts)) = slot.cached.take()
-            {
-                // The accumulator has not changed since the change was cached: its result now
-                // is the result then.
-                match state_bytes(&self.agg.result(&slot.acc)) {
-                    Ok(value) => changes.push((pos, ts, key, value)),
-                    Err(e) => {
-                        cx.metrics.decode_errors += 1;
-                        tracing::warn!(error = %e, "an aggregate result JSON cannot hold is not written to the table");
-                    }
-                }
-            }
-        }
-        changes.sort_unstable_by_key(|c| c.0.order());
-        for (pos, ts, key, value) in changes {
-            self.store.put_at(key.into_vec(), Some(value), ts, pos, cx);
-        }
+        let agg = &self.agg;
+        self.accs.flush(|acc| agg.result(acc), &self.store, cx);
     }
 }
 

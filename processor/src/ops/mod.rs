@@ -2,6 +2,7 @@
 //!
 //! - `stateless`: decode a source, filter/map/flat-map/re-key, encode into a sink.
 //! - `aggregate`: aggregate by key into a table; a table fed from a topic or a stream.
+//! - `raw_aggregate`: the same aggregate fused with its source, a chunk of log records at a time.
 //! - `window`: tumbling, hopping and session windows with a watermark.
 //! - `join`: stream–table lookup and windowed stream–stream join.
 //! - `dedupe`: drop repeats of a key within a window of event time.
@@ -13,6 +14,7 @@
 pub(crate) mod aggregate;
 pub(crate) mod dedupe;
 pub(crate) mod join;
+pub(crate) mod raw_aggregate;
 pub(crate) mod stateless;
 pub(crate) mod window;
 

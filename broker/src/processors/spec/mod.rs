@@ -38,6 +38,7 @@
 //! Errors name the op (by its position) and the field at fault; nothing is deployed unless
 //! the whole spec compiles.
 
+mod fused;
 mod row;
 mod values;
 
@@ -213,6 +214,16 @@ impl Spec {
         &self,
         partitions: &dyn Fn(&str) -> Option<u32>,
     ) -> Result<Processor, BrokerError> {
+        self.compile_plan(partitions, true)
+    }
+
+    /// [`compile`](Self::compile), with the fused plan (`fused`) where it applies, or
+    /// always op by op (to compare them).
+    fn compile_plan(
+        &self,
+        partitions: &dyn Fn(&str) -> Option<u32>,
+        fuse: bool,
+    ) -> Result<Processor, BrokerError> {
         let b = ProcessorBuilder::new(&self.name, self.version);
         let source_parts = partitions(&self.source.topic).ok_or_else(|| {
             invalid(format!("source topic {:?} does not exist", self.source.topic))
@@ -228,6 +239,16 @@ impl Spec {
         let value_codec = match &fused {
             Some(picks) => SourceCodec::Fields(FieldsCodec::new(picks.clone())),
             None => SourceCodec::Plain(ValueCodec(self.source.format)),
+        };
+        // The ops up to the first aggregate may run fused (`fused`); the graph of the same
+        // ops is still built, unwired, so that every operator gets the id it has in the graph
+        // and a snapshot written by either plan loads in the other.
+        let first_aggregate = self.ops.iter().position(|op| matches!(op, Op::Aggregate { .. }));
+        let plan = match (&fused, first_aggregate) {
+            (Some(picks), Some(at)) if fuse && source_parts == 1 => {
+                fused::LineAggregate::plan(picks.clone(), &self.ops[..=at])
+            }
+            _ => None,
         };
         let mut stream: Stream<String, Row> =
             b.stream::<String, Row>(&self.source.topic, TextKey, value_codec);
@@ -251,7 +272,14 @@ impl Spec {
                         return Err(at(format!("fn {function:?} needs a field")));
                     }
                     let agg = JsonAgg { function: *function, field: field.clone() };
-                    aggregate(stream, table, agg, window.take()).map_err(at)?
+                    match &plan {
+                        Some(plan) if Some(i) == first_aggregate => b
+                            .aggregate_raw(&self.source.topic, table, plan.clone(), plan.agg())
+                            .map_err(|e| at(e.to_string()))?
+                            .changes()
+                            .map_values(|_, v| Row::Json(v)),
+                        _ => aggregate(stream, table, agg, window.take()).map_err(at)?,
+                    }
                 }
                 Op::JoinTable { table, field } => {
                     let Some((_, t)) = tables.iter().find(|(n, _)| n == table) else {

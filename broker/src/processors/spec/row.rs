@@ -25,7 +25,7 @@ pub(super) struct Pick {
 }
 
 /// Picks a `Line` row can hold; more go to JSON.
-const MAX_PICKS: usize = 8;
+pub(super) const MAX_PICKS: usize = 8;
 /// Words a `Line` row is split into at most; a pick beyond goes to JSON.
 const MAX_WORDS: usize = 16;
 
@@ -45,10 +45,25 @@ pub(super) struct Line {
     spans: [(u32, u32); MAX_PICKS],
 }
 
-impl Line {
-    fn text(&self, i: usize) -> Option<Cow<'_, str>> {
-        let (a, b) = self.spans[i];
-        let bytes = self.bytes.get(a as usize..b as usize).filter(|w| !w.is_empty())?;
+/// A line's picked fields, borrowed: what a [`Line`] row reads through, and what the fused
+/// aggregate (`fused`) reads straight from the log's bytes.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct LineRef<'a> {
+    bytes: &'a [u8],
+    picks: &'a [Pick],
+    spans: &'a [(u32, u32); MAX_PICKS],
+}
+
+impl<'a> LineRef<'a> {
+    /// Pick `i`'s bytes (`None` when the line has none of its words).
+    pub fn bytes(&self, i: usize) -> Option<&'a [u8]> {
+        let (a, b) = *self.spans.get(i)?;
+        self.bytes.get(a as usize..b as usize).filter(|w| !w.is_empty())
+    }
+
+    /// Pick `i`'s text (`None` when the line has none of its words).
+    pub fn text(&self, i: usize) -> Option<Cow<'a, str>> {
+        let bytes = self.bytes(i)?;
         // `from_utf8` first: much faster than the lossy decoder on valid text.
         Some(match std::str::from_utf8(bytes) {
             Ok(text) => Cow::Borrowed(text),
@@ -59,6 +74,23 @@ impl Line {
     fn find(&self, name: &str) -> Option<usize> {
         self.picks.iter().position(|p| p.name == name)
     }
+
+    /// The row as its JSON object.
+    pub fn to_value(self) -> Value {
+        let mut out = serde_json::Map::new();
+        for (i, pick) in self.picks.iter().enumerate() {
+            if let Some(text) = self.text(i) {
+                out.insert(pick.name.clone(), Value::String(text.into_owned()));
+            }
+        }
+        Value::Object(out)
+    }
+}
+
+impl Line {
+    fn view(&self) -> LineRef<'_> {
+        LineRef { bytes: &self.bytes, picks: &self.picks, spans: &self.spans }
+    }
 }
 
 impl Row {
@@ -67,7 +99,8 @@ impl Row {
         match self {
             Row::Json(v) => v.get(name).map(Cow::Borrowed),
             Row::Line(line) => {
-                let text = line.text(line.find(name)?)?;
+                let view = line.view();
+                let text = view.text(view.find(name)?)?;
                 Some(Cow::Owned(Value::String(text.into_owned())))
             }
         }
@@ -80,22 +113,17 @@ impl Row {
                 Value::String(s) => Some(Cow::Borrowed(s.as_str())),
                 other => Some(Cow::Owned(other.to_string())),
             },
-            Row::Line(line) => line.text(line.find(name)?),
+            Row::Line(line) => {
+                let view = line.view();
+                view.text(view.find(name)?)
+            }
         }
     }
 
     pub fn into_value(self) -> Value {
         match self {
             Row::Json(v) => v,
-            Row::Line(line) => {
-                let mut out = serde_json::Map::new();
-                for (i, pick) in line.picks.iter().enumerate() {
-                    if let Some(text) = line.text(i) {
-                        out.insert(pick.name.clone(), Value::String(text.into_owned()));
-                    }
-                }
-                Value::Object(out)
-            }
+            Row::Line(line) => line.view().to_value(),
         }
     }
 }
@@ -128,33 +156,32 @@ impl FieldsCodec {
         Self { picks: picks.into() }
     }
 
+    /// The picks, sorted by name.
+    pub fn picks(&self) -> &[Pick] {
+        &self.picks
+    }
+
     /// Splits `line` on runs of ASCII blanks (space, tab, CR, LF, FF — awk's default field
     /// separator splits on space, tab and newline) and keeps each pick's words; a pick with no
     /// words is left out. One pass, stopping after the last word picked.
     pub fn split(&self, line: &Bytes) -> Row {
+        match self.spans(line) {
+            Some((spans, end)) => {
+                Row::Line(Line { bytes: line.slice(..end), picks: self.picks.clone(), spans })
+            }
+            None => Row::Json(self.split_to_json(line)),
+        }
+    }
+
+    /// Each pick's byte range in `line` (empty when the line has none of its words) and the
+    /// end of the last picked word; `None` when the picks do not fit a [`Line`] row (then
+    /// [`split_to_json`](Self::split_to_json) says what they are).
+    pub fn spans(&self, line: &[u8]) -> Option<([(u32, u32); MAX_PICKS], usize)> {
         let last = self.picks.iter().map(|p| p.to).max().unwrap_or(0);
         let mut words = [(0u32, 0u32); MAX_WORDS];
-        let mut count = 0;
-        let mut i = 0;
-        while count < last.min(MAX_WORDS) {
-            while i < line.len() && line[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            if i == line.len() {
-                break;
-            }
-            let start = i;
-            while i < line.len() && !line[i].is_ascii_whitespace() {
-                i += 1;
-            }
-            match (u32::try_from(start), u32::try_from(i)) {
-                (Ok(a), Ok(b)) => words[count] = (a, b),
-                _ => return Row::Json(self.split_to_json(line)),
-            }
-            count += 1;
-        }
+        let count = split_words(line, &mut words[..last.min(MAX_WORDS)])?;
         if self.picks.len() > MAX_PICKS || (last > MAX_WORDS && count == MAX_WORDS) {
-            return Row::Json(self.split_to_json(line));
+            return None;
         }
         let mut spans = [(0u32, 0u32); MAX_PICKS];
         let mut end = 0;
@@ -165,16 +192,21 @@ impl FieldsCodec {
             let spaced =
                 chosen.windows(2).all(|w| w[1].0 == w[0].1 + 1 && line[w[0].1 as usize] == b' ');
             if !spaced {
-                return Row::Json(self.split_to_json(line));
+                return None;
             }
             *span = (first.0, last.1);
             end = end.max(last.1 as usize);
         }
-        Row::Line(Line { bytes: line.slice(..end), picks: self.picks.clone(), spans })
+        Some((spans, end))
+    }
+
+    /// A borrowed row over `line` and its [`spans`](Self::spans).
+    pub fn view<'a>(&'a self, line: &'a [u8], spans: &'a [(u32, u32); MAX_PICKS]) -> LineRef<'a> {
+        LineRef { bytes: line, picks: &self.picks, spans }
     }
 
     /// The picks as a JSON object, joining words by one space whatever separated them.
-    fn split_to_json(&self, line: &[u8]) -> Value {
+    pub fn split_to_json(&self, line: &[u8]) -> Value {
         let words: Vec<&[u8]> =
             line.split(|b| b.is_ascii_whitespace()).filter(|w| !w.is_empty()).collect();
         let mut out = serde_json::Map::new();
@@ -202,6 +234,102 @@ impl Codec<Row> for FieldsCodec {
     }
 }
 
+/// Splits `line` into its first `words.len()` words (runs of non-blanks), as byte ranges;
+/// returns how many it found (`None` for a line too long for `u32` positions).
+///
+/// Eight bytes at a time: a mask of the blanks of each 64-byte block, then word starts and
+/// ends from the mask's edges — no branch per byte, which is what a byte loop mispredicts at
+/// every word boundary.
+fn split_words(line: &[u8], words: &mut [(u32, u32)]) -> Option<usize> {
+    u32::try_from(line.len()).ok()?;
+    let (mut count, mut open, mut prev_blank) = (0, 0u32, true);
+    if words.is_empty() {
+        return Some(0);
+    }
+    for (b, block) in line.chunks(64).enumerate() {
+        let base = (b * 64) as u32;
+        let mut blank = 0u64;
+        for (j, bytes) in block.chunks(8).enumerate() {
+            let chunk = match <[u8; 8]>::try_from(bytes) {
+                Ok(full) => u64::from_le_bytes(full),
+                Err(_) => {
+                    // Past the line's end counts as blank, which ends a word open there. (Only
+                    // the last chunk is copied: a short copy then a load of the same bytes
+                    // would stall on store forwarding.)
+                    let mut word = [b' '; 8];
+                    word[..bytes.len()].copy_from_slice(bytes);
+                    u64::from_le_bytes(word)
+                }
+            };
+            blank |= u64::from(blanks_of(chunk)) << (8 * j);
+        }
+        if block.len() < 64 {
+            blank |= u64::MAX << block.len();
+        }
+        let before = (blank << 1) | u64::from(prev_blank);
+        let mut edges = (!blank & before) | (blank & !before);
+        while edges != 0 {
+            let at = edges.trailing_zeros();
+            edges &= edges - 1;
+            if blank & (1 << at) == 0 {
+                open = base + at;
+            } else {
+                words[count] = (open, base + at);
+                count += 1;
+                if count == words.len() {
+                    return Some(count);
+                }
+            }
+        }
+        prev_blank = blank >> 63 == 1;
+    }
+    if !prev_blank {
+        // The line ends in a word whose block was full (no padding closed it).
+        words[count] = (open, line.len() as u32);
+        count += 1;
+    }
+    Some(count)
+}
+
+/// Bit `i` set when byte `i` of `chunk` (little-endian) is a blank ([`is_blank`]).
+fn blanks_of(chunk: u64) -> u8 {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    // High bit of each byte below 0x21 — exact per byte: or-ing the high bit in first keeps
+    // the subtraction from borrowing across bytes.
+    let low = !((chunk | HIGH) - ONES * 0x21) & !chunk & HIGH;
+    let mut mask = ((low >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
+    // Most bytes below 0x21 are spaces; anything else (a tab, or a control byte that is not a
+    // blank) is looked at alone.
+    let spaces = chunk ^ (ONES * 0x20);
+    let space = !(((spaces & !HIGH) + !HIGH) | spaces) & HIGH;
+    let space = ((space >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
+    let mut others = mask & !space;
+    while others != 0 {
+        let i = others.trailing_zeros();
+        others &= others - 1;
+        if !is_blank((chunk >> (8 * i)) as u8) {
+            mask &= !(1 << i);
+        }
+    }
+    mask
+}
+
+/// awk's default field separators: space, tab, newline (and CR, FF).
+fn is_blank(b: u8) -> bool {
+    // A table, not a chain of comparisons: this runs for every byte up to the last pick.
+    const BLANK: [bool; 256] = {
+        let mut t = [false; 256];
+        t[b' ' as usize] = true;
+        t[b'\t' as usize] = true;
+        t[b'\n' as usize] = true;
+        t[b'\r' as usize] = true;
+        t[0x0c] = true;
+        t
+    };
+    BLANK[b as usize]
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -224,11 +352,38 @@ mod tests {
     }
 
     proptest! {
+        /// The word splitter against the obvious byte loop, on lines of any length (blocks of
+        /// 64 bytes cut through words and runs of blanks) and any bytes.
+        #[test]
+        fn words_split_as_a_byte_loop_splits(
+            line in prop::collection::vec(
+                prop::sample::select(b" \t\n\r\x0c\x0b\x00\x01\x1f!ab\x7f\x80\xff".to_vec()),
+                0..300),
+            want in 0usize..40,
+        ) {
+            let mut reference = Vec::new();
+            let mut i = 0;
+            while i < line.len() && reference.len() < want {
+                if is_blank(line[i]) {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < line.len() && !is_blank(line[i]) {
+                    i += 1;
+                }
+                reference.push((start as u32, i as u32));
+            }
+            let mut words = vec![(0, 0); want];
+            let count = split_words(&line, &mut words).unwrap();
+            prop_assert_eq!(&words[..count], &reference[..]);
+        }
+
         #[test]
         fn fields_are_picked_as_awk_splits(
             words in prop::collection::vec(
-                (prop::collection::vec(prop::sample::select(b"ab/\xc3\xa9\xff[]".to_vec()), 1..5),
-                 prop::sample::select(vec![" ", "  ", "\t", " \t ", "\r\n"])),
+                (prop::collection::vec(prop::sample::select(b"ab/\xc3\xa9\xff[]\x0b\x01\x1f!\x7f\x80\x0c".to_vec()), 1..5),
+                 prop::sample::select(vec![" ", "  ", "\t", " \t ", "\r\n", "\x0c"])),
                 0..40),
             lead in prop::sample::select(vec!["", " ", "\t"]),
             ranges in prop::collection::vec((1usize..40, 0usize..4), 1..10),

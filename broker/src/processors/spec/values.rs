@@ -172,6 +172,12 @@ pub(super) fn parse_clf(text: &str) -> Option<i64> {
     clf_exact(text.as_bytes()).or_else(|| clf_loose(text))
 }
 
+/// [`parse_clf`] of the text of `bytes` (invalid UTF-8 read lossily), without decoding the
+/// text first when it has the exact form (which is all ASCII).
+pub(super) fn parse_clf_bytes(bytes: &[u8]) -> Option<i64> {
+    clf_exact(bytes).or_else(|| clf_loose(&String::from_utf8_lossy(bytes)))
+}
+
 /// The month of a three-letter English abbreviation.
 fn month_of(name: &[u8]) -> Option<i64> {
     const MONTHS: [&[u8; 3]; 12] = [
@@ -246,20 +252,18 @@ pub(super) struct Acc {
     latest: Option<(i64, Value)>,
 }
 
-impl Aggregator<Row> for JsonAgg {
-    type Acc = Acc;
-    type Out = Value;
+/// What the fused aggregate (`fused`) picks from a line for [`JsonAgg`]: the number of its
+/// field, and the value `latest` keeps (only made for `latest`).
+#[derive(Debug, Clone, Default)]
+pub(super) struct Picked {
+    pub num: Option<f64>,
+    pub latest: Option<Value>,
+}
 
-    fn init(&self) -> Acc {
-        Acc::default()
-    }
-
-    fn add(&self, acc: &mut Acc, value: &Row, ts: i64) {
+impl JsonAgg {
+    /// Folds one record: `x` is its field's number, `latest` makes the value `latest` keeps.
+    fn fold(&self, acc: &mut Acc, x: Option<f64>, ts: i64, latest: impl FnOnce() -> Value) {
         acc.n += 1;
-        let x = match &self.field {
-            Some(f) => number_of(value.field(f).as_deref()),
-            None => None,
-        };
         if let Some(x) = x {
             acc.sum += x;
             acc.min = Some(acc.min.map_or(x, |m| m.min(x)));
@@ -269,15 +273,11 @@ impl Aggregator<Row> for JsonAgg {
         if matches!(self.function, AggFn::Latest)
             && acc.latest.as_ref().is_none_or(|(t, _)| ts >= *t)
         {
-            let v = match &self.field {
-                Some(f) => value.field(f).map_or(Value::Null, Cow::into_owned),
-                None => value.clone().into_value(),
-            };
-            acc.latest = Some((ts, v));
+            acc.latest = Some((ts, latest()));
         }
     }
 
-    fn merge(&self, into: &mut Acc, other: Acc) {
+    fn merge_accs(into: &mut Acc, other: Acc) {
         into.n += other.n;
         into.sum += other.sum;
         into.min = match (into.min, other.min) {
@@ -295,7 +295,7 @@ impl Aggregator<Row> for JsonAgg {
         }
     }
 
-    fn result(&self, acc: &Acc) -> Value {
+    fn result_of(&self, acc: &Acc) -> Value {
         let num = |x: f64| serde_json::Number::from_f64(x).map_or(Value::Null, Value::Number);
         match self.function {
             AggFn::Count => Value::from(acc.n),
@@ -306,6 +306,56 @@ impl Aggregator<Row> for JsonAgg {
             AggFn::Avg => Value::Null,
             AggFn::Latest => acc.latest.as_ref().map_or(Value::Null, |(_, v)| v.clone()),
         }
+    }
+}
+
+/// The same aggregate over what the fused path picked: the same accumulators and results.
+impl Aggregator<Picked> for JsonAgg {
+    type Acc = Acc;
+    type Out = Value;
+
+    fn init(&self) -> Acc {
+        Acc::default()
+    }
+
+    fn add(&self, acc: &mut Acc, value: &Picked, ts: i64) {
+        self.fold(acc, value.num, ts, || value.latest.clone().unwrap_or(Value::Null));
+    }
+
+    fn merge(&self, into: &mut Acc, other: Acc) {
+        Self::merge_accs(into, other)
+    }
+
+    fn result(&self, acc: &Acc) -> Value {
+        self.result_of(acc)
+    }
+}
+
+impl Aggregator<Row> for JsonAgg {
+    type Acc = Acc;
+    type Out = Value;
+
+    fn init(&self) -> Acc {
+        Acc::default()
+    }
+
+    fn add(&self, acc: &mut Acc, value: &Row, ts: i64) {
+        let x = match &self.field {
+            Some(f) => number_of(value.field(f).as_deref()),
+            None => None,
+        };
+        self.fold(acc, x, ts, || match &self.field {
+            Some(f) => value.field(f).map_or(Value::Null, Cow::into_owned),
+            None => value.clone().into_value(),
+        });
+    }
+
+    fn merge(&self, into: &mut Acc, other: Acc) {
+        Self::merge_accs(into, other)
+    }
+
+    fn result(&self, acc: &Acc) -> Value {
+        self.result_of(acc)
     }
 }
 
