@@ -194,6 +194,31 @@ pub fn value_batches<V: AsRef<[u8]>>(
 /// The `url-counts` spec (the example of `broker/src/processors/spec/mod.rs`) that the
 /// processor, replay and query workloads deploy: requests per URL of topic `access-log`, with
 /// `threads` tasks, its changes written to `output` when given.
+/// The per-URL count of lines already keyed by URL: no `key_by` (the table is keyed by the
+/// record's key), so a topic of several partitions needs no repartition — each task counts its
+/// own partition's URLs.
+pub fn url_counts_by_key_spec(threads: u32) -> String {
+    format!(
+        r#"name = "url-counts"
+version = 1
+source = {{ topic = "access-log", format = "text" }}
+threads = {threads}
+
+[[ops]]
+op = "fields"
+fields = {{ time = "4-5" }}
+[[ops]]
+op = "event_time"
+field = "time"
+format = "clf"
+[[ops]]
+op = "aggregate"
+table = "requests-per-url"
+fn = "count"
+"#
+    )
+}
+
 pub fn url_counts_spec(threads: u32, output: Option<&str>) -> String {
     let to = output.map(|t| format!("[[ops]]\nop = \"to\"\ntopic = \"{t}\"\n")).unwrap_or_default();
     format!(

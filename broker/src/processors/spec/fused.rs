@@ -40,7 +40,18 @@ impl LineAggregate {
         else {
             return None;
         };
-        let codec = FieldsCodec::new(picks);
+        let mut used: Vec<&str> = field.iter().map(String::as_str).collect();
+        for op in between {
+            match op {
+                Op::EventTime { field, .. } | Op::KeyBy { field } => used.push(field),
+                _ => return None,
+            }
+        }
+        // Only the picks something reads are split out (a line is scanned up to the last of
+        // them); `latest` of the whole row reads them all.
+        let whole_row = matches!(function, AggFn::Latest) && field.is_none();
+        let picks = picks.into_iter().filter(|p| whole_row || used.contains(&p.name.as_str()));
+        let codec = FieldsCodec::new(picks.collect());
         let pick = |name: &str| codec.picks().iter().position(|p| p.name == name);
         let mut times = Vec::new();
         let mut key = None;
@@ -271,8 +282,12 @@ mod tests {
     }
 
     fn open(dir: &std::path::Path) -> Arc<LocalLogs> {
+        open_with(dir, 1)
+    }
+
+    fn open_with(dir: &std::path::Path, partitions: u32) -> Arc<LocalLogs> {
         let logs = Arc::new(LocalLogs::open(dir.join("logs"), LogConfig::default()).unwrap());
-        logs.create_topic(TOPIC, 1, false).unwrap();
+        logs.create_topic(TOPIC, partitions, false).unwrap();
         logs.create_topic("sink", 1, false).unwrap();
         logs
     }
@@ -396,6 +411,59 @@ mod tests {
                 assert_eq!(fused.chunked, total, "{name} {reads:?}: all a chunk at a time");
             }
         }
+    }
+
+    /// On a source of several partitions a spec without `key_by` (counting by the record's
+    /// key) runs fused in every task; one with `key_by` repartitions, op by op.
+    #[test]
+    fn several_partitions_fuse_per_task_unless_a_key_by_repartitions() {
+        let by_key = format!(
+            "{FIELDS}[[ops]]\nop = \"aggregate\"\ntable = \"out\"\nfn = \"avg\"\nfield = \"bytes\"\n"
+        );
+        let by_url = format!(
+            "{FIELDS}[[ops]]\nop = \"key_by\"\nfield = \"url\"\n[[ops]]\nop = \"aggregate\"\ntable = \"out\"\nfn = \"count\"\n"
+        );
+        let recs: Vec<Input> = input()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (_, v, ts))| (Some(format!("k{}", i % 97).into_bytes()), v, ts))
+            .collect();
+        let run = |ops: &str, fuse: bool| {
+            let dir = tempfile::tempdir().unwrap();
+            let logs = open_with(dir.path(), 2);
+            for rec in &recs {
+                let p = eddy_processor::partition_for_key(rec.0.as_deref().unwrap(), 2);
+                let mut b = BatchBuilder::new();
+                b.push(Record {
+                    timestamp: rec.2,
+                    key: rec.0.as_deref(),
+                    value: rec.1.as_deref(),
+                    headers: &[],
+                });
+                logs.append(TOPIC, p, &b.build_valid().unwrap()).unwrap();
+            }
+            let parts = |t: &str| match t {
+                TOPIC => Some(2),
+                "sink" => Some(1),
+                _ => None,
+            };
+            let processor = spec(ops).compile_plan(&parts, fuse).unwrap();
+            let config = RuntimeConfig::new(dir.path().join("state"));
+            let running = processor.start(logs.clone(), config).unwrap();
+            running.wait_caught_up(Duration::from_secs(60)).unwrap();
+            let mut table = running.table::<String, serde_json::Value>("out").unwrap().scan();
+            table.sort_by(|a, b| a.0.cmp(&b.0));
+            let chunked: u64 = running.status().values().map(|s| s.metrics.chunked).sum();
+            running.stop().unwrap();
+            (table, chunked)
+        };
+        let (graph, none) = run(&by_key, false);
+        let (fused, chunked) = run(&by_key, true);
+        assert_eq!((graph.len(), none), (97, 0));
+        assert_eq!(fused, graph);
+        assert_eq!(chunked, recs.len() as u64, "both tasks took their records in chunks");
+        let (_, chunked) = run(&by_url, true);
+        assert_eq!(chunked, 0, "a key_by on two partitions repartitions, op by op");
     }
 
     /// A version restarted by a newer eddy, whose plan for the spec changed, goes on from its

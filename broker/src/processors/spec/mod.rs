@@ -245,7 +245,13 @@ impl Spec {
         // and a snapshot written by either plan loads in the other.
         let first_aggregate = self.ops.iter().position(|op| matches!(op, Op::Aggregate { .. }));
         let plan = match (&fused, first_aggregate) {
-            (Some(picks), Some(at)) if fuse && source_parts == 1 => {
+            // With several source partitions a `key_by` repartitions (the graph's way); without
+            // one, each task counts its own partition's keys, fused.
+            (Some(picks), Some(at))
+                if fuse
+                    && (source_parts == 1
+                        || !self.ops[..at].iter().any(|op| matches!(op, Op::KeyBy { .. }))) =>
+            {
                 fused::LineAggregate::plan(picks.clone(), &self.ops[..=at])
             }
             _ => None,
