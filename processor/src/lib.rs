@@ -70,6 +70,7 @@ mod operators;
 mod ops;
 mod position;
 mod processor;
+mod rank;
 mod recovery;
 mod runtime;
 pub mod sample;

@@ -28,6 +28,7 @@ use crate::codec::{from_state_bytes, state_bytes};
 use crate::context::{Cx, OutRec};
 use crate::error::{Error, Result, TableError};
 use crate::position::Position;
+use crate::rank::{MAX_INDEXES, Rank, RankIndex, best_first, top_by_scan};
 
 /// Changes a subscriber may fall behind by before it is cut off.
 pub const SUBSCRIBER_CAPACITY: usize = 65_536;
@@ -60,11 +61,25 @@ pub struct Stamped {
     pub ts: i64,
 }
 
+impl AsRef<[u8]> for Stamped {
+    fn as_ref(&self) -> &[u8] {
+        &self.value
+    }
+}
+
+/// A partition's rows and the rank indexes top-N queries asked for (`rank`), under one lock
+/// so that they always agree.
+#[derive(Debug, Default)]
+struct Rows {
+    map: BTreeMap<Bytes, Stamped>,
+    ranks: Vec<RankIndex>,
+}
+
 #[derive(Debug)]
 pub struct TableStore {
     pub(crate) partition: u32,
     pub(crate) changelog: Arc<str>,
-    map: RwLock<BTreeMap<Bytes, Stamped>>,
+    rows: RwLock<Rows>,
     bytes: AtomicU64,
     read_inside: AtomicBool,
     subscribers: Mutex<Vec<Arc<Subscriber>>>,
@@ -75,7 +90,7 @@ impl TableStore {
         Self {
             partition,
             changelog,
-            map: RwLock::new(BTreeMap::new()),
+            rows: RwLock::new(Rows::default()),
             bytes: AtomicU64::new(0),
             read_inside: AtomicBool::new(false),
             subscribers: Mutex::new(Vec::new()),
@@ -113,26 +128,31 @@ impl TableStore {
         let key = Bytes::from(key);
         let value = value.map(Bytes::from);
         {
-            let mut map = self.map.write().unwrap_or_else(|p| p.into_inner());
+            let mut rows = self.write();
+            let rows = &mut *rows;
+            let map = &mut rows.map;
             // A key already there is updated in place (no copy of the key); a new one costs a
             // second lookup.
-            let (added, removed) = match &value {
+            let (added, removed, old) = match &value {
                 Some(v) => match map.get_mut(&key[..]) {
                     Some(old) if old.value == v => return,
                     Some(old) => {
                         let before = std::mem::replace(old, Stamped { value: v.clone(), ts });
-                        (v.len(), before.value.len())
+                        (v.len(), before.value.len(), Some(before.value))
                     }
                     None => {
                         map.insert(key.clone(), Stamped { value: v.clone(), ts });
-                        (key.len() + v.len(), 0)
+                        (key.len() + v.len(), 0, None)
                     }
                 },
                 None => match map.remove(&key[..]) {
-                    Some(old) => (0, key.len() + old.value.len()),
+                    Some(old) => (0, key.len() + old.value.len(), Some(old.value)),
                     None => return,
                 },
             };
+            for index in &mut rows.ranks {
+                index.update(&key, old.as_deref(), value.as_deref());
+            }
             self.bytes.fetch_add(added as u64, Ordering::Relaxed);
             self.bytes.fetch_sub(removed as u64, Ordering::Relaxed);
         }
@@ -170,26 +190,72 @@ impl TableStore {
 
     /// The value stored under `key` with the timestamp of the record that wrote it.
     pub fn get_stamped(&self, key: &[u8]) -> Option<Stamped> {
-        self.map.read().unwrap_or_else(|p| p.into_inner()).get(key).cloned()
+        self.read().map.get(key).cloned()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Rows> {
+        self.rows.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Rows> {
+        self.rows.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The `n` best rows by the ranking `by` (see `rank`), best first, with their ranks: from
+    /// the ranking's index, which the first such query makes and every later write keeps up
+    /// to date (past `MAX_INDEXES` rankings, from a scan).
+    pub(crate) fn top(&self, by: &str, n: usize) -> Vec<(Rank, Bytes, Stamped)> {
+        let answer = |rows: &Rows, index: &RankIndex| -> Vec<(Rank, Bytes, Stamped)> {
+            index
+                .top(n)
+                .filter_map(|(rank, key)| Some((rank, key.clone(), rows.map.get(key)?.clone())))
+                .collect()
+        };
+        {
+            let rows = self.read();
+            if let Some(index) = rows.ranks.iter().find(|i| i.by() == by) {
+                return answer(&rows, index);
+            }
+        }
+        let mut rows = self.write();
+        if rows.ranks.iter().all(|i| i.by() != by) {
+            if rows.ranks.len() >= MAX_INDEXES {
+                return top_by_scan(by, &rows.map, n)
+                    .into_iter()
+                    .filter_map(|(rank, key)| {
+                        let stamped = rows.map.get(&key)?.clone();
+                        Some((rank, key, stamped))
+                    })
+                    .collect();
+            }
+            let index = RankIndex::build(by, rows.map.iter().map(|(k, s)| (k, &s.value)));
+            rows.ranks.push(index);
+        }
+        match rows.ranks.iter().find(|i| i.by() == by) {
+            Some(index) => answer(&rows, index),
+            None => Vec::new(),
+        }
     }
 
     /// The entries with keys in `from..to` (bounds on the key bytes), in key order: a copy,
     /// so the store may be written while they are looked at.
     pub fn range(&self, from: Bound<&[u8]>, to: Bound<&[u8]>) -> Vec<(Bytes, Stamped)> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
-        map.range::<[u8], _>((from, to))
+        self.read()
+            .map
+            .range::<[u8], _>((from, to))
             .map(|(k, v)| (Bytes::copy_from_slice(k), v.clone()))
             .collect()
     }
 
     /// (keys, bytes of keys and values).
     pub(crate) fn size(&self) -> (u64, u64) {
-        let keys = self.map.read().unwrap_or_else(|p| p.into_inner()).len() as u64;
+        let keys = self.read().map.len() as u64;
         (keys, self.bytes.load(Ordering::Relaxed))
     }
 
     pub(crate) fn save(&self, out: &mut Vec<u8>) -> std::result::Result<(), serde_json::Error> {
-        let map = self.map.read().unwrap_or_else(|p| p.into_inner());
+        let rows = self.read();
+        let map = &rows.map;
         // The same framing as `state::save_map`, but the values are JSON already and are not
         // encoded again.
         out.extend_from_slice(&(map.len() as u64).to_le_bytes());
@@ -218,7 +284,14 @@ impl TableStore {
             total += (k.len() + value.len()) as u64;
             map.insert(k, Stamped { value, ts });
         }
-        *self.map.write().unwrap_or_else(|p| p.into_inner()) = map;
+        let mut rows = self.write();
+        // Rankings asked for before are rebuilt over the loaded rows.
+        let ranks = rows
+            .ranks
+            .iter()
+            .map(|i| RankIndex::build(i.by(), map.iter().map(|(k, s)| (k, &s.value))))
+            .collect();
+        *rows = Rows { map, ranks };
         self.bytes.store(total, Ordering::Relaxed);
         Ok(())
     }
@@ -336,6 +409,25 @@ impl<K: Serialize + DeserializeOwned, V: DeserializeOwned> TableReader<K, V> {
             .collect()
     }
 
+    /// The `n` entries whose values rank highest by `by` (the value itself when empty, else
+    /// its field `by`, read as a number): largest first, values without such a number after
+    /// every number, equal ones by encoded key. Each partition answers from a rank index
+    /// (made by the first such query, then kept up to date by every write), not by sorting
+    /// its rows.
+    pub fn top(&self, by: &str, n: usize) -> Vec<(K, V)> {
+        let mut best: Vec<(Rank, Bytes, Stamped)> = Vec::new();
+        for part in self.registry.parts(&self.name) {
+            best.extend(part.top(by, n));
+        }
+        best.sort_by(|a, b| best_first(&(a.0, a.1.clone()), &(b.0, b.1.clone())));
+        best.into_iter()
+            .filter_map(|(_, k, s)| {
+                Some((from_state_bytes(&k).ok()?, from_state_bytes(&s.value).ok()?))
+            })
+            .take(n)
+            .collect()
+    }
+
     /// Every entry, sorted by encoded key.
     pub fn scan(&self) -> Vec<(K, V)> {
         self.range(Bound::Unbounded, Bound::Unbounded)
@@ -447,14 +539,44 @@ impl<K: DeserializeOwned, V: DeserializeOwned> Subscription<K, V> {
 mod tests {
     use super::*;
 
+    /// A top-N made once keeps its index through writes, deletions and a snapshot's load.
+    #[test]
+    fn a_top_query_is_answered_from_an_index_kept_up_to_date() {
+        let store = store_with(&[("\"a\"", "3", 1), ("\"b\"", "9", 2), ("\"c\"", "3", 3)]);
+        let top = |store: &TableStore, n| -> Vec<(String, String)> {
+            let rows = store.top("", n).into_iter();
+            rows.map(|(_, k, s)| (utf8(&k), utf8(&s.value))).collect()
+        };
+        let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+            v.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        assert_eq!(top(&store, 2), pairs(&[("\"b\"", "9"), ("\"a\"", "3")]));
+        assert_eq!(store.read().ranks.len(), 1, "the first query made the index");
+        let mut cx = Cx::new(0, 0, None);
+        let pos = |n| Position { writer: 0, n, index: 0 };
+        store.put_at(b"\"c\"".to_vec(), Some(b"10".to_vec()), 4, pos(0), &mut cx);
+        store.put_at(b"\"b\"".to_vec(), None, 5, pos(1), &mut cx);
+        store.put_at(b"\"d\"".to_vec(), Some(b"\"text\"".to_vec()), 6, pos(2), &mut cx);
+        let want = pairs(&[("\"c\"", "10"), ("\"a\"", "3"), ("\"d\"", "\"text\"")]);
+        assert_eq!(top(&store, 5), want);
+        let mut saved = Vec::new();
+        store.save(&mut saved).unwrap();
+        store.load(&mut saved.as_slice(), true).unwrap();
+        assert_eq!(top(&store, 5), want, "the index was rebuilt over the loaded rows");
+    }
+
+    fn utf8(b: &[u8]) -> String {
+        String::from_utf8(b.to_vec()).unwrap()
+    }
+
     fn store_with(entries: &[(&str, &str, i64)]) -> TableStore {
         let store = TableStore::new(0, Arc::from("changelog"));
-        let mut map = store.map.write().unwrap_or_else(|p| p.into_inner());
+        let mut rows = store.write();
         for (k, v, ts) in entries {
             let value = Bytes::copy_from_slice(v.as_bytes());
-            map.insert(Bytes::copy_from_slice(k.as_bytes()), Stamped { value, ts: *ts });
+            rows.map.insert(Bytes::copy_from_slice(k.as_bytes()), Stamped { value, ts: *ts });
         }
-        drop(map);
+        drop(rows);
         store
     }
 

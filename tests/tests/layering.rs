@@ -22,6 +22,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "calendar",
             "position",
             "codec",
+            "rank",
             "context",
             "state",
             "log_access",

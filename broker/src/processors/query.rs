@@ -8,8 +8,6 @@
 //! never block a task for longer than one copy. The registry lock is held only to find the
 //! table: the scan and the ranking run without it.
 
-use std::cmp::Ordering;
-
 use eddy_processor::TableReader;
 use eddy_protocol::v1;
 use serde_json::Value;
@@ -135,25 +133,6 @@ fn select(
                 .take(limit)
                 .collect()
         }
-        v1::query_table_request::Query::Top(t) => {
-            let rank = |v: &Value| -> Option<f64> {
-                let v = if t.by.is_empty() { v } else { v.get(&t.by)? };
-                v.as_f64()
-            };
-            // Rank and key text computed once per row; only the top n are sorted.
-            let mut all: Vec<(Option<f64>, String, Value, Value)> =
-                reader.scan().into_iter().map(|(k, v)| (rank(&v), k.to_string(), k, v)).collect();
-            let order = |a: &(Option<f64>, String, Value, Value),
-                         b: &(Option<f64>, String, Value, Value)| {
-                b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal).then_with(|| a.1.cmp(&b.1))
-            };
-            let n = (t.n as usize).min(all.len());
-            if n > 0 && n < all.len() {
-                all.select_nth_unstable_by(n - 1, order);
-            }
-            all.truncate(n);
-            all.sort_by(order);
-            all.into_iter().map(|(_, _, k, v)| (k, v)).collect()
-        }
+        v1::query_table_request::Query::Top(t) => reader.top(&t.by, t.n as usize),
     })
 }
