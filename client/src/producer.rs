@@ -47,12 +47,15 @@
 //! (else `OUT_OF_ORDER_SEQUENCE`, nothing written), and answers a batch matching one of the
 //! last five it appended as a duplicate, with the original offsets.
 //!
-//! **What the client may rely on from the broker: nothing about order.** The broker handles
-//! each request of a connection in a task of its own and answers in completion order, so two
-//! produce requests on one connection — even for one partition — may be appended and answered
-//! in either order (so may two calls on an embedded broker). The sequence check is what orders
-//! a partition's batches; this producer is built so that the check never has to refuse
-//! anything it cannot repair:
+//! **What the client may rely on from the broker about order.** Over one TCP connection, an
+//! eddy broker appends a connection's produce requests in the order they arrived (it checks
+//! them concurrently and waits for their fsyncs concurrently, but takes their appends in turn);
+//! it answers every request in completion order, and runs other requests concurrently. The
+//! embedded transport (`Broker` in-process) gives no order at all: each call runs on its own.
+//! The producer's guarantees do not rest on that order — the broker's sequence check is what
+//! orders a partition's batches, whatever order requests are handled in — the order only
+//! spares resends. The producer keeps its side of the sequence check, so that the broker never
+//! refuses a batch the producer cannot repair:
 //!
 //! - Up to [`ProducerConfig::max_in_flight`] (at most [`MAX_IDEMPOTENT_IN_FLIGHT`] = 5, as in
 //!   Kafka) batches per partition are numbered and unacknowledged at once. So every batch the
