@@ -21,7 +21,7 @@ use eddy_client::{ClientError, Transport};
 use eddy_protocol::v1::{self, request, response};
 
 use crate::config::BrokerConfig;
-use crate::data::Data;
+use crate::data::{AppendTurn, Data};
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
 use crate::groups::records::OFFSETS_TOPIC;
@@ -203,6 +203,16 @@ impl Broker {
     /// Handles one request body. `Ok(None)` means no response is owed (produce with
     /// `ACKS_NONE`).
     pub async fn handle(&self, body: request::Body) -> Result<Option<response::Body>, BrokerError> {
+        self.handle_in_turn(body, AppendTurn::default()).await
+    }
+
+    /// [`handle`](Self::handle) for a request of a connection: a produce appends in `turn`,
+    /// after the connection's earlier produces (see [`Data::produce`]).
+    pub async fn handle_in_turn(
+        &self,
+        body: request::Body,
+        turn: AppendTurn,
+    ) -> Result<Option<response::Body>, BrokerError> {
         self.inner.topics.check_running()?;
         use request::Body as Rq;
         // Exhaustive: a new request kind does not compile until it has a service.
@@ -216,7 +226,7 @@ impl Broker {
             | Rq::Produce(_)
             | Rq::Fetch(_)
             | Rq::ListOffsets(_)
-            | Rq::InitProducer(_) => self.handle_data(body).await,
+            | Rq::InitProducer(_) => self.handle_data(body, turn).await,
             Rq::GroupHeartbeat(_)
             | Rq::OffsetCommit(_)
             | Rq::OffsetFetch(_)
@@ -236,7 +246,11 @@ impl Broker {
     }
 
     /// Topics, produce, fetch and the handshake.
-    async fn handle_data(&self, body: request::Body) -> Answer<Option<response::Body>> {
+    async fn handle_data(
+        &self,
+        body: request::Body,
+        turn: AppendTurn,
+    ) -> Answer<Option<response::Body>> {
         use request::Body as Rq;
         use response::Body as Rs;
         Ok(Some(match body {
@@ -261,7 +275,7 @@ impl Broker {
                     partitions: topic.partition_info(),
                 })
             }
-            Rq::Produce(r) => return Ok(self.data().produce(r).await?.map(Rs::Produce)),
+            Rq::Produce(r) => return Ok(self.data().produce(r, turn).await?.map(Rs::Produce)),
             Rq::Fetch(r) => {
                 if let Some(member) = &r.member {
                     self.inner.groups.check_member_fetch(member, &r)?;

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use eddy_protocol::v1;
 use eddy_protocol::{ErrorCode, PROTOCOL_VERSION};
 use eddy_storage::{AppendInfo, Flush, Log, ValidBatch};
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::config::BrokerConfig;
@@ -63,30 +64,51 @@ impl Data<'_> {
         v1::MetadataResponse { broker_address: self.config.listen.to_string(), topics }
     }
 
+    /// Appends a produce request's batches. `turn` is its place in its connection's order:
+    /// the batches are checked first (checksums of several requests run at once), then
+    /// appended only once the connection's previous produce has appended, so the requests of
+    /// one connection append in the order they arrived — what lets an idempotent producer keep
+    /// several batches of a partition in flight without their sequences arriving out of order.
+    /// Waiting for an fsync comes after the turn is passed on, so fsyncs are still shared.
     pub async fn produce(
         &self,
         r: v1::ProduceRequest,
+        mut turn: AppendTurn,
     ) -> Result<Option<v1::ProduceResponse>, BrokerError> {
         let acks =
             v1::Acks::try_from(r.acks).map_err(|_| BrokerError::Malformed("unknown acks value"))?;
-        let mut pending = Vec::new();
+        let mut checked = Vec::with_capacity(r.topics.len());
         for t in r.topics {
             let topic = if crate::topic::is_internal(&t.topic) {
                 Err(BrokerError::InternalTopic(t.topic.clone()))
             } else {
                 self.topics.get(&t.topic)
             };
-            let mut parts = Vec::with_capacity(t.partitions.len());
-            for p in t.partitions {
-                let log = partition_of(&topic, p.partition);
-                let job = match log {
-                    Ok(log) => Ok(self.append(log, p.batch, acks)),
-                    Err(e) => Err(e),
-                };
-                parts.push((p.partition, job));
-            }
-            pending.push((t.topic, parts));
+            let parts: Vec<_> = t
+                .partitions
+                .into_iter()
+                .map(|p| {
+                    let job =
+                        partition_of(&topic, p.partition).map(|log| (log, self.check(p.batch)));
+                    (p.partition, job)
+                })
+                .collect();
+            checked.push((t.topic, parts));
         }
+        turn.wait().await;
+        let pending: Vec<_> = checked
+            .into_iter()
+            .map(|(name, parts)| {
+                let parts: Vec<_> = parts
+                    .into_iter()
+                    .map(|(partition, job)| {
+                        (partition, job.map(|(log, valid)| append(log, valid, acks)))
+                    })
+                    .collect();
+                (name, parts)
+            })
+            .collect();
+        turn.pass();
         let mut topics = Vec::with_capacity(pending.len());
         for (name, parts) in pending {
             let mut partitions = Vec::with_capacity(parts.len());
@@ -100,7 +122,7 @@ impl Data<'_> {
                         }
                         Err(join) => Err(v1::Error::new(
                             ErrorCode::Unknown,
-                            format!("append task failed: {join}"),
+                            format!("fsync task failed: {join}"),
                         )),
                     },
                     Err(e) => Err(e),
@@ -126,32 +148,16 @@ impl Data<'_> {
         Ok((acks != v1::Acks::None).then_some(v1::ProduceResponse { topics }))
     }
 
-    /// Checks and appends `batch`. An append that may wait for an fsync (acks=durable, or a
-    /// topic flushed on every append) runs on a blocking thread; any other takes microseconds
-    /// (a checksum pass and a write into the page cache) and runs here, which saves a thread
-    /// hand-off per batch — on a small machine that hand-off is what latency tails are made of.
-    fn append(&self, log: Arc<Log>, batch: Bytes, acks: v1::Acks) -> Append {
+    /// Checks a batch's size and checksums, before it waits for its turn to append.
+    fn check(&self, batch: Bytes) -> Result<ValidBatch, eddy_storage::Error> {
         let max = self.config.limits.max_batch_bytes;
-        let may_wait = acks == v1::Acks::Durable || log.config().flush == Flush::Always;
-        let work = move || {
-            if batch.len() as u64 > u64::from(max) {
-                return Err(eddy_storage::Error::BatchTooLarge {
-                    size: batch.len() as u64,
-                    max: u64::from(max),
-                });
-            }
-            let batch = ValidBatch::check(batch)?;
-            let info = log.append_valid(&batch)?;
-            if acks == v1::Acks::Durable {
-                log.sync_through(info.last_offset + 1)?;
-            }
-            Ok(info)
-        };
-        if may_wait {
-            Append::Blocking(tokio::task::spawn_blocking(work))
-        } else {
-            Append::Done(work())
+        if batch.len() as u64 > u64::from(max) {
+            return Err(eddy_storage::Error::BatchTooLarge {
+                size: batch.len() as u64,
+                max: u64::from(max),
+            });
         }
+        Ok(ValidBatch::check(batch)?)
     }
 
     /// Reads every requested partition; if fewer than `min_bytes` are available, waits for
@@ -310,10 +316,27 @@ impl Data<'_> {
     }
 }
 
-/// An append in progress: done already, or running on a blocking thread.
+/// Appends a checked batch now, in the caller's turn, and starts the fsync its answer waits
+/// for, if any (acks=durable, or a topic flushed on every append). The append itself is a
+/// write into the page cache and runs here; only the fsync wait goes to a blocking thread, so
+/// the next request's append need not wait for it and joins the same fsync.
+fn append(log: Arc<Log>, valid: Result<ValidBatch, eddy_storage::Error>, acks: v1::Acks) -> Append {
+    let info = match valid.and_then(|batch| log.append_valid_unsynced(&batch)) {
+        Ok(info) => info,
+        Err(e) => return Append::Done(Err(e)),
+    };
+    if acks == v1::Acks::Durable || log.config().flush == Flush::Always {
+        let sync = move || log.sync_through(info.last_offset + 1).map(|()| info);
+        Append::Syncing(tokio::task::spawn_blocking(sync))
+    } else {
+        Append::Done(Ok(info))
+    }
+}
+
+/// An append done, perhaps waiting for its fsync on a blocking thread.
 enum Append {
     Done(Result<AppendInfo, eddy_storage::Error>),
-    Blocking(tokio::task::JoinHandle<Result<AppendInfo, eddy_storage::Error>>),
+    Syncing(tokio::task::JoinHandle<Result<AppendInfo, eddy_storage::Error>>),
 }
 
 impl Append {
@@ -322,8 +345,39 @@ impl Append {
     ) -> Result<Result<AppendInfo, eddy_storage::Error>, tokio::task::JoinError> {
         match self {
             Append::Done(outcome) => Ok(outcome),
-            Append::Blocking(handle) => handle.await,
+            Append::Syncing(handle) => handle.await,
         }
+    }
+}
+
+/// A produce request's place in its connection's order of appends: it appends after the
+/// previous produce of the connection has (or has given up), and lets the next one go once it
+/// has appended. The default turn waits for nobody (a request without a connection: the
+/// embedded transport, the Kafka listener).
+#[derive(Debug, Default)]
+pub struct AppendTurn {
+    /// Completes (or is dropped) once the previous produce has appended.
+    after: Option<oneshot::Receiver<()>>,
+    /// Dropped once this request has appended, or if it never gets to: wakes the next one.
+    then: Option<oneshot::Sender<()>>,
+}
+
+impl AppendTurn {
+    /// The next turn of a connection whose last produce passes on through `last`.
+    pub fn next(last: &mut Option<oneshot::Receiver<()>>) -> Self {
+        let (then, passed) = oneshot::channel();
+        Self { after: last.replace(passed), then: Some(then) }
+    }
+
+    async fn wait(&mut self) {
+        if let Some(after) = self.after.take() {
+            // Sent or dropped, either way the previous request is done appending.
+            let _ = after.await;
+        }
+    }
+
+    fn pass(&mut self) {
+        self.then = None;
     }
 }
 

@@ -7,6 +7,11 @@
 //!   `TOO_MANY_IN_FLIGHT`, except `ACKS_NONE` produces, which cannot be answered and so wait
 //!   for a slot. A writer task sends responses in completion order, coalescing whatever is
 //!   ready into one write.
+//! - Order: a connection's produce requests *append* in the order they arrived (each takes an
+//!   [`AppendTurn`] after the previous one's; checksums before and fsync waits after still
+//!   overlap), so an idempotent producer's pipelined batches of a partition reach the log in
+//!   sequence order. Nothing else is ordered: answers go out as requests complete, and other
+//!   requests run concurrently with produces and with each other.
 //! - A frame longer than `max_frame_bytes` is refused from its length prefix alone, before any
 //!   allocation; a frame that does not decode is answered `MALFORMED_REQUEST`. Either closes
 //!   only that connection. A connection with no complete frame and nothing in flight for
@@ -25,12 +30,13 @@ use eddy_protocol::{ErrorCode, FrameDecoder, FrameError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::broker::Broker;
 use crate::config::Limits;
+use crate::data::AppendTurn;
 use crate::wire::{self, Frame};
 
 /// How long a stopping broker waits for a connection's in-flight answers to go out.
@@ -116,6 +122,8 @@ struct Connection {
     _slot: OwnedSemaphorePermit,
     peer: SocketAddr,
     in_flight: Arc<Semaphore>,
+    /// Passed on once the connection's latest produce has appended.
+    last_append: Option<oneshot::Receiver<()>>,
 }
 
 /// Why a connection's read loop ended.
@@ -138,7 +146,7 @@ impl Connection {
         peer: SocketAddr,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight as usize));
-        Self { broker, limits, stopped, _slot: slot, peer, in_flight }
+        Self { broker, limits, stopped, _slot: slot, peer, in_flight, last_append: None }
     }
 
     async fn run(mut self, stream: TcpStream) {
@@ -227,7 +235,7 @@ impl Connection {
     }
 
     async fn dispatch(
-        &self,
+        &mut self,
         request: Request,
         tx: &mpsc::Sender<Frame>,
         requests: &mut JoinSet<()>,
@@ -260,10 +268,14 @@ impl Connection {
                 return tx.send(frame).await.map_err(|_| Close::WriterGone);
             }
         };
+        let turn = match &body {
+            v1::request::Body::Produce(_) => AppendTurn::next(&mut self.last_append),
+            _ => AppendTurn::default(),
+        };
         let broker = self.broker.clone();
         let tx = tx.clone();
         requests.spawn(async move {
-            let response = match broker.handle(body).await {
+            let response = match broker.handle_in_turn(body, turn).await {
                 Ok(Some(body)) => Response { correlation_id, error: None, body: Some(body) },
                 Ok(None) => return,
                 Err(e) => Response { correlation_id, error: Some(e.to_wire()), body: None },

@@ -3,8 +3,9 @@
 //! idempotent dedupe by sequence, fetch from the batch holding an offset, list offsets.
 //!
 //! Faults are injected on demand: lose the answer of a produce after appending it (the case
-//! idempotence exists for), refuse the next produce with an error code, or refuse batches
-//! above a size.
+//! idempotence exists for), refuse the next produce with an error code, refuse batches above a
+//! size, or give chosen produces their own latency (so a later request can be handled before an
+//! earlier one, as the real broker may).
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -24,8 +25,9 @@ pub(crate) struct PartitionLog {
     pub batches: Vec<Bytes>,
     pub start_offset: u64,
     pub next_offset: u64,
-    /// producer id -> (first_seq, last_seq, base_offset, last_offset) of its last batch.
-    producers: HashMap<i64, (i32, i32, u64, u64)>,
+    /// producer id -> (first_seq, last_seq, base_offset, last_offset) of its last
+    /// `RETAINED_BATCHES` batches, oldest first (the storage's duplicate window).
+    producers: HashMap<i64, VecDeque<(i32, i32, u64, u64)>>,
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +45,11 @@ pub(crate) struct State {
     /// Batches larger than this are refused with `BATCH_TOO_LARGE`, as by the broker's
     /// `max_batch_bytes` (`None`: no limit).
     pub max_batch_bytes: Option<usize>,
+    /// (partition, base sequence) of every batch of every produce call, in the order the calls
+    /// were made (before their latency).
+    pub arrivals: Vec<(u32, i32)>,
+    /// Latencies of the next produce calls, in the order they are made (then `produce_latency`).
+    pub produce_delays: VecDeque<Duration>,
     /// Produce calls being handled now, per (topic, partition), and the most ever seen.
     in_flight: HashMap<(String, u32), u32>,
     pub max_in_flight_per_partition: u32,
@@ -126,6 +133,12 @@ impl FakeBroker {
         let partitions = Self::produce_partitions(&body);
         {
             let mut state = self.state.lock().unwrap();
+            if let request::Body::Produce(p) = &body {
+                for part in p.topics.iter().flat_map(|t| &t.partitions) {
+                    let header = BatchHeader::parse(&part.batch).unwrap();
+                    state.arrivals.push((part.partition, header.base_sequence));
+                }
+            }
             for key in &partitions {
                 let n = state.in_flight.entry(key.clone()).or_default();
                 *n += 1;
@@ -133,8 +146,12 @@ impl FakeBroker {
                 state.max_in_flight_per_partition = state.max_in_flight_per_partition.max(n);
             }
         }
-        if !partitions.is_empty() && !self.produce_latency.is_zero() {
-            tokio::time::sleep(self.produce_latency).await;
+        if !partitions.is_empty() {
+            let delay = self.state.lock().unwrap().produce_delays.pop_front();
+            let latency = delay.unwrap_or(self.produce_latency);
+            if !latency.is_zero() {
+                tokio::time::sleep(latency).await;
+            }
         }
         let result = self.handle(body);
         let mut state = self.state.lock().unwrap();
@@ -185,18 +202,24 @@ fn metadata(state: &State, m: v1::MetadataRequest) -> v1::MetadataResponse {
     v1::MetadataResponse { broker_address: "fake".into(), topics }
 }
 
+/// Batches remembered per producer for duplicate detection, as by the storage.
+const RETAINED_BATCHES: usize = 5;
+
 /// Appends like the log: assigns the base offset, dedupes idempotent batches.
 fn append(log: &mut PartitionLog, batch: &[u8]) -> Result<(u64, u64, bool), ErrorCode> {
     let header = validate_for_append(batch).map_err(|_| ErrorCode::InvalidBatch)?.header;
     let (first_seq, last_seq) = (header.base_sequence, header.last_sequence());
     if header.is_idempotent() {
-        match log.producers.get(&header.producer_id) {
-            Some(&(f, l, base, last)) if (f, l) == (first_seq, last_seq) => {
-                return Ok((base, last, true));
-            }
-            Some(&(_, l, _, _)) if first_seq != l + 1 => return Err(ErrorCode::OutOfOrderSequence),
-            None if first_seq != 0 => return Err(ErrorCode::OutOfOrderSequence),
-            _ => {}
+        let known = log.producers.get(&header.producer_id);
+        let retained = known.into_iter().flatten();
+        if let Some(&(_, _, base, last)) =
+            retained.clone().find(|(f, l, _, _)| (*f, *l) == (first_seq, last_seq))
+        {
+            return Ok((base, last, true));
+        }
+        let expected = retained.last().map_or(0, |&(_, l, _, _)| l + 1);
+        if first_seq != expected {
+            return Err(ErrorCode::OutOfOrderSequence);
         }
     }
     let base = log.next_offset;
@@ -206,7 +229,11 @@ fn append(log: &mut PartitionLog, batch: &[u8]) -> Result<(u64, u64, bool), Erro
     let last = base + u64::from(header.last_offset_delta);
     log.next_offset = last + 1;
     if header.is_idempotent() {
-        log.producers.insert(header.producer_id, (first_seq, last_seq, base, last));
+        let retained = log.producers.entry(header.producer_id).or_default();
+        if retained.len() == RETAINED_BATCHES {
+            retained.pop_front();
+        }
+        retained.push_back((first_seq, last_seq, base, last));
     }
     Ok((base, last, false))
 }

@@ -118,6 +118,12 @@ pub enum ClientError {
          send them in separate batches or name the partition"
     )]
     KeysSpanPartitions { topic: String, first: u32, other: u32 },
+    /// An idempotent producer's batch was not sent again because an earlier batch of its
+    /// partition failed for good (`cause`): it cannot be appended in sequence after a refused
+    /// batch, and after a failure whose outcome is unknown its own outcome is unknown too (it
+    /// may have been written, exactly once, like any batch whose answer was lost).
+    #[error("{topic}/{partition}: an earlier batch of the partition failed: {cause}")]
+    PrecedingBatchFailed { topic: String, partition: u32, cause: Box<ClientError> },
 }
 
 impl ClientError {
@@ -183,6 +189,11 @@ impl Clone for ClientError {
             Self::KeysSpanPartitions { topic, first, other } => {
                 Self::KeysSpanPartitions { topic: topic.clone(), first: *first, other: *other }
             }
+            Self::PrecedingBatchFailed { topic, partition, cause } => Self::PrecedingBatchFailed {
+                topic: topic.clone(),
+                partition: *partition,
+                cause: cause.clone(),
+            },
         }
     }
 }

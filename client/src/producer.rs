@@ -42,14 +42,47 @@
 //!
 //! With [`ProducerConfig::idempotent`] the worker first gets a `(producer_id, epoch)` from
 //! `InitProducer`, and each partition numbers its records: a batch carries the sequence of its
-//! first record, fixed when it is first sent and kept across retries. A retry of a batch the
-//! broker already appended is answered as a duplicate with the original offsets — never written
-//! twice. To keep sequences in order without a reordering protocol, **an idempotent producer has
-//! at most one batch in flight per partition** (other partitions' batches share the request
-//! slots): a retry can never race its successor, the next batch keeps filling meanwhile, and
-//! when a batch fails for good its sequence is either reused (the broker refused it: nothing
-//! was written) or, if the failure leaves it unknown whether it was written, the producer takes
-//! a new identity from `InitProducer` so the next batch cannot be mistaken for it.
+//! first record, fixed when it is first sent and kept across retries. The broker appends a
+//! batch only if its sequence is the next one it expects from that producer on that partition
+//! (else `OUT_OF_ORDER_SEQUENCE`, nothing written), and answers a batch matching one of the
+//! last five it appended as a duplicate, with the original offsets.
+//!
+//! **What the client may rely on from the broker about order.** Over one TCP connection, an
+//! eddy broker appends a connection's produce requests in the order they arrived (it checks
+//! them concurrently and waits for their fsyncs concurrently, but takes their appends in turn);
+//! it answers every request in completion order, and runs other requests concurrently. The
+//! embedded transport (`Broker` in-process) gives no order at all: each call runs on its own.
+//! The producer's guarantees do not rest on that order — the broker's sequence check is what
+//! orders a partition's batches, whatever order requests are handled in — the order only
+//! spares resends. The producer keeps its side of the sequence check, so that the broker never
+//! refuses a batch the producer cannot repair:
+//!
+//! - Up to [`ProducerConfig::max_in_flight`] (at most [`MAX_IDEMPOTENT_IN_FLIGHT`] = 5, as in
+//!   Kafka) batches per partition are numbered and unacknowledged at once. So every batch the
+//!   producer might resend is within the broker's window of five, and a resend of a batch that
+//!   was appended is always answered as a duplicate, never written twice.
+//! - A batch that fails retriably — a transport error (written or not: unknown), `NO_SPACE`,
+//!   `TOO_MANY_IN_FLIGHT`, or `OUT_OF_ORDER_SEQUENCE` for a batch that was sent while an
+//!   earlier batch of its partition was unresolved (that batch failed, or was handled after
+//!   it) — is resent with the same bytes, and the partition's resends go **one at a time in
+//!   sequence order**: a resend goes only once every earlier batch of the partition is
+//!   acknowledged, and new batches are numbered only behind the resends. A later sequence is
+//!   never resent before an earlier one. (The out-of-order case does not count against
+//!   [`ProducerConfig::retries`] and waits no backoff: by the time it is resent, the batches
+//!   before it are written, so it cannot happen to it twice.)
+//! - Deliveries resolve in order per partition: an acknowledged batch waits for every earlier
+//!   batch of its partition to be acknowledged or to fail.
+//! - When a numbered batch fails for good, the batches numbered behind it are **failed, not
+//!   resent** ([`ClientError::PrecedingBatchFailed`]): if the broker refused the batch, they
+//!   cannot be appended after it (and were not); if its outcome is unknown, theirs is as
+//!   unknown. Kafka instead renumbers them; here a batch's bytes are sealed with its sequence
+//!   once (the checksum covers it), and failing them is the behaviour that can never reorder or
+//!   duplicate a record. One of them whose answer already said "written" is delivered as
+//!   written. Then, as with a single batch in flight, the failed batch's sequence is reused if
+//!   the broker refused it (nothing from it on was written), or, if it may have been written or
+//!   the broker disagrees about its sequence, the producer takes a new identity from
+//!   `InitProducer` so no later batch can be taken for a duplicate of it. A partition's batches
+//!   under a new identity are numbered only once its batches under the old one have settled.
 //!
 //! Without idempotence, a partition may have several batches in flight, and a retried batch can
 //! land after a later one (as in Kafka with `max.in.flight > 1`).
@@ -67,6 +100,7 @@
 //! and then stop, as long as the runtime runs.
 
 mod batch;
+mod partition;
 mod worker;
 
 use std::collections::HashMap;
@@ -88,6 +122,12 @@ use crate::{ClientError, ErrorCode, Transport};
 use batch::{Pending, PendingBatch, Target};
 use worker::{Command, Worker};
 
+/// The most batches of one partition an idempotent producer keeps numbered and unacknowledged:
+/// the broker remembers the last five batches of each producer per partition (Kafka's rule, and
+/// the storage's `RETAINED_BATCHES`), and a resent batch must be among them to be recognised as
+/// a duplicate.
+pub const MAX_IDEMPOTENT_IN_FLIGHT: usize = 5;
+
 /// How a [`Producer`] batches, sends and retries.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
@@ -99,7 +139,9 @@ pub struct ProducerConfig {
     /// A batch is closed when the next record would take it past this size. A record larger
     /// than this goes alone in its own batch.
     pub batch_bytes: usize,
-    /// Produce requests in flight at once (per producer).
+    /// Produce requests in flight at once (per producer). With `idempotent`, also the most
+    /// batches of one partition numbered and not yet acknowledged; at most
+    /// [`MAX_IDEMPOTENT_IN_FLIGHT`] then, as in Kafka.
     pub max_in_flight: usize,
     /// Number the records so retries are never duplicated. Has no effect with
     /// `acks: None`, which gets no answers to learn duplicates from (as in Kafka, where the
@@ -139,6 +181,12 @@ impl ProducerConfig {
         let bad = |field, reason| Err(ClientError::Config { field, reason });
         if self.max_in_flight == 0 {
             return bad("max_in_flight", "must be at least 1");
+        }
+        if self.idempotent
+            && self.acks != v1::Acks::None
+            && self.max_in_flight > MAX_IDEMPOTENT_IN_FLIGHT
+        {
+            return bad("max_in_flight", "must be at most 5 for an idempotent producer");
         }
         if self.batch_bytes == 0 || self.buffer_bytes == 0 || self.request_bytes == 0 {
             return bad("batch_bytes, buffer_bytes, request_bytes", "must be at least 1");

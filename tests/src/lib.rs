@@ -12,6 +12,7 @@
 //! - [`broker`]: a real `eddy serve` process on an ephemeral port (start, SIGTERM, SIGKILL, RSS).
 //! - [`cli`]: the `eddy` command run to completion against a broker process.
 //! - [`raw_client`]: a blocking client that puts exact frames on the wire, with read deadlines.
+//! - [`reconnect`]: a client transport that reopens its connection to a restarted broker.
 //! - [`hostile`]: hostile frames for the broker, each with the answer a correct broker gives.
 //! - [`kafka_clients`]: real Kafka clients (kcat, confluent-kafka, kafka-python, kafkajs) as
 //!   processes, found where `./scripts/test` installs them; a missing one fails the test.
@@ -32,6 +33,7 @@ pub mod kafka_wire;
 pub mod members;
 pub mod processor_queries;
 pub mod raw_client;
+pub mod reconnect;
 pub mod workload;
 
 use eddy_storage::{Flush, LogConfig};

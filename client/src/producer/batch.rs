@@ -1,11 +1,11 @@
-//! One partition's batches as the worker holds them: records accepted from `send`, groups
-//! accepted whole from `send_batch`, a batch being filled, batches waiting to be sent or resent,
-//! and the partition's idempotence sequence.
+//! A batch as the worker holds it: records accepted from `send` (a batch being filled) or a
+//! group accepted whole from `send_batch`, and who is told how it ended. The queue a batch
+//! waits in, and its partition's sequence, are `partition.rs`.
 //!
 //! Invariants:
 //! - A batch is *open* (accepting records) until it is closed, which happens when a record does
 //!   not fit, on flush, when a group from `send_batch` arrives for its partition, or when it is
-//!   taken to be sent. Only the last batch of a queue can be open.
+//!   taken to be sent. Only the last batch of a partition's queue can be open.
 //! - A group from `send_batch` arrives already encoded (records only, no header) and is never
 //!   open: it is exactly one batch on the wire, with one waiter for all its records.
 //! - A batch is encoded exactly once, when first taken to be sent; from then on its bytes —
@@ -14,16 +14,15 @@
 //! - Every accepted record is completed exactly once: acknowledged with its offset, or failed
 //!   (a group's records together, through its one waiter).
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use eddy_storage::BatchBuilder;
-use eddy_storage::batch::header::add_sequence;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::Instant;
 
+use super::partition::SequenceState;
 use crate::ClientError;
 use crate::record::{BatchMetadata, ProducerRecord, RecordMetadata};
 
@@ -109,6 +108,9 @@ pub(super) struct Batch {
     pub maybe_written: bool,
     /// Send in a request of its own (a shared request was too large for the broker).
     pub alone: bool,
+    /// Its last send went out while an earlier batch of its partition was unresolved, so an
+    /// `OUT_OF_ORDER_SEQUENCE` answer may only mean that batch had not been appended yet.
+    pub sent_behind: bool,
 }
 
 impl Batch {
@@ -128,6 +130,7 @@ impl Batch {
             retry_at: None,
             maybe_written: false,
             alone: false,
+            sent_behind: false,
         }
     }
 
@@ -171,6 +174,11 @@ impl Batch {
 
     pub fn record_count(&self) -> u32 {
         self.records
+    }
+
+    /// Whether the batch carries a sequence (idempotent, and sent at least once).
+    pub fn is_numbered(&self) -> bool {
+        self.encoded.as_ref().is_some_and(|e| e.sequence.is_some())
     }
 
     /// When the batch may be sent: at once if closed, else when it has lingered; never before a
@@ -235,49 +243,5 @@ impl Batch {
             }
             Waiters::Group(done) => drop(done.send(Err(error.clone()))),
         }
-    }
-}
-
-/// The next sequence of one partition, for the identity it counts under.
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct SequenceState {
-    identity: Option<Identity>,
-    next: i32,
-}
-
-impl SequenceState {
-    /// The base sequence for `count` records under `identity` (a new identity starts at 0).
-    fn take(&mut self, identity: Identity, count: u32) -> i32 {
-        if self.identity != Some(identity) {
-            *self = Self { identity: Some(identity), next: 0 };
-        }
-        let base = self.next;
-        self.next = add_sequence(base, count);
-        base
-    }
-
-    /// A batch numbered from `base` under `identity` was refused without being written: the
-    /// next batch reuses its sequence. Only valid for the last batch numbered, which holds
-    /// while a partition has one batch in flight.
-    pub fn reuse(&mut self, identity: Identity, base: i32) {
-        if self.identity == Some(identity) {
-            self.next = base;
-        }
-    }
-}
-
-/// One (topic, partition)'s batches, oldest first.
-#[derive(Debug, Default)]
-pub(super) struct PartitionQueue {
-    pub batches: VecDeque<Batch>,
-    /// Batches of this partition in requests not yet answered.
-    pub in_flight: usize,
-    pub sequence: SequenceState,
-}
-
-impl PartitionQueue {
-    /// The batch accepting records, if any.
-    pub fn open_batch(&mut self) -> Option<&mut Batch> {
-        self.batches.back_mut().filter(|b| b.open)
     }
 }

@@ -128,7 +128,7 @@ async fn retry_after_a_lost_answer_is_answered_as_duplicate_with_the_original_of
 }
 
 #[tokio::test(start_paused = true)]
-async fn idempotent_producer_keeps_one_batch_in_flight_per_partition() {
+async fn idempotent_producer_keeps_five_batches_in_flight_per_partition() {
     let broker = Arc::new(FakeBroker {
         produce_latency: Duration::from_millis(20),
         ..FakeBroker::default()
@@ -138,7 +138,7 @@ async fn idempotent_producer_keeps_one_batch_in_flight_per_partition() {
         ProducerConfig { batch_bytes: 120, linger: Duration::ZERO, ..ProducerConfig::default() };
     let producer = Producer::new(Arc::clone(&broker), config).unwrap();
     let mut deliveries = Vec::new();
-    for i in 0..40 {
+    for i in 0..200 {
         deliveries.push(producer.send("t", Some((i % 2) as u32), value(i)).await.unwrap());
     }
     let mut next = [0u64; 2];
@@ -150,8 +150,7 @@ async fn idempotent_producer_keeps_one_batch_in_flight_per_partition() {
     }
     producer.close().await.unwrap();
     let state = broker.state.lock().unwrap();
-    assert_eq!(state.max_in_flight_per_partition, 1);
-    assert!(state.produces.len() > 2, "several requests were needed");
+    assert_eq!(state.max_in_flight_per_partition, 5);
     assert!(
         state
             .produces
@@ -159,6 +158,23 @@ async fn idempotent_producer_keeps_one_batch_in_flight_per_partition() {
             .any(|p| p.topics.iter().map(|t| t.partitions.len()).sum::<usize>() == 2),
         "one request carries both partitions"
     );
+    // Every batch went once, in sequence order: nothing was resent.
+    for partition in 0..2 {
+        let sequences: Vec<i32> =
+            state.arrivals.iter().filter(|(p, _)| *p == partition).map(|(_, s)| *s).collect();
+        assert!(sequences.windows(2).all(|w| w[0] < w[1]), "{sequences:?}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn idempotent_max_in_flight_above_five_is_refused() {
+    let broker = FakeBroker::with_topic("t", 1);
+    let config = ProducerConfig { max_in_flight: 6, ..ProducerConfig::default() };
+    let err = Producer::new(Arc::clone(&broker), config).unwrap_err();
+    assert!(matches!(err, ClientError::Config { field: "max_in_flight", .. }), "{err:?}");
+    let plain =
+        ProducerConfig { max_in_flight: 16, idempotent: false, ..ProducerConfig::default() };
+    Producer::new(broker, plain).unwrap().close().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -430,7 +446,7 @@ async fn keyless_groups_take_the_sticky_partition_round_robin() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn groups_keep_one_batch_in_flight_per_partition_when_idempotent() {
+async fn groups_keep_five_batches_in_flight_per_partition_when_idempotent() {
     let broker = Arc::new(FakeBroker {
         produce_latency: Duration::from_millis(20),
         ..FakeBroker::default()
@@ -438,7 +454,7 @@ async fn groups_keep_one_batch_in_flight_per_partition_when_idempotent() {
     broker.create("t", 2);
     let producer = Producer::new(Arc::clone(&broker), ProducerConfig::default()).unwrap();
     let mut deliveries = Vec::new();
-    for i in 0..10 {
+    for i in 0..20 {
         deliveries
             .push(producer.send_batch("t", Some(i % 2), group(i as usize * 5, 5)).await.unwrap());
     }
@@ -451,8 +467,8 @@ async fn groups_keep_one_batch_in_flight_per_partition_when_idempotent() {
     }
     producer.close().await.unwrap();
     let state = broker.state.lock().unwrap();
-    assert_eq!(state.max_in_flight_per_partition, 1);
-    assert_eq!(next, [25, 25]);
+    assert_eq!(state.max_in_flight_per_partition, 5);
+    assert_eq!(next, [50, 50]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -512,3 +528,5 @@ async fn acks_none_group_resolves_without_offsets() {
     producer.close().await.unwrap();
     assert_eq!(broker.values("t", 0).len(), 3);
 }
+
+mod idempotence;

@@ -1,5 +1,5 @@
 //! The producer's background task: owns every batch, decides when each is sent, and settles
-//! the answers.
+//! the answers (`answers.rs`).
 //!
 //! A single task owns all state, so there are no locks on the produce path. It waits on three
 //! things: commands from `Producer` (records, encoded groups, flushes), events from the requests it spawned
@@ -10,13 +10,16 @@
 //! - At most `max_in_flight` produce requests are outstanding (`in_flight.len()`; one owner,
 //!   so a count suffices where callers sharing a limit would need a semaphore), and at most one
 //!   batch per partition per request.
-//! - Idempotent: at most one batch per partition in flight (see the module docs of
-//!   `producer`), and a batch is numbered only while none of its partition is in flight.
-//! - `live` holds the id of every batch not yet settled; a flush waits until none older than
+//! - Idempotent: a partition's front batch goes only when its [`Gate`] is open — at most
+//!   `max_in_flight` numbered batches unsettled per partition, resends one at a time in
+//!   sequence order (see `partition.rs`).
+//! - `live` holds the id of every batch not yet completed; a flush waits until none older than
 //!   itself remains.
 //! - Batch ids, and so a partition's queue, follow the order of commands: a group from
 //!   `send_batch` closes its partition's open batch and queues behind it, so records keep the
 //!   order in which `send` and `send_batch` were called on one partition.
+
+mod answers;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -25,10 +28,11 @@ use eddy_protocol::v1::{self, request};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::batch::{Batch, Identity, PartitionQueue, Pending, PendingBatch, Target};
+use super::batch::{Batch, Identity, Pending, PendingBatch, Target};
+use super::partition::{Gate, PartitionQueue};
 use super::{ProducerConfig, Shared};
 use crate::partitioner::Sticky;
-use crate::{ClientError, ErrorCode, Transport, expect_body};
+use crate::{ClientError, Transport, expect_body};
 
 /// Commands the worker drains per wake-up before sending, so a burst fills batches.
 const COMMANDS_PER_ROUND: usize = 4096;
@@ -60,18 +64,6 @@ enum IdentityState {
     Unset,
     Requested,
     Ready(Identity),
-}
-
-/// How a settled batch ended.
-enum Settled {
-    Written {
-        base_offset: u64,
-        last_offset: u64,
-        duplicate: bool,
-    },
-    /// `ACKS_NONE`: handed to the transport.
-    Sent,
-    Failed(ClientError),
 }
 
 pub(super) struct Worker<T> {
@@ -277,7 +269,8 @@ impl<T: Transport> Worker<T> {
     /// Takes the ready batches for one request: the front batch of each partition that may
     /// send, up to `request_bytes`.
     fn collect_request(&mut self, now: Instant) -> Vec<Batch> {
-        let (idempotent, linger) = (self.config.idempotent, self.config.linger);
+        let (idempotent, linger, max) =
+            (self.config.idempotent, self.config.linger, self.config.max_in_flight);
         let identity = self.identity_ready();
         let mut need_identity = false;
         let mut out: Vec<Batch> = Vec::new();
@@ -287,11 +280,11 @@ impl<T: Transport> Worker<T> {
                 if out.first().is_some_and(|b| b.alone) {
                     break 'topics;
                 }
-                let Some(front) = queue.batches.front() else { continue };
-                if (idempotent && queue.in_flight > 0) || front.ready_at(linger) > now {
+                if queue.gate(idempotent, identity, max) != Gate::Open {
                     continue;
                 }
-                if front.alone && !out.is_empty() {
+                let Some(front) = queue.batches.front() else { continue };
+                if front.ready_at(linger) > now || (front.alone && !out.is_empty()) {
                     continue;
                 }
                 let len = front.len_bytes();
@@ -309,7 +302,7 @@ impl<T: Transport> Worker<T> {
                 if batch.encoded.is_none() {
                     batch.encode(identity.map(|id| (id, &mut queue.sequence)));
                 }
-                queue.in_flight += 1;
+                queue.sending(&mut batch);
                 bytes = bytes.saturating_add(len);
                 out.push(batch);
             }
@@ -397,7 +390,7 @@ impl<T: Transport> Worker<T> {
     fn on_init_failed(&mut self, error: ClientError) {
         self.identity = IdentityState::Unset;
         self.init_failures += 1;
-        if self.init_failures <= self.config.retries && retriable(&error) {
+        if self.init_failures <= self.config.retries && answers::retriable(&error) {
             tracing::warn!(%error, attempt = self.init_failures, "InitProducer failed; retrying");
             self.init_retry_at = Some(Instant::now() + self.backoff(self.init_failures));
             return;
@@ -419,141 +412,8 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    fn on_produced(
-        &mut self,
-        request: u64,
-        outcome: Result<Option<v1::ProduceResponse>, ClientError>,
-    ) {
-        let Some(batches) = self.in_flight.remove(&request) else { return };
-        match outcome {
-            Err(ClientError::RequestTooLarge { bytes, max }) if batches.len() > 1 => {
-                tracing::debug!(bytes, max, "produce request too large; sending its batches alone");
-                for mut batch in batches {
-                    batch.alone = true;
-                    self.requeue(batch);
-                }
-            }
-            Err(error) => {
-                for batch in batches {
-                    self.settle(batch, Settled::Failed(error.clone()));
-                }
-            }
-            Ok(None) => {
-                for batch in batches {
-                    self.settle(batch, Settled::Sent);
-                }
-            }
-            Ok(Some(response)) => {
-                let mut results: HashMap<(&str, u32), &v1::ProducePartitionResult> = HashMap::new();
-                for topic in &response.topics {
-                    for r in &topic.partitions {
-                        results.insert((topic.topic.as_str(), r.partition), r);
-                    }
-                }
-                for batch in batches {
-                    let settled = match results.get(&(&*batch.topic, batch.partition)) {
-                        None => Settled::Failed(ClientError::UnexpectedResponse(
-                            "produce response lacks a partition that was sent",
-                        )),
-                        Some(r) => match &r.error {
-                            Some(error) if error.error_code() != ErrorCode::None => {
-                                Settled::Failed(ClientError::Partition {
-                                    topic: batch.topic.to_string(),
-                                    partition: batch.partition,
-                                    error: error.clone(),
-                                })
-                            }
-                            _ => Settled::Written {
-                                base_offset: r.base_offset,
-                                last_offset: r.last_offset,
-                                duplicate: r.duplicate,
-                            },
-                        },
-                    };
-                    self.settle(batch, settled);
-                }
-            }
-        }
-    }
-
-    /// Puts a batch back at the front of its partition, no longer in flight.
-    fn requeue(&mut self, batch: Batch) {
-        self.landed(&batch);
-        self.queue(&batch.topic, batch.partition).batches.push_front(batch);
-    }
-
-    /// A batch of this partition is no longer in flight.
-    fn landed(&mut self, batch: &Batch) {
-        let queue = self.queue(&batch.topic, batch.partition);
-        debug_assert!(queue.in_flight > 0, "a batch landed that was not in flight");
-        queue.in_flight = queue.in_flight.saturating_sub(1);
-    }
-
     fn queue(&mut self, topic: &Arc<str>, partition: u32) -> &mut PartitionQueue {
         self.queues.entry(Arc::clone(topic)).or_default().entry(partition).or_default()
-    }
-
-    fn settle(&mut self, mut batch: Batch, settled: Settled) {
-        let error = match settled {
-            Settled::Written { base_offset, last_offset, duplicate } => {
-                self.landed(&batch);
-                let expected = base_offset + u64::from(batch.record_count().saturating_sub(1));
-                if last_offset != expected {
-                    tracing::warn!(topic = %batch.topic, partition = batch.partition, base_offset, last_offset, records = batch.record_count(), "acknowledged offsets do not span the batch");
-                }
-                if duplicate {
-                    tracing::debug!(topic = %batch.topic, partition = batch.partition, base_offset, "retry answered as a duplicate");
-                }
-                self.live.remove(&batch.id);
-                batch.complete(Some(base_offset));
-                return;
-            }
-            Settled::Sent => {
-                self.landed(&batch);
-                self.live.remove(&batch.id);
-                batch.complete(None);
-                return;
-            }
-            Settled::Failed(error) => error,
-        };
-        batch.maybe_written |= error.is_transport();
-        if matches!(error.code(), Some(ErrorCode::UnknownPartition | ErrorCode::UnknownTopic)) {
-            self.shared.forget(&batch.topic);
-        }
-        if batch.attempts < self.config.retries && retriable(&error) {
-            batch.attempts += 1;
-            batch.retry_at = Some(Instant::now() + self.backoff(batch.attempts));
-            tracing::debug!(topic = %batch.topic, partition = batch.partition, attempt = batch.attempts, %error, "produce failed; will retry");
-            self.requeue(batch);
-            return;
-        }
-        tracing::warn!(topic = %batch.topic, partition = batch.partition, %error, "produce failed");
-        self.after_final_failure(&batch, &error);
-        self.landed(&batch);
-        self.live.remove(&batch.id);
-        batch.fail(&error);
-    }
-
-    /// Keeps idempotent numbering sound after a batch failed for good.
-    fn after_final_failure(&mut self, batch: &Batch, error: &ClientError) {
-        let Some((identity, base)) = batch.encoded.as_ref().and_then(|e| e.sequence) else {
-            return;
-        };
-        let sequence_broken =
-            matches!(error.code(), Some(ErrorCode::OutOfOrderSequence | ErrorCode::ProducerFenced));
-        if batch.maybe_written || sequence_broken {
-            // The broker may hold this sequence (or disagrees about it): a new identity makes
-            // sure no later batch is taken for a duplicate of it.
-            if self.identity == IdentityState::Ready(identity) {
-                tracing::warn!(
-                    producer_id = identity.producer_id,
-                    "producer identity reset after an unresolved failure"
-                );
-                self.identity = IdentityState::Unset;
-            }
-        } else {
-            self.queue(&batch.topic, batch.partition).sequence.reuse(identity, base);
-        }
     }
 
     fn backoff(&self, attempt: u32) -> std::time::Duration {
@@ -565,13 +425,15 @@ impl<T: Transport> Worker<T> {
     /// `now` must be the instant `dispatch` just used: a deadline that passed between two
     /// readings of the clock would be neither sent nor waited for (a lost wake-up).
     fn next_wake(&self, now: Instant) -> Option<Instant> {
-        let idempotent = self.config.idempotent;
+        let (idempotent, max) = (self.config.idempotent, self.config.max_in_flight);
+        let identity = self.identity_ready();
         let mut wake = self.init_retry_at.filter(|at| *at > now);
         for queue in self.queues.values().flat_map(BTreeMap::values) {
-            let Some(front) = queue.batches.front() else { continue };
-            if idempotent && queue.in_flight > 0 {
+            // A blocked partition waits for an answer, which wakes the worker by itself.
+            if queue.gate(idempotent, identity, max) != Gate::Open {
                 continue;
             }
+            let Some(front) = queue.batches.front() else { continue };
             let at = front.ready_at(self.config.linger);
             if at > now {
                 wake = Some(wake.map_or(at, |w| w.min(at)));
@@ -579,10 +441,4 @@ impl<T: Transport> Worker<T> {
         }
         wake
     }
-}
-
-/// Whether resending the same batch may succeed.
-fn retriable(error: &ClientError) -> bool {
-    error.is_transport()
-        || matches!(error.code(), Some(ErrorCode::NoSpace | ErrorCode::TooManyInFlight))
 }
