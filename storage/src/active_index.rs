@@ -213,7 +213,8 @@ impl EntryFile {
         let len = self.kind.entry_len() as u64;
         let file_len = self.file.metadata().map_err(Error::io("stat", &self.path))?.len();
         let Some(bytes) = entries.checked_mul(len) else { return Ok(false) };
-        if file_len < HEADER_LEN as u64 || file_len - (HEADER_LEN as u64) < bytes {
+        // A segment with no entries yet may have an empty file: nothing was written to it.
+        if bytes > 0 && file_len.saturating_sub(HEADER_LEN as u64) < bytes {
             return Ok(false);
         }
         // Bounded by the file's real length, checked above.
@@ -482,5 +483,10 @@ mod tests {
         assert!(ActiveIndex::resume(&path, 0, &bad).unwrap().is_none());
         let long = IndexState { offset_entries: state.offset_entries + 1, ..state };
         assert!(ActiveIndex::resume(&path, 0, &long).unwrap().is_none());
+        // A segment nothing was indexed in yet: its files are empty, and that is its state.
+        let fresh = dir.path().join("t.log");
+        drop(ActiveIndex::create(&fresh, 77).unwrap());
+        let empty = ActiveIndex::resume(&fresh, 77, &IndexState::empty(77)).unwrap().unwrap();
+        assert_eq!(empty.position_for(80).unwrap(), 0);
     }
 }

@@ -74,6 +74,8 @@ struct Start {
     first_timestamp: Option<i64>,
     durable: u64,
     recovery_point: (u64, u64),
+    /// No usable checkpoint: the whole active segment is checked.
+    full_scan: bool,
 }
 
 pub(crate) fn open(dir: &Path, config: &LogConfig) -> Result<Recovered> {
@@ -103,6 +105,7 @@ pub(crate) fn open(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     };
     let (durable, recovery_point) = (start.durable, start.recovery_point);
     let stats = Stats::default();
+    stats.recovery_full_scans.store(u64::from(start.full_scan), Ordering::Relaxed);
     let mut check = Check { dir, bases: &bases, interval, stats: &stats, jobs: Vec::new() };
     let writer = check.run(start, &mut sealed)?;
     let jobs = check.jobs;
@@ -191,6 +194,7 @@ fn start_at(
         first_timestamp: checkpoint.first_timestamp,
         durable: offset,
         recovery_point: checkpoint.order(),
+        full_scan: false,
     }))
 }
 
@@ -231,6 +235,7 @@ fn fallback_start(dir: &Path, bases: &[u64], sealed: &[Arc<SealedSegment>]) -> R
         first_timestamp: None,
         durable: base,
         recovery_point: checkpoint.order(),
+        full_scan: true,
     })
 }
 

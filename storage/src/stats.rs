@@ -13,6 +13,7 @@ pub struct Stats {
     pub index_rebuilds: AtomicU64,
     pub recovery_truncated_bytes: AtomicU64,
     pub recovery_scanned_bytes: AtomicU64,
+    pub recovery_full_scans: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -34,6 +35,8 @@ pub struct StatsSnapshot {
     pub recovery_truncated_bytes: u64,
     /// Bytes read and checked when the log was opened: everything after the recovery point.
     pub recovery_scanned_bytes: u64,
+    /// 1 if the open found no usable recovery point and checked the whole active segment.
+    pub recovery_full_scans: u64,
 }
 
 impl Stats {
@@ -48,6 +51,7 @@ impl Stats {
             index_rebuilds: get(&self.index_rebuilds),
             recovery_truncated_bytes: get(&self.recovery_truncated_bytes),
             recovery_scanned_bytes: get(&self.recovery_scanned_bytes),
+            recovery_full_scans: get(&self.recovery_full_scans),
         }
     }
 }

@@ -73,6 +73,8 @@ fn torn_tail_is_cut_at_the_last_whole_batch_at_every_length() {
             batch_ends.iter().rev().find(|(end, _)| *end <= cut).copied().unwrap_or((0, 0));
         assert_eq!(log.next_offset(), next, "cut at {cut}");
         assert_eq!(log.stats().recovery_truncated_bytes, cut - whole_len, "cut at {cut}");
+        // From the recovery point written when the log was created.
+        assert_eq!(log.stats().recovery_full_scans, 0, "cut at {cut}");
         assert_eq!(fs::metadata(&active).unwrap().len(), whole_len);
         assert_eq!(read_all(&log, 0, 1000), model[..next as usize].to_vec());
         // Appends continue right after the last whole batch.
@@ -262,6 +264,7 @@ mod garbage {
             fs::write(dir.path().join("00000000000000000000.log"), &sealed_bytes).unwrap();
             fs::write(dir.path().join("00000000000000000100.log"), &active).unwrap();
             let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+            prop_assert_eq!(log.stats().recovery_full_scans, 1);
             prop_assert!(log.next_offset() >= 100);
             for from in [0u64, 1, 2, 3, 50, 99, 100] {
                 match log.read(from, 4096) {
@@ -388,6 +391,7 @@ fn a_torn_batch_after_the_recovery_point_is_cut_and_only_the_tail_is_read() {
     OpenOptions::new().write(true).open(&active).unwrap().set_len(torn_at).unwrap();
 
     let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
     assert_eq!(log.stats().recovery_scanned_bytes, torn_at - checkpointed);
     assert_eq!(log.stats().recovery_truncated_bytes, torn_at - (len - last));
     assert_eq!(stored_batches(&log), batches[..batches.len() - 1].to_vec());
@@ -408,6 +412,7 @@ fn open_after_a_crash_does_not_read_below_the_recovery_point() {
     let len = fs::metadata(&active).unwrap().len();
     assert!(checkpointed > 10 * (len - checkpointed), "the test wants a long prefix");
     let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
     assert_eq!(log.stats().recovery_scanned_bytes, len - checkpointed);
     assert_eq!(log.stats().recovery_truncated_bytes, 0);
     assert_eq!(stored_batches(&log), batches);
@@ -436,12 +441,14 @@ fn a_corrupt_checkpoint_falls_back_to_checking_the_whole_active_segment() {
     let len = fs::metadata(&active).unwrap().len();
 
     let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 1);
     assert_eq!(log.stats().recovery_scanned_bytes, len);
     assert_eq!(stored_batches(&log), batches);
     drop(log);
     // A missing one, too.
     fs::remove_file(checkpoint_path(dir.path())).unwrap();
     let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 1);
     assert_eq!(log.stats().recovery_scanned_bytes, len);
     assert_eq!(stored_batches(&log), batches);
 }
@@ -457,6 +464,7 @@ fn a_checkpoint_past_the_end_of_its_segment_falls_back_without_losing_data() {
     OpenOptions::new().write(true).open(&active).unwrap().set_len(kept).unwrap();
 
     let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 1);
     assert_eq!(log.stats().recovery_scanned_bytes, kept);
     assert_eq!(log.stats().recovery_truncated_bytes, 0);
     assert_eq!(stored_batches(&log), batches[..50].to_vec());
@@ -472,6 +480,28 @@ fn a_checkpoint_whose_index_entries_are_gone_falls_back() {
     OpenOptions::new().write(true).open(&index).unwrap().set_len(50).unwrap();
     let active = segment_paths(dir.path(), "log").pop().unwrap();
     let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 1);
     assert_eq!(log.stats().recovery_scanned_bytes, fs::metadata(&active).unwrap().len());
     assert_eq!(stored_batches(&log), batches);
+}
+
+#[test]
+fn a_recovery_point_at_a_segment_start_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    // A new log starts with a recovery point at offset 0; rolls move it to each new segment.
+    let model = {
+        let log = Log::open(dir.path(), small_config()).unwrap();
+        fill(&log, 3)
+    };
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
+    assert_eq!(read_all(&log, 0, 1 << 20), model);
+    let more = fill(&log, 40);
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
+    let active = segment_paths(dir.path(), "log").pop().unwrap();
+    assert_eq!(log.stats().recovery_scanned_bytes, fs::metadata(&active).unwrap().len());
+    let all: Vec<_> = model.into_iter().chain(more).collect();
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), all.len());
 }

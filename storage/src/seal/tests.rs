@@ -166,6 +166,7 @@ fn a_crash_with_a_seal_pending_checks_the_unsynced_segment_at_open() {
     drop(log);
 
     let log = Log::open(crashed.path(), config(64 << 10)).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
     let expect = log_len(crashed.path(), 0) - checkpointed + log_len(crashed.path(), second);
     assert_eq!(log.stats().recovery_scanned_bytes, expect, "scanned more or less than the tail");
     assert_eq!(log.stats().recovery_truncated_bytes, 0);
@@ -218,6 +219,7 @@ fn a_torn_unsynced_sealed_segment_is_cut_and_the_segments_after_it_deleted() {
     let second_len = log_len(crashed.path(), second);
 
     let log = Log::open(crashed.path(), config(64 << 10)).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
     assert_eq!(log.segment_count(), 1);
     assert_eq!(log.stats().recovery_truncated_bytes, (cut_to - (len - last_batch)) + second_len);
     assert_eq!(stored(&log), before[..19].to_vec(), "not every record below the tear survived");
