@@ -19,7 +19,8 @@
 //!
 //! It is not a database: records are never updated in place, and the only deletes are retention
 //! (whole segments) and compaction (superseded keys). It knows nothing of networking or async;
-//! the broker drives it from its own threads.
+//! the broker drives it from its own threads, and each open log runs one thread of its own
+//! (`worker`: sealing rolled segments, interval flushes, recovery-point checkpoints).
 
 pub mod batch;
 
