@@ -8,7 +8,7 @@
 //! cargo run --release -p eddy-bench -- <workload> [--records N] [--record-bytes B] [--batch R]
 //!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--api record|batch]
 //!     [--idempotent true|false] [--batches 1,10,...] [--partitions P] [--dir DIR] [--json FILE]
-//!     [--only rust|sql] [--shapes 1000000x100,300000x1024]
+//!     [--only rust|sql] [--shapes 1000000x100,300000x1024] [--broker PATH]
 //! cargo run --release -p eddy-bench -- plot [DIR]       (default DIR: docs/bench)
 //! cargo run --release -p eddy-bench -- machine [DIR]    (DIR: where the data goes; default /tmp)
 //!
@@ -21,8 +21,12 @@
 //! batch-sweep   produce throughput with --batches records per send_batch, TCP and embedded
 //! memory        resident memory of a child `eddy serve` while --records of 1 KiB (default
 //!               5.12 GB) are produced to it
+//! rolls         produce latency of a child `eddy serve` across three 1 GiB segment rolls, at
+//!               --rate records/s (default 32,000,000 of 100 B at 1,000,000/s)
 //! e2e           publish-to-receive latency at --rate records/s, both transports
-//! recovery      Log::open time with 10, 100, 1000 sealed segments, after a clean stop and kill -9
+//! recovery      Log::open time with 10, 100, 1000 sealed segments, after a clean stop and kill -9;
+//!               and of a 1 GiB active segment with its recovery point 10 MB from the end,
+//!               against the same files without the checkpoint
 //! groups        consumer group throughput with 1, 2, 4 members, against one plain consumer
 //! rebalance     time from a member leaving (or dying) to every partition owned again
 //! processor     per-URL count of an access log: embedded and deployed to the server, 1 and 2
@@ -60,6 +64,7 @@ mod query;
 mod recovery;
 mod replay;
 mod report;
+mod rolls;
 mod sql;
 mod storage;
 mod svg;
@@ -71,7 +76,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 
-const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, e2e, \
+const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
                          plot, machine";
 
@@ -84,6 +89,10 @@ fn main() -> Result<()> {
         // The writer child of the recovery workload (not for direct use).
         let (dir, segments) = (args.next().context("dir")?, args.next().context("segments")?);
         return recovery::run_fill_child(&dir, &segments);
+    }
+    if workload == "recovery-fill-active" {
+        // The writer child of the recovery workload's recovery-point case (not for direct use).
+        return recovery::run_fill_active_child(&args.next().context("dir")?);
     }
     if workload == "plot" {
         let dir = args.next().map_or_else(|| PathBuf::from("docs/bench"), PathBuf::from);
@@ -107,6 +116,7 @@ fn main() -> Result<()> {
         "consume" => consume::run(&opts)?,
         "batch-sweep" => sweep::run(&opts)?,
         "memory" => memory::run(&opts)?,
+        "rolls" => rolls::run(&opts)?,
         "e2e" => net::run_e2e(&opts)?,
         "recovery" => recovery::run(&opts)?,
         "groups" => groups::run_throughput(&opts)?,

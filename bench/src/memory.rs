@@ -49,7 +49,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(30 * 60);
 const OVERHEAD_PER_RECORD: u64 = 64;
 
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
-    let binary = eddy_binary()?;
+    let binary = eddy_binary(opts)?;
     let deadline = Instant::now() + RUN_TIMEOUT;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -65,7 +65,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
             free as f64 / 1e9,
             need as f64 / 1e9
         );
-        let broker = BrokerChild::start(&binary, dir.path())?;
+        let broker = BrokerChild::start(&binary, dir.path(), TOPIC)?;
         runs.push(runtime.block_on(produce_and_sample(&broker, opts, deadline))?);
     }
     // The run with the median end / first-tenth ratio, and every run's ratio beside it.
@@ -222,7 +222,7 @@ fn mib(bytes: u64) -> String {
 }
 
 /// Free bytes for an unprivileged user on the filesystem of `dir`, from `df`.
-fn free_bytes(dir: &Path) -> Result<u64> {
+pub(crate) fn free_bytes(dir: &Path) -> Result<u64> {
     let out = Command::new("df").args(["-Pk"]).arg(dir).output().context("running df")?;
     ensure!(out.status.success(), "df {} failed: {}", dir.display(), out.status);
     let text = String::from_utf8_lossy(&out.stdout);
@@ -235,8 +235,13 @@ fn free_bytes(dir: &Path) -> Result<u64> {
     Ok(kib * 1024)
 }
 
-/// `eddy` in the directory of this executable (both are built into `target/release`).
-fn eddy_binary() -> Result<PathBuf> {
+/// `--broker`, or `eddy` in the directory of this executable (both are built into
+/// `target/release`).
+pub(crate) fn eddy_binary(opts: &Options) -> Result<PathBuf> {
+    if let Some(binary) = &opts.broker {
+        ensure!(binary.is_file(), "--broker {} is not a file", binary.display());
+        return Ok(binary.clone());
+    }
     let exe = std::env::current_exe()?;
     let binary = exe.with_file_name(format!("eddy{}", std::env::consts::EXE_SUFFIX));
     if !binary.is_file() {
@@ -249,15 +254,18 @@ fn eddy_binary() -> Result<PathBuf> {
 }
 
 /// A running `eddy serve`, killed (SIGKILL) and reaped on drop.
-struct BrokerChild {
+pub(crate) struct BrokerChild {
     child: Child,
-    pid: u32,
-    addr: String,
+    pub(crate) pid: u32,
+    pub(crate) addr: String,
     data_dir: PathBuf,
+    topic: String,
 }
 
 impl BrokerChild {
-    fn start(binary: &Path, dir: &Path) -> Result<BrokerChild> {
+    /// Starts `binary` on a data directory in `dir`; `topic` is the one whose partition 0
+    /// [`BrokerChild::partition_dir`] names.
+    pub(crate) fn start(binary: &Path, dir: &Path, topic: &str) -> Result<BrokerChild> {
         let data_dir = dir.join("data");
         let stderr = std::fs::File::create(dir.join("broker.stderr"))?;
         let mut command = Command::new(binary);
@@ -289,7 +297,8 @@ impl BrokerChild {
                 }
             }
         });
-        let mut broker = BrokerChild { child, pid, addr: String::new(), data_dir };
+        let mut broker =
+            BrokerChild { child, pid, addr: String::new(), data_dir, topic: topic.to_string() };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -309,9 +318,14 @@ impl BrokerChild {
         }
     }
 
+    /// The directory of the topic's partition 0.
+    pub(crate) fn partition_dir(&self) -> PathBuf {
+        self.data_dir.join("topics").join(&self.topic).join("0")
+    }
+
     /// Bytes of the partition's segment files.
     fn log_bytes(&self) -> Result<u64> {
-        let dir = self.data_dir.join("topics").join(TOPIC).join("0");
+        let dir = self.partition_dir();
         let mut total = 0;
         for entry in
             std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?

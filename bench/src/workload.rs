@@ -41,6 +41,10 @@ pub struct Options {
     /// Record counts and sizes the kafka workload runs, each `RECORDSxBYTES`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub shapes: Vec<(u64, usize)>,
+    /// The `eddy` binary the memory and rolls workloads start (default: the one beside this
+    /// one), e.g. an older build to compare with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<PathBuf>,
 }
 
 impl Options {
@@ -63,6 +67,7 @@ impl Options {
             partitions: 1,
             only: None,
             shapes: Vec::new(),
+            broker: None,
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
@@ -71,6 +76,8 @@ impl Options {
             // 5,000,000 records of 1 KiB: 5.12 GB of values.
             "memory" => (o.records, o.record_bytes, o.runs) = (5_000_000, 1024, 3),
             "batch-sweep" => o.runs = 3,
+            // 32,000,000 records of 100 B at 1,000,000/s: a 3.5 GB log, three rolls of 1 GiB.
+            "rolls" => (o.records, o.rate, o.runs) = (32_000_000, 1_000_000, 1),
             // Kafka's acks=1 cannot be idempotent in librdkafka, so neither side is by default.
             "kafka" => {
                 (o.runs, o.idempotent) = (5, false);
@@ -94,6 +101,7 @@ impl Options {
                 "--idempotent" => o.idempotent = value()?.parse()?,
                 "--partitions" => o.partitions = value()?.parse()?,
                 "--only" => o.only = Some(value()?),
+                "--broker" => o.broker = Some(value()?.into()),
                 "--shapes" => {
                     o.shapes = value()?
                         .split(',')

@@ -72,6 +72,12 @@ impl GroupCommit {
                 state = self.lock();
                 state.leader = false;
                 match outcome {
+                    // A failure elsewhere (the sealer's fsync of an older segment) while this
+                    // one ran: its success proves nothing about the bytes that failed.
+                    Ok(_) if state.failed => {
+                        self.cond.notify_all();
+                        return Err(WaitError::Failed);
+                    }
                     Ok(covered) => state.durable = state.durable.max(covered),
                     Err(e) => {
                         state.failed = true;
@@ -101,11 +107,21 @@ impl GroupCommit {
         !state.failed
     }
 
-    /// Marks offsets below `offset` durable without an fsync (the segment holding them was
-    /// fsynced when it was sealed).
+    /// Marks offsets below `offset` durable: the caller fsynced every segment holding them
+    /// (the sealer, having finished a segment). Ignored once an fsync has failed.
     pub fn mark_durable(&self, offset: u64) {
         let mut state = self.lock();
-        state.durable = state.durable.max(offset);
+        if !state.failed {
+            state.durable = state.durable.max(offset);
+        }
+        self.cond.notify_all();
+    }
+
+    /// Records an fsync failure found outside [`GroupCommit::wait`] (by the sealer): the durable
+    /// offset never moves again, and every waiter, present and future, fails.
+    pub fn fail(&self) {
+        let mut state = self.lock();
+        state.failed = true;
         self.cond.notify_all();
     }
 }

@@ -7,10 +7,12 @@
 //! timestamp is `delete_retention_ms` older than `now_ms`, so consumers that are behind still see
 //! the delete. A batch whose records all go is dropped, except the last batch of each idempotent
 //! producer, which stays as an empty batch so producer state can still be rebuilt from the log.
-//! The active segment is never touched.
+//! The active segment is never touched, nor a sealed one the background sealer or an open after
+//! a crash could still read (`Inner::may_clean`); a pass first waits for the seals queued before
+//! it.
 //!
-//! Each rewrite goes to `{base}.cleaned`, is fsynced with fresh index files, and is renamed over
-//! the segment; a crash leaves the old segment or the new one, and open deletes a stray
+//! Each rewrite goes to `{base}.cleaned`, is fsynced with fresh index files (mapped on first
+//! use, like a reopened log's), and is renamed over the segment; a crash leaves the old segment or the new one, and open deletes a stray
 //! `.cleaned`. Readers already holding the old segment keep reading its (unlinked) file.
 
 use std::collections::HashMap;
@@ -48,10 +50,12 @@ impl Log {
         if inner.config.cleanup != Cleanup::Compact {
             return Ok(report);
         }
+        // Segments rolled so far become rewritable once sealed.
+        inner.sealer.wait_for_queued();
         let sealed = inner.segments().sealed.clone();
         let plan = Plan::build(&sealed)?;
         let tombstone_cutoff = now_ms.saturating_sub(inner.config.delete_retention_ms);
-        for segment in &sealed {
+        for segment in sealed.iter().filter(|s| inner.may_clean(s)) {
             let Some(rewrite) = plan.rewrite(segment, tombstone_cutoff)? else {
                 continue;
             };
@@ -95,7 +99,6 @@ impl Log {
             file,
             bytes.len() as u64,
             interval,
-            Some(index.into_sealed()),
         );
         let _writer = inner.lock_writer()?;
         let segments = inner.segments();

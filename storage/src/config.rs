@@ -11,7 +11,8 @@ pub enum Flush {
     Always,
     /// fsync from a background thread at this interval; `append` returns once written.
     Interval(Duration),
-    /// Leave write-back to the operating system (segments are still fsynced when sealed).
+    /// Leave write-back to the operating system (segments are still fsynced once sealed, by
+    /// the log's background thread).
     Os,
 }
 

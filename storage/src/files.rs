@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! 00000000000000000000.log        record batches
-//! 00000000000000000000.index      sparse offset index (sealed segments)
-//! 00000000000000000000.timeindex  time index (sealed segments)
+//! 00000000000000000000.index      sparse offset index (header written when sealed)
+//! 00000000000000000000.timeindex  time index (header written when sealed)
 //! 00000000000000000000.producers  idempotent-producer state as of this segment's start
+//! recovery-point.checkpoint       where an open after a crash starts checking (`checkpoint`)
 //! .lock                           held while a Log has the directory open
 //! *.tmp, *.cleaned                half-written files; deleted on open
 //! ```

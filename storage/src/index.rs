@@ -1,10 +1,12 @@
 //! Sparse offset and time indexes for one segment.
 //!
-//! Both are arrays of fixed-size little-endian entries. The active segment keeps them in memory
-//! (they are rebuilt from the log on open, never trusted); sealing writes them to
-//! `.index`/`.timeindex` files behind a header that names the log length they describe, and
-//! sealed segments map those files read-only when first used. A file that is missing, of another
-//! length, or fails its checksum is rebuilt from the segment.
+//! Both are arrays of fixed-size little-endian entries in `.index`/`.timeindex` files, behind a
+//! header that names the log length they describe. The active segment appends its entries to
+//! the files as it goes (`active_index`), with the header left zero; sealing writes the header,
+//! and sealed segments map the files read-only when first used. A file that is missing, of
+//! another length, or fails its checksum is rebuilt from the segment ([`IndexBuilder`], which
+//! also builds compaction's output). The rule for when a batch gets entries is
+//! [`EntryClock`]'s, shared by both builders.
 //!
 //! ```text
 //! index file header (40 bytes)
@@ -38,27 +40,35 @@ pub const TIME_ENTRY_LEN: usize = 12;
 pub const VERSION: u8 = 1;
 pub const OFFSET_MAGIC: [u8; 4] = *b"EIDX";
 pub const TIME_MAGIC: [u8; 4] = *b"ETIX";
-const CRC_AT: usize = 36;
+pub const CRC_AT: usize = 36;
 const _: () = assert!(CRC_AT + 4 == HEADER_LEN);
 
-/// Index entries being built for a segment, plus the segment summary they end with.
+/// When a batch gets index entries, and the segment summary the entries end with: the rule both
+/// the in-memory [`IndexBuilder`] and the file-backed active index follow.
 #[derive(Debug, Clone)]
-pub struct IndexBuilder {
-    base_offset: u64,
-    offsets: Vec<u8>,
-    times: Vec<u8>,
-    last_time_entry: i64,
-    bytes_since_entry: u64,
+pub struct EntryClock {
+    pub base_offset: u64,
+    pub has_entries: bool,
+    pub last_time_entry: i64,
+    pub bytes_since_entry: u64,
+    /// Offset after the last batch accounted for.
     pub next_offset: u64,
+    /// Largest record timestamp so far (`i64::MIN` before the first batch).
     pub max_timestamp: i64,
 }
 
-impl IndexBuilder {
+/// The entries one batch adds, encoded.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NewEntries {
+    pub offset: Option<[u8; OFFSET_ENTRY_LEN]>,
+    pub time: Option<[u8; TIME_ENTRY_LEN]>,
+}
+
+impl EntryClock {
     pub fn new(base_offset: u64) -> Self {
         Self {
             base_offset,
-            offsets: Vec::new(),
-            times: Vec::new(),
+            has_entries: false,
             last_time_entry: i64::MIN,
             bytes_since_entry: 0,
             next_offset: base_offset,
@@ -66,26 +76,74 @@ impl IndexBuilder {
         }
     }
 
-    /// Accounts for a batch written at `position` (its header carries its real base offset).
-    pub fn on_batch(&mut self, header: &BatchHeader, position: u64, interval_bytes: u32) {
-        if self.offsets.is_empty() || self.bytes_since_entry >= u64::from(interval_bytes) {
+    /// Accounts for a batch written at `position` (its header carries its real base offset) and
+    /// returns the entries it gets: an offset entry at the first batch and then at the first
+    /// batch after every `interval_bytes`, a time entry with it when the timestamp grew.
+    pub fn on_batch(
+        &mut self,
+        header: &BatchHeader,
+        position: u64,
+        interval_bytes: u32,
+    ) -> NewEntries {
+        let mut new = NewEntries::default();
+        if !self.has_entries || self.bytes_since_entry >= u64::from(interval_bytes) {
             let relative = (header.base_offset - self.base_offset) as u32;
-            self.offsets.extend_from_slice(&relative.to_le_bytes());
-            self.offsets.extend_from_slice(&(position as u32).to_le_bytes());
+            let mut entry = [0u8; OFFSET_ENTRY_LEN];
+            entry[..4].copy_from_slice(&relative.to_le_bytes());
+            entry[4..].copy_from_slice(&(position as u32).to_le_bytes());
+            new.offset = Some(entry);
             if self.max_timestamp > self.last_time_entry {
-                self.times.extend_from_slice(&self.max_timestamp.to_le_bytes());
-                self.times.extend_from_slice(&relative.to_le_bytes());
+                let mut entry = [0u8; TIME_ENTRY_LEN];
+                entry[..8].copy_from_slice(&self.max_timestamp.to_le_bytes());
+                entry[8..].copy_from_slice(&relative.to_le_bytes());
+                new.time = Some(entry);
                 self.last_time_entry = self.max_timestamp;
             }
+            self.has_entries = true;
             self.bytes_since_entry = 0;
         }
         self.bytes_since_entry += u64::from(header.batch_len);
         self.max_timestamp = self.max_timestamp.max(header.max_timestamp);
         self.next_offset = header.next_offset();
+        new
     }
 
-    pub fn view(&self) -> IndexView<'_> {
-        IndexView { base_offset: self.base_offset, offsets: &self.offsets, times: &self.times }
+    /// The first 36 bytes of an index file's header (all but the checksum).
+    pub fn header(&self, magic: [u8; 4], log_len: u64, entry_count: u64) -> [u8; CRC_AT] {
+        let mut head = [0u8; CRC_AT];
+        head[..4].copy_from_slice(&magic);
+        head[4] = VERSION;
+        head[8..16].copy_from_slice(&log_len.to_le_bytes());
+        head[16..24].copy_from_slice(&self.next_offset.to_le_bytes());
+        head[24..32].copy_from_slice(&self.max_timestamp.to_le_bytes());
+        head[32..36].copy_from_slice(&(entry_count as u32).to_le_bytes());
+        head
+    }
+}
+
+/// Index entries built in memory (when rebuilding a sealed segment's index or compacting one),
+/// plus the segment summary they end with.
+#[derive(Debug, Clone)]
+pub struct IndexBuilder {
+    clock: EntryClock,
+    offsets: Vec<u8>,
+    times: Vec<u8>,
+}
+
+impl IndexBuilder {
+    pub fn new(base_offset: u64) -> Self {
+        Self { clock: EntryClock::new(base_offset), offsets: Vec::new(), times: Vec::new() }
+    }
+
+    /// Accounts for a batch written at `position` (its header carries its real base offset).
+    pub fn on_batch(&mut self, header: &BatchHeader, position: u64, interval_bytes: u32) {
+        let new = self.clock.on_batch(header, position, interval_bytes);
+        if let Some(entry) = new.offset {
+            self.offsets.extend_from_slice(&entry);
+        }
+        if let Some(entry) = new.time {
+            self.times.extend_from_slice(&entry);
+        }
     }
 
     /// Writes both index files for a segment whose log is `log_len` bytes (no directory fsync).
@@ -94,13 +152,9 @@ impl IndexBuilder {
             (OFFSET_MAGIC, &self.offsets, OFFSET_ENTRY_LEN, crate::files::INDEX_EXT),
             (TIME_MAGIC, &self.times, TIME_ENTRY_LEN, crate::files::TIME_INDEX_EXT),
         ] {
+            let head = self.clock.header(magic, log_len, (entries.len() / entry_len) as u64);
             let mut buf = Vec::with_capacity(HEADER_LEN + entries.len());
-            buf.extend_from_slice(&magic);
-            buf.extend_from_slice(&[VERSION, 0, 0, 0]);
-            buf.extend_from_slice(&log_len.to_le_bytes());
-            buf.extend_from_slice(&self.next_offset.to_le_bytes());
-            buf.extend_from_slice(&self.max_timestamp.to_le_bytes());
-            buf.extend_from_slice(&((entries.len() / entry_len) as u32).to_le_bytes());
+            buf.extend_from_slice(&head);
             let mut crc = crc32fast::Hasher::new();
             crc.update(&buf);
             crc.update(entries);
@@ -114,11 +168,11 @@ impl IndexBuilder {
     /// Freezes the entries into a [`SealedIndex`] without touching disk.
     pub fn into_sealed(self) -> SealedIndex {
         SealedIndex {
-            base_offset: self.base_offset,
+            base_offset: self.clock.base_offset,
             offsets: Bytes::from(self.offsets),
             times: Bytes::from(self.times),
-            next_offset: self.next_offset,
-            max_timestamp: self.max_timestamp,
+            next_offset: self.clock.next_offset,
+            max_timestamp: self.clock.max_timestamp,
         }
     }
 }
@@ -227,7 +281,7 @@ impl IndexView<'_> {
 }
 
 /// Index of the first element for which `pred` is false, given it is true then false.
-fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+pub fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     let (mut lo, mut hi) = (0, n);
     while lo < hi {
         let mid = lo + (hi - lo) / 2;

@@ -4,19 +4,23 @@
 //! offset index and a time index beside it. It assigns offsets on append, serves reads as whole
 //! batches without copying them (sealed segments are memory-mapped), finds offsets by timestamp,
 //! enforces retention and compaction, remembers idempotent producers, and recovers from a crash
-//! by checking only the active segment.
+//! by checking only what follows its recovery point.
 //!
 //! Modules:
 //! - [`batch`]: the record batch format (builder, zero-copy decoder, validation).
-//! - `segment`, `index`, `mmap`: one segment's files.
-//! - `log` (appends, reads, rolls), `commit` (shared fsyncs), `recovery` (checking the active
-//!   segment at open): the partition log.
+//! - `segment`, `index`, `active_index` (the appended segment's index, in its files), `mmap`:
+//!   one segment's files.
+//! - `log` (appends, reads), `seal` (rolls, and sealing in the background), `worker` (the
+//!   log's background thread), `commit` and `sync` (shared fsyncs and what they covered),
+//!   `checkpoint` (the recovery point), `recovery` and `scan` (checking what follows it at
+//!   open): the partition log.
 //! - `retention`, `compaction`, `producer`: policies over sealed segments and producer state.
 //! - `config`, `error`, `files` (atomic metadata writes), `lock` (the directory lock), `stats`.
 //!
 //! It is not a database: records are never updated in place, and the only deletes are retention
 //! (whole segments) and compaction (superseded keys). It knows nothing of networking or async;
-//! the broker drives it from its own threads.
+//! the broker drives it from its own threads, and each open log runs one thread of its own
+//! (`worker`: sealing rolled segments, interval flushes, recovery-point checkpoints).
 
 pub mod batch;
 
@@ -24,6 +28,8 @@ pub use batch::{
     BatchBuilder, BatchError, BatchView, Batches, Header, Record, RecordView, ValidBatch,
 };
 
+mod active_index;
+mod checkpoint;
 mod commit;
 mod compaction;
 mod config;
@@ -36,8 +42,12 @@ mod mmap;
 mod producer;
 mod recovery;
 mod retention;
+mod scan;
+mod seal;
 mod segment;
 mod stats;
+mod sync;
+mod worker;
 
 pub use compaction::CompactionReport;
 pub use config::{Cleanup, Flush, LogConfig};
@@ -47,3 +57,4 @@ pub use lock::DirLock;
 pub use log::{AppendInfo, Log, TimestampOffset};
 pub use retention::RetentionReport;
 pub use stats::StatsSnapshot;
+pub use worker::CHECKPOINT_INTERVAL;

@@ -4,16 +4,22 @@
 //! - Offsets are assigned by the log, contiguous across appends, and never reused.
 //! - Readers only ever see whole batches: the active segment's `visible_len` and the log's
 //!   `next_offset` are published after a batch is completely written, in that order.
-//! - Only the active segment is written; a segment is fsynced before it is sealed, so recovery
-//!   never needs to look at sealed segments.
+//! - Only the active segment is written. A roll seals it without waiting for it to reach the
+//!   disk: the background sealer (`seal`) fsyncs it afterwards. Until then it is *unfinished*,
+//!   and recovery after a crash checks it like the active segment: open reads every segment
+//!   from the recovery point on (`checkpoint`, `recovery`), which may now include sealed ones.
+//! - The durable offset is a prefix: an fsync that publishes offsets as durable first fsyncs
+//!   every unfinished sealed segment and the directory entries of every segment file
+//!   (`sync_through`), so no offset is ever reported durable while a byte below it is not.
 //! - A write that fails leaves the file as it was (the partial batch is cut off), or, if even
-//!   that fails, poisons the log against further writes.
+//!   that fails, poisons the log against further writes. A failed fsync poisons it too, and
+//!   fails every durability wait from then on.
 
 use std::fs::File;
 use std::io::{IoSlice, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
 
 use bytes::Bytes;
@@ -25,12 +31,13 @@ use crate::batch::{
 use crate::commit::{GroupCommit, WaitError};
 use crate::config::{Cleanup, Flush, LogConfig};
 use crate::error::{Error, Result};
-use crate::files::{self, LOG_EXT, PRODUCERS_EXT};
-use crate::index::IndexBuilder;
 use crate::lock::DirLock;
 use crate::producer::{Admit, ProducerTable};
+use crate::recovery::Recovered;
+use crate::seal::Sealer;
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::stats::{Stats, StatsSnapshot};
+use crate::sync::{DirSync, SyncFailure};
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +62,8 @@ pub struct TimestampOffset {
 #[derive(Debug)]
 pub struct Log {
     pub(crate) inner: Arc<Inner>,
-    flusher: Option<(mpsc::Sender<()>, JoinHandle<()>)>,
+    /// The background thread (`worker`): seals, interval flushes, checkpoints.
+    worker: Option<JoinHandle<()>>,
 }
 
 #[derive(Debug)]
@@ -71,6 +79,12 @@ pub(crate) struct Inner {
     pub stats: Stats,
     /// Serialises retention and compaction with each other.
     pub maintenance: Mutex<()>,
+    /// Segments sealed but not yet finished, for the background thread.
+    pub sealer: Sealer,
+    pub dir_sync: DirSync,
+    /// The recovery point on disk, as [`crate::checkpoint::Checkpoint::order`]: (offset,
+    /// segment base).
+    pub recovery_point: Mutex<(u64, u64)>,
     poisoned: OnceLock<&'static str>,
 }
 
@@ -98,14 +112,13 @@ pub(crate) struct Writer {
 }
 
 impl Log {
-    /// Opens (creating if needed) the log in `dir`, recovering the active segment's tail.
+    /// Opens (creating if needed) the log in `dir`, checking what follows the recovery point.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
-        let inner = Arc::new(crate::recovery::open(dir.as_ref(), config)?);
-        let flusher = match inner.config.flush {
-            Flush::Interval(every) => Some(spawn_flusher(Arc::downgrade(&inner), every)),
-            Flush::Always | Flush::Os => None,
-        };
-        Ok(Log { inner, flusher })
+        let dir = dir.as_ref();
+        let recovered = crate::recovery::open(dir, &config)?;
+        let inner = Arc::new(Inner::new(dir.to_path_buf(), config, recovered));
+        let worker = crate::worker::spawn(inner.clone())?;
+        Ok(Log { inner, worker: Some(worker) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -126,7 +139,8 @@ impl Log {
         self.inner.next_offset.load(Ordering::Acquire)
     }
 
-    /// Offsets below this are on stable storage.
+    /// Offsets below this are on stable storage. Right after open, that is the recovery point:
+    /// what recovery found after it is fsynced by the next flush.
     pub fn durable_offset(&self) -> u64 {
         self.inner.commit.durable()
     }
@@ -196,7 +210,8 @@ impl Log {
     }
 
     /// Waits, without forcing anything, until offsets below `offset` are on stable storage —
-    /// by an appender's fsync, the interval flusher, or a roll. `false` if `timeout` passed.
+    /// by an appender's fsync, the interval flusher, or the sealing of a rolled segment.
+    /// `false` if `timeout` passed or an fsync failed.
     pub fn wait_durable(&self, offset: u64, timeout: std::time::Duration) -> bool {
         self.inner.commit.wait_passive(offset, timeout)
     }
@@ -206,8 +221,16 @@ impl Log {
         self.inner.sync_through(self.next_offset())
     }
 
+    /// Forces everything appended so far to stable storage and records the log end as the
+    /// recovery point, so that an open after a crash checks only what is appended after this.
+    /// (The log also does this by itself: after each seal and every
+    /// [`CHECKPOINT_INTERVAL`](crate::CHECKPOINT_INTERVAL) once something made more durable.)
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.checkpoint(true).map(|_| ())
+    }
+
     /// Seals the active segment now (if it holds anything) and starts a new one, as a size or
-    /// age limit would.
+    /// age limit would. The sealed segment is fsynced in the background.
     pub fn roll(&self) -> Result<()> {
         let mut writer = self.inner.lock_writer()?;
         if writer.position > 0 {
@@ -216,16 +239,22 @@ impl Log {
         Ok(())
     }
 
-    /// Flushes and closes the log, releasing the directory lock.
+    /// Flushes and closes the log: every rolled segment is finished, the recovery point is the
+    /// log end, and the directory lock is released.
     pub fn close(mut self) -> Result<()> {
-        self.stop_flusher();
-        self.flush()
+        let flushed = self.flush();
+        self.stop_worker();
+        flushed?;
+        self.checkpoint()
     }
 
-    fn stop_flusher(&mut self) {
-        if let Some((stop, handle)) = self.flusher.take() {
-            drop(stop);
-            let _ = handle.join();
+    /// Stops the background thread once it has finished the queued seals.
+    fn stop_worker(&mut self) {
+        if let Some(handle) = self.worker.take() {
+            self.inner.sealer.request_stop();
+            if handle.join().is_err() {
+                tracing::error!(log = %self.inner.dir.display(), "the log's background thread panicked");
+            }
         }
     }
 
@@ -250,7 +279,7 @@ impl Log {
         let first = segments.sealed.partition_point(|s| s.base_offset <= from).saturating_sub(1);
         for segment in &segments.sealed[first..] {
             // A segment can end below its successor's base when compaction removed its tail.
-            if segment.index(&inner.stats)?.next_offset <= from {
+            if segment.index(&inner.stats)?.next_offset() <= from {
                 continue;
             }
             if let Some(bytes) = segment.read(from, max_bytes, &inner.stats)? {
@@ -266,7 +295,7 @@ impl Log {
         let inner = &self.inner;
         let segments = inner.segments();
         for segment in &segments.sealed {
-            if segment.index(&inner.stats)?.max_timestamp < timestamp {
+            if segment.index(&inner.stats)?.max_timestamp() < timestamp {
                 continue;
             }
             if let Some((offset, timestamp)) = segment.find_time(timestamp, &inner.stats)? {
@@ -283,35 +312,37 @@ impl Log {
 }
 
 impl Drop for Log {
+    /// Finishes the queued seals (which fsyncs what they cover) and records the durable end as
+    /// the recovery point; forces nothing else to disk.
     fn drop(&mut self) {
-        self.stop_flusher();
+        self.stop_worker();
     }
 }
 
 impl Inner {
-    pub fn new(
-        dir: PathBuf,
-        config: LogConfig,
-        lock: DirLock,
-        writer: Writer,
-        sealed: Vec<Arc<SealedSegment>>,
-        stats: Stats,
-    ) -> Self {
-        let next = writer.active.index.read().unwrap_or_else(|p| p.into_inner()).next_offset;
-        let segments = Segments { sealed, active: writer.active.clone() };
+    pub fn new(dir: PathBuf, config: LogConfig, r: Recovered) -> Self {
+        let next = r.writer.active.index.read().unwrap_or_else(|p| p.into_inner()).next_offset();
+        let segments = Segments { sealed: r.sealed, active: r.writer.active.clone() };
         let start = segments.start_offset();
+        let sealer = Sealer::default();
+        for job in r.jobs {
+            sealer.push(job);
+        }
         Self {
+            dir_sync: DirSync::new(&dir),
             dir,
             config,
-            _lock: lock,
-            writer: Mutex::new(writer),
+            _lock: r.lock,
+            writer: Mutex::new(r.writer),
             segments: RwLock::new(Arc::new(segments)),
             next_offset: AtomicU64::new(next),
             start_offset: AtomicU64::new(start),
-            // Whatever survived recovery is on disk as far as this process can tell.
-            commit: GroupCommit::new(next),
-            stats,
+            // What recovery found past the recovery point may be only in the page cache.
+            commit: GroupCommit::new(r.durable),
+            stats: r.stats,
             maintenance: Mutex::new(()),
+            sealer,
+            recovery_point: Mutex::new(r.recovery_point),
             poisoned: OnceLock::new(),
         }
     }
@@ -327,6 +358,10 @@ impl Inner {
     pub fn lock_writer(&self) -> Result<MutexGuard<'_, Writer>> {
         self.check_poisoned()?;
         Ok(self.writer.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.get().is_some()
     }
 
     fn check_poisoned(&self) -> Result<()> {
@@ -410,95 +445,31 @@ impl Inner {
         Ok(())
     }
 
-    /// Seals the active segment and starts a new one at the log end. Nothing changes in memory
-    /// unless every step on disk succeeded.
-    pub fn roll(&self, w: &mut Writer) -> Result<()> {
-        let old = w.active.clone();
-        if let Err(e) = old.file.sync_data() {
-            self.poison("fsync");
-            return Err(Error::io("fsync", &old.path)(e));
-        }
-        self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-        let index = old.index.read().unwrap_or_else(|p| p.into_inner()).clone();
-        index.write_files(&old.path, w.position)?;
-        let base = index.next_offset;
-        files::replace_file(
-            &files::segment_file(&self.dir, base, PRODUCERS_EXT),
-            &w.producers.encode(),
-        )?;
-        let path = files::segment_file(&self.dir, base, LOG_EXT);
-        let file = create_segment_file(&path)?;
-        files::sync_dir(&self.dir)?;
-
-        let sealed_file = old.file.try_clone().map_err(Error::io("reopen", &old.path))?;
-        let sealed = SealedSegment::from_file(
-            old.base_offset,
-            old.path.clone(),
-            sealed_file,
-            w.position,
-            self.config.index_interval_bytes,
-            Some(index.into_sealed()),
-        );
-        let active = Arc::new(ActiveSegment::new(base, path, file, 0, IndexBuilder::new(base)));
-        let mut list = self.segments().sealed.clone();
-        list.push(Arc::new(sealed));
-        self.set_segments(Segments { sealed: list, active: active.clone() });
-        w.active = active;
-        w.position = 0;
-        w.first_timestamp = None;
-        self.commit.mark_durable(base);
-        self.stats.rolls.fetch_add(1, Ordering::Relaxed);
-        self.remove_old_snapshots(base);
-        Ok(())
-    }
-
-    /// Producer snapshots older than the previous segment's are never read again.
-    fn remove_old_snapshots(&self, newest: u64) {
-        let segments = self.segments();
-        let keep_from = segments.sealed.iter().rev().nth(1).map_or(0, |s| s.base_offset);
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if let Some((base, PRODUCERS_EXT)) = name.to_str().and_then(files::parse_segment_name)
-                && base < keep_from
-                && base != newest
-            {
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-    }
-
+    /// Blocks until every offset below `offset` is durable, leading or sharing an fsync.
     pub fn sync_through(&self, offset: u64) -> Result<()> {
-        let outcome = self.commit.wait(offset, || {
-            let covered = self.next_offset.load(Ordering::Acquire);
-            let active = self.segments().active.clone();
-            active.file.sync_data().map_err(|e| (e, active.path.clone()))?;
-            self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
-            Ok(covered)
-        });
-        match outcome {
+        match self.commit.wait(offset, || self.sync_all()) {
             Ok(()) => Ok(()),
-            Err(WaitError::Sync((e, path))) => {
-                self.poison("fsync");
-                Err(Error::io("fsync", path)(e))
-            }
+            Err(WaitError::Sync(failure)) => Err(self.durability_lost(failure)),
             Err(WaitError::Failed) => Err(Error::Poisoned { path: self.dir.clone(), op: "fsync" }),
         }
     }
-}
 
-fn create_segment_file(path: &Path) -> Result<File> {
-    // A file of this name can only be left over from a roll that failed before it was used:
-    // its base offset is past every appended record. Start it empty.
-    File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(Error::io("create", path))
+    /// fsyncs whatever holds offsets below the log end as it was on entry, and returns that end:
+    /// the unfinished sealed segments (oldest first, sharing the sealer's fsync if it is on it),
+    /// the directory if segment files were created since its last fsync, the active segment.
+    fn sync_all(&self) -> Result<u64, SyncFailure> {
+        let covered = self.next_offset.load(Ordering::Acquire);
+        // In this order: a roll after `covered` was read queues its job before publishing the
+        // new active segment, so the segment holding `covered` is either `active` or queued.
+        let active = self.segments().active.clone();
+        let created = self.dir_sync.generation();
+        for job in self.sealer.pending() {
+            job.sync.sync(job.len, &self.stats)?;
+        }
+        self.dir_sync.sync_through(created)?;
+        active.sync.sync(active.visible_len.load(Ordering::Acquire), &self.stats)?;
+        Ok(covered)
+    }
 }
 
 fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
@@ -520,33 +491,4 @@ fn missing_key(batch: &[u8]) -> Error {
         .and_then(|r| r.iter().position(|r| r.is_ok_and(|r: RecordView<'_>| r.key.is_none())))
         .unwrap_or(0);
     Error::MissingKey { index: index as u32 }
-}
-
-fn spawn_flusher(
-    inner: std::sync::Weak<Inner>,
-    every: std::time::Duration,
-) -> (mpsc::Sender<()>, JoinHandle<()>) {
-    let (stop, wake) = mpsc::channel::<()>();
-    let handle = std::thread::Builder::new().name("eddy-log-flusher".into()).spawn(move || {
-        // Disconnected = the Log was dropped; a timeout = time to flush.
-        while let Err(mpsc::RecvTimeoutError::Timeout) = wake.recv_timeout(every) {
-            let Some(inner) = inner.upgrade() else { return };
-            let end = inner.next_offset.load(Ordering::Acquire);
-            if end > inner.commit.durable()
-                && let Err(e) = inner.sync_through(end)
-            {
-                tracing::error!(log = %inner.dir.display(), error = %e, "interval flush failed");
-                return;
-            }
-        }
-    });
-    match handle {
-        Ok(handle) => (stop, handle),
-        // Without a thread the policy degrades to Os; say so rather than fail the open.
-        Err(e) => {
-            tracing::error!(error = %e, "could not start the flusher thread; relying on OS write-back");
-            let (stop, _) = mpsc::channel();
-            (stop, std::thread::spawn(|| {}))
-        }
-    }
 }

@@ -7,9 +7,12 @@
 //! matching the number of requests a client may have in flight.
 //!
 //! The state is derived from the log. Each time a segment is sealed, the state as of the new
-//! active segment's base offset is written to `{base}.producers`; on open it is loaded and the
-//! active segment's batches are replayed on top. Without a usable snapshot it is rebuilt by
-//! reading every batch header of the log.
+//! active segment's base offset is written to `{base}.producers`, and every recovery-point
+//! checkpoint carries the state as of its offset in the same encoding. On open the checkpoint's
+//! copy is loaded and the batches after the recovery point replayed on top, so the state is
+//! exactly what it was after the last batch that survived. Without a usable checkpoint, the
+//! snapshot of the active segment is loaded instead and the active segment replayed; without
+//! that either, the state is rebuilt by reading every batch header of the log.
 //!
 //! ```text
 //! snapshot file
@@ -144,15 +147,21 @@ impl ProducerTable {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", path)(e)),
         };
+        Self::from_snapshot(&bytes).map_err(|found| Error::UnsupportedFileVersion {
+            path: path.to_path_buf(),
+            found,
+            supported: VERSION,
+        })
+    }
+
+    /// Parses a snapshot as [`ProducerTable::encode`] writes it: `Ok(None)` if damaged,
+    /// `Err(version)` if of an unknown version.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Option<Self>, u8> {
         if bytes.len() < 16 || bytes[..4] != MAGIC {
             return Ok(None);
         }
         if bytes[4] != VERSION {
-            return Err(Error::UnsupportedFileVersion {
-                path: path.to_path_buf(),
-                found: bytes[4],
-                supported: VERSION,
-            });
+            return Err(bytes[4]);
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         if crc32fast::hash(body) != u32_at(crc, 0) {

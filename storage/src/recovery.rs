@@ -1,78 +1,408 @@
-//! Opening a log: the directory scan and the recovery of the active segment.
+//! Opening a log: the directory scan, and checking everything after the recovery point.
 //!
-//! Sealed segments were fsynced before they were sealed, so they are opened by name and size
-//! alone; their indexes load on first use. Open time therefore does not grow with the number of
-//! sealed segments. The active segment (the last one) is read batch by batch: each header
-//! checksum, length, body checksum and offset is checked, and the file is cut at the first batch
-//! that fails — a torn tail from a crash mid-write — with a log line saying how much was cut.
-//! A batch whose header checksum holds but whose version, compression or attributes this build
-//! does not know was written whole by another build: open refuses (`UnreadableBatch`) and cuts
-//! nothing.
-//! Producer state is loaded from the snapshot taken when the active segment was started and the
-//! active segment's batches are replayed over it.
+//! The recovery-point checkpoint (`checkpoint`) names a segment and a position below which every
+//! byte was fsynced, with the state the log had there. Open validates it against the files it
+//! names, opens every segment below it by name and size alone (their indexes load on first
+//! use), and checks batch by batch (`scan`) only what follows: the rest of its segment and every
+//! later one — sealed segments whose background seal had not finished, then the active segment.
+//! Open time therefore grows with neither the number of sealed segments nor the size of the
+//! part of the active segment below the recovery point.
+//!
+//! At the first batch that fails, the segment is cut there (a torn tail from a crash mid-write)
+//! with a log line saying how much was cut, and any later segments are deleted: none of their
+//! offsets was ever reported durable, since the durable offset is a prefix and the cut segment
+//! was not fsynced. The segment cut becomes the active one. Segments checked whole before the
+//! last are handed to the sealer as if just rolled, so they are fsynced and finished.
+//!
+//! A checkpoint that is missing, damaged, or does not match the files (its segment gone,
+//! its position past the segment's end, its index entries not in the index files) is reported
+//! with a warning and recovery falls back to checking the whole active segment, trusting every
+//! sealed one (the files of a log whose checkpoint holds never need this; it is the path for
+//! logs written before checkpoints existed or damaged by hand). Producer state then comes from
+//! the active segment's `.producers` snapshot, or is rebuilt from every sealed segment.
+//!
+//! Nothing past the recovery point is assumed durable: the durable offset starts there and the
+//! next flush fsyncs the rest.
 
 use std::fs::{self, File};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
 
-use crate::batch::{BatchError, BatchHeader, HEADER_LEN, header};
+use crate::active_index::ActiveIndex;
+use crate::batch::{BatchHeader, HEADER_LEN};
+use crate::checkpoint::{Checkpoint, Loaded};
 use crate::config::LogConfig;
 use crate::error::{Error, Result};
 use crate::files::{self, CLEANED_EXT, INDEX_EXT, LOG_EXT, PRODUCERS_EXT, TIME_INDEX_EXT, TMP_EXT};
-use crate::index::IndexBuilder;
 use crate::lock::DirLock;
-use crate::log::{Inner, Writer};
+use crate::log::Writer;
 use crate::producer::ProducerTable;
+use crate::scan::{Carried, TailFault, scan_segment};
+use crate::seal::SealJob;
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::stats::Stats;
+use crate::sync::SegmentSync;
 
-/// Bytes read at a time while checking the active segment.
-const SCAN_CHUNK_BYTES: u64 = 4 << 20;
+/// What open hands the log.
+#[derive(Debug)]
+pub(crate) struct Recovered {
+    pub lock: DirLock,
+    pub writer: Writer,
+    /// Every segment but the active one, oldest first.
+    pub sealed: Vec<Arc<SealedSegment>>,
+    /// Seals for the sealed segments checked here (not known to be fsynced).
+    pub jobs: Vec<SealJob>,
+    pub stats: Stats,
+    /// Offsets below this are known to be on stable storage.
+    pub durable: u64,
+    /// The checkpoint on disk, as [`Checkpoint::order`].
+    pub recovery_point: (u64, u64),
+}
 
-pub(crate) fn open(dir: &Path, config: LogConfig) -> Result<Inner> {
+/// Where checking starts, and the log's state there.
+#[derive(Debug)]
+struct Start {
+    /// Index in the segment list of the first segment to check.
+    first: usize,
+    position: u64,
+    /// The index of that segment, as of `position`.
+    index: ActiveIndex,
+    producers: ProducerTable,
+    first_timestamp: Option<i64>,
+    durable: u64,
+    recovery_point: (u64, u64),
+    /// No usable checkpoint: the whole active segment is checked.
+    full_scan: bool,
+}
+
+pub(crate) fn open(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     config.validate()?;
     fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     let lock = DirLock::acquire(dir)?;
     let mut bases = scan_directory(dir)?;
-    if bases.is_empty() {
-        File::create(files::segment_file(dir, 0, LOG_EXT)).map_err(Error::io("create", dir))?;
-        files::sync_dir(dir)?;
+    let fresh = bases.is_empty();
+    if fresh {
+        let path = files::segment_file(dir, 0, LOG_EXT);
+        File::create(&path).map_err(Error::io("create", &path))?;
+        ActiveIndex::create(&path, 0)?;
+        // Also makes the new files' directory entries durable.
+        Checkpoint::segment_start(0, ProducerTable::default().encode()).write(dir)?;
         bases.push(0);
     }
-    let stats = Stats::default();
     let interval = config.index_interval_bytes;
-    let active_base = bases.pop().unwrap_or_default();
-    let mut sealed = Vec::with_capacity(bases.len());
-    for base in bases {
-        let path = files::segment_file(dir, base, LOG_EXT);
-        let len = fs::metadata(&path).map_err(Error::io("stat", &path))?.len();
-        sealed.push(Arc::new(SealedSegment::open(base, path, len, interval)?));
+    let (start, mut sealed) = match checkpointed_start(dir, &bases, fresh)? {
+        Some(start) => {
+            let sealed = open_sealed(dir, &bases[..start.first], interval)?;
+            (start, sealed)
+        }
+        None => {
+            let sealed = open_sealed(dir, &bases[..bases.len() - 1], interval)?;
+            (fallback_start(dir, &bases, &sealed)?, sealed)
+        }
+    };
+    let (durable, recovery_point) = (start.durable, start.recovery_point);
+    let stats = Stats::default();
+    stats.recovery_full_scans.store(u64::from(start.full_scan), Ordering::Relaxed);
+    let mut check = Check { dir, bases: &bases, interval, stats: &stats, jobs: Vec::new() };
+    let writer = check.run(start, &mut sealed)?;
+    let jobs = check.jobs;
+    tracing::debug!(log = %dir.display(), sealed = sealed.len(), unfinished = jobs.len(), "opened log");
+    Ok(Recovered { lock, writer, sealed, jobs, stats, durable, recovery_point })
+}
+
+fn open_sealed(dir: &Path, bases: &[u64], interval: u32) -> Result<Vec<Arc<SealedSegment>>> {
+    bases
+        .iter()
+        .map(|&base| {
+            let path = files::segment_file(dir, base, LOG_EXT);
+            let len = fs::metadata(&path).map_err(Error::io("stat", &path))?.len();
+            Ok(Arc::new(SealedSegment::open(base, path, len, interval)?))
+        })
+        .collect()
+}
+
+/// The start the checkpoint gives, or `None` (with a warning saying why) if there is no usable
+/// one.
+fn checkpointed_start(dir: &Path, bases: &[u64], fresh: bool) -> Result<Option<Start>> {
+    let reason = match Checkpoint::load(dir)? {
+        Loaded::Found(checkpoint) => match start_at(dir, bases, &checkpoint)? {
+            Ok(start) => return Ok(Some(start)),
+            Err(reason) => reason,
+        },
+        Loaded::Invalid(reason) => reason,
+        Loaded::Missing if fresh => return Ok(None),
+        Loaded::Missing => "there is none",
+    };
+    tracing::warn!(
+        log = %dir.display(),
+        reason,
+        "recovery point checkpoint unusable; checking the whole active segment"
+    );
+    Ok(None)
+}
+
+/// Validates `checkpoint` against the files it names; the reason it does not hold otherwise.
+fn start_at(
+    dir: &Path,
+    bases: &[u64],
+    checkpoint: &Checkpoint,
+) -> Result<Result<Start, &'static str>> {
+    let base = checkpoint.segment_base;
+    let Ok(first) = bases.binary_search(&base) else {
+        return Ok(Err("its segment is gone"));
+    };
+    let path = files::segment_file(dir, base, LOG_EXT);
+    let len = fs::metadata(&path).map_err(Error::io("stat", &path))?.len();
+    let offset = checkpoint.offset();
+    if checkpoint.position > len {
+        return Ok(Err("it points past the end of its segment"));
+    }
+    if offset < base || offset - base > u64::from(u32::MAX) {
+        return Ok(Err("its offset is outside its segment"));
+    }
+    // A position past the start is the end of a batch, and the first batch always has an
+    // index entry.
+    if (checkpoint.position == 0) != (checkpoint.index.offset_entries == 0)
+        || (checkpoint.position == 0) != (offset == base)
+    {
+        return Ok(Err("its position, offset and index entries disagree"));
+    }
+    let Ok(Some(producers)) = ProducerTable::from_snapshot(&checkpoint.producers) else {
+        return Ok(Err("its producer state is unreadable"));
+    };
+    let Some(index) = ActiveIndex::resume(&path, base, &checkpoint.index)? else {
+        return Ok(Err("its segment's index files do not hold the entries it counts"));
+    };
+    if let Some((relative, position)) = index.last_entry()?
+        && !batch_is_at(
+            &path,
+            u64::from(position),
+            base + u64::from(relative),
+            checkpoint.position,
+        )?
+    {
+        return Ok(Err("its segment does not hold the batches its index names"));
+    }
+    Ok(Ok(Start {
+        first,
+        position: checkpoint.position,
+        index,
+        producers,
+        first_timestamp: checkpoint.first_timestamp,
+        durable: offset,
+        recovery_point: checkpoint.order(),
+        full_scan: false,
+    }))
+}
+
+/// Whether the segment at `path` has a batch with base offset `offset` at `position`, ending by
+/// `end`: the checkpointed index describes this file, not another.
+fn batch_is_at(path: &Path, position: u64, offset: u64, end: u64) -> Result<bool> {
+    if position + HEADER_LEN as u64 > end {
+        return Ok(false);
+    }
+    let file = File::open(path).map_err(Error::io("open", path))?;
+    let mut head = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut head, position).map_err(Error::io("read", path))?;
+    Ok(BatchHeader::parse(&head)
+        .is_ok_and(|h| h.base_offset == offset && position + u64::from(h.batch_len) <= end))
+}
+
+/// Without a checkpoint: check the whole active segment, with the producer state of its
+/// snapshot or rebuilt from the sealed segments, which are trusted as before checkpoints. A
+/// checkpoint at the active segment's start is written, so the next open need not do this.
+fn fallback_start(dir: &Path, bases: &[u64], sealed: &[Arc<SealedSegment>]) -> Result<Start> {
+    let first = bases.len() - 1;
+    let base = bases[first];
+    let path = files::segment_file(dir, base, LOG_EXT);
+    let producers = match ProducerTable::load(&files::segment_file(dir, base, PRODUCERS_EXT))? {
+        Some(table) => table,
+        None => rebuild_producers(sealed)?,
+    };
+    let index = ActiveIndex::create(&path, base)?;
+    let checkpoint = Checkpoint::segment_start(base, producers.encode());
+    if let Err(e) = checkpoint.write(dir) {
+        tracing::warn!(log = %dir.display(), error = %e, "could not write the recovery point");
+    }
+    Ok(Start {
+        first,
+        position: 0,
+        index,
+        producers,
+        first_timestamp: None,
+        durable: base,
+        recovery_point: checkpoint.order(),
+        full_scan: true,
+    })
+}
+
+/// A segment checked whole, not the last: sealed, but not known to be fsynced.
+struct Unfinished {
+    base: u64,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    /// Bytes known durable (those below the recovery point).
+    synced: u64,
+    index: ActiveIndex,
+}
+
+/// The check of every segment from the start on.
+struct Check<'a> {
+    dir: &'a Path,
+    bases: &'a [u64],
+    interval: u32,
+    stats: &'a Stats,
+    jobs: Vec<SealJob>,
+}
+
+impl Check<'_> {
+    /// Checks from `start` to the end, appending the sealed segments it passes to `sealed`, and
+    /// returns the writer for the segment it stops in.
+    fn run(&mut self, start: Start, sealed: &mut Vec<Arc<SealedSegment>>) -> Result<Writer> {
+        let Start {
+            mut first, mut position, mut index, mut producers, mut first_timestamp, ..
+        } = start;
+        loop {
+            let base = self.bases[first];
+            let path = files::segment_file(self.dir, base, LOG_EXT);
+            let file = File::options()
+                .read(true)
+                .write(true)
+                .open(&path)
+                .map_err(Error::io("open", &path))?;
+            let carried = Carried {
+                index: &mut index,
+                producers: &mut producers,
+                first_timestamp: &mut first_timestamp,
+            };
+            let scan = scan_segment(&file, &path, position, self.interval, carried)?;
+            self.stats
+                .recovery_scanned_bytes
+                .fetch_add(scan.file_len - position, Ordering::Relaxed);
+            let next = self.bases.get(first + 1).copied();
+            let fault = match (scan.fault, next) {
+                (Some(fault), _) => Some(fault),
+                (None, Some(found)) if found != index.next_offset() => {
+                    Some(TailFault::SegmentGap { expected: index.next_offset(), found })
+                }
+                (None, _) => None,
+            };
+            if let Some(fault) = &fault {
+                self.cut(&file, &path, scan.valid_len, scan.file_len, fault)?;
+                self.delete_after(first)?;
+            }
+            let synced = position;
+            if fault.is_some() || next.is_none() {
+                // Appends write at the file cursor (one writev per batch): it must sit at the
+                // recovered end.
+                (&file).seek(SeekFrom::Start(scan.valid_len)).map_err(Error::io("seek", &path))?;
+                let active = ActiveSegment::new(base, path, file, scan.valid_len, synced, index)?;
+                return Ok(Writer {
+                    active: Arc::new(active),
+                    position: scan.valid_len,
+                    first_timestamp,
+                    producers,
+                });
+            }
+            // A sealed segment whose seal had not finished: finish it now, like a roll would.
+            let next_base = index.next_offset();
+            let next_index =
+                ActiveIndex::create(&files::segment_file(self.dir, next_base, LOG_EXT), next_base)?;
+            let unfinished = Unfinished {
+                base,
+                path,
+                file,
+                len: scan.valid_len,
+                synced,
+                index: std::mem::replace(&mut index, next_index),
+            };
+            sealed.push(self.seal_later(unfinished, &producers)?);
+            first += 1;
+            position = 0;
+            first_timestamp = None;
+        }
     }
 
-    let path = files::segment_file(dir, active_base, LOG_EXT);
-    let file =
-        File::options().read(true).write(true).open(&path).map_err(Error::io("open", &path))?;
-    let scan = scan_active(&file, &path, active_base, interval)?;
-    // Appends write at the file cursor (one writev per batch): it must sit at the recovered end.
-    (&file).seek(SeekFrom::Start(scan.valid_len)).map_err(Error::io("seek", &path))?;
-    stats.recovery_truncated_bytes.store(scan.truncated_bytes, Ordering::Relaxed);
-
-    let mut producers =
-        match ProducerTable::load(&files::segment_file(dir, active_base, PRODUCERS_EXT))? {
-            Some(table) => table,
-            None => rebuild_producers(&sealed)?,
-        };
-    for header in &scan.idempotent {
-        producers.record(header);
+    /// Publishes a checked segment as unfinished and queues its seal, as a roll does.
+    fn seal_later(
+        &mut self,
+        u: Unfinished,
+        producers: &ProducerTable,
+    ) -> Result<Arc<SealedSegment>> {
+        let index = Arc::new(RwLock::new(u.index));
+        let handle = u.file.try_clone().map_err(Error::io("reopen", &u.path))?;
+        let segment = Arc::new(SealedSegment::unfinished(
+            u.base,
+            u.path.clone(),
+            u.file,
+            u.len,
+            self.interval,
+            index.clone(),
+        ));
+        let next_base = index.read().unwrap_or_else(|p| p.into_inner()).next_offset();
+        self.jobs.push(SealJob {
+            segment: segment.clone(),
+            sync: Arc::new(SegmentSync::new(handle, u.path, u.synced)),
+            index,
+            len: u.len,
+            next_base,
+            producers: producers.encode(),
+        });
+        Ok(segment)
     }
-    let first_timestamp = scan.first_timestamp;
-    let active = Arc::new(ActiveSegment::new(active_base, path, file, scan.valid_len, scan.index));
-    let writer = Writer { active, position: scan.valid_len, first_timestamp, producers };
-    tracing::debug!(log = %dir.display(), sealed = sealed.len(), "opened log");
-    Ok(Inner::new(dir.to_path_buf(), config, lock, writer, sealed, stats))
+
+    /// Cuts a torn tail off the segment at `path`.
+    fn cut(&self, file: &File, path: &Path, at: u64, len: u64, fault: &TailFault) -> Result<()> {
+        if at == len {
+            return Ok(());
+        }
+        tracing::warn!(
+            segment = %path.display(),
+            position = at,
+            truncated_bytes = len - at,
+            reason = %fault,
+            "truncating torn tail"
+        );
+        file.set_len(at).map_err(Error::io("truncate", path))?;
+        file.sync_all().map_err(Error::io("fsync", path))?;
+        self.stats.recovery_truncated_bytes.fetch_add(len - at, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Deletes every segment after the one at `index` (its tail was torn, so none of theirs was
+    /// ever durable), with their index files and producer snapshots.
+    fn delete_after(&self, index: usize) -> Result<()> {
+        let doomed = &self.bases[index + 1..];
+        if doomed.is_empty() {
+            return Ok(());
+        }
+        let mut bytes = 0;
+        for &base in doomed {
+            let log = files::segment_file(self.dir, base, LOG_EXT);
+            bytes += fs::metadata(&log).map_or(0, |m| m.len());
+            let producers = files::segment_file(self.dir, base, PRODUCERS_EXT);
+            for path in segment_files(self.dir, base).iter().chain([&producers]) {
+                match fs::remove_file(path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("delete", path)(e)),
+                }
+            }
+        }
+        files::sync_dir(self.dir)?;
+        tracing::warn!(
+            log = %self.dir.display(),
+            segments = doomed.len(),
+            bytes,
+            "deleted the segments after a torn one"
+        );
+        self.stats.recovery_truncated_bytes.fetch_add(bytes, Ordering::Relaxed);
+        Ok(())
+    }
 }
 
 /// Lists segment base offsets in order, and removes what a crash can leave behind: temporary
@@ -102,170 +432,6 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>> {
         }
     }
     Ok(logs)
-}
-
-struct ActiveScan {
-    valid_len: u64,
-    truncated_bytes: u64,
-    index: IndexBuilder,
-    idempotent: Vec<BatchHeader>,
-    first_timestamp: Option<i64>,
-}
-
-/// Why the scan of the active segment stopped before the end of the file.
-#[derive(Debug, thiserror::Error)]
-enum TailFault {
-    #[error("{0}")]
-    Batch(BatchError),
-    #[error("batch has base offset {found}, expected {expected}")]
-    OffsetGap { expected: u64, found: u64 },
-}
-
-fn scan_active(file: &File, path: &Path, base_offset: u64, interval: u32) -> Result<ActiveScan> {
-    let len = file.metadata().map_err(Error::io("stat", path))?.len();
-    let mut index = IndexBuilder::new(base_offset);
-    let mut idempotent = Vec::new();
-    let mut first_timestamp = None;
-    let mut window = Window { file, path, start: 0, buf: Vec::new() };
-    let mut position = 0u64;
-    let mut fault = None;
-    while position < len {
-        if len - position < HEADER_LEN as u64 {
-            let available = len - position;
-            fault = Some(TailFault::Batch(BatchError::Truncated {
-                needed: HEADER_LEN as u64,
-                available,
-            }));
-            break;
-        }
-        let head = window.get(position, HEADER_LEN as u64, len)?;
-        let header = match BatchHeader::parse(head) {
-            Ok(h) => h,
-            // If the checksum holds over the length the header claims, the batch was written
-            // whole: not a torn tail but a format this build cannot read. Cutting it would lose
-            // acknowledged data.
-            Err(
-                e @ (BatchError::UnsupportedVersion { .. }
-                | BatchError::UnsupportedCompression { .. }
-                | BatchError::UnknownAttributes { .. }),
-            ) => {
-                let (claimed_len, stored_crc) = raw_len_and_crc(head);
-                if claimed_len >= HEADER_LEN as u64
-                    && claimed_len <= len - position
-                    && window.crc_holds(position, claimed_len, stored_crc, len)?
-                {
-                    let path = path.to_path_buf();
-                    return Err(Error::UnreadableBatch { path, position, fault: e });
-                }
-                fault = Some(TailFault::Batch(e));
-                break;
-            }
-            Err(e) => {
-                fault = Some(TailFault::Batch(e));
-                break;
-            }
-        };
-        if header.base_offset != index.next_offset {
-            fault = Some(TailFault::OffsetGap {
-                expected: index.next_offset,
-                found: header.base_offset,
-            });
-            break;
-        }
-        let batch_len = u64::from(header.batch_len);
-        if position + batch_len > len {
-            fault = Some(TailFault::Batch(BatchError::Truncated {
-                needed: batch_len,
-                available: len - position,
-            }));
-            break;
-        }
-        if !window.crc_holds(position, batch_len, header.crc, len)? {
-            // Recomputed for the message only; a torn tail is the common case here.
-            fault = Some(TailFault::Batch(BatchError::Checksum {
-                stored: header.crc,
-                computed: window.crc(position, batch_len, len)?,
-            }));
-            break;
-        }
-        index.on_batch(&header, position, interval);
-        first_timestamp.get_or_insert(header.max_timestamp);
-        if header.is_idempotent() {
-            idempotent.push(header);
-        }
-        position += batch_len;
-    }
-    let truncated_bytes = len - position;
-    if let Some(fault) = fault {
-        tracing::warn!(
-            segment = %path.display(),
-            position,
-            truncated_bytes,
-            reason = %fault,
-            "truncating torn tail of the active segment"
-        );
-        file.set_len(position).map_err(Error::io("truncate", path))?;
-        file.sync_all().map_err(Error::io("fsync", path))?;
-    }
-    Ok(ActiveScan { valid_len: position, truncated_bytes, index, idempotent, first_timestamp })
-}
-
-/// A read-ahead window over the active segment, so small batches cost no syscall each.
-struct Window<'a> {
-    file: &'a File,
-    path: &'a Path,
-    start: u64,
-    buf: Vec<u8>,
-}
-
-impl Window<'_> {
-    /// `len` bytes at `position`; the caller has checked they lie within the file's `file_len`.
-    fn get(&mut self, position: u64, len: u64, file_len: u64) -> Result<&[u8]> {
-        let have = position >= self.start && position + len <= self.start + self.buf.len() as u64;
-        if !have {
-            let want = len.max(SCAN_CHUNK_BYTES).min(file_len - position);
-            self.buf.resize(want as usize, 0);
-            self.file
-                .read_exact_at(&mut self.buf, position)
-                .map_err(Error::io("read", self.path))?;
-            self.start = position;
-        }
-        let at = (position - self.start) as usize;
-        Ok(&self.buf[at..at + len as usize])
-    }
-}
-
-impl Window<'_> {
-    /// The CRC-32C of a batch's checksummed bytes (attributes to end) at `position`, read in
-    /// chunks, so a length read from a damaged header never sizes an allocation.
-    fn crc(&mut self, position: u64, batch_len: u64, file_len: u64) -> Result<u32> {
-        let mut crc = 0u32;
-        let mut at = position + header::ATTRIBUTES as u64;
-        let end = position + batch_len;
-        while at < end {
-            let take = (end - at).min(SCAN_CHUNK_BYTES);
-            crc = crc32c::crc32c_append(crc, self.get(at, take, file_len)?);
-            at += take;
-        }
-        Ok(crc)
-    }
-
-    fn crc_holds(
-        &mut self,
-        position: u64,
-        batch_len: u64,
-        stored: u32,
-        file_len: u64,
-    ) -> Result<bool> {
-        Ok(self.crc(position, batch_len, file_len)? == stored)
-    }
-}
-
-/// The whole-batch length and stored checksum a header claims, read without any other check.
-fn raw_len_and_crc(head: &[u8]) -> (u64, u32) {
-    let field = header::u32_at(head, header::BATCH_LENGTH) as i32;
-    let len = u64::try_from(i64::from(field) + header::LENGTH_FIELD_END as i64).unwrap_or(0);
-    (len, header::u32_at(head, header::CRC))
 }
 
 /// Rebuilds producer state from every batch header of the sealed segments (only when the

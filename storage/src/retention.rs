@@ -4,6 +4,8 @@
 //! offset. Age is judged by a segment's newest record timestamp against `now_ms`, which the
 //! caller passes in (the broker passes the wall clock; tests pass what they need). If the active
 //! segment itself has expired it is sealed first, as Kafka does, so an idle topic still empties.
+//! A pass waits for the background seals queued before it, and never deletes a segment the
+//! sealer or an open after a crash could still read (`Inner::may_clean`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -38,14 +40,19 @@ impl Log {
         if let Some(cutoff) = cutoff {
             self.roll_if_expired(cutoff)?;
         }
+        // Segments rolled so far, by this pass or by appends, become deletable once sealed.
+        inner.sealer.wait_for_queued();
 
         let segments = inner.segments();
         let mut total: u64 = segments.sealed.iter().map(|s| s.len).sum::<u64>()
             + segments.active.visible_len.load(Ordering::Acquire);
         let mut doomed = 0;
         for segment in &segments.sealed {
+            if !inner.may_clean(segment) {
+                break;
+            }
             let expired = match cutoff {
-                Some(cutoff) => segment.index(&inner.stats)?.max_timestamp < cutoff,
+                Some(cutoff) => segment.index(&inner.stats)?.max_timestamp() < cutoff,
                 None => false,
             };
             let oversized =

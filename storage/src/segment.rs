@@ -2,25 +2,30 @@
 //!
 //! - [`ActiveSegment`]: the one being appended. Readers see bytes up to `visible_len`, which the
 //!   writer publishes after each complete batch, and read them with `pread` (the file is still
-//!   growing, so it is not mapped).
+//!   growing, so it is not mapped). Its index is an [`ActiveIndex`], kept in its files.
 //! - [`SealedSegment`]: immutable. Its log is memory-mapped on first read and served as `Bytes`
-//!   slices; its indexes are loaded (or rebuilt) on first use, so opening a log costs nothing per
-//!   sealed segment. Every batch it serves has had its checksum verified once; `verified_upto`
-//!   remembers the checked prefix so re-reads skip the work.
+//!   slices. Until the background sealer has finished it (fsynced it and completed its index
+//!   files) it is *unfinished* and keeps serving lookups from the index it had while active;
+//!   the sealer then replaces it with a finished one, whose indexes are mapped from their files
+//!   (or rebuilt) on first use, so opening a log costs nothing per sealed segment and no sealed
+//!   segment's index lives on the heap. Every batch it serves has had its checksum verified
+//!   once; `verified_upto` remembers the checked prefix so re-reads skip the work.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
 
 use bytes::Bytes;
 
+use crate::active_index::ActiveIndex;
 use crate::batch::{BatchError, BatchHeader, BatchView, HEADER_LEN};
 use crate::error::{Error, Result};
-use crate::index::{IndexBuilder, IndexView, SealedIndex};
+use crate::index::{IndexBuilder, SealedIndex};
 use crate::mmap;
 use crate::stats::Stats;
+use crate::sync::SegmentSync;
 
 /// The segment being appended.
 #[derive(Debug)]
@@ -30,7 +35,10 @@ pub struct ActiveSegment {
     pub file: File,
     /// Bytes readers may see: always the end of a complete batch.
     pub visible_len: AtomicU64,
-    pub index: RwLock<IndexBuilder>,
+    /// Shared with the [`SealedSegment`] this becomes until the sealer has finished it.
+    pub index: Arc<RwLock<ActiveIndex>>,
+    /// Every fsync of this segment, now and once sealed, goes through this.
+    pub sync: Arc<SegmentSync>,
 }
 
 /// A segment that is no longer written.
@@ -43,21 +51,75 @@ pub struct SealedSegment {
     file: File,
     map: OnceLock<Bytes>,
     index: OnceLock<SealedIndex>,
+    /// The index the segment had while active, until the sealer has finished its files.
+    unfinished: Option<Arc<RwLock<ActiveIndex>>>,
     verified_upto: AtomicU64,
+}
+
+/// A sealed segment's index: mapped (or rebuilt), or still the one it had while active.
+#[derive(Debug)]
+pub enum IndexRef<'a> {
+    Loaded(&'a SealedIndex),
+    Unfinished(RwLockReadGuard<'a, ActiveIndex>),
+}
+
+impl IndexRef<'_> {
+    /// Offset after the segment's last batch.
+    pub fn next_offset(&self) -> u64 {
+        match self {
+            IndexRef::Loaded(i) => i.next_offset,
+            IndexRef::Unfinished(i) => i.next_offset(),
+        }
+    }
+
+    pub fn max_timestamp(&self) -> i64 {
+        match self {
+            IndexRef::Loaded(i) => i.max_timestamp,
+            IndexRef::Unfinished(i) => i.max_timestamp(),
+        }
+    }
+
+    fn position_for(&self, offset: u64) -> Result<u64> {
+        match self {
+            IndexRef::Loaded(i) => Ok(i.view().position_for(offset)),
+            IndexRef::Unfinished(i) => i.position_for(offset),
+        }
+    }
+
+    fn position_for_time(&self, timestamp: i64) -> Result<u64> {
+        match self {
+            IndexRef::Loaded(i) => Ok(i.view().position_for_time(timestamp)),
+            IndexRef::Unfinished(i) => i.position_for_time(timestamp),
+        }
+    }
 }
 
 /// Whole batches read from one segment; `None` when it holds nothing at or after the offset.
 pub type ReadOutcome = Option<Bytes>;
 
 impl ActiveSegment {
-    pub fn new(base_offset: u64, path: PathBuf, file: File, len: u64, index: IndexBuilder) -> Self {
-        Self {
+    /// `synced_len` bytes of `file` are known to be on stable storage.
+    pub fn new(
+        base_offset: u64,
+        path: PathBuf,
+        file: File,
+        len: u64,
+        synced_len: u64,
+        index: ActiveIndex,
+    ) -> Result<Self> {
+        let handle = file.try_clone().map_err(Error::io("reopen", &path))?;
+        Ok(Self {
             base_offset,
+            sync: Arc::new(SegmentSync::new(handle, path.clone(), synced_len)),
             path,
             file,
             visible_len: AtomicU64::new(len),
-            index: RwLock::new(index),
-        }
+            index: Arc::new(RwLock::new(index)),
+        })
+    }
+
+    fn read_index(&self) -> RwLockReadGuard<'_, ActiveIndex> {
+        self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn read_exact_at(&self, buf: &mut [u8], position: u64) -> Result<()> {
@@ -77,16 +139,11 @@ impl ActiveSegment {
         BatchHeader::parse(&head).map_err(|e| corrupt(&self.path, position, e))
     }
 
-    fn index_view<R>(&self, f: impl FnOnce(IndexView<'_>) -> R) -> R {
-        let guard = self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        f(guard.view())
-    }
-
     /// Whole batches from the one holding `from`, about `max_bytes` of them (at least one).
     /// `None` when the segment holds nothing at or after `from`.
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<ReadOutcome> {
         let visible = self.visible_len.load(Ordering::Acquire);
-        let mut position = self.index_view(|v| v.position_for(from));
+        let mut position = self.read_index().position_for(from)?;
         let first = loop {
             if position >= visible {
                 return Ok(None);
@@ -108,7 +165,7 @@ impl ActiveSegment {
     /// The first record at or after `timestamp` in this segment, as (offset, timestamp).
     pub fn find_time(&self, timestamp: i64) -> Result<Option<(u64, i64)>> {
         let visible = self.visible_len.load(Ordering::Acquire);
-        let mut position = self.index_view(|v| v.position_for_time(timestamp));
+        let mut position = self.read_index().position_for_time(timestamp)?;
         while position < visible {
             let header = self.header_at(position, visible)?;
             if header.max_timestamp >= timestamp {
@@ -122,7 +179,7 @@ impl ActiveSegment {
     }
 
     pub fn max_timestamp(&self) -> i64 {
-        self.index.read().unwrap_or_else(|poisoned| poisoned.into_inner()).max_timestamp
+        self.read_index().max_timestamp()
     }
 }
 
@@ -134,22 +191,17 @@ impl SealedSegment {
         index_interval_bytes: u32,
     ) -> Result<Self> {
         let file = File::open(&path).map_err(Error::io("open", &path))?;
-        Ok(Self::from_file(base_offset, path, file, len, index_interval_bytes, None))
+        Ok(Self::from_file(base_offset, path, file, len, index_interval_bytes))
     }
 
-    /// A segment sealed by this process, whose index may already be in memory.
+    /// A finished segment whose index files are loaded on first use.
     pub fn from_file(
         base_offset: u64,
         path: PathBuf,
         file: File,
         len: u64,
         index_interval_bytes: u32,
-        index: Option<SealedIndex>,
     ) -> Self {
-        let cell = OnceLock::new();
-        if let Some(index) = index {
-            let _ = cell.set(index);
-        }
         Self {
             base_offset,
             path,
@@ -157,9 +209,46 @@ impl SealedSegment {
             index_interval_bytes,
             file,
             map: OnceLock::new(),
-            index: cell,
+            index: OnceLock::new(),
+            unfinished: None,
             verified_upto: AtomicU64::new(0),
         }
+    }
+
+    /// A segment just sealed (or found unsynced by recovery): its index is still the active
+    /// one until the sealer has finished it.
+    pub fn unfinished(
+        base_offset: u64,
+        path: PathBuf,
+        file: File,
+        len: u64,
+        index_interval_bytes: u32,
+        index: Arc<RwLock<ActiveIndex>>,
+    ) -> Self {
+        Self {
+            unfinished: Some(index),
+            ..Self::from_file(base_offset, path, file, len, index_interval_bytes)
+        }
+    }
+
+    /// The finished form of this segment: the same file, its index loaded from the files the
+    /// sealer wrote, what was already verified carried over.
+    pub fn finished(&self) -> Result<Self> {
+        let file = self.file.try_clone().map_err(Error::io("reopen", &self.path))?;
+        let next = Self::from_file(
+            self.base_offset,
+            self.path.clone(),
+            file,
+            self.len,
+            self.index_interval_bytes,
+        );
+        next.verified_upto.store(self.verified_upto.load(Ordering::Acquire), Ordering::Release);
+        Ok(next)
+    }
+
+    /// Whether the sealer has finished this segment (retention and compaction touch only those).
+    pub fn is_finished(&self) -> bool {
+        self.unfinished.is_none()
     }
 
     fn bytes(&self) -> Result<&Bytes> {
@@ -170,17 +259,21 @@ impl SealedSegment {
         Ok(self.map.get_or_init(|| map))
     }
 
-    /// The segment's index, loaded from its files or rebuilt from the log if they are unusable.
-    pub fn index(&self, stats: &Stats) -> Result<&SealedIndex> {
+    /// The segment's index: the active one if unfinished, else loaded from its files or rebuilt
+    /// from the log if they are unusable.
+    pub fn index(&self, stats: &Stats) -> Result<IndexRef<'_>> {
+        if let Some(active) = &self.unfinished {
+            return Ok(IndexRef::Unfinished(active.read().unwrap_or_else(|p| p.into_inner())));
+        }
         if let Some(index) = self.index.get() {
-            return Ok(index);
+            return Ok(IndexRef::Loaded(index));
         }
         stats.index_loads.fetch_add(1, Ordering::Relaxed);
         let index = match SealedIndex::load(&self.path, self.base_offset, self.len) {
             Some(index) => index,
             None => self.rebuild_index(stats)?,
         };
-        Ok(self.index.get_or_init(|| index))
+        Ok(IndexRef::Loaded(self.index.get_or_init(|| index)))
     }
 
     fn rebuild_index(&self, stats: &Stats) -> Result<SealedIndex> {
@@ -229,7 +322,7 @@ impl SealedSegment {
     /// with [`Error::Corrupt`] if that batch is the first one asked for.
     pub fn read(&self, from: u64, max_bytes: usize, stats: &Stats) -> Result<ReadOutcome> {
         let data = self.bytes()?;
-        let mut position = self.index(stats)?.view().position_for(from);
+        let mut position = self.index(stats)?.position_for(from)?;
         loop {
             if position >= self.len {
                 return Ok(None);
@@ -270,7 +363,7 @@ impl SealedSegment {
 
     pub fn find_time(&self, timestamp: i64, stats: &Stats) -> Result<Option<(u64, i64)>> {
         let data = self.bytes()?;
-        let mut position = self.index(stats)?.view().position_for_time(timestamp);
+        let mut position = self.index(stats)?.position_for_time(timestamp)?;
         while position < self.len {
             let header = self.header_at(data, position)?;
             let end = position + u64::from(header.batch_len);

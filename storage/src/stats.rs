@@ -12,6 +12,8 @@ pub struct Stats {
     pub index_loads: AtomicU64,
     pub index_rebuilds: AtomicU64,
     pub recovery_truncated_bytes: AtomicU64,
+    pub recovery_scanned_bytes: AtomicU64,
+    pub recovery_full_scans: AtomicU64,
 }
 
 /// A point-in-time copy of [`Stats`].
@@ -29,8 +31,12 @@ pub struct StatsSnapshot {
     pub index_loads: u64,
     /// Indexes rebuilt from their segment because the files were missing or bad.
     pub index_rebuilds: u64,
-    /// Bytes cut from the active segment's torn tail when the log was opened.
+    /// Bytes cut when the log was opened: a torn tail, and any segments after a torn one.
     pub recovery_truncated_bytes: u64,
+    /// Bytes read and checked when the log was opened: everything after the recovery point.
+    pub recovery_scanned_bytes: u64,
+    /// 1 if the open found no usable recovery point and checked the whole active segment.
+    pub recovery_full_scans: u64,
 }
 
 impl Stats {
@@ -44,6 +50,8 @@ impl Stats {
             index_loads: get(&self.index_loads),
             index_rebuilds: get(&self.index_rebuilds),
             recovery_truncated_bytes: get(&self.recovery_truncated_bytes),
+            recovery_scanned_bytes: get(&self.recovery_scanned_bytes),
+            recovery_full_scans: get(&self.recovery_full_scans),
         }
     }
 }

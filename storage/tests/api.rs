@@ -144,11 +144,53 @@ fn producer_state_survives_reopen_with_and_without_snapshots() {
         assert!(matches!(log.append(&gap), Err(Error::OutOfOrderSequence { expected: 120, .. })));
     };
     check(&Log::open(dir.path(), small_config()).unwrap());
-    for entry in std::fs::read_dir(dir.path()).unwrap() {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "producers") {
-            std::fs::remove_file(path).unwrap();
+    let remove = |ext: &str| {
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == ext) {
+                std::fs::remove_file(path).unwrap();
+            }
         }
-    }
+    };
+    // Without the recovery point: from the active segment's snapshot (and a new recovery
+    // point is written at the active segment's start, with the state).
+    remove("checkpoint");
     check(&Log::open(dir.path(), small_config()).unwrap());
+    // Without snapshots: from that recovery point.
+    remove("producers");
+    check(&Log::open(dir.path(), small_config()).unwrap());
+    // Without either: rebuilt from the log.
+    remove("checkpoint");
+    check(&Log::open(dir.path(), small_config()).unwrap());
+}
+
+#[test]
+fn idempotence_is_exact_across_a_crash_after_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig { segment_bytes: 1 << 20, ..small_config() };
+    let mut sent = Vec::new();
+    {
+        let log = Log::open(dir.path(), config.clone()).unwrap();
+        for seq in 0..20 {
+            let b = producer_batch(&values(2, seq as i64, 30), Some((7, 0, seq * 2)));
+            sent.push((b.clone(), log.append(&b).unwrap()));
+            if seq == 12 {
+                log.checkpoint().unwrap();
+            }
+        }
+        // Dropped without a flush: batches 13..20 are only past the recovery point.
+    }
+    let log = Log::open(dir.path(), config).unwrap();
+    assert!(log.stats().recovery_scanned_bytes > 0);
+    // Each of the last five batches (three of them after the recovery point) is a duplicate
+    // with its original offsets; the next sequence is expected exactly.
+    for (b, info) in &sent[15..] {
+        let retry = log.append(b).unwrap();
+        assert!(retry.duplicate);
+        assert_eq!((retry.base_offset, retry.last_offset), (info.base_offset, info.last_offset));
+    }
+    let next = producer_batch(&values(1, 0, 5), Some((7, 0, 40)));
+    assert!(!log.append(&next).unwrap().duplicate);
+    let gap = producer_batch(&values(1, 0, 5), Some((7, 0, 50)));
+    assert!(matches!(log.append(&gap), Err(Error::OutOfOrderSequence { expected: 41, .. })));
 }

@@ -1,5 +1,8 @@
 //! Recovery and corruption: torn tails, flipped bytes in sealed segments, lost or garbled
-//! indexes, the directory lock, and that opening never scans sealed segments.
+//! indexes, the directory lock, that opening never scans sealed segments, and that it reads
+//! only what follows the recovery point (falling back to the whole active segment when the
+//! checkpoint does not hold). Crashes with a seal pending are in the crate's unit tests
+//! (`seal::tests`), which can hold the sealer.
 
 #![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
 
@@ -70,6 +73,8 @@ fn torn_tail_is_cut_at_the_last_whole_batch_at_every_length() {
             batch_ends.iter().rev().find(|(end, _)| *end <= cut).copied().unwrap_or((0, 0));
         assert_eq!(log.next_offset(), next, "cut at {cut}");
         assert_eq!(log.stats().recovery_truncated_bytes, cut - whole_len, "cut at {cut}");
+        // From the recovery point written when the log was created.
+        assert_eq!(log.stats().recovery_full_scans, 0, "cut at {cut}");
         assert_eq!(fs::metadata(&active).unwrap().len(), whole_len);
         assert_eq!(read_all(&log, 0, 1000), model[..next as usize].to_vec());
         // Appends continue right after the last whole batch.
@@ -259,6 +264,7 @@ mod garbage {
             fs::write(dir.path().join("00000000000000000000.log"), &sealed_bytes).unwrap();
             fs::write(dir.path().join("00000000000000000100.log"), &active).unwrap();
             let log = Log::open(dir.path(), LogConfig::default()).unwrap();
+            prop_assert_eq!(log.stats().recovery_full_scans, 1);
             prop_assert!(log.next_offset() >= 100);
             for from in [0u64, 1, 2, 3, 50, 99, 100] {
                 match log.read(from, 4096) {
@@ -334,4 +340,168 @@ fn a_whole_batch_of_an_unknown_format_refuses_the_open_and_is_not_cut() {
     let survivors = read_all(&log, 0, 1 << 20);
     assert_eq!(survivors[..], model[..survivors.len()]);
     assert!(survivors.len() < model.len());
+}
+
+/// The stored bytes of every batch, in order.
+fn stored_batches(log: &Log) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut next = log.start_offset();
+    while next < log.next_offset() {
+        let bytes = log.read(next, 1 << 20).unwrap();
+        for b in eddy_storage::Batches::new(&bytes) {
+            let b = b.unwrap();
+            out.push(b.as_bytes().to_vec());
+            next = b.last_offset() + 1;
+        }
+    }
+    out
+}
+
+/// A log with one large active segment: `before` batches, a checkpoint, `after` more, then a
+/// crash (the handle dropped without a flush: under `flush = os` nothing more is fsynced or
+/// checkpointed). Returns the stored batches and the active segment's length at the checkpoint.
+fn crash_after_checkpoint(dir: &Path, before: usize, after: usize) -> (Vec<Vec<u8>>, u64) {
+    let log = Log::open(dir, big_active()).unwrap();
+    fill(&log, before);
+    log.checkpoint().unwrap();
+    let checkpointed = fs::metadata(segment_paths(dir, "log").pop().unwrap()).unwrap().len();
+    fill(&log, after);
+    let stored = stored_batches(&log);
+    drop(log);
+    (stored, checkpointed)
+}
+
+fn big_active() -> LogConfig {
+    LogConfig { segment_bytes: 1 << 30, ..small_config() }
+}
+
+fn checkpoint_path(dir: &Path) -> PathBuf {
+    dir.join("recovery-point.checkpoint")
+}
+
+#[test]
+fn a_torn_batch_after_the_recovery_point_is_cut_and_only_the_tail_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, checkpointed) = crash_after_checkpoint(dir.path(), 200, 30);
+    let active = segment_paths(dir.path(), "log").pop().unwrap();
+    let len = fs::metadata(&active).unwrap().len();
+    // The last batch is torn: half of it reached the disk.
+    let last = batches.last().unwrap().len() as u64;
+    let torn_at = len - last / 2;
+    OpenOptions::new().write(true).open(&active).unwrap().set_len(torn_at).unwrap();
+
+    let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
+    assert_eq!(log.stats().recovery_scanned_bytes, torn_at - checkpointed);
+    assert_eq!(log.stats().recovery_truncated_bytes, torn_at - (len - last));
+    assert_eq!(stored_batches(&log), batches[..batches.len() - 1].to_vec());
+    assert_eq!(fs::metadata(&active).unwrap().len(), len - last);
+    // The offsets below the recovery point were durable; what follows is, after a flush.
+    assert!(log.durable_offset() > 0 && log.durable_offset() < log.next_offset());
+    let next = log.next_offset();
+    assert_eq!(log.append(&batch(&values(2, 0, 3))).unwrap().base_offset, next);
+    log.flush().unwrap();
+    assert_eq!(log.durable_offset(), log.next_offset());
+}
+
+#[test]
+fn open_after_a_crash_does_not_read_below_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, checkpointed) = crash_after_checkpoint(dir.path(), 300, 5);
+    let active = segment_paths(dir.path(), "log").pop().unwrap();
+    let len = fs::metadata(&active).unwrap().len();
+    assert!(checkpointed > 10 * (len - checkpointed), "the test wants a long prefix");
+    let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
+    assert_eq!(log.stats().recovery_scanned_bytes, len - checkpointed);
+    assert_eq!(log.stats().recovery_truncated_bytes, 0);
+    assert_eq!(stored_batches(&log), batches);
+    // Lookups below the recovery point use the index entries the checkpoint vouched for.
+    for (offset, rec) in read_all(&log, 0, 1 << 20).iter().step_by(37) {
+        let found = log.offset_for_timestamp(rec.timestamp).unwrap().unwrap();
+        assert!(found.offset <= *offset);
+        assert_eq!(read_all(&log, *offset, 1).first().map(|(o, _)| *o), Some(*offset));
+    }
+    drop(log);
+    // A clean close leaves nothing to read at the next open.
+    Log::open(dir.path(), big_active()).unwrap().close().unwrap();
+    let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_scanned_bytes, 0);
+    assert_eq!(stored_batches(&log), batches);
+}
+
+#[test]
+fn a_corrupt_checkpoint_falls_back_to_checking_the_whole_active_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, _) = crash_after_checkpoint(dir.path(), 100, 10);
+    let mut bytes = fs::read(checkpoint_path(dir.path())).unwrap();
+    bytes[30] ^= 0x04;
+    fs::write(checkpoint_path(dir.path()), &bytes).unwrap();
+    let active = segment_paths(dir.path(), "log").pop().unwrap();
+    let len = fs::metadata(&active).unwrap().len();
+
+    let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 1);
+    assert_eq!(log.stats().recovery_scanned_bytes, len);
+    assert_eq!(stored_batches(&log), batches);
+    drop(log);
+    // A missing one, too.
+    fs::remove_file(checkpoint_path(dir.path())).unwrap();
+    let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 1);
+    assert_eq!(log.stats().recovery_scanned_bytes, len);
+    assert_eq!(stored_batches(&log), batches);
+}
+
+#[test]
+fn a_checkpoint_past_the_end_of_its_segment_falls_back_without_losing_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, _) = crash_after_checkpoint(dir.path(), 100, 10);
+    // Something outside eddy cut the active segment to its first 50 batches, below the
+    // recovery point.
+    let active = segment_paths(dir.path(), "log").pop().unwrap();
+    let kept: u64 = batches[..50].iter().map(|b| b.len() as u64).sum();
+    OpenOptions::new().write(true).open(&active).unwrap().set_len(kept).unwrap();
+
+    let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 1);
+    assert_eq!(log.stats().recovery_scanned_bytes, kept);
+    assert_eq!(log.stats().recovery_truncated_bytes, 0);
+    assert_eq!(stored_batches(&log), batches[..50].to_vec());
+    let next = log.next_offset();
+    assert_eq!(log.append(&batch(&values(1, 0, 3))).unwrap().base_offset, next);
+}
+
+#[test]
+fn a_checkpoint_whose_index_entries_are_gone_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (batches, _) = crash_after_checkpoint(dir.path(), 100, 10);
+    let index = segment_paths(dir.path(), "index").pop().unwrap();
+    OpenOptions::new().write(true).open(&index).unwrap().set_len(50).unwrap();
+    let active = segment_paths(dir.path(), "log").pop().unwrap();
+    let log = Log::open(dir.path(), big_active()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 1);
+    assert_eq!(log.stats().recovery_scanned_bytes, fs::metadata(&active).unwrap().len());
+    assert_eq!(stored_batches(&log), batches);
+}
+
+#[test]
+fn a_recovery_point_at_a_segment_start_is_used() {
+    let dir = tempfile::tempdir().unwrap();
+    // A new log starts with a recovery point at offset 0; rolls move it to each new segment.
+    let model = {
+        let log = Log::open(dir.path(), small_config()).unwrap();
+        fill(&log, 3)
+    };
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
+    assert_eq!(read_all(&log, 0, 1 << 20), model);
+    let more = fill(&log, 40);
+    drop(log);
+    let log = Log::open(dir.path(), small_config()).unwrap();
+    assert_eq!(log.stats().recovery_full_scans, 0);
+    let active = segment_paths(dir.path(), "log").pop().unwrap();
+    assert_eq!(log.stats().recovery_scanned_bytes, fs::metadata(&active).unwrap().len());
+    let all: Vec<_> = model.into_iter().chain(more).collect();
+    assert_eq!(read_all(&log, 0, 1 << 20).len(), all.len());
 }
