@@ -84,8 +84,11 @@ impl RankIndex {
 
 /// The order of top-N answers over `(rank, key)` pairs: for merging partitions' tops and for
 /// ranking a scan.
-pub(crate) fn best_first(a: &(Rank, Bytes), b: &(Rank, Bytes)) -> Ordering {
-    b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1))
+pub(crate) fn best_first(
+    (rank_a, key_a): (Rank, &[u8]),
+    (rank_b, key_b): (Rank, &[u8]),
+) -> Ordering {
+    rank_b.cmp(&rank_a).then_with(|| key_a.cmp(key_b))
 }
 
 /// The top `n` of `rows` by `by` without an index (a scan), best first.
@@ -98,10 +101,10 @@ pub(crate) fn top_by_scan<T: AsRef<[u8]>>(
         rows.iter().map(|(k, v)| (rank_of(by, v.as_ref()), k.clone())).collect();
     let n = n.min(all.len());
     if n > 0 && n < all.len() {
-        all.select_nth_unstable_by(n - 1, best_first);
+        all.select_nth_unstable_by(n - 1, |a, b| best_first((a.0, &a.1), (b.0, &b.1)));
     }
     all.truncate(n);
-    all.sort_by(best_first);
+    all.sort_by(|a, b| best_first((a.0, &a.1), (b.0, &b.1)));
     all
 }
 

@@ -419,7 +419,7 @@ impl<K: Serialize + DeserializeOwned, V: DeserializeOwned> TableReader<K, V> {
         for part in self.registry.parts(&self.name) {
             best.extend(part.top(by, n));
         }
-        best.sort_by(|a, b| best_first(&(a.0, a.1.clone()), &(b.0, b.1.clone())));
+        best.sort_by(|a, b| best_first((a.0, &a.1), (b.0, &b.1)));
         best.into_iter()
             .filter_map(|(_, k, s)| {
                 Some((from_state_bytes(&k).ok()?, from_state_bytes(&s.value).ok()?))
