@@ -105,25 +105,36 @@ impl Input {
         Ok(true)
     }
 
-    /// For a chunk root: with nothing buffered, reads the next chunk and collects the records
-    /// areas of its batches (decompressed where needed) into `areas`, leaving the records to
-    /// the caller, who decodes them ([`Chunk::records`]) and then calls
+    /// For a chunk root: reads the next chunk's bytes (about `max_bytes`, from the read
+    /// position), for [`take_chunk`](Self::take_chunk).
+    pub fn read(&self, logs: &dyn LogAccess, max_bytes: usize) -> Result<Bytes> {
+        Ok(logs.read(&self.topic, self.partition, self.next, max_bytes)?)
+    }
+
+    /// The bytes of the chunk after the one [`take_chunk`](Self::take_chunk) took (read
+    /// before [`finish_chunk`](Self::finish_chunk) moves the read position there).
+    pub fn read_after_chunk(&self, logs: &dyn LogAccess, max_bytes: usize) -> Result<Bytes> {
+        let from = self.next.max(self.chunk_end);
+        Ok(logs.read(&self.topic, self.partition, from, max_bytes)?)
+    }
+
+    /// For a chunk root: with nothing buffered, collects the records areas of the batches of
+    /// `bytes` (read from the read position; decompressed where needed) into `areas`, leaving
+    /// the records to the caller, who decodes them ([`Chunk::records`]) and then calls
     /// [`finish_chunk`](Self::finish_chunk). Returns false when there is nothing new.
-    pub fn read_chunk(
+    pub fn take_chunk(
         &mut self,
-        logs: &dyn LogAccess,
-        max_bytes: usize,
+        bytes: &Bytes,
         areas: &mut Vec<(BatchHeader, Bytes)>,
     ) -> Result<bool> {
         areas.clear();
         if !self.buf.is_empty() {
             return Ok(false);
         }
-        let bytes = logs.read(&self.topic, self.partition, self.next, max_bytes)?;
-        for batch in Batches::new(&bytes) {
+        for batch in Batches::new(bytes) {
             let batch = batch.map_err(|fault| self.bad(self.chunk_end.max(self.next), fault))?;
             let area = batch.records().map_err(|fault| self.bad(batch.base_offset(), fault))?;
-            areas.push((*batch.header(), area.into_bytes(&bytes)));
+            areas.push((*batch.header(), area.into_bytes(bytes)));
             self.chunk_end = self.chunk_end.max(batch.last_offset() + 1);
         }
         Ok(self.chunk_end > self.next)

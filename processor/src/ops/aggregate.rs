@@ -49,8 +49,8 @@ pub(crate) struct Slot<Acc> {
 /// `raw_aggregate::RawAggregate`, so both keep the same state, write the same changes and
 /// snapshot the same bytes.
 ///
-/// Keys are split over *lanes* by a bit of their hash (one lane for `Aggregate`; two for
-/// `RawAggregate`, whose lanes fold on two threads at once). Which lane holds a key changes
+/// Keys are split over *lanes* by bits of their hash (one lane for `Aggregate`; sixteen for
+/// `RawAggregate`, whose lanes are dealt to two threads that fold them at once). Which lane holds a key changes
 /// nothing outside: snapshots list every lane's keys in key order, and a flush writes every
 /// lane's changes in position order.
 pub(crate) struct Accs<Acc> {
@@ -59,11 +59,11 @@ pub(crate) struct Accs<Acc> {
     hasher: foldhash::fast::RandomState,
 }
 
-/// The lane of a key with this hash among `lanes`: by bit 56, which hashbrown's tables use for
-/// neither the bucket (low bits) nor the tag (the top seven), so every lane's table stays
-/// evenly spread.
+/// The lane of a key with this hash among `lanes`: by bits 48–55, which hashbrown's tables use
+/// for neither the bucket (the low bits, up to a table of 2^48 buckets) nor the tag (the top
+/// seven), so every lane's table stays evenly spread.
 pub(crate) fn lane_for(hash: u64, lanes: usize) -> usize {
-    (hash >> 56) as usize % lanes.max(1)
+    usize::from((hash >> 48) as u8) % lanes.max(1)
 }
 
 /// One lane's keys.

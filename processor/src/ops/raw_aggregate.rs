@@ -67,8 +67,11 @@ pub(crate) struct RawAggregate<K, E: Extract, A: Aggregator<E::Value>> {
     runs: [Extracted<E::Value>; 2],
 }
 
-/// Lanes of a `RawAggregate`'s accumulators: one per thread that may fold a chunk.
-const LANES: usize = 2;
+/// Lanes of a `RawAggregate`'s accumulators: more than the two threads that fold a chunk, so
+/// that each chunk's lanes can be dealt to the threads by how many records they hold — a few
+/// keys often hold a large share of the records (the commonest URL of an access log ~15 %), and
+/// two fixed halves of the keys would leave one thread folding much longer than the other.
+const LANES: usize = 16;
 
 /// A chunk smaller than this (bytes of records) is done on the task's thread alone: a helper
 /// thread would cost more to start than it saves.
@@ -141,7 +144,8 @@ impl<K: StateData, E: Extract, A: Aggregator<E::Value>> Node<Option<Bytes>, Opti
 struct Extracted<V> {
     /// The records' key encodings, one after another.
     arena: Vec<u8>,
-    items: Vec<Item<V>>,
+    /// The records to fold, by the lane of their key, each lane's in record order.
+    lanes: Vec<Vec<Item<V>>>,
     /// Records set aside, by index in the run.
     errors: Vec<(usize, RecordError)>,
     /// New records in the run, and the offset of the last.
@@ -153,7 +157,7 @@ impl<V> Default for Extracted<V> {
     fn default() -> Self {
         Self {
             arena: Vec::new(),
-            items: Vec::new(),
+            lanes: Vec::new(),
             errors: Vec::new(),
             count: 0,
             last_offset: None,
@@ -173,16 +177,18 @@ struct Item<V> {
 }
 
 impl<V> Extracted<V> {
-    /// Pass one over the batches `areas` of `chunk`: decode, extract and hash each new record.
+    /// Pass one over the batches `areas` of `chunk`: decode, extract and hash each new record,
+    /// sorting them into `lanes` lanes.
     fn fill<E: Extract<Value = V>>(
         &mut self,
-        extract: &E,
-        hasher: &foldhash::fast::RandomState,
+        (extract, hasher): (&E, &foldhash::fast::RandomState),
+        lanes: usize,
         chunk: &Chunk<'_>,
         areas: std::ops::Range<usize>,
     ) -> Result<()> {
         self.arena.clear();
-        self.items.clear();
+        self.lanes.resize_with(lanes, Vec::new);
+        self.lanes.iter_mut().for_each(Vec::clear);
         self.errors.clear();
         self.last_offset = None;
         let mut key = Vec::new();
@@ -195,7 +201,9 @@ impl<V> Extracted<V> {
                     self.arena.extend_from_slice(&key);
                     let hash = hasher.hash_one(&key[..]);
                     let item = Item { index, hash, key: (at, self.arena.len()), value, ts };
-                    self.items.push(item);
+                    if let Some(lane) = self.lanes.get_mut(lane_for(hash, lanes)) {
+                        lane.push(item);
+                    }
                 }
                 Ok(None) => {}
                 Err(e) => self.errors.push((index, e)),
@@ -205,18 +213,34 @@ impl<V> Extracted<V> {
         })?;
         Ok(())
     }
+
+    /// Records of lane `lane` to fold.
+    fn in_lane(&self, lane: usize) -> &[Item<V>] {
+        self.lanes.get(lane).map_or(&[], Vec::as_slice)
+    }
 }
 
-/// Pass two for one lane: folds, in chunk order, the records of `runs` whose key is in lane
-/// `lane`, caching each change at its record's position (each run with its first record's).
+/// Pass two for some lanes: folds, in chunk order, the records of `runs` whose key is in each
+/// lane, caching each change at its record's position (each run with its first record's).
+fn fold_lanes<V, A: Aggregator<V>>(
+    agg: &A,
+    lanes: Vec<(usize, &mut Lane<A::Acc>)>,
+    runs: &[(&Extracted<V>, Position)],
+) {
+    for (index, lane) in lanes {
+        fold_lane(agg, lane, index, runs);
+    }
+}
+
+/// [`fold_lanes`] of one lane.
 fn fold_lane<V, A: Aggregator<V>>(
     agg: &A,
     lane: &mut Lane<A::Acc>,
-    (index, lanes): (usize, usize),
+    index: usize,
     runs: &[(&Extracted<V>, Position)],
 ) {
     for (run, base) in runs {
-        for item in run.items.iter().filter(|item| lane_for(item.hash, lanes) == index) {
+        for item in run.in_lane(index) {
             let key = &run.arena[item.key.0..item.key.1];
             let pos = Position { n: base.n + item.index as u64, ..*base };
             lane.add(
@@ -260,31 +284,37 @@ where
         let (mid, end) = (chunk.middle(), chunk.areas.len());
         let bytes: usize = chunk.areas.iter().map(|(_, a)| a.len()).sum();
         let parallel = threads > 1 && bytes >= PARALLEL_MIN_BYTES;
+        let lanes = self.accs.lanes_mut();
+        let count = lanes.len();
         if parallel {
             std::thread::scope(|s| {
-                let helper = s.spawn(|| two.fill(extract, &hasher, chunk, mid..end));
-                let mine = one.fill(extract, &hasher, chunk, 0..mid);
+                let helper = s.spawn(|| two.fill((extract, &hasher), count, chunk, mid..end));
+                let mine = one.fill((extract, &hasher), count, chunk, 0..mid);
                 join(helper).and(mine)
             })?;
         } else {
-            one.fill(extract, &hasher, chunk, 0..mid)?;
-            two.fill(extract, &hasher, chunk, mid..end)?;
+            one.fill((extract, &hasher), count, chunk, 0..mid)?;
+            two.fill((extract, &hasher), count, chunk, mid..end)?;
         }
         let first = cx.first_position(n);
         let second = Position { n: n + one.count, ..first };
         let runs = [(&one, first), (&two, second)];
-        let lanes = self.accs.lanes_mut();
-        let count = lanes.len();
-        if let ([a, b], true) = (&mut *lanes, parallel) {
+        if parallel {
+            let helpers = deal(&runs, count);
+            let (mut mine, mut theirs) = (Vec::new(), Vec::new());
+            for (index, lane) in lanes.iter_mut().enumerate() {
+                match helpers.get(index) {
+                    Some(true) => theirs.push((index, lane)),
+                    _ => mine.push((index, lane)),
+                }
+            }
             std::thread::scope(|s| {
-                let helper = s.spawn(|| fold_lane(agg, b, (1, count), &runs));
-                fold_lane(agg, a, (0, count), &runs);
+                let helper = s.spawn(|| fold_lanes(agg, theirs, &runs));
+                fold_lanes(agg, mine, &runs);
                 join(helper);
             });
         } else {
-            for (index, lane) in lanes.iter_mut().enumerate() {
-                fold_lane(agg, lane, (index, count), &runs);
-            }
+            fold_lanes(agg, lanes.iter_mut().enumerate().collect(), &runs);
         }
         let errors = one
             .errors
@@ -305,6 +335,23 @@ where
         }
         Ok(total)
     }
+}
+
+/// Deals `lanes` lanes to two threads by how many records of `runs` each holds, the largest
+/// first, each to the thread with fewer records so far: whether the helper folds each lane.
+fn deal<V>(runs: &[(&Extracted<V>, Position)], lanes: usize) -> Vec<bool> {
+    let size = |lane| runs.iter().map(|(run, _)| run.in_lane(lane).len()).sum::<usize>();
+    let mut order: Vec<(usize, usize)> = (0..lanes).map(|lane| (size(lane), lane)).collect();
+    order.sort_unstable_by(|a, b| b.cmp(a));
+    let (mut helpers, mut load) = (vec![false; lanes], [0usize; 2]);
+    for (size, lane) in order {
+        let to_helper = load[1] < load[0];
+        load[usize::from(to_helper)] += size;
+        if let Some(h) = helpers.get_mut(lane) {
+            *h = to_helper;
+        }
+    }
+    helpers
 }
 
 /// Waits for a helper thread; its panic is this thread's.
