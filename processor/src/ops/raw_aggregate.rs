@@ -39,9 +39,9 @@ pub trait Extract: Send + Sync + 'static {
     /// What the aggregator folds (`()` for a count).
     type Value;
 
-    /// Writes the record's group key, in its state encoding (the JSON of the key, as
-    /// [`Stream::aggregate`](crate::Stream::aggregate) keys its tables), into `key` (empty on
-    /// entry), and returns the value to fold and the record's event time (`ts` is the log
+    /// Appends the record's group key, in its state encoding (the JSON of the key, as
+    /// [`Stream::aggregate`](crate::Stream::aggregate) keys its tables), to `out` (which may
+    /// hold other records' keys before it: leave them as they are), and returns the value to fold and the record's event time (`ts` is the log
     /// record's timestamp). `Ok(None)` leaves the record out, as a filter would; an error sets
     /// it aside.
     fn extract(
@@ -191,22 +191,24 @@ impl<V> Extracted<V> {
         self.lanes.iter_mut().for_each(Vec::clear);
         self.errors.clear();
         self.last_offset = None;
-        let mut key = Vec::new();
         let mut index = 0;
         self.count = chunk.records(areas, |rec| {
-            key.clear();
-            match extract.extract(rec.key, rec.value, rec.timestamp, &mut key) {
+            // The key is written straight into the arena (taken back if the record is left
+            // out or set aside).
+            let at = self.arena.len();
+            match extract.extract(rec.key, rec.value, rec.timestamp, &mut self.arena) {
                 Ok(Some((value, ts))) => {
-                    let at = self.arena.len();
-                    self.arena.extend_from_slice(&key);
-                    let hash = hasher.hash_one(&key[..]);
+                    let hash = hasher.hash_one(self.arena.get(at..).unwrap_or_default());
                     let item = Item { index, hash, key: (at, self.arena.len()), value, ts };
                     if let Some(lane) = self.lanes.get_mut(lane_for(hash, lanes)) {
                         lane.push(item);
                     }
                 }
-                Ok(None) => {}
-                Err(e) => self.errors.push((index, e)),
+                Ok(None) => self.arena.truncate(at),
+                Err(e) => {
+                    self.arena.truncate(at);
+                    self.errors.push((index, e));
+                }
             }
             self.last_offset = Some(rec.offset);
             index += 1;

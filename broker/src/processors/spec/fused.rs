@@ -15,6 +15,7 @@ use serde_json::Value;
 use eddy_processor::{Extract, RecordError};
 
 use super::row::{FieldsCodec, LineRef, Pick, Row};
+use super::scan::is_plain_json;
 use super::values::{JsonAgg, Picked, event_time, number_of, parse_clf_bytes, text_of};
 use super::{AggFn, Op, TimeFormat};
 
@@ -154,7 +155,7 @@ fn latest_of(agg: &JsonAgg, field: Option<Cow<'_, str>>, view: LineRef<'_>) -> V
 /// the aggregate writes a `String` key.
 fn write_key(out: &mut Vec<u8>, bytes: &[u8]) {
     // Printable ASCII but `"` and `\` is its own JSON (and the commonest key by far).
-    if bytes.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\') {
+    if is_plain_json(bytes) {
         out.reserve(bytes.len() + 2);
         out.push(b'"');
         out.extend_from_slice(bytes);

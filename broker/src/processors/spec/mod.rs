@@ -40,6 +40,7 @@
 
 mod fused;
 mod row;
+mod scan;
 mod values;
 
 use serde::{Deserialize, Serialize};

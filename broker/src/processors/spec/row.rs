@@ -16,6 +16,8 @@ use serde_json::Value;
 
 use eddy_processor::Codec;
 
+use super::scan::blanks_of_block;
+
 /// A field pick: `name` gets words `from..=to` (1-based) joined by a space.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Pick {
@@ -248,10 +250,7 @@ fn split_words(line: &[u8], words: &mut [(u32, u32)]) -> Option<usize> {
     }
     for (b, block) in line.chunks(64).enumerate() {
         let base = (b * 64) as u32;
-        let blank = match <&[u8; 64]>::try_from(block) {
-            Ok(full) => blanks_of_block(full),
-            Err(_) => blanks_of_tail(block),
-        };
+        let blank = blanks_of_block(block);
         let before = (blank << 1) | u64::from(prev_blank);
         let mut edges = (!blank & before) | (blank & !before);
         while edges != 0 {
@@ -277,111 +276,11 @@ fn split_words(line: &[u8], words: &mut [(u32, u32)]) -> Option<usize> {
     Some(count)
 }
 
-/// Bit `i` set when byte `i` of the block is a blank ([`is_blank`]): SSE2 compares 16 bytes
-/// at a time for "≤ 0x20" and "is a space" (through `safe_arch`'s safe wrappers: this crate
-/// has no unsafe code); the rare bytes that are the one and not the other
-/// (a tab, or a control byte that is no blank) are looked at alone.
-#[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
-fn blanks_of_block(block: &[u8; 64]) -> u64 {
-    use safe_arch::{
-        cmp_eq_mask_i8_m128i, m128i, min_u8_m128i, move_mask_i8_m128i, set_splat_i8_m128i,
-    };
-    let space = set_splat_i8_m128i(0x20);
-    let (mut low, mut spaces) = (0u64, 0u64);
-    for (i, part) in block.chunks_exact(16).enumerate() {
-        let mut bytes = [0u8; 16];
-        bytes.copy_from_slice(part);
-        let v = m128i::from(bytes);
-        // Unsigned `v <= 0x20`: the minimum of the two is `v` itself.
-        let le = cmp_eq_mask_i8_m128i(min_u8_m128i(v, space), v);
-        let sp = cmp_eq_mask_i8_m128i(v, space);
-        low |= u64::from(move_mask_i8_m128i(le) as u16) << (16 * i);
-        spaces |= u64::from(move_mask_i8_m128i(sp) as u16) << (16 * i);
-    }
-    let mut blank = spaces;
-    let mut others = low & !spaces;
-    while others != 0 {
-        let i = others.trailing_zeros() as usize;
-        others &= others - 1;
-        if block.get(i).is_some_and(|&b| is_blank(b)) {
-            blank |= 1 << i;
-        }
-    }
-    blank
-}
-
-/// Bit `i` set when byte `i` of the block is a blank ([`is_blank`]), eight bytes at a time.
-#[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
-fn blanks_of_block(block: &[u8; 64]) -> u64 {
-    blanks_of_tail(block)
-}
-
-/// [`blanks_of_block`] of a block of at most 64 bytes, eight at a time; the bits past its end
-/// are set (past the line's end counts as blank, which ends a word open there).
-fn blanks_of_tail(block: &[u8]) -> u64 {
-    let mut blank = 0u64;
-    for (j, bytes) in block.chunks(8).enumerate() {
-        let chunk = match <[u8; 8]>::try_from(bytes) {
-            Ok(full) => u64::from_le_bytes(full),
-            Err(_) => {
-                // Only the last chunk is copied: a short copy then a load of the same bytes
-                // would stall on store forwarding.
-                let mut word = [b' '; 8];
-                word[..bytes.len()].copy_from_slice(bytes);
-                u64::from_le_bytes(word)
-            }
-        };
-        blank |= u64::from(blanks_of(chunk)) << (8 * j);
-    }
-    if block.len() < 64 {
-        blank |= u64::MAX << block.len();
-    }
-    blank
-}
-
-/// Bit `i` set when byte `i` of `chunk` (little-endian) is a blank ([`is_blank`]).
-fn blanks_of(chunk: u64) -> u8 {
-    const HIGH: u64 = 0x8080_8080_8080_8080;
-    const ONES: u64 = 0x0101_0101_0101_0101;
-    // High bit of each byte below 0x21 — exact per byte: or-ing the high bit in first keeps
-    // the subtraction from borrowing across bytes.
-    let low = !((chunk | HIGH) - ONES * 0x21) & !chunk & HIGH;
-    let mut mask = ((low >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
-    // Most bytes below 0x21 are spaces; anything else (a tab, or a control byte that is not a
-    // blank) is looked at alone.
-    let spaces = chunk ^ (ONES * 0x20);
-    let space = !(((spaces & !HIGH) + !HIGH) | spaces) & HIGH;
-    let space = ((space >> 7).wrapping_mul(0x0102_0408_1020_4080) >> 56) as u8;
-    let mut others = mask & !space;
-    while others != 0 {
-        let i = others.trailing_zeros();
-        others &= others - 1;
-        if !is_blank((chunk >> (8 * i)) as u8) {
-            mask &= !(1 << i);
-        }
-    }
-    mask
-}
-
-/// awk's default field separators: space, tab, newline (and CR, FF).
-fn is_blank(b: u8) -> bool {
-    // A table, not a chain of comparisons: this runs for every byte up to the last pick.
-    const BLANK: [bool; 256] = {
-        let mut t = [false; 256];
-        t[b' ' as usize] = true;
-        t[b'\t' as usize] = true;
-        t[b'\n' as usize] = true;
-        t[b'\r' as usize] = true;
-        t[0x0c] = true;
-        t
-    };
-    BLANK[b as usize]
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
+    use super::super::scan::is_blank;
     use super::*;
 
     /// awk's fields, the slow and obvious way.

@@ -4,6 +4,7 @@
 //! filters, event time, aggregates. Every table holds JSON.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -194,13 +195,10 @@ fn clf_exact(b: &[u8]) -> Option<i64> {
     if b.len() != 26 || b[2] != b'/' || b[6] != b'/' || b[11] != b':' || b[20] != b' ' {
         return None;
     }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        b[r].iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
-    };
-    let (day, month, year) = (num(0..2)?, month_of(&b[3..6])?, num(7..11)?);
     if b[14] != b':' || b[17] != b':' {
         return None;
     }
+    let num = |r| digits(b, r);
     let (h, m, s) = (num(12..14)?, num(15..17)?, num(18..20)?);
     let sign = match b[21] {
         b'+' => 1,
@@ -208,8 +206,32 @@ fn clf_exact(b: &[u8]) -> Option<i64> {
         _ => return None,
     };
     let (zh, zm) = (num(22..24)?, num(24..26)?);
-    let local = days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s;
+    let local = clf_days(&b[..11])? * 86_400 + h * 3600 + m * 60 + s;
     Some((local - sign * (zh * 3600 + zm * 60)) * 1000)
+}
+
+/// The number written in `b[r]`, all ASCII digits.
+fn digits(b: &[u8], r: std::ops::Range<usize>) -> Option<i64> {
+    let bytes = b.get(r)?;
+    bytes.iter().try_fold(0i64, |n, d| d.is_ascii_digit().then(|| n * 10 + i64::from(d - b'0')))
+}
+
+/// Days since 1970-01-01 of a CLF date `dd/Mon/yyyy` (slashes already checked). The lines of
+/// a log share their date for hours on end, so each thread remembers the last date it read.
+fn clf_days(date: &[u8]) -> Option<i64> {
+    thread_local! {
+        // No date is eleven zero bytes, so the first call computes.
+        static LAST: Cell<([u8; 11], i64)> = const { Cell::new(([0; 11], 0)) };
+    }
+    let key = <[u8; 11]>::try_from(date).ok()?;
+    let (last, days) = LAST.get();
+    if last == key {
+        return Some(days);
+    }
+    let (day, month, year) = (digits(date, 0..2)?, month_of(&date[3..6])?, digits(date, 7..11)?);
+    let days = days_from_civil(year, month, day);
+    LAST.set((key, days));
+    Some(days)
 }
 
 /// Any spacing, brackets optional, zone optional (UTC).
@@ -364,6 +386,22 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// The remembered date serves only the same date: lines of one day, then the next day,
+    /// then the first again, each read as the loose parser reads it.
+    #[test]
+    fn a_remembered_date_serves_only_its_own_lines() {
+        for text in [
+            "[10/Oct/2000:13:55:36 -0700]",
+            "[10/Oct/2000:23:59:59 +0000]",
+            "[11/Oct/2000:00:00:00 +0000]",
+            "[10/Oct/2000:00:00:01 +0130]",
+            "[10/Oct/2001:00:00:01 +0130]",
+        ] {
+            assert_eq!(clf_exact(text.as_bytes()), clf_loose(text), "{text}");
+        }
+        assert_eq!(clf_exact(b"[10/Oct/2000:00:00:00 +0000]"), Some(971_136_000_000));
+    }
 
     proptest! {
         #[test]
