@@ -9,7 +9,7 @@
 //!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--api record|batch]
 //!     [--idempotent true|false] [--batches 1,10,...] [--partitions P] [--dir DIR] [--json FILE]
 //!     [--only rust|sql] [--shapes 1000000x100,300000x1024] [--broker PATH]
-//!     [--server thread|process]
+//!     [--server thread|process] [--consume true|false]
 //! cargo run --release -p eddy-bench -- plot [DIR]       (default DIR: docs/bench)
 //! cargo run --release -p eddy-bench -- machine [DIR]    (DIR: where the data goes; default /tmp)
 //!

@@ -264,32 +264,36 @@ pub fn run_produce_process(opts: &Options) -> Result<Vec<Row>> {
             let conn =
                 Arc::new(Connection::connect(&broker.addr, ConnectionOptions::default()).await?);
             let p = produce_all(conn.clone(), opts, partitions).await?;
-            let c = consume_all(conn, opts.records, partitions).await?;
+            let c = match opts.consume {
+                true => Some(consume_all(conn, opts.records, partitions).await?),
+                false => None,
+            };
             Ok::<_, anyhow::Error>((p, c))
         })?;
         // Killed and reaped before the next run's copy, so it runs on an idle machine.
         drop(broker);
         let p = Row::new(format!("produce tcp process {label}"), opts.records, bytes, &p);
-        let c = Row::new(
-            format!("consume tcp process {}B", opts.record_bytes),
-            opts.records,
-            bytes,
-            &c,
-        );
+        let c = c.map(|c| {
+            let name = format!("consume tcp process {}B", opts.record_bytes);
+            Row::new(name, opts.records, bytes, &c)
+        });
         println!(
-            "run {}: produce {:.0} MB/s, consume {:.0} MB/s, loopback copy {:.0} MB/s",
+            "run {}: produce {:.0} MB/s, consume {}, loopback copy {:.0} MB/s",
             run + 1,
             p.mb_per_s,
-            c.mb_per_s,
+            c.as_ref().map_or("skipped".into(), |c| format!("{:.0} MB/s", c.mb_per_s)),
             copy.mb_per_s
         );
         copies.push(copy);
         produced.push(p);
-        consumed.push(c);
+        consumed.extend(c);
     }
-    let produced = median_against(produced, &copies);
-    let consumed = median_against(consumed, &copies);
-    Ok(vec![median(copies), produced, consumed])
+    let mut rows = vec![median_against(produced, &copies)];
+    if !consumed.is_empty() {
+        rows.push(median_against(consumed, &copies));
+    }
+    rows.insert(0, median(copies));
+    Ok(rows)
 }
 
 /// Bytes per `read` on the receiving side of the loopback copy (as the consume workload's).

@@ -48,6 +48,9 @@ pub struct Options {
     /// Where the produce workload's TCP broker runs: `thread` (served from this process, beside
     /// the embedded runs) or `process` (a child `eddy serve`, beside a loopback TCP copy).
     pub server: String,
+    /// Whether `produce --server process` consumes what it produced (off: a produce-only run,
+    /// for profilers).
+    pub consume: bool,
 }
 
 impl Options {
@@ -72,6 +75,7 @@ impl Options {
             shapes: Vec::new(),
             broker: None,
             server: "thread".into(),
+            consume: true,
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
@@ -107,6 +111,7 @@ impl Options {
                 "--only" => o.only = Some(value()?),
                 "--broker" => o.broker = Some(value()?.into()),
                 "--server" => o.server = value()?,
+                "--consume" => o.consume = value()?.parse()?,
                 "--shapes" => {
                     o.shapes = value()?
                         .split(',')
