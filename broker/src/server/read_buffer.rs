@@ -18,7 +18,7 @@ pub(super) const READ_CHUNK: usize = 64 * 1024;
 /// Most bytes of earlier buffers a connection keeps for reuse, beyond what its requests hold.
 const SPARE_BYTES: usize = 8 << 20;
 /// Buffers smaller than this are not worth keeping.
-const SPARE_MIN: usize = 256 * 1024;
+const SPARE_MIN: usize = READ_CHUNK;
 
 #[derive(Debug)]
 pub(super) struct ReadBuffer {
@@ -55,7 +55,8 @@ impl ReadBuffer {
         let (fresh, size) = match self.spares.iter_mut().position(reusable) {
             Some(at) => self.spares.swap_remove(at),
             None => {
-                let size = needed.max(READ_CHUNK);
+                // With room for the start of the next frame too, so reads stay large.
+                let size = needed + READ_CHUNK;
                 (BytesMut::with_capacity(size), size)
             }
         };
