@@ -9,12 +9,14 @@
 //!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--api record|batch]
 //!     [--idempotent true|false] [--batches 1,10,...] [--partitions P] [--dir DIR] [--json FILE]
 //!     [--only rust|sql] [--shapes 1000000x100,300000x1024] [--broker PATH]
+//!     [--server thread|process] [--consume true|false]
 //! cargo run --release -p eddy-bench -- plot [DIR]       (default DIR: docs/bench)
 //! cargo run --release -p eddy-bench -- machine [DIR]    (DIR: where the data goes; default /tmp)
 //!
 //! storage       append and sequential read of one log, against raw write/read
 //! group-commit  T appenders under flush=always, against write+fdatasync per batch
-//! produce       produce then consume through the client, TCP against embedded
+//! produce       produce then consume through the client, TCP against embedded; with
+//!               --server process, to a child `eddy serve` against a loopback TCP copy
 //! consume       consume from the page cache and after dropping it, TCP and embedded, against
 //!               a raw read of the segment files (cold rows skipped where the cache cannot be
 //!               dropped)
@@ -112,6 +114,7 @@ fn main() -> Result<()> {
         "storage" => storage::run(&opts)?,
         "format" => format::run(&opts)?,
         "group-commit" => storage::run_group_commit(&opts)?,
+        "produce" if opts.server == "process" => net::run_produce_process(&opts)?,
         "produce" => net::run_produce_consume(&opts)?,
         "consume" => consume::run(&opts)?,
         "batch-sweep" => sweep::run(&opts)?,

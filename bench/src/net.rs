@@ -9,6 +9,11 @@
 //! client talks to it over loopback exactly as it would to `eddy serve`. The embedded runs use
 //! the same client on the `Broker` transport, so the ratio between the two is the cost of the
 //! wire.
+//!
+//! With `--server process` the broker is a child `eddy serve` instead (the release binary
+//! beside this one, or `--broker`), started per run on a fresh data directory, as a user runs
+//! it; there is no embedded run then, and each run is compared with a plain loopback TCP copy
+//! of the same payload bytes made just before it (`baseline::loopback_copy`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,7 +26,9 @@ use eddy_client::{
     Producer, ProducerConfig, ProducerRecord, SeekTo, TopicConfig, Transport,
 };
 
-use crate::report::{Row, Timing, median_against};
+use crate::baseline;
+use crate::memory::{BrokerChild, eddy_binary};
+use crate::report::{Row, Timing, median, median_against};
 use crate::workload::Options;
 
 pub(crate) const TOPIC: &str = "bench";
@@ -228,6 +235,69 @@ pub fn run_produce_consume(opts: &Options) -> Result<Vec<Row>> {
     let tc = median_against(tc, &ec);
     Ok(vec![crate::report::median(ep), tp, crate::report::median(ec), tc])
 }
+
+/// Produce, then consume, over TCP to a child `eddy serve` per run, each run beside a loopback
+/// TCP copy of the same payload bytes.
+pub fn run_produce_process(opts: &Options) -> Result<Vec<Row>> {
+    let binary = eddy_binary(opts)?;
+    let partitions = opts.partitions;
+    let bytes = opts.records * opts.record_bytes as u64;
+    let api = if api(opts)? == Api::Batch { " send_batch" } else { "" };
+    let plain = if opts.idempotent { "" } else { " non-idempotent" };
+    let parts = if partitions == 1 { String::new() } else { format!(" {partitions}p") };
+    let label =
+        format!("{}B x{} acks={}{api}{plain}{parts}", opts.record_bytes, opts.batch, opts.acks);
+    let runtime =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let (mut copies, mut produced, mut consumed) = (vec![], vec![], vec![]);
+    for run in 0..opts.runs {
+        let copy = baseline::loopback_copy(bytes, LOOPBACK_READ_CHUNK)?;
+        let copy = Row::new(
+            format!("loopback tcp copy {}B", opts.record_bytes),
+            opts.records,
+            bytes,
+            &copy,
+        );
+        let dir = opts.tempdir()?;
+        let broker = BrokerChild::start(&binary, dir.path(), TOPIC)?;
+        let (p, c) = runtime.block_on(async {
+            let conn =
+                Arc::new(Connection::connect(&broker.addr, ConnectionOptions::default()).await?);
+            let p = produce_all(conn.clone(), opts, partitions).await?;
+            let c = match opts.consume {
+                true => Some(consume_all(conn, opts.records, partitions).await?),
+                false => None,
+            };
+            Ok::<_, anyhow::Error>((p, c))
+        })?;
+        // Killed and reaped before the next run's copy, so it runs on an idle machine.
+        drop(broker);
+        let p = Row::new(format!("produce tcp process {label}"), opts.records, bytes, &p);
+        let c = c.map(|c| {
+            let name = format!("consume tcp process {}B", opts.record_bytes);
+            Row::new(name, opts.records, bytes, &c)
+        });
+        println!(
+            "run {}: produce {:.0} MB/s, consume {}, loopback copy {:.0} MB/s",
+            run + 1,
+            p.mb_per_s,
+            c.as_ref().map_or("skipped".into(), |c| format!("{:.0} MB/s", c.mb_per_s)),
+            copy.mb_per_s
+        );
+        copies.push(copy);
+        produced.push(p);
+        consumed.extend(c);
+    }
+    let mut rows = vec![median_against(produced, &copies)];
+    if !consumed.is_empty() {
+        rows.push(median_against(consumed, &copies));
+    }
+    rows.insert(0, median(copies));
+    Ok(rows)
+}
+
+/// Bytes per `read` on the receiving side of the loopback copy (as the consume workload's).
+const LOOPBACK_READ_CHUNK: usize = 1 << 20;
 
 /// A producer sends at `--rate` records/s on schedule while a consumer long-polls; latency is
 /// from each record's *scheduled* send time to its receipt, so a stall delays every record

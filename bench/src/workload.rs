@@ -45,6 +45,12 @@ pub struct Options {
     /// one), e.g. an older build to compare with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker: Option<PathBuf>,
+    /// Where the produce workload's TCP broker runs: `thread` (served from this process, beside
+    /// the embedded runs) or `process` (a child `eddy serve`, beside a loopback TCP copy).
+    pub server: String,
+    /// Whether `produce --server process` consumes what it produced (off: a produce-only run,
+    /// for profilers).
+    pub consume: bool,
 }
 
 impl Options {
@@ -68,6 +74,8 @@ impl Options {
             only: None,
             shapes: Vec::new(),
             broker: None,
+            server: "thread".into(),
+            consume: true,
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
@@ -102,6 +110,8 @@ impl Options {
                 "--partitions" => o.partitions = value()?.parse()?,
                 "--only" => o.only = Some(value()?),
                 "--broker" => o.broker = Some(value()?.into()),
+                "--server" => o.server = value()?,
+                "--consume" => o.consume = value()?.parse()?,
                 "--shapes" => {
                     o.shapes = value()?
                         .split(',')
@@ -136,6 +146,9 @@ impl Options {
         }
         if o.shapes.iter().any(|&(records, _)| records == 0) {
             bail!("--shapes must list positive record counts");
+        }
+        if o.server != "thread" && o.server != "process" {
+            bail!("--server {:?}: expected thread or process", o.server);
         }
         if zero_batch {
             bail!("--batches must list positive batch sizes");

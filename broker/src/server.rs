@@ -3,7 +3,9 @@
 //! - The listener accepts while a semaphore has room (`max_connections`); past it, a connection
 //!   gets one `TOO_MANY_CONNECTIONS` frame and is closed.
 //! - Each connection reads frames into one buffer and hands each request to its own task, so
-//!   requests pipeline. At most `max_in_flight` run at once; more are answered
+//!   requests pipeline. A request's bytes (a produce's batches) are slices of that buffer,
+//!   appended as they are; the buffer's memory is used again once they are done
+//!   (`server/read_buffer.rs`). At most `max_in_flight` run at once; more are answered
 //!   `TOO_MANY_IN_FLIGHT`, except `ACKS_NONE` produces, which cannot be answered and so wait
 //!   for a slot. A writer task sends responses in completion order, coalescing whatever is
 //!   ready into one write.
@@ -24,7 +26,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use eddy_protocol::v1::{self, Request, Response};
 use eddy_protocol::{ErrorCode, FrameDecoder, FrameError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
@@ -38,6 +39,10 @@ use crate::broker::Broker;
 use crate::config::Limits;
 use crate::data::AppendTurn;
 use crate::wire::{self, Frame};
+
+mod read_buffer;
+
+use read_buffer::{READ_CHUNK, ReadBuffer};
 
 /// How long a stopping broker waits for a connection's in-flight answers to go out.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -197,11 +202,13 @@ impl Connection {
     ) -> Close {
         let decoder = FrameDecoder::new(self.limits.max_frame_bytes);
         let idle = Duration::from_millis(u64::from(self.limits.idle_timeout_ms));
-        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut input = ReadBuffer::new();
         let mut deadline = Instant::now() + idle;
         loop {
             loop {
-                match decoder.next_message::<Request>(&mut buf) {
+                // Room for the rest of the next frame first, so the decoder need not allocate.
+                input.reserve_frame(decoder.max_frame_bytes());
+                match decoder.next_message::<Request>(input.buf()) {
                     Ok(Some(request)) => {
                         deadline = Instant::now() + idle;
                         if let Err(close) = self.dispatch(request, tx, requests).await {
@@ -212,12 +219,13 @@ impl Connection {
                     Err(e) => return Close::BadFrame(e),
                 }
             }
+            let buf = input.buf();
             if buf.capacity() - buf.len() < 4096 {
-                buf.reserve(64 * 1024);
+                input.reserve(READ_CHUNK);
             }
             tokio::select! {
                 _ = self.stopped.changed() => return Close::Shutdown,
-                read = reader.read_buf(&mut buf) => match read {
+                read = reader.read_buf(input.buf()) => match read {
                     Ok(0) => return Close::Eof,
                     Ok(_) => {}
                     Err(e) => return Close::ReadError(e),

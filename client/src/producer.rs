@@ -23,8 +23,10 @@
 //!
 //! [`Producer::send_batch`] is the same path for a group of records the caller has already
 //! gathered, without the per-record costs (a future, a buffer permit and a channel message per
-//! record, ~1.5 µs together). The records are encoded into one batch in the caller's task, so
-//! encoding runs beside the worker rather than in it; the group takes one buffer permit for its
+//! record, ~1.5 µs together). The records are encoded into one batch in the caller's task, and
+//! checksummed there too, so encoding and most of the checksum run beside the worker rather
+//! than in it (the worker combines the records' CRC with the header's once the sequence is
+//! known); the group takes one buffer permit for its
 //! encoded size and goes to the worker as one message. There it closes its partition's open
 //! batch (so order with [`Producer::send`] is kept) and queues as a closed batch of its own,
 //! sent as exactly one batch on the wire — never split and never merged with other records —
@@ -422,8 +424,13 @@ impl Future for BatchDelivery {
 
 /// The most a group's buffer is sized to up front; a larger group grows it as it encodes.
 const GROUP_PREALLOC_MAX: usize = 16 << 20;
+/// Encoded bytes of a group checksummed at a time, while they are still in cache.
+const CHECKSUM_STRIDE: usize = 32 << 10;
 
-/// Encodes `records` into one batch (records only; the header is written when it is sent).
+/// Encodes `records` into one batch (records only; the header is written when it is sent),
+/// and checksums them: the batch's CRC also covers the sequence, fixed only when the worker
+/// sends the batch, but the records' share of it is computed here, in the caller's task, so
+/// the worker only combines it with the header's (see `BatchBuilder::checksum_records`).
 /// With `hash_among` (no explicit partition), also returns the partition the keyed records
 /// hash to, refusing keys that disagree.
 fn encode_group(
@@ -457,7 +464,11 @@ fn encode_group(
             }
         }
         record.push_into(&mut builder, record.timestamp.unwrap_or(now));
+        if builder.unchecksummed_bytes() >= CHECKSUM_STRIDE {
+            builder.checksum_records();
+        }
     }
+    builder.checksum_records();
     Ok((builder, keyed))
 }
 

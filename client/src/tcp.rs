@@ -1,7 +1,7 @@
 //! [`Connection`]: the [`Transport`] over one TCP socket, pipelined.
 //!
 //! ```text
-//!  callers ──encode──► mpsc<Bytes> ──► writer task ──(BufWriter: queued frames, one flush)──► socket
+//!  callers ──encode──► mpsc<Frame> ──► writer task ──(queued frames, vectored writes)──► socket
 //!     ▲                                                                                       │
 //!     └──── oneshot, found by correlation_id in `pending` ◄── reader task (FrameDecoder) ◄────┘
 //! ```
@@ -9,8 +9,10 @@
 //! - A call takes the next correlation id (an `AtomicU64` from 1; 0 is the broker's id for a
 //!   connection-level error), registers a `oneshot` in `pending`, *then* queues its encoded
 //!   frame — so a response can never arrive before its waiter exists.
-//! - The writer drains every frame already queued into one buffered write and flushes once, so
-//!   a burst of pipelined requests costs one `write` system call, not one per request.
+//! - The writer drains every frame already queued into one vectored write, so a burst of
+//!   pipelined requests costs one `writev` system call, not one per request. A produce
+//!   request's record batches are written from the producer's own bytes, never copied into the
+//!   frame (`tcp/frame.rs`, `tcp/writer.rs`).
 //! - The reader decodes `Response` frames (the length checked against
 //!   [`ConnectionOptions::max_response_frame_bytes`] before anything is reserved) and completes
 //!   the waiter with the same correlation id, in whatever order the broker answers.
@@ -37,21 +39,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use eddy_protocol::frame::LENGTH_PREFIX;
+use bytes::BytesMut;
 use eddy_protocol::v1::{self, request, response};
-use eddy_protocol::{ErrorCode, FrameDecoder, PROTOCOL_VERSION, encode_frame};
+use eddy_protocol::{ErrorCode, FrameDecoder, PROTOCOL_VERSION};
 use prost::Message as _;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use self::frame::Frame;
 use crate::{ClientError, Transport, expect_body};
 
-/// Bytes the writer buffers before a write system call.
-const WRITE_BUFFER_BYTES: usize = 64 * 1024;
+mod frame;
+mod writer;
+
 /// Bytes the reader asks the socket for at least, per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
 
@@ -90,7 +93,7 @@ impl Default for ConnectionOptions {
 #[derive(Debug)]
 pub struct Connection {
     shared: Arc<Shared>,
-    frames: mpsc::Sender<Bytes>,
+    frames: mpsc::Sender<Frame>,
     next_id: AtomicU64,
     /// One permit per call awaiting its answer, as many as the broker's `max_in_flight`: a
     /// caller past the limit waits here instead of being refused with `TOO_MANY_IN_FLIGHT`.
@@ -154,7 +157,7 @@ impl Connection {
         let (frames, queued) = mpsc::channel(options.write_queue_frames.max(1));
         let decoder = FrameDecoder::new(options.max_response_frame_bytes);
         let reader = tokio::spawn(read_loop(read, decoder, Arc::clone(&shared)));
-        tokio::spawn(write_loop(queued, write, Arc::clone(&shared)));
+        tokio::spawn(writer::write_loop(queued, write, Arc::clone(&shared)));
         Self {
             shared,
             frames,
@@ -204,7 +207,7 @@ impl Connection {
 
     /// Encodes one request frame under a fresh correlation id, refusing it if the broker
     /// would.
-    fn encode(&self, body: request::Body) -> Result<(u64, Bytes), ClientError> {
+    fn encode(&self, body: request::Body) -> Result<(u64, Frame), ClientError> {
         let correlation_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let request = v1::Request { correlation_id, body: Some(body) };
         let len = request.encoded_len();
@@ -215,9 +218,7 @@ impl Connection {
         if len > max as usize {
             return Err(ClientError::RequestTooLarge { bytes: len as u64, max });
         }
-        let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + len);
-        encode_frame(&request, &mut buf);
-        Ok((correlation_id, buf.freeze()))
+        Ok((correlation_id, frame::encode(request, len)))
     }
 
     /// Takes an in-flight slot, registers a waiter, queues the frame and waits for the answer
@@ -398,29 +399,6 @@ async fn read_loop(mut read: OwnedReadHalf, decoder: FrameDecoder, shared: Arc<S
         }
     };
     shared.close(reason);
-}
-
-async fn write_loop(mut queued: mpsc::Receiver<Bytes>, write: OwnedWriteHalf, shared: Arc<Shared>) {
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER_BYTES, write);
-    while let Some(frame) = queued.recv().await {
-        let mut result = out.write_all(&frame).await;
-        // Everything queued meanwhile goes out with the same flush.
-        while result.is_ok() {
-            match queued.try_recv() {
-                Ok(frame) => result = out.write_all(&frame).await,
-                Err(_) => break,
-            }
-        }
-        if result.is_ok() {
-            result = out.flush().await;
-        }
-        if let Err(source) = result {
-            shared.close(ClientError::Connection { addr: shared.addr.clone(), source });
-            return;
-        }
-    }
-    // Best effort: the peer sees end of stream; the connection is being dropped anyway.
-    let _ = out.shutdown().await;
 }
 
 #[cfg(test)]

@@ -9,7 +9,14 @@ use super::varint::{put_varint, varint_len};
 use super::{BatchError, BatchHeader, Header, Record, ValidBatch, Validated};
 
 /// Builds one record batch. Records are encoded as they are pushed, so `build` only fills in the
-/// header and the two checksums.
+/// header and the checksum.
+///
+/// The checksum covers the header's fields after it — among them the producer's sequence,
+/// which is known only when the batch is sent — and then the records. A caller that encodes
+/// records off the sending path can checksum them there as well
+/// ([`checksum_records`](Self::checksum_records)); `build` then reads only the header's 40
+/// checksummed bytes and combines their CRC with the records' (`crc32c_combine`), instead of
+/// reading the whole batch again.
 ///
 /// ```
 /// use eddy_storage::batch::{BatchBuilder, BatchView, Record};
@@ -36,6 +43,10 @@ pub struct BatchBuilder {
     base_sequence: i32,
     has_null_key: bool,
     codec: u16,
+    /// CRC-32C of `buf[HEADER_LEN..checksummed]`, the records checksummed so far.
+    records_crc: u32,
+    /// End of the records `records_crc` covers (`HEADER_LEN`: none).
+    checksummed: usize,
 }
 
 impl Default for BatchBuilder {
@@ -64,6 +75,8 @@ impl BatchBuilder {
             base_sequence: NO_SEQUENCE,
             has_null_key: false,
             codec: 0,
+            records_crc: 0,
+            checksummed: HEADER_LEN,
         }
     }
 
@@ -94,6 +107,22 @@ impl BatchBuilder {
         let offset_delta = u64::from(self.record_count);
         put_record(&mut self.buf, &record, timestamp_delta, offset_delta);
         self.record_count += 1;
+    }
+
+    /// Checksums the records pushed since the last call, so that `build` need not read them
+    /// again. Worth it only where the records are encoded off the path that builds the batch
+    /// (a producer encoding a group in the caller's task): call it every few tens of KiB while
+    /// the bytes are still in cache, and once after the last record. A compressed batch's
+    /// checksum covers the compressed bytes, so this is wasted on one.
+    pub fn checksum_records(&mut self) {
+        let fresh = &self.buf[self.checksummed..];
+        self.records_crc = crc32c::crc32c_append(self.records_crc, fresh);
+        self.checksummed = self.buf.len();
+    }
+
+    /// Bytes of records pushed since the last [`checksum_records`](Self::checksum_records).
+    pub fn unchecksummed_bytes(&self) -> usize {
+        self.buf.len() - self.checksummed
     }
 
     /// Records pushed so far.
@@ -133,26 +162,35 @@ impl BatchBuilder {
         let last_offset_delta = self.record_count.saturating_sub(1);
         let max_timestamp =
             if self.record_count == 0 { self.first_timestamp } else { self.max_timestamp };
+        // The records' CRC as far as `checksum_records` got, if it is of any use.
+        let mut records_crc = None;
         if self.codec != 0 {
             // Compression cannot fail on a Vec; a codec this build lacks was refused by
             // `compression`.
             let compressed = compression::compress(self.codec, &self.buf[HEADER_LEN..]);
             self.buf.truncate(HEADER_LEN);
             self.buf.extend_from_slice(&compressed);
+        } else if self.checksummed > HEADER_LEN {
+            self.checksum_records();
+            records_crc = Some(self.records_crc);
         }
-        write_header(
-            &mut self.buf,
-            &HeaderFields {
-                attributes: self.codec,
-                last_offset_delta,
-                first_timestamp: self.first_timestamp,
-                max_timestamp,
-                producer_id: self.producer_id,
-                producer_epoch: self.producer_epoch,
-                base_sequence: self.base_sequence,
-                record_count: self.record_count,
-            },
-        );
+        let fields = HeaderFields {
+            attributes: self.codec,
+            last_offset_delta,
+            first_timestamp: self.first_timestamp,
+            max_timestamp,
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence: self.base_sequence,
+            record_count: self.record_count,
+        };
+        match records_crc {
+            Some(records_crc) => {
+                fill_header(&mut self.buf, &fields);
+                header::seal_checksums_with_records(&mut self.buf, records_crc);
+            }
+            None => write_header(&mut self.buf, &fields),
+        }
         self.buf
     }
 }
@@ -172,6 +210,12 @@ pub(crate) struct HeaderFields {
 
 /// Fills the header of `buf` (records already at `HEADER_LEN..`) and seals its checksum.
 pub(crate) fn write_header(buf: &mut [u8], f: &HeaderFields) {
+    fill_header(buf, f);
+    header::seal_checksums(buf);
+}
+
+/// Fills the header of `buf` (records already at `HEADER_LEN..`) but for the checksum.
+fn fill_header(buf: &mut [u8], f: &HeaderFields) {
     let length_field = (buf.len() - header::LENGTH_FIELD_END) as u32;
     let head = &mut buf[..HEADER_LEN];
     head[header::BASE_OFFSET..header::BASE_OFFSET + 8].copy_from_slice(&0u64.to_be_bytes());
@@ -195,7 +239,6 @@ pub(crate) fn write_header(buf: &mut [u8], f: &HeaderFields) {
         .copy_from_slice(&f.base_sequence.to_be_bytes());
     head[header::RECORD_COUNT..header::RECORD_COUNT + 4]
         .copy_from_slice(&f.record_count.to_be_bytes());
-    header::seal_checksums(buf);
 }
 
 /// Appends one encoded record (Kafka's record v2: every integer a zigzag varint). Compaction

@@ -207,6 +207,18 @@ pub fn seal_checksums(batch: &mut [u8]) {
     batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// Writes the checksum of a fully laid-out batch whose records' CRC-32C (of
+/// `batch[HEADER_LEN..]`) is `records_crc`: only the header is read. CRC-32C is linear, so
+/// the CRC of the header fields followed by the records is the header's CRC shifted past the
+/// records' length and combined with theirs (`crc.rs`) — byte for byte what [`seal_checksums`]
+/// writes.
+pub fn seal_checksums_with_records(batch: &mut [u8], records_crc: u32) {
+    let head = crc32c::crc32c(&batch[ATTRIBUTES..HEADER_LEN]);
+    let records_len = batch.len() - HEADER_LEN;
+    let crc = super::crc::crc32c_combine(head, records_crc, records_len);
+    batch[CRC..CRC + 4].copy_from_slice(&crc.to_be_bytes());
+}
+
 pub(crate) fn u16_at(bytes: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([bytes[at], bytes[at + 1]])
 }

@@ -11,6 +11,7 @@
 
 mod builder;
 pub mod compression;
+mod crc;
 pub mod header;
 mod records;
 pub mod varint;

@@ -113,6 +113,51 @@ proptest! {
         prop_assert_eq!(validate_for_append(valid.as_bytes()), Ok(*valid.validated()));
     }
 
+    /// The combined checksum (header CRC combined with the records' CRC) is the direct one,
+    /// for any header bytes and any records, including none.
+    #[test]
+    fn combined_checksum_equals_direct(
+        head in proptest::collection::vec(any::<u8>(), HEADER_LEN),
+        records in proptest::collection::vec(any::<u8>(), 0..5000),
+    ) {
+        let mut direct = head;
+        direct.extend_from_slice(&records);
+        let mut combined = direct.clone();
+        header::seal_checksums(&mut direct);
+        header::seal_checksums_with_records(&mut combined, crc32c::crc32c(&records));
+        prop_assert_eq!(combined, direct);
+    }
+
+    /// Checksumming the records as they are pushed (at any points, any producer identity and
+    /// sequence set afterwards) builds the same bytes as checksumming the whole batch at the
+    /// end; with compression, the early checksum is ignored.
+    #[test]
+    fn early_record_checksums_build_the_same_batch(
+        records in proptest::collection::vec(owned(), 1..20),
+        every in 1usize..6,
+        producer in (any::<i64>(), any::<i16>(), any::<i32>()),
+        codec in 0usize..5,
+    ) {
+        let push = |b: &mut BatchBuilder, r: &Owned| {
+            let headers: Vec<Header<'_>> = r.headers.iter().map(|(k, v)| Header { key: k, value: v.as_deref() }).collect();
+            b.push(Record { timestamp: r.timestamp, key: r.key.as_deref(), value: r.value.as_deref(), headers: &headers });
+        };
+        let (mut early, mut late) = (BatchBuilder::new(), BatchBuilder::new());
+        for (i, r) in records.iter().enumerate() {
+            push(&mut early, r);
+            push(&mut late, r);
+            if i % every == 0 {
+                early.checksum_records();
+                prop_assert_eq!(early.unchecksummed_bytes(), 0);
+            }
+        }
+        let (id, epoch, sequence) = producer;
+        let early = early.producer(id, epoch, sequence).compression(CODECS[codec]).finish();
+        let late = late.producer(id, epoch, sequence).compression(CODECS[codec]).finish();
+        prop_assert!(BatchView::parse(&early).is_ok());
+        prop_assert_eq!(early, late);
+    }
+
     #[test]
     fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
         let _ = validate_for_append(&bytes);
