@@ -213,17 +213,24 @@ impl Chunk<'_> {
         Ok(count)
     }
 
-    /// Where to cut the areas in two runs of about the same size.
-    pub fn middle(&self) -> usize {
+    /// The areas cut into at most `pieces` runs of about the same size (in order, every area
+    /// in one; none empty unless there are no areas).
+    pub fn pieces(&self, pieces: usize) -> Vec<std::ops::Range<usize>> {
         let total: usize = self.areas.iter().map(|(_, a)| a.len()).sum();
-        let mut seen = 0;
+        let per = total.div_ceil(pieces.max(1)).max(1);
+        let mut out = Vec::with_capacity(pieces);
+        let (mut start, mut seen) = (0, 0);
         for (i, (_, area)) in self.areas.iter().enumerate() {
-            if seen >= total / 2 {
-                return i;
-            }
             seen += area.len();
+            if seen >= per * (out.len() + 1) {
+                out.push(start..i + 1);
+                start = i + 1;
+            }
         }
-        self.areas.len()
+        if start < self.areas.len() || out.is_empty() {
+            out.push(start..self.areas.len());
+        }
+        out
     }
 }
 

@@ -15,7 +15,8 @@
 //! something reads the table's changes, each record also pushes its new result downstream, as
 //! the graph does.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
 
@@ -63,8 +64,8 @@ pub(crate) struct RawAggregate<K, E: Extract, A: Aggregator<E::Value>> {
     pub store: Arc<TableStore>,
     /// The table's changes, as `K` (decoded from the key's encoding when something reads them).
     pub down: Down<K, A::Out>,
-    /// Pass one's buffers, kept between chunks.
-    runs: [Extracted<E::Value>; 2],
+    /// Pass one's buffers, one per piece of a chunk, kept between chunks.
+    runs: Vec<Extracted<E::Value>>,
 }
 
 /// Lanes of a `RawAggregate`'s accumulators: more than the two threads that fold a chunk, so
@@ -91,7 +92,7 @@ impl<K: StateData, E: Extract, A: Aggregator<E::Value>> RawAggregate<K, E, A> {
             key_buf: Vec::new(),
             store,
             down,
-            runs: Default::default(),
+            runs: Vec::new(),
         }
     }
 
@@ -222,19 +223,8 @@ impl<V> Extracted<V> {
     }
 }
 
-/// Pass two for some lanes: folds, in chunk order, the records of `runs` whose key is in each
-/// lane, caching each change at its record's position (each run with its first record's).
-fn fold_lanes<V, A: Aggregator<V>>(
-    agg: &A,
-    lanes: Vec<(usize, &mut Lane<A::Acc>)>,
-    runs: &[(&Extracted<V>, Position)],
-) {
-    for (index, lane) in lanes {
-        fold_lane(agg, lane, index, runs);
-    }
-}
-
-/// [`fold_lanes`] of one lane.
+/// Pass two for one lane: folds, in chunk order, the records of `runs` whose key is in lane
+/// `index`, caching each change at its record's position (each run with its first record's).
 fn fold_lane<V, A: Aggregator<V>>(
     agg: &A,
     lane: &mut Lane<A::Acc>,
@@ -279,59 +269,64 @@ where
         }
         // Nothing reads the changes and the table is cached: each record's only output is its
         // cached change, at the first position of the record. Pass one decodes, extracts and
-        // hashes every record, pass two folds each lane's keys; with a helper thread each pass
-        // runs on two threads (half of the chunk's batches each, then one lane each).
+        // hashes every record of a piece of the chunk's batches; pass two folds each lane's
+        // records. With a helper thread, the two threads take the pieces, then the lanes
+        // (largest first), one at a time until none is left: a thread slowed by anything else
+        // on the machine leaves more of the work to the other instead of holding it up.
         let (extract, agg, hasher) = (&*self.extract, &*self.agg, self.accs.hasher());
-        let [mut one, mut two] = std::mem::take(&mut self.runs);
-        let (mid, end) = (chunk.middle(), chunk.areas.len());
         let bytes: usize = chunk.areas.iter().map(|(_, a)| a.len()).sum();
         let parallel = threads > 1 && bytes >= PARALLEL_MIN_BYTES;
+        let pieces = chunk.pieces(if parallel { PIECES } else { 1 });
         let lanes = self.accs.lanes_mut();
         let count = lanes.len();
-        if parallel {
-            std::thread::scope(|s| {
-                let helper = s.spawn(|| two.fill((extract, &hasher), count, chunk, mid..end));
-                let mine = one.fill((extract, &hasher), count, chunk, 0..mid);
-                join(helper).and(mine)
-            })?;
-        } else {
-            one.fill((extract, &hasher), count, chunk, 0..mid)?;
-            two.fill((extract, &hasher), count, chunk, mid..end)?;
-        }
-        let first = cx.first_position(n);
-        let second = Position { n: n + one.count, ..first };
-        let runs = [(&one, first), (&two, second)];
-        if parallel {
-            let helpers = deal(&runs, count);
-            let (mut mine, mut theirs) = (Vec::new(), Vec::new());
-            for (index, lane) in lanes.iter_mut().enumerate() {
-                match helpers.get(index) {
-                    Some(true) => theirs.push((index, lane)),
-                    _ => mine.push((index, lane)),
-                }
+        let mut runs = std::mem::take(&mut self.runs);
+        runs.resize_with(pieces.len(), Extracted::default);
+        let runs: Vec<Mutex<Extracted<E::Value>>> = runs.into_iter().map(Mutex::new).collect();
+        let next = AtomicUsize::new(0);
+        let pass_one = || -> Result<()> {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let (Some(range), Some(run)) = (pieces.get(i), runs.get(i)) else { return Ok(()) };
+                lock(run).fill((extract, &hasher), count, chunk, range.clone())?;
             }
-            std::thread::scope(|s| {
-                let helper = s.spawn(|| fold_lanes(agg, theirs, &runs));
-                fold_lanes(agg, mine, &runs);
-                join(helper);
-            });
-        } else {
-            fold_lanes(agg, lanes.iter_mut().enumerate().collect(), &runs);
+        };
+        both(parallel, pass_one, |a, b| a.and(b))?;
+        let runs: Vec<Extracted<E::Value>> = runs
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .collect();
+        let first = cx.first_position(n);
+        let mut based = Vec::with_capacity(runs.len());
+        let mut at = n;
+        for run in &runs {
+            based.push((run, Position { n: at, ..first }));
+            at += run.count;
         }
-        let errors = one
-            .errors
-            .drain(..)
-            .chain(two.errors.drain(..).map(|(i, e)| (i + one.count as usize, e)));
-        for (index, e) in errors.collect::<Vec<_>>() {
-            cx.begin(n + index as u64);
-            cx.set_aside(&e);
+        let order = by_size(&based, count);
+        let lanes: Vec<Mutex<&mut Lane<A::Acc>>> = lanes.iter_mut().map(Mutex::new).collect();
+        let next = AtomicUsize::new(0);
+        let pass_two = || loop {
+            let i = next.fetch_add(1, Ordering::Relaxed);
+            let Some((index, lane)) = order.get(i).and_then(|&l| Some((l, lanes.get(l)?))) else {
+                return;
+            };
+            fold_lane(agg, &mut lock(lane), index, &based);
+        };
+        both(parallel, pass_two, |(), ()| ());
+        drop(lanes);
+        let total = at - n;
+        for (run, base) in &based {
+            for (index, e) in &run.errors {
+                cx.begin(base.n + *index as u64);
+                cx.set_aside(e);
+            }
         }
-        let total = one.count + two.count;
-        if let Some(last) = two.last_offset.or(one.last_offset) {
+        if let Some(last) = runs.iter().rev().find_map(|run| run.last_offset) {
             cx.begin(n + total - 1);
             cx.input_offset = last;
         }
-        self.runs = [one, two];
+        drop(based);
+        self.runs = runs;
         if self.accs.waiting() >= MAX_CACHED_KEYS {
             self.flush(cx);
         }
@@ -339,21 +334,36 @@ where
     }
 }
 
-/// Deals `lanes` lanes to two threads by how many records of `runs` each holds, the largest
-/// first, each to the thread with fewer records so far: whether the helper folds each lane.
-fn deal<V>(runs: &[(&Extracted<V>, Position)], lanes: usize) -> Vec<bool> {
+/// Pieces of a chunk pass one cuts it into when two threads share it: enough that the two
+/// finish about together, few enough that each is thousands of records.
+const PIECES: usize = 8;
+
+/// Runs `work` on this thread and, when `parallel`, on a helper thread too; `merge` combines
+/// the two results.
+fn both<T: Send>(parallel: bool, work: impl Fn() -> T + Sync, merge: impl FnOnce(T, T) -> T) -> T {
+    if !parallel {
+        return work();
+    }
+    std::thread::scope(|s| {
+        let helper = s.spawn(&work);
+        let mine = work();
+        merge(join(helper), mine)
+    })
+}
+
+/// A lock whose holder cannot have panicked midway (a panic in pass one or two is re-raised
+/// on the task's thread before anything reads what it held).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The lanes in the order pass two takes them: by how many records of `runs` each holds,
+/// largest first (the last ones taken are the smallest, so the threads end about together).
+fn by_size<V>(runs: &[(&Extracted<V>, Position)], lanes: usize) -> Vec<usize> {
     let size = |lane| runs.iter().map(|(run, _)| run.in_lane(lane).len()).sum::<usize>();
     let mut order: Vec<(usize, usize)> = (0..lanes).map(|lane| (size(lane), lane)).collect();
     order.sort_unstable_by(|a, b| b.cmp(a));
-    let (mut helpers, mut load) = (vec![false; lanes], [0usize; 2]);
-    for (size, lane) in order {
-        let to_helper = load[1] < load[0];
-        load[usize::from(to_helper)] += size;
-        if let Some(h) = helpers.get_mut(lane) {
-            *h = to_helper;
-        }
-    }
-    helpers
+    order.into_iter().map(|(_, lane)| lane).collect()
 }
 
 /// Waits for a helper thread; its panic is this thread's.
