@@ -199,15 +199,21 @@ pub(crate) async fn consume_all<T: Transport>(
     Ok(timing)
 }
 
+/// What a produce row says of its workload: record size, batch, acks, API, idempotence and
+/// partitions.
+fn produce_label(opts: &Options) -> Result<String> {
+    let api = if api(opts)? == Api::Batch { " send_batch" } else { "" };
+    let plain = if opts.idempotent { "" } else { " non-idempotent" };
+    let partitions = opts.partitions;
+    let parts = if partitions == 1 { String::new() } else { format!(" {partitions}p") };
+    Ok(format!("{}B x{} acks={}{api}{plain}{parts}", opts.record_bytes, opts.batch, opts.acks))
+}
+
 /// Produce, then consume, over both transports; TCP compared with embedded run by run.
 pub fn run_produce_consume(opts: &Options) -> Result<Vec<Row>> {
     let partitions = opts.partitions;
     let bytes = opts.records * opts.record_bytes as u64;
-    let api = if api(opts)? == Api::Batch { " send_batch" } else { "" };
-    let plain = if opts.idempotent { "" } else { " non-idempotent" };
-    let parts = if partitions == 1 { String::new() } else { format!(" {partitions}p") };
-    let label =
-        format!("{}B x{} acks={}{api}{plain}{parts}", opts.record_bytes, opts.batch, opts.acks);
+    let label = produce_label(opts)?;
     let (mut ep, mut tp, mut ec, mut tc) = (vec![], vec![], vec![], vec![]);
     for _ in 0..opts.runs {
         let served = Served::start(opts)?;
@@ -242,11 +248,7 @@ pub fn run_produce_process(opts: &Options) -> Result<Vec<Row>> {
     let binary = eddy_binary(opts)?;
     let partitions = opts.partitions;
     let bytes = opts.records * opts.record_bytes as u64;
-    let api = if api(opts)? == Api::Batch { " send_batch" } else { "" };
-    let plain = if opts.idempotent { "" } else { " non-idempotent" };
-    let parts = if partitions == 1 { String::new() } else { format!(" {partitions}p") };
-    let label =
-        format!("{}B x{} acks={}{api}{plain}{parts}", opts.record_bytes, opts.batch, opts.acks);
+    let label = produce_label(opts)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let (mut copies, mut produced, mut consumed) = (vec![], vec![], vec![]);
