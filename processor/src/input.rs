@@ -11,6 +11,7 @@
 //! error.
 
 use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -213,25 +214,32 @@ impl Chunk<'_> {
         Ok(count)
     }
 
-    /// The areas cut into at most `pieces` runs of about the same size (in order, every area
-    /// in one; none empty unless there are no areas).
-    pub fn pieces(&self, pieces: usize) -> Vec<std::ops::Range<usize>> {
-        let total: usize = self.areas.iter().map(|(_, a)| a.len()).sum();
-        let per = total.div_ceil(pieces.max(1)).max(1);
-        let mut out = Vec::with_capacity(pieces);
-        let (mut start, mut seen) = (0, 0);
-        for (i, (_, area)) in self.areas.iter().enumerate() {
-            seen += area.len();
-            if seen >= per * (out.len() + 1) {
-                out.push(start..i + 1);
-                start = i + 1;
-            }
-        }
-        if start < self.areas.len() || out.is_empty() {
-            out.push(start..self.areas.len());
-        }
-        out
+    /// The areas cut into at most `pieces` runs of about the same size ([`cut`]).
+    pub fn pieces(&self, pieces: usize) -> Vec<Range<usize>> {
+        let sizes: Vec<usize> = self.areas.iter().map(|(_, a)| a.len()).collect();
+        cut(&sizes, pieces)
     }
+}
+
+/// Indexes of `sizes` cut into at most `pieces` runs of about the same total, in order: every
+/// index in exactly one run, no run empty (but the one run of no sizes at all).
+fn cut(sizes: &[usize], pieces: usize) -> Vec<Range<usize>> {
+    let pieces = pieces.max(1);
+    let total: usize = sizes.iter().sum();
+    let per = total.div_ceil(pieces).max(1);
+    let mut out: Vec<Range<usize>> = Vec::with_capacity(pieces);
+    let (mut start, mut seen) = (0, 0);
+    for (i, size) in sizes.iter().enumerate() {
+        seen += size;
+        if seen >= per * (out.len() + 1) && out.len() + 1 < pieces {
+            out.push(start..i + 1);
+            start = i + 1;
+        }
+    }
+    if start < sizes.len() || out.is_empty() {
+        out.push(start..sizes.len());
+    }
+    out
 }
 
 /// The origin a repartitioned record carries (`own` without the header), and its frontier
@@ -252,4 +260,39 @@ fn carried(rec: &eddy_storage::RecordView<'_>, own: u64) -> (u64, Option<(u64, i
         }
     }
     (origin, None)
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::cut;
+
+    proptest! {
+        /// Pieces cover every area once, in order, none empty, at most as many as asked, and
+        /// (areas permitting) none holds much more than its share.
+        #[test]
+        fn pieces_cover_the_areas_in_order(
+            sizes in prop::collection::vec(0usize..5000, 0..200),
+            pieces in 0usize..20,
+        ) {
+            let runs = cut(&sizes, pieces);
+            prop_assert!(runs.len() <= pieces.max(1));
+            let mut next = 0;
+            for run in &runs {
+                prop_assert_eq!(run.start, next);
+                prop_assert!(run.end > run.start || sizes.is_empty());
+                next = run.end;
+            }
+            prop_assert_eq!(next, sizes.len());
+            let total: usize = sizes.iter().sum();
+            let per = total.div_ceil(pieces.max(1)).max(1);
+            let largest = sizes.iter().copied().max().unwrap_or(0);
+            // All but the last run close at their first area past a boundary.
+            for run in runs.iter().take(runs.len().saturating_sub(1)) {
+                let held: usize = sizes[run.clone()].iter().sum();
+                prop_assert!(held <= per + largest, "{held} > {per} + {largest}");
+            }
+        }
+    }
 }
