@@ -56,15 +56,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
     let mut runs = Vec::new();
     for _ in 0..opts.runs {
         let dir = opts.tempdir()?;
-        let need = opts.records * (opts.record_bytes as u64 + OVERHEAD_PER_RECORD);
-        let free = free_bytes(dir.path())?;
-        ensure!(
-            free > need + need / 10,
-            "{} has {:.1} GB free; the log needs about {:.1} GB (and 10 % to spare)",
-            dir.path().display(),
-            free as f64 / 1e9,
-            need as f64 / 1e9
-        );
+        ensure_room(dir.path(), opts.records * (opts.record_bytes as u64 + OVERHEAD_PER_RECORD))?;
         let broker = BrokerChild::start(&binary, dir.path(), TOPIC)?;
         runs.push(runtime.block_on(produce_and_sample(&broker, opts, deadline))?);
     }
@@ -221,8 +213,21 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
 
+/// Fails unless the filesystem of `dir` has room for a log of `need` bytes and 10 % more.
+pub(crate) fn ensure_room(dir: &Path, need: u64) -> Result<()> {
+    let free = free_bytes(dir)?;
+    ensure!(
+        free > need + need / 10,
+        "{} has {:.1} GB free; the log needs about {:.1} GB (and 10 % to spare)",
+        dir.display(),
+        free as f64 / 1e9,
+        need as f64 / 1e9
+    );
+    Ok(())
+}
+
 /// Free bytes for an unprivileged user on the filesystem of `dir`, from `df`.
-pub(crate) fn free_bytes(dir: &Path) -> Result<u64> {
+fn free_bytes(dir: &Path) -> Result<u64> {
     let out = Command::new("df").args(["-Pk"]).arg(dir).output().context("running df")?;
     ensure!(out.status.success(), "df {} failed: {}", dir.display(), out.status);
     let text = String::from_utf8_lossy(&out.stdout);

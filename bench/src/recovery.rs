@@ -56,11 +56,16 @@ pub fn fill(dir: &Path, segments: u64) -> Result<Log> {
 /// The child side of the kill -9 case: fill, say so, and wait to be killed.
 pub fn run_fill_child(dir: &str, segments: &str) -> Result<()> {
     let log = fill(Path::new(dir), segments.parse()?)?;
+    ready_then_wait(&log)
+}
+
+/// A fill child's last words: says it is ready (with the log's end offset), then blocks until
+/// killed (or until the parent closes its stdin).
+fn ready_then_wait(log: &Log) -> Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout();
     writeln!(out, "ready {}", log.next_offset())?;
     out.flush()?;
-    // Block until killed (or until the parent closes our stdin).
     let mut line = String::new();
     std::io::stdin().read_line(&mut line)?;
     Ok(())
@@ -120,13 +125,7 @@ pub fn run_fill_active_child(dir: &str) -> Result<()> {
     if log.segment_count() != 1 {
         bail!("the active segment rolled");
     }
-    use std::io::Write;
-    let mut out = std::io::stdout();
-    writeln!(out, "ready {}", log.next_offset())?;
-    out.flush()?;
-    let mut line = String::new();
-    std::io::stdin().read_line(&mut line)?;
-    Ok(())
+    ready_then_wait(&log)
 }
 
 /// Opens after kill -9 with the recovery point 10 MB from the end of a 1 GiB active segment,

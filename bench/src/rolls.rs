@@ -24,7 +24,7 @@ use eddy_client::{
     TopicConfig,
 };
 
-use crate::memory::{BrokerChild, eddy_binary, free_bytes};
+use crate::memory::{BrokerChild, eddy_binary, ensure_room};
 use crate::report::{Row, Timing};
 use crate::workload::Options;
 
@@ -52,15 +52,7 @@ struct Answer {
 pub fn run(opts: &Options) -> Result<Vec<Row>> {
     let binary = eddy_binary(opts)?;
     let dir = opts.tempdir()?;
-    let need = opts.records * (opts.record_bytes as u64 + OVERHEAD_PER_RECORD);
-    let free = free_bytes(dir.path())?;
-    ensure!(
-        free > need + need / 10,
-        "{} has {:.1} GB free; the log needs about {:.1} GB (and 10 % to spare)",
-        dir.path().display(),
-        free as f64 / 1e9,
-        need as f64 / 1e9
-    );
+    ensure_room(dir.path(), opts.records * (opts.record_bytes as u64 + OVERHEAD_PER_RECORD))?;
     let broker = BrokerChild::start(&binary, dir.path(), TOPIC)?;
     let runtime =
         tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;

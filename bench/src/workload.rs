@@ -215,33 +215,22 @@ pub fn value_batches<V: AsRef<[u8]>>(
 /// The `url-counts` spec (the example of `broker/src/processors/spec/mod.rs`) that the
 /// processor, replay and query workloads deploy: requests per URL of topic `access-log`, with
 /// `threads` tasks, its changes written to `output` when given.
+pub fn url_counts_spec(threads: u32, output: Option<&str>) -> String {
+    let to = output.map(|t| format!("[[ops]]\nop = \"to\"\ntopic = \"{t}\"\n")).unwrap_or_default();
+    let key_by = "[[ops]]\nop = \"key_by\"\nfield = \"url\"\n";
+    url_counts(threads, "url = 7, status = 9, time = \"4-5\"", key_by, &to)
+}
+
 /// The per-URL count of lines already keyed by URL: no `key_by` (the table is keyed by the
 /// record's key), so a topic of several partitions needs no repartition — each task counts its
 /// own partition's URLs.
 pub fn url_counts_by_key_spec(threads: u32) -> String {
-    format!(
-        r#"name = "url-counts"
-version = 1
-source = {{ topic = "access-log", format = "text" }}
-threads = {threads}
-
-[[ops]]
-op = "fields"
-fields = {{ time = "4-5" }}
-[[ops]]
-op = "event_time"
-field = "time"
-format = "clf"
-[[ops]]
-op = "aggregate"
-table = "requests-per-url"
-fn = "count"
-"#
-    )
+    url_counts(threads, "time = \"4-5\"", "", "")
 }
 
-pub fn url_counts_spec(threads: u32, output: Option<&str>) -> String {
-    let to = output.map(|t| format!("[[ops]]\nop = \"to\"\ntopic = \"{t}\"\n")).unwrap_or_default();
+/// A `url-counts` spec: `fields` picks `fields`, event time from `time`, then the `key_by` op
+/// (if any), the count, and the `to` op (if any).
+fn url_counts(threads: u32, fields: &str, key_by: &str, to: &str) -> String {
     format!(
         r#"name = "url-counts"
 version = 1
@@ -250,15 +239,12 @@ threads = {threads}
 
 [[ops]]
 op = "fields"
-fields = {{ url = 7, status = 9, time = "4-5" }}
+fields = {{ {fields} }}
 [[ops]]
 op = "event_time"
 field = "time"
 format = "clf"
-[[ops]]
-op = "key_by"
-field = "url"
-[[ops]]
+{key_by}[[ops]]
 op = "aggregate"
 table = "requests-per-url"
 fn = "count"

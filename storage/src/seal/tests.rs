@@ -62,15 +62,20 @@ fn log_len(dir: &Path, base: u64) -> u64 {
 }
 
 /// Appends batches until `n` segments exist (the last active), then `extra` more.
+/// Appends `n` batches numbered from `*from` on.
+fn append_n(log: &Log, n: u64, from: &mut u64) {
+    for _ in 0..n {
+        log.append(&batch(*from)).unwrap();
+        *from += 1;
+    }
+}
+
 fn fill_to_segments(log: &Log, n: usize, extra: u64, from: &mut u64) {
     while log.segment_count() < n {
         log.append(&batch(*from)).unwrap();
         *from += 1;
     }
-    for _ in 0..extra {
-        log.append(&batch(*from)).unwrap();
-        *from += 1;
-    }
+    append_n(log, extra, from);
 }
 
 #[test]
@@ -144,22 +149,13 @@ fn a_crash_with_a_seal_pending_checks_the_unsynced_segment_at_open() {
     let log = Log::open(dir.path(), config(64 << 10)).unwrap();
     log.inner.sealer.pause(true);
     let mut i = 0;
-    for _ in 0..20 {
-        log.append(&batch(i)).unwrap();
-        i += 1;
-    }
+    append_n(&log, 20, &mut i);
     log.checkpoint().unwrap();
     let checkpointed = log_len(dir.path(), 0);
-    for _ in 0..20 {
-        log.append(&batch(i)).unwrap();
-        i += 1;
-    }
+    append_n(&log, 20, &mut i);
     log.roll().unwrap();
     let second = log.next_offset();
-    for _ in 0..10 {
-        log.append(&batch(i)).unwrap();
-        i += 1;
-    }
+    append_n(&log, 10, &mut i);
     let before = stored(&log);
     copy_files(dir.path(), crashed.path());
     log.inner.sealer.pause(false);
@@ -190,21 +186,12 @@ fn a_torn_unsynced_sealed_segment_is_cut_and_the_segments_after_it_deleted() {
     let log = Log::open(dir.path(), config(64 << 10)).unwrap();
     log.inner.sealer.pause(true);
     let mut i = 0;
-    for _ in 0..10 {
-        log.append(&batch(i)).unwrap();
-        i += 1;
-    }
+    append_n(&log, 10, &mut i);
     log.checkpoint().unwrap();
-    for _ in 0..10 {
-        log.append(&batch(i)).unwrap();
-        i += 1;
-    }
+    append_n(&log, 10, &mut i);
     log.roll().unwrap();
     let second = log.next_offset();
-    for _ in 0..5 {
-        log.append(&batch(i)).unwrap();
-        i += 1;
-    }
+    append_n(&log, 5, &mut i);
     let before = stored(&log);
     copy_files(dir.path(), crashed.path());
     log.inner.sealer.pause(false);
