@@ -130,13 +130,7 @@ pub(crate) async fn produce_all<T: Transport + Clone>(
         .await?;
     let producer = Producer::new(transport, producer_config(opts)?)?;
     let api = api(opts)?;
-    // The records' value is static, so the loop's per-record clone is a copy of two words. A
-    // reference-counted value's count (one atomic add and one sub per record) shared a cache
-    // line with data the producer's other threads write: in a 1 KiB `--server process` profile
-    // that clone was 46 % of the calling thread's samples — a cost of how this loop makes its
-    // records, which the measurement is not about (the producer copies each value anyway).
-    // Leaked once per run: a few KiB at most.
-    let value = Bytes::from_static(Vec::leak(vec![b'x'; opts.record_bytes]));
+    let value = Bytes::from(vec![b'x'; opts.record_bytes]);
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Pending>(1 << 16);
     let checker = tokio::spawn(async move {
         while let Some(pending) = rx.recv().await {
