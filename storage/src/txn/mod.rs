@@ -154,10 +154,22 @@ pub fn is_hidden(header: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
 /// the same offsets (as compaction leaves them), so a reader's position still moves past them.
 /// Returns `bytes` itself, without a copy, when nothing is hidden.
 pub fn committed_view(bytes: &Bytes, aborted: &[AbortedTxn]) -> Bytes {
-    let batches = headers(bytes);
-    if !batches.iter().any(|(_, h)| is_hidden(h, aborted)) {
+    let mut at = 0;
+    let mut any = false;
+    while let Ok(h) = BatchHeader::parse(&bytes[at..]) {
+        if is_hidden(&h, aborted) {
+            any = true;
+            break;
+        }
+        at += h.batch_len as usize;
+        if at >= bytes.len() {
+            break;
+        }
+    }
+    if !any {
         return bytes.clone();
     }
+    let batches = headers(bytes);
     let mut out = Vec::with_capacity(bytes.len());
     let mut end = 0;
     for (at, h) in &batches {
