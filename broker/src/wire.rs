@@ -185,6 +185,8 @@ mod tests {
                                 high_watermark: 12_345,
                                 log_start_offset: 3,
                                 records,
+                                last_stable_offset: 12_345,
+                                aborted: Vec::new(),
                             })
                             .collect(),
                     })

@@ -5,6 +5,8 @@
 //! producer with the same transactional id; a broker killed with SIGKILL mid-transaction; and
 //! a transaction aborted by the broker when its timeout passes.
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! keeps serving (a good transaction commits afterwards; a malformed EndTxn closes only its own
 //! connection).
 
+#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
