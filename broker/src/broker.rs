@@ -30,6 +30,7 @@ use crate::producer_ids::ProducerIds;
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
 use crate::topics::{Topic, Topics};
+use crate::transactions::{self, TXN_TOPIC};
 
 /// An eddy broker: cheap to clone (clones share one broker).
 #[derive(Debug, Clone)]
@@ -42,6 +43,8 @@ pub(crate) struct Inner {
     config: BrokerConfig,
     producer_ids: Mutex<ProducerIds>,
     groups: Coordinator,
+    /// Kafka transactions (`__transaction_state`).
+    transactions: transactions::Coordinator,
     pub(crate) processors: Arc<Processors>,
     /// The SQL session and its `__sql` log.
     pub(crate) sql: SqlService,
@@ -98,6 +101,13 @@ impl Broker {
         )?);
         let sql = SqlService::open(sql_log.partition(0)?.clone(), processors.clone())?;
         let groups = Coordinator::open(offsets.partition(0)?.clone(), config.groups.timing())?;
+        let txn_log = topics.internal(TXN_TOPIC, internal(FlushSetting::Always))?;
+        let transactions = transactions::Coordinator::open(
+            txn_log.partition(0)?.clone(),
+            topics.clone(),
+            config.transactions,
+            &groups,
+        )?;
         tracing::info!(data_dir = %dir.display(), topics = topics.names().len(), "broker opened");
         processors.start_all();
         sql.reconcile();
@@ -105,6 +115,7 @@ impl Broker {
             config,
             producer_ids: Mutex::new(producer_ids),
             groups,
+            transactions,
             processors,
             sql,
             topics,
@@ -167,8 +178,32 @@ impl Broker {
     /// Allocates a producer id for an idempotent producer.
     pub fn init_producer(&self) -> Result<(i64, i16), BrokerError> {
         self.inner.topics.check_running()?;
-        let id = self.inner.producer_ids.lock().unwrap_or_else(|p| p.into_inner()).allocate()?;
-        Ok((id, 0))
+        Ok((self.allocate_producer_id()?, 0))
+    }
+
+    /// A producer id never handed out before.
+    pub(crate) fn allocate_producer_id(&self) -> Result<i64, BrokerError> {
+        self.inner.producer_ids.lock().unwrap_or_else(|p| p.into_inner()).allocate()
+    }
+
+    /// The Kafka transaction coordinator.
+    pub(crate) fn transactions(&self) -> &transactions::Coordinator {
+        &self.inner.transactions
+    }
+
+    /// The consumer group coordinator (a committing transaction writes offsets through it).
+    pub(crate) fn groups(&self) -> &Coordinator {
+        &self.inner.groups
+    }
+
+    /// A produce whose transactional batches the transaction coordinator has allowed (the
+    /// caller holds its guard until this returns).
+    pub(crate) async fn produce_transactional(
+        &self,
+        r: v1::ProduceRequest,
+    ) -> Result<Option<v1::ProduceResponse>, BrokerError> {
+        self.inner.topics.check_running()?;
+        self.data().produce_as(r, AppendTurn::default(), true).await
     }
 
     /// Runs retention and compaction over every partition once, at `now_ms`.

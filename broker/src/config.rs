@@ -38,7 +38,8 @@
 //! `offsets_flush` may not; docs/protocol.md lists them all): `EDDY_DATA_DIR`, `EDDY_LISTEN`,
 //! `EDDY_KAFKA_LISTEN`, `EDDY_KAFKA_ADVERTISED`, `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
 //! `EDDY_MAX_CONNECTIONS`), and `EDDY_GROUP_` + the upper-cased key for each group timing (for
-//! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`).
+//! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`), `EDDY_TXN_MAX_TIMEOUT_MS` and
+//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -168,6 +169,25 @@ pub struct BrokerConfig {
     pub topic_defaults: TopicSettings,
     pub groups: GroupSettings,
     pub processors: ProcessorSettings,
+    pub transactions: TransactionSettings,
+}
+
+/// The Kafka transaction coordinator (`transactions::Coordinator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransactionSettings {
+    /// Longest `transaction.timeout.ms` a producer may ask for (Kafka's
+    /// `transaction.max.timeout.ms`, 15 minutes); more is `INVALID_TRANSACTION_TIMEOUT`.
+    pub max_timeout_ms: u32,
+    /// How often transactions past their timeout are looked for and aborted (Kafka's
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    pub abort_check_interval_ms: u32,
+}
+
+impl Default for TransactionSettings {
+    fn default() -> Self {
+        Self { max_timeout_ms: 900_000, abort_check_interval_ms: 1_000 }
+    }
 }
 
 /// Processors run inside the broker.
@@ -200,6 +220,7 @@ impl Default for BrokerConfig {
             topic_defaults: TopicSettings::default(),
             groups: GroupSettings::default(),
             processors: ProcessorSettings::default(),
+            transactions: TransactionSettings::default(),
         }
     }
 }
@@ -281,6 +302,15 @@ impl BrokerConfig {
                 *slot = parse(name, v)?;
             }
         }
+        let t = &mut self.transactions;
+        for (name, slot) in [
+            ("EDDY_TXN_MAX_TIMEOUT_MS", &mut t.max_timeout_ms),
+            ("EDDY_TXN_ABORT_CHECK_INTERVAL_MS", &mut t.abort_check_interval_ms),
+        ] {
+            if let Some(v) = env(name) {
+                *slot = parse(name, v)?;
+            }
+        }
         if let Some(v) = env("EDDY_PROCESSOR_RETIRE_GRACE_MS") {
             self.processors.retire_grace_ms = parse("EDDY_PROCESSOR_RETIRE_GRACE_MS", v)?;
         }
@@ -335,6 +365,11 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid("maintenance_interval_ms must be positive".into()));
         }
         self.groups.validate()?;
+        if self.transactions.max_timeout_ms == 0 || self.transactions.abort_check_interval_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "transactions.max_timeout_ms and abort_check_interval_ms must be positive".into(),
+            ));
+        }
         self.topic_defaults
             .validate()
             .map_err(|e| ConfigError::Invalid(format!("topic_defaults: {e}")))

@@ -73,7 +73,19 @@ impl Data<'_> {
     pub async fn produce(
         &self,
         r: v1::ProduceRequest,
+        turn: AppendTurn,
+    ) -> Result<Option<v1::ProduceResponse>, BrokerError> {
+        self.produce_as(r, turn, false).await
+    }
+
+    /// [`produce`](Self::produce), with transactional batches accepted when `transactional`
+    /// (the Kafka listener, having checked with the transaction coordinator that the producer
+    /// may write them to these partitions now).
+    pub async fn produce_as(
+        &self,
+        r: v1::ProduceRequest,
         mut turn: AppendTurn,
+        transactional: bool,
     ) -> Result<Option<v1::ProduceResponse>, BrokerError> {
         let acks =
             v1::Acks::try_from(r.acks).map_err(|_| BrokerError::Malformed("unknown acks value"))?;
@@ -88,8 +100,8 @@ impl Data<'_> {
                 .partitions
                 .into_iter()
                 .map(|p| {
-                    let job =
-                        partition_of(&topic, p.partition).map(|log| (log, self.check(p.batch)));
+                    let job = partition_of(&topic, p.partition)
+                        .map(|log| (log, self.check(p.batch, transactional)));
                     (p.partition, job)
                 })
                 .collect();
@@ -149,13 +161,16 @@ impl Data<'_> {
     }
 
     /// Checks a batch's size and checksums, before it waits for its turn to append.
-    fn check(&self, batch: Bytes) -> Result<ValidBatch, eddy_storage::Error> {
+    fn check(&self, batch: Bytes, transactional: bool) -> Result<ValidBatch, eddy_storage::Error> {
         let max = self.config.limits.max_batch_bytes;
         if batch.len() as u64 > u64::from(max) {
             return Err(eddy_storage::Error::BatchTooLarge {
                 size: batch.len() as u64,
                 max: u64::from(max),
             });
+        }
+        if transactional {
+            return Ok(ValidBatch::check_transactional(batch)?);
         }
         Ok(ValidBatch::check(batch)?)
     }
@@ -211,6 +226,7 @@ impl Data<'_> {
         let mut budget =
             u64::from(if r.max_bytes == 0 { DEFAULT_FETCH_BYTES } else { r.max_bytes }).min(cap);
         let mut total = 0u64;
+        let committed = r.isolation == v1::IsolationLevel::ReadCommitted as i32;
         let topics = r
             .topics
             .iter()
@@ -240,6 +256,8 @@ impl Data<'_> {
                         // partition with data always gets at least one batch).
                         let read = if limit == 0 && total > 0 {
                             check_in_range(&log, p.offset).map(|()| Bytes::new())
+                        } else if committed {
+                            log.read_committed(p.offset, limit as usize).map(|(b, _)| b)
                         } else {
                             log.read(p.offset, limit as usize)
                         };
@@ -249,6 +267,8 @@ impl Data<'_> {
                             high_watermark: log.next_offset(),
                             log_start_offset: log.start_offset(),
                             records: Bytes::new(),
+                            last_stable_offset: log.last_stable_offset(),
+                            aborted: Vec::new(),
                         };
                         match read {
                             // A later partition's first batch can be larger than what is left of
@@ -258,6 +278,9 @@ impl Data<'_> {
                             Ok(records) => {
                                 total += records.len() as u64;
                                 budget = budget.saturating_sub(records.len() as u64);
+                                if committed && !records.is_empty() && log.has_aborted_txns() {
+                                    result.aborted = aborted_in(&log, p.offset);
+                                }
                                 result.records = records;
                             }
                             Err(source) => {
@@ -285,6 +308,7 @@ impl Data<'_> {
     }
 
     pub fn list_offsets(&self, r: &v1::ListOffsetsRequest) -> v1::ListOffsetsResponse {
+        let committed = r.isolation == v1::IsolationLevel::ReadCommitted as i32;
         let topics = r
             .topics
             .iter()
@@ -295,7 +319,7 @@ impl Data<'_> {
                     .iter()
                     .map(|p| {
                         let outcome = partition_of(&topic, p.partition)
-                            .and_then(|log| lookup_offset(&log, p, &t.topic));
+                            .and_then(|log| lookup_offset(&log, p, &t.topic, committed));
                         match outcome {
                             Ok(mut result) => {
                                 result.partition = p.partition;
@@ -392,10 +416,26 @@ fn partition_of(
     }
 }
 
+/// The aborted transactions a read_committed fetch from `from` needs (the read ends below
+/// the last stable offset, so none completed past it matters).
+fn aborted_in(log: &Log, from: u64) -> Vec<v1::AbortedTransaction> {
+    log.aborted_txns(from, log.last_stable_offset())
+        .into_iter()
+        .map(|a| v1::AbortedTransaction {
+            producer_id: a.producer_id,
+            first_offset: a.first_offset,
+            last_offset: a.last_offset,
+        })
+        .collect()
+}
+
+/// The offset `p` asks for; `committed`: a read_committed reader's latest is the last stable
+/// offset.
 fn lookup_offset(
     log: &Log,
     p: &v1::ListOffsetsPartition,
     topic: &str,
+    committed: bool,
 ) -> Result<v1::ListOffsetsPartitionResult, v1::Error> {
     let found =
         |offset| v1::ListOffsetsPartitionResult { offset, found: true, ..Default::default() };
@@ -407,6 +447,7 @@ fn lookup_offset(
     };
     Ok(match spec {
         v1::OffsetSpec::Earliest => found(log.start_offset()),
+        v1::OffsetSpec::Latest if committed => found(log.last_stable_offset()),
         v1::OffsetSpec::Latest => found(log.next_offset()),
         v1::OffsetSpec::ByTimestamp => match log.offset_for_timestamp(p.timestamp_ms) {
             Ok(Some(t)) => v1::ListOffsetsPartitionResult {

@@ -12,6 +12,8 @@
 //! - [`groups`]: the consumer group coordinator (state in `__consumer_offsets`), seeing topics
 //!   only as a `TopicView`.
 //! - [`config`]: the broker's settings (TOML file, environment overrides); `producer_ids`.
+//! - [`transactions`]: the Kafka transaction coordinator (state in `__transaction_state`),
+//!   writing transaction markers to the partitions and committed offsets to the groups.
 //! - [`processors`]: the processor registry (`__processors`), specs, versions, redeploys.
 //! - [`sql`]: streaming SQL (`__sql`), deploying its queries as processors.
 //! - `data`: the data path of requests (produce, fetch, list offsets, metadata).
@@ -39,6 +41,7 @@ pub mod server;
 pub mod sql;
 pub mod topic;
 mod topics;
+pub mod transactions;
 mod wire;
 
 pub use broker::Broker;

@@ -47,29 +47,39 @@ fn records_field_len(records: &Bytes) -> usize {
     if records.is_empty() { 0 } else { len_delimited(PARTITION_RECORDS, records.len()) }
 }
 
+/// A fetch partition's fields before its records, its records, and its fields after them.
+type Split = (v1::FetchPartitionResult, Bytes, v1::FetchPartitionResult);
+
 fn encode_fetch(correlation_id: u64, fetch: v1::FetchResponse) -> Vec<Bytes> {
-    // Split every partition into its small fields (encoded by prost) and its records.
+    // Split every partition into its small fields before the records (1-4, encoded by prost),
+    // its records (5), and its fields after them (6-7, encoded by prost as a message holding
+    // only those), so the bytes are in field order, as prost writes them.
     let mut topics = Vec::with_capacity(fetch.topics.len());
     for topic in fetch.topics {
-        let partitions: Vec<(v1::FetchPartitionResult, Bytes)> = topic
+        let partitions: Vec<Split> = topic
             .partitions
             .into_iter()
             .map(|mut p| {
                 let records = std::mem::take(&mut p.records);
-                (p, records)
+                let after = v1::FetchPartitionResult {
+                    last_stable_offset: std::mem::take(&mut p.last_stable_offset),
+                    aborted: std::mem::take(&mut p.aborted),
+                    ..Default::default()
+                };
+                (p, records, after)
             })
             .collect();
         topics.push((topic.topic, partitions));
     }
-    let partition_len = |p: &v1::FetchPartitionResult, records: &Bytes| {
-        p.encoded_len() + records_field_len(records)
+    let partition_len = |(p, records, after): &Split| {
+        p.encoded_len() + records_field_len(records) + after.encoded_len()
     };
-    let topic_len = |name: &String, parts: &[(v1::FetchPartitionResult, Bytes)]| {
+    let topic_len = |name: &String, parts: &[Split]| {
         let name_len = if name.is_empty() { 0 } else { len_delimited(TOPIC_NAME, name.len()) };
         name_len
             + parts
                 .iter()
-                .map(|(p, r)| len_delimited(TOPIC_PARTITIONS, partition_len(p, r)))
+                .map(|split| len_delimited(TOPIC_PARTITIONS, partition_len(split)))
                 .sum::<usize>()
     };
     // A true bool is its key and one byte; false is not written (proto3 default).
@@ -100,10 +110,11 @@ fn encode_fetch(correlation_id: u64, fetch: v1::FetchResponse) -> Vec<Bytes> {
             encode_varint(name.len() as u64, &mut head);
             head.put_slice(name.as_bytes());
         }
-        for (partition, records) in partitions {
+        for split in partitions {
+            let (partition, records, after) = split;
             encode_key(TOPIC_PARTITIONS, WireType::LengthDelimited, &mut head);
-            encode_varint(partition_len(partition, records) as u64, &mut head);
-            // Fields 1-4 (prost writes them in field order), then field 5 by hand.
+            encode_varint(partition_len(split) as u64, &mut head);
+            // Fields 1-4 (prost writes them in field order), field 5 by hand, then 6-7.
             partition.encode_raw(&mut head);
             if !records.is_empty() {
                 encode_key(PARTITION_RECORDS, WireType::LengthDelimited, &mut head);
@@ -111,6 +122,7 @@ fn encode_fetch(correlation_id: u64, fetch: v1::FetchResponse) -> Vec<Bytes> {
                 chunks.push(head.split().freeze());
                 chunks.push(records.clone());
             }
+            after.encode_raw(&mut head);
         }
     }
     if fetch.heartbeat_now {
@@ -185,6 +197,12 @@ mod tests {
                                 high_watermark: 12_345,
                                 log_start_offset: 3,
                                 records,
+                                last_stable_offset: 12_000,
+                                aborted: vec![v1::AbortedTransaction {
+                                    producer_id: 7,
+                                    first_offset: 1,
+                                    last_offset: 2,
+                                }],
                             })
                             .collect(),
                     })

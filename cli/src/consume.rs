@@ -1,5 +1,6 @@
 //! `eddy consume TOPIC [--from earliest|latest|OFFSET|@UNIX_MS] [--partition P] [--count N]
-//! [--format value|json] [--follow]`: one value per line, or one JSON object per line with
+//! [--format value|json] [--follow] [--isolation read_uncommitted|read_committed]`: one value
+//! per line, or one JSON object per line with
 //! partition, offset, timestamp, key, value and headers (a list of `{key, value}`, in order).
 //! Without `--follow` it stops once it has read up to where each partition ended when it
 //! started.
@@ -8,6 +9,10 @@
 //! broker assigns it, from the group's committed offsets (`--from` applies to partitions the
 //! group has never committed), and commits what it has printed after each poll. Without
 //! `--follow` it leaves once its partitions are read up to where they ended when it got them.
+//!
+//! Transaction markers are never printed. `--isolation read_committed` prints only records of
+//! committed transactions (and records outside transactions) and stops, without `--follow`,
+//! at the last stable offset; the default, `read_uncommitted`, prints every record.
 //!
 //! JSON output holds keys and values as strings; bytes that are not UTF-8 are replaced with
 //! U+FFFD (use `--format value` for raw bytes).
@@ -18,8 +23,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use eddy_client::{
-    Admin, ConsumedBatch, Consumer, ConsumerConfig, GroupConfig, GroupConsumer, NoListener,
-    OffsetQuery, SeekTo,
+    Admin, ConsumedBatch, Consumer, ConsumerConfig, GroupConfig, GroupConsumer, IsolationLevel,
+    NoListener, OffsetQuery, SeekTo,
 };
 
 use super::{Output, connect};
@@ -34,6 +39,7 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
     use lexopt::prelude::*;
     let (mut topic, mut partition, mut count, mut group) = (None, None, None::<u64>, None);
     let (mut from, mut format, mut follow) = (SeekTo::Earliest, Format::Value, false);
+    let mut isolation = IsolationLevel::ReadUncommitted;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("from") => from = parse_from(&parser.value()?.string()?)?,
@@ -47,6 +53,15 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
                 }
             }
             Long("follow") => follow = true,
+            Long("isolation") => {
+                isolation = match parser.value()?.string()?.as_str() {
+                    "read_uncommitted" => IsolationLevel::ReadUncommitted,
+                    "read_committed" => IsolationLevel::ReadCommitted,
+                    other => {
+                        bail!("--isolation {other:?}: expected read_uncommitted or read_committed")
+                    }
+                }
+            }
             Long("group") => group = Some(parser.value()?.string()?),
             Value(v) if topic.is_none() => topic = Some(v.string()?),
             other => return Err(other.unexpected().into()),
@@ -58,7 +73,8 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
             bail!("--partition and --group do not go together: the group assigns partitions");
         }
         let printer = Printer { format, count, written: 0 };
-        return consume_in_group(broker, &topic, &group, from, follow, printer, out).await;
+        let how = Reading { from, follow, isolation };
+        return consume_in_group(broker, &topic, &group, how, printer, out).await;
     }
     let conn = Arc::new(connect(broker).await?);
     let admin = Admin::new(conn.clone());
@@ -67,7 +83,7 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
         None => (0..admin.partition_count(&topic).await?).collect(),
     };
     let mut consumer =
-        Consumer::new(conn, ConsumerConfig { start: from, ..ConsumerConfig::default() });
+        Consumer::new(conn, ConsumerConfig { start: from, isolation, ..ConsumerConfig::default() });
     consumer.assign(&topic, partitions.iter().copied());
     for p in &partitions {
         consumer.seek(&topic, *p, from).await?;
@@ -76,7 +92,7 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
     let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
     if !follow {
         let queries: Vec<_> = partitions.iter().map(|p| (*p, OffsetQuery::Latest)).collect();
-        for listed in admin.list_offsets(&topic, &queries).await? {
+        for listed in admin.list_offsets_as(&topic, &queries, isolation).await? {
             ends.insert(listed.partition, listed.offset);
         }
     }
@@ -155,22 +171,30 @@ impl Printer {
     }
 }
 
+/// Where and how a group member reads.
+struct Reading {
+    from: SeekTo,
+    follow: bool,
+    isolation: IsolationLevel,
+}
+
 /// `consume --group`: a group member that commits exactly what it printed, after printing it.
 async fn consume_in_group(
     broker: &str,
     topic: &str,
     group: &str,
-    from: SeekTo,
-    follow: bool,
+    how: Reading,
     mut printer: Printer,
     out: &mut Output,
 ) -> Result<()> {
+    let Reading { from, follow, isolation } = how;
     let conn = Arc::new(connect(broker).await?);
     let admin = Admin::new(conn.clone());
     let mut config = GroupConfig::new(group, &[topic]);
     config.client_id = "eddy-cli".into();
     config.auto_commit = None;
     config.start = from;
+    config.fetch.isolation = isolation;
     let mut member = GroupConsumer::subscribe(conn, config, NoListener).await?;
     // Where each owned partition ended when this member got it (without --follow).
     let mut ends: BTreeMap<u32, u64> = BTreeMap::new();
@@ -187,7 +211,7 @@ async fn consume_in_group(
                 .map(|p| (*p, OffsetQuery::Latest))
                 .collect();
             if !new.is_empty() {
-                for listed in admin.list_offsets(topic, &new).await? {
+                for listed in admin.list_offsets_as(topic, &new, isolation).await? {
                     ends.insert(listed.partition, listed.offset);
                 }
             }

@@ -34,6 +34,7 @@ usage: eddy [--broker ADDR] <command> ...
         one record per line of FILE (or stdin)
   consume TOPIC [--from earliest|latest|OFFSET|@UNIX_MS] [--partition P] [--count N]
                 [--format value|json] [--follow] [--group G]
+                [--isolation read_uncommitted|read_committed]
         with --group: a member of consumer group G, committing what it prints
   group list | describe G | delete G
   group reset G --topic T --to earliest|latest|OFFSET|@UNIX_MS

@@ -105,6 +105,17 @@ impl<T: Transport> Admin<T> {
         list_offsets(&self.transport, topic, queries).await
     }
 
+    /// [`list_offsets`](Self::list_offsets) as a reader at `isolation` sees them: `Latest`
+    /// under `ReadCommitted` is the last stable offset.
+    pub async fn list_offsets_as(
+        &self,
+        topic: &str,
+        queries: &[(u32, OffsetQuery)],
+        isolation: v1::IsolationLevel,
+    ) -> Result<Vec<ListedOffset>, ClientError> {
+        list_offsets_as(&self.transport, topic, queries, isolation).await
+    }
+
     /// Every consumer group, with its state and member count.
     pub async fn list_groups(&self) -> Result<Vec<v1::GroupListing>, ClientError> {
         let body = request::Body::ListGroups(v1::ListGroupsRequest {});
@@ -283,6 +294,17 @@ pub(crate) async fn list_offsets<T: Transport>(
     topic: &str,
     queries: &[(u32, OffsetQuery)],
 ) -> Result<Vec<ListedOffset>, ClientError> {
+    list_offsets_as(transport, topic, queries, v1::IsolationLevel::ReadUncommitted).await
+}
+
+/// [`list_offsets`] as a reader at `isolation` sees them (`Latest` under read_committed is
+/// the last stable offset).
+pub(crate) async fn list_offsets_as<T: Transport>(
+    transport: &T,
+    topic: &str,
+    queries: &[(u32, OffsetQuery)],
+    isolation: v1::IsolationLevel,
+) -> Result<Vec<ListedOffset>, ClientError> {
     let partitions = queries
         .iter()
         .map(|&(partition, query)| {
@@ -296,6 +318,7 @@ pub(crate) async fn list_offsets<T: Transport>(
         .collect();
     let body = request::Body::ListOffsets(v1::ListOffsetsRequest {
         topics: vec![v1::ListOffsetsTopic { topic: topic.to_owned(), partitions }],
+        isolation: isolation as i32,
     });
     let response = expect_body!(transport.call(body).await?, ListOffsets)?;
     let results: Vec<v1::ListOffsetsPartitionResult> = response

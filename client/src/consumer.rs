@@ -18,6 +18,12 @@
 //! - A newly assigned partition has no position until the next poll resolves it from
 //!   [`ConsumerConfig::start`] (with `ListOffsets`), or until [`Consumer::seek`].
 //!
+//! - Control batches (transaction markers) are never handed out, and under
+//!   [`ConsumerConfig::isolation`] `ReadCommitted` neither are the batches of aborted
+//!   transactions (the broker lists them with each partition's answer, and returns nothing at
+//!   or past the last stable offset); positions still move past them. Under `ReadUncommitted`
+//!   the check is one header bit per batch.
+//!
 //! Not a group member: assignment is manual. Group membership, commits and heartbeats are a
 //! separate layer above this one.
 
@@ -29,9 +35,9 @@ use bytes::Bytes;
 use eddy_protocol::ErrorCode;
 use eddy_protocol::v1::{self, request};
 use eddy_storage::batch::{BatchHeader, RecordIter};
-use eddy_storage::{BatchError, BatchView, RecordView};
+use eddy_storage::{AbortedTxn, BatchError, BatchView, RecordView};
 
-use crate::admin::{OffsetQuery, list_offsets};
+use crate::admin::{OffsetQuery, list_offsets_as};
 use crate::record::ConsumerRecord;
 use crate::{ClientError, Transport, expect_body};
 
@@ -64,6 +70,9 @@ pub struct ConsumerConfig {
     /// On `OFFSET_OUT_OF_RANGE` (the position was deleted by retention, or is past the end),
     /// move here and carry on. `None`: the poll fails with the error.
     pub reset_out_of_range: Option<SeekTo>,
+    /// What of transactions is read (Kafka's `isolation.level`): `ReadCommitted` skips aborted
+    /// transactions and stops at the last stable offset. Control batches are never returned.
+    pub isolation: v1::IsolationLevel,
 }
 
 impl Default for ConsumerConfig {
@@ -74,6 +83,7 @@ impl Default for ConsumerConfig {
             min_bytes: 1,
             start: SeekTo::Earliest,
             reset_out_of_range: None,
+            isolation: v1::IsolationLevel::ReadUncommitted,
         }
     }
 }
@@ -162,7 +172,9 @@ impl<T: Transport> Consumer<T> {
         if !self.topics.get(topic).is_some_and(|s| s.positions.contains_key(&partition)) {
             return Err(ClientError::NotAssigned { topic: topic.to_owned(), partition });
         }
-        let offset = match resolve(&self.transport, topic, &[(partition, to)]).await?[..] {
+        let isolation = self.config.isolation;
+        let offset = match resolve(&self.transport, topic, &[(partition, to)], isolation).await?[..]
+        {
             [(_, offset)] => offset,
             _ => return Err(ClientError::UnexpectedResponse("list_offsets answer count")),
         };
@@ -238,7 +250,10 @@ impl<T: Transport> Consumer<T> {
                 .map(|(p, _)| (*p, start))
                 .collect();
             if !wanted.is_empty() {
-                for (partition, offset) in resolve(&self.transport, topic, &wanted).await? {
+                let isolation = self.config.isolation;
+                for (partition, offset) in
+                    resolve(&self.transport, topic, &wanted, isolation).await?
+                {
                     resolved.push((topic.clone(), partition, offset));
                 }
             }
@@ -275,6 +290,7 @@ impl<T: Transport> Consumer<T> {
             max_bytes: self.config.max_bytes,
             topics,
             member: self.member.clone(),
+            isolation: self.config.isolation as i32,
         }
     }
 }
@@ -284,6 +300,7 @@ async fn resolve<T: Transport>(
     transport: &T,
     topic: &str,
     wanted: &[(u32, SeekTo)],
+    isolation: v1::IsolationLevel,
 ) -> Result<Vec<(u32, u64)>, ClientError> {
     let mut out = Vec::with_capacity(wanted.len());
     let mut queries = Vec::new();
@@ -296,7 +313,7 @@ async fn resolve<T: Transport>(
         }
     }
     if !queries.is_empty() {
-        let listed = list_offsets(transport, topic, &queries).await?;
+        let listed = list_offsets_as(transport, topic, &queries, isolation).await?;
         out.extend(listed.into_iter().map(|l| (l.partition, l.offset)));
     }
     Ok(out)
@@ -315,6 +332,18 @@ impl PartitionData<'_> {
     fn split(&self, out: &mut Vec<ConsumedBatch>) -> Result<Option<u64>, ClientError> {
         let mut rest = self.result.records.clone();
         let mut next = None;
+        // Empty unless the fetch was read_committed and aborted transactions are in range.
+        let aborted: Vec<AbortedTxn> = self
+            .result
+            .aborted
+            .iter()
+            .map(|a| AbortedTxn {
+                producer_id: a.producer_id,
+                first_offset: a.first_offset,
+                last_offset: a.last_offset,
+                last_stable_offset: 0,
+            })
+            .collect();
         while !rest.is_empty() {
             let at = next.unwrap_or(self.position);
             let header = BatchHeader::parse(&rest).map_err(|e| self.corrupt(at, e))?;
@@ -333,7 +362,9 @@ impl PartitionData<'_> {
                 continue;
             }
             next = Some(header.next_offset());
-            if header.record_count > 0 {
+            let hidden =
+                header.is_transactional() && eddy_storage::txn::is_hidden(&header, &aborted);
+            if header.record_count > 0 && !hidden {
                 out.push(ConsumedBatch {
                     topic: Arc::clone(self.topic),
                     partition: self.result.partition,

@@ -38,7 +38,7 @@ use eddy_protocol::v1::{self, request, response};
 pub use admin::{Admin, GroupReset, ListedOffset, OffsetQuery};
 pub use consumer::{ConsumedBatch, Consumer, ConsumerConfig, SeekTo};
 pub use eddy_protocol::ErrorCode;
-pub use eddy_protocol::v1::{Acks, TopicConfig};
+pub use eddy_protocol::v1::{Acks, IsolationLevel, TopicConfig};
 pub use group::{
     CommitHandle, GroupConfig, GroupConsumer, NoListener, RebalanceListener, TopicPartition,
 };

@@ -95,6 +95,7 @@ mod tests {
                 max_bytes: 1 << 20,
                 topics: vec![],
                 member: None,
+                isolation: 0,
             })),
         }
     }

@@ -11,6 +11,11 @@
 //! a crash could still read (`Inner::may_clean`); a pass first waits for the seals queued before
 //! it.
 //!
+//! Transactions (as Kafka's cleaner): only what lies below the last stable offset is looked at
+//! (a record of an open transaction never supersedes anything, and a segment holding one is
+//! not rewritten); records of aborted transactions are removed and supersede nothing;
+//! control batches (markers) are always kept, whole.
+//!
 //! Each rewrite goes to `{base}.cleaned`, is fsynced with fresh index files (mapped on first
 //! use, like a reopened log's), and is renamed over the segment; a crash leaves the old segment or the new one, and open deletes a stray
 //! `.cleaned`. Readers already holding the old segment keep reading its (unlinked) file.
@@ -30,6 +35,7 @@ use crate::files::{self, CLEANED_EXT, LOG_EXT};
 use crate::index::IndexBuilder;
 use crate::log::{Log, Segments};
 use crate::segment::{SealedSegment, corrupt};
+use crate::txn::{AbortedTxn, is_aborted};
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -53,9 +59,12 @@ impl Log {
         // Segments rolled so far become rewritable once sealed.
         inner.sealer.wait_for_queued();
         let sealed = inner.segments().sealed.clone();
-        let plan = Plan::build(&sealed)?;
+        let stable = self.last_stable_offset();
+        let plan = Plan::build(&sealed, stable, inner.txns.all())?;
         let tombstone_cutoff = now_ms.saturating_sub(inner.config.delete_retention_ms);
-        for segment in sealed.iter().filter(|s| inner.may_clean(s)) {
+        let below_stable =
+            |s: &SealedSegment| s.index(&inner.stats).is_ok_and(|i| i.next_offset() <= stable);
+        for segment in sealed.iter().filter(|s| inner.may_clean(s) && below_stable(s)) {
             let Some(rewrite) = plan.rewrite(segment, tombstone_cutoff)? else {
                 continue;
             };
@@ -115,6 +124,7 @@ impl Log {
 struct Plan {
     latest: HashMap<Vec<u8>, u64>,
     last_batch_of_producer: HashMap<i64, u64>,
+    aborted: Vec<AbortedTxn>,
 }
 
 struct Rewrite {
@@ -123,7 +133,7 @@ struct Rewrite {
 }
 
 impl Plan {
-    fn build(sealed: &[Arc<SealedSegment>]) -> Result<Self> {
+    fn build(sealed: &[Arc<SealedSegment>], stable: u64, aborted: Vec<AbortedTxn>) -> Result<Self> {
         let mut latest = HashMap::new();
         let mut last_batch_of_producer = HashMap::new();
         for segment in sealed {
@@ -132,6 +142,10 @@ impl Plan {
                     BatchView::parse(&bytes).map_err(|e| corrupt(&segment.path, position, e))?;
                 if view.header().is_idempotent() {
                     last_batch_of_producer.insert(view.header().producer_id, view.base_offset());
+                }
+                let h = view.header();
+                if h.base_offset >= stable || h.is_control() || is_aborted(h, &aborted) {
+                    continue;
                 }
                 let records = view.records().map_err(|e| corrupt(&segment.path, position, e))?;
                 for record in records.iter() {
@@ -144,7 +158,7 @@ impl Plan {
                 }
             }
         }
-        Ok(Self { latest, last_batch_of_producer })
+        Ok(Self { latest, last_batch_of_producer, aborted })
     }
 
     /// The segment's new bytes, or `None` if every record in it survives.
@@ -154,6 +168,11 @@ impl Plan {
         for (position, bytes) in segment.batches()? {
             let view = BatchView::parse(&bytes).map_err(|e| corrupt(&segment.path, position, e))?;
             let h = *view.header();
+            if h.is_control() {
+                out.extend_from_slice(view.as_bytes());
+                continue;
+            }
+            let aborted = is_aborted(&h, &self.aborted);
             let start = out.len();
             out.resize(start + HEADER_LEN, 0);
             let mut kept = 0u32;
@@ -163,7 +182,7 @@ impl Plan {
                 let r = record.map_err(|e| corrupt(&segment.path, position, e))?;
                 let newest = r.key.is_none_or(|k| self.latest.get(k) == Some(&r.offset));
                 let expired_tombstone = r.value.is_none() && r.timestamp < tombstone_cutoff;
-                if !newest || expired_tombstone {
+                if aborted || !newest || expired_tombstone {
                     removed += 1;
                     continue;
                 }

@@ -15,6 +15,8 @@
 //!   `checkpoint` (the recovery point), `recovery` and `scan` (checking what follows it at
 //!   open): the partition log.
 //! - `retention`, `compaction`, `producer`: policies over sealed segments and producer state.
+//! - [`txn`]: transactions in a partition — markers, the last stable offset, the aborted
+//!   transactions (`aborted.txnindex`) that `read_committed` readers skip.
 //! - `config`, `error`, `files` (atomic metadata writes), `lock` (the directory lock), `stats`.
 //!
 //! It is not a database: records are never updated in place, and the only deletes are retention
@@ -47,6 +49,7 @@ mod seal;
 mod segment;
 mod stats;
 mod sync;
+pub mod txn;
 mod worker;
 
 pub use compaction::CompactionReport;
@@ -57,4 +60,5 @@ pub use lock::DirLock;
 pub use log::{AppendInfo, Log, TimestampOffset};
 pub use retention::RetentionReport;
 pub use stats::StatsSnapshot;
+pub use txn::{AbortedTxn, ControlType, Marker};
 pub use worker::CHECKPOINT_INTERVAL;

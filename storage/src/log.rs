@@ -38,6 +38,8 @@ use crate::seal::Sealer;
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::stats::{Stats, StatsSnapshot};
 use crate::sync::{DirSync, SyncFailure};
+use crate::txn::index::TxnState;
+use crate::txn::{AbortedTxn, ControlType, Marker};
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -85,6 +87,8 @@ pub(crate) struct Inner {
     /// The recovery point on disk, as [`crate::checkpoint::Checkpoint::order`]: (offset,
     /// segment base).
     pub recovery_point: Mutex<(u64, u64)>,
+    /// Open transactions and aborted ones, for readers (`txn`).
+    pub txns: TxnState,
     poisoned: OnceLock<&'static str>,
 }
 
@@ -184,6 +188,52 @@ impl Log {
     pub fn append_valid_unsynced(&self, batch: &ValidBatch) -> Result<AppendInfo> {
         self.check_size(batch.as_bytes().len())?;
         self.inner.append(batch.as_bytes(), batch.validated())
+    }
+
+    /// Appends the marker that ends `marker.producer_id`'s transaction in this partition (a
+    /// transaction coordinator's write), following the flush policy. A marker older than the
+    /// producer's epoch here is refused (`ProducerFenced`); a marker for a producer with no
+    /// open transaction is written all the same (a coordinator retrying after a crash).
+    pub fn append_marker(&self, marker: &Marker) -> Result<AppendInfo> {
+        let batch = marker.batch();
+        let info =
+            self.inner.append_kind(batch.as_bytes(), batch.validated(), Some(marker.kind))?;
+        if self.inner.config.flush == Flush::Always {
+            self.inner.sync_through(info.last_offset + 1)?;
+        }
+        Ok(info)
+    }
+
+    /// The last stable offset: the first offset of the earliest open transaction, or the log
+    /// end when none is open. `read_committed` readers read below it.
+    pub fn last_stable_offset(&self) -> u64 {
+        // The end first: a transaction's start is published before the end that covers it.
+        let end = self.next_offset();
+        end.min(self.inner.txns.first_unstable())
+    }
+
+    /// Whether this partition remembers any aborted transaction (one atomic load).
+    pub fn has_aborted_txns(&self) -> bool {
+        self.inner.txns.has_aborted()
+    }
+
+    /// The aborted transactions with records in `[from, upto)`, in marker order.
+    pub fn aborted_txns(&self, from: u64, upto: u64) -> Vec<AbortedTxn> {
+        self.inner.txns.between(from, upto)
+    }
+
+    /// [`Log::read`] for a `read_committed` reader: whole batches below the last stable
+    /// offset only, and that offset.
+    pub fn read_committed(&self, from: u64, max_bytes: usize) -> Result<(Bytes, u64)> {
+        let lso = self.last_stable_offset();
+        if from < lso {
+            return Ok((crate::txn::cut_at(self.read(from, max_bytes)?, lso), lso));
+        }
+        let (start, end) = (self.start_offset(), self.next_offset());
+        if from < start || from > end {
+            return Err(Error::OffsetOutOfRange { requested: from, start, end });
+        }
+        Ok((Bytes::new(), lso))
     }
 
     fn check_size(&self, size: usize) -> Result<()> {
@@ -324,6 +374,7 @@ impl Inner {
         let next = r.writer.active.index.read().unwrap_or_else(|p| p.into_inner()).next_offset();
         let segments = Segments { sealed: r.sealed, active: r.writer.active.clone() };
         let start = segments.start_offset();
+        r.txns.set_first_unstable(r.writer.producers.first_unstable());
         let sealer = Sealer::default();
         for job in r.jobs {
             sealer.push(job);
@@ -343,6 +394,7 @@ impl Inner {
             maintenance: Mutex::new(()),
             sealer,
             recovery_point: Mutex::new(r.recovery_point),
+            txns: r.txns,
             poisoned: OnceLock::new(),
         }
     }
@@ -378,6 +430,16 @@ impl Inner {
     }
 
     fn append(&self, batch: &[u8], validated: &Validated) -> Result<AppendInfo> {
+        self.append_kind(batch, validated, None)
+    }
+
+    /// Appends a data batch (`marker` `None`) or a transaction marker.
+    fn append_kind(
+        &self,
+        batch: &[u8],
+        validated: &Validated,
+        marker: Option<ControlType>,
+    ) -> Result<AppendInfo> {
         if self.config.cleanup == Cleanup::Compact && validated.has_null_key {
             return Err(missing_key(batch));
         }
@@ -393,7 +455,7 @@ impl Inner {
         }
         let mut header = validated.header;
         header.base_offset = self.next_offset.load(Ordering::Relaxed);
-        self.write_batch(&mut w, &header, batch)?;
+        self.write_batch(&mut w, &header, batch, marker)?;
         Ok(AppendInfo {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
@@ -415,21 +477,43 @@ impl Inner {
     }
 
     /// Writes `batch` at the end of the active segment with its position (base offset and
-    /// leader epoch) stamped in front, and publishes it. On failure the segment is cut back to where it was.
-    fn write_batch(&self, w: &mut Writer, header: &BatchHeader, batch: &[u8]) -> Result<()> {
+    /// leader epoch) stamped in front, and publishes it. On failure the segment is cut back to
+    /// where it was. An ABORT marker's entry goes to the aborted-transaction index after the
+    /// batch is written and before it is published; if it cannot, the batch is cut too.
+    fn write_batch(
+        &self,
+        w: &mut Writer,
+        header: &BatchHeader,
+        batch: &[u8],
+        marker: Option<ControlType>,
+    ) -> Result<()> {
         let mut front = [0u8; POSITION_LEN];
         front.copy_from_slice(&batch[..POSITION_LEN]);
         stamp_position(&mut front, header.base_offset);
         let active = w.active.clone();
+        let aborted = match marker {
+            Some(ControlType::Abort) => {
+                w.producers.ended_by(header).map(|(first, after)| AbortedTxn {
+                    producer_id: header.producer_id,
+                    first_offset: first,
+                    last_offset: header.base_offset,
+                    last_stable_offset: after.unwrap_or(header.next_offset()),
+                })
+            }
+            _ => None,
+        };
         let slices = &mut [IoSlice::new(&front), IoSlice::new(&batch[POSITION_LEN..])];
-        if let Err(e) = write_all_vectored(&active.file, slices) {
+        let written = write_all_vectored(&active.file, slices)
+            .map_err(Error::io("append to", &active.path))
+            .and_then(|()| aborted.as_ref().map_or(Ok(()), |a| self.txns.write_entry(a)));
+        if let Err(e) = written {
             let cut = (&active.file)
                 .seek(SeekFrom::Start(w.position))
                 .and_then(|_| active.file.set_len(w.position));
             if cut.is_err() {
                 self.poison("write");
             }
-            return Err(Error::io("append to", &active.path)(e));
+            return Err(e);
         }
         active.index.write().unwrap_or_else(|p| p.into_inner()).on_batch(
             header,
@@ -439,6 +523,13 @@ impl Inner {
         w.position += u64::from(header.batch_len);
         w.first_timestamp.get_or_insert(header.max_timestamp);
         w.producers.record(header);
+        if header.is_transactional() {
+            // Before the end is published: a reader that sees the new end sees these.
+            if let Some(entry) = aborted {
+                self.txns.publish(entry);
+            }
+            self.txns.set_first_unstable(w.producers.first_unstable());
+        }
         active.visible_len.store(w.position, Ordering::Release);
         self.next_offset.store(header.next_offset(), Ordering::Release);
         self.stats.appends.fetch_add(1, Ordering::Relaxed);

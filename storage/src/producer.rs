@@ -16,13 +16,19 @@
 //!
 //! ```text
 //! snapshot file
-//!  0 magic "EPRS" | 4 version u8 = 1 | 5 three zero bytes | 8 producer_count u32
-//! 12 producers...   producer: id i64 | epoch i16 | batch_count u8
+//!  0 magic "EPRS" | 4 version u8 = 2 | 5 three zero bytes | 8 producer_count u32
+//! 12 producers...   producer: id i64 | epoch i16 | txn_first u64 | batch_count u8
 //!                             | batch_count x (first_seq i32 | last_seq i32 | base_offset u64 | last_offset u64)
 //!  then crc u32: CRC-32 of everything before it
 //! ```
+//!
+//! `txn_first` is the first offset of the producer's open transaction in this partition
+//! (`u64::MAX`: none). Version 1 (written before transactions) has no `txn_first` and is still
+//! read. Transactions: a transactional batch opens its producer's transaction if none is
+//! open; a control batch (a marker, written by the broker) closes it and may raise the
+//! producer's epoch (a coordinator fences an old producer by writing with a newer one).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::Path;
 
 use crate::batch::BatchHeader;
@@ -32,7 +38,10 @@ use crate::error::{Error, Result};
 /// Batches remembered per producer for duplicate detection.
 pub const RETAINED_BATCHES: usize = 5;
 const MAGIC: [u8; 4] = *b"EPRS";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// Snapshots written before transactions: no `txn_first`.
+const VERSION_1: u8 = 1;
+const NO_TXN: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct BatchMeta {
@@ -46,6 +55,8 @@ struct BatchMeta {
 struct Producer {
     epoch: i16,
     batches: VecDeque<BatchMeta>,
+    /// First offset of this producer's open transaction here.
+    txn_first: Option<u64>,
 }
 
 /// What to do with an incoming idempotent batch.
@@ -61,6 +72,8 @@ pub enum Admit {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerTable {
     producers: HashMap<i64, Producer>,
+    /// (first offset, producer) of every open transaction: the earliest gives the LSO.
+    ongoing: BTreeSet<(u64, i64)>,
 }
 
 impl ProducerTable {
@@ -68,6 +81,9 @@ impl ProducerTable {
     pub fn admit(&self, header: &BatchHeader) -> Result<Admit> {
         if !header.is_idempotent() {
             return Ok(Admit::Append);
+        }
+        if header.is_control() {
+            return self.admit_marker(header).map(|()| Admit::Append);
         }
         let (id, epoch, seq) = (header.producer_id, header.producer_epoch, header.base_sequence);
         let out_of_order =
@@ -90,10 +106,39 @@ impl ProducerTable {
         if seq == expected { Ok(Admit::Append) } else { Err(out_of_order(expected)) }
     }
 
-    /// Records a batch that is now in the log (with its real base offset).
-    pub fn record(&mut self, header: &BatchHeader) {
+    /// A marker may not carry an epoch older than the producer's (it would un-fence it).
+    fn admit_marker(&self, header: &BatchHeader) -> Result<()> {
+        match self.producers.get(&header.producer_id) {
+            Some(known) if header.producer_epoch < known.epoch => Err(Error::ProducerFenced {
+                producer_id: header.producer_id,
+                epoch: header.producer_epoch,
+                current: known.epoch,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// The first offset of the earliest open transaction.
+    pub fn first_unstable(&self) -> Option<u64> {
+        self.ongoing.first().map(|&(first, _)| first)
+    }
+
+    /// What the marker `header` (not yet recorded) ends: the first offset of its producer's
+    /// open transaction, and the earliest open transaction's first offset once it is ended.
+    pub fn ended_by(&self, header: &BatchHeader) -> Option<(u64, Option<u64>)> {
+        let first = self.producers.get(&header.producer_id)?.txn_first?;
+        let after = self.ongoing.iter().find(|&&(_, id)| id != header.producer_id).map(|x| x.0);
+        Some((first, after))
+    }
+
+    /// Records a batch that is now in the log (with its real base offset). For a marker,
+    /// returns the first offset of the transaction it ended, if one was open.
+    pub fn record(&mut self, header: &BatchHeader) -> Option<u64> {
         if !header.is_idempotent() {
-            return;
+            return None;
+        }
+        if header.is_control() {
+            return self.end_txn(header);
         }
         let meta = BatchMeta {
             first_seq: header.base_sequence,
@@ -101,10 +146,7 @@ impl ProducerTable {
             base_offset: header.base_offset,
             last_offset: header.last_offset(),
         };
-        let producer = self
-            .producers
-            .entry(header.producer_id)
-            .or_insert_with(|| Producer { epoch: header.producer_epoch, batches: VecDeque::new() });
+        let producer = self.producer(header);
         if header.producer_epoch != producer.epoch {
             producer.epoch = header.producer_epoch;
             producer.batches.clear();
@@ -113,6 +155,32 @@ impl ProducerTable {
             producer.batches.pop_front();
         }
         producer.batches.push_back(meta);
+        if header.is_transactional() && producer.txn_first.is_none() {
+            producer.txn_first = Some(header.base_offset);
+            self.ongoing.insert((header.base_offset, header.producer_id));
+        }
+        None
+    }
+
+    fn producer(&mut self, header: &BatchHeader) -> &mut Producer {
+        self.producers.entry(header.producer_id).or_insert_with(|| Producer {
+            epoch: header.producer_epoch,
+            batches: VecDeque::new(),
+            txn_first: None,
+        })
+    }
+
+    /// A marker: ends the producer's open transaction (its first offset, if one was open) and
+    /// raises its epoch to the marker's.
+    fn end_txn(&mut self, header: &BatchHeader) -> Option<u64> {
+        let producer = self.producer(header);
+        if header.producer_epoch > producer.epoch {
+            producer.epoch = header.producer_epoch;
+            producer.batches.clear();
+        }
+        let first = producer.txn_first.take()?;
+        self.ongoing.remove(&(first, header.producer_id));
+        Some(first)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -126,6 +194,7 @@ impl ProducerTable {
             let p = &self.producers[&id];
             buf.extend_from_slice(&id.to_le_bytes());
             buf.extend_from_slice(&p.epoch.to_le_bytes());
+            buf.extend_from_slice(&p.txn_first.unwrap_or(NO_TXN).to_le_bytes());
             buf.push(p.batches.len() as u8);
             for b in &p.batches {
                 buf.extend_from_slice(&b.first_seq.to_le_bytes());
@@ -160,26 +229,31 @@ impl ProducerTable {
         if bytes.len() < 16 || bytes[..4] != MAGIC {
             return Ok(None);
         }
-        if bytes[4] != VERSION {
-            return Err(bytes[4]);
+        let version = bytes[4];
+        if version != VERSION && version != VERSION_1 {
+            return Err(version);
         }
         let (body, crc) = bytes.split_at(bytes.len() - 4);
         if crc32fast::hash(body) != u32_at(crc, 0) {
             return Ok(None);
         }
-        Ok(Self::decode(body))
+        Ok(Self::decode(body, version == VERSION))
     }
 
-    fn decode(body: &[u8]) -> Option<Self> {
+    fn decode(body: &[u8], with_txn: bool) -> Option<Self> {
         let count = u32_at(body, 8) as usize;
         let mut pos = 12;
-        let mut producers = HashMap::with_capacity(count.min(body.len() / 11));
+        let head_len = if with_txn { 19 } else { 11 };
+        let mut producers = HashMap::with_capacity(count.min(body.len() / head_len));
+        let mut ongoing = BTreeSet::new();
         for _ in 0..count {
-            let head = body.get(pos..pos + 11)?;
+            let head = body.get(pos..pos + head_len)?;
             let id = u64_at(head, 0) as i64;
             let epoch = i16::from_le_bytes([head[8], head[9]]);
-            let n = head[10] as usize;
-            pos += 11;
+            let txn_first = if with_txn { Some(u64_at(head, 10)) } else { None };
+            let txn_first = txn_first.filter(|&f| f != NO_TXN);
+            let n = head[head_len - 1] as usize;
+            pos += head_len;
             let mut batches = VecDeque::with_capacity(n.min(RETAINED_BATCHES));
             for _ in 0..n {
                 let b = body.get(pos..pos + 24)?;
@@ -191,9 +265,12 @@ impl ProducerTable {
                 });
                 pos += 24;
             }
-            producers.insert(id, Producer { epoch, batches });
+            if let Some(first) = txn_first {
+                ongoing.insert((first, id));
+            }
+            producers.insert(id, Producer { epoch, batches, txn_first });
         }
-        (pos == body.len()).then_some(Self { producers })
+        (pos == body.len()).then_some(Self { producers, ongoing })
     }
 }
 

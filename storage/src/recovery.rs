@@ -45,6 +45,8 @@ use crate::seal::SealJob;
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::stats::Stats;
 use crate::sync::SegmentSync;
+use crate::txn::AbortedTxn;
+use crate::txn::index::{self as txn_index, TxnState};
 
 /// What open hands the log.
 #[derive(Debug)]
@@ -60,6 +62,9 @@ pub(crate) struct Recovered {
     pub durable: u64,
     /// The checkpoint on disk, as [`Checkpoint::order`].
     pub recovery_point: (u64, u64),
+    /// Aborted transactions: the index's entries below where checking started, and those
+    /// the check found after it.
+    pub txns: TxnState,
 }
 
 /// Where checking starts, and the log's state there.
@@ -106,11 +111,17 @@ pub(crate) fn open(dir: &Path, config: &LogConfig) -> Result<Recovered> {
     let (durable, recovery_point) = (start.durable, start.recovery_point);
     let stats = Stats::default();
     stats.recovery_full_scans.store(u64::from(start.full_scan), Ordering::Relaxed);
-    let mut check = Check { dir, bases: &bases, interval, stats: &stats, jobs: Vec::new() };
+    // Entries at or past where checking starts are found again by the check.
+    let (aborted, whole) = txn_index::load(dir, start.durable)?;
+    let kept = aborted.len();
+    let mut check =
+        Check { dir, bases: &bases, interval, stats: &stats, jobs: Vec::new(), aborted };
     let writer = check.run(start, &mut sealed)?;
-    let jobs = check.jobs;
+    let (jobs, aborted) = (check.jobs, check.aborted);
+    let unchanged = whole && aborted.len() == kept;
+    let txns = TxnState::open(dir, aborted, unchanged, writer.producers.first_unstable())?;
     tracing::debug!(log = %dir.display(), sealed = sealed.len(), unfinished = jobs.len(), "opened log");
-    Ok(Recovered { lock, writer, sealed, jobs, stats, durable, recovery_point })
+    Ok(Recovered { lock, writer, sealed, jobs, stats, durable, recovery_point, txns })
 }
 
 fn open_sealed(dir: &Path, bases: &[u64], interval: u32) -> Result<Vec<Arc<SealedSegment>>> {
@@ -257,6 +268,8 @@ struct Check<'a> {
     interval: u32,
     stats: &'a Stats,
     jobs: Vec<SealJob>,
+    /// Aborted transactions, to which the check adds those it finds.
+    aborted: Vec<AbortedTxn>,
 }
 
 impl Check<'_> {
@@ -278,6 +291,7 @@ impl Check<'_> {
                 index: &mut index,
                 producers: &mut producers,
                 first_timestamp: &mut first_timestamp,
+                aborted: &mut self.aborted,
             };
             let scan = scan_segment(&file, &path, position, self.interval, carried)?;
             self.stats
@@ -447,6 +461,7 @@ fn rebuild_producers(sealed: &[Arc<SealedSegment>]) -> Result<ProducerTable> {
         // (reads that reach it report it).
         let (headers, fault) = segment.headers();
         for header in headers.iter().filter(|h| h.is_idempotent()) {
+            // Markers here end transactions; which were aborted is the index's to remember.
             table.record(header);
         }
         if let Some(e) = fault {

@@ -106,6 +106,10 @@ impl Log {
         let start = sealed.first().map_or(segments.active.base_offset, |s| s.base_offset);
         inner.set_segments(Segments { sealed, active: segments.active.clone() });
         inner.start_offset.store(start, Ordering::Release);
+        // Aborted transactions whose marker went with the segments are of no use to anyone.
+        if let Err(e) = inner.txns.trim(start) {
+            tracing::warn!(log = %inner.dir.display(), error = %e, "could not trim the aborted-transaction index; retried at the next pass");
+        }
         Ok(deleted)
     }
 }

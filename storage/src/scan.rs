@@ -16,6 +16,11 @@ use crate::active_index::ActiveIndex;
 use crate::batch::{BatchError, BatchHeader, HEADER_LEN, header};
 use crate::error::{Error, Result};
 use crate::producer::ProducerTable;
+use crate::txn::{AbortedTxn, ControlType, control_type};
+
+/// Largest control batch whose record is read to tell an abort from a commit (a marker is
+/// about 80 bytes; a larger one was not written by eddy and is taken as a commit).
+const MAX_MARKER_BYTES: u64 = 64 * 1024;
 
 /// Bytes read at a time while checking a segment.
 const SCAN_CHUNK_BYTES: u64 = 4 << 20;
@@ -47,6 +52,8 @@ pub struct Carried<'a> {
     pub index: &'a mut ActiveIndex,
     pub producers: &'a mut ProducerTable,
     pub first_timestamp: &'a mut Option<i64>,
+    /// Aborted transactions found (ABORT markers that ended an open transaction).
+    pub aborted: &'a mut Vec<AbortedTxn>,
 }
 
 /// Checks the segment in `file` from byte `from` (the end of a good batch, whose successor
@@ -101,10 +108,40 @@ pub fn scan_segment(
         }
         carried.index.on_batch(&header, position, interval);
         carried.first_timestamp.get_or_insert(header.max_timestamp);
-        carried.producers.record(&header);
+        let kind = if header.is_control() {
+            marker_kind(&mut window, position, batch_len, len)?
+        } else {
+            None
+        };
+        let ended = carried.producers.record(&header);
+        if let (Some(first), Some(ControlType::Abort)) = (ended, kind) {
+            carried.aborted.push(AbortedTxn {
+                producer_id: header.producer_id,
+                first_offset: first,
+                last_offset: header.base_offset,
+                last_stable_offset: carried
+                    .producers
+                    .first_unstable()
+                    .unwrap_or(header.next_offset()),
+            });
+        }
         position += batch_len;
     }
     Ok(SegmentScan { valid_len: position, file_len: len, fault })
+}
+
+/// What the control batch at `position` (checked whole) says.
+fn marker_kind(
+    window: &mut Window<'_>,
+    position: u64,
+    batch_len: u64,
+    file_len: u64,
+) -> Result<Option<ControlType>> {
+    if batch_len > MAX_MARKER_BYTES {
+        return Ok(None);
+    }
+    let bytes = window.get(position, batch_len, file_len)?;
+    Ok(crate::batch::BatchView::parse(bytes).ok().and_then(|v| control_type(&v)))
 }
 
 /// The header at `position`, or why it is no batch (the caller has checked a header's length

@@ -309,6 +309,7 @@ pub fn fetch_request(
             partitions: vec![v1::FetchPartition { partition, offset, max_bytes: 0 }],
         }],
         member: None,
+        isolation: 0,
     })
 }
 

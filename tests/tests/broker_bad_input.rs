@@ -428,6 +428,7 @@ fn fetch_reports_offset_out_of_range_after_the_budget_is_spent() {
     client.create_topic("t", 2);
     client.produce_ok("t", 0, big_batch(1000));
     let fetch = v1::FetchRequest {
+        isolation: 0,
         max_wait_ms: 0,
         min_bytes: 1,
         max_bytes: 100,
@@ -461,6 +462,7 @@ fn list_offsets_refuses_an_unknown_offset_spec() {
     let mut client = RawClient::connect(broker.addr());
     client.create_topic("t", 1);
     let body = request::Body::ListOffsets(v1::ListOffsetsRequest {
+        isolation: 0,
         topics: vec![v1::ListOffsetsTopic {
             topic: "t".into(),
             partitions: vec![v1::ListOffsetsPartition { partition: 0, spec: 99, timestamp_ms: 0 }],

@@ -252,6 +252,7 @@ async fn fetch_as(
     let partitions =
         partitions.iter().map(|&p| v1::FetchPartition { partition: p, offset: 0, max_bytes: 0 });
     let r = v1::FetchRequest {
+        isolation: 0,
         member: Some(member),
         max_wait_ms: 0,
         min_bytes: 0,

@@ -85,6 +85,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "groups",
             "config",
             "producer_ids",
+            "transactions",
             "processors",
             "sql",
             "data",

@@ -25,9 +25,14 @@ impl Coordinator {
     /// Waits until the internal topic is durable through `upto`, if its policy is to flush
     /// on every append.
     async fn durable(&self, upto: Option<u64>) -> Result<(), BrokerError> {
+        self.durable_if(upto, false).await
+    }
+
+    /// [`durable`](Self::durable), or fsynced whatever the policy when `always`.
+    async fn durable_if(&self, upto: Option<u64>, always: bool) -> Result<(), BrokerError> {
         let Some(upto) = upto else { return Ok(()) };
         let log = self.log().clone();
-        if log.config().flush != Flush::Always {
+        if log.config().flush != Flush::Always && !always {
             return Ok(());
         }
         let storage = |source| BrokerError::Storage {
@@ -64,6 +69,17 @@ impl Coordinator {
         let (response, upto) = self.commit(r, topics)?;
         self.durable(upto).await?;
         Ok(response)
+    }
+
+    /// [`Coordinator::commit_for_transaction`], fsynced whatever the topic's policy: the
+    /// transaction is recorded complete only after its offsets are on disk.
+    pub async fn serve_commit_for_transaction(
+        &self,
+        group_id: &str,
+        offsets: &[(String, u32, u64, String)],
+    ) -> Result<(), BrokerError> {
+        let upto = self.commit_for_transaction(group_id, offsets)?;
+        self.durable_if(upto, true).await
     }
 
     pub async fn serve_list(&self) -> Result<v1::ListGroupsResponse, BrokerError> {

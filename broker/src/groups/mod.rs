@@ -287,6 +287,32 @@ impl Coordinator {
         Ok((v1::OffsetCommitResponse { topics: results }, upto))
     }
 
+    /// Commits the offsets a transaction carried (Kafka's TxnOffsetCommit), as it commits:
+    /// with no member or epoch check (the transaction coordinator checked the producer, and
+    /// a transaction commits whoever consumes the group now). Each is `(topic, partition,
+    /// offset, metadata)`.
+    pub fn commit_for_transaction(
+        &self,
+        group_id: &str,
+        offsets: &[(String, u32, u64, String)],
+    ) -> Result<Option<u64>, BrokerError> {
+        validate_group_id(group_id)?;
+        let mut groups = self.lock();
+        let group = groups.entry(group_id.to_string()).or_insert_with(|| Group::new(group_id));
+        let now = now_ms();
+        let mut writes = Vec::with_capacity(offsets.len());
+        let mut accepted = Vec::with_capacity(offsets.len());
+        for (topic, partition, offset, metadata) in offsets {
+            let tp = (topic.clone(), *partition);
+            let c = Committed { offset: *offset, metadata: metadata.clone(), commit_time_ms: now };
+            writes.push((offset_key(group_id, &tp), Some(to_json(&c))));
+            accepted.push((tp, c));
+        }
+        let upto = self.persist(group, &writes)?;
+        group.offsets.extend(accepted);
+        Ok(upto)
+    }
+
     pub fn fetch_offsets(
         &self,
         r: &v1::OffsetFetchRequest,

@@ -6,7 +6,7 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
-use super::{Context, admin, data, groups};
+use super::{Context, admin, data, groups, txn};
 
 /// The APIs served, with the versions served: Kafka's schemas (through `kafka-protocol`) cap
 /// what can be decoded; these caps are what eddy implements (no topic ids, no KIP-848 fields).
@@ -28,6 +28,10 @@ const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::CreatePartitions, 0, 3),
     (ApiKey::DeleteGroups, 0, 2),
@@ -144,7 +148,17 @@ async fn dispatch(
         },
         ApiKey::Fetch => answer!(data::fetch(cx, decode(api, v, body)?).await),
         ApiKey::ListOffsets => answer!(data::list_offsets(cx, decode(api, v, body)?, v).await),
-        ApiKey::InitProducerId => answer!(data::init_producer_id(cx, decode(api, v, body)?)),
+        ApiKey::InitProducerId => {
+            answer!(txn::init_producer_id(cx, decode(api, v, body)?, v).await)
+        }
+        ApiKey::AddPartitionsToTxn => {
+            answer!(txn::add_partitions(cx, decode(api, v, body)?, v).await)
+        }
+        ApiKey::AddOffsetsToTxn => answer!(txn::add_offsets(cx, decode(api, v, body)?, v).await),
+        ApiKey::TxnOffsetCommit => {
+            answer!(txn::txn_offset_commit(cx, decode(api, v, body)?, v).await)
+        }
+        ApiKey::EndTxn => answer!(txn::end_txn(cx, decode(api, v, body)?, v).await),
         ApiKey::CreateTopics => answer!(admin::create_topics(cx, decode(api, v, body)?, v)),
         ApiKey::DeleteTopics => answer!(admin::delete_topics(cx, decode(api, v, body)?, v)),
         ApiKey::CreatePartitions => answer!(admin::create_partitions(cx, decode(api, v, body)?)),

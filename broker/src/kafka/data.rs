@@ -129,25 +129,29 @@ pub(super) async fn produce(
     r: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
-    // A transactional id names a transaction; an empty one (some clients send "" for none)
-    // does not.
-    let refused = if r.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
-        Some(ResponseError::TransactionalIdAuthorizationFailed.code())
-    } else if acks(r.acks).is_none() {
-        Some(ResponseError::InvalidRequiredAcks.code())
-    } else {
-        None
-    };
-    let results = match (refused, acks(r.acks)) {
-        (None, Some(ack)) => {
-            let request = request::Body::Produce(native_produce(&r, ack));
-            match cx.broker.handle(request).await {
-                Ok(Some(response::Body::Produce(p))) => Ok(p),
-                Ok(_) => Err(ResponseError::UnknownServerError.code()),
-                Err(e) => Err(error_code(&e)),
+    let results = match acks(r.acks) {
+        None => Err(ResponseError::InvalidRequiredAcks.code()),
+        Some(ack) => match super::txn::check_produce(cx, &r).await {
+            Err(code) => Err(code),
+            // The guard (if any) is held until the batches are appended.
+            Ok(guard) => {
+                let native = native_produce(&r, ack);
+                let done = if guard.is_some() {
+                    cx.broker
+                        .produce_transactional(native)
+                        .await
+                        .map(|p| p.map(response::Body::Produce))
+                } else {
+                    cx.broker.handle(request::Body::Produce(native)).await
+                };
+                drop(guard);
+                match done {
+                    Ok(Some(response::Body::Produce(p))) => Ok(p),
+                    Ok(_) => Err(ResponseError::UnknownServerError.code()),
+                    Err(e) => Err(error_code(&e)),
+                }
             }
-        }
-        (code, _) => Err(code.unwrap_or(ResponseError::InvalidRequiredAcks.code())),
+        },
     };
     // acks 0: the producer is owed no answer, whatever happened.
     if r.acks == 0 {
@@ -264,7 +268,14 @@ pub(super) async fn fetch(cx: &Context, r: FetchRequest) -> FetchResponse {
                 .collect(),
         })
         .collect();
+    let read_committed = r.isolation_level == 1;
+    let isolation = if read_committed {
+        v1::IsolationLevel::ReadCommitted
+    } else {
+        v1::IsolationLevel::ReadUncommitted
+    };
     let request = v1::FetchRequest {
+        isolation: isolation as i32,
         member: None,
         max_wait_ms: u32::try_from(r.max_wait_ms).unwrap_or(0),
         min_bytes: u32::try_from(r.min_bytes).unwrap_or(0),
@@ -285,17 +296,30 @@ pub(super) async fn fetch(cx: &Context, r: FetchRequest) -> FetchResponse {
                 .into_iter()
                 .map(|p| {
                     let code = of_wire(p.error.as_ref());
-                    let (hw, start) = if code == 0 {
-                        (p.high_watermark as i64, p.log_start_offset as i64)
+                    let (hw, lso, start) = if code == 0 {
+                        let (hw, lso) = (p.high_watermark as i64, p.last_stable_offset as i64);
+                        (hw, lso, p.log_start_offset as i64)
                     } else {
-                        (-1, -1)
+                        (-1, -1, -1)
                     };
+                    // Kafka: the list under read_committed (empty if none), null otherwise.
+                    let aborted = read_committed.then(|| {
+                        p.aborted
+                            .iter()
+                            .map(|a| {
+                                fetch_response::AbortedTransaction::default()
+                                    .with_producer_id(ProducerId(a.producer_id))
+                                    .with_first_offset(a.first_offset as i64)
+                            })
+                            .collect()
+                    });
                     PartitionData::default()
                         .with_partition_index(p.partition as i32)
                         .with_error_code(code)
                         .with_high_watermark(hw)
-                        .with_last_stable_offset(hw)
+                        .with_last_stable_offset(lso)
                         .with_log_start_offset(start)
+                        .with_aborted_transactions(aborted)
                         .with_preferred_read_replica(BrokerId(-1))
                         .with_records(Some(p.records))
                 })
@@ -342,7 +366,14 @@ pub(super) async fn list_offsets(
                 .collect(),
         })
         .collect();
-    let request = request::Body::ListOffsets(v1::ListOffsetsRequest { topics });
+    // isolation_level exists from v2; read_committed's latest is the last stable offset.
+    let isolation = if r.isolation_level == 1 {
+        v1::IsolationLevel::ReadCommitted
+    } else {
+        v1::IsolationLevel::ReadUncommitted
+    };
+    let request =
+        request::Body::ListOffsets(v1::ListOffsetsRequest { topics, isolation: isolation as i32 });
     let answer = match cx.broker.handle(request).await {
         Ok(Some(response::Body::ListOffsets(l))) => Ok(l),
         Ok(_) => Err(ResponseError::UnknownServerError.code()),
@@ -401,18 +432,5 @@ fn offset_answer(
             // The leader epoch field exists from v4.
             if version >= 4 { entry.with_leader_epoch(0) } else { entry }
         }
-    }
-}
-
-pub(super) fn init_producer_id(cx: &Context, r: InitProducerIdRequest) -> InitProducerIdResponse {
-    let answer =
-        InitProducerIdResponse::default().with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
-    if r.transactional_id.as_ref().is_some_and(|t| !t.0.is_empty()) {
-        // Transactions are not served yet; a transactional producer is told so plainly.
-        return answer.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code());
-    }
-    match cx.broker.init_producer() {
-        Ok((id, epoch)) => answer.with_producer_id(ProducerId(id)).with_producer_epoch(epoch),
-        Err(e) => answer.with_error_code(error_code(&e)),
     }
 }

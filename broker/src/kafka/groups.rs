@@ -55,8 +55,8 @@ pub(super) fn find_coordinator(
     version: i16,
 ) -> FindCoordinatorResponse {
     let answer = |key: &StrBytes| {
-        // Key type 0 is a group; transactions (1) are not coordinated here yet.
-        let code = if r.key_type == 0 { 0 } else { K::CoordinatorNotAvailable.code() };
+        // Key type 0 is a group, 1 a transactional id: this broker coordinates both.
+        let code = if matches!(r.key_type, 0 | 1) { 0 } else { K::CoordinatorNotAvailable.code() };
         (key.clone(), code)
     };
     let host = text(cx.advertised.host.clone());

@@ -20,7 +20,9 @@
 //! `data` (metadata, produce, fetch, offsets), `admin` (topics and configs), `classic` (one
 //! classic group's state machine), `groups` (coordinator lookup, membership, listing),
 //! `consumer_group` (KIP-848's protocol on eddy's coordinator, topic ids),
-//! `offsets` (committed offsets).
+//! `offsets` (committed offsets), `txn` (transactions: the coordinator's requests and the
+//! check of a transactional produce; transactions past their timeout are aborted by a task
+//! of [`serve`]).
 
 mod admin;
 mod api;
@@ -30,6 +32,7 @@ mod consumer_group;
 mod data;
 mod groups;
 mod offsets;
+mod txn;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -119,6 +122,7 @@ pub async fn serve(
         advertised,
         cluster_id,
     });
+    let expiry = tokio::spawn(abort_expired_transactions(context.broker.clone()));
     let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
@@ -149,6 +153,7 @@ pub async fn serve(
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
+    expiry.abort();
     let _ = stop.send(true);
     let grace = tokio::time::timeout(Duration::from_secs(5), async {
         while connections.join_next().await.is_some() {}
@@ -157,6 +162,21 @@ pub async fn serve(
         connections.abort_all();
     }
     Ok(())
+}
+
+/// Aborts transactions past their timeout, every `transactions.abort_check_interval_ms`,
+/// until aborted (at shutdown).
+async fn abort_expired_transactions(broker: Broker) {
+    let every = broker.config().transactions.abort_check_interval_ms;
+    let mut tick = tokio::time::interval(Duration::from_millis(u64::from(every)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if broker.is_shutting_down() {
+            return;
+        }
+        broker.transactions().abort_expired(broker.groups(), crate::now_ms()).await;
+    }
 }
 
 /// FNV-1a over 128 bits: the stable, well-spread hash behind the ids this listener derives

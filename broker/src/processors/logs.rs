@@ -2,8 +2,13 @@
 //! to the partition logs, and every append — a producer's or a processor's — bumps a counter
 //! that processor threads wait on, so a processor wakes on new input without polling.
 //!
-//! Invariant: `wait_for_data` never misses an append between its look at the partitions and
-//! its wait ([`Topics::wait_until`] keeps that).
+//! Invariants:
+//! - `wait_for_data` never misses an append between its look at the partitions and its wait
+//!   ([`Topics::wait_until`] keeps that).
+//! - Processors and SQL read committed data only: a read ends below the partition's last
+//!   stable offset, `end_offset` is that offset, and transaction markers and the batches of
+//!   aborted transactions come back as empty batches with the same offsets (as compaction
+//!   leaves them), so positions move past them and no control record is ever decoded.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -104,15 +109,19 @@ impl LogAccess for BrokerLogs {
         from: u64,
         max_bytes: usize,
     ) -> Result<Bytes, LogError> {
-        self.log(topic, partition)?.read(from, max_bytes).map_err(storage(topic, partition))
+        let log = self.log(topic, partition)?;
+        let (bytes, lso) =
+            log.read_committed(from, max_bytes).map_err(storage(topic, partition))?;
+        Ok(eddy_storage::txn::committed_view(&bytes, &log.aborted_txns(from, lso)))
     }
 
     fn start_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
         Ok(self.log(topic, partition)?.start_offset())
     }
 
+    /// The last stable offset: what a committed reader can read up to.
     fn end_offset(&self, topic: &str, partition: u32) -> Result<u64, LogError> {
-        Ok(self.log(topic, partition)?.next_offset())
+        Ok(self.log(topic, partition)?.last_stable_offset())
     }
 
     fn append(
@@ -134,7 +143,7 @@ impl LogAccess for BrokerLogs {
     fn wait_for_data(&self, interests: &[WaitFor<'_>], deadline: Instant) -> bool {
         self.topics.wait_until(deadline, || {
             interests.iter().any(|w| {
-                self.log(w.topic, w.partition).is_ok_and(|log| log.next_offset() > w.offset)
+                self.log(w.topic, w.partition).is_ok_and(|log| log.last_stable_offset() > w.offset)
             })
         })
     }

@@ -43,6 +43,8 @@ pub struct BatchBuilder {
     base_sequence: i32,
     has_null_key: bool,
     codec: u16,
+    /// Set by [`BatchBuilder::transactional`].
+    transactional: bool,
     /// CRC-32C of `buf[HEADER_LEN..checksummed]`, the records checksummed so far.
     records_crc: u32,
     /// End of the records `records_crc` covers (`HEADER_LEN`: none).
@@ -75,6 +77,7 @@ impl BatchBuilder {
             base_sequence: NO_SEQUENCE,
             has_null_key: false,
             codec: 0,
+            transactional: false,
             records_crc: 0,
             checksummed: HEADER_LEN,
         }
@@ -93,6 +96,13 @@ impl BatchBuilder {
         self.producer_id = id;
         self.producer_epoch = epoch;
         self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Marks the batch as written inside a transaction (attribute bit 4), as a transactional
+    /// producer's batches are; it must also carry a producer ([`BatchBuilder::producer`]).
+    pub fn transactional(mut self) -> Self {
+        self.transactional = true;
         self
     }
 
@@ -174,8 +184,9 @@ impl BatchBuilder {
             self.checksum_records();
             records_crc = Some(self.records_crc);
         }
+        let txn = if self.transactional { header::ATTR_TRANSACTIONAL } else { 0 };
         let fields = HeaderFields {
-            attributes: self.codec,
+            attributes: self.codec | txn,
             last_offset_delta,
             first_timestamp: self.first_timestamp,
             max_timestamp,

@@ -216,8 +216,22 @@ impl ValidBatch {
         Ok(Self { bytes, validated })
     }
 
+    /// Checks `bytes` as a batch of a transactional producer: as [`ValidBatch::check`], but
+    /// the transactional bit is allowed (on an idempotent producer's batch). Whether the
+    /// producer may write in a transaction is the broker's to check.
+    pub fn check_transactional(bytes: Bytes) -> Result<Self, BatchError> {
+        let validated = validate(&bytes, true)?;
+        Ok(Self { bytes, validated })
+    }
+
+    /// A transaction marker the log built (`txn::Marker::batch`): a control batch, which no
+    /// producer may send, so not one `validate_for_append` passes.
+    pub(crate) fn marker(bytes: Bytes, validated: Validated) -> Self {
+        Self { bytes, validated }
+    }
+
     pub(crate) fn trusted(bytes: Bytes, validated: Validated) -> Self {
-        debug_assert_eq!(validate_for_append(&bytes), Ok(validated));
+        debug_assert_eq!(validate(&bytes, true), Ok(validated));
         Self { bytes, validated }
     }
 
@@ -251,6 +265,11 @@ pub struct Validated {
 /// (after decompression), offset deltas are 0..n, and the header's `last_offset_delta` and
 /// `max_timestamp` agree with the records.
 pub fn validate_for_append(bytes: &[u8]) -> Result<Validated, BatchError> {
+    validate(bytes, false)
+}
+
+/// [`validate_for_append`], with the transactional bit allowed or not.
+fn validate(bytes: &[u8], transactional: bool) -> Result<Validated, BatchError> {
     let header = BatchHeader::parse(bytes)?;
     if header.batch_len as usize != bytes.len() {
         return Err(BatchError::LengthMismatch {
@@ -262,7 +281,7 @@ pub fn validate_for_append(bytes: &[u8]) -> Result<Validated, BatchError> {
     if header.record_count == 0 {
         return Err(BatchError::Empty);
     }
-    refuse_broker_attributes(&header)?;
+    refuse_broker_attributes(&header, transactional)?;
     let area = &bytes[HEADER_LEN..];
     let records = match header.codec() {
         0 => Cow::Borrowed(area),
@@ -302,11 +321,13 @@ pub fn stamp_position(front: &mut [u8], base_offset: u64) {
 }
 
 /// Attributes only a broker (or a transaction coordinator) may set.
-fn refuse_broker_attributes(header: &BatchHeader) -> Result<(), BatchError> {
+fn refuse_broker_attributes(header: &BatchHeader, transactional: bool) -> Result<(), BatchError> {
     let refused = if header.is_control() {
         "control"
-    } else if header.is_transactional() {
+    } else if header.is_transactional() && !transactional {
         "transactional"
+    } else if header.is_transactional() && (header.producer_id < 0 || header.base_sequence < 0) {
+        "transactional (without a producer id and sequence)"
     } else if header.is_log_append_time() {
         "log-append-time"
     } else if header.attributes & header::ATTR_DELETE_HORIZON != 0 {

@@ -284,6 +284,8 @@ impl Inner {
         if checkpoint.order() <= *point {
             return Ok(false);
         }
+        // Every aborted transaction below the point must be on disk before the point is.
+        self.txns.sync()?;
         checkpoint.write(&self.dir)?;
         *point = checkpoint.order();
         Ok(true)

@@ -215,7 +215,8 @@ fn fetch_mixed(rng: &mut Rng, target: &Target, id: u64) -> Outgoing {
     } else {
         (0, rng.below(1 << 20) as u32, rng.below(1 << 20) as u32)
     };
-    let fetch = v1::FetchRequest { max_wait_ms, min_bytes, max_bytes, topics, member: None };
+    let fetch =
+        v1::FetchRequest { max_wait_ms, min_bytes, max_bytes, topics, member: None, isolation: 0 };
     let request = Request { correlation_id: id, body: Some(request::Body::Fetch(fetch)) };
     outgoing("fetch_mixed", &encode_checked(rng, &request), Expect::Fetch(expected))
 }
@@ -336,7 +337,7 @@ fn list_offsets_mixed(rng: &mut Rng, target: &Target, id: u64) -> Outgoing {
         topics.push(v1::ListOffsetsTopic { topic: topic.clone(), partitions });
         expected.push((topic, 0, OffsetsOutcome::Error(ErrorCode::UnknownTopic)));
     }
-    let body = request::Body::ListOffsets(v1::ListOffsetsRequest { topics });
+    let body = request::Body::ListOffsets(v1::ListOffsetsRequest { topics, isolation: 0 });
     let request = Request { correlation_id: id, body: Some(body) };
     outgoing("list_offsets_mixed", &encode_checked(rng, &request), Expect::ListOffsets(expected))
 }
