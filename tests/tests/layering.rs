@@ -86,6 +86,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "config",
             "producer_ids",
             "processors",
+            "connectors",
             "sql",
             "data",
             "broker",
