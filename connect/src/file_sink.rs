@@ -40,12 +40,11 @@ pub async fn run(c: &FileSinkConfig, ctx: &Ctx) -> Result<(), ConnectError> {
     let mut consumer = Consumer::open(ctx, &c.topics, stored.as_ref())?;
     let mut file = OpenOptions::new().create(true).append(true).open(&c.path).map_err(io)?;
     let mut len = file.metadata().map_err(io)?.len();
-    if let Some(kept) = stored.as_ref().and_then(|s| s.get("len")).and_then(Value::as_u64) {
-        if len > kept {
-            // Lines written after the last stored position: they are written again below.
-            file.set_len(kept).map_err(io)?;
-            len = kept;
-        }
+    let kept = stored.as_ref().and_then(|s| s.get("len")).and_then(Value::as_u64);
+    if let Some(kept) = kept.filter(|k| len > *k) {
+        // Lines written after the last stored position: they are written again below.
+        file.set_len(kept).map_err(io)?;
+        len = kept;
     }
     ctx.running();
     loop {

@@ -176,10 +176,10 @@ impl Running {
 
     fn halt(&mut self) {
         let _ = self.stop.send(true);
-        if let Some(t) = self.thread.take() {
-            if t.join().is_err() {
-                tracing::error!("a connector thread panicked");
-            }
+        if let Some(t) = self.thread.take()
+            && t.join().is_err()
+        {
+            tracing::error!("a connector thread panicked");
         }
         let mut s = lock(&self.status);
         if s.state != State::Paused {
