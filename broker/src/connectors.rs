@@ -87,10 +87,10 @@ fn redacted(config: &BTreeMap<String, String>) -> HashMap<String, String> {
             let end = out[i..].find('&').map_or(out.len(), |j| i + j);
             out.replace_range(i + "password=".len()..end, "********");
         }
-        if let (Some(scheme), Some(at)) = (out.find("://"), out.rfind('@')) {
-            if let Some(colon) = out[scheme + 3..at].find(':') {
-                out.replace_range(scheme + 3 + colon + 1..at, "********");
-            }
+        if let (Some(scheme), Some(at)) = (out.find("://"), out.rfind('@'))
+            && let Some(colon) = out.get(scheme + 3..at).and_then(|auth| auth.find(':'))
+        {
+            out.replace_range(scheme + 3 + colon + 1..at, "********");
         }
         out
     };

@@ -11,7 +11,7 @@
 //!   `SELECT * FROM items`.
 //!
 //! `EDDY_CDC_SEED` replaces the seed (printed first).
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
