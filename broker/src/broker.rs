@@ -5,7 +5,8 @@
 //!   through an `Arc<Topics>`, never through the broker;
 //! - the data path ([`Data`]: produce, fetch, list offsets, metadata);
 //! - the consumer-group [`Coordinator`] (state in `__consumer_offsets`);
-//! - the [`Processors`] registry (`__processors`) and the [`SqlService`] (`__sql`).
+//! - the [`Processors`] registry (`__processors`) and the [`SqlService`] (`__sql`);
+//! - the [`Connectors`] registry (`__connectors`).
 //!
 //! Ownership: `Broker` is a cheap handle; clones share one broker. When the last handle is
 //! dropped (or [`Broker::close`] runs) the processors' supervisor and every running version
@@ -21,6 +22,7 @@ use eddy_client::{ClientError, Transport};
 use eddy_protocol::v1::{self, request, response};
 
 use crate::config::BrokerConfig;
+use crate::connectors::{CONNECTORS_TOPIC, Connectors};
 use crate::data::{AppendTurn, Data};
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
@@ -46,6 +48,7 @@ pub(crate) struct Inner {
     /// Kafka transactions (`__transaction_state`).
     transactions: transactions::Coordinator,
     pub(crate) processors: Arc<Processors>,
+    pub(crate) connectors: Arc<Connectors>,
     /// The SQL session and its `__sql` log.
     pub(crate) sql: SqlService,
     // Last: the data directory's lock goes with the last `Arc<Topics>`.
@@ -54,7 +57,9 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Running versions hold `Arc<Topics>`; stop them so the directory is released now.
+        // Running versions and connectors hold `Arc<Topics>`; stop them so the directory is
+        // released now.
+        self.connectors.shutdown();
         self.processors.shutdown();
     }
 }
@@ -99,7 +104,15 @@ impl Broker {
             dir.join("processors"),
             Duration::from_millis(config.processors.retire_grace_ms),
         )?);
-        let sql = SqlService::open(sql_log.partition(0)?.clone(), processors.clone())?;
+        let connectors_log = topics.internal(CONNECTORS_TOPIC, internal(FlushSetting::Always))?;
+        let (connectors, defs) =
+            Connectors::open(connectors_log.partition(0)?.clone(), topics.clone())?;
+        let connectors = Arc::new(connectors);
+        let sql = SqlService::open(
+            sql_log.partition(0)?.clone(),
+            processors.clone(),
+            connectors.clone(),
+        )?;
         let groups = Coordinator::open(offsets.partition(0)?.clone(), config.groups.timing())?;
         let txn_log = topics.internal(TXN_TOPIC, internal(FlushSetting::Always))?;
         let transactions = transactions::Coordinator::open(
@@ -111,12 +124,14 @@ impl Broker {
         tracing::info!(data_dir = %dir.display(), topics = topics.names().len(), "broker opened");
         processors.start_all();
         sql.reconcile();
+        connectors.start_all(defs);
         let inner = Inner {
             config,
             producer_ids: Mutex::new(producer_ids),
             groups,
             transactions,
             processors,
+            connectors,
             sql,
             topics,
         };
@@ -221,6 +236,7 @@ impl Broker {
     /// snapshot), and flushes every partition.
     pub fn close(&self) -> Result<(), BrokerError> {
         self.begin_shutdown();
+        self.inner.connectors.shutdown();
         self.inner.processors.shutdown();
         self.inner.topics.flush_all()?;
         tracing::info!("broker closed: every partition flushed");
@@ -277,6 +293,11 @@ impl Broker {
             | Rq::QueryTable(_)
             | Rq::DropProcessor(_)
             | Rq::Sql(_) => self.handle_processors(body).await.map(Some),
+            Rq::CreateConnector(_)
+            | Rq::ListConnectors(_)
+            | Rq::ConnectorStatus(_)
+            | Rq::DropConnector(_)
+            | Rq::PauseConnector(_) => self.handle_connectors(body).await.map(Some),
         }
     }
 
@@ -398,6 +419,42 @@ impl Broker {
             }
             Rq::Sql(r) if crate::sql::is_push(&r.sql) => Rs::Sql(sql.push(&r).await?),
             Rq::Sql(r) => Rs::Sql(blocking(move || Ok(broker.inner.sql.execute(&r.sql))).await?),
+            _ => return Err(misrouted()),
+        })
+    }
+}
+
+impl Broker {
+    /// Connectors. Creating, pausing and dropping start or stop threads and fsync records:
+    /// on a blocking thread.
+    async fn handle_connectors(&self, body: request::Body) -> Answer<response::Body> {
+        use request::Body as Rq;
+        use response::Body as Rs;
+        let broker = self.clone();
+        let connectors = &self.inner.connectors;
+        Ok(match body {
+            Rq::CreateConnector(r) => {
+                let config = r.config.into_iter().collect();
+                let info =
+                    blocking(move || broker.inner.connectors.create(&r.name, &r.kind, config))
+                        .await?;
+                Rs::CreateConnector(v1::CreateConnectorResponse { connector: Some(info) })
+            }
+            Rq::ListConnectors(_) => {
+                Rs::ListConnectors(v1::ListConnectorsResponse { connectors: connectors.list() })
+            }
+            Rq::ConnectorStatus(r) => Rs::ConnectorStatus(v1::ConnectorStatusResponse {
+                connector: Some(connectors.status(&r.name)?),
+            }),
+            Rq::DropConnector(r) => {
+                blocking(move || broker.inner.connectors.drop_connector(&r.name)).await?;
+                Rs::DropConnector(v1::DropConnectorResponse {})
+            }
+            Rq::PauseConnector(r) => {
+                let info =
+                    blocking(move || broker.inner.connectors.pause(&r.name, r.paused)).await?;
+                Rs::PauseConnector(v1::PauseConnectorResponse { connector: Some(info) })
+            }
             _ => return Err(misrouted()),
         })
     }

@@ -137,6 +137,13 @@ pub enum BrokerError {
     UnknownProcessor(String),
     #[error("no serving processor has a table {0:?}")]
     UnknownTable(String),
+    #[error("unknown connector {0:?}")]
+    UnknownConnector(String),
+    #[error("connector {0:?} exists; drop it first")]
+    ConnectorExists(String),
+    /// A connector's definition is refused (its options, its name, its kind).
+    #[error("connector {name:?}: {reason}")]
+    InvalidConnector { name: String, reason: String },
 }
 
 impl BrokerError {
@@ -198,6 +205,9 @@ impl BrokerError {
             BrokerError::TaskFailed { .. } => ErrorCode::Unknown,
             BrokerError::UnknownProcessor(_) => ErrorCode::UnknownProcessor,
             BrokerError::UnknownTable(_) => ErrorCode::UnknownTable,
+            BrokerError::UnknownConnector(_) => ErrorCode::UnknownConnector,
+            BrokerError::ConnectorExists(_) => ErrorCode::ConnectorExists,
+            BrokerError::InvalidConnector { .. } => ErrorCode::InvalidConnector,
             BrokerError::Storage { source, .. } => storage_code(source),
         }
     }

@@ -15,6 +15,8 @@
 //! - [`transactions`]: the Kafka transaction coordinator (state in `__transaction_state`),
 //!   writing transaction markers to the partitions and committed offsets to the groups.
 //! - [`processors`]: the processor registry (`__processors`), specs, versions, redeploys.
+//! - [`connectors`]: the connector registry (`__connectors`), running eddy-connect's
+//!   connectors (PostgreSQL sources and sink, file sink) over the topics.
 //! - [`sql`]: streaming SQL (`__sql`), deploying its queries as processors.
 //! - `data`: the data path of requests (produce, fetch, list offsets, metadata).
 //! - `broker`: [`Broker`], which owns the services and routes requests; it also implements
@@ -29,6 +31,7 @@
 mod broker;
 mod clock;
 pub mod config;
+pub mod connectors;
 mod data;
 mod error;
 mod files;

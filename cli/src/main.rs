@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod connector;
 mod consume;
 mod group;
 mod processor;
@@ -43,6 +44,10 @@ usage: eddy [--broker ADDR] <command> ...
             | verify NAME | rollback NAME | drop NAME
         processors defined by a spec file (docs/processors.md), run inside the broker;
         deploying a higher version replays from offset zero and takes over when caught up
+  connector create NAME --source|--sink [--config FILE] [KEY=VALUE ...]
+            | list | status NAME | pause NAME | resume NAME | drop NAME
+        connectors run inside the broker (docs/connectors.md): PostgreSQL sources
+        (query mode, CDC) and sinks, a JSON-lines file sink
   query TABLE KEY | --scan [--prefix P] [--from K] [--to K] [--limit N] | --top N [--by FIELD]
         | --follow
         [--digest]   pull queries against a live table; --follow prints its changes
@@ -140,6 +145,7 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
             "consume" => consume::run(&broker, &mut parser, &mut out).await,
             "group" => group::run(&broker, &mut parser, &mut out).await,
             "processor" => processor::run(&broker, &mut parser, &mut out).await,
+            "connector" => connector::run(&broker, &mut parser, &mut out).await,
             "query" => query::run(&broker, &mut parser, &mut out).await,
             "sql" => sql::run(&broker, &mut parser, &mut out).await,
             other => bail!("unknown command {other:?} (see eddy --help)"),

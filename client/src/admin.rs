@@ -212,6 +212,51 @@ impl<T: Transport> Admin<T> {
         expect_body!(self.transport.call(body).await?, DropProcessor).map(drop)
     }
 
+    /// Creates a connector (`kind`: "source" or "sink") from its options (docs/connectors.md).
+    pub async fn create_connector(
+        &self,
+        name: &str,
+        kind: &str,
+        config: std::collections::HashMap<String, String>,
+    ) -> Result<v1::ConnectorInfo, ClientError> {
+        let body = request::Body::CreateConnector(v1::CreateConnectorRequest {
+            name: name.into(),
+            kind: kind.into(),
+            config,
+        });
+        let r = expect_body!(self.transport.call(body).await?, CreateConnector)?;
+        r.connector.ok_or(ClientError::UnexpectedResponse("a create answer without its connector"))
+    }
+
+    pub async fn list_connectors(&self) -> Result<Vec<v1::ConnectorInfo>, ClientError> {
+        let body = request::Body::ListConnectors(v1::ListConnectorsRequest {});
+        Ok(expect_body!(self.transport.call(body).await?, ListConnectors)?.connectors)
+    }
+
+    pub async fn connector_status(&self, name: &str) -> Result<v1::ConnectorInfo, ClientError> {
+        let body = request::Body::ConnectorStatus(v1::ConnectorStatusRequest { name: name.into() });
+        let r = expect_body!(self.transport.call(body).await?, ConnectorStatus)?;
+        r.connector.ok_or(ClientError::UnexpectedResponse("a status answer without its connector"))
+    }
+
+    /// Pauses (`true`) or resumes a connector; it keeps its position.
+    pub async fn pause_connector(
+        &self,
+        name: &str,
+        paused: bool,
+    ) -> Result<v1::ConnectorInfo, ClientError> {
+        let body =
+            request::Body::PauseConnector(v1::PauseConnectorRequest { name: name.into(), paused });
+        let r = expect_body!(self.transport.call(body).await?, PauseConnector)?;
+        r.connector.ok_or(ClientError::UnexpectedResponse("a pause answer without its connector"))
+    }
+
+    /// Stops a connector and forgets its definition and position.
+    pub async fn drop_connector(&self, name: &str) -> Result<(), ClientError> {
+        let body = request::Body::DropConnector(v1::DropConnectorRequest { name: name.into() });
+        expect_body!(self.transport.call(body).await?, DropConnector).map(drop)
+    }
+
     /// Runs SQL statements in the broker's session (one result per statement run; a failed
     /// statement is a result with an error, not a `ClientError`). A push query is polled:
     /// pass the previous answer's `next` positions as `from`.

@@ -53,6 +53,38 @@ pub enum Statement {
         columns: Vec<String>,
         values: Vec<Expr>,
     },
+    /// A connector statement: the catalog is not involved; the broker runs it.
+    Connector(ConnectorStatement),
+}
+
+/// `CREATE SOURCE|SINK CONNECTOR`, `SHOW [SOURCE|SINK] CONNECTORS`, `DESCRIBE CONNECTOR`,
+/// `DROP CONNECTOR` (ksqlDB's statements).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConnectorStatement {
+    Create {
+        pos: Pos,
+        name: String,
+        /// `SOURCE` (else `SINK`).
+        source: bool,
+        if_not_exists: bool,
+        /// `'name' = 'value'` pairs: names as written (quoted) or lower-cased (bare), values
+        /// as text.
+        properties: Vec<(String, String)>,
+    },
+    /// `None`: every connector; `Some(true)`: sources; `Some(false)`: sinks.
+    Show {
+        pos: Pos,
+        source: Option<bool>,
+    },
+    Describe {
+        pos: Pos,
+        name: String,
+    },
+    Drop {
+        pos: Pos,
+        name: String,
+        if_exists: bool,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

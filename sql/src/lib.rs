@@ -39,6 +39,9 @@
 //! script      := statement (';' statement)* [';']
 //! statement   := create_src | create_as | select | insert | SHOW (STREAMS|TABLES|QUERIES)
 //!              | DESCRIBE name | DROP (STREAM|TABLE) [IF EXISTS] name [DELETE TOPIC]
+//!              | CREATE (SOURCE|SINK) CONNECTOR [IF NOT EXISTS] name WITH '(' 'k' = 'v', ... ')'
+//!              | SHOW [SOURCE|SINK] CONNECTORS | DESCRIBE CONNECTOR name
+//!              | DROP CONNECTOR [IF EXISTS] name
 //!              | TERMINATE query_id
 //! create_src  := CREATE [OR REPLACE] [SOURCE] (STREAM|TABLE) [IF NOT EXISTS] name
 //!                '(' name type [KEY | PRIMARY KEY] (',' ...)* ')' WITH '(' props ')'
@@ -133,9 +136,9 @@ use serde_json::{Value, json};
 
 pub use aggregate::AggFn;
 pub use ast::{
-    BinOp, ColumnDef, CreateAs, CreateSource, EmitMode, Expr, ExprKind, FromItem, Join, JoinKind,
-    Property, Select, SelectItem, ShowWhat, SourceKind, SqlType, Statement, WindowShape,
-    WindowSpec, Within,
+    BinOp, ColumnDef, ConnectorStatement, CreateAs, CreateSource, EmitMode, Expr, ExprKind,
+    FromItem, Join, JoinKind, Property, Select, SelectItem, ShowWhat, SourceKind, SqlType,
+    Statement, WindowShape, WindowSpec, Within,
 };
 pub use catalog::{Catalog, QueryInfo};
 pub use compile::CompiledQuery;
@@ -177,6 +180,8 @@ pub enum Outcome {
     Terminated(QueryInfo),
     /// `INSERT ... VALUES`: a record for the caller to append.
     Inserted(InsertRecord),
+    /// A connector statement, for the caller (the broker) to run.
+    Connector(ConnectorStatement),
 }
 
 /// A catalog and the functions statements may call.
@@ -275,6 +280,7 @@ impl Session {
                     &self.functions,
                 )?)
             }
+            Statement::Connector(c) => Outcome::Connector(c.clone()),
             Statement::InsertSelect { pos, target, select } => {
                 let (id, compiled) = insert::insert_select(
                     *pos,

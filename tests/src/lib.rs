@@ -10,6 +10,7 @@
 //! - [`child`]: the child's line protocol and a driver for the child process that never blocks
 //!   without a deadline.
 //! - [`broker`]: a real `eddy serve` process on an ephemeral port (start, SIGTERM, SIGKILL, RSS).
+//! - [`connectors`]: connector statuses and whole topics through the `eddy` CLI.
 //! - [`cli`]: the `eddy` command run to completion against a broker process.
 //! - [`raw_client`]: a blocking client that puts exact frames on the wire, with read deadlines.
 //! - [`reconnect`]: a client transport that reopens its connection to a restarted broker.
@@ -18,6 +19,8 @@
 //!   processes, found where `./scripts/test` installs them; a missing one fails the test.
 //! - [`members`]: consumer group members as processes (`eddy-group-member`), watched through
 //!   their output.
+//! - [`postgres`]: a real PostgreSQL server (initdb in a temporary directory, logical WAL, a
+//!   free port), stopped when dropped, for the connector tests.
 //! - [`workload`]: client-level records as a pure function of (seed, index), and a reader that
 //!   walks a whole topic through the client's consumer.
 
@@ -25,12 +28,14 @@ pub mod broker;
 pub mod check;
 pub mod child;
 pub mod cli;
+pub mod connectors;
 pub mod generate;
 pub mod hostile;
 pub mod kafka_clients;
 pub mod kafka_harness;
 pub mod kafka_wire;
 pub mod members;
+pub mod postgres;
 pub mod processor_queries;
 pub mod raw_client;
 pub mod reconnect;

@@ -87,6 +87,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "producer_ids",
             "transactions",
             "processors",
+            "connectors",
             "sql",
             "data",
             "broker",

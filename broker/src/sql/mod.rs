@@ -12,7 +12,8 @@
 //!   self-contained [`SqlDef`](crate::processors::definition::SqlDef) (the statement plus the
 //!   scripts it was compiled against), so serving, building and retired versions each compile
 //!   from their own text, and `eddy processor list/status/replay/rollback` apply as to specs.
-//! - `run.rs` executes statements, `push.rs` serves push queries by polling.
+//! - `run.rs` executes statements, `push.rs` serves push queries by polling, `connector.rs`
+//!   runs the connector statements on the broker's connectors (kept in `__connectors`).
 //!
 //! Invariants:
 //! - Every change of the catalog is one `__sql` record, written and fsynced before the session
@@ -24,6 +25,7 @@
 //!   record that fails to replay never causes a drop).
 //! - Statements run one at a time (the session's lock is held for the whole request).
 
+mod connector;
 mod push;
 mod run;
 #[cfg(test)]
@@ -38,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 pub use push::is_push;
 
+use crate::connectors::Connectors;
 use crate::error::BrokerError;
 use crate::processors::Processors;
 use crate::processors::definition::{SqlDef, builtin_functions, replay};
@@ -78,6 +81,8 @@ pub struct SqlService {
     state: Mutex<State>,
     log: Arc<Log>,
     processors: Arc<Processors>,
+    /// `CREATE SOURCE|SINK CONNECTOR` and the other connector statements act on these.
+    connectors: Arc<Connectors>,
 }
 
 impl std::fmt::Debug for SqlService {
@@ -88,7 +93,11 @@ impl std::fmt::Debug for SqlService {
 
 impl SqlService {
     /// Reads `__sql` and replays it into a new session; processors start later.
-    pub fn open(log: Arc<Log>, processors: Arc<Processors>) -> Result<SqlService, BrokerError> {
+    pub fn open(
+        log: Arc<Log>,
+        processors: Arc<Processors>,
+        connectors: Arc<Connectors>,
+    ) -> Result<SqlService, BrokerError> {
         let mut records: BTreeMap<String, (u64, Stored)> = BTreeMap::new();
         crate::internal::for_each_record(&log, SQL_TOPIC, |offset, key, value| {
             let name = String::from_utf8_lossy(key.unwrap_or_default()).into_owned();
@@ -112,7 +121,7 @@ impl SqlService {
             tracing::error!(%sql, %error, "stored SQL statement does not run; skipped");
         }
         let state = State { session, records };
-        Ok(SqlService { state: Mutex::new(state), log, processors })
+        Ok(SqlService { state: Mutex::new(state), log, processors, connectors })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -188,6 +188,7 @@ impl SqlService {
                 }
                 R::Dropped(info.name)
             }
+            Outcome::Connector(c) => self.connector(&c)?,
             Outcome::Inserted(record) => {
                 let (partition, offset) = insert(self.processors.topics(), &record)?;
                 let row = serde_json::json!({

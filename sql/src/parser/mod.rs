@@ -193,6 +193,9 @@ impl Parser {
                 "SELECT" => Ok(Statement::Select(self.select()?)),
                 "SHOW" | "LIST" => {
                     self.advance();
+                    if let Some(source) = self.connectors_word()? {
+                        return Ok(Statement::Connector(ConnectorStatement::Show { pos, source }));
+                    }
                     let what = if self.eat_word("STREAMS") {
                         ShowWhat::Streams
                     } else if self.eat_word("TABLES") {
@@ -207,10 +210,29 @@ impl Parser {
                 "DESCRIBE" => {
                     self.advance();
                     self.eat_word("EXTENDED");
+                    if self.eat_word("CONNECTOR") {
+                        let name = self.ident("a connector name")?;
+                        return Ok(Statement::Connector(ConnectorStatement::Describe {
+                            pos,
+                            name,
+                        }));
+                    }
                     Ok(Statement::Describe { pos, name: self.ident("a stream or table name")? })
                 }
                 "DROP" => {
                     self.advance();
+                    if self.eat_word("CONNECTOR") {
+                        let if_exists = self.eat_word("IF") && {
+                            self.expect_word("EXISTS")?;
+                            true
+                        };
+                        let name = self.ident("a connector name")?;
+                        return Ok(Statement::Connector(ConnectorStatement::Drop {
+                            pos,
+                            name,
+                            if_exists,
+                        }));
+                    }
                     let kind = self.source_kind()?;
                     let if_exists = self.eat_word("IF") && {
                         self.expect_word("EXISTS")?;
@@ -277,6 +299,11 @@ impl Parser {
             true
         };
         let source = self.eat_word("SOURCE");
+        if (source || self.is_word("SINK"))
+            && matches!(self.peek_at(usize::from(!source)), Tok::Word(w) if w == "CONNECTOR")
+        {
+            return self.create_connector(pos, source);
+        }
         let kind = self.source_kind()?;
         let if_not_exists = self.eat_word("IF") && {
             self.expect_word("NOT")?;
@@ -409,6 +436,72 @@ impl Parser {
                 ));
             }
         })
+    }
+
+    /// After SHOW: `CONNECTORS`, `SOURCE CONNECTORS` or `SINK CONNECTORS` (which ones), else
+    /// `None` with nothing consumed.
+    fn connectors_word(&mut self) -> Result<Option<Option<bool>>, SqlError> {
+        if self.eat_word("CONNECTORS") {
+            return Ok(Some(None));
+        }
+        for (word, source) in [("SOURCE", true), ("SINK", false)] {
+            if self.is_word(word) && matches!(self.peek_at(1), Tok::Word(w) if w == "CONNECTORS") {
+                self.advance();
+                self.advance();
+                return Ok(Some(Some(source)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// `(SOURCE|SINK) CONNECTOR [IF NOT EXISTS] name WITH ('k' = 'v', ...)`, after CREATE.
+    fn create_connector(&mut self, pos: Pos, source: bool) -> Result<Statement, SqlError> {
+        if !source {
+            self.expect_word("SINK")?;
+        }
+        self.expect_word("CONNECTOR")?;
+        let if_not_exists = self.eat_word("IF") && {
+            self.expect_word("NOT")?;
+            self.expect_word("EXISTS")?;
+            true
+        };
+        let name = self.ident("a connector name")?;
+        self.expect_word("WITH")?;
+        self.expect_sym("(")?;
+        let mut properties = Vec::new();
+        loop {
+            let key = match self.advance() {
+                Tok::Str(s) | Tok::Quoted(s) => s,
+                Tok::Word(w) => w.to_ascii_lowercase(),
+                _ => {
+                    self.i -= 1;
+                    return Err(self.error("a connector option name ('connector.class')"));
+                }
+            };
+            self.expect_sym("=")?;
+            let value = match self.advance() {
+                Tok::Str(s) => s,
+                Tok::Int(n) => n.to_string(),
+                Tok::Float(x) => x.to_string(),
+                Tok::Word(w) if w == "TRUE" || w == "FALSE" => w.to_ascii_lowercase(),
+                _ => {
+                    self.i -= 1;
+                    return Err(self.error("an option value ('text' or a number)"));
+                }
+            };
+            properties.push((key, value));
+            if !self.eat_sym(",") {
+                break;
+            }
+        }
+        self.expect_sym(")")?;
+        Ok(Statement::Connector(ConnectorStatement::Create {
+            pos,
+            name,
+            source,
+            if_not_exists,
+            properties,
+        }))
     }
 
     fn properties(&mut self) -> Result<Vec<Property>, SqlError> {
