@@ -154,6 +154,24 @@ impl KafkaLogs {
         lock(&self.readers).retain(|(t, p), _| !(t == topic && partitions.contains(p)));
     }
 
+    /// The members of consumer group `group`: each one's `client.id` and assignment bytes
+    /// (Kafka's ConsumerProtocol Assignment), from DescribeGroups.
+    pub fn group_members(&self, group: &str) -> Result<Vec<(String, Vec<u8>)>, ClusterError> {
+        let list = self
+            .meta
+            .client()
+            .fetch_group_list(Some(group), self.config.op_timeout)
+            .map_err(kafka("describe group", group, 0))?;
+        let members = list
+            .groups()
+            .iter()
+            .filter(|g| g.name() == group)
+            .flat_map(|g| g.members())
+            .map(|m| (m.client_id().to_owned(), m.assignment().unwrap_or_default().to_vec()))
+            .collect();
+        Ok(members)
+    }
+
     fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64), ClusterError> {
         self.check_partition(topic, partition)?;
         let (low, high) = self
