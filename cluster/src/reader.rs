@@ -31,8 +31,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use crate::config::ClusterConfig;
 use crate::error::{ClusterError, kafka};
 
-/// A read stops adding messages once it holds this many bytes past the asked `max_bytes`
-/// worth of batches (at least one message is always returned).
+/// A rebuilt batch is closed once it holds this many bytes (the next record starts another).
 const BATCH_CUT_BYTES: usize = 1 << 20;
 /// How long a read that met the partition's end before any record waits for records queued
 /// behind that report (twice the fetch long-poll).
