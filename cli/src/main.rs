@@ -10,6 +10,7 @@ mod connector;
 mod consume;
 mod group;
 mod processor;
+mod processor_run;
 mod produce;
 mod query;
 mod serve;
@@ -44,6 +45,13 @@ usage: eddy [--broker ADDR] <command> ...
             | verify NAME | rollback NAME | drop NAME
         processors defined by a spec file (docs/processors.md), run inside the broker;
         deploying a higher version replays from offset zero and takes over when caught up
+  processor run FILE --kafka BOOTSTRAP [--state-dir DIR] [--query-listen ADDR]
+                [--snapshot-every N] [--progress-ms MS]
+        run the spec's processor in this process over a Kafka-protocol cluster (Kafka,
+        Redpanda, eddy serve's Kafka listener); instances started with the same spec share
+        its tasks as a consumer group (docs/processors.md, 'Over a Kafka cluster'). State in
+        --state-dir (default ./eddy-data/cluster); pull queries on --query-listen (default
+        127.0.0.1:0, printed): eddy --broker ADDR query TABLE KEY
   connector create NAME --source|--sink [--config FILE] [KEY=VALUE ...]
             | list | status NAME | pause NAME | resume NAME | drop NAME
         connectors run inside the broker (docs/connectors.md): PostgreSQL sources

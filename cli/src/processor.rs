@@ -1,5 +1,6 @@
 //! `eddy processor deploy FILE [--wait] | list | status NAME | replay NAME [--wait] |
-//! verify NAME | rollback NAME | drop NAME`.
+//! verify NAME | rollback NAME | drop NAME`, and `run FILE --kafka BOOTSTRAP`
+//! (`processor_run.rs`: no broker, the processor in this process over a Kafka cluster).
 //!
 //! `verify` rebuilds the serving logic from offset zero in a shadow processor without outputs
 //! (`NAME-verify`), waits until it reflects the live tables' input offsets, compares every
@@ -22,6 +23,7 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
     };
     match action.string()?.as_str() {
         "deploy" => deploy(broker, parser, out).await,
+        "run" => super::processor_run::run(parser, out).await,
         "replay" => replay(broker, parser, out).await,
         "verify" => {
             let name = one_name(parser)?;
@@ -48,7 +50,7 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
             out.line(format!("dropped processor {name}").as_bytes())
         }
         other => bail!(
-            "unknown processor action {other:?} (deploy, list, status, replay, verify, rollback, drop)"
+            "unknown processor action {other:?} (deploy, list, status, replay, verify, rollback, drop, run)"
         ),
     }
 }

@@ -114,6 +114,18 @@ impl Processor {
         Task::open(self.def.clone(), logs, id, config, registry)
     }
 
+    /// Where task `id` keeps its snapshot under `state_dir` (`TaskConfig::state_dir`): an
+    /// embedding scheduler that moves tasks between machines ships this file.
+    pub fn snapshot_path(&self, state_dir: &std::path::Path, id: TaskId) -> std::path::PathBuf {
+        crate::snapshot::path(
+            state_dir,
+            &self.def.name,
+            self.def.version,
+            id.subtopology,
+            id.partition,
+        )
+    }
+
     /// The partition count shared by a sub-topology's sources.
     fn partitions_of(&self, sub: u32, logs: &dyn LogAccess) -> Result<u32> {
         let mut first: Option<(&str, u32)> = None;

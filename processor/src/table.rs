@@ -326,6 +326,21 @@ impl TableRegistry {
         }
     }
 
+    /// Forgets partition `partition` of every table (its task stopped here, to run elsewhere):
+    /// reads no longer see it. The table names stay known.
+    pub fn remove_partition(&self, partition: u32) {
+        let mut tables = self.tables.write().unwrap_or_else(|p| p.into_inner());
+        for parts in tables.values_mut() {
+            parts.remove(&partition);
+        }
+    }
+
+    /// The partitions of table `name` that are live here.
+    pub fn partitions(&self, name: &str) -> Vec<u32> {
+        let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
+        tables.get(name).map(|p| p.keys().copied().collect()).unwrap_or_default()
+    }
+
     fn parts(&self, name: &str) -> Vec<Arc<TableStore>> {
         let tables = self.tables.read().unwrap_or_else(|p| p.into_inner());
         tables.get(name).map(|p| p.values().cloned().collect()).unwrap_or_default()

@@ -12,6 +12,8 @@
 //! - [`broker`]: a real `eddy serve` process on an ephemeral port (start, SIGTERM, SIGKILL, RSS).
 //! - [`connectors`]: connector statuses and whole topics through the `eddy` CLI.
 //! - [`cli`]: the `eddy` command run to completion against a broker process.
+//! - [`cluster`]: the access log, its `awk` reference and output checks for the processors run
+//!   over a Kafka-protocol cluster.
 //! - [`raw_client`]: a blocking client that puts exact frames on the wire, with read deadlines.
 //! - [`reconnect`]: a client transport that reopens its connection to a restarted broker.
 //! - [`hostile`]: hostile frames for the broker, each with the answer a correct broker gives.
@@ -28,6 +30,7 @@ pub mod broker;
 pub mod check;
 pub mod child;
 pub mod cli;
+pub mod cluster;
 pub mod connectors;
 pub mod generate;
 pub mod hostile;

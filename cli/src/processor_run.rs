@@ -1,0 +1,135 @@
+//! `eddy processor run FILE --kafka BOOTSTRAP [--state-dir DIR] [--query-listen ADDR]
+//! [--snapshot-every N] [--progress-ms MS]`: runs the spec's processor in this process over a
+//! Kafka-protocol cluster, as one instance of a group that shares its tasks
+//! (eddy-cluster's `Instance`; docs/processors.md, "Over a Kafka cluster").
+//!
+//! Why a `processor run` of one spec rather than a `worker` that serves deploys: the spec file
+//! is the deployment — every instance is started with the same file, which is what
+//! orchestrators (systemd units, Kubernetes deployments) already do for Kafka Streams
+//! applications; a worker taking deploys would need a registry of specs in the cluster and a
+//! protocol to change it, which versioned redeploy on the cluster (issue 21's next step) will
+//! bring anyway.
+//!
+//! Prints `eddy processor NAME version V: queries on ADDR` once the group is joined and the
+//! query listener bound (scripts and tests read the address from it), then a `progress` line
+//! every `--progress-ms`. SIGTERM or Ctrl-C stops it cleanly: every task's final snapshot is
+//! published and the instance leaves the group, so the others take its tasks at once.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use eddy_broker::processors::definition::Definition;
+use eddy_cluster::{ClusterConfig, Instance, InstanceConfig, KafkaLogs};
+use eddy_processor::LogAccess;
+
+use super::Output;
+
+/// Parsed arguments of `processor run`.
+struct Args {
+    file: String,
+    kafka: String,
+    state_dir: PathBuf,
+    query_listen: String,
+    snapshot_every: Option<u64>,
+    progress: Duration,
+}
+
+fn parse(parser: &mut lexopt::Parser) -> Result<Args> {
+    use lexopt::prelude::*;
+    let (mut file, mut kafka, mut snapshot_every) = (None, None, None);
+    let mut state_dir = PathBuf::from("eddy-data/cluster");
+    let mut query_listen = "127.0.0.1:0".to_owned();
+    let mut progress = Duration::from_secs(5);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("kafka") => kafka = Some(parser.value()?.string()?),
+            Long("state-dir") => state_dir = PathBuf::from(parser.value()?),
+            Long("query-listen") => query_listen = parser.value()?.string()?,
+            Long("snapshot-every") => snapshot_every = Some(parser.value()?.parse()?),
+            Long("progress-ms") => progress = Duration::from_millis(parser.value()?.parse()?),
+            Value(v) if file.is_none() => file = Some(v.string()?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    let file = file.context("processor run needs a FILE")?;
+    let kafka =
+        kafka.context("processor run needs --kafka BOOTSTRAP (host:port of the cluster)")?;
+    Ok(Args { file, kafka, state_dir, query_listen, snapshot_every, progress })
+}
+
+pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
+    let args = parse(parser)?;
+    crate::serve::init_tracing();
+    let text =
+        std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file))?;
+    let def = Definition::parse(&text)?;
+    let logs = Arc::new(KafkaLogs::new(ClusterConfig::new(&args.kafka))?);
+    let processor = {
+        let logs = logs.clone();
+        let def = def.clone();
+        tokio::task::spawn_blocking(move || def.compile(&|t| logs.partition_count(t).ok()))
+            .await??
+    };
+    let listener = std::net::TcpListener::bind(&args.query_listen)
+        .with_context(|| format!("binding the query listener {}", args.query_listen))?;
+    let query_addr = listener.local_addr()?.to_string();
+    let mut config = InstanceConfig::new(&args.state_dir, &query_addr);
+    config.idle_timeout = def.idle_timeout();
+    if let Some(n) = args.snapshot_every {
+        config.snapshot_every_records = n;
+    }
+    let (name, version) = (processor.name().to_owned(), processor.version());
+    let instance = {
+        let logs = logs.clone();
+        tokio::task::spawn_blocking(move || Instance::start(processor, logs, config)).await??
+    };
+    let instance = Arc::new(instance);
+    eddy_cluster::query::serve(instance.clone(), listener)?;
+    out.line(
+        format!("eddy processor {name} version {version}: queries on {query_addr}").as_bytes(),
+    )?;
+    out.flush()?;
+    let outcome = watch(&instance, args.progress, out).await;
+    let stopping = instance.clone();
+    tokio::task::spawn_blocking(move || stopping.stop()).await??;
+    outcome?;
+    out.line(b"stopped: snapshots published, left the group")?;
+    out.flush()
+}
+
+/// Prints progress until a signal or a task failure.
+async fn watch(instance: &Arc<Instance>, every: Duration, out: &mut Output) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let mut tick = tokio::time::interval(every);
+    let started = Instant::now();
+    let mut last = (Instant::now(), 0u64);
+    loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = term.recv() => return Ok(()),
+            _ = tick.tick() => {}
+        }
+        if let Some(failure) = instance.failure() {
+            bail!("processor failed: {failure}");
+        }
+        let probe = instance.clone();
+        let (reports, lag) =
+            tokio::task::spawn_blocking(move || (probe.reports(), probe.lag())).await?;
+        let records: u64 = reports.values().map(|r| r.metrics.records_in).sum();
+        let now = Instant::now();
+        let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
+        let rate = records.saturating_sub(last.1) as f64 / secs;
+        last = (now, records);
+        let line = format!(
+            "progress partitions {:?} tasks {} records {records} ({rate:.0}/s) lag {lag} up {}s",
+            instance.partitions(),
+            reports.len(),
+            started.elapsed().as_secs()
+        );
+        out.line(line.as_bytes())?;
+        out.flush()?;
+    }
+}

@@ -1,0 +1,309 @@
+//! Pull queries on an instance, over eddy's native protocol: the same `QueryTable` request
+//! `eddy query` sends to a broker (`protocol/proto/eddy.proto`), so
+//! `eddy --broker INSTANCE_ADDR query TABLE KEY` works against an instance.
+//!
+//! Answers:
+//! - `ApiVersions` (the client's handshake) and `QueryTable`; any other request is refused
+//!   (`MALFORMED_REQUEST`, naming what an instance serves).
+//! - A get is answered from the tables of the partitions running here when the key is there;
+//!   otherwise it is forwarded once to the owner (from the group's description) of each
+//!   partition the key may live in that is not here, and the first answer holding it is
+//!   relayed. A forwarded request (the top bit of its correlation id set) is never forwarded
+//!   again. A key whose partition has no owner (the group is rebalancing) is answered
+//!   `NOT_ASSIGNED` naming the partition — ask again.
+//! - Scans and top-N read the partitions running here only (the union over the instances is
+//!   the table); the answer's `inputs` say which.
+//!
+//! Each connection is served on a thread of its own, requests answered in order; the listener
+//! runs until the process exits.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use eddy_processor::TableReader;
+use eddy_protocol::frame::{FrameDecoder, encode_frame};
+use eddy_protocol::{PROTOCOL_VERSION, v1};
+use serde_json::Value;
+
+use crate::instance::Instance;
+
+/// Largest request frame accepted.
+const MAX_FRAME_BYTES: u32 = 1 << 20;
+/// Marks a request one instance forwarded to another.
+const FORWARDED: u64 = 1 << 63;
+/// A connection silent this long is closed; a forward waits this long for its answer.
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Serves pull queries for `instance` on `listener`, on a thread of its own.
+pub fn serve(instance: Arc<Instance>, listener: TcpListener) -> std::io::Result<()> {
+    std::thread::Builder::new().name("eddy-queries".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let instance = instance.clone();
+            let spawned = std::thread::Builder::new()
+                .name("eddy-query".into())
+                .spawn(move || serve_connection(&instance, stream));
+            if let Err(error) = spawned {
+                tracing::warn!(%error, "cannot serve a query connection");
+            }
+        }
+    })?;
+    Ok(())
+}
+
+fn serve_connection(instance: &Instance, mut stream: TcpStream) {
+    let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+    let _ = stream.set_nodelay(true);
+    let decoder = FrameDecoder::new(MAX_FRAME_BYTES);
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    loop {
+        match decoder.next_message::<v1::Request>(&mut buf) {
+            Ok(Some(request)) => {
+                let response = answer(instance, request);
+                let mut out = BytesMut::new();
+                encode_frame(&response, &mut out);
+                if stream.write_all(&out).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => match stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            },
+            Err(error) => {
+                tracing::debug!(%error, "closing a query connection");
+                return;
+            }
+        }
+    }
+}
+
+fn failure(correlation_id: u64, code: v1::ErrorCode, message: String) -> v1::Response {
+    v1::Response { correlation_id, error: Some(v1::Error::new(code, message)), body: None }
+}
+
+fn answer(instance: &Instance, request: v1::Request) -> v1::Response {
+    use v1::request::Body;
+    let id = request.correlation_id;
+    let body = match request.body {
+        Some(Body::ApiVersions(_)) => v1::response::Body::ApiVersions(v1::ApiVersionsResponse {
+            version: PROTOCOL_VERSION,
+            broker_version: env!("CARGO_PKG_VERSION").to_owned(),
+            limits: Some(v1::Limits {
+                max_frame_bytes: MAX_FRAME_BYTES,
+                max_batch_bytes: 0,
+                max_in_flight: 1,
+                idle_timeout_ms: IO_TIMEOUT.as_millis() as u32,
+            }),
+        }),
+        Some(Body::QueryTable(q)) => return query(instance, id, q),
+        _ => {
+            let message = "an eddy processor instance answers only ApiVersions and QueryTable";
+            return failure(id, v1::ErrorCode::MalformedRequest, message.into());
+        }
+    };
+    v1::Response { correlation_id: id, error: None, body: Some(body) }
+}
+
+/// The task partitions a key not found here may live in: the partition of its JSON bytes (a
+/// table fed through a repartition topic, whose keys are JSON) and, for a text key, of its
+/// UTF-8 (a table keyed by its source records' keys, partitioned as producers do).
+fn candidates(instance: &Instance, key: &Value) -> Vec<u32> {
+    let mut out = vec![instance.partition_of(key.to_string().as_bytes())];
+    if let Value::String(s) = key {
+        out.push(instance.partition_of(s.as_bytes()));
+    }
+    out.dedup();
+    out
+}
+
+fn query(instance: &Instance, id: u64, q: v1::QueryTableRequest) -> v1::Response {
+    use v1::query_table_request::Query;
+    let processor = instance.processor();
+    let table = match q.table.split_once('/') {
+        Some((p, t)) if p == processor.name() => t,
+        Some(_) => {
+            return failure(
+                id,
+                v1::ErrorCode::UnknownTable,
+                format!("no table {:?} here", q.table),
+            );
+        }
+        None => q.table.as_str(),
+    };
+    if !processor.tables().iter().any(|t| t == table) {
+        return failure(id, v1::ErrorCode::UnknownTable, format!("no table {table:?} here"));
+    }
+    let Some(query) = q.query.clone() else {
+        return failure(
+            id,
+            v1::ErrorCode::MalformedRequest,
+            "a table query needs get, scan or top".into(),
+        );
+    };
+    let reader = match instance.registry().reader::<Value, Value>(table) {
+        Ok(r) => r,
+        // No partition of the table has opened here yet.
+        Err(_) => {
+            return v1::Response {
+                correlation_id: id,
+                error: None,
+                body: Some(v1::response::Body::QueryTable(v1::QueryTableResponse {
+                    processor: processor.name().to_owned(),
+                    version: processor.version(),
+                    changelog: processor.changelog_topic(table).unwrap_or_default(),
+                    ..Default::default()
+                })),
+            };
+        }
+    };
+    let rows = match select(&reader, &query) {
+        Ok(rows) => rows,
+        Err(message) => return failure(id, v1::ErrorCode::Unknown, message),
+    };
+    if let (Query::Get(text), true) = (&query, rows.is_empty())
+        && let Some(answer) = elsewhere(instance, id, text, &q)
+    {
+        return answer;
+    }
+    let inputs = instance
+        .reports()
+        .values()
+        .flat_map(|r| r.inputs.iter().cloned())
+        .map(|(topic, partition, position)| v1::ProcessorInput {
+            topic,
+            partition,
+            position,
+            end_offset: 0,
+        })
+        .collect();
+    let answer = v1::QueryTableResponse {
+        processor: processor.name().to_owned(),
+        version: processor.version(),
+        rows: rows
+            .into_iter()
+            .map(|(k, v)| v1::TableRow { key: k.to_string(), value: v.to_string() })
+            .collect(),
+        inputs,
+        digest: if q.digest { reader.digest() } else { 0 },
+        changelog: processor.changelog_topic(table).unwrap_or_default(),
+    };
+    v1::Response {
+        correlation_id: id,
+        error: None,
+        body: Some(v1::response::Body::QueryTable(answer)),
+    }
+}
+
+/// A get not found here: asked once of the owner of each partition the key may live in
+/// (`candidates`) that does not run here. `None`: no owner has it either (the empty local
+/// answer stands).
+fn elsewhere(
+    instance: &Instance,
+    id: u64,
+    text: &str,
+    q: &v1::QueryTableRequest,
+) -> Option<v1::Response> {
+    if id & FORWARDED != 0 {
+        return None;
+    }
+    let key = serde_json::from_str::<Value>(text).ok()?;
+    let here = instance.partitions();
+    let mut unowned = None;
+    for partition in candidates(instance, &key).into_iter().filter(|p| !here.contains(p)) {
+        let owner = match instance.owner_of(partition) {
+            Ok(Some(addr)) => addr,
+            Ok(None) => {
+                unowned = Some(partition);
+                continue;
+            }
+            Err(e) => {
+                let message = format!("finding the owner of partition {partition}: {e}");
+                return Some(failure(id, v1::ErrorCode::Unknown, message));
+            }
+        };
+        match forward(&owner, q.clone()) {
+            Ok(mut response) => {
+                let found = matches!(&response.body,
+                    Some(v1::response::Body::QueryTable(a)) if !a.rows.is_empty());
+                if found || response.error.is_some() {
+                    response.correlation_id = id;
+                    return Some(response);
+                }
+            }
+            Err(e) => {
+                let message = format!("forwarding to {owner}: {e}");
+                return Some(failure(id, v1::ErrorCode::Unknown, message));
+            }
+        }
+    }
+    let partition = unowned?;
+    let message = format!(
+        "the key's partition {partition} has no owner now (the group is rebalancing); ask again"
+    );
+    Some(failure(id, v1::ErrorCode::NotAssigned, message))
+}
+
+/// Sends `q` to the instance at `addr` marked as forwarded, and reads its answer.
+fn forward(addr: &str, q: v1::QueryTableRequest) -> std::io::Result<v1::Response> {
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(IO_TIMEOUT))?;
+    let request =
+        v1::Request { correlation_id: FORWARDED | 1, body: Some(v1::request::Body::QueryTable(q)) };
+    let mut out = BytesMut::new();
+    encode_frame(&request, &mut out);
+    stream.write_all(&out)?;
+    let decoder = FrameDecoder::new(u32::MAX);
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 8192];
+    loop {
+        if let Some(response) =
+            decoder.next_message::<v1::Response>(&mut buf).map_err(std::io::Error::other)?
+        {
+            return Ok(response);
+        }
+        let n = stream.read(&mut chunk)?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+/// The rows `query` asks for, from the partitions running here (as the broker's
+/// `processors/query.rs` selects them).
+fn select(
+    reader: &TableReader<Value, Value>,
+    query: &v1::query_table_request::Query,
+) -> Result<Vec<(Value, Value)>, String> {
+    use v1::query_table_request::Query;
+    Ok(match query {
+        Query::Get(key) => {
+            let key: Value = serde_json::from_str(key).map_err(|e| format!("key: {e}"))?;
+            match reader.get(&key) {
+                Ok(Some(value)) => vec![(key, value)],
+                Ok(None) => vec![],
+                Err(e) => return Err(format!("reading the table: {e}")),
+            }
+        }
+        Query::Scan(s) => {
+            let limit = if s.limit == 0 { usize::MAX } else { s.limit as usize };
+            reader
+                .scan()
+                .into_iter()
+                .filter(|(k, _)| {
+                    let text = k.as_str();
+                    (s.prefix.is_empty() || text.is_some_and(|k| k.starts_with(&s.prefix)))
+                        && (s.from.is_empty() || text.is_some_and(|k| k >= s.from.as_str()))
+                        && (s.to.is_empty() || text.is_some_and(|k| k < s.to.as_str()))
+                })
+                .take(limit)
+                .collect()
+        }
+        Query::Top(t) => reader.top(&t.by, t.n as usize),
+    })
+}
