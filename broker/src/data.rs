@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
+use crate::metrics::Meters;
 use crate::topics::{MAX_FETCH_WAIT, Topic, Topics};
 
 /// Fetch size when a request leaves `max_bytes` at 0.
@@ -27,6 +28,7 @@ pub struct Data<'a> {
     pub topics: &'a Topics,
     pub groups: &'a Coordinator,
     pub config: &'a BrokerConfig,
+    pub meters: &'a Meters,
 }
 
 impl Data<'_> {
@@ -88,31 +90,33 @@ impl Data<'_> {
                 .partitions
                 .into_iter()
                 .map(|p| {
+                    let len = p.batch.len() as u64;
                     let job =
                         partition_of(&topic, p.partition).map(|log| (log, self.check(p.batch)));
-                    (p.partition, job)
+                    (p.partition, len, job)
                 })
                 .collect();
-            checked.push((t.topic, parts));
+            checked.push((t.topic, topic.ok(), parts));
         }
         turn.wait().await;
         let pending: Vec<_> = checked
             .into_iter()
-            .map(|(name, parts)| {
+            .map(|(name, topic, parts)| {
                 let parts: Vec<_> = parts
                     .into_iter()
-                    .map(|(partition, job)| {
-                        (partition, job.map(|(log, valid)| append(log, valid, acks)))
+                    .map(|(partition, len, job)| {
+                        (partition, len, job.map(|(log, valid)| append(log, valid, acks)))
                     })
                     .collect();
-                (name, parts)
+                (name, topic, parts)
             })
             .collect();
         turn.pass();
         let mut topics = Vec::with_capacity(pending.len());
-        for (name, parts) in pending {
+        for (name, topic, parts) in pending {
             let mut partitions = Vec::with_capacity(parts.len());
-            for (partition, job) in parts {
+            let (mut records, mut bytes) = (0, 0);
+            for (partition, len, job) in parts {
                 let outcome = match job {
                     Ok(append) => match append.outcome().await {
                         Ok(Ok(info)) => Ok(info),
@@ -127,6 +131,12 @@ impl Data<'_> {
                     },
                     Err(e) => Err(e),
                 };
+                if let Ok(info) = &outcome
+                    && !info.duplicate
+                {
+                    records += info.last_offset + 1 - info.base_offset;
+                    bytes += len;
+                }
                 partitions.push(match outcome {
                     Ok(info) => v1::ProducePartitionResult {
                         partition,
@@ -141,6 +151,11 @@ impl Data<'_> {
                         ..Default::default()
                     },
                 });
+            }
+            if let Some(topic) = topic
+                && self.meters.enabled()
+            {
+                topic.meter.produced(records, bytes);
             }
             topics.push(v1::ProduceTopicResult { topic: name, partitions });
         }
@@ -216,6 +231,7 @@ impl Data<'_> {
             .iter()
             .map(|t| {
                 let topic = self.topics.get(&t.topic);
+                let (mut records_out, mut bytes_out) = (0, 0);
                 let partitions = t
                     .partitions
                     .iter()
@@ -258,6 +274,10 @@ impl Data<'_> {
                             Ok(records) => {
                                 total += records.len() as u64;
                                 budget = budget.saturating_sub(records.len() as u64);
+                                if self.meters.enabled() {
+                                    records_out += count_records(&records);
+                                    bytes_out += records.len() as u64;
+                                }
                                 result.records = records;
                             }
                             Err(source) => {
@@ -272,6 +292,11 @@ impl Data<'_> {
                         result
                     })
                     .collect();
+                if let Ok(topic) = &topic
+                    && bytes_out > 0
+                {
+                    topic.meter.fetched(records_out, bytes_out);
+                }
                 v1::FetchTopicResult { topic: t.topic.clone(), partitions }
             })
             .collect();
@@ -430,6 +455,22 @@ fn lookup_offset(
             }
         },
     })
+}
+
+/// Records in the data batches of `bytes` (whole batches, as a read returns them), from their
+/// headers alone (no checksum is computed); control batches are not records.
+fn count_records(mut bytes: &[u8]) -> u64 {
+    let mut records = 0;
+    while let Ok(header) = eddy_storage::batch::BatchHeader::parse(bytes) {
+        if !header.is_control() {
+            records += u64::from(header.record_count);
+        }
+        match bytes.get(header.batch_len as usize..) {
+            Some(rest) => bytes = rest,
+            None => break,
+        }
+    }
+    records
 }
 
 /// The check a read would make of `offset`, for a partition left out of a spent fetch budget.

@@ -80,6 +80,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "error",
             "files",
             "internal",
+            "metrics",
             "topic",
             "topics",
             "groups",
