@@ -189,9 +189,9 @@ async function viewProcessors(main) {
   const data = await api("/api/processors");
   noteSwitches(data.processors);
   const log = state.switches.map((s) => el("li", {}, `${time(s.at)}: ${s.name} switched from version ${s.from} to ${s.to}`));
-  main.replaceChildren(el("h2", {}, "Processors"),
+  main.replaceChildren(el("div", {}, el("h2", {}, "Processors"),
     data.processors.length ? data.processors.map(processorCard) : el("p", { class: "muted" }, "No processors deployed."),
-    log.length ? el("div", {}, el("h2", {}, "Switch-overs seen"), el("ul", { "data-testid": "switch-log" }, log)) : null);
+    log.length ? el("div", {}, el("h2", {}, "Switch-overs seen"), el("ul", { "data-testid": "switch-log" }, log)) : null));
 }
 
 // ---- tables and SQL (forms: built once, not redrawn by the poll) ------------------------------
