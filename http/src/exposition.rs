@@ -133,3 +133,54 @@ impl Collector for Encoded {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(families: Vec<Family>, openmetrics: bool) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Encoded(merge(families))));
+        let mut text = String::new();
+        let done = if openmetrics {
+            prometheus_client::encoding::text::encode(&mut text, &registry)
+        } else {
+            prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)
+        };
+        done.map(|()| text).unwrap_or_default()
+    }
+
+    #[test]
+    fn counters_gauges_and_histograms_encode_in_both_formats_and_families_merge() {
+        let labels = |v: &str| vec![("topic", v.to_string())];
+        let families = vec![
+            Family { name: "eddy_x", help: "X.", samples: vec![(labels("a"), Sample::Counter(3))] },
+            Family { name: "eddy_x", help: "X.", samples: vec![(labels("b"), Sample::Counter(4))] },
+            Family { name: "eddy_empty", help: "None.", samples: Vec::new() },
+            Family {
+                name: "eddy_h_seconds",
+                help: "H.",
+                samples: vec![(
+                    Vec::new(),
+                    Sample::Histogram {
+                        sum: 0.5,
+                        count: 3,
+                        buckets: vec![(0.1, 1), (1.0, 1), (f64::INFINITY, 1)],
+                    },
+                )],
+            },
+        ];
+        let text = encode(families.clone(), false);
+        assert!(text.contains("# TYPE eddy_x_total counter\n"), "{text}");
+        assert!(
+            text.contains("eddy_x_total{topic=\"a\"} 3\neddy_x_total{topic=\"b\"} 4\n"),
+            "{text}"
+        );
+        assert_eq!(text.matches("# TYPE eddy_x_total").count(), 1, "{text}");
+        assert!(!text.contains("eddy_empty"), "{text}");
+        assert!(text.contains("eddy_h_seconds_bucket{le=\"1\"} 2\n"), "{text}");
+        assert!(text.contains("eddy_h_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
+        let open = encode(families, true);
+        assert!(open.contains("# TYPE eddy_x counter\n") && open.ends_with("# EOF\n"), "{open}");
+    }
+}
