@@ -162,6 +162,45 @@ fn abusive_http_clients_leave_the_native_listener_answering() {
         let stop = stop.clone();
         spawn(move || probe(native, stop, 1_000_000))
     };
+    let attacks = attack(http);
+    stop.store(true, Ordering::Relaxed);
+    let during = prober.join().unwrap();
+    let answered = attacks.check();
+    eprintln!("flood: {answered} of {FLOOD} answered, the rest closed at the connection limit");
+
+    let (p50_before, p50_during) = (median(before), median(during.clone()));
+    let worst = during.iter().max().copied().unwrap();
+    eprintln!(
+        "native round trips: {} during the abuse, median {p50_during:?} (before {p50_before:?}), worst {worst:?}",
+        during.len()
+    );
+    assert!(worst < Duration::from_secs(2), "a native round trip took {worst:?} during the abuse");
+    assert!(
+        p50_during < (p50_before * 10).max(Duration::from_millis(100)),
+        "median {p50_during:?} against {p50_before:?} before"
+    );
+
+    // The HTTP listener is itself again, and counted what it refused.
+    let health = get(http, "/health");
+    assert_eq!(health.status, 200);
+    let metrics = get(http, "/metrics").body;
+    let refused = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("eddy_connections_refused_total{listener=\"http\"} "))
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(refused.unwrap_or(0) > 0, "no refused HTTP connection counted:\n{metrics}");
+}
+
+/// What the attacks came to.
+struct Attacks {
+    slow_cut: usize,
+    huge: Vec<Outcome>,
+    unknown: Vec<Outcome>,
+    flooded: Vec<Outcome>,
+}
+
+/// Every attack at once, each bounded in count and time.
+fn attack(http: SocketAddr) -> Attacks {
     let slow = spawn(move || slow_clients(http));
     let huge = spawn(move || {
         let big = "a".repeat(1 << 20);
@@ -182,46 +221,23 @@ fn abusive_http_clients_leave_the_native_listener_answering() {
     let flooded = flood(http);
     let (slow_cut, huge, unknown) =
         (slow.join().unwrap(), huge.join().unwrap(), unknown.join().unwrap());
-    stop.store(true, Ordering::Relaxed);
-    let during = prober.join().unwrap();
+    Attacks { slow_cut, huge, unknown, flooded }
+}
 
-    assert_eq!(slow_cut, SLOW_CLIENTS, "slow clients still connected after {SLOW_CUT:?}");
-    assert!(
-        huge.iter().all(|o| matches!(o, Outcome::Closed | Outcome::Status(400..=499))),
-        "huge headers: {huge:?}"
-    );
-    assert!(
-        unknown.iter().all(|o| matches!(o, Outcome::Closed | Outcome::Status(404))),
-        "unknown paths: {unknown:?}"
-    );
-    assert!(unknown.contains(&Outcome::Status(404)), "no unknown path was answered 404");
-    assert_eq!(flooded.len(), FLOOD);
-    let answered = flooded.iter().filter(|o| **o == Outcome::Status(200)).count();
-    assert!(
-        flooded.iter().all(|o| matches!(o, Outcome::Closed | Outcome::Status(200))),
-        "flood answers"
-    );
-    assert!(answered > 0, "none of the {FLOOD} requests was answered");
-
-    let (p50_before, p50_during) = (median(before), median(during.clone()));
-    let worst = during.iter().max().copied().unwrap();
-    eprintln!(
-        "native round trips: {} during the abuse, median {p50_during:?} (before {p50_before:?}), worst {worst:?}; flood answered {answered} of {FLOOD}",
-        during.len()
-    );
-    assert!(worst < Duration::from_secs(2), "a native round trip took {worst:?} during the abuse");
-    assert!(
-        p50_during < (p50_before * 10).max(Duration::from_millis(100)),
-        "median {p50_during:?} against {p50_before:?} before"
-    );
-
-    // The HTTP listener is itself again, and counted what it refused.
-    let health = get(http, "/health");
-    assert_eq!(health.status, 200);
-    let metrics = get(http, "/metrics").body;
-    let refused = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("eddy_connections_refused_total{listener=\"http\"} "))
-        .and_then(|v| v.parse::<u64>().ok());
-    assert!(refused.unwrap_or(0) > 0, "no refused HTTP connection counted:\n{metrics}");
+impl Attacks {
+    /// Checks every outcome; returns how many flood requests were answered.
+    fn check(&self) -> usize {
+        assert_eq!(self.slow_cut, SLOW_CLIENTS, "slow clients still connected after {SLOW_CUT:?}");
+        let refused = |o: &Outcome| matches!(o, Outcome::Closed | Outcome::Status(400..=499));
+        assert!(self.huge.iter().all(refused), "huge headers: {:?}", self.huge);
+        let not_found = |o: &Outcome| matches!(o, Outcome::Closed | Outcome::Status(404));
+        assert!(self.unknown.iter().all(not_found), "unknown paths: {:?}", self.unknown);
+        assert!(self.unknown.contains(&Outcome::Status(404)), "no unknown path was answered 404");
+        assert_eq!(self.flooded.len(), FLOOD);
+        let answered = self.flooded.iter().filter(|o| **o == Outcome::Status(200)).count();
+        let ok = |o: &Outcome| matches!(o, Outcome::Closed | Outcome::Status(200));
+        assert!(self.flooded.iter().all(ok), "flood answers");
+        assert!(answered > 0, "none of the {FLOOD} requests was answered");
+        answered
+    }
 }

@@ -72,12 +72,19 @@ fn metrics_follow_produce_group_lag_and_a_replay() {
     let ready = get(http, "/ready");
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
 
-    // Produce: the counter moves by exactly the records produced.
-    eddy_ok(&broker, &["topic", "create", "views", "--partitions", "3"]);
+    produce_counts_every_record(&broker, dir.path());
+    group_lag_falls_to_zero(&broker);
+    replay_progress_goes_to_done(&broker, dir.path());
+}
+
+/// The topic's records-in counter moves by exactly the records produced.
+fn produce_counts_every_record(broker: &BrokerProcess, dir: &std::path::Path) {
+    let http = broker.http_addr();
+    eddy_ok(broker, &["topic", "create", "views", "--partitions", "3"]);
     let before = scrape(http);
     assert_eq!(before.value("eddy_topic_records_in_total", &[("topic", "views")]), Some(0.0));
-    let file = lines(dir.path(), "views.txt", VIEWS, true);
-    eddy_ok(&broker, &["produce", "views", "--key-sep", ":", &file]);
+    let file = lines(dir, "views.txt", VIEWS, true);
+    eddy_ok(broker, &["produce", "views", "--key-sep", ":", &file]);
     let after = scrape(http);
     let records_in = after.value("eddy_topic_records_in_total", &[("topic", "views")]);
     assert_eq!(records_in, Some(VIEWS as f64));
@@ -101,42 +108,48 @@ fn metrics_follow_produce_group_lag_and_a_replay() {
         &[("listener", "native"), ("api", "produce")],
     );
     assert_eq!(latency, produced, "every produce request has its latency observed");
+}
 
-    // A group reads half, then the rest: its lag falls to 0.
+/// A group reads half, then the rest: its lag falls to 0.
+fn group_lag_falls_to_zero(broker: &BrokerProcess) {
+    let http = broker.http_addr();
     let half = VIEWS / 2;
     let read =
-        eddy_ok(&broker, &["consume", "views", "--group", "readers", "--count", &half.to_string()]);
+        eddy_ok(broker, &["consume", "views", "--group", "readers", "--count", &half.to_string()]);
     assert_eq!(read.len() as u64, half);
     let s = scrape(http);
     let lag = group_lag(&s, "readers");
     assert!(lag > 0.0 && lag <= (VIEWS - half) as f64 + 0.5, "lag after reading half: {lag}");
     let rest = (VIEWS - half).to_string();
-    eddy_ok(&broker, &["consume", "views", "--group", "readers", "--count", &rest]);
+    eddy_ok(broker, &["consume", "views", "--group", "readers", "--count", &rest]);
     let s =
-        scrape_until(&broker, "the group's lag falling to 0", |s| group_lag(s, "readers") == 0.0);
+        scrape_until(broker, "the group's lag falling to 0", |s| group_lag(s, "readers") == 0.0);
     let last = s.last().unwrap();
     assert!(
         last.value("eddy_topic_records_out_total", &[("topic", "views")]).unwrap() >= VIEWS as f64
     );
     assert_eq!(last.value("eddy_group_members", &[("group", "readers")]), Some(0.0));
+}
 
-    // A processor, then its redeploy: the replay's progress goes from under way to done.
-    eddy_ok(&broker, &["topic", "create", "clicks", "--partitions", "1"]);
-    let file = lines(dir.path(), "clicks.txt", CLICKS, false);
-    eddy_ok(&broker, &["produce", "clicks", &file]);
+/// A processor, then its redeploy: the replay's progress goes from under way to done, and the
+/// switch-over is counted.
+fn replay_progress_goes_to_done(broker: &BrokerProcess, dir: &std::path::Path) {
+    eddy_ok(broker, &["topic", "create", "clicks", "--partitions", "1"]);
+    let file = lines(dir, "clicks.txt", CLICKS, false);
+    eddy_ok(broker, &["produce", "clicks", &file]);
     let spec = |v: u32| {
-        let path = dir.path().join(format!("spec-{v}.toml"));
+        let path = dir.join(format!("spec-{v}.toml"));
         std::fs::write(&path, SPEC.replace("VERSION", &v.to_string())).unwrap();
         path.to_str().unwrap().to_string()
     };
-    eddy_ok(&broker, &["processor", "deploy", &spec(1)]);
+    eddy_ok(broker, &["processor", "deploy", &spec(1)]);
     let serving = [("processor", "clicks-per-page"), ("role", "serving")];
-    scrape_until(&broker, "version 1 catching up", |s| {
+    scrape_until(broker, "version 1 catching up", |s| {
         s.value("eddy_processor_replay_progress_ratio", &serving) == Some(1.0)
     });
-    eddy_ok(&broker, &["processor", "deploy", &spec(2)]);
+    eddy_ok(broker, &["processor", "deploy", &spec(2)]);
     let building = [("processor", "clicks-per-page"), ("version", "2"), ("role", "building")];
-    let seen = scrape_until(&broker, "version 2 switching over", |s| {
+    let seen = scrape_until(broker, "version 2 switching over", |s| {
         s.value("eddy_processor_switchovers_total", &[("processor", "clicks-per-page")])
             == Some(1.0)
     });
