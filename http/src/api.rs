@@ -25,9 +25,10 @@ use eddy_protocol::v1::{self, query_table_request::Query as TableQuery, request,
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::app::App;
 use crate::json;
-use crate::routes::App;
 
+/// The API's routes, but `/api/sql/push` (`crate::push`, which builds on this module).
 pub fn routes() -> Router<App> {
     Router::new()
         .route("/api/overview", get(overview))
@@ -37,7 +38,6 @@ pub fn routes() -> Router<App> {
         .route("/api/processors", get(processors))
         .route("/api/table", get(table))
         .route("/api/sql", post(sql))
-        .route("/api/sql/push", get(crate::push::push))
 }
 
 /// An answer or the error response for it.
@@ -84,7 +84,7 @@ fn unexpected() -> Response {
 }
 
 async fn overview(State(app): State<App>) -> Answer {
-    let not_ready = crate::routes::not_ready(&app);
+    let not_ready = crate::app::not_ready(&app);
     let b = broker(&app)?;
     let config = b.config();
     Ok(Json(json!({

@@ -5,17 +5,19 @@
 //! Modules, bottom-up:
 //! - `server`: accepting and serving connections within [`HttpLimits`] (connection count,
 //!   header size and count, header read timeout, connection lifetime).
-//! - `routes`: the router, the shared [`App`] state, `/health`, `/ready`, the console's static
-//!   files (compiled in from `src/console/`), and the layer that bounds every request.
+//! - `app`: the shared [`App`] state (the broker once open, counters, limits) and readiness.
 //! - `json`: the admin API's JSON for the wire types.
 //! - `exposition`: `/metrics` (gathered from the broker's state when scraped).
 //! - `api`, `push`: the JSON admin API under `/api`, and push queries as server-sent events.
+//! - `routes`: the router over all of them, `/health`, `/ready`, the console's static files
+//!   (compiled in from `src/console/`), and the layer that bounds every request.
 //!
 //! Invariant: the broker is reached only through its public API — `Broker::handle` with the
 //! native admin requests (the same path as the native listener), its meters and topics, and
 //! `observe_processors` — so the console shows what the CLI shows.
 
 mod api;
+pub mod app;
 pub mod exposition;
 mod json;
 mod push;
@@ -24,7 +26,7 @@ pub mod server;
 
 use std::future::Future;
 
-pub use routes::App;
+pub use app::App;
 pub use server::{HttpLimits, HttpMeter};
 use tokio::net::TcpListener;
 
@@ -34,6 +36,6 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let router = app.router();
+    let router = routes::router(&app);
     server::serve_router(router, listener, app.limits(), app.meter().clone(), shutdown).await
 }

@@ -23,7 +23,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::api::{broker, failure};
-use crate::routes::App;
+use crate::app::App;
 
 #[derive(Debug, Deserialize)]
 pub struct PushQuery {

@@ -1,5 +1,5 @@
-//! The routes, the state they share, and the layer every request goes through (a deadline on
-//! the response head, a body limit, a count by route and status class).
+//! The routes, and the layer every request goes through (a deadline on the response head, a
+//! body limit, a count by route and status class).
 //!
 //! - `/health`: 200 whenever the process answers.
 //! - `/ready`: 200 once the broker is open (every partition recovered) with every registered
@@ -9,9 +9,6 @@
 //! - `/api/...`: `crate::api`, the JSON the console reads.
 //! - `/`, `/console/*`: the console's static files, compiled into the binary (`console/`).
 
-use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
-
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -19,82 +16,31 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use eddy_broker::Broker;
 
-use crate::server::{HttpLimits, HttpMeter};
+use crate::app::{App, not_ready};
 
-/// Route classes requests are counted by.
-pub const ROUTES: [&str; 6] = ["health", "ready", "metrics", "api", "console", "unknown"];
-
-/// What every handler shares: the broker once it is open, the listener's counters and limits.
-#[derive(Debug, Clone)]
-pub struct App {
-    inner: Arc<AppInner>,
+/// Every route, with the shared layer.
+pub fn router(app: &App) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(crate::exposition::metrics))
+        .merge(crate::api::routes())
+        .route("/api/sql/push", get(crate::push::push))
+        .route("/", get(|| async { asset("index.html") }))
+        .route(
+            "/console/{file}",
+            get(|axum::extract::Path(file): axum::extract::Path<String>| async move {
+                asset(&file)
+            }),
+        )
+        .fallback(|| async { (StatusCode::NOT_FOUND, "no such page\n") })
+        .layer(DefaultBodyLimit::max(app.limits().max_body_bytes))
+        .layer(middleware::from_fn_with_state(app.clone(), guard))
+        .with_state(app.clone())
 }
 
-#[derive(Debug)]
-struct AppInner {
-    broker: OnceLock<Broker>,
-    meter: Arc<HttpMeter>,
-    limits: HttpLimits,
-    started: SystemTime,
-}
-
-impl App {
-    pub fn new(limits: HttpLimits) -> Self {
-        let inner = AppInner {
-            broker: OnceLock::new(),
-            meter: Arc::default(),
-            limits,
-            started: SystemTime::now(),
-        };
-        Self { inner: Arc::new(inner) }
-    }
-
-    /// The broker is open: the API, metrics and readiness use it from now on.
-    pub fn set_broker(&self, broker: Broker) {
-        let _ = self.inner.broker.set(broker);
-    }
-
-    pub fn broker(&self) -> Option<&Broker> {
-        self.inner.broker.get()
-    }
-
-    pub fn meter(&self) -> &Arc<HttpMeter> {
-        &self.inner.meter
-    }
-
-    pub fn limits(&self) -> HttpLimits {
-        self.inner.limits
-    }
-
-    /// When the listener was made (the process's start, near enough).
-    pub fn started(&self) -> SystemTime {
-        self.inner.started
-    }
-
-    /// Every route, with the shared layer.
-    pub fn router(&self) -> Router {
-        Router::new()
-            .route("/health", get(health))
-            .route("/ready", get(ready))
-            .route("/metrics", get(crate::exposition::metrics))
-            .merge(crate::api::routes())
-            .route("/", get(|| async { asset("index.html") }))
-            .route(
-                "/console/{file}",
-                get(|axum::extract::Path(file): axum::extract::Path<String>| async move {
-                    asset(&file)
-                }),
-            )
-            .fallback(|| async { (StatusCode::NOT_FOUND, "no such page\n") })
-            .layer(DefaultBodyLimit::max(self.inner.limits.max_body_bytes))
-            .layer(middleware::from_fn_with_state(self.clone(), guard))
-            .with_state(self.clone())
-    }
-}
-
-/// The route class of `path`, an index into [`ROUTES`].
+/// The route class of `path`, an index into [`ROUTES`](crate::server::ROUTES).
 fn route_of(path: &str) -> usize {
     match path {
         "/health" => 0,
@@ -125,14 +71,6 @@ async fn guard(State(app): State<App>, request: Request, next: Next) -> Response
 
 async fn health() -> &'static str {
     "ok\n"
-}
-
-/// Why the broker is not ready (empty: ready).
-pub fn not_ready(app: &App) -> Vec<String> {
-    match app.broker() {
-        None => vec!["the broker is opening (recovering its partitions)".into()],
-        Some(broker) => broker.not_ready(),
-    }
 }
 
 async fn ready(State(app): State<App>) -> Response {

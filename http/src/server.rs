@@ -53,14 +53,17 @@ impl Default for HttpLimits {
     }
 }
 
+/// Route classes requests are counted by (`routes` classifies each path).
+pub const ROUTES: [&str; 6] = ["health", "ready", "metrics", "api", "console", "unknown"];
+
 /// The HTTP listener's own counters (exposed beside the broker's).
 #[derive(Debug, Default)]
 pub struct HttpMeter {
     pub open: AtomicI64,
     pub accepted: AtomicU64,
     pub refused: AtomicU64,
-    /// Requests by route (`crate::routes::ROUTES`) and status class (1xx..5xx).
-    pub requests: [[AtomicU64; 5]; crate::routes::ROUTES.len()],
+    /// Requests by route ([`ROUTES`]) and status class (1xx..5xx).
+    pub requests: [[AtomicU64; 5]; ROUTES.len()],
 }
 
 /// Serves `router` on `listener` within `limits` until `shutdown` completes.

@@ -95,6 +95,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "kafka",
         ],
     ),
+    ("http/src", &["server", "app", "json", "exposition", "api", "push", "routes"]),
 ];
 
 fn workspace() -> PathBuf {

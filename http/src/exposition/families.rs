@@ -13,7 +13,8 @@ use eddy_broker::processors::observe::Observed;
 use eddy_protocol::{ErrorCode, v1};
 use eddy_storage::HistogramSnapshot;
 
-use crate::routes::{App, ROUTES};
+use crate::app::App;
+use crate::server::ROUTES;
 
 /// Label pairs of one series.
 pub type Labels = Vec<(&'static str, String)>;
@@ -95,7 +96,7 @@ pub fn http(app: &App) -> Vec<Family> {
         "eddy_ready",
         "1 when /ready answers 200 (open, recovered, every processor running).",
     );
-    let is_ready = crate::routes::not_ready(app).is_empty();
+    let is_ready = crate::app::not_ready(app).is_empty();
     ready.samples.push((Vec::new(), Sample::Gauge(if is_ready { 1.0 } else { 0.0 })));
     vec![requests, open, accepted, refused, build, start, ready]
 }
