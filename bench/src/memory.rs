@@ -271,6 +271,17 @@ impl BrokerChild {
     /// Starts `binary` on a data directory in `dir`; `topic` is the one whose partition 0
     /// [`BrokerChild::partition_dir`] names.
     pub(crate) fn start(binary: &Path, dir: &Path, topic: &str) -> Result<BrokerChild> {
+        Self::start_with(binary, dir, topic, false)
+    }
+
+    /// [`BrokerChild::start`], with the HTTP listener (and so the broker's request meters) on
+    /// an ephemeral port when `metrics` is set, off otherwise.
+    pub(crate) fn start_with(
+        binary: &Path,
+        dir: &Path,
+        topic: &str,
+        metrics: bool,
+    ) -> Result<BrokerChild> {
         let data_dir = dir.join("data");
         let stderr = std::fs::File::create(dir.join("broker.stderr"))?;
         let mut command = Command::new(binary);
@@ -279,6 +290,7 @@ impl BrokerChild {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0", "--kafka-listen", "off"])
+            .args(["--http-listen", if metrics { "127.0.0.1:0" } else { "off" }])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);

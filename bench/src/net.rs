@@ -45,7 +45,16 @@ pub(crate) struct Served {
 impl Served {
     pub(crate) fn start(opts: &Options) -> Result<Self> {
         let dir = opts.tempdir()?;
-        let config = BrokerConfig { data_dir: dir.path().join("data"), ..BrokerConfig::default() };
+        let http_listen = if opts.metrics {
+            eddy_broker::config::Listen::At(([127, 0, 0, 1], 0).into())
+        } else {
+            eddy_broker::config::Listen::Off
+        };
+        let config = BrokerConfig {
+            data_dir: dir.path().join("data"),
+            http_listen,
+            ..BrokerConfig::default()
+        };
         let broker = Broker::open_with(config)?;
         let runtime =
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
@@ -261,7 +270,7 @@ pub fn run_produce_process(opts: &Options) -> Result<Vec<Row>> {
             &copy,
         );
         let dir = opts.tempdir()?;
-        let broker = BrokerChild::start(&binary, dir.path(), TOPIC)?;
+        let broker = BrokerChild::start_with(&binary, dir.path(), TOPIC, opts.metrics)?;
         let (p, c) = runtime.block_on(async {
             let conn =
                 Arc::new(Connection::connect(&broker.addr, ConnectionOptions::default()).await?);

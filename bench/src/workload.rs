@@ -51,6 +51,10 @@ pub struct Options {
     /// Whether `produce --server process` consumes what it produced (off: a produce-only run,
     /// for profilers).
     pub consume: bool,
+    /// Whether the broker counts requests for `/metrics` (`--metrics on|off`): `process` starts
+    /// `eddy serve` with `--http-listen 127.0.0.1:0` or `off`; `thread` sets `http_listen` in
+    /// the broker's config the same way (which is what switches its meters on or off).
+    pub metrics: bool,
 }
 
 impl Options {
@@ -76,6 +80,7 @@ impl Options {
             broker: None,
             server: "thread".into(),
             consume: true,
+            metrics: true,
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
@@ -112,6 +117,13 @@ impl Options {
                 "--broker" => o.broker = Some(value()?.into()),
                 "--server" => o.server = value()?,
                 "--consume" => o.consume = value()?.parse()?,
+                "--metrics" => {
+                    o.metrics = match value()?.as_str() {
+                        "on" => true,
+                        "off" => false,
+                        other => bail!("--metrics {other:?}: expected on or off"),
+                    }
+                }
                 "--shapes" => {
                     o.shapes = value()?
                         .split(',')

@@ -15,6 +15,7 @@
 //! broker starts holds a `Broker`.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,11 +28,12 @@ use crate::data::{AppendTurn, Data};
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
 use crate::groups::records::OFFSETS_TOPIC;
+use crate::metrics::Meters;
 use crate::processors::{PROCESSORS_TOPIC, Processors};
 use crate::producer_ids::ProducerIds;
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
-use crate::topics::{Topic, Topics};
+use crate::topics::{MaintenanceReport, Topic, Topics};
 use crate::transactions::{self, TXN_TOPIC};
 
 /// An eddy broker: cheap to clone (clones share one broker).
@@ -43,6 +45,8 @@ pub struct Broker {
 #[derive(Debug)]
 pub(crate) struct Inner {
     config: BrokerConfig,
+    /// What the listeners and the data path count (enabled when an HTTP listener is set).
+    meters: Meters,
     producer_ids: Mutex<ProducerIds>,
     groups: Coordinator,
     /// Kafka transactions (`__transaction_state`).
@@ -125,7 +129,9 @@ impl Broker {
         processors.start_all();
         sql.reconcile();
         connectors.start_all(defs);
+        let meters = Meters::new(config.http_listen != crate::config::Listen::Off);
         let inner = Inner {
+            meters,
             config,
             producer_ids: Mutex::new(producer_ids),
             groups,
@@ -140,6 +146,11 @@ impl Broker {
 
     pub fn config(&self) -> &BrokerConfig {
         &self.inner.config
+    }
+
+    /// What the listeners and the data path have counted.
+    pub fn meters(&self) -> &Meters {
+        &self.inner.meters
     }
 
     /// The broker's topics, as its services see them.
@@ -222,8 +233,23 @@ impl Broker {
     }
 
     /// Runs retention and compaction over every partition once, at `now_ms`.
-    pub fn run_maintenance(&self, now_ms: i64) {
-        self.inner.topics.run_maintenance(now_ms);
+    pub fn run_maintenance(&self, now_ms: i64) -> MaintenanceReport {
+        let report = self.inner.topics.run_maintenance(now_ms);
+        if self.inner.meters.enabled() {
+            let (m, add) = (&self.inner.meters.maintenance, |c: &AtomicU64, n: u64| {
+                c.fetch_add(n, Ordering::Relaxed);
+            });
+            add(&m.runs, report.partitions);
+            add(&m.retention_segments_deleted, report.retention.segments_deleted as u64);
+            add(&m.retention_bytes_deleted, report.retention.bytes_deleted);
+            add(&m.compaction_segments_rewritten, report.compaction.segments_rewritten as u64);
+            add(&m.compaction_records_removed, report.compaction.records_removed);
+            let reclaimed =
+                report.compaction.bytes_before.saturating_sub(report.compaction.bytes_after);
+            add(&m.compaction_bytes_reclaimed, reclaimed);
+            add(&m.failures, report.failures);
+        }
+        report
     }
 
     /// Refuses new requests (`SHUTTING_DOWN`) and ends waiting long polls now, with what they
@@ -247,8 +273,29 @@ impl Broker {
         self.inner.topics.is_shutting_down()
     }
 
+    /// Every processor name with its status, switch-overs and snapshot ages (for metrics and
+    /// the console; `ListProcessors` answers the status part).
+    pub fn observe_processors(&self) -> Vec<crate::processors::observe::Observed> {
+        self.inner.processors.observe()
+    }
+
+    /// Why the broker is not ready to serve, if it is not: shutting down, or a registered
+    /// processor version that is not running. Empty when ready (it is open and recovered by
+    /// construction: a `Broker` exists only once every partition has been recovered).
+    pub fn not_ready(&self) -> Vec<String> {
+        if self.is_shutting_down() {
+            return vec!["the broker is shutting down".into()];
+        }
+        self.inner.processors.not_running()
+    }
+
     fn data(&self) -> Data<'_> {
-        Data { topics: &self.inner.topics, groups: &self.inner.groups, config: &self.inner.config }
+        Data {
+            topics: &self.inner.topics,
+            groups: &self.inner.groups,
+            config: &self.inner.config,
+            meters: &self.inner.meters,
+        }
     }
 
     /// Handles one request body. `Ok(None)` means no response is owed (produce with

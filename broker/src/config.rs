@@ -6,6 +6,7 @@
 //! listen = "127.0.0.1:9750"
 //! kafka_listen = "127.0.0.1:9092"  # the Kafka-protocol listener; "off" switches it off
 //! kafka_advertised = "localhost:9092"  # host:port Metadata answers give (default: the bound address)
+//! http_listen = "127.0.0.1:9751"   # /metrics, /health, /ready, the web console; "off" switches it off
 //! maintenance_interval_ms = 30000
 //!
 //! [limits]
@@ -36,7 +37,7 @@
 //!
 //! Most keys may be overridden by an environment variable (`[topic_defaults]` and
 //! `offsets_flush` may not; docs/protocol.md lists them all): `EDDY_DATA_DIR`, `EDDY_LISTEN`,
-//! `EDDY_KAFKA_LISTEN`, `EDDY_KAFKA_ADVERTISED`, `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
+//! `EDDY_KAFKA_LISTEN`, `EDDY_KAFKA_ADVERTISED`, `EDDY_HTTP_LISTEN`, `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
 //! `EDDY_MAX_CONNECTIONS`), and `EDDY_GROUP_` + the upper-cased key for each group timing (for
 //! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`), `EDDY_TXN_MAX_TIMEOUT_MS` and
 //! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section).
@@ -52,6 +53,7 @@ use crate::topic::{FlushSetting, TopicSettings};
 pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9750";
 pub const DEFAULT_KAFKA_LISTEN: &str = "127.0.0.1:9092";
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9751";
 
 /// Where a listener binds, or that it is switched off (`"off"` in the file and environment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -163,6 +165,9 @@ pub struct BrokerConfig {
     /// `host:port` the Kafka listener names in Metadata answers (clients connect there); by
     /// default the address it is bound to.
     pub kafka_advertised: Option<String>,
+    /// The HTTP listener (metrics, health, the web console). Off, the broker also counts no
+    /// requests: nothing could read them.
+    pub http_listen: Listen,
     /// How often retention and compaction run over every partition.
     pub maintenance_interval_ms: u64,
     pub limits: Limits,
@@ -215,6 +220,9 @@ impl Default for BrokerConfig {
                 .parse()
                 .unwrap_or(Listen::At(SocketAddr::from(([127, 0, 0, 1], 9092)))),
             kafka_advertised: None,
+            http_listen: DEFAULT_HTTP_LISTEN
+                .parse()
+                .unwrap_or(Listen::At(SocketAddr::from(([127, 0, 0, 1], 9751)))),
             maintenance_interval_ms: 30_000,
             limits: Limits::default(),
             topic_defaults: TopicSettings::default(),
@@ -283,6 +291,9 @@ impl BrokerConfig {
         }
         if let Some(v) = env("EDDY_KAFKA_LISTEN") {
             self.kafka_listen = parse("EDDY_KAFKA_LISTEN", v)?;
+        }
+        if let Some(v) = env("EDDY_HTTP_LISTEN") {
+            self.http_listen = parse("EDDY_HTTP_LISTEN", v)?;
         }
         if let Some(v) = env("EDDY_KAFKA_ADVERTISED") {
             self.kafka_advertised = Some(v);

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::config::BrokerConfig;
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
+use crate::metrics::Meters;
 use crate::topics::{MAX_FETCH_WAIT, Topic, Topics};
 
 /// Fetch size when a request leaves `max_bytes` at 0.
@@ -27,6 +28,7 @@ pub struct Data<'a> {
     pub topics: &'a Topics,
     pub groups: &'a Coordinator,
     pub config: &'a BrokerConfig,
+    pub meters: &'a Meters,
 }
 
 impl Data<'_> {
@@ -100,31 +102,33 @@ impl Data<'_> {
                 .partitions
                 .into_iter()
                 .map(|p| {
+                    let len = p.batch.len() as u64;
                     let job = partition_of(&topic, p.partition)
                         .map(|log| (log, self.check(p.batch, transactional)));
-                    (p.partition, job)
+                    (p.partition, len, job)
                 })
                 .collect();
-            checked.push((t.topic, parts));
+            checked.push((t.topic, topic.ok(), parts));
         }
         turn.wait().await;
         let pending: Vec<_> = checked
             .into_iter()
-            .map(|(name, parts)| {
+            .map(|(name, topic, parts)| {
                 let parts: Vec<_> = parts
                     .into_iter()
-                    .map(|(partition, job)| {
-                        (partition, job.map(|(log, valid)| append(log, valid, acks)))
+                    .map(|(partition, len, job)| {
+                        (partition, len, job.map(|(log, valid)| append(log, valid, acks)))
                     })
                     .collect();
-                (name, parts)
+                (name, topic, parts)
             })
             .collect();
         turn.pass();
         let mut topics = Vec::with_capacity(pending.len());
-        for (name, parts) in pending {
+        for (name, topic, parts) in pending {
             let mut partitions = Vec::with_capacity(parts.len());
-            for (partition, job) in parts {
+            let (mut records, mut bytes) = (0, 0);
+            for (partition, len, job) in parts {
                 let outcome = match job {
                     Ok(append) => match append.outcome().await {
                         Ok(Ok(info)) => Ok(info),
@@ -139,6 +143,12 @@ impl Data<'_> {
                     },
                     Err(e) => Err(e),
                 };
+                if let Ok(info) = &outcome
+                    && !info.duplicate
+                {
+                    records += info.last_offset + 1 - info.base_offset;
+                    bytes += len;
+                }
                 partitions.push(match outcome {
                     Ok(info) => v1::ProducePartitionResult {
                         partition,
@@ -153,6 +163,11 @@ impl Data<'_> {
                         ..Default::default()
                     },
                 });
+            }
+            if let Some(topic) = topic
+                && self.meters.enabled()
+            {
+                topic.meter.produced(records, bytes);
             }
             topics.push(v1::ProduceTopicResult { topic: name, partitions });
         }
@@ -232,6 +247,7 @@ impl Data<'_> {
             .iter()
             .map(|t| {
                 let topic = self.topics.get(&t.topic);
+                let (mut records_out, mut bytes_out) = (0, 0);
                 let partitions = t
                     .partitions
                     .iter()
@@ -281,6 +297,10 @@ impl Data<'_> {
                                 if committed && !records.is_empty() && log.has_aborted_txns() {
                                     result.aborted = aborted_in(&log, p.offset);
                                 }
+                                if self.meters.enabled() {
+                                    records_out += count_records(&records);
+                                    bytes_out += records.len() as u64;
+                                }
                                 result.records = records;
                             }
                             Err(source) => {
@@ -295,6 +315,11 @@ impl Data<'_> {
                         result
                     })
                     .collect();
+                if let Ok(topic) = &topic
+                    && bytes_out > 0
+                {
+                    topic.meter.fetched(records_out, bytes_out);
+                }
                 v1::FetchTopicResult { topic: t.topic.clone(), partitions }
             })
             .collect();
@@ -471,6 +496,22 @@ fn lookup_offset(
             }
         },
     })
+}
+
+/// Records in the data batches of `bytes` (whole batches, as a read returns them), from their
+/// headers alone (no checksum is computed); control batches are not records.
+fn count_records(mut bytes: &[u8]) -> u64 {
+    let mut records = 0;
+    while let Ok(header) = eddy_storage::batch::BatchHeader::parse(bytes) {
+        if !header.is_control() {
+            records += u64::from(header.record_count);
+        }
+        match bytes.get(header.batch_len as usize..) {
+            Some(rest) => bytes = rest,
+            None => break,
+        }
+    }
+    records
 }
 
 /// The check a read would make of `offset`, for a partition left out of a spent fetch budget.

@@ -7,6 +7,8 @@
 //!
 //! - `clock`, `error`, `files`, `internal`: leaves — wall-clock milliseconds, [`BrokerError`]
 //!   and its wire codes, atomic metadata files, and reading/writing the internal topics.
+//! - [`metrics`]: [`metrics::Meters`], the request counters and latency histograms the
+//!   listeners and the data path keep (atomics only), read by eddy-http's `/metrics`.
 //! - [`topic`]: one topic's settings; `topics`: [`Topics`], the data directory and its topics
 //!   (the service every other one sees topics through).
 //! - [`groups`]: the consumer group coordinator (state in `__consumer_offsets`), seeing topics
@@ -38,6 +40,7 @@ mod files;
 pub mod groups;
 mod internal;
 pub mod kafka;
+pub mod metrics;
 pub mod processors;
 mod producer_ids;
 pub mod server;
@@ -51,4 +54,4 @@ pub use broker::Broker;
 pub use clock::now_ms;
 pub use config::{BrokerConfig, Limits};
 pub use error::BrokerError;
-pub use topics::{MAX_FETCH_WAIT, Topic, Topics};
+pub use topics::{MAX_FETCH_WAIT, MaintenanceReport, Topic, Topics};

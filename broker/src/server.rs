@@ -18,6 +18,8 @@
 //!   allocation; a frame that does not decode is answered `MALFORMED_REQUEST`. Either closes
 //!   only that connection. A connection with no complete frame and nothing in flight for
 //!   `idle_timeout_ms` is closed, so a silent client or half a frame holds nothing up.
+//! - Every connection and request is counted in the broker's [`Meters`](crate::metrics::Meters)
+//!   (by request kind and error code, with its latency) when they are enabled.
 //! - Shutdown: stop accepting, stop reading, let in-flight requests finish and their answers go
 //!   out, then return; the caller flushes the broker.
 
@@ -71,11 +73,14 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let meters = broker.meters();
                 match slots.clone().try_acquire_owned() {
                     Ok(slot) => {
+                        meters.connection(&meters.native_connections, Some(true));
                         connections.spawn(Connection::new(broker.clone(), limits, stopped.clone(), slot, peer).run(stream));
                     }
                     Err(_) => {
+                        meters.connection(&meters.native_connections, Some(false));
                         connections.spawn(refuse(stream, limits.max_connections));
                     }
                 }
@@ -192,6 +197,8 @@ impl Connection {
             requests.abort_all();
             writer.abort();
         }
+        let meters = self.broker.meters();
+        meters.connection(&meters.native_connections, None);
     }
 
     async fn read_loop(
@@ -268,6 +275,9 @@ impl Connection {
                 }
             }
             Err(_) => {
+                let api = crate::metrics::native_api(&body);
+                let code = ErrorCode::TooManyInFlight as i32;
+                self.broker.meters().native_request(api, code, Duration::ZERO);
                 let message = format!(
                     "more than {} requests in flight on this connection",
                     self.limits.max_in_flight
@@ -282,8 +292,16 @@ impl Connection {
         };
         let broker = self.broker.clone();
         let tx = tx.clone();
+        // Counted per request, not per record: a clock read and three atomic adds.
+        let api = crate::metrics::native_api(&body);
+        let started = broker.meters().enabled().then(std::time::Instant::now);
         requests.spawn(async move {
-            let response = match broker.handle_in_turn(body, turn).await {
+            let outcome = broker.handle_in_turn(body, turn).await;
+            if let Some(started) = started {
+                let code = outcome.as_ref().map_or_else(|e| e.code() as i32, |_| 0);
+                broker.meters().native_request(api, code, started.elapsed());
+            }
+            let response = match outcome {
                 Ok(Some(body)) => Response { correlation_id, error: None, body: Some(body) },
                 Ok(None) => return,
                 Err(e) => Response { correlation_id, error: Some(e.to_wire()), body: None },

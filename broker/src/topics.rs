@@ -28,6 +28,7 @@ use tokio::sync::Notify;
 
 use crate::error::BrokerError;
 use crate::files::write_atomic;
+use crate::metrics::TopicMeter;
 use crate::topic::{self, SETTINGS_FILE, TopicSettings};
 
 /// How long a fetch (or a push query's poll) may wait at most, whatever it asks for.
@@ -40,6 +41,9 @@ pub struct Topic {
     pub settings: TopicSettings,
     pub dir: PathBuf,
     pub partitions: Vec<Arc<Log>>,
+    /// Records and bytes produced to and fetched from it (shared by the topic's successors
+    /// when partitions are added, so the counters go on).
+    pub meter: Arc<TopicMeter>,
 }
 
 impl Topic {
@@ -62,6 +66,16 @@ impl Topic {
             })
             .collect()
     }
+}
+
+/// What one maintenance pass over every partition did, summed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct MaintenanceReport {
+    pub partitions: u64,
+    pub retention: eddy_storage::RetentionReport,
+    pub compaction: eddy_storage::CompactionReport,
+    /// Partitions whose pass failed (logged).
+    pub failures: u64,
 }
 
 /// Appends seen so far, for threads that cannot await [`Notify`] (processor tasks).
@@ -271,8 +285,13 @@ impl Topics {
         let json = serde_json::to_vec_pretty(&settings)
             .map_err(|e| BrokerError::InvalidConfig { field: "settings", reason: e.to_string() })?;
         write_atomic(&old.dir.join(SETTINGS_FILE), &json)?;
-        let topic =
-            Arc::new(Topic { name: name.to_string(), settings, dir: old.dir.clone(), partitions });
+        let topic = Arc::new(Topic {
+            name: name.to_string(),
+            settings,
+            dir: old.dir.clone(),
+            partitions,
+            meter: old.meter.clone(),
+        });
         self.topics
             .write()
             .unwrap_or_else(|p| p.into_inner())
@@ -322,15 +341,31 @@ impl Topics {
     }
 
     /// Runs retention and compaction over every partition once, at `now_ms`.
-    pub fn run_maintenance(&self, now_ms: i64) {
+    pub fn run_maintenance(&self, now_ms: i64) -> MaintenanceReport {
+        let mut report = MaintenanceReport::default();
         for topic in self.all() {
             for (p, log) in topic.partitions.iter().enumerate() {
-                let outcome = log.enforce_retention(now_ms).and_then(|_| log.compact(now_ms));
-                if let Err(e) = outcome {
-                    tracing::warn!(topic = %topic.name, partition = p, error = %e, "maintenance failed");
+                report.partitions += 1;
+                let outcome = log.enforce_retention(now_ms).and_then(|retention| {
+                    report.retention.segments_deleted += retention.segments_deleted;
+                    report.retention.bytes_deleted += retention.bytes_deleted;
+                    log.compact(now_ms)
+                });
+                match outcome {
+                    Ok(c) => {
+                        report.compaction.segments_rewritten += c.segments_rewritten;
+                        report.compaction.records_removed += c.records_removed;
+                        report.compaction.bytes_before += c.bytes_before;
+                        report.compaction.bytes_after += c.bytes_after;
+                    }
+                    Err(e) => {
+                        report.failures += 1;
+                        tracing::warn!(topic = %topic.name, partition = p, error = %e, "maintenance failed");
+                    }
                 }
             }
         }
+        report
     }
 
     /// Flushes every partition of every topic.
@@ -410,7 +445,13 @@ fn open_topic(dir: &Path, name: &str) -> Result<Topic, BrokerError> {
         })?;
     settings.validate()?;
     let partitions = open_partitions(dir, name, &settings)?;
-    Ok(Topic { name: name.to_string(), settings, dir: dir.to_path_buf(), partitions })
+    Ok(Topic {
+        name: name.to_string(),
+        settings,
+        dir: dir.to_path_buf(),
+        partitions,
+        meter: Arc::default(),
+    })
 }
 
 /// Creates a topic's directory, partitions and (last, atomically) its settings file.
@@ -429,7 +470,7 @@ fn create_topic_files(
     let partitions = open_partitions(&dir, name, &settings)?;
     // The settings file makes the topic exist; it is written last, atomically.
     write_atomic(&dir.join(SETTINGS_FILE), &json)?;
-    Ok(Topic { name: name.to_string(), settings, dir, partitions })
+    Ok(Topic { name: name.to_string(), settings, dir, partitions, meter: Arc::default() })
 }
 
 fn open_partitions(

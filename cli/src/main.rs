@@ -27,8 +27,9 @@ pub const USAGE: &str = "\
 usage: eddy [--broker ADDR] <command> ...
 
   serve [--data-dir DIR] [--listen ADDR] [--kafka-listen ADDR|off] [--config FILE]
-        run the broker (defaults: ./eddy-data, 127.0.0.1:9750, and the Kafka protocol
-        on 127.0.0.1:9092)
+        [--http-listen ADDR|off]
+        run the broker (defaults: ./eddy-data, 127.0.0.1:9750, the Kafka protocol
+        on 127.0.0.1:9092, metrics and the web console on http://127.0.0.1:9751)
   topic create NAME [--partitions N] [--retention-ms MS] [--retention-bytes B]
                     [--segment-bytes B] [--cleanup delete|compact] [--flush always|os|MS]
   topic list | describe NAME | delete NAME

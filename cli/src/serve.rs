@@ -1,5 +1,9 @@
 //! `eddy serve`: load the configuration, open the broker, serve until SIGINT or SIGTERM, then
 //! finish in-flight requests, flush every partition and exit 0.
+//!
+//! The HTTP listener (eddy-http: metrics, health, the console) is bound first and runs on a
+//! thread and runtime of its own, so `/health` answers and `/ready` says "opening" while the
+//! broker recovers, and no HTTP client can take the native or Kafka listeners' threads.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -12,12 +16,13 @@ use tokio::net::TcpListener;
 pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
     use lexopt::prelude::*;
     let (mut data_dir, mut listen, mut config_file) = (None, None, None);
-    let mut kafka_listen = None;
+    let (mut kafka_listen, mut http_listen) = (None, None);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("data-dir") => data_dir = Some(PathBuf::from(parser.value()?)),
             Long("listen") => listen = Some(parser.value()?.string()?),
             Long("kafka-listen") => kafka_listen = Some(parser.value()?.string()?),
+            Long("http-listen") => http_listen = Some(parser.value()?.string()?),
             Long("config") => config_file = Some(PathBuf::from(parser.value()?)),
             other => return Err(other.unexpected().into()),
         }
@@ -33,6 +38,10 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
         config.kafka_listen =
             addr.parse().with_context(|| format!("--kafka-listen {addr:?} (host:port or off)"))?;
     }
+    if let Some(addr) = http_listen {
+        config.http_listen =
+            addr.parse().with_context(|| format!("--http-listen {addr:?} (host:port or off)"))?;
+    }
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -43,8 +52,15 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
 
 async fn serve(config: BrokerConfig) -> Result<()> {
     let maintenance_every = Duration::from_millis(config.maintenance_interval_ms);
+    let http = match config.http_listen {
+        Listen::Off => None,
+        Listen::At(at) => Some(Http::start(at)?),
+    };
     let broker = Broker::open_with(config.clone())
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    if let Some(http) = &http {
+        http.app.set_broker(broker.clone());
+    }
     let kafka = match config.kafka_listen {
         Listen::Off => None,
         Listen::At(at) => {
@@ -78,10 +94,57 @@ async fn serve(config: BrokerConfig) -> Result<()> {
         kafka.await??;
     }
     maintenance.abort();
+    if let Some(http) = http {
+        http.stop().await;
+    }
     let closing = broker.clone();
     tokio::task::spawn_blocking(move || closing.close()).await??;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The HTTP listener on its own thread and runtime.
+struct Http {
+    app: eddy_http::App,
+    stop: tokio::sync::oneshot::Sender<()>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Http {
+    /// Binds `at` (printing the address) and starts serving; the API answers "opening" until
+    /// the broker is set.
+    fn start(at: std::net::SocketAddr) -> Result<Http> {
+        let listener = std::net::TcpListener::bind(at)
+            .with_context(|| format!("binding the HTTP listener {at}"))?;
+        listener.set_nonblocking(true)?;
+        say(&format!("eddy http listening on {}", listener.local_addr()?));
+        let app = eddy_http::App::new(eddy_http::HttpLimits::default());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("starting the HTTP runtime")?;
+        let serving = app.clone();
+        let thread = std::thread::Builder::new().name("eddy-http".into()).spawn(move || {
+            let served = runtime.block_on(async move {
+                let listener = TcpListener::from_std(listener)?;
+                eddy_http::serve(serving, listener, async move {
+                    let _ = stopped.await;
+                })
+                .await
+            });
+            if let Err(e) = served {
+                tracing::error!(error = %e, "the HTTP listener stopped");
+            }
+        })?;
+        Ok(Http { app, stop, thread })
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let thread = self.thread;
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
 }
 
 fn say(line: &str) {

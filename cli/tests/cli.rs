@@ -90,7 +90,17 @@ fn second_broker_on_the_same_data_dir_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let data_dir = dir.path().to_str().unwrap();
     let mut first = spawn(
-        &["serve", "--data-dir", data_dir, "--listen", "127.0.0.1:0", "--kafka-listen", "off"],
+        &[
+            "serve",
+            "--data-dir",
+            data_dir,
+            "--listen",
+            "127.0.0.1:0",
+            "--kafka-listen",
+            "off",
+            "--http-listen",
+            "off",
+        ],
         Stdio::null(),
     );
     // Wait (with a deadline, through a reader thread) until the first broker is listening: it
@@ -112,6 +122,8 @@ fn second_broker_on_the_same_data_dir_is_refused() {
         "--listen",
         "127.0.0.1:0",
         "--kafka-listen",
+        "off",
+        "--http-listen",
         "off",
     ]);
     let _ = first.kill();

@@ -59,6 +59,8 @@ pub use files::write_atomic;
 pub use lock::DirLock;
 pub use log::{AppendInfo, Log, TimestampOffset};
 pub use retention::RetentionReport;
-pub use stats::StatsSnapshot;
+pub use stats::{
+    FSYNC_BOUNDS_US, GROUP_COMMIT_BOUNDS, Histogram, HistogramSnapshot, StatsSnapshot,
+};
 pub use txn::{AbortedTxn, ControlType, Marker};
 pub use worker::CHECKPOINT_INTERVAL;

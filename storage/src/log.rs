@@ -559,6 +559,7 @@ impl Inner {
         }
         self.dir_sync.sync_through(created)?;
         active.sync.sync(active.visible_len.load(Ordering::Acquire), &self.stats)?;
+        self.stats.group_committed();
         Ok(covered)
     }
 }

@@ -80,11 +80,13 @@ impl SegmentSync {
         let injected = self.fail_next.swap(false, Ordering::AcqRel);
         #[cfg(not(test))]
         let injected = false;
+        let started = std::time::Instant::now();
         let outcome = if injected {
             Err(io::Error::other("injected fsync failure"))
         } else {
             self.file.sync_data()
         };
+        stats.fsync_us.observe(started.elapsed().as_micros() as u64);
         match outcome {
             Ok(()) => {
                 stats.fsyncs.fetch_add(1, Ordering::Relaxed);

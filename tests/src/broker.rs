@@ -2,8 +2,9 @@
 //!
 //! [`BrokerProcess::start`] runs the `eddy` binary that cargo built next to the test executable
 //! (`target/<profile>/eddy`) with `serve --data-dir DIR --listen 127.0.0.1:0 --kafka-listen
-//! 127.0.0.1:0`, and waits — with a deadline, never a sleep — for the `eddy listening on ADDR`
-//! line it prints once bound (after `eddy kafka listening on ADDR`). Dropping
+//! 127.0.0.1:0 --http-listen 127.0.0.1:0`, and waits — with a deadline, never a sleep — for
+//! the `eddy listening on ADDR` line it prints once bound (after `eddy http listening on ADDR`
+//! and `eddy kafka listening on ADDR`). Dropping
 //! it kills the broker with SIGKILL; [`BrokerProcess::terminate`] asks it to stop with SIGTERM.
 //!
 //! The binary must be built before the tests run: `cargo test --workspace` does it (eddy-cli
@@ -25,6 +26,7 @@ pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 const LISTENING_PREFIX: &str = "eddy listening on ";
 const KAFKA_LISTENING_PREFIX: &str = "eddy kafka listening on ";
+const HTTP_LISTENING_PREFIX: &str = "eddy http listening on ";
 
 /// A running `eddy serve`. Dropping it kills the process (SIGKILL) and reaps it.
 #[derive(Debug)]
@@ -32,6 +34,7 @@ pub struct BrokerProcess {
     child: ChildProcess,
     addr: SocketAddr,
     kafka_addr: SocketAddr,
+    http_addr: SocketAddr,
     data_dir: PathBuf,
 }
 
@@ -44,7 +47,7 @@ impl BrokerProcess {
         let binary = eddy_binary();
         let mut command = Command::new(&binary);
         command.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", "127.0.0.1:0"]);
-        command.args(["--kafka-listen", "127.0.0.1:0"]);
+        command.args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
         for (name, _) in std::env::vars_os() {
             let inherited_setting =
                 name.to_str().is_some_and(|n| n.starts_with("EDDY_") && n != "EDDY_LOG");
@@ -56,12 +59,14 @@ impl BrokerProcess {
         let mut child = ChildProcess::spawn_command(command)
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
         let deadline = deadline_in(START_TIMEOUT);
-        let mut kafka_addr = None;
+        let (mut kafka_addr, mut http_addr) = (None, None);
         let addr = loop {
             match child.next_line(deadline) {
                 Ok(Some(line)) => {
                     if let Some(addr) = line.strip_prefix(KAFKA_LISTENING_PREFIX) {
                         kafka_addr = addr.trim().parse::<SocketAddr>().ok();
+                    } else if let Some(addr) = line.strip_prefix(HTTP_LISTENING_PREFIX) {
+                        http_addr = addr.trim().parse::<SocketAddr>().ok();
                     } else if let Some(addr) = line.strip_prefix(LISTENING_PREFIX) {
                         break addr.trim().parse::<SocketAddr>().unwrap_or_else(|e| {
                             panic!("broker printed an unparsable address {line:?}: {e}")
@@ -84,12 +89,20 @@ impl BrokerProcess {
         let kafka_addr = kafka_addr.unwrap_or_else(|| {
             panic!("broker did not print its Kafka address; stderr:\n{}", child.stderr())
         });
-        BrokerProcess { child, addr, kafka_addr, data_dir: data_dir.to_path_buf() }
+        let http_addr = http_addr.unwrap_or_else(|| {
+            panic!("broker did not print its HTTP address; stderr:\n{}", child.stderr())
+        });
+        BrokerProcess { child, addr, kafka_addr, http_addr, data_dir: data_dir.to_path_buf() }
     }
 
     /// The address of the broker's Kafka-protocol listener (`host:port` for Kafka clients).
     pub fn kafka_addr(&self) -> SocketAddr {
         self.kafka_addr
+    }
+
+    /// The address of the broker's HTTP listener (metrics, health, the console).
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
     }
 
     /// The address the broker is listening on.

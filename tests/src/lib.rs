@@ -17,6 +17,8 @@
 //! - [`raw_client`]: a blocking client that puts exact frames on the wire, with read deadlines.
 //! - [`reconnect`]: a client transport that reopens its connection to a restarted broker.
 //! - [`hostile`]: hostile frames for the broker, each with the answer a correct broker gives.
+//! - [`http`]: the broker's HTTP listener from a test: requests with deadlines, `/metrics`
+//!   checked by promtool and parsed by prometheus_client (Python).
 //! - [`kafka_clients`]: real Kafka clients (kcat, confluent-kafka, kafka-python, kafkajs) as
 //!   processes, found where `./scripts/test` installs them; a missing one fails the test.
 //! - [`members`]: consumer group members as processes (`eddy-group-member`), watched through
@@ -34,6 +36,7 @@ pub mod cluster;
 pub mod connectors;
 pub mod generate;
 pub mod hostile;
+pub mod http;
 pub mod kafka_clients;
 pub mod kafka_harness;
 pub mod kafka_wire;

@@ -80,6 +80,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "error",
             "files",
             "internal",
+            "metrics",
             "topic",
             "topics",
             "groups",
@@ -96,6 +97,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "kafka",
         ],
     ),
+    ("http/src", &["server", "app", "json", "exposition", "api", "push", "routes"]),
 ];
 
 fn workspace() -> PathBuf {

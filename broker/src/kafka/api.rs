@@ -88,7 +88,12 @@ pub(super) async fn handle(
         client_id: header.client_id.map(|c| c.to_string()).unwrap_or_default(),
         host: format!("/{}", peer.ip()),
     };
-    dispatch(cx, &caller, api, version, correlation_id, buf).await
+    let started = cx.broker.meters().enabled().then(std::time::Instant::now);
+    let answer = dispatch(cx, &caller, api, version, correlation_id, buf).await;
+    if let Some(started) = started {
+        cx.broker.meters().kafka_request(key, answer.is_err(), started.elapsed());
+    }
+    answer
 }
 
 fn decode<T: Decodable>(api: ApiKey, version: i16, mut body: Bytes) -> Result<T, String> {

@@ -16,6 +16,9 @@
 //!   `idle_timeout_ms` is closed; on shutdown the request being handled is answered, then the
 //!   connection closes.
 //!
+//! - Connections, and each request by API key with its latency, are counted in the broker's
+//!   [`Meters`](crate::metrics::Meters) (`api::handle`, the one place a request is dispatched).
+//!
 //! Modules: `codes` (eddy errors as Kafka codes), `api` (versions, decoding, dispatch),
 //! `data` (metadata, produce, fetch, offsets), `admin` (topics and configs), `classic` (one
 //! classic group's state machine), `groups` (coordinator lookup, membership, listing),
@@ -139,14 +142,20 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let meters = context.broker.meters();
                 let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    meters.connection(&meters.kafka_connections, Some(false));
                     // Kafka has no frame to say so before a request; the client backs off.
                     tracing::warn!(%peer, max = limits.max_connections, "kafka connection refused: too many connections");
                     continue;
                 };
+                meters.connection(&meters.kafka_connections, Some(true));
                 let connection = Connection { context: context.clone(), stopped: stopped.clone(), peer };
                 connections.spawn(async move {
+                    let context = connection.context.clone();
                     connection.run(stream).await;
+                    let meters = context.broker.meters();
+                    meters.connection(&meters.kafka_connections, None);
                     drop(slot);
                 });
             }

@@ -6,6 +6,8 @@
 //! - [`spec`]: the spec format and its compiler to the processor builder.
 //! - [`logs`]: `LogAccess` over the broker's topics, with a wake-up on every append.
 //! - [`query`]: pull queries (get, scan, top-N) against the serving version's tables.
+//! - [`observe`]: what metrics and the console read beyond the status (switch-overs,
+//!   snapshot ages, readiness).
 //!
 //! Redeploy (the Kappa way): deploying a higher version of a deployed name starts it *building*
 //! — from offset zero, into its own state and topics (`<name>-<version>-…`) — while the
@@ -25,6 +27,7 @@
 
 pub mod definition;
 pub mod logs;
+pub mod observe;
 pub mod query;
 pub mod spec;
 mod status;
@@ -101,6 +104,9 @@ pub(crate) struct Entry {
     pub serving: Version,
     pub building: Option<Version>,
     retired: Option<(Version, i64)>,
+    /// Switches of the serving version in this process (caught up, or rolled back), and when
+    /// the last one happened (wall-clock ms).
+    switches: (u64, Option<i64>),
 }
 
 impl Entry {
@@ -174,7 +180,7 @@ impl Processors {
             let Some(serving) = parse_version(&name, &r.spec) else { continue };
             let building = r.building.as_deref().and_then(|t| parse_version(&name, t));
             let retired = r.retired.and_then(|(t, at)| parse_version(&name, &t).map(|v| (v, at)));
-            entries.insert(name, Entry { serving, building, retired });
+            entries.insert(name, Entry { serving, building, retired, switches: (0, None) });
         }
         Ok(Processors {
             entries: Mutex::new(entries),
@@ -340,7 +346,7 @@ impl Processors {
                 tracing::info!(processor = %name, "processor deployed");
                 entries.insert(
                     name.clone(),
-                    Entry { serving: version, building: None, retired: None },
+                    Entry { serving: version, building: None, retired: None, switches: (0, None) },
                 );
             }
         }
@@ -382,6 +388,7 @@ impl Processors {
                     continue;
                 }
                 tracing::info!(processor = %name, from = old.def.version(), to = e.serving.def.version(), "switched to the rebuilt version");
+                e.switches = (e.switches.0 + 1, Some(now_wall));
                 if let Some(r) = old.running
                     && let Err(err) = r.stop()
                 {
@@ -463,6 +470,7 @@ impl Processors {
             let _ = r.stop();
         }
         self.write(name, Some(&e.registration()))?;
+        e.switches = (e.switches.0 + 1, Some(now_ms()));
         if let Some(r) = current.running {
             let _ = r.stop();
         }

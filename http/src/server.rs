@@ -1,0 +1,135 @@
+//! The HTTP listener's connections, bounded so that no HTTP client can hurt the broker's other
+//! listeners (which run on their own runtime threads: `eddy serve` gives this listener a
+//! runtime of its own).
+//!
+//! Invariants, from [`HttpLimits`]:
+//! - At most `max_connections` connections at once; past that a connection is closed as soon
+//!   as it is accepted (and counted as refused), so the accept queue never backs up.
+//! - A request's head (request line and headers) must arrive within `header_read_timeout` and
+//!   fit in `max_header_bytes` with at most `max_headers` headers; otherwise hyper closes the
+//!   connection (431 or a reset) without calling any handler.
+//! - A handler that has not produced its response head within `request_timeout` is answered
+//!   503 (`routes`); bodies are limited to `max_body_bytes`.
+//! - A connection lives at most `max_connection_lifetime`, however busy (a push query's event
+//!   stream reconnects; EventSource does so by itself).
+//! - Shutdown: stop accepting, let connections finish for a short grace, then drop them.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Bounds on what HTTP clients may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    /// Room for the request line and headers (hyper's read buffer; at least 8 KiB).
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub request_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_connection_lifetime: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            header_read_timeout: Duration::from_secs(5),
+            max_header_bytes: 16 * 1024,
+            max_headers: 64,
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 256 * 1024,
+            max_connection_lifetime: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Route classes requests are counted by (`routes` classifies each path).
+pub const ROUTES: [&str; 6] = ["health", "ready", "metrics", "api", "console", "unknown"];
+
+/// The HTTP listener's own counters (exposed beside the broker's).
+#[derive(Debug, Default)]
+pub struct HttpMeter {
+    pub open: AtomicI64,
+    pub accepted: AtomicU64,
+    pub refused: AtomicU64,
+    /// Requests by route ([`ROUTES`]) and status class (1xx..5xx).
+    pub requests: [[AtomicU64; 5]; ROUTES.len()],
+}
+
+/// Serves `router` on `listener` within `limits` until `shutdown` completes.
+pub async fn serve_router(
+    router: Router,
+    listener: TcpListener,
+    limits: HttpLimits,
+    meter: Arc<HttpMeter>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    tracing::info!(addr = %listener.local_addr()?, "serving HTTP");
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "http accept failed");
+                        // Out of descriptors: let some close before trying again.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        continue;
+                    }
+                };
+                let Ok(slot) = slots.clone().try_acquire_owned() else {
+                    meter.refused.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(%peer, "http connection refused: too many connections");
+                    drop(stream);
+                    continue;
+                };
+                meter.accepted.fetch_add(1, Ordering::Relaxed);
+                meter.open.fetch_add(1, Ordering::Relaxed);
+                let (router, meter) = (router.clone(), meter.clone());
+                connections.spawn(async move {
+                    connection(router, stream, limits).await;
+                    meter.open.fetch_sub(1, Ordering::Relaxed);
+                    drop(slot);
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    let grace = tokio::time::timeout(Duration::from_secs(2), async {
+        while connections.join_next().await.is_some() {}
+    });
+    if grace.await.is_err() {
+        connections.abort_all();
+    }
+    Ok(())
+}
+
+async fn connection(router: Router, stream: tokio::net::TcpStream, limits: HttpLimits) {
+    let _ = stream.set_nodelay(true);
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    let served = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router));
+    match tokio::time::timeout(limits.max_connection_lifetime, served).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::debug!(error = %e, "http connection ended"),
+        Err(_) => tracing::debug!("http connection closed at its lifetime limit"),
+    }
+}
