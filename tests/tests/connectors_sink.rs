@@ -156,7 +156,12 @@ fn burst(
 }
 
 /// Waits until the mirror equals `expected`; then every view of the table must too.
-fn check_mirror(pg: &Postgres, broker: &BrokerProcess, expected: &BTreeMap<String, Row>, seed: u64) {
+fn check_mirror(
+    pg: &Postgres,
+    broker: &BrokerProcess,
+    expected: &BTreeMap<String, Row>,
+    seed: u64,
+) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while mirrored(pg) != *expected {
         assert!(
@@ -182,7 +187,11 @@ fn check_audit(pg: &Postgres, seed: u64) -> (usize, usize) {
         let n: i64 = f[1].parse().unwrap();
         writes += 1;
         if let Some(before) = last.insert(f[0].to_string(), n) {
-            assert!(n >= before, "region {}: n went from {before} back to {n} (seed {seed:#x})", f[0]);
+            assert!(
+                n >= before,
+                "region {}: n went from {before} back to {n} (seed {seed:#x})",
+                f[0]
+            );
             repeats += usize::from(n == before);
         }
     }
