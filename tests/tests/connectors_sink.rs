@@ -3,7 +3,8 @@
 //! region HAVING SUM(amount) > 0`) mirrored into PostgreSQL by the upsert sink, and its topic
 //! written to a JSON-lines file by the file sink, while seeded bursts of orders (amounts of
 //! either sign, so groups leave the table — a tombstone — and come back) are produced and the
-//! broker is SIGKILLed in the middle of each burst. After each burst:
+//! broker is SIGKILLed in the middle of each burst (PostgreSQL is also restarted in the
+//! second). After each burst:
 //!
 //! - the PostgreSQL table equals, row for row, the totals computed here from the orders
 //!   produced, the eddy table read by a pull query, and the table topic `TOTALS` folded;
@@ -131,13 +132,15 @@ fn produce(broker: &BrokerProcess, dir: &Path, orders: &[(String, i64)]) {
 }
 
 /// A burst of orders in chunks, the broker SIGKILLed (and started again) right after the
-/// chunk `kill_after`, while the query and the sinks are still catching up.
+/// chunk `kill_after`, while the query and the sinks are still catching up; `restart`'s
+/// PostgreSQL restarted after the next chunk (the sink's connection cut mid-stream).
 fn burst(
     broker: &mut BrokerProcess,
     data: &Path,
     rng: &mut Rng,
     totals: &mut Totals,
     kill_after: usize,
+    restart: Option<&Postgres>,
 ) {
     for chunk in 0..CHUNKS_PER_BURST {
         let orders: Vec<(String, i64)> = (0..ORDERS_PER_BURST / CHUNKS_PER_BURST)
@@ -151,6 +154,10 @@ fn burst(
             broker.kill9();
             eprintln!("broker SIGKILLed after chunk {chunk}");
             *broker = BrokerProcess::start(data, &[]);
+        }
+        if let Some(pg) = restart.filter(|_| chunk == kill_after + 1) {
+            pg.restart();
+            eprintln!("PostgreSQL restarted after chunk {chunk}");
         }
     }
 }
@@ -275,7 +282,8 @@ fn a_table_mirrored_into_postgresql_and_a_file_equals_it_across_sigkills() {
     let mut totals = Totals::default();
     for burst_no in 0..2 {
         let kill_after = rng.below(CHUNKS_PER_BURST as u64 - 1) as usize;
-        burst(&mut broker, &data, &mut rng, &mut totals, kill_after);
+        let restart = (burst_no == 1).then_some(&pg);
+        burst(&mut broker, &data, &mut rng, &mut totals, kill_after, restart);
         let expected = totals.table();
         check_mirror(&pg, &broker, &expected, seed);
         eprintln!("burst {burst_no}: {} rows mirrored", expected.len());
