@@ -29,7 +29,7 @@
 //! [`PROBE_FOR`].
 
 #[path = "../../tests/src/postgres.rs"]
-#[allow(dead_code, clippy::print_stderr)]
+#[allow(dead_code)]
 mod postgres;
 
 use std::collections::HashMap;
