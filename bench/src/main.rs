@@ -43,6 +43,9 @@
 //! kafka         produce and consume of --shapes (RECORDSxBYTES,...) through librdkafka over the
 //!               Kafka listener against eddy's client over the native one (needs the `kafka`
 //!               feature: `cargo run --release -p eddy-bench --features kafka -- kafka`)
+//! cdc           PostgreSQL CDC into eddy: changes/s from commit to durable (catch-up and live)
+//!               beside PostgreSQL's own commit rate, and commit → pull query latency, against
+//!               a PostgreSQL it starts (fsync on) and a child `eddy serve`
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -51,6 +54,7 @@
 #![allow(clippy::print_stdout)]
 
 mod baseline;
+mod cdc;
 mod consume;
 mod format;
 mod groups;
@@ -80,7 +84,7 @@ use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
-                         plot, machine";
+                         cdc, plot, machine";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -130,6 +134,7 @@ fn main() -> Result<()> {
         "query" => query::run(&opts)?,
         "sql" => sql::run(&opts)?,
         "producers" => producers::run(&opts)?,
+        "cdc" => cdc::run(&opts)?,
         #[cfg(feature = "kafka")]
         "kafka" => kafka::run(&opts)?,
         #[cfg(not(feature = "kafka"))]

@@ -89,6 +89,8 @@ impl Options {
             // 5,000,000 records of 1 KiB: 5.12 GB of values.
             "memory" => (o.records, o.record_bytes, o.runs) = (5_000_000, 1024, 3),
             "batch-sweep" => o.runs = 3,
+            // 10,000 changes from 4 sessions, three runs.
+            "cdc" => (o.records, o.runs, o.threads) = (10_000, 3, 4),
             // 32,000,000 records of 100 B at 1,000,000/s: a 3.5 GB log, three rolls of 1 GiB.
             "rolls" => (o.records, o.rate, o.runs) = (32_000_000, 1_000_000, 1),
             // Kafka's acks=1 cannot be idempotent in librdkafka, so neither side is by default.

@@ -4,7 +4,9 @@
 //!
 //! Invariant: the position stores the offsets together with the file's length after the lines
 //! they cover were fsynced; at start the file is cut back to that length, so a crash between
-//! the write and the position neither loses nor repeats a line.
+//! the write and the position neither loses nor repeats a line. The first start stores the
+//! file's length before writing anything (else a crash before the first position would leave
+//! the first batch's lines to be written twice).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -40,11 +42,19 @@ pub async fn run(c: &FileSinkConfig, ctx: &Ctx) -> Result<(), ConnectError> {
     let mut consumer = Consumer::open(ctx, &c.topics, stored.as_ref())?;
     let mut file = OpenOptions::new().create(true).append(true).open(&c.path).map_err(io)?;
     let mut len = file.metadata().map_err(io)?.len();
-    let kept = stored.as_ref().and_then(|s| s.get("len")).and_then(Value::as_u64);
-    if let Some(kept) = kept.filter(|k| len > *k) {
-        // Lines written after the last stored position: they are written again below.
-        file.set_len(kept).map_err(io)?;
-        len = kept;
+    match stored.as_ref().and_then(|s| s.get("len")).and_then(Value::as_u64) {
+        Some(kept) if len > kept => {
+            // Lines written after the last stored position: they are written again below.
+            file.set_len(kept).map_err(io)?;
+            len = kept;
+        }
+        Some(_) => {}
+        // The first start: the length the file had before any line of ours is stored before
+        // the first line, so a crash before the first batch's position cuts those lines too.
+        None => {
+            let offsets = consumer.advance(&[]);
+            ctx.store_position(&json!({"offsets": offsets, "len": len}), consumer.shown())?;
+        }
     }
     ctx.running();
     loop {

@@ -7,6 +7,9 @@
 //! a missing binary fails the test saying so. PostgreSQL refuses to run as root: under root
 //! the server runs as the `postgres` user the package creates (`runuser`), owning the
 //! directory.
+//!
+//! eddy-bench's `cdc` workload runs the same server (it includes this file), with
+//! [`Postgres::start_with`] making commits durable.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -63,6 +66,12 @@ fn check(what: &str, out: std::io::Result<Output>) -> String {
 impl Postgres {
     /// initdb, configure, start; waits until it accepts connections.
     pub fn start() -> Postgres {
+        Postgres::start_with("")
+    }
+
+    /// [`Postgres::start`], with `extra` (`postgresql.conf` lines) after the harness's own, so
+    /// its settings win (e.g. `fsync = on` for a benchmark).
+    pub fn start_with(extra: &str) -> Postgres {
         let bin = bin_dir();
         let dir = tempfile::tempdir().expect("temporary directory");
         let root = is_root();
@@ -97,6 +106,7 @@ impl Postgres {
         let path = data.join("postgresql.conf");
         let mut text = std::fs::read_to_string(&path).expect("postgresql.conf");
         text.push_str(&conf);
+        text.push_str(extra);
         std::fs::write(&path, text).expect("postgresql.conf");
         pg.ctl(&["start", "-w", "-t", "60"]);
         pg

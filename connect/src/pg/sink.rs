@@ -29,11 +29,14 @@ struct Target {
     pk: String,
 }
 
+/// The target table: `table.name.format` exactly, else the one table of the schema whose name
+/// matches ignoring case (eddy's SQL upper-cases topic names, PostgreSQL folds unquoted names
+/// to lower case).
 async fn target(client: &Client, c: &PgSinkConfig) -> Result<Target, ConnectError> {
     let (schema, table) = &c.table;
     let sql = format!(
-        "SELECT column_name, data_type FROM information_schema.columns \
-         WHERE table_schema = {} AND table_name = {} ORDER BY ordinal_position",
+        "SELECT table_name, column_name, data_type FROM information_schema.columns \
+         WHERE table_schema = {} AND lower(table_name) = lower({}) ORDER BY table_name, ordinal_position",
         literal(schema),
         literal(table)
     );
@@ -41,23 +44,40 @@ async fn target(client: &Client, c: &PgSinkConfig) -> Result<Target, ConnectErro
         .simple_query(&sql)
         .await
         .map_err(|e| ConnectError::pg("reading the table's columns", &e))?;
-    let columns: Vec<(String, bool)> = found
+    let rows: Vec<(String, String, bool)> = found
         .iter()
         .filter_map(|m| match m {
-            tokio_postgres::SimpleQueryMessage::Row(r) => {
-                Some((r.get(0)?.to_string(), r.get(1)?.starts_with("timestamp")))
-            }
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some((
+                r.get(0)?.to_string(),
+                r.get(1)?.to_string(),
+                r.get(2)?.starts_with("timestamp"),
+            )),
             _ => None,
         })
         .collect();
+    let mut names: Vec<&str> = rows.iter().map(|(t, _, _)| t.as_str()).collect();
+    names.dedup();
     let id = format!("{schema}.{table}");
-    if columns.is_empty() {
-        return Err(ConnectError::MissingTable { table: id });
-    }
+    let name = match names.as_slice() {
+        _ if names.contains(&table.as_str()) => table.clone(),
+        [one] => one.to_string(),
+        [] => return Err(ConnectError::MissingTable { table: id }),
+        several => {
+            return Err(ConnectError::config(
+                "table.name.format",
+                format!(
+                    "{id} is not a table, and several differ from it only in case: {several:?}"
+                ),
+            ));
+        }
+    };
+    let columns: Vec<(String, bool)> =
+        rows.into_iter().filter(|(t, _, _)| *t == name).map(|(_, c, ts)| (c, ts)).collect();
+    let id = format!("{schema}.{name}");
     let pk = columns.iter().map(|(n, _)| n).find(|n| n.eq_ignore_ascii_case(&c.pk)).ok_or_else(
         || ConnectError::config("pk.fields", format!("table {id} has no column {}", c.pk)),
     )?;
-    Ok(Target { name: format!("{}.{}", ident(schema), ident(table)), pk: pk.clone(), columns })
+    Ok(Target { name: format!("{}.{}", ident(schema), ident(&name)), pk: pk.clone(), columns })
 }
 
 impl Target {
