@@ -10,7 +10,9 @@
 //! - the table folded from the topic (latest `after` per key, tombstones delete) equals
 //!   `SELECT * FROM items`.
 //!
-//! `EDDY_CDC_SEED` replaces the seed (printed first).
+//! `EDDY_CDC_SEED` replaces the seed (printed first). The long form (100,000 changes, ten
+//! kills) is the same test at a larger scale: `EDDY_CDC_CHANGES=12500 EDDY_CDC_KILLS=5` (changes per
+//! session and phase, kills per phase).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,6 +30,14 @@ const SEED: u64 = 0x0edd_cdc0_2200_0001;
 const SESSIONS: u64 = 4;
 const CHANGES_PER_SESSION_PHASE: u64 = 2500;
 const KILLS_PER_PHASE: u64 = 3;
+
+fn changes_per_session_phase() -> u64 {
+    eddy_tests::env_u64("EDDY_CDC_CHANGES").unwrap_or(CHANGES_PER_SESSION_PHASE)
+}
+
+fn kills_per_phase() -> u64 {
+    eddy_tests::env_u64("EDDY_CDC_KILLS").unwrap_or(KILLS_PER_PHASE)
+}
 const TOPIC: &str = "pg.public.items";
 
 /// xorshift64*: the test's only randomness.
@@ -49,7 +59,8 @@ impl Rng {
 fn script(rng: &mut Rng, session: u64, phase: u64) -> String {
     let mut s = String::new();
     let mut n = 0;
-    while n < CHANGES_PER_SESSION_PHASE {
+    let changes = changes_per_session_phase();
+    while n < changes {
         let grouped = rng.below(4) == 0;
         if grouped {
             s.push_str("BEGIN;\n");
@@ -93,7 +104,7 @@ fn run_phase(
         child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
         children.push(child);
     }
-    for k in 0..KILLS_PER_PHASE {
+    for k in 0..kills_per_phase() {
         // A random moment while the sessions run: chaos, not synchronisation.
         std::thread::sleep(Duration::from_millis(200 + rng.below(1500)));
         broker.kill9();
