@@ -1,8 +1,8 @@
 //! The TCP server: a thin layer that turns frames into calls on [`Broker`] and answers back.
 //!
-//! - The listener accepts while it has room: at most `max_connections` connections, and at most
-//!   `max_connections_per_ip` from one client address ([`Admission`]); past either, a connection
-//!   gets one `TOO_MANY_CONNECTIONS` frame naming the limit and is closed.
+//! - The listener accepts while it has room: at most `max_connections` connections, and at
+//!   most `max_connections_per_ip` from one client address (`crate::admission`); past either,
+//!   a connection gets one `TOO_MANY_CONNECTIONS` frame naming the limit and is closed.
 //! - A connection whose first frame (the handshake, or any request) is not complete within
 //!   `handshake_timeout_ms` of its accept is closed, so connections that never speak free their
 //!   place in seconds rather than after the idle timeout.
