@@ -12,9 +12,11 @@
 //! [limits]
 //! max_frame_bytes = 16777216
 //! max_batch_bytes = 8388608
-//! max_connections = 1024
+//! max_connections = 1024          # per listener (native and Kafka each)
+//! max_connections_per_ip = 256    # per listener, from one client address (loopback included)
 //! max_in_flight = 64
 //! idle_timeout_ms = 600000
+//! handshake_timeout_ms = 10000    # a new connection's first request must arrive within this
 //!
 //! [topic_defaults]
 //! partitions = 1
@@ -84,8 +86,14 @@ pub struct Limits {
     pub max_frame_bytes: u32,
     pub max_batch_bytes: u32,
     pub max_connections: u32,
+    /// Connections one client address may hold on a listener (at most `max_connections`
+    /// counts: a larger value is the same as no per-address limit).
+    pub max_connections_per_ip: u32,
     pub max_in_flight: u32,
     pub idle_timeout_ms: u32,
+    /// A connection whose first request is not complete this long after its accept is closed
+    /// (or after `idle_timeout_ms`, if that is shorter).
+    pub handshake_timeout_ms: u32,
 }
 
 impl Default for Limits {
@@ -94,8 +102,10 @@ impl Default for Limits {
             max_frame_bytes: 16 << 20,
             max_batch_bytes: 8 << 20,
             max_connections: 1024,
+            max_connections_per_ip: 256,
             max_in_flight: 64,
             idle_timeout_ms: 600_000,
+            handshake_timeout_ms: 10_000,
         }
     }
 }
@@ -306,8 +316,10 @@ impl BrokerConfig {
             ("EDDY_MAX_FRAME_BYTES", &mut limits.max_frame_bytes),
             ("EDDY_MAX_BATCH_BYTES", &mut limits.max_batch_bytes),
             ("EDDY_MAX_CONNECTIONS", &mut limits.max_connections),
+            ("EDDY_MAX_CONNECTIONS_PER_IP", &mut limits.max_connections_per_ip),
             ("EDDY_MAX_IN_FLIGHT", &mut limits.max_in_flight),
             ("EDDY_IDLE_TIMEOUT_MS", &mut limits.idle_timeout_ms),
+            ("EDDY_HANDSHAKE_TIMEOUT_MS", &mut limits.handshake_timeout_ms),
         ] {
             if let Some(v) = env(name) {
                 *slot = parse(name, v)?;
@@ -356,9 +368,19 @@ impl BrokerConfig {
                     .into(),
             ));
         }
-        if l.max_connections == 0 || l.max_in_flight == 0 || l.idle_timeout_ms == 0 {
+        if [
+            l.max_connections,
+            l.max_connections_per_ip,
+            l.max_in_flight,
+            l.idle_timeout_ms,
+            l.handshake_timeout_ms,
+        ]
+        .contains(&0)
+        {
             return Err(ConfigError::Invalid(
-                "limits.max_connections, max_in_flight and idle_timeout_ms must be positive".into(),
+                "limits.max_connections, max_connections_per_ip, max_in_flight, idle_timeout_ms \
+                 and handshake_timeout_ms must be positive"
+                    .into(),
             ));
         }
         if let Some(advertised) = &self.kafka_advertised {
@@ -407,6 +429,20 @@ mod tests {
         assert_eq!(c.limits.max_connections, 7);
         assert_eq!(c.limits.max_in_flight, 9);
         assert_eq!(c.topic_defaults.partitions, 3);
+    }
+
+    #[test]
+    fn connection_flood_limits_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eddy.toml");
+        std::fs::write(&path, "[limits]\nmax_connections_per_ip = 3\n").unwrap();
+        let env = |k: &str| (k == "EDDY_HANDSHAKE_TIMEOUT_MS").then(|| "250".to_string());
+        let c = BrokerConfig::load(Some(&path), env).unwrap();
+        assert_eq!(c.limits.max_connections_per_ip, 3);
+        assert_eq!(c.limits.handshake_timeout_ms, 250);
+        let zero = |k: &str| (k == "EDDY_MAX_CONNECTIONS_PER_IP").then(|| "0".to_string());
+        let e = BrokerConfig::load(None, zero).unwrap_err();
+        assert!(e.to_string().contains("max_connections_per_ip"), "{e}");
     }
 
     #[test]

@@ -24,12 +24,14 @@
 //! - `broker`: [`Broker`], which owns the services and routes requests; it also implements
 //!   `eddy_client::Transport`, so the client's producer and consumer run on it with no socket.
 //! - `wire`, [`server`]: frames and the TCP server, with limits on frames, connections,
-//!   in-flight requests and idle time.
+//!   in-flight requests and idle time; `admission`: each listener's connection budget, in all
+//!   and per client address.
 //! - [`kafka`]: the Kafka-protocol listener, translating Kafka's requests onto [`Broker`]'s.
 //!
 //! Not a cluster: one broker, no replication.
 #![forbid(unsafe_code)]
 
+mod admission;
 mod broker;
 mod clock;
 pub mod config;

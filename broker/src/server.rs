@@ -1,7 +1,11 @@
 //! The TCP server: a thin layer that turns frames into calls on [`Broker`] and answers back.
 //!
-//! - The listener accepts while a semaphore has room (`max_connections`); past it, a connection
-//!   gets one `TOO_MANY_CONNECTIONS` frame and is closed.
+//! - The listener accepts while it has room: at most `max_connections` connections, and at
+//!   most `max_connections_per_ip` from one client address (`crate::admission`); past either,
+//!   a connection gets one `TOO_MANY_CONNECTIONS` frame naming the limit and is closed.
+//! - A connection whose first frame (the handshake, or any request) is not complete within
+//!   `handshake_timeout_ms` of its accept is closed, so connections that never speak free their
+//!   place in seconds rather than after the idle timeout.
 //! - Each connection reads frames into one buffer and hands each request to its own task, so
 //!   requests pipeline. A request's bytes (a produce's batches) are slices of that buffer,
 //!   appended as they are; the buffer's memory is used again once they are done
@@ -33,10 +37,11 @@ use eddy_protocol::{ErrorCode, FrameDecoder, FrameError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use crate::admission::{Admission, Admitted, Refusal};
 use crate::broker::Broker;
 use crate::config::Limits;
 use crate::data::AppendTurn;
@@ -56,7 +61,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = broker.config().limits;
-    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let admission = Admission::new(&limits);
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -74,14 +79,15 @@ pub async fn serve(
                     }
                 };
                 let meters = broker.meters();
-                match slots.clone().try_acquire_owned() {
+                match admission.admit(peer) {
                     Ok(slot) => {
                         meters.connection(&meters.native_connections, Some(true));
                         connections.spawn(Connection::new(broker.clone(), limits, stopped.clone(), slot, peer).run(stream));
                     }
-                    Err(_) => {
+                    Err(refusal) => {
                         meters.connection(&meters.native_connections, Some(false));
-                        connections.spawn(refuse(stream, limits.max_connections));
+                        tracing::debug!(%peer, %refusal, "connection refused");
+                        connections.spawn(refuse(stream, refusal));
                     }
                 }
             }
@@ -95,12 +101,8 @@ pub async fn serve(
     Ok(())
 }
 
-async fn refuse(mut stream: TcpStream, max: u32) {
-    let frame = error_frame(
-        0,
-        ErrorCode::TooManyConnections,
-        format!("the broker already has {max} connections"),
-    );
+async fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let frame = error_frame(0, ErrorCode::TooManyConnections, refusal.to_string());
     let _ = tokio::time::timeout(Duration::from_secs(1), write_frame(&mut stream, &frame)).await;
 }
 
@@ -129,7 +131,7 @@ struct Connection {
     broker: Broker,
     limits: Limits,
     stopped: watch::Receiver<bool>,
-    _slot: OwnedSemaphorePermit,
+    _slot: Admitted,
     peer: SocketAddr,
     in_flight: Arc<Semaphore>,
     /// Passed on once the connection's latest produce has appended.
@@ -142,6 +144,8 @@ enum Close {
     Eof,
     Shutdown,
     Idle,
+    /// No complete first frame within `handshake_timeout_ms`.
+    Handshake,
     ReadError(std::io::Error),
     BadFrame(FrameError),
     WriterGone,
@@ -152,7 +156,7 @@ impl Connection {
         broker: Broker,
         limits: Limits,
         stopped: watch::Receiver<bool>,
-        slot: OwnedSemaphorePermit,
+        slot: Admitted,
         peer: SocketAddr,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight as usize));
@@ -209,14 +213,18 @@ impl Connection {
     ) -> Close {
         let decoder = FrameDecoder::new(self.limits.max_frame_bytes);
         let idle = Duration::from_millis(u64::from(self.limits.idle_timeout_ms));
+        let handshake = Duration::from_millis(u64::from(self.limits.handshake_timeout_ms));
         let mut input = ReadBuffer::new();
-        let mut deadline = Instant::now() + idle;
+        // Until the first frame is complete, the shorter handshake deadline applies.
+        let mut greeted = false;
+        let mut deadline = Instant::now() + idle.min(handshake);
         loop {
             loop {
                 // Room for the rest of the next frame first, so the decoder need not allocate.
                 input.reserve_frame(decoder.max_frame_bytes());
                 match decoder.next_message::<Request>(input.buf()) {
                     Ok(Some(request)) => {
+                        greeted = true;
                         deadline = Instant::now() + idle;
                         if let Err(close) = self.dispatch(request, tx, requests).await {
                             return close;
@@ -238,6 +246,9 @@ impl Connection {
                     Err(e) => return Close::ReadError(e),
                 },
                 _ = tokio::time::sleep_until(deadline) => {
+                    if !greeted {
+                        return if handshake < idle { Close::Handshake } else { Close::Idle };
+                    }
                     let busy = self.in_flight.available_permits() < self.limits.max_in_flight as usize;
                     if !busy {
                         return Close::Idle;

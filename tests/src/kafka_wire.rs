@@ -47,6 +47,11 @@ pub struct KafkaConnection {
 impl KafkaConnection {
     pub fn connect(addr: SocketAddr) -> KafkaConnection {
         let stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect {addr}: {e}"));
+        KafkaConnection::from_stream(stream)
+    }
+
+    /// Speaks over a connection made elsewhere (from a chosen source address, say).
+    pub fn from_stream(stream: TcpStream) -> KafkaConnection {
         stream.set_read_timeout(Some(ANSWER_TIMEOUT)).expect("read timeout");
         KafkaConnection { stream, next_correlation: 1 }
     }

@@ -11,10 +11,11 @@
 //!   unknown API or a version this broker does not speak closes only that connection, with a
 //!   warning naming it. ApiVersions at any version is answered (with `UNSUPPORTED_VERSION` and
 //!   the supported list when it is too new), so a client always learns what is spoken here.
-//! - Connection limits, idle timeout and shutdown are the native listener's: past
-//!   `max_connections` a connection is closed at once; a connection silent for
-//!   `idle_timeout_ms` is closed; on shutdown the request being handled is answered, then the
-//!   connection closes.
+//! - Connection limits, timeouts and shutdown are the native listener's (with a budget of its
+//!   own): past `max_connections`, or `max_connections_per_ip` from one client address, a
+//!   connection is closed at once; a connection whose first request is not complete within
+//!   `handshake_timeout_ms` is closed; a connection silent for `idle_timeout_ms` is closed; on
+//!   shutdown the request being handled is answered, then the connection closes.
 //!
 //! - Connections, and each request by API key with its latency, are counted in the broker's
 //!   [`Meters`](crate::metrics::Meters) (`api::handle`, the one place a request is dispatched).
@@ -45,9 +46,10 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use crate::admission::Admission;
 use crate::broker::Broker;
 
 pub use api::supported_versions;
@@ -126,7 +128,7 @@ pub async fn serve(
         cluster_id,
     });
     let expiry = tokio::spawn(abort_expired_transactions(context.broker.clone()));
-    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let admission = Admission::new(&limits);
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -143,11 +145,14 @@ pub async fn serve(
                     }
                 };
                 let meters = context.broker.meters();
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    meters.connection(&meters.kafka_connections, Some(false));
-                    // Kafka has no frame to say so before a request; the client backs off.
-                    tracing::warn!(%peer, max = limits.max_connections, "kafka connection refused: too many connections");
-                    continue;
+                let slot = match admission.admit(peer) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        meters.connection(&meters.kafka_connections, Some(false));
+                        // Kafka has no frame to say so before a request; the client backs off.
+                        tracing::warn!(%peer, %refusal, "kafka connection refused");
+                        continue;
+                    }
                 };
                 meters.connection(&meters.kafka_connections, Some(true));
                 let connection = Connection { context: context.clone(), stopped: stopped.clone(), peer };
@@ -223,6 +228,8 @@ enum Close {
     Eof,
     Shutdown,
     Idle,
+    /// No complete first request within `handshake_timeout_ms`.
+    Handshake,
     Io(std::io::Error),
     /// The peer sent something this broker will not answer (logged with the reason).
     Refused(String),
@@ -247,16 +254,21 @@ impl Connection {
     async fn serve(&mut self, stream: &mut TcpStream) -> Close {
         let limits = self.context.broker.config().limits;
         let idle = Duration::from_millis(u64::from(limits.idle_timeout_ms));
+        let handshake = Duration::from_millis(u64::from(limits.handshake_timeout_ms));
+        // The first request must be complete within the (usually shorter) handshake deadline.
+        let (mut wait, mut timed_out) =
+            if handshake < idle { (handshake, Close::Handshake) } else { (idle, Close::Idle) };
         loop {
             let frame = tokio::select! {
                 _ = self.stopped.changed() => return Close::Shutdown,
-                frame = tokio::time::timeout(idle, read_frame(stream, limits.max_frame_bytes)) => match frame {
-                    Err(_) => return Close::Idle,
+                frame = tokio::time::timeout(wait, read_frame(stream, limits.max_frame_bytes)) => match frame {
+                    Err(_) => return timed_out,
                     Ok(Ok(Some(frame))) => frame,
                     Ok(Ok(None)) => return Close::Eof,
                     Ok(Err(close)) => return close,
                 },
             };
+            (wait, timed_out) = (idle, Close::Idle);
             let answer = match api::handle(&self.context, frame, self.peer).await {
                 Ok(answer) => answer,
                 Err(reason) => return Close::Refused(reason),
