@@ -10,9 +10,9 @@
 //! - the table folded from the topic (latest `after` per key, tombstones delete) equals
 //!   `SELECT * FROM items`.
 //!
-//! `EDDY_CDC_SEED` replaces the seed (printed first). The long form (100,000 changes, ten
-//! kills) is the same test at a larger scale: `EDDY_CDC_CHANGES=12500 EDDY_CDC_KILLS=5` (changes per
-//! session and phase, kills per phase).
+//! `EDDY_CDC_SEED` replaces the seed (printed first). The long form is the same test at a larger
+//! scale: `EDDY_CDC_CHANGES=15000 EDDY_CDC_KILLS=5` (statements per session and phase, kills per
+//! phase) commits 102,215 row changes with ten kills (55 s; some statements change no row).
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::collections::{BTreeMap, BTreeSet};
