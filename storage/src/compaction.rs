@@ -21,8 +21,6 @@
 //! `.cleaned`. Readers already holding the old segment keep reading its (unlinked) file.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
 use std::sync::Arc;
 
 use crate::batch::header::ATTR_COMPRESSION_MASK;
@@ -36,6 +34,7 @@ use crate::index::IndexBuilder;
 use crate::log::{Log, Segments};
 use crate::segment::{SealedSegment, corrupt};
 use crate::txn::{AbortedTxn, is_aborted};
+use crate::vfs::OpenMode;
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -93,16 +92,20 @@ impl Log {
             index.on_batch(batch.header(), position, interval);
             position += u64::from(batch.header().batch_len);
         }
-        let mut file = File::create(&tmp_path).map_err(Error::io("create", &tmp_path))?;
+        let fs = &inner.fs;
+        let file =
+            fs.open(&tmp_path, OpenMode::CREATE_EMPTY).map_err(Error::io("create", &tmp_path))?;
         file.write_all(&bytes).map_err(Error::io("write", &tmp_path))?;
         file.sync_all().map_err(Error::io("fsync", &tmp_path))?;
+        drop(file);
         // Index files first: until the rename they describe a length the old log does not
         // have, so a crash in between makes the next open rebuild them.
-        index.write_files(&final_path, bytes.len() as u64)?;
-        std::fs::rename(&tmp_path, &final_path).map_err(Error::io("rename", &tmp_path))?;
-        files::sync_dir(&inner.dir)?;
-        let file = File::open(&final_path).map_err(Error::io("open", &final_path))?;
+        index.write_files(&**fs, &final_path, bytes.len() as u64)?;
+        fs.rename(&tmp_path, &final_path).map_err(Error::io("rename", &tmp_path))?;
+        files::sync_dir(&**fs, &inner.dir)?;
+        let file = fs.open(&final_path, OpenMode::READ).map_err(Error::io("open", &final_path))?;
         let new = SealedSegment::from_file(
+            fs,
             old.base_offset,
             final_path,
             file,

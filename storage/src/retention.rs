@@ -70,14 +70,14 @@ impl Log {
         let bytes_deleted = deleted.iter().map(|s| s.len).sum();
         for segment in &deleted {
             for path in segment_files(&inner.dir, segment.base_offset) {
-                match std::fs::remove_file(&path) {
+                match inner.fs.remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io("delete", &path)(e)),
                 }
             }
         }
-        crate::files::sync_dir(&inner.dir)?;
+        crate::files::sync_dir(&*inner.fs, &inner.dir)?;
         let start_offset = self.start_offset();
         tracing::info!(log = %inner.dir.display(), segments = deleted.len(), bytes_deleted, start_offset, "retention deleted segments");
         Ok(RetentionReport { segments_deleted: deleted.len(), bytes_deleted, start_offset })

@@ -11,8 +11,6 @@
 //!   segment's index lives on the heap. Every batch it serves has had its checksum verified
 //!   once; `verified_upto` remembers the checked prefix so re-reads skip the work.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
@@ -23,16 +21,16 @@ use crate::active_index::ActiveIndex;
 use crate::batch::{BatchError, BatchHeader, BatchView, HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::index::{IndexBuilder, SealedIndex};
-use crate::mmap;
 use crate::stats::Stats;
 use crate::sync::SegmentSync;
+use crate::vfs::{Fs, OpenMode, VFile};
 
 /// The segment being appended.
 #[derive(Debug)]
 pub struct ActiveSegment {
     pub base_offset: u64,
     pub path: PathBuf,
-    pub file: File,
+    pub file: VFile,
     /// Bytes readers may see: always the end of a complete batch.
     pub visible_len: AtomicU64,
     /// Shared with the [`SealedSegment`] this becomes until the sealer has finished it.
@@ -48,7 +46,8 @@ pub struct SealedSegment {
     pub path: PathBuf,
     pub len: u64,
     index_interval_bytes: u32,
-    file: File,
+    fs: Fs,
+    file: VFile,
     map: OnceLock<Bytes>,
     index: OnceLock<SealedIndex>,
     /// The index the segment had while active, until the sealer has finished its files.
@@ -102,7 +101,7 @@ impl ActiveSegment {
     pub fn new(
         base_offset: u64,
         path: PathBuf,
-        file: File,
+        file: VFile,
         len: u64,
         synced_len: u64,
         index: ActiveIndex,
@@ -185,20 +184,22 @@ impl ActiveSegment {
 
 impl SealedSegment {
     pub fn open(
+        fs: &Fs,
         base_offset: u64,
         path: PathBuf,
         len: u64,
         index_interval_bytes: u32,
     ) -> Result<Self> {
-        let file = File::open(&path).map_err(Error::io("open", &path))?;
-        Ok(Self::from_file(base_offset, path, file, len, index_interval_bytes))
+        let file = fs.open(&path, OpenMode::READ).map_err(Error::io("open", &path))?;
+        Ok(Self::from_file(fs, base_offset, path, file, len, index_interval_bytes))
     }
 
     /// A finished segment whose index files are loaded on first use.
     pub fn from_file(
+        fs: &Fs,
         base_offset: u64,
         path: PathBuf,
-        file: File,
+        file: VFile,
         len: u64,
         index_interval_bytes: u32,
     ) -> Self {
@@ -207,6 +208,7 @@ impl SealedSegment {
             path,
             len,
             index_interval_bytes,
+            fs: fs.clone(),
             file,
             map: OnceLock::new(),
             index: OnceLock::new(),
@@ -218,16 +220,17 @@ impl SealedSegment {
     /// A segment just sealed (or found unsynced by recovery): its index is still the active
     /// one until the sealer has finished it.
     pub fn unfinished(
+        fs: &Fs,
         base_offset: u64,
         path: PathBuf,
-        file: File,
+        file: VFile,
         len: u64,
         index_interval_bytes: u32,
         index: Arc<RwLock<ActiveIndex>>,
     ) -> Self {
         Self {
             unfinished: Some(index),
-            ..Self::from_file(base_offset, path, file, len, index_interval_bytes)
+            ..Self::from_file(fs, base_offset, path, file, len, index_interval_bytes)
         }
     }
 
@@ -236,6 +239,7 @@ impl SealedSegment {
     pub fn finished(&self) -> Result<Self> {
         let file = self.file.try_clone().map_err(Error::io("reopen", &self.path))?;
         let next = Self::from_file(
+            &self.fs,
             self.base_offset,
             self.path.clone(),
             file,
@@ -255,7 +259,7 @@ impl SealedSegment {
         if let Some(map) = self.map.get() {
             return Ok(map);
         }
-        let map = mmap::map(&self.file, self.len, true).map_err(Error::io("mmap", &self.path))?;
+        let map = self.file.map(self.len, true).map_err(Error::io("mmap", &self.path))?;
         Ok(self.map.get_or_init(|| map))
     }
 
@@ -269,7 +273,7 @@ impl SealedSegment {
             return Ok(IndexRef::Loaded(index));
         }
         stats.index_loads.fetch_add(1, Ordering::Relaxed);
-        let index = match SealedIndex::load(&self.path, self.base_offset, self.len) {
+        let index = match SealedIndex::load(&*self.fs, &self.path, self.base_offset, self.len) {
             Some(index) => index,
             None => self.rebuild_index(stats)?,
         };
@@ -293,7 +297,7 @@ impl SealedSegment {
             position += u64::from(header.batch_len);
         }
         tracing::warn!(segment = %self.path.display(), "rebuilt missing or invalid index");
-        if let Err(e) = builder.write_files(&self.path, self.len) {
+        if let Err(e) = builder.write_files(&*self.fs, &self.path, self.len) {
             // The rebuilt index still serves this process; the next open rebuilds again.
             tracing::warn!(segment = %self.path.display(), error = %e, "could not save rebuilt index");
         }

@@ -13,13 +13,13 @@
 //! reporting offsets durable can first make sure the files holding them can be found after a
 //! crash.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::stats::Stats;
+use crate::vfs::{Fs, VFile};
 
 /// Why a segment could not be made durable.
 #[derive(Debug)]
@@ -40,7 +40,7 @@ struct SyncState {
 /// Serialises the fsyncs of one segment's `.log` file and remembers how far they got.
 #[derive(Debug)]
 pub struct SegmentSync {
-    file: File,
+    file: VFile,
     path: PathBuf,
     state: Mutex<SyncState>,
     /// Makes the next fsync fail, as a disk error would.
@@ -51,7 +51,7 @@ pub struct SegmentSync {
 impl SegmentSync {
     /// `file` is a handle on the segment (a duplicate of the writer's is fine); `synced_len`
     /// bytes of it are already known durable.
-    pub fn new(file: File, path: PathBuf, synced_len: u64) -> Self {
+    pub fn new(file: VFile, path: PathBuf, synced_len: u64) -> Self {
         Self {
             file,
             path,
@@ -109,6 +109,7 @@ impl SegmentSync {
 /// Directory fsyncs: whether every segment file created so far has a durable directory entry.
 #[derive(Debug)]
 pub struct DirSync {
+    fs: Fs,
     path: PathBuf,
     /// Files created (each bumps the count before anything is written to it).
     created: AtomicU64,
@@ -120,8 +121,9 @@ pub struct DirSync {
 
 impl DirSync {
     /// A directory whose entries are all durable (recovery fsynced it).
-    pub fn new(path: &Path) -> Self {
+    pub fn new(fs: Fs, path: &Path) -> Self {
         Self {
+            fs,
             path: path.to_path_buf(),
             created: AtomicU64::new(0),
             synced: Mutex::new(0),
@@ -163,7 +165,7 @@ impl DirSync {
 
     fn sync_locked(&self, synced: &mut u64) -> Result<(), SyncFailure> {
         let covers = self.generation();
-        match File::open(&self.path).and_then(|d| d.sync_all()) {
+        match self.fs.sync_dir(&self.path) {
             Ok(()) => {
                 *synced = (*synced).max(covers);
                 Ok(())

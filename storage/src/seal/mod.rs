@@ -28,7 +28,6 @@
 //!   segments below the checkpointed recovery point: never one a job or recovery still reads.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -41,6 +40,7 @@ use crate::files::{self, LOG_EXT, PRODUCERS_EXT};
 use crate::log::{Inner, Segments, Writer};
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::sync::{SegmentSync, SyncFailure};
+use crate::vfs::{FileSystem, OpenMode, VFile};
 
 /// A sealed segment the background thread has yet to finish.
 #[derive(Debug)]
@@ -171,13 +171,14 @@ impl Inner {
         let old = w.active.clone();
         let base = self.next_offset.load(Ordering::Relaxed);
         let path = files::segment_file(&self.dir, base, LOG_EXT);
-        let file = create_segment_file(&path)?;
-        let index = ActiveIndex::create(&path, base)?;
+        let file = create_segment_file(&*self.fs, &path)?;
+        let index = ActiveIndex::create(&*self.fs, &path, base)?;
         self.dir_sync.created();
         let active = Arc::new(ActiveSegment::new(base, path, file, 0, 0, index)?);
         let sealed_file = old.file.try_clone().map_err(Error::io("reopen", &old.path))?;
 
         let sealed = Arc::new(SealedSegment::unfinished(
+            &self.fs,
             old.base_offset,
             old.path.clone(),
             sealed_file,
@@ -211,7 +212,7 @@ impl Inner {
             return Err(self.durability_lost(failure));
         }
         let snapshot = files::segment_file(&self.dir, job.next_base, PRODUCERS_EXT);
-        if let Err(e) = files::replace_file(&snapshot, &job.producers) {
+        if let Err(e) = files::replace_file(&*self.fs, &snapshot, &job.producers) {
             tracing::warn!(log = %self.dir.display(), error = %e, "could not write the producer snapshot; open will rebuild it if needed");
         }
         let finished = job.index.write().unwrap_or_else(|p| p.into_inner()).finish(job.len);
@@ -264,16 +265,15 @@ impl Inner {
     fn remove_old_snapshots(&self, newest: u64) {
         let segments = self.segments();
         let keep_from = segments.sealed.iter().rev().nth(1).map_or(0, |s| s.base_offset);
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+        let Ok(names) = self.fs.read_dir(&self.dir) else {
             return;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if let Some((base, PRODUCERS_EXT)) = name.to_str().and_then(files::parse_segment_name)
+        for name in names {
+            if let Some((base, PRODUCERS_EXT)) = files::parse_segment_name(&name)
                 && base < keep_from
                 && base != newest
             {
-                let _ = std::fs::remove_file(entry.path());
+                let _ = self.fs.remove_file(&self.dir.join(&name));
             }
         }
     }
@@ -286,7 +286,7 @@ impl Inner {
         }
         // Every aborted transaction below the point must be on disk before the point is.
         self.txns.sync()?;
-        checkpoint.write(&self.dir)?;
+        checkpoint.write(&*self.fs, &self.dir)?;
         *point = checkpoint.order();
         Ok(true)
     }
@@ -333,16 +333,10 @@ impl Inner {
     }
 }
 
-pub fn create_segment_file(path: &Path) -> Result<File> {
+pub fn create_segment_file(fs: &dyn FileSystem, path: &Path) -> Result<VFile> {
     // A file of this name can only be left over from a roll that failed before it was used:
     // its base offset is past every appended record. Start it empty.
-    File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(Error::io("create", path))
+    fs.open(path, OpenMode::CREATE_EMPTY).map_err(Error::io("create", path))
 }
 
 #[cfg(test)]

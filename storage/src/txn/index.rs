@@ -16,8 +16,6 @@
 //! the rest are found again by replaying the log after it. Retention drops the entries whose
 //! marker is below the new log start (the file is rewritten atomically).
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -26,6 +24,7 @@ use super::AbortedTxn;
 use crate::batch::header::{le_u32_at, le_u64_at};
 use crate::error::{Error, Result};
 use crate::files;
+use crate::vfs::{Fs, OpenMode, VFile};
 
 pub const FILE_NAME: &str = "aborted.txnindex";
 const MAGIC: [u8; 4] = *b"ETXN";
@@ -37,9 +36,9 @@ const NONE_OPEN: u64 = u64::MAX;
 
 /// The entries of `dir`'s index whose marker lies below `keep_below`, and whether that is all
 /// the file held (so it need not be rewritten). A missing or damaged file gives what it can.
-pub(crate) fn load(dir: &Path, keep_below: u64) -> Result<(Vec<AbortedTxn>, bool)> {
+pub(crate) fn load(fs: &Fs, dir: &Path, keep_below: u64) -> Result<(Vec<AbortedTxn>, bool)> {
     let path = dir.join(FILE_NAME);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match fs.read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
         Err(e) => return Err(Error::io("read", &path)(e)),
@@ -103,7 +102,7 @@ fn file_bytes(entries: &[AbortedTxn]) -> Vec<u8> {
 /// garbage only past `len`, which the next write covers.
 #[derive(Debug)]
 struct IndexFile {
-    file: File,
+    file: VFile,
     len: u64,
     /// Written since the last fsync.
     dirty: bool,
@@ -112,6 +111,7 @@ struct IndexFile {
 /// One partition's transaction state, shared by the writer and every reader.
 #[derive(Debug)]
 pub(crate) struct TxnState {
+    fs: Fs,
     path: PathBuf,
     /// In marker order (ascending `last_offset`).
     aborted: RwLock<Vec<AbortedTxn>>,
@@ -124,6 +124,7 @@ impl TxnState {
     /// Opens the state of the log in `dir` with `entries` (what `load` kept and replay added);
     /// rewrites the file unless `unchanged`.
     pub fn open(
+        fs: &Fs,
         dir: &Path,
         entries: Vec<AbortedTxn>,
         unchanged: bool,
@@ -131,12 +132,12 @@ impl TxnState {
     ) -> Result<Self> {
         let path = dir.join(FILE_NAME);
         if !unchanged {
-            files::write_atomic(&path, &file_bytes(&entries))?;
+            files::write_atomic_on(&**fs, &path, &file_bytes(&entries))?;
         }
-        let file =
-            File::options().read(true).write(true).open(&path).map_err(Error::io("open", &path))?;
+        let file = fs.open(&path, OpenMode::READ_WRITE).map_err(Error::io("open", &path))?;
         let len = HEADER_LEN + (entries.len() * ENTRY_LEN) as u64;
         Ok(Self {
+            fs: fs.clone(),
             path,
             has_aborted: AtomicBool::new(!entries.is_empty()),
             aborted: RwLock::new(entries),
@@ -227,11 +228,10 @@ impl TxnState {
             return Ok(());
         }
         let kept = aborted[drop..].to_vec();
-        files::write_atomic(&self.path, &file_bytes(&kept))?;
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .open(&self.path)
+        files::write_atomic_on(&*self.fs, &self.path, &file_bytes(&kept))?;
+        let file = self
+            .fs
+            .open(&self.path, OpenMode::READ_WRITE)
             .map_err(Error::io("open", &self.path))?;
         *f = IndexFile { file, len: HEADER_LEN + (kept.len() * ENTRY_LEN) as u64, dirty: false };
         *aborted = kept;
@@ -242,6 +242,10 @@ impl TxnState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn os() -> Fs {
+        crate::vfs::os()
+    }
 
     fn entry(pid: i64, first: u64, last: u64, lso: u64) -> AbortedTxn {
         AbortedTxn {
@@ -255,14 +259,14 @@ mod tests {
     #[test]
     fn entries_survive_reopen_below_the_recovery_point_only() {
         let dir = tempfile::tempdir().unwrap();
-        let state = TxnState::open(dir.path(), Vec::new(), false, None).unwrap();
+        let state = TxnState::open(&os(), dir.path(), Vec::new(), false, None).unwrap();
         state.write_entry(&entry(1, 0, 5, 6)).unwrap();
         state.write_entry(&entry(2, 3, 9, 10)).unwrap();
         state.sync().unwrap();
-        let (kept, whole) = load(dir.path(), 7).unwrap();
+        let (kept, whole) = load(&os(), dir.path(), 7).unwrap();
         assert_eq!(kept, vec![entry(1, 0, 5, 6)]);
         assert!(!whole);
-        let (kept, whole) = load(dir.path(), 100).unwrap();
+        let (kept, whole) = load(&os(), dir.path(), 100).unwrap();
         assert_eq!(kept.len(), 2);
         assert!(whole);
     }
@@ -270,7 +274,7 @@ mod tests {
     #[test]
     fn a_torn_entry_ends_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let state = TxnState::open(dir.path(), Vec::new(), false, None).unwrap();
+        let state = TxnState::open(&os(), dir.path(), Vec::new(), false, None).unwrap();
         state.write_entry(&entry(1, 0, 5, 6)).unwrap();
         state.write_entry(&entry(2, 3, 9, 10)).unwrap();
         let path = dir.path().join(FILE_NAME);
@@ -278,7 +282,7 @@ mod tests {
         let last = bytes.len() - 3;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let (kept, whole) = load(dir.path(), 100).unwrap();
+        let (kept, whole) = load(&os(), dir.path(), 100).unwrap();
         assert_eq!(kept, vec![entry(1, 0, 5, 6)]);
         assert!(!whole);
     }
@@ -288,13 +292,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Transaction 3 (from offset 2) stays open while 1 and 2 abort: their LSO is 2.
         let entries = vec![entry(1, 0, 4, 2), entry(2, 6, 8, 2), entry(3, 2, 12, 13)];
-        let state = TxnState::open(dir.path(), entries.clone(), false, None).unwrap();
+        let state = TxnState::open(&os(), dir.path(), entries.clone(), false, None).unwrap();
         assert_eq!(state.between(5, 9), vec![entries[1], entries[2]]);
         assert_eq!(state.between(0, 3), vec![entries[0], entries[2]]);
         assert_eq!(state.between(9, 20), vec![entries[2]]);
         assert_eq!(state.between(13, 20), vec![]);
         state.trim(5).unwrap();
         assert_eq!(state.all(), entries[1..].to_vec());
-        assert_eq!(load(dir.path(), 100).unwrap().0, entries[1..].to_vec());
+        assert_eq!(load(&os(), dir.path(), 100).unwrap().0, entries[1..].to_vec());
     }
 }
