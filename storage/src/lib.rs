@@ -19,7 +19,8 @@
 //!   transactions (`aborted.txnindex`) that `read_committed` readers skip.
 //! - `config`, `error`, `files` (atomic metadata writes), `lock` (the directory lock), `stats`.
 //! - [`vfs`]: the I/O seam every file operation goes through — the operating system's file
-//!   system, or [`vfs::sim`], a simulated one that can lose power, for crash testing.
+//!   system, or [`vfs::sim`], a simulated one that can lose power, for crash testing;
+//!   [`crashcheck`]: seeded workloads crashed on it at random points and checked on reopen.
 //!
 //! It is not a database: records are never updated in place, and the only deletes are retention
 //! (whole segments) and compaction (superseded keys). It knows nothing of networking or async;
@@ -37,6 +38,7 @@ mod checkpoint;
 mod commit;
 mod compaction;
 mod config;
+pub mod crashcheck;
 mod error;
 mod files;
 mod index;

@@ -113,7 +113,7 @@ pub(crate) fn open(fs: &Fs, dir: &Path, config: &LogConfig) -> Result<Recovered>
     let (aborted, whole) = txn_index::load(fs, dir, start.durable)?;
     let kept = aborted.len();
     let mut check =
-        Check { fs, dir, bases: &bases, interval, stats: &stats, jobs: Vec::new(), aborted };
+        Check { fs, dir, bases: bases.clone(), interval, stats: &stats, jobs: Vec::new(), aborted };
     let writer = check.run(start, &mut sealed)?;
     let (jobs, aborted) = (check.jobs, check.aborted);
     let unchanged = whole && aborted.len() == kept;
@@ -276,7 +276,7 @@ struct Unfinished {
 struct Check<'a> {
     fs: &'a Fs,
     dir: &'a Path,
-    bases: &'a [u64],
+    bases: Vec<u64>,
     interval: u32,
     stats: &'a Stats,
     jobs: Vec<SealJob>,
@@ -306,7 +306,7 @@ impl Check<'_> {
             self.stats
                 .recovery_scanned_bytes
                 .fetch_add(scan.file_len - position, Ordering::Relaxed);
-            let next = self.bases.get(first + 1).copied();
+            let next = self.next_base(first, index.next_offset())?;
             let fault = match (scan.fault, next) {
                 (Some(fault), _) => Some(fault),
                 (None, Some(found)) if found != index.next_offset() => {
@@ -315,6 +315,7 @@ impl Check<'_> {
                 (None, _) => None,
             };
             if let Some(fault) = &fault {
+                tracing::debug!(segment = %path.display(), position = scan.valid_len, reason = %fault, "the check stopped");
                 self.cut(&*file, &path, scan.valid_len, scan.file_len, fault)?;
                 self.delete_after(first)?;
             }
@@ -402,6 +403,31 @@ impl Check<'_> {
         file.sync_all().map_err(Error::io("fsync", path))?;
         self.stats.recovery_truncated_bytes.fetch_add(len - at, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// The base of the segment after the one at `index`, which ends at `expected`. An empty
+    /// segment starting before that is what a roll that failed (or crashed) after creating its
+    /// file left: it holds nothing, and is removed rather than taken for a gap (which would cut
+    /// every segment after it, acknowledged ones included).
+    fn next_base(&mut self, index: usize, expected: u64) -> Result<Option<u64>> {
+        while let Some(&found) = self.bases.get(index + 1) {
+            let path = files::segment_file(self.dir, found, LOG_EXT);
+            let empty = self.fs.file_len(&path).map_err(Error::io("stat", &path))? == 0;
+            if found >= expected || !empty {
+                return Ok(Some(found));
+            }
+            tracing::warn!(segment = %path.display(), expected, "removing the empty segment of a failed roll");
+            for path in segment_files(self.dir, found) {
+                match self.fs.remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("delete", &path)(e)),
+                }
+            }
+            files::sync_dir(&**self.fs, self.dir)?;
+            self.bases.remove(index + 1);
+        }
+        Ok(None)
     }
 
     /// Deletes every segment after the one at `index` (its tail was torn, so none of theirs was

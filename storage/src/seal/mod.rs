@@ -171,11 +171,22 @@ impl Inner {
         let old = w.active.clone();
         let base = self.next_offset.load(Ordering::Relaxed);
         let path = files::segment_file(&self.dir, base, LOG_EXT);
-        let file = create_segment_file(&*self.fs, &path)?;
-        let index = ActiveIndex::create(&*self.fs, &path, base)?;
+        // Counted before the files exist: an fsync that sees them must cover their entries.
         self.dir_sync.created();
-        let active = Arc::new(ActiveSegment::new(base, path, file, 0, 0, index)?);
-        let sealed_file = old.file.try_clone().map_err(Error::io("reopen", &old.path))?;
+        let made = create_segment_file(&*self.fs, &path).and_then(|file| {
+            let index = ActiveIndex::create(&*self.fs, &path, base)?;
+            let active = ActiveSegment::new(base, path.clone(), file, 0, 0, index)?;
+            let sealed_file = old.file.try_clone().map_err(Error::io("reopen", &old.path))?;
+            Ok((active, sealed_file))
+        });
+        let (active, sealed_file) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                self.remove_failed_segment(base);
+                return Err(e);
+            }
+        };
+        let active = Arc::new(active);
 
         let sealed = Arc::new(SealedSegment::unfinished(
             &self.fs,
@@ -204,6 +215,21 @@ impl Inner {
         w.first_timestamp = None;
         self.stats.rolls.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Removes what a failed roll created at `base`: an empty segment file left behind would
+    /// sit inside the active segment's offsets. (If a crash keeps it anyway, recovery removes
+    /// it: `recovery` skips empty segments that start inside their predecessor.)
+    fn remove_failed_segment(&self, base: u64) {
+        for path in crate::recovery::segment_files(&self.dir, base) {
+            match self.fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "could not remove a file of a failed roll; recovery will");
+                }
+            }
+        }
     }
 
     /// Runs one seal job (see the module docs). An error here has already poisoned the log.
