@@ -260,6 +260,9 @@ pub struct ActiveIndex {
     clock: EntryClock,
     offsets: EntryFile,
     times: EntryFile,
+    /// An fsync of this file failed: entries it was to make durable may be gone whatever a
+    /// later fsync says, so no checkpoint may count them (`checkpoint_state` fails).
+    sync_failed: Option<PathBuf>,
 }
 
 impl ActiveIndex {
@@ -269,6 +272,7 @@ impl ActiveIndex {
             clock: EntryClock::new(base_offset),
             offsets: EntryFile::open(fs, log_path, Kind::Offset, true)?,
             times: EntryFile::open(fs, log_path, Kind::Time, true)?,
+            sync_failed: None,
         })
     }
 
@@ -296,7 +300,7 @@ impl ActiveIndex {
             next_offset: state.next_offset,
             max_timestamp: state.max_timestamp,
         };
-        Ok(Some(Self { clock, offsets, times }))
+        Ok(Some(Self { clock, offsets, times, sync_failed: None }))
     }
 
     pub fn next_offset(&self) -> u64 {
@@ -351,6 +355,9 @@ impl ActiveIndex {
 
     /// Writes every pending entry and returns the state a checkpoint records.
     pub fn checkpoint_state(&mut self) -> Result<IndexState> {
+        if let Some(path) = &self.sync_failed {
+            return Err(Error::Poisoned { path: path.clone(), op: "fsync" });
+        }
         self.offsets.flush()?;
         self.times.flush()?;
         Ok(IndexState {
@@ -363,6 +370,11 @@ impl ActiveIndex {
             next_offset: self.clock.next_offset,
             max_timestamp: self.clock.max_timestamp,
         })
+    }
+
+    /// Notes that an fsync of the file at `path` failed (see `sync_failed`).
+    pub fn mark_sync_failed(&mut self, path: PathBuf) {
+        self.sync_failed.get_or_insert(path);
     }
 
     /// Handles on both files, to fsync them without holding the index.

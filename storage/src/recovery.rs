@@ -107,6 +107,7 @@ pub(crate) fn open(fs: &Fs, dir: &Path, config: &LogConfig) -> Result<Recovered>
         }
     };
     let (durable, recovery_point) = (start.durable, start.recovery_point);
+    let start_full = start.full_scan;
     let stats = Stats::default();
     stats.recovery_full_scans.store(u64::from(start.full_scan), Ordering::Relaxed);
     // Entries at or past where checking starts are found again by the check.
@@ -118,7 +119,7 @@ pub(crate) fn open(fs: &Fs, dir: &Path, config: &LogConfig) -> Result<Recovered>
     let (jobs, aborted) = (check.jobs, check.aborted);
     let unchanged = whole && aborted.len() == kept;
     let txns = TxnState::open(fs, dir, aborted, unchanged, writer.producers.first_unstable())?;
-    tracing::debug!(log = %dir.display(), sealed = sealed.len(), unfinished = jobs.len(), "opened log");
+    tracing::debug!(log = %dir.display(), sealed = sealed.len(), unfinished = jobs.len(), durable, kept, full_scan = start_full, "opened log");
     Ok(Recovered { lock, writer, sealed, jobs, stats, durable, recovery_point, txns })
 }
 

@@ -7,7 +7,7 @@
 use eddy_storage::crashcheck::{CheckConfig, SeedReport, check_seed, seeds_from_env};
 
 /// Seeds per CI run: about a minute in a debug build on two cores.
-const SEEDS: u64 = 300;
+const SEEDS: u64 = 3000;
 
 #[test]
 fn crash_states_satisfy_the_model() {

@@ -321,7 +321,7 @@ impl Inner {
     /// yet durable first; without, does nothing unless the end is already durable.
     /// `Ok(false)` if nothing was written.
     pub fn checkpoint(&self, force: bool) -> Result<bool> {
-        let (checkpoint, handles) = {
+        let (checkpoint, handles, index) = {
             let w = self.lock_writer()?;
             let mut index = w.active.index.write().unwrap_or_else(|p| p.into_inner());
             let state = index.checkpoint_state()?;
@@ -334,7 +334,7 @@ impl Inner {
                 index: state,
                 producers: w.producers.encode(),
             };
-            (checkpoint, handles)
+            (checkpoint, handles, w.active.index.clone())
         };
         if checkpoint.order() <= *self.recovery_point.lock().unwrap_or_else(|p| p.into_inner()) {
             return Ok(false);
@@ -346,7 +346,11 @@ impl Inner {
             self.sync_through(checkpoint.offset())?;
         }
         for (file, path) in handles {
-            file.sync_data().map_err(Error::io("fsync", &path))?;
+            if let Err(e) = file.sync_data() {
+                // Not retried: a later fsync could succeed without the lost entries.
+                index.write().unwrap_or_else(|p| p.into_inner()).mark_sync_failed(path.clone());
+                return Err(Error::io("fsync", &path)(e));
+            }
         }
         self.write_checkpoint(&checkpoint)
     }

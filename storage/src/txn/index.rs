@@ -106,6 +106,10 @@ struct IndexFile {
     len: u64,
     /// Written since the last fsync.
     dirty: bool,
+    /// An fsync of it failed: what it wrote may be gone whatever a later fsync says, so no
+    /// later one is trusted (every [`TxnState::sync`] fails, and with it every checkpoint,
+    /// until the log is reopened and replays what follows the last good one).
+    failed: bool,
 }
 
 /// One partition's transaction state, shared by the writer and every reader.
@@ -142,7 +146,7 @@ impl TxnState {
             has_aborted: AtomicBool::new(!entries.is_empty()),
             aborted: RwLock::new(entries),
             first_unstable: AtomicU64::new(first_unstable.unwrap_or(NONE_OPEN)),
-            file: Mutex::new(IndexFile { file, len, dirty: false }),
+            file: Mutex::new(IndexFile { file, len, dirty: false, failed: false }),
         })
     }
 
@@ -209,8 +213,15 @@ impl TxnState {
     /// fsyncs the file if anything was written since the last time: before a checkpoint.
     pub fn sync(&self) -> Result<()> {
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if f.failed {
+            return Err(Error::Poisoned { path: self.path.clone(), op: "fsync" });
+        }
         if f.dirty {
-            f.file.sync_data().map_err(Error::io("fsync", &self.path))?;
+            if let Err(e) = f.file.sync_data() {
+                f.failed = true;
+                tracing::error!(path = %self.path.display(), error = %e, "fsync of the aborted-transaction index failed; no recovery point is written until the log is reopened");
+                return Err(Error::io("fsync", &self.path)(e));
+            }
             f.dirty = false;
         }
         Ok(())
@@ -233,7 +244,8 @@ impl TxnState {
             .fs
             .open(&self.path, OpenMode::READ_WRITE)
             .map_err(Error::io("open", &self.path))?;
-        *f = IndexFile { file, len: HEADER_LEN + (kept.len() * ENTRY_LEN) as u64, dirty: false };
+        let len = HEADER_LEN + (kept.len() * ENTRY_LEN) as u64;
+        *f = IndexFile { file, len, dirty: false, failed: f.failed };
         *aborted = kept;
         Ok(())
     }
