@@ -42,11 +42,16 @@ pub enum FaultOp {
     Create,
 }
 
-/// The error a [`Fault`] returns.
+/// What a [`Fault`] does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultError {
+    /// Fails the operation with `EIO`.
     Eio,
+    /// Fails the operation with `ENOSPC`.
     NoSpace,
+    /// Loses power just before the operation: the image is taken (with this seed, for
+    /// [`SimFs::take_image`]) and the file system dies.
+    PowerLoss { seed: u64 },
 }
 
 /// One injected failure: the `skip + 1`th operation of kind `op` on a path containing
@@ -75,10 +80,23 @@ impl Fault {
         }
     }
 
+    /// Power loss just before the `skip + 1`th `op` on a path containing `path_contains`.
+    pub fn power_loss(op: FaultOp, path_contains: &str, skip: u32, seed: u64) -> Self {
+        Fault {
+            op,
+            path_contains: path_contains.to_owned(),
+            error: FaultError::PowerLoss { seed },
+            skip,
+            times: 1,
+            partial: false,
+        }
+    }
+
     fn io_error(&self) -> io::Error {
         match self.error {
             FaultError::Eio => io::Error::other("injected EIO"),
             FaultError::NoSpace => io::Error::from(io::ErrorKind::StorageFull),
+            FaultError::PowerLoss { .. } => dead(),
         }
     }
 }
@@ -249,6 +267,12 @@ impl SimFs {
         }
         shared.fired.push((op, path.to_path_buf()));
         tracing::debug!(?op, path = %path.display(), "injected fault");
+        if let FaultError::PowerLoss { seed } = fired.error {
+            shared.dead = true;
+            let (state, report) = crash::image(&shared.state, &mut SimRng::new(seed));
+            shared.image = Some((SimFs::from_state(state), report));
+            return Err(dead());
+        }
         Ok(Some(fired))
     }
 
