@@ -325,13 +325,18 @@ impl ActiveIndex {
 
     /// File position of the last indexed batch starting at or before `offset` (0 if none).
     pub fn position_for(&self, offset: u64) -> Result<u64> {
+        Ok(self.entry_for(offset)?.map_or(0, |(_, position)| position))
+    }
+
+    /// The last entry at or before `offset`, as (the batch's base offset, its position).
+    pub fn entry_for(&self, offset: u64) -> Result<Option<(u64, u64)>> {
         let base = self.clock.base_offset;
         let relative = offset.saturating_sub(base).min(u64::from(u32::MAX)) as i64;
         let entry = self
             .offsets
             .last_where(|key| key <= relative)
             .map_err(Error::io("read", &self.offsets.path))?;
-        Ok(entry.map_or(0, |e| u64::from(u32_at(&e, 4))))
+        Ok(entry.map(|e| (base + u64::from(u32_at(&e, 0)), u64::from(u32_at(&e, 4)))))
     }
 
     /// File position from which a scan finds the first record with a timestamp >= `timestamp`.

@@ -33,6 +33,7 @@ use crate::files::{self, CLEANED_EXT, LOG_EXT};
 use crate::index::IndexBuilder;
 use crate::log::{Log, Segments};
 use crate::segment::{SealedSegment, corrupt};
+use crate::stats::Stats;
 use crate::txn::{AbortedTxn, is_aborted};
 use crate::vfs::OpenMode;
 
@@ -59,12 +60,12 @@ impl Log {
         inner.sealer.wait_for_queued();
         let sealed = inner.segments().sealed.clone();
         let stable = self.last_stable_offset();
-        let plan = Plan::build(&sealed, stable, inner.txns.all())?;
+        let plan = Plan::build(&sealed, stable, inner.txns.all(), &inner.stats)?;
         let tombstone_cutoff = now_ms.saturating_sub(inner.config.delete_retention_ms);
         let below_stable =
             |s: &SealedSegment| s.index(&inner.stats).is_ok_and(|i| i.next_offset() <= stable);
         for segment in sealed.iter().filter(|s| inner.may_clean(s) && below_stable(s)) {
-            let Some(rewrite) = plan.rewrite(segment, tombstone_cutoff)? else {
+            let Some(rewrite) = plan.rewrite(segment, tombstone_cutoff, &inner.stats)? else {
                 continue;
             };
             report.segments_rewritten += 1;
@@ -136,11 +137,16 @@ struct Rewrite {
 }
 
 impl Plan {
-    fn build(sealed: &[Arc<SealedSegment>], stable: u64, aborted: Vec<AbortedTxn>) -> Result<Self> {
+    fn build(
+        sealed: &[Arc<SealedSegment>],
+        stable: u64,
+        aborted: Vec<AbortedTxn>,
+        stats: &Stats,
+    ) -> Result<Self> {
         let mut latest = HashMap::new();
         let mut last_batch_of_producer = HashMap::new();
         for segment in sealed {
-            for (position, bytes) in segment.batches()? {
+            for (position, bytes) in segment.batches(stats)? {
                 let view =
                     BatchView::parse(&bytes).map_err(|e| corrupt(&segment.path, position, e))?;
                 if view.header().is_idempotent() {
@@ -165,10 +171,15 @@ impl Plan {
     }
 
     /// The segment's new bytes, or `None` if every record in it survives.
-    fn rewrite(&self, segment: &SealedSegment, tombstone_cutoff: i64) -> Result<Option<Rewrite>> {
+    fn rewrite(
+        &self,
+        segment: &SealedSegment,
+        tombstone_cutoff: i64,
+        stats: &Stats,
+    ) -> Result<Option<Rewrite>> {
         let mut out = Vec::with_capacity(segment.len as usize);
         let mut removed = 0u64;
-        for (position, bytes) in segment.batches()? {
+        for (position, bytes) in segment.batches(stats)? {
             let view = BatchView::parse(&bytes).map_err(|e| corrupt(&segment.path, position, e))?;
             let h = *view.header();
             if h.is_control() {

@@ -262,13 +262,17 @@ pub struct IndexView<'a> {
 impl IndexView<'_> {
     /// File position of the last indexed batch starting at or before `offset` (0 if none).
     pub fn position_for(&self, offset: u64) -> u64 {
+        self.entry_for(offset).map_or(0, |(_, position)| position)
+    }
+
+    /// The last entry at or before `offset`, as (the batch's base offset, its position).
+    pub fn entry_for(&self, offset: u64) -> Option<(u64, u64)> {
         let relative = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
         let n = self.offsets.len() / OFFSET_ENTRY_LEN;
         let after = partition_point(n, |i| u32_at(self.offsets, i * OFFSET_ENTRY_LEN) <= relative);
-        match after {
-            0 => 0,
-            i => u64::from(u32_at(self.offsets, (i - 1) * OFFSET_ENTRY_LEN + 4)),
-        }
+        let at = after.checked_sub(1)? * OFFSET_ENTRY_LEN;
+        let base = self.base_offset + u64::from(u32_at(self.offsets, at));
+        Some((base, u64::from(u32_at(self.offsets, at + 4))))
     }
 
     /// File position from which a scan finds the first record with a timestamp >= `timestamp`:

@@ -517,8 +517,12 @@ impl Inner {
         if let Err(e) = written {
             let cut =
                 active.file.seek_to(w.position).and_then(|()| active.file.set_len(w.position));
-            if cut.is_err() {
-                self.poison("write");
+            match cut {
+                // The cut itself is not durable until an fsync covers it: the next one must
+                // run (else a power loss could bring the partial batch back, and recovery
+                // would take it for a torn tail and cut every later segment with it).
+                Ok(()) => active.sync.cut(w.position),
+                Err(_) => self.poison("write"),
             }
             return Err(e);
         }

@@ -78,10 +78,11 @@ impl IndexRef<'_> {
         }
     }
 
-    fn position_for(&self, offset: u64) -> Result<u64> {
+    /// The last entry at or before `offset`: (its batch's base offset, its position).
+    fn entry_for(&self, offset: u64) -> Result<Option<(u64, u64)>> {
         match self {
-            IndexRef::Loaded(i) => Ok(i.view().position_for(offset)),
-            IndexRef::Unfinished(i) => i.position_for(offset),
+            IndexRef::Loaded(i) => Ok(i.view().entry_for(offset)),
+            IndexRef::Unfinished(i) => i.entry_for(offset),
         }
     }
 
@@ -326,12 +327,13 @@ impl SealedSegment {
     /// with [`Error::Corrupt`] if that batch is the first one asked for.
     pub fn read(&self, from: u64, max_bytes: usize, stats: &Stats) -> Result<ReadOutcome> {
         let data = self.bytes()?;
-        let mut position = self.index(stats)?.position_for(from)?;
+        let (mut position, mut chain) = self.start_at(from, stats)?;
         loop {
             if position >= self.len {
                 return Ok(None);
             }
             let header = self.header_at(data, position)?;
+            chain.check(&header).map_err(|fault| corrupt(&self.path, position, fault))?;
             if header.last_offset() >= from {
                 break;
             }
@@ -345,6 +347,9 @@ impl SealedSegment {
                 Err(e) if position == start => return Err(e),
                 Err(_) => break,
             };
+            if position > start && chain.check(&header).is_err() {
+                break;
+            }
             let end = position + u64::from(header.batch_len);
             if position > start && end - start > max_bytes as u64 {
                 break;
@@ -367,9 +372,13 @@ impl SealedSegment {
 
     pub fn find_time(&self, timestamp: i64, stats: &Stats) -> Result<Option<(u64, i64)>> {
         let data = self.bytes()?;
-        let mut position = self.index(stats)?.position_for_time(timestamp)?;
+        let index = self.index(stats)?;
+        let mut position = index.position_for_time(timestamp)?;
+        let mut chain = OffsetChain::new(self.base_offset, index.next_offset());
+        drop(index);
         while position < self.len {
             let header = self.header_at(data, position)?;
+            chain.check(&header).map_err(|fault| corrupt(&self.path, position, fault))?;
             let end = position + u64::from(header.batch_len);
             if header.max_timestamp >= timestamp {
                 return first_record_at_or_after(
@@ -382,6 +391,21 @@ impl SealedSegment {
             position = end;
         }
         Ok(None)
+    }
+
+    /// Where a read of `from` starts walking (the last index entry at or before it), and the
+    /// offset checks that walk makes.
+    fn start_at(&self, from: u64, stats: &Stats) -> Result<(u64, OffsetChain)> {
+        let index = self.index(stats)?;
+        let mut chain = OffsetChain::new(self.base_offset, index.next_offset());
+        let position = match index.entry_for(from)? {
+            Some((base, position)) => {
+                chain.exact = Some(base);
+                position
+            }
+            None => 0,
+        };
+        Ok((position, chain))
     }
 
     /// Every batch header in order, and the error that stopped the walk early, if any.
@@ -405,12 +429,14 @@ impl SealedSegment {
     }
 
     /// Every batch in order, each checked; stops at the first bad one with its position.
-    pub fn batches(&self) -> Result<Vec<(u64, Bytes)>> {
+    pub fn batches(&self, stats: &Stats) -> Result<Vec<(u64, Bytes)>> {
         let data = self.bytes()?;
+        let mut chain = OffsetChain::new(self.base_offset, self.index(stats)?.next_offset());
         let mut out = Vec::new();
         let mut position = 0u64;
         while position < self.len {
             let header = self.header_at(data, position)?;
+            chain.check(&header).map_err(|fault| corrupt(&self.path, position, fault))?;
             let end = position + u64::from(header.batch_len);
             header
                 .verify_body(&data[position as usize..end as usize])
@@ -419,6 +445,52 @@ impl SealedSegment {
             position = end;
         }
         Ok(out)
+    }
+}
+
+/// The checks a walk over a sealed segment's batches makes of the fields no checksum covers
+/// (base offset, leader epoch), so that a flipped bit there is reported, not served: each
+/// batch starts after the one before it (exactly where an index entry says, if the walk
+/// started at one), ends before the segment's end, and has the leader epoch 0 the log writes.
+/// Compacted segments have gaps, so "after" is all a walk can ask between index entries; on a
+/// segment without gaps that catches every single flipped bit (an offset moved down overlaps
+/// the batch before, one moved up overlaps the batch after, or passes the segment's end).
+#[derive(Debug, Clone, Copy)]
+struct OffsetChain {
+    /// The next batch's base offset, if an index entry says it.
+    exact: Option<u64>,
+    /// The next batch's base offset is at least this.
+    min: u64,
+    /// Offset after the segment's last batch.
+    end: u64,
+}
+
+impl OffsetChain {
+    fn new(base: u64, end: u64) -> Self {
+        Self { exact: None, min: base, end }
+    }
+
+    fn check(&mut self, h: &BatchHeader) -> Result<(), BatchError> {
+        let found = h.base_offset;
+        if let Some(expected) = self.exact.take()
+            && found != expected
+        {
+            return Err(BatchError::OffsetMismatch { expected, found });
+        }
+        if found < self.min {
+            return Err(BatchError::OffsetMismatch { expected: self.min, found });
+        }
+        if h.last_offset() >= self.end {
+            return Err(BatchError::OffsetPastSegment {
+                last: h.last_offset(),
+                segment_end: self.end,
+            });
+        }
+        if h.leader_epoch != 0 {
+            return Err(BatchError::LeaderEpoch { found: h.leader_epoch });
+        }
+        self.min = h.last_offset() + 1;
+        Ok(())
     }
 }
 

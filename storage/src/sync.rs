@@ -35,6 +35,10 @@ struct SyncState {
     /// Bytes of the file known to be on stable storage.
     synced_len: u64,
     failed: bool,
+    /// The file was cut back (a failed append's partial bytes removed) since the last fsync:
+    /// until an fsync covers the cut, a power loss may bring those bytes back past the end,
+    /// so the next request fsyncs even if `synced_len` covers it.
+    cut: bool,
 }
 
 /// Serialises the fsyncs of one segment's `.log` file and remembers how far they got.
@@ -55,7 +59,7 @@ impl SegmentSync {
         Self {
             file,
             path,
-            state: Mutex::new(SyncState { synced_len, failed: false }),
+            state: Mutex::new(SyncState { synced_len, failed: false, cut: false }),
             #[cfg(test)]
             fail_next: std::sync::atomic::AtomicBool::new(false),
         }
@@ -73,7 +77,7 @@ impl SegmentSync {
         if state.failed {
             return Err(SyncFailure::Earlier);
         }
-        if state.synced_len >= len {
+        if state.synced_len >= len && !state.cut {
             return Ok(());
         }
         #[cfg(test)]
@@ -89,6 +93,7 @@ impl SegmentSync {
             Ok(()) => {
                 stats.fsyncs.fetch_add(1, Ordering::Relaxed);
                 state.synced_len = state.synced_len.max(len);
+                state.cut = false;
                 Ok(())
             }
             Err(source) => {
@@ -96,6 +101,13 @@ impl SegmentSync {
                 Err(SyncFailure::Io { source, path: self.path.clone() })
             }
         }
+    }
+
+    /// Notes that the file was cut back to `len` bytes (see `SyncState::cut`).
+    pub fn cut(&self, len: u64) {
+        let mut state = self.lock();
+        state.synced_len = state.synced_len.min(len);
+        state.cut = true;
     }
 
     /// Whether the first `len` bytes are known durable.

@@ -495,3 +495,38 @@ fn a_failed_index_fsync_keeps_checkpoints_from_counting_its_entries() {
         assert_eq!(log.stats().recovery_full_scans, 0, "seed {seed}: checkpoint did not hold");
     }
 }
+
+#[test]
+fn a_cut_back_append_is_fsynced_before_later_batches_are_acknowledged() {
+    // Found: an append that failed half written was cut back, but the cut was never fsynced
+    // when the segment was already synced to that length; a power loss brought the partial
+    // batch back, recovery took it for a torn tail and deleted the next segment, whose
+    // batches had been acknowledged durable.
+    for seed in 0..IMAGES {
+        let sim = SimFs::new();
+        let config = config(Flush::Always);
+        let log = Log::open_on(sim.fs(), dir(), config.clone()).unwrap();
+        let mut written = Written::default();
+        for _ in 0..5 {
+            written.append(&log, true).unwrap();
+        }
+        let mut half = Fault::once(FaultOp::Write, ".log");
+        half.partial = true;
+        sim.inject(half);
+        assert!(written.append(&log, true).is_err());
+        written.records.pop();
+        // Power fails as the sealer starts on segment 0, after batches in segment 1 were
+        // acknowledged.
+        sim.inject(Fault::power_loss(FaultOp::Create, ".producers.tmp", 0, seed));
+        log.roll().unwrap();
+        while !sim.is_dead() {
+            if written.append(&log, true).is_err() {
+                written.records.truncate(log.next_offset() as usize);
+            }
+        }
+        drop(log);
+        let image = image(&sim, seed);
+        let log = Log::open_on(image.fs(), dir(), config.clone()).unwrap();
+        written.check(&log, &format!("seed {seed}"));
+    }
+}
