@@ -43,6 +43,8 @@
 //! kafka         produce and consume of --shapes (RECORDSxBYTES,...) through librdkafka over the
 //!               Kafka listener against eddy's client over the native one (needs the `kafka`
 //!               feature: `cargo run --release -p eddy-bench --features kafka -- kafka`)
+//! crash-sim     the crash-state checker as a soak: `--seeds N` seeded workloads on a simulated
+//!               disk that loses power, every image reopened and checked (docs/durability.md)
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -52,6 +54,7 @@
 
 mod baseline;
 mod consume;
+mod crashsim;
 mod format;
 mod groups;
 #[cfg(feature = "kafka")]
@@ -80,7 +83,7 @@ use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
-                         plot, machine";
+                         crash-sim, plot, machine";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -95,6 +98,9 @@ fn main() -> Result<()> {
     if workload == "recovery-fill-active" {
         // The writer child of the recovery workload's recovery-point case (not for direct use).
         return recovery::run_fill_active_child(&args.next().context("dir")?);
+    }
+    if workload == "crash-sim" {
+        return crashsim::run(args);
     }
     if workload == "plot" {
         let dir = args.next().map_or_else(|| PathBuf::from("docs/bench"), PathBuf::from);

@@ -341,13 +341,24 @@ impl SealedSegment {
         }
         let start = position;
         let verified = self.verified_upto.load(Ordering::Acquire);
+        // Where the last batch taken starts. An offset flipped upward shows only against the
+        // batch after it: a batch is served once the next one's header agrees with it (or it
+        // is the segment's last, checked against the segment's end).
+        let mut last = start;
         while position < self.len {
             let header = match self.header_at(data, position) {
                 Ok(h) => h,
                 Err(e) if position == start => return Err(e),
                 Err(_) => break,
             };
-            if position > start && chain.check(&header).is_err() {
+            if position > start
+                && let Err(fault) = chain.check(&header)
+            {
+                // This batch or the one before is damaged: serve neither.
+                if last == start {
+                    return Err(corrupt(&self.path, start, fault));
+                }
+                position = last;
                 break;
             }
             let end = position + u64::from(header.batch_len);
@@ -362,6 +373,7 @@ impl SealedSegment {
                 }
                 break;
             }
+            last = position;
             position = end;
         }
         if start <= verified {
@@ -381,12 +393,15 @@ impl SealedSegment {
             chain.check(&header).map_err(|fault| corrupt(&self.path, position, fault))?;
             let end = position + u64::from(header.batch_len);
             if header.max_timestamp >= timestamp {
-                return first_record_at_or_after(
-                    &self.path,
-                    position,
-                    &data[position as usize..end as usize],
-                    timestamp,
-                );
+                let bytes = &data[position as usize..end as usize];
+                header.verify_body(bytes).map_err(|fault| corrupt(&self.path, position, fault))?;
+                // Its offsets are confirmed by the next batch's (see `read`).
+                if end < self.len
+                    && let Ok(next) = BatchHeader::parse(&data[end as usize..])
+                {
+                    chain.check(&next).map_err(|fault| corrupt(&self.path, position, fault))?;
+                }
+                return first_record_at_or_after(&self.path, position, bytes, timestamp);
             }
             position = end;
         }

@@ -179,6 +179,14 @@ impl SimFs {
         (SimFs::from_state(state), report)
     }
 
+    /// A copy of this file system as it is now (unsynced writes still unsynced), which lives
+    /// on independently; this one is untouched.
+    pub fn fork(&self) -> SimFs {
+        let mut state = self.lock().state.clone();
+        state.locks.clear();
+        SimFs::from_state(state)
+    }
+
     /// Arms a power loss just before the mutating operation number `at` (counting from the
     /// next one as 1); the image is taken then, with `seed`, and kept for [`SimFs::take_image`].
     pub fn crash_after(&self, at: u64, seed: u64) {
