@@ -111,7 +111,7 @@ pub(crate) fn open(fs: &Fs, dir: &Path, config: &LogConfig) -> Result<Recovered>
     let stats = Stats::default();
     stats.recovery_full_scans.store(u64::from(start.full_scan), Ordering::Relaxed);
     // Entries at or past where checking starts are found again by the check.
-    let (aborted, whole) = txn_index::load(fs, dir, start.durable)?;
+    let (aborted, whole) = aborted_below(fs, dir, &bases[..=start.first], &start)?;
     let kept = aborted.len();
     let mut check =
         Check { fs, dir, bases: bases.clone(), interval, stats: &stats, jobs: Vec::new(), aborted };
@@ -121,6 +121,25 @@ pub(crate) fn open(fs: &Fs, dir: &Path, config: &LogConfig) -> Result<Recovered>
     let txns = TxnState::open(fs, dir, aborted, unchanged, writer.producers.first_unstable())?;
     tracing::debug!(log = %dir.display(), sealed = sealed.len(), unfinished = jobs.len(), durable, kept, full_scan = start_full, "opened log");
     Ok(Recovered { lock, writer, sealed, jobs, stats, durable, recovery_point, txns })
+}
+
+/// The aborted transactions below where checking starts: the index's, or, if it is damaged,
+/// those the log's batches say (with whatever whole entries the file still has), and whether
+/// the file holds exactly them.
+fn aborted_below(
+    fs: &Fs,
+    dir: &Path,
+    bases: &[u64],
+    start: &Start,
+) -> Result<(Vec<AbortedTxn>, bool)> {
+    let loaded = txn_index::load(fs, dir, start.durable)?;
+    let Some(at) = loaded.damage else { return Ok((loaded.entries, loaded.whole)) };
+    tracing::warn!(file = %dir.join(txn_index::FILE_NAME).display(), position = at, "aborted-transaction index damaged; rebuilding it from the log");
+    let rebuilt = crate::txn::replay::aborted_below(fs, dir, bases, start.position, start.durable)?;
+    let mut by_marker: std::collections::BTreeMap<u64, AbortedTxn> =
+        loaded.entries.into_iter().map(|e| (e.last_offset, e)).collect();
+    by_marker.extend(rebuilt.into_iter().map(|e| (e.last_offset, e)));
+    Ok((by_marker.into_values().collect(), false))
 }
 
 fn open_sealed(

@@ -34,34 +34,54 @@ const ENTRY_LEN: usize = 36;
 /// `first_unstable` when no transaction is open.
 const NONE_OPEN: u64 = u64::MAX;
 
-/// The entries of `dir`'s index whose marker lies below `keep_below`, and whether that is all
-/// the file held (so it need not be rewritten). A missing or damaged file gives what it can.
-pub(crate) fn load(fs: &Fs, dir: &Path, keep_below: u64) -> Result<(Vec<AbortedTxn>, bool)> {
+/// What [`load`] found in `aborted.txnindex`.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// The entries whose marker lies below `keep_below`, in marker order.
+    pub entries: Vec<AbortedTxn>,
+    /// Whether that is all the file held (it need not be rewritten).
+    pub whole: bool,
+    /// Where the file is damaged (a bad header, or a whole entry failing its checksum), if
+    /// it is: entries below the recovery point may be missing, so the caller rebuilds them
+    /// from the log (`txn::replay`). A short last entry is a torn write, not damage.
+    pub damage: Option<u64>,
+}
+
+/// Reads the entries of `dir`'s index whose marker lies below `keep_below`. A missing file
+/// gives none; an unknown version is an error.
+pub(crate) fn load(fs: &Fs, dir: &Path, keep_below: u64) -> Result<Loaded> {
     let path = dir.join(FILE_NAME);
     let bytes = match fs.read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::default()),
         Err(e) => return Err(Error::io("read", &path)(e)),
     };
-    if bytes.len() < HEADER_LEN as usize || bytes[..4] != MAGIC {
-        tracing::warn!(path = %path.display(), "aborted-transaction index unreadable; rebuilt from what follows the recovery point");
-        return Ok((Vec::new(), false));
+    if bytes.len() < HEADER_LEN as usize || bytes[..4] != MAGIC || bytes[5..8] != [0, 0, 0] {
+        return Ok(Loaded { damage: Some(0), ..Loaded::default() });
     }
     if bytes[4] != VERSION {
         return Err(Error::UnsupportedFileVersion { path, found: bytes[4], supported: VERSION });
     }
-    let mut entries = Vec::new();
-    let mut whole = true;
+    let mut loaded = Loaded { whole: true, ..Loaded::default() };
+    let mut at = HEADER_LEN;
     for chunk in bytes[HEADER_LEN as usize..].chunks(ENTRY_LEN) {
         match decode(chunk) {
-            Some(e) if e.last_offset < keep_below => entries.push(e),
-            _ => {
-                whole = false;
+            Some(e) if e.last_offset < keep_below => loaded.entries.push(e),
+            Some(_) => {
+                loaded.whole = false;
+                break;
+            }
+            None => {
+                loaded.whole = false;
+                if chunk.len() == ENTRY_LEN {
+                    loaded.damage = Some(at);
+                }
                 break;
             }
         }
+        at += ENTRY_LEN as u64;
     }
-    Ok((entries, whole))
+    Ok(loaded)
 }
 
 fn encode(e: &AbortedTxn) -> [u8; ENTRY_LEN] {
@@ -275,12 +295,13 @@ mod tests {
         state.write_entry(&entry(1, 0, 5, 6)).unwrap();
         state.write_entry(&entry(2, 3, 9, 10)).unwrap();
         state.sync().unwrap();
-        let (kept, whole) = load(&os(), dir.path(), 7).unwrap();
-        assert_eq!(kept, vec![entry(1, 0, 5, 6)]);
-        assert!(!whole);
-        let (kept, whole) = load(&os(), dir.path(), 100).unwrap();
-        assert_eq!(kept.len(), 2);
-        assert!(whole);
+        let loaded = load(&os(), dir.path(), 7).unwrap();
+        assert_eq!(loaded.entries, vec![entry(1, 0, 5, 6)]);
+        assert!(!loaded.whole);
+        let loaded = load(&os(), dir.path(), 100).unwrap();
+        assert_eq!(loaded.entries.len(), 2);
+        assert!(loaded.whole);
+        assert_eq!(loaded.damage, None);
     }
 
     #[test]
@@ -294,9 +315,11 @@ mod tests {
         let last = bytes.len() - 3;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let (kept, whole) = load(&os(), dir.path(), 100).unwrap();
-        assert_eq!(kept, vec![entry(1, 0, 5, 6)]);
-        assert!(!whole);
+        let loaded = load(&os(), dir.path(), 100).unwrap();
+        assert_eq!(loaded.entries, vec![entry(1, 0, 5, 6)]);
+        assert!(!loaded.whole);
+        // A whole entry failing its checksum is damage, for the log to repair.
+        assert_eq!(loaded.damage, Some(HEADER_LEN + ENTRY_LEN as u64));
     }
 
     #[test]
@@ -311,6 +334,6 @@ mod tests {
         assert_eq!(state.between(13, 20), vec![]);
         state.trim(5).unwrap();
         assert_eq!(state.all(), entries[1..].to_vec());
-        assert_eq!(load(&os(), dir.path(), 100).unwrap().0, entries[1..].to_vec());
+        assert_eq!(load(&os(), dir.path(), 100).unwrap().entries, entries[1..].to_vec());
     }
 }
