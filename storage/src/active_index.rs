@@ -205,7 +205,7 @@ impl EntryFile {
     /// drops any after them. `false` if the file is too short or the CRC differs.
     fn adopt_prefix(&mut self, entries: u64, crc: u32) -> Result<bool> {
         let len = self.kind.entry_len() as u64;
-        let file_len = self.file.len().map_err(Error::io("stat", &self.path))?;
+        let file_len = self.file.size().map_err(Error::io("stat", &self.path))?;
         let Some(bytes) = entries.checked_mul(len) else { return Ok(false) };
         // A segment with no entries yet may have an empty file: nothing was written to it.
         if bytes > 0 && file_len.saturating_sub(HEADER_LEN as u64) < bytes {

@@ -229,7 +229,7 @@ fn load_file(
     log_len: u64,
 ) -> Option<(Bytes, u64, i64)> {
     let file = fs.open(path, OpenMode::READ).ok()?;
-    let len = file.len().ok()?;
+    let len = file.size().ok()?;
     if len < HEADER_LEN as u64 {
         return None;
     }

@@ -64,7 +64,7 @@ pub fn scan_segment(
     interval: u32,
     carried: Carried<'_>,
 ) -> Result<SegmentScan> {
-    let len = file.len().map_err(Error::io("stat", path))?;
+    let len = file.size().map_err(Error::io("stat", path))?;
     let mut window = Window { file, path, start: 0, buf: Vec::new() };
     let mut position = from;
     let mut fault = None;

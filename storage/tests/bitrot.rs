@@ -4,7 +4,7 @@
 //! are flipped at every bit; large ones at `SAMPLED` bits chosen by a seed that is printed
 //! (`EDDY_SEED` repeats it).
 
-#![allow(clippy::unwrap_used)] // test helpers outside #[test] fns
+#![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers; the seed is printed
 
 mod common;
 

@@ -4,6 +4,8 @@
 //! `EDDY_SEED=<seed> cargo test -p eddy-storage --test crash_sim` repeats it. The longer soak is
 //! `eddy-bench crash-sim --seeds N` (docs/durability.md).
 
+#![allow(clippy::print_stderr)] // the totals, and the seeds of findings
+
 use eddy_storage::crashcheck::{CheckConfig, SeedReport, check_seed, seeds_from_env};
 
 /// Seeds per CI run: about a minute in a debug build on two cores.

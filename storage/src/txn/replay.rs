@@ -38,7 +38,7 @@ pub(crate) fn aborted_below(
         let len = if i + 1 == bases.len() {
             last_len
         } else {
-            file.len().map_err(Error::io("stat", &path))?
+            file.size().map_err(Error::io("stat", &path))?
         };
         let mut walk = Walk { file: &*file, path: &path, producers: &mut producers, out: &mut out };
         walk.segment(len, below)?;

@@ -88,7 +88,8 @@ pub trait FileHandle: Send + Sync + fmt::Debug {
     fn read_exact_at(&self, buf: &mut [u8], at: u64) -> io::Result<()>;
     /// Moves the cursor.
     fn seek_to(&self, position: u64) -> io::Result<()>;
-    fn len(&self) -> io::Result<u64>;
+    /// The file's length.
+    fn size(&self) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// fdatasync.
     fn sync_data(&self) -> io::Result<()>;
@@ -201,7 +202,7 @@ impl FileHandle for File {
         (&*self).seek(SeekFrom::Start(position)).map(|_| ())
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.metadata()?.len())
     }
 

@@ -112,7 +112,7 @@ impl FileHandle for SimFile {
         Ok(())
     }
 
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         let ino = self.ino;
         self.fs.read_state(|s| Ok(s.inodes.get(&ino).map_or(0, |i| i.current.len() as u64)))
     }
