@@ -67,10 +67,15 @@ pub fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))
 }
 
+/// [`create_dir_durable_on`] on the operating system's file system.
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    create_dir_durable_on(&crate::vfs::OsFs, dir)
+}
+
 /// Creates `dir` and any missing parents, durably: each directory created is fsynced in its
 /// parent, so a power loss cannot take the directory (and every file later made durable in it)
 /// away.
-pub fn create_dir_durable(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+pub fn create_dir_durable_on(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
     let created = fs.create_dir_all(dir).map_err(Error::io("create directory", dir))?;
     for made in created.iter().rev() {
         if let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {

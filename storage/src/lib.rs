@@ -60,7 +60,7 @@ mod worker;
 pub use compaction::CompactionReport;
 pub use config::{Cleanup, Flush, LogConfig};
 pub use error::{Error, Result};
-pub use files::{write_atomic, write_atomic_on};
+pub use files::{create_dir_durable, create_dir_durable_on, write_atomic, write_atomic_on};
 pub use lock::DirLock;
 pub use log::{AppendInfo, Log, TimestampOffset};
 pub use retention::RetentionReport;

@@ -83,7 +83,7 @@ struct Start {
 
 pub(crate) fn open(fs: &Fs, dir: &Path, config: &LogConfig) -> Result<Recovered> {
     config.validate()?;
-    files::create_dir_durable(&**fs, dir)?;
+    files::create_dir_durable_on(&**fs, dir)?;
     let lock = DirLock::acquire_on(&**fs, dir)?;
     let mut bases = scan_directory(fs, dir)?;
     let fresh = bases.is_empty();
