@@ -126,6 +126,18 @@ fn names(e: &Error, path: &Path) -> bool {
     }
 }
 
+/// Every bit of a file of `bits` bits, or `SAMPLED` of them chosen by a seed (printed;
+/// `EDDY_SEED` sets it).
+fn bits_to_flip(name: &str, bits: u64) -> (Vec<u64>, u64) {
+    let seed = std::env::var("EDDY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
+    if bits <= SAMPLED {
+        return ((0..bits).collect(), seed);
+    }
+    eprintln!("{name}: {SAMPLED} of {bits} bits, seed {seed} (EDDY_SEED to repeat)");
+    let mut rng = SimRng::new(seed);
+    ((0..SAMPLED).map(|_| rng.below(bits)).collect(), seed)
+}
+
 /// Flips bits of the file `name` (every bit, or `SAMPLED` of them) and checks each outcome.
 fn flip_each_bit(name: &str, before_open: impl Fn(&SimFs)) {
     let pristine = build();
@@ -138,15 +150,7 @@ fn flip_each_bit(name: &str, before_open: impl Fn(&SimFs)) {
         let bases = bases(&log);
         (view(&log, &bases).unwrap(), bases)
     };
-    let bits = original.len() as u64 * 8;
-    let seed = std::env::var("EDDY_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed);
-    let positions: Vec<u64> = if bits <= SAMPLED {
-        (0..bits).collect()
-    } else {
-        eprintln!("{name}: {SAMPLED} of {bits} bits, seed {seed} (EDDY_SEED to repeat)");
-        let mut rng = SimRng::new(seed);
-        (0..SAMPLED).map(|_| rng.below(bits)).collect()
-    };
+    let (positions, seed) = bits_to_flip(name, original.len() as u64 * 8);
     let (mut same, mut detected) = (0, 0);
     for bit in positions {
         let image = pristine.fork();
