@@ -11,6 +11,9 @@
 //! a crash could still read (`Inner::may_clean`); a pass first waits for the seals queued before
 //! it.
 //!
+//! Only durable records count: what lies at or past the durable offset never supersedes
+//! anything (a power loss could take it, and the record it superseded with it).
+//!
 //! Transactions (as Kafka's cleaner): only what lies below the last stable offset is looked at
 //! (a record of an open transaction never supersedes anything, and a segment holding one is
 //! not rewritten); records of aborted transactions are removed and supersede nothing;
@@ -59,7 +62,10 @@ impl Log {
         // Segments rolled so far become rewritable once sealed.
         inner.sealer.wait_for_queued();
         let sealed = inner.segments().sealed.clone();
-        let stable = self.last_stable_offset();
+        // Only durable records may supersede: one that a power loss can still take (in a
+        // segment rolled since the wait, or whose fsync failed) must not remove the durable
+        // record it replaces.
+        let stable = self.last_stable_offset().min(self.durable_offset());
         let plan = Plan::build(&sealed, stable, inner.txns.all(), &inner.stats)?;
         let tombstone_cutoff = now_ms.saturating_sub(inner.config.delete_retention_ms);
         let below_stable =

@@ -102,6 +102,12 @@ pub fn seeds_from_env(first: u64, count: u64) -> Vec<u64> {
 pub fn check_seed(seed: u64, config: &CheckConfig) -> Result<SeedReport, Finding> {
     let mut rng = SimRng::new(seed);
     let mut sim = SimFs::new();
+    // The directory the partitions share exists, durably, before they are created (as a
+    // broker's `topics/` does before it opens anything).
+    if let Err(e) = crate::files::create_dir_durable_on(&sim, Path::new("/data/topics")) {
+        let what = format!("setting up the simulated disk failed: {e}");
+        return Err(Finding { seed, cycle: 0, partition: "/data/topics".into(), what });
+    }
     let mut parts = vec![Partition::random(PathBuf::from("/data/topics/t/0"), false, &mut rng)];
     if rng.chance(1, 2) {
         let dir = PathBuf::from("/data/topics/__consumer_offsets/0");

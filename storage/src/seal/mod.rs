@@ -171,8 +171,6 @@ impl Inner {
         let old = w.active.clone();
         let base = self.next_offset.load(Ordering::Relaxed);
         let path = files::segment_file(&self.dir, base, LOG_EXT);
-        // Counted before the files exist: an fsync that sees them must cover their entries.
-        self.dir_sync.created();
         let made = create_segment_file(&*self.fs, &path).and_then(|file| {
             let index = ActiveIndex::create(&*self.fs, &path, base)?;
             let active = ActiveSegment::new(base, path.clone(), file, 0, 0, index)?;
@@ -186,6 +184,10 @@ impl Inner {
                 return Err(e);
             }
         };
+        // Counted once the files exist and before they are published: an fsync that sees the
+        // new segment covers their directory entries (one that counted them before they
+        // existed would record a directory fsync that missed them).
+        self.dir_sync.created();
         let active = Arc::new(active);
 
         let sealed = Arc::new(SealedSegment::unfinished(
