@@ -424,6 +424,11 @@ impl Inner {
         self.poisoned.get().is_some()
     }
 
+    /// The operation whose failure poisoned the log, if one did.
+    pub fn poisoned_by(&self) -> Option<&'static str> {
+        self.poisoned.get().copied()
+    }
+
     fn check_poisoned(&self) -> Result<()> {
         match self.poisoned.get() {
             Some(op) => Err(Error::Poisoned { path: self.dir.clone(), op }),

@@ -560,3 +560,30 @@ fn compaction_never_lets_an_unsynced_record_supersede_a_durable_one() {
         assert!(all.iter().any(|(_, r)| r.key == old.key), "seed {seed}: the key is gone: {all:?}");
     }
 }
+
+#[test]
+fn no_recovery_point_is_written_past_a_segment_whose_fsync_failed() {
+    // Found: after the background sealer's fsync of a rolled segment failed, it went on to
+    // seal the next segments and wrote recovery points past the failed one; after a power
+    // loss the open trusted every segment below the point, the failed one (whose pages the
+    // failed fsync dropped) included: the log had a hole.
+    for seed in 0..IMAGES {
+        let sim = SimFs::new();
+        let config = config(Flush::Os);
+        let log = Log::open_on(sim.fs(), dir(), config.clone()).unwrap();
+        let mut written = Written::default();
+        sim.inject(Fault::once(FaultOp::Fsync, "00000000000000000000.log"));
+        for _ in 0..3 {
+            for _ in 0..4 {
+                if written.append(&log, false).is_err() {
+                    written.records.truncate(log.next_offset() as usize);
+                }
+            }
+            let _ = log.roll();
+        }
+        drop(log);
+        let (image, _) = sim.crash(seed);
+        let log = Log::open_on(image.fs(), dir(), config.clone()).unwrap();
+        written.check(&log, &format!("seed {seed}"));
+    }
+}

@@ -308,6 +308,11 @@ impl Inner {
 
     /// Writes `checkpoint` unless one at or past it is already on disk. `Ok(false)` if skipped.
     pub fn write_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool> {
+        // After a failed fsync (or a failed cut) the bytes below any later point are not known
+        // to be on disk, even in segments whose own fsync succeeded: the recovery point stays.
+        if let Some(op) = self.poisoned_by() {
+            return Err(Error::Poisoned { path: self.dir.clone(), op });
+        }
         let mut point = self.recovery_point.lock().unwrap_or_else(|p| p.into_inner());
         if checkpoint.order() <= *point {
             return Ok(false);
@@ -316,6 +321,7 @@ impl Inner {
         self.txns.sync()?;
         checkpoint.write(&*self.fs, &self.dir)?;
         *point = checkpoint.order();
+        tracing::debug!(log = %self.dir.display(), offset = checkpoint.offset(), segment = checkpoint.segment_base, "recovery point written");
         Ok(true)
     }
 
