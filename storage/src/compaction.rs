@@ -12,7 +12,8 @@
 //! it.
 //!
 //! Only durable records count: what lies at or past the durable offset never supersedes
-//! anything (a power loss could take it, and the record it superseded with it).
+//! anything, nor is it a producer's "last batch" (a power loss could take it, and with it what
+//! it replaced).
 //!
 //! Transactions (as Kafka's cleaner): only what lies below the last stable offset is looked at
 //! (a record of an open transaction never supersedes anything, and a segment holding one is
@@ -155,7 +156,9 @@ impl Plan {
             for (position, bytes) in segment.batches(stats)? {
                 let view =
                     BatchView::parse(&bytes).map_err(|e| corrupt(&segment.path, position, e))?;
-                if view.header().is_idempotent() {
+                // The last durable batch: one a power loss could take must not let the
+                // batch before it go (producer state rebuilt from the log would lose it).
+                if view.header().is_idempotent() && view.base_offset() < stable {
                     last_batch_of_producer.insert(view.header().producer_id, view.base_offset());
                 }
                 let h = view.header();
