@@ -623,3 +623,36 @@ fn compaction_keeps_each_producers_last_durable_batch() {
         assert!(info.duplicate, "seed {seed}: the durable batch's retry was written again");
     }
 }
+
+#[test]
+fn a_trim_of_the_aborted_index_whose_directory_fsync_fails_writes_to_the_new_file() {
+    // Found (by the soak): retention's rewrite of aborted.txnindex renamed the new file into
+    // place, then its directory fsync failed; the log kept appending entries to the replaced
+    // (unlinked) file, and a recovery point past the next ABORT marker made the next open rely
+    // on an index that never held it: read_committed readers saw the aborted records.
+    let config = LogConfig { retention_bytes: Some(1), ..config(Flush::Always) };
+    for seed in 0..IMAGES {
+        let sim = SimFs::new();
+        let log = Log::open_on(sim.fs(), dir(), config.clone()).unwrap();
+        log.append_valid(&txn_batch(9, 0, &rec(0))).unwrap();
+        log.append_marker(&abort(9)).unwrap();
+        log.roll().unwrap();
+        log.append(&batch(&[rec(2)])).unwrap();
+        let log = reopened(log, &sim, &config);
+        // The second directory fsync of the pass is the trim's (the first, the deletions').
+        sim.inject(Fault { skip: 1, ..Fault::once(FaultOp::SyncDir, "/data") });
+        log.enforce_retention(0).unwrap();
+        assert_eq!(sim.fired().len(), 1, "the trim's directory fsync was to fail");
+        let start = log.next_offset();
+        log.append_valid(&txn_batch(11, 0, &rec(3))).unwrap();
+        log.append_marker(&abort(11)).unwrap();
+        log.append(&batch(&[rec(5)])).unwrap();
+        let _ = log.checkpoint();
+        drop(log);
+        let (image, _) = sim.crash(seed);
+        let log = Log::open_on(image.fs(), dir(), config.clone()).unwrap();
+        let aborted = log.aborted_txns(start, log.next_offset());
+        assert_eq!(aborted.len(), 1, "seed {seed}: the new abort is forgotten");
+        assert_eq!(aborted[0].producer_id, 11);
+    }
+}

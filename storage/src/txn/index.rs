@@ -259,14 +259,26 @@ impl TxnState {
             return Ok(());
         }
         let kept = aborted[drop..].to_vec();
-        files::write_atomic_on(&*self.fs, &self.path, &file_bytes(&kept))?;
-        let file = self
-            .fs
-            .open(&self.path, OpenMode::READ_WRITE)
-            .map_err(Error::io("open", &self.path))?;
+        files::replace_file(&*self.fs, &self.path, &file_bytes(&kept))?;
+        // The path names the new file from here on, whatever follows: entries must go to it,
+        // not to the replaced one (whose writes would never be found again).
+        let file = match self.fs.open(&self.path, OpenMode::READ_WRITE) {
+            Ok(file) => file,
+            Err(e) => {
+                f.failed = true;
+                return Err(Error::io("open", &self.path)(e));
+            }
+        };
         let len = HEADER_LEN + (kept.len() * ENTRY_LEN) as u64;
         *f = IndexFile { file, len, dirty: false, failed: f.failed };
         *aborted = kept;
+        // Until the rename is durable, what is written to the new file is not known to be
+        // found after a power loss: no recovery point counts on it (as after a failed fsync).
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        if let Err(e) = files::sync_dir(&*self.fs, dir) {
+            f.failed = true;
+            return Err(e);
+        }
         Ok(())
     }
 }
