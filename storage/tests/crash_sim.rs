@@ -8,8 +8,8 @@
 
 use eddy_storage::crashcheck::{CheckConfig, SeedReport, check_seed, seeds_from_env};
 
-/// Seeds per CI run: about a minute in a debug build on two cores.
-const SEEDS: u64 = 3000;
+/// Seeds per CI run (three crash states each): 30–70 s of a debug build on two shared cores.
+const SEEDS: u64 = 5000;
 
 #[test]
 fn crash_states_satisfy_the_model() {
