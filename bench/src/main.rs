@@ -46,6 +46,8 @@
 //! cdc           PostgreSQL CDC into eddy: changes/s from commit to durable (catch-up and live)
 //!               beside PostgreSQL's own commit rate, and commit → pull query latency, against
 //!               a PostgreSQL it starts (fsync on) and a child `eddy serve`
+//! crash-sim     the crash-state checker as a soak: `--seeds N` seeded workloads on a simulated
+//!               disk that loses power, every image reopened and checked (docs/durability.md)
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -56,6 +58,7 @@
 mod baseline;
 mod cdc;
 mod consume;
+mod crashsim;
 mod format;
 mod groups;
 #[cfg(feature = "kafka")]
@@ -84,7 +87,7 @@ use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
-                         cdc, plot, machine";
+                         cdc, crash-sim, plot, machine";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -99,6 +102,9 @@ fn main() -> Result<()> {
     if workload == "recovery-fill-active" {
         // The writer child of the recovery workload's recovery-point case (not for direct use).
         return recovery::run_fill_active_child(&args.next().context("dir")?);
+    }
+    if workload == "crash-sim" {
+        return crashsim::run(args);
     }
     if workload == "plot" {
         let dir = args.next().map_or_else(|| PathBuf::from("docs/bench"), PathBuf::from);

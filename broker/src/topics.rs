@@ -158,7 +158,7 @@ impl Topics {
     /// creation leaves unset.
     pub fn open(dir: &Path, defaults: TopicSettings) -> Result<Topics, BrokerError> {
         let topics_dir = dir.join("topics");
-        fs::create_dir_all(&topics_dir).map_err(BrokerError::io("create", &topics_dir))?;
+        eddy_storage::create_dir_durable(&topics_dir).map_err(BrokerError::data_dir)?;
         let held = lock_dir(dir)?;
         let mut topics = BTreeMap::new();
         for entry in fs::read_dir(&topics_dir).map_err(BrokerError::io("list", &topics_dir))? {
@@ -464,7 +464,9 @@ fn create_topic_files(
     if dir.exists() {
         fs::remove_dir_all(&dir).map_err(BrokerError::io("remove", &dir))?;
     }
-    fs::create_dir_all(&dir).map_err(BrokerError::io("create", &dir))?;
+    // Fsynced in `topics/`: a power loss must not take the directory, and with it partitions
+    // whose appends were acknowledged durable.
+    eddy_storage::create_dir_durable(&dir).map_err(BrokerError::data_dir)?;
     let json = serde_json::to_vec_pretty(&settings)
         .map_err(|e| BrokerError::InvalidConfig { field: "settings", reason: e.to_string() })?;
     let partitions = open_partitions(&dir, name, &settings)?;

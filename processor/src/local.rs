@@ -17,6 +17,7 @@ use std::sync::{Arc, Condvar, Mutex, RwLock};
 use std::time::Instant;
 
 use bytes::Bytes;
+use eddy_storage::vfs::{Fs, OpenMode};
 use eddy_storage::{Cleanup, Log, LogConfig, ValidBatch};
 use serde::{Deserialize, Serialize};
 
@@ -41,6 +42,8 @@ struct Topic {
 /// A directory of topics on the local disk.
 #[derive(Debug)]
 pub struct LocalLogs {
+    /// Every file operation goes through it (`eddy_storage::vfs`).
+    fs: Fs,
     root: PathBuf,
     config: LogConfig,
     topics: RwLock<HashMap<String, Arc<Topic>>>,
@@ -50,13 +53,25 @@ pub struct LocalLogs {
     wake: Condvar,
 }
 
+/// Wraps a storage error of `topic`/`partition`.
+fn storage_error(topic: &str, partition: u32) -> impl FnOnce(eddy_storage::Error) -> LogError {
+    let topic = topic.to_owned();
+    move |source| LogError::Storage { topic, partition, source }
+}
+
 impl LocalLogs {
     /// Opens (creating if needed) the topics under `root`. `config` is used for every partition;
     /// compacted topics get `Cleanup::Compact`.
     pub fn open(root: impl AsRef<Path>, config: LogConfig) -> Result<Self, LogError> {
+        Self::open_on(eddy_storage::vfs::os(), root, config)
+    }
+
+    /// [`LocalLogs::open`] on the file system `fs` (a simulated one in power-loss tests).
+    pub fn open_on(fs: Fs, root: impl AsRef<Path>, config: LogConfig) -> Result<Self, LogError> {
         let root = root.as_ref().to_path_buf();
-        std::fs::create_dir_all(&root).map_err(io("create", &root))?;
+        create_dir_durable(&*fs, &root)?;
         Ok(Self {
+            fs,
             root,
             config,
             topics: RwLock::new(HashMap::new()),
@@ -72,14 +87,12 @@ impl LocalLogs {
 
     /// Names of the topics on disk, sorted.
     pub fn topics(&self) -> Result<Vec<String>, LogError> {
-        let entries = std::fs::read_dir(&self.root).map_err(io("list", &self.root))?;
+        let entries = self.fs.read_dir(&self.root).map_err(io("list", &self.root))?;
         let mut names = Vec::new();
-        for entry in entries {
-            let entry = entry.map_err(io("list", &self.root))?;
-            if entry.path().join(META_FILE).is_file()
-                && let Some(name) = entry.file_name().to_str()
-            {
-                names.push(name.to_owned());
+        for name in entries {
+            let meta = self.root.join(&name).join(META_FILE);
+            if self.fs.open(&meta, OpenMode::READ).is_ok() {
+                names.push(name);
             }
         }
         names.sort();
@@ -97,7 +110,7 @@ impl LocalLogs {
         validate_name(name)?;
         let dir = self.root.join(name);
         let meta_path = dir.join(META_FILE);
-        let bytes = match std::fs::read(&meta_path) {
+        let bytes = match self.fs.read(&meta_path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(LogError::UnknownTopic { topic: name.to_owned() });
@@ -121,9 +134,8 @@ impl LocalLogs {
         }
         let partitions = (0..meta.partitions)
             .map(|p| {
-                Log::open(dir.join(p.to_string()), config.clone()).map_err(|source| {
-                    LogError::Storage { topic: name.to_owned(), partition: p, source }
-                })
+                Log::open_on(self.fs.clone(), dir.join(p.to_string()), config.clone())
+                    .map_err(storage_error(name, p))
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Topic { meta, partitions })
@@ -196,16 +208,14 @@ impl LogAccess for LocalLogs {
         let _opening = self.opening.lock().unwrap_or_else(|p| p.into_inner());
         let dir = self.root.join(topic);
         let meta_path = dir.join(META_FILE);
-        if !meta_path.exists() {
-            std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        if self.fs.open(&meta_path, OpenMode::READ).is_err() {
+            // Durably: a topic directory lost in a power loss would take its partitions along.
+            create_dir_durable(&*self.fs, &dir)?;
             let meta = TopicMeta { partitions, compacted };
             let bytes = serde_json::to_vec(&meta)
                 .map_err(|source| LogError::TopicMeta { path: meta_path.clone(), source })?;
-            eddy_storage::write_atomic(&meta_path, &bytes).map_err(|source| LogError::Storage {
-                topic: topic.to_owned(),
-                partition: 0,
-                source,
-            })?;
+            eddy_storage::write_atomic_on(&*self.fs, &meta_path, &bytes)
+                .map_err(storage_error(topic, 0))?;
         }
         drop(_opening);
         self.topic(topic).map(|_| ())
@@ -281,6 +291,18 @@ fn validate_name(name: &str) -> Result<(), LogError> {
     }
     if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
         return bad("may hold only ASCII letters, digits, '.', '_' and '-'");
+    }
+    Ok(())
+}
+
+/// Creates `dir` (and missing parents), each fsynced in its parent: a directory lost in a power
+/// loss would take everything in it along.
+fn create_dir_durable(fs: &dyn eddy_storage::vfs::FileSystem, dir: &Path) -> Result<(), LogError> {
+    let created = fs.create_dir_all(dir).map_err(io("create", dir))?;
+    for made in created.iter().rev() {
+        if let Some(parent) = made.parent() {
+            fs.sync_dir(parent).map_err(io("fsync directory", parent))?;
+        }
     }
     Ok(())
 }

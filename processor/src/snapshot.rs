@@ -23,6 +23,8 @@
 
 use std::path::{Path, PathBuf};
 
+use eddy_storage::vfs::FileSystem;
+
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -105,21 +107,17 @@ pub(crate) fn encode(snapshot: &Snapshot) -> Result<Vec<u8>> {
     Ok(out)
 }
 
-pub(crate) fn write(path: &Path, snapshot: &Snapshot) -> Result<()> {
+pub(crate) fn write(fs: &dyn FileSystem, path: &Path, snapshot: &Snapshot) -> Result<()> {
     let bytes = encode(snapshot)?;
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-            op: "create",
-            path: dir.into(),
-            source,
-        })?;
+        eddy_storage::create_dir_durable_on(fs, dir).map_err(Error::SnapshotWrite)?;
     }
-    eddy_storage::write_atomic(path, &bytes).map_err(Error::SnapshotWrite)
+    eddy_storage::write_atomic_on(fs, path, &bytes).map_err(Error::SnapshotWrite)
 }
 
 /// Reads the snapshot at `path`; `Ok(None)` if there is none.
-pub(crate) fn read(path: &Path) -> Result<Option<Snapshot>> {
-    let bytes = match std::fs::read(path) {
+pub(crate) fn read(fs: &dyn FileSystem, path: &Path) -> Result<Option<Snapshot>> {
+    let bytes = match fs.read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(Error::Io { op: "read", path: path.into(), source }),

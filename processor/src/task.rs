@@ -72,6 +72,9 @@ pub struct TaskConfig {
     /// operator's per-chunk costs, such as starting a helper thread, are spread over more
     /// records).
     pub chunk_read_bytes: usize,
+    /// The file system snapshots are written to (the operating system's; a simulated one in
+    /// power-loss tests, `eddy_storage::vfs::sim`).
+    pub fs: eddy_storage::vfs::Fs,
 }
 
 impl TaskConfig {
@@ -85,6 +88,7 @@ impl TaskConfig {
             idle_timeout: None,
             chunk_threads: std::thread::available_parallelism().map_or(1, |n| n.get().min(2)),
             chunk_read_bytes: 4 << 20,
+            fs: eddy_storage::vfs::os(),
         }
     }
 }

@@ -17,9 +17,7 @@
 //! - Entries are never lost from memory before they are in the file: a failed write keeps them
 //!   pending and is retried, so lookups stay exact whatever the disk does.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use crate::batch::BatchHeader;
@@ -30,6 +28,7 @@ use crate::index::{
     CRC_AT, EntryClock, HEADER_LEN, OFFSET_ENTRY_LEN, OFFSET_MAGIC, TIME_ENTRY_LEN, TIME_MAGIC,
     partition_point,
 };
+use crate::vfs::{FileSystem, OpenMode, VFile};
 
 /// Entries per block of the in-memory summary: one lookup reads at most this many.
 pub const ENTRIES_PER_BLOCK: usize = 64;
@@ -107,7 +106,7 @@ impl Kind {
 #[derive(Debug)]
 struct EntryFile {
     kind: Kind,
-    file: File,
+    file: VFile,
     path: PathBuf,
     written: u64,
     pending: Vec<u8>,
@@ -121,15 +120,10 @@ struct EntryFile {
 type Entry = [u8; TIME_ENTRY_LEN];
 
 impl EntryFile {
-    fn open(log_path: &Path, kind: Kind, truncate: bool) -> Result<Self> {
+    fn open(fs: &dyn FileSystem, log_path: &Path, kind: Kind, truncate: bool) -> Result<Self> {
         let path = log_path.with_extension(kind.ext());
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(truncate)
-            .open(&path)
-            .map_err(Error::io("open", &path))?;
+        let mode = if truncate { OpenMode::CREATE_EMPTY } else { OpenMode::CREATE };
+        let file = fs.open(&path, mode).map_err(Error::io("open", &path))?;
         Ok(Self {
             kind,
             file,
@@ -211,7 +205,7 @@ impl EntryFile {
     /// drops any after them. `false` if the file is too short or the CRC differs.
     fn adopt_prefix(&mut self, entries: u64, crc: u32) -> Result<bool> {
         let len = self.kind.entry_len() as u64;
-        let file_len = self.file.metadata().map_err(Error::io("stat", &self.path))?.len();
+        let file_len = self.file.size().map_err(Error::io("stat", &self.path))?;
         let Some(bytes) = entries.checked_mul(len) else { return Ok(false) };
         // A segment with no entries yet may have an empty file: nothing was written to it.
         if bytes > 0 && file_len.saturating_sub(HEADER_LEN as u64) < bytes {
@@ -266,24 +260,33 @@ pub struct ActiveIndex {
     clock: EntryClock,
     offsets: EntryFile,
     times: EntryFile,
+    /// An fsync of this file failed: entries it was to make durable may be gone whatever a
+    /// later fsync says, so no checkpoint may count them (`checkpoint_state` fails).
+    sync_failed: Option<PathBuf>,
 }
 
 impl ActiveIndex {
     /// Starts empty index files for the segment at `log_path` (replacing any there).
-    pub fn create(log_path: &Path, base_offset: u64) -> Result<Self> {
+    pub fn create(fs: &dyn FileSystem, log_path: &Path, base_offset: u64) -> Result<Self> {
         Ok(Self {
             clock: EntryClock::new(base_offset),
-            offsets: EntryFile::open(log_path, Kind::Offset, true)?,
-            times: EntryFile::open(log_path, Kind::Time, true)?,
+            offsets: EntryFile::open(fs, log_path, Kind::Offset, true)?,
+            times: EntryFile::open(fs, log_path, Kind::Time, true)?,
+            sync_failed: None,
         })
     }
 
     /// Continues the index files of the segment at `log_path` from a checkpointed state.
     /// `None` if the files do not hold the entries the state describes (then the caller
     /// rebuilds them with [`ActiveIndex::create`]).
-    pub fn resume(log_path: &Path, base_offset: u64, state: &IndexState) -> Result<Option<Self>> {
-        let mut offsets = EntryFile::open(log_path, Kind::Offset, false)?;
-        let mut times = EntryFile::open(log_path, Kind::Time, false)?;
+    pub fn resume(
+        fs: &dyn FileSystem,
+        log_path: &Path,
+        base_offset: u64,
+        state: &IndexState,
+    ) -> Result<Option<Self>> {
+        let mut offsets = EntryFile::open(fs, log_path, Kind::Offset, false)?;
+        let mut times = EntryFile::open(fs, log_path, Kind::Time, false)?;
         if !offsets.adopt_prefix(state.offset_entries, state.offset_crc)?
             || !times.adopt_prefix(state.time_entries, state.time_crc)?
         {
@@ -297,7 +300,7 @@ impl ActiveIndex {
             next_offset: state.next_offset,
             max_timestamp: state.max_timestamp,
         };
-        Ok(Some(Self { clock, offsets, times }))
+        Ok(Some(Self { clock, offsets, times, sync_failed: None }))
     }
 
     pub fn next_offset(&self) -> u64 {
@@ -322,13 +325,18 @@ impl ActiveIndex {
 
     /// File position of the last indexed batch starting at or before `offset` (0 if none).
     pub fn position_for(&self, offset: u64) -> Result<u64> {
+        Ok(self.entry_for(offset)?.map_or(0, |(_, position)| position))
+    }
+
+    /// The last entry at or before `offset`, as (the batch's base offset, its position).
+    pub fn entry_for(&self, offset: u64) -> Result<Option<(u64, u64)>> {
         let base = self.clock.base_offset;
         let relative = offset.saturating_sub(base).min(u64::from(u32::MAX)) as i64;
         let entry = self
             .offsets
             .last_where(|key| key <= relative)
             .map_err(Error::io("read", &self.offsets.path))?;
-        Ok(entry.map_or(0, |e| u64::from(u32_at(&e, 4))))
+        Ok(entry.map(|e| (base + u64::from(u32_at(&e, 0)), u64::from(u32_at(&e, 4)))))
     }
 
     /// File position from which a scan finds the first record with a timestamp >= `timestamp`.
@@ -352,6 +360,9 @@ impl ActiveIndex {
 
     /// Writes every pending entry and returns the state a checkpoint records.
     pub fn checkpoint_state(&mut self) -> Result<IndexState> {
+        if let Some(path) = &self.sync_failed {
+            return Err(Error::Poisoned { path: path.clone(), op: "fsync" });
+        }
         self.offsets.flush()?;
         self.times.flush()?;
         Ok(IndexState {
@@ -366,8 +377,13 @@ impl ActiveIndex {
         })
     }
 
+    /// Notes that an fsync of the file at `path` failed (see `sync_failed`).
+    pub fn mark_sync_failed(&mut self, path: PathBuf) {
+        self.sync_failed.get_or_insert(path);
+    }
+
     /// Handles on both files, to fsync them without holding the index.
-    pub fn file_handles(&self) -> Result<[(File, PathBuf); 2]> {
+    pub fn file_handles(&self) -> Result<[(VFile, PathBuf); 2]> {
         let dup = |f: &EntryFile| {
             f.file.try_clone().map(|h| (h, f.path.clone())).map_err(Error::io("reopen", &f.path))
         };
@@ -395,6 +411,7 @@ impl ActiveIndex {
 mod tests {
     use super::*;
     use crate::index::{IndexBuilder, SealedIndex};
+    use crate::vfs::OsFs;
 
     fn header(base_offset: u64, batch_len: u32, max_timestamp: i64) -> BatchHeader {
         BatchHeader {
@@ -420,7 +437,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (active_path, built_path) = (dir.path().join("a.log"), dir.path().join("b.log"));
         let base = 1000;
-        let mut active = ActiveIndex::create(&active_path, base).unwrap();
+        let mut active = ActiveIndex::create(&OsFs, &active_path, base).unwrap();
         let mut built = IndexBuilder::new(base);
         let mut position = 0u64;
         let mut offset = base;
@@ -442,21 +459,21 @@ mod tests {
         }
         assert!(active.heap_bytes() < 2 * FLUSH_BYTES + 1024, "{}", active.heap_bytes());
         active.finish(position).unwrap();
-        built.write_files(&built_path, position).unwrap();
+        built.write_files(&OsFs, &built_path, position).unwrap();
         for ext in [INDEX_EXT, TIME_INDEX_EXT] {
             assert_eq!(
                 std::fs::read(active_path.with_extension(ext)).unwrap(),
                 std::fs::read(built_path.with_extension(ext)).unwrap()
             );
         }
-        assert!(SealedIndex::load(&active_path, base, position).is_some());
+        assert!(SealedIndex::load(&OsFs, &active_path, base, position).is_some());
     }
 
     #[test]
     fn resumes_from_a_checkpointed_prefix_and_refuses_one_that_does_not_match() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s.log");
-        let mut index = ActiveIndex::create(&path, 0).unwrap();
+        let mut index = ActiveIndex::create(&OsFs, &path, 0).unwrap();
         let mut position = 0;
         for i in 0..500u64 {
             index.on_batch(&header(i * 3, 5000, i as i64), position, 4096);
@@ -471,7 +488,7 @@ mod tests {
         }
         index.checkpoint_state().unwrap();
         drop(index);
-        let resumed = ActiveIndex::resume(&path, 0, &state).unwrap().unwrap();
+        let resumed = ActiveIndex::resume(&OsFs, &path, 0, &state).unwrap().unwrap();
         assert_eq!(resumed.position_for(700).unwrap(), probe);
         assert_eq!(resumed.position_for(1_000_000).unwrap(), 499 * 5000);
         let state_again = {
@@ -480,13 +497,14 @@ mod tests {
         };
         assert_eq!(state_again, state);
         let bad = IndexState { offset_crc: state.offset_crc ^ 1, ..state };
-        assert!(ActiveIndex::resume(&path, 0, &bad).unwrap().is_none());
+        assert!(ActiveIndex::resume(&OsFs, &path, 0, &bad).unwrap().is_none());
         let long = IndexState { offset_entries: state.offset_entries + 1, ..state };
-        assert!(ActiveIndex::resume(&path, 0, &long).unwrap().is_none());
+        assert!(ActiveIndex::resume(&OsFs, &path, 0, &long).unwrap().is_none());
         // A segment nothing was indexed in yet: its files are empty, and that is its state.
         let fresh = dir.path().join("t.log");
-        drop(ActiveIndex::create(&fresh, 77).unwrap());
-        let empty = ActiveIndex::resume(&fresh, 77, &IndexState::empty(77)).unwrap().unwrap();
+        drop(ActiveIndex::create(&OsFs, &fresh, 77).unwrap());
+        let empty =
+            ActiveIndex::resume(&OsFs, &fresh, 77, &IndexState::empty(77)).unwrap().unwrap();
         assert_eq!(empty.position_for(80).unwrap(), 0);
     }
 }

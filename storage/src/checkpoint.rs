@@ -41,6 +41,7 @@ use crate::active_index::IndexState;
 use crate::batch::header::{le_u32_at as u32_at, le_u64_at as u64_at};
 use crate::error::{Error, Result};
 use crate::files;
+use crate::vfs::FileSystem;
 
 pub const FILE_NAME: &str = "recovery-point.checkpoint";
 const MAGIC: [u8; 4] = *b"ERPT";
@@ -155,9 +156,9 @@ impl Checkpoint {
     }
 
     /// Reads the checkpoint of the log in `dir`.
-    pub fn load(dir: &Path) -> Result<Loaded> {
+    pub fn load(fs: &dyn FileSystem, dir: &Path) -> Result<Loaded> {
         let path = dir.join(FILE_NAME);
-        match std::fs::read(&path) {
+        match fs.read(&path) {
             Ok(bytes) => Ok(match Self::decode(&bytes) {
                 Ok(checkpoint) => Loaded::Found(checkpoint),
                 Err(reason) => Loaded::Invalid(reason),
@@ -168,8 +169,8 @@ impl Checkpoint {
     }
 
     /// Replaces the checkpoint of the log in `dir` with this one, durably.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        files::write_atomic(&dir.join(FILE_NAME), &self.encode())
+    pub fn write(&self, fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+        files::write_atomic_on(fs, &dir.join(FILE_NAME), &self.encode())
     }
 }
 

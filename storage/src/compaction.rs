@@ -11,6 +11,10 @@
 //! a crash could still read (`Inner::may_clean`); a pass first waits for the seals queued before
 //! it.
 //!
+//! Only durable records count: what lies at or past the durable offset never supersedes
+//! anything, nor is it a producer's "last batch" (a power loss could take it, and with it what
+//! it replaced).
+//!
 //! Transactions (as Kafka's cleaner): only what lies below the last stable offset is looked at
 //! (a record of an open transaction never supersedes anything, and a segment holding one is
 //! not rewritten); records of aborted transactions are removed and supersede nothing;
@@ -21,8 +25,6 @@
 //! `.cleaned`. Readers already holding the old segment keep reading its (unlinked) file.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::Write;
 use std::sync::Arc;
 
 use crate::batch::header::ATTR_COMPRESSION_MASK;
@@ -35,7 +37,9 @@ use crate::files::{self, CLEANED_EXT, LOG_EXT};
 use crate::index::IndexBuilder;
 use crate::log::{Log, Segments};
 use crate::segment::{SealedSegment, corrupt};
+use crate::stats::Stats;
 use crate::txn::{AbortedTxn, is_aborted};
+use crate::vfs::OpenMode;
 
 /// What one compaction pass did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -59,13 +63,16 @@ impl Log {
         // Segments rolled so far become rewritable once sealed.
         inner.sealer.wait_for_queued();
         let sealed = inner.segments().sealed.clone();
-        let stable = self.last_stable_offset();
-        let plan = Plan::build(&sealed, stable, inner.txns.all())?;
+        // Only durable records may supersede: one that a power loss can still take (in a
+        // segment rolled since the wait, or whose fsync failed) must not remove the durable
+        // record it replaces.
+        let stable = self.last_stable_offset().min(self.durable_offset());
+        let plan = Plan::build(&sealed, stable, inner.txns.all(), &inner.stats)?;
         let tombstone_cutoff = now_ms.saturating_sub(inner.config.delete_retention_ms);
         let below_stable =
             |s: &SealedSegment| s.index(&inner.stats).is_ok_and(|i| i.next_offset() <= stable);
         for segment in sealed.iter().filter(|s| inner.may_clean(s) && below_stable(s)) {
-            let Some(rewrite) = plan.rewrite(segment, tombstone_cutoff)? else {
+            let Some(rewrite) = plan.rewrite(segment, tombstone_cutoff, &inner.stats)? else {
                 continue;
             };
             report.segments_rewritten += 1;
@@ -93,16 +100,20 @@ impl Log {
             index.on_batch(batch.header(), position, interval);
             position += u64::from(batch.header().batch_len);
         }
-        let mut file = File::create(&tmp_path).map_err(Error::io("create", &tmp_path))?;
+        let fs = &inner.fs;
+        let file =
+            fs.open(&tmp_path, OpenMode::CREATE_EMPTY).map_err(Error::io("create", &tmp_path))?;
         file.write_all(&bytes).map_err(Error::io("write", &tmp_path))?;
         file.sync_all().map_err(Error::io("fsync", &tmp_path))?;
+        drop(file);
         // Index files first: until the rename they describe a length the old log does not
         // have, so a crash in between makes the next open rebuild them.
-        index.write_files(&final_path, bytes.len() as u64)?;
-        std::fs::rename(&tmp_path, &final_path).map_err(Error::io("rename", &tmp_path))?;
-        files::sync_dir(&inner.dir)?;
-        let file = File::open(&final_path).map_err(Error::io("open", &final_path))?;
+        index.write_files(&**fs, &final_path, bytes.len() as u64)?;
+        fs.rename(&tmp_path, &final_path).map_err(Error::io("rename", &tmp_path))?;
+        files::sync_dir(&**fs, &inner.dir)?;
+        let file = fs.open(&final_path, OpenMode::READ).map_err(Error::io("open", &final_path))?;
         let new = SealedSegment::from_file(
+            fs,
             old.base_offset,
             final_path,
             file,
@@ -133,14 +144,21 @@ struct Rewrite {
 }
 
 impl Plan {
-    fn build(sealed: &[Arc<SealedSegment>], stable: u64, aborted: Vec<AbortedTxn>) -> Result<Self> {
+    fn build(
+        sealed: &[Arc<SealedSegment>],
+        stable: u64,
+        aborted: Vec<AbortedTxn>,
+        stats: &Stats,
+    ) -> Result<Self> {
         let mut latest = HashMap::new();
         let mut last_batch_of_producer = HashMap::new();
         for segment in sealed {
-            for (position, bytes) in segment.batches()? {
+            for (position, bytes) in segment.batches(stats)? {
                 let view =
                     BatchView::parse(&bytes).map_err(|e| corrupt(&segment.path, position, e))?;
-                if view.header().is_idempotent() {
+                // The last durable batch: one a power loss could take must not let the
+                // batch before it go (producer state rebuilt from the log would lose it).
+                if view.header().is_idempotent() && view.base_offset() < stable {
                     last_batch_of_producer.insert(view.header().producer_id, view.base_offset());
                 }
                 let h = view.header();
@@ -162,10 +180,15 @@ impl Plan {
     }
 
     /// The segment's new bytes, or `None` if every record in it survives.
-    fn rewrite(&self, segment: &SealedSegment, tombstone_cutoff: i64) -> Result<Option<Rewrite>> {
+    fn rewrite(
+        &self,
+        segment: &SealedSegment,
+        tombstone_cutoff: i64,
+        stats: &Stats,
+    ) -> Result<Option<Rewrite>> {
         let mut out = Vec::with_capacity(segment.len as usize);
         let mut removed = 0u64;
-        for (position, bytes) in segment.batches()? {
+        for (position, bytes) in segment.batches(stats)? {
             let view = BatchView::parse(&bytes).map_err(|e| corrupt(&segment.path, position, e))?;
             let h = *view.header();
             if h.is_control() {

@@ -10,11 +10,10 @@
 //! *.tmp, *.cleaned                half-written files; deleted on open
 //! ```
 
-use std::fs::{self, File};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::vfs::{FileSystem, OpenMode};
 
 pub const LOG_EXT: &str = "log";
 pub const INDEX_EXT: &str = "index";
@@ -40,25 +39,48 @@ pub fn parse_segment_name(name: &str) -> Option<(u64, &str)> {
 
 /// Writes `bytes` to `path` so that a crash leaves either the old file or the new one: write a
 /// temporary, fsync it, rename it over. The caller fsyncs the directory (once for several files).
-pub fn replace_file(path: &Path, bytes: &[u8]) -> Result<()> {
+pub fn replace_file(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = path.with_extension(format!(
         "{}.{TMP_EXT}",
         path.extension().and_then(|e| e.to_str()).unwrap_or_default()
     ));
-    let mut file = File::create(&tmp).map_err(Error::io("create", &tmp))?;
+    let file = fs.open(&tmp, OpenMode::CREATE_EMPTY).map_err(Error::io("create", &tmp))?;
     file.write_all(bytes).map_err(Error::io("write", &tmp))?;
     file.sync_all().map_err(Error::io("fsync", &tmp))?;
     drop(file);
-    fs::rename(&tmp, path).map_err(Error::io("rename", &tmp))
+    fs.rename(&tmp, path).map_err(Error::io("rename", &tmp))
 }
 
 /// [`replace_file`], then an fsync of the directory: the new content survives a crash.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    replace_file(path, bytes)?;
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    write_atomic_on(&crate::vfs::OsFs, path, bytes)
+}
+
+/// [`write_atomic`] on the file system `fs`.
+pub fn write_atomic_on(fs: &dyn FileSystem, path: &Path, bytes: &[u8]) -> Result<()> {
+    replace_file(fs, path, bytes)?;
+    sync_dir(fs, path.parent().unwrap_or(Path::new(".")))
 }
 
 /// fsyncs a directory so that creates, renames and deletes in it survive a crash.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(Error::io("fsync directory", dir))
+pub fn sync_dir(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    fs.sync_dir(dir).map_err(Error::io("fsync directory", dir))
+}
+
+/// [`create_dir_durable_on`] on the operating system's file system.
+pub fn create_dir_durable(dir: &Path) -> Result<()> {
+    create_dir_durable_on(&crate::vfs::OsFs, dir)
+}
+
+/// Creates `dir` and any missing parents, durably: each directory created is fsynced in its
+/// parent, so a power loss cannot take the directory (and every file later made durable in it)
+/// away.
+pub fn create_dir_durable_on(fs: &dyn FileSystem, dir: &Path) -> Result<()> {
+    let created = fs.create_dir_all(dir).map_err(Error::io("create directory", dir))?;
+    for made in created.iter().rev() {
+        if let Some(parent) = made.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(fs, parent)?;
+        }
+    }
+    Ok(())
 }

@@ -23,7 +23,6 @@
 //!
 //! A time entry `(t, r)` says every record before relative offset `r` has a timestamp <= `t`.
 
-use std::fs::File;
 use std::path::Path;
 
 use bytes::Bytes;
@@ -32,7 +31,7 @@ use crate::batch::BatchHeader;
 use crate::batch::header::{le_u32_at as u32_at, le_u64_at as u64_at};
 use crate::error::Result;
 use crate::files::replace_file;
-use crate::mmap;
+use crate::vfs::{FileSystem, OpenMode};
 
 pub const HEADER_LEN: usize = 40;
 pub const OFFSET_ENTRY_LEN: usize = 8;
@@ -147,7 +146,7 @@ impl IndexBuilder {
     }
 
     /// Writes both index files for a segment whose log is `log_len` bytes (no directory fsync).
-    pub fn write_files(&self, log_path: &Path, log_len: u64) -> Result<()> {
+    pub fn write_files(&self, fs: &dyn FileSystem, log_path: &Path, log_len: u64) -> Result<()> {
         for (magic, entries, entry_len, ext) in [
             (OFFSET_MAGIC, &self.offsets, OFFSET_ENTRY_LEN, crate::files::INDEX_EXT),
             (TIME_MAGIC, &self.times, TIME_ENTRY_LEN, crate::files::TIME_INDEX_EXT),
@@ -160,7 +159,7 @@ impl IndexBuilder {
             crc.update(entries);
             buf.extend_from_slice(&crc.finalize().to_le_bytes());
             buf.extend_from_slice(entries);
-            replace_file(&log_path.with_extension(ext), &buf)?;
+            replace_file(fs, &log_path.with_extension(ext), &buf)?;
         }
         Ok(())
     }
@@ -191,14 +190,21 @@ pub struct SealedIndex {
 impl SealedIndex {
     /// Maps and checks the index files of the segment at `log_path`; `None` if either is
     /// missing, describes another log length, or fails its checks.
-    pub fn load(log_path: &Path, base_offset: u64, log_len: u64) -> Option<SealedIndex> {
+    pub fn load(
+        fs: &dyn FileSystem,
+        log_path: &Path,
+        base_offset: u64,
+        log_len: u64,
+    ) -> Option<SealedIndex> {
         let (offsets, next_offset, max_timestamp) = load_file(
+            fs,
             &log_path.with_extension(crate::files::INDEX_EXT),
             OFFSET_MAGIC,
             OFFSET_ENTRY_LEN,
             log_len,
         )?;
         let (times, next_t, max_t) = load_file(
+            fs,
             &log_path.with_extension(crate::files::TIME_INDEX_EXT),
             TIME_MAGIC,
             TIME_ENTRY_LEN,
@@ -216,17 +222,18 @@ impl SealedIndex {
 }
 
 fn load_file(
+    fs: &dyn FileSystem,
     path: &Path,
     magic: [u8; 4],
     entry_len: usize,
     log_len: u64,
 ) -> Option<(Bytes, u64, i64)> {
-    let file = File::open(path).ok()?;
-    let len = file.metadata().ok()?.len();
+    let file = fs.open(path, OpenMode::READ).ok()?;
+    let len = file.size().ok()?;
     if len < HEADER_LEN as u64 {
         return None;
     }
-    let bytes = mmap::map(&file, len, false).ok()?;
+    let bytes = file.map(len, false).ok()?;
     let head = &bytes[..HEADER_LEN];
     if head[..4] != magic || head[4] != VERSION || u64_at(head, 8) != log_len {
         return None;
@@ -255,13 +262,17 @@ pub struct IndexView<'a> {
 impl IndexView<'_> {
     /// File position of the last indexed batch starting at or before `offset` (0 if none).
     pub fn position_for(&self, offset: u64) -> u64 {
+        self.entry_for(offset).map_or(0, |(_, position)| position)
+    }
+
+    /// The last entry at or before `offset`, as (the batch's base offset, its position).
+    pub fn entry_for(&self, offset: u64) -> Option<(u64, u64)> {
         let relative = offset.saturating_sub(self.base_offset).min(u64::from(u32::MAX)) as u32;
         let n = self.offsets.len() / OFFSET_ENTRY_LEN;
         let after = partition_point(n, |i| u32_at(self.offsets, i * OFFSET_ENTRY_LEN) <= relative);
-        match after {
-            0 => 0,
-            i => u64::from(u32_at(self.offsets, (i - 1) * OFFSET_ENTRY_LEN + 4)),
-        }
+        let at = after.checked_sub(1)? * OFFSET_ENTRY_LEN;
+        let base = self.base_offset + u64::from(u32_at(self.offsets, at));
+        Some((base, u64::from(u32_at(self.offsets, at + 4))))
     }
 
     /// File position from which a scan finds the first record with a timestamp >= `timestamp`:

@@ -18,6 +18,9 @@
 //! - [`txn`]: transactions in a partition — markers, the last stable offset, the aborted
 //!   transactions (`aborted.txnindex`) that `read_committed` readers skip.
 //! - `config`, `error`, `files` (atomic metadata writes), `lock` (the directory lock), `stats`.
+//! - [`vfs`]: the I/O seam every file operation goes through — the operating system's file
+//!   system, or [`vfs::sim`], a simulated one that can lose power, for crash testing;
+//!   [`crashcheck`]: seeded workloads crashed on it at random points and checked on reopen.
 //!
 //! It is not a database: records are never updated in place, and the only deletes are retention
 //! (whole segments) and compaction (superseded keys). It knows nothing of networking or async;
@@ -35,6 +38,7 @@ mod checkpoint;
 mod commit;
 mod compaction;
 mod config;
+pub mod crashcheck;
 mod error;
 mod files;
 mod index;
@@ -50,12 +54,13 @@ mod segment;
 mod stats;
 mod sync;
 pub mod txn;
+pub mod vfs;
 mod worker;
 
 pub use compaction::CompactionReport;
 pub use config::{Cleanup, Flush, LogConfig};
 pub use error::{Error, Result};
-pub use files::write_atomic;
+pub use files::{create_dir_durable, create_dir_durable_on, write_atomic, write_atomic_on};
 pub use lock::DirLock;
 pub use log::{AppendInfo, Log, TimestampOffset};
 pub use retention::RetentionReport;

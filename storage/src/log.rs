@@ -15,8 +15,7 @@
 //!   that fails, poisons the log against further writes. A failed fsync poisons it too, and
 //!   fails every durability wait from then on.
 
-use std::fs::File;
-use std::io::{IoSlice, Seek, SeekFrom, Write};
+use std::io::IoSlice;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
@@ -40,6 +39,7 @@ use crate::stats::{Stats, StatsSnapshot};
 use crate::sync::{DirSync, SyncFailure};
 use crate::txn::index::TxnState;
 use crate::txn::{AbortedTxn, ControlType, Marker};
+use crate::vfs::{Fs, write_all_vectored};
 
 /// Where an appended batch landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +70,8 @@ pub struct Log {
 
 #[derive(Debug)]
 pub(crate) struct Inner {
+    /// The file system every file operation goes through.
+    pub fs: Fs,
     pub dir: PathBuf,
     pub config: LogConfig,
     pub _lock: DirLock,
@@ -118,9 +120,14 @@ pub(crate) struct Writer {
 impl Log {
     /// Opens (creating if needed) the log in `dir`, checking what follows the recovery point.
     pub fn open(dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
+        Self::open_on(crate::vfs::os(), dir, config)
+    }
+
+    /// [`Log::open`] on the file system `fs` (a simulated one in tests: [`crate::vfs::sim`]).
+    pub fn open_on(fs: Fs, dir: impl AsRef<Path>, config: LogConfig) -> Result<Log> {
         let dir = dir.as_ref();
-        let recovered = crate::recovery::open(dir, &config)?;
-        let inner = Arc::new(Inner::new(dir.to_path_buf(), config, recovered));
+        let recovered = crate::recovery::open(&fs, dir, &config)?;
+        let inner = Arc::new(Inner::new(fs, dir.to_path_buf(), config, recovered));
         let worker = crate::worker::spawn(inner.clone())?;
         Ok(Log { inner, worker: Some(worker) })
     }
@@ -370,7 +377,7 @@ impl Drop for Log {
 }
 
 impl Inner {
-    pub fn new(dir: PathBuf, config: LogConfig, r: Recovered) -> Self {
+    pub fn new(fs: Fs, dir: PathBuf, config: LogConfig, r: Recovered) -> Self {
         let next = r.writer.active.index.read().unwrap_or_else(|p| p.into_inner()).next_offset();
         let segments = Segments { sealed: r.sealed, active: r.writer.active.clone() };
         let start = segments.start_offset();
@@ -380,7 +387,8 @@ impl Inner {
             sealer.push(job);
         }
         Self {
-            dir_sync: DirSync::new(&dir),
+            dir_sync: DirSync::new(fs.clone(), &dir),
+            fs,
             dir,
             config,
             _lock: r.lock,
@@ -414,6 +422,11 @@ impl Inner {
 
     pub fn is_poisoned(&self) -> bool {
         self.poisoned.get().is_some()
+    }
+
+    /// The operation whose failure poisoned the log, if one did.
+    pub fn poisoned_by(&self) -> Option<&'static str> {
+        self.poisoned.get().copied()
     }
 
     fn check_poisoned(&self) -> Result<()> {
@@ -503,15 +516,18 @@ impl Inner {
             _ => None,
         };
         let slices = &mut [IoSlice::new(&front), IoSlice::new(&batch[POSITION_LEN..])];
-        let written = write_all_vectored(&active.file, slices)
+        let written = write_all_vectored(&*active.file, slices)
             .map_err(Error::io("append to", &active.path))
             .and_then(|()| aborted.as_ref().map_or(Ok(()), |a| self.txns.write_entry(a)));
         if let Err(e) = written {
-            let cut = (&active.file)
-                .seek(SeekFrom::Start(w.position))
-                .and_then(|_| active.file.set_len(w.position));
-            if cut.is_err() {
-                self.poison("write");
+            let cut =
+                active.file.seek_to(w.position).and_then(|()| active.file.set_len(w.position));
+            match cut {
+                // The cut itself is not durable until an fsync covers it: the next one must
+                // run (else a power loss could bring the partial batch back, and recovery
+                // would take it for a torn tail and cut every later segment with it).
+                Ok(()) => active.sync.cut(w.position),
+                Err(_) => self.poison("write"),
             }
             return Err(e);
         }
@@ -562,18 +578,6 @@ impl Inner {
         self.stats.group_committed();
         Ok(covered)
     }
-}
-
-fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
-    while !slices.is_empty() {
-        match file.write_vectored(slices) {
-            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 fn missing_key(batch: &[u8]) -> Error {

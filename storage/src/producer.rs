@@ -34,6 +34,7 @@ use std::path::Path;
 use crate::batch::BatchHeader;
 use crate::batch::header::{add_sequence, le_u32_at as u32_at, le_u64_at as u64_at};
 use crate::error::{Error, Result};
+use crate::vfs::FileSystem;
 
 /// Batches remembered per producer for duplicate detection.
 pub const RETAINED_BATCHES: usize = 5;
@@ -210,8 +211,8 @@ impl ProducerTable {
 
     /// Reads a snapshot file. `Ok(None)` when it is missing or damaged (the caller rebuilds from
     /// the log); an unknown version is an error rather than a guess.
-    pub fn load(path: &Path) -> Result<Option<Self>> {
-        let bytes = match std::fs::read(path) {
+    pub fn load(fs: &dyn FileSystem, path: &Path) -> Result<Option<Self>> {
+        let bytes = match fs.read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(Error::io("read", path)(e)),
@@ -349,12 +350,15 @@ mod tests {
             }
         }
         std::fs::write(&path, t.encode()).unwrap();
-        assert_eq!(ProducerTable::load(&path).unwrap(), Some(t.clone()));
+        assert_eq!(ProducerTable::load(&crate::vfs::OsFs, &path).unwrap(), Some(t.clone()));
         let mut bytes = t.encode();
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x40;
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(ProducerTable::load(&path).unwrap(), None);
-        assert_eq!(ProducerTable::load(&dir.path().join("missing")).unwrap(), None);
+        assert_eq!(ProducerTable::load(&crate::vfs::OsFs, &path).unwrap(), None);
+        assert_eq!(
+            ProducerTable::load(&crate::vfs::OsFs, &dir.path().join("missing")).unwrap(),
+            None
+        );
     }
 }

@@ -24,9 +24,6 @@
 //! Nothing past the recovery point is assumed durable: the durable offset starts there and the
 //! next flush fsyncs the rest.
 
-use std::fs::{self, File};
-use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
@@ -47,6 +44,7 @@ use crate::stats::Stats;
 use crate::sync::SegmentSync;
 use crate::txn::AbortedTxn;
 use crate::txn::index::{self as txn_index, TxnState};
+use crate::vfs::{FileHandle, Fs, OpenMode, VFile};
 
 /// What open hands the log.
 #[derive(Debug)]
@@ -83,63 +81,88 @@ struct Start {
     full_scan: bool,
 }
 
-pub(crate) fn open(dir: &Path, config: &LogConfig) -> Result<Recovered> {
+pub(crate) fn open(fs: &Fs, dir: &Path, config: &LogConfig) -> Result<Recovered> {
     config.validate()?;
-    fs::create_dir_all(dir).map_err(Error::io("create directory", dir))?;
-    let lock = DirLock::acquire(dir)?;
-    let mut bases = scan_directory(dir)?;
+    files::create_dir_durable_on(&**fs, dir)?;
+    let lock = DirLock::acquire_on(&**fs, dir)?;
+    let mut bases = scan_directory(fs, dir)?;
     let fresh = bases.is_empty();
     if fresh {
         let path = files::segment_file(dir, 0, LOG_EXT);
-        File::create(&path).map_err(Error::io("create", &path))?;
-        ActiveIndex::create(&path, 0)?;
+        fs.open(&path, OpenMode::CREATE_EMPTY).map_err(Error::io("create", &path))?;
+        ActiveIndex::create(&**fs, &path, 0)?;
         // Also makes the new files' directory entries durable.
-        Checkpoint::segment_start(0, ProducerTable::default().encode()).write(dir)?;
+        Checkpoint::segment_start(0, ProducerTable::default().encode()).write(&**fs, dir)?;
         bases.push(0);
     }
     let interval = config.index_interval_bytes;
-    let (start, mut sealed) = match checkpointed_start(dir, &bases, fresh)? {
+    let (start, mut sealed) = match checkpointed_start(fs, dir, &bases, fresh)? {
         Some(start) => {
-            let sealed = open_sealed(dir, &bases[..start.first], interval)?;
+            let sealed = open_sealed(fs, dir, &bases[..start.first], interval)?;
             (start, sealed)
         }
         None => {
-            let sealed = open_sealed(dir, &bases[..bases.len() - 1], interval)?;
-            (fallback_start(dir, &bases, &sealed)?, sealed)
+            let sealed = open_sealed(fs, dir, &bases[..bases.len() - 1], interval)?;
+            (fallback_start(fs, dir, &bases, &sealed)?, sealed)
         }
     };
     let (durable, recovery_point) = (start.durable, start.recovery_point);
+    let start_full = start.full_scan;
     let stats = Stats::default();
     stats.recovery_full_scans.store(u64::from(start.full_scan), Ordering::Relaxed);
     // Entries at or past where checking starts are found again by the check.
-    let (aborted, whole) = txn_index::load(dir, start.durable)?;
+    let (aborted, whole) = aborted_below(fs, dir, &bases[..=start.first], &start)?;
     let kept = aborted.len();
     let mut check =
-        Check { dir, bases: &bases, interval, stats: &stats, jobs: Vec::new(), aborted };
+        Check { fs, dir, bases: bases.clone(), interval, stats: &stats, jobs: Vec::new(), aborted };
     let writer = check.run(start, &mut sealed)?;
     let (jobs, aborted) = (check.jobs, check.aborted);
     let unchanged = whole && aborted.len() == kept;
-    let txns = TxnState::open(dir, aborted, unchanged, writer.producers.first_unstable())?;
-    tracing::debug!(log = %dir.display(), sealed = sealed.len(), unfinished = jobs.len(), "opened log");
+    let txns = TxnState::open(fs, dir, aborted, unchanged, writer.producers.first_unstable())?;
+    tracing::debug!(log = %dir.display(), sealed = sealed.len(), unfinished = jobs.len(), durable, kept, full_scan = start_full, "opened log");
     Ok(Recovered { lock, writer, sealed, jobs, stats, durable, recovery_point, txns })
 }
 
-fn open_sealed(dir: &Path, bases: &[u64], interval: u32) -> Result<Vec<Arc<SealedSegment>>> {
+/// The aborted transactions below where checking starts: the index's, or, if it is damaged,
+/// those the log's batches say (with whatever whole entries the file still has), and whether
+/// the file holds exactly them.
+fn aborted_below(
+    fs: &Fs,
+    dir: &Path,
+    bases: &[u64],
+    start: &Start,
+) -> Result<(Vec<AbortedTxn>, bool)> {
+    let loaded = txn_index::load(fs, dir, start.durable)?;
+    let Some(at) = loaded.damage else { return Ok((loaded.entries, loaded.whole)) };
+    tracing::warn!(file = %dir.join(txn_index::FILE_NAME).display(), position = at, "aborted-transaction index damaged; rebuilding it from the log");
+    let rebuilt = crate::txn::replay::aborted_below(fs, dir, bases, start.position, start.durable)?;
+    let mut by_marker: std::collections::BTreeMap<u64, AbortedTxn> =
+        loaded.entries.into_iter().map(|e| (e.last_offset, e)).collect();
+    by_marker.extend(rebuilt.into_iter().map(|e| (e.last_offset, e)));
+    Ok((by_marker.into_values().collect(), false))
+}
+
+fn open_sealed(
+    fs: &Fs,
+    dir: &Path,
+    bases: &[u64],
+    interval: u32,
+) -> Result<Vec<Arc<SealedSegment>>> {
     bases
         .iter()
         .map(|&base| {
             let path = files::segment_file(dir, base, LOG_EXT);
-            let len = fs::metadata(&path).map_err(Error::io("stat", &path))?.len();
-            Ok(Arc::new(SealedSegment::open(base, path, len, interval)?))
+            let len = fs.file_len(&path).map_err(Error::io("stat", &path))?;
+            Ok(Arc::new(SealedSegment::open(fs, base, path, len, interval)?))
         })
         .collect()
 }
 
 /// The start the checkpoint gives, or `None` (with a warning saying why) if there is no usable
 /// one.
-fn checkpointed_start(dir: &Path, bases: &[u64], fresh: bool) -> Result<Option<Start>> {
-    let reason = match Checkpoint::load(dir)? {
-        Loaded::Found(checkpoint) => match start_at(dir, bases, &checkpoint)? {
+fn checkpointed_start(fs: &Fs, dir: &Path, bases: &[u64], fresh: bool) -> Result<Option<Start>> {
+    let reason = match Checkpoint::load(&**fs, dir)? {
+        Loaded::Found(checkpoint) => match start_at(fs, dir, bases, &checkpoint)? {
             Ok(start) => return Ok(Some(start)),
             Err(reason) => reason,
         },
@@ -157,6 +180,7 @@ fn checkpointed_start(dir: &Path, bases: &[u64], fresh: bool) -> Result<Option<S
 
 /// Validates `checkpoint` against the files it names; the reason it does not hold otherwise.
 fn start_at(
+    fs: &Fs,
     dir: &Path,
     bases: &[u64],
     checkpoint: &Checkpoint,
@@ -166,7 +190,7 @@ fn start_at(
         return Ok(Err("its segment is gone"));
     };
     let path = files::segment_file(dir, base, LOG_EXT);
-    let len = fs::metadata(&path).map_err(Error::io("stat", &path))?.len();
+    let len = fs.file_len(&path).map_err(Error::io("stat", &path))?;
     let offset = checkpoint.offset();
     if checkpoint.position > len {
         return Ok(Err("it points past the end of its segment"));
@@ -184,11 +208,12 @@ fn start_at(
     let Ok(Some(producers)) = ProducerTable::from_snapshot(&checkpoint.producers) else {
         return Ok(Err("its producer state is unreadable"));
     };
-    let Some(index) = ActiveIndex::resume(&path, base, &checkpoint.index)? else {
+    let Some(index) = ActiveIndex::resume(&**fs, &path, base, &checkpoint.index)? else {
         return Ok(Err("its segment's index files do not hold the entries it counts"));
     };
     if let Some((relative, position)) = index.last_entry()?
         && !batch_is_at(
+            fs,
             &path,
             u64::from(position),
             base + u64::from(relative),
@@ -211,11 +236,11 @@ fn start_at(
 
 /// Whether the segment at `path` has a batch with base offset `offset` at `position`, ending by
 /// `end`: the checkpointed index describes this file, not another.
-fn batch_is_at(path: &Path, position: u64, offset: u64, end: u64) -> Result<bool> {
+fn batch_is_at(fs: &Fs, path: &Path, position: u64, offset: u64, end: u64) -> Result<bool> {
     if position + HEADER_LEN as u64 > end {
         return Ok(false);
     }
-    let file = File::open(path).map_err(Error::io("open", path))?;
+    let file = fs.open(path, OpenMode::READ).map_err(Error::io("open", path))?;
     let mut head = [0u8; HEADER_LEN];
     file.read_exact_at(&mut head, position).map_err(Error::io("read", path))?;
     Ok(BatchHeader::parse(&head)
@@ -225,17 +250,23 @@ fn batch_is_at(path: &Path, position: u64, offset: u64, end: u64) -> Result<bool
 /// Without a checkpoint: check the whole active segment, with the producer state of its
 /// snapshot or rebuilt from the sealed segments, which are trusted as before checkpoints. A
 /// checkpoint at the active segment's start is written, so the next open need not do this.
-fn fallback_start(dir: &Path, bases: &[u64], sealed: &[Arc<SealedSegment>]) -> Result<Start> {
+fn fallback_start(
+    fs: &Fs,
+    dir: &Path,
+    bases: &[u64],
+    sealed: &[Arc<SealedSegment>],
+) -> Result<Start> {
     let first = bases.len() - 1;
     let base = bases[first];
     let path = files::segment_file(dir, base, LOG_EXT);
-    let producers = match ProducerTable::load(&files::segment_file(dir, base, PRODUCERS_EXT))? {
+    let snapshot = files::segment_file(dir, base, PRODUCERS_EXT);
+    let producers = match ProducerTable::load(&**fs, &snapshot)? {
         Some(table) => table,
         None => rebuild_producers(sealed)?,
     };
-    let index = ActiveIndex::create(&path, base)?;
+    let index = ActiveIndex::create(&**fs, &path, base)?;
     let checkpoint = Checkpoint::segment_start(base, producers.encode());
-    if let Err(e) = checkpoint.write(dir) {
+    if let Err(e) = checkpoint.write(&**fs, dir) {
         tracing::warn!(log = %dir.display(), error = %e, "could not write the recovery point");
     }
     Ok(Start {
@@ -254,7 +285,7 @@ fn fallback_start(dir: &Path, bases: &[u64], sealed: &[Arc<SealedSegment>]) -> R
 struct Unfinished {
     base: u64,
     path: PathBuf,
-    file: File,
+    file: VFile,
     len: u64,
     /// Bytes known durable (those below the recovery point).
     synced: u64,
@@ -263,8 +294,9 @@ struct Unfinished {
 
 /// The check of every segment from the start on.
 struct Check<'a> {
+    fs: &'a Fs,
     dir: &'a Path,
-    bases: &'a [u64],
+    bases: Vec<u64>,
     interval: u32,
     stats: &'a Stats,
     jobs: Vec<SealJob>,
@@ -282,22 +314,19 @@ impl Check<'_> {
         loop {
             let base = self.bases[first];
             let path = files::segment_file(self.dir, base, LOG_EXT);
-            let file = File::options()
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(Error::io("open", &path))?;
+            let file =
+                self.fs.open(&path, OpenMode::READ_WRITE).map_err(Error::io("open", &path))?;
             let carried = Carried {
                 index: &mut index,
                 producers: &mut producers,
                 first_timestamp: &mut first_timestamp,
                 aborted: &mut self.aborted,
             };
-            let scan = scan_segment(&file, &path, position, self.interval, carried)?;
+            let scan = scan_segment(&*file, &path, position, self.interval, carried)?;
             self.stats
                 .recovery_scanned_bytes
                 .fetch_add(scan.file_len - position, Ordering::Relaxed);
-            let next = self.bases.get(first + 1).copied();
+            let next = self.next_base(first, index.next_offset())?;
             let fault = match (scan.fault, next) {
                 (Some(fault), _) => Some(fault),
                 (None, Some(found)) if found != index.next_offset() => {
@@ -306,14 +335,15 @@ impl Check<'_> {
                 (None, _) => None,
             };
             if let Some(fault) = &fault {
-                self.cut(&file, &path, scan.valid_len, scan.file_len, fault)?;
+                tracing::debug!(segment = %path.display(), position = scan.valid_len, reason = %fault, "the check stopped");
+                self.cut(&*file, &path, scan.valid_len, scan.file_len, fault)?;
                 self.delete_after(first)?;
             }
             let synced = position;
             if fault.is_some() || next.is_none() {
                 // Appends write at the file cursor (one writev per batch): it must sit at the
                 // recovered end.
-                (&file).seek(SeekFrom::Start(scan.valid_len)).map_err(Error::io("seek", &path))?;
+                file.seek_to(scan.valid_len).map_err(Error::io("seek", &path))?;
                 let active = ActiveSegment::new(base, path, file, scan.valid_len, synced, index)?;
                 return Ok(Writer {
                     active: Arc::new(active),
@@ -324,8 +354,8 @@ impl Check<'_> {
             }
             // A sealed segment whose seal had not finished: finish it now, like a roll would.
             let next_base = index.next_offset();
-            let next_index =
-                ActiveIndex::create(&files::segment_file(self.dir, next_base, LOG_EXT), next_base)?;
+            let next_path = files::segment_file(self.dir, next_base, LOG_EXT);
+            let next_index = ActiveIndex::create(&**self.fs, &next_path, next_base)?;
             let unfinished = Unfinished {
                 base,
                 path,
@@ -350,6 +380,7 @@ impl Check<'_> {
         let index = Arc::new(RwLock::new(u.index));
         let handle = u.file.try_clone().map_err(Error::io("reopen", &u.path))?;
         let segment = Arc::new(SealedSegment::unfinished(
+            self.fs,
             u.base,
             u.path.clone(),
             u.file,
@@ -370,7 +401,14 @@ impl Check<'_> {
     }
 
     /// Cuts a torn tail off the segment at `path`.
-    fn cut(&self, file: &File, path: &Path, at: u64, len: u64, fault: &TailFault) -> Result<()> {
+    fn cut(
+        &self,
+        file: &dyn FileHandle,
+        path: &Path,
+        at: u64,
+        len: u64,
+        fault: &TailFault,
+    ) -> Result<()> {
         if at == len {
             return Ok(());
         }
@@ -387,6 +425,31 @@ impl Check<'_> {
         Ok(())
     }
 
+    /// The base of the segment after the one at `index`, which ends at `expected`. An empty
+    /// segment starting before that is what a roll that failed (or crashed) after creating its
+    /// file left: it holds nothing, and is removed rather than taken for a gap (which would cut
+    /// every segment after it, acknowledged ones included).
+    fn next_base(&mut self, index: usize, expected: u64) -> Result<Option<u64>> {
+        while let Some(&found) = self.bases.get(index + 1) {
+            let path = files::segment_file(self.dir, found, LOG_EXT);
+            let empty = self.fs.file_len(&path).map_err(Error::io("stat", &path))? == 0;
+            if found >= expected || !empty {
+                return Ok(Some(found));
+            }
+            tracing::warn!(segment = %path.display(), expected, "removing the empty segment of a failed roll");
+            for path in segment_files(self.dir, found) {
+                match self.fs.remove_file(&path) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(Error::io("delete", &path)(e)),
+                }
+            }
+            files::sync_dir(&**self.fs, self.dir)?;
+            self.bases.remove(index + 1);
+        }
+        Ok(None)
+    }
+
     /// Deletes every segment after the one at `index` (its tail was torn, so none of theirs was
     /// ever durable), with their index files and producer snapshots.
     fn delete_after(&self, index: usize) -> Result<()> {
@@ -397,17 +460,17 @@ impl Check<'_> {
         let mut bytes = 0;
         for &base in doomed {
             let log = files::segment_file(self.dir, base, LOG_EXT);
-            bytes += fs::metadata(&log).map_or(0, |m| m.len());
+            bytes += self.fs.file_len(&log).unwrap_or(0);
             let producers = files::segment_file(self.dir, base, PRODUCERS_EXT);
             for path in segment_files(self.dir, base).iter().chain([&producers]) {
-                match fs::remove_file(path) {
+                match self.fs.remove_file(path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io("delete", path)(e)),
                 }
             }
         }
-        files::sync_dir(self.dir)?;
+        files::sync_dir(&**self.fs, self.dir)?;
         tracing::warn!(
             log = %self.dir.display(),
             segments = doomed.len(),
@@ -421,19 +484,16 @@ impl Check<'_> {
 
 /// Lists segment base offsets in order, and removes what a crash can leave behind: temporary
 /// files, unfinished compaction output, and index files whose log is gone.
-fn scan_directory(dir: &Path) -> Result<Vec<u64>> {
+fn scan_directory(fs: &Fs, dir: &Path) -> Result<Vec<u64>> {
     let mut logs = Vec::new();
     let mut indexes = Vec::new();
-    for entry in fs::read_dir(dir).map_err(Error::io("list", dir))? {
-        let entry = entry.map_err(Error::io("list", dir))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
-        let path = entry.path();
+    for name in fs.read_dir(dir).map_err(Error::io("list", dir))? {
+        let path = dir.join(&name);
         if name.ends_with(&format!(".{TMP_EXT}")) || name.ends_with(&format!(".{CLEANED_EXT}")) {
-            fs::remove_file(&path).map_err(Error::io("remove leftover", &path))?;
+            fs.remove_file(&path).map_err(Error::io("remove leftover", &path))?;
             continue;
         }
-        match files::parse_segment_name(name) {
+        match files::parse_segment_name(&name) {
             Some((base, LOG_EXT)) => logs.push(base),
             Some((base, INDEX_EXT | TIME_INDEX_EXT)) => indexes.push((base, path)),
             _ => {}
@@ -442,7 +502,7 @@ fn scan_directory(dir: &Path) -> Result<Vec<u64>> {
     logs.sort_unstable();
     for (base, path) in indexes {
         if logs.binary_search(&base).is_err() {
-            fs::remove_file(&path).map_err(Error::io("remove orphan index", &path))?;
+            fs.remove_file(&path).map_err(Error::io("remove orphan index", &path))?;
         }
     }
     Ok(logs)

@@ -70,15 +70,21 @@ impl Log {
         let bytes_deleted = deleted.iter().map(|s| s.len).sum();
         for segment in &deleted {
             for path in segment_files(&inner.dir, segment.base_offset) {
-                match std::fs::remove_file(&path) {
+                match inner.fs.remove_file(&path) {
                     Ok(()) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                     Err(e) => return Err(Error::io("delete", &path)(e)),
                 }
             }
         }
-        crate::files::sync_dir(&inner.dir)?;
+        crate::files::sync_dir(&*inner.fs, &inner.dir)?;
         let start_offset = self.start_offset();
+        // Aborted transactions whose marker went with the segments are of no use to anyone —
+        // once the deletions are durable: trimmed before, a power loss could bring segments
+        // back whose aborted transactions the index no longer names.
+        if let Err(e) = inner.txns.trim(start_offset) {
+            tracing::warn!(log = %inner.dir.display(), error = %e, "could not trim the aborted-transaction index; retried at the next pass");
+        }
         tracing::info!(log = %inner.dir.display(), segments = deleted.len(), bytes_deleted, start_offset, "retention deleted segments");
         Ok(RetentionReport { segments_deleted: deleted.len(), bytes_deleted, start_offset })
     }
@@ -106,10 +112,6 @@ impl Log {
         let start = sealed.first().map_or(segments.active.base_offset, |s| s.base_offset);
         inner.set_segments(Segments { sealed, active: segments.active.clone() });
         inner.start_offset.store(start, Ordering::Release);
-        // Aborted transactions whose marker went with the segments are of no use to anyone.
-        if let Err(e) = inner.txns.trim(start) {
-            tracing::warn!(log = %inner.dir.display(), error = %e, "could not trim the aborted-transaction index; retried at the next pass");
-        }
         Ok(deleted)
     }
 }

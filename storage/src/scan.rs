@@ -8,8 +8,6 @@
 //! version, compression or attributes this build does not know was written whole by another
 //! build: the scan refuses (`UnreadableBatch`) rather than report it as torn.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::active_index::ActiveIndex;
@@ -17,6 +15,7 @@ use crate::batch::{BatchError, BatchHeader, HEADER_LEN, header};
 use crate::error::{Error, Result};
 use crate::producer::ProducerTable;
 use crate::txn::{AbortedTxn, ControlType, control_type};
+use crate::vfs::FileHandle;
 
 /// Largest control batch whose record is read to tell an abort from a commit (a marker is
 /// about 80 bytes; a larger one was not written by eddy and is taken as a commit).
@@ -59,13 +58,13 @@ pub struct Carried<'a> {
 /// Checks the segment in `file` from byte `from` (the end of a good batch, whose successor
 /// `carried.index` expects) to its end.
 pub fn scan_segment(
-    file: &File,
+    file: &dyn FileHandle,
     path: &Path,
     from: u64,
     interval: u32,
     carried: Carried<'_>,
 ) -> Result<SegmentScan> {
-    let len = file.metadata().map_err(Error::io("stat", path))?.len();
+    let len = file.size().map_err(Error::io("stat", path))?;
     let mut window = Window { file, path, start: 0, buf: Vec::new() };
     let mut position = from;
     let mut fault = None;
@@ -178,7 +177,7 @@ fn parse_header(
 
 /// A read-ahead window over a segment, so small batches cost no syscall each.
 struct Window<'a> {
-    file: &'a File,
+    file: &'a dyn FileHandle,
     path: &'a Path,
     start: u64,
     buf: Vec<u8>,

@@ -11,8 +11,6 @@
 //!   segment's index lives on the heap. Every batch it serves has had its checksum verified
 //!   once; `verified_upto` remembers the checked prefix so re-reads skip the work.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard};
@@ -23,16 +21,16 @@ use crate::active_index::ActiveIndex;
 use crate::batch::{BatchError, BatchHeader, BatchView, HEADER_LEN};
 use crate::error::{Error, Result};
 use crate::index::{IndexBuilder, SealedIndex};
-use crate::mmap;
 use crate::stats::Stats;
 use crate::sync::SegmentSync;
+use crate::vfs::{Fs, OpenMode, VFile};
 
 /// The segment being appended.
 #[derive(Debug)]
 pub struct ActiveSegment {
     pub base_offset: u64,
     pub path: PathBuf,
-    pub file: File,
+    pub file: VFile,
     /// Bytes readers may see: always the end of a complete batch.
     pub visible_len: AtomicU64,
     /// Shared with the [`SealedSegment`] this becomes until the sealer has finished it.
@@ -48,7 +46,8 @@ pub struct SealedSegment {
     pub path: PathBuf,
     pub len: u64,
     index_interval_bytes: u32,
-    file: File,
+    fs: Fs,
+    file: VFile,
     map: OnceLock<Bytes>,
     index: OnceLock<SealedIndex>,
     /// The index the segment had while active, until the sealer has finished its files.
@@ -79,10 +78,11 @@ impl IndexRef<'_> {
         }
     }
 
-    fn position_for(&self, offset: u64) -> Result<u64> {
+    /// The last entry at or before `offset`: (its batch's base offset, its position).
+    fn entry_for(&self, offset: u64) -> Result<Option<(u64, u64)>> {
         match self {
-            IndexRef::Loaded(i) => Ok(i.view().position_for(offset)),
-            IndexRef::Unfinished(i) => i.position_for(offset),
+            IndexRef::Loaded(i) => Ok(i.view().entry_for(offset)),
+            IndexRef::Unfinished(i) => i.entry_for(offset),
         }
     }
 
@@ -102,7 +102,7 @@ impl ActiveSegment {
     pub fn new(
         base_offset: u64,
         path: PathBuf,
-        file: File,
+        file: VFile,
         len: u64,
         synced_len: u64,
         index: ActiveIndex,
@@ -185,20 +185,22 @@ impl ActiveSegment {
 
 impl SealedSegment {
     pub fn open(
+        fs: &Fs,
         base_offset: u64,
         path: PathBuf,
         len: u64,
         index_interval_bytes: u32,
     ) -> Result<Self> {
-        let file = File::open(&path).map_err(Error::io("open", &path))?;
-        Ok(Self::from_file(base_offset, path, file, len, index_interval_bytes))
+        let file = fs.open(&path, OpenMode::READ).map_err(Error::io("open", &path))?;
+        Ok(Self::from_file(fs, base_offset, path, file, len, index_interval_bytes))
     }
 
     /// A finished segment whose index files are loaded on first use.
     pub fn from_file(
+        fs: &Fs,
         base_offset: u64,
         path: PathBuf,
-        file: File,
+        file: VFile,
         len: u64,
         index_interval_bytes: u32,
     ) -> Self {
@@ -207,6 +209,7 @@ impl SealedSegment {
             path,
             len,
             index_interval_bytes,
+            fs: fs.clone(),
             file,
             map: OnceLock::new(),
             index: OnceLock::new(),
@@ -218,16 +221,17 @@ impl SealedSegment {
     /// A segment just sealed (or found unsynced by recovery): its index is still the active
     /// one until the sealer has finished it.
     pub fn unfinished(
+        fs: &Fs,
         base_offset: u64,
         path: PathBuf,
-        file: File,
+        file: VFile,
         len: u64,
         index_interval_bytes: u32,
         index: Arc<RwLock<ActiveIndex>>,
     ) -> Self {
         Self {
             unfinished: Some(index),
-            ..Self::from_file(base_offset, path, file, len, index_interval_bytes)
+            ..Self::from_file(fs, base_offset, path, file, len, index_interval_bytes)
         }
     }
 
@@ -236,6 +240,7 @@ impl SealedSegment {
     pub fn finished(&self) -> Result<Self> {
         let file = self.file.try_clone().map_err(Error::io("reopen", &self.path))?;
         let next = Self::from_file(
+            &self.fs,
             self.base_offset,
             self.path.clone(),
             file,
@@ -255,7 +260,7 @@ impl SealedSegment {
         if let Some(map) = self.map.get() {
             return Ok(map);
         }
-        let map = mmap::map(&self.file, self.len, true).map_err(Error::io("mmap", &self.path))?;
+        let map = self.file.map(self.len, true).map_err(Error::io("mmap", &self.path))?;
         Ok(self.map.get_or_init(|| map))
     }
 
@@ -269,7 +274,7 @@ impl SealedSegment {
             return Ok(IndexRef::Loaded(index));
         }
         stats.index_loads.fetch_add(1, Ordering::Relaxed);
-        let index = match SealedIndex::load(&self.path, self.base_offset, self.len) {
+        let index = match SealedIndex::load(&*self.fs, &self.path, self.base_offset, self.len) {
             Some(index) => index,
             None => self.rebuild_index(stats)?,
         };
@@ -293,7 +298,7 @@ impl SealedSegment {
             position += u64::from(header.batch_len);
         }
         tracing::warn!(segment = %self.path.display(), "rebuilt missing or invalid index");
-        if let Err(e) = builder.write_files(&self.path, self.len) {
+        if let Err(e) = builder.write_files(&*self.fs, &self.path, self.len) {
             // The rebuilt index still serves this process; the next open rebuilds again.
             tracing::warn!(segment = %self.path.display(), error = %e, "could not save rebuilt index");
         }
@@ -322,12 +327,13 @@ impl SealedSegment {
     /// with [`Error::Corrupt`] if that batch is the first one asked for.
     pub fn read(&self, from: u64, max_bytes: usize, stats: &Stats) -> Result<ReadOutcome> {
         let data = self.bytes()?;
-        let mut position = self.index(stats)?.position_for(from)?;
+        let (mut position, mut chain) = self.start_at(from, stats)?;
         loop {
             if position >= self.len {
                 return Ok(None);
             }
             let header = self.header_at(data, position)?;
+            chain.check(&header).map_err(|fault| corrupt(&self.path, position, fault))?;
             if header.last_offset() >= from {
                 break;
             }
@@ -335,12 +341,26 @@ impl SealedSegment {
         }
         let start = position;
         let verified = self.verified_upto.load(Ordering::Acquire);
+        // Where the last batch taken starts. An offset flipped upward shows only against the
+        // batch after it: a batch is served once the next one's header agrees with it (or it
+        // is the segment's last, checked against the segment's end).
+        let mut last = start;
         while position < self.len {
             let header = match self.header_at(data, position) {
                 Ok(h) => h,
                 Err(e) if position == start => return Err(e),
                 Err(_) => break,
             };
+            if position > start
+                && let Err(fault) = chain.check(&header)
+            {
+                // This batch or the one before is damaged: serve neither.
+                if last == start {
+                    return Err(corrupt(&self.path, start, fault));
+                }
+                position = last;
+                break;
+            }
             let end = position + u64::from(header.batch_len);
             if position > start && end - start > max_bytes as u64 {
                 break;
@@ -353,6 +373,7 @@ impl SealedSegment {
                 }
                 break;
             }
+            last = position;
             position = end;
         }
         if start <= verified {
@@ -363,21 +384,43 @@ impl SealedSegment {
 
     pub fn find_time(&self, timestamp: i64, stats: &Stats) -> Result<Option<(u64, i64)>> {
         let data = self.bytes()?;
-        let mut position = self.index(stats)?.position_for_time(timestamp)?;
+        let index = self.index(stats)?;
+        let mut position = index.position_for_time(timestamp)?;
+        let mut chain = OffsetChain::new(self.base_offset, index.next_offset());
+        drop(index);
         while position < self.len {
             let header = self.header_at(data, position)?;
+            chain.check(&header).map_err(|fault| corrupt(&self.path, position, fault))?;
             let end = position + u64::from(header.batch_len);
             if header.max_timestamp >= timestamp {
-                return first_record_at_or_after(
-                    &self.path,
-                    position,
-                    &data[position as usize..end as usize],
-                    timestamp,
-                );
+                let bytes = &data[position as usize..end as usize];
+                header.verify_body(bytes).map_err(|fault| corrupt(&self.path, position, fault))?;
+                // Its offsets are confirmed by the next batch's (see `read`).
+                if end < self.len
+                    && let Ok(next) = BatchHeader::parse(&data[end as usize..])
+                {
+                    chain.check(&next).map_err(|fault| corrupt(&self.path, position, fault))?;
+                }
+                return first_record_at_or_after(&self.path, position, bytes, timestamp);
             }
             position = end;
         }
         Ok(None)
+    }
+
+    /// Where a read of `from` starts walking (the last index entry at or before it), and the
+    /// offset checks that walk makes.
+    fn start_at(&self, from: u64, stats: &Stats) -> Result<(u64, OffsetChain)> {
+        let index = self.index(stats)?;
+        let mut chain = OffsetChain::new(self.base_offset, index.next_offset());
+        let position = match index.entry_for(from)? {
+            Some((base, position)) => {
+                chain.exact = Some(base);
+                position
+            }
+            None => 0,
+        };
+        Ok((position, chain))
     }
 
     /// Every batch header in order, and the error that stopped the walk early, if any.
@@ -401,12 +444,14 @@ impl SealedSegment {
     }
 
     /// Every batch in order, each checked; stops at the first bad one with its position.
-    pub fn batches(&self) -> Result<Vec<(u64, Bytes)>> {
+    pub fn batches(&self, stats: &Stats) -> Result<Vec<(u64, Bytes)>> {
         let data = self.bytes()?;
+        let mut chain = OffsetChain::new(self.base_offset, self.index(stats)?.next_offset());
         let mut out = Vec::new();
         let mut position = 0u64;
         while position < self.len {
             let header = self.header_at(data, position)?;
+            chain.check(&header).map_err(|fault| corrupt(&self.path, position, fault))?;
             let end = position + u64::from(header.batch_len);
             header
                 .verify_body(&data[position as usize..end as usize])
@@ -415,6 +460,52 @@ impl SealedSegment {
             position = end;
         }
         Ok(out)
+    }
+}
+
+/// The checks a walk over a sealed segment's batches makes of the fields no checksum covers
+/// (base offset, leader epoch), so that a flipped bit there is reported, not served: each
+/// batch starts after the one before it (exactly where an index entry says, if the walk
+/// started at one), ends before the segment's end, and has the leader epoch 0 the log writes.
+/// Compacted segments have gaps, so "after" is all a walk can ask between index entries; on a
+/// segment without gaps that catches every single flipped bit (an offset moved down overlaps
+/// the batch before, one moved up overlaps the batch after, or passes the segment's end).
+#[derive(Debug, Clone, Copy)]
+struct OffsetChain {
+    /// The next batch's base offset, if an index entry says it.
+    exact: Option<u64>,
+    /// The next batch's base offset is at least this.
+    min: u64,
+    /// Offset after the segment's last batch.
+    end: u64,
+}
+
+impl OffsetChain {
+    fn new(base: u64, end: u64) -> Self {
+        Self { exact: None, min: base, end }
+    }
+
+    fn check(&mut self, h: &BatchHeader) -> Result<(), BatchError> {
+        let found = h.base_offset;
+        if let Some(expected) = self.exact.take()
+            && found != expected
+        {
+            return Err(BatchError::OffsetMismatch { expected, found });
+        }
+        if found < self.min {
+            return Err(BatchError::OffsetMismatch { expected: self.min, found });
+        }
+        if h.last_offset() >= self.end {
+            return Err(BatchError::OffsetPastSegment {
+                last: h.last_offset(),
+                segment_end: self.end,
+            });
+        }
+        if h.leader_epoch != 0 {
+            return Err(BatchError::LeaderEpoch { found: h.leader_epoch });
+        }
+        self.min = h.last_offset() + 1;
+        Ok(())
     }
 }
 

@@ -13,13 +13,13 @@
 //! reporting offsets durable can first make sure the files holding them can be found after a
 //! crash.
 
-use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::stats::Stats;
+use crate::vfs::{Fs, VFile};
 
 /// Why a segment could not be made durable.
 #[derive(Debug)]
@@ -35,12 +35,16 @@ struct SyncState {
     /// Bytes of the file known to be on stable storage.
     synced_len: u64,
     failed: bool,
+    /// The file was cut back (a failed append's partial bytes removed) since the last fsync:
+    /// until an fsync covers the cut, a power loss may bring those bytes back past the end,
+    /// so the next request fsyncs even if `synced_len` covers it.
+    cut: bool,
 }
 
 /// Serialises the fsyncs of one segment's `.log` file and remembers how far they got.
 #[derive(Debug)]
 pub struct SegmentSync {
-    file: File,
+    file: VFile,
     path: PathBuf,
     state: Mutex<SyncState>,
     /// Makes the next fsync fail, as a disk error would.
@@ -51,11 +55,11 @@ pub struct SegmentSync {
 impl SegmentSync {
     /// `file` is a handle on the segment (a duplicate of the writer's is fine); `synced_len`
     /// bytes of it are already known durable.
-    pub fn new(file: File, path: PathBuf, synced_len: u64) -> Self {
+    pub fn new(file: VFile, path: PathBuf, synced_len: u64) -> Self {
         Self {
             file,
             path,
-            state: Mutex::new(SyncState { synced_len, failed: false }),
+            state: Mutex::new(SyncState { synced_len, failed: false, cut: false }),
             #[cfg(test)]
             fail_next: std::sync::atomic::AtomicBool::new(false),
         }
@@ -73,7 +77,7 @@ impl SegmentSync {
         if state.failed {
             return Err(SyncFailure::Earlier);
         }
-        if state.synced_len >= len {
+        if state.synced_len >= len && !state.cut {
             return Ok(());
         }
         #[cfg(test)]
@@ -91,6 +95,7 @@ impl SegmentSync {
             Ok(()) => {
                 stats.fsyncs.fetch_add(1, Ordering::Relaxed);
                 state.synced_len = state.synced_len.max(len);
+                state.cut = false;
                 Ok(())
             }
             Err(source) => {
@@ -98,6 +103,13 @@ impl SegmentSync {
                 Err(SyncFailure::Io { source, path: self.path.clone() })
             }
         }
+    }
+
+    /// Notes that the file was cut back to `len` bytes (see `SyncState::cut`).
+    pub fn cut(&self, len: u64) {
+        let mut state = self.lock();
+        state.synced_len = state.synced_len.min(len);
+        state.cut = true;
     }
 
     /// Whether the first `len` bytes are known durable.
@@ -111,6 +123,7 @@ impl SegmentSync {
 /// Directory fsyncs: whether every segment file created so far has a durable directory entry.
 #[derive(Debug)]
 pub struct DirSync {
+    fs: Fs,
     path: PathBuf,
     /// Files created (each bumps the count before anything is written to it).
     created: AtomicU64,
@@ -122,8 +135,9 @@ pub struct DirSync {
 
 impl DirSync {
     /// A directory whose entries are all durable (recovery fsynced it).
-    pub fn new(path: &Path) -> Self {
+    pub fn new(fs: Fs, path: &Path) -> Self {
         Self {
+            fs,
             path: path.to_path_buf(),
             created: AtomicU64::new(0),
             synced: Mutex::new(0),
@@ -165,7 +179,7 @@ impl DirSync {
 
     fn sync_locked(&self, synced: &mut u64) -> Result<(), SyncFailure> {
         let covers = self.generation();
-        match File::open(&self.path).and_then(|d| d.sync_all()) {
+        match self.fs.sync_dir(&self.path) {
             Ok(()) => {
                 *synced = (*synced).max(covers);
                 Ok(())

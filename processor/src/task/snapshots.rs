@@ -55,7 +55,11 @@ impl Task {
             hints: self.cx.hints.iter().map(|(o, f)| (*o, *f)).collect(),
         };
         let format = snapshot::VERSION;
-        snapshot::write(&self.snapshot_path, &Snapshot { meta, ops, tables, format })?;
+        snapshot::write(
+            &*self.config.fs,
+            &self.snapshot_path,
+            &Snapshot { meta, ops, tables, format },
+        )?;
         self.since_snapshot = 0;
         tracing::debug!(task = %self.id, n = self.n, "snapshot written");
         Ok(())
@@ -63,7 +67,7 @@ impl Task {
 
     /// Loads the snapshot, learns what was already written, and queues the journal's steps.
     pub(super) fn recover(&mut self) -> Result<()> {
-        let snap = snapshot::read(&self.snapshot_path)?;
+        let snap = snapshot::read(&*self.config.fs, &self.snapshot_path)?;
         let mut output_from: BTreeMap<(String, u32), u64> = BTreeMap::new();
         let mut carried: BTreeMap<(String, u32), Position> = BTreeMap::new();
         let mut journal_from = 0;

@@ -82,6 +82,15 @@ pub enum BatchError {
     MaxTimestamp { header: i64, computed: i64 },
     #[error("record {index}: {fault}")]
     Record { index: u32, fault: RecordFault },
+    /// A stored batch's base offset does not follow the batch before it (or its index entry).
+    #[error("stored batch has base offset {found}; expected {expected}")]
+    OffsetMismatch { expected: u64, found: u64 },
+    /// A stored batch ends at or past the end its segment's index records.
+    #[error("stored batch ends at offset {last}, past its segment's end {segment_end}")]
+    OffsetPastSegment { last: u64, segment_end: u64 },
+    /// A stored batch's leader epoch is not the 0 the log writes.
+    #[error("stored batch has leader epoch {found}; the log writes 0")]
+    LeaderEpoch { found: i32 },
 }
 
 /// One checked batch over borrowed bytes.

@@ -28,7 +28,6 @@
 //!   segments below the checkpointed recovery point: never one a job or recovery still reads.
 
 use std::collections::VecDeque;
-use std::fs::File;
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
@@ -41,6 +40,7 @@ use crate::files::{self, LOG_EXT, PRODUCERS_EXT};
 use crate::log::{Inner, Segments, Writer};
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::sync::{SegmentSync, SyncFailure};
+use crate::vfs::{FileSystem, OpenMode, VFile};
 
 /// A sealed segment the background thread has yet to finish.
 #[derive(Debug)]
@@ -171,13 +171,27 @@ impl Inner {
         let old = w.active.clone();
         let base = self.next_offset.load(Ordering::Relaxed);
         let path = files::segment_file(&self.dir, base, LOG_EXT);
-        let file = create_segment_file(&path)?;
-        let index = ActiveIndex::create(&path, base)?;
+        let made = create_segment_file(&*self.fs, &path).and_then(|file| {
+            let index = ActiveIndex::create(&*self.fs, &path, base)?;
+            let active = ActiveSegment::new(base, path.clone(), file, 0, 0, index)?;
+            let sealed_file = old.file.try_clone().map_err(Error::io("reopen", &old.path))?;
+            Ok((active, sealed_file))
+        });
+        let (active, sealed_file) = match made {
+            Ok(made) => made,
+            Err(e) => {
+                self.remove_failed_segment(base);
+                return Err(e);
+            }
+        };
+        // Counted once the files exist and before they are published: an fsync that sees the
+        // new segment covers their directory entries (one that counted them before they
+        // existed would record a directory fsync that missed them).
         self.dir_sync.created();
-        let active = Arc::new(ActiveSegment::new(base, path, file, 0, 0, index)?);
-        let sealed_file = old.file.try_clone().map_err(Error::io("reopen", &old.path))?;
+        let active = Arc::new(active);
 
         let sealed = Arc::new(SealedSegment::unfinished(
+            &self.fs,
             old.base_offset,
             old.path.clone(),
             sealed_file,
@@ -205,13 +219,28 @@ impl Inner {
         Ok(())
     }
 
+    /// Removes what a failed roll created at `base`: an empty segment file left behind would
+    /// sit inside the active segment's offsets. (If a crash keeps it anyway, recovery removes
+    /// it: `recovery` skips empty segments that start inside their predecessor.)
+    fn remove_failed_segment(&self, base: u64) {
+        for path in crate::recovery::segment_files(&self.dir, base) {
+            match self.fs.remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(file = %path.display(), error = %e, "could not remove a file of a failed roll; recovery will");
+                }
+            }
+        }
+    }
+
     /// Runs one seal job (see the module docs). An error here has already poisoned the log.
     pub fn seal(&self, job: &SealJob) -> Result<()> {
         if let Err(failure) = job.sync.sync(job.len, &self.stats) {
             return Err(self.durability_lost(failure));
         }
         let snapshot = files::segment_file(&self.dir, job.next_base, PRODUCERS_EXT);
-        if let Err(e) = files::replace_file(&snapshot, &job.producers) {
+        if let Err(e) = files::replace_file(&*self.fs, &snapshot, &job.producers) {
             tracing::warn!(log = %self.dir.display(), error = %e, "could not write the producer snapshot; open will rebuild it if needed");
         }
         let finished = job.index.write().unwrap_or_else(|p| p.into_inner()).finish(job.len);
@@ -264,30 +293,35 @@ impl Inner {
     fn remove_old_snapshots(&self, newest: u64) {
         let segments = self.segments();
         let keep_from = segments.sealed.iter().rev().nth(1).map_or(0, |s| s.base_offset);
-        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+        let Ok(names) = self.fs.read_dir(&self.dir) else {
             return;
         };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            if let Some((base, PRODUCERS_EXT)) = name.to_str().and_then(files::parse_segment_name)
+        for name in names {
+            if let Some((base, PRODUCERS_EXT)) = files::parse_segment_name(&name)
                 && base < keep_from
                 && base != newest
             {
-                let _ = std::fs::remove_file(entry.path());
+                let _ = self.fs.remove_file(&self.dir.join(&name));
             }
         }
     }
 
     /// Writes `checkpoint` unless one at or past it is already on disk. `Ok(false)` if skipped.
     pub fn write_checkpoint(&self, checkpoint: &Checkpoint) -> Result<bool> {
+        // After a failed fsync (or a failed cut) the bytes below any later point are not known
+        // to be on disk, even in segments whose own fsync succeeded: the recovery point stays.
+        if let Some(op) = self.poisoned_by() {
+            return Err(Error::Poisoned { path: self.dir.clone(), op });
+        }
         let mut point = self.recovery_point.lock().unwrap_or_else(|p| p.into_inner());
         if checkpoint.order() <= *point {
             return Ok(false);
         }
         // Every aborted transaction below the point must be on disk before the point is.
         self.txns.sync()?;
-        checkpoint.write(&self.dir)?;
+        checkpoint.write(&*self.fs, &self.dir)?;
         *point = checkpoint.order();
+        tracing::debug!(log = %self.dir.display(), offset = checkpoint.offset(), segment = checkpoint.segment_base, "recovery point written");
         Ok(true)
     }
 
@@ -295,7 +329,7 @@ impl Inner {
     /// yet durable first; without, does nothing unless the end is already durable.
     /// `Ok(false)` if nothing was written.
     pub fn checkpoint(&self, force: bool) -> Result<bool> {
-        let (checkpoint, handles) = {
+        let (checkpoint, handles, index) = {
             let w = self.lock_writer()?;
             let mut index = w.active.index.write().unwrap_or_else(|p| p.into_inner());
             let state = index.checkpoint_state()?;
@@ -308,7 +342,7 @@ impl Inner {
                 index: state,
                 producers: w.producers.encode(),
             };
-            (checkpoint, handles)
+            (checkpoint, handles, w.active.index.clone())
         };
         if checkpoint.order() <= *self.recovery_point.lock().unwrap_or_else(|p| p.into_inner()) {
             return Ok(false);
@@ -320,7 +354,11 @@ impl Inner {
             self.sync_through(checkpoint.offset())?;
         }
         for (file, path) in handles {
-            file.sync_data().map_err(Error::io("fsync", &path))?;
+            if let Err(e) = file.sync_data() {
+                // Not retried: a later fsync could succeed without the lost entries.
+                index.write().unwrap_or_else(|p| p.into_inner()).mark_sync_failed(path.clone());
+                return Err(Error::io("fsync", &path)(e));
+            }
         }
         self.write_checkpoint(&checkpoint)
     }
@@ -333,16 +371,10 @@ impl Inner {
     }
 }
 
-pub fn create_segment_file(path: &Path) -> Result<File> {
+pub fn create_segment_file(fs: &dyn FileSystem, path: &Path) -> Result<VFile> {
     // A file of this name can only be left over from a roll that failed before it was used:
     // its base offset is past every appended record. Start it empty.
-    File::options()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .map_err(Error::io("create", path))
+    fs.open(path, OpenMode::CREATE_EMPTY).map_err(Error::io("create", path))
 }
 
 #[cfg(test)]

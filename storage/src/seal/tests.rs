@@ -131,7 +131,7 @@ fn the_sealer_finishes_segments_and_their_indexes_leave_the_heap() {
     assert_eq!(segments.sealed.len(), 4);
     for s in &segments.sealed {
         assert!(s.is_finished(), "segment {} still unfinished", s.base_offset);
-        assert!(SealedIndex::load(&s.path, s.base_offset, s.len).is_some());
+        assert!(SealedIndex::load(&crate::vfs::OsFs, &s.path, s.base_offset, s.len).is_some());
     }
     // Sealed segments are durable up to the active one without any flush.
     assert!(log.wait_durable(segments.active.base_offset, Duration::from_secs(10)));
@@ -174,7 +174,7 @@ fn a_crash_with_a_seal_pending_checks_the_unsynced_segment_at_open() {
     log.inner.sealer.wait_for_queued();
     let first = &log.inner.segments().sealed[0];
     assert!(first.is_finished());
-    assert!(SealedIndex::load(&first.path, 0, first.len).is_some());
+    assert!(SealedIndex::load(&crate::vfs::OsFs, &first.path, 0, first.len).is_some());
     let next = log.next_offset();
     assert_eq!(log.append(&batch(i)).unwrap().base_offset, next);
 }

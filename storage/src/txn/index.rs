@@ -16,8 +16,6 @@
 //! the rest are found again by replaying the log after it. Retention drops the entries whose
 //! marker is below the new log start (the file is rewritten atomically).
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, RwLock};
@@ -26,6 +24,7 @@ use super::AbortedTxn;
 use crate::batch::header::{le_u32_at, le_u64_at};
 use crate::error::{Error, Result};
 use crate::files;
+use crate::vfs::{Fs, OpenMode, VFile};
 
 pub const FILE_NAME: &str = "aborted.txnindex";
 const MAGIC: [u8; 4] = *b"ETXN";
@@ -35,34 +34,54 @@ const ENTRY_LEN: usize = 36;
 /// `first_unstable` when no transaction is open.
 const NONE_OPEN: u64 = u64::MAX;
 
-/// The entries of `dir`'s index whose marker lies below `keep_below`, and whether that is all
-/// the file held (so it need not be rewritten). A missing or damaged file gives what it can.
-pub(crate) fn load(dir: &Path, keep_below: u64) -> Result<(Vec<AbortedTxn>, bool)> {
+/// What [`load`] found in `aborted.txnindex`.
+#[derive(Debug, Default)]
+pub(crate) struct Loaded {
+    /// The entries whose marker lies below `keep_below`, in marker order.
+    pub entries: Vec<AbortedTxn>,
+    /// Whether that is all the file held (it need not be rewritten).
+    pub whole: bool,
+    /// Where the file is damaged (a bad header, or a whole entry failing its checksum), if
+    /// it is: entries below the recovery point may be missing, so the caller rebuilds them
+    /// from the log (`txn::replay`). A short last entry is a torn write, not damage.
+    pub damage: Option<u64>,
+}
+
+/// Reads the entries of `dir`'s index whose marker lies below `keep_below`. A missing file
+/// gives none; an unknown version is an error.
+pub(crate) fn load(fs: &Fs, dir: &Path, keep_below: u64) -> Result<Loaded> {
     let path = dir.join(FILE_NAME);
-    let bytes = match std::fs::read(&path) {
+    let bytes = match fs.read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), false)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Loaded::default()),
         Err(e) => return Err(Error::io("read", &path)(e)),
     };
-    if bytes.len() < HEADER_LEN as usize || bytes[..4] != MAGIC {
-        tracing::warn!(path = %path.display(), "aborted-transaction index unreadable; rebuilt from what follows the recovery point");
-        return Ok((Vec::new(), false));
+    if bytes.len() < HEADER_LEN as usize || bytes[..4] != MAGIC || bytes[5..8] != [0, 0, 0] {
+        return Ok(Loaded { damage: Some(0), ..Loaded::default() });
     }
     if bytes[4] != VERSION {
         return Err(Error::UnsupportedFileVersion { path, found: bytes[4], supported: VERSION });
     }
-    let mut entries = Vec::new();
-    let mut whole = true;
+    let mut loaded = Loaded { whole: true, ..Loaded::default() };
+    let mut at = HEADER_LEN;
     for chunk in bytes[HEADER_LEN as usize..].chunks(ENTRY_LEN) {
         match decode(chunk) {
-            Some(e) if e.last_offset < keep_below => entries.push(e),
-            _ => {
-                whole = false;
+            Some(e) if e.last_offset < keep_below => loaded.entries.push(e),
+            Some(_) => {
+                loaded.whole = false;
+                break;
+            }
+            None => {
+                loaded.whole = false;
+                if chunk.len() == ENTRY_LEN {
+                    loaded.damage = Some(at);
+                }
                 break;
             }
         }
+        at += ENTRY_LEN as u64;
     }
-    Ok((entries, whole))
+    Ok(loaded)
 }
 
 fn encode(e: &AbortedTxn) -> [u8; ENTRY_LEN] {
@@ -103,15 +122,20 @@ fn file_bytes(entries: &[AbortedTxn]) -> Vec<u8> {
 /// garbage only past `len`, which the next write covers.
 #[derive(Debug)]
 struct IndexFile {
-    file: File,
+    file: VFile,
     len: u64,
     /// Written since the last fsync.
     dirty: bool,
+    /// An fsync of it failed: what it wrote may be gone whatever a later fsync says, so no
+    /// later one is trusted (every [`TxnState::sync`] fails, and with it every checkpoint,
+    /// until the log is reopened and replays what follows the last good one).
+    failed: bool,
 }
 
 /// One partition's transaction state, shared by the writer and every reader.
 #[derive(Debug)]
 pub(crate) struct TxnState {
+    fs: Fs,
     path: PathBuf,
     /// In marker order (ascending `last_offset`).
     aborted: RwLock<Vec<AbortedTxn>>,
@@ -124,6 +148,7 @@ impl TxnState {
     /// Opens the state of the log in `dir` with `entries` (what `load` kept and replay added);
     /// rewrites the file unless `unchanged`.
     pub fn open(
+        fs: &Fs,
         dir: &Path,
         entries: Vec<AbortedTxn>,
         unchanged: bool,
@@ -131,17 +156,17 @@ impl TxnState {
     ) -> Result<Self> {
         let path = dir.join(FILE_NAME);
         if !unchanged {
-            files::write_atomic(&path, &file_bytes(&entries))?;
+            files::write_atomic_on(&**fs, &path, &file_bytes(&entries))?;
         }
-        let file =
-            File::options().read(true).write(true).open(&path).map_err(Error::io("open", &path))?;
+        let file = fs.open(&path, OpenMode::READ_WRITE).map_err(Error::io("open", &path))?;
         let len = HEADER_LEN + (entries.len() * ENTRY_LEN) as u64;
         Ok(Self {
+            fs: fs.clone(),
             path,
             has_aborted: AtomicBool::new(!entries.is_empty()),
             aborted: RwLock::new(entries),
             first_unstable: AtomicU64::new(first_unstable.unwrap_or(NONE_OPEN)),
-            file: Mutex::new(IndexFile { file, len, dirty: false }),
+            file: Mutex::new(IndexFile { file, len, dirty: false, failed: false }),
         })
     }
 
@@ -208,8 +233,15 @@ impl TxnState {
     /// fsyncs the file if anything was written since the last time: before a checkpoint.
     pub fn sync(&self) -> Result<()> {
         let mut f = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if f.failed {
+            return Err(Error::Poisoned { path: self.path.clone(), op: "fsync" });
+        }
         if f.dirty {
-            f.file.sync_data().map_err(Error::io("fsync", &self.path))?;
+            if let Err(e) = f.file.sync_data() {
+                f.failed = true;
+                tracing::error!(path = %self.path.display(), error = %e, "fsync of the aborted-transaction index failed; no recovery point is written until the log is reopened");
+                return Err(Error::io("fsync", &self.path)(e));
+            }
             f.dirty = false;
         }
         Ok(())
@@ -227,14 +259,26 @@ impl TxnState {
             return Ok(());
         }
         let kept = aborted[drop..].to_vec();
-        files::write_atomic(&self.path, &file_bytes(&kept))?;
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .open(&self.path)
-            .map_err(Error::io("open", &self.path))?;
-        *f = IndexFile { file, len: HEADER_LEN + (kept.len() * ENTRY_LEN) as u64, dirty: false };
+        files::replace_file(&*self.fs, &self.path, &file_bytes(&kept))?;
+        // The path names the new file from here on, whatever follows: entries must go to it,
+        // not to the replaced one (whose writes would never be found again).
+        let file = match self.fs.open(&self.path, OpenMode::READ_WRITE) {
+            Ok(file) => file,
+            Err(e) => {
+                f.failed = true;
+                return Err(Error::io("open", &self.path)(e));
+            }
+        };
+        let len = HEADER_LEN + (kept.len() * ENTRY_LEN) as u64;
+        *f = IndexFile { file, len, dirty: false, failed: f.failed };
         *aborted = kept;
+        // Until the rename is durable, what is written to the new file is not known to be
+        // found after a power loss: no recovery point counts on it (as after a failed fsync).
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        if let Err(e) = files::sync_dir(&*self.fs, dir) {
+            f.failed = true;
+            return Err(e);
+        }
         Ok(())
     }
 }
@@ -242,6 +286,10 @@ impl TxnState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn os() -> Fs {
+        crate::vfs::os()
+    }
 
     fn entry(pid: i64, first: u64, last: u64, lso: u64) -> AbortedTxn {
         AbortedTxn {
@@ -255,22 +303,23 @@ mod tests {
     #[test]
     fn entries_survive_reopen_below_the_recovery_point_only() {
         let dir = tempfile::tempdir().unwrap();
-        let state = TxnState::open(dir.path(), Vec::new(), false, None).unwrap();
+        let state = TxnState::open(&os(), dir.path(), Vec::new(), false, None).unwrap();
         state.write_entry(&entry(1, 0, 5, 6)).unwrap();
         state.write_entry(&entry(2, 3, 9, 10)).unwrap();
         state.sync().unwrap();
-        let (kept, whole) = load(dir.path(), 7).unwrap();
-        assert_eq!(kept, vec![entry(1, 0, 5, 6)]);
-        assert!(!whole);
-        let (kept, whole) = load(dir.path(), 100).unwrap();
-        assert_eq!(kept.len(), 2);
-        assert!(whole);
+        let loaded = load(&os(), dir.path(), 7).unwrap();
+        assert_eq!(loaded.entries, vec![entry(1, 0, 5, 6)]);
+        assert!(!loaded.whole);
+        let loaded = load(&os(), dir.path(), 100).unwrap();
+        assert_eq!(loaded.entries.len(), 2);
+        assert!(loaded.whole);
+        assert_eq!(loaded.damage, None);
     }
 
     #[test]
     fn a_torn_entry_ends_the_file() {
         let dir = tempfile::tempdir().unwrap();
-        let state = TxnState::open(dir.path(), Vec::new(), false, None).unwrap();
+        let state = TxnState::open(&os(), dir.path(), Vec::new(), false, None).unwrap();
         state.write_entry(&entry(1, 0, 5, 6)).unwrap();
         state.write_entry(&entry(2, 3, 9, 10)).unwrap();
         let path = dir.path().join(FILE_NAME);
@@ -278,9 +327,11 @@ mod tests {
         let last = bytes.len() - 3;
         bytes[last] ^= 1;
         std::fs::write(&path, &bytes).unwrap();
-        let (kept, whole) = load(dir.path(), 100).unwrap();
-        assert_eq!(kept, vec![entry(1, 0, 5, 6)]);
-        assert!(!whole);
+        let loaded = load(&os(), dir.path(), 100).unwrap();
+        assert_eq!(loaded.entries, vec![entry(1, 0, 5, 6)]);
+        assert!(!loaded.whole);
+        // A whole entry failing its checksum is damage, for the log to repair.
+        assert_eq!(loaded.damage, Some(HEADER_LEN + ENTRY_LEN as u64));
     }
 
     #[test]
@@ -288,13 +339,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         // Transaction 3 (from offset 2) stays open while 1 and 2 abort: their LSO is 2.
         let entries = vec![entry(1, 0, 4, 2), entry(2, 6, 8, 2), entry(3, 2, 12, 13)];
-        let state = TxnState::open(dir.path(), entries.clone(), false, None).unwrap();
+        let state = TxnState::open(&os(), dir.path(), entries.clone(), false, None).unwrap();
         assert_eq!(state.between(5, 9), vec![entries[1], entries[2]]);
         assert_eq!(state.between(0, 3), vec![entries[0], entries[2]]);
         assert_eq!(state.between(9, 20), vec![entries[2]]);
         assert_eq!(state.between(13, 20), vec![]);
         state.trim(5).unwrap();
         assert_eq!(state.all(), entries[1..].to_vec());
-        assert_eq!(load(dir.path(), 100).unwrap().0, entries[1..].to_vec());
+        assert_eq!(load(&os(), dir.path(), 100).unwrap().entries, entries[1..].to_vec());
     }
 }

@@ -22,6 +22,7 @@
 //!   [`crate::Log::append_marker`] writes them.
 
 pub(crate) mod index;
+pub(crate) mod replay;
 
 use bytes::Bytes;
 
