@@ -46,7 +46,7 @@ usage: eddy [--broker ADDR] <command> ...
         processors defined by a spec file (docs/processors.md), run inside the broker;
         deploying a higher version replays from offset zero and takes over when caught up
   processor run FILE --kafka BOOTSTRAP [--state-dir DIR] [--query-listen ADDR]
-                [--snapshot-every N] [--progress-ms MS]
+                [--snapshot-every N] [--commit-ms MS] [--progress-ms MS]
         run the spec's processor in this process over a Kafka-protocol cluster (Kafka,
         Redpanda, eddy serve's Kafka listener); instances started with the same spec share
         its tasks as a consumer group (docs/processors.md, 'Over a Kafka cluster'). State in

@@ -1,5 +1,5 @@
 //! `eddy processor run FILE --kafka BOOTSTRAP [--state-dir DIR] [--query-listen ADDR]
-//! [--snapshot-every N] [--progress-ms MS]`: runs the spec's processor in this process over a
+//! [--snapshot-every N] [--commit-ms MS] [--progress-ms MS]`: runs the spec's processor in this process over a
 //! Kafka-protocol cluster, as one instance of a group that shares its tasks
 //! (eddy-cluster's `Instance`; docs/processors.md, "Over a Kafka cluster").
 //!
@@ -33,12 +33,13 @@ struct Args {
     state_dir: PathBuf,
     query_listen: String,
     snapshot_every: Option<u64>,
+    commit_every: Option<Duration>,
     progress: Duration,
 }
 
 fn parse(parser: &mut lexopt::Parser) -> Result<Args> {
     use lexopt::prelude::*;
-    let (mut file, mut kafka, mut snapshot_every) = (None, None, None);
+    let (mut file, mut kafka, mut snapshot_every, mut commit_every) = (None, None, None, None);
     let mut state_dir = PathBuf::from("eddy-data/cluster");
     let mut query_listen = "127.0.0.1:0".to_owned();
     let mut progress = Duration::from_secs(5);
@@ -48,6 +49,9 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Args> {
             Long("state-dir") => state_dir = PathBuf::from(parser.value()?),
             Long("query-listen") => query_listen = parser.value()?.string()?,
             Long("snapshot-every") => snapshot_every = Some(parser.value()?.parse()?),
+            Long("commit-ms") => {
+                commit_every = Some(Duration::from_millis(parser.value()?.parse()?));
+            }
             Long("progress-ms") => progress = Duration::from_millis(parser.value()?.parse()?),
             Value(v) if file.is_none() => file = Some(v.string()?),
             other => return Err(other.unexpected().into()),
@@ -56,7 +60,7 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Args> {
     let file = file.context("processor run needs a FILE")?;
     let kafka =
         kafka.context("processor run needs --kafka BOOTSTRAP (host:port of the cluster)")?;
-    Ok(Args { file, kafka, state_dir, query_listen, snapshot_every, progress })
+    Ok(Args { file, kafka, state_dir, query_listen, snapshot_every, commit_every, progress })
 }
 
 pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
@@ -79,6 +83,9 @@ pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
     config.idle_timeout = def.idle_timeout();
     if let Some(n) = args.snapshot_every {
         config.snapshot_every_records = n;
+    }
+    if let Some(every) = args.commit_every {
+        config.commit_every = every;
     }
     let (name, version) = (processor.name().to_owned(), processor.version());
     let instance = {

@@ -13,7 +13,9 @@
 //!   (the [`Assignments::revoked`] callback returns only once their tasks stopped and published
 //!   their snapshots) before the group hands any out again, so a partition's tasks never run
 //!   in two live instances at once. A member that stops answering is removed after
-//!   `session.timeout.ms`; without transactions nothing fences a paused, not dead, member.
+//!   `session.timeout.ms`; a paused, not dead, member is fenced by its partitions'
+//!   transactional ids ([`transactional_id`]), which their new owner registers before it
+//!   restores them.
 //! - Callbacks run on the thread calling [`Member::poll`].
 
 use std::sync::Arc;
@@ -39,6 +41,12 @@ pub trait Assignments: Send + Sync {
 /// The group id of a processor version's instances.
 pub fn group_id(processor: &str, version: u32) -> String {
     format!("eddy-{processor}-v{version}")
+}
+
+/// The `transactional.id` of task partition `partition`'s producer: the same on every
+/// instance, so the instance that takes the partition fences the one that had it.
+pub fn transactional_id(processor: &str, version: u32, partition: u32) -> String {
+    format!("eddy-{processor}-v{version}-p{partition}")
 }
 
 /// The `client.id` of an instance serving queries at `query_addr`.

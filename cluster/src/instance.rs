@@ -2,10 +2,12 @@
 //!
 //! Instances of the same processor name and version form a consumer group (`group.rs`); the
 //! partitions the group assigns to this one are the task partitions it runs, each on a thread
-//! of its own (`runner.rs`). On revoke a partition's tasks stop with a final snapshot,
-//! published to the cluster; on assign they start from the latest published snapshot — so a
-//! task that moved rebuilds its state and goes on with the effectively-once recovery of
-//! `docs/processors.md` (outputs found by their positions, whoever wrote them).
+//! of its own (`runner.rs`) with its own transactional producer (`task_logs.rs`). On revoke a
+//! partition's tasks stop with a final snapshot, published and committed; on assign the
+//! partition's producer is registered first (fencing whoever had it), then the tasks start
+//! from the latest published snapshot — so a task that moved rebuilds its state and goes on
+//! with the effectively-once recovery of `docs/processors.md` (outputs found by their
+//! positions, whoever wrote them, among the committed ones).
 //!
 //! Owns: the group member (on a coordinator thread that polls it, where rebalances run), the
 //! partition threads, the table registry (the tables of the partitions it runs), the reports
@@ -38,6 +40,9 @@ pub struct InstanceConfig {
     pub query_addr: String,
     /// A task snapshots (and publishes) after this many input records.
     pub snapshot_every_records: u64,
+    /// A task partition's transaction commits at least this often while it progresses (and
+    /// whenever it is idle): how long its outputs wait before committed readers see them.
+    pub commit_every: Duration,
     /// How long an idle partition thread waits for input before looking for a stop.
     pub idle_wait: Duration,
     /// The spec's `idle_timeout_ms` (`TaskConfig::idle_timeout`).
@@ -50,6 +55,7 @@ impl InstanceConfig {
             state_dir: state_dir.into(),
             query_addr: query_addr.into(),
             snapshot_every_records: 100_000,
+            commit_every: Duration::from_millis(100),
             idle_wait: Duration::from_millis(100),
             idle_timeout: None,
         }
@@ -181,6 +187,7 @@ impl Instance {
             tasks,
             task_config,
             snapshot_every_records: config.snapshot_every_records.max(1),
+            commit_every: config.commit_every,
             idle_wait: config.idle_wait,
             reports: Mutex::new(BTreeMap::new()),
             failure: Mutex::new(None),

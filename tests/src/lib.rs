@@ -34,6 +34,7 @@ pub mod cluster;
 pub mod connectors;
 pub mod generate;
 pub mod hostile;
+pub mod instances;
 pub mod kafka_clients;
 pub mod kafka_harness;
 pub mod kafka_wire;
