@@ -186,3 +186,41 @@ pub fn latest_once(records: &[ReadRecord]) -> (BTreeMap<String, String>, BTreeMa
     }
     (latest, per_writer)
 }
+
+/// Waits up to `limit` until `topic`'s latest value per key, read committed through `logs`,
+/// equals `expected` (outputs become visible when their transaction commits, a moment after
+/// the tables that produced them answer). Every look checks that each result is there once
+/// ([`latest_once`]). Returns how many records each writer wrote.
+pub fn wait_output(
+    logs: &dyn LogAccess,
+    topic: &str,
+    expected: &BTreeMap<String, u64>,
+    limit: std::time::Duration,
+) -> BTreeMap<u64, u64> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let partitions = logs.partition_count(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
+        let mut records = Vec::new();
+        for p in 0..partitions {
+            records.extend(read_partition(logs, topic, p, 0, 1 << 20));
+        }
+        let (latest, writers) = latest_once(&records);
+        let latest: BTreeMap<String, u64> = latest
+            .into_iter()
+            .map(|(k, v)| {
+                let n = v.parse().unwrap_or_else(|e| panic!("{topic}: value {v:?} of {k}: {e}"));
+                (k, n)
+            })
+            .collect();
+        if &latest == expected {
+            return writers;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}: the latest value per key is not the reference ({} keys, want {})",
+            latest.len(),
+            expected.len()
+        );
+        std::thread::park_timeout(std::time::Duration::from_millis(100));
+    }
+}

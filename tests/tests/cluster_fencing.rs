@@ -24,7 +24,7 @@ use eddy_cluster::{ClusterConfig, KafkaLogs};
 use eddy_processor::LogAccess;
 use eddy_tests::broker::{BrokerProcess, signal};
 use eddy_tests::cluster::{
-    append_lines, awk_counts, latest_once, read_partition, url_counts_spec, write_access_log,
+    append_lines, awk_counts, url_counts_spec, wait_output, write_access_log,
 };
 use eddy_tests::env_u64;
 use eddy_tests::instances::{InstanceProcess, start_instance, wait_exit, wait_for_reference};
@@ -77,14 +77,7 @@ fn a_paused_instance_whose_partitions_moved_is_fenced_and_writes_nothing_visible
     wait_for(&instances.iter().collect::<Vec<_>>(), &expected);
 
     // The output topic, read committed: each count once, the latest per URL the reference's.
-    let mut records = Vec::new();
-    for p in 0..logs.partition_count("url-counts").unwrap() {
-        records.extend(read_partition(&*logs, "url-counts", p, 0, 1 << 20));
-    }
-    let (latest, writers) = latest_once(&records);
-    let latest: BTreeMap<String, u64> =
-        latest.into_iter().map(|(k, v)| (k, v.parse().unwrap())).collect();
-    assert_eq!(latest, expected, "url-counts' latest count per URL");
+    let writers = wait_output(&*logs, "url-counts", &expected, Duration::from_secs(30));
     assert_eq!(writers.len(), PARTITIONS as usize, "one writer per aggregating task");
 
     for i in &instances {
