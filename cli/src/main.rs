@@ -11,6 +11,7 @@ mod consume;
 mod group;
 mod processor;
 mod processor_run;
+mod processor_verify;
 mod produce;
 mod query;
 mod serve;
@@ -51,7 +52,11 @@ usage: eddy [--broker ADDR] <command> ...
         Redpanda, eddy serve's Kafka listener); instances started with the same spec share
         its tasks as a consumer group (docs/processors.md, 'Over a Kafka cluster'). State in
         --state-dir (default ./eddy-data/cluster); pull queries on --query-listen (default
-        127.0.0.1:0, printed): eddy --broker ADDR query TABLE KEY
+        127.0.0.1:0, printed): eddy --broker ADDR query TABLE KEY. A spec with a higher
+        version replays beside the serving one and takes over when caught up
+  processor verify NAME --kafka BOOTSTRAP
+        rebuild the serving version from offset zero here and compare every table's
+        digest with the live instances' tables
   connector create NAME --source|--sink [--config FILE] [KEY=VALUE ...]
             | list | status NAME | pause NAME | resume NAME | drop NAME
         connectors run inside the broker (docs/connectors.md): PostgreSQL sources

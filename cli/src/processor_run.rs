@@ -6,13 +6,16 @@
 //! Why a `processor run` of one spec rather than a `worker` that serves deploys: the spec file
 //! is the deployment — every instance is started with the same file, which is what
 //! orchestrators (systemd units, Kubernetes deployments) already do for Kafka Streams
-//! applications; a worker taking deploys would need a registry of specs in the cluster and a
-//! protocol to change it, which versioned redeploy on the cluster (issue 21's next step) will
-//! bring anyway.
+//! applications; a redeploy is the same command with the spec's version raised, and the
+//! registry in the cluster (eddy-cluster's `registry`, `switch`) decides which version serves.
 //!
 //! Prints `eddy processor NAME version V: queries on ADDR` once the group is joined and the
 //! query listener bound (scripts and tests read the address from it), then a `progress` line
-//! every `--progress-ms`. SIGTERM or Ctrl-C stops it cleanly: every task's final snapshot is
+//! every `--progress-ms`, `serving version V` when this version starts to serve (at once for
+//! the first version of a name; after the switch for a redeployed one), and `retired: version
+//! S serves` when a higher version took over (the tasks stopped; queries are forwarded to
+//! the serving version until the process is stopped). A version below the serving one does
+//! not start (docs/processors.md, "Over a Kafka cluster"). SIGTERM or Ctrl-C stops it cleanly: every task's final snapshot is
 //! published and the instance leaves the group, so the others take its tasks at once.
 
 use std::path::PathBuf;
@@ -21,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use eddy_broker::processors::definition::Definition;
+use eddy_cluster::registry::{self, RegistryView};
+use eddy_cluster::switch::Role;
 use eddy_cluster::{ClusterConfig, Instance, InstanceConfig, KafkaLogs};
 use eddy_processor::LogAccess;
 
@@ -90,7 +95,13 @@ pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
     let (name, version) = (processor.name().to_owned(), processor.version());
     let instance = {
         let logs = logs.clone();
-        tokio::task::spawn_blocking(move || Instance::start(processor, logs, config)).await??
+        tokio::task::spawn_blocking(move || -> Result<Instance> {
+            // The spec each version runs is kept in the cluster for `processor verify --kafka`.
+            RegistryView::create(&*logs)?;
+            registry::write_spec(&*logs, processor.name(), processor.version(), &text)?;
+            Ok(Instance::start(processor, logs, config)?)
+        })
+        .await??
     };
     let instance = Arc::new(instance);
     eddy_cluster::query::serve(instance.clone(), listener)?;
@@ -106,13 +117,18 @@ pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
     out.flush()
 }
 
-/// Prints progress until a signal or a task failure.
+/// How often the role (serving, retired, ...) is looked at.
+const ROLE_EVERY: Duration = Duration::from_millis(100);
+
+/// Prints the role when it changes and progress every `every`, until a signal or a task
+/// failure.
 async fn watch(instance: &Arc<Instance>, every: Duration, out: &mut Output) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let mut tick = tokio::time::interval(every);
+    let mut tick = tokio::time::interval(ROLE_EVERY.min(every));
     let started = Instant::now();
     let mut last = (Instant::now(), 0u64);
+    let mut told = None;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
@@ -122,21 +138,51 @@ async fn watch(instance: &Arc<Instance>, every: Duration, out: &mut Output) -> R
         if let Some(failure) = instance.failure() {
             bail!("processor failed: {failure}");
         }
-        let probe = instance.clone();
-        let (reports, lag) =
-            tokio::task::spawn_blocking(move || (probe.reports(), probe.lag())).await?;
-        let records: u64 = reports.values().map(|r| r.metrics.records_in).sum();
-        let now = Instant::now();
-        let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
-        let rate = records.saturating_sub(last.1) as f64 / secs;
-        last = (now, records);
-        let line = format!(
-            "progress partitions {:?} tasks {} records {records} ({rate:.0}/s) lag {lag} up {}s",
-            instance.partitions(),
-            reports.len(),
-            started.elapsed().as_secs()
-        );
-        out.line(line.as_bytes())?;
-        out.flush()?;
+        let role = instance.role();
+        if told != Some(role) {
+            told = Some(role);
+            out.line(role_line(instance, role).as_bytes())?;
+            out.flush()?;
+        }
+        if last.0.elapsed() >= every {
+            last = progress(instance, role, started, last, out).await?;
+        }
     }
+}
+
+fn role_line(instance: &Instance, role: Role) -> String {
+    let serving = instance.serving_version().unwrap_or(0);
+    match role {
+        Role::Serving => format!("serving version {serving}"),
+        Role::Retired => format!("retired: version {serving} serves"),
+        Role::Candidate => format!("replaying: version {serving} serves"),
+        Role::Handover => "handing over".to_owned(),
+    }
+}
+
+/// Prints one progress line; returns when and at how many records it was taken.
+async fn progress(
+    instance: &Arc<Instance>,
+    role: Role,
+    started: Instant,
+    last: (Instant, u64),
+    out: &mut Output,
+) -> Result<(Instant, u64)> {
+    let probe = instance.clone();
+    let (reports, lag) =
+        tokio::task::spawn_blocking(move || (probe.reports(), probe.lag())).await?;
+    let records: u64 = reports.values().map(|r| r.metrics.records_in).sum();
+    let now = Instant::now();
+    let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
+    let rate = records.saturating_sub(last.1) as f64 / secs;
+    let line = format!(
+        "progress {role:?} partitions {:?} tasks {} records {records} ({rate:.0}/s) lag {lag} \
+         up {}s",
+        instance.partitions(),
+        reports.len(),
+        started.elapsed().as_secs()
+    );
+    out.line(line.as_bytes())?;
+    out.flush()?;
+    Ok((now, records))
 }

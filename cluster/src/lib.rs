@@ -26,8 +26,10 @@ mod instance;
 mod logs;
 pub mod query;
 mod reader;
+pub mod registry;
 mod runner;
 pub mod snapshots;
+pub mod switch;
 mod task_logs;
 mod writer;
 

@@ -217,6 +217,12 @@ impl KafkaLogs {
         }
     }
 
+    /// The high watermark of `topic`/`partition`: the end as an uncommitted reader sees it,
+    /// open transactions included. A committed reader at it has read everything written.
+    pub fn high_watermark(&self, topic: &str, partition: u32) -> Result<u64, ClusterError> {
+        Ok(self.ends(&self.meta_uncommitted, topic, partition)?.1)
+    }
+
     fn ends(
         &self,
         client: &BaseConsumer,
@@ -273,6 +279,32 @@ impl KafkaLogs {
             }
         }
         self.await_topic(topic, partitions)
+    }
+
+    /// Deletes `topics` (a shadow's internal topics once it is done); a topic already gone is
+    /// no error.
+    pub fn delete_topics(&self, topics: &[String]) -> Result<(), ClusterError> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let options = AdminOptions::new().operation_timeout(Some(self.config.op_timeout));
+        let results = block_on(self.admin.delete_topics(&names, &options))
+            .map_err(kafka("delete", &topics[0], 0))?;
+        for result in results {
+            match result {
+                Ok(topic) => {
+                    lock(&self.partitions).remove(&topic);
+                }
+                Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, code)) => {
+                    return Err(kafka("delete", &topic, 0)(rdkafka::error::KafkaError::AdminOp(
+                        code,
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the cluster's metadata shows `topic` (a new topic takes a moment to reach
