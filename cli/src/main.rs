@@ -16,6 +16,7 @@ mod produce;
 mod query;
 mod serve;
 mod sql;
+mod sql_run;
 mod topic;
 
 use std::ffi::OsString;
@@ -68,6 +69,10 @@ usage: eddy [--broker ADDR] <command> ...
   sql [-e STATEMENTS | -f FILE] [--limit N]
         streaming SQL (docs/sql.md); without -e/-f an interactive shell on a terminal;
         push queries (EMIT CHANGES) print rows until Ctrl-C or N rows
+  sql run FILE --kafka BOOTSTRAP [--state-dir DIR] [--query-listen ADDR]
+                [--snapshot-every N] [--commit-ms MS] [--progress-ms MS]
+        run the script's persistent queries in this process over a Kafka-protocol
+        cluster, as processor run runs a spec (docs/sql.md, 'Over a Kafka cluster')
 
 --broker defaults to 127.0.0.1:9750.
 ";

@@ -31,18 +31,40 @@ use eddy_processor::LogAccess;
 
 use super::Output;
 
-/// Parsed arguments of `processor run`.
-struct Args {
-    file: String,
-    kafka: String,
+/// Parsed arguments of `processor run` (and `sql run`, `sql_run.rs`).
+pub(crate) struct Args {
+    pub file: String,
+    pub kafka: String,
     state_dir: PathBuf,
     query_listen: String,
     snapshot_every: Option<u64>,
     commit_every: Option<Duration>,
-    progress: Duration,
+    pub progress: Duration,
 }
 
-fn parse(parser: &mut lexopt::Parser) -> Result<Args> {
+impl Args {
+    /// Binds the query listener; returns it with its address.
+    pub(crate) fn listen(&self) -> Result<(std::net::TcpListener, String)> {
+        let listener = std::net::TcpListener::bind(&self.query_listen)
+            .with_context(|| format!("binding the query listener {}", self.query_listen))?;
+        let addr = listener.local_addr()?.to_string();
+        Ok((listener, addr))
+    }
+
+    /// The instance settings the arguments give, with queries at `query_addr`.
+    pub(crate) fn instance_config(&self, query_addr: &str) -> InstanceConfig {
+        let mut config = InstanceConfig::new(&self.state_dir, query_addr);
+        if let Some(n) = self.snapshot_every {
+            config.snapshot_every_records = n;
+        }
+        if let Some(every) = self.commit_every {
+            config.commit_every = every;
+        }
+        config
+    }
+}
+
+pub(crate) fn parse(parser: &mut lexopt::Parser) -> Result<Args> {
     use lexopt::prelude::*;
     let (mut file, mut kafka, mut snapshot_every, mut commit_every) = (None, None, None, None);
     let mut state_dir = PathBuf::from("eddy-data/cluster");
@@ -62,9 +84,8 @@ fn parse(parser: &mut lexopt::Parser) -> Result<Args> {
             other => return Err(other.unexpected().into()),
         }
     }
-    let file = file.context("processor run needs a FILE")?;
-    let kafka =
-        kafka.context("processor run needs --kafka BOOTSTRAP (host:port of the cluster)")?;
+    let file = file.context("a FILE is needed")?;
+    let kafka = kafka.context("--kafka BOOTSTRAP (host:port of the cluster) is needed")?;
     Ok(Args { file, kafka, state_dir, query_listen, snapshot_every, commit_every, progress })
 }
 
@@ -81,17 +102,9 @@ pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
         tokio::task::spawn_blocking(move || def.compile(&|t| logs.partition_count(t).ok()))
             .await??
     };
-    let listener = std::net::TcpListener::bind(&args.query_listen)
-        .with_context(|| format!("binding the query listener {}", args.query_listen))?;
-    let query_addr = listener.local_addr()?.to_string();
-    let mut config = InstanceConfig::new(&args.state_dir, &query_addr);
+    let (listener, query_addr) = args.listen()?;
+    let mut config = args.instance_config(&query_addr);
     config.idle_timeout = def.idle_timeout();
-    if let Some(n) = args.snapshot_every {
-        config.snapshot_every_records = n;
-    }
-    if let Some(every) = args.commit_every {
-        config.commit_every = every;
-    }
     let (name, version) = (processor.name().to_owned(), processor.version());
     let instance = {
         let logs = logs.clone();
@@ -104,14 +117,13 @@ pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
         .await??
     };
     let instance = Arc::new(instance);
-    eddy_cluster::query::serve(instance.clone(), listener)?;
+    eddy_cluster::query::serve(vec![instance.clone()], listener)?;
     out.line(
         format!("eddy processor {name} version {version}: queries on {query_addr}").as_bytes(),
     )?;
     out.flush()?;
-    let outcome = watch(&instance, args.progress, out).await;
-    let stopping = instance.clone();
-    tokio::task::spawn_blocking(move || stopping.stop()).await??;
+    let outcome = watch(std::slice::from_ref(&instance), args.progress, out).await;
+    stop_all(vec![instance]).await?;
     outcome?;
     out.line(b"stopped: snapshots published, left the group")?;
     out.flush()
@@ -120,32 +132,60 @@ pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
 /// How often the role (serving, retired, ...) is looked at.
 const ROLE_EVERY: Duration = Duration::from_millis(100);
 
-/// Prints the role when it changes and progress every `every`, until a signal or a task
-/// failure.
-async fn watch(instance: &Arc<Instance>, every: Duration, out: &mut Output) -> Result<()> {
+/// Stops every instance (final snapshots published, groups left); the first failure is
+/// returned.
+pub(crate) async fn stop_all(instances: Vec<Arc<Instance>>) -> Result<()> {
+    tokio::task::spawn_blocking(move || {
+        let mut first = Ok(());
+        for instance in instances {
+            if let Err(e) = instance.stop()
+                && first.is_ok()
+            {
+                first = Err(e);
+            }
+        }
+        first
+    })
+    .await??;
+    Ok(())
+}
+
+/// Prints each instance's role when it changes and progress every `every`, until a signal or
+/// a task failure. With several instances (a SQL script's queries) each line starts with the
+/// processor's name.
+pub(crate) async fn watch(
+    instances: &[Arc<Instance>],
+    every: Duration,
+    out: &mut Output,
+) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
     let mut tick = tokio::time::interval(ROLE_EVERY.min(every));
     let started = Instant::now();
-    let mut last = (Instant::now(), 0u64);
-    let mut told = None;
+    let mut last: Vec<(Instant, u64)> = vec![(Instant::now(), 0); instances.len()];
+    let mut told: Vec<Option<Role>> = vec![None; instances.len()];
+    let named = instances.len() > 1;
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => return Ok(()),
             _ = term.recv() => return Ok(()),
             _ = tick.tick() => {}
         }
-        if let Some(failure) = instance.failure() {
-            bail!("processor failed: {failure}");
-        }
-        let role = instance.role();
-        if told != Some(role) {
-            told = Some(role);
-            out.line(role_line(instance, role).as_bytes())?;
-            out.flush()?;
-        }
-        if last.0.elapsed() >= every {
-            last = progress(instance, role, started, last, out).await?;
+        for (i, instance) in instances.iter().enumerate() {
+            let name = instance.processor().name();
+            if let Some(failure) = instance.failure() {
+                bail!("processor {name} failed: {failure}");
+            }
+            let prefix = if named { format!("{name}: ") } else { String::new() };
+            let role = instance.role();
+            if told[i] != Some(role) {
+                told[i] = Some(role);
+                out.line(format!("{prefix}{}", role_line(instance, role)).as_bytes())?;
+                out.flush()?;
+            }
+            if last[i].0.elapsed() >= every {
+                last[i] = progress(instance, &prefix, role, started, last[i], out).await?;
+            }
         }
     }
 }
@@ -163,6 +203,7 @@ fn role_line(instance: &Instance, role: Role) -> String {
 /// Prints one progress line; returns when and at how many records it was taken.
 async fn progress(
     instance: &Arc<Instance>,
+    prefix: &str,
     role: Role,
     started: Instant,
     last: (Instant, u64),
@@ -176,8 +217,8 @@ async fn progress(
     let secs = now.duration_since(last.0).as_secs_f64().max(1e-3);
     let rate = records.saturating_sub(last.1) as f64 / secs;
     let line = format!(
-        "progress {role:?} partitions {:?} tasks {} records {records} ({rate:.0}/s) lag {lag} \
-         up {}s",
+        "{prefix}progress {role:?} partitions {:?} tasks {} records {records} ({rate:.0}/s) \
+         lag {lag} up {}s",
         instance.partitions(),
         reports.len(),
         started.elapsed().as_secs()

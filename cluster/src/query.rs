@@ -47,15 +47,18 @@ const IO_TIMEOUT: Duration = Duration::from_secs(60);
 /// Longest a query waits for a switch of versions before it is answered `NOT_ASSIGNED`.
 pub const SWITCH_WAIT: Duration = Duration::from_secs(20);
 
-/// Serves pull queries for `instance` on `listener`, on a thread of its own.
-pub fn serve(instance: Arc<Instance>, listener: TcpListener) -> std::io::Result<()> {
+/// Serves pull queries for `instances` (the processors running in this process, each one
+/// instance of its group) on `listener`, on a thread of its own. A request names its table as
+/// `PROCESSOR/TABLE` or `TABLE`; it goes to the instance whose processor has that table.
+pub fn serve(instances: Vec<Arc<Instance>>, listener: TcpListener) -> std::io::Result<()> {
+    let instances: Arc<[Arc<Instance>]> = instances.into();
     std::thread::Builder::new().name("eddy-queries".into()).spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let instance = instance.clone();
+            let instances = instances.clone();
             let spawned = std::thread::Builder::new()
                 .name("eddy-query".into())
-                .spawn(move || serve_connection(&instance, stream));
+                .spawn(move || serve_connection(&instances, stream));
             if let Err(error) = spawned {
                 tracing::warn!(%error, "cannot serve a query connection");
             }
@@ -64,7 +67,7 @@ pub fn serve(instance: Arc<Instance>, listener: TcpListener) -> std::io::Result<
     Ok(())
 }
 
-fn serve_connection(instance: &Instance, mut stream: TcpStream) {
+fn serve_connection(instances: &[Arc<Instance>], mut stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_nodelay(true);
     let decoder = FrameDecoder::new(MAX_FRAME_BYTES);
@@ -73,7 +76,7 @@ fn serve_connection(instance: &Instance, mut stream: TcpStream) {
     loop {
         match decoder.next_message::<v1::Request>(&mut buf) {
             Ok(Some(request)) => {
-                let response = answer(instance, request);
+                let response = answer(instances, request);
                 let mut out = BytesMut::new();
                 encode_frame(&response, &mut out);
                 if stream.write_all(&out).is_err() {
@@ -96,7 +99,30 @@ fn failure(correlation_id: u64, code: v1::ErrorCode, message: String) -> v1::Res
     v1::Response { correlation_id, error: Some(v1::Error::new(code, message)), body: None }
 }
 
-fn answer(instance: &Instance, request: v1::Request) -> v1::Response {
+/// The instance whose processor has the table `name` (`PROCESSOR/TABLE` or `TABLE`).
+fn pick<'a>(instances: &'a [Arc<Instance>], name: &str) -> Result<&'a Instance, String> {
+    let (processor, table) = match name.split_once('/') {
+        Some((p, t)) => (Some(p), t),
+        None => (None, name),
+    };
+    let found: Vec<&Instance> = instances
+        .iter()
+        .map(|i| &**i)
+        .filter(|i| processor.is_none_or(|p| p == i.processor().name()))
+        .filter(|i| i.processor().tables().iter().any(|t| t == table))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!("no table {name:?} here")),
+        many => {
+            let names: Vec<String> =
+                many.iter().map(|i| format!("{}/{table}", i.processor().name())).collect();
+            Err(format!("table {table:?} is ambiguous: ask for one of {}", names.join(", ")))
+        }
+    }
+}
+
+fn answer(instances: &[Arc<Instance>], request: v1::Request) -> v1::Response {
     use v1::request::Body;
     let id = request.correlation_id;
     let body = match request.body {
@@ -110,7 +136,12 @@ fn answer(instance: &Instance, request: v1::Request) -> v1::Response {
                 idle_timeout_ms: IO_TIMEOUT.as_millis() as u32,
             }),
         }),
-        Some(Body::QueryTable(q)) => return route(instance, id, q),
+        Some(Body::QueryTable(q)) => {
+            return match pick(instances, &q.table) {
+                Ok(instance) => route(instance, id, q),
+                Err(message) => failure(id, v1::ErrorCode::UnknownTable, message),
+            };
+        }
         _ => {
             let message = "an eddy processor instance answers only ApiVersions and QueryTable";
             return failure(id, v1::ErrorCode::MalformedRequest, message.into());
@@ -250,25 +281,12 @@ fn query(instance: &Instance, id: u64, q: v1::QueryTableRequest) -> v1::Response
             "a table query needs get, scan or top".into(),
         );
     };
-    let reader = match instance.registry().reader::<Value, Value>(table) {
-        Ok(r) => r,
-        // No partition of the table has opened here yet.
-        Err(_) => {
-            return v1::Response {
-                correlation_id: id,
-                error: None,
-                body: Some(v1::response::Body::QueryTable(v1::QueryTableResponse {
-                    processor: processor.name().to_owned(),
-                    version: processor.version(),
-                    changelog: processor.changelog_topic(table).unwrap_or_default(),
-                    ..Default::default()
-                })),
-            };
-        }
-    };
-    let rows = match select(&reader, &query) {
-        Ok(rows) => rows,
-        Err(message) => return failure(id, v1::ErrorCode::Unknown, message),
+    // `None`: no partition of the table runs here (a get is still forwarded to its owner).
+    let reader = instance.registry().reader::<Value, Value>(table).ok();
+    let rows = match reader.as_ref().map(|r| select(r, &query)) {
+        Some(Ok(rows)) => rows,
+        Some(Err(message)) => return failure(id, v1::ErrorCode::Unknown, message),
+        None => Vec::new(),
     };
     if let (Query::Get(text), true) = (&query, rows.is_empty())
         && let Some(answer) = elsewhere(instance, id, text, &q)
@@ -294,7 +312,10 @@ fn query(instance: &Instance, id: u64, q: v1::QueryTableRequest) -> v1::Response
             .map(|(k, v)| v1::TableRow { key: k.to_string(), value: v.to_string() })
             .collect(),
         inputs,
-        digest: if q.digest { reader.digest() } else { 0 },
+        digest: match (&reader, q.digest) {
+            (Some(reader), true) => reader.digest(),
+            _ => 0,
+        },
         changelog: processor.changelog_topic(table).unwrap_or_default(),
     };
     v1::Response {

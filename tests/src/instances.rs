@@ -30,6 +30,12 @@ pub fn start_instance(spec: &Path, kafka: &str, state: &Path, extra: &[&str]) ->
         .arg(state)
         .args(extra)
         .env("EDDY_LOG", "info");
+    start_command(command)
+}
+
+/// Starts `command` (an `eddy processor run` or `eddy sql run`) and waits for the line that
+/// names its query address (`...: queries on ADDR`).
+pub fn start_command(command: Command) -> InstanceProcess {
     let mut child =
         ChildProcess::spawn_command(command).unwrap_or_else(|e| panic!("starting eddy: {e}"));
     let deadline = deadline_in(Duration::from_secs(60));
