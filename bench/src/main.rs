@@ -43,6 +43,9 @@
 //! kafka         produce and consume of --shapes (RECORDSxBYTES,...) through librdkafka over the
 //!               Kafka listener against eddy's client over the native one (needs the `kafka`
 //!               feature: `cargo run --release -p eddy-bench --features kafka -- kafka`)
+//! cluster-replay  the per-URL count rebuilt from --records lines by 1, 2 and 3 eddy-cluster
+//!               instances over the Kafka listener, against the same rebuild in the broker
+//!               (needs the `kafka` feature)
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -51,6 +54,8 @@
 #![allow(clippy::print_stdout)]
 
 mod baseline;
+#[cfg(feature = "kafka")]
+mod cluster_replay;
 mod consume;
 mod format;
 mod groups;
@@ -80,6 +85,7 @@ use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
+                         cluster-replay, \
                          plot, machine";
 
 fn main() -> Result<()> {
@@ -132,6 +138,13 @@ fn main() -> Result<()> {
         "producers" => producers::run(&opts)?,
         #[cfg(feature = "kafka")]
         "kafka" => kafka::run(&opts)?,
+        #[cfg(feature = "kafka")]
+        "cluster-replay" => cluster_replay::run(&opts)?,
+        #[cfg(not(feature = "kafka"))]
+        "cluster-replay" => bail!(
+            "the cluster-replay workload runs eddy-cluster (librdkafka), built only with the \
+             kafka feature: cargo run --release -p eddy-bench --features kafka -- cluster-replay"
+        ),
         #[cfg(not(feature = "kafka"))]
         "kafka" => bail!(
             "the kafka workload runs librdkafka, built only with the kafka feature: \
