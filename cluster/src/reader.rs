@@ -5,7 +5,8 @@
 //! is positioned with `assign`, nothing is committed). It remembers where the consumer stands
 //! (`next`, the offset of the next message it will deliver), so consecutive reads — a task
 //! reading its input forward — go on from librdkafka's prefetched queue without a new fetch
-//! position; a read elsewhere reassigns it.
+//! position; a read elsewhere seeks it (synchronously: nothing fetched before the seek, and no
+//! position from before it, is seen after).
 //!
 //! Invariants:
 //! - [`PartitionReader::read`] returns whole batches whose records carry the offsets, keys,
@@ -33,7 +34,7 @@ use eddy_storage::{BatchBuilder, Header, Record};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::ClusterConfig;
 use crate::error::{ClusterError, kafka};
@@ -55,6 +56,8 @@ enum Polled {
 /// One partition's consumer and where it stands.
 pub(crate) struct PartitionReader {
     consumer: BaseConsumer,
+    /// How the consumer was made (a new one replaces it when a seek cannot be done).
+    client: ClientConfig,
     topic: String,
     partition: u32,
     /// The offset the consumer delivers next (`None`: not assigned yet).
@@ -80,8 +83,8 @@ impl PartitionReader {
         topic: &str,
         partition: u32,
     ) -> Result<Self, ClusterError> {
-        let consumer: BaseConsumer = config
-            .client(&format!("eddy-read-{topic}-{partition}"))
+        let mut client = config.client(&format!("eddy-read-{topic}-{partition}"));
+        client
             // librdkafka's assign() wants a group id; nothing joins the group or commits to it.
             .set("group.id", "eddy-cluster-readers")
             .set("enable.auto.commit", "false")
@@ -96,11 +99,12 @@ impl PartitionReader {
             .set("fetch.wait.max.ms", "100")
             .set("fetch.queue.backoff.ms", "10")
             .set("max.partition.fetch.bytes", "4194304")
-            .set("queued.max.messages.kbytes", "16384")
-            .create()
-            .map_err(|source| ClusterError::Client { what: "reader", source })?;
+            .set("queued.max.messages.kbytes", "16384");
+        let consumer =
+            client.create().map_err(|source| ClusterError::Client { what: "reader", source })?;
         Ok(Self {
             consumer,
+            client,
             topic: topic.to_owned(),
             partition,
             next: None,
@@ -109,16 +113,34 @@ impl PartitionReader {
         })
     }
 
-    /// Positions the consumer at `from` unless it already stands there.
+    /// Positions the consumer at `from` unless it already stands there. A consumer that stood
+    /// elsewhere is moved with a seek, which returns once librdkafka has dropped what it had
+    /// fetched and reset its application position, so [`consumed_to`](Self::consumed_to)
+    /// never reports where the consumer stood before. If the seek fails (the partition's fetch
+    /// has not started yet), a new consumer is assigned at `from`: a fresh one has no
+    /// position left over.
     fn position(&mut self, from: u64) -> Result<(), ClusterError> {
         if self.next == Some(from) {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
         let offset = i64::try_from(from).map_err(|_| self.impossible("offset", i64::MAX))?;
-        tpl.add_partition_offset(&self.topic, self.partition as i32, Offset::Offset(offset))
-            .map_err(kafka("position the reader of", &self.topic, self.partition))?;
-        self.consumer.assign(&tpl).map_err(kafka("assign", &self.topic, self.partition))?;
+        let sought = self.next.is_some()
+            && self
+                .consumer
+                .seek(&self.topic, self.partition as i32, Offset::Offset(offset), self.op_timeout)
+                .is_ok();
+        if !sought {
+            if self.next.is_some() {
+                self.consumer = self
+                    .client
+                    .create()
+                    .map_err(|source| ClusterError::Client { what: "reader", source })?;
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.topic, self.partition as i32, Offset::Offset(offset))
+                .map_err(kafka("position the reader of", &self.topic, self.partition))?;
+            self.consumer.assign(&tpl).map_err(kafka("assign", &self.topic, self.partition))?;
+        }
         self.next = Some(from);
         self.stash = None;
         Ok(())
