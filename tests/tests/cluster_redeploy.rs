@@ -18,6 +18,7 @@
 #![allow(clippy::print_stderr, reason = "the seed and progress reach the test output")]
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -105,6 +106,55 @@ fn client(
     answers
 }
 
+/// Every answer is the URL's full count; versions go 1 ... 1, 2 ... 2, never back.
+fn check_answers(answers: &[(String, String, Answer)], expected: &BTreeMap<String, u64>) {
+    let mut versions = Vec::new();
+    for (addr, url, answer) in answers {
+        let (version, rows) = answer.as_ref().unwrap_or_else(|e| panic!("{addr} {url}: {e}"));
+        assert_eq!(rows, &vec![(url.clone(), expected[url])], "{addr} (version {version})");
+        versions.push(*version);
+    }
+    let first_v2 = versions.iter().position(|v| *v == 2).expect("no answer from version 2");
+    assert!(first_v2 > 0, "no answer from version 1 before the switch");
+    assert!(
+        versions[..first_v2].iter().all(|v| *v == 1)
+            && versions[first_v2..].iter().all(|v| *v == 2),
+        "answers went back to version 1 after version 2: {versions:?}"
+    );
+    eprintln!("{} answers: {first_v2} from version 1, then version 2", versions.len());
+}
+
+/// `eddy processor verify url-counts --kafka`: the rebuild's digest equals the live one.
+fn check_verify(kafka: &str) {
+    let verified = Command::new(eddy_binary())
+        .args(["processor", "verify", "url-counts", "--kafka", kafka])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&verified.stdout);
+    assert!(verified.status.success(), "{said}{}", String::from_utf8_lossy(&verified.stderr));
+    let line = said.lines().find(|l| l.starts_with("requests: live ")).unwrap_or_default();
+    let digests: Vec<&str> = line.split_whitespace().collect();
+    assert!(
+        digests.len() == 6 && digests[2] == digests[4] && digests[5] == "equal",
+        "verify said:\n{said}"
+    );
+    assert!(said.contains("url-counts: every table equals its rebuild from offset zero"));
+}
+
+/// A version-1 instance started after the switch knows version 2 serves, and does not start.
+fn check_late_start(v1: &Path, kafka: &str, state: &Path) {
+    let late = Command::new(eddy_binary())
+        .args(["processor", "run"])
+        .arg(v1)
+        .args(["--kafka", kafka, "--state-dir"])
+        .arg(state)
+        .output()
+        .unwrap();
+    let why = String::from_utf8_lossy(&late.stderr);
+    assert!(!late.status.success(), "a retired version started");
+    assert!(why.contains("version 1 of url-counts is retired: version 2 serves"), "{why}");
+}
+
 #[test]
 fn a_redeploy_switches_every_instance_to_version_2_and_answers_never_go_back() {
     let seed = env_u64("EDDY_SEED").unwrap_or(0x0edd_2ede);
@@ -160,48 +210,11 @@ fn a_redeploy_switches_every_instance_to_version_2_and_answers_never_go_back() {
     stop.store(true, Ordering::Release);
     let answers = asking.join().unwrap();
 
-    let mut versions = Vec::new();
-    for (addr, url, answer) in &answers {
-        let (version, rows) = answer.as_ref().unwrap_or_else(|e| panic!("{addr} {url}: {e}"));
-        assert_eq!(rows, &vec![(url.clone(), expected[url])], "{addr} (version {version})");
-        versions.push(*version);
-    }
-    let first_v2 = versions.iter().position(|v| *v == 2).expect("no answer from version 2");
-    assert!(first_v2 > 0, "no answer from version 1 before the switch");
-    assert!(
-        versions[..first_v2].iter().all(|v| *v == 1)
-            && versions[first_v2..].iter().all(|v| *v == 2),
-        "answers went back to version 1 after version 2: {versions:?}"
-    );
-    eprintln!("{} answers: {first_v2} from version 1, then version 2", versions.len());
+    check_answers(&answers, &expected);
     wait_for_reference(&new.iter().collect::<Vec<_>>(), "requests", &expected, SWITCH);
 
-    // verify: a rebuild of the serving version from offset zero equals the live tables.
-    let verified = Command::new(eddy_binary())
-        .args(["processor", "verify", "url-counts", "--kafka", &kafka])
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&verified.stdout);
-    assert!(verified.status.success(), "{said}{}", String::from_utf8_lossy(&verified.stderr));
-    let line = said.lines().find(|l| l.starts_with("requests: live ")).unwrap_or_default();
-    let digests: Vec<&str> = line.split_whitespace().collect();
-    assert!(
-        digests.len() == 6 && digests[2] == digests[4] && digests[5] == "equal",
-        "verify said:\n{said}"
-    );
-    assert!(said.contains("url-counts: every table equals its rebuild from offset zero"));
-
-    // A version-1 instance started now knows version 2 serves, and does not start.
-    let late = Command::new(eddy_binary())
-        .args(["processor", "run"])
-        .arg(&v1)
-        .args(["--kafka", &kafka, "--state-dir"])
-        .arg(state(1, 9))
-        .output()
-        .unwrap();
-    let why = String::from_utf8_lossy(&late.stderr);
-    assert!(!late.status.success(), "a retired version started");
-    assert!(why.contains("version 1 of url-counts is retired: version 2 serves"), "{why}");
+    check_verify(&kafka);
+    check_late_start(&v1, &kafka, &state(1, 9));
 
     for i in old.iter().chain(&new) {
         signal(i.child.id(), libc::SIGTERM).unwrap();

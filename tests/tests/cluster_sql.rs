@@ -119,6 +119,36 @@ fn eventually<T>(what: &str, mut f: impl FnMut() -> Result<Option<T>, String>) -
     }
 }
 
+/// `table` of the cluster `instances` against the single broker at `single_addr`: the union of
+/// their scans equals its scan once it holds `keys` (and 6fd0fcdb), and every get asked of
+/// every instance answers as it does.
+fn compare(
+    single_addr: &str,
+    instances: &[InstanceProcess],
+    table: &str,
+    keys: impl Iterator<Item = String>,
+) {
+    let keys: Vec<String> = keys.chain(["6fd0fcdb".to_owned()]).collect();
+    let reference = eventually(&format!("{table} complete in the single broker"), || {
+        let got = rows(query(single_addr, table, &["--scan"])?);
+        Ok(keys.iter().all(|k| got.contains_key(k)).then_some(got))
+    });
+    eventually(&format!("{table}: the instances' union equals the single broker's"), || {
+        let mut union = BTreeMap::new();
+        for i in instances {
+            union.extend(rows(query(&i.query_addr, table, &["--scan"])?));
+        }
+        Ok((union == reference).then_some(()))
+    });
+    for key in &keys {
+        let want = query(single_addr, table, &[key]).unwrap();
+        assert_eq!(want.len(), 1, "{table} {key}: {want:?}");
+        for i in instances {
+            assert_eq!(query(&i.query_addr, table, &[key]).unwrap(), want, "{table} {key}");
+        }
+    }
+}
+
 #[test]
 fn rideshare_on_two_cluster_instances_answers_as_the_single_broker() {
     let seed = env_u64("EDDY_SEED").unwrap_or(0x0edd_05a1);
@@ -152,33 +182,9 @@ fn rideshare_on_two_cluster_instances_answers_as_the_single_broker() {
     }
 
     let single_addr = single.addr().to_string();
-    for (table, keys) in [
-        ("ACTIVEPROMOTIONS", (0..RIDES).map(|i| format!("r{i}")).collect::<Vec<_>>()),
-        ("CURRENTCARLOCATIONS", (0..CARS).map(|n| format!("car-{n}")).collect()),
-    ] {
-        let keys: Vec<String> = keys.into_iter().chain(["6fd0fcdb".to_owned()]).collect();
-        // The single broker's table, once it holds every key.
-        let reference = eventually(&format!("{table} complete in the single broker"), || {
-            let got = rows(query(&single_addr, table, &["--scan"])?);
-            Ok(keys.iter().all(|k| got.contains_key(k)).then_some(got))
-        });
-        // The union of the instances' scans equals it.
-        eventually(&format!("{table}: the instances' union equals the single broker's"), || {
-            let mut union = BTreeMap::new();
-            for i in &instances {
-                union.extend(rows(query(&i.query_addr, table, &["--scan"])?));
-            }
-            Ok((union == reference).then_some(()))
-        });
-        // Every get asked of every instance answers as the single broker does.
-        for key in &keys {
-            let want = query(&single_addr, table, &[key]).unwrap();
-            assert_eq!(want.len(), 1, "{table} {key}: {want:?}");
-            for i in &instances {
-                assert_eq!(query(&i.query_addr, table, &[key]).unwrap(), want, "{table} {key}");
-            }
-        }
-    }
+    compare(&single_addr, &instances, "ACTIVEPROMOTIONS", (0..RIDES).map(|i| format!("r{i}")));
+    compare(&single_addr, &instances, "CURRENTCARLOCATIONS", (0..CARS).map(|n| format!("car-{n}")));
+
     // The two instances share the 3-partition table: each holds part of it.
     let whole = rows(query(&single_addr, "CURRENTCARLOCATIONS", &["--scan"]).unwrap());
     for i in &instances {
