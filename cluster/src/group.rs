@@ -173,6 +173,16 @@ impl Unsubscribe for BaseConsumer<GroupContext> {
     }
 }
 
+/// The query address of the member of a group (`members`, from DescribeGroups) that has
+/// `partition` of `topic` assigned, if any.
+pub fn owner(members: &[(String, Vec<u8>)], topic: &str, partition: u32) -> Option<String> {
+    members.iter().find_map(|(client_id, assignment)| {
+        let addr = query_addr_of(client_id)?;
+        let owned = assigned_partitions(assignment, topic)?;
+        owned.contains(&partition).then(|| addr.to_owned())
+    })
+}
+
 /// The partitions of `topic` in a member's assignment (Kafka's ConsumerProtocol Assignment:
 /// version i16, topics [name string, partitions [i32]], user data bytes), or `None` when the
 /// bytes do not decode.

@@ -212,7 +212,13 @@ impl Instance {
         let stop = Arc::new(AtomicBool::new(false));
         let coordinator = spawn_coordinator(&shared, &logs, &group, &topic, &config, &stop)?;
         let closed = Arc::new(AtomicBool::new(false));
-        let handle = Handle { shared: shared.clone(), stop: stop.clone(), addr: config.query_addr };
+        let handle = Handle {
+            shared: shared.clone(),
+            stop: stop.clone(),
+            addr: config.query_addr,
+            group: group.clone(),
+            topic: topic.clone(),
+        };
         let watcher = {
             let (switch, logs, closed) = (switch.clone(), logs.clone(), closed.clone());
             std::thread::Builder::new()
@@ -312,14 +318,8 @@ impl Instance {
     }
 
     fn owner_in(&self, group: &str, partition: u32) -> Result<Option<String>, ClusterError> {
-        for (client_id, assignment) in self.shared.cx.logs.group_members(group)? {
-            let Some(addr) = group::query_addr_of(&client_id) else { continue };
-            let owned = group::assigned_partitions(&assignment, &self.topic).unwrap_or_default();
-            if owned.contains(&partition) {
-                return Ok(Some(addr.to_owned()));
-            }
-        }
-        Ok(None)
+        let members = self.shared.cx.logs.group_members(group)?;
+        Ok(group::owner(&members, &self.topic, partition))
     }
 
     /// Leaves the group: every partition's tasks stop with a published snapshot. Later calls
@@ -375,6 +375,8 @@ struct Handle {
     shared: Arc<Shared>,
     stop: Arc<AtomicBool>,
     addr: String,
+    group: String,
+    topic: String,
 }
 
 impl Local for Handle {
@@ -414,6 +416,11 @@ impl Local for Handle {
 
     fn runs(&self, partition: u32) -> bool {
         self.shared.lock().contains_key(&partition)
+    }
+
+    fn owners(&self) -> Result<Vec<Option<String>>, ClusterError> {
+        let members = self.shared.cx.logs.group_members(&self.group)?;
+        Ok((0..self.partition_count()).map(|p| group::owner(&members, &self.topic, p)).collect())
     }
 
     fn partition_count(&self) -> u32 {

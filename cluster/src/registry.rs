@@ -10,9 +10,9 @@
 //!   stop answering from their tables (they acknowledge, below) and V serves once all did.
 //! - `<name>/v<V>/ack/<query address>` → `{}`: the instance of version V at that address no
 //!   longer answers from its tables.
-//! - `<name>/v<V>/p<P>` → `{"inputs": [[topic, partition, next], ...]}`: task partition P of
-//!   version V was at lag 0 with these input positions (positions only grow, so a later record
-//!   of the key replaces an earlier one).
+//! - `<name>/v<V>/p<P>` → `{"owner": <query address>, "inputs": [[topic, partition, next],
+//!   ...]}`: task partition P of version V was at lag 0 with these input positions on the
+//!   instance at that address (a later record of the key replaces an earlier one).
 //! - `<name>/v<V>/spec` → `{"spec": <text>}`: the spec version V runs (every instance writes
 //!   the same text), so `eddy processor verify NAME --kafka` can rebuild the serving logic.
 //!
@@ -59,7 +59,7 @@ pub struct RegistryView {
     serving: Option<u32>,
     switching: Option<u32>,
     acks: BTreeMap<u32, BTreeSet<String>>,
-    progress: BTreeMap<(u32, u32), Inputs>,
+    progress: BTreeMap<(u32, u32), (String, Inputs)>,
     specs: BTreeMap<u32, String>,
 }
 
@@ -84,9 +84,10 @@ impl RegistryView {
         self.acks.get(&version).cloned().unwrap_or_default()
     }
 
-    /// The input positions task partition `partition` of `version` last recorded at lag 0.
-    pub fn progress(&self, version: u32, partition: u32) -> Option<&[(String, u32, u64)]> {
-        self.progress.get(&(version, partition)).map(Vec::as_slice)
+    /// Who last recorded task partition `partition` of `version` at lag 0 (its query
+    /// address), and the input positions it recorded.
+    pub fn progress(&self, version: u32, partition: u32) -> Option<(&str, &Inputs)> {
+        self.progress.get(&(version, partition)).map(|(o, i)| (o.as_str(), i))
     }
 
     /// The spec text `version` runs, if an instance recorded it.
@@ -164,8 +165,9 @@ impl RegistryView {
             }
             [v, p] => {
                 let p = p.strip_prefix('p').and_then(|p| p.parse::<u32>().ok());
-                if let (Some(v), Some(p), Some(inputs)) = (version(v), p, decode_inputs(value)) {
-                    self.progress.insert((v, p), inputs);
+                if let (Some(v), Some(p), Some(progress)) = (version(v), p, decode_progress(value))
+                {
+                    self.progress.insert((v, p), progress);
                 }
             }
             _ => {}
@@ -173,9 +175,10 @@ impl RegistryView {
     }
 }
 
-fn decode_inputs(value: &[u8]) -> Option<Inputs> {
+fn decode_progress(value: &[u8]) -> Option<(String, Inputs)> {
     let value: Value = serde_json::from_slice(value).ok()?;
-    value
+    let owner = value.get("owner")?.as_str()?.to_owned();
+    let inputs = value
         .get("inputs")?
         .as_array()?
         .iter()
@@ -185,7 +188,8 @@ fn decode_inputs(value: &[u8]) -> Option<Inputs> {
             let partition = u32::try_from(i.get(1)?.as_u64()?).ok()?;
             Some((topic, partition, i.get(2)?.as_u64()?))
         })
-        .collect()
+        .collect::<Option<Inputs>>()?;
+    Some((owner, inputs))
 }
 
 /// Appends one registry record and waits until the cluster holds it.
@@ -238,16 +242,19 @@ pub fn write_spec(
     write(logs, &format!("{name}/v{version}/spec"), &json!({ "spec": text }))
 }
 
-/// Records task partition `partition` of `version` at lag 0 with `inputs`.
+/// Records task partition `partition` of `version` at lag 0 with `inputs` on the instance at
+/// `owner` (its query address).
 pub fn write_progress(
     logs: &dyn LogAccess,
     name: &str,
     version: u32,
     partition: u32,
+    owner: &str,
     inputs: &[(String, u32, u64)],
 ) -> Result<(), RegistryError> {
     let inputs: Vec<Value> = inputs.iter().map(|(t, p, n)| json!([t, p, n])).collect();
-    write(logs, &format!("{name}/v{version}/p{partition}"), &json!({ "inputs": inputs }))
+    let value = json!({ "owner": owner, "inputs": inputs });
+    write(logs, &format!("{name}/v{version}/p{partition}"), &value)
 }
 
 #[cfg(test)]
@@ -268,10 +275,13 @@ mod tests {
         assert_eq!(view.switching(), Some(3));
         view.apply(b"counts/v2/ack/127.0.0.1:9", b"{}");
         assert_eq!(view.acks(2).into_iter().collect::<Vec<_>>(), vec!["127.0.0.1:9"]);
-        view.apply(b"counts/v3/p4", br#"{"inputs": [["access", 4, 17]]}"#);
-        view.apply(b"counts/v3/p5", br#"{"inputs": [["access", "x", 17]]}"#);
-        assert_eq!(view.progress(3, 4), Some(&[("access".to_owned(), 4, 17)][..]));
+        view.apply(b"counts/v3/p4", br#"{"owner": "a:1", "inputs": [["access", 4, 17]]}"#);
+        view.apply(b"counts/v3/p5", br#"{"owner": "a:1", "inputs": [["access", "x", 17]]}"#);
+        view.apply(b"counts/v3/p6", br#"{"inputs": [["access", 6, 17]]}"#);
+        let recorded = vec![("access".to_owned(), 4, 17)];
+        assert_eq!(view.progress(3, 4), Some(("a:1", &recorded)));
         assert_eq!(view.progress(3, 5), None, "a malformed record is ignored");
+        assert_eq!(view.progress(3, 6), None, "a record without its owner is ignored");
         view.apply(b"counts/v3/spec", br#"{"spec": "name = \"counts\""}"#);
         assert_eq!(view.spec(3), Some("name = \"counts\""));
         assert_eq!(view.spec(2), None);

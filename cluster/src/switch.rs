@@ -6,8 +6,9 @@
 //! serving version answers. Each instance runs a watcher ([`watch`]) that reads the registry
 //! every [`WATCH_EVERY`] and acts on its [`Role`]:
 //! - **Candidate** (a version above the serving one): records each task partition running here
-//!   at lag 0 (its input positions); the instance running partition 0 decides: once every task
-//!   partition's recorded positions are at their inputs' high watermarks *now* — the version's
+//!   at lag 0 (its input positions, and this instance's address); the instance running
+//!   partition 0 decides: once every task partition's record was made by the instance that
+//!   runs it now and its positions are at their inputs' high watermarks *now* — the version's
 //!   lag is zero — it records `switching`; once every member of the serving version's group
 //!   has acknowledged, it records `serving`.
 //! - **Handover** (serving, with a version switching in): acknowledges, and no longer answers
@@ -116,6 +117,9 @@ pub(crate) trait Local: Send + Sync {
     /// offset at its high watermark), with the input positions.
     fn caught_up(&self) -> Vec<(u32, Inputs)>;
     fn runs(&self, partition: u32) -> bool;
+    /// The query address of the member of this version's group running each task partition
+    /// (`None`: none now).
+    fn owners(&self) -> Result<Vec<Option<String>>, ClusterError>;
     fn partition_count(&self) -> u32;
     /// The query addresses of the members of `version`'s group.
     fn members(&self, version: u32) -> Result<Vec<String>, ClusterError>;
@@ -198,7 +202,8 @@ fn publish_progress(
 ) -> Result<(), RegistryError> {
     for (partition, inputs) in local.caught_up() {
         if written.get(&partition) != Some(&inputs) {
-            registry::write_progress(logs, local.name(), version, partition, &inputs)?;
+            let owner = local.query_addr();
+            registry::write_progress(logs, local.name(), version, partition, owner, &inputs)?;
             written.insert(partition, inputs);
         }
     }
@@ -211,8 +216,14 @@ fn decide(switch: &Switch, logs: &KafkaLogs, local: &dyn Local) -> Result<(), Wa
     let view = switch.view();
     let me = switch.version;
     if view.switching() != Some(me) {
+        let owners = local.owners()?;
         for p in 0..local.partition_count() {
-            let Some(inputs) = view.progress(me, p) else { return Ok(()) };
+            let Some((recorder, inputs)) = view.progress(me, p) else { return Ok(()) };
+            // Recorded by the instance that runs the partition now: one that took it since
+            // may still be catching up from an older snapshot.
+            if owners.get(p as usize).and_then(Option::as_deref) != Some(recorder) {
+                return Ok(());
+            }
             for (topic, q, next) in inputs {
                 if *next < logs.high_watermark(topic, *q)? {
                     return Ok(());
