@@ -95,19 +95,19 @@ const CONSUME_WIRE: usize = 5;
 const QUICK_BACKOFF_MS: u32 = 10;
 
 /// The broker, served on loopback with both listeners, and the client runtime.
-struct Served {
-    broker: Broker,
-    native_addr: String,
-    kafka_addr: String,
+pub(crate) struct Served {
+    pub(crate) broker: Broker,
+    pub(crate) native_addr: String,
+    pub(crate) kafka_addr: String,
     /// The broker's runtime, serving both listeners until dropped.
     _runtime: Runtime,
-    client: Runtime,
+    pub(crate) client: Runtime,
     stops: Vec<tokio::sync::oneshot::Sender<()>>,
     _dir: tempfile::TempDir,
 }
 
 impl Served {
-    fn start(opts: &Options) -> Result<Self> {
+    pub(crate) fn start(opts: &Options) -> Result<Self> {
         let dir = opts.tempdir()?;
         let config = BrokerConfig { data_dir: dir.path().join("data"), ..BrokerConfig::default() };
         let broker = Broker::open_with(config)?;

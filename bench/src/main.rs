@@ -48,6 +48,9 @@
 //!               a PostgreSQL it starts (fsync on) and a child `eddy serve`
 //! crash-sim     the crash-state checker as a soak: `--seeds N` seeded workloads on a simulated
 //!               disk that loses power, every image reopened and checked (docs/durability.md)
+//! cluster-replay  the per-URL count rebuilt from --records lines by 1, 2 and 3 eddy-cluster
+//!               instances over the Kafka listener, against the same rebuild in the broker
+//!               (needs the `kafka` feature)
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -57,6 +60,8 @@
 
 mod baseline;
 mod cdc;
+#[cfg(feature = "kafka")]
+mod cluster_replay;
 mod consume;
 mod crashsim;
 mod format;
@@ -87,7 +92,8 @@ use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
-                         cdc, crash-sim, plot, machine";
+                         cdc, crash-sim, cluster-replay, \
+                         plot, machine";
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
@@ -143,6 +149,13 @@ fn main() -> Result<()> {
         "cdc" => cdc::run(&opts)?,
         #[cfg(feature = "kafka")]
         "kafka" => kafka::run(&opts)?,
+        #[cfg(feature = "kafka")]
+        "cluster-replay" => cluster_replay::run(&opts)?,
+        #[cfg(not(feature = "kafka"))]
+        "cluster-replay" => bail!(
+            "the cluster-replay workload runs eddy-cluster (librdkafka), built only with the \
+             kafka feature: cargo run --release -p eddy-bench --features kafka -- cluster-replay"
+        ),
         #[cfg(not(feature = "kafka"))]
         "kafka" => bail!(
             "the kafka workload runs librdkafka, built only with the kafka feature: \

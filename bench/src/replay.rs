@@ -143,7 +143,24 @@ impl Write for Feed {
 }
 
 /// Runs `awk '{print $7}' FILE | sort | uniq -c > OUT` under `sh -c`.
-fn pipeline(file: &Path, out: &Path) -> Result<Timing> {
+/// Streams `--records` generated access-log lines into the partitions `logs` (keyed by URL
+/// when there are several, `Feed`) and into `file`; returns (lines, bytes).
+pub(crate) fn feed(logs: Vec<Arc<Log>>, file: &Path, opts: &Options) -> Result<(u64, u64)> {
+    let mut feed = Feed {
+        builders: logs.iter().map(|_| BatchBuilder::new()).collect(),
+        logs,
+        file: BufWriter::with_capacity(1 << 20, File::create(file)?),
+        per_batch: opts.batch,
+        partial: Vec::new(),
+        lines: 0,
+        bytes: 0,
+        timestamp: access_log::START_MS + 30 * 24 * 3_600_000,
+    };
+    access_log::generate(&mut feed, opts.records, 6, 7)?;
+    Ok(feed.finish()?)
+}
+
+pub(crate) fn pipeline(file: &Path, out: &Path) -> Result<Timing> {
     let script =
         format!("awk '{{print $7}}' '{}' | sort | uniq -c > '{}'", file.display(), out.display());
     let mut timing = Timing::new();
@@ -187,7 +204,7 @@ fn duckdb(file: &Path, out: &Path, threads: usize) -> Result<Timing> {
 }
 
 /// `uniq -c` output: `   COUNT URL` per line.
-fn read_uniq(out: &Path) -> Result<HashMap<String, u64>> {
+pub(crate) fn read_uniq(out: &Path) -> Result<HashMap<String, u64>> {
     let text = std::fs::read_to_string(out)?;
     let mut counts = HashMap::new();
     for line in text.lines() {
@@ -339,18 +356,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
         let (file, out) = (files.path().join("access.log"), files.path().join("uniq-c.txt"));
 
         let t = Instant::now();
-        let mut feed = Feed {
-            logs: topic.partitions.clone(),
-            file: BufWriter::with_capacity(1 << 20, File::create(&file)?),
-            builders: topic.partitions.iter().map(|_| BatchBuilder::new()).collect(),
-            per_batch: opts.batch,
-            partial: Vec::new(),
-            lines: 0,
-            bytes: 0,
-            timestamp: access_log::START_MS + 30 * 24 * 3_600_000,
-        };
-        access_log::generate(&mut feed, opts.records, 6, 7)?;
-        let (records, bytes) = feed.finish()?;
+        let (records, bytes) = feed(topic.partitions.clone(), &file, opts)?;
         ensure!(records == opts.records, "fed {records} lines, expected {}", opts.records);
         let fed = t.elapsed();
         println!(

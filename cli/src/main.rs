@@ -11,10 +11,12 @@ mod consume;
 mod group;
 mod processor;
 mod processor_run;
+mod processor_verify;
 mod produce;
 mod query;
 mod serve;
 mod sql;
+mod sql_run;
 mod topic;
 
 use std::ffi::OsString;
@@ -47,12 +49,16 @@ usage: eddy [--broker ADDR] <command> ...
         processors defined by a spec file (docs/processors.md), run inside the broker;
         deploying a higher version replays from offset zero and takes over when caught up
   processor run FILE --kafka BOOTSTRAP [--state-dir DIR] [--query-listen ADDR]
-                [--snapshot-every N] [--progress-ms MS]
+                [--snapshot-every N] [--commit-ms MS] [--progress-ms MS]
         run the spec's processor in this process over a Kafka-protocol cluster (Kafka,
         Redpanda, eddy serve's Kafka listener); instances started with the same spec share
         its tasks as a consumer group (docs/processors.md, 'Over a Kafka cluster'). State in
         --state-dir (default ./eddy-data/cluster); pull queries on --query-listen (default
-        127.0.0.1:0, printed): eddy --broker ADDR query TABLE KEY
+        127.0.0.1:0, printed): eddy --broker ADDR query TABLE KEY. A spec with a higher
+        version replays beside the serving one and takes over when caught up
+  processor verify NAME --kafka BOOTSTRAP
+        rebuild the serving version from offset zero here and compare every table's
+        digest with the live instances' tables
   connector create NAME --source|--sink [--config FILE] [KEY=VALUE ...]
             | list | status NAME | pause NAME | resume NAME | drop NAME
         connectors run inside the broker (docs/connectors.md): PostgreSQL sources
@@ -64,6 +70,10 @@ usage: eddy [--broker ADDR] <command> ...
   sql [-e STATEMENTS | -f FILE] [--limit N]
         streaming SQL (docs/sql.md); without -e/-f an interactive shell on a terminal;
         push queries (EMIT CHANGES) print rows until Ctrl-C or N rows
+  sql run FILE --kafka BOOTSTRAP [--state-dir DIR] [--query-listen ADDR]
+                [--snapshot-every N] [--commit-ms MS] [--progress-ms MS]
+        run the script's persistent queries in this process over a Kafka-protocol
+        cluster, as processor run runs a spec (docs/sql.md, 'Over a Kafka cluster')
 
 --broker defaults to 127.0.0.1:9750.
 ";

@@ -1,6 +1,7 @@
 //! `eddy processor deploy FILE [--wait] | list | status NAME | replay NAME [--wait] |
 //! verify NAME | rollback NAME | drop NAME`, and `run FILE --kafka BOOTSTRAP`
-//! (`processor_run.rs`: no broker, the processor in this process over a Kafka cluster).
+//! (`processor_run.rs`: no broker, the processor in this process over a Kafka cluster) and
+//! `verify NAME --kafka BOOTSTRAP` (`processor_verify.rs`: the same check over a cluster).
 //!
 //! `verify` rebuilds the serving logic from offset zero in a shadow processor without outputs
 //! (`NAME-verify`), waits until it reflects the live tables' input offsets, compares every
@@ -26,9 +27,11 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
         "run" => super::processor_run::run(parser, out).await,
         "replay" => replay(broker, parser, out).await,
         "verify" => {
-            let name = one_name(parser)?;
-            let admin = Admin::new(connect(broker).await?);
-            verify(&admin, &name, out).await
+            let (name, kafka) = name_and_kafka(parser)?;
+            match kafka {
+                Some(kafka) => super::processor_verify::run(&name, &kafka, out).await,
+                None => verify(&Admin::new(connect(broker).await?), &name, out).await,
+            }
         }
         "rollback" => {
             let name = one_name(parser)?;
@@ -53,6 +56,31 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
             "unknown processor action {other:?} (deploy, list, status, replay, verify, rollback, drop, run)"
         ),
     }
+}
+
+/// A NAME and an optional `--kafka BOOTSTRAP`.
+fn name_and_kafka(parser: &mut lexopt::Parser) -> Result<(String, Option<String>)> {
+    use lexopt::prelude::*;
+    let (mut name, mut kafka) = (None, None);
+    while let Some(arg) = parser.next()? {
+        match arg {
+            Long("kafka") => kafka = Some(parser.value()?.string()?),
+            Value(v) if name.is_none() => name = Some(v.string()?),
+            other => return Err(other.unexpected().into()),
+        }
+    }
+    Ok((name.context("processor verify needs a NAME")?, kafka))
+}
+
+/// The spec `text` as its verify shadow: named `shadow`, without its `to` ops (a rebuild
+/// writes no outputs).
+pub(crate) fn shadow_spec(text: &str, shadow: &str) -> Result<String> {
+    let mut spec: toml::Table = toml::from_str(text).context("the live spec")?;
+    spec.insert("name".into(), toml::Value::String(shadow.to_owned()));
+    if let Some(toml::Value::Array(ops)) = spec.get_mut("ops") {
+        ops.retain(|op| op.get("op").and_then(|o| o.as_str()) != Some("to"));
+    }
+    Ok(toml::to_string(&spec)?)
 }
 
 /// A NAME or FILE and an optional `--wait`.
@@ -138,18 +166,14 @@ async fn verify<T: eddy_client::Transport>(
     out: &mut Output,
 ) -> Result<()> {
     let live = admin.processor_status(name).await?;
-    let mut spec: toml::Table = toml::from_str(&live.spec).context("the live spec")?;
+    let spec: toml::Table = toml::from_str(&live.spec).context("the live spec")?;
     if spec.contains_key("sql") {
         bail!(
             "{name} is a SQL query: verify it with a second CREATE TABLE ... AS SELECT of the same query and compare digests (eddy query TABLE --digest)"
         );
     }
     let shadow = format!("{name}-verify");
-    spec.insert("name".into(), toml::Value::String(shadow.clone()));
-    if let Some(toml::Value::Array(ops)) = spec.get_mut("ops") {
-        ops.retain(|op| op.get("op").and_then(|o| o.as_str()) != Some("to"));
-    }
-    admin.deploy_processor(&toml::to_string(&spec)?).await?;
+    admin.deploy_processor(&shadow_spec(&live.spec, &shadow)?).await?;
     let outcome = compare_tables(admin, name, &shadow, &live.tables).await;
     admin.drop_processor(&shadow).await?;
     let (same, lines) = outcome?;

@@ -1,4 +1,6 @@
 //! `eddy sql [-e STATEMENTS | -f FILE] [--limit N]`: SQL against the broker (docs/sql.md).
+//! (`eddy sql run FILE --kafka BOOTSTRAP` runs a script's queries over a Kafka-protocol
+//! cluster instead: `sql_run.rs`.)
 //!
 //! Without `-e`/`-f`, statements come from stdin: an interactive shell when stdin is a
 //! terminal (line editing; Up/Down and Ctrl-R recall earlier statements, also those of earlier
@@ -31,6 +33,14 @@ const PUSH_WAIT_MS: u32 = 1000;
 
 pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
     use lexopt::prelude::*;
+    // `eddy sql run FILE --kafka BOOTSTRAP`: the script's queries over a cluster.
+    let mut ahead = parser.clone();
+    if let Ok(Some(Value(first))) = ahead.next()
+        && first == "run"
+    {
+        *parser = ahead;
+        return super::sql_run::run(parser, out).await;
+    }
     let (mut script, mut limit) = (None, None);
     while let Some(arg) = parser.next()? {
         match arg {

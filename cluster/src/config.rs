@@ -20,6 +20,10 @@ pub struct ClusterConfig {
     pub op_timeout: Duration,
     /// Longest wait for an appended batch to be acknowledged (`acks=all`).
     pub delivery_timeout: Duration,
+    /// A task partition's transaction still open after this long is aborted by the cluster
+    /// (`transaction.timeout.ms`); it bounds how long a stuck producer holds back the last
+    /// stable offset of the partitions it wrote.
+    pub transaction_timeout: Duration,
 }
 
 impl ClusterConfig {
@@ -29,6 +33,7 @@ impl ClusterConfig {
             properties: Vec::new(),
             op_timeout: Duration::from_secs(30),
             delivery_timeout: Duration::from_secs(60),
+            transaction_timeout: Duration::from_secs(30),
         }
     }
 

@@ -45,6 +45,8 @@ pub enum ClusterError {
     HeaderKey { topic: String, partition: u32, key: Vec<u8> },
     #[error("{topic}-{partition}: offset {offset} is below the partition's start {start}")]
     OffsetBelowStart { topic: String, partition: u32, offset: u64, start: u64 },
+    #[error("producer {transactional_id:?} was fenced: another instance took its task partition")]
+    Fenced { transactional_id: String },
     #[error("{topic}-{partition}: the cluster answered an impossible {what} ({value})")]
     Impossible { topic: String, partition: u32, what: &'static str, value: i64 },
 }
@@ -72,6 +74,7 @@ impl ClusterError {
     fn place(&self) -> (String, u32) {
         match self {
             ClusterError::Client { .. } => (String::new(), 0),
+            ClusterError::Fenced { transactional_id } => (transactional_id.clone(), 0),
             ClusterError::UnknownTopic { topic } | ClusterError::TopicMismatch { topic, .. } => {
                 (topic.clone(), 0)
             }

@@ -13,7 +13,9 @@
 //!   (the [`Assignments::revoked`] callback returns only once their tasks stopped and published
 //!   their snapshots) before the group hands any out again, so a partition's tasks never run
 //!   in two live instances at once. A member that stops answering is removed after
-//!   `session.timeout.ms`; without transactions nothing fences a paused, not dead, member.
+//!   `session.timeout.ms`; a paused, not dead, member is fenced by its partitions'
+//!   transactional ids ([`transactional_id`]), which their new owner registers before it
+//!   restores them.
 //! - Callbacks run on the thread calling [`Member::poll`].
 
 use std::sync::Arc;
@@ -39,6 +41,12 @@ pub trait Assignments: Send + Sync {
 /// The group id of a processor version's instances.
 pub fn group_id(processor: &str, version: u32) -> String {
     format!("eddy-{processor}-v{version}")
+}
+
+/// The `transactional.id` of task partition `partition`'s producer: the same on every
+/// instance, so the instance that takes the partition fences the one that had it.
+pub fn transactional_id(processor: &str, version: u32, partition: u32) -> String {
+    format!("eddy-{processor}-v{version}-p{partition}")
 }
 
 /// The `client.id` of an instance serving queries at `query_addr`.
@@ -163,6 +171,16 @@ impl Unsubscribe for BaseConsumer<GroupContext> {
         }
         Ok(())
     }
+}
+
+/// The query address of the member of a group (`members`, from DescribeGroups) that has
+/// `partition` of `topic` assigned, if any.
+pub fn owner(members: &[(String, Vec<u8>)], topic: &str, partition: u32) -> Option<String> {
+    members.iter().find_map(|(client_id, assignment)| {
+        let addr = query_addr_of(client_id)?;
+        let owned = assigned_partitions(assignment, topic)?;
+        owned.contains(&partition).then(|| addr.to_owned())
+    })
 }
 
 /// The partitions of `topic` in a member's assignment (Kafka's ConsumerProtocol Assignment:

@@ -2,14 +2,22 @@
 //!
 //! Instances of the same processor name and version form a consumer group (`group.rs`); the
 //! partitions the group assigns to this one are the task partitions it runs, each on a thread
-//! of its own (`runner.rs`). On revoke a partition's tasks stop with a final snapshot,
-//! published to the cluster; on assign they start from the latest published snapshot — so a
-//! task that moved rebuilds its state and goes on with the effectively-once recovery of
-//! `docs/processors.md` (outputs found by their positions, whoever wrote them).
+//! of its own (`runner.rs`) with its own transactional producer (`task_logs.rs`). On revoke a
+//! partition's tasks stop with a final snapshot, published and committed; on assign the
+//! partition's producer is registered first (fencing whoever had it), then the tasks start
+//! from the latest published snapshot — so a task that moved rebuilds its state and goes on
+//! with the effectively-once recovery of `docs/processors.md` (outputs found by their
+//! positions, whoever wrote them, among the committed ones).
 //!
 //! Owns: the group member (on a coordinator thread that polls it, where rebalances run), the
 //! partition threads, the table registry (the tables of the partitions it runs), the reports
 //! of its tasks.
+//!
+//! Versions (`switch.rs`): at start the instance reads the registry in the cluster; the first
+//! version of a name records itself serving, a higher one replays as a candidate, and a lower
+//! one than the serving version does not start ([`InstanceError::Retired`]). A watcher thread
+//! follows the registry for the instance's life and retires it (tasks stopped, group left,
+//! queries forwarded) when a higher version takes over.
 //!
 //! Invariant: a partition is in `runners` exactly while its thread may write; `revoked`
 //! returns only after the thread has ended.
@@ -26,8 +34,10 @@ use eddy_processor::{Processor, TableRegistry, TaskConfig, TaskId, partition_for
 use crate::error::ClusterError;
 use crate::group::{self, Assignments, Member};
 use crate::logs::KafkaLogs;
+use crate::registry::{self, Inputs};
 use crate::runner::{self, Context, TaskReport};
 use crate::snapshots::SnapshotTopic;
+use crate::switch::{self, Local, Role, Switch};
 
 /// How an instance runs.
 #[derive(Debug, Clone)]
@@ -38,6 +48,9 @@ pub struct InstanceConfig {
     pub query_addr: String,
     /// A task snapshots (and publishes) after this many input records.
     pub snapshot_every_records: u64,
+    /// A task partition's transaction commits at least this often while it progresses (and
+    /// whenever it is idle): how long its outputs wait before committed readers see them.
+    pub commit_every: Duration,
     /// How long an idle partition thread waits for input before looking for a stop.
     pub idle_wait: Duration,
     /// The spec's `idle_timeout_ms` (`TaskConfig::idle_timeout`).
@@ -50,6 +63,7 @@ impl InstanceConfig {
             state_dir: state_dir.into(),
             query_addr: query_addr.into(),
             snapshot_every_records: 100_000,
+            commit_every: Duration::from_millis(100),
             idle_wait: Duration::from_millis(100),
             idle_timeout: None,
         }
@@ -74,6 +88,10 @@ pub enum InstanceError {
     MemberGone,
     #[error("{0}")]
     Failed(String),
+    #[error("version {version} of {name} is retired: version {serving} serves")]
+    Retired { name: String, version: u32, serving: u32 },
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 struct Runner {
@@ -143,6 +161,9 @@ pub struct Instance {
     topic: String,
     stop: Arc<AtomicBool>,
     coordinator: Mutex<Option<JoinHandle<()>>>,
+    switch: Arc<Switch>,
+    closed: Arc<AtomicBool>,
+    watcher: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Instance {
@@ -159,6 +180,7 @@ impl Instance {
         logs: Arc<KafkaLogs>,
         config: InstanceConfig,
     ) -> Result<Instance, InstanceError> {
+        let switch = Arc::new(enter(&logs, processor.name(), processor.version())?);
         let tasks = processor.prepare(&*logs)?;
         let topic = processor
             .source_topics()
@@ -181,6 +203,7 @@ impl Instance {
             tasks,
             task_config,
             snapshot_every_records: config.snapshot_every_records.max(1),
+            commit_every: config.commit_every,
             idle_wait: config.idle_wait,
             reports: Mutex::new(BTreeMap::new()),
             failure: Mutex::new(None),
@@ -188,7 +211,51 @@ impl Instance {
         let shared = Arc::new(Shared { cx, runners: Mutex::new(BTreeMap::new()) });
         let stop = Arc::new(AtomicBool::new(false));
         let coordinator = spawn_coordinator(&shared, &logs, &group, &topic, &config, &stop)?;
-        Ok(Instance { shared, group, topic, stop, coordinator: Mutex::new(Some(coordinator)) })
+        let closed = Arc::new(AtomicBool::new(false));
+        let handle = Handle {
+            shared: shared.clone(),
+            stop: stop.clone(),
+            addr: config.query_addr,
+            group: group.clone(),
+            topic: topic.clone(),
+        };
+        let watcher = {
+            let (switch, logs, closed) = (switch.clone(), logs.clone(), closed.clone());
+            std::thread::Builder::new()
+                .name(format!("{group}-registry"))
+                .spawn(move || switch::watch(&switch, &logs, &handle, &closed))
+                .map_err(InstanceError::Spawn)?
+        };
+        Ok(Instance {
+            shared,
+            group,
+            topic,
+            stop,
+            coordinator: Mutex::new(Some(coordinator)),
+            switch,
+            closed,
+            watcher: Mutex::new(Some(watcher)),
+        })
+    }
+
+    /// What this instance's version is now (serving, candidate, handing over, retired).
+    pub fn role(&self) -> Role {
+        self.switch.role()
+    }
+
+    /// The serving version, as this instance's view of the registry says.
+    pub fn serving_version(&self) -> Option<u32> {
+        self.switch.view().serving()
+    }
+
+    /// The version switching in, if one caught up and does not serve yet.
+    pub fn switching_version(&self) -> Option<u32> {
+        self.switch.view().switching()
+    }
+
+    /// Waits up to `timeout` for this instance's view of the registry to change.
+    pub fn wait_for_registry(&self, timeout: Duration) {
+        self.switch.wait_change(timeout);
     }
 
     pub fn processor(&self) -> &Processor {
@@ -238,19 +305,33 @@ impl Instance {
     /// The query address of the instance that runs task partition `partition` now, from the
     /// group's description (`None` while the group is rebalancing).
     pub fn owner_of(&self, partition: u32) -> Result<Option<String>, ClusterError> {
-        for (client_id, assignment) in self.shared.cx.logs.group_members(&self.group)? {
-            let Some(addr) = group::query_addr_of(&client_id) else { continue };
-            let owned = group::assigned_partitions(&assignment, &self.topic).unwrap_or_default();
-            if owned.contains(&partition) {
-                return Ok(Some(addr.to_owned()));
-            }
-        }
-        Ok(None)
+        self.owner_in(&self.group, partition)
+    }
+
+    /// [`owner_of`](Self::owner_of) among the instances of `version` of this processor.
+    pub fn owner_in_version(
+        &self,
+        version: u32,
+        partition: u32,
+    ) -> Result<Option<String>, ClusterError> {
+        self.owner_in(&group::group_id(self.processor().name(), version), partition)
+    }
+
+    fn owner_in(&self, group: &str, partition: u32) -> Result<Option<String>, ClusterError> {
+        let members = self.shared.cx.logs.group_members(group)?;
+        Ok(group::owner(&members, &self.topic, partition))
     }
 
     /// Leaves the group: every partition's tasks stop with a published snapshot. Later calls
     /// return at once.
     pub fn stop(&self) -> Result<(), InstanceError> {
+        self.closed.store(true, Ordering::Release);
+        let watcher = self.watcher.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(thread) = watcher
+            && thread.join().is_err()
+        {
+            return Err(InstanceError::Failed("the registry watcher panicked".into()));
+        }
         self.stop.store(true, Ordering::Release);
         let coordinator = self.coordinator.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(thread) = coordinator
@@ -268,6 +349,95 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         let _ = self.stop();
+    }
+}
+
+/// Reads the registry for `name`: the first version of a name records itself serving; a
+/// version below the serving one is refused.
+fn enter(logs: &KafkaLogs, name: &str, version: u32) -> Result<Switch, InstanceError> {
+    let switch = Switch::open(logs, name, version)?;
+    match switch.view().serving() {
+        None => {
+            registry::write_serving(logs, name, version)?;
+            switch.refresh(logs)?;
+        }
+        Some(serving) if serving > version => {
+            return Err(InstanceError::Retired { name: name.to_owned(), version, serving });
+        }
+        Some(_) => {}
+    }
+    tracing::info!(name, version, role = ?switch.role(), "entered the registry");
+    Ok(switch)
+}
+
+/// What the registry watcher sees of the instance.
+struct Handle {
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+    addr: String,
+    group: String,
+    topic: String,
+}
+
+impl Local for Handle {
+    fn name(&self) -> &str {
+        self.shared.cx.processor.name()
+    }
+
+    fn query_addr(&self) -> &str {
+        &self.addr
+    }
+
+    fn caught_up(&self) -> Vec<(u32, Inputs)> {
+        let cx = &self.shared.cx;
+        let reports = cx.reports.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let running: Vec<u32> = self.shared.lock().keys().copied().collect();
+        let mut out = Vec::new();
+        for p in running {
+            let ids: Vec<TaskId> = cx.tasks.iter().copied().filter(|t| t.partition == p).collect();
+            let Some(mut inputs) = ids
+                .iter()
+                .map(|id| reports.get(id).map(|r| r.inputs.clone()))
+                .collect::<Option<Vec<_>>>()
+                .map(|all| all.concat())
+            else {
+                continue;
+            };
+            let at_end = inputs
+                .iter()
+                .all(|(t, q, next)| cx.logs.high_watermark(t, *q).is_ok_and(|end| *next >= end));
+            if at_end {
+                inputs.sort();
+                out.push((p, inputs));
+            }
+        }
+        out
+    }
+
+    fn runs(&self, partition: u32) -> bool {
+        self.shared.lock().contains_key(&partition)
+    }
+
+    fn owners(&self) -> Result<Vec<Option<String>>, ClusterError> {
+        let members = self.shared.cx.logs.group_members(&self.group)?;
+        Ok((0..self.partition_count()).map(|p| group::owner(&members, &self.topic, p)).collect())
+    }
+
+    fn partition_count(&self) -> u32 {
+        self.shared.cx.tasks.iter().map(|t| t.partition + 1).max().unwrap_or(1)
+    }
+
+    fn members(&self, version: u32) -> Result<Vec<String>, ClusterError> {
+        let group = group::group_id(self.name(), version);
+        let members = self.shared.cx.logs.group_members(&group)?;
+        Ok(members
+            .iter()
+            .filter_map(|(client_id, _)| group::query_addr_of(client_id).map(str::to_owned))
+            .collect())
+    }
+
+    fn retire(&self) {
+        self.stop.store(true, Ordering::Release);
     }
 }
 

@@ -13,9 +13,11 @@
 //!
 //! Modules, bottom-up: `error` (typed failures, mapped into `LogError`), `config` (how every
 //! client reaches the cluster), `reader` (one partition's consumer, batches rebuilt from its
-//! records), `writer` (the idempotent producer), `logs` (`KafkaLogs`), `snapshots` (task
-//! snapshots in a compacted topic), `group` (membership, assignments, owners), `runner` (one
-//! task partition's thread), `instance` (`Instance`), `query` (the pull-query listener).
+//! records), `writer` (the idempotent and the transactional producer), `logs` (`KafkaLogs`),
+//! `task_logs` (a task partition's view: reads through `KafkaLogs`, appends in its
+//! transaction), `snapshots` (task snapshots in a compacted topic), `group` (membership,
+//! assignments, owners, transactional ids), `runner` (one task partition's thread),
+//! `instance` (`Instance`), `query` (the pull-query listener).
 
 mod config;
 mod error;
@@ -24,8 +26,11 @@ mod instance;
 mod logs;
 pub mod query;
 mod reader;
+pub mod registry;
 mod runner;
 pub mod snapshots;
+pub mod switch;
+mod task_logs;
 mod writer;
 
 pub use config::ClusterConfig;

@@ -1,13 +1,17 @@
 //! [`KafkaLogs`]: the processor runtime's [`LogAccess`] over a Kafka-protocol cluster.
 //!
-//! What it owns: one idempotent producer for every append ([`Writer`]), one consumer per
-//! partition it reads (kept and reused: a task reading forward keeps librdkafka's prefetch
-//! going, [`PartitionReader`]), one metadata client (partition counts, watermarks) and one
+//! What it owns: one idempotent producer for appends made through it ([`Writer`]; the tasks of
+//! an [`Instance`](crate::Instance) append through their partition's transactional producer
+//! instead, `task_logs.rs`), one consumer per partition it reads (kept and reused: a task
+//! reading forward keeps librdkafka's prefetch going, [`PartitionReader`]), two metadata
+//! clients (partition counts; ends as committed and as uncommitted readers see them) and one
 //! admin client (topic creation).
 //!
 //! How each call keeps the trait's contract (`processor/src/log_access.rs`):
-//! - `read` returns whole batches rebuilt from the consumed records at their real offsets;
-//!   empty only when the cluster's high watermark says nothing is at or after `from`.
+//! - `read` returns whole batches rebuilt from the committed records at their real offsets
+//!   (offsets skipped — markers, aborted records — as empty batches); empty only when the
+//!   cluster says nothing committed is at or after `from`. `end_offset` is the last stable
+//!   offset, which is what a committed reader can reach.
 //! - `append` returns once the cluster acknowledged every record (`acks=all`), so a later
 //!   `read` or `end_offset` sees them; records land in order, each once (idempotence). A
 //!   batch is not atomic on a Kafka cluster (see `writer.rs`): a crash leaves a prefix of it.
@@ -52,6 +56,8 @@ type Shared<T> = Arc<Mutex<T>>;
 pub struct KafkaLogs {
     config: ClusterConfig,
     meta: BaseConsumer,
+    /// Asks ends as a `read_uncommitted` reader sees them (the high watermark).
+    meta_uncommitted: BaseConsumer,
     admin: AdminClient<DefaultClientContext>,
     writer: Writer,
     readers: Mutex<HashMap<(String, u32), Shared<PartitionReader>>>,
@@ -71,13 +77,18 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl KafkaLogs {
     /// Connects lazily: librdkafka reaches the cluster on the first call that needs it.
     pub fn new(config: ClusterConfig) -> Result<Self, ClusterError> {
-        let meta: BaseConsumer = config
-            .client("eddy-meta")
-            .set("group.id", "eddy-cluster-readers")
-            .set("enable.auto.commit", "false")
-            .set("allow.auto.create.topics", "false")
-            .create()
-            .map_err(|source| ClusterError::Client { what: "metadata", source })?;
+        let meta_client = |isolation| {
+            config
+                .client("eddy-meta")
+                .set("group.id", "eddy-cluster-readers")
+                .set("enable.auto.commit", "false")
+                .set("allow.auto.create.topics", "false")
+                .set("isolation.level", isolation)
+                .create::<BaseConsumer>()
+                .map_err(|source| ClusterError::Client { what: "metadata", source })
+        };
+        let meta = meta_client("read_committed")?;
+        let meta_uncommitted = meta_client("read_uncommitted")?;
         let admin = config
             .client("eddy-admin")
             .create()
@@ -86,6 +97,7 @@ impl KafkaLogs {
         Ok(Self {
             config,
             meta,
+            meta_uncommitted,
             admin,
             writer,
             readers: Mutex::new(HashMap::new()),
@@ -129,7 +141,7 @@ impl KafkaLogs {
         Ok(n)
     }
 
-    fn check_partition(&self, topic: &str, partition: u32) -> Result<(), ClusterError> {
+    pub(crate) fn check_partition(&self, topic: &str, partition: u32) -> Result<(), ClusterError> {
         if partition < self.count(topic)? {
             Ok(())
         } else {
@@ -172,10 +184,53 @@ impl KafkaLogs {
         Ok(members)
     }
 
+    /// (start, last stable offset) of a partition.
     fn watermarks(&self, topic: &str, partition: u32) -> Result<(u64, u64), ClusterError> {
+        self.ends(&self.meta, topic, partition)
+    }
+
+    /// The last stable offset of `topic`/`partition` once every transaction open there now has
+    /// ended: waits until it reaches the high watermark seen at the call. A restarting task
+    /// scans the partitions it writes up to their end for its own outputs; those of its last
+    /// committed transactions may lie past a stable offset another writer's open transaction
+    /// holds back, and a scan that stopped there would miss them (and write them again).
+    pub(crate) fn settled_end(&self, topic: &str, partition: u32) -> Result<u64, ClusterError> {
+        let (_, high) = self.ends(&self.meta_uncommitted, topic, partition)?;
+        let deadline = Instant::now() + self.config.transaction_timeout + self.config.op_timeout;
+        let mut backoff = FIRST_BACKOFF;
+        loop {
+            let (_, stable) = self.watermarks(topic, partition)?;
+            if stable >= high {
+                return Ok(stable);
+            }
+            if Instant::now() >= deadline {
+                return Err(ClusterError::Timeout {
+                    op: "wait for the open transactions of",
+                    topic: topic.to_owned(),
+                    partition,
+                    timeout_ms: (self.config.transaction_timeout + self.config.op_timeout)
+                        .as_millis() as u64,
+                });
+            }
+            std::thread::park_timeout(backoff);
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// The high watermark of `topic`/`partition`: the end as an uncommitted reader sees it,
+    /// open transactions included. A committed reader at it has read everything written.
+    pub fn high_watermark(&self, topic: &str, partition: u32) -> Result<u64, ClusterError> {
+        Ok(self.ends(&self.meta_uncommitted, topic, partition)?.1)
+    }
+
+    fn ends(
+        &self,
+        client: &BaseConsumer,
+        topic: &str,
+        partition: u32,
+    ) -> Result<(u64, u64), ClusterError> {
         self.check_partition(topic, partition)?;
-        let (low, high) = self
-            .meta
+        let (low, high) = client
             .fetch_watermarks(topic, partition as i32, self.config.op_timeout)
             .map_err(kafka("ask the offsets of", topic, partition))?;
         let bad = |what, value| ClusterError::Impossible {
@@ -224,6 +279,32 @@ impl KafkaLogs {
             }
         }
         self.await_topic(topic, partitions)
+    }
+
+    /// Deletes `topics` (a shadow's internal topics once it is done); a topic already gone is
+    /// no error.
+    pub fn delete_topics(&self, topics: &[String]) -> Result<(), ClusterError> {
+        if topics.is_empty() {
+            return Ok(());
+        }
+        let names: Vec<&str> = topics.iter().map(String::as_str).collect();
+        let options = AdminOptions::new().operation_timeout(Some(self.config.op_timeout));
+        let results = block_on(self.admin.delete_topics(&names, &options))
+            .map_err(kafka("delete", &topics[0], 0))?;
+        for result in results {
+            match result {
+                Ok(topic) => {
+                    lock(&self.partitions).remove(&topic);
+                }
+                Err((_, RDKafkaErrorCode::UnknownTopicOrPartition)) => {}
+                Err((topic, code)) => {
+                    return Err(kafka("delete", &topic, 0)(rdkafka::error::KafkaError::AdminOp(
+                        code,
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Waits until the cluster's metadata shows `topic` (a new topic takes a moment to reach

@@ -13,6 +13,13 @@
 //!   `NOT_ASSIGNED` naming the partition — ask again.
 //! - Scans and top-N read the partitions running here only (the union over the instances is
 //!   the table); the answer's `inputs` say which.
+//! - Versions (`switch.rs`): only the serving version answers from its tables. An instance of
+//!   another version forwards a get to the owner of the key's partition in the serving
+//!   version's group (a candidate, or a retired version); while a version switches in, an
+//!   instance of either version waits for the switch (up to [`SWITCH_WAIT`]) rather than
+//!   answer — so a client never sees the old version after the new one, nor an empty answer
+//!   for a key that exists. A scan or top-N asked of a version that does not serve is refused
+//!   (`NOT_ASSIGNED`, naming the serving version).
 //!
 //! Each connection is served on a thread of its own, requests answered in order; the listener
 //! runs until the process exits.
@@ -29,6 +36,7 @@ use eddy_protocol::{PROTOCOL_VERSION, v1};
 use serde_json::Value;
 
 use crate::instance::Instance;
+use crate::switch::Role;
 
 /// Largest request frame accepted.
 const MAX_FRAME_BYTES: u32 = 1 << 20;
@@ -36,16 +44,21 @@ const MAX_FRAME_BYTES: u32 = 1 << 20;
 const FORWARDED: u64 = 1 << 63;
 /// A connection silent this long is closed; a forward waits this long for its answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a query waits for a switch of versions before it is answered `NOT_ASSIGNED`.
+pub const SWITCH_WAIT: Duration = Duration::from_secs(20);
 
-/// Serves pull queries for `instance` on `listener`, on a thread of its own.
-pub fn serve(instance: Arc<Instance>, listener: TcpListener) -> std::io::Result<()> {
+/// Serves pull queries for `instances` (the processors running in this process, each one
+/// instance of its group) on `listener`, on a thread of its own. A request names its table as
+/// `PROCESSOR/TABLE` or `TABLE`; it goes to the instance whose processor has that table.
+pub fn serve(instances: Vec<Arc<Instance>>, listener: TcpListener) -> std::io::Result<()> {
+    let instances: Arc<[Arc<Instance>]> = instances.into();
     std::thread::Builder::new().name("eddy-queries".into()).spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let instance = instance.clone();
+            let instances = instances.clone();
             let spawned = std::thread::Builder::new()
                 .name("eddy-query".into())
-                .spawn(move || serve_connection(&instance, stream));
+                .spawn(move || serve_connection(&instances, stream));
             if let Err(error) = spawned {
                 tracing::warn!(%error, "cannot serve a query connection");
             }
@@ -54,7 +67,7 @@ pub fn serve(instance: Arc<Instance>, listener: TcpListener) -> std::io::Result<
     Ok(())
 }
 
-fn serve_connection(instance: &Instance, mut stream: TcpStream) {
+fn serve_connection(instances: &[Arc<Instance>], mut stream: TcpStream) {
     let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
     let _ = stream.set_nodelay(true);
     let decoder = FrameDecoder::new(MAX_FRAME_BYTES);
@@ -63,7 +76,7 @@ fn serve_connection(instance: &Instance, mut stream: TcpStream) {
     loop {
         match decoder.next_message::<v1::Request>(&mut buf) {
             Ok(Some(request)) => {
-                let response = answer(instance, request);
+                let response = answer(instances, request);
                 let mut out = BytesMut::new();
                 encode_frame(&response, &mut out);
                 if stream.write_all(&out).is_err() {
@@ -86,7 +99,30 @@ fn failure(correlation_id: u64, code: v1::ErrorCode, message: String) -> v1::Res
     v1::Response { correlation_id, error: Some(v1::Error::new(code, message)), body: None }
 }
 
-fn answer(instance: &Instance, request: v1::Request) -> v1::Response {
+/// The instance whose processor has the table `name` (`PROCESSOR/TABLE` or `TABLE`).
+fn pick<'a>(instances: &'a [Arc<Instance>], name: &str) -> Result<&'a Instance, String> {
+    let (processor, table) = match name.split_once('/') {
+        Some((p, t)) => (Some(p), t),
+        None => (None, name),
+    };
+    let found: Vec<&Instance> = instances
+        .iter()
+        .map(|i| &**i)
+        .filter(|i| processor.is_none_or(|p| p == i.processor().name()))
+        .filter(|i| i.processor().tables().iter().any(|t| t == table))
+        .collect();
+    match found.as_slice() {
+        [one] => Ok(one),
+        [] => Err(format!("no table {name:?} here")),
+        many => {
+            let names: Vec<String> =
+                many.iter().map(|i| format!("{}/{table}", i.processor().name())).collect();
+            Err(format!("table {table:?} is ambiguous: ask for one of {}", names.join(", ")))
+        }
+    }
+}
+
+fn answer(instances: &[Arc<Instance>], request: v1::Request) -> v1::Response {
     use v1::request::Body;
     let id = request.correlation_id;
     let body = match request.body {
@@ -100,7 +136,12 @@ fn answer(instance: &Instance, request: v1::Request) -> v1::Response {
                 idle_timeout_ms: IO_TIMEOUT.as_millis() as u32,
             }),
         }),
-        Some(Body::QueryTable(q)) => return query(instance, id, q),
+        Some(Body::QueryTable(q)) => {
+            return match pick(instances, &q.table) {
+                Ok(instance) => route(instance, id, q),
+                Err(message) => failure(id, v1::ErrorCode::UnknownTable, message),
+            };
+        }
         _ => {
             let message = "an eddy processor instance answers only ApiVersions and QueryTable";
             return failure(id, v1::ErrorCode::MalformedRequest, message.into());
@@ -119,6 +160,101 @@ fn candidates(instance: &Instance, key: &Value) -> Vec<u32> {
     }
     out.dedup();
     out
+}
+
+/// Answers `q` as this instance's role says: from the tables here when its version serves,
+/// else through the serving version's instances, waiting out a switch.
+fn route(instance: &Instance, id: u64, q: v1::QueryTableRequest) -> v1::Response {
+    use v1::query_table_request::Query;
+    let deadline = std::time::Instant::now() + SWITCH_WAIT;
+    let version = instance.processor().version();
+    loop {
+        let serving = instance.serving_version();
+        let role = instance.role();
+        let switching_in = role == Role::Candidate && instance.switching_version() == Some(version);
+        match role {
+            Role::Serving => {
+                let answer = query(instance, id, q.clone());
+                // A key's owner that no longer serves (a switch began) or none at all (a
+                // rebalance): ask again below, unless this is itself a forward.
+                if id & FORWARDED != 0 || !not_assigned(&answer) {
+                    return answer;
+                }
+            }
+            Role::Candidate | Role::Retired if id & FORWARDED == 0 && !switching_in => {
+                let (Some(serving), Some(Query::Get(text))) = (serving, &q.query) else {
+                    let message = format!(
+                        "version {version} does not serve (version {serving:?} does): ask one of \
+                         its instances"
+                    );
+                    return failure(id, v1::ErrorCode::NotAssigned, message);
+                };
+                if let Some(answer) = in_version(instance, serving, id, text, &q) {
+                    return answer;
+                }
+            }
+            // A forward reaches only the serving version: anything else is asked again.
+            _ if id & FORWARDED != 0 => {
+                let message = format!("version {version} does not serve now; ask again");
+                return failure(id, v1::ErrorCode::NotAssigned, message);
+            }
+            _ => {}
+        }
+        if std::time::Instant::now() >= deadline {
+            let message = "the processor is switching versions; ask again".to_owned();
+            return failure(id, v1::ErrorCode::NotAssigned, message);
+        }
+        instance.wait_for_registry(Duration::from_millis(20));
+    }
+}
+
+/// Whether `response` is a `NOT_ASSIGNED` refusal.
+fn not_assigned(response: &v1::Response) -> bool {
+    response.error.as_ref().is_some_and(|e| e.code == v1::ErrorCode::NotAssigned as i32)
+}
+
+/// A get asked of the serving version `serving`'s owners of the key's partitions. `None`: no
+/// owner could answer now (rebalancing, or it does not serve yet in its own view): ask again.
+fn in_version(
+    instance: &Instance,
+    serving: u32,
+    id: u64,
+    text: &str,
+    q: &v1::QueryTableRequest,
+) -> Option<v1::Response> {
+    let Ok(key) = serde_json::from_str::<Value>(text) else {
+        return Some(failure(id, v1::ErrorCode::Unknown, format!("key {text:?} is not JSON")));
+    };
+    let mut empty = None;
+    for partition in candidates(instance, &key) {
+        let owner = match instance.owner_in_version(serving, partition) {
+            Ok(Some(addr)) => addr,
+            Ok(None) => return None,
+            Err(e) => {
+                let message = format!("finding the owner of partition {partition}: {e}");
+                return Some(failure(id, v1::ErrorCode::Unknown, message));
+            }
+        };
+        match forward(&owner, q.clone()) {
+            Ok(mut response) => {
+                if not_assigned(&response) {
+                    return None;
+                }
+                response.correlation_id = id;
+                let found = matches!(&response.body,
+                    Some(v1::response::Body::QueryTable(a)) if !a.rows.is_empty());
+                if found || response.error.is_some() {
+                    return Some(response);
+                }
+                empty = Some(response);
+            }
+            Err(e) => {
+                tracing::debug!(%owner, error = %e, "forwarding to the serving version");
+                return None;
+            }
+        }
+    }
+    empty
 }
 
 fn query(instance: &Instance, id: u64, q: v1::QueryTableRequest) -> v1::Response {
@@ -145,25 +281,12 @@ fn query(instance: &Instance, id: u64, q: v1::QueryTableRequest) -> v1::Response
             "a table query needs get, scan or top".into(),
         );
     };
-    let reader = match instance.registry().reader::<Value, Value>(table) {
-        Ok(r) => r,
-        // No partition of the table has opened here yet.
-        Err(_) => {
-            return v1::Response {
-                correlation_id: id,
-                error: None,
-                body: Some(v1::response::Body::QueryTable(v1::QueryTableResponse {
-                    processor: processor.name().to_owned(),
-                    version: processor.version(),
-                    changelog: processor.changelog_topic(table).unwrap_or_default(),
-                    ..Default::default()
-                })),
-            };
-        }
-    };
-    let rows = match select(&reader, &query) {
-        Ok(rows) => rows,
-        Err(message) => return failure(id, v1::ErrorCode::Unknown, message),
+    // `None`: no partition of the table runs here (a get is still forwarded to its owner).
+    let reader = instance.registry().reader::<Value, Value>(table).ok();
+    let rows = match reader.as_ref().map(|r| select(r, &query)) {
+        Some(Ok(rows)) => rows,
+        Some(Err(message)) => return failure(id, v1::ErrorCode::Unknown, message),
+        None => Vec::new(),
     };
     if let (Query::Get(text), true) = (&query, rows.is_empty())
         && let Some(answer) = elsewhere(instance, id, text, &q)
@@ -189,7 +312,10 @@ fn query(instance: &Instance, id: u64, q: v1::QueryTableRequest) -> v1::Response
             .map(|(k, v)| v1::TableRow { key: k.to_string(), value: v.to_string() })
             .collect(),
         inputs,
-        digest: if q.digest { reader.digest() } else { 0 },
+        digest: match (&reader, q.digest) {
+            (Some(reader), true) => reader.digest(),
+            _ => 0,
+        },
         changelog: processor.changelog_topic(table).unwrap_or_default(),
     };
     v1::Response {

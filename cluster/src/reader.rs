@@ -5,7 +5,8 @@
 //! is positioned with `assign`, nothing is committed). It remembers where the consumer stands
 //! (`next`, the offset of the next message it will deliver), so consecutive reads — a task
 //! reading its input forward — go on from librdkafka's prefetched queue without a new fetch
-//! position; a read elsewhere reassigns it.
+//! position; a read elsewhere seeks it (synchronously: nothing fetched before the seek, and no
+//! position from before it, is seen after).
 //!
 //! Invariants:
 //! - [`PartitionReader::read`] returns whole batches whose records carry the offsets, keys,
@@ -13,8 +14,14 @@
 //!   only (a gap — compaction, transaction markers — starts a new batch), so every offset is
 //!   `base_offset + offset_delta` as the log had it. Empty bytes mean no record at or after
 //!   `from` is in the partition now: the partition's end is checked against the cluster's
-//!   high watermark (one ListOffsets) before saying so, so an append acknowledged before the
-//!   call is always seen.
+//!   end (one ListOffsets) before saying so, so an append acknowledged before the call is
+//!   always seen.
+//! - Reads are `read_committed`: the end is the partition's last stable offset, and offsets
+//!   the consumer passes without handing out a record — transaction markers, the records of
+//!   aborted transactions — come back as an empty batch covering them (as eddy's own broker
+//!   gives a processor, `storage::txn::skipped_batch`), so a reader's position moves past
+//!   them and reaches the end. Where the consumer stands is librdkafka's application
+//!   position, which it advances past control records as it serves them.
 //! - [`PartitionReader::wait`] blocks on the consumer's queue (librdkafka long-polls the
 //!   broker) and keeps a message it received for the next read: it never spins and never
 //!   loses a message.
@@ -22,19 +29,21 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use eddy_storage::txn::skipped_batch;
 use eddy_storage::{BatchBuilder, Header, Record};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{Headers as _, Message, OwnedMessage};
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::ClusterConfig;
 use crate::error::{ClusterError, kafka};
 
 /// A rebuilt batch is closed once it holds this many bytes (the next record starts another).
 const BATCH_CUT_BYTES: usize = 1 << 20;
-/// How long a read that met the partition's end before any record waits for records queued
-/// behind that report (twice the fetch long-poll).
+/// How long a read that met an end-of-partition report before any record, with its position
+/// still short of the end, waits for records queued behind that report (twice the fetch
+/// long-poll).
 const EOF_GRACE: Duration = Duration::from_millis(200);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +56,8 @@ enum Polled {
 /// One partition's consumer and where it stands.
 pub(crate) struct PartitionReader {
     consumer: BaseConsumer,
+    /// How the consumer was made (a new one replaces it when a seek cannot be done).
+    client: ClientConfig,
     topic: String,
     partition: u32,
     /// The offset the consumer delivers next (`None`: not assigned yet).
@@ -72,24 +83,28 @@ impl PartitionReader {
         topic: &str,
         partition: u32,
     ) -> Result<Self, ClusterError> {
-        let consumer: BaseConsumer = config
-            .client(&format!("eddy-read-{topic}-{partition}"))
+        let mut client = config.client(&format!("eddy-read-{topic}-{partition}"));
+        client
             // librdkafka's assign() wants a group id; nothing joins the group or commits to it.
             .set("group.id", "eddy-cluster-readers")
             .set("enable.auto.commit", "false")
             .set("enable.auto.offset.store", "false")
             .set("enable.partition.eof", "true")
+            // Only committed records, up to the last stable offset (librdkafka's default, said
+            // here because the effectively-once recovery depends on it).
+            .set("isolation.level", "read_committed")
             // A read below the partition's start is an error, never a silent jump.
             .set("auto.offset.reset", "error")
             .set("allow.auto.create.topics", "false")
             .set("fetch.wait.max.ms", "100")
             .set("fetch.queue.backoff.ms", "10")
             .set("max.partition.fetch.bytes", "4194304")
-            .set("queued.max.messages.kbytes", "16384")
-            .create()
-            .map_err(|source| ClusterError::Client { what: "reader", source })?;
+            .set("queued.max.messages.kbytes", "16384");
+        let consumer =
+            client.create().map_err(|source| ClusterError::Client { what: "reader", source })?;
         Ok(Self {
             consumer,
+            client,
             topic: topic.to_owned(),
             partition,
             next: None,
@@ -98,16 +113,34 @@ impl PartitionReader {
         })
     }
 
-    /// Positions the consumer at `from` unless it already stands there.
+    /// Positions the consumer at `from` unless it already stands there. A consumer that stood
+    /// elsewhere is moved with a seek, which returns once librdkafka has dropped what it had
+    /// fetched and reset its application position, so [`consumed_to`](Self::consumed_to)
+    /// never reports where the consumer stood before. If the seek fails (the partition's fetch
+    /// has not started yet), a new consumer is assigned at `from`: a fresh one has no
+    /// position left over.
     fn position(&mut self, from: u64) -> Result<(), ClusterError> {
         if self.next == Some(from) {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
         let offset = i64::try_from(from).map_err(|_| self.impossible("offset", i64::MAX))?;
-        tpl.add_partition_offset(&self.topic, self.partition as i32, Offset::Offset(offset))
-            .map_err(kafka("position the reader of", &self.topic, self.partition))?;
-        self.consumer.assign(&tpl).map_err(kafka("assign", &self.topic, self.partition))?;
+        let sought = self.next.is_some()
+            && self
+                .consumer
+                .seek(&self.topic, self.partition as i32, Offset::Offset(offset), self.op_timeout)
+                .is_ok();
+        if !sought {
+            if self.next.is_some() {
+                self.consumer = self
+                    .client
+                    .create()
+                    .map_err(|source| ClusterError::Client { what: "reader", source })?;
+            }
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.topic, self.partition as i32, Offset::Offset(offset))
+                .map_err(kafka("position the reader of", &self.topic, self.partition))?;
+            self.consumer.assign(&tpl).map_err(kafka("assign", &self.topic, self.partition))?;
+        }
         self.next = Some(from);
         self.stash = None;
         Ok(())
@@ -155,27 +188,50 @@ impl PartitionReader {
             if from >= end {
                 return Ok(Bytes::new());
             }
-            self.first_record(&mut out)?;
+            self.first_record(&mut out, end)?;
         }
         while out.len() < max_bytes {
             if self.poll_into(&mut out, Duration::ZERO)? != Polled::Message {
                 break;
             }
         }
-        if let Some(last) = out.last_offset {
-            self.next = Some(last + 1);
+        if let Some(passed) = self.consumed_to()? {
+            out.skip_to(passed);
+        }
+        if let Some(next) = out.next_offset() {
+            self.next = Some(next);
         }
         Ok(out.finish())
     }
 
-    /// Waits for the first record of a read the watermarks say has records. An end-of-partition
-    /// report first is either stale (records queued behind it) or means that every offset left
-    /// is one the consumer skips (transaction markers, aborted records): after
-    /// [`EOF_GRACE`] with no record, the read is empty.
-    fn first_record(&mut self, out: &mut Rebuild) -> Result<(), ClusterError> {
+    /// The offset after the last one the consumer has passed — a record handed out, or a
+    /// control record it served itself (librdkafka's application position); `None` before
+    /// anything was served since the last `assign`.
+    fn consumed_to(&self) -> Result<Option<u64>, ClusterError> {
+        let positions = self.consumer.position().map_err(kafka(
+            "ask the position of",
+            &self.topic,
+            self.partition,
+        ))?;
+        let here = positions.find_partition(&self.topic, self.partition as i32);
+        Ok(match here.map(|e| e.offset()) {
+            Some(Offset::Offset(o)) => u64::try_from(o).ok(),
+            _ => None,
+        })
+    }
+
+    /// Waits for the first record of a read the end (`end`) says has records. The read is done
+    /// without one once the consumer has passed `end` (everything left was markers or aborted
+    /// records). An end-of-partition report with the position short of `end` is stale
+    /// (records are queued behind it): after [`EOF_GRACE`] with nothing more, the read is
+    /// empty.
+    fn first_record(&mut self, out: &mut Rebuild, end: u64) -> Result<(), ClusterError> {
         let deadline = Instant::now() + self.op_timeout;
         let mut eof_until: Option<Instant> = None;
         while out.is_empty() {
+            if self.consumed_to()?.is_some_and(|passed| passed >= end) {
+                return Ok(());
+            }
             let now = Instant::now();
             if eof_until.is_some_and(|t| now >= t) {
                 return Ok(());
@@ -184,7 +240,10 @@ impl PartitionReader {
                 return Err(self.timeout("read"));
             }
             let until = eof_until.map_or(deadline, |t| t.min(deadline));
-            if self.poll_into(out, until - now)? == Polled::Eof {
+            // Short polls: a control record served inside a poll moves the position without
+            // ending it, and the position is looked at between polls.
+            let slice = (until - now).min(EOF_GRACE);
+            if self.poll_into(out, slice)? == Polled::Eof {
                 eof_until.get_or_insert(now + EOF_GRACE);
             }
         }
@@ -204,15 +263,18 @@ impl PartitionReader {
         }
     }
 
-    /// Waits up to `timeout` for a record at or after `from`; a record that comes is kept for
-    /// the next read. Returns whether one is there.
+    /// Waits up to `timeout` for a record at or after `from`, or for the consumer to pass
+    /// offsets it skips (markers, aborted records) from `from` on; a record that comes is kept
+    /// for the next read. Returns whether the next read from `from` moves on.
     pub(crate) fn wait(&mut self, from: u64, timeout: Duration) -> Result<bool, ClusterError> {
         if self.next == Some(from) && self.stash.is_some() {
             return Ok(true);
         }
         self.position(from)?;
         match self.consumer.poll(timeout) {
-            None | Some(Err(KafkaError::PartitionEOF(_))) => Ok(false),
+            None | Some(Err(KafkaError::PartitionEOF(_))) => {
+                Ok(self.consumed_to()?.is_some_and(|passed| passed > from))
+            }
             Some(Ok(message)) => {
                 let message = message.detach();
                 let here = offset_of(&message).is_some_and(|o| o >= from);
@@ -294,6 +356,23 @@ impl Rebuild {
         });
         self.last_offset = Some(offset);
         Ok(())
+    }
+
+    /// The offset after what this read covers (`None`: nothing).
+    fn next_offset(&self) -> Option<u64> {
+        self.last_offset.map(|last| last + 1)
+    }
+
+    /// Covers the offsets from the end of what was pushed (or `from`) up to `passed` (not
+    /// included) with an empty batch: the consumer went past them without a record.
+    fn skip_to(&mut self, passed: u64) {
+        let first = self.next_offset().unwrap_or(self.from);
+        let Some(empty) = passed.checked_sub(1).and_then(|last| skipped_batch(first, last)) else {
+            return;
+        };
+        self.close();
+        self.out.extend_from_slice(&empty);
+        self.last_offset = Some(passed - 1);
     }
 
     /// Finishes the open batch at its base offset.

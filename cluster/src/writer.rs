@@ -1,8 +1,15 @@
-//! Appending a processor's batches through one idempotent librdkafka producer.
+//! Appending a processor's batches through a librdkafka producer: the instance's idempotent
+//! one, or a task partition's transactional one.
 //!
 //! [`Writer::append`] sends the records of one batch, in order, to one partition and waits
 //! until the cluster has acknowledged every one of them (`acks=all`); it returns the offsets
 //! of the first and the last.
+//!
+//! A transactional writer ([`Writer::transactional`]) carries a `transactional.id`:
+//! [`init`](Writer::init) fences every earlier producer with that id (its open transaction is
+//! aborted, its next request refused), and what is appended between [`begin`](Writer::begin)
+//! and [`commit`](Writer::commit) becomes visible to `read_committed` readers all at once, or
+//! never. A writer that was fenced reports [`ClusterError::Fenced`] from then on.
 //!
 //! Invariants:
 //! - The producer is idempotent (`enable.idempotence`): within a partition, records land in
@@ -91,10 +98,13 @@ impl ProducerContext for Reports {
     }
 }
 
-/// The idempotent producer every append of an instance goes through.
+/// The producer appends go through.
 pub(crate) struct Writer {
     producer: ThreadedProducer<Reports>,
     delivery_timeout: Duration,
+    op_timeout: Duration,
+    /// `Some` for a transactional writer.
+    transactional_id: Option<String>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -104,10 +114,36 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
+    /// The idempotent (not transactional) writer.
     pub(crate) fn new(config: &ClusterConfig) -> Result<Self, ClusterError> {
-        let timeout_ms = config.delivery_timeout.as_millis().to_string();
-        let producer = config
-            .client("eddy-writer")
+        Self::create(config, None)
+    }
+
+    /// A transactional writer with `transactional_id`; call [`init`](Self::init) before use.
+    pub(crate) fn transactional(
+        config: &ClusterConfig,
+        transactional_id: &str,
+    ) -> Result<Self, ClusterError> {
+        Self::create(config, Some(transactional_id))
+    }
+
+    fn create(
+        config: &ClusterConfig,
+        transactional_id: Option<&str>,
+    ) -> Result<Self, ClusterError> {
+        // librdkafka refuses a message timeout past the transaction timeout.
+        let delivery = match transactional_id {
+            Some(_) => config.delivery_timeout.min(config.transaction_timeout),
+            None => config.delivery_timeout,
+        };
+        let timeout_ms = delivery.as_millis().to_string();
+        let mut client = config.client(transactional_id.unwrap_or("eddy-writer"));
+        if let Some(id) = transactional_id {
+            client
+                .set("transactional.id", id)
+                .set("transaction.timeout.ms", config.transaction_timeout.as_millis().to_string());
+        }
+        let producer = client
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "1")
@@ -116,7 +152,59 @@ impl Writer {
             .set("allow.auto.create.topics", "false")
             .create_with_context(Reports)
             .map_err(|source| ClusterError::Client { what: "producer", source })?;
-        Ok(Self { producer, delivery_timeout: config.delivery_timeout })
+        Ok(Self {
+            producer,
+            delivery_timeout: delivery,
+            op_timeout: config.op_timeout,
+            transactional_id: transactional_id.map(str::to_owned),
+        })
+    }
+
+    /// Registers the transactional id with its coordinator, fencing every earlier producer
+    /// with it (their open transaction is aborted before this returns).
+    pub(crate) fn init(&self) -> Result<(), ClusterError> {
+        let result = self.producer.init_transactions(self.op_timeout);
+        result.map_err(|e| self.classify("initialise the transactions of", "", 0, e))
+    }
+
+    /// Opens a transaction: what is appended from now on commits or aborts together.
+    pub(crate) fn begin(&self) -> Result<(), ClusterError> {
+        let result = self.producer.begin_transaction();
+        result.map_err(|e| self.classify("begin a transaction of", "", 0, e))
+    }
+
+    /// Commits the open transaction (every append in it was already acknowledged).
+    pub(crate) fn commit(&self) -> Result<(), ClusterError> {
+        let result = self.producer.commit_transaction(self.op_timeout);
+        result.map_err(|e| self.classify("commit a transaction of", "", 0, e))
+    }
+
+    /// Aborts the open transaction: nothing appended in it is ever visible to committed
+    /// readers.
+    pub(crate) fn abort(&self) -> Result<(), ClusterError> {
+        let result = self.producer.abort_transaction(self.op_timeout);
+        result.map_err(|e| self.classify("abort a transaction of", "", 0, e))
+    }
+
+    /// A librdkafka failure as a [`ClusterError`]: [`ClusterError::Fenced`] when another
+    /// producer with this writer's transactional id took over (directly, or as the cause of
+    /// the producer's fatal error).
+    fn classify(
+        &self,
+        op: &'static str,
+        topic: &str,
+        partition: u32,
+        e: KafkaError,
+    ) -> ClusterError {
+        if let Some(id) = &self.transactional_id {
+            let fatal = self.producer.client().fatal_error().map(|(code, _)| code);
+            if e.rdkafka_error_code().is_some_and(is_fencing) || fatal.is_some_and(is_fencing) {
+                return ClusterError::Fenced { transactional_id: id.clone() };
+            }
+        }
+        let topic =
+            if topic.is_empty() { self.transactional_id.as_deref().unwrap_or("") } else { topic };
+        kafka(op, topic, partition)(e)
     }
 
     /// Sends `batch`'s records, in order, to `topic`/`partition` and waits for all of them.
@@ -184,7 +272,7 @@ impl Writer {
                 }
                 Err((e, _)) => {
                     deliveries.lock().waiting -= 1;
-                    return Err(kafka("append to", topic, partition)(e));
+                    return Err(self.classify("append to", topic, partition, e));
                 }
             }
         }
@@ -212,7 +300,7 @@ impl Writer {
             state = deliveries.done.wait_timeout(state, left).unwrap_or_else(|p| p.into_inner()).0;
         }
         if let Some(e) = state.error.take() {
-            return Err(kafka("append to", topic, partition)(e));
+            return Err(self.classify("append to", topic, partition, e));
         }
         let offset = |o: Option<i64>, what| {
             o.and_then(|o| u64::try_from(o).ok()).ok_or(ClusterError::Impossible {
@@ -231,6 +319,18 @@ impl Writer {
     /// Waits until everything sent has been acknowledged (every append already waited for
     /// its own records; this covers none left behind).
     pub(crate) fn flush(&self, topic: &str, partition: u32) -> Result<(), ClusterError> {
-        self.producer.flush(self.delivery_timeout).map_err(kafka("flush", topic, partition))
+        let result = self.producer.flush(self.delivery_timeout);
+        result.map_err(|e| self.classify("flush", topic, partition, e))
     }
+}
+
+/// Whether `code` says a producer was fenced by a newer one with its transactional id (or
+/// its transaction was aborted by the coordinator, which raised its epoch).
+fn is_fencing(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::Fenced
+            | RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+    )
 }

@@ -108,7 +108,8 @@ pub struct ReadRecord {
 }
 
 /// Every record of `topic`/`partition` from `from` to its end, read `max_bytes` at a time;
-/// checks that each read starts with a batch holding the asked offset (or the next record).
+/// checks that each read moves on (a record, or an empty batch over offsets a committed reader
+/// skips: transaction markers, aborted records).
 pub fn read_partition(
     logs: &dyn LogAccess,
     topic: &str,
@@ -124,9 +125,11 @@ pub fn read_partition(
             .read(topic, partition, next, max_bytes)
             .unwrap_or_else(|e| panic!("reading {topic}-{partition} at {next}: {e}"));
         assert!(!bytes.is_empty(), "{topic}-{partition}: empty read at {next} below end {end}");
-        let before = out.len();
+        let before = next;
+        let mut covered = next;
         for batch in Batches::new(&bytes) {
             let batch = batch.unwrap_or_else(|e| panic!("{topic}-{partition}: bad batch: {e}"));
+            covered = covered.max(batch.last_offset() + 1);
             let records = batch.records().unwrap_or_else(|e| panic!("records: {e}"));
             for r in records.iter() {
                 let r = r.unwrap_or_else(|e| panic!("record: {e}"));
@@ -146,8 +149,8 @@ pub fn read_partition(
                 });
             }
         }
-        assert!(out.len() > before, "{topic}-{partition}: a read at {next} gave no new record");
-        next = out.last().map_or(next, |r| r.offset + 1);
+        next = covered.max(out.last().map_or(next, |r| r.offset + 1));
+        assert!(next > before, "{topic}-{partition}: a read at {before} did not move on");
     }
     out
 }
@@ -182,4 +185,42 @@ pub fn latest_once(records: &[ReadRecord]) -> (BTreeMap<String, String>, BTreeMa
         latest.insert(text(&r.key), text(&r.value));
     }
     (latest, per_writer)
+}
+
+/// Waits up to `limit` until `topic`'s latest value per key, read committed through `logs`,
+/// equals `expected` (outputs become visible when their transaction commits, a moment after
+/// the tables that produced them answer). Every look checks that each result is there once
+/// ([`latest_once`]). Returns how many records each writer wrote.
+pub fn wait_output(
+    logs: &dyn LogAccess,
+    topic: &str,
+    expected: &BTreeMap<String, u64>,
+    limit: std::time::Duration,
+) -> BTreeMap<u64, u64> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let partitions = logs.partition_count(topic).unwrap_or_else(|e| panic!("{topic}: {e}"));
+        let mut records = Vec::new();
+        for p in 0..partitions {
+            records.extend(read_partition(logs, topic, p, 0, 1 << 20));
+        }
+        let (latest, writers) = latest_once(&records);
+        let latest: BTreeMap<String, u64> = latest
+            .into_iter()
+            .map(|(k, v)| {
+                let n = v.parse().unwrap_or_else(|e| panic!("{topic}: value {v:?} of {k}: {e}"));
+                (k, n)
+            })
+            .collect();
+        if &latest == expected {
+            return writers;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{topic}: the latest value per key is not the reference ({} keys, want {})",
+            latest.len(),
+            expected.len()
+        );
+        std::thread::park_timeout(std::time::Duration::from_millis(100));
+    }
 }

@@ -37,6 +37,7 @@ pub mod connectors;
 pub mod generate;
 pub mod hostile;
 pub mod http;
+pub mod instances;
 pub mod kafka_clients;
 pub mod kafka_harness;
 pub mod kafka_wire;

@@ -9,7 +9,11 @@
 //! - the access log's per-URL count (the `url-counts` spec) run over `KafkaLogs`: its table
 //!   equals `awk '{print $7}' | sort | uniq -c`, its output topic holds each count once; after
 //!   a stop (final snapshots) and more input, the restarted processor goes on and both still
-//!   hold.
+//!   hold;
+//! - input written by a transactional producer (rdkafka; committed and aborted transactions,
+//!   the partitions ending with a commit marker, then with an aborted transaction): the count
+//!   reaches lag 0 — its positions reach each partition's end past the markers and aborted
+//!   records — and counts exactly the committed lines.
 //!
 //! Every wait has a deadline; the seed is printed (EDDY_SEED to repeat).
 #![allow(clippy::unwrap_used)]
@@ -216,5 +220,99 @@ fn url_counts_over_kafka_logs_equal_awk_and_resume_after_a_stop() {
     let expected = awk_counts(&[&first_path, &more_path]);
     assert_eq!(table_of(&running), expected);
     check_output(&logs, &expected);
+    running.stop().unwrap();
+}
+
+/// A transactional producer (rdkafka) writing `lines` to `topic`: one transaction per `per_txn`
+/// lines, each line to partition `i % partitions`; the transactions for which `abort(k)` holds
+/// are aborted. Returns the lines committed.
+fn write_transactions(
+    kafka: &str,
+    topic: &str,
+    partitions: u32,
+    lines: &[String],
+    per_txn: usize,
+    abort: impl Fn(usize) -> bool,
+) -> Vec<String> {
+    use rdkafka::producer::{BaseRecord, Producer as _, ThreadedProducer};
+    let producer: ThreadedProducer<rdkafka::producer::DefaultProducerContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", kafka)
+            .set("transactional.id", format!("test-input-{topic}"))
+            .create()
+            .unwrap();
+    let timeout = Duration::from_secs(30);
+    producer.init_transactions(timeout).unwrap();
+    let mut committed = Vec::new();
+    for (k, chunk) in lines.chunks(per_txn).enumerate() {
+        producer.begin_transaction().unwrap();
+        for (i, line) in chunk.iter().enumerate() {
+            let record = BaseRecord::<(), str>::to(topic)
+                .payload(line)
+                .partition((i as u32 % partitions) as i32);
+            producer.send(record).map_err(|(e, _)| e).unwrap();
+        }
+        if abort(k) {
+            producer.abort_transaction(timeout).unwrap();
+        } else {
+            producer.commit_transaction(timeout).unwrap();
+            committed.extend_from_slice(chunk);
+        }
+    }
+    committed
+}
+
+/// Every task's input positions are at their partitions' ends (lag 0).
+fn assert_lag_zero(logs: &KafkaLogs, running: &eddy_processor::RunningProcessor) {
+    for (task, status) in running.status() {
+        for (topic, p, next) in &status.inputs {
+            let end = logs.end_offset(topic, *p).unwrap();
+            assert_eq!(*next, end, "task {task} input {topic}-{p}: position {next}, end {end}");
+        }
+    }
+}
+
+#[test]
+fn transactional_input_reaches_lag_zero_and_counts_only_committed_lines() {
+    let seed = seed();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = BrokerProcess::start(&dir.path().join("data"), &[]);
+    let kafka = broker.kafka_addr().to_string();
+    let logs = logs_for(&broker);
+    let lines = write_access_log(&dir.path().join("all.log"), 3_000, seed);
+    logs.create_topic("access-log", 3, false).unwrap();
+    // Every third transaction aborted; the last one (k = 29) commits, so every partition ends
+    // with a commit marker.
+    let committed = write_transactions(&kafka, "access-log", 3, &lines, 100, |k| k % 3 == 1);
+    assert_eq!(committed.len(), 2_000);
+    let committed_path = dir.path().join("committed.log");
+    std::fs::write(&committed_path, committed.join("\n") + "\n").unwrap();
+
+    // A committed read of the topic: only the committed lines, and it reaches the end.
+    let mut read = Vec::new();
+    for p in 0..3 {
+        let records = read_partition(&*logs, "access-log", p, 0, 1 << 16);
+        read.extend(records.into_iter().map(|r| r.value.unwrap()));
+    }
+    let mut want: Vec<&[u8]> = committed.iter().map(|l| l.as_bytes()).collect();
+    let mut got: Vec<&[u8]> = read.iter().map(|v| &v[..]).collect();
+    want.sort_unstable();
+    got.sort_unstable();
+    assert_eq!(got, want, "a committed read holds exactly the committed lines");
+
+    let state = dir.path().join("state");
+    let running = start_url_counts(&logs, &state);
+    running.wait_caught_up(Duration::from_secs(120)).unwrap();
+    assert_lag_zero(&logs, &running);
+    let expected = awk_counts(&[&committed_path]);
+    assert_eq!(table_of(&running), expected);
+    check_output(&logs, &expected);
+
+    // Now the partitions end with an aborted transaction: still lag 0, nothing counted.
+    let aborted = write_transactions(&kafka, "access-log", 3, &lines[..300], 300, |_| true);
+    assert!(aborted.is_empty());
+    running.wait_caught_up(Duration::from_secs(120)).unwrap();
+    assert_lag_zero(&logs, &running);
+    assert_eq!(table_of(&running), expected);
     running.stop().unwrap();
 }

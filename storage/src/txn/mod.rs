@@ -220,6 +220,27 @@ fn empty_batch(h: &BatchHeader) -> Vec<u8> {
     buf
 }
 
+/// A batch with no records covering offsets `base..=last`: what a committed reader is given
+/// for offsets it skips (markers, aborted data), so its position moves past them. `None` when
+/// `last < base` or the range is wider than a batch can say (`u32` offset deltas).
+pub fn skipped_batch(base: u64, last: u64) -> Option<Vec<u8>> {
+    let last_offset_delta = u32::try_from(last.checked_sub(base)?).ok()?;
+    let mut buf = vec![0u8; HEADER_LEN];
+    let fields = HeaderFields {
+        attributes: 0,
+        last_offset_delta,
+        first_timestamp: 0,
+        max_timestamp: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        base_sequence: -1,
+        record_count: 0,
+    };
+    write_header(&mut buf, &fields);
+    stamp_position(&mut buf, base);
+    Some(buf)
+}
+
 /// The whole batches of `bytes` that start below `end` (a read cut at the last stable offset,
 /// which is always a batch boundary).
 pub fn cut_at(bytes: Bytes, end: u64) -> Bytes {

@@ -273,3 +273,18 @@ proptest! {
         prop_assert_eq!(committed_values(&log), model.committed_below(u64::MAX));
     }
 }
+
+#[test]
+fn a_skipped_batch_covers_its_offsets_with_no_records() {
+    let bytes = skipped_batch(17, 20).unwrap();
+    let batches: Vec<_> = Batches::new(&bytes).collect::<std::result::Result<_, _>>().unwrap();
+    assert_eq!(batches.len(), 1);
+    let b = &batches[0];
+    assert_eq!((b.base_offset(), b.last_offset()), (17, 20));
+    assert_eq!(b.header().record_count, 0);
+    assert_eq!(b.records().unwrap().iter().count(), 0);
+    b.header().verify_body(b.as_bytes()).unwrap();
+    assert_eq!(skipped_batch(5, 5).map(|b| BatchHeader::parse(&b).unwrap().next_offset()), Some(6));
+    assert!(skipped_batch(5, 4).is_none());
+    assert!(skipped_batch(0, u64::from(u32::MAX) + 1).is_none());
+}
