@@ -16,7 +16,7 @@ use eddy_tests::http::{get, python_with};
 use eddy_tests::kafka_clients::{on_path, repo_root, run_to_end};
 
 const VIEWS: u64 = 3_000;
-const CLICKS: u64 = 400_000;
+const CLICKS: u64 = 2_000_000;
 
 const SPEC: &str = r#"
 name = "clicks-per-page"
