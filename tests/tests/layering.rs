@@ -85,6 +85,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "topics",
             "groups",
             "config",
+            "admission",
             "producer_ids",
             "transactions",
             "processors",
