@@ -4,6 +4,7 @@
 //! type eddy's SQL calls TIMESTAMP). Every column type is checked once, when the table is first
 //! seen; a type outside [`Mapping`] stops the connector with a status that names the column.
 
+use eddy_processor::calendar::{civil_from_days, days_from_civil};
 use serde_json::Value;
 
 /// How a column's text becomes JSON.
@@ -104,30 +105,6 @@ fn scalar_json(e: Element, text: &str) -> Result<Value, Unreadable> {
         Element::Timestamp => Value::from(timestamp_ms(text).ok_or(Unreadable)?),
         Element::Json => serde_json::from_str(text).map_err(|_| Unreadable)?,
     })
-}
-
-/// Days from 1970-01-01 to the civil date (proleptic Gregorian).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The civil date of a day count since 1970-01-01.
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { yoe + era * 400 + 1 } else { yoe + era * 400 }, m, d)
 }
 
 fn num(s: Option<&str>) -> Option<i64> {
