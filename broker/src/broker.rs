@@ -31,6 +31,7 @@ use crate::groups::records::OFFSETS_TOPIC;
 use crate::metrics::Meters;
 use crate::processors::{PROCESSORS_TOPIC, Processors};
 use crate::producer_ids::ProducerIds;
+use crate::security::Principal;
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
 use crate::topics::{MaintenanceReport, Topic, Topics};
@@ -300,17 +301,20 @@ impl Broker {
 
     /// Handles one request body. `Ok(None)` means no response is owed (produce with
     /// `ACKS_NONE`).
+    /// Handled as [`Principal::Internal`]: the embedded broker's own callers.
     pub async fn handle(&self, body: request::Body) -> Result<Option<response::Body>, BrokerError> {
-        self.handle_in_turn(body, AppendTurn::default()).await
+        self.handle_as(&Principal::Internal, body, AppendTurn::default()).await
     }
 
-    /// [`handle`](Self::handle) for a request of a connection: a produce appends in `turn`,
-    /// after the connection's earlier produces (see [`Data::produce`]).
-    pub async fn handle_in_turn(
+    /// [`handle`](Self::handle) for a request of a connection acting as `principal`: a produce
+    /// appends in `turn`, after the connection's earlier produces (see [`Data::produce`]).
+    pub async fn handle_as(
         &self,
+        principal: &Principal,
         body: request::Body,
         turn: AppendTurn,
     ) -> Result<Option<response::Body>, BrokerError> {
+        let _ = principal;
         self.inner.topics.check_running()?;
         use request::Body as Rq;
         // Exhaustive: a new request kind does not compile until it has a service.

@@ -45,6 +45,7 @@ use crate::admission::{Admission, Admitted, Refusal};
 use crate::broker::Broker;
 use crate::config::Limits;
 use crate::data::AppendTurn;
+use crate::security::Principal;
 use crate::wire::{self, Frame};
 
 mod read_buffer;
@@ -133,6 +134,8 @@ struct Connection {
     stopped: watch::Receiver<bool>,
     _slot: Admitted,
     peer: SocketAddr,
+    /// Who this connection's requests are handled as (anonymous until it authenticates).
+    principal: Principal,
     in_flight: Arc<Semaphore>,
     /// Passed on once the connection's latest produce has appended.
     last_append: Option<oneshot::Receiver<()>>,
@@ -160,7 +163,16 @@ impl Connection {
         peer: SocketAddr,
     ) -> Self {
         let in_flight = Arc::new(Semaphore::new(limits.max_in_flight as usize));
-        Self { broker, limits, stopped, _slot: slot, peer, in_flight, last_append: None }
+        Self {
+            broker,
+            limits,
+            stopped,
+            _slot: slot,
+            peer,
+            principal: Principal::Anonymous,
+            in_flight,
+            last_append: None,
+        }
     }
 
     async fn run(mut self, stream: TcpStream) {
@@ -302,12 +314,13 @@ impl Connection {
             _ => AppendTurn::default(),
         };
         let broker = self.broker.clone();
+        let principal = self.principal.clone();
         let tx = tx.clone();
         // Counted per request, not per record: a clock read and three atomic adds.
         let api = crate::metrics::native_api(&body);
         let started = broker.meters().enabled().then(std::time::Instant::now);
         requests.spawn(async move {
-            let outcome = broker.handle_in_turn(body, turn).await;
+            let outcome = broker.handle_as(&principal, body, turn).await;
             if let Some(started) = started {
                 let code = outcome.as_ref().map_or_else(|e| e.code() as i32, |_| 0);
                 broker.meters().native_request(api, code, started.elapsed());

@@ -84,6 +84,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "topic",
             "topics",
             "groups",
+            "security",
             "config",
             "admission",
             "producer_ids",

@@ -63,7 +63,9 @@ pub(super) async fn handle(
     cx: &Context,
     frame: Bytes,
     peer: std::net::SocketAddr,
+    principal: &crate::security::Principal,
 ) -> Result<Option<Bytes>, String> {
+    let _ = principal;
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);

@@ -51,6 +51,7 @@ use tokio::task::JoinSet;
 
 use crate::admission::Admission;
 use crate::broker::Broker;
+use crate::security::Principal;
 
 pub use api::supported_versions;
 
@@ -155,7 +156,12 @@ pub async fn serve(
                     }
                 };
                 meters.connection(&meters.kafka_connections, Some(true));
-                let connection = Connection { context: context.clone(), stopped: stopped.clone(), peer };
+                let connection = Connection {
+                    context: context.clone(),
+                    stopped: stopped.clone(),
+                    peer,
+                    principal: Principal::Anonymous,
+                };
                 connections.spawn(async move {
                     let context = connection.context.clone();
                     connection.run(stream).await;
@@ -220,6 +226,8 @@ struct Connection {
     context: Arc<Context>,
     stopped: watch::Receiver<bool>,
     peer: SocketAddr,
+    /// Who this connection's requests are handled as (anonymous until it authenticates).
+    principal: Principal,
 }
 
 /// Why a connection ended.
@@ -269,7 +277,7 @@ impl Connection {
                 },
             };
             (wait, timed_out) = (idle, Close::Idle);
-            let answer = match api::handle(&self.context, frame, self.peer).await {
+            let answer = match api::handle(&self.context, frame, self.peer, &self.principal).await {
                 Ok(answer) => answer,
                 Err(reason) => return Close::Refused(reason),
             };

@@ -1,0 +1,50 @@
+//! Who is asking: the principal a connection acts as, and (in the modules below) how a
+//! listener learns it and what it may do.
+//!
+//! - [`Principal`] is the identity every request is handled as. A listener starts each
+//!   connection as [`Principal::Anonymous`] and may replace it once, when the connection
+//!   authenticates (a TLS client certificate or a SASL exchange). Work the broker does for
+//!   itself (processors, connectors, SQL queries, the HTTP console's own reads) runs as
+//!   [`Principal::Internal`] unless it runs with the rights of the principal that deployed it.
+//! - Principals are written as Kafka writes them, `User:<name>` (`User:ANONYMOUS` for the
+//!   anonymous one), so ACLs and logs read the same in eddy and in Kafka's tools.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// The identity a request is handled as.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub enum Principal {
+    /// A connection that has not authenticated (or a listener without authentication).
+    #[default]
+    Anonymous,
+    /// An authenticated user (SASL user name, or a client certificate's common name).
+    User(Arc<str>),
+    /// The broker itself: embedded callers, processors and connectors without a deployer.
+    Internal,
+}
+
+impl Principal {
+    /// A user principal named `name`.
+    pub fn user(name: &str) -> Self {
+        Principal::User(Arc::from(name))
+    }
+
+    /// The user name, for a [`Principal::User`].
+    pub fn name(&self) -> Option<&str> {
+        match self {
+            Principal::User(name) => Some(name),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Principal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Principal::Anonymous => f.write_str("User:ANONYMOUS"),
+            Principal::User(name) => write!(f, "User:{name}"),
+            Principal::Internal => f.write_str("User:eddy-internal"),
+        }
+    }
+}
