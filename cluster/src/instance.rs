@@ -22,7 +22,7 @@
 //! Invariant: a partition is in `runners` exactly while its thread may write; `revoked`
 //! returns only after the thread has ended.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -206,6 +206,7 @@ impl Instance {
             commit_every: config.commit_every,
             idle_wait: config.idle_wait,
             reports: Mutex::new(BTreeMap::new()),
+            ready: Mutex::new(BTreeSet::new()),
             failure: Mutex::new(None),
         });
         let shared = Arc::new(Shared { cx, runners: Mutex::new(BTreeMap::new()) });
@@ -274,6 +275,20 @@ impl Instance {
     /// The task partitions running here.
     pub fn partitions(&self) -> Vec<u32> {
         self.shared.lock().keys().copied().collect()
+    }
+
+    /// The task partitions whose tables answer here: running, and every task opened (restored
+    /// from its snapshot). A partition assigned a moment ago is running but not ready: a get
+    /// for its keys must be asked again, not answered empty.
+    pub fn ready_partitions(&self) -> Vec<u32> {
+        let cx = &self.shared.cx;
+        let reports = cx.reports.lock().unwrap_or_else(|p| p.into_inner());
+        self.partitions()
+            .into_iter()
+            .filter(|&p| {
+                cx.tasks.iter().filter(|t| t.partition == p).all(|t| reports.contains_key(t))
+            })
+            .collect()
     }
 
     /// How many task partitions there are.

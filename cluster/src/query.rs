@@ -8,9 +8,12 @@
 //! - A get is answered from the tables of the partitions running here when the key is there;
 //!   otherwise it is forwarded once to the owner (from the group's description) of each
 //!   partition the key may live in that is not here, and the first answer holding it is
-//!   relayed. A forwarded request (the top bit of its correlation id set) is never forwarded
-//!   again. A key whose partition has no owner (the group is rebalancing) is answered
-//!   `NOT_ASSIGNED` naming the partition — ask again.
+//!   relayed. A forwarded request (the top bit of its correlation id set, the partition it
+//!   asks about in the low bits) is never forwarded again, and is answered only when that
+//!   partition is ready here (running, its tasks restored): an owner that lost the partition
+//!   in a rebalance, or has not restored it yet, answers `NOT_ASSIGNED` rather than an empty
+//!   row. Likewise a key whose partition has no owner (the group is rebalancing) or is still
+//!   being restored here is answered `NOT_ASSIGNED` naming the partition — ask again.
 //! - Scans and top-N read the partitions running here only (the union over the instances is
 //!   the table); the answer's `inputs` say which.
 //! - Versions (`switch.rs`): only the serving version answers from its tables. An instance of
@@ -40,7 +43,8 @@ use crate::switch::Role;
 
 /// Largest request frame accepted.
 const MAX_FRAME_BYTES: u32 = 1 << 20;
-/// Marks a request one instance forwarded to another.
+/// Marks a request one instance forwarded to another; the low 32 bits name the partition the
+/// forward asks about.
 const FORWARDED: u64 = 1 << 63;
 /// A connection silent this long is closed; a forward waits this long for its answer.
 const IO_TIMEOUT: Duration = Duration::from_secs(60);
@@ -235,7 +239,7 @@ fn in_version(
                 return Some(failure(id, v1::ErrorCode::Unknown, message));
             }
         };
-        match forward(&owner, q.clone()) {
+        match forward(&owner, partition, q.clone()) {
             Ok(mut response) => {
                 if not_assigned(&response) {
                     return None;
@@ -281,6 +285,11 @@ fn query(instance: &Instance, id: u64, q: v1::QueryTableRequest) -> v1::Response
             "a table query needs get, scan or top".into(),
         );
     };
+    if id & FORWARDED != 0
+        && let Some(refusal) = unready(instance, id)
+    {
+        return refusal;
+    }
     // `None`: no partition of the table runs here (a get is still forwarded to its owner).
     let reader = instance.registry().reader::<Value, Value>(table).ok();
     let rows = match reader.as_ref().map(|r| select(r, &query)) {
@@ -325,6 +334,19 @@ fn query(instance: &Instance, id: u64, q: v1::QueryTableRequest) -> v1::Response
     }
 }
 
+/// For a forwarded request: `NOT_ASSIGNED` unless the partition it asks about is ready here.
+fn unready(instance: &Instance, id: u64) -> Option<v1::Response> {
+    let partition = (id & u64::from(u32::MAX)) as u32;
+    if instance.ready_partitions().contains(&partition) {
+        return None;
+    }
+    let message = format!(
+        "partition {partition} is not served by this instance now (moved, or being restored); \
+         ask again"
+    );
+    Some(failure(id, v1::ErrorCode::NotAssigned, message))
+}
+
 /// A get not found here: asked once of the owner of each partition the key may live in
 /// (`candidates`) that does not run here. `None`: no owner has it either (the empty local
 /// answer stands).
@@ -338,9 +360,14 @@ fn elsewhere(
         return None;
     }
     let key = serde_json::from_str::<Value>(text).ok()?;
-    let here = instance.partitions();
+    let (running, ready) = (instance.partitions(), instance.ready_partitions());
     let mut unowned = None;
-    for partition in candidates(instance, &key).into_iter().filter(|p| !here.contains(p)) {
+    for partition in candidates(instance, &key).into_iter().filter(|p| !ready.contains(p)) {
+        if running.contains(&partition) {
+            // Assigned here, still being restored: its rows are not all here yet.
+            unowned = Some(partition);
+            continue;
+        }
         let owner = match instance.owner_of(partition) {
             Ok(Some(addr)) => addr,
             Ok(None) => {
@@ -352,7 +379,7 @@ fn elsewhere(
                 return Some(failure(id, v1::ErrorCode::Unknown, message));
             }
         };
-        match forward(&owner, q.clone()) {
+        match forward(&owner, partition, q.clone()) {
             Ok(mut response) => {
                 let found = matches!(&response.body,
                     Some(v1::response::Body::QueryTable(a)) if !a.rows.is_empty());
@@ -369,17 +396,21 @@ fn elsewhere(
     }
     let partition = unowned?;
     let message = format!(
-        "the key's partition {partition} has no owner now (the group is rebalancing); ask again"
+        "the key's partition {partition} has no ready owner now (the group is rebalancing or \
+         the partition is being restored); ask again"
     );
     Some(failure(id, v1::ErrorCode::NotAssigned, message))
 }
 
-/// Sends `q` to the instance at `addr` marked as forwarded, and reads its answer.
-fn forward(addr: &str, q: v1::QueryTableRequest) -> std::io::Result<v1::Response> {
+/// Sends `q` to the instance at `addr` marked as forwarded for `partition`, and reads its
+/// answer.
+fn forward(addr: &str, partition: u32, q: v1::QueryTableRequest) -> std::io::Result<v1::Response> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(IO_TIMEOUT))?;
-    let request =
-        v1::Request { correlation_id: FORWARDED | 1, body: Some(v1::request::Body::QueryTable(q)) };
+    let request = v1::Request {
+        correlation_id: FORWARDED | u64::from(partition),
+        body: Some(v1::request::Body::QueryTable(q)),
+    };
     let mut out = BytesMut::new();
     encode_frame(&request, &mut out);
     stream.write_all(&out)?;

@@ -22,9 +22,12 @@
 //!   restarted task skips them rather than writing them again. Outputs of a transaction that
 //!   never committed are invisible to that scan, so they are written again, once.
 //! - The partition's tables leave the instance's registry when the thread ends, so a query
-//!   never reads a table partition this instance no longer updates.
+//!   never reads a table partition this instance no longer updates; and the partition is
+//!   *ready* (queries may read it) only once its tasks have read their inputs as far as they
+//!   reached when the tasks were opened — a partition restored from an older snapshot (its
+//!   previous owner's last one fenced away) never answers older than its previous owner did.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -100,6 +103,10 @@ pub(crate) struct Context {
     pub commit_every: Duration,
     pub idle_wait: Duration,
     pub reports: Mutex<BTreeMap<TaskId, TaskReport>>,
+    /// Partitions whose tasks, since they were opened here, have read their inputs up to
+    /// where those ended at the opening: their tables are at least as new as the previous
+    /// owner's were, so pull queries may read them.
+    pub ready: Mutex<BTreeSet<u32>>,
     pub failure: Mutex<Option<String>>,
 }
 
@@ -133,6 +140,7 @@ pub(crate) fn run(cx: &Context, partition: u32, stop: &AtomicBool) {
         ),
         Err(error) => cx.fail(partition, &error),
     }
+    cx.ready.lock().unwrap_or_else(|p| p.into_inner()).remove(&partition);
     cx.registry.remove_partition(partition);
     let mut reports = cx.reports.lock().unwrap_or_else(|p| p.into_inner());
     reports.retain(|id, _| id.partition != partition);
@@ -174,6 +182,17 @@ fn drive_tasks(
     }
     logs.settled();
     tracing::info!(partition, tasks = tasks.len(), "partition's tasks opened");
+    // Where the inputs end now: once the tasks read that far, the partition is ready.
+    let mut catch_up: Option<Vec<(String, u32, u64)>> = Some(
+        tasks
+            .iter()
+            .flat_map(|(t, _)| t.input_positions())
+            .map(|(topic, p, _)| {
+                let end = cx.logs.end_offset(&topic, p).unwrap_or(u64::MAX);
+                (topic, p, end)
+            })
+            .collect(),
+    );
     let mut committed_at = Instant::now();
     while !stop.load(Ordering::Acquire) {
         let (mut progressed, mut snapshotted) = (false, false);
@@ -187,6 +206,13 @@ fn drive_tasks(
                 (*since, snapshotted) = (0, true);
             }
             cx.report(task);
+        }
+        if let Some(targets) = &catch_up
+            && caught_up(&tasks, targets)
+        {
+            cx.ready.lock().unwrap_or_else(|p| p.into_inner()).insert(partition);
+            tracing::info!(partition, "partition's tables caught up: serving queries");
+            catch_up = None;
         }
         if snapshotted || !progressed || committed_at.elapsed() >= cx.commit_every {
             commit(logs, partition)?;
@@ -204,6 +230,15 @@ fn drive_tasks(
     commit(logs, partition)?;
     tracing::info!(partition, "partition's tasks stopped, snapshots published");
     Ok(())
+}
+
+/// Whether every input of `tasks` is read up to its offset in `targets`.
+fn caught_up(tasks: &[(Task, u64)], targets: &[(String, u32, u64)]) -> bool {
+    let positions: Vec<(String, u32, u64)> =
+        tasks.iter().flat_map(|(t, _)| t.input_positions()).collect();
+    targets.iter().all(|(topic, p, end)| {
+        positions.iter().any(|(t, q, next)| t == topic && q == p && next >= end)
+    })
 }
 
 fn commit(logs: &TaskLogs, partition: u32) -> Result<(), RunError> {
