@@ -31,6 +31,7 @@ use crate::groups::records::OFFSETS_TOPIC;
 use crate::metrics::Meters;
 use crate::processors::{PROCESSORS_TOPIC, Processors};
 use crate::producer_ids::ProducerIds;
+use crate::quotas::Quotas;
 use crate::security::Principal;
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
@@ -48,6 +49,8 @@ pub(crate) struct Inner {
     config: BrokerConfig,
     /// What the listeners and the data path count (enabled when an HTTP listener is set).
     meters: Meters,
+    /// Byte-rate quotas, shared by every connection of every listener.
+    quotas: Quotas,
     producer_ids: Mutex<ProducerIds>,
     groups: Coordinator,
     /// Kafka transactions (`__transaction_state`).
@@ -133,6 +136,7 @@ impl Broker {
         let meters = Meters::new(config.http_listen != crate::config::Listen::Off);
         let inner = Inner {
             meters,
+            quotas: Quotas::new(&config.quotas),
             config,
             producer_ids: Mutex::new(producer_ids),
             groups,
@@ -147,6 +151,11 @@ impl Broker {
 
     pub fn config(&self) -> &BrokerConfig {
         &self.inner.config
+    }
+
+    /// The byte-rate quotas the listeners enforce.
+    pub fn quotas(&self) -> &Quotas {
+        &self.inner.quotas
     }
 
     /// What the listeners and the data path have counted.

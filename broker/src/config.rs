@@ -35,6 +35,16 @@
 //!
 //! [processors]
 //! retire_grace_ms = 600000         # a replaced version's state is kept this long (rollback)
+//!
+//! [quotas]                         # docs/security.md, "Quotas"; 0 or absent: no limit
+//! producer_byte_rate = 0           # bytes/s each (principal, client id) may produce
+//! consumer_byte_rate = 0           # bytes/s of records each may fetch
+//! window_ms = 1000                 # Kafka's quota.window.size.seconds, in ms
+//! samples = 11                     # Kafka's quota.window.num
+//! [quotas.users.alice]             # one budget for every connection of User:alice
+//! producer_byte_rate = 1048576
+//! [quotas.clients.batch-loader]    # one budget for every connection with this client id
+//! consumer_byte_rate = 10485760
 //! ```
 //!
 //! Most keys may be overridden by an environment variable (`[topic_defaults]` and
@@ -50,6 +60,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::groups::state::Timing;
+use crate::quotas::QuotaSettings;
 use crate::topic::{FlushSetting, TopicSettings};
 
 pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
@@ -185,6 +196,8 @@ pub struct BrokerConfig {
     pub groups: GroupSettings,
     pub processors: ProcessorSettings,
     pub transactions: TransactionSettings,
+    /// Byte-rate quotas (docs/security.md, "Quotas").
+    pub quotas: QuotaSettings,
 }
 
 /// The Kafka transaction coordinator (`transactions::Coordinator`).
@@ -239,6 +252,7 @@ impl Default for BrokerConfig {
             groups: GroupSettings::default(),
             processors: ProcessorSettings::default(),
             transactions: TransactionSettings::default(),
+            quotas: QuotaSettings::default(),
         }
     }
 }
@@ -398,6 +412,7 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid("maintenance_interval_ms must be positive".into()));
         }
         self.groups.validate()?;
+        self.quotas.validate().map_err(ConfigError::Invalid)?;
         if self.transactions.max_timeout_ms == 0 || self.transactions.abort_check_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "transactions.max_timeout_ms and abort_check_interval_ms must be positive".into(),

@@ -172,7 +172,7 @@ impl Data<'_> {
             topics.push(v1::ProduceTopicResult { topic: name, partitions });
         }
         self.topics.appended();
-        Ok((acks != v1::Acks::None).then_some(v1::ProduceResponse { topics }))
+        Ok((acks != v1::Acks::None).then_some(v1::ProduceResponse { topics, throttle_time_ms: 0 }))
     }
 
     /// Checks a batch's size and checksums, before it waits for its turn to append.
@@ -323,7 +323,7 @@ impl Data<'_> {
                 v1::FetchTopicResult { topic: t.topic.clone(), partitions }
             })
             .collect();
-        (v1::FetchResponse { topics, heartbeat_now: false }, total)
+        (v1::FetchResponse { topics, heartbeat_now: false, throttle_time_ms: 0 }, total)
     }
 
     /// Largest record payload one fetch answer carries: the frame limit less room for the

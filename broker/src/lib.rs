@@ -13,7 +13,8 @@
 //!   (the service every other one sees topics through).
 //! - [`groups`]: the consumer group coordinator (state in `__consumer_offsets`), seeing topics
 //!   only as a `TopicView`.
-//! - [`security`]: [`security::Principal`], who a request is handled as.
+//! - [`security`]: [`security::Principal`], who a request is handled as; [`quotas`]: byte
+//!   rates per principal and client id, measured as Kafka measures them.
 //! - [`config`]: the broker's settings (TOML file, environment overrides); `producer_ids`.
 //! - [`transactions`]: the Kafka transaction coordinator (state in `__transaction_state`),
 //!   writing transaction markers to the partitions and committed offsets to the groups.
@@ -46,6 +47,7 @@ pub mod kafka;
 pub mod metrics;
 pub mod processors;
 mod producer_ids;
+pub mod quotas;
 pub mod security;
 pub mod server;
 pub mod sql;

@@ -22,6 +22,9 @@
 //!   allocation; a frame that does not decode is answered `MALFORMED_REQUEST`. Either closes
 //!   only that connection. A connection with no complete frame and nothing in flight for
 //!   `idle_timeout_ms` is closed, so a silent client or half a frame holds nothing up.
+//! - Quotas (`crate::quotas`): a produce's batches and a fetch's records count against the
+//!   client's byte rate; over it, the answer carries `throttle_time_ms` and the connection
+//!   reads no further request until that wait is over.
 //! - Every connection and request is counted in the broker's [`Meters`](crate::metrics::Meters)
 //!   (by request kind and error code, with its latency) when they are enabled.
 //! - Shutdown: stop accepting, stop reading, let in-flight requests finish and their answers go
@@ -30,6 +33,7 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use eddy_protocol::v1::{self, Request, Response};
@@ -45,6 +49,7 @@ use crate::admission::{Admission, Admitted, Refusal};
 use crate::broker::Broker;
 use crate::config::Limits;
 use crate::data::AppendTurn;
+use crate::quotas::Direction;
 use crate::security::Principal;
 use crate::wire::{self, Frame};
 
@@ -136,6 +141,10 @@ struct Connection {
     peer: SocketAddr,
     /// Who this connection's requests are handled as (anonymous until it authenticates).
     principal: Principal,
+    /// The client's name from its handshake (the quota entity's client id).
+    client_name: Arc<str>,
+    /// `now_ms` until which no request is read (over a quota), 0 when not throttled.
+    muted_until: Arc<AtomicI64>,
     in_flight: Arc<Semaphore>,
     /// Passed on once the connection's latest produce has appended.
     last_append: Option<oneshot::Receiver<()>>,
@@ -170,6 +179,8 @@ impl Connection {
             _slot: slot,
             peer,
             principal: Principal::Anonymous,
+            client_name: Arc::from(""),
+            muted_until: Arc::new(AtomicI64::new(0)),
             in_flight,
             last_append: None,
         }
@@ -232,6 +243,9 @@ impl Connection {
         let mut deadline = Instant::now() + idle.min(handshake);
         loop {
             loop {
+                if let Err(close) = self.wait_out_throttle().await {
+                    return close;
+                }
                 // Room for the rest of the next frame first, so the decoder need not allocate.
                 input.reserve_frame(decoder.max_frame_bytes());
                 match decoder.next_message::<Request>(input.buf()) {
@@ -269,6 +283,19 @@ impl Connection {
                 }
                 Some(_) = requests.join_next(), if !requests.is_empty() => {}
             }
+        }
+    }
+
+    /// Over a quota: waits until the throttle ends before the next request is taken.
+    async fn wait_out_throttle(&mut self) -> Result<(), Close> {
+        let until = self.muted_until.load(Ordering::Acquire);
+        let wait = until - crate::now_ms();
+        if until == 0 || wait <= 0 {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = self.stopped.changed() => Err(Close::Shutdown),
+            _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => Ok(()),
         }
     }
 
@@ -311,8 +338,18 @@ impl Connection {
         };
         let turn = match &body {
             v1::request::Body::Produce(_) => AppendTurn::next(&mut self.last_append),
+            v1::request::Body::ApiVersions(a) => {
+                self.client_name = Arc::from(a.client_name.as_str());
+                AppendTurn::default()
+            }
             _ => AppendTurn::default(),
         };
+        let quota = self.broker.quotas().enabled().then(|| Quota {
+            principal: self.principal.clone(),
+            client_name: self.client_name.clone(),
+            produced: produced_bytes(&body),
+            muted_until: self.muted_until.clone(),
+        });
         let broker = self.broker.clone();
         let principal = self.principal.clone();
         let tx = tx.clone();
@@ -325,6 +362,10 @@ impl Connection {
                 let code = outcome.as_ref().map_or_else(|e| e.code() as i32, |_| 0);
                 broker.meters().native_request(api, code, started.elapsed());
             }
+            let outcome = match (quota, outcome) {
+                (Some(quota), Ok(body)) => Ok(quota.apply(&broker, body)),
+                (_, outcome) => outcome,
+            };
             let response = match outcome {
                 Ok(Some(body)) => Response { correlation_id, error: None, body: Some(body) },
                 Ok(None) => return,
@@ -334,6 +375,59 @@ impl Connection {
             drop(permit);
         });
         Ok(())
+    }
+}
+
+/// A request's part in its client's quota, counted once its answer is known.
+struct Quota {
+    principal: Principal,
+    client_name: Arc<str>,
+    /// Bytes of record batches a produce carries (0 for other requests).
+    produced: u64,
+    muted_until: Arc<AtomicI64>,
+}
+
+impl Quota {
+    /// Counts the request's bytes (a produce's batches, a fetch's records, an unanswered
+    /// `ACKS_NONE` produce's too); over the quota, the answer says how long to wait and the
+    /// connection reads nothing until then.
+    fn apply(
+        self,
+        broker: &Broker,
+        mut body: Option<v1::response::Body>,
+    ) -> Option<v1::response::Body> {
+        use v1::response::Body;
+        let mut unanswered = 0;
+        let (direction, bytes, throttle) = match &mut body {
+            Some(Body::Produce(p)) => (Direction::Produce, self.produced, &mut p.throttle_time_ms),
+            Some(Body::Fetch(f)) => {
+                let records = f.topics.iter().flat_map(|t| &t.partitions);
+                let bytes = records.map(|p| p.records.len() as u64).sum();
+                (Direction::Fetch, bytes, &mut f.throttle_time_ms)
+            }
+            None => (Direction::Produce, self.produced, &mut unanswered),
+            _ => return body,
+        };
+        let now = crate::now_ms();
+        let quotas = broker.quotas();
+        let wait =
+            quotas.record(&self.principal, &self.client_name, direction, bytes, now.max(0) as u64);
+        if !wait.is_zero() {
+            let wait_ms = u32::try_from(wait.as_millis()).unwrap_or(u32::MAX);
+            *throttle = wait_ms;
+            self.muted_until.fetch_max(now + i64::from(wait_ms), Ordering::AcqRel);
+        }
+        body
+    }
+}
+
+/// Bytes of record batches in a produce request.
+fn produced_bytes(body: &v1::request::Body) -> u64 {
+    match body {
+        v1::request::Body::Produce(p) => {
+            p.topics.iter().flat_map(|t| &t.partitions).map(|p| p.batch.len() as u64).sum()
+        }
+        _ => 0,
     }
 }
 

@@ -14,6 +14,7 @@ const RESPONSE_CORRELATION_ID: u32 = 1;
 const RESPONSE_FETCH: u32 = 17;
 const FETCH_TOPICS: u32 = 1;
 const FETCH_HEARTBEAT_NOW: u32 = 2;
+const FETCH_THROTTLE_TIME_MS: u32 = 3;
 const TOPIC_NAME: u32 = 1;
 const TOPIC_PARTITIONS: u32 = 2;
 const PARTITION_RECORDS: u32 = 5;
@@ -84,7 +85,14 @@ fn encode_fetch(correlation_id: u64, fetch: v1::FetchResponse) -> Vec<Bytes> {
     };
     // A true bool is its key and one byte; false is not written (proto3 default).
     let hint_len = if fetch.heartbeat_now { key_len(FETCH_HEARTBEAT_NOW) + 1 } else { 0 };
+    let throttle = u64::from(fetch.throttle_time_ms);
+    let throttle_len = if throttle == 0 {
+        0
+    } else {
+        key_len(FETCH_THROTTLE_TIME_MS) + encoded_len_varint(throttle)
+    };
     let fetch_len: usize = hint_len
+        + throttle_len
         + topics.iter().map(|(n, ps)| len_delimited(FETCH_TOPICS, topic_len(n, ps))).sum::<usize>();
     let id_len = if correlation_id == 0 {
         0
@@ -129,6 +137,10 @@ fn encode_fetch(correlation_id: u64, fetch: v1::FetchResponse) -> Vec<Bytes> {
         // After the topics, as prost writes fields in number order.
         encode_key(FETCH_HEARTBEAT_NOW, WireType::Varint, &mut head);
         encode_varint(1, &mut head);
+    }
+    if throttle != 0 {
+        encode_key(FETCH_THROTTLE_TIME_MS, WireType::Varint, &mut head);
+        encode_varint(throttle, &mut head);
     }
     if !head.is_empty() {
         chunks.push(head.freeze());
@@ -185,6 +197,7 @@ mod tests {
         for (n, (id, topics)) in cases.into_iter().enumerate() {
             let fetch = FetchResponse {
                 heartbeat_now: n % 2 == 1,
+                throttle_time_ms: (n % 3) as u32 * 150,
                 topics: topics
                     .into_iter()
                     .map(|(name, parts)| FetchTopicResult {
@@ -223,6 +236,7 @@ mod tests {
         let records = Bytes::from(vec![9u8; 1000]);
         let fetch = FetchResponse {
             heartbeat_now: false,
+            throttle_time_ms: 0,
             topics: vec![FetchTopicResult {
                 topic: "t".into(),
                 partitions: vec![FetchPartitionResult {

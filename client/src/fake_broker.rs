@@ -271,7 +271,7 @@ fn produce(state: &mut State, p: &v1::ProduceRequest) -> v1::ProduceResponse {
         }
         topics.push(v1::ProduceTopicResult { topic: t.topic.clone(), partitions });
     }
-    v1::ProduceResponse { topics }
+    v1::ProduceResponse { topics, throttle_time_ms: 0 }
 }
 
 fn fetch(state: &State, f: &v1::FetchRequest) -> v1::FetchResponse {
@@ -311,7 +311,7 @@ fn fetch(state: &State, f: &v1::FetchRequest) -> v1::FetchResponse {
                 .collect(),
         })
         .collect();
-    v1::FetchResponse { topics, heartbeat_now: false }
+    v1::FetchResponse { topics, heartbeat_now: false, throttle_time_ms: 0 }
 }
 
 fn list_offsets(state: &State, l: &v1::ListOffsetsRequest) -> v1::ListOffsetsResponse {

@@ -44,9 +44,19 @@ impl BrokerProcess {
     /// removed, so a developer's settings cannot change a test. Panics, with the broker's
     /// stderr, if it does not come up within [`START_TIMEOUT`].
     pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> BrokerProcess {
+        Self::start_with_args(data_dir, &[], extra_env)
+    }
+
+    /// [`start`](Self::start) with `args` added to `eddy serve`'s (for example `--config FILE`).
+    pub fn start_with_args(
+        data_dir: &Path,
+        args: &[&str],
+        extra_env: &[(&str, &str)],
+    ) -> BrokerProcess {
         let binary = eddy_binary();
         let mut command = Command::new(&binary);
         command.arg("serve").arg("--data-dir").arg(data_dir).args(["--listen", "127.0.0.1:0"]);
+        command.args(args);
         command.args(["--kafka-listen", "127.0.0.1:0", "--http-listen", "127.0.0.1:0"]);
         for (name, _) in std::env::vars_os() {
             let inherited_setting =

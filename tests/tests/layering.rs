@@ -85,6 +85,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "topics",
             "groups",
             "security",
+            "quotas",
             "config",
             "admission",
             "producer_ids",

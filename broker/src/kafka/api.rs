@@ -6,7 +6,11 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
+use std::time::Duration;
+
 use super::{Context, admin, data, groups, txn};
+use crate::quotas::Direction;
+use crate::security::Principal;
 
 /// The APIs served, with the versions served: Kafka's schemas (through `kafka-protocol`) cap
 /// what can be decoded; these caps are what eddy implements (no topic ids, no KIP-848 fields).
@@ -63,9 +67,9 @@ pub(super) async fn handle(
     cx: &Context,
     frame: Bytes,
     peer: std::net::SocketAddr,
-    principal: &crate::security::Principal,
+    principal: &Principal,
+    throttle: &mut Duration,
 ) -> Result<Option<Bytes>, String> {
-    let _ = principal;
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -91,7 +95,8 @@ pub(super) async fn handle(
         host: format!("/{}", peer.ip()),
     };
     let started = cx.broker.meters().enabled().then(std::time::Instant::now);
-    let answer = dispatch(cx, &caller, api, version, correlation_id, buf).await;
+    let who = Who { caller: &caller, principal };
+    let answer = dispatch(cx, &who, api, version, correlation_id, buf, throttle).await;
     if let Some(started) = started {
         cx.broker.meters().kafka_request(key, answer.is_err(), started.elapsed());
     }
@@ -133,14 +138,44 @@ fn encode<T: Encodable + HeaderVersion>(
     Ok(out.freeze())
 }
 
+/// Who sent a request: the connection's principal and the client's id and address.
+struct Who<'a> {
+    caller: &'a groups::Caller,
+    principal: &'a Principal,
+}
+
+impl Who<'_> {
+    /// Counts `bytes` against this client's quota; the wait it owes (zero within its quota).
+    fn quota(&self, cx: &Context, direction: Direction, bytes: u64) -> Duration {
+        let quotas = cx.broker.quotas();
+        if !quotas.enabled() {
+            return Duration::ZERO;
+        }
+        quotas.record(
+            self.principal,
+            &self.caller.client_id,
+            direction,
+            bytes,
+            crate::now_ms().max(0) as u64,
+        )
+    }
+}
+
+/// A wait as Kafka's `throttle_time_ms`.
+fn millis(wait: Duration) -> i32 {
+    i32::try_from(wait.as_millis()).unwrap_or(i32::MAX)
+}
+
 async fn dispatch(
     cx: &Context,
-    caller: &groups::Caller,
+    who: &Who<'_>,
     api: ApiKey,
     v: i16,
     id: i32,
     body: Bytes,
+    throttle: &mut Duration,
 ) -> Result<Option<Bytes>, String> {
+    let caller = who.caller;
     macro_rules! answer {
         ($handler:expr) => {
             encode(api, id, v, &$handler).map(Some)
@@ -149,11 +184,31 @@ async fn dispatch(
     match api {
         ApiKey::ApiVersions => answer!(api_versions(&decode(api, v, body)?)),
         ApiKey::Metadata => answer!(data::metadata(cx, decode(api, v, body)?, v)),
-        ApiKey::Produce => match data::produce(cx, decode(api, v, body)?, v).await {
-            Some(answer) => answer!(answer),
-            None => Ok(None),
-        },
-        ApiKey::Fetch => answer!(data::fetch(cx, decode(api, v, body)?).await),
+        ApiKey::Produce => {
+            let request: ProduceRequest = decode(api, v, body)?;
+            let bytes = request
+                .topic_data
+                .iter()
+                .flat_map(|t| &t.partition_data)
+                .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+                .sum();
+            *throttle = who.quota(cx, Direction::Produce, bytes);
+            match data::produce(cx, request, v).await {
+                Some(answer) => answer!(answer.with_throttle_time_ms(millis(*throttle))),
+                None => Ok(None),
+            }
+        }
+        ApiKey::Fetch => {
+            let answer = data::fetch(cx, decode(api, v, body)?).await;
+            let bytes = answer
+                .responses
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
+                .sum();
+            *throttle = who.quota(cx, Direction::Fetch, bytes);
+            answer!(answer.with_throttle_time_ms(millis(*throttle)))
+        }
         ApiKey::ListOffsets => answer!(data::list_offsets(cx, decode(api, v, body)?, v).await),
         ApiKey::InitProducerId => {
             answer!(txn::init_producer_id(cx, decode(api, v, body)?, v).await)

@@ -17,6 +17,10 @@
 //!   `handshake_timeout_ms` is closed; a connection silent for `idle_timeout_ms` is closed; on
 //!   shutdown the request being handled is answered, then the connection closes.
 //!
+//! - Quotas (`crate::quotas`): a Produce's record bytes and a Fetch's answered records count
+//!   against the client's byte rate (by principal and `client.id`); over it, the answer's
+//!   `throttle_time_ms` says how long to wait and the connection reads nothing until then
+//!   (KIP-219), so a client that ignores it is held back all the same.
 //! - Connections, and each request by API key with its latency, are counted in the broker's
 //!   [`Meters`](crate::metrics::Meters) (`api::handle`, the one place a request is dispatched).
 //!
@@ -277,7 +281,10 @@ impl Connection {
                 },
             };
             (wait, timed_out) = (idle, Close::Idle);
-            let answer = match api::handle(&self.context, frame, self.peer, &self.principal).await {
+            let mut throttle = Duration::ZERO;
+            let handled =
+                api::handle(&self.context, frame, self.peer, &self.principal, &mut throttle).await;
+            let answer = match handled {
                 Ok(answer) => answer,
                 Err(reason) => return Close::Refused(reason),
             };
@@ -291,6 +298,14 @@ impl Connection {
             }
             if *self.stopped.borrow() {
                 return Close::Shutdown;
+            }
+            if !throttle.is_zero() {
+                // Over its quota: the answer told the client to wait (KIP-219); nothing more
+                // is read from it meanwhile, so a client that does not wait is slowed alike.
+                tokio::select! {
+                    _ = self.stopped.changed() => return Close::Shutdown,
+                    _ = tokio::time::sleep(throttle) => {}
+                }
             }
         }
     }
