@@ -51,6 +51,8 @@
 //! cluster-replay  the per-URL count rebuilt from --records lines by 1, 2 and 3 eddy-cluster
 //!               instances over the Kafka listener, against the same rebuild in the broker
 //!               (needs the `kafka` feature)
+//! quota         a producer's throughput alone, beside a producer held to a byte-rate quota
+//!               (--rate bytes/s), and beside the same producer without one (child eddy serve)
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -75,6 +77,7 @@ mod plot;
 mod processor;
 mod producers;
 mod query;
+mod quota;
 mod recovery;
 mod replay;
 mod report;
@@ -92,7 +95,7 @@ use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
-                         cdc, crash-sim, cluster-replay, \
+                         cdc, crash-sim, cluster-replay, quota, \
                          plot, machine";
 
 fn main() -> Result<()> {
@@ -147,6 +150,7 @@ fn main() -> Result<()> {
         "sql" => sql::run(&opts)?,
         "producers" => producers::run(&opts)?,
         "cdc" => cdc::run(&opts)?,
+        "quota" => quota::run(&opts)?,
         #[cfg(feature = "kafka")]
         "kafka" => kafka::run(&opts)?,
         #[cfg(feature = "kafka")]

@@ -282,6 +282,17 @@ impl BrokerChild {
         topic: &str,
         metrics: bool,
     ) -> Result<BrokerChild> {
+        Self::start_with_args(binary, dir, topic, metrics, &[])
+    }
+
+    /// [`BrokerChild::start_with`], with `args` added to `eddy serve`'s (`--config FILE`).
+    pub(crate) fn start_with_args(
+        binary: &Path,
+        dir: &Path,
+        topic: &str,
+        metrics: bool,
+        args: &[&str],
+    ) -> Result<BrokerChild> {
         let data_dir = dir.join("data");
         let stderr = std::fs::File::create(dir.join("broker.stderr"))?;
         let mut command = Command::new(binary);
@@ -291,6 +302,7 @@ impl BrokerChild {
             .arg(&data_dir)
             .args(["--listen", "127.0.0.1:0", "--kafka-listen", "off"])
             .args(["--http-listen", if metrics { "127.0.0.1:0" } else { "off" }])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
