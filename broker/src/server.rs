@@ -51,7 +51,7 @@ use crate::broker::Broker;
 use crate::config::Limits;
 use crate::data::AppendTurn;
 use crate::security::Principal;
-use crate::security::tls::{ServerTls, TlsStream, close_plaintext, looks_like_tls};
+use crate::security::tls::{ServerTls, TlsListener, TlsStream};
 use crate::wire::{self, Frame};
 
 mod read_buffer;
@@ -141,16 +141,6 @@ async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-/// Answers a plaintext client on a TLS port with one `TLS_REQUIRED` frame (in plaintext: it
-/// reads nothing else), then closes.
-async fn tell_tls_required(stream: TcpStream) {
-    let message = "this listener requires TLS: connect with TLS (eddy --tls-ca FILE)".to_string();
-    let mut answer = Vec::new();
-    // Writing into a vector cannot fail.
-    let _ = write_frame(&mut answer, &error_frame(0, ErrorCode::TlsRequired, message)).await;
-    close_plaintext(stream, &answer).await;
-}
-
 fn error_frame(correlation_id: u64, code: ErrorCode, message: String) -> Frame {
     let response =
         Response { correlation_id, error: Some(v1::Error::new(code, message)), body: None };
@@ -232,46 +222,21 @@ impl Connection {
         self.accepted + Duration::from_millis(idle.min(handshake))
     }
 
-    /// The TLS handshake, by the first-frame deadline; on success the connection takes the
-    /// principal it authenticated. `None` (logged) when it did not complete; a plaintext client
-    /// is told `TLS_REQUIRED` first.
+    /// TLS, by the first-frame deadline (a plaintext client is told `TLS_REQUIRED`); on
+    /// success the connection takes the principal it authenticated. `None` (logged) when it did
+    /// not start, or the broker is stopping.
     async fn handshake(&mut self, tls: &ServerTls, stream: TcpStream) -> Option<TlsStream> {
-        let peer = self.peer;
-        let attempt = async {
-            match looks_like_tls(&stream).await {
-                Ok(Some(true)) => {}
-                Ok(Some(false)) => {
-                    tracing::info!(%peer, "refusing a plaintext client on the TLS port");
-                    tell_tls_required(stream).await;
-                    return None;
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "read failed before the TLS handshake");
-                    return None;
-                }
-            }
-            match tls.accept(stream).await {
-                Ok(accepted) => Some(accepted),
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "TLS handshake failed");
-                    None
-                }
-            }
-        };
+        let message = "this listener requires TLS: connect with TLS (eddy --tls-ca FILE)".into();
+        let mut answer = Vec::new();
+        // Writing into a vector cannot fail.
+        let _ = write_frame(&mut answer, &error_frame(0, ErrorCode::TlsRequired, message)).await;
         let deadline = self.first_frame_deadline();
+        let start = tls.start(TlsListener::Native, stream, self.peer, deadline, &answer);
         let mut stopped = self.stopped.clone();
         let (stream, principal) = tokio::select! {
             _ = stopped.changed() => return None,
-            done = tokio::time::timeout_at(deadline, attempt) => match done {
-                Ok(done) => done?,
-                Err(_) => {
-                    tracing::info!(%peer, "TLS handshake not complete within handshake_timeout_ms");
-                    return None;
-                }
-            },
+            started = start => started?,
         };
-        tracing::debug!(%peer, %principal, "TLS connection established");
         self.principal = principal;
         Some(stream)
     }

@@ -28,8 +28,8 @@ use anyhow::{Context, Result, bail};
 use eddy_client::{Connection, ConnectionOptions, TlsOptions};
 
 pub const USAGE: &str = "\
-usage: eddy [--broker ADDR] [--tls-ca FILE [--tls-cert FILE --tls-key FILE]
-            [--tls-server-name NAME]] <command> ...
+usage: eddy [--broker ADDR] <command> ...
+       eddy [--broker ADDR] --tls-ca FILE [--tls-cert FILE --tls-key FILE] <command> ...
 
   serve [--data-dir DIR] [--listen ADDR] [--kafka-listen ADDR|off] [--config FILE]
         [--http-listen ADDR|off] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
@@ -350,6 +350,22 @@ mod tests {
         assert_eq!(ask(&["consume", "t", "--group", "-h"]), None);
         assert_eq!(ask(&["sql", "-e", "SELECT 1 -h"]), None);
         assert_eq!(ask(&["query", "t", "--", "--help"]), None);
+    }
+
+    #[test]
+    fn tls_flags_need_a_ca_and_come_from_flags_then_the_environment() {
+        let cert_only = TlsFlags { cert: Some("c.pem".into()), ..TlsFlags::default() };
+        assert_eq!(
+            cert_only.options().unwrap_err().to_string(),
+            "--tls-cert and --tls-key go together (a client certificate and its key)"
+        );
+        let no_ca = TlsFlags { server_name: Some("b".into()), ..TlsFlags::default() };
+        assert!(no_ca.options().unwrap_err().to_string().starts_with("--tls-ca FILE is needed"));
+        assert!(TlsFlags::default().with_env(|_| None).options().unwrap().is_none());
+        let env = |name: &str| (name == "EDDY_TLS_CA").then(|| OsString::from("env-ca.pem"));
+        assert_eq!(TlsFlags::default().with_env(env).ca, Some(PathBuf::from("env-ca.pem")));
+        let flag = TlsFlags { ca: Some("flag-ca.pem".into()), ..TlsFlags::default() };
+        assert_eq!(flag.with_env(env).ca, Some(PathBuf::from("flag-ca.pem")));
     }
 
     #[test]

@@ -18,12 +18,13 @@
 //!   plaintext `400` saying the listener wants HTTPS, then closed.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
-use eddy_broker::security::tls::{ServerTls, close_plaintext, looks_like_tls};
+use eddy_broker::security::tls::{ServerTls, TlsListener};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -108,7 +109,7 @@ pub async fn serve_router(
                 meter.open.fetch_add(1, Ordering::Relaxed);
                 let (router, meter, tls) = (router.clone(), meter.clone(), tls.clone());
                 connections.spawn(async move {
-                    connection(router, stream, limits, tls).await;
+                    connection(router, stream, peer, limits, tls).await;
                     meter.open.fetch_sub(1, Ordering::Relaxed);
                     drop(slot);
                 });
@@ -125,19 +126,27 @@ pub async fn serve_router(
     Ok(())
 }
 
-async fn connection(router: Router, stream: TcpStream, limits: HttpLimits, tls: Option<ServerTls>) {
+async fn connection(
+    router: Router,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: HttpLimits,
+    tls: Option<ServerTls>,
+) {
     let _ = stream.set_nodelay(true);
     match tls {
         None => serve_http(router, stream, limits).await,
         Some(tls) => {
-            let handshake =
-                tokio::time::timeout(limits.header_read_timeout, handshake(&tls, stream));
-            match handshake.await {
-                Ok(Some(stream)) => serve_http(router, stream, limits).await,
-                Ok(None) => {}
-                Err(_) => {
-                    tracing::debug!("https: TLS handshake not complete within header_read_timeout")
-                }
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\
+                 content-length: {}\r\n\r\n{HTTPS_REQUIRED}",
+                HTTPS_REQUIRED.len()
+            );
+            // The handshake is bounded like a request's head.
+            let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+            let started = tls.start(TlsListener::Http, stream, peer, deadline, answer.as_bytes());
+            if let Some((stream, _principal)) = started.await {
+                serve_http(router, stream, limits).await;
             }
         }
     }
@@ -145,35 +154,6 @@ async fn connection(router: Router, stream: TcpStream, limits: HttpLimits, tls: 
 
 /// What a plain HTTP client on the HTTPS port is told (in a `400`).
 const HTTPS_REQUIRED: &str = "this listener requires HTTPS: use https:// in the URL\n";
-
-/// The TLS handshake; `None` (logged) if it failed. A plain HTTP client is answered `400` with
-/// [`HTTPS_REQUIRED`] and closed.
-async fn handshake(
-    tls: &ServerTls,
-    stream: TcpStream,
-) -> Option<eddy_broker::security::tls::TlsStream> {
-    match looks_like_tls(&stream).await {
-        Ok(Some(true)) => {}
-        Ok(Some(false)) => {
-            tracing::debug!("https: answering a plain HTTP client 400");
-            let answer = format!(
-                "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\
-                 content-length: {}\r\n\r\n{HTTPS_REQUIRED}",
-                HTTPS_REQUIRED.len()
-            );
-            close_plaintext(stream, answer.as_bytes()).await;
-            return None;
-        }
-        Ok(None) | Err(_) => return None,
-    }
-    match tls.accept(stream).await {
-        Ok((stream, _principal)) => Some(stream),
-        Err(e) => {
-            tracing::info!(error = %e, "https: TLS handshake failed");
-            None
-        }
-    }
-}
 
 async fn serve_http<S>(router: Router, stream: S, limits: HttpLimits)
 where

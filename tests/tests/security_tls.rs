@@ -66,7 +66,7 @@ impl Pki {
         let mut env = vec![
             ("EDDY_TLS_CERT_FILE", text(&self.cert)),
             ("EDDY_TLS_KEY_FILE", text(&self.key)),
-            ("EDDY_LOG", "info,eddy_broker::server=debug,eddy_broker::kafka=debug".into()),
+            ("EDDY_LOG", "info,eddy_broker::security=debug".into()),
         ];
         if let Some(ca) = client_ca {
             env.push(("EDDY_TLS_CLIENT_CA_FILE", text(ca)));
@@ -133,7 +133,8 @@ fn eddy_cli_produces_and_consumes_over_tls() {
     let topics: Vec<&str> = listed.lines().filter(|t| !t.starts_with("__")).collect();
     assert_eq!(topics, ["secure"]);
     let log = stop(broker);
-    assert!(log.contains("TLS connection established"), "{}", tail(&log, 4000));
+    let established = "TLS connection established listener=native peer=127.0.0.1:";
+    assert!(log.contains(established), "{}", tail(&log, 4000));
 }
 
 #[test]
@@ -227,12 +228,14 @@ fn plaintext_clients_on_tls_ports_are_refused_with_a_clear_error() {
         tail(&run.stderr, 4000)
     );
     let log = stop(broker);
-    assert!(log.contains("refusing a plaintext client on the TLS port"), "{}", tail(&log, 4000));
-    assert!(
-        log.contains("refusing a plaintext client on the TLS port (a Kafka client without"),
-        "{}",
-        tail(&log, 4000)
-    );
+    for expected in [
+        "refusing a plaintext client on the TLS port (an eddy client without --tls-ca?) \
+         listener=native peer=127.0.0.1:",
+        "refusing a plaintext client on the TLS port (a Kafka client without \
+         security.protocol=SSL?) listener=kafka peer=127.0.0.1:",
+    ] {
+        assert!(log.contains(expected), "no {expected:?} in the log:\n{}", tail(&log, 4000));
+    }
 }
 
 #[test]
@@ -264,14 +267,11 @@ fn assert_refused(pki: &Pki, trusted_ca: &Path, eddy_reason: &str, alert: &str) 
                        failed: broker certificate could not be verified";
     assert!(run.stderr.contains(kcat_reason), "kcat: {}", tail(&run.stderr, 4000));
     let log = stop(broker);
-    for (target, failed) in [
-        ("eddy_broker::server", "TLS handshake failed"),
-        ("eddy_broker::kafka", "kafka TLS handshake failed"),
-    ] {
+    for listener in ["native", "kafka"] {
         let why = format!("error=the client refused the broker's certificate (alert {alert})");
-        let found =
-            log.lines().any(|l| l.contains(&format!("{target}: {failed}")) && l.ends_with(&why));
-        assert!(found, "no {target} line ending {why:?}:\n{}", tail(&log, 4000));
+        let failed = format!("TLS handshake failed listener={listener} peer=");
+        let found = log.lines().any(|l| l.contains(&failed) && l.ends_with(&why));
+        assert!(found, "no {failed:?} line ending {why:?}:\n{}", tail(&log, 4000));
     }
 }
 
@@ -369,21 +369,19 @@ fn a_client_certificate_signed_by_the_client_ca_is_required() {
 
     let log = stop(broker);
     for expected in [
-        "TLS handshake failed peer=127.0.0.1:",
+        "TLS handshake failed listener=native peer=127.0.0.1:",
+        "TLS handshake failed listener=kafka peer=127.0.0.1:",
         "error=the client presented no certificate (tls.client_ca_file requires one)",
         "error=the client certificate is not signed by tls.client_ca_file (unknown issuer)",
     ] {
         assert!(log.contains(expected), "no {expected:?} in the log:\n{}", tail(&log, 6000));
     }
     // Both listeners authenticated alice by her certificate's common name.
-    for (target, message) in [
-        ("eddy_broker::server", "TLS connection established"),
-        ("eddy_broker::kafka", "kafka TLS connection established"),
-    ] {
-        let found = log.lines().any(|l| {
-            l.contains(&format!("{target}: {message} peer=")) && l.ends_with("principal=User:alice")
-        });
-        assert!(found, "no {message:?} as User:alice in the log:\n{}", tail(&log, 6000));
+    for listener in ["native", "kafka"] {
+        let established = format!("TLS connection established listener={listener} peer=");
+        let found =
+            log.lines().any(|l| l.contains(&established) && l.ends_with("principal=User:alice"));
+        assert!(found, "no {established:?} as User:alice in the log:\n{}", tail(&log, 6000));
     }
 }
 

@@ -57,7 +57,7 @@ use tokio::time::Instant;
 use crate::admission::Admission;
 use crate::broker::Broker;
 use crate::security::Principal;
-use crate::security::tls::{ServerTls, close_plaintext, looks_like_tls};
+use crate::security::tls::{ServerTls, TlsListener};
 
 pub use api::supported_versions;
 
@@ -286,53 +286,21 @@ impl Connection {
         (self.accepted + Duration::from_millis(u64::from(ms)), timed_out)
     }
 
-    /// The TLS handshake, by the first request's deadline; on success the connection takes the
-    /// principal it authenticated. `None` (logged) when it did not complete.
+    /// TLS, by the first request's deadline (a plaintext client is closed: Kafka has no frame
+    /// to tell it why); on success the connection takes the principal it authenticated. `None`
+    /// (logged) when it did not start, or the broker is stopping.
     async fn handshake(
         &mut self,
         tls: &ServerTls,
         stream: TcpStream,
     ) -> Option<crate::security::tls::TlsStream> {
-        let peer = self.peer;
-        let attempt = async {
-            match looks_like_tls(&stream).await {
-                Ok(Some(true)) => {}
-                Ok(Some(false)) => {
-                    tracing::info!(
-                        %peer,
-                        "refusing a plaintext client on the TLS port (a Kafka client without \
-                         security.protocol=SSL?)"
-                    );
-                    close_plaintext(stream, &[]).await;
-                    return None;
-                }
-                Ok(None) => return None,
-                Err(e) => {
-                    tracing::debug!(%peer, error = %e, "kafka read failed before the TLS handshake");
-                    return None;
-                }
-            }
-            match tls.accept(stream).await {
-                Ok(accepted) => Some(accepted),
-                Err(e) => {
-                    tracing::info!(%peer, error = %e, "kafka TLS handshake failed");
-                    None
-                }
-            }
-        };
         let (deadline, _) = self.first_request_deadline();
+        let start = tls.start(TlsListener::Kafka, stream, self.peer, deadline, &[]);
         let mut stopped = self.stopped.clone();
         let (stream, principal) = tokio::select! {
             _ = stopped.changed() => return None,
-            done = tokio::time::timeout_at(deadline, attempt) => match done {
-                Ok(done) => done?,
-                Err(_) => {
-                    tracing::info!(%peer, "kafka TLS handshake not complete within handshake_timeout_ms");
-                    return None;
-                }
-            },
+            started = start => started?,
         };
-        tracing::debug!(%peer, %principal, "kafka TLS connection established");
         self.principal = principal;
         Some(stream)
     }

@@ -41,6 +41,27 @@ pub enum TlsListener {
     Http,
 }
 
+impl TlsListener {
+    /// What a plaintext client on this listener's TLS port most likely forgot.
+    fn plaintext_hint(self) -> &'static str {
+        match self {
+            TlsListener::Native => "an eddy client without --tls-ca?",
+            TlsListener::Kafka => "a Kafka client without security.protocol=SSL?",
+            TlsListener::Http => "http:// in place of https://?",
+        }
+    }
+}
+
+impl std::fmt::Display for TlsListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsListener::Native => "native",
+            TlsListener::Kafka => "kafka",
+            TlsListener::Http => "http",
+        })
+    }
+}
+
 /// The `[tls]` section: TLS is on when `cert_file` is set.
 ///
 /// ```toml

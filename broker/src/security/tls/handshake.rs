@@ -8,10 +8,14 @@
 //! - [`ServerTls::accept`] takes the configuration in force at that moment (so a reload never
 //!   touches a connection already accepted). The caller bounds it in time: the handshake counts
 //!   toward the listener's `handshake_timeout_ms`.
+//! - [`ServerTls::start`] is what each listener calls: the first byte's check, the answer to a
+//!   plaintext client, the handshake by the listener's deadline, and one log line for whatever
+//!   ended it (naming the listener and the client's address).
 //! - With a client CA, the principal is `User:<CN>` of the client's (verified) certificate; a
 //!   certificate without a common name is refused, since it names no user.
 
 use std::io;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +26,7 @@ use tokio::net::TcpStream;
 use x509_cert::Certificate;
 use x509_cert::der::Decode;
 
-use super::ServerTls;
+use super::{ServerTls, TlsListener};
 use crate::security::Principal;
 
 /// A server-side TLS connection over TCP.
@@ -66,6 +70,50 @@ pub enum HandshakeError {
 }
 
 impl ServerTls {
+    /// Starts TLS on a connection `listener` accepted from `peer`, by `deadline`: a client whose
+    /// first byte is not a TLS handshake record gets `plaintext_answer` (in plaintext; may be
+    /// empty) and is closed. `None`, logged, when TLS did not start; else the stream and the
+    /// principal it authenticated.
+    pub async fn start(
+        &self,
+        listener: TlsListener,
+        stream: TcpStream,
+        peer: SocketAddr,
+        deadline: tokio::time::Instant,
+        plaintext_answer: &[u8],
+    ) -> Option<(TlsStream, Principal)> {
+        let attempt = async {
+            match looks_like_tls(&stream).await {
+                Ok(Some(true)) => {}
+                Ok(Some(false)) => {
+                    let hint = listener.plaintext_hint();
+                    tracing::info!(%listener, %peer, "refusing a plaintext client on the TLS port ({hint})");
+                    close_plaintext(stream, plaintext_answer).await;
+                    return None;
+                }
+                Ok(None) => return None,
+                Err(e) => {
+                    tracing::debug!(%listener, %peer, error = %e, "read failed before the TLS handshake");
+                    return None;
+                }
+            }
+            match self.accept(stream).await {
+                Ok(started) => Some(started),
+                Err(e) => {
+                    tracing::info!(%listener, %peer, error = %e, "TLS handshake failed");
+                    None
+                }
+            }
+        };
+        let Ok(started) = tokio::time::timeout_at(deadline, attempt).await else {
+            tracing::info!(%listener, %peer, "TLS handshake not complete by the listener's deadline");
+            return None;
+        };
+        let (stream, principal) = started?;
+        tracing::debug!(%listener, %peer, %principal, "TLS connection established");
+        Some((stream, principal))
+    }
+
     /// The TLS handshake on an accepted connection, and the principal it authenticates
     /// (anonymous without a client CA).
     pub async fn accept(
@@ -175,7 +223,17 @@ mod tests {
     }
 
     #[test]
-    fn not_a_certificate_has_no_common_name() {
+    fn the_common_name_is_read_from_a_certificate() {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::OrganizationName, "eddy");
+        params.distinguished_name.push(rcgen::DnType::CommonName, "alice");
+        let alice = params.self_signed(&key).unwrap();
+        assert_eq!(common_name(alice.der()).as_deref(), Some("alice"));
+        params.distinguished_name.remove(rcgen::DnType::CommonName);
+        let nameless = params.self_signed(&key).unwrap();
+        assert_eq!(common_name(nameless.der()), None);
         assert_eq!(common_name(&CertificateDer::from(vec![0x30, 0x03, 1, 2, 3])), None);
     }
 }
