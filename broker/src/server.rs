@@ -141,6 +141,18 @@ async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
+/// The one frame a plaintext client on a TLS port gets, encoded once.
+fn tls_required_frame() -> &'static [u8] {
+    static FRAME: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    FRAME.get_or_init(|| {
+        let message = "this listener requires TLS: connect with TLS (eddy --tls-ca FILE)".into();
+        match error_frame(0, ErrorCode::TlsRequired, message) {
+            Frame::Whole(bytes) => bytes.to_vec(),
+            Frame::Chunks(chunks) => chunks.concat(),
+        }
+    })
+}
+
 fn error_frame(correlation_id: u64, code: ErrorCode, message: String) -> Frame {
     let response =
         Response { correlation_id, error: Some(v1::Error::new(code, message)), body: None };
@@ -226,12 +238,9 @@ impl Connection {
     /// success the connection takes the principal it authenticated. `None` (logged) when it did
     /// not start, or the broker is stopping.
     async fn handshake(&mut self, tls: &ServerTls, stream: TcpStream) -> Option<TlsStream> {
-        let message = "this listener requires TLS: connect with TLS (eddy --tls-ca FILE)".into();
-        let mut answer = Vec::new();
-        // Writing into a vector cannot fail.
-        let _ = write_frame(&mut answer, &error_frame(0, ErrorCode::TlsRequired, message)).await;
         let deadline = self.first_frame_deadline();
-        let start = tls.start(TlsListener::Native, stream, self.peer, deadline, &answer);
+        let answer = tls_required_frame();
+        let start = tls.start(TlsListener::Native, stream, self.peer, deadline, answer);
         let mut stopped = self.stopped.clone();
         let (stream, principal) = tokio::select! {
             _ = stopped.changed() => return None,

@@ -35,7 +35,7 @@
 //! new one.
 //!
 //! With [`ConnectionOptions::tls`] the connection is TLS (`tcp/tls.rs`): the handshake comes
-//! before the `ApiVersions` one, within the same `connect_timeout`; the reader and writer work
+//! before the `ApiVersions` one, within a `connect_timeout` of its own; the reader and writer work
 //! on the TLS stream's halves. Without it they work on the socket's own halves, as before.
 
 use std::collections::HashMap;
@@ -69,7 +69,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub struct ConnectionOptions {
     /// Sent in the handshake, for the broker's logs.
     pub client_name: String,
-    /// Limit on establishing the TCP connection and on the handshake, each.
+    /// Limit on establishing the TCP connection, on the TLS handshake (with `tls`) and on the
+    /// `ApiVersions` handshake, each.
     pub connect_timeout: Duration,
     /// Limit on each call, from queueing the request to its response. A fetch gets its own
     /// `max_wait_ms` on top, so a long poll is not cut short. `None`: wait as long as the
