@@ -45,6 +45,11 @@
 //! producer_byte_rate = 1048576
 //! [quotas.clients.batch-loader]    # one budget for every connection with this client id
 //! consumer_byte_rate = 10485760
+//! [tls]                            # TLS is on when cert_file is set (docs/security.md)
+//! cert_file = "broker.pem"         # certificate chain, PEM, leaf first
+//! key_file = "broker.key"          # its private key, PEM
+//! client_ca_file = "ca.pem"        # optional: clients must present a certificate it signed
+//! listeners = ["native", "kafka", "http"]  # the default: every listener
 //! ```
 //!
 //! Most keys may be overridden by an environment variable (`[topic_defaults]` and
@@ -52,7 +57,8 @@
 //! `EDDY_KAFKA_LISTEN`, `EDDY_KAFKA_ADVERTISED`, `EDDY_HTTP_LISTEN`, `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
 //! `EDDY_MAX_CONNECTIONS`), and `EDDY_GROUP_` + the upper-cased key for each group timing (for
 //! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`), `EDDY_TXN_MAX_TIMEOUT_MS` and
-//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section).
+//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section), and `EDDY_TLS_CERT_FILE`,
+//! `EDDY_TLS_KEY_FILE`, `EDDY_TLS_CLIENT_CA_FILE` (the `[tls]` files).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -61,6 +67,7 @@ use serde::Deserialize;
 
 use crate::groups::state::Timing;
 use crate::quotas::QuotaSettings;
+use crate::security::tls::TlsSettings;
 use crate::topic::{FlushSetting, TopicSettings};
 
 pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
@@ -198,6 +205,8 @@ pub struct BrokerConfig {
     pub transactions: TransactionSettings,
     /// Byte-rate quotas (docs/security.md, "Quotas").
     pub quotas: QuotaSettings,
+    /// TLS on the listeners (`[tls]`); off unless `cert_file` is set.
+    pub tls: TlsSettings,
 }
 
 /// The Kafka transaction coordinator (`transactions::Coordinator`).
@@ -253,6 +262,7 @@ impl Default for BrokerConfig {
             processors: ProcessorSettings::default(),
             transactions: TransactionSettings::default(),
             quotas: QuotaSettings::default(),
+            tls: TlsSettings::default(),
         }
     }
 }
@@ -348,6 +358,15 @@ impl BrokerConfig {
                 *slot = parse(name, v)?;
             }
         }
+        for (name, slot) in [
+            ("EDDY_TLS_CERT_FILE", &mut self.tls.cert_file),
+            ("EDDY_TLS_KEY_FILE", &mut self.tls.key_file),
+            ("EDDY_TLS_CLIENT_CA_FILE", &mut self.tls.client_ca_file),
+        ] {
+            if let Some(v) = env(name) {
+                *slot = Some(PathBuf::from(v));
+            }
+        }
         if let Some(v) = env("EDDY_PROCESSOR_RETIRE_GRACE_MS") {
             self.processors.retire_grace_ms = parse("EDDY_PROCESSOR_RETIRE_GRACE_MS", v)?;
         }
@@ -413,6 +432,7 @@ impl BrokerConfig {
         }
         self.groups.validate()?;
         self.quotas.validate().map_err(ConfigError::Invalid)?;
+        self.tls.validate().map_err(ConfigError::Invalid)?;
         if self.transactions.max_timeout_ms == 0 || self.transactions.abort_check_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "transactions.max_timeout_ms and abort_check_interval_ms must be positive".into(),
@@ -458,6 +478,22 @@ mod tests {
         let zero = |k: &str| (k == "EDDY_MAX_CONNECTIONS_PER_IP").then(|| "0".to_string());
         let e = BrokerConfig::load(None, zero).unwrap_err();
         assert!(e.to_string().contains("max_connections_per_ip"), "{e}");
+    }
+
+    #[test]
+    fn tls_from_file_and_environment() {
+        use crate::security::tls::TlsListener;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eddy.toml");
+        std::fs::write(&path, "[tls]\ncert_file = \"a.pem\"\nlisteners = [\"kafka\"]\n").unwrap();
+        let env = |k: &str| (k == "EDDY_TLS_KEY_FILE").then(|| "b.key".to_string());
+        let c = BrokerConfig::load(Some(&path), env).unwrap();
+        assert_eq!(c.tls.cert_file, Some(PathBuf::from("a.pem")));
+        assert_eq!(c.tls.key_file, Some(PathBuf::from("b.key")));
+        assert!(c.tls.serves(TlsListener::Kafka) && !c.tls.serves(TlsListener::Native));
+        let e = BrokerConfig::load(Some(&path), |_| None).unwrap_err();
+        assert_eq!(e.to_string(), "invalid config: tls.cert_file is set without tls.key_file");
+        assert!(!BrokerConfig::default().tls.enabled());
     }
 
     #[test]

@@ -6,6 +6,12 @@
 //! - A connection whose first frame (the handshake, or any request) is not complete within
 //!   `handshake_timeout_ms` of its accept is closed, so connections that never speak free their
 //!   place in seconds rather than after the idle timeout.
+//! - With TLS ([`serve_with`]), every connection is TLS: the TLS handshake comes first and
+//!   counts toward `handshake_timeout_ms`; a client whose first byte is not a TLS handshake
+//!   record (a plaintext client) gets one plaintext `TLS_REQUIRED` frame and is closed; a
+//!   connection past the connection limits is closed without a frame (a TLS client could not
+//!   read one). A client certificate's common name is the connection's principal. Plaintext
+//!   connections are read and written through the socket's own halves, as without TLS.
 //! - Each connection reads frames into one buffer and hands each request to its own task, so
 //!   requests pipeline. A request's bytes (a produce's batches) are slices of that buffer,
 //!   appended as they are; the buffer's memory is used again once they are done
@@ -38,8 +44,7 @@ use std::time::Duration;
 
 use eddy_protocol::v1::{self, Request, Response};
 use eddy_protocol::{ErrorCode, FrameDecoder, FrameError};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::JoinSet;
@@ -51,6 +56,7 @@ use crate::config::Limits;
 use crate::data::AppendTurn;
 use crate::quotas::Direction;
 use crate::security::Principal;
+use crate::security::tls::{ServerTls, TlsListener, TlsStream};
 use crate::wire::{self, Frame};
 
 mod read_buffer;
@@ -66,12 +72,22 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(broker, listener, None, shutdown).await
+}
+
+/// [`serve`], with every connection TLS when `tls` is given.
+pub async fn serve_with(
+    broker: Broker,
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let limits = broker.config().limits;
     let admission = Admission::new(&limits);
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
-    tracing::info!(addr = %listener.local_addr()?, "serving");
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving");
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -88,12 +104,15 @@ pub async fn serve(
                 match admission.admit(peer) {
                     Ok(slot) => {
                         meters.connection(&meters.native_connections, Some(true));
-                        connections.spawn(Connection::new(broker.clone(), limits, stopped.clone(), slot, peer).run(stream));
+                        let connection = Connection::new(broker.clone(), limits, stopped.clone(), slot, peer);
+                        connections.spawn(connection.run(stream, tls.clone()));
                     }
                     Err(refusal) => {
                         meters.connection(&meters.native_connections, Some(false));
                         tracing::debug!(%peer, %refusal, "connection refused");
-                        connections.spawn(refuse(stream, refusal));
+                        if tls.is_none() {
+                            connections.spawn(refuse(stream, refusal));
+                        }
                     }
                 }
             }
@@ -127,6 +146,18 @@ async fn write_frame<W: tokio::io::AsyncWrite + Unpin>(
     }
 }
 
+/// The one frame a plaintext client on a TLS port gets, encoded once.
+fn tls_required_frame() -> &'static [u8] {
+    static FRAME: std::sync::OnceLock<Vec<u8>> = std::sync::OnceLock::new();
+    FRAME.get_or_init(|| {
+        let message = "this listener requires TLS: connect with TLS (eddy --tls-ca FILE)".into();
+        match error_frame(0, ErrorCode::TlsRequired, message) {
+            Frame::Whole(bytes) => bytes.to_vec(),
+            Frame::Chunks(chunks) => chunks.concat(),
+        }
+    })
+}
+
 fn error_frame(correlation_id: u64, code: ErrorCode, message: String) -> Frame {
     let response =
         Response { correlation_id, error: Some(v1::Error::new(code, message)), body: None };
@@ -139,6 +170,8 @@ struct Connection {
     stopped: watch::Receiver<bool>,
     _slot: Admitted,
     peer: SocketAddr,
+    /// When it was accepted: the handshake deadline counts from here.
+    accepted: Instant,
     /// Who this connection's requests are handled as (anonymous until it authenticates).
     principal: Principal,
     /// The client's name from its handshake (the quota entity's client id).
@@ -178,6 +211,7 @@ impl Connection {
             stopped,
             _slot: slot,
             peer,
+            accepted: Instant::now(),
             principal: Principal::Anonymous,
             client_name: Arc::from(""),
             muted_until: Arc::new(AtomicI64::new(0)),
@@ -186,9 +220,54 @@ impl Connection {
         }
     }
 
-    async fn run(mut self, stream: TcpStream) {
+    async fn run(mut self, stream: TcpStream, tls: Option<ServerTls>) {
         let _ = stream.set_nodelay(true);
-        let (mut reader, writer) = stream.into_split();
+        match tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                self.serve(reader, writer).await;
+            }
+            Some(tls) => {
+                if let Some(stream) = self.handshake(&tls, stream).await {
+                    let (reader, writer) = tokio::io::split(stream);
+                    self.serve(reader, writer).await;
+                }
+            }
+        }
+        let meters = self.broker.meters();
+        meters.connection(&meters.native_connections, None);
+    }
+
+    /// When the first frame must be complete (a TLS handshake before it included).
+    fn first_frame_deadline(&self) -> Instant {
+        let idle = u64::from(self.limits.idle_timeout_ms);
+        let handshake = u64::from(self.limits.handshake_timeout_ms);
+        self.accepted + Duration::from_millis(idle.min(handshake))
+    }
+
+    /// TLS, by the first-frame deadline (a plaintext client is told `TLS_REQUIRED`); on
+    /// success the connection takes the principal it authenticated. `None` (logged) when it did
+    /// not start, or the broker is stopping.
+    async fn handshake(&mut self, tls: &ServerTls, stream: TcpStream) -> Option<TlsStream> {
+        let deadline = self.first_frame_deadline();
+        let answer = tls_required_frame();
+        let start = tls.start(TlsListener::Native, stream, self.peer, deadline, answer);
+        let mut stopped = self.stopped.clone();
+        let (stream, principal) = tokio::select! {
+            _ = stopped.changed() => return None,
+            started = start => started?,
+        };
+        self.principal = principal;
+        Some(stream)
+    }
+
+    /// Serves requests read from `reader`, answering through `writer`, until the connection
+    /// ends; then finishes what is in flight.
+    async fn serve<R, W>(&mut self, mut reader: R, writer: W)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let (tx, rx) = mpsc::channel::<Frame>(self.limits.max_in_flight as usize + 8);
         let write_timeout = Duration::from_millis(u64::from(self.limits.idle_timeout_ms));
         let mut writer = tokio::spawn(write_loop(writer, rx, write_timeout));
@@ -224,13 +303,11 @@ impl Connection {
             requests.abort_all();
             writer.abort();
         }
-        let meters = self.broker.meters();
-        meters.connection(&meters.native_connections, None);
     }
 
-    async fn read_loop(
+    async fn read_loop<R: AsyncRead + Unpin>(
         &mut self,
-        reader: &mut tokio::net::tcp::OwnedReadHalf,
+        reader: &mut R,
         tx: &mpsc::Sender<Frame>,
         requests: &mut JoinSet<()>,
     ) -> Close {
@@ -238,9 +315,10 @@ impl Connection {
         let idle = Duration::from_millis(u64::from(self.limits.idle_timeout_ms));
         let handshake = Duration::from_millis(u64::from(self.limits.handshake_timeout_ms));
         let mut input = ReadBuffer::new();
-        // Until the first frame is complete, the shorter handshake deadline applies.
+        // Until the first frame is complete, the shorter handshake deadline applies (from the
+        // accept: a TLS handshake took part of it).
         let mut greeted = false;
-        let mut deadline = Instant::now() + idle.min(handshake);
+        let mut deadline = self.first_frame_deadline();
         loop {
             loop {
                 if let Err(close) = self.wait_out_throttle().await {
@@ -438,7 +516,11 @@ fn is_unacknowledged(body: &v1::request::Body) -> bool {
 /// Writes response frames in the order they complete, coalescing what is ready into one write.
 /// A write that makes no progress for `timeout` (a peer that stopped reading) ends the loop,
 /// which drops the queue and fails the senders instead of holding their answers.
-async fn write_loop(writer: OwnedWriteHalf, mut rx: mpsc::Receiver<Frame>, timeout: Duration) {
+async fn write_loop<W: AsyncWrite + Unpin>(
+    writer: W,
+    mut rx: mpsc::Receiver<Frame>,
+    timeout: Duration,
+) {
     // Chunks of 64 KiB and more (fetched records) bypass the buffer and go to the socket as they
     // are; small ones are gathered into one write.
     let mut writer = BufWriter::with_capacity(64 * 1024, writer);

@@ -21,17 +21,23 @@ mod topic;
 
 use std::ffi::OsString;
 use std::io::Write;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
-use eddy_client::{Connection, ConnectionOptions};
+use eddy_client::{Connection, ConnectionOptions, TlsOptions};
 
 pub const USAGE: &str = "\
 usage: eddy [--broker ADDR] <command> ...
+       eddy [--broker ADDR] --tls-ca FILE [--tls-cert FILE --tls-key FILE] <command> ...
 
   serve [--data-dir DIR] [--listen ADDR] [--kafka-listen ADDR|off] [--config FILE]
-        [--http-listen ADDR|off]
+        [--http-listen ADDR|off] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
         run the broker (defaults: ./eddy-data, 127.0.0.1:9750, the Kafka protocol
-        on 127.0.0.1:9092, metrics and the web console on http://127.0.0.1:9751)
+        on 127.0.0.1:9092, metrics and the web console on http://127.0.0.1:9751);
+        with --tls-cert and --tls-key every listener serves TLS, and with
+        --tls-client-ca clients must present a certificate it signed (docs/security.md);
+        SIGHUP reloads the TLS files
   topic create NAME [--partitions N] [--retention-ms MS] [--retention-bytes B]
                     [--segment-bytes B] [--cleanup delete|compact] [--flush always|os|MS]
   topic list | describe NAME | delete NAME
@@ -75,7 +81,10 @@ usage: eddy [--broker ADDR] <command> ...
         run the script's persistent queries in this process over a Kafka-protocol
         cluster, as processor run runs a spec (docs/sql.md, 'Over a Kafka cluster')
 
---broker defaults to 127.0.0.1:9750.
+--broker defaults to 127.0.0.1:9750. --tls-ca FILE (or EDDY_TLS_CA) connects with TLS,
+trusting the CA certificates in FILE; --tls-cert and --tls-key (EDDY_TLS_CERT, EDDY_TLS_KEY)
+present a client certificate; the broker's certificate must be valid for the host of
+--broker unless --tls-server-name (EDDY_TLS_SERVER_NAME) names another.
 ";
 
 /// The lines of [`USAGE`] about `command` (its block: the line naming it and the lines
@@ -100,7 +109,8 @@ fn usage_of(command: &str) -> Option<String> {
     let broker = if command == "serve" {
         ""
     } else {
-        "\n--broker ADDR (before the command) defaults to 127.0.0.1:9750."
+        "\n--broker ADDR (before the command) defaults to 127.0.0.1:9750; --tls-ca FILE \
+         [--tls-cert FILE --tls-key FILE] (before the command) connect with TLS."
     };
     Some(format!("usage: eddy {command} ...\n\n{}\n{broker}", block.join("\n")))
 }
@@ -118,7 +128,11 @@ fn help_requested(args: &[OsString]) -> Option<Option<String>> {
             "--" => return None,
             "--help" => return Some(command),
             "-h" if !previous.starts_with('-') => return Some(command),
-            "--broker" if command.is_none() => i += 1,
+            "--broker" | "--tls-ca" | "--tls-cert" | "--tls-key" | "--tls-server-name"
+                if command.is_none() =>
+            {
+                i += 1
+            }
             a if command.is_none() && !a.starts_with('-') => command = Some(a.to_string()),
             _ => {}
         }
@@ -141,17 +155,34 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
     }
     let mut parser = lexopt::Parser::from_args(args);
     let mut broker = eddy_broker::config::DEFAULT_LISTEN.to_string();
+    let mut tls = TlsFlags::default();
     let command = loop {
         match parser.next()? {
             Some(Long("broker")) => broker = parser.value()?.string()?,
+            Some(Long("tls-ca")) => tls.ca = Some(PathBuf::from(parser.value()?)),
+            Some(Long("tls-cert")) => tls.cert = Some(PathBuf::from(parser.value()?)),
+            Some(Long("tls-key")) => tls.key = Some(PathBuf::from(parser.value()?)),
+            Some(Long("tls-server-name")) => tls.server_name = Some(parser.value()?.string()?),
             Some(Value(command)) => break command.string()?,
             Some(other) => return Err(other.unexpected().into()),
             None => bail!("no command given (see eddy --help)"),
         }
     };
     if command == "serve" {
+        if tls.given() {
+            bail!(
+                "--tls-ca, --tls-cert, --tls-key and --tls-server-name before the command are a \
+                 client's; give eddy serve its TLS files after it: eddy serve --tls-cert FILE \
+                 --tls-key FILE [--tls-client-ca FILE]"
+            );
+        }
         return serve::run(&mut parser);
     }
+    let options = ConnectionOptions {
+        tls: tls.with_env(|name| std::env::var_os(name)).options()?,
+        ..ConnectionOptions::default()
+    };
+    let _ = CONNECT_OPTIONS.set(options);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -172,10 +203,68 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
     })
 }
 
+/// How every command connects (TLS from the global flags), set once before it runs.
+static CONNECT_OPTIONS: OnceLock<ConnectionOptions> = OnceLock::new();
+
 async fn connect(broker: &str) -> Result<Connection> {
-    Connection::connect(broker, ConnectionOptions::default())
-        .await
-        .with_context(|| format!("connecting to {broker}"))
+    let options = CONNECT_OPTIONS.get().cloned().unwrap_or_default();
+    Connection::connect(broker, options).await.with_context(|| format!("connecting to {broker}"))
+}
+
+/// The client's TLS flags (`--tls-ca`, `--tls-cert`, `--tls-key`, `--tls-server-name`).
+#[derive(Debug, Default)]
+struct TlsFlags {
+    ca: Option<PathBuf>,
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+    server_name: Option<String>,
+}
+
+impl TlsFlags {
+    fn given(&self) -> bool {
+        self.ca.is_some() || self.cert.is_some() || self.key.is_some() || self.server_name.is_some()
+    }
+
+    /// Each flag not given from its environment variable (`EDDY_TLS_CA`, `EDDY_TLS_CERT`,
+    /// `EDDY_TLS_KEY`, `EDDY_TLS_SERVER_NAME`).
+    fn with_env(mut self, env: impl Fn(&str) -> Option<OsString>) -> Self {
+        for (name, slot) in [
+            ("EDDY_TLS_CA", &mut self.ca),
+            ("EDDY_TLS_CERT", &mut self.cert),
+            ("EDDY_TLS_KEY", &mut self.key),
+        ] {
+            if slot.is_none() {
+                *slot = env(name).map(PathBuf::from);
+            }
+        }
+        if self.server_name.is_none() {
+            self.server_name = env("EDDY_TLS_SERVER_NAME").and_then(|v| v.into_string().ok());
+        }
+        self
+    }
+
+    /// TLS options, or `None` for plaintext.
+    fn options(&self) -> Result<Option<TlsOptions>> {
+        let client = match (&self.cert, &self.key) {
+            (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+            (None, None) => None,
+            _ => bail!("--tls-cert and --tls-key go together (a client certificate and its key)"),
+        };
+        let Some(ca) = &self.ca else {
+            if self.given() {
+                bail!(
+                    "--tls-ca FILE is needed to connect with TLS (the CA certificates that \
+                     signed the broker's certificate)"
+                );
+            }
+            return Ok(None);
+        };
+        let mut options = TlsOptions::from_files(ca, client)?;
+        if let Some(name) = &self.server_name {
+            options = options.with_server_name(name.clone());
+        }
+        Ok(Some(options))
+    }
 }
 
 /// Buffered stdout that ends quietly when the reader goes away (`eddy consume | head`).
@@ -261,6 +350,22 @@ mod tests {
         assert_eq!(ask(&["consume", "t", "--group", "-h"]), None);
         assert_eq!(ask(&["sql", "-e", "SELECT 1 -h"]), None);
         assert_eq!(ask(&["query", "t", "--", "--help"]), None);
+    }
+
+    #[test]
+    fn tls_flags_need_a_ca_and_come_from_flags_then_the_environment() {
+        let cert_only = TlsFlags { cert: Some("c.pem".into()), ..TlsFlags::default() };
+        assert_eq!(
+            cert_only.options().unwrap_err().to_string(),
+            "--tls-cert and --tls-key go together (a client certificate and its key)"
+        );
+        let no_ca = TlsFlags { server_name: Some("b".into()), ..TlsFlags::default() };
+        assert!(no_ca.options().unwrap_err().to_string().starts_with("--tls-ca FILE is needed"));
+        assert!(TlsFlags::default().with_env(|_| None).options().unwrap().is_none());
+        let env = |name: &str| (name == "EDDY_TLS_CA").then(|| OsString::from("env-ca.pem"));
+        assert_eq!(TlsFlags::default().with_env(env).ca, Some(PathBuf::from("env-ca.pem")));
+        let flag = TlsFlags { ca: Some("flag-ca.pem".into()), ..TlsFlags::default() };
+        assert_eq!(flag.with_env(env).ca, Some(PathBuf::from("flag-ca.pem")));
     }
 
     #[test]

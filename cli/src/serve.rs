@@ -1,6 +1,12 @@
 //! `eddy serve`: load the configuration, open the broker, serve until SIGINT or SIGTERM, then
 //! finish in-flight requests, flush every partition and exit 0.
 //!
+//! TLS (`[tls]`, `--tls-cert`, `--tls-key`, `--tls-client-ca`): the files are read and checked
+//! before anything is bound, so a bad file stops the start with an error naming it. SIGHUP reads
+//! them again: new connections get the new certificate, key and client CA, open ones carry on;
+//! a reload that fails keeps the configuration in force and logs an error naming the file. Each
+//! reload prints one line, `eddy tls reloaded` or `eddy tls reload failed: ...`.
+//!
 //! The HTTP listener (eddy-http: metrics, health, the console) is bound first and runs on a
 //! thread and runtime of its own, so `/health` answers and `/ready` says "opening" while the
 //! broker recovers, and no HTTP client can take the native or Kafka listeners' threads.
@@ -10,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use eddy_broker::config::Listen;
+use eddy_broker::security::tls::{ServerTls, TlsListener};
 use eddy_broker::{Broker, BrokerConfig, kafka, now_ms, server};
 use tokio::net::TcpListener;
 
@@ -17,8 +24,12 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
     use lexopt::prelude::*;
     let (mut data_dir, mut listen, mut config_file) = (None, None, None);
     let (mut kafka_listen, mut http_listen) = (None, None);
+    let (mut tls_cert, mut tls_key, mut tls_client_ca) = (None, None, None);
     while let Some(arg) = parser.next()? {
         match arg {
+            Long("tls-cert") => tls_cert = Some(PathBuf::from(parser.value()?)),
+            Long("tls-key") => tls_key = Some(PathBuf::from(parser.value()?)),
+            Long("tls-client-ca") => tls_client_ca = Some(PathBuf::from(parser.value()?)),
             Long("data-dir") => data_dir = Some(PathBuf::from(parser.value()?)),
             Long("listen") => listen = Some(parser.value()?.string()?),
             Long("kafka-listen") => kafka_listen = Some(parser.value()?.string()?),
@@ -42,6 +53,16 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
         config.http_listen =
             addr.parse().with_context(|| format!("--http-listen {addr:?} (host:port or off)"))?;
     }
+    for (flag, slot) in [
+        (tls_cert, &mut config.tls.cert_file),
+        (tls_key, &mut config.tls.key_file),
+        (tls_client_ca, &mut config.tls.client_ca_file),
+    ] {
+        if flag.is_some() {
+            *slot = flag;
+        }
+    }
+    config.validate()?;
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -52,9 +73,15 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
 
 async fn serve(config: BrokerConfig) -> Result<()> {
     let maintenance_every = Duration::from_millis(config.maintenance_interval_ms);
+    let tls = ServerTls::load(&config.tls)?;
+    // Watched from before the listeners are bound, so a SIGHUP sent once they are (once the
+    // broker has printed its address) never meets SIGHUP's default action, which ends the process.
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("watching for SIGHUP")?;
+    let tls_for = |listener| tls.clone().filter(|t| t.serves(listener));
     let http = match config.http_listen {
         Listen::Off => None,
-        Listen::At(at) => Some(Http::start(at)?),
+        Listen::At(at) => Some(Http::start(at, tls_for(TlsListener::Http))?),
     };
     let broker = Broker::open_with(config.clone())
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
@@ -81,19 +108,23 @@ async fn serve(config: BrokerConfig) -> Result<()> {
     // last line printed at start, once every listener is bound.
     say(&format!("eddy listening on {addr}"));
     let maintenance = tokio::spawn(maintain(broker.clone(), maintenance_every));
+    let reloads = tokio::spawn(reload_on_sighup(tls.clone(), hangups));
     let (stop_kafka, kafka_stopped) = tokio::sync::oneshot::channel::<()>();
     let kafka = kafka.map(|(listener, advertised)| {
         let stopped = async move {
             let _ = kafka_stopped.await;
         };
-        tokio::spawn(kafka::serve(broker.clone(), listener, advertised, stopped))
+        let tls = tls_for(TlsListener::Kafka);
+        tokio::spawn(kafka::serve_with(broker.clone(), listener, advertised, tls, stopped))
     });
-    server::serve(broker.clone(), listener, shutdown_signal()).await?;
+    let native_tls = tls_for(TlsListener::Native);
+    server::serve_with(broker.clone(), listener, native_tls, shutdown_signal()).await?;
     let _ = stop_kafka.send(());
     if let Some(kafka) = kafka {
         kafka.await??;
     }
     maintenance.abort();
+    reloads.abort();
     if let Some(http) = http {
         http.stop().await;
     }
@@ -113,7 +144,7 @@ struct Http {
 impl Http {
     /// Binds `at` (printing the address) and starts serving; the API answers "opening" until
     /// the broker is set.
-    fn start(at: std::net::SocketAddr) -> Result<Http> {
+    fn start(at: std::net::SocketAddr, tls: Option<ServerTls>) -> Result<Http> {
         let listener = std::net::TcpListener::bind(at)
             .with_context(|| format!("binding the HTTP listener {at}"))?;
         listener.set_nonblocking(true)?;
@@ -128,7 +159,7 @@ impl Http {
         let thread = std::thread::Builder::new().name("eddy-http".into()).spawn(move || {
             let served = runtime.block_on(async move {
                 let listener = TcpListener::from_std(listener)?;
-                eddy_http::serve(serving, listener, async move {
+                eddy_http::serve_with(serving, listener, tls, async move {
                     let _ = stopped.await;
                 })
                 .await
@@ -158,6 +189,29 @@ async fn maintain(broker: Broker, every: Duration) {
         tick.tick().await;
         let b = broker.clone();
         let _ = tokio::task::spawn_blocking(move || b.run_maintenance(now_ms())).await;
+    }
+}
+
+/// Reloads the TLS files on each SIGHUP (and says so on stdout); without TLS a SIGHUP is logged
+/// and ignored rather than ending the process.
+async fn reload_on_sighup(tls: Option<ServerTls>, mut hangups: tokio::signal::unix::Signal) {
+    while hangups.recv().await.is_some() {
+        let Some(tls) = &tls else {
+            tracing::info!("SIGHUP received: no TLS configured, nothing to reload");
+            continue;
+        };
+        let reloading = tls.clone();
+        match tokio::task::spawn_blocking(move || reloading.reload()).await {
+            Ok(Ok(())) => {
+                tracing::info!("SIGHUP received: TLS certificate, key and client CA reloaded");
+                say("eddy tls reloaded");
+            }
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "SIGHUP received: TLS reload failed; keeping the configuration in force");
+                say(&format!("eddy tls reload failed: {e}"));
+            }
+            Err(e) => tracing::error!(error = %e, "TLS reload task failed"),
+        }
     }
 }
 

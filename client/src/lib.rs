@@ -44,7 +44,7 @@ pub use group::{
 };
 pub use producer::{BatchDelivery, Delivery, Producer, ProducerConfig};
 pub use record::{BatchMetadata, ConsumerRecord, ProducerRecord, RecordHeader, RecordMetadata};
-pub use tcp::{Connection, ConnectionOptions};
+pub use tcp::{Connection, ConnectionOptions, TlsOptions};
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +124,13 @@ pub enum ClientError {
     /// may have been written, exactly once, like any batch whose answer was lost).
     #[error("{topic}/{partition}: an earlier batch of the partition failed: {cause}")]
     PrecedingBatchFailed { topic: String, partition: u32, cause: Box<ClientError> },
+    /// TLS with the broker failed: its certificate was refused (untrusted issuer, expired, not
+    /// for this name), it did not answer with TLS, or it refused this client's certificate.
+    #[error("TLS with {addr}: {reason}")]
+    Tls { addr: String, reason: String },
+    /// A TLS file (CA, certificate, key) could not be used.
+    #[error("TLS file {path}: {reason}")]
+    TlsSetup { path: String, reason: String },
 }
 
 impl ClientError {
@@ -140,7 +147,10 @@ impl ClientError {
     /// Whether the failure happened on the way to or from the broker, so a request may or may
     /// not have been applied.
     pub fn is_transport(&self) -> bool {
-        matches!(self, Self::Connection { .. } | Self::Closed { .. } | Self::Timeout { .. })
+        matches!(
+            self,
+            Self::Connection { .. } | Self::Closed { .. } | Self::Timeout { .. } | Self::Tls { .. }
+        )
     }
 }
 
@@ -194,6 +204,10 @@ impl Clone for ClientError {
                 partition: *partition,
                 cause: cause.clone(),
             },
+            Self::Tls { addr, reason } => Self::Tls { addr: addr.clone(), reason: reason.clone() },
+            Self::TlsSetup { path, reason } => {
+                Self::TlsSetup { path: path.clone(), reason: reason.clone() }
+            }
         }
     }
 }

@@ -33,6 +33,10 @@
 //!
 //! A `Connection` does not reconnect: after it closes every call fails, and the owner opens a
 //! new one.
+//!
+//! With [`ConnectionOptions::tls`] the connection is TLS (`tcp/tls.rs`): the handshake comes
+//! before the `ApiVersions` one, within a `connect_timeout` of its own; the reader and writer work
+//! on the TLS stream's halves. Without it they work on the socket's own halves, as before.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,9 +47,8 @@ use bytes::BytesMut;
 use eddy_protocol::v1::{self, request, response};
 use eddy_protocol::{ErrorCode, FrameDecoder, PROTOCOL_VERSION};
 use prost::Message as _;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -53,7 +56,10 @@ use self::frame::Frame;
 use crate::{ClientError, Transport, expect_body};
 
 mod frame;
+mod tls;
 mod writer;
+
+pub use tls::TlsOptions;
 
 /// Bytes the reader asks the socket for at least, per read.
 const READ_CHUNK_BYTES: usize = 64 * 1024;
@@ -63,7 +69,8 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub struct ConnectionOptions {
     /// Sent in the handshake, for the broker's logs.
     pub client_name: String,
-    /// Limit on establishing the TCP connection and on the handshake, each.
+    /// Limit on establishing the TCP connection, on the TLS handshake (with `tls`) and on the
+    /// `ApiVersions` handshake, each.
     pub connect_timeout: Duration,
     /// Limit on each call, from queueing the request to its response. A fetch gets its own
     /// `max_wait_ms` on top, so a long poll is not cut short. `None`: wait as long as the
@@ -74,6 +81,8 @@ pub struct ConnectionOptions {
     pub max_response_frame_bytes: u32,
     /// Encoded requests queued for the writer before callers wait (backpressure).
     pub write_queue_frames: usize,
+    /// Speak TLS to the broker (its listener must serve TLS); `None`: plaintext.
+    pub tls: Option<TlsOptions>,
 }
 
 impl Default for ConnectionOptions {
@@ -84,6 +93,7 @@ impl Default for ConnectionOptions {
             request_timeout: Some(Duration::from_secs(30)),
             max_response_frame_bytes: 64 * 1024 * 1024,
             write_queue_frames: 1024,
+            tls: None,
         }
     }
 }
@@ -115,7 +125,22 @@ impl Connection {
             .map_err(io_error)?;
         // Requests are already batched by the writer; do not let Nagle hold them back.
         stream.set_nodelay(true).map_err(io_error)?;
-        let mut conn = Self::start(stream, addr.to_owned(), &options);
+        let mut conn = match &options.tls {
+            None => {
+                let (read, write) = stream.into_split();
+                Self::start(read, write, addr.to_owned(), &options)
+            }
+            Some(tls) => {
+                let stream = tokio::time::timeout(
+                    options.connect_timeout,
+                    tls::handshake(tls, addr, stream),
+                )
+                .await
+                .map_err(|_| ClientError::Timeout { ms: connect_ms })??;
+                let (read, write) = tokio::io::split(stream);
+                Self::start(read, write, addr.to_owned(), &options)
+            }
+        };
         let handshake = request::Body::ApiVersions(v1::ApiVersionsRequest {
             min_version: PROTOCOL_VERSION,
             max_version: PROTOCOL_VERSION,
@@ -147,9 +172,12 @@ impl Connection {
         Ok(conn)
     }
 
-    /// Spawns the reader and writer tasks over `stream`.
-    fn start(stream: TcpStream, addr: String, options: &ConnectionOptions) -> Self {
-        let (read, write) = stream.into_split();
+    /// Spawns the reader and writer tasks over a stream's two halves.
+    fn start<R, W>(read: R, write: W, addr: String, options: &ConnectionOptions) -> Self
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+        W: AsyncWrite + Unpin + Send + 'static,
+    {
         let shared = Arc::new(Shared {
             addr,
             state: Mutex::new(State { pending: HashMap::new(), closed: None }),
@@ -378,7 +406,7 @@ fn into_result(response: v1::Response) -> Result<response::Body, ClientError> {
     response.body.ok_or(ClientError::UnexpectedResponse("a response with neither body nor error"))
 }
 
-async fn read_loop(mut read: OwnedReadHalf, decoder: FrameDecoder, shared: Arc<Shared>) {
+async fn read_loop<R: AsyncRead + Unpin>(mut read: R, decoder: FrameDecoder, shared: Arc<Shared>) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let reason = loop {
         match decoder.next_message::<v1::Response>(&mut buf) {
@@ -395,7 +423,9 @@ async fn read_loop(mut read: OwnedReadHalf, decoder: FrameDecoder, shared: Arc<S
         match read.read_buf(&mut buf).await {
             Ok(0) => break ClientError::Closed { addr: shared.addr.clone() },
             Ok(_) => {}
-            Err(source) => break ClientError::Connection { addr: shared.addr.clone(), source },
+            // A TLS failure after the handshake (a broker refusing this client's certificate
+            // does so on the first read) becomes `ClientError::Tls`.
+            Err(source) => break tls::io_error(&shared.addr, source, &shared.addr),
         }
     };
     shared.close(reason);

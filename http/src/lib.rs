@@ -26,6 +26,8 @@ pub mod server;
 
 use std::future::Future;
 
+use eddy_broker::security::tls::ServerTls;
+
 pub use app::App;
 pub use server::{HttpLimits, HttpMeter};
 use tokio::net::TcpListener;
@@ -36,6 +38,17 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(app, listener, None, shutdown).await
+}
+
+/// [`serve`], over HTTPS when `tls` is given.
+pub async fn serve_with(
+    app: App,
+    listener: TcpListener,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let router = routes::router(&app);
-    server::serve_router(router, listener, app.limits(), app.meter().clone(), shutdown).await
+    let meter = app.meter().clone();
+    server::serve_router(router, listener, app.limits(), meter, tls, shutdown).await
 }

@@ -13,16 +13,22 @@
 //! - A connection lives at most `max_connection_lifetime`, however busy (a push query's event
 //!   stream reconnects; EventSource does so by itself).
 //! - Shutdown: stop accepting, let connections finish for a short grace, then drop them.
+//! - With TLS (HTTPS), the TLS handshake must complete within `header_read_timeout` too; a
+//!   client whose first byte is not a TLS handshake record (plain HTTP) is answered one
+//!   plaintext `400` saying the listener wants HTTPS, then closed.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use eddy_broker::security::tls::{ServerTls, TlsListener};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
@@ -66,18 +72,20 @@ pub struct HttpMeter {
     pub requests: [[AtomicU64; 5]; ROUTES.len()],
 }
 
-/// Serves `router` on `listener` within `limits` until `shutdown` completes.
+/// Serves `router` on `listener` within `limits` until `shutdown` completes; HTTPS when `tls`
+/// is given.
 pub async fn serve_router(
     router: Router,
     listener: TcpListener,
     limits: HttpLimits,
     meter: Arc<HttpMeter>,
+    tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
-    tracing::info!(addr = %listener.local_addr()?, "serving HTTP");
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving HTTP");
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -99,9 +107,9 @@ pub async fn serve_router(
                 };
                 meter.accepted.fetch_add(1, Ordering::Relaxed);
                 meter.open.fetch_add(1, Ordering::Relaxed);
-                let (router, meter) = (router.clone(), meter.clone());
+                let (router, meter, tls) = (router.clone(), meter.clone(), tls.clone());
                 connections.spawn(async move {
-                    connection(router, stream, limits).await;
+                    connection(router, stream, peer, limits, tls).await;
                     meter.open.fetch_sub(1, Ordering::Relaxed);
                     drop(slot);
                 });
@@ -118,8 +126,39 @@ pub async fn serve_router(
     Ok(())
 }
 
-async fn connection(router: Router, stream: tokio::net::TcpStream, limits: HttpLimits) {
+async fn connection(
+    router: Router,
+    stream: TcpStream,
+    peer: SocketAddr,
+    limits: HttpLimits,
+    tls: Option<ServerTls>,
+) {
     let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve_http(router, stream, limits).await,
+        Some(tls) => {
+            let answer = format!(
+                "HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\nconnection: close\r\n\
+                 content-length: {}\r\n\r\n{HTTPS_REQUIRED}",
+                HTTPS_REQUIRED.len()
+            );
+            // The handshake is bounded like a request's head.
+            let deadline = tokio::time::Instant::now() + limits.header_read_timeout;
+            let started = tls.start(TlsListener::Http, stream, peer, deadline, answer.as_bytes());
+            if let Some((stream, _principal)) = started.await {
+                serve_http(router, stream, limits).await;
+            }
+        }
+    }
+}
+
+/// What a plain HTTP client on the HTTPS port is told (in a `400`).
+const HTTPS_REQUIRED: &str = "this listener requires HTTPS: use https:// in the URL\n";
+
+async fn serve_http<S>(router: Router, stream: S, limits: HttpLimits)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)

@@ -28,6 +28,9 @@ Commands (all print JSON lines, see common.py; every loop has a deadline):
              per step with what the broker answered.
   list_topics
              AdminClient.list_topics() for every topic: "listed" with topics and brokers.
+
+-X KEY=VALUE (repeatable) adds a librdkafka setting to produce's and consume's clients, for
+example -X security.protocol=SSL -X ssl.ca.location=ca.pem (tests/tests/security_tls.rs).
 """
 
 import signal
@@ -36,6 +39,14 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicCollection,
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from common import Deadline, emit, fail, parser, read_records, record, record_json
+
+
+def settings(args, config):
+    """config with the -X KEY=VALUE settings added."""
+    for item in args.extra:
+        key, _, value = item.partition("=")
+        config[key] = value
+    return config
 
 
 def msg_json(msg):
@@ -54,7 +65,7 @@ def produce(args, deadline):
         "linger.ms": 5,
         "message.timeout.ms": int(deadline.left() * 1000),
     }
-    producer = Producer(config)
+    producer = Producer(settings(args, config))
     failed = []
 
     def on_delivery(index, key, value, headers, timestamp):
@@ -164,12 +175,15 @@ def partitions_of(client, topic, deadline):
 
 def consume(args, deadline):
     consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": "confluent-client-assign",
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-        }
+        settings(
+            args,
+            {
+                "bootstrap.servers": args.bootstrap,
+                "group.id": "confluent-client-assign",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+            },
+        )
     )
     parts = partitions_of(consumer, args.topic, deadline)
     consumer.assign([TopicPartition(args.topic, p, -2) for p in parts])
@@ -320,6 +334,7 @@ def main():
     p.add_argument("--group-protocol", default="classic", choices=["classic", "consumer"])
     p.add_argument("--file")
     p.add_argument("--partitioner", default="murmur2_random")
+    p.add_argument("-X", dest="extra", action="append", default=[], metavar="KEY=VALUE")
     args = p.parse_args()
     deadline = Deadline(args.timeout)
     try:

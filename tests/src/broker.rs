@@ -128,6 +128,12 @@ impl BrokerProcess {
         &self.data_dir
     }
 
+    /// The next line the broker prints on stdout after the listening lines (`eddy tls
+    /// reloaded`, ...); `None` once stdout is closed. Fails if none arrives by `deadline`.
+    pub fn next_line(&mut self, deadline: std::time::Instant) -> io::Result<Option<String>> {
+        self.child.next_line(deadline)
+    }
+
     /// Whether the process is still running (reaps it if it has exited).
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))

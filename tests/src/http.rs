@@ -52,7 +52,8 @@ pub fn get(addr: SocketAddr, path: &str) -> Answer {
     request(addr, "GET", path, None).unwrap_or_else(|e| panic!("GET {path} on {addr}: {e}"))
 }
 
-fn parse(raw: &[u8]) -> Option<Answer> {
+/// An HTTP/1.1 answer read to its end (chunked bodies joined), or `None` if it is not one.
+pub fn parse(raw: &[u8]) -> Option<Answer> {
     let text = String::from_utf8_lossy(raw);
     let (head, body) = text.split_once("\r\n\r\n")?;
     let mut lines = head.lines();

@@ -114,10 +114,12 @@ pub fn kafkajs_client() -> Command {
     command
 }
 
-/// `kcat -b BOOTSTRAP`.
+/// `kcat -b BOOTSTRAP`, with the system's librdkafka: `cargo test` puts the build directory of
+/// rdkafka-sys (a librdkafka built without OpenSSL, for eddy-bench) on `LD_LIBRARY_PATH`, where
+/// kcat would find it first and refuse `security.protocol=ssl`.
 pub fn kcat_command(bootstrap: &str) -> Command {
     let mut command = Command::new(kcat());
-    command.args(["-b", bootstrap]);
+    command.env_remove("LD_LIBRARY_PATH").args(["-b", bootstrap]);
     command
 }
 

@@ -16,6 +16,10 @@
 //!   connection is closed at once; a connection whose first request is not complete within
 //!   `handshake_timeout_ms` is closed; a connection silent for `idle_timeout_ms` is closed; on
 //!   shutdown the request being handled is answered, then the connection closes.
+//! - With TLS ([`serve_with`]; Kafka's `security.protocol=SSL`), every connection is TLS: the
+//!   TLS handshake counts toward `handshake_timeout_ms`, a client whose first byte is not a TLS
+//!   handshake record (a plaintext client) is closed with a log line naming it (Kafka has no
+//!   frame to say why), and a client certificate's common name is the connection's principal.
 //!
 //! - Quotas (`crate::quotas`): a Produce's record bytes and a Fetch's answered records count
 //!   against the client's byte rate (by principal and `client.id`); over it, the answer's
@@ -48,14 +52,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tokio::time::Instant;
 
 use crate::admission::Admission;
 use crate::broker::Broker;
 use crate::security::Principal;
+use crate::security::tls::{ServerTls, TlsListener};
 
 pub use api::supported_versions;
 
@@ -123,6 +129,17 @@ pub async fn serve(
     advertised: Advertised,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    serve_with(broker, listener, advertised, None, shutdown).await
+}
+
+/// [`serve`], with every connection TLS when `tls` is given.
+pub async fn serve_with(
+    broker: Broker,
+    listener: TcpListener,
+    advertised: Advertised,
+    tls: Option<ServerTls>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
     let limits = broker.config().limits;
     let cluster_id = cluster_id(&broker);
     let context = Arc::new(Context {
@@ -137,7 +154,7 @@ pub async fn serve(
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
-    tracing::info!(addr = %listener.local_addr()?, "serving the Kafka protocol");
+    tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving the Kafka protocol");
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
@@ -164,11 +181,13 @@ pub async fn serve(
                     context: context.clone(),
                     stopped: stopped.clone(),
                     peer,
+                    accepted: Instant::now(),
                     principal: Principal::Anonymous,
                 };
+                let tls = tls.clone();
                 connections.spawn(async move {
                     let context = connection.context.clone();
-                    connection.run(stream).await;
+                    connection.run(stream, tls).await;
                     let meters = context.broker.meters();
                     meters.connection(&meters.kafka_connections, None);
                     drop(slot);
@@ -230,6 +249,8 @@ struct Connection {
     context: Arc<Context>,
     stopped: watch::Receiver<bool>,
     peer: SocketAddr,
+    /// When it was accepted: the handshake deadline counts from here.
+    accepted: Instant,
     /// Who this connection's requests are handled as (anonymous until it authenticates).
     principal: Principal,
 }
@@ -248,8 +269,47 @@ enum Close {
 }
 
 impl Connection {
-    async fn run(mut self, mut stream: TcpStream) {
+    async fn run(mut self, stream: TcpStream, tls: Option<ServerTls>) {
         let _ = stream.set_nodelay(true);
+        match tls {
+            None => self.run_on(stream).await,
+            Some(tls) => {
+                if let Some(stream) = self.handshake(&tls, stream).await {
+                    self.run_on(stream).await;
+                }
+            }
+        }
+    }
+
+    /// When the first request must be complete (a TLS handshake before it included).
+    fn first_request_deadline(&self) -> (Instant, Close) {
+        let limits = self.context.broker.config().limits;
+        let (idle, handshake) = (limits.idle_timeout_ms, limits.handshake_timeout_ms);
+        let (ms, timed_out) =
+            if handshake < idle { (handshake, Close::Handshake) } else { (idle, Close::Idle) };
+        (self.accepted + Duration::from_millis(u64::from(ms)), timed_out)
+    }
+
+    /// TLS, by the first request's deadline (a plaintext client is closed: Kafka has no frame
+    /// to tell it why); on success the connection takes the principal it authenticated. `None`
+    /// (logged) when it did not start, or the broker is stopping.
+    async fn handshake(
+        &mut self,
+        tls: &ServerTls,
+        stream: TcpStream,
+    ) -> Option<crate::security::tls::TlsStream> {
+        let (deadline, _) = self.first_request_deadline();
+        let start = tls.start(TlsListener::Kafka, stream, self.peer, deadline, &[]);
+        let mut stopped = self.stopped.clone();
+        let (stream, principal) = tokio::select! {
+            _ = stopped.changed() => return None,
+            started = start => started?,
+        };
+        self.principal = principal;
+        Some(stream)
+    }
+
+    async fn run_on<S: AsyncRead + AsyncWrite + Unpin>(&mut self, mut stream: S) {
         let close = self.serve(&mut stream).await;
         match close {
             Close::Refused(reason) => {
@@ -260,27 +320,28 @@ impl Connection {
             }
             other => tracing::debug!(peer = %self.peer, reason = ?other, "kafka connection closed"),
         }
-        let _ = stream.shutdown().await;
+        // Bounded: over TLS this writes close_notify, which a client that stopped reading
+        // would otherwise hold up.
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
     }
 
-    async fn serve(&mut self, stream: &mut TcpStream) -> Close {
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(&mut self, stream: &mut S) -> Close {
         let limits = self.context.broker.config().limits;
         let idle = Duration::from_millis(u64::from(limits.idle_timeout_ms));
-        let handshake = Duration::from_millis(u64::from(limits.handshake_timeout_ms));
-        // The first request must be complete within the (usually shorter) handshake deadline.
-        let (mut wait, mut timed_out) =
-            if handshake < idle { (handshake, Close::Handshake) } else { (idle, Close::Idle) };
+        // The first request must be complete within the (usually shorter) handshake deadline,
+        // counted from the accept (a TLS handshake took part of it).
+        let (mut deadline, mut timed_out) = self.first_request_deadline();
         loop {
             let frame = tokio::select! {
                 _ = self.stopped.changed() => return Close::Shutdown,
-                frame = tokio::time::timeout(wait, read_frame(stream, limits.max_frame_bytes)) => match frame {
+                frame = tokio::time::timeout_at(deadline, read_frame(stream, limits.max_frame_bytes)) => match frame {
                     Err(_) => return timed_out,
                     Ok(Ok(Some(frame))) => frame,
                     Ok(Ok(None)) => return Close::Eof,
                     Ok(Err(close)) => return close,
                 },
             };
-            (wait, timed_out) = (idle, Close::Idle);
+            timed_out = Close::Idle;
             let mut throttle = Duration::ZERO;
             let handled =
                 api::handle(&self.context, frame, self.peer, &self.principal, &mut throttle).await;
@@ -307,12 +368,16 @@ impl Connection {
                     _ = tokio::time::sleep(throttle) => {}
                 }
             }
+            deadline = Instant::now() + idle;
         }
     }
 }
 
 /// Reads one size-prefixed request. `Ok(None)` at a clean end of stream between requests.
-async fn read_frame(stream: &mut TcpStream, max: u32) -> Result<Option<Bytes>, Close> {
+async fn read_frame<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    max: u32,
+) -> Result<Option<Bytes>, Close> {
     let mut size = [0u8; 4];
     match stream.read_exact(&mut size).await {
         Ok(_) => {}

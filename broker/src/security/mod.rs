@@ -8,6 +8,10 @@
 //!   [`Principal::Internal`] unless it runs with the rights of the principal that deployed it.
 //! - Principals are written as Kafka writes them, `User:<name>` (`User:ANONYMOUS` for the
 //!   anonymous one), so ACLs and logs read the same in eddy and in Kafka's tools.
+//! - [`tls`]: the `[tls]` settings, the certificate files, the listeners' handshake (a client
+//!   certificate's common name is its principal) and the reload on SIGHUP.
+
+pub mod tls;
 
 use std::fmt;
 use std::sync::Arc;

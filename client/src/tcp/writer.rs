@@ -12,13 +12,11 @@ use std::io::IoSlice;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
-use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use super::Shared;
 use super::frame::Frame;
-use crate::ClientError;
 
 /// Chunks shorter than this are copied into the gathering buffer; longer ones go to the
 /// socket as they are.
@@ -57,7 +55,7 @@ impl Outbox {
     }
 
     /// Writes everything, then is empty.
-    async fn write_all(&mut self, socket: &mut OwnedWriteHalf) -> std::io::Result<()> {
+    async fn write_all<W: AsyncWrite + Unpin>(&mut self, socket: &mut W) -> std::io::Result<()> {
         self.seal_gathered();
         while !self.chunks.is_empty() {
             let written = {
@@ -90,9 +88,9 @@ impl Outbox {
 
 /// Writes queued frames until the queue closes (the connection is dropped) or a write fails
 /// (which closes the connection).
-pub(super) async fn write_loop(
+pub(super) async fn write_loop<W: AsyncWrite + Unpin>(
     mut queued: mpsc::Receiver<Frame>,
-    mut socket: OwnedWriteHalf,
+    mut socket: W,
     shared: Arc<Shared>,
 ) {
     let mut outbox = Outbox::default();
@@ -106,7 +104,7 @@ pub(super) async fn write_loop(
             }
         }
         if let Err(source) = outbox.write_all(&mut socket).await {
-            shared.close(ClientError::Connection { addr: shared.addr.clone(), source });
+            shared.close(super::tls::io_error(&shared.addr, source, &shared.addr));
             return;
         }
     }
