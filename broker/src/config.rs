@@ -35,6 +35,10 @@
 //!
 //! [processors]
 //! retire_grace_ms = 600000         # a replaced version's state is kept this long (rollback)
+//!
+//! [acl]
+//! enabled = false                  # true: requests are checked against the ACLs (docs/security.md)
+//! super_users = ["admin"]          # users with every right
 //! ```
 //!
 //! Most keys may be overridden by an environment variable (`[topic_defaults]` and
@@ -42,7 +46,8 @@
 //! `EDDY_KAFKA_LISTEN`, `EDDY_KAFKA_ADVERTISED`, `EDDY_HTTP_LISTEN`, `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
 //! `EDDY_MAX_CONNECTIONS`), and `EDDY_GROUP_` + the upper-cased key for each group timing (for
 //! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`), `EDDY_TXN_MAX_TIMEOUT_MS` and
-//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section).
+//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section), `EDDY_ACL_ENABLED` and
+//! `EDDY_ACL_SUPER_USERS` (comma-separated).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -50,6 +55,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::groups::state::Timing;
+use crate::security::acl::AclSettings;
 use crate::topic::{FlushSetting, TopicSettings};
 
 pub const DEFAULT_DATA_DIR: &str = "./eddy-data";
@@ -185,6 +191,8 @@ pub struct BrokerConfig {
     pub groups: GroupSettings,
     pub processors: ProcessorSettings,
     pub transactions: TransactionSettings,
+    /// Authorization (docs/security.md): off by default.
+    pub acl: AclSettings,
 }
 
 /// The Kafka transaction coordinator (`transactions::Coordinator`).
@@ -239,6 +247,7 @@ impl Default for BrokerConfig {
             groups: GroupSettings::default(),
             processors: ProcessorSettings::default(),
             transactions: TransactionSettings::default(),
+            acl: AclSettings::default(),
         }
     }
 }
@@ -336,6 +345,12 @@ impl BrokerConfig {
         }
         if let Some(v) = env("EDDY_PROCESSOR_RETIRE_GRACE_MS") {
             self.processors.retire_grace_ms = parse("EDDY_PROCESSOR_RETIRE_GRACE_MS", v)?;
+        }
+        if let Some(v) = env("EDDY_ACL_ENABLED") {
+            self.acl.enabled = parse("EDDY_ACL_ENABLED", v)?;
+        }
+        if let Some(v) = env("EDDY_ACL_SUPER_USERS") {
+            self.acl.super_users = v.split(',').map(|u| u.trim().to_string()).collect();
         }
         let g = &mut self.groups;
         for (name, slot) in [
@@ -443,6 +458,27 @@ mod tests {
         let zero = |k: &str| (k == "EDDY_MAX_CONNECTIONS_PER_IP").then(|| "0".to_string());
         let e = BrokerConfig::load(None, zero).unwrap_err();
         assert!(e.to_string().contains("max_connections_per_ip"), "{e}");
+    }
+
+    #[test]
+    fn acl_settings_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eddy.toml");
+        std::fs::write(&path, "[acl]\nsuper_users = [\"admin\"]\n").unwrap();
+        let c = BrokerConfig::load(Some(&path), |_| None).unwrap();
+        assert!(!c.acl.enabled, "off unless asked for");
+        assert_eq!(c.acl.super_principals(), vec!["User:admin".to_string()]);
+        let env = |k: &str| match k {
+            "EDDY_ACL_ENABLED" => Some("true".to_string()),
+            "EDDY_ACL_SUPER_USERS" => Some("root, User:ops".to_string()),
+            _ => None,
+        };
+        let c = BrokerConfig::load(Some(&path), env).unwrap();
+        assert!(c.acl.enabled);
+        assert_eq!(c.acl.super_principals(), vec!["User:root".to_string(), "User:ops".to_string()]);
+        let bad = |k: &str| (k == "EDDY_ACL_ENABLED").then(|| "yes".to_string());
+        let e = BrokerConfig::load(None, bad).unwrap_err();
+        assert!(e.to_string().starts_with("environment variable EDDY_ACL_ENABLED"), "{e}");
     }
 
     #[test]

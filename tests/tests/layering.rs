@@ -93,6 +93,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "connectors",
             "sql",
             "data",
+            "guard",
             "broker",
             "wire",
             "server",

@@ -6,7 +6,8 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
-use super::{Context, admin, data, groups, txn};
+use super::{Context, acls, admin, authz, data, groups, txn};
+use crate::security::acls::Access;
 
 /// The APIs served, with the versions served: Kafka's schemas (through `kafka-protocol`) cap
 /// what can be decoded; these caps are what eddy implements (no topic ids, no KIP-848 fields).
@@ -37,6 +38,9 @@ const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// (api key, min version, max version) of every API served, as ApiVersions lists them.
@@ -65,7 +69,6 @@ pub(super) async fn handle(
     peer: std::net::SocketAddr,
     principal: &crate::security::Principal,
 ) -> Result<Option<Bytes>, String> {
-    let _ = principal;
     let key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
     let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
@@ -91,7 +94,8 @@ pub(super) async fn handle(
         host: format!("/{}", peer.ip()),
     };
     let started = cx.broker.meters().enabled().then(std::time::Instant::now);
-    let answer = dispatch(cx, &caller, api, version, correlation_id, buf).await;
+    let access = cx.broker.access(principal, Some(peer.ip()));
+    let answer = dispatch(cx, &caller, &access, api, version, correlation_id, buf).await;
     if let Some(started) = started {
         cx.broker.meters().kafka_request(key, answer.is_err(), started.elapsed());
     }
@@ -133,9 +137,12 @@ fn encode<T: Encodable + HeaderVersion>(
     Ok(out.freeze())
 }
 
+/// Runs one request as `access`'s. The group membership APIs are checked here (READ on the
+/// group, GROUP_AUTHORIZATION_FAILED); every other handler checks what it touches.
 async fn dispatch(
     cx: &Context,
     caller: &groups::Caller,
+    access: &Access,
     api: ApiKey,
     v: i16,
     id: i32,
@@ -148,42 +155,89 @@ async fn dispatch(
     }
     match api {
         ApiKey::ApiVersions => answer!(api_versions(&decode(api, v, body)?)),
-        ApiKey::Metadata => answer!(data::metadata(cx, decode(api, v, body)?, v)),
-        ApiKey::Produce => match data::produce(cx, decode(api, v, body)?, v).await {
+        ApiKey::Metadata => answer!(data::metadata(cx, access, decode(api, v, body)?, v)),
+        ApiKey::Produce => match data::produce(cx, access, decode(api, v, body)?, v).await {
             Some(answer) => answer!(answer),
             None => Ok(None),
         },
-        ApiKey::Fetch => answer!(data::fetch(cx, decode(api, v, body)?).await),
-        ApiKey::ListOffsets => answer!(data::list_offsets(cx, decode(api, v, body)?, v).await),
+        ApiKey::Fetch => answer!(data::fetch(cx, access, decode(api, v, body)?).await),
+        ApiKey::ListOffsets => {
+            answer!(data::list_offsets(cx, access, decode(api, v, body)?, v).await)
+        }
         ApiKey::InitProducerId => {
-            answer!(txn::init_producer_id(cx, decode(api, v, body)?, v).await)
+            answer!(txn::init_producer_id(cx, access, decode(api, v, body)?, v).await)
         }
         ApiKey::AddPartitionsToTxn => {
-            answer!(txn::add_partitions(cx, decode(api, v, body)?, v).await)
+            answer!(txn::add_partitions(cx, access, decode(api, v, body)?, v).await)
         }
-        ApiKey::AddOffsetsToTxn => answer!(txn::add_offsets(cx, decode(api, v, body)?, v).await),
+        ApiKey::AddOffsetsToTxn => {
+            answer!(txn::add_offsets(cx, access, decode(api, v, body)?, v).await)
+        }
         ApiKey::TxnOffsetCommit => {
-            answer!(txn::txn_offset_commit(cx, decode(api, v, body)?, v).await)
+            answer!(txn::txn_offset_commit(cx, access, decode(api, v, body)?, v).await)
         }
-        ApiKey::EndTxn => answer!(txn::end_txn(cx, decode(api, v, body)?, v).await),
-        ApiKey::CreateTopics => answer!(admin::create_topics(cx, decode(api, v, body)?, v)),
-        ApiKey::DeleteTopics => answer!(admin::delete_topics(cx, decode(api, v, body)?, v)),
-        ApiKey::CreatePartitions => answer!(admin::create_partitions(cx, decode(api, v, body)?)),
-        ApiKey::DescribeConfigs => answer!(admin::describe_configs(cx, decode(api, v, body)?)),
-        ApiKey::DescribeCluster => answer!(admin::describe_cluster(cx, decode(api, v, body)?)),
-        ApiKey::FindCoordinator => answer!(groups::find_coordinator(cx, decode(api, v, body)?, v)),
-        ApiKey::JoinGroup => answer!(cx.groups.join(decode(api, v, body)?, v, caller).await),
-        ApiKey::SyncGroup => answer!(cx.groups.sync(decode(api, v, body)?).await),
-        ApiKey::Heartbeat => answer!(cx.groups.heartbeat(decode(api, v, body)?)),
-        ApiKey::LeaveGroup => answer!(cx.groups.leave(decode(api, v, body)?, v)),
-        ApiKey::OffsetCommit => answer!(cx.groups.commit(decode(api, v, body)?).await),
-        ApiKey::OffsetFetch => answer!(cx.groups.fetch_offsets(decode(api, v, body)?).await),
-        ApiKey::ListGroups => answer!(cx.groups.list(decode(api, v, body)?).await),
-        ApiKey::DescribeGroups => answer!(cx.groups.describe(decode(api, v, body)?, v).await),
+        ApiKey::EndTxn => answer!(txn::end_txn(cx, access, decode(api, v, body)?, v).await),
+        ApiKey::CreateTopics => {
+            answer!(admin::create_topics(cx, access, decode(api, v, body)?, v))
+        }
+        ApiKey::DeleteTopics => {
+            answer!(admin::delete_topics(cx, access, decode(api, v, body)?, v))
+        }
+        ApiKey::CreatePartitions => {
+            answer!(admin::create_partitions(cx, access, decode(api, v, body)?))
+        }
+        ApiKey::DescribeConfigs => {
+            answer!(admin::describe_configs(cx, access, decode(api, v, body)?))
+        }
+        ApiKey::DescribeCluster => {
+            answer!(admin::describe_cluster(cx, access, decode(api, v, body)?))
+        }
+        ApiKey::FindCoordinator => {
+            answer!(groups::find_coordinator(cx, access, decode(api, v, body)?, v))
+        }
+        ApiKey::JoinGroup => {
+            let r: JoinGroupRequest = decode(api, v, body)?;
+            match authz::group_read(access, &r.group_id) {
+                Ok(()) => answer!(cx.groups.join(r, v, caller).await),
+                Err(code) => answer!(authz::join_refused(code)),
+            }
+        }
+        ApiKey::SyncGroup => {
+            let r: SyncGroupRequest = decode(api, v, body)?;
+            match authz::group_read(access, &r.group_id) {
+                Ok(()) => answer!(cx.groups.sync(r).await),
+                Err(code) => answer!(authz::sync_refused(code)),
+            }
+        }
+        ApiKey::Heartbeat => {
+            let r: HeartbeatRequest = decode(api, v, body)?;
+            match authz::group_read(access, &r.group_id) {
+                Ok(()) => answer!(cx.groups.heartbeat(r)),
+                Err(code) => answer!(authz::heartbeat_refused(code)),
+            }
+        }
+        ApiKey::LeaveGroup => {
+            let r: LeaveGroupRequest = decode(api, v, body)?;
+            match authz::group_read(access, &r.group_id) {
+                Ok(()) => answer!(cx.groups.leave(r, v)),
+                Err(code) => answer!(authz::leave_refused(code)),
+            }
+        }
+        ApiKey::OffsetCommit => answer!(cx.groups.commit(access, decode(api, v, body)?).await),
+        ApiKey::OffsetFetch => {
+            answer!(cx.groups.fetch_offsets(access, decode(api, v, body)?).await)
+        }
+        ApiKey::ListGroups => answer!(cx.groups.list(access, decode(api, v, body)?).await),
+        ApiKey::DescribeGroups => {
+            answer!(cx.groups.describe(access, decode(api, v, body)?, v).await)
+        }
         ApiKey::ConsumerGroupHeartbeat => {
-            answer!(cx.consumer_groups.heartbeat(decode(api, v, body)?, caller).await)
+            answer!(cx.consumer_groups.heartbeat(access, decode(api, v, body)?, caller).await)
         }
-        ApiKey::DeleteGroups => answer!(cx.groups.delete(decode(api, v, body)?).await),
+        ApiKey::DeleteGroups => answer!(cx.groups.delete(access, decode(api, v, body)?).await),
+        ApiKey::DescribeAcls => answer!(acls::describe(cx, access, decode(api, v, body)?)),
+        ApiKey::CreateAcls => answer!(acls::create(cx, access, decode(api, v, body)?).await),
+        ApiKey::DeleteAcls => answer!(acls::delete(cx, access, decode(api, v, body)?).await),
         other => Err(format!("{other:?} is not served")),
     }
 }

@@ -8,6 +8,11 @@
 //!   [`Principal::Internal`] unless it runs with the rights of the principal that deployed it.
 //! - Principals are written as Kafka writes them, `User:<name>` (`User:ANONYMOUS` for the
 //!   anonymous one), so ACLs and logs read the same in eddy and in Kafka's tools.
+//! - [`acl`]: the ACL model (bindings, filters, Kafka's decision rules); [`acls`]: the
+//!   broker's ACLs in `__acls`, and [`acls::Access`], a principal checked against them.
+
+pub mod acl;
+pub mod acls;
 
 use std::fmt;
 use std::sync::Arc;

@@ -1,0 +1,330 @@
+//! Authorization of native requests, in one place: [`admit`] decides, for every request kind
+//! (an exhaustive `match`: a new kind does not compile without a decision), which operations
+//! on which resources it needs, before the request runs; [`finish`] trims the answer.
+//!
+//! Three shapes, as Kafka's:
+//! - A request about one resource (create or delete a topic, a group, a processor, a
+//!   connector; the ACL requests on the cluster) is refused whole with `AUTHORIZATION_FAILED`
+//!   naming the principal, the operation and the resource.
+//! - A request with per-topic parts (produce, fetch, list offsets, offset commit, metadata
+//!   naming topics) runs on the topics allowed; each refused topic's partitions are answered
+//!   with `AUTHORIZATION_FAILED` in the body, as a missing topic would be.
+//! - A listing (list topics, metadata of every topic, groups, processors, connectors, committed
+//!   offsets) leaves out what the principal may not DESCRIBE.
+//!
+//! SQL is checked per statement by the SQL service (`crate::sql`), and what processors and
+//! connectors touch when they run by the registries (the owner's rights).
+
+use eddy_protocol::v1::{self, request, response};
+
+use crate::error::BrokerError;
+use crate::processors::Processors;
+use crate::processors::definition::Definition;
+use crate::security::acl::{CLUSTER_NAME, Operation as O, ResourceType as T};
+use crate::security::acls::Access;
+
+/// A request after its check: run `body` (what is left of the request), then [`finish`] the
+/// answer with `patch`.
+#[derive(Debug)]
+pub(crate) struct Admitted {
+    pub body: request::Body,
+    pub patch: Patch,
+}
+
+/// What [`finish`] does to an answer.
+#[derive(Debug)]
+pub(crate) enum Patch {
+    None,
+    /// Answers for the topics taken out of the request, added to the answer.
+    Produce(Vec<v1::ProduceTopicResult>),
+    Fetch(Vec<v1::FetchTopicResult>),
+    ListOffsets(Vec<v1::ListOffsetsTopicResult>),
+    OffsetCommit(Vec<v1::OffsetCommitTopicResult>),
+    Metadata(Vec<v1::TopicMetadata>),
+    /// Keep only the entries the principal may DESCRIBE.
+    Describable,
+}
+
+fn run(body: request::Body) -> Result<Admitted, BrokerError> {
+    Ok(Admitted { body, patch: Patch::None })
+}
+
+fn run_patched(body: request::Body, patch: Patch) -> Result<Admitted, BrokerError> {
+    Ok(Admitted { body, patch })
+}
+
+/// Checks `body` for `access`; `Err(Unauthorized)` when it is refused whole.
+pub(crate) fn admit(
+    access: &Access,
+    processors: &Processors,
+    body: request::Body,
+) -> Result<Admitted, BrokerError> {
+    if !access.restricted() {
+        return run(body);
+    }
+    use request::Body as Rq;
+    match body {
+        Rq::ApiVersions(_) => run(body),
+        Rq::Metadata(r) => metadata(access, r),
+        Rq::CreateTopic(ref r) => access.check_create_topic(&r.name).and_then(|()| run(body)),
+        Rq::DeleteTopic(ref r) => {
+            access.check(O::Delete, T::Topic, &r.name).and_then(|()| run(body))
+        }
+        Rq::ListTopics(_) => run_patched(body, Patch::Describable),
+        Rq::DescribeTopic(ref r) => {
+            access.check(O::Describe, T::Topic, &r.name).and_then(|()| run(body))
+        }
+        Rq::Produce(r) => Ok(produce(access, r)),
+        Rq::Fetch(r) => Ok(fetch(access, r)),
+        Rq::ListOffsets(r) => Ok(list_offsets(access, r)),
+        Rq::InitProducer(_) => {
+            // Kafka's rule (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on a topic.
+            if access.allows(O::IdempotentWrite, T::Cluster, CLUSTER_NAME)
+                || access.allows_any(O::Write, T::Topic)
+            {
+                run(body)
+            } else {
+                access.check(O::IdempotentWrite, T::Cluster, CLUSTER_NAME).and_then(|()| run(body))
+            }
+        }
+        Rq::GroupHeartbeat(ref r) => {
+            access.check(O::Read, T::Group, &r.group_id)?;
+            for topic in &r.subscribed_topics {
+                access.check(O::Describe, T::Topic, topic)?;
+            }
+            run(body)
+        }
+        Rq::OffsetCommit(r) => {
+            access.check(O::Read, T::Group, &r.group_id)?;
+            Ok(offset_commit(access, r))
+        }
+        Rq::OffsetFetch(ref r) => {
+            access.check(O::Describe, T::Group, &r.group_id)?;
+            for t in &r.partitions {
+                access.check(O::Describe, T::Topic, &t.topic)?;
+            }
+            run_patched(body, Patch::Describable)
+        }
+        Rq::ListGroups(_) if access.allows(O::Describe, T::Cluster, CLUSTER_NAME) => run(body),
+        Rq::ListGroups(_) => run_patched(body, Patch::Describable),
+        Rq::DescribeGroup(ref r) => {
+            access.check(O::Describe, T::Group, &r.group_id).and_then(|()| run(body))
+        }
+        Rq::ResetGroupOffsets(ref r) => {
+            access.check(O::Read, T::Group, &r.group_id)?;
+            access.check(O::Read, T::Topic, &r.topic).and_then(|()| run(body))
+        }
+        Rq::DeleteGroup(ref r) => {
+            access.check(O::Delete, T::Group, &r.group_id).and_then(|()| run(body))
+        }
+        // The topics it reads and writes are checked as its owner's by the registry; a spec
+        // that does not parse is refused there (INVALID_PROCESSOR_SPEC) with nothing started.
+        Rq::DeployProcessor(ref r) => match Definition::parse(&r.spec) {
+            Ok(def) => access.check(O::Create, T::Processor, def.name()).and_then(|()| run(body)),
+            Err(_) => run(body),
+        },
+        Rq::ListProcessors(_) => run_patched(body, Patch::Describable),
+        Rq::ProcessorStatus(ref r) => {
+            access.check(O::Describe, T::Processor, &r.name).and_then(|()| run(body))
+        }
+        Rq::RollbackProcessor(ref r) => {
+            access.check(O::Alter, T::Processor, &r.name).and_then(|()| run(body))
+        }
+        Rq::ReplayProcessor(ref r) => {
+            access.check(O::Alter, T::Processor, &r.name).and_then(|()| run(body))
+        }
+        // A table that no processor, or several, serve is refused by the query itself.
+        Rq::QueryTable(ref r) => match processors.table_processor(&r.table) {
+            Some(p) => access.check(O::Read, T::Processor, &p).and_then(|()| run(body)),
+            None => run(body),
+        },
+        Rq::DropProcessor(ref r) => {
+            access.check(O::Delete, T::Processor, &r.name).and_then(|()| run(body))
+        }
+        // Per statement, by the SQL service.
+        Rq::Sql(_) => run(body),
+        Rq::CreateConnector(ref r) => {
+            access.check(O::Create, T::Connector, &r.name).and_then(|()| run(body))
+        }
+        Rq::ListConnectors(_) => run_patched(body, Patch::Describable),
+        Rq::ConnectorStatus(ref r) => {
+            access.check(O::Describe, T::Connector, &r.name).and_then(|()| run(body))
+        }
+        Rq::DropConnector(ref r) => {
+            access.check(O::Delete, T::Connector, &r.name).and_then(|()| run(body))
+        }
+        Rq::PauseConnector(ref r) => {
+            access.check(O::Alter, T::Connector, &r.name).and_then(|()| run(body))
+        }
+        Rq::CreateAcls(_) | Rq::DeleteAcls(_) => {
+            access.check(O::Alter, T::Cluster, CLUSTER_NAME).and_then(|()| run(body))
+        }
+        Rq::ListAcls(_) => {
+            access.check(O::Describe, T::Cluster, CLUSTER_NAME).and_then(|()| run(body))
+        }
+    }
+}
+
+/// The refusal of `op` on `topic`, as a wire error.
+fn refusal(access: &Access, op: O, topic: &str) -> Option<v1::Error> {
+    access.check(op, T::Topic, topic).err().map(|e| e.to_wire())
+}
+
+fn metadata(access: &Access, r: v1::MetadataRequest) -> Result<Admitted, BrokerError> {
+    if r.topics.is_empty() {
+        return run_patched(request::Body::Metadata(r), Patch::Describable);
+    }
+    // The request runs whole (an empty list would ask for every topic); the refused topics'
+    // entries are replaced in the answer.
+    let denied = r
+        .topics
+        .iter()
+        .filter_map(|name| {
+            let error = refusal(access, O::Describe, name)?;
+            Some(v1::TopicMetadata { name: name.clone(), error: Some(error), partitions: vec![] })
+        })
+        .collect();
+    run_patched(request::Body::Metadata(r), Patch::Metadata(denied))
+}
+
+fn produce(access: &Access, mut r: v1::ProduceRequest) -> Admitted {
+    let mut denied = Vec::new();
+    r.topics.retain(|t| match refusal(access, O::Write, &t.topic) {
+        None => true,
+        Some(error) => {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| v1::ProducePartitionResult {
+                    partition: p.partition,
+                    error: Some(error.clone()),
+                    ..Default::default()
+                })
+                .collect();
+            denied.push(v1::ProduceTopicResult { topic: t.topic.clone(), partitions });
+            false
+        }
+    });
+    Admitted { body: request::Body::Produce(r), patch: Patch::Produce(denied) }
+}
+
+fn fetch(access: &Access, mut r: v1::FetchRequest) -> Admitted {
+    let mut denied = Vec::new();
+    r.topics.retain(|t| match refusal(access, O::Read, &t.topic) {
+        None => true,
+        Some(error) => {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| v1::FetchPartitionResult {
+                    partition: p.partition,
+                    error: Some(error.clone()),
+                    ..Default::default()
+                })
+                .collect();
+            denied.push(v1::FetchTopicResult { topic: t.topic.clone(), partitions });
+            false
+        }
+    });
+    Admitted { body: request::Body::Fetch(r), patch: Patch::Fetch(denied) }
+}
+
+fn list_offsets(access: &Access, mut r: v1::ListOffsetsRequest) -> Admitted {
+    let mut denied = Vec::new();
+    r.topics.retain(|t| match refusal(access, O::Describe, &t.topic) {
+        None => true,
+        Some(error) => {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| v1::ListOffsetsPartitionResult {
+                    partition: p.partition,
+                    error: Some(error.clone()),
+                    ..Default::default()
+                })
+                .collect();
+            denied.push(v1::ListOffsetsTopicResult { topic: t.topic.clone(), partitions });
+            false
+        }
+    });
+    Admitted { body: request::Body::ListOffsets(r), patch: Patch::ListOffsets(denied) }
+}
+
+fn offset_commit(access: &Access, mut r: v1::OffsetCommitRequest) -> Admitted {
+    let mut denied = Vec::new();
+    r.topics.retain(|t| match refusal(access, O::Read, &t.topic) {
+        None => true,
+        Some(error) => {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| v1::OffsetCommitPartitionResult {
+                    partition: p.partition,
+                    error: Some(error.clone()),
+                })
+                .collect();
+            denied.push(v1::OffsetCommitTopicResult { topic: t.topic.clone(), partitions });
+            false
+        }
+    });
+    Admitted { body: request::Body::OffsetCommit(r), patch: Patch::OffsetCommit(denied) }
+}
+
+/// `answer` with the refused parts added and what may not be described left out.
+pub(crate) fn finish(access: &Access, patch: Patch, answer: response::Body) -> response::Body {
+    use response::Body as Rs;
+    let seen = |kind: T, name: &str| access.allows(O::Describe, kind, name);
+    match (patch, answer) {
+        (Patch::None, answer) => answer,
+        (Patch::Produce(denied), Rs::Produce(mut p)) => {
+            p.topics.extend(denied);
+            Rs::Produce(p)
+        }
+        (Patch::Fetch(denied), Rs::Fetch(mut f)) => {
+            f.topics.extend(denied);
+            Rs::Fetch(f)
+        }
+        (Patch::ListOffsets(denied), Rs::ListOffsets(mut l)) => {
+            l.topics.extend(denied);
+            Rs::ListOffsets(l)
+        }
+        (Patch::OffsetCommit(denied), Rs::OffsetCommit(mut c)) => {
+            c.topics.extend(denied);
+            Rs::OffsetCommit(c)
+        }
+        (Patch::Metadata(denied), Rs::Metadata(mut m)) => {
+            for entry in &mut m.topics {
+                if let Some(d) = denied.iter().find(|d| d.name == entry.name) {
+                    *entry = d.clone();
+                }
+            }
+            Rs::Metadata(m)
+        }
+        (Patch::Describable, Rs::Metadata(mut m)) => {
+            m.topics.retain(|t| seen(T::Topic, &t.name));
+            Rs::Metadata(m)
+        }
+        (Patch::Describable, Rs::ListTopics(mut l)) => {
+            l.names.retain(|t| seen(T::Topic, t));
+            Rs::ListTopics(l)
+        }
+        (Patch::Describable, Rs::OffsetFetch(mut f)) => {
+            f.offsets.retain(|o| seen(T::Topic, &o.topic));
+            Rs::OffsetFetch(f)
+        }
+        (Patch::Describable, Rs::ListGroups(mut l)) => {
+            l.groups.retain(|g| seen(T::Group, &g.group_id));
+            Rs::ListGroups(l)
+        }
+        (Patch::Describable, Rs::ListProcessors(mut l)) => {
+            l.processors.retain(|p| seen(T::Processor, &p.name));
+            Rs::ListProcessors(l)
+        }
+        (Patch::Describable, Rs::ListConnectors(mut l)) => {
+            l.connectors.retain(|c| seen(T::Connector, &c.name));
+            Rs::ListConnectors(l)
+        }
+        // A patch for another answer kind cannot happen (admit pairs them); the answer stands.
+        (_, answer) => answer,
+    }
+}
