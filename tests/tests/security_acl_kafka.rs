@@ -5,8 +5,8 @@
 //! TOPIC_AUTHORIZATION_FAILED (29), GROUP_AUTHORIZATION_FAILED (30),
 //! CLUSTER_AUTHORIZATION_FAILED (31), TRANSACTIONAL_ID_AUTHORIZATION_FAILED (53), or the topic
 //! left out of a listing — and, granted exactly the rights the row names, gets through. Also a
-//! transaction end to end, the "authorized operations" fields, and Kafka's ACL APIs over the
-//! same bindings as `eddy acl`.
+//! transaction end to end, the "authorized operations" fields and Kafka's ACL APIs are
+//! in security_acl_kafka_apis.rs.
 //!
 //! (End-to-end runs with real Kafka clients need authentication, which comes with the SASL
 //! work: a Kafka client is anonymous until then.)
@@ -16,59 +16,16 @@ mod acl_fixture;
 
 use std::collections::BTreeSet;
 
+use acl_fixture::kafka::*;
 use acl_fixture::*;
-use bytes::{Buf, Bytes};
-use eddy_broker::kafka::{Advertised, KafkaHandler};
-use eddy_broker::security::Principal;
+use bytes::Bytes;
 use eddy_broker::security::acl::{CLUSTER_NAME, Operation as O, ResourceType as T};
-use eddy_protocol::v1::{self, request, response};
 use eddy_tests::kafka_wire::{frame, text};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+use kafka_protocol::protocol::{Encodable, HeaderVersion};
 
 /// A listing that leaves the row's resource out.
 const HIDDEN: i16 = -100;
-
-struct Kafka {
-    handler: KafkaHandler,
-}
-
-impl Kafka {
-    fn new(f: &Fixture) -> Kafka {
-        let advertised = Advertised { host: "127.0.0.1".into(), port: 9092 };
-        Kafka { handler: KafkaHandler::new(f.broker.clone(), advertised) }
-    }
-
-    /// The raw answer (with its size prefix) to `request` sent as `who`.
-    async fn raw(&self, who: &Principal, request: &[u8]) -> Bytes {
-        let peer = "127.0.0.1:40000".parse().unwrap();
-        let body = Bytes::copy_from_slice(&request[4..]);
-        self.handler.handle(body, peer, who).await.unwrap().unwrap()
-    }
-
-    async fn call<Q, R>(&self, who: &Principal, key: ApiKey, version: i16, request: &Q) -> R
-    where
-        Q: Encodable + HeaderVersion,
-        R: Decodable + HeaderVersion,
-    {
-        decode(self.raw(who, &frame(key, version, 7, request)).await, version)
-    }
-}
-
-fn decode<R: Decodable + HeaderVersion>(mut answer: Bytes, version: i16) -> R {
-    answer.advance(4);
-    ResponseHeader::decode(&mut answer, R::header_version(version)).unwrap();
-    R::decode(&mut answer, version).unwrap()
-}
-
-fn topic(name: &str) -> TopicName {
-    TopicName(text(name))
-}
-
-fn group(name: &str) -> GroupId {
-    GroupId(text(name))
-}
-
 /// One API and what it needs.
 struct Row {
     name: &'static str,
@@ -95,65 +52,6 @@ fn row<Q: Encodable + HeaderVersion>(
     let request = frame(key, version, 7, &request);
     Row { name, key, version, request, code, given: vec![], needs, refused, allowed }
 }
-
-fn produce_request(name: &str) -> ProduceRequest {
-    let p = produce_request::PartitionProduceData::default()
-        .with_index(0)
-        .with_records(Some(batch(&["k"])));
-    let t = produce_request::TopicProduceData::default()
-        .with_name(topic(name))
-        .with_partition_data(vec![p]);
-    ProduceRequest::default().with_acks(-1).with_timeout_ms(5000).with_topic_data(vec![t])
-}
-
-fn fetch_request(name: &str) -> FetchRequest {
-    let p = fetch_request::FetchPartition::default()
-        .with_partition(0)
-        .with_partition_max_bytes(1 << 16);
-    let t = fetch_request::FetchTopic::default().with_topic(topic(name)).with_partitions(vec![p]);
-    FetchRequest::default().with_max_bytes(1 << 20).with_topics(vec![t]).with_session_epoch(-1)
-}
-
-fn commit_request(g: &str, name: &str) -> OffsetCommitRequest {
-    let p = offset_commit_request::OffsetCommitRequestPartition::default().with_committed_offset(1);
-    let t = offset_commit_request::OffsetCommitRequestTopic::default()
-        .with_name(topic(name))
-        .with_partitions(vec![p]);
-    OffsetCommitRequest::default()
-        .with_group_id(group(g))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![t])
-}
-
-fn join_request(g: &str) -> JoinGroupRequest {
-    let protocol = join_group_request::JoinGroupRequestProtocol::default().with_name(text("range"));
-    JoinGroupRequest::default()
-        .with_group_id(group(g))
-        .with_session_timeout_ms(10_000)
-        .with_rebalance_timeout_ms(1_000)
-        .with_protocol_type(text("consumer"))
-        .with_protocols(vec![protocol])
-}
-
-fn describe_configs_request(kind: i8, name: &str) -> DescribeConfigsRequest {
-    let r = describe_configs_request::DescribeConfigsResource::default()
-        .with_resource_type(kind)
-        .with_resource_name(text(name));
-    DescribeConfigsRequest::default().with_resources(vec![r])
-}
-
-fn acl_creation() -> CreateAclsRequest {
-    let c = create_acls_request::AclCreation::default()
-        .with_resource_type(2)
-        .with_resource_name(text("x"))
-        .with_resource_pattern_type(3)
-        .with_principal(text("User:someone"))
-        .with_host(text("*"))
-        .with_operation(3)
-        .with_permission_type(3);
-    CreateAclsRequest::default().with_creations(vec![c])
-}
-
 fn rows() -> Vec<Row> {
     let api_versions = ApiVersionsRequest::default()
         .with_client_software_name(text("t"))
@@ -665,101 +563,4 @@ async fn transaction(f: &Fixture, kafka: &Kafka, seen: &mut BTreeSet<i16>) {
         ]
         .map(|k| k as i16),
     );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn authorized_operations_are_the_principals_and_kafka_acl_apis_share_eddys_bindings() {
-    let f = Fixture::new().await;
-    let kafka = Kafka::new(&f);
-    let ops = user("ops");
-    f.grant(&[
-        binding("ops", O::Read, T::Topic, ORDERS_EU),
-        binding("ops", O::Describe, T::Group, GROUP),
-    ])
-    .await;
-    let t = metadata_request::MetadataRequestTopic::default().with_name(Some(topic(ORDERS_EU)));
-    let asked = MetadataRequest::default()
-        .with_topics(Some(vec![t]))
-        .with_include_topic_authorized_operations(true);
-    let answer: MetadataResponse = kafka.call(&ops, ApiKey::Metadata, 12, &asked).await;
-    assert_eq!(
-        answer.topics[0].topic_authorized_operations,
-        (1 << 3) | (1 << 8),
-        "READ and the DESCRIBE it implies"
-    );
-    let cluster =
-        DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
-    let answer: DescribeClusterResponse =
-        kafka.call(&ops, ApiKey::DescribeCluster, 1, &cluster).await;
-    assert_eq!(answer.cluster_authorized_operations, 0);
-    let answer: DescribeClusterResponse =
-        kafka.call(&user("admin"), ApiKey::DescribeCluster, 1, &cluster).await;
-    let every: i32 = T::Cluster.operations().iter().map(|o| 1 << o.code()).sum();
-    assert_eq!(answer.cluster_authorized_operations, every);
-    let groups = DescribeGroupsRequest::default()
-        .with_groups(vec![group(GROUP)])
-        .with_include_authorized_operations(true);
-    let answer: DescribeGroupsResponse = kafka.call(&ops, ApiKey::DescribeGroups, 5, &groups).await;
-    assert_eq!(answer.groups[0].authorized_operations, 1 << 8);
-
-    // Kafka's ACL APIs and eddy's list the same bindings (Kafka's types only over Kafka).
-    let admin = user("admin");
-    let created: CreateAclsResponse =
-        kafka.call(&admin, ApiKey::CreateAcls, 3, &acl_creation()).await;
-    assert_eq!(created.results[0].error_code, 0, "{created:?}");
-    f.grant(&[binding("someone", O::Read, T::Processor, VIEWS)]).await;
-    let listed =
-        f.call(&admin, request::Body::ListAcls(v1::ListAclsRequest { filter: None })).await;
-    let response::Body::ListAcls(l) = listed.unwrap().unwrap() else { panic!() };
-    assert!(
-        l.bindings.iter().any(|b| b.principal == "User:someone" && b.resource_name == "x"),
-        "{l:?}"
-    );
-    let any = DescribeAclsRequest::default()
-        .with_resource_type_filter(1)
-        .with_resource_name_filter(None)
-        .with_host_filter(None)
-        .with_pattern_type_filter(1)
-        .with_principal_filter(Some(text("User:someone")))
-        .with_operation(1)
-        .with_permission_type(1);
-    let described: DescribeAclsResponse = kafka.call(&admin, ApiKey::DescribeAcls, 3, &any).await;
-    assert_eq!(described.resources.len(), 1, "the processor binding is eddy's own: {described:?}");
-    assert_eq!(described.resources[0].resource_name.as_str(), "x");
-    let filter = delete_acls_request::DeleteAclsFilter::default()
-        .with_resource_type_filter(1)
-        .with_resource_name_filter(None)
-        .with_host_filter(None)
-        .with_pattern_type_filter(1)
-        .with_principal_filter(Some(text("User:someone")))
-        .with_operation(1)
-        .with_permission_type(1);
-    let deleted: DeleteAclsResponse = kafka
-        .call(
-            &admin,
-            ApiKey::DeleteAcls,
-            3,
-            &DeleteAclsRequest::default().with_filters(vec![filter]),
-        )
-        .await;
-    assert_eq!(deleted.filter_results[0].matching_acls.len(), 1, "{deleted:?}");
-    let left = f.broker.acls().list(&eddy_broker::security::acl::AclFilter {
-        principal: Some("User:someone".into()),
-        ..Default::default()
-    });
-    assert_eq!(left.len(), 1, "the processor binding stays: {left:?}");
-    assert_eq!(left[0].resource_type, T::Processor);
-    // An invalid binding is refused by itself.
-    let mut bad = acl_creation();
-    bad.creations[0].operation = 12;
-    let created: CreateAclsResponse = kafka.call(&admin, ApiKey::CreateAcls, 3, &bad).await;
-    assert_eq!(created.results[0].error_code, 42, "INVALID_REQUEST: {created:?}");
-    assert!(
-        created.results[0]
-            .error_message
-            .as_ref()
-            .unwrap()
-            .contains("topic has no operation IDEMPOTENT_WRITE")
-    );
-    f.broker.close().unwrap();
 }

@@ -15,6 +15,8 @@ use eddy_broker::{Broker, BrokerConfig, BrokerError};
 use eddy_protocol::v1::{self, request, response};
 use eddy_storage::{BatchBuilder, Record};
 
+pub mod kafka;
+
 /// The topic the scenario reads (`READ` on `orders-` by prefix).
 pub const ORDERS_EU: &str = "orders-eu";
 pub const PAYMENTS: &str = "payments";
