@@ -94,6 +94,9 @@ async fn bob_reads_orders_by_prefix_and_nothing_more_until_granted() {
     f.broker.close().unwrap();
 }
 
+/// (operation, resource type, resource name) granted together.
+type Rights = Vec<(O, T, &'static str)>;
+
 /// Runs `text` as `who`; the last result's error message, if any.
 async fn statement(f: &Fixture, who: &str, text: &str) -> Option<String> {
     let answer = f.call(&user(who), sql(text)).await.unwrap().unwrap();
@@ -109,7 +112,7 @@ async fn every_sql_statement_needs_its_rights() {
         sink_path.display()
     );
     // (statement, rights it needs, the refusal without them), in an order that builds on itself.
-    let rows: Vec<(&str, Vec<(O, T, &str)>, &str)> = vec![
+    let rows: Vec<(&str, Rights, &str)> = vec![
         (
             "CREATE STREAM clicks (id VARCHAR KEY, page VARCHAR) WITH (kafka_topic='orders-eu');",
             vec![(O::Create, T::Processor, "CLICKS"), (O::Read, T::Topic, ORDERS_EU)],
