@@ -107,8 +107,10 @@ pub(crate) fn admit(
         }
         Rq::ListGroups(_) if access.allows(O::Describe, T::Cluster, CLUSTER_NAME) => run(body),
         Rq::ListGroups(_) => run_patched(body, Patch::Describable),
+        // Its committed offsets and lag: of the topics the principal may describe.
         Rq::DescribeGroup(ref r) => {
-            access.check(O::Describe, T::Group, &r.group_id).and_then(|()| run(body))
+            access.check(O::Describe, T::Group, &r.group_id)?;
+            run_patched(body, Patch::Describable)
         }
         Rq::ResetGroupOffsets(ref r) => {
             access.check(O::Read, T::Group, &r.group_id)?;
@@ -311,6 +313,10 @@ pub(crate) fn finish(access: &Access, patch: Patch, answer: response::Body) -> r
         (Patch::Describable, Rs::OffsetFetch(mut f)) => {
             f.offsets.retain(|o| seen(T::Topic, &o.topic));
             Rs::OffsetFetch(f)
+        }
+        (Patch::Describable, Rs::DescribeGroup(mut d)) => {
+            d.offsets.retain(|o| seen(T::Topic, &o.topic));
+            Rs::DescribeGroup(d)
         }
         (Patch::Describable, Rs::ListGroups(mut l)) => {
             l.groups.retain(|g| seen(T::Group, &g.group_id));

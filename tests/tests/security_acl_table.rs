@@ -210,6 +210,15 @@ fn rows(f: &Fixture) -> Vec<Row> {
             vec![(O::Describe, T::Group, GROUP)],
             Refused::Whole("may not DESCRIBE group g"),
         ),
+        Row {
+            given: vec![(O::Describe, T::Group, GROUP)],
+            ..row(
+                "DescribeGroup (offsets)",
+                Rq::DescribeGroup(v1::DescribeGroupRequest { group_id: name(GROUP) }),
+                vec![(O::Describe, T::Topic, ORDERS_EU)],
+                Refused::Hidden(ORDERS_EU),
+            )
+        },
         row(
             "ResetGroupOffsets",
             Rq::ResetGroupOffsets(v1::ResetGroupOffsetsRequest {

@@ -283,6 +283,7 @@ pub fn listed(answer: &response::Body) -> Vec<String> {
         Rs::ListProcessors(l) => l.processors.iter().map(|p| p.name.clone()).collect(),
         Rs::ListConnectors(l) => l.connectors.iter().map(|c| c.name.clone()).collect(),
         Rs::OffsetFetch(f) => f.offsets.iter().map(|o| o.topic.clone()).collect(),
+        Rs::DescribeGroup(d) => d.offsets.iter().map(|o| o.topic.clone()).collect(),
         Rs::ListAcls(l) => l.bindings.iter().map(|b| b.principal.clone()).collect(),
         _ => Vec::new(),
     }
