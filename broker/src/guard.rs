@@ -63,6 +63,53 @@ pub(crate) fn admit(
         return run(body);
     }
     use request::Body as Rq;
+    // Exhaustive: a new request kind does not compile until it is given a check.
+    match &body {
+        Rq::ApiVersions(_)
+        | Rq::Metadata(_)
+        | Rq::CreateTopic(_)
+        | Rq::DeleteTopic(_)
+        | Rq::ListTopics(_)
+        | Rq::DescribeTopic(_)
+        | Rq::Produce(_)
+        | Rq::Fetch(_)
+        | Rq::ListOffsets(_)
+        | Rq::InitProducer(_) => data(access, body),
+        Rq::GroupHeartbeat(_)
+        | Rq::OffsetCommit(_)
+        | Rq::OffsetFetch(_)
+        | Rq::ListGroups(_)
+        | Rq::DescribeGroup(_)
+        | Rq::ResetGroupOffsets(_)
+        | Rq::DeleteGroup(_) => groups(access, body),
+        Rq::DeployProcessor(_)
+        | Rq::ListProcessors(_)
+        | Rq::ProcessorStatus(_)
+        | Rq::RollbackProcessor(_)
+        | Rq::ReplayProcessor(_)
+        | Rq::QueryTable(_)
+        | Rq::DropProcessor(_)
+        | Rq::Sql(_) => processing(access, processors, body),
+        Rq::CreateConnector(_)
+        | Rq::ListConnectors(_)
+        | Rq::ConnectorStatus(_)
+        | Rq::DropConnector(_)
+        | Rq::PauseConnector(_)
+        | Rq::CreateAcls(_)
+        | Rq::ListAcls(_)
+        | Rq::DeleteAcls(_) => admin(access, body),
+    }
+}
+
+/// A request handed to the check of another kind: refused (`admit` routes exhaustively, so
+/// this is a bug, and a check never passes a request it did not look at).
+fn misrouted() -> Result<Admitted, BrokerError> {
+    Err(BrokerError::Malformed("a request routed to the wrong check"))
+}
+
+/// Topics, produce, fetch and the handshake.
+fn data(access: &Access, body: request::Body) -> Result<Admitted, BrokerError> {
+    use request::Body as Rq;
     match body {
         Rq::ApiVersions(_) => run(body),
         Rq::Metadata(r) => metadata(access, r),
@@ -77,16 +124,19 @@ pub(crate) fn admit(
         Rq::Produce(r) => Ok(produce(access, r)),
         Rq::Fetch(r) => Ok(fetch(access, r)),
         Rq::ListOffsets(r) => Ok(list_offsets(access, r)),
+        // Kafka's rule (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on a topic.
+        Rq::InitProducer(_) if access.allows_any(O::Write, T::Topic) => run(body),
         Rq::InitProducer(_) => {
-            // Kafka's rule (KIP-679): IDEMPOTENT_WRITE on the cluster, or WRITE on a topic.
-            if access.allows(O::IdempotentWrite, T::Cluster, CLUSTER_NAME)
-                || access.allows_any(O::Write, T::Topic)
-            {
-                run(body)
-            } else {
-                access.check(O::IdempotentWrite, T::Cluster, CLUSTER_NAME).and_then(|()| run(body))
-            }
+            access.check(O::IdempotentWrite, T::Cluster, CLUSTER_NAME).and_then(|()| run(body))
         }
+        _ => misrouted(),
+    }
+}
+
+/// Consumer groups.
+fn groups(access: &Access, body: request::Body) -> Result<Admitted, BrokerError> {
+    use request::Body as Rq;
+    match body {
         Rq::GroupHeartbeat(ref r) => {
             access.check(O::Read, T::Group, &r.group_id)?;
             for topic in &r.subscribed_topics {
@@ -119,52 +169,56 @@ pub(crate) fn admit(
         Rq::DeleteGroup(ref r) => {
             access.check(O::Delete, T::Group, &r.group_id).and_then(|()| run(body))
         }
+        _ => misrouted(),
+    }
+}
+
+/// Processors, table queries and SQL.
+fn processing(
+    access: &Access,
+    processors: &Processors,
+    body: request::Body,
+) -> Result<Admitted, BrokerError> {
+    use request::Body as Rq;
+    let (op, name) = match &body {
         // The topics it reads and writes are checked as its owner's by the registry; a spec
         // that does not parse is refused there (INVALID_PROCESSOR_SPEC) with nothing started.
-        Rq::DeployProcessor(ref r) => match Definition::parse(&r.spec) {
-            Ok(def) => access.check(O::Create, T::Processor, def.name()).and_then(|()| run(body)),
-            Err(_) => run(body),
+        Rq::DeployProcessor(r) => match Definition::parse(&r.spec) {
+            Ok(def) => (O::Create, def.name().to_string()),
+            Err(_) => return run(body),
         },
-        Rq::ListProcessors(_) => run_patched(body, Patch::Describable),
-        Rq::ProcessorStatus(ref r) => {
-            access.check(O::Describe, T::Processor, &r.name).and_then(|()| run(body))
-        }
-        Rq::RollbackProcessor(ref r) => {
-            access.check(O::Alter, T::Processor, &r.name).and_then(|()| run(body))
-        }
-        Rq::ReplayProcessor(ref r) => {
-            access.check(O::Alter, T::Processor, &r.name).and_then(|()| run(body))
-        }
+        Rq::ListProcessors(_) => return run_patched(body, Patch::Describable),
+        Rq::ProcessorStatus(r) => (O::Describe, r.name.clone()),
+        Rq::RollbackProcessor(r) => (O::Alter, r.name.clone()),
+        Rq::ReplayProcessor(r) => (O::Alter, r.name.clone()),
         // A table that no processor, or several, serve is refused by the query itself.
-        Rq::QueryTable(ref r) => match processors.table_processor(&r.table) {
-            Some(p) => access.check(O::Read, T::Processor, &p).and_then(|()| run(body)),
-            None => run(body),
+        Rq::QueryTable(r) => match processors.table_processor(&r.table) {
+            Some(p) => (O::Read, p),
+            None => return run(body),
         },
-        Rq::DropProcessor(ref r) => {
-            access.check(O::Delete, T::Processor, &r.name).and_then(|()| run(body))
-        }
+        Rq::DropProcessor(r) => (O::Delete, r.name.clone()),
         // Per statement, by the SQL service.
-        Rq::Sql(_) => run(body),
-        Rq::CreateConnector(ref r) => {
-            access.check(O::Create, T::Connector, &r.name).and_then(|()| run(body))
-        }
-        Rq::ListConnectors(_) => run_patched(body, Patch::Describable),
-        Rq::ConnectorStatus(ref r) => {
-            access.check(O::Describe, T::Connector, &r.name).and_then(|()| run(body))
-        }
-        Rq::DropConnector(ref r) => {
-            access.check(O::Delete, T::Connector, &r.name).and_then(|()| run(body))
-        }
-        Rq::PauseConnector(ref r) => {
-            access.check(O::Alter, T::Connector, &r.name).and_then(|()| run(body))
-        }
-        Rq::CreateAcls(_) | Rq::DeleteAcls(_) => {
-            access.check(O::Alter, T::Cluster, CLUSTER_NAME).and_then(|()| run(body))
-        }
-        Rq::ListAcls(_) => {
-            access.check(O::Describe, T::Cluster, CLUSTER_NAME).and_then(|()| run(body))
-        }
-    }
+        Rq::Sql(_) => return run(body),
+        _ => return misrouted(),
+    };
+    access.check(op, T::Processor, &name).and_then(|()| run(body))
+}
+
+/// Connectors and ACLs.
+fn admin(access: &Access, body: request::Body) -> Result<Admitted, BrokerError> {
+    use request::Body as Rq;
+    let (op, kind, name) = match &body {
+        Rq::CreateConnector(r) => (O::Create, T::Connector, r.name.as_str()),
+        Rq::ListConnectors(_) => return run_patched(body, Patch::Describable),
+        Rq::ConnectorStatus(r) => (O::Describe, T::Connector, r.name.as_str()),
+        Rq::DropConnector(r) => (O::Delete, T::Connector, r.name.as_str()),
+        Rq::PauseConnector(r) => (O::Alter, T::Connector, r.name.as_str()),
+        Rq::CreateAcls(_) | Rq::DeleteAcls(_) => (O::Alter, T::Cluster, CLUSTER_NAME),
+        Rq::ListAcls(_) => (O::Describe, T::Cluster, CLUSTER_NAME),
+        _ => return misrouted(),
+    };
+    access.check(op, kind, name)?;
+    run(body)
 }
 
 /// The refusal of `op` on `topic`, as a wire error.

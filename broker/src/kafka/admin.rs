@@ -139,36 +139,38 @@ fn create_one(
         cx.broker.create_topic(topic, Some(&config)).map(|t| t.settings.clone())
     };
     match created {
-        // The created topic's partitions and configs are answered from v5; its configs only
-        // to a principal that may describe them.
+        // The created topic's partitions and configs are answered from v5.
         Ok(_) if version < 5 => answer,
-        Ok(settings)
-            if check(access, Operation::DescribeConfigs, ResourceType::Topic, topic).is_err() =>
-        {
-            answer
-                .with_num_partitions(settings.partitions as i32)
-                .with_replication_factor(1)
-                .with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code())
-        }
-        Ok(settings) => {
-            let configs = describe(&settings, cx.broker.config().limits.max_batch_bytes)
-                .into_iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfigs::default()
-                        .with_name(text(k))
-                        .with_value(Some(text(v)))
-                        .with_config_source(5)
-                })
-                .collect();
-            answer
-                .with_num_partitions(settings.partitions as i32)
-                .with_replication_factor(1)
-                .with_configs(Some(configs))
-        }
+        Ok(settings) => created_answer(cx, access, answer, topic, &settings),
         Err(e) => {
             answer.with_error_code(error_code(&e)).with_error_message(Some(text(e.to_string())))
         }
     }
+}
+
+/// A created topic's answer (v5+): its partitions, and its configs to a principal that may
+/// describe them (else TOPIC_AUTHORIZATION_FAILED in their place, as Kafka).
+fn created_answer(
+    cx: &Context,
+    access: &Access,
+    answer: CreatableTopicResult,
+    topic: &str,
+    settings: &TopicSettings,
+) -> CreatableTopicResult {
+    let answer = answer.with_num_partitions(settings.partitions as i32).with_replication_factor(1);
+    if check(access, Operation::DescribeConfigs, ResourceType::Topic, topic).is_err() {
+        return answer.with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code());
+    }
+    let configs = describe(settings, cx.broker.config().limits.max_batch_bytes)
+        .into_iter()
+        .map(|(k, v)| {
+            CreatableTopicConfigs::default()
+                .with_name(text(k))
+                .with_value(Some(text(v)))
+                .with_config_source(5)
+        })
+        .collect();
+    answer.with_configs(Some(configs))
 }
 
 pub(super) fn delete_topics(

@@ -195,33 +195,8 @@ async fn dispatch(
         ApiKey::FindCoordinator => {
             answer!(groups::find_coordinator(cx, access, decode(api, v, body)?, v))
         }
-        ApiKey::JoinGroup => {
-            let r: JoinGroupRequest = decode(api, v, body)?;
-            match authz::group_read(access, &r.group_id) {
-                Ok(()) => answer!(cx.groups.join(r, v, caller).await),
-                Err(code) => answer!(authz::join_refused(code)),
-            }
-        }
-        ApiKey::SyncGroup => {
-            let r: SyncGroupRequest = decode(api, v, body)?;
-            match authz::group_read(access, &r.group_id) {
-                Ok(()) => answer!(cx.groups.sync(r).await),
-                Err(code) => answer!(authz::sync_refused(code)),
-            }
-        }
-        ApiKey::Heartbeat => {
-            let r: HeartbeatRequest = decode(api, v, body)?;
-            match authz::group_read(access, &r.group_id) {
-                Ok(()) => answer!(cx.groups.heartbeat(r)),
-                Err(code) => answer!(authz::heartbeat_refused(code)),
-            }
-        }
-        ApiKey::LeaveGroup => {
-            let r: LeaveGroupRequest = decode(api, v, body)?;
-            match authz::group_read(access, &r.group_id) {
-                Ok(()) => answer!(cx.groups.leave(r, v)),
-                Err(code) => answer!(authz::leave_refused(code)),
-            }
+        ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
+            membership(cx, caller, access, (api, v, id), body).await
         }
         ApiKey::OffsetCommit => answer!(cx.groups.commit(access, decode(api, v, body)?).await),
         ApiKey::OffsetFetch => {
@@ -239,6 +214,49 @@ async fn dispatch(
         ApiKey::CreateAcls => answer!(acls::create(cx, access, decode(api, v, body)?).await),
         ApiKey::DeleteAcls => answer!(acls::delete(cx, access, decode(api, v, body)?).await),
         other => Err(format!("{other:?} is not served")),
+    }
+}
+
+/// The classic group protocol's membership requests, each needing READ on its group
+/// (GROUP_AUTHORIZATION_FAILED, as Kafka) before the group sees it.
+async fn membership(
+    cx: &Context,
+    caller: &groups::Caller,
+    access: &Access,
+    (api, v, id): (ApiKey, i16, i32),
+    body: Bytes,
+) -> Result<Option<Bytes>, String> {
+    let answer = |bytes: Result<Bytes, String>| bytes.map(Some);
+    match api {
+        ApiKey::JoinGroup => {
+            let r: JoinGroupRequest = decode(api, v, body)?;
+            answer(match authz::group_read(access, &r.group_id) {
+                Ok(()) => encode(api, id, v, &cx.groups.join(r, v, caller).await),
+                Err(code) => encode(api, id, v, &authz::join_refused(code)),
+            })
+        }
+        ApiKey::SyncGroup => {
+            let r: SyncGroupRequest = decode(api, v, body)?;
+            answer(match authz::group_read(access, &r.group_id) {
+                Ok(()) => encode(api, id, v, &cx.groups.sync(r).await),
+                Err(code) => encode(api, id, v, &authz::sync_refused(code)),
+            })
+        }
+        ApiKey::Heartbeat => {
+            let r: HeartbeatRequest = decode(api, v, body)?;
+            answer(match authz::group_read(access, &r.group_id) {
+                Ok(()) => encode(api, id, v, &cx.groups.heartbeat(r)),
+                Err(code) => encode(api, id, v, &authz::heartbeat_refused(code)),
+            })
+        }
+        ApiKey::LeaveGroup => {
+            let r: LeaveGroupRequest = decode(api, v, body)?;
+            answer(match authz::group_read(access, &r.group_id) {
+                Ok(()) => encode(api, id, v, &cx.groups.leave(r, v)),
+                Err(code) => encode(api, id, v, &authz::leave_refused(code)),
+            })
+        }
+        other => Err(format!("{other:?} is not a membership request")),
     }
 }
 

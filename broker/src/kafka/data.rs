@@ -96,54 +96,11 @@ pub(super) fn metadata(
         Some(names) => names.clone(),
         None => cx.broker.topic_names().into_iter().filter(describable).collect(),
     };
+    // Named topics may be created (`auto_create`); listed ones exist.
+    let create = auto_create && wanted.is_some();
     let topics = names
         .into_iter()
-        .map(|topic_name| {
-            let entry = MetadataResponseTopic::default()
-                .with_name(Some(name(&topic_name)))
-                .with_topic_id(if version >= 10 { topic_id(&topic_name) } else { Uuid::nil() })
-                .with_is_internal(crate::topic::is_internal(&topic_name));
-            if !describable(&topic_name) {
-                return entry
-                    .with_error_code(refusal(ResourceType::Topic))
-                    .with_topic_authorized_operations(i32::MIN);
-            }
-            let mut topic = cx.broker.topic(&topic_name);
-            let by_unknown_id = topic_name.starts_with(UNKNOWN_ID_PREFIX);
-            // Created only for a principal that may create it; otherwise unknown, as Kafka.
-            if topic.is_err()
-                && auto_create
-                && wanted.is_some()
-                && !by_unknown_id
-                && access.check_create_topic(&topic_name).is_ok()
-            {
-                topic = match cx.broker.create_topic(&topic_name, None) {
-                    Err(BrokerError::TopicExists(_)) => cx.broker.topic(&topic_name),
-                    other => other,
-                };
-            }
-            let ops = if topic_ops {
-                operations(access, ResourceType::Topic, &topic_name)
-            } else {
-                i32::MIN
-            };
-            let entry = entry.with_topic_authorized_operations(ops);
-            match topic {
-                Ok(t) => entry.with_partitions(
-                    (0..t.partitions.len() as i32)
-                        .map(|p| {
-                            MetadataResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_leader_id(BrokerId(NODE_ID))
-                                .with_leader_epoch(0)
-                                .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                                .with_isr_nodes(vec![BrokerId(NODE_ID)])
-                        })
-                        .collect(),
-                ),
-                Err(e) => entry.with_error_code(error_code(&e)),
-            }
-        })
+        .map(|t| topic_entry(cx, access, &t, version, create, topic_ops))
         .collect();
     MetadataResponse::default()
         .with_brokers(vec![broker_entry(cx)])
@@ -151,6 +108,53 @@ pub(super) fn metadata(
         .with_controller_id(BrokerId(NODE_ID))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops.unwrap_or(i32::MIN))
+}
+
+/// One topic's Metadata entry, as `access` may see it: refused (TOPIC_AUTHORIZATION_FAILED)
+/// unless it may DESCRIBE it; created when `create` and it may create it (otherwise unknown,
+/// as Kafka answers); its authorized operations when `ops`.
+fn topic_entry(
+    cx: &Context,
+    access: &Access,
+    topic_name: &str,
+    version: i16,
+    create: bool,
+    ops: bool,
+) -> MetadataResponseTopic {
+    let entry = MetadataResponseTopic::default()
+        .with_name(Some(name(topic_name)))
+        .with_topic_id(if version >= 10 { topic_id(topic_name) } else { Uuid::nil() })
+        .with_is_internal(crate::topic::is_internal(topic_name));
+    if !access.allows(Operation::Describe, ResourceType::Topic, topic_name) {
+        return entry
+            .with_error_code(refusal(ResourceType::Topic))
+            .with_topic_authorized_operations(i32::MIN);
+    }
+    let mut topic = cx.broker.topic(topic_name);
+    let by_unknown_id = topic_name.starts_with(UNKNOWN_ID_PREFIX);
+    if topic.is_err() && create && !by_unknown_id && access.check_create_topic(topic_name).is_ok() {
+        topic = match cx.broker.create_topic(topic_name, None) {
+            Err(BrokerError::TopicExists(_)) => cx.broker.topic(topic_name),
+            other => other,
+        };
+    }
+    let ops = if ops { operations(access, ResourceType::Topic, topic_name) } else { i32::MIN };
+    let entry = entry.with_topic_authorized_operations(ops);
+    match topic {
+        Ok(t) => entry.with_partitions(
+            (0..t.partitions.len() as i32)
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(BrokerId(NODE_ID))
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                })
+                .collect(),
+        ),
+        Err(e) => entry.with_error_code(error_code(&e)),
+    }
 }
 
 /// Kafka's acks as eddy's: 0 none, 1 written, all (-1) on disk — with one broker, "every

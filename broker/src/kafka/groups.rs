@@ -472,12 +472,8 @@ impl ClassicGroups {
             if let Err(code) =
                 check(access, Operation::Describe, ResourceType::Group, id.0.as_str())
             {
-                described.push(
-                    DescribedGroup::default()
-                        .with_group_id(id.clone())
-                        .with_error_code(code)
-                        .with_authorized_operations(i32::MIN),
-                );
+                let refused = DescribedGroup::default().with_group_id(id.clone());
+                described.push(refused.with_error_code(code));
                 continue;
             }
             let ops = if asked {

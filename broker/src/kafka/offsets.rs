@@ -174,26 +174,8 @@ impl ClassicGroups {
                     .with_metadata(Some(text(c.metadata))),
             );
         }
-        // Asked-for partitions of topics that do not exist are answered as never committed;
-        // those of topics the principal may not describe, refused.
         if let Some(topics) = &r.topics {
-            for t in topics {
-                let refused = !describable(t.name.0.as_str());
-                let entry = by_topic.entry(t.name.0.to_string()).or_default();
-                for p in &t.partition_indexes {
-                    if !entry.iter().any(|x| x.partition_index == *p) {
-                        let code = if refused { K::TopicAuthorizationFailed.code() } else { 0 };
-                        entry.push(
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(*p)
-                                .with_committed_offset(-1)
-                                .with_committed_leader_epoch(-1)
-                                .with_metadata(Some(text("")))
-                                .with_error_code(code),
-                        );
-                    }
-                }
-            }
+            complete(&mut by_topic, topics, &describable);
         }
         let topics = by_topic
             .into_iter()
@@ -204,5 +186,31 @@ impl ClassicGroups {
             })
             .collect();
         OffsetFetchResponse::default().with_topics(topics)
+    }
+}
+
+/// Asked-for partitions of topics that do not exist are answered as never committed; those of
+/// topics the principal may not describe, refused (TOPIC_AUTHORIZATION_FAILED).
+fn complete(
+    by_topic: &mut BTreeMap<String, Vec<OffsetFetchResponsePartition>>,
+    topics: &[offset_fetch_request::OffsetFetchRequestTopic],
+    describable: &dyn Fn(&str) -> bool,
+) {
+    for t in topics {
+        let refused = !describable(t.name.0.as_str());
+        let entry = by_topic.entry(t.name.0.to_string()).or_default();
+        for p in &t.partition_indexes {
+            if !entry.iter().any(|x| x.partition_index == *p) {
+                let code = if refused { K::TopicAuthorizationFailed.code() } else { 0 };
+                entry.push(
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(*p)
+                        .with_committed_offset(-1)
+                        .with_committed_leader_epoch(-1)
+                        .with_metadata(Some(text("")))
+                        .with_error_code(code),
+                );
+            }
+        }
     }
 }

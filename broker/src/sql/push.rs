@@ -93,19 +93,19 @@ impl SqlService {
             let mut session = state.session.clone();
             drop(state);
             let query = match session.execute(&r.sql, 1) {
-                Ok(mut o) => match o.pop() {
-                    Some(outcome @ (Outcome::Select(_) | Outcome::Push(_))) => {
-                        if let Err(e) = self.authorize_push(access, &session, &r.sql, &outcome) {
-                            return Ok(refused(r, &e));
-                        }
-                        match outcome {
-                            Outcome::Select(q) if q.push => Follow::Table(q),
-                            Outcome::Push(q) => Follow::Stream(q),
-                            _ => return Err(BrokerError::Malformed("not a push query")),
-                        }
+                Ok(mut o) => {
+                    let outcome = o.pop();
+                    if let Some(outcome) = &outcome
+                        && let Err(e) = self.authorize_push(access, &session, &r.sql, outcome)
+                    {
+                        return Ok(refused(r, &e));
                     }
-                    _ => return Err(BrokerError::Malformed("not a push query")),
-                },
+                    match outcome {
+                        Some(Outcome::Select(q)) if q.push => Follow::Table(q),
+                        Some(Outcome::Push(q)) => Follow::Stream(q),
+                        _ => return Err(BrokerError::Malformed("not a push query")),
+                    }
+                }
                 Err(e) => {
                     let (line, column) = e.pos().map_or((0, 0), |p| (p.line, p.col));
                     let error = v1::SqlFailure { message: e.to_string(), line, column };
