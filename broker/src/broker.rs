@@ -6,7 +6,9 @@
 //! - the data path ([`Data`]: produce, fetch, list offsets, metadata);
 //! - the consumer-group [`Coordinator`] (state in `__consumer_offsets`);
 //! - the [`Processors`] registry (`__processors`) and the [`SqlService`] (`__sql`);
-//! - the [`Connectors`] registry (`__connectors`).
+//! - the [`Connectors`] registry (`__connectors`);
+//! - the [`Acls`] (`__acls`): every request is checked against them in [`Broker::handle_from`]
+//!   (`crate::guard` says what each request kind needs).
 //!
 //! Ownership: `Broker` is a cheap handle; clones share one broker. When the last handle is
 //! dropped (or [`Broker::close`] runs) the processors' supervisor and every running version
@@ -14,6 +16,7 @@
 //! `Broker::open` of the same directory afterwards, in the same process, succeeds. Nothing the
 //! broker starts holds a `Broker`.
 
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,15 +31,21 @@ use crate::data::{AppendTurn, Data};
 use crate::error::BrokerError;
 use crate::groups::Coordinator;
 use crate::groups::records::OFFSETS_TOPIC;
+use crate::guard::{self, Admitted};
 use crate::metrics::Meters;
 use crate::processors::{PROCESSORS_TOPIC, Processors};
 use crate::producer_ids::ProducerIds;
 use crate::quotas::Quotas;
 use crate::security::Principal;
+use crate::security::acls::{ACLS_TOPIC, Access, Acls};
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
 use crate::topics::{MaintenanceReport, Topic, Topics};
 use crate::transactions::{self, TXN_TOPIC};
+
+mod admin;
+
+use admin::blocking;
 
 /// An eddy broker: cheap to clone (clones share one broker).
 #[derive(Debug, Clone)]
@@ -59,6 +68,8 @@ pub(crate) struct Inner {
     pub(crate) connectors: Arc<Connectors>,
     /// The SQL session and its `__sql` log.
     pub(crate) sql: SqlService,
+    /// Who may do what (`__acls`).
+    acls: Arc<Acls>,
     // Last: the data directory's lock goes with the last `Arc<Topics>`.
     topics: Arc<Topics>,
 }
@@ -104,6 +115,8 @@ impl Broker {
             ..config.topic_defaults.clone()
         };
         let offsets = topics.internal(OFFSETS_TOPIC, internal(config.groups.offsets_flush))?;
+        let acls_log = topics.internal(ACLS_TOPIC, internal(FlushSetting::Always))?;
+        let acls = Arc::new(Acls::open(acls_log.partition(0)?.clone(), &config.acl)?);
         let registry = topics.internal(PROCESSORS_TOPIC, internal(FlushSetting::Always))?;
         let sql_log = topics.internal(SQL_TOPIC, internal(FlushSetting::Always))?;
         let processors = Arc::new(Processors::open(
@@ -111,10 +124,11 @@ impl Broker {
             registry.partition(0)?.clone(),
             dir.join("processors"),
             Duration::from_millis(config.processors.retire_grace_ms),
+            acls.clone(),
         )?);
         let connectors_log = topics.internal(CONNECTORS_TOPIC, internal(FlushSetting::Always))?;
         let (connectors, defs) =
-            Connectors::open(connectors_log.partition(0)?.clone(), topics.clone())?;
+            Connectors::open(connectors_log.partition(0)?.clone(), topics.clone(), acls.clone())?;
         let connectors = Arc::new(connectors);
         let sql = SqlService::open(
             sql_log.partition(0)?.clone(),
@@ -144,6 +158,7 @@ impl Broker {
             processors,
             connectors,
             sql,
+            acls,
             topics,
         };
         Ok(Broker { inner: Arc::new(inner) })
@@ -161,6 +176,16 @@ impl Broker {
     /// What the listeners and the data path have counted.
     pub fn meters(&self) -> &Meters {
         &self.inner.meters
+    }
+
+    /// The broker's ACLs.
+    pub fn acls(&self) -> &Arc<Acls> {
+        &self.inner.acls
+    }
+
+    /// `principal`, connecting from `host`, as the broker's ACLs see it.
+    pub fn access(&self, principal: &Principal, host: Option<IpAddr>) -> Access {
+        self.inner.acls.access(principal.clone(), host)
     }
 
     /// The broker's topics, as its services see them.
@@ -234,12 +259,23 @@ impl Broker {
 
     /// A produce whose transactional batches the transaction coordinator has allowed (the
     /// caller holds its guard until this returns).
+    /// Checked as `access`'s, as any produce (a refused topic's partitions answer
+    /// AUTHORIZATION_FAILED).
     pub(crate) async fn produce_transactional(
         &self,
+        access: &Access,
         r: v1::ProduceRequest,
     ) -> Result<Option<v1::ProduceResponse>, BrokerError> {
         self.inner.topics.check_running()?;
-        self.data().produce_as(r, AppendTurn::default(), true).await
+        let body = request::Body::Produce(r);
+        let Admitted { body, patch } = guard::admit(access, &self.inner.processors, body)?;
+        let request::Body::Produce(r) = body else { return Err(misrouted()) };
+        let answer = self.data().produce_as(r, AppendTurn::default(), true).await?;
+        Ok(answer.map(|p| match guard::finish(access, patch, response::Body::Produce(p)) {
+            response::Body::Produce(p) => p,
+            // `finish` keeps the kind of the answer it is given.
+            _ => v1::ProduceResponse::default(),
+        }))
     }
 
     /// Runs retention and compaction over every partition once, at `now_ms`.
@@ -317,14 +353,42 @@ impl Broker {
 
     /// [`handle`](Self::handle) for a request of a connection acting as `principal`: a produce
     /// appends in `turn`, after the connection's earlier produces (see [`Data::produce`]).
+    /// Checked against the ACLs as from no particular address (only bindings for host `*`
+    /// apply); [`handle_from`](Self::handle_from) names the address.
     pub async fn handle_as(
         &self,
         principal: &Principal,
         body: request::Body,
         turn: AppendTurn,
     ) -> Result<Option<response::Body>, BrokerError> {
-        let _ = principal;
+        self.handle_from(principal, None, body, turn).await
+    }
+
+    /// [`handle_as`](Self::handle_as) for a connection from `host`: the request is checked
+    /// against the ACLs first (`crate::guard`), run, and its answer trimmed to what the
+    /// principal may see; processors, SQL queries and connectors it creates are owned by
+    /// `principal` and run with its rights.
+    pub async fn handle_from(
+        &self,
+        principal: &Principal,
+        host: Option<IpAddr>,
+        body: request::Body,
+        turn: AppendTurn,
+    ) -> Result<Option<response::Body>, BrokerError> {
         self.inner.topics.check_running()?;
+        let access = self.access(principal, host);
+        let Admitted { body, patch } = guard::admit(&access, &self.inner.processors, body)?;
+        let answer = self.route(&access, body, turn).await?;
+        Ok(answer.map(|a| guard::finish(&access, patch, a)))
+    }
+
+    /// Runs an admitted request on the service that answers it.
+    async fn route(
+        &self,
+        access: &Access,
+        body: request::Body,
+        turn: AppendTurn,
+    ) -> Result<Option<response::Body>, BrokerError> {
         use request::Body as Rq;
         // Exhaustive: a new request kind does not compile until it has a service.
         match &body {
@@ -352,12 +416,15 @@ impl Broker {
             | Rq::ReplayProcessor(_)
             | Rq::QueryTable(_)
             | Rq::DropProcessor(_)
-            | Rq::Sql(_) => self.handle_processors(body).await.map(Some),
+            | Rq::Sql(_) => self.handle_processors(access, body).await.map(Some),
             Rq::CreateConnector(_)
             | Rq::ListConnectors(_)
             | Rq::ConnectorStatus(_)
             | Rq::DropConnector(_)
-            | Rq::PauseConnector(_) => self.handle_connectors(body).await.map(Some),
+            | Rq::PauseConnector(_) => self.handle_connectors(access, body).await.map(Some),
+            Rq::CreateAcls(_) | Rq::ListAcls(_) | Rq::DeleteAcls(_) => {
+                self.handle_acls(body).await.map(Some)
+            }
         }
     }
 
@@ -436,14 +503,20 @@ impl Broker {
 
     /// Processors, table queries and SQL. Deploys, drops and statements run on a blocking
     /// thread: they start and stop processor threads and fsync registry records.
-    async fn handle_processors(&self, body: request::Body) -> Answer<response::Body> {
+    async fn handle_processors(
+        &self,
+        access: &Access,
+        body: request::Body,
+    ) -> Answer<response::Body> {
         use request::Body as Rq;
         use response::Body as Rs;
         let (processors, sql) = (&self.inner.processors, &self.inner.sql);
         let broker = self.clone();
+        let owner = access.principal().clone();
         Ok(match body {
             Rq::DeployProcessor(r) => {
-                let processor = blocking(move || broker.inner.processors.deploy(&r.spec)).await?;
+                let processor =
+                    blocking(move || broker.inner.processors.deploy(&r.spec, &owner)).await?;
                 Rs::DeployProcessor(v1::DeployProcessorResponse { processor: Some(processor) })
             }
             Rq::ListProcessors(_) => {
@@ -477,56 +550,14 @@ impl Broker {
                 .await?;
                 Rs::DropProcessor(v1::DropProcessorResponse {})
             }
-            Rq::Sql(r) if crate::sql::is_push(&r.sql) => Rs::Sql(sql.push(&r).await?),
-            Rq::Sql(r) => Rs::Sql(blocking(move || Ok(broker.inner.sql.execute(&r.sql))).await?),
-            _ => return Err(misrouted()),
-        })
-    }
-}
-
-impl Broker {
-    /// Connectors. Creating, pausing and dropping start or stop threads and fsync records:
-    /// on a blocking thread.
-    async fn handle_connectors(&self, body: request::Body) -> Answer<response::Body> {
-        use request::Body as Rq;
-        use response::Body as Rs;
-        let broker = self.clone();
-        let connectors = &self.inner.connectors;
-        Ok(match body {
-            Rq::CreateConnector(r) => {
-                let config = r.config.into_iter().collect();
-                let info =
-                    blocking(move || broker.inner.connectors.create(&r.name, &r.kind, config))
-                        .await?;
-                Rs::CreateConnector(v1::CreateConnectorResponse { connector: Some(info) })
-            }
-            Rq::ListConnectors(_) => {
-                Rs::ListConnectors(v1::ListConnectorsResponse { connectors: connectors.list() })
-            }
-            Rq::ConnectorStatus(r) => Rs::ConnectorStatus(v1::ConnectorStatusResponse {
-                connector: Some(connectors.status(&r.name)?),
-            }),
-            Rq::DropConnector(r) => {
-                blocking(move || broker.inner.connectors.drop_connector(&r.name)).await?;
-                Rs::DropConnector(v1::DropConnectorResponse {})
-            }
-            Rq::PauseConnector(r) => {
-                let info =
-                    blocking(move || broker.inner.connectors.pause(&r.name, r.paused)).await?;
-                Rs::PauseConnector(v1::PauseConnectorResponse { connector: Some(info) })
+            Rq::Sql(r) if crate::sql::is_push(&r.sql) => Rs::Sql(sql.push(&r, access).await?),
+            Rq::Sql(r) => {
+                let access = access.clone();
+                Rs::Sql(blocking(move || Ok(broker.inner.sql.execute(&r.sql, &access))).await?)
             }
             _ => return Err(misrouted()),
         })
     }
-}
-
-/// Runs `work` on a blocking thread.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, BrokerError> + Send + 'static,
-) -> Result<T, BrokerError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| BrokerError::TaskFailed { reason: e.to_string() })?
 }
 
 /// The embedded transport: requests go straight to the broker, no encoding, no socket.

@@ -50,6 +50,9 @@
 //! key_file = "broker.key"          # its private key, PEM
 //! client_ca_file = "ca.pem"        # optional: clients must present a certificate it signed
 //! listeners = ["native", "kafka", "http"]  # the default: every listener
+//! [acl]
+//! enabled = false                  # true: requests are checked against the ACLs (docs/security.md)
+//! super_users = ["admin"]          # users with every right
 //! ```
 //!
 //! Most keys may be overridden by an environment variable (`[topic_defaults]` and
@@ -57,8 +60,9 @@
 //! `EDDY_KAFKA_LISTEN`, `EDDY_KAFKA_ADVERTISED`, `EDDY_HTTP_LISTEN`, `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
 //! `EDDY_MAX_CONNECTIONS`), and `EDDY_GROUP_` + the upper-cased key for each group timing (for
 //! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`), `EDDY_TXN_MAX_TIMEOUT_MS` and
-//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section), and `EDDY_TLS_CERT_FILE`,
-//! `EDDY_TLS_KEY_FILE`, `EDDY_TLS_CLIENT_CA_FILE` (the `[tls]` files).
+//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section), `EDDY_TLS_CERT_FILE`,
+//! `EDDY_TLS_KEY_FILE`, `EDDY_TLS_CLIENT_CA_FILE` (the `[tls]` files), `EDDY_ACL_ENABLED` and
+//! `EDDY_ACL_SUPER_USERS` (comma-separated).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -67,6 +71,7 @@ use serde::Deserialize;
 
 use crate::groups::state::Timing;
 use crate::quotas::QuotaSettings;
+use crate::security::acl::AclSettings;
 use crate::security::tls::TlsSettings;
 use crate::topic::{FlushSetting, TopicSettings};
 
@@ -207,6 +212,8 @@ pub struct BrokerConfig {
     pub quotas: QuotaSettings,
     /// TLS on the listeners (`[tls]`); off unless `cert_file` is set.
     pub tls: TlsSettings,
+    /// Authorization (docs/security.md): off by default.
+    pub acl: AclSettings,
 }
 
 /// The Kafka transaction coordinator (`transactions::Coordinator`).
@@ -263,6 +270,7 @@ impl Default for BrokerConfig {
             transactions: TransactionSettings::default(),
             quotas: QuotaSettings::default(),
             tls: TlsSettings::default(),
+            acl: AclSettings::default(),
         }
     }
 }
@@ -369,6 +377,12 @@ impl BrokerConfig {
         }
         if let Some(v) = env("EDDY_PROCESSOR_RETIRE_GRACE_MS") {
             self.processors.retire_grace_ms = parse("EDDY_PROCESSOR_RETIRE_GRACE_MS", v)?;
+        }
+        if let Some(v) = env("EDDY_ACL_ENABLED") {
+            self.acl.enabled = parse("EDDY_ACL_ENABLED", v)?;
+        }
+        if let Some(v) = env("EDDY_ACL_SUPER_USERS") {
+            self.acl.super_users = v.split(',').map(|u| u.trim().to_string()).collect();
         }
         let g = &mut self.groups;
         for (name, slot) in [
@@ -494,6 +508,27 @@ mod tests {
         let e = BrokerConfig::load(Some(&path), |_| None).unwrap_err();
         assert_eq!(e.to_string(), "invalid config: tls.cert_file is set without tls.key_file");
         assert!(!BrokerConfig::default().tls.enabled());
+    }
+
+    #[test]
+    fn acl_settings_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eddy.toml");
+        std::fs::write(&path, "[acl]\nsuper_users = [\"admin\"]\n").unwrap();
+        let c = BrokerConfig::load(Some(&path), |_| None).unwrap();
+        assert!(!c.acl.enabled, "off unless asked for");
+        assert_eq!(c.acl.super_principals(), vec!["User:admin".to_string()]);
+        let env = |k: &str| match k {
+            "EDDY_ACL_ENABLED" => Some("true".to_string()),
+            "EDDY_ACL_SUPER_USERS" => Some("root, User:ops".to_string()),
+            _ => None,
+        };
+        let c = BrokerConfig::load(Some(&path), env).unwrap();
+        assert!(c.acl.enabled);
+        assert_eq!(c.acl.super_principals(), vec!["User:root".to_string(), "User:ops".to_string()]);
+        let bad = |k: &str| (k == "EDDY_ACL_ENABLED").then(|| "yes".to_string());
+        let e = BrokerConfig::load(None, bad).unwrap_err();
+        assert!(e.to_string().starts_with("environment variable EDDY_ACL_ENABLED"), "{e}");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! broker's topics ([`BrokerLogs`]).
 //!
 //! `__connectors` (compacted, one partition, fsynced per record) holds two records per
-//! connector: key `def/<name>` = its [`ConnectorDef`] as JSON, and key `pos/<name>` = its
+//! connector: key `def/<name>` = its [`ConnectorDef`] as JSON, with `owner` (the principal
+//! that created it, whose rights it runs with; absent for the broker's own and for records
+//! written before ACLs existed), and key `pos/<name>` = its
 //! position (whatever shape its class stores). Drop writes tombstones for both. Opening the
 //! broker reads the topic to its end (the last write of a key wins) and starts every connector
 //! that is not paused, from its position.
@@ -11,6 +13,9 @@
 //! Invariants: a definition is durable before its connector starts, and its tombstone is
 //! durable only after its thread has stopped (so a dropped connector never writes a position
 //! afterwards); a position is written only by its connector's thread (`Positions::store`).
+//! A connector owned by a principal reads and writes topics through
+//! [`OwnedLogs`](crate::processors::owned::OwnedLogs): what its owner may not do fails it
+//! (state FAILED, the refusal as its reason) when it tries.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -18,11 +23,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use eddy_connect::{ConnectError, ConnectorDef, Kind, Positions, Running, Status};
 use eddy_protocol::v1;
 use eddy_storage::Log;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::error::BrokerError;
 use crate::internal::{append_durable, for_each_record};
 use crate::processors::logs::BrokerLogs;
+use crate::processors::owned::{OwnedLogs, check_rights};
+use crate::security::Principal;
+use crate::security::acls::Acls;
 use crate::topics::Topics;
 
 /// The internal topic holding connector definitions and positions.
@@ -50,11 +59,28 @@ impl Positions for Store {
     }
 }
 
+/// A definition as `__connectors` keeps it: the connector's and its owner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    def: ConnectorDef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+}
+
+/// A connector: its definition, whose rights it has, and its thread.
+struct Live {
+    def: ConnectorDef,
+    owner: Principal,
+    running: Running,
+}
+
 /// The broker's connectors.
 pub struct Connectors {
     store: Arc<Store>,
     topics: Arc<Topics>,
-    running: Mutex<BTreeMap<String, (ConnectorDef, Running)>>,
+    acls: Arc<Acls>,
+    running: Mutex<BTreeMap<String, Live>>,
 }
 
 impl std::fmt::Debug for Connectors {
@@ -109,8 +135,9 @@ fn redacted(config: &BTreeMap<String, String>) -> HashMap<String, String> {
         .collect()
 }
 
-fn info(def: &ConnectorDef, status: Status) -> v1::ConnectorInfo {
+fn info(def: &ConnectorDef, owner: &Principal, status: Status) -> v1::ConnectorInfo {
     v1::ConnectorInfo {
+        owner: owner.owner().unwrap_or_default(),
         name: def.name.clone(),
         kind: def.kind.as_str().to_string(),
         class: def.config.get("connector.class").cloned().unwrap_or_default(),
@@ -128,14 +155,18 @@ impl Connectors {
     pub fn open(
         log: Arc<Log>,
         topics: Arc<Topics>,
-    ) -> Result<(Connectors, Vec<ConnectorDef>), BrokerError> {
+        acls: Arc<Acls>,
+    ) -> Result<(Connectors, Vec<(ConnectorDef, Principal)>), BrokerError> {
         let mut defs = BTreeMap::new();
         let mut positions = HashMap::new();
         for_each_record(&log, CONNECTORS_TOPIC, |_, key, value| {
             let key = String::from_utf8_lossy(key.unwrap_or_default()).into_owned();
             if let Some(name) = key.strip_prefix("def/") {
-                match value.map(serde_json::from_slice::<ConnectorDef>) {
-                    Some(Ok(def)) => drop(defs.insert(name.to_string(), def)),
+                match value.map(serde_json::from_slice::<Stored>) {
+                    Some(Ok(s)) => {
+                        let owner = Principal::from_owner(s.owner.as_deref());
+                        drop(defs.insert(name.to_string(), (s.def, owner)))
+                    }
                     Some(Err(e)) => {
                         tracing::error!(%name, error = %e, "unreadable connector definition: skipped")
                     }
@@ -152,31 +183,39 @@ impl Connectors {
             }
         })?;
         let store = Arc::new(Store { log, positions: Mutex::new(positions) });
-        let connectors = Connectors { store, topics, running: Mutex::new(BTreeMap::new()) };
+        let connectors = Connectors { store, topics, acls, running: Mutex::new(BTreeMap::new()) };
         Ok((connectors, defs.into_values().collect()))
     }
 
-    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, (ConnectorDef, Running)>> {
+    fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Live>> {
         self.running.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn run(&self, def: &ConnectorDef) -> Running {
-        let logs = Arc::new(BrokerLogs::new(self.topics.clone()));
-        Running::start(def.clone(), logs, self.store.clone())
+    /// Starts `def` with `owner`'s rights.
+    fn run(&self, def: ConnectorDef, owner: Principal) -> Live {
+        let logs = BrokerLogs::new(self.topics.clone());
+        let access = self.acls.access(owner.clone(), None);
+        let running = if access.restricted() {
+            let logs = Arc::new(OwnedLogs::new(logs, access, []));
+            Running::start(def.clone(), logs, self.store.clone())
+        } else {
+            Running::start(def.clone(), Arc::new(logs), self.store.clone())
+        };
+        Live { def, owner, running }
     }
 
     /// Starts the connectors read at open.
-    pub fn start_all(&self, defs: Vec<ConnectorDef>) {
+    pub fn start_all(&self, defs: Vec<(ConnectorDef, Principal)>) {
         let mut running = self.lock();
-        for def in defs {
+        for (def, owner) in defs {
             tracing::info!(connector = %def.name, paused = def.paused, "starting connector");
-            let r = self.run(&def);
-            running.insert(def.name.clone(), (def, r));
+            running.insert(def.name.clone(), self.run(def, owner));
         }
     }
 
-    fn write_def(&self, def: &ConnectorDef) -> Result<(), BrokerError> {
-        let value = serde_json::to_vec(def).map_err(|e| BrokerError::InvalidConnector {
+    fn write_def(&self, def: &ConnectorDef, owner: &Principal) -> Result<(), BrokerError> {
+        let stored = Stored { def: def.clone(), owner: owner.owner() };
+        let value = serde_json::to_vec(&stored).map_err(|e| BrokerError::InvalidConnector {
             name: def.name.clone(),
             reason: e.to_string(),
         })?;
@@ -184,12 +223,15 @@ impl Connectors {
         append_durable(&self.store.log, CONNECTORS_TOPIC, key.as_bytes(), Some(&value)).map(drop)
     }
 
-    /// Creates and starts a connector; its options are checked first.
+    /// Creates and starts a connector owned by `owner`; its options are checked first, and a
+    /// sink's topics against the owner's rights (a source's topics are named as it runs: each
+    /// write is checked then).
     pub fn create(
         &self,
         name: &str,
         kind: &str,
         config: BTreeMap<String, String>,
+        owner: &Principal,
     ) -> Result<v1::ConnectorInfo, BrokerError> {
         check_name(name)?;
         let kind = match kind.to_ascii_lowercase().as_str() {
@@ -204,41 +246,47 @@ impl Connectors {
         };
         let config = config.into_iter().map(|(k, v)| (k.trim().to_ascii_lowercase(), v)).collect();
         let def = ConnectorDef { name: name.to_string(), kind, config, paused: false };
-        if let Err(e @ (ConnectError::Config { .. } | ConnectError::Url { .. })) = def.class() {
-            return Err(BrokerError::InvalidConnector {
-                name: name.to_string(),
-                reason: e.to_string(),
-            });
-        }
+        let reads = match def.class() {
+            Err(e @ (ConnectError::Config { .. } | ConnectError::Url { .. })) => {
+                return Err(BrokerError::InvalidConnector {
+                    name: name.to_string(),
+                    reason: e.to_string(),
+                });
+            }
+            Ok(eddy_connect::Class::PgSink(c)) => vec![c.topic],
+            Ok(eddy_connect::Class::FileSink(c)) => c.topics,
+            _ => Vec::new(),
+        };
+        let access = self.acls.access(owner.clone(), None);
+        check_rights(&access, &self.topics, &reads, &[])?;
         let mut running = self.lock();
         if running.contains_key(name) {
             return Err(BrokerError::ConnectorExists(name.to_string()));
         }
-        self.write_def(&def)?;
-        let r = self.run(&def);
-        let answer = info(&def, r.status());
-        running.insert(name.to_string(), (def, r));
+        self.write_def(&def, owner)?;
+        let live = self.run(def, owner.clone());
+        let answer = info(&live.def, owner, live.running.status());
+        running.insert(name.to_string(), live);
         tracing::info!(connector = %name, "connector created");
         Ok(answer)
     }
 
     pub fn list(&self) -> Vec<v1::ConnectorInfo> {
-        self.lock().values().map(|(def, r)| info(def, r.status())).collect()
+        self.lock().values().map(|l| info(&l.def, &l.owner, l.running.status())).collect()
     }
 
     pub fn status(&self, name: &str) -> Result<v1::ConnectorInfo, BrokerError> {
         let running = self.lock();
-        let (def, r) =
-            running.get(name).ok_or_else(|| BrokerError::UnknownConnector(name.to_string()))?;
-        Ok(info(def, r.status()))
+        let l = running.get(name).ok_or_else(|| BrokerError::UnknownConnector(name.to_string()))?;
+        Ok(info(&l.def, &l.owner, l.running.status()))
     }
 
     /// Stops the connector, then removes its definition and position.
     pub fn drop_connector(&self, name: &str) -> Result<(), BrokerError> {
         let mut running = self.lock();
-        let (_, r) =
+        let live =
             running.remove(name).ok_or_else(|| BrokerError::UnknownConnector(name.to_string()))?;
-        r.stop();
+        live.running.stop();
         let log = &self.store.log;
         append_durable(log, CONNECTORS_TOPIC, format!("pos/{name}").as_bytes(), None)?;
         append_durable(log, CONNECTORS_TOPIC, format!("def/{name}").as_bytes(), None)?;
@@ -250,22 +298,22 @@ impl Connectors {
     /// Pauses (stops, keeping its position) or resumes a connector.
     pub fn pause(&self, name: &str, paused: bool) -> Result<v1::ConnectorInfo, BrokerError> {
         let mut running = self.lock();
-        let (mut def, r) =
+        let Live { mut def, owner, running: r } =
             running.remove(name).ok_or_else(|| BrokerError::UnknownConnector(name.to_string()))?;
         r.stop();
         def.paused = paused;
-        let written = self.write_def(&def);
-        let r = self.run(&def);
-        let answer = info(&def, r.status());
-        running.insert(name.to_string(), (def, r));
+        let written = self.write_def(&def, &owner);
+        let live = self.run(def, owner);
+        let answer = info(&live.def, &live.owner, live.running.status());
+        running.insert(name.to_string(), live);
         written.map(|()| answer)
     }
 
     /// Stops every connector (broker close).
     pub fn shutdown(&self) {
         let all = std::mem::take(&mut *self.lock());
-        for (_, (_, r)) in all {
-            r.stop();
+        for (_, live) in all {
+            live.running.stop();
         }
     }
 }

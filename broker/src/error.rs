@@ -144,6 +144,19 @@ pub enum BrokerError {
     /// A connector's definition is refused (its options, its name, its kind).
     #[error("connector {name:?}: {reason}")]
     InvalidConnector { name: String, reason: String },
+    /// An ACL refused the request: "User:bob may not WRITE topic orders-eu". The operation and
+    /// resource type are the names `security::acl` gives them (`WRITE`, `topic`), so the Kafka
+    /// listener can answer the Kafka code for the resource type.
+    #[error("{principal} may not {operation} {resource_type} {resource}")]
+    Unauthorized {
+        principal: String,
+        operation: &'static str,
+        resource_type: &'static str,
+        resource: String,
+    },
+    /// An ACL binding or filter that cannot be stored or applied; the text says which field.
+    #[error("invalid ACL: {0}")]
+    InvalidAcl(String),
 }
 
 impl BrokerError {
@@ -208,6 +221,8 @@ impl BrokerError {
             BrokerError::UnknownConnector(_) => ErrorCode::UnknownConnector,
             BrokerError::ConnectorExists(_) => ErrorCode::ConnectorExists,
             BrokerError::InvalidConnector { .. } => ErrorCode::InvalidConnector,
+            BrokerError::Unauthorized { .. } => ErrorCode::AuthorizationFailed,
+            BrokerError::InvalidAcl(_) => ErrorCode::MalformedRequest,
             BrokerError::Storage { source, .. } => storage_code(source),
         }
     }

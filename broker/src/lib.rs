@@ -13,8 +13,9 @@
 //!   (the service every other one sees topics through).
 //! - [`groups`]: the consumer group coordinator (state in `__consumer_offsets`), seeing topics
 //!   only as a `TopicView`.
-//! - [`security`]: [`security::Principal`], who a request is handled as; [`quotas`]: byte
-//!   rates per principal and client id, measured as Kafka measures them.
+//! - [`security`]: [`security::Principal`], who a request is handled as; TLS; the ACL model
+//!   and the broker's ACLs (`__acls`); [`quotas`]: byte rates per principal and client id,
+//!   measured as Kafka measures them.
 //! - [`config`]: the broker's settings (TOML file, environment overrides); `producer_ids`.
 //! - [`transactions`]: the Kafka transaction coordinator (state in `__transaction_state`),
 //!   writing transaction markers to the partitions and committed offsets to the groups.
@@ -23,6 +24,7 @@
 //!   connectors (PostgreSQL sources and sink, file sink) over the topics.
 //! - [`sql`]: streaming SQL (`__sql`), deploying its queries as processors.
 //! - `data`: the data path of requests (produce, fetch, list offsets, metadata).
+//! - `guard`: what each native request needs of the ACLs, checked before it runs.
 //! - `broker`: [`Broker`], which owns the services and routes requests; it also implements
 //!   `eddy_client::Transport`, so the client's producer and consumer run on it with no socket.
 //! - `wire`, [`server`]: frames and the TCP server, with limits on frames, connections,
@@ -42,6 +44,7 @@ mod data;
 mod error;
 mod files;
 pub mod groups;
+mod guard;
 mod internal;
 pub mod kafka;
 pub mod metrics;

@@ -36,7 +36,7 @@ pub const KAFKA_OUTCOMES: [&str; 2] = ["answered", "refused"];
 pub const KAFKA_KEYS: usize = 128;
 
 /// The native request kinds, by the index [`native_api`] gives.
-pub const NATIVE_APIS: [&str; 30] = [
+pub const NATIVE_APIS: [&str; 33] = [
     "api_versions",
     "metadata",
     "create_topic",
@@ -67,6 +67,9 @@ pub const NATIVE_APIS: [&str; 30] = [
     "connector_status",
     "drop_connector",
     "pause_connector",
+    "create_acls",
+    "list_acls",
+    "delete_acls",
 ];
 
 /// The index in [`NATIVE_APIS`] of a request's kind (exhaustive: a new kind needs a name).
@@ -103,6 +106,9 @@ pub fn native_api(body: &request::Body) -> usize {
         B::ConnectorStatus(_) => 27,
         B::DropConnector(_) => 28,
         B::PauseConnector(_) => 29,
+        B::CreateAcls(_) => 30,
+        B::ListAcls(_) => 31,
+        B::DeleteAcls(_) => 32,
     }
 }
 

@@ -429,13 +429,13 @@ impl Connection {
             muted_until: self.muted_until.clone(),
         });
         let broker = self.broker.clone();
-        let principal = self.principal.clone();
+        let (principal, host) = (self.principal.clone(), self.peer.ip());
         let tx = tx.clone();
         // Counted per request, not per record: a clock read and three atomic adds.
         let api = crate::metrics::native_api(&body);
         let started = broker.meters().enabled().then(std::time::Instant::now);
         requests.spawn(async move {
-            let outcome = broker.handle_as(&principal, body, turn).await;
+            let outcome = broker.handle_from(&principal, Some(host), body, turn).await;
             if let Some(started) = started {
                 let code = outcome.as_ref().map_or_else(|e| e.code() as i32, |_| 0);
                 broker.meters().native_request(api, code, started.elapsed());

@@ -113,6 +113,9 @@ fn status(c: &v1::ConnectorInfo) -> String {
     lines.push(format!("failures: {}", c.failures));
     lines.push(format!("records: {}", c.records));
     lines.push(format!("position: {}", c.position));
+    if !c.owner.is_empty() {
+        lines.push(format!("owner: {}", c.owner));
+    }
     lines.extend(config.into_iter().map(|(k, v)| format!("option {k}: {v}")));
     lines.join("\n")
 }

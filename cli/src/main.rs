@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod acl;
 mod connector;
 mod consume;
 mod group;
@@ -69,6 +70,14 @@ usage: eddy [--broker ADDR] <command> ...
             | list | status NAME | pause NAME | resume NAME | drop NAME
         connectors run inside the broker (docs/connectors.md): PostgreSQL sources
         (query mode, CDC) and sinks, a JSON-lines file sink
+  acl add --allow|--deny User:NAME --operation OP[,OP...]
+          (--topic|--group|--processor|--connector|--transactional-id NAME [--prefix]
+           | --cluster) [--host IP]
+      | list [--principal User:NAME | --allow|--deny User:NAME] [--operation OP,...]
+             [--topic|--group|... NAME [--prefix|--match] | --cluster] [--host IP]
+      | remove (the filters of list; at least one)
+        who may do what (docs/security.md); operations: all, read, write, create, delete,
+        alter, describe, cluster-action, describe-configs, alter-configs, idempotent-write
   query TABLE KEY | --scan [--prefix P] [--from K] [--to K] [--limit N] | --top N [--by FIELD]
         | --follow
         [--digest]   pull queries against a live table; --follow prints its changes
@@ -196,6 +205,7 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
             "group" => group::run(&broker, &mut parser, &mut out).await,
             "processor" => processor::run(&broker, &mut parser, &mut out).await,
             "connector" => connector::run(&broker, &mut parser, &mut out).await,
+            "acl" => acl::run(&broker, &mut parser, &mut out).await,
             "query" => query::run(&broker, &mut parser, &mut out).await,
             "sql" => sql::run(&broker, &mut parser, &mut out).await,
             other => bail!("unknown command {other:?} (see eddy --help)"),

@@ -315,6 +315,9 @@ fn status(p: &v1::ProcessorInfo) -> String {
     if p.retired_version > 0 {
         text.push_str(&format!("\nretired version {} (rollback possible)", p.retired_version));
     }
+    if !p.owner.is_empty() {
+        text.push_str(&format!("\nowner: {} (runs with its rights)", p.owner));
+    }
     text.push_str(
         "\n\ntask  records-in  records-out  late  decode-errors  state-keys  state-bytes  inputs",
     );

@@ -11,7 +11,7 @@
 //!   out whole batches, decoded lazily.
 //! - [`GroupConsumer`] ([`group`]): a consumer group member — heartbeats, follows the
 //!   broker's assignment, reads from committed offsets, commits (auto, sync, async).
-//! - [`Admin`] ([`admin`]): topics, metadata, offsets and groups.
+//! - [`Admin`] ([`admin`]): topics, metadata, offsets and groups; [`acl`]: its ACL calls.
 //! - [`partitioner`]: which partition a keyed record goes to (Kafka's murmur2, so keys land
 //!   where a Kafka user expects).
 //! - [`record`]: the owned record types passed in and out.
@@ -20,6 +20,7 @@
 //! encoding them once into a batch, and never keeps data past its acknowledgement.
 #![forbid(unsafe_code)]
 
+pub mod acl;
 pub mod admin;
 pub mod consumer;
 #[cfg(test)]

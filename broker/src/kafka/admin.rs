@@ -6,6 +6,12 @@
 //! on one node is fixed (`min.insync.replicas` 1, `compression.type` producer,
 //! `message.timestamp.type` CreateTime) are accepted at that value; anything else is refused
 //! with INVALID_CONFIG naming it, as Kafka refuses a config it does not know.
+//!
+//! ACLs as Kafka's: CreateTopics needs CREATE on the cluster or the topic, DeleteTopics
+//! DELETE, CreatePartitions ALTER, DescribeConfigs DESCRIBE_CONFIGS on the topic (or the
+//! cluster, for the broker's configs); a refused topic is answered TOPIC_AUTHORIZATION_FAILED
+//! (the cluster: CLUSTER_AUTHORIZATION_FAILED), the others are done. DescribeCluster needs
+//! nothing; its authorized operations are the principal's.
 
 use eddy_protocol::v1;
 use kafka_protocol::error::ResponseError;
@@ -22,8 +28,11 @@ use kafka_protocol::messages::describe_configs_response::{
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::{check, cluster_operations};
 use super::data::error_code;
 use super::{Context, NODE_ID};
+use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
+use crate::security::acls::Access;
 use crate::topic::{CleanupSetting, TopicSettings};
 
 fn text(s: impl Into<String>) -> StrBytes {
@@ -73,16 +82,19 @@ fn topic_config(
 
 pub(super) fn create_topics(
     cx: &Context,
+    access: &Access,
     r: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
-    let topics = r.topics.iter().map(|t| create_one(cx, t, r.validate_only, version)).collect();
+    let topics =
+        r.topics.iter().map(|t| create_one(cx, access, t, r.validate_only, version)).collect();
     CreateTopicsResponse::default().with_topics(topics)
 }
 
 /// Creates (or, with `validate_only`, checks) one topic of a CreateTopics request.
 fn create_one(
     cx: &Context,
+    access: &Access,
     t: &CreatableTopic,
     validate_only: bool,
     version: i16,
@@ -94,6 +106,9 @@ fn create_one(
     let fail = |code: ResponseError, message: String| {
         answer.clone().with_error_code(code.code()).with_error_message(Some(text(message)))
     };
+    if let Err(e) = access.check_create_topic(t.name.0.as_str()) {
+        return fail(ResponseError::TopicAuthorizationFailed, e.to_string());
+    }
     if t.replication_factor != -1 && t.replication_factor != 1 {
         let message =
             format!("replication factor {} on a one-broker cluster", t.replication_factor);
@@ -126,29 +141,41 @@ fn create_one(
     match created {
         // The created topic's partitions and configs are answered from v5.
         Ok(_) if version < 5 => answer,
-        Ok(settings) => {
-            let configs = describe(&settings, cx.broker.config().limits.max_batch_bytes)
-                .into_iter()
-                .map(|(k, v)| {
-                    CreatableTopicConfigs::default()
-                        .with_name(text(k))
-                        .with_value(Some(text(v)))
-                        .with_config_source(5)
-                })
-                .collect();
-            answer
-                .with_num_partitions(settings.partitions as i32)
-                .with_replication_factor(1)
-                .with_configs(Some(configs))
-        }
+        Ok(settings) => created_answer(cx, access, answer, topic, &settings),
         Err(e) => {
             answer.with_error_code(error_code(&e)).with_error_message(Some(text(e.to_string())))
         }
     }
 }
 
+/// A created topic's answer (v5+): its partitions, and its configs to a principal that may
+/// describe them (else TOPIC_AUTHORIZATION_FAILED in their place, as Kafka).
+fn created_answer(
+    cx: &Context,
+    access: &Access,
+    answer: CreatableTopicResult,
+    topic: &str,
+    settings: &TopicSettings,
+) -> CreatableTopicResult {
+    let answer = answer.with_num_partitions(settings.partitions as i32).with_replication_factor(1);
+    if check(access, Operation::DescribeConfigs, ResourceType::Topic, topic).is_err() {
+        return answer.with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code());
+    }
+    let configs = describe(settings, cx.broker.config().limits.max_batch_bytes)
+        .into_iter()
+        .map(|(k, v)| {
+            CreatableTopicConfigs::default()
+                .with_name(text(k))
+                .with_value(Some(text(v)))
+                .with_config_source(5)
+        })
+        .collect();
+    answer.with_configs(Some(configs))
+}
+
 pub(super) fn delete_topics(
     cx: &Context,
+    access: &Access,
     r: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
@@ -158,11 +185,14 @@ pub(super) fn delete_topics(
         .map(|t| {
             let answer = DeletableTopicResult::default().with_name(Some(t.clone()));
             let topic = t.0.as_str();
-            let deleted = if crate::topic::is_internal(topic) {
-                Err(crate::error::BrokerError::InternalTopic(topic.to_string()))
-            } else {
-                cx.broker.delete_topic(topic)
-            };
+            let deleted =
+                if let Err(e) = access.check(Operation::Delete, ResourceType::Topic, topic) {
+                    Err(e)
+                } else if crate::topic::is_internal(topic) {
+                    Err(crate::error::BrokerError::InternalTopic(topic.to_string()))
+                } else {
+                    cx.broker.delete_topic(topic)
+                };
             match deleted {
                 Ok(()) => answer,
                 // Error messages exist from v5.
@@ -178,6 +208,7 @@ pub(super) fn delete_topics(
 
 pub(super) fn create_partitions(
     cx: &Context,
+    access: &Access,
     r: CreatePartitionsRequest,
 ) -> CreatePartitionsResponse {
     let results = r
@@ -185,7 +216,8 @@ pub(super) fn create_partitions(
         .iter()
         .map(|t| {
             let answer = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-            let outcome = match cx.broker.topic(t.name.0.as_str()) {
+            let allowed = access.check(Operation::Alter, ResourceType::Topic, t.name.0.as_str());
+            let outcome = match allowed.and_then(|()| cx.broker.topic(t.name.0.as_str())) {
                 Err(e) => Err((error_code(&e), e.to_string())),
                 Ok(topic) => {
                     let have = topic.partitions.len() as i32;
@@ -254,7 +286,11 @@ fn describe(s: &TopicSettings, max_batch_bytes: u32) -> Vec<(&'static str, Strin
 const TOPIC: i8 = 2;
 const BROKER: i8 = 4;
 
-pub(super) fn describe_configs(cx: &Context, r: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub(super) fn describe_configs(
+    cx: &Context,
+    access: &Access,
+    r: DescribeConfigsRequest,
+) -> DescribeConfigsResponse {
     let max_batch = cx.broker.config().limits.max_batch_bytes;
     let results = r
         .resources
@@ -263,6 +299,19 @@ pub(super) fn describe_configs(cx: &Context, r: DescribeConfigsRequest) -> Descr
             let answer = DescribeConfigsResult::default()
                 .with_resource_type(res.resource_type)
                 .with_resource_name(res.resource_name.clone());
+            let allowed = match res.resource_type {
+                TOPIC => access.check(
+                    Operation::DescribeConfigs,
+                    ResourceType::Topic,
+                    res.resource_name.as_str(),
+                ),
+                _ => access.check(Operation::DescribeConfigs, ResourceType::Cluster, CLUSTER_NAME),
+            };
+            if let Err(e) = allowed {
+                return answer
+                    .with_error_code(error_code(&e))
+                    .with_error_message(Some(text(e.to_string())));
+            }
             let (configs, source) = match res.resource_type {
                 TOPIC => match cx.broker.topic(res.resource_name.as_str()) {
                     Ok(t) => (describe(&t.settings, max_batch), 1),
@@ -305,9 +354,13 @@ pub(super) fn describe_configs(cx: &Context, r: DescribeConfigsRequest) -> Descr
 
 pub(super) fn describe_cluster(
     cx: &Context,
-    _r: DescribeClusterRequest,
+    access: &Access,
+    r: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
+    let ops =
+        if r.include_cluster_authorized_operations { cluster_operations(access) } else { i32::MIN };
     DescribeClusterResponse::default()
+        .with_cluster_authorized_operations(ops)
         .with_cluster_id(text(cx.cluster_id.clone()))
         .with_controller_id(BrokerId(NODE_ID))
         .with_brokers(vec![

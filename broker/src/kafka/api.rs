@@ -8,9 +8,10 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use std::time::Duration;
 
-use super::{Context, admin, data, groups, txn};
+use super::{Context, acls, admin, authz, data, groups, txn};
 use crate::quotas::Direction;
 use crate::security::Principal;
+use crate::security::acls::Access;
 
 /// The APIs served, with the versions served: Kafka's schemas (through `kafka-protocol`) cap
 /// what can be decoded; these caps are what eddy implements (no topic ids, no KIP-848 fields).
@@ -41,6 +42,9 @@ const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    (ApiKey::DescribeAcls, 1, 3),
+    (ApiKey::CreateAcls, 1, 3),
+    (ApiKey::DeleteAcls, 1, 3),
 ];
 
 /// (api key, min version, max version) of every API served, as ApiVersions lists them.
@@ -95,7 +99,8 @@ pub(super) async fn handle(
         host: format!("/{}", peer.ip()),
     };
     let started = cx.broker.meters().enabled().then(std::time::Instant::now);
-    let who = Who { caller: &caller, principal };
+    let access = cx.broker.access(principal, Some(peer.ip()));
+    let who = Who { caller: &caller, principal, access: &access };
     let answer = dispatch(cx, &who, api, version, correlation_id, buf, throttle).await;
     if let Some(started) = started {
         cx.broker.meters().kafka_request(key, answer.is_err(), started.elapsed());
@@ -138,10 +143,12 @@ fn encode<T: Encodable + HeaderVersion>(
     Ok(out.freeze())
 }
 
-/// Who sent a request: the connection's principal and the client's id and address.
+/// Who sent a request: the client's id and address, the connection's principal, and what
+/// the ACLs let it do.
 struct Who<'a> {
     caller: &'a groups::Caller,
     principal: &'a Principal,
+    access: &'a Access,
 }
 
 impl Who<'_> {
@@ -166,6 +173,8 @@ fn millis(wait: Duration) -> i32 {
     i32::try_from(wait.as_millis()).unwrap_or(i32::MAX)
 }
 
+/// Runs one request as `who.access`'s. The group membership APIs are checked here (READ on
+/// the group, GROUP_AUTHORIZATION_FAILED); every other handler checks what it touches.
 async fn dispatch(
     cx: &Context,
     who: &Who<'_>,
@@ -175,7 +184,7 @@ async fn dispatch(
     body: Bytes,
     throttle: &mut Duration,
 ) -> Result<Option<Bytes>, String> {
-    let caller = who.caller;
+    let (caller, access) = (who.caller, who.access);
     macro_rules! answer {
         ($handler:expr) => {
             encode(api, id, v, &$handler).map(Some)
@@ -183,7 +192,7 @@ async fn dispatch(
     }
     match api {
         ApiKey::ApiVersions => answer!(api_versions(&decode(api, v, body)?)),
-        ApiKey::Metadata => answer!(data::metadata(cx, decode(api, v, body)?, v)),
+        ApiKey::Metadata => answer!(data::metadata(cx, access, decode(api, v, body)?, v)),
         ApiKey::Produce => {
             let request: ProduceRequest = decode(api, v, body)?;
             let bytes = request
@@ -193,13 +202,13 @@ async fn dispatch(
                 .map(|p| p.records.as_ref().map_or(0, |r| r.len() as u64))
                 .sum();
             *throttle = who.quota(cx, Direction::Produce, bytes);
-            match data::produce(cx, request, v).await {
+            match data::produce(cx, access, request, v).await {
                 Some(answer) => answer!(answer.with_throttle_time_ms(millis(*throttle))),
                 None => Ok(None),
             }
         }
         ApiKey::Fetch => {
-            let answer = data::fetch(cx, decode(api, v, body)?).await;
+            let answer = data::fetch(cx, access, decode(api, v, body)?).await;
             let bytes = answer
                 .responses
                 .iter()
@@ -209,37 +218,102 @@ async fn dispatch(
             *throttle = who.quota(cx, Direction::Fetch, bytes);
             answer!(answer.with_throttle_time_ms(millis(*throttle)))
         }
-        ApiKey::ListOffsets => answer!(data::list_offsets(cx, decode(api, v, body)?, v).await),
+        ApiKey::ListOffsets => {
+            answer!(data::list_offsets(cx, access, decode(api, v, body)?, v).await)
+        }
         ApiKey::InitProducerId => {
-            answer!(txn::init_producer_id(cx, decode(api, v, body)?, v).await)
+            answer!(txn::init_producer_id(cx, access, decode(api, v, body)?, v).await)
         }
         ApiKey::AddPartitionsToTxn => {
-            answer!(txn::add_partitions(cx, decode(api, v, body)?, v).await)
+            answer!(txn::add_partitions(cx, access, decode(api, v, body)?, v).await)
         }
-        ApiKey::AddOffsetsToTxn => answer!(txn::add_offsets(cx, decode(api, v, body)?, v).await),
+        ApiKey::AddOffsetsToTxn => {
+            answer!(txn::add_offsets(cx, access, decode(api, v, body)?, v).await)
+        }
         ApiKey::TxnOffsetCommit => {
-            answer!(txn::txn_offset_commit(cx, decode(api, v, body)?, v).await)
+            answer!(txn::txn_offset_commit(cx, access, decode(api, v, body)?, v).await)
         }
-        ApiKey::EndTxn => answer!(txn::end_txn(cx, decode(api, v, body)?, v).await),
-        ApiKey::CreateTopics => answer!(admin::create_topics(cx, decode(api, v, body)?, v)),
-        ApiKey::DeleteTopics => answer!(admin::delete_topics(cx, decode(api, v, body)?, v)),
-        ApiKey::CreatePartitions => answer!(admin::create_partitions(cx, decode(api, v, body)?)),
-        ApiKey::DescribeConfigs => answer!(admin::describe_configs(cx, decode(api, v, body)?)),
-        ApiKey::DescribeCluster => answer!(admin::describe_cluster(cx, decode(api, v, body)?)),
-        ApiKey::FindCoordinator => answer!(groups::find_coordinator(cx, decode(api, v, body)?, v)),
-        ApiKey::JoinGroup => answer!(cx.groups.join(decode(api, v, body)?, v, caller).await),
-        ApiKey::SyncGroup => answer!(cx.groups.sync(decode(api, v, body)?).await),
-        ApiKey::Heartbeat => answer!(cx.groups.heartbeat(decode(api, v, body)?)),
-        ApiKey::LeaveGroup => answer!(cx.groups.leave(decode(api, v, body)?, v)),
-        ApiKey::OffsetCommit => answer!(cx.groups.commit(decode(api, v, body)?).await),
-        ApiKey::OffsetFetch => answer!(cx.groups.fetch_offsets(decode(api, v, body)?).await),
-        ApiKey::ListGroups => answer!(cx.groups.list(decode(api, v, body)?).await),
-        ApiKey::DescribeGroups => answer!(cx.groups.describe(decode(api, v, body)?, v).await),
+        ApiKey::EndTxn => answer!(txn::end_txn(cx, access, decode(api, v, body)?, v).await),
+        ApiKey::CreateTopics => {
+            answer!(admin::create_topics(cx, access, decode(api, v, body)?, v))
+        }
+        ApiKey::DeleteTopics => {
+            answer!(admin::delete_topics(cx, access, decode(api, v, body)?, v))
+        }
+        ApiKey::CreatePartitions => {
+            answer!(admin::create_partitions(cx, access, decode(api, v, body)?))
+        }
+        ApiKey::DescribeConfigs => {
+            answer!(admin::describe_configs(cx, access, decode(api, v, body)?))
+        }
+        ApiKey::DescribeCluster => {
+            answer!(admin::describe_cluster(cx, access, decode(api, v, body)?))
+        }
+        ApiKey::FindCoordinator => {
+            answer!(groups::find_coordinator(cx, access, decode(api, v, body)?, v))
+        }
+        ApiKey::JoinGroup | ApiKey::SyncGroup | ApiKey::Heartbeat | ApiKey::LeaveGroup => {
+            membership(cx, caller, access, (api, v, id), body).await
+        }
+        ApiKey::OffsetCommit => answer!(cx.groups.commit(access, decode(api, v, body)?).await),
+        ApiKey::OffsetFetch => {
+            answer!(cx.groups.fetch_offsets(access, decode(api, v, body)?).await)
+        }
+        ApiKey::ListGroups => answer!(cx.groups.list(access, decode(api, v, body)?).await),
+        ApiKey::DescribeGroups => {
+            answer!(cx.groups.describe(access, decode(api, v, body)?, v).await)
+        }
         ApiKey::ConsumerGroupHeartbeat => {
-            answer!(cx.consumer_groups.heartbeat(decode(api, v, body)?, caller).await)
+            answer!(cx.consumer_groups.heartbeat(access, decode(api, v, body)?, caller).await)
         }
-        ApiKey::DeleteGroups => answer!(cx.groups.delete(decode(api, v, body)?).await),
+        ApiKey::DeleteGroups => answer!(cx.groups.delete(access, decode(api, v, body)?).await),
+        ApiKey::DescribeAcls => answer!(acls::describe(cx, access, decode(api, v, body)?)),
+        ApiKey::CreateAcls => answer!(acls::create(cx, access, decode(api, v, body)?).await),
+        ApiKey::DeleteAcls => answer!(acls::delete(cx, access, decode(api, v, body)?).await),
         other => Err(format!("{other:?} is not served")),
+    }
+}
+
+/// The classic group protocol's membership requests, each needing READ on its group
+/// (GROUP_AUTHORIZATION_FAILED, as Kafka) before the group sees it.
+async fn membership(
+    cx: &Context,
+    caller: &groups::Caller,
+    access: &Access,
+    (api, v, id): (ApiKey, i16, i32),
+    body: Bytes,
+) -> Result<Option<Bytes>, String> {
+    let answer = |bytes: Result<Bytes, String>| bytes.map(Some);
+    match api {
+        ApiKey::JoinGroup => {
+            let r: JoinGroupRequest = decode(api, v, body)?;
+            answer(match authz::group_read(access, &r.group_id) {
+                Ok(()) => encode(api, id, v, &cx.groups.join(r, v, caller).await),
+                Err(code) => encode(api, id, v, &authz::join_refused(code)),
+            })
+        }
+        ApiKey::SyncGroup => {
+            let r: SyncGroupRequest = decode(api, v, body)?;
+            answer(match authz::group_read(access, &r.group_id) {
+                Ok(()) => encode(api, id, v, &cx.groups.sync(r).await),
+                Err(code) => encode(api, id, v, &authz::sync_refused(code)),
+            })
+        }
+        ApiKey::Heartbeat => {
+            let r: HeartbeatRequest = decode(api, v, body)?;
+            answer(match authz::group_read(access, &r.group_id) {
+                Ok(()) => encode(api, id, v, &cx.groups.heartbeat(r)),
+                Err(code) => encode(api, id, v, &authz::heartbeat_refused(code)),
+            })
+        }
+        ApiKey::LeaveGroup => {
+            let r: LeaveGroupRequest = decode(api, v, body)?;
+            answer(match authz::group_read(access, &r.group_id) {
+                Ok(()) => encode(api, id, v, &cx.groups.leave(r, v)),
+                Err(code) => encode(api, id, v, &authz::leave_refused(code)),
+            })
+        }
+        other => Err(format!("{other:?} is not a membership request")),
     }
 }
 

@@ -34,6 +34,9 @@ pub fn kafka_code(code: ErrorCode) -> i16 {
         E::MalformedRequest => K::InvalidRequest,
         E::UnsupportedVersion => K::UnsupportedVersion,
         E::TooManyConnections | E::TooManyInFlight => K::ThrottlingQuotaExceeded,
+        // Inside an answer a refusal is a topic's (a produce, fetch, offsets partition); a
+        // request-level refusal is mapped by the type refused (`authz::refusal_of`).
+        E::AuthorizationFailed => K::TopicAuthorizationFailed,
         _ => K::UnknownServerError,
     };
     k.code()

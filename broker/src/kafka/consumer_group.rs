@@ -18,9 +18,10 @@ use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, To
 use kafka_protocol::messages::*;
 use uuid::Uuid;
 
-use super::data::error_code;
+use super::data::{as_caller, error_code};
 use super::groups::{Caller, text};
 use crate::broker::Broker;
+use crate::security::acls::Access;
 
 /// A topic's id: a UUID derived from its name (FNV-1a over 128 bits, with the version and
 /// variant bits of a UUID v8, "custom"). Stable across restarts; unlike Kafka's, a topic
@@ -56,8 +57,11 @@ impl ConsumerGroups {
         self.broker.topic_names().into_iter().find(|n| topic_id(n) == *id)
     }
 
+    /// One heartbeat, as `access`'s: the broker's own heartbeat checks READ on the group and
+    /// DESCRIBE on every subscribed topic.
     pub async fn heartbeat(
         &self,
+        access: &Access,
         r: ConsumerGroupHeartbeatRequest,
         caller: &Caller,
     ) -> ConsumerGroupHeartbeatResponse {
@@ -104,7 +108,7 @@ impl ConsumerGroups {
             owned: remembered.owned,
             client_id: caller.client_id.clone(),
         };
-        let answer = self.broker.handle(request::Body::GroupHeartbeat(request)).await;
+        let answer = as_caller(&self.broker, access, request::Body::GroupHeartbeat(request)).await;
         if r.member_epoch == -1 {
             self.members.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         }

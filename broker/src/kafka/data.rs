@@ -1,6 +1,8 @@
 //! The data path for Kafka clients: Metadata, Produce, Fetch, ListOffsets and InitProducerId,
 //! translated onto the broker's own requests (the batch bytes pass through untouched: eddy
-//! stores Kafka's RecordBatch v2 as it is).
+//! stores Kafka's RecordBatch v2 as it is), run as the connection's principal: a refused
+//! topic's partitions are answered TOPIC_AUTHORIZATION_FAILED, and Metadata lists only the
+//! topics the principal may DESCRIBE.
 
 use eddy_protocol::v1::{self, request, response};
 use kafka_protocol::error::ResponseError;
@@ -16,10 +18,13 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::{cluster_operations, operations, refusal};
 use super::codes::{kafka_code, of_wire};
 use super::consumer_group::topic_id;
-use super::{Context, NODE_ID, operations};
+use super::{Context, NODE_ID};
 use crate::error::BrokerError;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::acls::Access;
 use uuid::Uuid;
 
 pub(super) fn name(s: &str) -> TopicName {
@@ -27,7 +32,17 @@ pub(super) fn name(s: &str) -> TopicName {
 }
 
 pub(super) fn error_code(e: &BrokerError) -> i16 {
-    kafka_code(e.to_wire().code())
+    super::authz::refusal_of(e).unwrap_or_else(|| kafka_code(e.code()))
+}
+
+/// `body` run on the broker as `access`'s principal from its address.
+pub(super) async fn as_caller(
+    broker: &crate::broker::Broker,
+    access: &Access,
+    body: request::Body,
+) -> Result<Option<response::Body>, BrokerError> {
+    let turn = crate::data::AppendTurn::default();
+    broker.handle_from(access.principal(), access.host(), body, turn).await
 }
 
 fn broker_entry(cx: &Context) -> MetadataResponseBroker {
@@ -41,7 +56,12 @@ fn broker_entry(cx: &Context) -> MetadataResponseBroker {
 /// real topic is ever taken for it).
 const UNKNOWN_ID_PREFIX: &str = "#unknown-topic-id:";
 
-pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> MetadataResponse {
+pub(super) fn metadata(
+    cx: &Context,
+    access: &Access,
+    r: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
     // A null list (or, before v1, an empty one) asks for every topic.
     let wanted: Option<Vec<String>> = match r.topics {
         None => None,
@@ -67,43 +87,20 @@ pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> Metada
     // created with the broker's defaults; before v4 the request could not say no.
     let auto_create = version < 4 || r.allow_auto_topic_creation;
     // Topic operations exist from v8, cluster operations in v8-10 only.
-    let topic_ops =
-        (version >= 8 && r.include_topic_authorized_operations).then_some(operations::TOPIC);
+    let topic_ops = version >= 8 && r.include_topic_authorized_operations;
     let cluster_ops = ((8..=10).contains(&version) && r.include_cluster_authorized_operations)
-        .then_some(operations::CLUSTER);
-    let names = wanted.clone().unwrap_or_else(|| cx.broker.topic_names());
+        .then(|| cluster_operations(access));
+    let describable = |t: &String| access.allows(Operation::Describe, ResourceType::Topic, t);
+    // Every topic: those the principal may describe. Named ones it may not: refused.
+    let names = match &wanted {
+        Some(names) => names.clone(),
+        None => cx.broker.topic_names().into_iter().filter(describable).collect(),
+    };
+    // Named topics may be created (`auto_create`); listed ones exist.
+    let create = auto_create && wanted.is_some();
     let topics = names
         .into_iter()
-        .map(|topic_name| {
-            let mut topic = cx.broker.topic(&topic_name);
-            let by_unknown_id = topic_name.starts_with(UNKNOWN_ID_PREFIX);
-            if topic.is_err() && auto_create && wanted.is_some() && !by_unknown_id {
-                topic = match cx.broker.create_topic(&topic_name, None) {
-                    Err(BrokerError::TopicExists(_)) => cx.broker.topic(&topic_name),
-                    other => other,
-                };
-            }
-            let entry = MetadataResponseTopic::default()
-                .with_name(Some(name(&topic_name)))
-                .with_topic_id(if version >= 10 { topic_id(&topic_name) } else { Uuid::nil() })
-                .with_is_internal(crate::topic::is_internal(&topic_name))
-                .with_topic_authorized_operations(topic_ops.unwrap_or(i32::MIN));
-            match topic {
-                Ok(t) => entry.with_partitions(
-                    (0..t.partitions.len() as i32)
-                        .map(|p| {
-                            MetadataResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_leader_id(BrokerId(NODE_ID))
-                                .with_leader_epoch(0)
-                                .with_replica_nodes(vec![BrokerId(NODE_ID)])
-                                .with_isr_nodes(vec![BrokerId(NODE_ID)])
-                        })
-                        .collect(),
-                ),
-                Err(e) => entry.with_error_code(error_code(&e)),
-            }
-        })
+        .map(|t| topic_entry(cx, access, &t, version, create, topic_ops))
         .collect();
     MetadataResponse::default()
         .with_brokers(vec![broker_entry(cx)])
@@ -111,6 +108,53 @@ pub(super) fn metadata(cx: &Context, r: MetadataRequest, version: i16) -> Metada
         .with_controller_id(BrokerId(NODE_ID))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_ops.unwrap_or(i32::MIN))
+}
+
+/// One topic's Metadata entry, as `access` may see it: refused (TOPIC_AUTHORIZATION_FAILED)
+/// unless it may DESCRIBE it; created when `create` and it may create it (otherwise unknown,
+/// as Kafka answers); its authorized operations when `ops`.
+fn topic_entry(
+    cx: &Context,
+    access: &Access,
+    topic_name: &str,
+    version: i16,
+    create: bool,
+    ops: bool,
+) -> MetadataResponseTopic {
+    let entry = MetadataResponseTopic::default()
+        .with_name(Some(name(topic_name)))
+        .with_topic_id(if version >= 10 { topic_id(topic_name) } else { Uuid::nil() })
+        .with_is_internal(crate::topic::is_internal(topic_name));
+    if !access.allows(Operation::Describe, ResourceType::Topic, topic_name) {
+        return entry
+            .with_error_code(refusal(ResourceType::Topic))
+            .with_topic_authorized_operations(i32::MIN);
+    }
+    let mut topic = cx.broker.topic(topic_name);
+    let by_unknown_id = topic_name.starts_with(UNKNOWN_ID_PREFIX);
+    if topic.is_err() && create && !by_unknown_id && access.check_create_topic(topic_name).is_ok() {
+        topic = match cx.broker.create_topic(topic_name, None) {
+            Err(BrokerError::TopicExists(_)) => cx.broker.topic(topic_name),
+            other => other,
+        };
+    }
+    let ops = if ops { operations(access, ResourceType::Topic, topic_name) } else { i32::MIN };
+    let entry = entry.with_topic_authorized_operations(ops);
+    match topic {
+        Ok(t) => entry.with_partitions(
+            (0..t.partitions.len() as i32)
+                .map(|p| {
+                    MetadataResponsePartition::default()
+                        .with_partition_index(p)
+                        .with_leader_id(BrokerId(NODE_ID))
+                        .with_leader_epoch(0)
+                        .with_replica_nodes(vec![BrokerId(NODE_ID)])
+                        .with_isr_nodes(vec![BrokerId(NODE_ID)])
+                })
+                .collect(),
+        ),
+        Err(e) => entry.with_error_code(error_code(&e)),
+    }
 }
 
 /// Kafka's acks as eddy's: 0 none, 1 written, all (-1) on disk — with one broker, "every
@@ -126,23 +170,24 @@ fn acks(acks: i16) -> Option<v1::Acks> {
 
 pub(super) async fn produce(
     cx: &Context,
+    access: &Access,
     r: ProduceRequest,
     version: i16,
 ) -> Option<ProduceResponse> {
     let results = match acks(r.acks) {
         None => Err(ResponseError::InvalidRequiredAcks.code()),
-        Some(ack) => match super::txn::check_produce(cx, &r).await {
+        Some(ack) => match super::txn::check_produce(cx, access, &r).await {
             Err(code) => Err(code),
             // The guard (if any) is held until the batches are appended.
             Ok(guard) => {
                 let native = native_produce(&r, ack);
                 let done = if guard.is_some() {
                     cx.broker
-                        .produce_transactional(native)
+                        .produce_transactional(access, native)
                         .await
                         .map(|p| p.map(response::Body::Produce))
                 } else {
-                    cx.broker.handle(request::Body::Produce(native)).await
+                    as_caller(&cx.broker, access, request::Body::Produce(native)).await
                 };
                 drop(guard);
                 match done {
@@ -244,7 +289,7 @@ fn produce_code(code: i16, version: i16) -> i16 {
     }
 }
 
-pub(super) async fn fetch(cx: &Context, r: FetchRequest) -> FetchResponse {
+pub(super) async fn fetch(cx: &Context, access: &Access, r: FetchRequest) -> FetchResponse {
     // No fetch sessions (KIP-227): session id 0 in the answer tells the client none was
     // created, and it keeps sending full fetches. An incremental fetch of a session that
     // never existed gets FETCH_SESSION_ID_NOT_FOUND, on which clients start over.
@@ -282,7 +327,7 @@ pub(super) async fn fetch(cx: &Context, r: FetchRequest) -> FetchResponse {
         max_bytes: u32::try_from(r.max_bytes).unwrap_or(0),
         topics,
     };
-    let answer = match cx.broker.handle(request::Body::Fetch(request)).await {
+    let answer = match as_caller(&cx.broker, access, request::Body::Fetch(request)).await {
         Ok(Some(response::Body::Fetch(f))) => f,
         Ok(_) => return FetchResponse::default().with_error_code(-1),
         Err(e) => return FetchResponse::default().with_error_code(error_code(&e)),
@@ -347,6 +392,7 @@ fn offset_spec(at: i64) -> Option<(v1::OffsetSpec, i64)> {
 
 pub(super) async fn list_offsets(
     cx: &Context,
+    access: &Access,
     r: ListOffsetsRequest,
     version: i16,
 ) -> ListOffsetsResponse {
@@ -374,7 +420,7 @@ pub(super) async fn list_offsets(
     };
     let request =
         request::Body::ListOffsets(v1::ListOffsetsRequest { topics, isolation: isolation as i32 });
-    let answer = match cx.broker.handle(request).await {
+    let answer = match as_caller(&cx.broker, access, request).await {
         Ok(Some(response::Body::ListOffsets(l))) => Ok(l),
         Ok(_) => Err(ResponseError::UnknownServerError.code()),
         Err(e) => Err(error_code(&e)),

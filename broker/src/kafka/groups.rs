@@ -8,6 +8,11 @@
 //! them, and they survive restarts. A group has either Kafka classic members or eddy native
 //! members, never both: a JoinGroup to a group with native members is refused with
 //! INCONSISTENT_GROUP_PROTOCOL.
+//!
+//! ACLs as Kafka's: membership and commits need READ on the group (checked in `api`), the
+//! coordinator lookup, DescribeGroups and OffsetFetch DESCRIBE, DeleteGroups DELETE
+//! (GROUP_AUTHORIZATION_FAILED); ListGroups lists the groups the principal may DESCRIBE (all
+//! of them with DESCRIBE on the cluster).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -26,10 +31,13 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
 
+use super::authz::{check, operations};
 use super::classic::{Group, Member, Refusal, Round, State};
 use super::data::error_code;
-use super::{Context, NODE_ID, operations};
+use super::{Context, NODE_ID};
 use crate::broker::Broker;
+use crate::security::acl::{CLUSTER_NAME, Operation, ResourceType};
+use crate::security::acls::Access;
 
 /// How long the first round of an empty group waits for more members (Kafka's
 /// `group.initial.rebalance.delay.ms` is 3 s; members starting together arrive well within
@@ -51,12 +59,17 @@ pub(super) fn refusal_code(r: Refusal) -> i16 {
 
 pub(super) fn find_coordinator(
     cx: &Context,
+    access: &Access,
     r: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
     let answer = |key: &StrBytes| {
         // Key type 0 is a group, 1 a transactional id: this broker coordinates both.
-        let code = if matches!(r.key_type, 0 | 1) { 0 } else { K::CoordinatorNotAvailable.code() };
+        let code = match super::authz::find_coordinator(access, r.key_type, key.as_str()) {
+            Err(refused) => refused,
+            Ok(()) if matches!(r.key_type, 0 | 1) => 0,
+            Ok(()) => K::CoordinatorNotAvailable.code(),
+        };
         (key.clone(), code)
     };
     let host = text(cx.advertised.host.clone());
@@ -424,14 +437,16 @@ impl ClassicGroups {
         out
     }
 
-    pub async fn list(&self, r: ListGroupsRequest) -> ListGroupsResponse {
+    pub async fn list(&self, access: &Access, r: ListGroupsRequest) -> ListGroupsResponse {
+        let all = access.allows(Operation::Describe, ResourceType::Cluster, CLUSTER_NAME);
         let groups = self
             .all_groups()
             .await
             .into_iter()
-            .filter(|(_, (_, state))| {
-                r.states_filter.is_empty()
-                    || r.states_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case(state))
+            .filter(|(id, (_, state))| {
+                (all || access.allows(Operation::Describe, ResourceType::Group, id))
+                    && (r.states_filter.is_empty()
+                        || r.states_filter.iter().any(|s| s.as_str().eq_ignore_ascii_case(state)))
             })
             .map(|(id, (protocol_type, state))| {
                 ListedGroup::default()
@@ -444,15 +459,28 @@ impl ClassicGroups {
         ListGroupsResponse::default().with_groups(groups)
     }
 
-    pub async fn describe(&self, r: DescribeGroupsRequest, version: i16) -> DescribeGroupsResponse {
+    pub async fn describe(
+        &self,
+        access: &Access,
+        r: DescribeGroupsRequest,
+        version: i16,
+    ) -> DescribeGroupsResponse {
         // Authorized operations exist from v3, answered when asked for.
-        let ops = if version >= 3 && r.include_authorized_operations {
-            operations::GROUP
-        } else {
-            i32::MIN
-        };
+        let asked = version >= 3 && r.include_authorized_operations;
         let mut described = Vec::with_capacity(r.groups.len());
         for id in &r.groups {
+            if let Err(code) =
+                check(access, Operation::Describe, ResourceType::Group, id.0.as_str())
+            {
+                let refused = DescribedGroup::default().with_group_id(id.clone());
+                described.push(refused.with_error_code(code));
+                continue;
+            }
+            let ops = if asked {
+                operations(access, ResourceType::Group, id.0.as_str())
+            } else {
+                i32::MIN
+            };
             let classic = {
                 let groups = self.lock();
                 groups.get(id.0.as_str()).map(|g| {
@@ -501,11 +529,14 @@ impl ClassicGroups {
         DescribeGroupsResponse::default().with_groups(described)
     }
 
-    pub async fn delete(&self, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
+    pub async fn delete(&self, access: &Access, r: DeleteGroupsRequest) -> DeleteGroupsResponse {
         let mut results = Vec::with_capacity(r.groups_names.len());
         for id in &r.groups_names {
             let busy = self.lock().get(id.0.as_str()).is_some_and(|g| !g.members.is_empty());
-            let code = if busy {
+            let allowed = check(access, Operation::Delete, ResourceType::Group, id.0.as_str());
+            let code = if let Err(refused) = allowed {
+                refused
+            } else if busy {
                 K::NonEmptyGroup.code()
             } else {
                 let request = v1::DeleteGroupRequest { group_id: id.0.to_string() };

@@ -28,6 +28,10 @@
 //! - Connections, and each request by API key with its latency, are counted in the broker's
 //!   [`Meters`](crate::metrics::Meters) (`api::handle`, the one place a request is dispatched).
 //!
+//! - Requests are checked against the broker's ACLs as the connection's principal from its
+//!   address (`authz`: Kafka's codes and checks; `acls`: DescribeAcls, CreateAcls, DeleteAcls).
+//!   [`KafkaHandler`] runs the same dispatch without a socket.
+//!
 //! Modules: `codes` (eddy errors as Kafka codes), `api` (versions, decoding, dispatch),
 //! `data` (metadata, produce, fetch, offsets), `admin` (topics and configs), `classic` (one
 //! classic group's state machine), `groups` (coordinator lookup, membership, listing),
@@ -36,8 +40,10 @@
 //! check of a transactional produce; transactions past their timeout are aborted by a task
 //! of [`serve`]).
 
+mod acls;
 mod admin;
 mod api;
+mod authz;
 mod classic;
 mod codes;
 mod consumer_group;
@@ -96,30 +102,47 @@ pub(crate) struct Context {
 /// The node id eddy answers with: one broker, always node 0.
 pub(crate) const NODE_ID: i32 = 0;
 
-/// Kafka's ACL operations as bits of an "authorized operations" field (`1 << op`). Without
-/// authorization configured every client may do everything a resource allows; answering
-/// the real set when asked (rather than "not requested") is what admin clients expect.
-pub(crate) mod operations {
-    const READ: i32 = 1 << 3;
-    const WRITE: i32 = 1 << 4;
-    const CREATE: i32 = 1 << 5;
-    const DELETE: i32 = 1 << 6;
-    const ALTER: i32 = 1 << 7;
-    const DESCRIBE: i32 = 1 << 8;
-    const CLUSTER_ACTION: i32 = 1 << 9;
-    const DESCRIBE_CONFIGS: i32 = 1 << 10;
-    const ALTER_CONFIGS: i32 = 1 << 11;
-    const IDEMPOTENT_WRITE: i32 = 1 << 12;
-    pub const TOPIC: i32 =
-        READ | WRITE | CREATE | DELETE | ALTER | DESCRIBE | DESCRIBE_CONFIGS | ALTER_CONFIGS;
-    pub const CLUSTER: i32 = CREATE
-        | ALTER
-        | DESCRIBE
-        | CLUSTER_ACTION
-        | DESCRIBE_CONFIGS
-        | ALTER_CONFIGS
-        | IDEMPOTENT_WRITE;
-    pub const GROUP: i32 = READ | DELETE | DESCRIBE;
+impl Context {
+    fn new(broker: Broker, advertised: Advertised) -> Context {
+        Context {
+            groups: groups::ClassicGroups::new(broker.clone()),
+            consumer_groups: consumer_group::ConsumerGroups::new(broker.clone()),
+            cluster_id: cluster_id(&broker),
+            broker,
+            advertised,
+        }
+    }
+}
+
+/// The Kafka listener's request handling without its socket: one request frame (header and
+/// body, without the size prefix) in, its encoded answer (with the size prefix) out, handled
+/// as `principal` from `peer` — what a connection of the listener does for each request. For
+/// tests and programs that speak Kafka's protocol to an embedded broker.
+#[derive(Debug, Clone)]
+pub struct KafkaHandler {
+    context: Arc<Context>,
+}
+
+impl KafkaHandler {
+    pub fn new(broker: Broker, advertised: Advertised) -> KafkaHandler {
+        KafkaHandler { context: Arc::new(Context::new(broker, advertised)) }
+    }
+
+    /// `Ok(None)`: nothing is owed (a produce with acks 0). `Err(reason)`: a listener would
+    /// close the connection, for the reason given.
+    pub async fn handle(
+        &self,
+        frame: Bytes,
+        peer: SocketAddr,
+        principal: &Principal,
+    ) -> Result<Option<Bytes>, String> {
+        if frame.len() < 8 {
+            return Err(format!("a request of {} bytes has no header", frame.len()));
+        }
+        // In process there is no connection to hold back: a quota's wait is only reported.
+        let mut throttle = Duration::ZERO;
+        api::handle(&self.context, frame, peer, principal, &mut throttle).await
+    }
 }
 
 /// Serves the Kafka protocol for `broker` on `listener` until `shutdown` completes.
@@ -141,14 +164,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = broker.config().limits;
-    let cluster_id = cluster_id(&broker);
-    let context = Arc::new(Context {
-        groups: groups::ClassicGroups::new(broker.clone()),
-        consumer_groups: consumer_group::ConsumerGroups::new(broker.clone()),
-        broker,
-        advertised,
-        cluster_id,
-    });
+    let context = Arc::new(Context::new(broker, advertised));
     let expiry = tokio::spawn(abort_expired_transactions(context.broker.clone()));
     let admission = Admission::new(&limits);
     let (stop, stopped) = watch::channel(false);

@@ -1,6 +1,8 @@
 //! Committed offsets for Kafka clients: OffsetCommit (checked against the classic group's
 //! membership and generation here, then written by the broker's coordinator to
-//! `__consumer_offsets`) and OffsetFetch.
+//! `__consumer_offsets`) and OffsetFetch, both as the connection's principal: READ (commit) or
+//! DESCRIBE (fetch) on the group, else GROUP_AUTHORIZATION_FAILED; the same on each topic,
+//! else TOPIC_AUTHORIZATION_FAILED for its partitions.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -15,15 +17,19 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::*;
 
+use super::authz::check;
 use super::classic::{Refusal, State};
 use super::codes::of_wire;
-use super::data::{error_code, name};
+use super::data::{as_caller, error_code, name};
 use super::groups::{ClassicGroups, refusal_code, text};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::acls::Access;
 
 impl ClassicGroups {
-    pub async fn commit(&self, r: OffsetCommitRequest) -> OffsetCommitResponse {
+    pub async fn commit(&self, access: &Access, r: OffsetCommitRequest) -> OffsetCommitResponse {
         let group_id = r.group_id.0.to_string();
         let generation = r.generation_id_or_member_epoch;
+        let allowed = check(access, Operation::Read, ResourceType::Group, &group_id);
         // A member of a generation, or (generation -1, no member id) a client committing
         // for a group it does not consume in, which only an empty group accepts.
         // A member the classic group does not know is a member of eddy's coordinator (a KIP-848
@@ -64,6 +70,9 @@ impl ClassicGroups {
                 .collect();
             OffsetCommitResponse::default().with_topics(topics)
         };
+        if let Err(code) = allowed {
+            return answer(&|_, _| code);
+        }
         if let Err(refusal) = check {
             return answer(&|_, _| refusal_code(refusal));
         }
@@ -91,7 +100,7 @@ impl ClassicGroups {
         let (member_id, member_epoch) =
             if native_member { (r.member_id.to_string(), generation) } else { (String::new(), -1) };
         let request = v1::OffsetCommitRequest { group_id, member_id, member_epoch, topics };
-        match self.broker.handle(request::Body::OffsetCommit(request)).await {
+        match as_caller(&self.broker, access, request::Body::OffsetCommit(request)).await {
             Ok(Some(response::Body::OffsetCommit(c))) => answer(&|topic, partition| {
                 let result = c.topics.iter().find(|t| t.topic == topic).and_then(|t| {
                     t.partitions.iter().find(|p| i64::from(p.partition) == i64::from(partition))
@@ -109,13 +118,25 @@ impl ClassicGroups {
         }
     }
 
-    pub async fn fetch_offsets(&self, r: OffsetFetchRequest) -> OffsetFetchResponse {
-        let partitions = r
+    pub async fn fetch_offsets(
+        &self,
+        access: &Access,
+        r: OffsetFetchRequest,
+    ) -> OffsetFetchResponse {
+        if let Err(code) =
+            check(access, Operation::Describe, ResourceType::Group, r.group_id.0.as_str())
+        {
+            return OffsetFetchResponse::default().with_error_code(code);
+        }
+        let describable =
+            |t: &str| check(access, Operation::Describe, ResourceType::Topic, t).is_ok();
+        let partitions: Vec<v1::TopicPartitions> = r
             .topics
             .as_ref()
             .map(|topics| {
                 topics
                     .iter()
+                    .filter(|t| describable(t.name.0.as_str()))
                     .map(|t| v1::TopicPartitions {
                         topic: t.name.0.to_string(),
                         partitions: t
@@ -127,8 +148,15 @@ impl ClassicGroups {
                     .collect()
             })
             .unwrap_or_default();
+        // Named topics all refused: nothing to ask (an empty list would ask for every one).
+        let nothing_left = r.topics.is_some() && partitions.is_empty();
         let request = v1::OffsetFetchRequest { group_id: r.group_id.0.to_string(), partitions };
-        let committed = match self.broker.handle(request::Body::OffsetFetch(request)).await {
+        let asked = if nothing_left {
+            Ok(Some(response::Body::OffsetFetch(v1::OffsetFetchResponse::default())))
+        } else {
+            as_caller(&self.broker, access, request::Body::OffsetFetch(request)).await
+        };
+        let committed = match asked {
             Ok(Some(response::Body::OffsetFetch(f))) => f.offsets,
             Ok(_) => {
                 return OffsetFetchResponse::default()
@@ -146,22 +174,8 @@ impl ClassicGroups {
                     .with_metadata(Some(text(c.metadata))),
             );
         }
-        // Asked-for partitions of topics that do not exist are answered as never committed.
         if let Some(topics) = &r.topics {
-            for t in topics {
-                let entry = by_topic.entry(t.name.0.to_string()).or_default();
-                for p in &t.partition_indexes {
-                    if !entry.iter().any(|x| x.partition_index == *p) {
-                        entry.push(
-                            OffsetFetchResponsePartition::default()
-                                .with_partition_index(*p)
-                                .with_committed_offset(-1)
-                                .with_committed_leader_epoch(-1)
-                                .with_metadata(Some(text(""))),
-                        );
-                    }
-                }
-            }
+            complete(&mut by_topic, topics, &describable);
         }
         let topics = by_topic
             .into_iter()
@@ -172,5 +186,31 @@ impl ClassicGroups {
             })
             .collect();
         OffsetFetchResponse::default().with_topics(topics)
+    }
+}
+
+/// Asked-for partitions of topics that do not exist are answered as never committed; those of
+/// topics the principal may not describe, refused (TOPIC_AUTHORIZATION_FAILED).
+fn complete(
+    by_topic: &mut BTreeMap<String, Vec<OffsetFetchResponsePartition>>,
+    topics: &[offset_fetch_request::OffsetFetchRequestTopic],
+    describable: &dyn Fn(&str) -> bool,
+) {
+    for t in topics {
+        let refused = !describable(t.name.0.as_str());
+        let entry = by_topic.entry(t.name.0.to_string()).or_default();
+        for p in &t.partition_indexes {
+            if !entry.iter().any(|x| x.partition_index == *p) {
+                let code = if refused { K::TopicAuthorizationFailed.code() } else { 0 };
+                entry.push(
+                    OffsetFetchResponsePartition::default()
+                        .with_partition_index(*p)
+                        .with_committed_offset(-1)
+                        .with_committed_leader_epoch(-1)
+                        .with_metadata(Some(text("")))
+                        .with_error_code(code),
+                );
+            }
+        }
     }
 }

@@ -8,6 +8,8 @@
 //! - [`query`]: pull queries (get, scan, top-N) against the serving version's tables.
 //! - [`observe`]: what metrics and the console read beyond the status (switch-overs,
 //!   snapshot ages, readiness).
+//! - [`owned`]: a version's rights — its owner's (the principal that deployed it): checked
+//!   when it starts, and on every read and append while it runs.
 //!
 //! Redeploy (the Kappa way): deploying a higher version of a deployed name starts it *building*
 //! — from offset zero, into its own state and topics (`<name>-<version>-…`) — while the
@@ -23,11 +25,14 @@
 //! - A version starts only if every input partition still holds offset zero (a full replay
 //!   needs it); otherwise the deploy is refused naming the earliest offset.
 //! - A registered version that fails to start after a restart reports "failed" with the
-//!   reason; the broker itself still opens.
+//!   reason; the broker itself still opens. So does one whose owner lost the right to read
+//!   an input or write an output (docs/security.md).
 
 pub mod definition;
+mod lifecycle;
 pub mod logs;
 pub mod observe;
+pub mod owned;
 pub mod query;
 pub mod spec;
 mod status;
@@ -48,6 +53,8 @@ use self::logs::BrokerLogs;
 use self::status::{caught_up, info, update_rate};
 use crate::clock::now_ms;
 use crate::error::BrokerError;
+use crate::security::Principal;
+use crate::security::acls::Acls;
 use crate::topics::Topics;
 
 /// The internal topic holding every deployed processor's versions.
@@ -69,11 +76,21 @@ struct Registration {
     /// The version served before the last switch, with when it was retired.
     #[serde(default)]
     retired: Option<(String, i64)>,
+    /// The principals that deployed the serving, building and retired versions (`User:NAME`;
+    /// absent: the broker itself, as for every record written before ACLs existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    building_owner: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retired_owner: Option<String>,
 }
 
 pub(crate) struct Version {
     pub def: Definition,
     text: String,
+    /// Who deployed it: it runs with this principal's rights.
+    pub(crate) owner: Principal,
     pub running: Option<RunningProcessor>,
     pub(crate) error: Option<String>,
     started: Instant,
@@ -83,10 +100,11 @@ pub(crate) struct Version {
 }
 
 impl Version {
-    fn new(def: Definition, text: String) -> Self {
+    fn new(def: Definition, text: String, owner: Principal) -> Self {
         Version {
             def,
             text,
+            owner,
             running: None,
             error: None,
             started: Instant::now(),
@@ -97,6 +115,11 @@ impl Version {
 
     fn prefix(&self) -> String {
         format!("{}-{}", self.def.name(), self.def.version())
+    }
+
+    /// The same definition and owner, not running (what a retired version keeps).
+    fn stopped_copy(&self) -> Version {
+        Version::new(self.def.clone(), self.text.clone(), self.owner.clone())
     }
 }
 
@@ -116,6 +139,9 @@ impl Entry {
             deployed_ms: now_ms(),
             building: self.building.as_ref().map(|b| b.text.clone()),
             retired: self.retired.as_ref().map(|(v, at)| (v.text.clone(), *at)),
+            owner: self.serving.owner.owner(),
+            building_owner: self.building.as_ref().and_then(|b| b.owner.owner()),
+            retired_owner: self.retired.as_ref().and_then(|(v, _)| v.owner.owner()),
         }
     }
 }
@@ -131,6 +157,8 @@ pub struct Processors {
     topics: Arc<Topics>,
     state_dir: PathBuf,
     retire_grace: Duration,
+    /// What owners may do (checked when a version starts and while it runs).
+    acls: Arc<Acls>,
     /// Set by `shutdown`; the supervisor waits on it between looks.
     stopping: (Mutex<bool>, Condvar),
     supervisor: Mutex<Option<JoinHandle<()>>>,
@@ -142,9 +170,9 @@ impl std::fmt::Debug for Processors {
     }
 }
 
-fn parse_version(name: &str, text: &str) -> Option<Version> {
+fn parse_version(name: &str, text: &str, owner: Option<&str>) -> Option<Version> {
     match Definition::parse(text) {
-        Ok(def) => Some(Version::new(def, text.to_string())),
+        Ok(def) => Some(Version::new(def, text.to_string(), Principal::from_owner(owner))),
         Err(e) => {
             tracing::warn!(processor = %name, error = %e, "stored spec does not parse; skipped");
             None
@@ -159,6 +187,7 @@ impl Processors {
         log: Arc<Log>,
         state_dir: PathBuf,
         retire_grace: Duration,
+        acls: Arc<Acls>,
     ) -> Result<Processors, BrokerError> {
         let mut registrations: BTreeMap<String, Registration> = BTreeMap::new();
         crate::internal::for_each_record(&log, PROCESSORS_TOPIC, |_, key, value| {
@@ -177,9 +206,16 @@ impl Processors {
         })?;
         let mut entries = BTreeMap::new();
         for (name, r) in registrations {
-            let Some(serving) = parse_version(&name, &r.spec) else { continue };
-            let building = r.building.as_deref().and_then(|t| parse_version(&name, t));
-            let retired = r.retired.and_then(|(t, at)| parse_version(&name, &t).map(|v| (v, at)));
+            let Some(serving) = parse_version(&name, &r.spec, r.owner.as_deref()) else {
+                continue;
+            };
+            let building = r
+                .building
+                .as_deref()
+                .and_then(|t| parse_version(&name, t, r.building_owner.as_deref()));
+            let retired = r.retired.and_then(|(t, at)| {
+                parse_version(&name, &t, r.retired_owner.as_deref()).map(|v| (v, at))
+            });
             entries.insert(name, Entry { serving, building, retired, switches: (0, None) });
         }
         Ok(Processors {
@@ -188,6 +224,7 @@ impl Processors {
             topics,
             state_dir,
             retire_grace,
+            acls,
             stopping: (Mutex::new(false), Condvar::new()),
             supervisor: Mutex::new(None),
         })
@@ -198,27 +235,41 @@ impl Processors {
         &self.topics
     }
 
+    /// The ACLs owners are checked against.
+    pub fn acls(&self) -> &Arc<Acls> {
+        &self.acls
+    }
+
     pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn start(&self, def: &Definition) -> Result<RunningProcessor, BrokerError> {
+    /// Starts `def` with `owner`'s rights: refused (`Unauthorized`) unless the owner may read
+    /// every input and write (and, when missing, create) every output; then every read and
+    /// append it makes outside its own internal topics is checked as the owner's.
+    fn start(&self, def: &Definition, owner: &Principal) -> Result<RunningProcessor, BrokerError> {
         let partitions = |t: &str| self.topics.partition_count(t);
         let processor = def.compile(&partitions)?;
+        let access = self.acls.access(owner.clone(), None);
+        owned::check_rights(&access, &self.topics, &def.inputs(), &def.outputs())?;
         let mut config = RuntimeConfig::new(&self.state_dir);
         config.threads = def.threads().clamp(1, 16);
         config.task.idle_timeout = def.idle_timeout();
-        processor.start(Arc::new(BrokerLogs::new(self.topics.clone())), config).map_err(|source| {
-            BrokerError::ProcessorStart {
-                name: def.name().to_string(),
-                version: def.version(),
-                source: Box::new(source),
-            }
+        let logs = BrokerLogs::new(self.topics.clone());
+        let logs: Arc<dyn eddy_processor::LogAccess> = if access.restricted() {
+            Arc::new(owned::OwnedLogs::new(logs, access, processor.internal_topics()))
+        } else {
+            Arc::new(logs)
+        };
+        processor.start(logs, config).map_err(|source| BrokerError::ProcessorStart {
+            name: def.name().to_string(),
+            version: def.version(),
+            source: Box::new(source),
         })
     }
 
     fn start_version(&self, v: &mut Version, name: &str) {
-        match self.start(&v.def) {
+        match self.start(&v.def, &v.owner) {
             Ok(running) => {
                 tracing::info!(processor = %name, version = v.def.version(), "processor started");
                 v.running = Some(running);
@@ -301,9 +352,10 @@ impl Processors {
         Ok(())
     }
 
-    /// Deploys a spec: a new name starts serving at once; a higher version of a deployed name
-    /// starts building beside the serving one and takes over once caught up. Blocking.
-    pub fn deploy(&self, text: &str) -> Result<v1::ProcessorInfo, BrokerError> {
+    /// Deploys a spec as `owner`'s (it runs with `owner`'s rights): a new name starts serving
+    /// at once; a higher version of a deployed name starts building beside the serving one
+    /// and takes over once caught up. Blocking.
+    pub fn deploy(&self, text: &str, owner: &Principal) -> Result<v1::ProcessorInfo, BrokerError> {
         let def = Definition::parse(text)?;
         let name = def.name().to_string();
         {
@@ -321,15 +373,22 @@ impl Processors {
             }
         }
         self.check_replayable(&def)?;
-        let running = self.start(&def)?;
-        let mut version = Version::new(def, text.to_string());
+        let running = self.start(&def, owner)?;
+        let mut version = Version::new(def, text.to_string(), owner.clone());
         version.running = Some(running);
         let mut entries = self.lock();
         let registration = match entries.get(&name) {
-            Some(e) => Registration { building: Some(text.to_string()), ..e.registration() },
-            None => {
-                Registration { spec: text.to_string(), deployed_ms: now_ms(), ..Default::default() }
-            }
+            Some(e) => Registration {
+                building: Some(text.to_string()),
+                building_owner: owner.owner(),
+                ..e.registration()
+            },
+            None => Registration {
+                spec: text.to_string(),
+                deployed_ms: now_ms(),
+                owner: owner.owner(),
+                ..Default::default()
+            },
         };
         if let Err(e) = self.write(&name, Some(&registration)) {
             if let Some(r) = version.running.take() {
@@ -378,7 +437,7 @@ impl Processors {
             if caught_up && let Some(building) = e.building.take() {
                 let old = std::mem::replace(&mut e.serving, building);
                 let stale = e.retired.take();
-                e.retired = Some((Version::new(old.def.clone(), old.text.clone()), now_wall));
+                e.retired = Some((old.stopped_copy(), now_wall));
                 if let Err(err) = self.write(name, Some(&e.registration())) {
                     tracing::error!(processor = %name, error = %err, "could not record the switch; retried");
                     // Undo in memory: the log still says the old version serves.
@@ -410,92 +469,6 @@ impl Processors {
                 self.remove_version(&v);
             }
         }
-    }
-
-    /// Removes a stopped version's state directory and the internal topics its definition
-    /// names (changelogs, repartition topics, journals) — never outputs or a user's topic that
-    /// merely shares the prefix.
-    fn remove_version(&self, v: &Version) {
-        let prefix = v.prefix();
-        let dir = self.state_dir.join(&prefix);
-        if dir.exists()
-            && let Err(e) = std::fs::remove_dir_all(&dir)
-        {
-            tracing::warn!(path = %dir.display(), error = %e, "could not remove processor state");
-        }
-        let partitions = |t: &str| self.topics.partition_count(t);
-        let internal = match v.def.compile(&partitions) {
-            Ok(p) => p.internal_topics(),
-            Err(e) => {
-                tracing::warn!(processor = %v.def.name(), error = %e, "cannot list the version's topics; they stay");
-                Vec::new()
-            }
-        };
-        for topic in internal {
-            if self.topics.get(&topic).is_ok()
-                && let Err(e) = self.topics.delete(&topic)
-            {
-                tracing::warn!(%topic, error = %e, "could not remove a processor topic");
-            }
-        }
-        tracing::info!(processor = %v.def.name(), version = v.def.version(), "version removed");
-    }
-
-    /// Rebuilds the serving logic from offset zero: deploys it again as the next version, which
-    /// replays beside the serving one and takes over when caught up (state and topics are per
-    /// version, so a rebuild is a version). Blocking.
-    pub fn replay(&self, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
-        let text = {
-            let entries = self.lock();
-            let e = entries.get(name).ok_or_else(|| BrokerError::UnknownProcessor(name.into()))?;
-            e.serving.def.text_at(e.serving.def.version() + 1)?
-        };
-        self.deploy(&text)
-    }
-
-    /// Serves the retired version again (it resumes from its state and catches up) and
-    /// retires the current one. Blocking.
-    pub fn rollback(&self, name: &str) -> Result<v1::ProcessorInfo, BrokerError> {
-        let mut entries = self.lock();
-        let e = entries.get_mut(name).ok_or_else(|| BrokerError::UnknownProcessor(name.into()))?;
-        let Some((mut old, _)) = e.retired.take() else {
-            return Err(BrokerError::NoRetiredVersion { name: name.to_string() });
-        };
-        self.start_version(&mut old, name);
-        let current = std::mem::replace(&mut e.serving, old);
-        e.retired = Some((Version::new(current.def.clone(), current.text.clone()), now_ms()));
-        if let Some(b) = e.building.take()
-            && let Some(r) = b.running
-        {
-            let _ = r.stop();
-        }
-        self.write(name, Some(&e.registration()))?;
-        e.switches = (e.switches.0 + 1, Some(now_ms()));
-        if let Some(r) = current.running {
-            let _ = r.stop();
-        }
-        Ok(info(&self.topics, name, e))
-    }
-
-    /// Stops and forgets a processor, removing every version's state and internal topics.
-    /// Blocking.
-    pub fn drop_processor(&self, name: &str) -> Result<(), BrokerError> {
-        let Some(e) = self.lock().remove(name) else {
-            return Err(BrokerError::UnknownProcessor(name.to_string()));
-        };
-        self.write(name, None)?;
-        let versions =
-            std::iter::once(e.serving).chain(e.building).chain(e.retired.map(|(v, _)| v));
-        for mut v in versions {
-            if let Some(running) = v.running.take()
-                && let Err(err) = running.stop()
-            {
-                tracing::warn!(processor = %name, error = %err, "processor stopped with an error");
-            }
-            self.remove_version(&v);
-        }
-        tracing::info!(processor = %name, "processor dropped");
-        Ok(())
     }
 
     /// The highest registered version of `name` (serving, building or retired).

@@ -35,6 +35,25 @@ impl Processors {
         Ok((reader, e.serving.def.version()))
     }
 
+    /// The processor a query of `table` ("table" or "processor/table") reads: the one named,
+    /// or the one serving version that has such a table (`None`: none, or several).
+    pub fn table_processor(&self, table: &str) -> Option<String> {
+        if let Some((processor, _)) = table.split_once('/') {
+            return Some(processor.to_string());
+        }
+        let entries = self.lock();
+        let mut serving = entries.iter().filter(|(_, e)| {
+            e.serving
+                .running
+                .as_ref()
+                .is_some_and(|r| r.processor().tables().iter().any(|t| t == table))
+        });
+        match (serving.next(), serving.next()) {
+            (Some((name, _)), None) => Some(name.clone()),
+            _ => None,
+        }
+    }
+
     pub fn query(&self, r: &v1::QueryTableRequest) -> Result<v1::QueryTableResponse, BrokerError> {
         let entries = self.lock();
         let (processor_name, table) = match r.table.split_once('/') {

@@ -115,6 +115,7 @@ fn version_info(topics: &Topics, name: &str, v: &Version, role: &str) -> v1::Pro
         running_ms: v.started.elapsed().as_millis() as u64,
         building: None,
         retired_version: 0,
+        owner: v.owner.owner().unwrap_or_default(),
     }
 }
 

@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use super::SqlService;
 use crate::error::BrokerError;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::acls::Access;
 
 /// The columns of SHOW CONNECTORS; DESCRIBE CONNECTOR adds [`DESCRIBE_MORE`].
 const SHOW_COLUMNS: [&str; 5] = ["name", "kind", "class", "state", "reason"];
@@ -45,8 +47,13 @@ fn rows(infos: &[v1::ConnectorInfo], describe: bool) -> R {
 }
 
 impl SqlService {
-    /// Runs one connector statement (blocking: it starts and stops connector threads).
-    pub(super) fn connector(&self, c: &ConnectorStatement) -> Result<R, BrokerError> {
+    /// Runs one connector statement as `access`'s (blocking: it starts and stops connector
+    /// threads); a connector it creates runs with that principal's rights.
+    pub(super) fn connector(
+        &self,
+        c: &ConnectorStatement,
+        access: &Access,
+    ) -> Result<R, BrokerError> {
         let connectors = &self.connectors;
         Ok(match c {
             ConnectorStatement::Create { name, source, if_not_exists, properties, .. } => {
@@ -55,11 +62,12 @@ impl SqlService {
                 }
                 let kind = if *source { "source" } else { "sink" };
                 let config = properties.iter().cloned().collect();
-                rows(&[connectors.create(name, kind, config)?], false)
+                rows(&[connectors.create(name, kind, config, access.principal())?], false)
             }
             ConnectorStatement::Show { source, .. } => {
                 let wanted = |i: &v1::ConnectorInfo| {
                     source.is_none_or(|s| i.kind == if s { "source" } else { "sink" })
+                        && access.allows(Operation::Describe, ResourceType::Connector, &i.name)
                 };
                 let all: Vec<v1::ConnectorInfo> =
                     connectors.list().into_iter().filter(wanted).collect();

@@ -13,7 +13,10 @@
 //!   scripts it was compiled against), so serving, building and retired versions each compile
 //!   from their own text, and `eddy processor list/status/replay/rollback` apply as to specs.
 //! - `run.rs` executes statements, `push.rs` serves push queries by polling, `connector.rs`
-//!   runs the connector statements on the broker's connectors (kept in `__connectors`).
+//!   runs the connector statements on the broker's connectors (kept in `__connectors`),
+//!   `access.rs` says what each statement needs of the ACLs (checked before it takes effect).
+//! - A persistent query runs with the rights of the principal whose statement created it (its
+//!   record keeps the owner, so a redeploy by `reconcile` keeps it too).
 //!
 //! Invariants:
 //! - Every change of the catalog is one `__sql` record, written and fsynced before the session
@@ -25,6 +28,7 @@
 //!   record that fails to replay never causes a drop).
 //! - Statements run one at a time (the session's lock is held for the whole request).
 
+mod access;
 mod connector;
 mod push;
 mod run;
@@ -44,6 +48,8 @@ use crate::connectors::Connectors;
 use crate::error::BrokerError;
 use crate::processors::Processors;
 use crate::processors::definition::{SqlDef, builtin_functions, replay};
+use crate::security::Principal;
+use crate::security::acls::Access;
 
 /// The internal topic holding the SQL catalog.
 pub const SQL_TOPIC: &str = "__sql";
@@ -54,6 +60,9 @@ struct Stored {
     sql: String,
     #[serde(default = "one")]
     version: u32,
+    /// The principal whose statement stored it (`User:NAME`; absent: the broker's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    owner: Option<String>,
 }
 
 fn one() -> u32 {
@@ -144,7 +153,9 @@ impl SqlService {
                 sql: q.sql.clone(),
                 context: state.context(&q.target),
             };
-            let deployed = def.to_text().and_then(|text| processors.deploy(&text));
+            let owner = state.records.get(&q.target).and_then(|(_, s)| s.owner.as_deref());
+            let owner = Principal::from_owner(owner);
+            let deployed = def.to_text().and_then(|text| processors.deploy(&text, &owner));
             match deployed {
                 Ok(_) => tracing::info!(query = %q.id, version = q.version, "SQL query deployed"),
                 Err(e) => tracing::error!(query = %q.id, error = %e, "SQL query does not deploy"),
@@ -199,7 +210,9 @@ impl SqlService {
         let def: SqlDef = toml::from_str(&text).map_err(|e| {
             BrokerError::InvalidSpec(format!("{name}: the serving SQL does not parse: {e}"))
         })?;
-        self.store(&mut state, name, Some(Stored { sql: def.sql, version: def.version }))?;
+        let owner = state.records.get(name).and_then(|(_, s)| s.owner.clone());
+        let stored = Stored { sql: def.sql, version: def.version, owner };
+        self.store(&mut state, name, Some(stored))?;
         let mut session = Session::new(builtin_functions());
         let mut ordered: Vec<&(u64, Stored)> = state.records.values().collect();
         ordered.sort_by_key(|(offset, _)| *offset);
@@ -210,6 +223,11 @@ impl SqlService {
         }
         state.session = session;
         Ok(())
+    }
+
+    /// The broker itself, for statements the broker runs on its own behalf.
+    fn internal(&self) -> Access {
+        self.processors.acls().access(Principal::Internal, None)
     }
 
     /// The target of the query whose processor is `name`, if SQL owns it.

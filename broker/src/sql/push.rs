@@ -24,6 +24,7 @@ use tokio::time::Instant;
 
 use super::SqlService;
 use crate::error::BrokerError;
+use crate::security::acls::Access;
 use crate::topics::MAX_FETCH_WAIT;
 
 /// Bytes read per partition per poll.
@@ -79,19 +80,32 @@ fn key_value(bytes: Option<&[u8]>) -> Value {
 }
 
 impl SqlService {
-    /// One poll of a push query.
-    pub async fn push(&self, r: &v1::SqlRequest) -> Result<v1::SqlResponse, BrokerError> {
+    /// One poll of a push query, as `access`'s: READ on the table's processor, or on the
+    /// stream and its topic (`access.rs`); refused as a statement error.
+    pub async fn push(
+        &self,
+        r: &v1::SqlRequest,
+        access: &Access,
+    ) -> Result<v1::SqlResponse, BrokerError> {
         let topics = self.processors.topics().clone();
         let (query, topic, functions) = {
             let state = self.lock();
             let mut session = state.session.clone();
             drop(state);
             let query = match session.execute(&r.sql, 1) {
-                Ok(mut o) => match o.pop() {
-                    Some(Outcome::Select(q)) if q.push => Follow::Table(q),
-                    Some(Outcome::Push(q)) => Follow::Stream(q),
-                    _ => return Err(BrokerError::Malformed("not a push query")),
-                },
+                Ok(mut o) => {
+                    let outcome = o.pop();
+                    if let Some(outcome) = &outcome
+                        && let Err(e) = self.authorize_push(access, &session, &r.sql, outcome)
+                    {
+                        return Ok(refused(r, &e));
+                    }
+                    match outcome {
+                        Some(Outcome::Select(q)) if q.push => Follow::Table(q),
+                        Some(Outcome::Push(q)) => Follow::Stream(q),
+                        _ => return Err(BrokerError::Malformed("not a push query")),
+                    }
+                }
                 Err(e) => {
                     let (line, column) = e.pos().map_or((0, 0), |p| (p.line, p.col));
                     let error = v1::SqlFailure { message: e.to_string(), line, column };
@@ -156,6 +170,30 @@ impl SqlService {
         let result = v1::SqlResult { statement: r.sql.clone(), result: Some(R::Push(push)) };
         Ok(v1::SqlResponse { results: vec![result] })
     }
+}
+
+impl SqlService {
+    fn authorize_push(
+        &self,
+        access: &Access,
+        session: &eddy_sql::Session,
+        sql: &str,
+        outcome: &Outcome,
+    ) -> Result<(), BrokerError> {
+        let statements =
+            parse_script(sql).map_err(|_| BrokerError::Malformed("not a push query"))?;
+        let Some((stmt, _)) = statements.first() else {
+            return Err(BrokerError::Malformed("not a push query"));
+        };
+        super::access::authorize(access, self.processors.topics(), session, stmt, outcome)
+    }
+}
+
+/// A push query refused by the ACLs: a statement error, as any refused statement is.
+fn refused(r: &v1::SqlRequest, e: &BrokerError) -> v1::SqlResponse {
+    let error = v1::SqlFailure { message: e.to_string(), line: 1, column: 1 };
+    let result = v1::SqlResult { statement: r.sql.clone(), result: Some(R::Error(error)) };
+    v1::SqlResponse { results: vec![result] }
 }
 
 /// Reads `log` from `from`, appending each record that yields a row of `query` as a JSON

@@ -14,10 +14,11 @@ use eddy_sql::{
 use eddy_storage::{BatchBuilder, Record};
 use serde_json::Value;
 
-use super::{SqlService, State, Stored};
+use super::{SqlService, State, Stored, access};
 use crate::clock::now_ms;
 use crate::error::BrokerError;
 use crate::processors::definition::SqlDef;
+use crate::security::acls::Access;
 use crate::topics::Topics;
 
 /// The order of SHOW / DESCRIBE columns (their rows are JSON objects).
@@ -90,9 +91,10 @@ fn rows_of(columns: Vec<String>, rows: &[serde_json::Map<String, Value>]) -> Vec
 }
 
 impl SqlService {
-    /// Runs every statement of `sql` in order, stopping at the first failure. Blocking (it
+    /// Runs every statement of `sql` in order as `access`'s, stopping at the first failure (a
+    /// statement `access` may not run is one, with the refusal as its error). Blocking (it
     /// starts and stops processors and fsyncs records).
-    pub fn execute(&self, sql: &str) -> v1::SqlResponse {
+    pub fn execute(&self, sql: &str, access: &Access) -> v1::SqlResponse {
         let statements = match parse_script(sql) {
             Ok(s) => s,
             Err(e) => {
@@ -111,7 +113,7 @@ impl SqlService {
                 .and_then(|rest| rest.find(text.as_str()))
                 .map_or(cursor, |i| cursor + i);
             cursor = at + text.len();
-            let outcome = self.statement(&mut state, stmt, text);
+            let outcome = self.statement(&mut state, stmt, text, access);
             let failed = outcome.is_err();
             let result = outcome.unwrap_or_else(|f| R::Error(failure(f, sql, at)));
             results.push(v1::SqlResult { statement: text.clone(), result: Some(result) });
@@ -122,7 +124,13 @@ impl SqlService {
         v1::SqlResponse { results }
     }
 
-    fn statement(&self, state: &mut State, stmt: &Statement, text: &str) -> Result<R, Failure> {
+    fn statement(
+        &self,
+        state: &mut State,
+        stmt: &Statement,
+        text: &str,
+        access: &Access,
+    ) -> Result<R, Failure> {
         let processors = &self.processors;
         let given = match stmt {
             Statement::CreateAs(c) => processors.highest_version(&c.name).map_or(1, |v| v + 1),
@@ -135,10 +143,12 @@ impl SqlService {
         let Some(outcome) = next.execute_statement(stmt, text, given)? else {
             return Ok(R::Unchanged(true));
         };
+        access::authorize(access, self.processors.topics(), &next, stmt, &outcome)?;
+        let owner = access.principal().owner();
         Ok(match outcome {
             Outcome::Declared(info) => {
                 ensure_topic(self.processors.topics(), &info.topic, info.partitions)?;
-                let stored = Stored { sql: text.to_string(), version: 1 };
+                let stored = Stored { sql: text.to_string(), version: 1, owner };
                 self.store(state, &info.name, Some(stored))?;
                 state.session = next;
                 R::Declared(v1::SqlDeclared {
@@ -154,7 +164,7 @@ impl SqlService {
                 // (stored and deployed as a persistent query is).
                 ensure_topic(self.processors.topics(), &info.topic, info.partitions)?;
                 let version = compiled.processor.version();
-                self.start_query(state, &info.name, version, text)?;
+                self.start_query(state, &info.name, version, text, access)?;
                 state.session = next;
                 R::Declared(v1::SqlDeclared {
                     name: info.name.clone(),
@@ -166,13 +176,16 @@ impl SqlService {
             Outcome::Query { id, compiled, replaced } => {
                 let name = compiled.processor.name().to_string();
                 let version = compiled.processor.version();
-                self.start_query(state, &name, version, text)?;
+                self.start_query(state, &name, version, text, access)?;
                 state.session = next;
                 R::Query(v1::SqlQueryStarted { id, target: name, version, replaced })
             }
             Outcome::Push(_) => return Err(push_alone()),
             Outcome::Select(q) if q.push => return Err(push_alone()),
             Outcome::Select(q) => self.pull(&q, &next)?,
+            Outcome::Rows(rows) if matches!(stmt, Statement::Show { .. }) => {
+                self.listing(stmt, access::visible(access, rows))
+            }
             Outcome::Rows(rows) => self.listing(stmt, rows),
             Outcome::Dropped(info) => {
                 let readers = processors.readers_of(&info.topic, &info.name);
@@ -188,7 +201,7 @@ impl SqlService {
                 }
                 R::Dropped(info.name)
             }
-            Outcome::Connector(c) => self.connector(&c)?,
+            Outcome::Connector(c) => self.connector(&c, access)?,
             Outcome::Inserted(record) => {
                 let (partition, offset) = insert(self.processors.topics(), &record)?;
                 let row = serde_json::json!({
@@ -201,8 +214,9 @@ impl SqlService {
                     .records
                     .get(&q.target)
                     .map_or_else(|| q.sql.clone(), |(_, s)| s.sql.clone());
-                let stored =
-                    Stored { sql: format!("{sql};\nTERMINATE {}", q.id), version: q.version };
+                let owner = state.records.get(&q.target).and_then(|(_, s)| s.owner.clone());
+                let sql = format!("{sql};\nTERMINATE {}", q.id);
+                let stored = Stored { sql, version: q.version, owner };
                 self.store(state, &q.target, Some(stored))?;
                 state.session = next;
                 if processors.is_sql(&q.target) == Some(true) {
@@ -213,14 +227,15 @@ impl SqlService {
         })
     }
 
-    /// Stores a persistent query's record, then deploys it as processor `name` at `version`;
-    /// a deploy that fails writes the previous record back.
+    /// Stores a persistent query's record, then deploys it as processor `name` at `version`,
+    /// owned by `access`'s principal; a deploy that fails writes the previous record back.
     fn start_query(
         &self,
         state: &mut State,
         name: &str,
         version: u32,
         text: &str,
+        access: &Access,
     ) -> Result<(), Failure> {
         if !self.processors.is_sql(name).unwrap_or(true) {
             return Err(BrokerError::NameTakenBySpec { name: name.to_string() }.into());
@@ -233,8 +248,9 @@ impl SqlService {
         };
         let def_text = def.to_text()?;
         let previous = state.records.get(name).map(|(_, s)| s.clone());
-        self.store(state, name, Some(Stored { sql: text.to_string(), version }))?;
-        if let Err(e) = self.processors.deploy(&def_text) {
+        let owner = access.principal().owner();
+        self.store(state, name, Some(Stored { sql: text.to_string(), version, owner }))?;
+        if let Err(e) = self.processors.deploy(&def_text, access.principal()) {
             if let Err(undo) = self.store(state, name, previous) {
                 tracing::error!(%name, error = %undo, "could not undo the SQL record; the next open retries the deploy");
             }
@@ -291,7 +307,8 @@ impl SqlService {
     /// catalog does not start it again. `None` when SQL does not own `name`.
     pub fn drop_processor(&self, name: &str) -> Option<Result<(), BrokerError>> {
         let id = self.owns_processor(name)?;
-        let answer = self.execute(&format!("TERMINATE {id};"));
+        // The caller was allowed to DELETE the processor; the TERMINATE is the broker's.
+        let answer = self.execute(&format!("TERMINATE {id};"), &self.internal());
         Some(match answer.results.into_iter().last().and_then(|r| r.result) {
             Some(R::Error(e)) => Err(BrokerError::Terminate { query: id, message: e.message }),
             _ => Ok(()),

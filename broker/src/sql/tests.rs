@@ -7,12 +7,13 @@ use eddy_protocol::v1::sql_result::Result as R;
 
 use crate::Broker;
 use crate::processors::definition::SqlDef;
+use crate::security::Principal;
 
 const SOURCE: &str = "CREATE STREAM s (k VARCHAR KEY, v INT) WITH (kafka_topic='s')";
 const QUERY: &str = "CREATE TABLE t AS SELECT k, COUNT(*) AS n FROM s GROUP BY k EMIT CHANGES";
 
 fn run(broker: &Broker, sql: &str) -> Vec<R> {
-    let answer = broker.inner.sql.execute(sql);
+    let answer = broker.inner.sql.execute(sql, &broker.access(&Principal::Internal, None));
     answer.results.into_iter().filter_map(|r| r.result).collect()
 }
 
@@ -31,7 +32,7 @@ fn reopening_repairs_a_crash_between_the_sql_record_and_the_registry() {
         sql: "CREATE TABLE u AS SELECT k, COUNT(*) AS n FROM s GROUP BY k EMIT CHANGES".into(),
         context: vec![SOURCE.into()],
     };
-    broker.inner.processors.deploy(&orphan.to_text().unwrap()).unwrap();
+    broker.inner.processors.deploy(&orphan.to_text().unwrap(), &Principal::Internal).unwrap();
     assert_eq!(broker.inner.processors.is_sql("U"), Some(true));
     broker.close().unwrap();
     drop(broker);
