@@ -6,7 +6,8 @@
 //! - the data path ([`Data`]: produce, fetch, list offsets, metadata);
 //! - the consumer-group [`Coordinator`] (state in `__consumer_offsets`);
 //! - the [`Processors`] registry (`__processors`) and the [`SqlService`] (`__sql`);
-//! - the [`Connectors`] registry (`__connectors`).
+//! - the [`Connectors`] registry (`__connectors`);
+//! - the [`Users`] registry (`__users`), which the listeners authenticate against.
 //!
 //! Ownership: `Broker` is a cheap handle; clones share one broker. When the last handle is
 //! dropped (or [`Broker::close`] runs) the processors' supervisor and every running version
@@ -32,6 +33,7 @@ use crate::metrics::Meters;
 use crate::processors::{PROCESSORS_TOPIC, Processors};
 use crate::producer_ids::ProducerIds;
 use crate::security::Principal;
+use crate::security::users::{USERS_TOPIC, Users};
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
 use crate::topics::{MaintenanceReport, Topic, Topics};
@@ -56,6 +58,8 @@ pub(crate) struct Inner {
     pub(crate) connectors: Arc<Connectors>,
     /// The SQL session and its `__sql` log.
     pub(crate) sql: SqlService,
+    /// Users and their SCRAM credentials (`__users`).
+    users: Arc<Users>,
     // Last: the data directory's lock goes with the last `Arc<Topics>`.
     topics: Arc<Topics>,
 }
@@ -119,6 +123,8 @@ impl Broker {
             connectors.clone(),
         )?;
         let groups = Coordinator::open(offsets.partition(0)?.clone(), config.groups.timing())?;
+        let users_log = topics.internal(USERS_TOPIC, internal(FlushSetting::Always))?;
+        let users = Arc::new(Users::open(users_log.partition(0)?.clone())?);
         let txn_log = topics.internal(TXN_TOPIC, internal(FlushSetting::Always))?;
         let transactions = transactions::Coordinator::open(
             txn_log.partition(0)?.clone(),
@@ -140,6 +146,7 @@ impl Broker {
             processors,
             connectors,
             sql,
+            users,
             topics,
         };
         Ok(Broker { inner: Arc::new(inner) })
@@ -152,6 +159,11 @@ impl Broker {
     /// What the listeners and the data path have counted.
     pub fn meters(&self) -> &Meters {
         &self.inner.meters
+    }
+
+    /// The users the listeners authenticate against.
+    pub fn users(&self) -> &Arc<Users> {
+        &self.inner.users
     }
 
     /// The broker's topics, as its services see them.
@@ -349,6 +361,14 @@ impl Broker {
             | Rq::ConnectorStatus(_)
             | Rq::DropConnector(_)
             | Rq::PauseConnector(_) => self.handle_connectors(body).await.map(Some),
+            Rq::CreateUser(_) | Rq::AlterUser(_) | Rq::DeleteUser(_) | Rq::ListUsers(_) => {
+                self.inner.users.handle(body).await.map(Some)
+            }
+            // A connection's listener answers these (it owns the exchange and the principal);
+            // the embedded broker has nothing to authenticate.
+            Rq::SaslHandshake(_) | Rq::SaslAuthenticate(_) => Err(BrokerError::Malformed(
+                "SASL requests are answered by a listener, not by the embedded broker",
+            )),
         }
     }
 

@@ -35,6 +35,12 @@
 //!
 //! [processors]
 //! retire_grace_ms = 600000         # a replaced version's state is kept this long (rollback)
+//!
+//! [auth]
+//! enabled = false                  # true: every native and Kafka connection authenticates
+//! mechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
+//! max_connections_per_principal = 256   # per listener, once authenticated as one user
+//! failed_delay_ms = 100            # a refused authentication is answered this late, then closed
 //! ```
 //!
 //! Most keys may be overridden by an environment variable (`[topic_defaults]` and
@@ -42,11 +48,14 @@
 //! `EDDY_KAFKA_LISTEN`, `EDDY_KAFKA_ADVERTISED`, `EDDY_HTTP_LISTEN`, `EDDY_MAINTENANCE_INTERVAL_MS`, and `EDDY_` + the upper-cased key for each limit (for example
 //! `EDDY_MAX_CONNECTIONS`), and `EDDY_GROUP_` + the upper-cased key for each group timing (for
 //! example `EDDY_GROUP_MIN_SESSION_TIMEOUT_MS`), `EDDY_TXN_MAX_TIMEOUT_MS` and
-//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section).
+//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section), and `EDDY_AUTH_ENABLED`,
+//! `EDDY_AUTH_MECHANISMS` (comma-separated), `EDDY_AUTH_MAX_CONNECTIONS_PER_PRINCIPAL` and
+//! `EDDY_AUTH_FAILED_DELAY_MS` (the `[auth]` section).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use eddy_client::sasl::Mechanism;
 use serde::Deserialize;
 
 use crate::groups::state::Timing;
@@ -185,6 +194,48 @@ pub struct BrokerConfig {
     pub groups: GroupSettings,
     pub processors: ProcessorSettings,
     pub transactions: TransactionSettings,
+    pub auth: AuthSettings,
+}
+
+/// Authentication on the native and Kafka listeners (docs/security.md, "Authentication").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Every connection must authenticate (SASL) before any request but ApiVersions and the
+    /// SASL requests. Off, a client may still authenticate (and then acts as its user).
+    pub enabled: bool,
+    /// The SASL mechanisms the listeners accept.
+    #[serde(deserialize_with = "mechanisms")]
+    pub mechanisms: Vec<Mechanism>,
+    /// Connections one authenticated user may hold on a listener; past it, an authentication
+    /// is refused and its connection closed.
+    pub max_connections_per_principal: u32,
+    /// A refused authentication is answered this long after it arrived, then its connection
+    /// is closed (Kafka's `connection.failed.authentication.delay.ms`): a guesser gets one
+    /// guess per connection and per delay.
+    pub failed_delay_ms: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            mechanisms: Mechanism::ALL.to_vec(),
+            max_connections_per_principal: 256,
+            failed_delay_ms: 100,
+        }
+    }
+}
+
+/// `["SCRAM-SHA-256", "plain"]` as mechanisms (names in any case).
+fn mechanisms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Mechanism>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names.iter().map(|n| n.parse().map_err(serde::de::Error::custom)).collect()
+}
+
+/// Comma-separated mechanism names, as `EDDY_AUTH_MECHANISMS` gives them.
+fn parse_mechanisms(text: &str) -> Result<Vec<Mechanism>, String> {
+    text.split(',').filter(|n| !n.trim().is_empty()).map(str::parse).collect()
 }
 
 /// The Kafka transaction coordinator (`transactions::Coordinator`).
@@ -239,6 +290,7 @@ impl Default for BrokerConfig {
             groups: GroupSettings::default(),
             processors: ProcessorSettings::default(),
             transactions: TransactionSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -334,6 +386,7 @@ impl BrokerConfig {
                 *slot = parse(name, v)?;
             }
         }
+        self.apply_auth_env(&env)?;
         if let Some(v) = env("EDDY_PROCESSOR_RETIRE_GRACE_MS") {
             self.processors.retire_grace_ms = parse("EDDY_PROCESSOR_RETIRE_GRACE_MS", v)?;
         }
@@ -347,6 +400,37 @@ impl BrokerConfig {
         ] {
             if let Some(v) = env(name) {
                 *slot = parse(name, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_auth_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let invalid = |name: &str, value: String, reason: String| ConfigError::Env {
+            name: name.into(),
+            value,
+            reason,
+        };
+        let auth = &mut self.auth;
+        if let Some(v) = env("EDDY_AUTH_ENABLED") {
+            auth.enabled = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(invalid("EDDY_AUTH_ENABLED", v, "true or false".into())),
+            };
+        }
+        if let Some(v) = env("EDDY_AUTH_MECHANISMS") {
+            auth.mechanisms =
+                parse_mechanisms(&v).map_err(|e| invalid("EDDY_AUTH_MECHANISMS", v, e))?;
+        }
+        for (name, slot) in [
+            ("EDDY_AUTH_MAX_CONNECTIONS_PER_PRINCIPAL", &mut auth.max_connections_per_principal),
+            ("EDDY_AUTH_FAILED_DELAY_MS", &mut auth.failed_delay_ms),
+        ] {
+            if let Some(v) = env(name) {
+                *slot = v.parse().map_err(|e: std::num::ParseIntError| {
+                    invalid(name, v.clone(), e.to_string())
+                })?;
             }
         }
         Ok(())
@@ -398,6 +482,17 @@ impl BrokerConfig {
             return Err(ConfigError::Invalid("maintenance_interval_ms must be positive".into()));
         }
         self.groups.validate()?;
+        let auth = &self.auth;
+        if auth.mechanisms.is_empty() || auth.max_connections_per_principal == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.mechanisms must name at least one mechanism and \
+                 auth.max_connections_per_principal must be positive"
+                    .into(),
+            ));
+        }
+        if auth.failed_delay_ms > 10_000 {
+            return Err(ConfigError::Invalid("auth.failed_delay_ms must be at most 10000".into()));
+        }
         if self.transactions.max_timeout_ms == 0 || self.transactions.abort_check_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "transactions.max_timeout_ms and abort_check_interval_ms must be positive".into(),
@@ -443,6 +538,30 @@ mod tests {
         let zero = |k: &str| (k == "EDDY_MAX_CONNECTIONS_PER_IP").then(|| "0".to_string());
         let e = BrokerConfig::load(None, zero).unwrap_err();
         assert!(e.to_string().contains("max_connections_per_ip"), "{e}");
+    }
+
+    #[test]
+    fn auth_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eddy.toml");
+        std::fs::write(&path, "[auth]\nenabled = true\nmechanisms = [\"scram-sha-512\"]\n")
+            .unwrap();
+        let c = BrokerConfig::load(Some(&path), |_| None).unwrap();
+        assert!(c.auth.enabled);
+        assert_eq!(c.auth.mechanisms, vec![Mechanism::ScramSha512]);
+        let env = |k: &str| match k {
+            "EDDY_AUTH_MECHANISMS" => Some("PLAIN, SCRAM-SHA-256".to_string()),
+            "EDDY_AUTH_MAX_CONNECTIONS_PER_PRINCIPAL" => Some("3".to_string()),
+            _ => None,
+        };
+        let c = BrokerConfig::load(Some(&path), env).unwrap();
+        assert_eq!(c.auth.mechanisms, vec![Mechanism::Plain, Mechanism::ScramSha256]);
+        assert_eq!(c.auth.max_connections_per_principal, 3);
+        let bad = |k: &str| (k == "EDDY_AUTH_MECHANISMS").then(|| "GSSAPI".to_string());
+        let e = BrokerConfig::load(None, bad).unwrap_err();
+        assert!(e.to_string().contains("unknown SASL mechanism \"GSSAPI\""), "{e}");
+        std::fs::write(&path, "[auth]\nmechanisms = []\n").unwrap();
+        assert!(matches!(BrokerConfig::load(Some(&path), |_| None), Err(ConfigError::Invalid(_))));
     }
 
     #[test]

@@ -144,6 +144,27 @@ pub enum BrokerError {
     /// A connector's definition is refused (its options, its name, its kind).
     #[error("connector {name:?}: {reason}")]
     InvalidConnector { name: String, reason: String },
+    /// A request other than ApiVersions or SASL's on an unauthenticated connection of a
+    /// listener that requires authentication.
+    #[error(
+        "this listener requires authentication: authenticate (SaslHandshake, SaslAuthenticate) before {request}"
+    )]
+    AuthenticationRequired { request: &'static str },
+    /// A refused authentication (the text never says whether the user exists).
+    #[error("{0}")]
+    AuthenticationFailed(String),
+    /// An authenticated user already holds its share of a listener's connections.
+    #[error(
+        "{principal} already has {max} connections to this listener (auth.max_connections_per_principal)"
+    )]
+    PrincipalConnections { principal: String, max: u32 },
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    #[error("user {0:?} exists")]
+    UserExists(String),
+    /// A user name, password or credential that cannot be stored.
+    #[error("user {name:?}: {reason}")]
+    InvalidUser { name: String, reason: String },
 }
 
 impl BrokerError {
@@ -208,6 +229,12 @@ impl BrokerError {
             BrokerError::UnknownConnector(_) => ErrorCode::UnknownConnector,
             BrokerError::ConnectorExists(_) => ErrorCode::ConnectorExists,
             BrokerError::InvalidConnector { .. } => ErrorCode::InvalidConnector,
+            BrokerError::AuthenticationRequired { .. } => ErrorCode::AuthenticationRequired,
+            BrokerError::AuthenticationFailed(_) => ErrorCode::AuthenticationFailed,
+            BrokerError::PrincipalConnections { .. } => ErrorCode::TooManyConnections,
+            BrokerError::UnknownUser(_) => ErrorCode::UnknownUser,
+            BrokerError::UserExists(_) => ErrorCode::UserExists,
+            BrokerError::InvalidUser { .. } => ErrorCode::MalformedRequest,
             BrokerError::Storage { source, .. } => storage_code(source),
         }
     }

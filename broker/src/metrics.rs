@@ -36,7 +36,7 @@ pub const KAFKA_OUTCOMES: [&str; 2] = ["answered", "refused"];
 pub const KAFKA_KEYS: usize = 128;
 
 /// The native request kinds, by the index [`native_api`] gives.
-pub const NATIVE_APIS: [&str; 30] = [
+pub const NATIVE_APIS: [&str; 36] = [
     "api_versions",
     "metadata",
     "create_topic",
@@ -67,6 +67,12 @@ pub const NATIVE_APIS: [&str; 30] = [
     "connector_status",
     "drop_connector",
     "pause_connector",
+    "sasl_handshake",
+    "sasl_authenticate",
+    "create_user",
+    "alter_user",
+    "delete_user",
+    "list_users",
 ];
 
 /// The index in [`NATIVE_APIS`] of a request's kind (exhaustive: a new kind needs a name).
@@ -103,6 +109,12 @@ pub fn native_api(body: &request::Body) -> usize {
         B::ConnectorStatus(_) => 27,
         B::DropConnector(_) => 28,
         B::PauseConnector(_) => 29,
+        B::SaslHandshake(_) => 30,
+        B::SaslAuthenticate(_) => 31,
+        B::CreateUser(_) => 32,
+        B::AlterUser(_) => 33,
+        B::DeleteUser(_) => 34,
+        B::ListUsers(_) => 35,
     }
 }
 

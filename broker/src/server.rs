@@ -22,6 +22,10 @@
 //!   allocation; a frame that does not decode is answered `MALFORMED_REQUEST`. Either closes
 //!   only that connection. A connection with no complete frame and nothing in flight for
 //!   `idle_timeout_ms` is closed, so a silent client or half a frame holds nothing up.
+//! - Authentication (`server/authn.rs`): with `auth.enabled`, a connection's requests but
+//!   ApiVersions are refused `AUTHENTICATION_REQUIRED` until a SASL exchange gives it a
+//!   principal; SASL requests are answered in order on the read loop; a refused one closes the
+//!   connection after `auth.failed_delay_ms`.
 //! - Every connection and request is counted in the broker's [`Meters`](crate::metrics::Meters)
 //!   (by request kind and error code, with its latency) when they are enabled.
 //! - Shutdown: stop accepting, stop reading, let in-flight requests finish and their answers go
@@ -48,6 +52,7 @@ use crate::data::AppendTurn;
 use crate::security::Principal;
 use crate::wire::{self, Frame};
 
+mod authn;
 mod read_buffer;
 
 use read_buffer::{READ_CHUNK, ReadBuffer};
@@ -62,7 +67,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = broker.config().limits;
-    let admission = Admission::new(&limits);
+    let admission = Admission::new(&limits, broker.config().auth.max_connections_per_principal);
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -132,10 +137,13 @@ struct Connection {
     broker: Broker,
     limits: Limits,
     stopped: watch::Receiver<bool>,
-    _slot: Admitted,
+    /// Its place in the listener's budget (and its principal's, once authenticated).
+    slot: Admitted,
     peer: SocketAddr,
     /// Who this connection's requests are handled as (anonymous until it authenticates).
     principal: Principal,
+    /// Its SASL exchange, while one runs (`server/authn.rs`).
+    authn: authn::Authn,
     in_flight: Arc<Semaphore>,
     /// Passed on once the connection's latest produce has appended.
     last_append: Option<oneshot::Receiver<()>>,
@@ -152,6 +160,8 @@ enum Close {
     ReadError(std::io::Error),
     BadFrame(FrameError),
     WriterGone,
+    /// A refused authentication (answered, after the failure delay).
+    Authentication(String),
 }
 
 impl Connection {
@@ -167,9 +177,10 @@ impl Connection {
             broker,
             limits,
             stopped,
-            _slot: slot,
+            slot,
             peer,
             principal: Principal::Anonymous,
+            authn: authn::Authn::default(),
             in_flight,
             last_append: None,
         }
@@ -193,6 +204,9 @@ impl Connection {
                 tracing::debug!(peer = %self.peer, error = %e, "closing connection after a bad frame");
             }
             Close::ReadError(e) => tracing::debug!(peer = %self.peer, error = %e, "read failed"),
+            Close::Authentication(reason) => {
+                tracing::debug!(peer = %self.peer, %reason, "closing connection: authentication refused")
+            }
             other => tracing::debug!(peer = %self.peer, reason = ?other, "connection closed"),
         }
         // Requests already taken are finished and answered before the connection goes, within a
@@ -287,6 +301,15 @@ impl Connection {
             );
             return tx.send(frame).await.map_err(|_| Close::WriterGone);
         };
+        if authn::is_sasl(&body) {
+            return self.authenticate(correlation_id, body, tx).await;
+        }
+        if let Err(e) = self.gate(&body) {
+            let api = crate::metrics::native_api(&body);
+            self.broker.meters().native_request(api, e.code() as i32, Duration::ZERO);
+            let frame = error_frame(correlation_id, e.code(), e.to_string());
+            return tx.send(frame).await.map_err(|_| Close::WriterGone);
+        }
         let permit = match self.in_flight.clone().try_acquire_owned() {
             Ok(permit) => permit,
             // A produce with ACKS_NONE can be told nothing, so it waits for a slot instead:

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod auth;
 mod connector;
 mod consume;
 mod group;
@@ -18,6 +19,7 @@ mod serve;
 mod sql;
 mod sql_run;
 mod topic;
+mod user;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -26,7 +28,8 @@ use anyhow::{Context, Result, bail};
 use eddy_client::{Connection, ConnectionOptions};
 
 pub const USAGE: &str = "\
-usage: eddy [--broker ADDR] <command> ...
+usage: eddy [--broker ADDR] [--user NAME [--password-file FILE] [--sasl-mechanism M]]
+            <command> ...
 
   serve [--data-dir DIR] [--listen ADDR] [--kafka-listen ADDR|off] [--config FILE]
         [--http-listen ADDR|off]
@@ -75,7 +78,14 @@ usage: eddy [--broker ADDR] <command> ...
         run the script's persistent queries in this process over a Kafka-protocol
         cluster, as processor run runs a spec (docs/sql.md, 'Over a Kafka cluster')
 
---broker defaults to 127.0.0.1:9750.
+  user add NAME [--mechanism SCRAM-SHA-256|SCRAM-SHA-512]... [--iterations N]
+       | list | delete NAME | passwd NAME            [--new-password-file FILE]
+        the broker's users (docs/security.md); the new password comes from
+        EDDY_NEW_PASSWORD, --new-password-file or stdin, never an argument
+
+--broker defaults to 127.0.0.1:9750. --user authenticates every connection (SASL; the
+password from EDDY_PASSWORD or --password-file, never an argument; --sasl-mechanism
+SCRAM-SHA-512 by default, or SCRAM-SHA-256 or PLAIN).
 ";
 
 /// The lines of [`USAGE`] about `command` (its block: the line naming it and the lines
@@ -118,7 +128,9 @@ fn help_requested(args: &[OsString]) -> Option<Option<String>> {
             "--" => return None,
             "--help" => return Some(command),
             "-h" if !previous.starts_with('-') => return Some(command),
-            "--broker" if command.is_none() => i += 1,
+            "--broker" | "--user" | "--password-file" | "--sasl-mechanism" if command.is_none() => {
+                i += 1
+            }
             a if command.is_none() && !a.starts_with('-') => command = Some(a.to_string()),
             _ => {}
         }
@@ -141,10 +153,17 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
     }
     let mut parser = lexopt::Parser::from_args(args);
     let mut broker = eddy_broker::config::DEFAULT_LISTEN.to_string();
+    let mut auth = auth::AuthArgs::default();
     let command = loop {
         match parser.next()? {
             Some(Long("broker")) => broker = parser.value()?.string()?,
             Some(Value(command)) => break command.string()?,
+            Some(Long(name)) => {
+                let name = name.to_string();
+                if !auth.take(&name, &mut parser)? {
+                    bail!("invalid option '--{name}'");
+                }
+            }
             Some(other) => return Err(other.unexpected().into()),
             None => bail!("no command given (see eddy --help)"),
         }
@@ -152,6 +171,7 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
     if command == "serve" {
         return serve::run(&mut parser);
     }
+    auth::set_credentials(auth.credentials(|k| std::env::var(k).ok())?);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -167,15 +187,24 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
             "connector" => connector::run(&broker, &mut parser, &mut out).await,
             "query" => query::run(&broker, &mut parser, &mut out).await,
             "sql" => sql::run(&broker, &mut parser, &mut out).await,
+            "user" => user::run(&broker, &mut parser, &mut out).await,
             other => bail!("unknown command {other:?} (see eddy --help)"),
         }
     })
 }
 
+/// A connection to the broker, authenticated as the global options say.
 async fn connect(broker: &str) -> Result<Connection> {
-    Connection::connect(broker, ConnectionOptions::default())
+    Connection::connect(broker, auth::options())
         .await
         .with_context(|| format!("connecting to {broker}"))
+}
+
+/// A connection to a processor instance's query listener, which does not authenticate.
+async fn connect_unauthenticated(addr: &str) -> Result<Connection> {
+    Connection::connect(addr, ConnectionOptions::default())
+        .await
+        .with_context(|| format!("connecting to {addr}"))
 }
 
 /// Buffered stdout that ends quietly when the reader goes away (`eddy consume | head`).
@@ -231,12 +260,25 @@ fn one_line(e: &anyhow::Error) -> String {
     msg
 }
 
+/// Whether the broker refused a request for want of authentication.
+fn needs_authentication(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<eddy_client::ClientError>().and_then(eddy_client::ClientError::code)
+            == Some(eddy_client::ErrorCode::AuthenticationRequired)
+    })
+}
+
 fn main() -> std::process::ExitCode {
     match run(std::env::args_os().skip(1).collect()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line on stderr, as the CLI promises; causes joined with ": ".
-            let msg = one_line(&e);
+            let mut msg = one_line(&e);
+            if needs_authentication(&e) {
+                msg.push_str(
+                    " (give --user NAME, with the password in EDDY_PASSWORD or --password-file)",
+                );
+            }
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
                 format!("eddy: {msg}\n").as_bytes(),

@@ -49,9 +49,11 @@ use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use self::auth::Credentials;
 use self::frame::Frame;
 use crate::{ClientError, Transport, expect_body};
 
+mod auth;
 mod frame;
 mod writer;
 
@@ -74,6 +76,8 @@ pub struct ConnectionOptions {
     pub max_response_frame_bytes: u32,
     /// Encoded requests queued for the writer before callers wait (backpressure).
     pub write_queue_frames: usize,
+    /// Authenticate as these, right after the handshake (`tcp/auth.rs`); `None`: do not.
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ConnectionOptions {
@@ -84,6 +88,7 @@ impl Default for ConnectionOptions {
             request_timeout: Some(Duration::from_secs(30)),
             max_response_frame_bytes: 64 * 1024 * 1024,
             write_queue_frames: 1024,
+            credentials: None,
         }
     }
 }
@@ -105,7 +110,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) and performs the `ApiVersions` handshake.
+    /// Connects to `addr` (`host:port`) and performs the `ApiVersions` handshake, then
+    /// authenticates with the options' credentials, if any.
     pub async fn connect(addr: &str, options: ConnectionOptions) -> Result<Self, ClientError> {
         let connect_ms = options.connect_timeout.as_millis() as u64;
         let io_error = |source| ClientError::Connection { addr: addr.to_owned(), source };
@@ -137,6 +143,11 @@ impl Connection {
             max => Semaphore::new(max as usize),
         };
         conn.broker_version = versions.broker_version;
+        if let Some(credentials) = &options.credentials {
+            tokio::time::timeout(options.connect_timeout, conn.authenticate(credentials))
+                .await
+                .map_err(|_| ClientError::Timeout { ms: connect_ms })??;
+        }
         tracing::debug!(
             addr,
             broker_version = %conn.broker_version,

@@ -25,6 +25,8 @@
 //!   their output.
 //! - [`postgres`]: a real PostgreSQL server (initdb in a temporary directory, logical WAL, a
 //!   free port), stopped when dropped, for the connector tests.
+//! - [`sasl`]: a broker that requires authentication, the CLI with credentials, SASL by hand on
+//!   the Kafka and native listeners, HTTP with Basic credentials.
 //! - [`workload`]: client-level records as a pure function of (seed, index), and a reader that
 //!   walks a whole topic through the client's consumer.
 
@@ -46,6 +48,7 @@ pub mod postgres;
 pub mod processor_queries;
 pub mod raw_client;
 pub mod reconnect;
+pub mod sasl;
 pub mod workload;
 
 use eddy_storage::{Flush, LogConfig};

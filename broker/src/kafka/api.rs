@@ -6,7 +6,7 @@ use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
-use super::{Context, admin, data, groups, txn};
+use super::{Context, admin, data, groups, txn, users};
 
 /// The APIs served, with the versions served: Kafka's schemas (through `kafka-protocol`) cap
 /// what can be decoded; these caps are what eddy implements (no topic ids, no KIP-848 fields).
@@ -37,6 +37,11 @@ const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    // Answered by `sasl.rs` before a request reaches `dispatch`.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// (api key, min version, max version) of every API served, as ApiVersions lists them.
@@ -51,7 +56,7 @@ pub fn supported_versions() -> Vec<(i16, i16, i16)> {
 }
 
 /// The API `key` names, if `version` of it is served (checked on every request: no allocation).
-fn served(key: i16, version: i16) -> Option<ApiKey> {
+pub(super) fn served(key: i16, version: i16) -> Option<ApiKey> {
     let &(api, min, max) = SERVED.iter().find(|(api, _, _)| *api as i16 == key)?;
     let schema = api.valid_versions();
     (min.max(schema.min)..=max.min(schema.max)).contains(&version).then_some(api)
@@ -98,7 +103,11 @@ pub(super) async fn handle(
     answer
 }
 
-fn decode<T: Decodable>(api: ApiKey, version: i16, mut body: Bytes) -> Result<T, String> {
+pub(super) fn decode<T: Decodable>(
+    api: ApiKey,
+    version: i16,
+    mut body: Bytes,
+) -> Result<T, String> {
     let request = T::decode(&mut body, version)
         .map_err(|e| format!("malformed {api:?} v{version} request: {e}"))?;
     if !body.is_empty() {
@@ -111,7 +120,7 @@ fn decode<T: Decodable>(api: ApiKey, version: i16, mut body: Bytes) -> Result<T,
 }
 
 /// Encodes `answer` with its size prefix and response header.
-fn encode<T: Encodable + HeaderVersion>(
+pub(super) fn encode<T: Encodable + HeaderVersion>(
     api: ApiKey,
     correlation_id: i32,
     version: i16,
@@ -184,6 +193,10 @@ async fn dispatch(
             answer!(cx.consumer_groups.heartbeat(decode(api, v, body)?, caller).await)
         }
         ApiKey::DeleteGroups => answer!(cx.groups.delete(decode(api, v, body)?).await),
+        ApiKey::DescribeUserScramCredentials => {
+            answer!(users::describe(cx, decode(api, v, body)?))
+        }
+        ApiKey::AlterUserScramCredentials => answer!(users::alter(cx, decode(api, v, body)?).await),
         other => Err(format!("{other:?} is not served")),
     }
 }

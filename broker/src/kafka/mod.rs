@@ -26,7 +26,8 @@
 //! `consumer_group` (KIP-848's protocol on eddy's coordinator, topic ids),
 //! `offsets` (committed offsets), `txn` (transactions: the coordinator's requests and the
 //! check of a transactional produce; transactions past their timeout are aborted by a task
-//! of [`serve`]).
+//! of [`serve`]), `sasl` (authentication: SaslHandshake, SaslAuthenticate, and what may come
+//! before it), `users` (SCRAM credentials through Kafka's admin APIs).
 
 mod admin;
 mod api;
@@ -36,7 +37,9 @@ mod consumer_group;
 mod data;
 mod groups;
 mod offsets;
+mod sasl;
 mod txn;
+mod users;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -49,9 +52,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Admitted};
 use crate::broker::Broker;
 use crate::security::Principal;
+use crate::security::sasl::MAX_TOKEN_BYTES;
 
 pub use api::supported_versions;
 
@@ -129,7 +133,8 @@ pub async fn serve(
         cluster_id,
     });
     let expiry = tokio::spawn(abort_expired_transactions(context.broker.clone()));
-    let admission = Admission::new(&limits);
+    let admission =
+        Admission::new(&limits, context.broker.config().auth.max_connections_per_principal);
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -160,14 +165,15 @@ pub async fn serve(
                     context: context.clone(),
                     stopped: stopped.clone(),
                     peer,
+                    slot,
                     principal: Principal::Anonymous,
+                    sasl: sasl::Sasl::default(),
                 };
                 connections.spawn(async move {
                     let context = connection.context.clone();
                     connection.run(stream).await;
                     let meters = context.broker.meters();
                     meters.connection(&meters.kafka_connections, None);
-                    drop(slot);
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -226,8 +232,12 @@ struct Connection {
     context: Arc<Context>,
     stopped: watch::Receiver<bool>,
     peer: SocketAddr,
+    /// Its place in the listener's budget (and its principal's, once authenticated).
+    slot: Admitted,
     /// Who this connection's requests are handled as (anonymous until it authenticates).
     principal: Principal,
+    /// Where it is in its SASL authentication (`sasl.rs`).
+    sasl: sasl::Sasl,
 }
 
 /// Why a connection ended.
@@ -241,6 +251,8 @@ enum Close {
     Io(std::io::Error),
     /// The peer sent something this broker will not answer (logged with the reason).
     Refused(String),
+    /// A refused authentication (answered, after the failure delay).
+    Authentication(String),
 }
 
 impl Connection {
@@ -253,6 +265,9 @@ impl Connection {
             }
             Close::Io(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "kafka connection failed")
+            }
+            Close::Authentication(reason) => {
+                tracing::debug!(peer = %self.peer, %reason, "closing kafka connection: authentication refused")
             }
             other => tracing::debug!(peer = %self.peer, reason = ?other, "kafka connection closed"),
         }
@@ -267,9 +282,10 @@ impl Connection {
         let (mut wait, mut timed_out) =
             if handshake < idle { (handshake, Close::Handshake) } else { (idle, Close::Idle) };
         loop {
+            let raw = self.sasl.raw_tokens();
             let frame = tokio::select! {
                 _ = self.stopped.changed() => return Close::Shutdown,
-                frame = tokio::time::timeout(wait, read_frame(stream, limits.max_frame_bytes)) => match frame {
+                frame = tokio::time::timeout(wait, read_frame(stream, limits.max_frame_bytes, raw)) => match frame {
                     Err(_) => return timed_out,
                     Ok(Ok(Some(frame))) => frame,
                     Ok(Ok(None)) => return Close::Eof,
@@ -277,9 +293,15 @@ impl Connection {
                 },
             };
             (wait, timed_out) = (idle, Close::Idle);
-            let answer = match api::handle(&self.context, frame, self.peer, &self.principal).await {
-                Ok(answer) => answer,
-                Err(reason) => return Close::Refused(reason),
+            let (answer, then) = match self.screen(frame).await {
+                sasl::Screened::Pass(frame) => {
+                    match api::handle(&self.context, frame, self.peer, &self.principal).await {
+                        Ok(answer) => (answer, None),
+                        Err(reason) => return Close::Refused(reason),
+                    }
+                }
+                sasl::Screened::Answer(answer) => (answer, None),
+                sasl::Screened::Last(answer, close) => (answer, Some(close)),
             };
             if let Some(answer) = answer {
                 let write = tokio::time::timeout(idle, stream.write_all(&answer)).await;
@@ -289,6 +311,9 @@ impl Connection {
                     Err(_) => return Close::Refused("the client stopped reading answers".into()),
                 }
             }
+            if let Some(close) = then {
+                return close;
+            }
             if *self.stopped.borrow() {
                 return Close::Shutdown;
             }
@@ -296,8 +321,9 @@ impl Connection {
     }
 }
 
-/// Reads one size-prefixed request. `Ok(None)` at a clean end of stream between requests.
-async fn read_frame(stream: &mut TcpStream, max: u32) -> Result<Option<Bytes>, Close> {
+/// Reads one size-prefixed request (`raw`: a bare SASL token, of at most
+/// `sasl::MAX_TOKEN_BYTES`). `Ok(None)` at a clean end of stream between requests.
+async fn read_frame(stream: &mut TcpStream, max: u32, raw: bool) -> Result<Option<Bytes>, Close> {
     let mut size = [0u8; 4];
     match stream.read_exact(&mut size).await {
         Ok(_) => {}
@@ -306,7 +332,12 @@ async fn read_frame(stream: &mut TcpStream, max: u32) -> Result<Option<Bytes>, C
     }
     let size = i32::from_be_bytes(size);
     // Checked before anything is allocated: a lying size costs nothing.
-    if size < 8 || size as u32 > max {
+    if raw && !(0..=MAX_TOKEN_BYTES as i32).contains(&size) {
+        return Err(Close::Refused(format!(
+            "SASL token size {size} is outside 0..={MAX_TOKEN_BYTES} bytes"
+        )));
+    }
+    if !raw && (size < 8 || size as u32 > max) {
         return Err(Close::Refused(format!(
             "request size {size} is outside 8..={max} bytes (the broker's max_frame_bytes)"
         )));
