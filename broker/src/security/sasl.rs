@@ -191,8 +191,12 @@ impl Exchange {
         if last.channel_binding != sent.gs2_header.as_bytes() {
             return Err(self.refuse(user, "the channel binding is not the GS2 header sent first"));
         }
-        if last.nonce != sent.nonce {
-            return Err(self.refuse(user, "the nonce is not the one the server sent"));
+        // Kafka's rule, not RFC 5802's equality: librdkafka sends its own nonce again in front
+        // of the combined one (`r=<c-nonce><c-nonce><s-nonce>`), and Kafka accepts a nonce that
+        // ends with the one it sent. The signed AuthMessage holds the nonce as sent, so the
+        // proof still covers the server's fresh nonce.
+        if !last.nonce.ends_with(&sent.nonce) {
+            return Err(self.refuse(user, "the nonce does not end with the one the server sent"));
         }
         let auth_message = format!("{},{}", sent.auth_prefix, last.without_proof);
         let keys = &sent.credential.keys;

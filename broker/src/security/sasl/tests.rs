@@ -85,7 +85,7 @@ async fn tampered_scram_messages_are_refused() {
     let (_, last) = client.respond(&server_first, "wonderland").unwrap();
     // Another nonce in client-final: refused, and the exchange is over.
     let text = String::from_utf8(last).unwrap();
-    let tampered = text.replacen("r=", "r=x", 1);
+    let tampered = text.replacen(",p=", "x,p=", 1);
     assert!(exchange.step(tampered.as_bytes()).await.is_err());
     assert!(exchange.step(text.as_bytes()).await.is_err());
     for first in [
@@ -97,6 +97,33 @@ async fn tampered_scram_messages_are_refused() {
         let mut exchange = Exchange::new(users.clone(), Mechanism::ScramSha512);
         assert!(exchange.step(first.as_bytes()).await.is_err(), "{first:?} accepted");
     }
+}
+
+/// librdkafka's client-final: its own nonce again in front of the combined one, signed as sent.
+#[tokio::test]
+async fn librdkafkas_repeated_client_nonce_is_accepted_as_kafka_does() {
+    let (_dir, users) = users_with_alice().await;
+    let scram = Scram::Sha512;
+    let mut exchange = Exchange::new(users.clone(), scram.mechanism());
+    let (c_nonce, bare) = ("abcdefgh", "n=alice,r=abcdefgh");
+    let Progress::Challenge(server_first) =
+        exchange.step(format!("n,,{bare}").as_bytes()).await.unwrap()
+    else {
+        panic!("no challenge")
+    };
+    let server_first = String::from_utf8(server_first).unwrap();
+    let first = sasl::messages::ServerFirst::parse(&server_first).unwrap();
+    let salted = scram.salted_password(b"wonderland", &first.salt, first.iterations);
+    let client_key = scram.hmac(&salted, &[b"Client Key"]);
+    let without_proof = format!("c=biws,r={c_nonce}{}", first.nonce);
+    let auth = format!("{bare},{server_first},{without_proof}");
+    let signature = scram.hmac(&scram.hash(&client_key), &[auth.as_bytes()]);
+    let proof: Vec<u8> = client_key.iter().zip(&signature).map(|(k, s)| k ^ s).collect();
+    let last = format!("{without_proof},p={}", sasl::b64(&proof));
+    let done = exchange.step(last.as_bytes()).await.unwrap();
+    assert!(
+        matches!(done, Progress::Done { principal, .. } if principal == Principal::user("alice"))
+    );
 }
 
 #[test]
