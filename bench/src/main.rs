@@ -9,7 +9,7 @@
 //!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--api record|batch]
 //!     [--idempotent true|false] [--batches 1,10,...] [--partitions P] [--dir DIR] [--json FILE]
 //!     [--only rust|sql] [--shapes 1000000x100,300000x1024] [--broker PATH]
-//!     [--server thread|process] [--consume true|false]
+//!     [--server thread|process] [--consume true|false] [--attempts N]
 //! cargo run --release -p eddy-bench -- plot [DIR]       (default DIR: docs/bench)
 //! cargo run --release -p eddy-bench -- machine [DIR]    (DIR: where the data goes; default /tmp)
 //!
@@ -51,6 +51,9 @@
 //! cluster-replay  the per-URL count rebuilt from --records lines by 1, 2 and 3 eddy-cluster
 //!               instances over the Kafka listener, against the same rebuild in the broker
 //!               (needs the `kafka` feature)
+//! auth-flood    a normal client's produce latency (p50, p99, p99.9) against a child `eddy serve`
+//!               with authentication on, quiet and under --attempts (10,000) wrong-password
+//!               attempts from --threads (64) connections at once, in the same run
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -58,6 +61,7 @@
 //! `bench/run-all` builds once and runs every workload with the commands of the doc.
 #![allow(clippy::print_stdout)]
 
+mod auth_flood;
 mod baseline;
 mod cdc;
 #[cfg(feature = "kafka")]
@@ -92,7 +96,7 @@ use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
-                         cdc, crash-sim, cluster-replay, \
+                         cdc, crash-sim, cluster-replay, auth-flood, \
                          plot, machine";
 
 fn main() -> Result<()> {
@@ -147,6 +151,7 @@ fn main() -> Result<()> {
         "sql" => sql::run(&opts)?,
         "producers" => producers::run(&opts)?,
         "cdc" => cdc::run(&opts)?,
+        "auth-flood" => auth_flood::run(&opts)?,
         #[cfg(feature = "kafka")]
         "kafka" => kafka::run(&opts)?,
         #[cfg(feature = "kafka")]

@@ -282,6 +282,18 @@ impl BrokerChild {
         topic: &str,
         metrics: bool,
     ) -> Result<BrokerChild> {
+        Self::start_with_env(binary, dir, topic, metrics, &[])
+    }
+
+    /// [`BrokerChild::start_with`], with `env` set (after every inherited `EDDY_*` setting is
+    /// removed).
+    pub(crate) fn start_with_env(
+        binary: &Path,
+        dir: &Path,
+        topic: &str,
+        metrics: bool,
+        env: &[(&str, &str)],
+    ) -> Result<BrokerChild> {
         let data_dir = dir.join("data");
         let stderr = std::fs::File::create(dir.join("broker.stderr"))?;
         let mut command = Command::new(binary);
@@ -300,6 +312,7 @@ impl BrokerChild {
                 command.env_remove(&name);
             }
         }
+        command.envs(env.iter().copied());
         let mut child =
             command.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let pid = child.id();

@@ -13,7 +13,8 @@
 //!   (the service every other one sees topics through).
 //! - [`groups`]: the consumer group coordinator (state in `__consumer_offsets`), seeing topics
 //!   only as a `TopicView`.
-//! - [`security`]: [`security::Principal`], who a request is handled as.
+//! - [`security`]: [`security::Principal`], who a request is handled as; the user registry
+//!   (`__users`) and the server's side of a SASL exchange.
 //! - [`config`]: the broker's settings (TOML file, environment overrides); `producer_ids`.
 //! - [`transactions`]: the Kafka transaction coordinator (state in `__transaction_state`),
 //!   writing transaction markers to the partitions and committed offsets to the groups.

@@ -28,8 +28,8 @@ use anyhow::{Context, Result, bail};
 use eddy_client::{Connection, ConnectionOptions};
 
 pub const USAGE: &str = "\
-usage: eddy [--broker ADDR] [--user NAME [--password-file FILE] [--sasl-mechanism M]]
-            <command> ...
+usage: eddy [--broker ADDR] <command> ...
+       eddy [--broker ADDR] --user NAME [--password-file FILE] [--sasl-mechanism M] <command> ...
 
   serve [--data-dir DIR] [--listen ADDR] [--kafka-listen ADDR|off] [--config FILE]
         [--http-listen ADDR|off]
@@ -79,7 +79,8 @@ usage: eddy [--broker ADDR] [--user NAME [--password-file FILE] [--sasl-mechanis
         cluster, as processor run runs a spec (docs/sql.md, 'Over a Kafka cluster')
 
   user add NAME [--mechanism SCRAM-SHA-256|SCRAM-SHA-512]... [--iterations N]
-       | list | delete NAME | passwd NAME            [--new-password-file FILE]
+                [--new-password-file FILE]
+       | passwd NAME [--new-password-file FILE] | list | delete NAME
         the broker's users (docs/security.md); the new password comes from
         EDDY_NEW_PASSWORD, --new-password-file or stdin, never an argument
 

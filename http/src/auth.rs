@@ -44,12 +44,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
+/// Keyed hash of an Authorization header → (its user, the users' generation when checked).
+type Checked = HashMap<Vec<u8>, (String, u64)>;
+
 /// The middleware's state: the app and the headers already checked.
 #[derive(Debug, Clone)]
 pub struct Auth {
     app: App,
-    /// Keyed hash of an Authorization header → (user, users' generation when checked).
-    checked: Arc<Mutex<HashMap<Vec<u8>, (String, u64)>>>,
+    checked: Arc<Mutex<Checked>>,
     key: Arc<Vec<u8>>,
 }
 

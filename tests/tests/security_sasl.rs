@@ -100,9 +100,11 @@ fn add_user_from_stdin(broker: &BrokerProcess, name: &str, password: &str) {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(format!("{password}\n").as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
+        .expect("start eddy user add");
+    let mut stdin = child.stdin.take().expect("a stdin pipe");
+    stdin.write_all(format!("{password}\n").as_bytes()).expect("write the password");
+    drop(stdin);
+    let out = child.wait_with_output().expect("eddy user add finishes");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(stdout, format!("created user {name} (SCRAM-SHA-256, SCRAM-SHA-512)\n"));

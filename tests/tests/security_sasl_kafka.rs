@@ -39,8 +39,8 @@ fn kcat_sasl(bootstrap: &str, mechanism: &str, user: &str, password: &str) -> Co
 
 /// Runs `command` with `input` on stdin (kcat -P reads records there).
 fn with_stdin(mut command: Command, input: &str) -> Finished {
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), input).unwrap();
+    let file = tempfile::NamedTempFile::new().expect("a temporary file");
+    std::fs::write(file.path(), input).expect("write kcat's input");
     let mut shell = Command::new("/bin/sh");
     shell.args(["-c", "exec \"$0\" \"$@\" < \"$EDDY_TEST_STDIN\""]);
     shell.arg(command.get_program()).args(command.get_args());
