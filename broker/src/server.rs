@@ -301,15 +301,7 @@ impl Connection {
             );
             return tx.send(frame).await.map_err(|_| Close::WriterGone);
         };
-        if authn::is_sasl(&body) {
-            return self.authenticate(correlation_id, body, tx).await;
-        }
-        if let Err(e) = self.gate(&body) {
-            let api = crate::metrics::native_api(&body);
-            self.broker.meters().native_request(api, e.code() as i32, Duration::ZERO);
-            let frame = error_frame(correlation_id, e.code(), e.to_string());
-            return tx.send(frame).await.map_err(|_| Close::WriterGone);
-        }
+        let Some(body) = self.screen(correlation_id, body, tx).await? else { return Ok(()) };
         let permit = match self.in_flight.clone().try_acquire_owned() {
             Ok(permit) => permit,
             // A produce with ACKS_NONE can be told nothing, so it waits for a slot instead:

@@ -8,6 +8,7 @@
 //!   a password; `__users` is invisible to clients;
 //! - before authentication a native request is refused `AUTHENTICATION_REQUIRED` and a Kafka
 //!   one closes the connection (the broker's log names it);
+//! - Kafka's SaslHandshake v0 is followed by bare tokens (PLAIN and SCRAM);
 //! - each user holds at most `auth.max_connections_per_principal` connections per listener;
 //! - HTTP: Basic credentials for the console, `/api` and `/metrics`; `/health` and `/ready` open.
 
@@ -16,7 +17,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use eddy_client::sasl::Mechanism;
+use eddy_client::sasl::{Mechanism, Scram, ScramClient};
 use eddy_client::{Admin, Connection, ConnectionOptions, Credentials, ErrorCode};
 use eddy_protocol::v1::{self, request};
 use eddy_tests::broker::{BrokerProcess, eddy_binary};
@@ -249,6 +250,53 @@ fn requests_before_authentication_are_refused() {
     broker.terminate();
     let log = broker.stderr();
     assert!(log.contains("Metadata request before authentication"), "{log}");
+}
+
+/// Writes a bare SASL token (after SaslHandshake v0) and reads the bare answer.
+fn bare_token(conn: &mut KafkaConnection, token: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let stream = conn.stream_mut();
+    stream.write_all(&(token.len() as i32).to_be_bytes())?;
+    stream.write_all(token)?;
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size)?;
+    let mut answer = vec![0u8; i32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut answer)?;
+    Ok(answer)
+}
+
+#[test]
+fn kafka_sasl_handshake_v0_carries_bare_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start_authenticated(dir.path(), &[]);
+    let handshake = |conn: &mut KafkaConnection, mechanism: &str| {
+        let request = SaslHandshakeRequest::default().with_mechanism(text(mechanism));
+        let answer: SaslHandshakeResponse = conn.call(ApiKey::SaslHandshake, 0, &request);
+        assert_eq!(answer.error_code, 0);
+    };
+    // PLAIN: one token, an empty answer, then requests run as the user.
+    let mut conn = KafkaConnection::connect(broker.kafka_addr());
+    handshake(&mut conn, "PLAIN");
+    let token = eddy_client::sasl::plain_token(ADMIN, ADMIN_PASSWORD);
+    assert_eq!(bare_token(&mut conn, &token).unwrap(), b"");
+    let every_topic = MetadataRequest::default().with_topics(None);
+    let metadata: kafka_protocol::messages::MetadataResponse =
+        conn.call(ApiKey::Metadata, 12, &every_topic);
+    assert_eq!(metadata.brokers.len(), 1);
+    // SCRAM: client-first and client-final as bare tokens; the server's signature checks out.
+    let mut conn = KafkaConnection::connect(broker.kafka_addr());
+    handshake(&mut conn, "SCRAM-SHA-256");
+    let (client, first) = ScramClient::start(Scram::Sha256, ADMIN).unwrap();
+    let server_first = bare_token(&mut conn, &first).unwrap();
+    let (finish, last) = client.respond(&server_first, ADMIN_PASSWORD).unwrap();
+    finish.verify(&bare_token(&mut conn, &last).unwrap()).unwrap();
+    let _: kafka_protocol::messages::MetadataResponse =
+        conn.call(ApiKey::Metadata, 12, &every_topic);
+    // A wrong password: no answer, the connection closes.
+    let mut conn = KafkaConnection::connect(broker.kafka_addr());
+    handshake(&mut conn, "PLAIN");
+    let token = eddy_client::sasl::plain_token(ADMIN, "wrong");
+    assert!(bare_token(&mut conn, &token).is_err(), "a refused bare token closes the connection");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -29,15 +29,28 @@ pub(super) struct Authn {
     exchange: Option<Exchange>,
 }
 
-/// Whether `body` is one of SASL's requests.
-pub(super) fn is_sasl(body: &request::Body) -> bool {
-    matches!(body, request::Body::SaslHandshake(_) | request::Body::SaslAuthenticate(_))
-}
-
 impl Connection {
+    /// Answers SASL's requests, and refuses (answering `AUTHENTICATION_REQUIRED`) a request
+    /// that may not run yet; `Some(body)` for a request that goes on to the broker.
+    pub(super) async fn screen(
+        &mut self,
+        correlation_id: u64,
+        body: request::Body,
+        tx: &mpsc::Sender<Frame>,
+    ) -> Result<Option<request::Body>, Close> {
+        if matches!(body, request::Body::SaslHandshake(_) | request::Body::SaslAuthenticate(_)) {
+            return self.authenticate(correlation_id, body, tx).await.map(|()| None);
+        }
+        let Err(e) = self.gate(&body) else { return Ok(Some(body)) };
+        let api = crate::metrics::native_api(&body);
+        self.broker.meters().native_request(api, e.code() as i32, Duration::ZERO);
+        let frame = error_frame(correlation_id, e.code(), e.to_string());
+        tx.send(frame).await.map_err(|_| Close::WriterGone).map(|()| None)
+    }
+
     /// Refuses `body` if it may not run yet: on a listener that requires authentication, only
     /// ApiVersions runs before the connection has a principal.
-    pub(super) fn gate(&self, body: &request::Body) -> Result<(), BrokerError> {
+    fn gate(&self, body: &request::Body) -> Result<(), BrokerError> {
         let open = !self.broker.config().auth.enabled
             || self.principal != Principal::Anonymous
             || matches!(body, request::Body::ApiVersions(_));
@@ -52,7 +65,7 @@ impl Connection {
     }
 
     /// Answers a SASL request; `Err` closes the connection (its answer already queued).
-    pub(super) async fn authenticate(
+    async fn authenticate(
         &mut self,
         correlation_id: u64,
         body: request::Body,
