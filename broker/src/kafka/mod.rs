@@ -17,6 +17,9 @@
 //!   `handshake_timeout_ms` is closed; a connection silent for `idle_timeout_ms` is closed; on
 //!   shutdown the request being handled is answered, then the connection closes.
 //!
+//! - With `auth.enabled`, a connection authenticates (SASL: SaslHandshake, SaslAuthenticate)
+//!   before any request but ApiVersions; another request before it closes the connection with
+//!   a warning naming it (`sasl`).
 //! - Connections, and each request by API key with its latency, are counted in the broker's
 //!   [`Meters`](crate::metrics::Meters) (`api::handle`, the one place a request is dispatched).
 //!
