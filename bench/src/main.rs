@@ -9,7 +9,7 @@
 //!     [--runs K] [--threads T] [--acks written|durable|none] [--rate R] [--api record|batch]
 //!     [--idempotent true|false] [--batches 1,10,...] [--partitions P] [--dir DIR] [--json FILE]
 //!     [--only rust|sql] [--shapes 1000000x100,300000x1024] [--broker PATH]
-//!     [--server thread|process] [--consume true|false]
+//!     [--server thread|process] [--consume true|false] [--attempts N]
 //! cargo run --release -p eddy-bench -- plot [DIR]       (default DIR: docs/bench)
 //! cargo run --release -p eddy-bench -- machine [DIR]    (DIR: where the data goes; default /tmp)
 //!
@@ -53,6 +53,9 @@
 //!               (needs the `kafka` feature)
 //! quota         a producer's throughput alone, beside a producer held to a byte-rate quota
 //!               (--rate bytes/s), and beside the same producer without one (child eddy serve)
+//! auth-flood    a normal client's produce latency (p50, p99, p99.9) against a child `eddy serve`
+//!               with authentication on, quiet and under --attempts (10,000) wrong-password
+//!               attempts from --threads (64) connections at once, in the same run
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -60,6 +63,7 @@
 //! `bench/run-all` builds once and runs every workload with the commands of the doc.
 #![allow(clippy::print_stdout)]
 
+mod auth_flood;
 mod baseline;
 mod cdc;
 #[cfg(feature = "kafka")]
@@ -95,7 +99,7 @@ use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
-                         cdc, crash-sim, cluster-replay, quota, \
+                         cdc, crash-sim, cluster-replay, quota, auth-flood, \
                          plot, machine";
 
 fn main() -> Result<()> {
@@ -151,6 +155,7 @@ fn main() -> Result<()> {
         "producers" => producers::run(&opts)?,
         "cdc" => cdc::run(&opts)?,
         "quota" => quota::run(&opts)?,
+        "auth-flood" => auth_flood::run(&opts)?,
         #[cfg(feature = "kafka")]
         "kafka" => kafka::run(&opts)?,
         #[cfg(feature = "kafka")]

@@ -282,16 +282,30 @@ impl BrokerChild {
         topic: &str,
         metrics: bool,
     ) -> Result<BrokerChild> {
-        Self::start_with_args(binary, dir, topic, metrics, &[])
+        Self::start_with_args(binary, dir, topic, metrics, &[], &[])
     }
 
-    /// [`BrokerChild::start_with`], with `args` added to `eddy serve`'s (`--config FILE`).
+    /// [`BrokerChild::start_with`], with `env` set (after every inherited `EDDY_*` setting is
+    /// removed).
+    pub(crate) fn start_with_env(
+        binary: &Path,
+        dir: &Path,
+        topic: &str,
+        metrics: bool,
+        env: &[(&str, &str)],
+    ) -> Result<BrokerChild> {
+        Self::start_with_args(binary, dir, topic, metrics, &[], env)
+    }
+
+    /// [`BrokerChild::start_with`], with `args` added to `eddy serve`'s (`--config FILE`) and
+    /// `env` set (after every inherited `EDDY_*` setting is removed).
     pub(crate) fn start_with_args(
         binary: &Path,
         dir: &Path,
         topic: &str,
         metrics: bool,
         args: &[&str],
+        env: &[(&str, &str)],
     ) -> Result<BrokerChild> {
         let data_dir = dir.join("data");
         let stderr = std::fs::File::create(dir.join("broker.stderr"))?;
@@ -312,6 +326,7 @@ impl BrokerChild {
                 command.env_remove(&name);
             }
         }
+        command.envs(env.iter().copied());
         let mut child =
             command.spawn().with_context(|| format!("starting {}", binary.display()))?;
         let pid = child.id();

@@ -103,6 +103,7 @@ pub fn run(opts: &Options) -> Result<Vec<Row>> {
             "light",
             false,
             &["--config", &config_arg],
+            &[],
         )?;
         let addr = broker.addr.clone();
         let mut round = Vec::new();

@@ -55,6 +55,8 @@ pub struct Options {
     /// `eddy serve` with `--http-listen 127.0.0.1:0` or `off`; `thread` sets `http_listen` in
     /// the broker's config the same way (which is what switches its meters on or off).
     pub metrics: bool,
+    /// Wrong authentication attempts of the auth-flood workload.
+    pub attempts: u64,
 }
 
 impl Options {
@@ -81,6 +83,7 @@ impl Options {
             server: "thread".into(),
             consume: true,
             metrics: true,
+            attempts: 10_000,
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
@@ -89,6 +92,9 @@ impl Options {
             // 5,000,000 records of 1 KiB: 5.12 GB of values.
             "memory" => (o.records, o.record_bytes, o.runs) = (5_000_000, 1024, 3),
             "batch-sweep" => o.runs = 3,
+            // 5,000 quiet produces, then produces for as long as 10,000 wrong attempts from 64
+            // connections at once last; once.
+            "auth-flood" => (o.records, o.runs, o.threads) = (5_000, 1, 64),
             // 10,000 changes from 4 sessions, three runs.
             "cdc" => (o.records, o.runs, o.threads) = (10_000, 3, 4),
             // 32,000,000 records of 100 B at 1,000,000/s: a 3.5 GB log, three rolls of 1 GiB.
@@ -119,6 +125,7 @@ impl Options {
                 "--broker" => o.broker = Some(value()?.into()),
                 "--server" => o.server = value()?,
                 "--consume" => o.consume = value()?.parse()?,
+                "--attempts" => o.attempts = value()?.parse()?,
                 "--metrics" => {
                     o.metrics = match value()?.as_str() {
                         "on" => true,

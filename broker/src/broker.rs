@@ -9,6 +9,7 @@
 //! - the [`Connectors`] registry (`__connectors`);
 //! - the [`Acls`] (`__acls`): every request is checked against them in [`Broker::handle_from`]
 //!   (`crate::guard` says what each request kind needs).
+//! - the [`Users`] registry (`__users`), which the listeners authenticate against.
 //!
 //! Ownership: `Broker` is a cheap handle; clones share one broker. When the last handle is
 //! dropped (or [`Broker::close`] runs) the processors' supervisor and every running version
@@ -38,6 +39,7 @@ use crate::producer_ids::ProducerIds;
 use crate::quotas::Quotas;
 use crate::security::Principal;
 use crate::security::acls::{ACLS_TOPIC, Access, Acls};
+use crate::security::users::{USERS_TOPIC, Users};
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
 use crate::topics::{MaintenanceReport, Topic, Topics};
@@ -70,6 +72,8 @@ pub(crate) struct Inner {
     pub(crate) sql: SqlService,
     /// Who may do what (`__acls`).
     acls: Arc<Acls>,
+    /// Users and their SCRAM credentials (`__users`).
+    users: Arc<Users>,
     // Last: the data directory's lock goes with the last `Arc<Topics>`.
     topics: Arc<Topics>,
 }
@@ -136,6 +140,8 @@ impl Broker {
             connectors.clone(),
         )?;
         let groups = Coordinator::open(offsets.partition(0)?.clone(), config.groups.timing())?;
+        let users_log = topics.internal(USERS_TOPIC, internal(FlushSetting::Always))?;
+        let users = Arc::new(Users::open(users_log.partition(0)?.clone())?);
         let txn_log = topics.internal(TXN_TOPIC, internal(FlushSetting::Always))?;
         let transactions = transactions::Coordinator::open(
             txn_log.partition(0)?.clone(),
@@ -159,6 +165,7 @@ impl Broker {
             connectors,
             sql,
             acls,
+            users,
             topics,
         };
         Ok(Broker { inner: Arc::new(inner) })
@@ -186,6 +193,11 @@ impl Broker {
     /// `principal`, connecting from `host`, as the broker's ACLs see it.
     pub fn access(&self, principal: &Principal, host: Option<IpAddr>) -> Access {
         self.inner.acls.access(principal.clone(), host)
+    }
+
+    /// The users the listeners authenticate against.
+    pub fn users(&self) -> &Arc<Users> {
+        &self.inner.users
     }
 
     /// The broker's topics, as its services see them.
@@ -425,6 +437,14 @@ impl Broker {
             Rq::CreateAcls(_) | Rq::ListAcls(_) | Rq::DeleteAcls(_) => {
                 self.handle_acls(body).await.map(Some)
             }
+            Rq::CreateUser(_) | Rq::AlterUser(_) | Rq::DeleteUser(_) | Rq::ListUsers(_) => {
+                self.inner.users.handle(body).await.map(Some)
+            }
+            // A connection's listener answers these (it owns the exchange and the principal);
+            // the embedded broker has nothing to authenticate.
+            Rq::SaslHandshake(_) | Rq::SaslAuthenticate(_) => Err(BrokerError::Malformed(
+                "SASL requests are answered by a listener, not by the embedded broker",
+            )),
         }
     }
 

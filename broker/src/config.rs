@@ -53,6 +53,11 @@
 //! [acl]
 //! enabled = false                  # true: requests are checked against the ACLs (docs/security.md)
 //! super_users = ["admin"]          # users with every right
+//! [auth]
+//! enabled = false                  # true: every native and Kafka connection authenticates
+//! mechanisms = ["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"]
+//! max_connections_per_principal = 256   # per listener, once authenticated as one user
+//! failed_delay_ms = 100            # a refused authentication is answered this late, then closed
 //! ```
 //!
 //! Most keys may be overridden by an environment variable (`[topic_defaults]` and
@@ -63,10 +68,14 @@
 //! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section), `EDDY_TLS_CERT_FILE`,
 //! `EDDY_TLS_KEY_FILE`, `EDDY_TLS_CLIENT_CA_FILE` (the `[tls]` files), `EDDY_ACL_ENABLED` and
 //! `EDDY_ACL_SUPER_USERS` (comma-separated).
+//! `EDDY_TXN_ABORT_CHECK_INTERVAL_MS` (the `[transactions]` section), and `EDDY_AUTH_ENABLED`,
+//! `EDDY_AUTH_MECHANISMS` (comma-separated), `EDDY_AUTH_MAX_CONNECTIONS_PER_PRINCIPAL` and
+//! `EDDY_AUTH_FAILED_DELAY_MS` (the `[auth]` section).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use eddy_client::sasl::Mechanism;
 use serde::Deserialize;
 
 use crate::groups::state::Timing;
@@ -214,6 +223,48 @@ pub struct BrokerConfig {
     pub tls: TlsSettings,
     /// Authorization (docs/security.md): off by default.
     pub acl: AclSettings,
+    pub auth: AuthSettings,
+}
+
+/// Authentication on the native and Kafka listeners (docs/security.md, "Authentication").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Every connection must authenticate (SASL) before any request but ApiVersions and the
+    /// SASL requests. Off, a client may still authenticate (and then acts as its user).
+    pub enabled: bool,
+    /// The SASL mechanisms the listeners accept.
+    #[serde(deserialize_with = "mechanisms")]
+    pub mechanisms: Vec<Mechanism>,
+    /// Connections one authenticated user may hold on a listener; past it, an authentication
+    /// is refused and its connection closed.
+    pub max_connections_per_principal: u32,
+    /// A refused authentication is answered this long after it arrived, then its connection
+    /// is closed (Kafka's `connection.failed.authentication.delay.ms`): a guesser gets one
+    /// guess per connection and per delay.
+    pub failed_delay_ms: u32,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            mechanisms: Mechanism::ALL.to_vec(),
+            max_connections_per_principal: 256,
+            failed_delay_ms: 100,
+        }
+    }
+}
+
+/// `["SCRAM-SHA-256", "plain"]` as mechanisms (names in any case).
+fn mechanisms<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Mechanism>, D::Error> {
+    let names = Vec::<String>::deserialize(d)?;
+    names.iter().map(|n| n.parse().map_err(serde::de::Error::custom)).collect()
+}
+
+/// Comma-separated mechanism names, as `EDDY_AUTH_MECHANISMS` gives them.
+fn parse_mechanisms(text: &str) -> Result<Vec<Mechanism>, String> {
+    text.split(',').filter(|n| !n.trim().is_empty()).map(str::parse).collect()
 }
 
 /// The Kafka transaction coordinator (`transactions::Coordinator`).
@@ -271,6 +322,7 @@ impl Default for BrokerConfig {
             quotas: QuotaSettings::default(),
             tls: TlsSettings::default(),
             acl: AclSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -375,6 +427,7 @@ impl BrokerConfig {
                 *slot = Some(PathBuf::from(v));
             }
         }
+        self.apply_auth_env(&env)?;
         if let Some(v) = env("EDDY_PROCESSOR_RETIRE_GRACE_MS") {
             self.processors.retire_grace_ms = parse("EDDY_PROCESSOR_RETIRE_GRACE_MS", v)?;
         }
@@ -394,6 +447,37 @@ impl BrokerConfig {
         ] {
             if let Some(v) = env(name) {
                 *slot = parse(name, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_auth_env(&mut self, env: &impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
+        let invalid = |name: &str, value: String, reason: String| ConfigError::Env {
+            name: name.into(),
+            value,
+            reason,
+        };
+        let auth = &mut self.auth;
+        if let Some(v) = env("EDDY_AUTH_ENABLED") {
+            auth.enabled = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                _ => return Err(invalid("EDDY_AUTH_ENABLED", v, "true or false".into())),
+            };
+        }
+        if let Some(v) = env("EDDY_AUTH_MECHANISMS") {
+            auth.mechanisms =
+                parse_mechanisms(&v).map_err(|e| invalid("EDDY_AUTH_MECHANISMS", v, e))?;
+        }
+        for (name, slot) in [
+            ("EDDY_AUTH_MAX_CONNECTIONS_PER_PRINCIPAL", &mut auth.max_connections_per_principal),
+            ("EDDY_AUTH_FAILED_DELAY_MS", &mut auth.failed_delay_ms),
+        ] {
+            if let Some(v) = env(name) {
+                *slot = v.parse().map_err(|e: std::num::ParseIntError| {
+                    invalid(name, v.clone(), e.to_string())
+                })?;
             }
         }
         Ok(())
@@ -447,6 +531,17 @@ impl BrokerConfig {
         self.groups.validate()?;
         self.quotas.validate().map_err(ConfigError::Invalid)?;
         self.tls.validate().map_err(ConfigError::Invalid)?;
+        let auth = &self.auth;
+        if auth.mechanisms.is_empty() || auth.max_connections_per_principal == 0 {
+            return Err(ConfigError::Invalid(
+                "auth.mechanisms must name at least one mechanism and \
+                 auth.max_connections_per_principal must be positive"
+                    .into(),
+            ));
+        }
+        if auth.failed_delay_ms > 10_000 {
+            return Err(ConfigError::Invalid("auth.failed_delay_ms must be at most 10000".into()));
+        }
         if self.transactions.max_timeout_ms == 0 || self.transactions.abort_check_interval_ms == 0 {
             return Err(ConfigError::Invalid(
                 "transactions.max_timeout_ms and abort_check_interval_ms must be positive".into(),
@@ -529,6 +624,30 @@ mod tests {
         let bad = |k: &str| (k == "EDDY_ACL_ENABLED").then(|| "yes".to_string());
         let e = BrokerConfig::load(None, bad).unwrap_err();
         assert!(e.to_string().starts_with("environment variable EDDY_ACL_ENABLED"), "{e}");
+    }
+
+    #[test]
+    fn auth_from_file_and_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("eddy.toml");
+        std::fs::write(&path, "[auth]\nenabled = true\nmechanisms = [\"scram-sha-512\"]\n")
+            .unwrap();
+        let c = BrokerConfig::load(Some(&path), |_| None).unwrap();
+        assert!(c.auth.enabled);
+        assert_eq!(c.auth.mechanisms, vec![Mechanism::ScramSha512]);
+        let env = |k: &str| match k {
+            "EDDY_AUTH_MECHANISMS" => Some("PLAIN, SCRAM-SHA-256".to_string()),
+            "EDDY_AUTH_MAX_CONNECTIONS_PER_PRINCIPAL" => Some("3".to_string()),
+            _ => None,
+        };
+        let c = BrokerConfig::load(Some(&path), env).unwrap();
+        assert_eq!(c.auth.mechanisms, vec![Mechanism::Plain, Mechanism::ScramSha256]);
+        assert_eq!(c.auth.max_connections_per_principal, 3);
+        let bad = |k: &str| (k == "EDDY_AUTH_MECHANISMS").then(|| "GSSAPI".to_string());
+        let e = BrokerConfig::load(None, bad).unwrap_err();
+        assert!(e.to_string().contains("unknown SASL mechanism \"GSSAPI\""), "{e}");
+        std::fs::write(&path, "[auth]\nmechanisms = []\n").unwrap();
+        assert!(matches!(BrokerConfig::load(Some(&path), |_| None), Err(ConfigError::Invalid(_))));
     }
 
     #[test]

@@ -157,6 +157,27 @@ pub enum BrokerError {
     /// An ACL binding or filter that cannot be stored or applied; the text says which field.
     #[error("invalid ACL: {0}")]
     InvalidAcl(String),
+    /// A request other than ApiVersions or SASL's on an unauthenticated connection of a
+    /// listener that requires authentication.
+    #[error(
+        "this listener requires authentication: authenticate (SaslHandshake, SaslAuthenticate) before {request}"
+    )]
+    AuthenticationRequired { request: &'static str },
+    /// A refused authentication (the text never says whether the user exists).
+    #[error("{0}")]
+    AuthenticationFailed(String),
+    /// An authenticated user already holds its share of a listener's connections.
+    #[error(
+        "{principal} already has {max} connections to this listener (auth.max_connections_per_principal)"
+    )]
+    PrincipalConnections { principal: String, max: u32 },
+    #[error("unknown user {0:?}")]
+    UnknownUser(String),
+    #[error("user {0:?} exists")]
+    UserExists(String),
+    /// A user name, password or credential that cannot be stored.
+    #[error("user {name:?}: {reason}")]
+    InvalidUser { name: String, reason: String },
 }
 
 impl BrokerError {
@@ -223,6 +244,12 @@ impl BrokerError {
             BrokerError::InvalidConnector { .. } => ErrorCode::InvalidConnector,
             BrokerError::Unauthorized { .. } => ErrorCode::AuthorizationFailed,
             BrokerError::InvalidAcl(_) => ErrorCode::MalformedRequest,
+            BrokerError::AuthenticationRequired { .. } => ErrorCode::AuthenticationRequired,
+            BrokerError::AuthenticationFailed(_) => ErrorCode::AuthenticationFailed,
+            BrokerError::PrincipalConnections { .. } => ErrorCode::TooManyConnections,
+            BrokerError::UnknownUser(_) => ErrorCode::UnknownUser,
+            BrokerError::UserExists(_) => ErrorCode::UserExists,
+            BrokerError::InvalidUser { .. } => ErrorCode::MalformedRequest,
             BrokerError::Storage { source, .. } => storage_code(source),
         }
     }

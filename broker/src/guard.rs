@@ -97,7 +97,14 @@ pub(crate) fn admit(
         | Rq::PauseConnector(_)
         | Rq::CreateAcls(_)
         | Rq::ListAcls(_)
-        | Rq::DeleteAcls(_) => admin(access, body),
+        | Rq::DeleteAcls(_)
+        | Rq::CreateUser(_)
+        | Rq::AlterUser(_)
+        | Rq::DeleteUser(_)
+        | Rq::ListUsers(_) => admin(access, body),
+        // The connection's listener answers these before the broker sees them; a principal
+        // needs no right to authenticate.
+        Rq::SaslHandshake(_) | Rq::SaslAuthenticate(_) => run(body),
     }
 }
 
@@ -215,6 +222,11 @@ fn admin(access: &Access, body: request::Body) -> Result<Admitted, BrokerError> 
         Rq::PauseConnector(r) => (O::Alter, T::Connector, r.name.as_str()),
         Rq::CreateAcls(_) | Rq::DeleteAcls(_) => (O::Alter, T::Cluster, CLUSTER_NAME),
         Rq::ListAcls(_) => (O::Describe, T::Cluster, CLUSTER_NAME),
+        // Users, as Kafka's AlterUserScramCredentials / DescribeUserScramCredentials.
+        Rq::CreateUser(_) | Rq::AlterUser(_) | Rq::DeleteUser(_) => {
+            (O::Alter, T::Cluster, CLUSTER_NAME)
+        }
+        Rq::ListUsers(_) => (O::Describe, T::Cluster, CLUSTER_NAME),
         _ => return misrouted(),
     };
     access.check(op, kind, name)?;

@@ -13,9 +13,10 @@
 //!   (the service every other one sees topics through).
 //! - [`groups`]: the consumer group coordinator (state in `__consumer_offsets`), seeing topics
 //!   only as a `TopicView`.
-//! - [`security`]: [`security::Principal`], who a request is handled as; TLS; the ACL model
-//!   and the broker's ACLs (`__acls`); [`quotas`]: byte rates per principal and client id,
-//!   measured as Kafka measures them.
+//! - [`security`]: [`security::Principal`], who a request is handled as; TLS; the user
+//!   registry (`__users`) and the server's side of a SASL exchange; the ACL model and the
+//!   broker's ACLs (`__acls`); [`quotas`]: byte rates per principal and client id, measured as
+//!   Kafka measures them.
 //! - [`config`]: the broker's settings (TOML file, environment overrides); `producer_ids`.
 //! - [`transactions`]: the Kafka transaction coordinator (state in `__transaction_state`),
 //!   writing transaction markers to the partitions and committed offsets to the groups.

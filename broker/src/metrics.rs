@@ -36,7 +36,7 @@ pub const KAFKA_OUTCOMES: [&str; 2] = ["answered", "refused"];
 pub const KAFKA_KEYS: usize = 128;
 
 /// The native request kinds, by the index [`native_api`] gives.
-pub const NATIVE_APIS: [&str; 33] = [
+pub const NATIVE_APIS: [&str; 39] = [
     "api_versions",
     "metadata",
     "create_topic",
@@ -70,6 +70,12 @@ pub const NATIVE_APIS: [&str; 33] = [
     "create_acls",
     "list_acls",
     "delete_acls",
+    "sasl_handshake",
+    "sasl_authenticate",
+    "create_user",
+    "alter_user",
+    "delete_user",
+    "list_users",
 ];
 
 /// The index in [`NATIVE_APIS`] of a request's kind (exhaustive: a new kind needs a name).
@@ -109,6 +115,12 @@ pub fn native_api(body: &request::Body) -> usize {
         B::CreateAcls(_) => 30,
         B::ListAcls(_) => 31,
         B::DeleteAcls(_) => 32,
+        B::SaslHandshake(_) => 33,
+        B::SaslAuthenticate(_) => 34,
+        B::CreateUser(_) => 35,
+        B::AlterUser(_) => 36,
+        B::DeleteUser(_) => 37,
+        B::ListUsers(_) => 38,
     }
 }
 

@@ -31,6 +31,10 @@
 //! - Quotas (`crate::quotas`): a produce's batches and a fetch's records count against the
 //!   client's byte rate; over it, the answer carries `throttle_time_ms` and the connection
 //!   reads no further request until that wait is over.
+//! - Authentication (`server/authn.rs`): with `auth.enabled`, a connection's requests but
+//!   ApiVersions are refused `AUTHENTICATION_REQUIRED` until a SASL exchange gives it a
+//!   principal; SASL requests are answered in order on the read loop; a refused one closes the
+//!   connection after `auth.failed_delay_ms`.
 //! - Every connection and request is counted in the broker's [`Meters`](crate::metrics::Meters)
 //!   (by request kind and error code, with its latency) when they are enabled.
 //! - Shutdown: stop accepting, stop reading, let in-flight requests finish and their answers go
@@ -59,6 +63,7 @@ use crate::security::Principal;
 use crate::security::tls::{ServerTls, TlsListener, TlsStream};
 use crate::wire::{self, Frame};
 
+mod authn;
 mod read_buffer;
 
 use read_buffer::{READ_CHUNK, ReadBuffer};
@@ -83,7 +88,7 @@ pub async fn serve_with(
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let limits = broker.config().limits;
-    let admission = Admission::new(&limits);
+    let admission = Admission::new(&limits, broker.config().auth.max_connections_per_principal);
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -168,7 +173,8 @@ struct Connection {
     broker: Broker,
     limits: Limits,
     stopped: watch::Receiver<bool>,
-    _slot: Admitted,
+    /// Its place in the listener's budget (and its principal's, once authenticated).
+    slot: Admitted,
     peer: SocketAddr,
     /// When it was accepted: the handshake deadline counts from here.
     accepted: Instant,
@@ -178,6 +184,8 @@ struct Connection {
     client_name: Arc<str>,
     /// `now_ms` until which no request is read (over a quota), 0 when not throttled.
     muted_until: Arc<AtomicI64>,
+    /// Its SASL exchange, while one runs (`server/authn.rs`).
+    authn: authn::Authn,
     in_flight: Arc<Semaphore>,
     /// Passed on once the connection's latest produce has appended.
     last_append: Option<oneshot::Receiver<()>>,
@@ -194,6 +202,8 @@ enum Close {
     ReadError(std::io::Error),
     BadFrame(FrameError),
     WriterGone,
+    /// A refused authentication (answered, after the failure delay).
+    Authentication(String),
 }
 
 impl Connection {
@@ -209,12 +219,13 @@ impl Connection {
             broker,
             limits,
             stopped,
-            _slot: slot,
+            slot,
             peer,
             accepted: Instant::now(),
             principal: Principal::Anonymous,
             client_name: Arc::from(""),
             muted_until: Arc::new(AtomicI64::new(0)),
+            authn: authn::Authn::default(),
             in_flight,
             last_append: None,
         }
@@ -228,7 +239,7 @@ impl Connection {
                 self.serve(reader, writer).await;
             }
             Some(tls) => {
-                if let Some(stream) = self.handshake(&tls, stream).await {
+                if let Some(stream) = self.tls_handshake(&tls, stream).await {
                     let (reader, writer) = tokio::io::split(stream);
                     self.serve(reader, writer).await;
                 }
@@ -248,7 +259,7 @@ impl Connection {
     /// TLS, by the first-frame deadline (a plaintext client is told `TLS_REQUIRED`); on
     /// success the connection takes the principal it authenticated. `None` (logged) when it did
     /// not start, or the broker is stopping.
-    async fn handshake(&mut self, tls: &ServerTls, stream: TcpStream) -> Option<TlsStream> {
+    async fn tls_handshake(&mut self, tls: &ServerTls, stream: TcpStream) -> Option<TlsStream> {
         let deadline = self.first_frame_deadline();
         let answer = tls_required_frame();
         let start = tls.start(TlsListener::Native, stream, self.peer, deadline, answer);
@@ -283,6 +294,9 @@ impl Connection {
                 tracing::debug!(peer = %self.peer, error = %e, "closing connection after a bad frame");
             }
             Close::ReadError(e) => tracing::debug!(peer = %self.peer, error = %e, "read failed"),
+            Close::Authentication(reason) => {
+                tracing::debug!(peer = %self.peer, %reason, "closing connection: authentication refused")
+            }
             other => tracing::debug!(peer = %self.peer, reason = ?other, "connection closed"),
         }
         // Requests already taken are finished and answered before the connection goes, within a
@@ -392,6 +406,7 @@ impl Connection {
             );
             return tx.send(frame).await.map_err(|_| Close::WriterGone);
         };
+        let Some(body) = self.screen(correlation_id, body, tx).await? else { return Ok(()) };
         let permit = match self.in_flight.clone().try_acquire_owned() {
             Ok(permit) => permit,
             // A produce with ACKS_NONE can be told nothing, so it waits for a slot instead:

@@ -181,6 +181,16 @@ pub fn is_internal(name: &str) -> bool {
     name.starts_with("__")
 }
 
+/// Internal topics no client may read, list or delete (they hold credentials: a salt and a
+/// StoredKey are enough for an offline guess at a password). The broker's services open them
+/// directly; to every request they do not exist.
+const SECRET_TOPICS: &[&str] = &["__users"];
+
+/// Whether `name` is a [secret](SECRET_TOPICS) internal topic.
+pub fn is_secret(name: &str) -> bool {
+    SECRET_TOPICS.contains(&name)
+}
+
 pub fn topic_dir(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join("topics").join(name)
 }

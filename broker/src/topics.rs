@@ -191,9 +191,16 @@ impl Topics {
         &self.dir
     }
 
+    /// Topic `name`; a secret internal topic (`topic::is_secret`) is unknown here.
     pub fn get(&self, name: &str) -> Result<Arc<Topic>, BrokerError> {
-        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
-        topics.get(name).cloned().ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
+        self.lookup(name)
+            .filter(|_| !topic::is_secret(name))
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))
+    }
+
+    /// Topic `name`, secret or not (for the broker's own services).
+    fn lookup(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().unwrap_or_else(|p| p.into_inner()).get(name).cloned()
     }
 
     /// `topic`'s partition count, if it exists.
@@ -207,8 +214,10 @@ impl Topics {
         t.partitions.get(partition as usize).map(|log| log.next_offset())
     }
 
+    /// Every topic's name but the secret ones'.
     pub fn names(&self) -> Vec<String> {
-        self.topics.read().unwrap_or_else(|p| p.into_inner()).keys().cloned().collect()
+        let topics = self.topics.read().unwrap_or_else(|p| p.into_inner());
+        topics.keys().filter(|name| !topic::is_secret(name)).cloned().collect()
     }
 
     pub fn all(&self) -> Vec<Arc<Topic>> {
@@ -223,7 +232,7 @@ impl Topics {
     ) -> Result<Arc<Topic>, BrokerError> {
         topic::validate_name(name)?;
         let _admin = self.admin();
-        if let Ok(t) = self.get(name) {
+        if let Some(t) = self.lookup(name) {
             return Ok(t);
         }
         self.insert(name, settings)
@@ -317,7 +326,7 @@ impl Topics {
     /// Deletes a topic and its data.
     pub fn delete(&self, name: &str) -> Result<(), BrokerError> {
         self.check_running()?;
-        if topic::is_internal(name) && self.get(name).is_ok() {
+        if topic::is_internal(name) && self.lookup(name).is_some() {
             return Err(BrokerError::InternalTopic(name.to_string()));
         }
         let _admin = self.admin();

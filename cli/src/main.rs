@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod acl;
+mod auth;
 mod connector;
 mod consume;
 mod group;
@@ -19,11 +20,11 @@ mod serve;
 mod sql;
 mod sql_run;
 mod topic;
+mod user;
 
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
 use anyhow::{Context, Result, bail};
 use eddy_client::{Connection, ConnectionOptions, TlsOptions};
@@ -31,6 +32,7 @@ use eddy_client::{Connection, ConnectionOptions, TlsOptions};
 pub const USAGE: &str = "\
 usage: eddy [--broker ADDR] <command> ...
        eddy [--broker ADDR] --tls-ca FILE [--tls-cert FILE --tls-key FILE] <command> ...
+       eddy [--broker ADDR] --user NAME [--password-file FILE] [--sasl-mechanism M] <command> ...
 
   serve [--data-dir DIR] [--listen ADDR] [--kafka-listen ADDR|off] [--config FILE]
         [--http-listen ADDR|off] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
@@ -90,10 +92,18 @@ usage: eddy [--broker ADDR] <command> ...
         run the script's persistent queries in this process over a Kafka-protocol
         cluster, as processor run runs a spec (docs/sql.md, 'Over a Kafka cluster')
 
+  user add NAME [--mechanism SCRAM-SHA-256|SCRAM-SHA-512]... [--iterations N]
+                [--new-password-file FILE]
+       | passwd NAME [--new-password-file FILE] | list | delete NAME
+        the broker's users (docs/security.md); the new password comes from
+        EDDY_NEW_PASSWORD, --new-password-file or stdin, never an argument
+
 --broker defaults to 127.0.0.1:9750. --tls-ca FILE (or EDDY_TLS_CA) connects with TLS,
 trusting the CA certificates in FILE; --tls-cert and --tls-key (EDDY_TLS_CERT, EDDY_TLS_KEY)
 present a client certificate; the broker's certificate must be valid for the host of
---broker unless --tls-server-name (EDDY_TLS_SERVER_NAME) names another.
+--broker unless --tls-server-name (EDDY_TLS_SERVER_NAME) names another. --user authenticates every connection (SASL; the
+password from EDDY_PASSWORD or --password-file, never an argument; --sasl-mechanism
+SCRAM-SHA-512 by default, or SCRAM-SHA-256 or PLAIN).
 ";
 
 /// The lines of [`USAGE`] about `command` (its block: the line naming it and the lines
@@ -138,6 +148,7 @@ fn help_requested(args: &[OsString]) -> Option<Option<String>> {
             "--help" => return Some(command),
             "-h" if !previous.starts_with('-') => return Some(command),
             "--broker" | "--tls-ca" | "--tls-cert" | "--tls-key" | "--tls-server-name"
+            | "--user" | "--password-file" | "--sasl-mechanism"
                 if command.is_none() =>
             {
                 i += 1
@@ -165,6 +176,7 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
     let mut parser = lexopt::Parser::from_args(args);
     let mut broker = eddy_broker::config::DEFAULT_LISTEN.to_string();
     let mut tls = TlsFlags::default();
+    let mut auth = auth::AuthArgs::default();
     let command = loop {
         match parser.next()? {
             Some(Long("broker")) => broker = parser.value()?.string()?,
@@ -173,6 +185,12 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
             Some(Long("tls-key")) => tls.key = Some(PathBuf::from(parser.value()?)),
             Some(Long("tls-server-name")) => tls.server_name = Some(parser.value()?.string()?),
             Some(Value(command)) => break command.string()?,
+            Some(Long(name)) => {
+                let name = name.to_string();
+                if !auth.take(&name, &mut parser)? {
+                    bail!("invalid option '--{name}'");
+                }
+            }
             Some(other) => return Err(other.unexpected().into()),
             None => bail!("no command given (see eddy --help)"),
         }
@@ -187,11 +205,8 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
         }
         return serve::run(&mut parser);
     }
-    let options = ConnectionOptions {
-        tls: tls.with_env(|name| std::env::var_os(name)).options()?,
-        ..ConnectionOptions::default()
-    };
-    let _ = CONNECT_OPTIONS.set(options);
+    let tls = tls.with_env(|name| std::env::var_os(name)).options()?;
+    auth::set_connection(auth.credentials(|k| std::env::var(k).ok())?, tls);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -208,17 +223,17 @@ pub fn run(args: Vec<OsString>) -> Result<()> {
             "acl" => acl::run(&broker, &mut parser, &mut out).await,
             "query" => query::run(&broker, &mut parser, &mut out).await,
             "sql" => sql::run(&broker, &mut parser, &mut out).await,
+            "user" => user::run(&broker, &mut parser, &mut out).await,
             other => bail!("unknown command {other:?} (see eddy --help)"),
         }
     })
 }
 
-/// How every command connects (TLS from the global flags), set once before it runs.
-static CONNECT_OPTIONS: OnceLock<ConnectionOptions> = OnceLock::new();
-
+/// A connection to the broker, with TLS and authentication as the global options say.
 async fn connect(broker: &str) -> Result<Connection> {
-    let options = CONNECT_OPTIONS.get().cloned().unwrap_or_default();
-    Connection::connect(broker, options).await.with_context(|| format!("connecting to {broker}"))
+    Connection::connect(broker, auth::options())
+        .await
+        .with_context(|| format!("connecting to {broker}"))
 }
 
 /// The client's TLS flags (`--tls-ca`, `--tls-cert`, `--tls-key`, `--tls-server-name`).
@@ -277,6 +292,13 @@ impl TlsFlags {
     }
 }
 
+/// A connection to a processor instance's query listener, which does not authenticate.
+async fn connect_unauthenticated(addr: &str) -> Result<Connection> {
+    Connection::connect(addr, ConnectionOptions::default())
+        .await
+        .with_context(|| format!("connecting to {addr}"))
+}
+
 /// Buffered stdout that ends quietly when the reader goes away (`eddy consume | head`).
 #[derive(Debug)]
 pub struct Output {
@@ -330,12 +352,25 @@ fn one_line(e: &anyhow::Error) -> String {
     msg
 }
 
+/// Whether the broker refused a request for want of authentication.
+fn needs_authentication(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause.downcast_ref::<eddy_client::ClientError>().and_then(eddy_client::ClientError::code)
+            == Some(eddy_client::ErrorCode::AuthenticationRequired)
+    })
+}
+
 fn main() -> std::process::ExitCode {
     match run(std::env::args_os().skip(1).collect()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One line on stderr, as the CLI promises; causes joined with ": ".
-            let msg = one_line(&e);
+            let mut msg = one_line(&e);
+            if needs_authentication(&e) {
+                msg.push_str(
+                    " (give --user NAME, with the password in EDDY_PASSWORD or --password-file)",
+                );
+            }
             let _ = std::io::Write::write_all(
                 &mut std::io::stderr(),
                 format!("eddy: {msg}\n").as_bytes(),

@@ -1,5 +1,6 @@
-//! `eddy serve`: load the configuration, open the broker, serve until SIGINT or SIGTERM, then
-//! finish in-flight requests, flush every partition and exit 0.
+//! `eddy serve`: load the configuration, open the broker (creating the bootstrap user of
+//! `EDDY_BOOTSTRAP_USER`), serve until SIGINT or SIGTERM, then finish in-flight requests, flush
+//! every partition and exit 0.
 //!
 //! TLS (`[tls]`, `--tls-cert`, `--tls-key`, `--tls-client-ca`): the files are read and checked
 //! before anything is bound, so a bad file stops the start with an error naming it. SIGHUP reads
@@ -81,10 +82,11 @@ async fn serve(config: BrokerConfig) -> Result<()> {
     let tls_for = |listener| tls.clone().filter(|t| t.serves(listener));
     let http = match config.http_listen {
         Listen::Off => None,
-        Listen::At(at) => Some(Http::start(at, tls_for(TlsListener::Http))?),
+        Listen::At(at) => Some(Http::start(at, tls_for(TlsListener::Http), config.auth.enabled)?),
     };
     let broker = Broker::open_with(config.clone())
         .with_context(|| format!("opening {}", config.data_dir.display()))?;
+    bootstrap_user(&broker).await?;
     if let Some(http) = &http {
         http.app.set_broker(broker.clone());
     }
@@ -134,6 +136,30 @@ async fn serve(config: BrokerConfig) -> Result<()> {
     Ok(())
 }
 
+/// `EDDY_BOOTSTRAP_USER=NAME:PASSWORD` creates that user unless it exists (as Redpanda's
+/// `RP_BOOTSTRAP_USER`), so a fresh broker with authentication on can be reached; its password
+/// is never logged.
+async fn bootstrap_user(broker: &Broker) -> Result<()> {
+    if let Ok(value) = std::env::var("EDDY_BOOTSTRAP_USER") {
+        let Some((name, password)) = value.split_once(':') else {
+            anyhow::bail!("EDDY_BOOTSTRAP_USER must be NAME:PASSWORD");
+        };
+        let created = broker
+            .users()
+            .ensure(name, password)
+            .await
+            .context("creating the bootstrap user (EDDY_BOOTSTRAP_USER)")?;
+        tracing::info!(user = name, created, "bootstrap user");
+    }
+    if broker.config().auth.enabled && broker.users().list().is_empty() {
+        tracing::warn!(
+            "authentication is enabled and there are no users: no client can connect \
+             (set EDDY_BOOTSTRAP_USER=NAME:PASSWORD and restart)"
+        );
+    }
+    Ok(())
+}
+
 /// The HTTP listener on its own thread and runtime.
 struct Http {
     app: eddy_http::App,
@@ -144,12 +170,17 @@ struct Http {
 impl Http {
     /// Binds `at` (printing the address) and starts serving; the API answers "opening" until
     /// the broker is set.
-    fn start(at: std::net::SocketAddr, tls: Option<ServerTls>) -> Result<Http> {
+    fn start(
+        at: std::net::SocketAddr,
+        tls: Option<ServerTls>,
+        auth_required: bool,
+    ) -> Result<Http> {
         let listener = std::net::TcpListener::bind(at)
             .with_context(|| format!("binding the HTTP listener {at}"))?;
         listener.set_nonblocking(true)?;
         say(&format!("eddy http listening on {}", listener.local_addr()?));
         let app = eddy_http::App::new(eddy_http::HttpLimits::default());
+        app.set_auth_required(auth_required);
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()

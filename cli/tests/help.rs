@@ -11,7 +11,8 @@ fn eddy(args: &[&str]) -> (bool, String, String) {
 
 #[test]
 fn every_command_answers_help_with_its_own_usage() {
-    let commands = ["serve", "topic", "produce", "consume", "group", "processor", "query", "sql"];
+    let commands =
+        ["serve", "topic", "produce", "consume", "group", "processor", "query", "sql", "user"];
     for command in commands {
         for flag in ["--help", "-h"] {
             let (ok, stdout, stderr) = eddy(&[command, flag]);

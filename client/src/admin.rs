@@ -1,4 +1,5 @@
-//! [`Admin`]: topics, metadata and offsets — thin, typed wrappers over one request each.
+//! [`Admin`]: topics, metadata, offsets, groups and users — thin, typed wrappers over one
+//! request each.
 //!
 //! Also the two lookups the producer and the consumer share: `partition_count` (from a
 //! `Metadata` call) and `list_offsets`.
@@ -114,6 +115,50 @@ impl<T: Transport> Admin<T> {
         isolation: v1::IsolationLevel,
     ) -> Result<Vec<ListedOffset>, ClientError> {
         list_offsets_as(&self.transport, topic, queries, isolation).await
+    }
+
+    /// Creates a user with SCRAM credentials for `password` (`mechanisms` empty: SCRAM-SHA-256
+    /// and SCRAM-SHA-512; `iterations` 0: 4096).
+    pub async fn create_user(
+        &self,
+        name: &str,
+        password: &str,
+        mechanisms: &[crate::sasl::Mechanism],
+        iterations: u32,
+    ) -> Result<v1::UserInfo, ClientError> {
+        let body = request::Body::CreateUser(v1::CreateUserRequest {
+            name: name.to_owned(),
+            password: password.to_owned(),
+            mechanisms: mechanisms.iter().map(|m| m.name().to_owned()).collect(),
+            iterations,
+        });
+        let created = expect_body!(self.transport.call(body).await?, CreateUser)?;
+        created.user.ok_or(ClientError::UnexpectedResponse("create_user without the user"))
+    }
+
+    /// Replaces a user's credentials with ones for `password`.
+    pub async fn alter_user(
+        &self,
+        name: &str,
+        password: &str,
+    ) -> Result<v1::UserInfo, ClientError> {
+        let body = request::Body::AlterUser(v1::AlterUserRequest {
+            name: name.to_owned(),
+            password: password.to_owned(),
+        });
+        let altered = expect_body!(self.transport.call(body).await?, AlterUser)?;
+        altered.user.ok_or(ClientError::UnexpectedResponse("alter_user without the user"))
+    }
+
+    pub async fn delete_user(&self, name: &str) -> Result<(), ClientError> {
+        let body = request::Body::DeleteUser(v1::DeleteUserRequest { name: name.to_owned() });
+        expect_body!(self.transport.call(body).await?, DeleteUser).map(drop)
+    }
+
+    /// Every user with its mechanisms (never a key), sorted by name.
+    pub async fn list_users(&self) -> Result<Vec<v1::UserInfo>, ClientError> {
+        let body = request::Body::ListUsers(v1::ListUsersRequest {});
+        Ok(expect_body!(self.transport.call(body).await?, ListUsers)?.users)
     }
 
     /// Every consumer group, with its state and member count.

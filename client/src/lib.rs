@@ -15,6 +15,8 @@
 //! - [`partitioner`]: which partition a keyed record goes to (Kafka's murmur2, so keys land
 //!   where a Kafka user expects).
 //! - [`record`]: the owned record types passed in and out.
+//! - [`sasl`]: SASL mechanisms, SCRAM's derivation and messages (shared with the broker), and
+//!   the client's side of an authentication ([`tcp::Credentials`]).
 //!
 //! Not a broker and not a storage engine: it never decodes records on the produce path beyond
 //! encoding them once into a batch, and never keeps data past its acknowledgement.
@@ -29,6 +31,7 @@ pub mod group;
 pub mod partitioner;
 pub mod producer;
 pub mod record;
+pub mod sasl;
 pub mod tcp;
 
 use std::future::Future;
@@ -45,7 +48,7 @@ pub use group::{
 };
 pub use producer::{BatchDelivery, Delivery, Producer, ProducerConfig};
 pub use record::{BatchMetadata, ConsumerRecord, ProducerRecord, RecordHeader, RecordMetadata};
-pub use tcp::{Connection, ConnectionOptions, TlsOptions};
+pub use tcp::{Connection, ConnectionOptions, Credentials, TlsOptions};
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -132,6 +135,16 @@ pub enum ClientError {
     /// A TLS file (CA, certificate, key) could not be used.
     #[error("TLS file {path}: {reason}")]
     TlsSetup { path: String, reason: String },
+    /// Authenticating the connection failed: the broker refused it (`code` is its error code:
+    /// `AUTHENTICATION_FAILED`, `TOO_MANY_CONNECTIONS`), or the exchange broke on this side (a
+    /// broker whose SCRAM signature is wrong).
+    #[error("authentication as {user:?} with {mechanism} failed: {reason}")]
+    Authentication {
+        user: String,
+        mechanism: &'static str,
+        reason: String,
+        code: Option<ErrorCode>,
+    },
 }
 
 impl ClientError {
@@ -141,6 +154,7 @@ impl ClientError {
             Self::Broker(e) | Self::Topic { error: e, .. } | Self::Partition { error: e, .. } => {
                 Some(e.error_code())
             }
+            Self::Authentication { code, .. } => *code,
             _ => None,
         }
     }
@@ -209,6 +223,12 @@ impl Clone for ClientError {
             Self::TlsSetup { path, reason } => {
                 Self::TlsSetup { path: path.clone(), reason: reason.clone() }
             }
+            Self::Authentication { user, mechanism, reason, code } => Self::Authentication {
+                user: user.clone(),
+                mechanism,
+                reason: reason.clone(),
+                code: *code,
+            },
         }
     }
 }

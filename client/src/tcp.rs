@@ -52,9 +52,11 @@ use tokio::net::TcpStream;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+pub use self::auth::Credentials;
 use self::frame::Frame;
 use crate::{ClientError, Transport, expect_body};
 
+mod auth;
 mod frame;
 mod tls;
 mod writer;
@@ -83,6 +85,8 @@ pub struct ConnectionOptions {
     pub write_queue_frames: usize,
     /// Speak TLS to the broker (its listener must serve TLS); `None`: plaintext.
     pub tls: Option<TlsOptions>,
+    /// Authenticate as these, right after the handshake (`tcp/auth.rs`); `None`: do not.
+    pub credentials: Option<Credentials>,
 }
 
 impl Default for ConnectionOptions {
@@ -94,6 +98,7 @@ impl Default for ConnectionOptions {
             max_response_frame_bytes: 64 * 1024 * 1024,
             write_queue_frames: 1024,
             tls: None,
+            credentials: None,
         }
     }
 }
@@ -115,7 +120,8 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// Connects to `addr` (`host:port`) and performs the `ApiVersions` handshake.
+    /// Connects to `addr` (`host:port`) and performs the `ApiVersions` handshake, then
+    /// authenticates with the options' credentials, if any.
     pub async fn connect(addr: &str, options: ConnectionOptions) -> Result<Self, ClientError> {
         let connect_ms = options.connect_timeout.as_millis() as u64;
         let io_error = |source| ClientError::Connection { addr: addr.to_owned(), source };
@@ -162,6 +168,11 @@ impl Connection {
             max => Semaphore::new(max as usize),
         };
         conn.broker_version = versions.broker_version;
+        if let Some(credentials) = &options.credentials {
+            tokio::time::timeout(options.connect_timeout, conn.authenticate(credentials))
+                .await
+                .map_err(|_| ClientError::Timeout { ms: connect_ms })??;
+        }
         tracing::debug!(
             addr,
             broker_version = %conn.broker_version,

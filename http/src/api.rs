@@ -1,6 +1,7 @@
 //! The JSON admin API under `/api`, which the console reads. Every handler builds the native
-//! admin request the CLI would send and hands it to `Broker::handle` — the same call the native
-//! listener makes — then renders the answer (`crate::json`). Processors are read through
+//! admin request the CLI would send and hands it to `Broker::handle_as` as the request's
+//! [`Caller`] — the same call the native listener makes — then renders the answer
+//! (`crate::json`). Processors are read through
 //! `Broker::observe_processors`, which is their status plus switch-overs and snapshot ages.
 //!
 //! Errors answer `{"error": {"code", "message"}}` with a status that fits the code (404 for an
@@ -26,6 +27,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::app::App;
+use crate::auth::Caller;
 use crate::json;
 
 /// The API's routes, but `/api/sql/push` (`crate::push`, which builds on this module).
@@ -55,9 +57,13 @@ pub fn broker(app: &App) -> Result<&Broker, Response> {
     })
 }
 
-/// Runs one native request, mapping a request-level error to its HTTP answer.
-pub async fn call(broker: &Broker, body: request::Body) -> Result<response::Body, Response> {
-    match broker.handle(body).await {
+/// Runs one native request as `caller`, mapping a request-level error to its HTTP answer.
+pub async fn call(
+    broker: &Broker,
+    caller: &Caller,
+    body: request::Body,
+) -> Result<response::Body, Response> {
+    match broker.handle_as(&caller.0, body, Default::default()).await {
         Ok(Some(answer)) => Ok(answer),
         Ok(None) => Err(failure(StatusCode::INTERNAL_SERVER_ERROR, "UNKNOWN", "no answer")),
         Err(e) => {
@@ -97,10 +103,12 @@ async fn overview(State(app): State<App>) -> Answer {
     })))
 }
 
-async fn topics(State(app): State<App>) -> Answer {
+async fn topics(State(app): State<App>, caller: Caller) -> Answer {
     let b = broker(&app)?;
     let ask = request::Body::Metadata(v1::MetadataRequest { topics: Vec::new() });
-    let response::Body::Metadata(meta) = call(b, ask).await? else { return Err(unexpected()) };
+    let response::Body::Metadata(meta) = call(b, &caller, ask).await? else {
+        return Err(unexpected());
+    };
     let topics: Vec<Value> = meta
         .topics
         .iter()
@@ -133,27 +141,31 @@ struct NewTopic {
     partitions: Option<u32>,
 }
 
-async fn create_topic(State(app): State<App>, Json(t): Json<NewTopic>) -> Answer {
+async fn create_topic(State(app): State<App>, caller: Caller, Json(t): Json<NewTopic>) -> Answer {
     let b = broker(&app)?;
     let config = v1::TopicConfig { partitions: t.partitions, ..Default::default() };
     let ask =
         request::Body::CreateTopic(v1::CreateTopicRequest { name: t.name, config: Some(config) });
-    call(b, ask).await?;
+    call(b, &caller, ask).await?;
     Ok(Json(json!({ "created": true })))
 }
 
-async fn groups(State(app): State<App>) -> Answer {
+async fn groups(State(app): State<App>, caller: Caller) -> Answer {
     let b = broker(&app)?;
     let ask = request::Body::ListGroups(v1::ListGroupsRequest {});
-    let response::Body::ListGroups(list) = call(b, ask).await? else { return Err(unexpected()) };
+    let response::Body::ListGroups(list) = call(b, &caller, ask).await? else {
+        return Err(unexpected());
+    };
     let groups: Vec<Value> = list.groups.iter().map(json::group_listing).collect();
     Ok(Json(json!({ "groups": groups })))
 }
 
-async fn group(State(app): State<App>, Path(id): Path<String>) -> Answer {
+async fn group(State(app): State<App>, caller: Caller, Path(id): Path<String>) -> Answer {
     let b = broker(&app)?;
     let ask = request::Body::DescribeGroup(v1::DescribeGroupRequest { group_id: id });
-    let response::Body::DescribeGroup(d) = call(b, ask).await? else { return Err(unexpected()) };
+    let response::Body::DescribeGroup(d) = call(b, &caller, ask).await? else {
+        return Err(unexpected());
+    };
     let mut out = json::group(&d);
     out["now_ms"] = json!(eddy_broker::now_ms());
     Ok(Json(out))
@@ -177,7 +189,11 @@ async fn processors(State(app): State<App>) -> Answer {
 
 /// `?name=TABLE` and one of `key=K` (a text key), `prefix=P&limit=N`, `top=N&by=FIELD`;
 /// `digest=1` adds the table's digest.
-async fn table(State(app): State<App>, Query(q): Query<HashMap<String, String>>) -> Answer {
+async fn table(
+    State(app): State<App>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Answer {
     let b = broker(&app)?;
     let Some(name) = q.get("name").cloned() else {
         return Err(failure(StatusCode::BAD_REQUEST, "MALFORMED_REQUEST", "name= is required"));
@@ -200,7 +216,9 @@ async fn table(State(app): State<App>, Query(q): Query<HashMap<String, String>>)
         query: Some(query),
         digest,
     });
-    let response::Body::QueryTable(r) = call(b, ask).await? else { return Err(unexpected()) };
+    let response::Body::QueryTable(r) = call(b, &caller, ask).await? else {
+        return Err(unexpected());
+    };
     Ok(Json(json::table(&r, digest)))
 }
 
@@ -210,10 +228,10 @@ struct Statement {
 }
 
 /// Runs statements (not a push query: `GET /api/sql/push` streams those).
-async fn sql(State(app): State<App>, Json(s): Json<Statement>) -> Answer {
+async fn sql(State(app): State<App>, caller: Caller, Json(s): Json<Statement>) -> Answer {
     let b = broker(&app)?;
     let ask = request::Body::Sql(v1::SqlRequest { sql: s.sql, from: Vec::new(), max_wait_ms: 0 });
-    let response::Body::Sql(r) = call(b, ask).await? else { return Err(unexpected()) };
+    let response::Body::Sql(r) = call(b, &caller, ask).await? else { return Err(unexpected()) };
     let results: Vec<Value> = r.results.iter().map(json::sql_result).collect();
     Ok(Json(json!({ "results": results })))
 }

@@ -1,6 +1,7 @@
 //! [`App`]: what every handler shares — the broker once it is open, the listener's counters
 //! and limits — and whether the broker is ready.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
@@ -20,6 +21,9 @@ struct AppInner {
     meter: Arc<HttpMeter>,
     limits: HttpLimits,
     started: SystemTime,
+    /// The broker requires authentication (`auth.enabled`): so does everything but `/health`
+    /// and `/ready` (`crate::auth`).
+    auth_required: AtomicBool,
 }
 
 impl App {
@@ -29,6 +33,7 @@ impl App {
             meter: Arc::default(),
             limits,
             started: SystemTime::now(),
+            auth_required: AtomicBool::new(false),
         };
         Self { inner: Arc::new(inner) }
     }
@@ -36,6 +41,16 @@ impl App {
     /// The broker is open: the API, metrics and readiness use it from now on.
     pub fn set_broker(&self, broker: Broker) {
         let _ = self.inner.broker.set(broker);
+    }
+
+    /// Requires HTTP Basic authentication against the broker's users (set before serving, from
+    /// the broker's `auth.enabled`).
+    pub fn set_auth_required(&self, required: bool) {
+        self.inner.auth_required.store(required, Ordering::Release);
+    }
+
+    pub fn auth_required(&self) -> bool {
+        self.inner.auth_required.load(Ordering::Acquire)
     }
 
     pub fn broker(&self) -> Option<&Broker> {

@@ -6,18 +6,21 @@
 //! - `server`: accepting and serving connections within [`HttpLimits`] (connection count,
 //!   header size and count, header read timeout, connection lifetime).
 //! - `app`: the shared [`App`] state (the broker once open, counters, limits) and readiness.
+//! - [`auth`]: HTTP Basic authentication against the broker's users when it requires
+//!   authentication, and the [`auth::Caller`] every request is handled as.
 //! - `json`: the admin API's JSON for the wire types.
 //! - `exposition`: `/metrics` (gathered from the broker's state when scraped).
 //! - `api`, `push`: the JSON admin API under `/api`, and push queries as server-sent events.
 //! - `routes`: the router over all of them, `/health`, `/ready`, the console's static files
 //!   (compiled in from `src/console/`), and the layer that bounds every request.
 //!
-//! Invariant: the broker is reached only through its public API — `Broker::handle` with the
-//! native admin requests (the same path as the native listener), its meters and topics, and
-//! `observe_processors` — so the console shows what the CLI shows.
+//! Invariant: the broker is reached only through its public API — `Broker::handle_as` with the
+//! native admin requests as the request's caller (the same path as the native listener), its
+//! meters and topics, and `observe_processors` — so the console shows what the CLI shows.
 
 mod api;
 pub mod app;
+pub mod auth;
 pub mod exposition;
 mod json;
 mod push;

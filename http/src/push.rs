@@ -24,6 +24,7 @@ use tokio::sync::mpsc;
 
 use crate::api::{broker, failure};
 use crate::app::App;
+use crate::auth::Caller;
 
 #[derive(Debug, Deserialize)]
 pub struct PushQuery {
@@ -42,7 +43,7 @@ impl futures_core::Stream for Events {
     }
 }
 
-pub async fn push(State(app): State<App>, Query(q): Query<PushQuery>) -> Response {
+pub async fn push(State(app): State<App>, caller: Caller, Query(q): Query<PushQuery>) -> Response {
     let b = match broker(&app) {
         Ok(b) => b.clone(),
         Err(e) => return e,
@@ -57,7 +58,7 @@ pub async fn push(State(app): State<App>, Query(q): Query<PushQuery>) -> Respons
     let (tx, rx) = mpsc::channel(64);
     let lifetime = app.limits().max_connection_lifetime;
     tokio::spawn(async move {
-        let _ = tokio::time::timeout(lifetime, follow(b, q.sql, tx)).await;
+        let _ = tokio::time::timeout(lifetime, follow(b, caller, q.sql, tx)).await;
     });
     Sse::new(Events(rx))
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(10)))
@@ -65,7 +66,7 @@ pub async fn push(State(app): State<App>, Query(q): Query<PushQuery>) -> Respons
 }
 
 /// Polls the push query until the client or the broker goes.
-async fn follow(broker: Broker, sql: String, tx: mpsc::Sender<Event>) {
+async fn follow(broker: Broker, caller: Caller, sql: String, tx: mpsc::Sender<Event>) {
     let mut from = Vec::new();
     let mut columns_sent = false;
     loop {
@@ -77,7 +78,7 @@ async fn follow(broker: Broker, sql: String, tx: mpsc::Sender<Event>) {
             from: from.clone(),
             max_wait_ms: 1000,
         });
-        let result = match broker.handle(ask).await {
+        let result = match broker.handle_as(&caller.0, ask, Default::default()).await {
             Ok(Some(response::Body::Sql(r))) => r.results.into_iter().next().and_then(|r| r.result),
             Ok(_) => None,
             Err(e) => {

@@ -8,6 +8,9 @@
 //! - `/metrics`: `crate::exposition`.
 //! - `/api/...`: `crate::api`, the JSON the console reads.
 //! - `/`, `/console/*`: the console's static files, compiled into the binary (`console/`).
+//!
+//! With the broker's `auth.enabled`, everything but `/health` and `/ready` needs HTTP Basic
+//! credentials of a broker user (`crate::auth`).
 
 use axum::Router;
 use axum::body::Body;
@@ -36,6 +39,7 @@ pub fn router(app: &App) -> Router {
         )
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such page\n") })
         .layer(DefaultBodyLimit::max(app.limits().max_body_bytes))
+        .layer(middleware::from_fn_with_state(crate::auth::Auth::new(app.clone()), crate::auth::require))
         .layer(middleware::from_fn_with_state(app.clone(), guard))
         .with_state(app.clone())
 }

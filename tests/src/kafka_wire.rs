@@ -56,6 +56,11 @@ impl KafkaConnection {
         KafkaConnection { stream, next_correlation: 1 }
     }
 
+    /// The socket, to watch it close.
+    pub fn stream_mut(&mut self) -> &mut TcpStream {
+        &mut self.stream
+    }
+
     /// Sends `request` as `key` v`version` and decodes the answer as `R`.
     pub fn call<Q, R>(&mut self, key: ApiKey, version: i16, request: &Q) -> R
     where

@@ -27,6 +27,8 @@
 //!   free port), stopped when dropped, for the connector tests.
 //! - [`tls`]: a CA and certificates made with rcgen for the TLS tests, and a blocking rustls
 //!   client (what the broker presents, HTTPS requests, a real ClientHello).
+//! - [`sasl`]: a broker that requires authentication, the CLI with credentials, SASL by hand on
+//!   the Kafka and native listeners, HTTP with Basic credentials.
 //! - [`workload`]: client-level records as a pure function of (seed, index), and a reader that
 //!   walks a whole topic through the client's consumer.
 
@@ -48,6 +50,7 @@ pub mod postgres;
 pub mod processor_queries;
 pub mod raw_client;
 pub mod reconnect;
+pub mod sasl;
 pub mod tls;
 pub mod workload;
 

@@ -101,7 +101,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "kafka",
         ],
     ),
-    ("http/src", &["server", "app", "json", "exposition", "api", "push", "routes"]),
+    ("http/src", &["server", "app", "auth", "json", "exposition", "api", "push", "routes"]),
 ];
 
 fn workspace() -> PathBuf {

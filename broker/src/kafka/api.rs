@@ -8,7 +8,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use std::time::Duration;
 
-use super::{Context, acls, admin, authz, data, groups, txn};
+use super::{Context, acls, admin, authz, data, groups, txn, users};
 use crate::quotas::Direction;
 use crate::security::Principal;
 use crate::security::acls::Access;
@@ -45,6 +45,11 @@ const SERVED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeAcls, 1, 3),
     (ApiKey::CreateAcls, 1, 3),
     (ApiKey::DeleteAcls, 1, 3),
+    // Answered by `sasl.rs` before a request reaches `dispatch`.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::DescribeUserScramCredentials, 0, 0),
+    (ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// (api key, min version, max version) of every API served, as ApiVersions lists them.
@@ -59,7 +64,7 @@ pub fn supported_versions() -> Vec<(i16, i16, i16)> {
 }
 
 /// The API `key` names, if `version` of it is served (checked on every request: no allocation).
-fn served(key: i16, version: i16) -> Option<ApiKey> {
+pub(super) fn served(key: i16, version: i16) -> Option<ApiKey> {
     let &(api, min, max) = SERVED.iter().find(|(api, _, _)| *api as i16 == key)?;
     let schema = api.valid_versions();
     (min.max(schema.min)..=max.min(schema.max)).contains(&version).then_some(api)
@@ -108,7 +113,11 @@ pub(super) async fn handle(
     answer
 }
 
-fn decode<T: Decodable>(api: ApiKey, version: i16, mut body: Bytes) -> Result<T, String> {
+pub(super) fn decode<T: Decodable>(
+    api: ApiKey,
+    version: i16,
+    mut body: Bytes,
+) -> Result<T, String> {
     let request = T::decode(&mut body, version)
         .map_err(|e| format!("malformed {api:?} v{version} request: {e}"))?;
     if !body.is_empty() {
@@ -121,7 +130,7 @@ fn decode<T: Decodable>(api: ApiKey, version: i16, mut body: Bytes) -> Result<T,
 }
 
 /// Encodes `answer` with its size prefix and response header.
-fn encode<T: Encodable + HeaderVersion>(
+pub(super) fn encode<T: Encodable + HeaderVersion>(
     api: ApiKey,
     correlation_id: i32,
     version: i16,
@@ -270,6 +279,12 @@ async fn dispatch(
         ApiKey::DescribeAcls => answer!(acls::describe(cx, access, decode(api, v, body)?)),
         ApiKey::CreateAcls => answer!(acls::create(cx, access, decode(api, v, body)?).await),
         ApiKey::DeleteAcls => answer!(acls::delete(cx, access, decode(api, v, body)?).await),
+        ApiKey::DescribeUserScramCredentials => {
+            answer!(users::describe(cx, access, decode(api, v, body)?))
+        }
+        ApiKey::AlterUserScramCredentials => {
+            answer!(users::alter(cx, access, decode(api, v, body)?).await)
+        }
         other => Err(format!("{other:?} is not served")),
     }
 }

@@ -25,6 +25,9 @@
 //!   against the client's byte rate (by principal and `client.id`); over it, the answer's
 //!   `throttle_time_ms` says how long to wait and the connection reads nothing until then
 //!   (KIP-219), so a client that ignores it is held back all the same.
+//! - With `auth.enabled`, a connection authenticates (SASL: SaslHandshake, SaslAuthenticate)
+//!   before any request but ApiVersions; another request before it closes the connection with
+//!   a warning naming it (`sasl`).
 //! - Connections, and each request by API key with its latency, are counted in the broker's
 //!   [`Meters`](crate::metrics::Meters) (`api::handle`, the one place a request is dispatched).
 //!
@@ -38,7 +41,8 @@
 //! `consumer_group` (KIP-848's protocol on eddy's coordinator, topic ids),
 //! `offsets` (committed offsets), `txn` (transactions: the coordinator's requests and the
 //! check of a transactional produce; transactions past their timeout are aborted by a task
-//! of [`serve`]).
+//! of [`serve`]), `sasl` (authentication: SaslHandshake, SaslAuthenticate, and what may come
+//! before it), `users` (SCRAM credentials through Kafka's admin APIs).
 
 mod acls;
 mod admin;
@@ -50,7 +54,9 @@ mod consumer_group;
 mod data;
 mod groups;
 mod offsets;
+mod sasl;
 mod txn;
+mod users;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -64,9 +70,10 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::admission::Admission;
+use crate::admission::{Admission, Admitted};
 use crate::broker::Broker;
 use crate::security::Principal;
+use crate::security::sasl::MAX_TOKEN_BYTES;
 use crate::security::tls::{ServerTls, TlsListener};
 
 pub use api::supported_versions;
@@ -166,7 +173,8 @@ pub async fn serve_with(
     let limits = broker.config().limits;
     let context = Arc::new(Context::new(broker, advertised));
     let expiry = tokio::spawn(abort_expired_transactions(context.broker.clone()));
-    let admission = Admission::new(&limits);
+    let admission =
+        Admission::new(&limits, context.broker.config().auth.max_connections_per_principal);
     let (stop, stopped) = watch::channel(false);
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
@@ -198,7 +206,9 @@ pub async fn serve_with(
                     stopped: stopped.clone(),
                     peer,
                     accepted: Instant::now(),
+                    slot,
                     principal: Principal::Anonymous,
+                    sasl: sasl::Sasl::default(),
                 };
                 let tls = tls.clone();
                 connections.spawn(async move {
@@ -206,7 +216,6 @@ pub async fn serve_with(
                     connection.run(stream, tls).await;
                     let meters = context.broker.meters();
                     meters.connection(&meters.kafka_connections, None);
-                    drop(slot);
                 });
             }
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -267,8 +276,12 @@ struct Connection {
     peer: SocketAddr,
     /// When it was accepted: the handshake deadline counts from here.
     accepted: Instant,
+    /// Its place in the listener's budget (and its principal's, once authenticated).
+    slot: Admitted,
     /// Who this connection's requests are handled as (anonymous until it authenticates).
     principal: Principal,
+    /// Where it is in its SASL authentication (`sasl.rs`).
+    sasl: sasl::Sasl,
 }
 
 /// Why a connection ended.
@@ -282,6 +295,8 @@ enum Close {
     Io(std::io::Error),
     /// The peer sent something this broker will not answer (logged with the reason).
     Refused(String),
+    /// A refused authentication (answered, after the failure delay).
+    Authentication(String),
 }
 
 impl Connection {
@@ -290,7 +305,7 @@ impl Connection {
         match tls {
             None => self.run_on(stream).await,
             Some(tls) => {
-                if let Some(stream) = self.handshake(&tls, stream).await {
+                if let Some(stream) = self.tls_handshake(&tls, stream).await {
                     self.run_on(stream).await;
                 }
             }
@@ -309,7 +324,7 @@ impl Connection {
     /// TLS, by the first request's deadline (a plaintext client is closed: Kafka has no frame
     /// to tell it why); on success the connection takes the principal it authenticated. `None`
     /// (logged) when it did not start, or the broker is stopping.
-    async fn handshake(
+    async fn tls_handshake(
         &mut self,
         tls: &ServerTls,
         stream: TcpStream,
@@ -334,6 +349,9 @@ impl Connection {
             Close::Io(e) => {
                 tracing::debug!(peer = %self.peer, error = %e, "kafka connection failed")
             }
+            Close::Authentication(reason) => {
+                tracing::debug!(peer = %self.peer, %reason, "closing kafka connection: authentication refused")
+            }
             other => tracing::debug!(peer = %self.peer, reason = ?other, "kafka connection closed"),
         }
         // Bounded: over TLS this writes close_notify, which a client that stopped reading
@@ -348,9 +366,10 @@ impl Connection {
         // counted from the accept (a TLS handshake took part of it).
         let (mut deadline, mut timed_out) = self.first_request_deadline();
         loop {
+            let raw = self.sasl.raw_tokens();
             let frame = tokio::select! {
                 _ = self.stopped.changed() => return Close::Shutdown,
-                frame = tokio::time::timeout_at(deadline, read_frame(stream, limits.max_frame_bytes)) => match frame {
+                frame = tokio::time::timeout_at(deadline, read_frame(stream, limits.max_frame_bytes, raw)) => match frame {
                     Err(_) => return timed_out,
                     Ok(Ok(Some(frame))) => frame,
                     Ok(Ok(None)) => return Close::Eof,
@@ -359,11 +378,23 @@ impl Connection {
             };
             timed_out = Close::Idle;
             let mut throttle = Duration::ZERO;
-            let handled =
-                api::handle(&self.context, frame, self.peer, &self.principal, &mut throttle).await;
-            let answer = match handled {
-                Ok(answer) => answer,
-                Err(reason) => return Close::Refused(reason),
+            let (answer, then) = match self.screen(frame).await {
+                sasl::Screened::Pass(frame) => {
+                    let handled = api::handle(
+                        &self.context,
+                        frame,
+                        self.peer,
+                        &self.principal,
+                        &mut throttle,
+                    )
+                    .await;
+                    match handled {
+                        Ok(answer) => (answer, None),
+                        Err(reason) => return Close::Refused(reason),
+                    }
+                }
+                sasl::Screened::Answer(answer) => (answer, None),
+                sasl::Screened::Last(answer, close) => (answer, Some(close)),
             };
             if let Some(answer) = answer {
                 let write = tokio::time::timeout(idle, stream.write_all(&answer)).await;
@@ -372,6 +403,9 @@ impl Connection {
                     Ok(Err(e)) => return Close::Io(e),
                     Err(_) => return Close::Refused("the client stopped reading answers".into()),
                 }
+            }
+            if let Some(close) = then {
+                return close;
             }
             if *self.stopped.borrow() {
                 return Close::Shutdown;
@@ -389,10 +423,12 @@ impl Connection {
     }
 }
 
-/// Reads one size-prefixed request. `Ok(None)` at a clean end of stream between requests.
+/// Reads one size-prefixed request (`raw`: a bare SASL token, of at most
+/// `sasl::MAX_TOKEN_BYTES`). `Ok(None)` at a clean end of stream between requests.
 async fn read_frame<S: AsyncRead + Unpin>(
     stream: &mut S,
     max: u32,
+    raw: bool,
 ) -> Result<Option<Bytes>, Close> {
     let mut size = [0u8; 4];
     match stream.read_exact(&mut size).await {
@@ -402,7 +438,12 @@ async fn read_frame<S: AsyncRead + Unpin>(
     }
     let size = i32::from_be_bytes(size);
     // Checked before anything is allocated: a lying size costs nothing.
-    if size < 8 || size as u32 > max {
+    if raw && !(0..=MAX_TOKEN_BYTES as i32).contains(&size) {
+        return Err(Close::Refused(format!(
+            "SASL token size {size} is outside 0..={MAX_TOKEN_BYTES} bytes"
+        )));
+    }
+    if !raw && (size < 8 || size as u32 > max) {
         return Err(Close::Refused(format!(
             "request size {size} is outside 8..={max} bytes (the broker's max_frame_bytes)"
         )));

@@ -6,6 +6,8 @@
 //!   authenticates (a TLS client certificate or a SASL exchange). Work the broker does for
 //!   itself (processors, connectors, SQL queries, the HTTP console's own reads) runs as
 //!   [`Principal::Internal`] unless it runs with the rights of the principal that deployed it.
+//! - [`users`]: the user registry (SCRAM credentials in `__users`); [`sasl`]: one connection's
+//!   SASL exchange (SCRAM-SHA-256/512, PLAIN), which the listeners drive.
 //! - Principals are written as Kafka writes them, `User:<name>` (`User:ANONYMOUS` for the
 //!   anonymous one), so ACLs and logs read the same in eddy and in Kafka's tools.
 //! - [`tls`]: the `[tls]` settings, the certificate files, the listeners' handshake (a client
@@ -17,8 +19,13 @@ pub mod acl;
 pub mod acls;
 pub mod tls;
 
+pub mod sasl;
+pub mod users;
+
 use std::fmt;
 use std::sync::Arc;
+
+pub use eddy_client::sasl::Mechanism;
 
 /// The identity a request is handled as.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]

@@ -36,9 +36,10 @@ pub fn framed(body: &[u8]) -> Vec<u8> {
     out
 }
 
-/// 0 to 3 fields with numbers no message of the protocol uses, of every wire type.
+/// 0 to 3 fields with numbers no message of the protocol uses, of every wire type (`Request`
+/// uses or reserves 1 and 10 to 89).
 pub(super) fn unknown_fields(rng: &mut Rng) -> Vec<u8> {
-    const NUMBERS: [u32; 6] = [2, 7, 9, 77, 1000, 536_870_911];
+    const NUMBERS: [u32; 6] = [2, 7, 9, 177, 1000, 536_870_911];
     let mut out = Vec::new();
     for _ in 0..rng.below(4) {
         let field = NUMBERS[rng.below(NUMBERS.len() as u64) as usize];
