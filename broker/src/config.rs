@@ -7,6 +7,7 @@
 //! kafka_listen = "127.0.0.1:9092"  # the Kafka-protocol listener; "off" switches it off
 //! kafka_advertised = "localhost:9092"  # host:port Metadata answers give (default: the bound address)
 //! http_listen = "127.0.0.1:9751"   # /metrics, /health, /ready, the web console; "off" switches it off
+//! insecure = false                 # true: serve non-loopback listeners without TLS and auth
 //! maintenance_interval_ms = 30000
 //!
 //! [limits]
@@ -224,6 +225,9 @@ pub struct BrokerConfig {
     /// Authorization (docs/security.md): off by default.
     pub acl: AclSettings,
     pub auth: AuthSettings,
+    /// Serve listeners reachable from other machines without TLS and authentication
+    /// (`security::exposure`); off, such a configuration is refused.
+    pub insecure: bool,
 }
 
 /// Authentication on the native and Kafka listeners (docs/security.md, "Authentication").
@@ -323,6 +327,7 @@ impl Default for BrokerConfig {
             tls: TlsSettings::default(),
             acl: AclSettings::default(),
             auth: AuthSettings::default(),
+            insecure: false,
         }
     }
 }
@@ -345,6 +350,26 @@ pub enum ConfigError {
 }
 
 impl BrokerConfig {
+    /// Listeners bound beyond loopback need TLS and authentication, or `insecure`.
+    fn check_exposure(&self) -> Result<(), ConfigError> {
+        use crate::security::exposure::{Exposed, check};
+        use crate::security::tls::TlsListener;
+        let mut listeners = vec![Exposed {
+            setting: "listen",
+            addr: self.listen,
+            tls: self.tls.serves(TlsListener::Native),
+        }];
+        for (setting, listen, kind) in [
+            ("kafka_listen", &self.kafka_listen, TlsListener::Kafka),
+            ("http_listen", &self.http_listen, TlsListener::Http),
+        ] {
+            if let Listen::At(addr) = listen {
+                listeners.push(Exposed { setting, addr: *addr, tls: self.tls.serves(kind) });
+            }
+        }
+        check(&listeners, self.auth.enabled, self.insecure).map_err(ConfigError::Invalid)
+    }
+
     /// Defaults, then `file` if given, then the environment.
     pub fn load(
         file: Option<&Path>,
@@ -388,6 +413,9 @@ impl BrokerConfig {
         }
         if let Some(v) = env("EDDY_HTTP_LISTEN") {
             self.http_listen = parse("EDDY_HTTP_LISTEN", v)?;
+        }
+        if let Some(v) = env("EDDY_INSECURE") {
+            self.insecure = parse("EDDY_INSECURE", v)?;
         }
         if let Some(v) = env("EDDY_KAFKA_ADVERTISED") {
             self.kafka_advertised = Some(v);
@@ -484,6 +512,7 @@ impl BrokerConfig {
     }
 
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.check_exposure()?;
         let l = &self.limits;
         if l.max_frame_bytes < 1024 {
             return Err(ConfigError::Invalid(

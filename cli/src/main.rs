@@ -36,11 +36,13 @@ usage: eddy [--broker ADDR] <command> ...
 
   serve [--data-dir DIR] [--listen ADDR] [--kafka-listen ADDR|off] [--config FILE]
         [--http-listen ADDR|off] [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]
+        [--insecure]
         run the broker (defaults: ./eddy-data, 127.0.0.1:9750, the Kafka protocol
         on 127.0.0.1:9092, metrics and the web console on http://127.0.0.1:9751);
         with --tls-cert and --tls-key every listener serves TLS, and with
         --tls-client-ca clients must present a certificate it signed (docs/security.md);
-        SIGHUP reloads the TLS files
+        SIGHUP reloads the TLS files; a listener bound beyond loopback needs TLS and
+        authentication ([auth] enabled = true), or --insecure to serve it unprotected
   topic create NAME [--partitions N] [--retention-ms MS] [--retention-bytes B]
                     [--segment-bytes B] [--cleanup delete|compact] [--flush always|os|MS]
   topic list | describe NAME | delete NAME

@@ -26,6 +26,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
     let (mut data_dir, mut listen, mut config_file) = (None, None, None);
     let (mut kafka_listen, mut http_listen) = (None, None);
     let (mut tls_cert, mut tls_key, mut tls_client_ca) = (None, None, None);
+    let mut insecure = false;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("tls-cert") => tls_cert = Some(PathBuf::from(parser.value()?)),
@@ -36,6 +37,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
             Long("kafka-listen") => kafka_listen = Some(parser.value()?.string()?),
             Long("http-listen") => http_listen = Some(parser.value()?.string()?),
             Long("config") => config_file = Some(PathBuf::from(parser.value()?)),
+            Long("insecure") => insecure = true,
             other => return Err(other.unexpected().into()),
         }
     }
@@ -63,6 +65,7 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
             *slot = flag;
         }
     }
+    config.insecure |= insecure;
     config.validate()?;
     init_tracing();
     let runtime = tokio::runtime::Builder::new_multi_thread()

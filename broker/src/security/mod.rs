@@ -12,11 +12,14 @@
 //!   anonymous one), so ACLs and logs read the same in eddy and in Kafka's tools.
 //! - [`tls`]: the `[tls]` settings, the certificate files, the listeners' handshake (a client
 //!   certificate's common name is its principal) and the reload on SIGHUP.
+//! - [`exposure`]: safe defaults — a listener reachable from other machines needs TLS and
+//!   authentication, or `--insecure`.
 //! - [`acl`]: the ACL model (bindings, filters, Kafka's decision rules); [`acls`]: the
 //!   broker's ACLs in `__acls`, and [`acls::Access`], a principal checked against them.
 
 pub mod acl;
 pub mod acls;
+pub mod exposure;
 pub mod tls;
 
 pub mod sasl;
