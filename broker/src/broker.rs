@@ -33,6 +33,7 @@ use crate::metrics::Meters;
 use crate::processors::{PROCESSORS_TOPIC, Processors};
 use crate::producer_ids::ProducerIds;
 use crate::security::Principal;
+use crate::security::throttle::FailureThrottle;
 use crate::security::users::{USERS_TOPIC, Users};
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
@@ -60,6 +61,8 @@ pub(crate) struct Inner {
     pub(crate) sql: SqlService,
     /// Users and their SCRAM credentials (`__users`).
     users: Arc<Users>,
+    /// Recent authentication failures by address, for both listeners.
+    auth_failures: FailureThrottle,
     // Last: the data directory's lock goes with the last `Arc<Topics>`.
     topics: Arc<Topics>,
 }
@@ -137,6 +140,8 @@ impl Broker {
         sql.reconcile();
         connectors.start_all(defs);
         let meters = Meters::new(config.http_listen != crate::config::Listen::Off);
+        let failed_delay = Duration::from_millis(u64::from(config.auth.failed_delay_ms));
+        let auth_failures = FailureThrottle::new(failed_delay);
         let inner = Inner {
             meters,
             config,
@@ -147,6 +152,7 @@ impl Broker {
             connectors,
             sql,
             users,
+            auth_failures,
             topics,
         };
         Ok(Broker { inner: Arc::new(inner) })
@@ -164,6 +170,11 @@ impl Broker {
     /// The users the listeners authenticate against.
     pub fn users(&self) -> &Arc<Users> {
         &self.inner.users
+    }
+
+    /// Recent authentication failures by client address (the listeners slow a flood down).
+    pub fn auth_failures(&self) -> &FailureThrottle {
+        &self.inner.auth_failures
     }
 
     /// The broker's topics, as its services see them.
