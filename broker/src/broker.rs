@@ -39,6 +39,7 @@ use crate::producer_ids::ProducerIds;
 use crate::quotas::Quotas;
 use crate::security::Principal;
 use crate::security::acls::{ACLS_TOPIC, Access, Acls};
+use crate::security::throttle::FailureThrottle;
 use crate::security::users::{USERS_TOPIC, Users};
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
@@ -74,6 +75,8 @@ pub(crate) struct Inner {
     acls: Arc<Acls>,
     /// Users and their SCRAM credentials (`__users`).
     users: Arc<Users>,
+    /// Recent authentication failures by address, for both listeners.
+    auth_failures: FailureThrottle,
     // Last: the data directory's lock goes with the last `Arc<Topics>`.
     topics: Arc<Topics>,
 }
@@ -154,6 +157,8 @@ impl Broker {
         sql.reconcile();
         connectors.start_all(defs);
         let meters = Meters::new(config.http_listen != crate::config::Listen::Off);
+        let failed_delay = Duration::from_millis(u64::from(config.auth.failed_delay_ms));
+        let auth_failures = FailureThrottle::new(failed_delay);
         let inner = Inner {
             meters,
             quotas: Quotas::new(&config.quotas),
@@ -166,6 +171,7 @@ impl Broker {
             sql,
             acls,
             users,
+            auth_failures,
             topics,
         };
         Ok(Broker { inner: Arc::new(inner) })
@@ -198,6 +204,11 @@ impl Broker {
     /// The users the listeners authenticate against.
     pub fn users(&self) -> &Arc<Users> {
         &self.inner.users
+    }
+
+    /// Recent authentication failures by client address (the listeners slow a flood down).
+    pub fn auth_failures(&self) -> &FailureThrottle {
+        &self.inner.auth_failures
     }
 
     /// The broker's topics, as its services see them.

@@ -6,7 +6,8 @@
 //! (printed) — while an authenticated eddy producer keeps producing. Every attempt must be
 //! refused, and afterwards every record the producer sent must be in the topic, in order.
 //!
-//! The latency the normal client sees is printed, not asserted: the "p99 within 2x of a quiet
+//! The broker slows the flood down (`security::throttle`: 2,000 attempts take about 45 s here),
+//! which is what keeps the normal client served. The latency it sees is printed, not asserted: the "p99 within 2x of a quiet
 //! run" figure is `eddy-bench auth-flood`'s (docs/benchmarks.md), measured on a quiet machine.
 
 use std::sync::Arc;

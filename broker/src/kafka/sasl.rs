@@ -11,6 +11,8 @@
 //! - a refused exchange is answered `SASL_AUTHENTICATION_FAILED` (58) with Kafka's words after
 //!   `auth.failed_delay_ms`, then the connection closes; a mechanism that is not enabled is
 //!   answered `UNSUPPORTED_SASL_MECHANISM` (33) with the enabled ones, then it closes.
+//! - An address that keeps failing waits before its SaslHandshake is answered
+//!   (`security::throttle`).
 //! - A connection authenticates once: the answer's `session_lifetime_ms` is 0 (no KIP-368
 //!   re-authentication), and a second SaslHandshake is `ILLEGAL_SASL_STATE` (34).
 
@@ -128,6 +130,8 @@ impl Connection {
         Ok(match api {
             ApiKey::SaslHandshake => {
                 let request: SaslHandshakeRequest = api::decode(api, version, body)?;
+                let wait = self.context.broker.auth_failures().wait_for(self.peer.ip());
+                tokio::time::sleep(wait).await;
                 self.handshake(id, version, &request)?
             }
             _ => {
@@ -157,6 +161,7 @@ impl Connection {
         let asked = request.mechanism.as_str();
         let Some(chosen) = Mechanism::from_name(asked).filter(|m| enabled.contains(m)) else {
             answer.error_code = ResponseError::UnsupportedSaslMechanism.code();
+            self.context.broker.auth_failures().failed(self.peer.ip());
             let reason = unsupported(asked, enabled);
             return Ok(Screened::Last(encode(&answer)?, Close::Authentication(reason)));
         };
@@ -236,6 +241,7 @@ impl Connection {
 
     fn refused(&mut self, refused: &Refused) -> String {
         self.sasl = Sasl::Over;
+        self.context.broker.auth_failures().failed(self.peer.ip());
         tracing::info!(
             peer = %self.peer,
             mechanism = %refused.mechanism,

@@ -7,7 +7,8 @@
 //!   itself (processors, connectors, SQL queries, the HTTP console's own reads) runs as
 //!   [`Principal::Internal`] unless it runs with the rights of the principal that deployed it.
 //! - [`users`]: the user registry (SCRAM credentials in `__users`); [`sasl`]: one connection's
-//!   SASL exchange (SCRAM-SHA-256/512, PLAIN), which the listeners drive.
+//!   SASL exchange (SCRAM-SHA-256/512, PLAIN), which the listeners drive; [`throttle`]: the
+//!   wait imposed on an address that keeps failing to authenticate.
 //! - Principals are written as Kafka writes them, `User:<name>` (`User:ANONYMOUS` for the
 //!   anonymous one), so ACLs and logs read the same in eddy and in Kafka's tools.
 //! - [`tls`]: the `[tls]` settings, the certificate files, the listeners' handshake (a client
@@ -23,6 +24,7 @@ pub mod exposure;
 pub mod tls;
 
 pub mod sasl;
+pub mod throttle;
 pub mod users;
 
 use std::fmt;

@@ -8,7 +8,8 @@
 //!   the client can still authenticate).
 //! - A refusal (wrong credentials, a mechanism not enabled, a request out of order, a user past
 //!   its share of connections) is answered after `auth.failed_delay_ms` and then the
-//!   connection closes: one guess per connection and per delay.
+//!   connection closes: one guess per connection and per delay. An address that keeps failing
+//!   waits before its handshakes are answered (`security::throttle`).
 
 use std::time::Duration;
 
@@ -74,7 +75,11 @@ impl Connection {
         let api = crate::metrics::native_api(&body);
         let started = std::time::Instant::now();
         let outcome = match body {
-            request::Body::SaslHandshake(r) => self.handshake(&r.mechanism),
+            request::Body::SaslHandshake(r) => {
+                let wait = self.broker.auth_failures().wait_for(self.peer.ip());
+                tokio::time::sleep(wait).await;
+                self.handshake(&r.mechanism)
+            }
             request::Body::SaslAuthenticate(r) => self.step(&r.auth_bytes).await,
             _ => Err(BrokerError::Malformed("not a SASL request")),
         };
@@ -87,6 +92,9 @@ impl Connection {
                 tx.send(frame).await.map_err(|_| Close::WriterGone)
             }
             Err(e) => {
+                if matches!(e, BrokerError::AuthenticationFailed(_)) {
+                    self.broker.auth_failures().failed(self.peer.ip());
+                }
                 let delay = self.broker.config().auth.failed_delay_ms;
                 tokio::time::sleep(Duration::from_millis(u64::from(delay))).await;
                 self.broker.meters().native_request(api, code, started.elapsed());
