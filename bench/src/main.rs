@@ -56,6 +56,9 @@
 //! auth-flood    a normal client's produce latency (p50, p99, p99.9) against a child `eddy serve`
 //!               with authentication on, quiet and under --attempts (10,000) wrong-password
 //!               attempts from --threads (64) connections at once, in the same run
+//! conn-flood    a normal client's whole session (connect, authenticate, produce one record)
+//!               on the native, Kafka and HTTP listeners, quiet and while --idle (5,000) idle
+//!               and --half-open (1,000) half-open connections flood each listener
 //! plot          the SVG plots of docs/benchmarks.md from the JSON results in DIR
 //! machine       the machine section of docs/benchmarks.md (Markdown)
 //! ```
@@ -68,6 +71,7 @@ mod baseline;
 mod cdc;
 #[cfg(feature = "kafka")]
 mod cluster_replay;
+mod conn_flood;
 mod consume;
 mod crashsim;
 mod format;
@@ -99,7 +103,7 @@ use anyhow::{Context, Result, bail};
 
 const WORKLOADS: &str = "storage, group-commit, produce, consume, batch-sweep, memory, rolls, e2e, \
                          recovery, groups, rebalance, processor, windows, replay, query, sql, producers, format, kafka, \
-                         cdc, crash-sim, cluster-replay, quota, auth-flood, \
+                         cdc, crash-sim, cluster-replay, quota, auth-flood, conn-flood, \
                          plot, machine";
 
 fn main() -> Result<()> {
@@ -156,6 +160,7 @@ fn main() -> Result<()> {
         "cdc" => cdc::run(&opts)?,
         "quota" => quota::run(&opts)?,
         "auth-flood" => auth_flood::run(&opts)?,
+        "conn-flood" => conn_flood::run(&opts)?,
         #[cfg(feature = "kafka")]
         "kafka" => kafka::run(&opts)?,
         #[cfg(feature = "kafka")]

@@ -263,6 +263,11 @@ pub(crate) struct BrokerChild {
     child: Child,
     pub(crate) pid: u32,
     pub(crate) addr: String,
+    /// The Kafka listener's address, when `args` turned it on (`--kafka-listen`).
+    pub(crate) kafka_addr: Option<String>,
+    /// The HTTP listener's address, once [`BrokerChild::http_addr`] read it.
+    http_addr: Option<String>,
+    lines: mpsc::Receiver<String>,
     data_dir: PathBuf,
     topic: String,
 }
@@ -297,8 +302,9 @@ impl BrokerChild {
         Self::start_with_args(binary, dir, topic, metrics, &[], env)
     }
 
-    /// [`BrokerChild::start_with`], with `args` added to `eddy serve`'s (`--config FILE`) and
-    /// `env` set (after every inherited `EDDY_*` setting is removed).
+    /// [`BrokerChild::start_with`], with `args` added to `eddy serve`'s (`--config FILE`, or
+    /// `--kafka-listen 127.0.0.1:0` instead of the default `off`) and `env` set (after every
+    /// inherited `EDDY_*` setting is removed).
     pub(crate) fn start_with_args(
         binary: &Path,
         dir: &Path,
@@ -314,7 +320,7 @@ impl BrokerChild {
             .arg("serve")
             .arg("--data-dir")
             .arg(&data_dir)
-            .args(["--listen", "127.0.0.1:0", "--kafka-listen", "off"])
+            .args(["--listen", "127.0.0.1:0"])
             .args(["--http-listen", if metrics { "127.0.0.1:0" } else { "off" }])
             .args(args)
             .stdin(Stdio::null())
@@ -325,6 +331,9 @@ impl BrokerChild {
             if name.to_str().is_some_and(|n| n.starts_with("EDDY_") && n != "EDDY_LOG") {
                 command.env_remove(&name);
             }
+        }
+        if !args.contains(&"--kafka-listen") {
+            command.args(["--kafka-listen", "off"]);
         }
         command.envs(env.iter().copied());
         let mut child =
@@ -341,25 +350,50 @@ impl BrokerChild {
                 }
             }
         });
-        let mut broker =
-            BrokerChild { child, pid, addr: String::new(), data_dir, topic: topic.to_string() };
+        let mut broker = BrokerChild {
+            child,
+            pid,
+            addr: String::new(),
+            kafka_addr: None,
+            http_addr: None,
+            lines: rx,
+            data_dir,
+            topic: topic.to_string(),
+        };
+        // The Kafka and HTTP listeners' lines may come before the native one's.
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match rx.recv_timeout(left) {
-                Ok(line) => {
-                    if let Some(addr) = line.strip_prefix("eddy listening on ") {
-                        broker.addr = addr.trim().to_string();
-                        return Ok(broker);
-                    }
-                }
-                Err(e) => {
-                    let log =
-                        std::fs::read_to_string(dir.join("broker.stderr")).unwrap_or_default();
-                    bail!("the broker did not print its address ({e}); stderr:\n{log}");
-                }
+            let line = broker.next_line(deadline, dir)?;
+            if let Some(addr) = line.strip_prefix("eddy kafka listening on ") {
+                broker.kafka_addr = Some(addr.trim().to_string());
+            } else if let Some(addr) = line.strip_prefix("eddy http listening on ") {
+                broker.http_addr = Some(addr.trim().to_string());
+            } else if let Some(addr) = line.strip_prefix("eddy listening on ") {
+                broker.addr = addr.trim().to_string();
+                return Ok(broker);
             }
         }
+    }
+
+    /// The HTTP listener's address (started with `metrics`), waiting for the line that says it.
+    pub(crate) fn http_addr(&mut self, dir: &Path) -> Result<String> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while self.http_addr.is_none() {
+            let line = self.next_line(deadline, dir)?;
+            if let Some(addr) = line.strip_prefix("eddy http listening on ") {
+                self.http_addr = Some(addr.trim().to_string());
+            }
+        }
+        self.http_addr.clone().context("the HTTP listener's address")
+    }
+
+    /// The broker's next line on stdout, by `deadline` (its stderr, in `dir`, in the error).
+    fn next_line(&self, deadline: Instant, dir: &Path) -> Result<String> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        self.lines.recv_timeout(left).map_err(|e| {
+            let log = std::fs::read_to_string(dir.join("broker.stderr")).unwrap_or_default();
+            anyhow::anyhow!("the broker did not print its addresses ({e}); stderr:\n{log}")
+        })
     }
 
     /// The directory of the topic's partition 0.

@@ -57,6 +57,12 @@ pub struct Options {
     pub metrics: bool,
     /// Wrong authentication attempts of the auth-flood workload.
     pub attempts: u64,
+    /// Idle connections the conn-flood workload opens on each listener from one address.
+    pub idle: u64,
+    /// Half-open handshakes the conn-flood workload holds on each listener.
+    pub half_open: u64,
+    /// Whether the conn-flood workload tries refused connections again (a connection storm).
+    pub retry_refused: bool,
 }
 
 impl Options {
@@ -84,6 +90,9 @@ impl Options {
             consume: true,
             metrics: true,
             attempts: 10_000,
+            idle: 5_000,
+            half_open: 1_000,
+            retry_refused: false,
         };
         match workload {
             "replay" => (o.records, o.runs) = (10_000_000, 1),
@@ -95,6 +104,9 @@ impl Options {
             // 5,000 quiet produces, then produces for as long as 10,000 wrong attempts from 64
             // connections at once last; once.
             "auth-flood" => (o.records, o.runs, o.threads) = (5_000, 1, 64),
+            // 5,000 sessions on each listener quiet, then 5,000 under the flood (about 30 s:
+            // the flood's held connections meet their handshake deadline and come back); once.
+            "conn-flood" => (o.records, o.runs) = (5_000, 1),
             // 10,000 changes from 4 sessions, three runs.
             "cdc" => (o.records, o.runs, o.threads) = (10_000, 3, 4),
             // 32,000,000 records of 100 B at 1,000,000/s: a 3.5 GB log, three rolls of 1 GiB.
@@ -126,6 +138,9 @@ impl Options {
                 "--server" => o.server = value()?,
                 "--consume" => o.consume = value()?.parse()?,
                 "--attempts" => o.attempts = value()?.parse()?,
+                "--idle" => o.idle = value()?.parse()?,
+                "--half-open" => o.half_open = value()?.parse()?,
+                "--retry-refused" => o.retry_refused = value()?.parse()?,
                 "--metrics" => {
                     o.metrics = match value()?.as_str() {
                         "on" => true,

@@ -3,8 +3,8 @@
 //! authenticated — at most `auth.max_connections_per_principal` as one user, so one source
 //! cannot take the whole budget and lock every other client out.
 //!
-//! Each listener (native and Kafka) has its own [`Admission`], as it has its own
-//! `max_connections`: the two budgets are separate. Addresses are compared canonically (an
+//! Each listener (native, Kafka and HTTP) has its own [`Admission`], as it has its own
+//! `max_connections`: the budgets are separate. Addresses are compared canonically (an
 //! IPv4-mapped IPv6 address counts as its IPv4 address). An [`Admitted`] connection holds its
 //! place until it is dropped (its principal's place too, once [`Admitted::authenticated`]
 //! took one); the per-address and per-principal tables only hold keys with a connection.
@@ -21,7 +21,7 @@ use crate::security::Principal;
 
 /// One listener's connection budget.
 #[derive(Debug)]
-pub(crate) struct Admission {
+pub struct Admission {
     slots: Arc<Semaphore>,
     per_address: Arc<Mutex<HashMap<IpAddr, u32>>>,
     per_principal: Arc<Mutex<HashMap<Principal, u32>>>,
@@ -32,7 +32,7 @@ pub(crate) struct Admission {
 
 /// Why a connection was not admitted.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     #[error("the broker already has {max} connections")]
     Full { max: u32 },
     #[error("the broker already has {max} connections from {address}")]
@@ -43,7 +43,7 @@ pub(crate) enum Refusal {
 
 /// An admitted connection's place in the budget, given back when dropped.
 #[derive(Debug)]
-pub(crate) struct Admitted {
+pub struct Admitted {
     _slot: OwnedSemaphorePermit,
     _address: KeySlot<IpAddr>,
     principal: Option<KeySlot<Principal>>,
@@ -86,18 +86,24 @@ impl<K: Eq + Hash> Drop for KeySlot<K> {
 impl Admission {
     /// A budget of `limits`, with `max_per_principal` connections per authenticated user.
     pub(crate) fn new(limits: &Limits, max_per_principal: u32) -> Self {
+        Self::with_limits(limits.max_connections, limits.max_connections_per_ip, max_per_principal)
+    }
+
+    /// A budget of `max_connections` in all, `max_per_address` from one client address and
+    /// `max_per_principal` per authenticated user.
+    pub fn with_limits(max_connections: u32, max_per_address: u32, max_per_principal: u32) -> Self {
         Self {
-            slots: Arc::new(Semaphore::new(limits.max_connections as usize)),
+            slots: Arc::new(Semaphore::new(max_connections as usize)),
             per_address: Arc::default(),
             per_principal: Arc::default(),
-            max_connections: limits.max_connections,
-            max_per_address: limits.max_connections_per_ip,
+            max_connections,
+            max_per_address,
             max_per_principal,
         }
     }
 
     /// A place for a connection from `peer`, or why there is none.
-    pub(crate) fn admit(&self, peer: SocketAddr) -> Result<Admitted, Refusal> {
+    pub fn admit(&self, peer: SocketAddr) -> Result<Admitted, Refusal> {
         let address = peer.ip().to_canonical();
         let address_slot = KeySlot::take(&self.per_address, &address, self.max_per_address)
             .ok_or(Refusal::Address { address, max: self.max_per_address })?;
@@ -120,7 +126,7 @@ impl Admission {
 impl Admitted {
     /// The connection authenticated as `principal`: it takes a place in that principal's share
     /// (giving back the one it held, if it held one), or is refused when the share is full.
-    pub(crate) fn authenticated(&mut self, principal: &Principal) -> Result<(), Refusal> {
+    pub fn authenticated(&mut self, principal: &Principal) -> Result<(), Refusal> {
         self.principal = None;
         let max = self.max_per_principal;
         let slot = KeySlot::take(&self.per_principal, principal, max)

@@ -36,7 +36,7 @@
 //! Not a cluster: one broker, no replication.
 #![forbid(unsafe_code)]
 
-mod admission;
+pub mod admission;
 mod broker;
 mod clock;
 pub mod config;

@@ -5,7 +5,8 @@
 //!   a connection gets one `TOO_MANY_CONNECTIONS` frame naming the limit and is closed.
 //! - A connection whose first frame (the handshake, or any request) is not complete within
 //!   `handshake_timeout_ms` of its accept is closed, so connections that never speak free their
-//!   place in seconds rather than after the idle timeout.
+//!   place in seconds rather than after the idle timeout. With `auth.enabled` the handshake
+//!   includes authentication: a connection not authenticated by that deadline is closed too.
 //! - With TLS ([`serve_with`]), every connection is TLS: the TLS handshake comes first and
 //!   counts toward `handshake_timeout_ms`; a client whose first byte is not a TLS handshake
 //!   record (a plaintext client) gets one plaintext `TLS_REQUIRED` frame and is closed; a
@@ -264,10 +265,23 @@ impl Connection {
         let answer = tls_required_frame();
         let start = tls.start(TlsListener::Native, stream, self.peer, deadline, answer);
         let mut stopped = self.stopped.clone();
-        let (stream, principal) = tokio::select! {
+        let (mut stream, principal) = tokio::select! {
             _ = stopped.changed() => return None,
             started = start => started?,
         };
+        // A client certificate's user takes a place in that user's share, as SASL does.
+        if principal != Principal::Anonymous
+            && let Err(refusal) = self.slot.authenticated(&principal)
+        {
+            tracing::info!(peer = %self.peer, %refusal, "refusing a connection");
+            let frame = error_frame(0, ErrorCode::TooManyConnections, refusal.to_string());
+            let told = async {
+                write_frame(&mut stream, &frame).await?;
+                stream.shutdown().await
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), told).await;
+            return None;
+        }
         self.principal = principal;
         Some(stream)
     }
@@ -342,10 +356,15 @@ impl Connection {
                 input.reserve_frame(decoder.max_frame_bytes());
                 match decoder.next_message::<Request>(input.buf()) {
                     Ok(Some(request)) => {
-                        greeted = true;
-                        deadline = Instant::now() + idle;
                         if let Err(close) = self.dispatch(request, tx, requests).await {
                             return close;
+                        }
+                        // The handshake is over with the first request, and where the listener
+                        // requires authentication, once the connection has authenticated: a
+                        // client that starts SASL and never finishes is closed at the deadline.
+                        greeted = greeted || self.authenticated_or_open();
+                        if greeted {
+                            deadline = Instant::now() + idle;
                         }
                     }
                     Ok(None) => break,

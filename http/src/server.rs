@@ -3,8 +3,13 @@
 //! runtime of its own).
 //!
 //! Invariants, from [`HttpLimits`]:
-//! - At most `max_connections` connections at once; past that a connection is closed as soon
-//!   as it is accepted (and counted as refused), so the accept queue never backs up.
+//! - At most `max_connections` connections at once, and at most `max_connections_per_ip` from
+//!   one client address (so one source cannot take the whole budget); past either a connection
+//!   is closed as soon as it is accepted (and counted as refused), so the accept queue never
+//!   backs up. The budget is the broker's own `Admission`, as on the native and Kafka
+//!   listeners.
+//! - A connection that sends nothing is closed after `header_read_timeout` like one that sends
+//!   half a request head: hyper's timer starts when the connection starts reading.
 //! - A request's head (request line and headers) must arrive within `header_read_timeout` and
 //!   fit in `max_header_bytes` with at most `max_headers` headers; otherwise hyper closes the
 //!   connection (431 or a reset) without calling any handler.
@@ -24,18 +29,20 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use eddy_broker::admission::Admission;
 use eddy_broker::security::tls::{ServerTls, TlsListener};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// Bounds on what HTTP clients may hold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpLimits {
     pub max_connections: usize,
+    /// Connections one client address may hold (at most `max_connections`).
+    pub max_connections_per_ip: usize,
     pub header_read_timeout: Duration,
     /// Room for the request line and headers (hyper's read buffer; at least 8 KiB).
     pub max_header_bytes: usize,
@@ -49,6 +56,7 @@ impl Default for HttpLimits {
     fn default() -> Self {
         Self {
             max_connections: 256,
+            max_connections_per_ip: 64,
             header_read_timeout: Duration::from_secs(5),
             max_header_bytes: 16 * 1024,
             max_headers: 64,
@@ -82,7 +90,12 @@ pub async fn serve_router(
     tls: Option<ServerTls>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let admission = Admission::with_limits(
+        u32::try_from(limits.max_connections).unwrap_or(u32::MAX),
+        u32::try_from(limits.max_connections_per_ip).unwrap_or(u32::MAX),
+        // Basic authentication is per request, not per connection: no per-user share here.
+        u32::MAX,
+    );
     let mut connections = JoinSet::new();
     tokio::pin!(shutdown);
     tracing::info!(addr = %listener.local_addr()?, tls = tls.is_some(), "serving HTTP");
@@ -99,11 +112,14 @@ pub async fn serve_router(
                         continue;
                     }
                 };
-                let Ok(slot) = slots.clone().try_acquire_owned() else {
-                    meter.refused.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(%peer, "http connection refused: too many connections");
-                    drop(stream);
-                    continue;
+                let slot = match admission.admit(peer) {
+                    Ok(slot) => slot,
+                    Err(refusal) => {
+                        meter.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, %refusal, "http connection refused");
+                        drop(stream);
+                        continue;
+                    }
                 };
                 meter.accepted.fetch_add(1, Ordering::Relaxed);
                 meter.open.fetch_add(1, Ordering::Relaxed);

@@ -5,7 +5,9 @@
 //! (`TOO_MANY_CONNECTIONS` on the native listener, a close on the Kafka one) while eddy's
 //! client and a Kafka client from another address (127.0.0.1) connect and produce within a
 //! bound. The flood's connections are closed once `handshake_timeout_ms` passes without a
-//! first request, and their places come back.
+//! first request, and their places come back. The HTTP listener keeps its own per-address
+//! share (64 of its 256 by default) the same way, and closes a connection that sends nothing
+//! once its header deadline (5 s) passes.
 
 #![allow(clippy::unwrap_used, clippy::print_stderr)] // test helpers outside #[test] fns
 
@@ -49,12 +51,18 @@ async fn connect_from(source: IpAddr, to: SocketAddr) -> TcpStream {
 
 /// `PER_IP` connections from the flood source, every other one with 2 bytes of a size prefix.
 async fn flood(to: SocketAddr) -> Vec<(TcpStream, Instant)> {
+    flood_n(to, PER_IP, &[0, 0]).await
+}
+
+/// `n` connections from the flood source, every other one with `partial`, the start of a first
+/// request.
+async fn flood_n(to: SocketAddr, n: usize, partial: &[u8]) -> Vec<(TcpStream, Instant)> {
     let mut held = Vec::new();
-    for i in 0..PER_IP {
+    for i in 0..n {
         let since = Instant::now();
         let mut stream = connect_from(FLOOD_SOURCE, to).await;
         if i % 2 == 1 {
-            stream.write_all(&[0, 0]).unwrap();
+            stream.write_all(partial).unwrap();
         }
         held.push((stream, since));
     }
@@ -208,4 +216,49 @@ async fn a_flood_from_one_address_does_not_lock_others_out() {
         let name = format!("eddy_connections_refused_total{{listener=\"{listener}\"}} {EXTRA}");
         assert!(metrics.contains(&name), "{listener} refusals are counted:\n{metrics}");
     }
+}
+
+/// The HTTP listener's defaults: its share for one address, of `HTTP_MAX` in all, and how long
+/// a connection may take to send a request head.
+const HTTP_PER_IP: usize = 64;
+const HTTP_HEADER_DEADLINE: Duration = Duration::from_secs(5);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_on_the_http_listener_leaves_room_for_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = block_in_place(|| BrokerProcess::start(dir.path(), &[]));
+    let flood_started = Instant::now();
+    let mut held = flood_n(broker.http_addr(), HTTP_PER_IP, b"GET /hea").await;
+
+    // Past its share, the flood source's connections are closed without an answer...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for _ in 0..EXTRA {
+        let mut refused = connect_from(FLOOD_SOURCE, broker.http_addr()).await;
+        let seen = block_in_place(|| read_to_close(&mut refused, deadline));
+        assert!(seen.is_empty(), "a refused HTTP connection got {seen:?}");
+    }
+    // ...while a client from another address is served at once.
+    let started = Instant::now();
+    let health = block_in_place(|| eddy_tests::http::get(broker.http_addr(), "/health"));
+    assert_eq!(health.status, 200, "{health:?}");
+    assert!(started.elapsed() < STEP_LIMIT, "GET /health took {:?}", started.elapsed());
+    let open = held.iter().filter(|(s, _)| still_open(s)).count();
+    assert!(
+        flood_started.elapsed() < HTTP_HEADER_DEADLINE && open == HTTP_PER_IP,
+        "{open} of the flood's HTTP connections were held after {:?}",
+        flood_started.elapsed()
+    );
+
+    // A connection that never sends a request head is closed at the header deadline.
+    let deadline = Instant::now() + HTTP_HEADER_DEADLINE + Duration::from_secs(20);
+    block_in_place(|| {
+        for (stream, since) in &mut held {
+            read_to_close(stream, deadline);
+            let after = since.elapsed();
+            assert!(after + SLACK >= HTTP_HEADER_DEADLINE, "closed after only {after:?}");
+        }
+    });
+    let metrics = block_in_place(|| eddy_tests::http::get(broker.http_addr(), "/metrics")).body;
+    let name = format!("eddy_connections_refused_total{{listener=\"http\"}} {EXTRA}");
+    assert!(metrics.contains(&name), "HTTP refusals are counted:\n{metrics}");
 }

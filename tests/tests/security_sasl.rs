@@ -8,6 +8,8 @@
 //!   a password; `__users` is invisible to clients;
 //! - before authentication a native request is refused `AUTHENTICATION_REQUIRED` and a Kafka
 //!   one closes the connection (the broker's log names it);
+//! - a connection that starts SASL and never finishes is closed at `handshake_timeout_ms`, on
+//!   both listeners, while an authenticated one opened before it stays;
 //! - Kafka's SaslHandshake v0 is followed by bare tokens (PLAIN and SCRAM);
 //! - each user holds at most `auth.max_connections_per_principal` connections per listener;
 //! - HTTP: Basic credentials for the console, `/api` and `/metrics`; `/health` and `/ready` open.
@@ -15,7 +17,7 @@
 use std::io::Write;
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use eddy_client::sasl::{Mechanism, Scram, ScramClient};
 use eddy_client::{Admin, Connection, ConnectionOptions, Credentials, ErrorCode};
@@ -250,6 +252,48 @@ fn requests_before_authentication_are_refused() {
     broker.terminate();
     let log = broker.stderr();
     assert!(log.contains("Metadata request before authentication"), "{log}");
+}
+
+#[test]
+fn an_unfinished_authentication_is_closed_at_the_handshake_deadline() {
+    const DEADLINE: Duration = Duration::from_secs(2);
+    let dir = tempfile::tempdir().unwrap();
+    let deadline_ms = DEADLINE.as_millis().to_string();
+    let broker = start_authenticated(dir.path(), &[("EDDY_HANDSHAKE_TIMEOUT_MS", &deadline_ms)]);
+    let mut done = RawClient::connect(broker.addr());
+    done.handshake();
+    let principal = native_authenticate(&mut done, Mechanism::ScramSha256, ADMIN, ADMIN_PASSWORD);
+    assert_eq!(principal.unwrap(), "User:admin");
+
+    // Native: ApiVersions and SaslHandshake are answered; no SaslAuthenticate follows.
+    let opened = Instant::now();
+    let mut native = RawClient::connect(broker.addr());
+    native.handshake();
+    let started = native.call(request::Body::SaslHandshake(v1::SaslHandshakeRequest {
+        mechanism: "SCRAM-SHA-256".into(),
+    }));
+    assert_eq!(error_code(&started), None, "{started:?}");
+    // Kafka: the same, SaslHandshake v1 answered and nothing after it.
+    let mut kafka = KafkaConnection::connect(broker.kafka_addr());
+    let handshake = SaslHandshakeRequest::default().with_mechanism(text("PLAIN"));
+    let answer: SaslHandshakeResponse = kafka.call(ApiKey::SaslHandshake, 1, &handshake);
+    assert_eq!(answer.error_code, 0);
+
+    let limit = DEADLINE + Duration::from_secs(20);
+    let after = native.recv_until_closed(eddy_tests::child::deadline_in(limit)).unwrap();
+    assert!(after.is_empty(), "nothing more is answered: {after:?}");
+    let native_closed = opened.elapsed();
+    assert!(closed_without_answer(kafka.stream_mut(), limit), "the Kafka connection stayed");
+    let kafka_closed = opened.elapsed();
+    for (listener, closed) in [("native", native_closed), ("kafka", kafka_closed)] {
+        assert!(
+            closed + Duration::from_millis(10) >= DEADLINE && closed < limit,
+            "the {listener} connection closed {closed:?} after it opened"
+        );
+    }
+    // The authenticated connection, older than both, is still served.
+    let listed = done.call(request::Body::ListTopics(v1::ListTopicsRequest {}));
+    assert_eq!(error_code(&listed), None, "{listed:?}");
 }
 
 /// Writes a bare SASL token (after SaslHandshake v0) and reads the bare answer.

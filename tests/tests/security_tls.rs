@@ -9,7 +9,8 @@
 //!   a broker certificate from an untrusted CA, an expired one, one for another name (eddy's
 //!   client and kcat); the broker logs each refusal.
 //! - With a client CA: no client certificate, or one from another CA, is refused; one the CA
-//!   signed is accepted, for eddy's client and kcat, and its common name is the principal.
+//!   signed is accepted, for eddy's client and kcat, and its common name is the principal;
+//!   that user holds at most `auth.max_connections_per_principal` connections, as with SASL.
 //! - SIGHUP: a new certificate and key are put in force for new connections (native, Kafka and
 //!   HTTP listeners) while an open connection keeps working; a reload from a bad file keeps the
 //!   configuration in force and says why, naming the file.
@@ -63,6 +64,11 @@ impl Pki {
     /// `eddy serve` with TLS on every listener (and a client CA when given), logging who each
     /// TLS connection authenticated as.
     fn start(&self, client_ca: Option<&Path>) -> BrokerProcess {
+        self.start_with(client_ca, &[])
+    }
+
+    /// [`Pki::start`] with `extra` settings.
+    fn start_with(&self, client_ca: Option<&Path>, extra: &[(&str, &str)]) -> BrokerProcess {
         let mut env = vec![
             ("EDDY_TLS_CERT_FILE", text(&self.cert)),
             ("EDDY_TLS_KEY_FILE", text(&self.key)),
@@ -71,6 +77,7 @@ impl Pki {
         if let Some(ca) = client_ca {
             env.push(("EDDY_TLS_CLIENT_CA_FILE", text(ca)));
         }
+        env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         BrokerProcess::start(&self.path("data"), &env)
     }
@@ -383,6 +390,39 @@ fn a_client_certificate_signed_by_the_client_ca_is_required() {
         let found =
             log.lines().any(|l| l.contains(&established) && l.ends_with("principal=User:alice"));
         assert!(found, "no {established:?} as User:alice in the log:\n{}", tail(&log, 6000));
+    }
+}
+
+#[test]
+fn a_client_certificate_user_holds_at_most_its_share_of_connections() {
+    let pki = Pki::new(Validity::Current);
+    let clients = Ca::new("eddy-clients-ca");
+    let clients_ca = clients.write(&pki.path("clients-ca.pem"));
+    let (alice_cert, alice_key) = clients.client("alice", 10).write(pki.dir.path(), "alice");
+    let (bob_cert, bob_key) = clients.client("bob", 11).write(pki.dir.path(), "bob");
+    let share = [("EDDY_AUTH_MAX_CONNECTIONS_PER_PRINCIPAL", "2")];
+    let broker = pki.start_with(Some(&clients_ca), &share);
+    let addr = broker.addr().to_string();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let connect = |cert: &Path, key: &Path| {
+        let tls = TlsOptions::from_files(&pki.ca_file, Some((cert, key))).unwrap();
+        let options = ConnectionOptions { tls: Some(tls), ..ConnectionOptions::default() };
+        runtime.block_on(Connection::connect(&addr, options))
+    };
+    let held =
+        [connect(&alice_cert, &alice_key).unwrap(), connect(&alice_cert, &alice_key).unwrap()];
+    let third = connect(&alice_cert, &alice_key).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        third.contains("TOO_MANY_CONNECTIONS") && third.contains("User:alice already has 2"),
+        "{third}"
+    );
+    // Another user has a share of its own; alice's place comes back when one of hers closes.
+    connect(&bob_cert, &bob_key).unwrap();
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while connect(&alice_cert, &alice_key).is_err() {
+        assert!(Instant::now() < deadline, "alice's places did not come back");
+        std::thread::yield_now();
     }
 }
 

@@ -13,8 +13,8 @@
 //!   the supported list when it is too new), so a client always learns what is spoken here.
 //! - Connection limits, timeouts and shutdown are the native listener's (with a budget of its
 //!   own): past `max_connections`, or `max_connections_per_ip` from one client address, a
-//!   connection is closed at once; a connection whose first request is not complete within
-//!   `handshake_timeout_ms` is closed; a connection silent for `idle_timeout_ms` is closed; on
+//!   connection is closed at once; a connection whose first request (with `auth.enabled`: its
+//!   authentication) is not complete within `handshake_timeout_ms` is closed; a connection silent for `idle_timeout_ms` is closed; on
 //!   shutdown the request being handled is answered, then the connection closes.
 //! - With TLS ([`serve_with`]; Kafka's `security.protocol=SSL`), every connection is TLS: the
 //!   TLS handshake counts toward `handshake_timeout_ms`, a client whose first byte is not a TLS
@@ -332,10 +332,19 @@ impl Connection {
         let (deadline, _) = self.first_request_deadline();
         let start = tls.start(TlsListener::Kafka, stream, self.peer, deadline, &[]);
         let mut stopped = self.stopped.clone();
-        let (stream, principal) = tokio::select! {
+        let (mut stream, principal) = tokio::select! {
             _ = stopped.changed() => return None,
             started = start => started?,
         };
+        // A client certificate's user takes a place in that user's share, as SASL does; Kafka
+        // has no frame to say why, so the connection is closed.
+        if principal != Principal::Anonymous
+            && let Err(refusal) = self.slot.authenticated(&principal)
+        {
+            tracing::warn!(peer = %self.peer, %refusal, "closing kafka connection");
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.shutdown()).await;
+            return None;
+        }
         self.principal = principal;
         Some(stream)
     }
@@ -376,7 +385,6 @@ impl Connection {
                     Ok(Err(close)) => return close,
                 },
             };
-            timed_out = Close::Idle;
             let mut throttle = Duration::ZERO;
             let (answer, then) = match self.screen(frame).await {
                 sasl::Screened::Pass(frame) => {
@@ -418,7 +426,15 @@ impl Connection {
                     _ = tokio::time::sleep(throttle) => {}
                 }
             }
-            deadline = Instant::now() + idle;
+            // The handshake is over with the first request, and where the listener requires
+            // authentication, once the connection has authenticated: a client that starts SASL
+            // and never finishes is closed at the deadline.
+            let authenticated = !self.context.broker.config().auth.enabled
+                || self.principal != Principal::Anonymous;
+            if authenticated || !matches!(timed_out, Close::Handshake) {
+                timed_out = Close::Idle;
+                deadline = Instant::now() + idle;
+            }
         }
     }
 }

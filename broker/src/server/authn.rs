@@ -49,12 +49,16 @@ impl Connection {
         tx.send(frame).await.map_err(|_| Close::WriterGone).map(|()| None)
     }
 
+    /// Whether the connection may run any request: it authenticated, or the listener does not
+    /// require it.
+    pub(super) fn authenticated_or_open(&self) -> bool {
+        !self.broker.config().auth.enabled || self.principal != Principal::Anonymous
+    }
+
     /// Refuses `body` if it may not run yet: on a listener that requires authentication, only
     /// ApiVersions runs before the connection has a principal.
     fn gate(&self, body: &request::Body) -> Result<(), BrokerError> {
-        let open = !self.broker.config().auth.enabled
-            || self.principal != Principal::Anonymous
-            || matches!(body, request::Body::ApiVersions(_));
+        let open = self.authenticated_or_open() || matches!(body, request::Body::ApiVersions(_));
         if open {
             return Ok(());
         }

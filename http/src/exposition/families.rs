@@ -82,7 +82,7 @@ pub fn http(app: &App) -> Vec<Family> {
     accepted.samples.push((http(), Sample::Counter(load(&m.accepted))));
     let mut refused = family(
         "eddy_connections_refused",
-        "Connections closed at once because the listener had its maximum, by listener.",
+        "Connections closed at once because the listener had its maximum, in all or from the client's address, by listener.",
     );
     refused.samples.push((http(), Sample::Counter(load(&m.refused))));
     let mut build = family("eddy_build_info", "Always 1; the version label says which eddy runs.");
@@ -189,7 +189,7 @@ pub fn connections(meters: &Meters) -> Vec<Family> {
     let mut accepted = family("eddy_connections_accepted", "Connections accepted, by listener.");
     let mut refused = family(
         "eddy_connections_refused",
-        "Connections closed at once because the listener had its maximum, by listener.",
+        "Connections closed at once because the listener had its maximum, in all or from the client's address, by listener.",
     );
     let listeners: [(&str, &ConnectionMeter); 2] =
         [("native", &meters.native_connections), ("kafka", &meters.kafka_connections)];
