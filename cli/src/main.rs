@@ -11,6 +11,7 @@ mod auth;
 mod connector;
 mod consume;
 mod group;
+mod kafka_config;
 mod processor;
 mod processor_run;
 mod processor_verify;
@@ -59,15 +60,17 @@ usage: eddy [--broker ADDR] <command> ...
             | verify NAME | rollback NAME | drop NAME
         processors defined by a spec file (docs/processors.md), run inside the broker;
         deploying a higher version replays from offset zero and takes over when caught up
-  processor run FILE --kafka BOOTSTRAP [--state-dir DIR] [--query-listen ADDR]
-                [--snapshot-every N] [--commit-ms MS] [--progress-ms MS]
+  processor run FILE --kafka BOOTSTRAP [--kafka-config FILE] [--state-dir DIR]
+                [--query-listen ADDR] [--snapshot-every N] [--commit-ms MS] [--progress-ms MS]
         run the spec's processor in this process over a Kafka-protocol cluster (Kafka,
         Redpanda, eddy serve's Kafka listener); instances started with the same spec share
         its tasks as a consumer group (docs/processors.md, 'Over a Kafka cluster'). State in
         --state-dir (default ./eddy-data/cluster); pull queries on --query-listen (default
         127.0.0.1:0, printed): eddy --broker ADDR query TABLE KEY. A spec with a higher
-        version replays beside the serving one and takes over when caught up
-  processor verify NAME --kafka BOOTSTRAP
+        version replays beside the serving one and takes over when caught up.
+        --kafka-config FILE: librdkafka settings (key=value lines: security.protocol,
+        sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ...)
+  processor verify NAME --kafka BOOTSTRAP [--kafka-config FILE]
         rebuild the serving version from offset zero here and compare every table's
         digest with the live instances' tables
   connector create NAME --source|--sink [--config FILE] [KEY=VALUE ...]
@@ -89,8 +92,8 @@ usage: eddy [--broker ADDR] <command> ...
   sql [-e STATEMENTS | -f FILE] [--limit N]
         streaming SQL (docs/sql.md); without -e/-f an interactive shell on a terminal;
         push queries (EMIT CHANGES) print rows until Ctrl-C or N rows
-  sql run FILE --kafka BOOTSTRAP [--state-dir DIR] [--query-listen ADDR]
-                [--snapshot-every N] [--commit-ms MS] [--progress-ms MS]
+  sql run FILE --kafka BOOTSTRAP [--kafka-config FILE] [--state-dir DIR]
+                [--query-listen ADDR] [--snapshot-every N] [--commit-ms MS] [--progress-ms MS]
         run the script's persistent queries in this process over a Kafka-protocol
         cluster, as processor run runs a spec (docs/sql.md, 'Over a Kafka cluster')
 

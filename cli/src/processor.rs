@@ -27,9 +27,13 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
         "run" => super::processor_run::run(parser, out).await,
         "replay" => replay(broker, parser, out).await,
         "verify" => {
-            let (name, kafka) = name_and_kafka(parser)?;
+            let (name, kafka, kafka_config) = name_and_kafka(parser)?;
             match kafka {
-                Some(kafka) => super::processor_verify::run(&name, &kafka, out).await,
+                Some(kafka) => {
+                    let cluster =
+                        super::kafka_config::cluster_config(&kafka, kafka_config.as_deref())?;
+                    super::processor_verify::run(&name, cluster, out).await
+                }
                 None => verify(&Admin::new(connect(broker).await?), &name, out).await,
             }
         }
@@ -58,18 +62,24 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
     }
 }
 
-/// A NAME and an optional `--kafka BOOTSTRAP`.
-fn name_and_kafka(parser: &mut lexopt::Parser) -> Result<(String, Option<String>)> {
+/// A NAME, an optional `--kafka BOOTSTRAP` and an optional `--kafka-config FILE`.
+fn name_and_kafka(
+    parser: &mut lexopt::Parser,
+) -> Result<(String, Option<String>, Option<std::path::PathBuf>)> {
     use lexopt::prelude::*;
-    let (mut name, mut kafka) = (None, None);
+    let (mut name, mut kafka, mut kafka_config) = (None, None, None);
     while let Some(arg) = parser.next()? {
         match arg {
             Long("kafka") => kafka = Some(parser.value()?.string()?),
+            Long("kafka-config") => kafka_config = Some(std::path::PathBuf::from(parser.value()?)),
             Value(v) if name.is_none() => name = Some(v.string()?),
             other => return Err(other.unexpected().into()),
         }
     }
-    Ok((name.context("processor verify needs a NAME")?, kafka))
+    if kafka.is_none() && kafka_config.is_some() {
+        bail!("--kafka-config goes with --kafka BOOTSTRAP");
+    }
+    Ok((name.context("processor verify needs a NAME")?, kafka, kafka_config))
 }
 
 /// The spec `text` as its verify shadow: named `shadow`, without its `to` ops (a rebuild

@@ -26,7 +26,7 @@ use anyhow::{Context, Result, bail};
 use eddy_broker::processors::definition::Definition;
 use eddy_cluster::registry::{self, RegistryView};
 use eddy_cluster::switch::Role;
-use eddy_cluster::{ClusterConfig, Instance, InstanceConfig, KafkaLogs};
+use eddy_cluster::{Instance, InstanceConfig, KafkaLogs};
 use eddy_processor::LogAccess;
 
 use super::Output;
@@ -35,6 +35,8 @@ use super::Output;
 pub(crate) struct Args {
     pub file: String,
     pub kafka: String,
+    /// `--kafka-config FILE`: the cluster's client settings (`crate::kafka_config`).
+    pub kafka_config: Option<PathBuf>,
     state_dir: PathBuf,
     query_listen: String,
     snapshot_every: Option<u64>,
@@ -70,9 +72,11 @@ pub(crate) fn parse(parser: &mut lexopt::Parser) -> Result<Args> {
     let mut state_dir = PathBuf::from("eddy-data/cluster");
     let mut query_listen = "127.0.0.1:0".to_owned();
     let mut progress = Duration::from_secs(5);
+    let mut kafka_config = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("kafka") => kafka = Some(parser.value()?.string()?),
+            Long("kafka-config") => kafka_config = Some(PathBuf::from(parser.value()?)),
             Long("state-dir") => state_dir = PathBuf::from(parser.value()?),
             Long("query-listen") => query_listen = parser.value()?.string()?,
             Long("snapshot-every") => snapshot_every = Some(parser.value()?.parse()?),
@@ -86,7 +90,16 @@ pub(crate) fn parse(parser: &mut lexopt::Parser) -> Result<Args> {
     }
     let file = file.context("a FILE is needed")?;
     let kafka = kafka.context("--kafka BOOTSTRAP (host:port of the cluster) is needed")?;
-    Ok(Args { file, kafka, state_dir, query_listen, snapshot_every, commit_every, progress })
+    Ok(Args {
+        file,
+        kafka,
+        kafka_config,
+        state_dir,
+        query_listen,
+        snapshot_every,
+        commit_every,
+        progress,
+    })
 }
 
 pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
@@ -95,7 +108,8 @@ pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
     let text =
         std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file))?;
     let def = Definition::parse(&text)?;
-    let logs = Arc::new(KafkaLogs::new(ClusterConfig::new(&args.kafka))?);
+    let cluster = crate::kafka_config::cluster_config(&args.kafka, args.kafka_config.as_deref())?;
+    let logs = Arc::new(KafkaLogs::new(cluster)?);
     let processor = {
         let logs = logs.clone();
         let def = def.clone();

@@ -31,8 +31,8 @@ const CATCH_UP: Duration = Duration::from_secs(3600);
 /// Positions of the inputs a table reflects (topic, partition, next offset), sorted.
 type Offsets = Vec<(String, u32, u64)>;
 
-pub async fn run(name: &str, kafka: &str, out: &mut Output) -> Result<()> {
-    let logs = Arc::new(KafkaLogs::new(ClusterConfig::new(kafka))?);
+pub async fn run(name: &str, cluster: ClusterConfig, out: &mut Output) -> Result<()> {
+    let logs = Arc::new(KafkaLogs::new(cluster)?);
     let (serving, text) = {
         let (logs, name) = (logs.clone(), name.to_owned());
         tokio::task::spawn_blocking(move || serving_spec(&logs, &name)).await??

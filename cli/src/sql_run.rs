@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use eddy_broker::processors::definition::builtin_functions;
-use eddy_cluster::{ClusterConfig, Instance, KafkaLogs};
+use eddy_cluster::{Instance, KafkaLogs};
 use eddy_processor::{LogAccess, Processor};
 use eddy_sql::{Outcome, Session, SourceInfo};
 
@@ -35,7 +35,8 @@ pub async fn run(parser: &mut lexopt::Parser, out: &mut Output) -> Result<()> {
         std::fs::read_to_string(&args.file).with_context(|| format!("reading {}", args.file))?;
     let mut session = Session::new(builtin_functions());
     let outcomes = session.execute(&text, 1).with_context(|| format!("in {}", args.file))?;
-    let logs = Arc::new(KafkaLogs::new(ClusterConfig::new(&args.kafka))?);
+    let cluster = crate::kafka_config::cluster_config(&args.kafka, args.kafka_config.as_deref())?;
+    let logs = Arc::new(KafkaLogs::new(cluster)?);
     let (topics, processors) = plan(outcomes)?;
     let (listener, query_addr) = args.listen()?;
     let config = args.instance_config(&query_addr);
