@@ -41,6 +41,7 @@ use crate::security::Principal;
 use crate::security::acls::{ACLS_TOPIC, Access, Acls};
 use crate::security::throttle::FailureThrottle;
 use crate::security::users::{USERS_TOPIC, Users};
+use crate::service::{Service, service};
 use crate::sql::{SQL_TOPIC, SqlService};
 use crate::topic::{CleanupSetting, FlushSetting, TopicSettings};
 use crate::topics::{MaintenanceReport, Topic, Topics};
@@ -412,48 +413,16 @@ impl Broker {
         body: request::Body,
         turn: AppendTurn,
     ) -> Result<Option<response::Body>, BrokerError> {
-        use request::Body as Rq;
-        // Exhaustive: a new request kind does not compile until it has a service.
-        match &body {
-            Rq::ApiVersions(_)
-            | Rq::Metadata(_)
-            | Rq::CreateTopic(_)
-            | Rq::DeleteTopic(_)
-            | Rq::ListTopics(_)
-            | Rq::DescribeTopic(_)
-            | Rq::Produce(_)
-            | Rq::Fetch(_)
-            | Rq::ListOffsets(_)
-            | Rq::InitProducer(_) => self.handle_data(body, turn).await,
-            Rq::GroupHeartbeat(_)
-            | Rq::OffsetCommit(_)
-            | Rq::OffsetFetch(_)
-            | Rq::ListGroups(_)
-            | Rq::DescribeGroup(_)
-            | Rq::ResetGroupOffsets(_)
-            | Rq::DeleteGroup(_) => self.handle_groups(body).await.map(Some),
-            Rq::DeployProcessor(_)
-            | Rq::ListProcessors(_)
-            | Rq::ProcessorStatus(_)
-            | Rq::RollbackProcessor(_)
-            | Rq::ReplayProcessor(_)
-            | Rq::QueryTable(_)
-            | Rq::DropProcessor(_)
-            | Rq::Sql(_) => self.handle_processors(access, body).await.map(Some),
-            Rq::CreateConnector(_)
-            | Rq::ListConnectors(_)
-            | Rq::ConnectorStatus(_)
-            | Rq::DropConnector(_)
-            | Rq::PauseConnector(_) => self.handle_connectors(access, body).await.map(Some),
-            Rq::CreateAcls(_) | Rq::ListAcls(_) | Rq::DeleteAcls(_) => {
-                self.handle_acls(body).await.map(Some)
-            }
-            Rq::CreateUser(_) | Rq::AlterUser(_) | Rq::DeleteUser(_) | Rq::ListUsers(_) => {
-                self.inner.users.handle(body).await.map(Some)
-            }
+        match service(&body) {
+            Service::Data => self.handle_data(body, turn).await,
+            Service::Groups => self.handle_groups(body).await.map(Some),
+            Service::Processing => self.handle_processors(access, body).await.map(Some),
+            Service::Connectors => self.handle_connectors(access, body).await.map(Some),
+            Service::Acls => self.handle_acls(body).await.map(Some),
+            Service::Users => self.inner.users.handle(body).await.map(Some),
             // A connection's listener answers these (it owns the exchange and the principal);
             // the embedded broker has nothing to authenticate.
-            Rq::SaslHandshake(_) | Rq::SaslAuthenticate(_) => Err(BrokerError::Malformed(
+            Service::Sasl => Err(BrokerError::Malformed(
                 "SASL requests are answered by a listener, not by the embedded broker",
             )),
         }

@@ -1,6 +1,8 @@
-//! Authorization of native requests, in one place: [`admit`] decides, for every request kind
-//! (an exhaustive `match`: a new kind does not compile without a decision), which operations
-//! on which resources it needs, before the request runs; [`finish`] trims the answer.
+//! Authorization of native requests, in one place: [`admit`] decides, for every request kind,
+//! which operations on which resources it needs, before the request runs; [`finish`] trims the
+//! answer. Requests reach each service's check through `crate::service` (an exhaustive `match`:
+//! a new kind does not compile without a service), and a kind its service's check does not
+//! name is refused, never let through.
 //!
 //! Three shapes, as Kafka's:
 //! - A request about one resource (create or delete a topic, a group, a processor, a
@@ -22,6 +24,7 @@ use crate::processors::Processors;
 use crate::processors::definition::Definition;
 use crate::security::acl::{CLUSTER_NAME, Operation as O, ResourceType as T};
 use crate::security::acls::Access;
+use crate::service::{Service, service};
 
 /// A request after its check: run `body` (what is left of the request), then [`finish`] the
 /// answer with `patch`.
@@ -62,49 +65,15 @@ pub(crate) fn admit(
     if !access.restricted() {
         return run(body);
     }
-    use request::Body as Rq;
-    // Exhaustive: a new request kind does not compile until it is given a check.
-    match &body {
-        Rq::ApiVersions(_)
-        | Rq::Metadata(_)
-        | Rq::CreateTopic(_)
-        | Rq::DeleteTopic(_)
-        | Rq::ListTopics(_)
-        | Rq::DescribeTopic(_)
-        | Rq::Produce(_)
-        | Rq::Fetch(_)
-        | Rq::ListOffsets(_)
-        | Rq::InitProducer(_) => data(access, body),
-        Rq::GroupHeartbeat(_)
-        | Rq::OffsetCommit(_)
-        | Rq::OffsetFetch(_)
-        | Rq::ListGroups(_)
-        | Rq::DescribeGroup(_)
-        | Rq::ResetGroupOffsets(_)
-        | Rq::DeleteGroup(_) => groups(access, body),
-        Rq::DeployProcessor(_)
-        | Rq::ListProcessors(_)
-        | Rq::ProcessorStatus(_)
-        | Rq::RollbackProcessor(_)
-        | Rq::ReplayProcessor(_)
-        | Rq::QueryTable(_)
-        | Rq::DropProcessor(_)
-        | Rq::Sql(_) => processing(access, processors, body),
-        Rq::CreateConnector(_)
-        | Rq::ListConnectors(_)
-        | Rq::ConnectorStatus(_)
-        | Rq::DropConnector(_)
-        | Rq::PauseConnector(_)
-        | Rq::CreateAcls(_)
-        | Rq::ListAcls(_)
-        | Rq::DeleteAcls(_)
-        | Rq::CreateUser(_)
-        | Rq::AlterUser(_)
-        | Rq::DeleteUser(_)
-        | Rq::ListUsers(_) => admin(access, body),
+    // Each service's check looks at every kind of its own exhaustively.
+    match service(&body) {
+        Service::Data => data(access, body),
+        Service::Groups => groups(access, body),
+        Service::Processing => processing(access, processors, body),
+        Service::Connectors | Service::Acls | Service::Users => admin(access, body),
         // The connection's listener answers these before the broker sees them; a principal
         // needs no right to authenticate.
-        Rq::SaslHandshake(_) | Rq::SaslAuthenticate(_) => run(body),
+        Service::Sasl => run(body),
     }
 }
 
@@ -255,86 +224,94 @@ fn metadata(access: &Access, r: v1::MetadataRequest) -> Result<Admitted, BrokerE
     run_patched(request::Body::Metadata(r), Patch::Metadata(denied))
 }
 
-fn produce(access: &Access, mut r: v1::ProduceRequest) -> Admitted {
+/// Takes the topics `op` is refused on out of `topics`, and answers each with `refused` (its
+/// partitions with the wire error): a per-topic request runs on what is left.
+fn take_refused<Topic, Answer>(
+    access: &Access,
+    op: O,
+    topics: &mut Vec<Topic>,
+    name: impl Fn(&Topic) -> &str,
+    refused: impl Fn(&Topic, v1::Error) -> Answer,
+) -> Vec<Answer> {
     let mut denied = Vec::new();
-    r.topics.retain(|t| match refusal(access, O::Write, &t.topic) {
+    topics.retain(|t| match refusal(access, op, name(t)) {
         None => true,
         Some(error) => {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| v1::ProducePartitionResult {
-                    partition: p.partition,
-                    error: Some(error.clone()),
-                    ..Default::default()
-                })
-                .collect();
-            denied.push(v1::ProduceTopicResult { topic: t.topic.clone(), partitions });
+            denied.push(refused(t, error));
             false
         }
     });
+    denied
+}
+
+fn produce(access: &Access, mut r: v1::ProduceRequest) -> Admitted {
+    let denied = take_refused(
+        access,
+        O::Write,
+        &mut r.topics,
+        |t| &t.topic,
+        |t, error| {
+            let partitions = t.partitions.iter().map(|p| v1::ProducePartitionResult {
+                partition: p.partition,
+                error: Some(error.clone()),
+                ..Default::default()
+            });
+            v1::ProduceTopicResult { topic: t.topic.clone(), partitions: partitions.collect() }
+        },
+    );
     Admitted { body: request::Body::Produce(r), patch: Patch::Produce(denied) }
 }
 
 fn fetch(access: &Access, mut r: v1::FetchRequest) -> Admitted {
-    let mut denied = Vec::new();
-    r.topics.retain(|t| match refusal(access, O::Read, &t.topic) {
-        None => true,
-        Some(error) => {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| v1::FetchPartitionResult {
-                    partition: p.partition,
-                    error: Some(error.clone()),
-                    ..Default::default()
-                })
-                .collect();
-            denied.push(v1::FetchTopicResult { topic: t.topic.clone(), partitions });
-            false
-        }
-    });
+    let denied = take_refused(
+        access,
+        O::Read,
+        &mut r.topics,
+        |t| &t.topic,
+        |t, error| {
+            let partitions = t.partitions.iter().map(|p| v1::FetchPartitionResult {
+                partition: p.partition,
+                error: Some(error.clone()),
+                ..Default::default()
+            });
+            v1::FetchTopicResult { topic: t.topic.clone(), partitions: partitions.collect() }
+        },
+    );
     Admitted { body: request::Body::Fetch(r), patch: Patch::Fetch(denied) }
 }
 
 fn list_offsets(access: &Access, mut r: v1::ListOffsetsRequest) -> Admitted {
-    let mut denied = Vec::new();
-    r.topics.retain(|t| match refusal(access, O::Describe, &t.topic) {
-        None => true,
-        Some(error) => {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| v1::ListOffsetsPartitionResult {
-                    partition: p.partition,
-                    error: Some(error.clone()),
-                    ..Default::default()
-                })
-                .collect();
-            denied.push(v1::ListOffsetsTopicResult { topic: t.topic.clone(), partitions });
-            false
-        }
-    });
+    let denied = take_refused(
+        access,
+        O::Describe,
+        &mut r.topics,
+        |t| &t.topic,
+        |t, error| {
+            let partitions = t.partitions.iter().map(|p| v1::ListOffsetsPartitionResult {
+                partition: p.partition,
+                error: Some(error.clone()),
+                ..Default::default()
+            });
+            v1::ListOffsetsTopicResult { topic: t.topic.clone(), partitions: partitions.collect() }
+        },
+    );
     Admitted { body: request::Body::ListOffsets(r), patch: Patch::ListOffsets(denied) }
 }
 
 fn offset_commit(access: &Access, mut r: v1::OffsetCommitRequest) -> Admitted {
-    let mut denied = Vec::new();
-    r.topics.retain(|t| match refusal(access, O::Read, &t.topic) {
-        None => true,
-        Some(error) => {
-            let partitions = t
-                .partitions
-                .iter()
-                .map(|p| v1::OffsetCommitPartitionResult {
-                    partition: p.partition,
-                    error: Some(error.clone()),
-                })
-                .collect();
-            denied.push(v1::OffsetCommitTopicResult { topic: t.topic.clone(), partitions });
-            false
-        }
-    });
+    let denied = take_refused(
+        access,
+        O::Read,
+        &mut r.topics,
+        |t| &t.topic,
+        |t, error| {
+            let partitions = t.partitions.iter().map(|p| v1::OffsetCommitPartitionResult {
+                partition: p.partition,
+                error: Some(error.clone()),
+            });
+            v1::OffsetCommitTopicResult { topic: t.topic.clone(), partitions: partitions.collect() }
+        },
+    );
     Admitted { body: request::Body::OffsetCommit(r), patch: Patch::OffsetCommit(denied) }
 }
 

@@ -54,6 +54,7 @@ mod producer_ids;
 pub mod quotas;
 pub mod security;
 pub mod server;
+mod service;
 pub mod sql;
 pub mod topic;
 mod topics;

@@ -70,9 +70,10 @@ usage: eddy [--broker ADDR] <command> ...
         version replays beside the serving one and takes over when caught up.
         --kafka-config FILE: librdkafka settings (key=value lines: security.protocol,
         sasl.mechanism, sasl.username, sasl.password, ssl.ca.location, ...)
-  processor verify NAME --kafka BOOTSTRAP [--kafka-config FILE]
+  processor verify NAME --kafka BOOTSTRAP [--kafka-config FILE] [--timeout-ms MS]
         rebuild the serving version from offset zero here and compare every table's
-        digest with the live instances' tables
+        digest with the live instances' tables (--timeout-ms: longest the rebuild may take
+        to reach the live tables' positions, default one hour)
   connector create NAME --source|--sink [--config FILE] [KEY=VALUE ...]
             | list | status NAME | pause NAME | resume NAME | drop NAME
         connectors run inside the broker (docs/connectors.md): PostgreSQL sources

@@ -10,6 +10,8 @@
 //! `deploy --wait` of a new version waits until it has replayed the log and serves, showing
 //! its progress (events, events/s, lag, ETA) on stderr when stderr is a terminal.
 
+use std::time::Duration;
+
 use anyhow::{Context, Result, bail};
 use eddy_client::Admin;
 use eddy_protocol::v1;
@@ -27,14 +29,14 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
         "run" => super::processor_run::run(parser, out).await,
         "replay" => replay(broker, parser, out).await,
         "verify" => {
-            let (name, kafka, kafka_config) = name_and_kafka(parser)?;
-            match kafka {
+            let args = verify_args(parser)?;
+            match args.kafka {
                 Some(kafka) => {
-                    let cluster =
-                        super::kafka_config::cluster_config(&kafka, kafka_config.as_deref())?;
-                    super::processor_verify::run(&name, cluster, out).await
+                    let file = args.kafka_config.as_deref();
+                    let cluster = super::kafka_config::cluster_config(&kafka, file)?;
+                    super::processor_verify::run(&args.name, cluster, args.timeout, out).await
                 }
-                None => verify(&Admin::new(connect(broker).await?), &name, out).await,
+                None => verify(&Admin::new(connect(broker).await?), &args.name, out).await,
             }
         }
         "rollback" => {
@@ -62,24 +64,37 @@ pub async fn run(broker: &str, parser: &mut lexopt::Parser, out: &mut Output) ->
     }
 }
 
-/// A NAME, an optional `--kafka BOOTSTRAP` and an optional `--kafka-config FILE`.
-fn name_and_kafka(
-    parser: &mut lexopt::Parser,
-) -> Result<(String, Option<String>, Option<std::path::PathBuf>)> {
+/// `processor verify`'s arguments.
+struct VerifyArgs {
+    name: String,
+    /// `--kafka BOOTSTRAP`: verify over a cluster rather than in the broker.
+    kafka: Option<String>,
+    /// `--kafka-config FILE`: the cluster's client settings.
+    kafka_config: Option<std::path::PathBuf>,
+    /// `--timeout-ms MS`: longest the rebuild over a cluster may take to catch up.
+    timeout: Duration,
+}
+
+/// A NAME, then `--kafka BOOTSTRAP`, `--kafka-config FILE`, `--timeout-ms MS`, all optional.
+fn verify_args(parser: &mut lexopt::Parser) -> Result<VerifyArgs> {
     use lexopt::prelude::*;
     let (mut name, mut kafka, mut kafka_config) = (None, None, None);
+    let mut timeout = None;
     while let Some(arg) = parser.next()? {
         match arg {
             Long("kafka") => kafka = Some(parser.value()?.string()?),
             Long("kafka-config") => kafka_config = Some(std::path::PathBuf::from(parser.value()?)),
+            Long("timeout-ms") => timeout = Some(Duration::from_millis(parser.value()?.parse()?)),
             Value(v) if name.is_none() => name = Some(v.string()?),
             other => return Err(other.unexpected().into()),
         }
     }
-    if kafka.is_none() && kafka_config.is_some() {
-        bail!("--kafka-config goes with --kafka BOOTSTRAP");
+    if kafka.is_none() && (kafka_config.is_some() || timeout.is_some()) {
+        bail!("--kafka-config and --timeout-ms go with --kafka BOOTSTRAP");
     }
-    Ok((name.context("processor verify needs a NAME")?, kafka, kafka_config))
+    let name = name.context("processor verify needs a NAME")?;
+    let timeout = timeout.unwrap_or(super::processor_verify::CATCH_UP);
+    Ok(VerifyArgs { name, kafka, kafka_config, timeout })
 }
 
 /// The spec `text` as its verify shadow: named `shadow`, without its `to` ops (a rebuild

@@ -25,13 +25,18 @@ use serde_json::Value;
 
 use super::{Output, connect_unauthenticated as connect};
 
-/// Longest the shadow is given to reach the live input offsets.
-const CATCH_UP: Duration = Duration::from_secs(3600);
+/// Longest the shadow is given to reach the live input offsets, unless `--timeout-ms` says.
+pub(crate) const CATCH_UP: Duration = Duration::from_secs(3600);
 
 /// Positions of the inputs a table reflects (topic, partition, next offset), sorted.
 type Offsets = Vec<(String, u32, u64)>;
 
-pub async fn run(name: &str, cluster: ClusterConfig, out: &mut Output) -> Result<()> {
+pub async fn run(
+    name: &str,
+    cluster: ClusterConfig,
+    catch_up: Duration,
+    out: &mut Output,
+) -> Result<()> {
     let logs = Arc::new(KafkaLogs::new(cluster)?);
     let (serving, text) = {
         let (logs, name) = (logs.clone(), name.to_owned());
@@ -51,7 +56,8 @@ pub async fn run(name: &str, cluster: ClusterConfig, out: &mut Output) -> Result
         })
         .await??
     };
-    let outcome = compare(&logs, &running, name, serving, &shadow, &tables).await;
+    let deadline = Instant::now() + catch_up;
+    let outcome = compare(&logs, &running, (name, serving), &shadow, &tables, deadline).await;
     let cleanup = tokio::task::spawn_blocking(move || -> Result<()> {
         running.stop()?;
         logs.delete_topics(&internal)?;
@@ -88,12 +94,11 @@ fn serving_spec(logs: &KafkaLogs, name: &str) -> Result<(u32, String)> {
 async fn compare(
     logs: &Arc<KafkaLogs>,
     running: &RunningProcessor,
-    name: &str,
-    serving: u32,
+    (name, serving): (&str, u32),
     shadow: &str,
     tables: &[String],
+    deadline: Instant,
 ) -> Result<(bool, Vec<String>)> {
-    let deadline = Instant::now() + CATCH_UP;
     loop {
         let live = live_tables(logs, name, serving, tables).await;
         let inputs = running_inputs(running);
@@ -126,11 +131,27 @@ async fn compare(
             return Ok((same, lines));
         }
         if Instant::now() > deadline {
-            let why = live.err().map(|e| format!(" ({e:#})")).unwrap_or_default();
-            bail!("the rebuild did not reach the live input offsets{why}");
+            // Say where each side stood, so a rebuild that stalls can be told from live
+            // instances that keep moving.
+            let live = match live {
+                Ok((offsets, _)) => format!("live tables at {}", show(&offsets)),
+                Err(e) => format!("live tables unknown ({e:#})"),
+            };
+            let end = if caught_up { "at" } else { "not yet at" };
+            bail!(
+                "the rebuild did not reach the live input offsets: {live}; rebuild at {} \
+                 ({end} the inputs' ends)",
+                show(&rebuilt)
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `topic/partition@offset` for each position.
+fn show(offsets: &Offsets) -> String {
+    let all: Vec<String> = offsets.iter().map(|(t, p, o)| format!("{t}/{p}@{o}")).collect();
+    if all.is_empty() { "no positions".to_owned() } else { all.join(" ") }
 }
 
 fn running_inputs(running: &RunningProcessor) -> Offsets {

@@ -128,6 +128,8 @@ fn check_answers(answers: &[(String, String, Answer)], expected: &BTreeMap<Strin
 fn check_verify(kafka: &str) {
     let verified = Command::new(eddy_binary())
         .args(["processor", "verify", "url-counts", "--kafka", kafka])
+        // A rebuild that cannot catch up fails with where each side stood, not a hang.
+        .args(["--timeout-ms", "180000"])
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&verified.stdout);

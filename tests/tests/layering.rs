@@ -94,6 +94,7 @@ const CRATES: &[(&str, &[&str])] = &[
             "connectors",
             "sql",
             "data",
+            "service",
             "guard",
             "broker",
             "wire",
