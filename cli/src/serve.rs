@@ -19,7 +19,7 @@ use anyhow::{Context, Result};
 use eddy_broker::config::Listen;
 use eddy_broker::security::tls::{ServerTls, TlsListener};
 use eddy_broker::{Broker, BrokerConfig, kafka, now_ms, server};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 
 pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
     use lexopt::prelude::*;
@@ -75,6 +75,21 @@ pub fn run(parser: &mut lexopt::Parser) -> Result<()> {
     runtime.block_on(serve(config))
 }
 
+/// How many connections each listener's accept queue holds: Linux's usual `somaxconn`, above
+/// tokio's 1,024 and std's 128, so that in a burst of connections (a flood's included) the
+/// kernel does not drop the SYNs of clients arriving beside it — a dropped SYN costs a client
+/// TCP's one-second retry (docs/benchmarks.md, "Connection floods"). The kernel caps it at
+/// `net.core.somaxconn`.
+const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `at` with [`LISTEN_BACKLOG`]; inside the runtime.
+fn bind(at: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if at.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(at)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 async fn serve(config: BrokerConfig) -> Result<()> {
     let maintenance_every = Duration::from_millis(config.maintenance_interval_ms);
     let tls = ServerTls::load(&config.tls)?;
@@ -96,18 +111,14 @@ async fn serve(config: BrokerConfig) -> Result<()> {
     let kafka = match config.kafka_listen {
         Listen::Off => None,
         Listen::At(at) => {
-            let listener = TcpListener::bind(at)
-                .await
-                .with_context(|| format!("binding the Kafka listener {at}"))?;
+            let listener = bind(at).with_context(|| format!("binding the Kafka listener {at}"))?;
             let bound = listener.local_addr()?;
             let advertised = kafka::Advertised::resolve(config.kafka_advertised.as_deref(), bound);
             say(&format!("eddy kafka listening on {bound}"));
             Some((listener, advertised))
         }
     };
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
+    let listener = bind(config.listen).with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     // A line for people and for scripts (and tests) that started the broker on port 0; the
     // last line printed at start, once every listener is bound.
@@ -178,9 +189,10 @@ impl Http {
         tls: Option<ServerTls>,
         auth_required: bool,
     ) -> Result<Http> {
-        let listener = std::net::TcpListener::bind(at)
+        // Bound here, in the broker's runtime; served on the HTTP listener's own runtime.
+        let listener = bind(at)
+            .and_then(TcpListener::into_std)
             .with_context(|| format!("binding the HTTP listener {at}"))?;
-        listener.set_nonblocking(true)?;
         say(&format!("eddy http listening on {}", listener.local_addr()?));
         let app = eddy_http::App::new(eddy_http::HttpLimits::default());
         app.set_auth_required(auth_required);
