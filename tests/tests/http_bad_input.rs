@@ -3,11 +3,13 @@
 //! native round trip is answered quickly throughout, the HTTP listener keeps its limits (slow
 //! clients are cut at the header timeout, huge headers refused, extra connections closed), and
 //! it answers again once the flood is over. Bounded: a fixed number of connections and
-//! requests, each with a deadline.
+//! requests, each with a deadline. The slow clients come from 127.0.0.2 and the unknown paths
+//! from 127.0.0.3, so that each attacker has its own share of the listener's connections (one
+//! address may hold 64; `broker_connection_flood.rs` tests that share).
 #![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -36,8 +38,35 @@ enum Outcome {
     Closed,
 }
 
+const SLOW_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+const UNKNOWN_SOURCE: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 3));
+
 fn exchange(addr: SocketAddr, request: &[u8]) -> Outcome {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, IO_LIMIT) else { return Outcome::Closed };
+    let Ok(s) = TcpStream::connect_timeout(&addr, IO_LIMIT) else { return Outcome::Closed };
+    exchange_on(s, request)
+}
+
+/// A blocking connection to `addr` from `source` (Linux answers on all of 127.0.0.0/8).
+fn connect_from(
+    runtime: &tokio::runtime::Runtime,
+    source: IpAddr,
+    addr: SocketAddr,
+) -> Option<TcpStream> {
+    runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind(SocketAddr::new(source, 0)).ok()?;
+        let stream = tokio::time::timeout(IO_LIMIT, socket.connect(addr)).await.ok()?.ok()?;
+        let stream = stream.into_std().ok()?;
+        stream.set_nonblocking(false).ok()?;
+        Some(stream)
+    })
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+fn exchange_on(mut s: TcpStream, request: &[u8]) -> Outcome {
     s.set_read_timeout(Some(IO_LIMIT)).unwrap();
     s.set_write_timeout(Some(IO_LIMIT)).unwrap();
     if s.write_all(request).is_err() {
@@ -60,9 +89,9 @@ fn read_status(s: &mut TcpStream) -> Outcome {
 /// Connections that send half a request head and then nothing: each must be closed by the
 /// server within [`SLOW_CUT`]. Returns how many were cut in time.
 fn slow_clients(addr: SocketAddr) -> usize {
-    let mut held: Vec<TcpStream> = (0..SLOW_CLIENTS)
-        .filter_map(|_| TcpStream::connect_timeout(&addr, IO_LIMIT).ok())
-        .collect();
+    let runtime = runtime();
+    let mut held: Vec<TcpStream> =
+        (0..SLOW_CLIENTS).filter_map(|_| connect_from(&runtime, SLOW_SOURCE, addr)).collect();
     for s in &mut held {
         let _ = s.write_all(b"GET /health HTTP/1.1\r\nHost: slow\r\nX-Wait: ");
     }
@@ -208,13 +237,15 @@ fn attack(http: SocketAddr) -> Attacks {
         (0..HUGE_HEADERS).map(|_| exchange(http, request.as_bytes())).collect::<Vec<_>>()
     });
     let unknown = spawn(move || {
+        let runtime = runtime();
         (0..UNKNOWN_PATHS)
             .map(|i| {
-                exchange(
-                    http,
-                    format!("GET /no/such/{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                        .as_bytes(),
-                )
+                let Some(s) = connect_from(&runtime, UNKNOWN_SOURCE, http) else {
+                    return Outcome::Closed;
+                };
+                let request =
+                    format!("GET /no/such/{i} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+                exchange_on(s, request.as_bytes())
             })
             .collect::<Vec<_>>()
     });
