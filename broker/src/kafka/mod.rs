@@ -14,8 +14,9 @@
 //! - Connection limits, timeouts and shutdown are the native listener's (with a budget of its
 //!   own): past `max_connections`, or `max_connections_per_ip` from one client address, a
 //!   connection is closed at once; a connection whose first request (with `auth.enabled`: its
-//!   authentication) is not complete within `handshake_timeout_ms` is closed; a connection silent for `idle_timeout_ms` is closed; on
-//!   shutdown the request being handled is answered, then the connection closes.
+//!   authentication) is not complete within `handshake_timeout_ms` is closed; a connection
+//!   silent for `idle_timeout_ms` is closed; on shutdown the request being handled is answered,
+//!   then the connection closes.
 //! - With TLS ([`serve_with`]; Kafka's `security.protocol=SSL`), every connection is TLS: the
 //!   TLS handshake counts toward `handshake_timeout_ms`, a client whose first byte is not a TLS
 //!   handshake record (a plaintext client) is closed with a log line naming it (Kafka has no
@@ -429,8 +430,7 @@ impl Connection {
             // The handshake is over with the first request, and where the listener requires
             // authentication, once the connection has authenticated: a client that starts SASL
             // and never finishes is closed at the deadline.
-            let authenticated = !self.context.broker.config().auth.enabled
-                || self.principal != Principal::Anonymous;
+            let authenticated = self.principal.may_run(self.context.broker.config().auth.enabled);
             if authenticated || !matches!(timed_out, Close::Handshake) {
                 timed_out = Close::Idle;
                 deadline = Instant::now() + idle;

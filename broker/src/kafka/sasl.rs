@@ -93,8 +93,7 @@ impl Connection {
             self.context.broker.meters().kafka_request(key, refused, started.elapsed());
             return screened;
         }
-        let required = self.context.broker.config().auth.enabled
-            && self.principal == Principal::Anonymous
+        let required = !self.principal.may_run(self.context.broker.config().auth.enabled)
             && key != ApiKey::ApiVersions as i16
             && !sasl.contains(&key);
         match &self.sasl {

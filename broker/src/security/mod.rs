@@ -50,6 +50,14 @@ impl Principal {
         Principal::User(Arc::from(name))
     }
 
+    /// Whether a connection acting as this principal may run any request on a listener whose
+    /// `auth.enabled` is `auth_required`: it authenticated (SASL or a client certificate), or
+    /// the listener does not ask it to. Until then only ApiVersions and SASL's requests run,
+    /// and the handshake deadline still applies.
+    pub fn may_run(&self, auth_required: bool) -> bool {
+        !auth_required || *self != Principal::Anonymous
+    }
+
     /// The user name, for a [`Principal::User`].
     pub fn name(&self) -> Option<&str> {
         match self {

@@ -49,10 +49,9 @@ impl Connection {
         tx.send(frame).await.map_err(|_| Close::WriterGone).map(|()| None)
     }
 
-    /// Whether the connection may run any request: it authenticated, or the listener does not
-    /// require it.
+    /// Whether the connection may run any request ([`Principal::may_run`]).
     pub(super) fn authenticated_or_open(&self) -> bool {
-        !self.broker.config().auth.enabled || self.principal != Principal::Anonymous
+        self.principal.may_run(self.broker.config().auth.enabled)
     }
 
     /// Refuses `body` if it may not run yet: on a listener that requires authentication, only
